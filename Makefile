@@ -1,0 +1,56 @@
+# accelpool: `make setup`, then `make test`. See README.md.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Parallel pytest workers; 2-core machines are the target.
+JOBS   ?= auto
+SIM    ?= verilator
+export SIM
+
+.PHONY: setup test regress verilog sim bench clean help
+
+help:
+	@echo "make setup    virtual environment, pinned dependencies, simulators"
+	@echo "make test     the test suite (amaranth.sim and cocotb on Verilator and Icarus)"
+	@echo "make regress  the test suite plus long regressions (marked slow)"
+	@echo "make verilog  Verilog for every hardware block into sim_build/verilog/"
+	@echo "make sim      the main job on the default model and pool"
+	@echo "make bench    benchmarks: figures printed and written to bench/results/"
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VPY)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Icarus Verilog from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; \
+	  else \
+	    echo "Icarus Verilog (iverilog) is missing and this is not root: run 'sudo apt-get install iverilog', then 'make setup' again" >&2; \
+	    exit 1; \
+	  fi; }
+	@$(VPY) -m tb.toolchain
+
+test: setup
+	$(VPY) -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
+
+regress: setup
+	$(VPY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+verilog: setup
+	$(VPY) -m hw.verilog --out sim_build/verilog --lint
+
+sim: setup
+	$(VPY) -m sched.cli sim
+
+bench: setup
+	$(VPY) -m bench
+
+clean:
+	rm -rf sim_build .pytest_cache

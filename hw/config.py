@@ -1,0 +1,381 @@
+"""Pool configuration: the one description of the hardware that both ``hw`` and ``sched`` read.
+
+A pool config is a TOML file (see ``configs/default.toml``)::
+
+    name = "default"
+    clock_mhz = 500
+
+    [mesh]
+    cols = 3            # x extent
+    rows = 3            # y extent
+    flit_bits = 64
+    buffer_flits = 4
+
+    [[tile]]
+    name = "dmu0"
+    kind = "dmu"
+    x = 0
+    y = 0
+    scratchpad_bytes = 65536
+    rows = 8
+    cols = 8
+
+Every key is validated; an unknown key, a wrong type, a value out of range, two tiles on
+one coordinate or a coordinate outside the mesh raises :class:`ConfigError` naming the
+offending key (``tile[2].x``) and what is accepted.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = [
+    "ConfigError", "UnitKind", "DType", "MeshConfig", "TileConfig", "PoolConfig",
+    "load_config", "parse_config", "DEFAULT_CONFIG", "UNIT_DTYPES", "UNIT_PARAMS",
+]
+
+#: The repository's ``configs/`` folder and its default pool.
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
+
+
+class ConfigError(ValueError):
+    """A pool config that cannot be used; the message names the key and what is accepted."""
+
+
+class UnitKind(enum.Enum):
+    """Kinds of tile in the pool. The value is the hardware kind code in the capability registers."""
+
+    MEMORY = 0
+    DMU = 1
+    LPU = 2
+    SMU = 3
+    CE = 4
+    AFU = 5
+    GNN = 6
+
+    @property
+    def key(self) -> str:
+        """The lower-case name used in config files (``"dmu"``)."""
+        return self.name.lower()
+
+    @classmethod
+    def from_key(cls, key: str) -> "UnitKind":
+        """Look up a kind by its config name."""
+        try:
+            return cls[key.upper()]
+        except KeyError:
+            raise ValueError(f"Unknown unit kind {key!r}; accepted: "
+                             f"{', '.join(k.key for k in cls)}") from None
+
+
+class DType(enum.Enum):
+    """Element data types. The value is the bit position in the capability registers' dtype mask."""
+
+    BF16 = 0
+    FP32 = 1
+    INT8 = 2
+    INT32 = 3
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+    @property
+    def bytes(self) -> int:
+        return {DType.BF16: 2, DType.FP32: 4, DType.INT8: 1, DType.INT32: 4}[self]
+
+    @classmethod
+    def from_key(cls, key: str) -> "DType":
+        try:
+            return cls[key.upper()]
+        except KeyError:
+            raise ValueError(f"Unknown data type {key!r}; accepted: "
+                             f"{', '.join(d.key for d in cls)}") from None
+
+
+#: The input data types each unit kind can be built to accept (first listed is the default set).
+UNIT_DTYPES: Mapping[UnitKind, tuple[DType, ...]] = MappingProxyType({
+    UnitKind.MEMORY: (),
+    UnitKind.DMU: (DType.BF16,),
+    UnitKind.LPU: (DType.INT8,),
+    UnitKind.SMU: (DType.BF16,),
+    UnitKind.CE: (DType.INT8,),
+    UnitKind.AFU: (DType.BF16, DType.INT8),
+    UnitKind.GNN: (DType.BF16, DType.FP32),
+})
+
+
+@dataclass(frozen=True)
+class _Param:
+    """Schema of one integer unit parameter."""
+
+    default: int
+    lo: int
+    hi: int
+    power_of_two: bool = False
+    doc: str = ""
+
+    def check(self, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, not {value!r}")
+        if not self.lo <= value <= self.hi:
+            raise ConfigError(f"{key} must be between {self.lo} and {self.hi}, not {value!r}")
+        if self.power_of_two and value & (value - 1):
+            raise ConfigError(f"{key} must be a power of two, not {value!r}")
+        return value
+
+
+_SPAD = _Param(65536, 1024, 1 << 22, power_of_two=True, doc="scratchpad size in bytes")
+
+#: Per-kind integer parameters (beyond name, kind, x, y, dtypes) with defaults and ranges.
+UNIT_PARAMS: Mapping[UnitKind, Mapping[str, _Param]] = MappingProxyType({
+    UnitKind.MEMORY: {"bytes": _Param(1 << 20, 4096, 1 << 28, power_of_two=True,
+                                      doc="global memory size in bytes")},
+    UnitKind.DMU: {"scratchpad_bytes": _SPAD,
+                   "rows": _Param(8, 1, 64, doc="systolic array rows"),
+                   "cols": _Param(8, 1, 64, doc="systolic array columns")},
+    UnitKind.LPU: {"scratchpad_bytes": _SPAD,
+                   "rows": _Param(8, 1, 64, doc="INT8 array rows"),
+                   "cols": _Param(16, 1, 64, doc="INT8 array columns")},
+    UnitKind.SMU: {"scratchpad_bytes": _SPAD,
+                   "lanes": _Param(64, 1, 1024, doc="BF16 multipliers")},
+    UnitKind.CE: {"scratchpad_bytes": _SPAD,
+                  "oc_lanes": _Param(8, 1, 64, doc="output channels computed in parallel"),
+                  "ic_lanes": _Param(8, 1, 64, doc="input channels reduced in parallel")},
+    UnitKind.AFU: {"scratchpad_bytes": _SPAD,
+                   "lanes": _Param(8, 1, 64, doc="elements per cycle")},
+    UnitKind.GNN: {"scratchpad_bytes": _SPAD,
+                   "lanes": _Param(8, 1, 64, doc="features per cycle")},
+})
+
+_MESH_PARAMS: Mapping[str, _Param] = {
+    "cols": _Param(3, 1, 16, doc="mesh width (x extent)"),
+    "rows": _Param(3, 1, 16, doc="mesh height (y extent)"),
+    "flit_bits": _Param(64, 32, 512, power_of_two=True, doc="flit payload width"),
+    "buffer_flits": _Param(4, 2, 64, doc="input buffer depth per router port"),
+}
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """The mesh network-on-chip: ``cols`` x ``rows`` routers."""
+
+    cols: int
+    rows: int
+    flit_bits: int
+    buffer_flits: int
+
+    def hops(self, a: tuple[int, int], b: tuple[int, int]) -> int:
+        """Router-to-router hops between two coordinates under XY routing."""
+        return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """One tile: a unit (or the memory) at mesh coordinate (x, y)."""
+
+    name: str
+    kind: UnitKind
+    x: int
+    y: int
+    dtypes: tuple[DType, ...]
+    params: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def at(self) -> tuple[int, int]:
+        return (self.x, self.y)
+
+    def __getitem__(self, key: str) -> int:
+        return self.params[key]
+
+    @property
+    def scratchpad_bytes(self) -> int:
+        return self.params.get("scratchpad_bytes", 0)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """A validated pool description."""
+
+    name: str
+    clock_mhz: float
+    mesh: MeshConfig
+    tiles: tuple[TileConfig, ...]
+    source: str = "<dict>"
+
+    def tile(self, name: str) -> TileConfig:
+        """The tile called ``name``."""
+        for t in self.tiles:
+            if t.name == name:
+                return t
+        raise KeyError(f"No tile named {name!r} in pool {self.name!r}; tiles: "
+                       f"{', '.join(t.name for t in self.tiles)}")
+
+    def tiles_of(self, kind: UnitKind) -> tuple[TileConfig, ...]:
+        """All tiles of one kind, in config order."""
+        return tuple(t for t in self.tiles if t.kind is kind)
+
+    @property
+    def memory(self) -> TileConfig:
+        """The memory tile (exactly one per pool)."""
+        return self.tiles_of(UnitKind.MEMORY)[0]
+
+    @property
+    def units(self) -> tuple[TileConfig, ...]:
+        """The compute tiles (everything but the memory)."""
+        return tuple(t for t in self.tiles if t.kind is not UnitKind.MEMORY)
+
+    def at(self, x: int, y: int) -> TileConfig | None:
+        """The tile at (x, y), or None for a router with no tile."""
+        for t in self.tiles:
+            if (t.x, t.y) == (x, y):
+                return t
+        return None
+
+
+def _check_keys(where: str, table: Mapping[str, Any], accepted: list[str]) -> None:
+    for key in table:
+        if key not in accepted:
+            raise ConfigError(f"{where}{key}: unknown key; accepted keys: {', '.join(accepted)}")
+
+
+def _check_str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string, not {value!r}")
+    return value
+
+
+def parse_config(doc: Mapping[str, Any], source: str = "<dict>") -> PoolConfig:
+    """Validate a parsed TOML document and build a :class:`PoolConfig`.
+
+    Parameters
+    ----------
+    doc : mapping
+        The document as :func:`tomllib.loads` returns it.
+    source : str
+        Where it came from, used in error messages.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key and what is accepted.
+    """
+    try:
+        return _parse(doc)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _parse(doc: Mapping[str, Any]) -> PoolConfig:
+    _check_keys("", doc, ["name", "clock_mhz", "mesh", "tile"])
+    name = _check_str("name", doc.get("name", "pool"))
+    clock = doc.get("clock_mhz", 500)
+    if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not 0 < clock <= 10000:
+        raise ConfigError(f"clock_mhz must be a number in (0, 10000], not {clock!r}")
+
+    mesh_doc = doc.get("mesh")
+    if not isinstance(mesh_doc, dict):
+        raise ConfigError(f"mesh must be a table with keys {', '.join(_MESH_PARAMS)}, not {mesh_doc!r}")
+    _check_keys("mesh.", mesh_doc, list(_MESH_PARAMS))
+    mesh = MeshConfig(**{k: p.check(f"mesh.{k}", mesh_doc.get(k, p.default))
+                         for k, p in _MESH_PARAMS.items()})
+
+    tiles_doc = doc.get("tile")
+    if not isinstance(tiles_doc, list) or not tiles_doc:
+        raise ConfigError(f"tile must be an array of tables ([[tile]]), not {tiles_doc!r}")
+    tiles: list[TileConfig] = []
+    seen_names: dict[str, int] = {}
+    seen_at: dict[tuple[int, int], int] = {}
+    for i, t in enumerate(tiles_doc):
+        where = f"tile[{i}]"
+        if not isinstance(t, dict):
+            raise ConfigError(f"{where} must be a table, not {t!r}")
+        kind_key = t.get("kind")
+        if kind_key is None:
+            raise ConfigError(f"{where}.kind is missing; accepted: "
+                              f"{', '.join(k.key for k in UnitKind)}")
+        try:
+            kind = UnitKind.from_key(_check_str(f"{where}.kind", kind_key))
+        except ValueError as e:
+            raise ConfigError(f"{where}.kind: {e}") from None
+        params_schema = UNIT_PARAMS[kind]
+        accepted = ["name", "kind", "x", "y"] + (["dtypes"] if UNIT_DTYPES[kind] else []) \
+            + list(params_schema)
+        _check_keys(f"{where}.", t, accepted)
+        tname = _check_str(f"{where}.name", t.get("name", f"{kind.key}{i}"))
+        if not tname.isidentifier():
+            raise ConfigError(f"{where}.name must be an identifier (letters, digits, _), not {tname!r}")
+        if tname in seen_names:
+            raise ConfigError(f"{where}.name: {tname!r} is already used by tile[{seen_names[tname]}]")
+        seen_names[tname] = i
+        coord = []
+        for axis, extent in (("x", mesh.cols), ("y", mesh.rows)):
+            if axis not in t:
+                raise ConfigError(f"{where}.{axis} is missing; accepted: 0..{extent - 1}")
+            v = t[axis]
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{where}.{axis} must be an integer, not {v!r}")
+            if not 0 <= v < extent:
+                raise ConfigError(f"{where}.{axis}: {v} is outside the {mesh.cols}x{mesh.rows} "
+                                  f"mesh; accepted: 0..{extent - 1}")
+            coord.append(v)
+        at = (coord[0], coord[1])
+        if at in seen_at:
+            raise ConfigError(f"{where}: ({at[0]}, {at[1]}) is already taken by "
+                              f"tile[{seen_at[at]}]; one tile per coordinate")
+        seen_at[at] = i
+        supported = UNIT_DTYPES[kind]
+        dtypes_doc = t.get("dtypes", [d.key for d in supported])
+        if supported and (not isinstance(dtypes_doc, list) or not dtypes_doc):
+            raise ConfigError(f"{where}.dtypes must be a non-empty list of strings, not {dtypes_doc!r}")
+        dtypes = []
+        for d in dtypes_doc:
+            try:
+                dt = DType.from_key(_check_str(f"{where}.dtypes", d))
+            except ValueError:
+                dt = None
+            if dt not in supported:
+                raise ConfigError(f"{where}.dtypes: {d!r} is not supported by a {kind.key}; "
+                                  f"accepted: {', '.join(s.key for s in supported)}")
+            dtypes.append(dt)
+        params = {k: p.check(f"{where}.{k}", t.get(k, p.default)) for k, p in params_schema.items()}
+        tiles.append(TileConfig(tname, kind, at[0], at[1], tuple(dtypes), MappingProxyType(params)))
+
+    mems = [t for t in tiles if t.kind is UnitKind.MEMORY]
+    if len(mems) != 1:
+        raise ConfigError(f"tile: a pool needs exactly one tile of kind 'memory', found {len(mems)}")
+    return PoolConfig(name, float(clock), mesh, tuple(tiles))
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> PoolConfig:
+    """Read and validate a pool config file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TOML file; a bare name such as ``"default"`` is looked up in ``configs/``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not valid TOML, or fails validation.
+    """
+    p = Path(path)
+    if not p.exists() and not p.suffix and (CONFIG_DIR / f"{p.name}.toml").exists():
+        p = CONFIG_DIR / f"{p.name}.toml"
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read pool config ({e.strerror})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    cfg = parse_config(doc, source=str(p))
+    return PoolConfig(cfg.name, cfg.clock_mhz, cfg.mesh, cfg.tiles, source=str(p))

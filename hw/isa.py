@@ -1,0 +1,384 @@
+"""The tile command encoding: one definition for the hardware decoder and the Python encoder.
+
+Every command is one 256-bit word (:data:`COMMAND_BITS`), stored little-endian in 32
+bytes. The word is the :data:`CommandLayout` struct: a 4-bit :class:`Opcode` and a body
+whose meaning depends on it.
+
+========  =====================================================================
+opcode    body
+========  =====================================================================
+NOP       nothing
+LOAD      copy ``length`` bytes from tile (x, y) address ``remote_addr`` into
+          the local scratchpad at ``spad_addr`` (normally from the memory tile)
+STORE     copy ``length`` bytes from the local scratchpad at ``spad_addr`` to
+          tile (x, y) address ``remote_addr`` (memory or another tile's scratchpad)
+EXEC      run the tile's unit: ``func`` selects the operation, ``args`` (240 bits)
+          is the unit's own argument struct (operand addresses, shapes, flags)
+WAIT      stall until local token counter ``token`` >= ``count``, then subtract
+          ``count``
+SIGNAL    send a token to tile (x, y): its counter ``token`` grows by ``count``;
+          delivered after every earlier STORE of this tile to the same destination
+END       the stream is finished
+========  =====================================================================
+
+A unit module declares its EXEC operations and argument layout once with
+:func:`define_exec`; the hardware views ``body.exec.args`` through that layout and
+:func:`exec_cmd` encodes through the same one. Unit modules follow the naming
+convention ``hw/<kind>.py`` (``hw/dmu.py``), so a disassembler can find the layout of
+any unit kind by importing that module.
+
+Python side::
+
+    >>> from hw.isa import load, end, assemble, disassemble
+    >>> words = assemble([load(spad_addr=0, x=1, y=1, remote_addr=0x100, length=64), end()])
+    >>> [c.listing() for c in disassemble(words)]
+    ['LOAD   spad=0x000000 <- (1,1):0x00000100 len=64', 'END']
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from amaranth.hdl import Shape
+from amaranth.lib import data, enum
+
+from .config import UnitKind
+
+__all__ = [
+    "COMMAND_BITS", "COMMAND_BYTES", "EXEC_ARGS_BITS", "Opcode", "CommandLayout",
+    "EncodingError", "Command", "ExecSpec", "define_exec", "exec_spec",
+    "nop", "load", "store", "exec_cmd", "wait", "signal", "end",
+    "encode", "decode", "assemble", "disassemble", "listing",
+]
+
+COMMAND_BITS = 256
+COMMAND_BYTES = COMMAND_BITS // 8
+EXEC_ARGS_BITS = 240
+
+#: Widths of address and length fields, shared with the DMA engines.
+SPAD_ADDR_BITS = 24
+REMOTE_ADDR_BITS = 32
+LENGTH_BITS = 24
+COORD_BITS = 4
+TOKEN_BITS = 8
+COUNT_BITS = 16
+
+
+class EncodingError(ValueError):
+    """A command field whose value does not fit its encoding, or a word that does not decode."""
+
+
+class Opcode(enum.Enum, shape=4):
+    """Command opcodes."""
+
+    NOP = 0
+    LOAD = 1
+    STORE = 2
+    EXEC = 3
+    WAIT = 4
+    SIGNAL = 5
+    END = 15
+
+
+DmaBody = data.StructLayout({
+    "spad_addr": SPAD_ADDR_BITS,
+    "x": COORD_BITS,
+    "y": COORD_BITS,
+    "remote_addr": REMOTE_ADDR_BITS,
+    "length": LENGTH_BITS,
+})
+
+ExecBody = data.StructLayout({
+    "func": 8,
+    "args": EXEC_ARGS_BITS,
+})
+
+WaitBody = data.StructLayout({
+    "token": TOKEN_BITS,
+    "count": COUNT_BITS,
+})
+
+SignalBody = data.StructLayout({
+    "x": COORD_BITS,
+    "y": COORD_BITS,
+    "token": TOKEN_BITS,
+    "count": COUNT_BITS,
+})
+
+_BODIES: dict[Opcode, data.StructLayout | None] = {
+    Opcode.NOP: None,
+    Opcode.LOAD: DmaBody,
+    Opcode.STORE: DmaBody,
+    Opcode.EXEC: ExecBody,
+    Opcode.WAIT: WaitBody,
+    Opcode.SIGNAL: SignalBody,
+    Opcode.END: None,
+}
+
+BodyLayout = data.UnionLayout({
+    "load": DmaBody,
+    "store": DmaBody,
+    "exec": ExecBody,
+    "wait": WaitBody,
+    "signal": SignalBody,
+})
+
+#: The command word. Hardware decodes with ``data.View(CommandLayout, word)``.
+CommandLayout = data.StructLayout({
+    "opcode": Opcode,
+    "body": BodyLayout,
+    "reserved": COMMAND_BITS - Opcode.as_shape().width - BodyLayout.size,
+})
+assert CommandLayout.size == COMMAND_BITS
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """The EXEC operations and argument layout of one unit kind."""
+
+    kind: UnitKind
+    funcs: type  # an amaranth enum.Enum with shape 8 or less
+    args: data.StructLayout
+
+
+_EXEC: dict[UnitKind, ExecSpec] = {}
+
+
+def define_exec(kind: UnitKind, funcs: type, args: data.StructLayout) -> ExecSpec:
+    """Declare a unit kind's EXEC operations and argument struct (called once by ``hw/<kind>.py``).
+
+    Raises
+    ------
+    ValueError
+        If the argument struct is wider than :data:`EXEC_ARGS_BITS` or the function enum
+        is wider than 8 bits.
+    """
+    if not isinstance(args, data.StructLayout):
+        raise TypeError(f"EXEC arguments must be a data.StructLayout, not {args!r}")
+    if args.size > EXEC_ARGS_BITS:
+        raise ValueError(f"EXEC arguments of {kind.key} take {args.size} bits; "
+                         f"at most {EXEC_ARGS_BITS} fit")
+    if Shape.cast(funcs).width > 8:
+        raise ValueError(f"EXEC functions of {kind.key} must fit in 8 bits")
+    spec = ExecSpec(kind, funcs, args)
+    _EXEC[kind] = spec
+    return spec
+
+
+def exec_spec(kind: UnitKind) -> ExecSpec:
+    """The EXEC spec of ``kind``, importing ``hw/<kind>.py`` if it has not declared it yet."""
+    if kind not in _EXEC:
+        try:
+            importlib.import_module(f"hw.{kind.key}")
+        except ModuleNotFoundError:
+            pass
+    if kind not in _EXEC:
+        raise EncodingError(f"No EXEC operations are defined for unit kind {kind.key!r}; "
+                            f"defined: {', '.join(k.key for k in _EXEC) or 'none'}")
+    return _EXEC[kind]
+
+
+def _check_field(path: str, shape: Any, value: Any) -> Any:
+    """Check ``value`` fits ``shape`` and return it in the form ``Layout.const`` accepts."""
+    if isinstance(shape, data.StructLayout):
+        if not isinstance(value, Mapping):
+            raise EncodingError(f"{path} must be a mapping of fields "
+                                f"({', '.join(n for n, _ in shape)}), not {value!r}")
+        names = [n for n, _ in shape]
+        for k in value:
+            if k not in names:
+                raise EncodingError(f"{path}.{k}: no such field; fields: {', '.join(names)}")
+        return {n: _check_field(f"{path}.{n}", f.shape, value.get(n, 0)) for n, f in shape}
+    if isinstance(shape, type) and issubclass(shape, enum.Enum):
+        if isinstance(value, str):
+            try:
+                return shape[value.upper()]
+            except KeyError:
+                pass
+        elif isinstance(value, shape):
+            return value
+        raise EncodingError(f"{path} must be one of {', '.join(m.name for m in shape)}, "
+                            f"not {value!r}")
+    s = Shape.cast(shape)
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, int):
+        raise EncodingError(f"{path} must be an integer, not {value!r}")
+    lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed else (0, (1 << s.width) - 1)
+    if not lo <= value <= hi:
+        raise EncodingError(f"{path}: {value} does not fit in {s.width} "
+                            f"{'signed ' if s.signed else ''}bits ({lo}..{hi})")
+    return value
+
+
+def _to_python(shape: Any, view: Any) -> Any:
+    """Turn a decoded ``data.Const`` field back into plain Python (dicts, ints, enum members)."""
+    if isinstance(shape, data.StructLayout):
+        return {n: _to_python(f.shape, view[n]) for n, f in shape}
+    return view
+
+
+@dataclass(frozen=True)
+class Command:
+    """One decoded or to-be-encoded command.
+
+    ``fields`` holds the body's fields; for EXEC it is ``{"func": member, "args": {...}}``
+    and ``kind`` names the unit kind whose argument layout applies.
+    """
+
+    opcode: Opcode
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    kind: UnitKind | None = None
+
+    def encode(self) -> int:
+        """The 256-bit command word as an integer."""
+        body_layout = _BODIES[self.opcode]
+        body: dict[str, Any] = {}
+        if self.opcode is Opcode.EXEC:
+            if self.kind is None:
+                raise EncodingError("EXEC needs the unit kind whose arguments it carries")
+            spec = exec_spec(self.kind)
+            func = _check_field(f"EXEC.{self.kind.key}.func", spec.funcs, self.fields.get("func"))
+            args = _check_field(f"EXEC.{self.kind.key}.args", spec.args, self.fields.get("args", {}))
+            body = {"exec": {"func": func.value, "args": spec.args.const(args).as_value().value}}
+        elif body_layout is not None:
+            checked = _check_field(self.opcode.name, body_layout, dict(self.fields))
+            body = {self.opcode.name.lower(): checked}
+        elif self.fields:
+            raise EncodingError(f"{self.opcode.name} takes no fields, not {dict(self.fields)!r}")
+        return CommandLayout.const({"opcode": self.opcode, "body": body}).as_value().value
+
+    def listing(self) -> str:
+        """A readable one-line form, as a disassembler prints it."""
+        f = self.fields
+        op = f"{self.opcode.name:<6}"
+        if self.opcode in (Opcode.NOP, Opcode.END):
+            return self.opcode.name
+        if self.opcode is Opcode.LOAD:
+            return (f"{op} spad=0x{f['spad_addr']:06x} <- ({f['x']},{f['y']}):"
+                    f"0x{f['remote_addr']:08x} len={f['length']}")
+        if self.opcode is Opcode.STORE:
+            return (f"{op} spad=0x{f['spad_addr']:06x} -> ({f['x']},{f['y']}):"
+                    f"0x{f['remote_addr']:08x} len={f['length']}")
+        if self.opcode is Opcode.WAIT:
+            return f"{op} token={f['token']} count={f['count']}"
+        if self.opcode is Opcode.SIGNAL:
+            return f"{op} ({f['x']},{f['y']}) token={f['token']} count={f['count']}"
+        func = f["func"]
+        fname = func.name.lower() if hasattr(func, "name") else str(func)
+        args = " ".join(f"{k}={_fmt(v)}" for k, v in _flatten(f.get("args", {})))
+        kind = self.kind.key if self.kind else "?"
+        return f"{op} {kind}.{fname} {args}".rstrip()
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _fmt(v: Any) -> str:
+    if hasattr(v, "name"):
+        return v.name.lower()
+    return str(v)
+
+
+def nop() -> Command:
+    """A command that does nothing."""
+    return Command(Opcode.NOP)
+
+
+def load(*, spad_addr: int, x: int, y: int, remote_addr: int, length: int) -> Command:
+    """LOAD ``length`` bytes from tile (x, y) at ``remote_addr`` into the scratchpad at ``spad_addr``."""
+    return Command(Opcode.LOAD, dict(spad_addr=spad_addr, x=x, y=y, remote_addr=remote_addr,
+                                     length=length))
+
+
+def store(*, spad_addr: int, x: int, y: int, remote_addr: int, length: int) -> Command:
+    """STORE ``length`` bytes from the scratchpad at ``spad_addr`` to tile (x, y) at ``remote_addr``."""
+    return Command(Opcode.STORE, dict(spad_addr=spad_addr, x=x, y=y, remote_addr=remote_addr,
+                                      length=length))
+
+
+def exec_cmd(kind: UnitKind, func: Any, **args: Any) -> Command:
+    """EXEC ``func`` on a unit of ``kind`` with the unit's named arguments."""
+    return Command(Opcode.EXEC, {"func": func, "args": args}, kind)
+
+
+def wait(*, token: int, count: int = 1) -> Command:
+    """WAIT until local token ``token`` reaches ``count``, then consume it."""
+    return Command(Opcode.WAIT, dict(token=token, count=count))
+
+
+def signal(*, x: int, y: int, token: int, count: int = 1) -> Command:
+    """SIGNAL tile (x, y): add ``count`` to its token ``token``."""
+    return Command(Opcode.SIGNAL, dict(x=x, y=y, token=token, count=count))
+
+
+def end() -> Command:
+    """END of the command stream."""
+    return Command(Opcode.END)
+
+
+def encode(cmd: Command) -> int:
+    """Encode one command into its 256-bit word."""
+    return cmd.encode()
+
+
+def decode(word: int, kind: UnitKind | None = None) -> Command:
+    """Decode one 256-bit word; ``kind`` names the unit whose EXEC arguments apply.
+
+    Raises
+    ------
+    EncodingError
+        For a word wider than 256 bits, an unknown opcode or EXEC function, or an EXEC
+        word decoded without a unit kind.
+    """
+    if not 0 <= word < (1 << COMMAND_BITS):
+        raise EncodingError(f"A command word is {COMMAND_BITS} bits, not {word!r}")
+    opcode_raw = word & 0xF
+    try:
+        opcode = Opcode(opcode_raw)
+    except ValueError:
+        raise EncodingError(f"Unknown opcode {opcode_raw}; accepted: "
+                            f"{', '.join(f'{o.name}={o.value}' for o in Opcode)}") from None
+    view = CommandLayout.from_bits(word)
+    body_layout = _BODIES[opcode]
+    if opcode is Opcode.EXEC:
+        if kind is None:
+            raise EncodingError("An EXEC word can only be decoded knowing the tile's unit kind")
+        spec = exec_spec(kind)
+        raw_func = view.body.exec.func
+        try:
+            func = spec.funcs(raw_func)
+        except ValueError:
+            raise EncodingError(f"Unknown {kind.key} EXEC function {raw_func}; accepted: "
+                                f"{', '.join(f'{m.name}={m.value}' for m in spec.funcs)}") from None
+        args_view = spec.args.from_bits(view.body.exec.args)
+        return Command(opcode, {"func": func, "args": _to_python(spec.args, args_view)}, kind)
+    if body_layout is None:
+        return Command(opcode)
+    return Command(opcode, _to_python(body_layout, view.body[opcode.name.lower()]))
+
+
+def assemble(cmds: Iterable[Command]) -> bytes:
+    """Encode a command stream into bytes (32 bytes per command, little-endian)."""
+    return b"".join(c.encode().to_bytes(COMMAND_BYTES, "little") for c in cmds)
+
+
+def disassemble(blob: bytes, kind: UnitKind | None = None) -> list[Command]:
+    """Decode a command stream produced by :func:`assemble`."""
+    if len(blob) % COMMAND_BYTES:
+        raise EncodingError(f"A command stream is a multiple of {COMMAND_BYTES} bytes, "
+                            f"not {len(blob)}")
+    return [decode(int.from_bytes(blob[i:i + COMMAND_BYTES], "little"), kind)
+            for i in range(0, len(blob), COMMAND_BYTES)]
+
+
+def listing(cmds: Iterable[Command]) -> str:
+    """A numbered, readable listing of a command stream."""
+    return "\n".join(f"{i:5d}  {c.listing()}" for i, c in enumerate(cmds))
