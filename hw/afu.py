@@ -196,11 +196,15 @@ class ActivationUnit(wiring.Component):
         table = Signal(256 * 8 if WBY <= 256 else WBY * 8)
         pipe = Signal(self.LATENCY)            # valid bits of the stages in flight
 
-        m.d.comb += self.cmd.ready.eq(0)
+        # `idle` is a register rather than a decode of the FSM state: Icarus never evaluates
+        # a combinational block whose only input keeps its initial value, which would
+        # leave `cmd.ready` X until the first command.
+        idle = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(idle)
         with m.FSM(name="afu"):
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
+                    m.d.sync += idle.eq(0)
                     m.d.sync += [func.eq(self.cmd.payload.func), args.eq(self.cmd.payload.args)]
                     m.next = "SETUP"
             with m.State("SETUP"):
@@ -226,6 +230,7 @@ class ActivationUnit(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(pipe == 0):
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~self.cmd.ready)
 

@@ -247,11 +247,15 @@ class ConvEngine(wiring.Component):
         m.d.comb += pipe_busy.eq(s1_valid | s2_valid | s3_valid | s4_valid)
 
         # ---------------- control FSM ----------------
-        m.d.comb += self.cmd.ready.eq(0)
+        # `idle` is a register rather than a decode of the FSM state: Icarus never evaluates
+        # a combinational block whose only input keeps its initial value, which would
+        # leave `cmd.ready` X until the first command.
+        idle = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(idle)
         with m.FSM(name="ce"):
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
+                    m.d.sync += idle.eq(0)
                     m.d.sync += args.eq(self.cmd.payload.args)
                     m.next = "SETUP"
             with m.State("SETUP"):
@@ -307,6 +311,7 @@ class ConvEngine(wiring.Component):
                         m.next = "BLOCK"
             with m.State("FINISH"):
                 with m.If(credits == self._out_fifo_depth):
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
         fsm_idle = Signal()
         m.d.comb += fsm_idle.eq(self.cmd.ready)
