@@ -36,6 +36,10 @@ from amaranth.lib.wiring import In, Out
 from sched.golden import activations as act
 
 from . import isa
+from .arith.bf16mul import Bf16Multiplier
+from .arith.fp32add import Fp32Adder
+from .arith.requant import Requantizer
+from .arith.round import Fp32ToBf16
 from .config import UnitKind
 
 __all__ = ["AfuFunc", "AfuDType", "AfuArgs", "AfuCommand", "AFU_SPEC", "ActivationUnit",
@@ -316,10 +320,48 @@ class ActivationUnit(wiring.Component):
             bytes_lut.append(table.word_select(xb, 8))
         int8_relu = Cat(*bytes_relu)
         int8_lut = Cat(*bytes_lut)
+        # BF16 LEAKY_RELU / ADD / MUL with the shared arithmetic blocks, per lane.
+        bf_arith = []
+        for k in range(L):
+            x = a_word[16 * k:16 * k + 16]
+            y = b_word[16 * k:16 * k + 16]
+            mul = Bf16Multiplier()
+            add = Fp32Adder()
+            rnd_mul = Fp32ToBf16()
+            rnd_add = Fp32ToBf16()
+            for n, sub in (("mul", mul), ("add", add), ("rmul", rnd_mul), ("radd", rnd_add)):
+                m.submodules[f"l{k}_{n}"] = sub
+            m.d.comb += [
+                mul.a.eq(x), mul.b.eq(Mux(func == AfuFunc.LEAKY_RELU, args.alpha, y)),
+                rnd_mul.x.eq(mul.p),
+                add.a.eq(Cat(Const(0, 16), x)), add.b.eq(Cat(Const(0, 16), y)),
+                rnd_add.x.eq(add.s),
+            ]
+            nan = (x[7:15] == 0xFF) & (x[:7] != 0)
+            leaky = Mux(nan, act.CANONICAL_NAN, Mux(x[15], rnd_mul.y, x))[:16]
+            bf_arith.append(Mux(func == AfuFunc.ADD, rnd_add.y,
+                                Mux(func == AfuFunc.MUL, rnd_mul.y, leaky))[:16])
+        # INT8 ADD / MUL: integer terms, then the shared requantizer, per byte.
+        i8_arith = []
+        for j in range(WBY):
+            xa = a_word[8 * j:8 * j + 8].as_signed() - args.a_zero_point
+            xb = b_word[8 * j:8 * j + 8].as_signed() - args.b_zero_point
+            acc = Signal(signed(32), name=f"b{j}_acc")
+            with m.If(func == AfuFunc.ADD):
+                m.d.comb += acc.eq(xa * args.a_mult + xb * args.b_mult)
+            with m.Else():
+                m.d.comb += acc.eq(xa * xb)
+            rq = Requantizer()
+            m.submodules[f"b{j}_requant"] = rq
+            m.d.comb += [rq.acc.eq(acc), rq.multiplier.eq(args.multiplier), rq.shift.eq(args.shift),
+                         rq.zero_point.eq(args.y_zero_point)]
+            i8_arith.append(rq.y.as_unsigned())
+        arith = (func == AfuFunc.ADD) | (func == AfuFunc.MUL)
         with m.If(int8):
-            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, int8_relu, int8_lut))
+            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, int8_relu,
+                                              Mux(arith, Cat(*i8_arith), int8_lut)))
         with m.Else():
-            m.d.sync += s2_word_simple.eq(relu_bf16)
+            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, relu_bf16, Cat(*bf_arith)))
         s2_idx = Signal(COUNT_BITS)
         s2_mask = Signal(WBY)
         m.d.sync += [s2_idx.eq(s1_idx), s2_mask.eq(s1_mask)]

@@ -11,7 +11,8 @@ from hw.ce import CeCommand, CeFunc
 from hw.ce_layout import ConvShape, unpack_output
 from hw.ce_sim import layout_image
 from sched.cost.ce import cycles as model_cycles
-from sched.golden.conv import conv_integer
+from sched.golden.conv import conv_integer, conv_requantized
+from sched.golden.numerics import quantize_multiplier
 from tb.cocotb_unit import UnitTB
 from tb.harness import tb_params
 
@@ -37,13 +38,17 @@ async def run_conv(tb, p, shape, rng, *, bias, requant=False, zero_points=True):
     img, addr, end = layout_image(shape, x, w, b, oc_lanes=ol, ic_lanes=il, requant=requant)
     assert end <= p["depth"] * il, f"case needs {end} bytes of scratchpad"
     await tb.load(0, img)
-    args = shape.exec_args(**addr, bias=bias, x_zero_point=xz, w_zero_point=wz)
+    rq = {}
+    if requant:
+        mult, shift = quantize_multiplier(0.02 * 0.005 / float(rng.uniform(0.01, 0.2)))
+        rq = dict(multiplier=mult, shift=shift, y_zero_point=int(rng.integers(-10, 10)))
+    args = shape.exec_args(**addr, bias=bias, requant=requant, x_zero_point=xz, w_zero_point=wz, **rq)
     payload = CeCommand.const({"func": CeFunc.CONV, "args": args}).as_value().value
     t = await tb.execute(payload)
     raw = await tb.read(addr["out_addr"], shape.output_bytes(ol, requant))
     got = unpack_output(raw, shape, ol, requant)
-    want = conv_integer(x[None], w, x_zero_point=xz, w_zero_point=wz, strides=(shape.stride,) * 2,
-                        pads=shape.pads, bias=b)[0]
+    kw = dict(x_zero_point=xz, w_zero_point=wz, strides=(shape.stride,) * 2, pads=shape.pads, bias=b)
+    want = (conv_requantized(x[None], w, **rq, **kw) if requant else conv_integer(x[None], w, **kw))[0]
     assert np.array_equal(got, want), f"{shape}: {np.sum(got != want)} outputs differ"
     predicted = model_cycles({"oc_lanes": ol, "ic_lanes": il}, c_in=shape.c_in, c_out=shape.c_out,
                              height=shape.height, width=shape.width, kernel_h=shape.kernel_h,
@@ -61,13 +66,14 @@ def _tb(dut, stall=None):
 
 @cocotb.test()
 async def random_convolutions_with_backpressure(dut):
-    """Random shapes (kernels 1..5, strides 1..2, pads, zero points, bias), random stalls."""
+    """Random shapes (kernels 1..5, strides 1..2, pads, zero points, bias, INT32 or requantized
+    INT8 output), with random idle and backpressure cycles on every stream."""
     p, tb = _tb(dut, stall=0.3)
     await tb.reset()
     rng = np.random.default_rng(p.get("seed", 0))
     for i in range(p.get("cases", 6)):
         shape = random_case(rng, p["ic_lanes"])
-        await run_conv(tb, p, shape, rng, bias=bool(i % 2))
+        await run_conv(tb, p, shape, rng, bias=bool(i % 2), requant=bool(i % 3 != 1))
 
 
 @cocotb.test()
@@ -79,7 +85,7 @@ async def layer_3x3_16_to_16_32x32(dut):
     await tb.reset()
     rng = np.random.default_rng(5)
     shape = ConvShape(16, 16, 32, 32, 3, 3, 1, (1, 1, 1, 1))
-    t = await run_conv(tb, p, shape, rng, bias=True)
+    t = await run_conv(tb, p, shape, rng, bias=True, requant=True)
     util = shape.macs / (t * p["oc_lanes"] * p["ic_lanes"])
     dut._log.info(f"3x3 16->16 32x32: {t} cycles, MAC utilization {util:.3f}")
     assert util >= 0.85

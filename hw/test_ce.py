@@ -7,48 +7,58 @@ from hw.ce_sim import simulate_conv
 from hw.config import UnitKind
 from hw import isa
 from sched.cost.ce import cycles as model_cycles
-from sched.golden.conv import conv_integer
+from sched.golden.conv import conv_integer, conv_requantized
+from sched.golden.numerics import quantize_multiplier
 from tb.harness import run_cocotb
 from tb.streams import random_pattern
 from tb.unit_top import UnitTop
 
 
-def _case(rng, shape, bias, zp=(0, 0)):
+REQUANT = dict(multiplier=quantize_multiplier(0.02 * 0.005 / 0.05)[0],
+               shift=quantize_multiplier(0.02 * 0.005 / 0.05)[1], y_zero_point=4)
+
+
+def _case(rng, shape, bias, zp=(0, 0), requant=False):
     x = rng.integers(-128, 128, (shape.c_in, shape.height, shape.width)).astype(np.int8)
     w = rng.integers(-128, 128, (shape.c_out, shape.c_in, shape.kernel_h, shape.kernel_w)).astype(np.int8)
     b = rng.integers(-9999, 9999, shape.c_out).astype(np.int32) if bias else None
-    want = conv_integer(x[None], w, x_zero_point=zp[0], w_zero_point=zp[1],
-                        strides=(shape.stride,) * 2, pads=shape.pads, bias=b)[0]
+    kw = dict(x_zero_point=zp[0], w_zero_point=zp[1], strides=(shape.stride,) * 2,
+              pads=shape.pads, bias=b)
+    if requant:
+        want = conv_requantized(x[None], w, **REQUANT, **kw)[0]
+    else:
+        want = conv_integer(x[None], w, **kw)[0]
     return x, w, b, want
 
 
-# (shape, oc_lanes, ic_lanes, bias): every kernel size, both strides, asymmetric pads,
-# channel counts that are not multiples of the lanes, and writer-bound 1x1 layers.
+# (shape, oc_lanes, ic_lanes, bias, requant): kernel sizes 1..5, both strides, asymmetric
+# pads, channel counts that are not multiples of the lanes, writer-bound 1x1 layers. The
+# cost-model sweep: every case's cycle count must equal the model's.
 SWEEP = [
-    (ConvShape(5, 10, 6, 5, 3, 3, 1, (1, 1, 1, 1)), 8, 8, True),
-    (ConvShape(8, 24, 4, 5, 1, 1, 1, (0, 0, 0, 0)), 8, 8, False),
-    (ConvShape(16, 16, 3, 5, 1, 1, 1, (0, 0, 0, 0)), 8, 8, True),
-    (ConvShape(3, 4, 7, 7, 5, 5, 2, (2, 2, 2, 2)), 4, 4, False),
-    (ConvShape(3, 4, 7, 7, 5, 5, 2, (2, 2, 2, 2)), 8, 4, True),
-    (ConvShape(8, 16, 5, 6, 2, 2, 2, (0, 0, 0, 0)), 8, 8, False),
-    (ConvShape(20, 3, 4, 4, 1, 1, 1, (0, 0, 0, 0)), 8, 8, False),
-    (ConvShape(6, 9, 5, 7, 4, 3, 1, (0, 2, 3, 0)), 8, 4, True),
-    (ConvShape(4, 5, 6, 6, 3, 3, 2, (1, 1, 0, 0)), 4, 2, False),
+    (ConvShape(5, 10, 6, 5, 3, 3, 1, (1, 1, 1, 1)), 8, 8, True, True),
+    (ConvShape(8, 24, 4, 5, 1, 1, 1, (0, 0, 0, 0)), 8, 8, False, False),
+    (ConvShape(8, 8, 4, 4, 1, 1, 1, (0, 0, 0, 0)), 8, 8, True, True),
+    (ConvShape(3, 4, 7, 7, 5, 5, 2, (2, 2, 2, 2)), 8, 4, True, False),
+    (ConvShape(8, 16, 5, 6, 2, 2, 2, (0, 0, 0, 0)), 8, 8, False, True),
+    (ConvShape(6, 9, 5, 7, 4, 3, 1, (0, 2, 3, 0)), 8, 4, True, False),
+    (ConvShape(4, 5, 6, 6, 3, 3, 2, (1, 1, 0, 0)), 4, 2, False, True),
 ]
 
 
-@pytest.mark.parametrize("shape, ol, il, bias", SWEEP, ids=lambda v: getattr(v, "c_in", None) and
+@pytest.mark.parametrize("shape, ol, il, bias, requant", SWEEP, ids=lambda v: getattr(v, "c_in", None) and
                          f"{v.c_in}to{v.c_out}_{v.height}x{v.width}_k{v.kernel_h}{v.kernel_w}s{v.stride}")
-def test_conv_matches_reference_and_cost_model(shape, ol, il, bias):
+def test_conv_matches_reference_and_cost_model(shape, ol, il, bias, requant):
     rng = np.random.default_rng(shape.c_in * 100 + shape.c_out)
     zp = (int(rng.integers(-9, 9)), int(rng.integers(-2, 3)))
-    x, w, b, want = _case(rng, shape, bias, zp)
-    got, t = simulate_conv(shape, x, w, b, oc_lanes=ol, ic_lanes=il,
-                           x_zero_point=zp[0], w_zero_point=zp[1])
+    x, w, b, want = _case(rng, shape, bias, zp, requant)
+    got, t = simulate_conv(shape, x, w, b, oc_lanes=ol, ic_lanes=il, requant=requant,
+                           x_zero_point=zp[0], w_zero_point=zp[1],
+                           **(REQUANT if requant else {}))
     np.testing.assert_array_equal(got, want)
     assert t == model_cycles({"oc_lanes": ol, "ic_lanes": il}, c_in=shape.c_in, c_out=shape.c_out,
                              height=shape.height, width=shape.width, kernel_h=shape.kernel_h,
-                             kernel_w=shape.kernel_w, stride=shape.stride, pads=shape.pads, bias=bias)
+                             kernel_w=shape.kernel_w, stride=shape.stride, pads=shape.pads,
+                             bias=bias, requant=requant)
 
 
 def test_conv_with_idle_streams():
@@ -95,7 +105,8 @@ def test_shape_errors(shape, msg):
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_ce_cocotb(sim):
-    params = {"oc_lanes": 8, "ic_lanes": 8, "depth": 16384}
-    top = UnitTop(ConvEngine(oc_lanes=8, ic_lanes=8, addr_width=14), depth=16384)
+    params = {"oc_lanes": 8, "ic_lanes": 8, "depth": 8192}
+    top = UnitTop(ConvEngine(oc_lanes=8, ic_lanes=8, addr_width=13), depth=8192)
     run_cocotb(top, name="ce", params=params, test_module="hw.tb_ce", sim=sim,
-               env={"big_layer": sim == "verilator", "cases": 6, "seed": 1})
+               env={"big_layer": sim == "verilator", "cases": 8 if sim == "verilator" else 3,
+                    "seed": 1})

@@ -9,8 +9,9 @@ block) with ``E = kernel_h * kernel_w * ceil(c_in / ic_lanes)`` per pixel, then 
 ``out_words`` cycles (``oc_lanes / ic_lanes`` words for INT8 output, four times that for
 INT32); a pixel may only start while one of :data:`FIFO_DEPTH` output slots is free. When
 ``E >= out_words`` (the usual case) the writer never holds the MACs back and the count
-is the closed form :func:`cycles_compute_bound`; otherwise the slot recurrence is
-evaluated pixel by pixel.
+is the closed form :func:`cycles_compute_bound` as long as a slot comes back before the
+MACs need it again (``(FIFO_DEPTH - 1) * E >= LATENCY + out_words - 1``); otherwise the
+slot recurrence is evaluated pixel by pixel.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ LATENCY = 6
 #: Cycles from the last output word to ``busy`` falling.
 FINISH = 2
 #: Output FIFO slots (``ConvEngine(out_fifo_depth=)``).
-FIFO_DEPTH = 4
+FIFO_DEPTH = 8
 
 
 def _ceil(a: int, b: int) -> int:
@@ -64,7 +65,7 @@ def cycles(tile: TileConfig | dict, *, c_in: int, c_out: int, height: int, width
     oh = _out_extent(height, kernel_h, stride, pads[0], pads[2])
     ow = _out_extent(width, kernel_w, stride, pads[1], pads[3])
     e, ocb, load, out_words, p = _terms(tile, c_in, c_out, oh, ow, kernel_h, kernel_w, bias, requant)
-    if e >= out_words:
+    if e >= out_words and (FIFO_DEPTH - 1) * e >= LATENCY + out_words - 1:
         return cycles_compute_bound(e, ocb, load, out_words, p)
     # Writer-bound: pixel i starts when the MACs are free and an output slot is.
     t = SETUP
@@ -88,7 +89,7 @@ def cycles(tile: TileConfig | dict, *, c_in: int, c_out: int, height: int, width
 
 
 def cycles_compute_bound(e: int, ocb: int, load: int, out_words: int, pixels: int) -> int:
-    """The closed form when ``e >= out_words``: the MACs never wait for the writer."""
+    """The closed form when the MACs never wait for an output slot or the writer."""
     return SETUP + ocb * (load + pixels * e) + (ocb - 1) * (DRAIN - 1) + LATENCY - 1 \
         + out_words + FINISH - 1
 
