@@ -172,6 +172,12 @@ class ActivationUnit(wiring.Component):
             "wr": In(memory.WritePort.Signature(addr_width=addr_width, shape=wb, granularity=8)),
         })
 
+    @classmethod
+    def from_tile(cls, tile) -> "ActivationUnit":
+        """The AFU of a pool-config tile: its lanes, and a port addressing its whole scratchpad."""
+        words = tile.scratchpad_bytes // (2 * tile["lanes"])
+        return cls(lanes=tile["lanes"], addr_width=max(2, (words - 1).bit_length()))
+
     lanes = property(lambda self: self._lanes)
     addr_width = property(lambda self: self._addr_width)
     word_bits = property(lambda self: 16 * self._lanes)

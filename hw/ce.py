@@ -153,6 +153,13 @@ class ConvEngine(wiring.Component):
             "wr": In(memory.WritePort.Signature(addr_width=addr_width, shape=wb, granularity=8)),
         })
 
+    @classmethod
+    def from_tile(cls, tile) -> "ConvEngine":
+        """The CE of a pool-config tile: its lanes, and a port addressing its whole scratchpad."""
+        words = tile.scratchpad_bytes // tile["ic_lanes"]
+        return cls(oc_lanes=tile["oc_lanes"], ic_lanes=tile["ic_lanes"],
+                   addr_width=max(2, (words - 1).bit_length()))
+
     oc_lanes = property(lambda self: self._ol)
     ic_lanes = property(lambda self: self._il)
     addr_width = property(lambda self: self._addr_width)

@@ -112,3 +112,11 @@ def test_afu_cocotb(sim):
 @pytest.mark.slow
 def test_afu_cocotb_icarus_full_sweep():
     _cocotb("icarus", stride=1, testcase="bf16_sigmoid_tanh_gelu_sweep")
+
+
+def test_from_default_config_tile():
+    from hw.config import load_config
+    tile = load_config().tiles_of(UnitKind.AFU)[0]
+    afu = ActivationUnit.from_tile(tile)
+    assert afu.lanes == tile["lanes"] and afu.word_bits == 16 * tile["lanes"]
+    assert 2 ** afu.addr_width * afu.word_bytes == tile.scratchpad_bytes

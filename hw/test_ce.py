@@ -110,3 +110,11 @@ def test_ce_cocotb(sim):
     run_cocotb(top, name="ce", params=params, test_module="hw.tb_ce", sim=sim,
                env={"big_layer": sim == "verilator", "cases": 8 if sim == "verilator" else 3,
                     "seed": 1})
+
+
+def test_from_default_config_tile():
+    from hw.config import load_config
+    tile = load_config().tiles_of(UnitKind.CE)[0]
+    ce = ConvEngine.from_tile(tile)
+    assert (ce.oc_lanes, ce.ic_lanes, ce.word_bits) == (tile["oc_lanes"], tile["ic_lanes"], 8 * tile["ic_lanes"])
+    assert 2 ** ce.addr_width * ce.word_bytes == tile.scratchpad_bytes

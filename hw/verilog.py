@@ -20,6 +20,9 @@ __all__ = ["blocks", "write_verilog", "lint"]
 
 def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
+    from .afu import ActivationUnit
+    from .ce import ConvEngine
+    from .config import UnitKind
     from .controller import TileController
     from .scratchpad import Scratchpad
     from .spad_stream import StreamReader, StreamWriter
@@ -32,6 +35,8 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
         "stream_reader": lambda: StreamReader(addr_width=12, data_width=cfg.mesh.flit_bits),
         "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
         "tile_controller": lambda: TileController(depth=1024),
+        **({"ce": lambda: ConvEngine.from_tile(cfg.tiles_of(UnitKind.CE)[0])} if cfg.tiles_of(UnitKind.CE) else {}),
+        **({"afu": lambda: ActivationUnit.from_tile(cfg.tiles_of(UnitKind.AFU)[0])} if cfg.tiles_of(UnitKind.AFU) else {}),
     }
 
 
