@@ -52,7 +52,7 @@ def _bf16_inputs(stride: int) -> np.ndarray:
     swept = bits[sel][::stride]
     specials = np.array([0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x0001, 0x8001, 0x4200, 0xC200,
                          0x4180, 0xC180, 0x7F7F, 0xFF7F], np.uint16)
-    return np.concatenate([swept, specials])
+    return np.unique(np.concatenate([swept, specials]))
 
 
 def _ulp(y):
@@ -150,3 +150,35 @@ async def elementwise_with_backpressure(dut):
     assert (got == act.int8_add(a8, b8, a_mult=181, b_mult=-90, **q)).all()
     got = np.frombuffer(await run_op(tb, p, AfuFunc.MUL, AfuDType.INT8, a8.tobytes(), b8.tobytes(), **q), np.int8)
     assert (got == act.int8_mul(a8, b8, **q)).all()
+
+
+@cocotb.test()
+async def bench_errors(dut):
+    """Benchmark only (``bench_out`` set): RTL error of every BF16 function over [-8, 8]."""
+    import json
+
+    p, tb = _tb(dut)
+    if "bench_out" not in p:
+        return
+    await tb.reset()
+    bits = _bf16_inputs(1)
+    x = bits.view(ml_dtypes.bfloat16).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        fin = np.isfinite(x) & (np.abs(x) <= 8)
+    res = {}
+    alpha = int(np.array(0.01, ml_dtypes.bfloat16).view(np.uint16))
+    for name in act.TABLE_FUNCS + ("relu", "leaky_relu"):
+        func = AfuFunc[name.upper()]
+        out = []
+        for i in range(0, len(bits), CHUNK):
+            raw = await run_op(tb, p, func, AfuDType.BF16, bits[i:i + CHUNK].tobytes(), alpha=alpha)
+            out.append(np.frombuffer(raw, np.uint16))
+        y = np.concatenate(out).view(ml_dtypes.bfloat16).astype(np.float64)[fin]
+        xf = x[fin]
+        ref = np.where(xf >= 0, xf, 0.01 * xf) if name == "leaky_relu" else act.reference(name, xf)
+        err = np.abs(y - ref)
+        tol = np.maximum(1e-3, 2 * _ulp(ref))
+        res[name] = {"inputs": int(fin.sum()), "max_err": float(err.max()),
+                     "mean_err": float(err.mean()), "max_err_over_tol": float((err / tol).max())}
+    with open(p["bench_out"], "w") as f:
+        json.dump(res, f)

@@ -89,3 +89,32 @@ async def layer_3x3_16_to_16_32x32(dut):
     util = shape.macs / (t * p["oc_lanes"] * p["ic_lanes"])
     dut._log.info(f"3x3 16->16 32x32: {t} cycles, MAC utilization {util:.3f}")
     assert util >= 0.85
+
+
+BENCH_SHAPES = [  # (name, shape): every layer with bias and requantization to INT8
+    ("3x3 16->16 32x32", ConvShape(16, 16, 32, 32, 3, 3, 1, (1, 1, 1, 1))),
+    ("3x3 3->16 32x32", ConvShape(3, 16, 32, 32, 3, 3, 1, (1, 1, 1, 1))),
+    ("1x1 16->32 16x16", ConvShape(16, 32, 16, 16, 1, 1, 1, (0, 0, 0, 0))),
+    ("3x3 32->32 16x16 s2", ConvShape(32, 32, 16, 16, 3, 3, 2, (1, 1, 1, 1))),
+    ("5x5 8->16 16x16", ConvShape(8, 16, 16, 16, 5, 5, 1, (2, 2, 2, 2))),
+    ("3x3 64->64 8x8", ConvShape(64, 64, 8, 8, 3, 3, 1, (1, 1, 1, 1))),
+    ("1x1 64->64 8x8", ConvShape(64, 64, 8, 8, 1, 1, 1, (0, 0, 0, 0))),
+]
+
+
+@cocotb.test()
+async def bench_layers(dut):
+    """Benchmark only (``bench_out`` set): RTL cycles of BENCH_SHAPES, checked and recorded."""
+    import json
+
+    p, tb = _tb(dut)
+    if "bench_out" not in p:
+        return
+    await tb.reset()
+    rng = np.random.default_rng(9)
+    rows = []
+    for name, shape in BENCH_SHAPES:
+        t = await run_conv(tb, p, shape, rng, bias=True, requant=True)
+        rows.append({"name": name, "macs": shape.macs, "cycles": t})
+    with open(p["bench_out"], "w") as f:
+        json.dump(rows, f)
