@@ -35,9 +35,9 @@ def test_conv_integer_matches_onnxruntime(case, x_dtype):
     xzp = np.array(rng.integers(info.min, info.max + 1), x_dtype)
     wzp = np.array(rng.integers(-5, 6), np.int8)
     tp = TensorProto.INT8 if x_dtype == np.int8 else TensorProto.UINT8
-    node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=list(pads[:2]) + list(pads[2:]),
-                            strides=[s, s])
     # ONNX pads order is [x1_begin, x2_begin, x1_end, x2_end] = [top, left, bottom, right].
+    node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=list(pads),
+                            strides=[s, s])
     sess = _session(node, [helper.make_tensor_value_info("x", tp, None),
                            helper.make_tensor_value_info("w", TensorProto.INT8, None),
                            helper.make_tensor_value_info("xz", tp, None),
