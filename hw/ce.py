@@ -39,17 +39,25 @@ Data layouts (bytes in the scratchpad; :mod:`hw.ce_layout` packs and unpacks the
 - weights ``w[M, C, kH, kW]`` (INT8): channel-blocked, one word per (output channel,
   tap, input block): word ``(((ob * kH + ky) * kW + kx) * ICB + cb) * oc_lanes + o`` holds
   ``w[ob * oc_lanes + o, cb * ic_lanes + i, ky, kx]`` in byte ``i``; missing channels zero.
-- bias ``b[M]`` (INT32, little-endian): ``OCB * oc_lanes`` words of 4 bytes, missing
+- bias ``b[M]`` (INT32, little-endian): ``OCB * oc_lanes`` values of 4 bytes, missing
   channels zero (``OCB = ceil(M / oc_lanes)``).
 - output ``y[M, oH, oW]``: HWC with channels padded to ``OCB`` blocks of ``oc_lanes``:
   element ``((p * OCB + ob) * oc_lanes + o)`` with ``p = oy * oW + ox``, one byte each (INT8,
   requantized) or four bytes little-endian (INT32). Padding channels hold unspecified
-  values.
+  values. With ``oc_lanes == ic_lanes`` an INT8 output is directly the input layout of
+  the next layer.
+
+Limits the compiler must respect (:meth:`hw.ce_layout.ConvShape.check`): kernels 1..5,
+stride 1 or 2 (both axes), pads below the kernel extent, H, W, C, M < 1024, and
+``kernel_h * kernel_w * ceil(C / ic_lanes) <= weight_depth`` (256: e.g. 5x5 up to 80 input
+channels, 3x3 up to 224); split larger layers along C (INT32 partial sums) or M. Signed
+INT8 activations and weights, per-tensor zero points and requantization scale (the
+``multiplier``/``shift`` of :func:`sched.golden.numerics.quantize_multiplier`).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
