@@ -30,3 +30,11 @@ def test_writer_bound_layers_cost_at_least_the_writes():
     shape = dict(c_in=8, c_out=64, height=8, width=8, kernel_h=1, kernel_w=1)   # INT32 out
     words = 64 * 8 * 4                      # pixels x channel blocks x 4 words (INT32)
     assert cycles(TILE, **shape) >= words
+
+
+def test_takes_the_exec_arguments():
+    from hw.ce_layout import ConvShape
+    shape = ConvShape(16, 16, 32, 32, 3, 3, 1, (1, 1, 1, 1))
+    args = shape.exec_args(in_addr=0, w_addr=16384, out_addr=20480, bias=True, requant=True)
+    assert cycles(TILE, **args) == cycles(TILE, **LAYER)
+    assert utilization(TILE, **args) == utilization(TILE, **LAYER)
