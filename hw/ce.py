@@ -50,8 +50,9 @@ Data layouts (bytes in the scratchpad; :mod:`hw.ce_layout` packs and unpacks the
 Limits the compiler must respect (:meth:`hw.ce_layout.ConvShape.check`): kernels 1..5,
 stride 1 or 2 (both axes), pads below the kernel extent, H, W, C, M < 1024, and
 ``kernel_h * kernel_w * ceil(C / ic_lanes) <= weight_depth`` (256: e.g. 5x5 up to 80 input
-channels, 3x3 up to 224); split larger layers along C (INT32 partial sums) or M. Signed
-INT8 activations and weights, per-tensor zero points and requantization scale (the
+channels, 3x3 up to 224); split larger layers along C (INT32 partial sums) or M. INT8 or
+UINT8 activations (``x_unsigned``), INT8 weights, INT8 or UINT8 output (``y_unsigned``),
+per-tensor zero points and requantization scale (the
 ``multiplier``/``shift`` of :func:`sched.golden.numerics.quantize_multiplier`).
 """
 
@@ -80,7 +81,7 @@ class CeFunc(enum.Enum, shape=8):
     CONV = 0
 
 
-#: The EXEC arguments of the CE (219 of the 240 bits).
+#: The EXEC arguments of the CE (223 of the 240 bits).
 CeArgs = data.StructLayout({
     "in_addr": isa.SPAD_ADDR_BITS,      # byte address of the input (word-aligned)
     "w_addr": isa.SPAD_ADDR_BITS,       # byte address of the weights
@@ -97,13 +98,15 @@ CeArgs = data.StructLayout({
     "pad_left": 3,
     "pad_bottom": 3,
     "pad_right": 3,
-    "x_zero_point": signed(8),
+    "x_zero_point": signed(9),          # -128..127, or 0..255 with x_unsigned
     "w_zero_point": signed(8),
-    "y_zero_point": signed(8),
+    "y_zero_point": signed(9),          # -128..127, or 0..255 with y_unsigned
     "multiplier": 31,                   # requantization: y = sat(rne(acc * multiplier / 2**shift) + y_zp)
     "shift": 6,
     "bias": 1,                          # add the INT32 bias
     "requant": 1,                       # requantize to INT8 (else write INT32)
+    "x_unsigned": 1,                    # activations are UINT8 (else INT8)
+    "y_unsigned": 1,                    # requantize to UINT8 (else INT8)
 })
 
 #: The command payload the unit accepts on ``cmd``.
@@ -417,7 +420,8 @@ class ConvEngine(wiring.Component):
         xs = []
         for i in range(IL):
             xv = Signal(signed(9), name=f"x{i}")
-            byte = self.rd.data[8 * i:8 * i + 8].as_signed()
+            raw = self.rd.data[8 * i:8 * i + 8]
+            byte = Mux(a.x_unsigned, raw.as_unsigned(), raw.as_signed())
             m.d.comb += xv.eq(Mux(s2_inside & (s2_nlanes > i), byte - a.x_zero_point, 0))
             xs.append(xv)
         for o in range(OL):
@@ -480,16 +484,20 @@ class ConvEngine(wiring.Component):
     def _requantize(self, m, acc, valid, a):
         """The finished pixel as the FIFO stores it: INT32 lanes, or INT8 lanes in the low bytes.
 
-        One shared :class:`hw.arith.requant.Requantizer` per output-channel lane.
+        One shared :class:`hw.arith.requant.Requantizer` per output-channel lane. UINT8 output
+        uses ``saturate_[0,255](v) = saturate_[-128,127](v - 128) + 128``: the zero point is
+        moved down by 128 and the sign bit of the INT8 result flipped.
         """
         OL = self._ol
+        zp = Signal(signed(10))
+        m.d.comb += zp.eq(Mux(a.y_unsigned, a.y_zero_point - 128, a.y_zero_point))
         ys = []
         for o in range(OL):
             rq = Requantizer()
             m.submodules[f"requant{o}"] = rq
             m.d.comb += [rq.acc.eq(acc[o]), rq.multiplier.eq(a.multiplier), rq.shift.eq(a.shift),
-                         rq.zero_point.eq(a.y_zero_point)]
-            ys.append(rq.y.as_unsigned())
+                         rq.zero_point.eq(zp)]
+            ys.append(rq.y.as_unsigned() ^ Mux(a.y_unsigned, 0x80, 0))
         packed = Signal(OL * 32)
         m.d.comb += packed.eq(Mux(a.requant, Cat(*ys), acc.as_value()))
         return packed, valid

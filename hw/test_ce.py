@@ -18,14 +18,16 @@ REQUANT = dict(multiplier=quantize_multiplier(0.02 * 0.005 / 0.05)[0],
                shift=quantize_multiplier(0.02 * 0.005 / 0.05)[1], y_zero_point=4)
 
 
-def _case(rng, shape, bias, zp=(0, 0), requant=False):
-    x = rng.integers(-128, 128, (shape.c_in, shape.height, shape.width)).astype(np.int8)
+def _case(rng, shape, bias, zp=(0, 0), requant=False, unsigned=False):
+    lo, dt = (0, np.uint8) if unsigned else (-128, np.int8)
+    x = rng.integers(lo, lo + 256, (shape.c_in, shape.height, shape.width)).astype(dt)
     w = rng.integers(-128, 128, (shape.c_out, shape.c_in, shape.kernel_h, shape.kernel_w)).astype(np.int8)
     b = rng.integers(-9999, 9999, shape.c_out).astype(np.int32) if bias else None
     kw = dict(x_zero_point=zp[0], w_zero_point=zp[1], strides=(shape.stride,) * 2,
               pads=shape.pads, bias=b)
     if requant:
-        want = conv_requantized(x[None], w, **REQUANT, **kw)[0]
+        rq = dict(REQUANT, y_zero_point=REQUANT["y_zero_point"] + 128 * unsigned)
+        want = conv_requantized(x[None], w, **rq, y_unsigned=unsigned, **kw)[0]
     else:
         want = conv_integer(x[None], w, **kw)[0]
     return x, w, b, want
@@ -59,6 +61,16 @@ def test_conv_matches_reference_and_cost_model(shape, ol, il, bias, requant):
                              height=shape.height, width=shape.width, kernel_h=shape.kernel_h,
                              kernel_w=shape.kernel_w, stride=shape.stride, pads=shape.pads,
                              bias=bias, requant=requant)
+
+
+def test_uint8_activations_and_output():
+    rng = np.random.default_rng(8)
+    shape = ConvShape(11, 10, 5, 6, 3, 3, 2, (1, 1, 1, 1))
+    x, w, b, want = _case(rng, shape, True, zp=(131, 0), requant=True, unsigned=True)
+    got, _ = simulate_conv(shape, x, w, b, requant=True, x_zero_point=131,
+                           **dict(REQUANT, y_zero_point=REQUANT["y_zero_point"] + 128), y_unsigned=True)
+    assert got.dtype == np.uint8 and np.unique(want).size > 20
+    np.testing.assert_array_equal(got, want)
 
 
 def test_conv_with_idle_streams():

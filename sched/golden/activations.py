@@ -36,7 +36,8 @@ INT8
 ----
 ReLU is ``max(x, zero_point)``. LeakyReLU, sigmoid, tanh and GELU are a 256-entry table
 (:func:`int8_table`, computed by the compiler from the scales and zero points, placed in
-the scratchpad and named by the EXEC's ``table_addr``): ``y = table[x & 0xFF]``. Add is
+the scratchpad and named by the EXEC's ``table_addr``): ``y = table[x & 0xFF]``; UINT8
+tensors use the same lookup with an unsigned table. Add is
 ``requantize((a - a_zp) * a_mult + (b - b_zp) * b_mult, multiplier, shift, y_zp)``, multiply
 ``requantize((a - a_zp) * (b - b_zp), multiplier, shift, y_zp)``.
 """
@@ -205,27 +206,31 @@ def bf16_leaky_relu(bits, alpha_bits: int) -> np.ndarray:
 
 
 def int8_table(func: str, in_scale: float, in_zero_point: int, out_scale: float,
-               out_zero_point: int, alpha: float = 0.01) -> np.ndarray:
-    """The 256-entry INT8 table: ``table[q & 0xFF] = sat(rne(f((q - zp_in) * s_in) / s_out) + zp_out)``.
+               out_zero_point: int, alpha: float = 0.01, unsigned: bool = False) -> np.ndarray:
+    """The 256-entry table: ``table[q & 0xFF] = sat(rne(f((q - zp_in) * s_in) / s_out) + zp_out)``.
 
-    ``func`` is ``"sigmoid"``, ``"tanh"``, ``"gelu"`` or ``"leaky_relu"`` (with ``alpha``).
+    ``func`` is ``"sigmoid"``, ``"tanh"``, ``"gelu"`` or ``"leaky_relu"`` (with ``alpha``;
+    ``alpha = 0`` is ReLU). INT8 in and out, or UINT8 in and out with ``unsigned`` (the
+    unit only indexes by the input byte, so both work on the same hardware).
     """
-    q = np.arange(-128, 128, dtype=np.float64)
+    lo = 0 if unsigned else -128
+    q = np.arange(lo, lo + 256, dtype=np.float64)
     x = (q - in_zero_point) * in_scale
     if func == "leaky_relu":
         fx = np.where(x >= 0, x, x * alpha)
     else:
         fx = reference(func, x)
-    y = np.clip(np.rint(fx / out_scale) + out_zero_point, -128, 127).astype(np.int8)
-    table = np.zeros(256, np.int8)
-    table[(np.arange(-128, 128) & 0xFF)] = y
+    dt = np.uint8 if unsigned else np.int8
+    y = np.clip(np.rint(fx / out_scale) + out_zero_point, lo, lo + 255).astype(dt)
+    table = np.zeros(256, dt)
+    table[(np.arange(lo, lo + 256) & 0xFF)] = y
     return table
 
 
 def int8_lut(x, table) -> np.ndarray:
-    """Apply a 256-entry INT8 table to INT8 values."""
-    x = np.asarray(x, np.int8)
-    return np.asarray(table, np.int8)[x.astype(np.int64) & 0xFF]
+    """Apply a 256-entry table to INT8 (or UINT8) values: ``table[x & 0xFF]``."""
+    x = np.asarray(x)
+    return np.asarray(table)[x.astype(np.int64) & 0xFF]
 
 
 def int8_relu(x, zero_point: int = 0) -> np.ndarray:

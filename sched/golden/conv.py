@@ -74,20 +74,36 @@ def conv_integer(x, w, *, x_zero_point: int = 0, w_zero_point: int = 0,
     return (y & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
 
 
-def conv_requantized(x, w, *, multiplier: int, shift: int, y_zero_point: int, **kw) -> np.ndarray:
-    """:func:`conv_integer` (with bias) followed by the fixed-point requantization to INT8."""
+def conv_requantized(x, w, *, multiplier: int, shift: int, y_zero_point: int,
+                     y_unsigned: bool = False, **kw) -> np.ndarray:
+    """:func:`conv_integer` (with bias) followed by the fixed-point requantization.
+
+    INT8 output, or UINT8 with ``y_unsigned`` (``y_zero_point`` in 0..255): saturating to
+    [0, 255] equals saturating ``v - 128`` to [-128, 127] and adding 128.
+    """
     from .numerics import requantize
 
-    return requantize(conv_integer(x, w, **kw), multiplier, shift, y_zero_point)
+    acc = conv_integer(x, w, **kw)
+    if not y_unsigned:
+        return requantize(acc, multiplier, shift, y_zero_point)
+    if not 0 <= y_zero_point <= 255:
+        raise ValueError(f"A UINT8 zero point must be in 0..255, not {y_zero_point!r}")
+    q = requantize(acc, multiplier, shift, y_zero_point - 128)
+    return (q.astype(np.int16) + 128).astype(np.uint8)
 
 
 def qlinear_conv(x, x_scale: float, x_zero_point: int, w, w_scale: float, w_zero_point: int,
                  y_scale: float, y_zero_point: int, bias=None, *, strides=(1, 1),
                  pads=(0, 0, 0, 0)) -> np.ndarray:
-    """ONNX QLinearConv (INT8 x, w, y; per-tensor scales) with fixed-point requantization."""
+    """ONNX QLinearConv (per-tensor scales) with fixed-point requantization.
+
+    ``x`` INT8 or UINT8, ``w`` INT8; ``y`` has the type of ``x`` (as onnxruntime's
+    quantizer emits it).
+    """
     from .numerics import quantize_multiplier
 
     multiplier, shift = quantize_multiplier(x_scale * w_scale / y_scale)
     return conv_requantized(x, w, multiplier=multiplier, shift=shift, y_zero_point=y_zero_point,
+                            y_unsigned=np.asarray(x).dtype == np.uint8,
                             x_zero_point=x_zero_point, w_zero_point=w_zero_point,
                             strides=strides, pads=pads, bias=bias)

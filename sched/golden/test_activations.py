@@ -92,6 +92,13 @@ def test_int8_table_is_round_of_f(func):
     assert list(act.int8_lut(x.astype(np.int8), table)) == want
 
 
+def test_uint8_table():
+    table = act.int8_table("sigmoid", 0.05, 128, 1 / 256, 0, unsigned=True)
+    x = np.arange(256).astype(np.uint8)
+    want = [min(255, round(1 / (1 + math.exp(-(v - 128) * 0.05)) * 256)) for v in range(256)]
+    assert table.dtype == np.uint8 and list(act.int8_lut(x, table)) == want
+
+
 def test_int8_relu_and_unknown_function():
     x = np.arange(-128, 128).astype(np.int8)
     assert (act.int8_relu(x, -3) == np.maximum(x, -3)).all()
