@@ -154,12 +154,10 @@ async def elementwise_with_backpressure(dut):
 
 @cocotb.test()
 async def bench_errors(dut):
-    """Benchmark only (``bench_out`` set): RTL error of every BF16 function over [-8, 8]."""
+    """For the benchmark: RTL error of every BF16 function over [-8, 8], to ``bench_out``."""
     import json
 
     p, tb = _tb(dut)
-    if "bench_out" not in p:
-        return
     await tb.reset()
     bits = _bf16_inputs(1)
     x = bits.view(ml_dtypes.bfloat16).astype(np.float64)
@@ -180,5 +178,7 @@ async def bench_errors(dut):
         tol = np.maximum(1e-3, 2 * _ulp(ref))
         res[name] = {"inputs": int(fin.sum()), "max_err": float(err.max()),
                      "mean_err": float(err.mean()), "max_err_over_tol": float((err / tol).max())}
-    with open(p["bench_out"], "w") as f:
-        json.dump(res, f)
+        assert res[name]["max_err_over_tol"] <= 1 or name in ("relu", "leaky_relu")
+    if "bench_out" in p:
+        with open(p["bench_out"], "w") as f:
+            json.dump(res, f)

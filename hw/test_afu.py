@@ -96,7 +96,10 @@ def test_parameter_errors(kwargs, exc, msg):
         ActivationUnit(**kwargs)
 
 
-def _cocotb(sim, stride, testcase=None):
+TESTS = ["bf16_sigmoid_tanh_gelu_sweep", "int8_every_input", "elementwise_with_backpressure"]
+
+
+def _cocotb(sim, stride, testcase=TESTS):
     params = {"lanes": 8, "depth": 2048}
     top = UnitTop(ActivationUnit(lanes=8, addr_width=11), depth=2048, read_ports=("rd_a", "rd_b"))
     run_cocotb(top, name="afu", params=params, test_module="hw.tb_afu", sim=sim,
@@ -111,7 +114,7 @@ def test_afu_cocotb(sim):
 
 @pytest.mark.slow
 def test_afu_cocotb_icarus_full_sweep():
-    _cocotb("icarus", stride=1, testcase="bf16_sigmoid_tanh_gelu_sweep")
+    _cocotb("icarus", stride=1, testcase=["bf16_sigmoid_tanh_gelu_sweep"])
 
 
 def test_from_default_config_tile():

@@ -119,9 +119,11 @@ def test_shape_errors(shape, msg):
 def test_ce_cocotb(sim):
     params = {"oc_lanes": 8, "ic_lanes": 8, "depth": 8192}
     top = UnitTop(ConvEngine(oc_lanes=8, ic_lanes=8, addr_width=13), depth=8192)
-    run_cocotb(top, name="ce", params=params, test_module="hw.tb_ce", sim=sim,
-               env={"big_layer": sim == "verilator", "cases": 8 if sim == "verilator" else 3,
-                    "seed": 1})
+    tests = ["random_convolutions_with_backpressure"]
+    if sim == "verilator":     # 37k cycles: Verilator only (it is also the benchmark's layer)
+        tests.append("layer_3x3_16_to_16_32x32")
+    run_cocotb(top, name="ce", params=params, test_module="hw.tb_ce", sim=sim, testcase=tests,
+               env={"cases": 8 if sim == "verilator" else 3, "seed": 1})
 
 
 def test_from_default_config_tile():
