@@ -55,6 +55,10 @@ def test_every_function_matches_model_and_cost_model():
     for (op, want), (raw, t) in zip(cases, results):
         got = np.frombuffer(raw, want.dtype)
         assert np.array_equal(got, want), f"{op['func'].name} {op['args']['dtype'].name}"
+        a = np.frombuffer(op["a"], want.dtype)
+        b = None if op.get("b") is None else np.frombuffer(op["b"], want.dtype)
+        t8 = None if op.get("table") is None else np.frombuffer(op["table"], np.int8)
+        assert np.array_equal(act.run_exec(op["func"], op["args"], a, b, t8), got)
         assert t == model_cycles({"lanes": lanes}, func=op["func"], dtype=op["args"]["dtype"],
                                  count=op["args"]["count"])
 

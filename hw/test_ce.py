@@ -7,7 +7,7 @@ from hw.ce_sim import simulate_conv
 from hw.config import UnitKind
 from hw import isa
 from sched.cost.ce import cycles as model_cycles
-from sched.golden.conv import conv_integer, conv_requantized
+from sched.golden.conv import conv_integer, conv_requantized, run_exec
 from sched.golden.numerics import quantize_multiplier
 from tb.harness import run_cocotb
 from tb.streams import random_pattern
@@ -71,6 +71,11 @@ def test_uint8_activations_and_output():
                            **dict(REQUANT, y_zero_point=REQUANT["y_zero_point"] + 128), y_unsigned=True)
     assert got.dtype == np.uint8 and np.unique(want).size > 20
     np.testing.assert_array_equal(got, want)
+    # The golden executor's entry point, from the EXEC arguments, agrees.
+    args = shape.exec_args(in_addr=0, w_addr=0, out_addr=0, bias=True, requant=True,
+                           x_zero_point=131, x_unsigned=True, y_unsigned=True,
+                           **dict(REQUANT, y_zero_point=REQUANT["y_zero_point"] + 128))
+    np.testing.assert_array_equal(run_exec(args, x, w, b), got)
 
 
 def test_conv_with_idle_streams():

@@ -54,7 +54,7 @@ from scipy.special import erf
 __all__ = ["FRAC_BITS", "SEG_BITS", "SEGMENTS", "T_BITS", "TABLE_FUNCS", "reference",
            "bf16_table", "bf16_activation", "bf16_relu", "bf16_leaky_relu", "bf16_add",
            "bf16_mul", "fixed_to_bf16", "bf16_to_fixed", "int8_table", "int8_lut",
-           "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN"]
+           "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN", "run_exec"]
 
 FRAC_BITS = 16          # fixed-point fraction bits of the input and of the table values
 SEG_BITS = 5            # segments per unit: width 1/32
@@ -255,3 +255,39 @@ def int8_mul(a, b, *, a_zero_point=0, b_zero_point=0, multiplier, shift,
 
     acc = (np.asarray(a, np.int64) - a_zero_point) * (np.asarray(b, np.int64) - b_zero_point)
     return requantize(acc.astype(np.int32), multiplier, shift, y_zero_point)
+
+
+def run_exec(func, args, a, b=None, table=None) -> np.ndarray:
+    """The AFU's result for one EXEC, as the golden executor runs it.
+
+    Parameters
+    ----------
+    func : str or ``hw.afu.AfuFunc``
+        relu, leaky_relu, sigmoid, tanh, gelu, add, mul.
+    args : mapping
+        The EXEC's argument fields (``hw.afu.AfuArgs``; addresses and count are ignored).
+    a, b : numpy arrays
+        Operands: BF16 encodings (uint16) or INT8 values.
+    table : numpy array, optional
+        The 256-entry table of INT8 LEAKY_RELU / SIGMOID / TANH / GELU.
+    """
+    f = (func.name if hasattr(func, "name") else str(func)).lower()
+    dt = args.get("dtype", "bf16")
+    dt = (dt.name if hasattr(dt, "name") else str(dt)).lower()
+    g = lambda k: int(args.get(k, 0))   # noqa: E731
+    if dt == "bf16":
+        if f in TABLE_FUNCS:
+            return bf16_activation(f, a)
+        return {"relu": lambda: bf16_relu(a), "leaky_relu": lambda: bf16_leaky_relu(a, g("alpha")),
+                "add": lambda: bf16_add(a, b), "mul": lambda: bf16_mul(a, b)}[f]()
+    if f == "relu":
+        return int8_relu(a, g("y_zero_point"))
+    q = dict(a_zero_point=g("a_zero_point"), b_zero_point=g("b_zero_point"),
+             multiplier=g("multiplier"), shift=g("shift"), y_zero_point=g("y_zero_point"))
+    if f == "add":
+        return int8_add(a, b, a_mult=g("a_mult"), b_mult=g("b_mult"), **q)
+    if f == "mul":
+        return int8_mul(a, b, **q)
+    if table is None:
+        raise ValueError(f"INT8 {f} needs its 256-entry table")
+    return int8_lut(a, table)

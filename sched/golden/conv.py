@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["conv_output_size", "conv_integer", "conv_requantized", "qlinear_conv"]
+__all__ = ["conv_output_size", "conv_integer", "conv_requantized", "qlinear_conv", "run_exec"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
@@ -107,3 +107,23 @@ def qlinear_conv(x, x_scale: float, x_zero_point: int, w, w_scale: float, w_zero
                             y_unsigned=np.asarray(x).dtype == np.uint8,
                             x_zero_point=x_zero_point, w_zero_point=w_zero_point,
                             strides=strides, pads=pads, bias=bias)
+
+
+def run_exec(args, x, w, bias=None) -> np.ndarray:
+    """The CE's result for one CONV EXEC, as the golden executor runs it.
+
+    ``args`` holds the EXEC's argument fields (``hw.ce.CeArgs``; addresses and extents are
+    taken from the arrays); ``x[C, H, W]``, ``w[M, C, kH, kW]``, ``bias[M]`` (used when the
+    ``bias`` flag is set). Returns ``y[M, oH, oW]``: INT32, or INT8/UINT8 when ``requant``.
+    """
+    g = lambda k: int(args.get(k, 0))   # noqa: E731
+    kw = dict(x_zero_point=g("x_zero_point"), w_zero_point=g("w_zero_point"),
+              strides=(g("stride") or 1,) * 2,
+              pads=(g("pad_top"), g("pad_left"), g("pad_bottom"), g("pad_right")),
+              bias=bias if g("bias") else None)
+    x4 = np.asarray(x)[None]
+    if g("requant"):
+        return conv_requantized(x4, w, multiplier=g("multiplier"), shift=g("shift"),
+                                y_zero_point=g("y_zero_point"), y_unsigned=bool(g("y_unsigned")),
+                                **kw)[0]
+    return conv_integer(x4, w, **kw)[0]
