@@ -214,8 +214,6 @@ class ConvEngine(wiring.Component):
         ld_pending = Signal()                       # a load read issued last cycle
         ld_lane = Signal(range(OL))                 # where the arriving word goes
         ld_entry = Signal(EB)
-        ld_lane_next = Signal(range(OL))
-        ld_entry_next = Signal(EB)
         ld_bias = Signal()                          # loading bias words, not weights
         b_index = Signal(range(out_words_i32))
         bias_reg = Signal(OL * 32)
