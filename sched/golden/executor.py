@@ -35,8 +35,8 @@ The golden run matches its arithmetic definition bit for bit; against onnxruntim
 float32/int8 run of the original model it differs by BF16 rounding of inputs, weights and
 every intermediate (relative 2^-9 each) and by fixed-point versus float requantisation
 (at most one INT8 step, propagated). A float output passes if
-``|golden - ort| <= atol + rtol * |ort|`` element-wise with ``rtol = 2^-5`` and
-``atol = 2^-5 * max|ort|`` (the output's scale); an integer output if it is within
+``|golden - ort| <= atol + rtol * |ort|`` element-wise with ``rtol = 2^-6`` and
+``atol = 2^-6 * max|ort|`` (the output's scale); an integer output if it is within
 ``int_atol = 1`` step.
 """
 
@@ -324,8 +324,8 @@ class Tolerance:
 
 #: Tolerance of a golden output of each data type against onnxruntime.
 TOLERANCES: Mapping[DType, Tolerance] = {
-    DType.BF16: Tolerance(rtol=2 ** -5, atol_frac=2 ** -5),
-    DType.FP32: Tolerance(rtol=2 ** -5, atol_frac=2 ** -5),
+    DType.BF16: Tolerance(rtol=2 ** -6, atol_frac=2 ** -6),
+    DType.FP32: Tolerance(rtol=2 ** -6, atol_frac=2 ** -6),
     DType.INT8: Tolerance(rtol=0, atol_frac=0, int_atol=1),
     DType.INT32: Tolerance(rtol=0, atol_frac=0, int_atol=1),
 }
