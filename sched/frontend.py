@@ -295,8 +295,9 @@ class _Importer:
     def const_buffer(self, value: np.ndarray, dtype: DType, stem: str,
                      quant: QuantParams | None = None) -> Buffer:
         """A constant buffer holding ``value`` converted to ``dtype`` (BF16 rounds to nearest even)."""
-        if dtype is DType.BF16:
-            data = np.asarray(value, np.float32).astype(ml_dtypes.bfloat16)
+        if dtype is DType.BF16:  # the host's conversion: RNE, flush to zero (numerics)
+            from sched.golden.numerics import fp32_to_bf16
+            data = np.asarray(fp32_to_bf16(np.asarray(value, np.float32)))
         elif dtype in (DType.INT8, DType.INT32):
             v = np.asarray(value)
             info = np.iinfo(_NP[dtype])
