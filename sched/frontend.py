@@ -600,7 +600,12 @@ def _gemm(imp: _Importer, node: onnx.NodeProto) -> None:
     tc = node.input[2] if len(node.input) > 2 and node.input[2] else None
     alpha, beta = imp.attr("alpha", 1.0), imp.attr("beta", 1.0)
     trans_a, trans_b = imp.attr("transA", 0), imp.attr("transB", 0)
+    if imp.is_const(ta):
+        raise imp.fail("a constant A operand is not supported for Gemm; accepted: a computed "
+                       "A (a constant left operand is accepted by MatMul)")
     _float_operand(imp, ta)
+    if tc is not None and not imp.is_const(tc) and beta != 1.0:
+        raise imp.fail("beta != 1 needs a constant C")
     if trans_a:
         raise imp.fail("transA=1 on a computed tensor moves data and no unit transposes; "
                        "accepted: transA=0")
@@ -623,8 +628,6 @@ def _gemm(imp: _Importer, node: onnx.NodeProto) -> None:
         tmp = f"{node.output[0]}.ab"
         imp.types[tmp] = (onnx.TensorProto.FLOAT, (m, n))
         _gemm_core(imp, tmp, a, tb, None, DType.BF16)
-        if beta != 1.0:
-            raise imp.fail("beta != 1 needs a constant C")
         _eltwise_bufs(imp, EltwiseFunc.ADD, imp.buf(tmp), imp.buf(tc), node.output[0])
         return
     _gemm_core(imp, node.output[0], a, tb, c, DType.BF16, c_broadcast=bc)

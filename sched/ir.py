@@ -768,14 +768,21 @@ class Pass:
     """A named transformation or analysis of a :class:`Graph` (xDSL / torch.fx style).
 
     Subclasses set :attr:`name` and implement :meth:`run`, returning the (new or updated)
-    graph. An analysis annotates micro-ops through :meth:`Graph.replace_op` and returns
-    the same graph.
+    graph. An analysis annotates micro-ops in place and returns the same graph.
+    :meth:`requires` and :meth:`ensures` state a pass's pre- and postconditions beyond the
+    IR's invariants; the :class:`Pipeline` checks them around :meth:`run`.
     """
 
     name: str = "pass"
 
     def run(self, graph: Graph) -> Graph:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def requires(self, graph: Graph) -> None:
+        """Raise :class:`IRError` if ``graph`` is not a valid input of this pass."""
+
+    def ensures(self, graph: Graph) -> None:
+        """Raise :class:`IRError` if ``graph`` is not what this pass promises to produce."""
 
     def __call__(self, graph: Graph) -> Graph:
         return self.run(graph)
@@ -826,14 +833,19 @@ class Pipeline:
         if self.verify_each:
             verify(graph)
         for p in self.passes:
+            try:
+                p.requires(graph)
+            except IRError as e:
+                raise IRError(f"before pass {p.name!r}: {e}") from None
             t0 = time.perf_counter()
             graph = p.run(graph)
             self.timings[p.name] = time.perf_counter() - t0
-            if self.verify_each:
-                try:
+            try:
+                if self.verify_each:
                     verify(graph)
-                except IRError as e:
-                    raise IRError(f"after pass {p.name!r}: {e}") from None
+                p.ensures(graph)
+            except IRError as e:
+                raise IRError(f"after pass {p.name!r}: {e}") from None
             if self.dump is not None:
                 self.dump(p.name, graph)
         return graph

@@ -8,7 +8,7 @@ from sched.decompose import (AnnotateCosts, DecomposeOptions, TilePlan, compile_
                              decompose)
 from sched.frontend import import_model
 from sched.golden.executor import run_graph
-from sched.ir import OpType, verify
+from sched.ir import IRError, OpType, verify
 from sched.test_frontend import make, vi
 
 POOL = load_config()
@@ -23,7 +23,7 @@ def pool(**units):
         {"kind": "smu", "name": "smu0", "x": 0, "y": 1},
         {"kind": "ce", "name": "ce0", "x": 2, "y": 0, **units.get("ce", {})},
         {"kind": "afu", "name": "afu0", "x": 0, "y": 2, **units.get("afu", {})},
-        {"kind": "gnn", "name": "gnn0", "x": 1, "y": 2}]}
+        {"kind": "gnn", "name": "gnn0", "x": 1, "y": 2, **units.get("gnn", {})}]}
     if units.get("no_smu"):
         doc["tile"] = [t for t in doc["tile"] if t["kind"] != "smu"]
     return parse_config(doc, "test")
@@ -169,3 +169,18 @@ def test_bad_options():
         DecomposeOptions(sparse_threshold=1.5)
     with pytest.raises(ValueError, match="max_k_tile must be a positive integer, not 0"):
         DecomposeOptions(max_k_tile=0)
+
+
+def test_tiles_must_fit_their_scratchpad():
+    ops = import_model(models.gcn())
+    with pytest.raises(IRError, match=r"after pass 'tile-operators': Micro-op 'agg1/aggregate.r0f0' "
+                                      r"needs \d+ bytes of operands and result, more than the "
+                                      r"1024-byte scratchpad of its unit"):
+        decompose(ops, pool(gnn={"scratchpad_bytes": 1024}))
+
+
+def test_tiling_takes_an_operator_level_graph():
+    g = compile_model("mlp", options=DecomposeOptions(max_k_tile=16))
+    with pytest.raises(IRError, match="before pass 'tile-operators': Micro-op 'fc1/gemm.m0n0k0' is "
+                                      "already a tile of an accumulation chain"):
+        decompose(g, POOL)

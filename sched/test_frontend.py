@@ -6,7 +6,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hw.config import DType, parse_config
 from sched import models
 from sched.frontend import FrontendError, SUPPORTED_OPS, import_model, load_onnx
-from sched.ir import AggFunc, BufferKind, LayoutFunc, OpType, verify
+from sched.ir import AggFunc, BufferKind, EltwiseFunc, LayoutFunc, OpType, verify
 
 
 def make(nodes, inputs, outputs, inits=None, opset=20, check=True):
@@ -150,6 +150,18 @@ def test_matmul_integer_and_conv_integer_give_int32():
              {"w": np.ones((3, 2, 3, 3), np.int8)})
     (op,) = import_model(m).ops
     assert op.op is OpType.CONV and op.units[0].key == "ce"
+
+
+def test_gemm_with_computed_c_adds_on_the_afu():
+    m = make([helper.make_node("Relu", ["c0"], ["c"], name="rc"),
+              helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="g", alpha=0.5)],
+             [vi("x", [2, 3]), vi("c0", [2, 4])], [vi("y", [2, 4])],
+             {"w": np.ones((3, 4), np.float32)})
+    g = import_model(m)
+    assert [(o.op, o.func) for o in g.ops][1:] == [(OpType.GEMM, None),
+                                                  (OpType.ELTWISE, EltwiseFunc.ADD)]
+    np.testing.assert_array_equal(g.buffers[g.op("g/gemm").inputs[1].buffer].data.astype(
+        np.float32), np.full((3, 4), 0.5, np.float32))  # alpha folded into B
 
 
 def test_round_trip_through_a_file(tmp_path):
