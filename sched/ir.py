@@ -465,6 +465,21 @@ class Graph:
     def __len__(self) -> int:
         return self.dag.number_of_nodes()
 
+    def chains(self) -> dict[str, list[MicroOp]]:
+        """Accumulation chains: ``attrs["chain"]`` -> its micro-ops in ``k_step`` order.
+
+        A scheduler that keeps a chain on one unit can leave the partial sums in that
+        unit's scratchpad (only the last step's result goes back to memory).
+        """
+        out: dict[str, list[MicroOp]] = {}
+        for o in self.ops:
+            c = o.attrs.get("chain")
+            if c is not None:
+                out.setdefault(c, []).append(o)
+        for ops in out.values():
+            ops.sort(key=lambda o: o.attrs["k_step"])
+        return out
+
     def topological_ops(self) -> list[MicroOp]:
         return [self.op(n) for n in nx.topological_sort(self.dag)]
 
@@ -620,6 +635,47 @@ def _mat(r: TensorRef, op_id: str, what: str, n: int = 2) -> tuple[int, ...]:
     return s
 
 
+#: Data types of a micro-op's results, by (operation, operand type).
+_RESULT_DTYPES: Mapping[tuple[OpType, DType], tuple[DType, ...]] = MappingProxyType({
+    (OpType.GEMM, DType.BF16): (DType.BF16, DType.FP32),
+    (OpType.SPMM, DType.BF16): (DType.BF16, DType.FP32),
+    (OpType.GEMM, DType.INT8): (DType.INT8, DType.INT32),
+    (OpType.CONV, DType.INT8): (DType.INT8, DType.INT32),
+    (OpType.QUANTIZE, DType.BF16): (DType.INT8,),
+    (OpType.DEQUANTIZE, DType.INT8): (DType.BF16,),
+    (OpType.DEQUANTIZE, DType.INT32): (DType.BF16,),
+})
+
+
+def _check_dtypes(g: Graph, o: MicroOp) -> None:
+    """Operands in the micro-op's data type, accumulators in its accumulator type, results
+    in a type the operation produces (INT8 from an INT32 sum only with ``requant``)."""
+    def fail(msg: str) -> None:
+        raise IRError(f"Micro-op {o.id!r} ({o.op.value}<{o.dtype.key}>): {msg}")
+
+    def dt(r: TensorRef) -> DType:
+        return g.buffers[r.buffer].dtype
+
+    reduce = o.op in (OpType.GEMM, OpType.SPMM, OpType.CONV)
+    operands = o.inputs[:2] if reduce else o.inputs
+    if o.op is OpType.AGGREGATE:
+        operands = o.inputs[1:]
+    for r in operands:
+        if dt(r) is not o.dtype:
+            fail(f"operand {r} is {dt(r).key}, not {o.dtype.key}")
+    if reduce and len(o.inputs) == 3 and dt(o.inputs[2]) is not ACC_DTYPE[o.dtype]:
+        fail(f"accumulator {o.inputs[2]} is {dt(o.inputs[2]).key}, not "
+             f"{ACC_DTYPE[o.dtype].key}")
+    out = dt(o.outputs[0])
+    allowed = _RESULT_DTYPES.get((o.op, o.dtype), (o.dtype,) if o.op is not OpType.AGGREGATE
+                                 else (DType.BF16, DType.FP32))
+    if out not in allowed:
+        fail(f"result {o.outputs[0]} is {out.key}; accepted: "
+             f"{', '.join(d.key for d in allowed)}")
+    if reduce and out is DType.INT8 and "requant" not in o.attrs:
+        fail(f"an INT8 result {o.outputs[0]} needs attrs['requant'] (scale, zero_point)")
+
+
 def _check_shapes(g: Graph, o: MicroOp) -> None:
     """Operand and result shapes consistent with the operation's dimensions."""
     def fail(msg: str) -> None:
@@ -705,7 +761,7 @@ def verify(g: Graph) -> None:
     lies in its buffer; every element a micro-op reads was written by one of its DAG
     predecessors, or is a graph input or constant; every element is written at most once;
     the recorded dependencies equal the DAG edges; operand shapes agree with the
-    operation's dimensions; every graph output is completely written; every micro-op's
+    operation's dimensions and operand/result data types with its data type; every graph output is completely written; every micro-op's
     result is used (no part of the graph is disconnected from the outputs).
     """
     order = list(g.dag.nodes)  # insertion order, topological if every edge goes forward
@@ -746,6 +802,7 @@ def verify(g: Graph) -> None:
             if other is not None:
                 raise IRError(f"Micro-op {n!r} writes {r}, already written by {order[other]!r}")
         _check_shapes(g, o)
+        _check_dtypes(g, o)
     for name in g.outputs:
         if index.unwritten(name):
             raise IRError(f"Graph output {name!r} is not completely written by the micro-ops")
