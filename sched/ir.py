@@ -13,10 +13,26 @@ Conventions
   exactly one micro-op. The DAG edges are *derived* from that: a micro-op depends on the
   micro-ops that wrote the elements it reads (:attr:`MicroOp.deps`, equal to its
   predecessors in the DAG). The verifier checks it.
-- **Buffer names** are ``<onnx tensor name>`` for graph inputs, constants and operator
-  results (sanitised to ``[A-Za-z0-9_.]``), ``<tensor>.psum<k>`` for the FP32/INT32
-  partial sums of step ``k`` of an accumulation chain, ``<tensor>.cols`` for an im2col
-  matrix, ``<tensor>.view`` for a layout-only alias.
+- **Names.** Buffers: ``<onnx tensor>`` for graph inputs, constants and operator results
+  (sanitised to ``[A-Za-z0-9_.]``); ``<op>.psum<k>`` for step ``k``'s partial sums of an
+  accumulation chain (``<op>`` is the operator micro-op's id with ``/`` -> ``_``, e.g.
+  ``fc1_gemm.psum0``); ``<tensor>.cols<n>`` for image ``n``'s im2col matrix;
+  ``<buffer>.view<d0>x<d1>...`` for a layout-only alias. Micro-ops: ``<onnx node>/<what>``
+  at operator level (``fc1/gemm``, ``conv1/im2col0``), tiles add ``.m<i>n<j>`` (GEMM
+  output block) / ``.o<i>r<j>`` (CONV output-channel and row block) + ``k<s>`` (chain
+  step, when K is split), ``.v<r>_<c>`` (vector), ``.r<i>f<j>`` (aggregation block).
+- **Operands** (``inputs`` order): GEMM/SPMM ``(a[M,K], b[K,N][, c])``; CONV ``(x[IC,H,W],
+  w[OC,IC,KH,KW][, c])``; ACT/QUANTIZE/DEQUANTIZE ``(x,)``; ELTWISE ``(a, b)`` (``b`` may be
+  a scalar, or a vector along the last dimension with ``attrs["broadcast"]``); AGGREGATE
+  ``(adjacency rows[rows, nodes] (a constant), features[nodes, F])``; LAYOUT im2col
+  ``(x[C,H,W],)`` -> ``cols[C*KH*KW, OH*OW]``. Leading size-1 dimensions of a box are
+  ignored. One result each.
+- **Attributes.** ``c_broadcast``: ``"row"`` (c is ``[1,N]``, added to every row) or
+  ``"col"`` (``[M,1]``); ``requant``: ``{scale, multiplier, shift, zero_point}`` (INT32 ->
+  INT8, :func:`sched.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
+  ``strides`` (sh, sw), ``pads`` (top, left, bottom, right; per tile), ``pad_value`` (the
+  input zero point), ``kernel``; ``alpha`` (LeakyReLU), ``approximate`` (GELU);
+  ``scale``/``zero_point`` (QUANTIZE/DEQUANTIZE).
 - **Aliases.** A buffer with ``alias_of`` shares the storage of another buffer
   (row-major, same number of elements, same data type): Reshape/Flatten cost nothing.
 - **Accumulation chains.** A GEMM/SPMM/CONV whose reduction dimension (K, or input
@@ -28,7 +44,11 @@ Conventions
   writes the result buffer, rounding to its data type (FP32 -> BF16 round to nearest even,
   or INT32 -> INT8 requantisation when ``attrs["requant"]`` is set).
 - **Data type** :attr:`MicroOp.dtype` is the type of the operands the unit consumes (what
-  ``hw.config.UNIT_DTYPES`` lists); the result's type is its buffer's.
+  ``hw.config.UNIT_DTYPES`` lists); the result's type is its buffer's. Which unit kinds
+  can run what: :data:`CAPABLE_UNITS` / :attr:`MicroOp.units`.
+- **Passes** (:class:`Pass`, :class:`Pipeline`): transforms return a new or updated graph,
+  analyses annotate micro-ops in place; ``requires``/``ensures`` hooks; the pipeline
+  verifies (:func:`verify`) after every pass and can dump the IR (:meth:`Graph.dump`).
 - **Shape** :attr:`MicroOp.shape` holds the operation's named dimensions: GEMM/SPMM
   ``M, K, N``; CONV ``IC, H, W, OC, KH, KW, OH, OW``; ACT/ELTWISE/QUANTIZE/DEQUANTIZE ``n``;
   AGGREGATE ``nodes, edges, features``; LAYOUT ``n`` (elements moved).
@@ -39,10 +59,10 @@ from __future__ import annotations
 import enum
 import gc
 import json
-import time
 import math
 import operator
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
