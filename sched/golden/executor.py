@@ -176,11 +176,20 @@ def _store_acc(ex: Executor, op: MicroOp, acc: np.ndarray) -> None:
     if dt is DType.BF16:
         ex.write(out, nm.fp32_to_bf16(acc.astype(np.float32)))
     elif dt is DType.INT8:
-        rq = op.attrs["requant"]
-        mult, shift = nm.quantize_multiplier(rq["scale"])
-        ex.write(out, np.asarray(nm.requantize(acc, mult, shift, rq["zero_point"]), np.int8))
+        ex.write(out, _requantize(op, acc))
     else:
         ex.write(out, acc.astype(_NP[dt]))
+
+
+def _requantize(op: MicroOp, acc: np.ndarray) -> np.ndarray:
+    """INT32 -> INT8 with the micro-op's fixed-point multiplier and shift (what codegen encodes)."""
+    rq = op.attrs["requant"]
+    if "multiplier" in rq:
+        mult, shift = rq["multiplier"], rq["shift"]
+    else:
+        mult, shift = nm.quantize_multiplier(rq["scale"])
+    return np.asarray(nm.requantize(np.asarray(acc, np.int32), mult, shift, rq["zero_point"]),
+                      np.int8)
 
 
 def _gemm(ex: Executor, op: MicroOp) -> None:
@@ -228,9 +237,7 @@ def _conv(ex: Executor, op: MicroOp) -> None:
     acc = acc.astype(np.int32)  # two's complement wraparound, as the LPU's INT32 sums
     out = op.outputs[0]
     if ex.g.buffers[out.buffer].dtype is DType.INT8:
-        rq = op.attrs["requant"]
-        mult, shift = nm.quantize_multiplier(rq["scale"])
-        ex.write(out, np.asarray(nm.requantize(acc, mult, shift, rq["zero_point"]), np.int8))
+        ex.write(out, _requantize(op, acc))
     else:
         ex.write(out, acc)
 
