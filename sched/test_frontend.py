@@ -3,7 +3,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hw.config import DType, parse_config
+from hw.config import DType, load_config, parse_config
 from sched import models
 from sched.frontend import FrontendError, SUPPORTED_OPS, import_model, load_onnx
 from sched.ir import AggFunc, BufferKind, EltwiseFunc, LayoutFunc, OpType, verify
@@ -150,6 +150,44 @@ def test_matmul_integer_and_conv_integer_give_int32():
              {"w": np.ones((3, 2, 3, 3), np.int8)})
     (op,) = import_model(m).ops
     assert op.op is OpType.CONV and op.units[0].key == "ce"
+
+
+def qdq_model():
+    """onnxruntime-style QDQ: Q -> DQ -> Conv(DQ w, DQ b) -> Q -> Flatten -> DQ -> MatMul(DQ w) -> Q -> DQ."""
+    rng = np.random.default_rng(9)
+    x_s, w_s, c_s, w2_s, y_s = 1 / 127, 0.01, 0.01, 0.005, 0.01
+    inits = {"x_s": np.float32(x_s), "zp": np.int8(0), "w_q": rng.integers(-20, 21, (4, 3, 3, 3)).astype(np.int8),
+             "w_s": np.float32(w_s), "b_q": rng.integers(-500, 500, 4).astype(np.int32),
+             "b_s": np.float32(x_s) * np.float32(w_s), "c_s": np.float32(c_s),
+             "w2_q": rng.integers(-30, 31, (256, 10)).astype(np.int8), "w2_s": np.float32(w2_s),
+             "y_s": np.float32(y_s)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "zp"], ["xq"], name="qx"),
+             helper.make_node("DequantizeLinear", ["xq", "x_s", "zp"], ["xf"], name="dqx"),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "zp"], ["wf"], name="dqw"),
+             helper.make_node("DequantizeLinear", ["b_q", "b_s"], ["bf"], name="dqb"),
+             helper.make_node("Conv", ["xf", "wf", "bf"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "c_s", "zp"], ["cq"], name="qc"),
+             helper.make_node("Flatten", ["cq"], ["fq"], name="flat"),
+             helper.make_node("DequantizeLinear", ["fq", "c_s", "zp"], ["ff"], name="dqf"),
+             helper.make_node("DequantizeLinear", ["w2_q", "w2_s", "zp"], ["w2f"], name="dqw2"),
+             helper.make_node("MatMul", ["ff", "w2f"], ["m"], name="fc"),
+             helper.make_node("QuantizeLinear", ["m", "y_s", "zp"], ["mq"], name="qm"),
+             helper.make_node("DequantizeLinear", ["mq", "y_s", "zp"], ["y"], name="dqy")]
+    return make(nodes, [vi("x", [1, 3, 8, 8])], [vi("y", [1, 10])], inits)
+
+
+def test_qdq_format_is_fused_into_int8_units():
+    from sched.decompose import decompose
+    from sched.golden.executor import compare_with_onnxruntime
+    m = qdq_model()
+    g = import_model(m, load_config())
+    assert [(o.op, o.dtype, o.source_op) for o in g.ops] == [
+        (OpType.CONV, DType.INT8, "QLinearConv"), (OpType.GEMM, DType.INT8, "QLinearMatMul"),
+        (OpType.DEQUANTIZE, DType.INT8, "DequantizeLinear")]
+    assert g.buffers["x"].dtype is DType.INT8  # quantised by the host
+    x = {"x": np.random.default_rng(10).uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)}
+    (cmp,) = compare_with_onnxruntime(m, decompose(g, load_config()), x)
+    assert cmp.ok and cmp.max_ref > 0.1, str(cmp)
 
 
 def test_gemm_with_computed_c_adds_on_the_afu():
