@@ -24,10 +24,18 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     from .ce import ConvEngine
     from .config import UnitKind
     from .controller import TileController
+    from .dmu import Dmu
+    from .lpu import Lpu
     from .scratchpad import Scratchpad
     from .spad_stream import StreamReader, StreamWriter
 
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
+    units = {}
+    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu), (UnitKind.CE, ConvEngine),
+                      (UnitKind.AFU, ActivationUnit)):
+        tiles = cfg.tiles_of(kind)
+        if tiles:
+            units[kind.key] = (lambda cls=cls, tile=tiles[0]: cls.from_tile(tile))
     return {
         "scratchpad": lambda: Scratchpad(word_bits=cfg.mesh.flit_bits,
                                          depth=spad_bytes // (cfg.mesh.flit_bits // 8),
@@ -35,8 +43,7 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
         "stream_reader": lambda: StreamReader(addr_width=12, data_width=cfg.mesh.flit_bits),
         "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
         "tile_controller": lambda: TileController(depth=1024),
-        **({"ce": lambda: ConvEngine.from_tile(cfg.tiles_of(UnitKind.CE)[0])} if cfg.tiles_of(UnitKind.CE) else {}),
-        **({"afu": lambda: ActivationUnit.from_tile(cfg.tiles_of(UnitKind.AFU)[0])} if cfg.tiles_of(UnitKind.AFU) else {}),
+        **units,
     }
 
 
