@@ -185,6 +185,8 @@ class ActivationUnit(wiring.Component):
     addr_width = property(lambda self: self._addr_width)
     word_bits = property(lambda self: 16 * self._lanes)
     word_bytes = property(lambda self: 2 * self._lanes)
+    #: The ``cmd`` payload layout (``{func, args}``), as the other units name it.
+    cmd_layout = AfuCommand
 
     def elaborate(self, platform):
         m = Module()

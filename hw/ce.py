@@ -178,6 +178,8 @@ class ConvEngine(wiring.Component):
     out_fifo_depth = property(lambda self: self._out_fifo_depth)
     word_bits = property(lambda self: 8 * self._il)
     word_bytes = property(lambda self: self._il)
+    #: The ``cmd`` payload layout (``{func, args}``), as the other units name it.
+    cmd_layout = CeCommand
 
     def elaborate(self, platform):
         m = Module()
