@@ -438,3 +438,44 @@ def calibrate(measurements: Iterable[Measurement], base: CostParams | None = Non
                                f"{100 * tolerance:.1f}%: " + ", ".join(
                                    f"{k.key} {100 * e:.2f}%" for k, e in bad.items()))
     return CalibrationResult(dataclasses.replace(base, kinds=kinds), fit, err, count)
+
+
+def load_measurements(path: str, config: Any = None) -> list[Measurement]:
+    """Read recorded RTL measurements: a JSON list of ``{"tile": name, "shape": {...},
+    "cycles": n}`` (tile names from the pool config ``config``, default pool if None)."""
+    import json
+    from hw.config import load_config
+    cfg = load_config(config) if config is not None else load_config()
+    out = []
+    for i, rec in enumerate(json.loads(open(path).read())):
+        try:
+            out.append(Measurement(cfg.tile(rec["tile"]), dict(rec["shape"]), int(rec["cycles"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CalibrationError(f"{path}: record {i} ({rec!r}) is not "
+                                   f"{{'tile': name, 'shape': {{...}}, 'cycles': n}}: {e}") from None
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sched.cost.model calibrate MEASUREMENTS.json [--config CFG] [--tolerance T]``"""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m sched.cost.model",
+                                 description="Fit and validate the cost model against RTL cycle counts")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("calibrate", help="fit scale/overhead per unit kind and validate on held-out")
+    c.add_argument("measurements")
+    c.add_argument("--config", default=None)
+    c.add_argument("--tolerance", type=float, default=0.05)
+    args = ap.parse_args(argv)
+    try:
+        res = calibrate(load_measurements(args.measurements, args.config), tolerance=args.tolerance)
+    except CalibrationError as e:
+        print(f"calibration failed: {e}")
+        return 1
+    print(res.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
