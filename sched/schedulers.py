@@ -203,24 +203,33 @@ class _Problem:
         self.w: list[list[tuple[Unit, int]]] = [[] for _ in range(n)]
         self.preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
         self.succs: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-        task_cycles = cost.task_cycles
-        for i, node in enumerate(self.nodes):
-            op = dag.nodes[node]["op"]
-            cands = pool.candidates(op, node)
-            fits = [u for u in cands if u.kind is UnitKind.MEMORY or _working_set(op) <= u.caps.scratchpad_bytes]
-            if not fits:
-                sizes = ", ".join(f"{u.name} {u.caps.scratchpad_bytes}" for u in cands)
-                raise AllocationError(f"Micro-op {node!r} needs {_working_set(op)} bytes of "
-                                      f"scratchpad (operands and result) but its units have "
-                                      f"{sizes}; decompose it into smaller tiles")
-            self.cands[i] = tuple(fits)
-            self.w[i] = [(u, task_cycles(dag, node, u)) for u in fits]
         edge_bytes = cost.edge_bytes
-        for u, v in dag.edges:
-            b = edge_bytes(dag, u, v)
+        for u, v, d in dag.edges(data=True):
+            b = d.get("bytes")
+            if b is None:
+                b = edge_bytes(dag, u, v)
             iu, iv = index[u], index[v]
             self.succs[iu].append((iv, b))
             self.preds[iv].append((iu, b))
+        task_cycles = cost.task_cycles
+        external = getattr(cost, "external_bytes", None)
+        nodes_attr = dag.nodes
+        for i, node in enumerate(self.nodes):
+            op = nodes_attr[node]["op"]
+            cands = pool.candidates(op, node)
+            ws = _working_set(op)
+            fits = [u for u in cands if u.kind is UnitKind.MEMORY or ws <= u.caps.scratchpad_bytes]
+            if not fits:
+                sizes = ", ".join(f"{u.name} {u.caps.scratchpad_bytes}" for u in cands)
+                raise AllocationError(f"Micro-op {node!r} needs {ws} bytes of "
+                                      f"scratchpad (operands and result) but its units have "
+                                      f"{sizes}; decompose it into smaller tiles")
+            self.cands[i] = cands if len(fits) == len(cands) else tuple(fits)
+            if external is not None:
+                ext = external(op, sum(b for _, b in self.preds[i]), not self.succs[i])
+                self.w[i] = [(u, task_cycles(dag, node, u, ext)) for u in fits]
+            else:
+                self.w[i] = [(u, task_cycles(dag, node, u)) for u in fits]
 
     def mean_w(self, i: int) -> float:
         ws = self.w[i]

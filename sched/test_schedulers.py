@@ -110,3 +110,73 @@ def test_verify_catches_overlap_and_early_start():
     s.slots = bad
     with pytest.raises(AllocationError, match="starts at|busy with"):
         s.verify(dag)
+
+
+# -- the benchmark suite ----------------------------------------------------------------
+
+from sched.cost.model import CostModel  # noqa: E402
+from sched.suite import benchmark_suite, random_dag  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def default_pool():
+    return Pool.from_config("default")
+
+
+def test_search_never_more_than_2_percent_worse_than_heft_on_the_suite(default_pool):
+    cost = CostModel(default_pool)
+    seen = 0
+    for name, dag in benchmark_suite():
+        lb = lower_bound(dag, default_pool, cost)
+        h = heft(dag, default_pool, cost)
+        s = search(dag, default_pool, cost)
+        s.verify(dag)
+        assert lb <= h.makespan and lb <= s.makespan, name
+        assert s.makespan <= 1.02 * h.makespan, (name, s.makespan, h.makespan)
+        seen += 1
+    assert seen >= 6
+
+
+def test_every_scheduler_gives_a_valid_schedule(default_pool):
+    dag = random_dag(300, seed=11, width=12)
+    cost = CostModel(default_pool)
+    lb = lower_bound(dag, default_pool, cost)
+    for name, fn in SCHEDULERS.items():
+        s = fn(dag, default_pool, cost)
+        s.verify(dag)
+        assert s.makespan >= lb, name
+        assert set(s.slots) == set(dag.nodes)
+        util = s.utilization()
+        assert 0 < util["util.mean"] <= 1
+        assert "makespan" in s.summary(lb)
+
+
+def test_greedy_picks_lowest_latency_unit(default_pool):
+    dag = random_dag(100, seed=2, width=8)
+    cost = CostModel(default_pool)
+    s = greedy(dag, default_pool, cost)
+    P = _Problem(dag, default_pool, cost)
+    for i, n in enumerate(P.nodes):
+        best = min(P.w[i], key=lambda uc: uc[1])[0]
+        assert s.slots[n].unit == best.name
+
+
+def test_baseline_pools_schedule_everything():
+    dag = random_dag(200, seed=4, width=8)
+    for pool in (Pool.dense_only("default"), Pool.dense_sparse("default")):
+        cost = CostModel(pool)
+        s = heft(dag, pool, cost)
+        s.verify(dag)
+        assert {pool.unit(sl.unit).kind for sl in s.slots.values()} <= {
+            UnitKind.DMU, UnitKind.SMU, UnitKind.AFU}
+
+
+def test_micro_op_too_big_for_every_scratchpad_is_rejected(default_pool):
+    dag = random_dag(20, seed=1, width=4)
+    n = next(n for n in dag.nodes if dag.nodes[n]["op"].op is OpType.ACT)
+    import dataclasses
+    dag.nodes[n]["op"] = dataclasses.replace(dag.nodes[n]["op"], bytes_in=60000, bytes_out=60000)
+    with pytest.raises(AllocationError, match=rf"Micro-op '{n}' needs 120000 bytes of scratchpad "
+                                              rf"\(operands and result\) but its units have "
+                                              rf"afu0 16384; decompose it"):
+        heft(dag, default_pool, CostModel(default_pool))

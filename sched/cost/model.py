@@ -33,6 +33,7 @@ NoC transfer
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import importlib
 import math
@@ -184,6 +185,8 @@ class CostModel:
         self._formulas = {k: _unit_formula(k) for k in FALLBACK}
         self._exec_cache: dict[tuple, int] = {}
         self._mean_hops: dict[tuple, float] = {}
+        self._serial: dict[int, int] = {}
+        self._mem_at = pool.memory.at
         self._bytes_per_flit = self.mesh.flit_bits // 8
 
     # -- units -------------------------------------------------------------------------
@@ -248,20 +251,25 @@ class CostModel:
         Loaded: its operand bytes not produced by a predecessor (graph inputs, weights).
         Stored: its results if nothing in the DAG reads them (graph outputs).
         """
-        op = dag.nodes[n]["op"]
-        bytes_in = op.bytes_in or sum(r.size for r in op.inputs) * op.dtype.bytes
-        from_preds = sum(self.edge_bytes(dag, p, n) for p in dag.predecessors(n))
-        ext_in = max(0, bytes_in - from_preds)
-        ext_out = (op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes) \
-            if dag.out_degree(n) == 0 else 0
-        return ext_in, ext_out
+        from_preds = sum(d["bytes"] if "bytes" in d else self.edge_bytes(dag, p, n)
+                         for p, d in dag.pred[n].items())
+        return self.external_bytes(dag.nodes[n]["op"], from_preds, dag.out_degree(n) == 0)
 
-    def task_cycles(self, dag: Any, n: Any, unit: Any) -> int:
+    @staticmethod
+    def external_bytes(op: Any, from_preds: int, is_sink: bool) -> tuple[int, int]:
+        """:meth:`memory_bytes` given the bytes arriving from predecessors."""
+        bytes_in = op.bytes_in or sum(r.size for r in op.inputs) * op.dtype.bytes
+        ext_out = (op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes) \
+            if is_sink else 0
+        return max(0, bytes_in - from_preds), ext_out
+
+    def task_cycles(self, dag: Any, n: Any, unit: Any, ext: tuple[int, int] | None = None) -> int:
         """Cycles ``unit`` is occupied by micro-op ``n``: load its external operands from
         the memory tile, compute, store a graph output back (the tile's command stream runs
-        these in sequence)."""
-        ext_in, ext_out = self.memory_bytes(dag, n)
-        return self.exec_cycles(dag.nodes[n]["op"], unit) + self.memory_cycles(unit, ext_in, ext_out)
+        these in sequence). ``ext`` = :meth:`memory_bytes` if already known."""
+        if ext is None:
+            ext = self.memory_bytes(dag, n)
+        return self.exec_cycles(dag.nodes[n]["op"], unit) + self.memory_cycles(unit, *ext)
 
     def comm_cycles(self, nbytes: int, src: Any, dst: Any) -> int:
         """Moving a result of ``nbytes`` from unit ``src`` to unit ``dst`` (0 if the same)."""
@@ -272,12 +280,14 @@ class CostModel:
     def mean_comm_cycles(self, nbytes: int, srcs: Sequence[Any], dsts: Sequence[Any]) -> float:
         """Mean of :meth:`comm_cycles` over the distinct pairs of candidate units (HEFT's
         average communication cost); 0 when both sides can only be the same unit."""
-        key = (tuple(u.name for u in srcs), tuple(u.name for u in dsts))
-        hops = self._mean_hops.get(key)
-        if hops is None:
+        key = (id(srcs), id(dsts))
+        hit = self._mean_hops.get(key)
+        if hit is None or hit[0] is not srcs or hit[1] is not dsts:
             pairs = [(a, b) for a in srcs for b in dsts if a is not b]
             hops = (sum(self.mesh.hops(a.at, b.at) for a, b in pairs) / len(pairs)) if pairs else -1.0
-            self._mean_hops[key] = hops
+            self._mean_hops[key] = (srcs, dsts, hops)
+        else:
+            hops = hit[2]
         if hops < 0 or nbytes <= 0:
             return 0.0
         n = self.params.noc
@@ -286,12 +296,16 @@ class CostModel:
     # -- movement ----------------------------------------------------------------------
     def serialisation_cycles(self, nbytes: int) -> int:
         """Cycles a transfer of ``nbytes`` occupies each link of its route."""
+        hit = self._serial.get(nbytes)
+        if hit is not None:
+            return hit
         if nbytes <= 0:
             return 0
         n = self.params.noc
         flits = _cdiv(nbytes, self._bytes_per_flit)
         packets = _cdiv(flits, n.max_packet_flits)
-        return flits + packets * n.packet_overhead_flits
+        self._serial[nbytes] = out = flits + packets * n.packet_overhead_flits
+        return out
 
     def transfer_cycles(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int]) -> int:
         """Cycles to move ``nbytes`` from tile ``src`` to tile ``dst`` on an idle mesh."""
@@ -303,7 +317,7 @@ class CostModel:
 
     def memory_cycles(self, unit: Any, ext_in: int, ext_out: int) -> int:
         """Moving ``ext_in`` bytes from the memory tile to ``unit`` and ``ext_out`` back."""
-        mem = self.pool.memory.at
+        mem = self._mem_at
         return self.transfer_cycles(ext_in, mem, unit.at) + self.transfer_cycles(ext_out, unit.at, mem)
 
 
@@ -323,15 +337,15 @@ def _as_gemm(op: OpType, shape: Mapping[str, int]) -> dict[str, int]:
 class LinkTable:
     """Link occupancy of the mesh for contention-aware scheduling.
 
-    A transfer occupies every link of its XY route (plus the injection and ejection ports
-    of its end tiles) for its serialisation time; it starts at the first time at or after
-    ``ready`` when all of them are free (a link is free after its last booking: the mesh
-    is treated as circuit-switched per transfer, an upper bound on wormhole contention).
+    A transfer occupies every link of its XY route (plus the injection port of its source
+    and the ejection port of its destination) for its serialisation time, all during the
+    same interval (a packet's worm spans its route); it takes the earliest interval at or
+    after ``ready`` in which all of them are idle (insertion into the links' gaps).
     """
 
     def __init__(self, cost: CostModel):
         self.cost = cost
-        self.free: dict[Any, int] = {}
+        self._busy: dict[Any, tuple[list[int], list[int]]] = {}
         self._routes: dict[tuple, list] = {}
 
     def _links(self, src: tuple[int, int], dst: tuple[int, int]) -> list:
@@ -342,12 +356,31 @@ class LinkTable:
             self._routes[key] = r
         return r
 
+    def _start(self, links: list, ready: int, dur: int) -> int:
+        busy = self._busy
+        t = ready
+        while True:
+            moved = False
+            for l in links:
+                b = busy.get(l)
+                if b is None:
+                    continue
+                starts, finishes = b
+                i = bisect.bisect_right(finishes, t)
+                n = len(starts)
+                while i < n and starts[i] < t + dur:
+                    # booking i overlaps [t, t + dur): move past it
+                    t = finishes[i]
+                    moved = True
+                    i += 1
+            if not moved:
+                return t
+
     def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
-        """Arrival time of a transfer ready at ``ready`` without booking it."""
+        """Arrival time of a transfer ready at ``ready``, without booking it."""
         if src == dst or nbytes <= 0:
             return ready
-        free = self.free
-        start = max([ready] + [free.get(l, 0) for l in self._links(src, dst)])
+        start = self._start(self._links(src, dst), ready, self.cost.serialisation_cycles(nbytes))
         return start + self.cost.transfer_cycles(nbytes, src, dst)
 
     def book(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
@@ -355,11 +388,13 @@ class LinkTable:
         if src == dst or nbytes <= 0:
             return ready
         links = self._links(src, dst)
-        free = self.free
-        start = max([ready] + [free.get(l, 0) for l in links])
-        busy_until = start + self.cost.serialisation_cycles(nbytes)
+        dur = self.cost.serialisation_cycles(nbytes)
+        start = self._start(links, ready, dur)
         for l in links:
-            free[l] = busy_until
+            starts, finishes = self._busy.setdefault(l, ([], []))
+            i = bisect.bisect_right(starts, start)
+            starts.insert(i, start)
+            finishes.insert(i, start + dur)
         return start + self.cost.transfer_cycles(nbytes, src, dst)
 
 
