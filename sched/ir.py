@@ -218,6 +218,16 @@ class TensorRef:
     def size(self) -> int:
         return math.prod(self.shape)
 
+    def last_dims(self, n: int) -> tuple[int, ...] | None:
+        """The last ``n`` dimensions (a 1-D box counts as ``(1, len)``), or None if a
+        leading dimension is not 1."""
+        s = tuple(self.shape)
+        if len(s) < n:
+            s = (1,) * (n - len(s)) + s
+        if any(d != 1 for d in s[:len(s) - n]):
+            return None
+        return s[len(s) - n:]
+
     @property
     def matrix_shape(self) -> tuple[int, ...]:
         """The shape with leading size-1 dimensions dropped (at least 1-D)."""
@@ -537,13 +547,11 @@ def _check_ref(g: Graph, op_id: str, r: TensorRef) -> None:
 
 # -- verifier ---------------------------------------------------------------------------
 
-def _mat(r: TensorRef, op_id: str, what: str) -> tuple[int, int]:
-    s = r.matrix_shape
-    if len(s) == 1:
-        s = (1,) + s
-    if len(s) != 2:
-        raise IRError(f"Micro-op {op_id!r}: {what} {r} must be a matrix (leading dimensions "
-                      f"of size 1 allowed), not shape {list(r.shape)}")
+def _mat(r: TensorRef, op_id: str, what: str, n: int = 2) -> tuple[int, ...]:
+    s = r.last_dims(n)
+    if s is None:
+        raise IRError(f"Micro-op {op_id!r}: {what} {r} must have {n} dimensions (leading "
+                      f"dimensions of size 1 allowed), not shape {list(r.shape)}")
     return s
 
 
@@ -564,15 +572,20 @@ def _check_shapes(g: Graph, o: MicroOp) -> None:
         if len(o.inputs) == 3:
             c = o.inputs[2]
             cs = _mat(c, o.id, "c")
-            if cs != y and not (o.attrs.get("c_broadcast") and cs[1] == y[1] and cs[0] == 1):
-                fail(f"accumulator c{list(cs)} does not match the output {list(y)}")
+            bc = o.attrs.get("c_broadcast")
+            want_c = {None: y, "row": (1, y[1]), "col": (y[0], 1)}.get(bc)
+            if want_c is None:
+                fail(f"attrs['c_broadcast'] is {bc!r}; accepted: None, 'row', 'col'")
+            if cs != want_c:
+                fail(f"accumulator c{list(cs)} does not match the output {list(y)} "
+                     f"(c_broadcast={bc!r})")
         if o.op is OpType.SPMM and o.attrs.get("sparse_operand") not in (0, 1):
             fail("attrs['sparse_operand'] must be 0 (a) or 1 (b)")
     elif o.op is OpType.CONV:
-        x, w = o.inputs[0].matrix_shape, o.inputs[1].shape
-        y = o.outputs[0].matrix_shape
-        if len(x) != 3 or len(w) != 4 or len(y) != 3:
-            fail(f"needs x[IC,H,W], w[OC,IC,KH,KW], y[OC,OH,OW]; got {list(x)}, {list(w)}, {list(y)}")
+        if len(o.inputs) not in (2, 3) or len(o.outputs) != 1:
+            fail("needs inputs (x, w[, c]) and one output")
+        x, w = _mat(o.inputs[0], o.id, "x", 3), _mat(o.inputs[1], o.id, "w", 4)
+        y = _mat(o.outputs[0], o.id, "output", 3)
         want = {"IC": x[0], "H": x[1], "W": x[2], "OC": w[0], "KH": w[2], "KW": w[3],
                 "OH": y[1], "OW": y[2]}
         if w[1] != x[0] or y[0] != w[0] or dict(sh) != want:
@@ -582,6 +595,11 @@ def _check_shapes(g: Graph, o: MicroOp) -> None:
         ow = (x[2] + pl + pr - w[3]) // sw + 1
         if (oh, ow) != (y[1], y[2]):
             fail(f"output {y[1]}x{y[2]} but strides/pads give {oh}x{ow}")
+        if len(o.inputs) == 3:
+            cs = o.inputs[2].shape
+            if o.inputs[2].last_dims(1) != (y[0],) and o.inputs[2].last_dims(3) != tuple(y):
+                fail(f"accumulator c{list(cs)} must be per output channel [{y[0]}] or match "
+                     f"the output {list(y)}")
     elif o.op in (OpType.ACT, OpType.QUANTIZE, OpType.DEQUANTIZE):
         if len(o.inputs) != 1 or len(o.outputs) != 1:
             fail("needs one input and one output")
@@ -592,7 +610,7 @@ def _check_shapes(g: Graph, o: MicroOp) -> None:
             fail("needs two inputs and one output")
         n = o.outputs[0].size
         for r in o.inputs:
-            if r.matrix_shape != o.outputs[0].matrix_shape and r.size != 1 and not (
+            if r.shape != o.outputs[0].shape and r.size != 1 and not (
                     o.attrs.get("broadcast") and r.size == o.outputs[0].shape[-1]):
                 fail(f"operand {r} does not match the output {o.outputs[0]}")
         if sh.get("n") != n:
@@ -606,9 +624,12 @@ def _check_shapes(g: Graph, o: MicroOp) -> None:
             fail(f"adjacency {o.inputs[0]} x features{list(x)} -> {list(y)} disagree with {dict(sh)}")
     elif o.op is OpType.LAYOUT:
         if o.func is LayoutFunc.IM2COL:
-            x, cols = o.inputs[0].matrix_shape, o.outputs[0].matrix_shape
+            x, cols = _mat(o.inputs[0], o.id, "x", 3), _mat(o.outputs[0], o.id, "cols")
             kh, kw = o.attrs["kernel"]
-            if len(x) != 3 or cols[0] != x[0] * kh * kw:
+            (sh_, sw), (pt, pl, pb, pr) = o.attrs["strides"], o.attrs["pads"]
+            oh = (x[1] + pt + pb - kh) // sh_ + 1
+            ow = (x[2] + pl + pr - kw) // sw + 1
+            if cols != (x[0] * kh * kw, oh * ow):
                 fail(f"im2col of {list(x)} with kernel {kh}x{kw} cannot give {list(cols)}")
 
 
