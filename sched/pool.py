@@ -142,18 +142,15 @@ class Unit:
     index: int
     tile: TileConfig
     caps: Capabilities
+    name: str = field(init=False)
+    kind: UnitKind = field(init=False)
+    at: tuple[int, int] = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.tile.name
-
-    @property
-    def kind(self) -> UnitKind:
-        return self.tile.kind
-
-    @property
-    def at(self) -> tuple[int, int]:
-        return self.tile.at
+    def __post_init__(self) -> None:
+        # copied from the tile once: the schedulers read them in their inner loops
+        object.__setattr__(self, "name", self.tile.name)
+        object.__setattr__(self, "kind", self.tile.kind)
+        object.__setattr__(self, "at", self.tile.at)
 
     def __repr__(self) -> str:
         return f"Unit({self.name}, {self.kind.key} at {self.at})"

@@ -187,6 +187,8 @@ class CostModel:
         self._mean_hops: dict[tuple, float] = {}
         self._serial: dict[int, int] = {}
         self._mem_at = pool.memory.at
+        self._fixed_cycles = 2 * self.params.noc.ni_cycles
+        self._router = self.params.noc.router_cycles
         self._bytes_per_flit = self.mesh.flit_bits // 8
 
     # -- units -------------------------------------------------------------------------
@@ -311,9 +313,11 @@ class CostModel:
         """Cycles to move ``nbytes`` from tile ``src`` to tile ``dst`` on an idle mesh."""
         if src == dst or nbytes <= 0:
             return 0
-        n = self.params.noc
-        hops = abs(src[0] - dst[0]) + abs(src[1] - dst[1])
-        return 2 * n.ni_cycles + hops * n.router_cycles + self.serialisation_cycles(nbytes)
+        ser = self._serial.get(nbytes)
+        if ser is None:
+            ser = self.serialisation_cycles(nbytes)
+        return (self._fixed_cycles + (abs(src[0] - dst[0]) + abs(src[1] - dst[1])) * self._router
+                + ser)
 
     def memory_cycles(self, unit: Any, ext_in: int, ext_out: int) -> int:
         """Moving ``ext_in`` bytes from the memory tile to ``unit`` and ``ext_out`` back."""
@@ -366,6 +370,8 @@ class LinkTable:
                 if b is None:
                     continue
                 starts, finishes = b
+                if finishes[-1] <= t:      # idle from t on: the common case
+                    continue
                 i = bisect.bisect_right(finishes, t)
                 n = len(starts)
                 while i < n and starts[i] < t + dur:
