@@ -207,6 +207,14 @@ class Program:
     def listing(self) -> str:
         return "\n\n".join(s.listing() for s in self.streams.values())
 
+    def misaligned(self, flit_bytes: int | None = None) -> list[tuple[str, int]]:
+        """``(tile, command index)`` of LOADs/STOREs whose scratchpad or remote address is
+        not a multiple of the flit size (the NI of branch ``noc`` drops those)."""
+        fb = flit_bytes or self.pool.mesh.flit_bits // 8
+        return [(t, i) for t, s in self.streams.items() for i, c in enumerate(s.commands)
+                if c.opcode in (isa.Opcode.LOAD, isa.Opcode.STORE)
+                and (c.fields["spad_addr"] % fb or c.fields["remote_addr"] % fb)]
+
     def token_summary(self) -> dict[str, int]:
         """Counts of WAIT and SIGNAL commands and of cross-tile dependencies."""
         waits = sum(c.fields["count"] for s in self.streams.values() for c in s.commands
@@ -281,7 +289,8 @@ def set_inputs(img: MemoryImage, g: Graph, inputs: Mapping[str, np.ndarray]) -> 
         img.put(img.buffers[n], np.asarray(arr).astype(NP_DTYPE[b.dtype]).tobytes())
 
 
-def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.ndarray] | None = None) -> Program:
+def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.ndarray] | None = None,
+                     fence: bool = True) -> Program:
     """Compile ``schedule`` of ``graph`` into per-tile command streams and a memory image.
 
     Parameters
@@ -291,6 +300,11 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     schedule : Schedule
     inputs : mapping, optional
         Graph input values (float32/int arrays) to place in the memory image.
+    fence : bool
+        Read back from memory before signalling (needed under the ISA's guarantee, which
+        orders a SIGNAL only after STOREs to the same destination). The NI of branch
+        ``noc`` completes every command, STOREs acknowledged, before the next, so
+        ``fence=False`` is enough for it (run the executor with ``stores_complete=True``).
 
     Raises
     ------
@@ -398,7 +412,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                                           length=b))
                     off += b
                 # 5. fence before telling other tiles
-                if consumers_of[n]:
+                if consumers_of[n] and fence:
                     addr, b = out_runs[-1]
                     fb = min(b, FENCE_BYTES)
                     cmds.append(isa.load(spad_addr=fence_addr, x=mem.x, y=mem.y,

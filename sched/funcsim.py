@@ -91,8 +91,9 @@ def _golden_op(graph: Any, op: MicroOp, operands: Mapping[TensorRef, np.ndarray]
 
 
 class _Machine:
-    def __init__(self, prog: Program):
+    def __init__(self, prog: Program, stores_complete: bool = False):
         self.prog = prog
+        self.stores_complete = stores_complete
         self.g = prog.graph
         cfg = prog.pool.config
         self.tiles_cfg = list(cfg.tiles)
@@ -209,6 +210,8 @@ class _Machine:
                 raise self.fail(t, f"STORE to ({f['x']},{f['y']}), not the memory tile "
                                    f"{self.mem_tile.at}")
             self.write_memory(t, f["remote_addr"], self.read_spad(t, f["spad_addr"], f["length"]))
+            if self.stores_complete:
+                t.fence = int(t.vc[t.index])
         elif op is isa.Opcode.EXEC:
             self.exec(t, c)
         elif op is isa.Opcode.SIGNAL:
@@ -286,15 +289,19 @@ class _Machine:
             raise ExecutionError(f"Tokens signalled but never waited for: {', '.join(left)}")
 
 
-def run_program(prog: Program) -> RunResult:
+def run_program(prog: Program, stores_complete: bool = False) -> RunResult:
     """Run every tile's stream to END; return the graph outputs read from memory.
+
+    ``stores_complete=True`` models an NI that completes a STORE (acknowledged) before the
+    next command, as the NI of branch ``noc`` does; by default a STORE is only known
+    complete after a later LOAD from the memory tile (the ISA's weaker guarantee).
 
     Raises
     ------
     ExecutionError
         On any violation listed in the module docstring.
     """
-    m = _Machine(prog)
+    m = _Machine(prog, stores_complete)
     m.run()
     g = prog.graph
     outputs = {}

@@ -203,3 +203,18 @@ def test_missing_input_is_a_clear_error():
     g, inputs, prog, gold = compiled("gcn")
     with pytest.raises(CodegenError, match="missing graph input"):
         compile_schedule(g, prog.schedule, {})
+
+
+def test_without_fences_only_an_ni_with_completed_stores_is_safe():
+    g, inputs, prog, gold = compiled("gcn")
+    nofence = compile_schedule(g, prog.schedule, inputs, fence=False)
+    n = sum(len(s.commands) for s in prog.streams.values())
+    assert sum(len(s.commands) for s in nofence.streams.values()) < n
+    compare_outputs(run_program(nofence, stores_complete=True).outputs, gold)
+    with pytest.raises(ExecutionError, match="missing token"):
+        run_program(nofence)
+
+
+def test_flit_alignment_report():
+    for name in ("gcn", "transformer"):
+        assert compiled(name)[2].misaligned() == []
