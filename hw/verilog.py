@@ -20,6 +20,7 @@ __all__ = ["blocks", "write_verilog", "lint"]
 
 def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
+    from .controller import TileController
     from .scratchpad import Scratchpad
     from .spad_stream import StreamReader, StreamWriter
 
@@ -30,6 +31,7 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
                                          read_ports=2, write_ports=1),
         "stream_reader": lambda: StreamReader(addr_width=12, data_width=cfg.mesh.flit_bits),
         "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
+        "tile_controller": lambda: TileController(depth=1024),
     }
 
 
