@@ -103,9 +103,14 @@ class KindParams:
 
 @dataclass(frozen=True)
 class NocParams:
-    """NoC timing: router pipeline per hop, packet header flits, packet size, NI latency."""
+    """NoC timing: router pipeline per hop, packet header flits, packet size, NI latency.
 
-    router_cycles: int = 2
+    Defaults follow the mesh of branch ``noc`` (1 cycle per hop, one 64-bit header flit per
+    packet, every WRITE acknowledged and every READ answered); ``ni_cycles`` and
+    ``max_packet_flits`` await calibration against its RTL.
+    """
+
+    router_cycles: int = 1
     packet_overhead_flits: int = 1
     max_packet_flits: int = 64
     ni_cycles: int = 4
@@ -320,9 +325,18 @@ class CostModel:
                 + ser)
 
     def memory_cycles(self, unit: Any, ext_in: int, ext_out: int) -> int:
-        """Moving ``ext_in`` bytes from the memory tile to ``unit`` and ``ext_out`` back."""
+        """Moving ``ext_in`` bytes from the memory tile to ``unit`` and ``ext_out`` back.
+
+        A LOAD is a read request out and the data back; a STORE the data out and its
+        acknowledgement back (the tile waits for both before its next command): each
+        pays one single-flit leg besides the data's transfer."""
         mem = self._mem_at
-        return self.transfer_cycles(ext_in, mem, unit.at) + self.transfer_cycles(ext_out, unit.at, mem)
+        out = 0
+        if ext_in > 0:
+            out += self.transfer_cycles(ext_in, mem, unit.at) + self.transfer_cycles(1, unit.at, mem)
+        if ext_out > 0:
+            out += self.transfer_cycles(ext_out, unit.at, mem) + self.transfer_cycles(1, mem, unit.at)
+        return out
 
 
 def _as_gemm(op: OpType, shape: Mapping[str, int]) -> dict[str, int]:

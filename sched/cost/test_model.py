@@ -72,8 +72,8 @@ def test_baseline_emulation_prices_the_equivalent_gemm():
 def test_noc_transfer(cost):
     assert xy_route((0, 0), (2, 1)) == [((0, 0), (1, 0)), ((1, 0), (2, 0)), ((2, 0), (2, 1))]
     assert xy_route((1, 1), (1, 1)) == []
-    # 64 bytes = 8 flits of 64 bits + 1 header; 2 hops x 2 cycles; NI 4 cycles each end
-    assert cost.transfer_cycles(64, (0, 0), (1, 1)) == 8 + 1 + 2 * 2 + 2 * 4
+    # 64 bytes = 8 flits of 64 bits + 1 header; 2 hops x 1 cycle; NI 4 cycles each end
+    assert cost.transfer_cycles(64, (0, 0), (1, 1)) == 8 + 1 + 2 * 1 + 2 * 4
     assert cost.transfer_cycles(64, (0, 0), (0, 0)) == 0
     # 1000 bytes = 125 flits -> 2 packets (64 flits max) -> 2 headers
     assert cost.serialisation_cycles(1000) == 125 + 2
@@ -115,8 +115,9 @@ def test_edge_and_memory_bytes(pool, cost):
     assert cost.memory_bytes(dag, "g0") == (512, 0)
     assert cost.memory_bytes(dag, "r") == (0, 128)
     u = pool.unit("afu0")
+    # the result goes back to memory: data out, acknowledgement back
     assert cost.task_cycles(dag, "r", u) == cost.exec_cycles(g.op("r"), u) + \
-        cost.transfer_cycles(128, u.at, pool.memory.at)
+        cost.transfer_cycles(128, u.at, pool.memory.at) + cost.transfer_cycles(1, pool.memory.at, u.at)
 
 
 def sweep(tile, scale, overhead, noise=0.0, seed=0):
