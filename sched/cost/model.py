@@ -154,6 +154,33 @@ def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
     return FALLBACK[kind], False
 
 
+def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,
+                  shape: Mapping[str, int]) -> int:
+    """Call a unit's formula with the shape arguments it declares (names matched exactly,
+    else case-insensitively: the IR says ``M``, a unit module may say ``m``)."""
+    import inspect
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return int(fn(tile, **shape))
+    params = list(sig.parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return int(fn(tile, **shape))
+    lower = {k.lower(): v for k, v in shape.items()}
+    args, missing = {}, []
+    for p in params:
+        if p.name in shape:
+            args[p.name] = shape[p.name]
+        elif p.name.lower() in lower:
+            args[p.name] = lower[p.name.lower()]
+        elif p.default is p.empty:
+            missing.append(p.name)
+    if missing:
+        raise TypeError(f"The {kind.key} cycle formula {fn.__module__}.{fn.__name__} needs "
+                        f"{', '.join(missing)}; the micro-op gives {', '.join(shape)}")
+    return int(fn(tile, **args))
+
+
 def xy_route(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """The directed links of the XY route from ``src`` to ``dst`` (X first, then Y)."""
     links = []
@@ -203,7 +230,7 @@ class CostModel:
 
     def raw_cycles(self, kind: UnitKind, tile: TileConfig, shape: Mapping[str, int]) -> int:
         """The uncalibrated formula value."""
-        return int(self._formulas[kind][0](tile, **shape))
+        return _call_formula(kind, self._formulas[kind][0], tile, shape)
 
     def exec_cycles(self, op: Any, unit: Any) -> int:
         """Cycles ``unit`` spends computing ``op`` (operands already in its scratchpad)."""

@@ -166,3 +166,25 @@ def test_calibrate_command(tmp_path, capsys):
     p.write_text(json.dumps([{"tile": "nope", "shape": {}, "cycles": 1}]))
     assert main(["calibrate", str(p)]) == 1
     assert "record 0" in capsys.readouterr().out
+
+
+def test_unit_module_formula_is_called_with_its_own_argument_names(pool, monkeypatch):
+    import sys
+    import types
+    from sched.cost import model
+    mod = types.ModuleType("sched.cost.dmu")
+
+    def cycles(tile, m, n, k):          # a unit module's spelling of the GEMM shape
+        return m * n * k // (tile["rows"] * tile["cols"])
+    mod.cycles = cycles
+    monkeypatch.setitem(sys.modules, "sched.cost.dmu", mod)
+    c = CostModel(pool)
+    assert c.from_rtl(UnitKind.DMU) and not c.from_rtl(UnitKind.SMU)
+    assert c.exec_cycles(gemm(16, 32, 8), pool.unit("dmu0")) == 16 * 32 * 8 // 64 + 16
+
+    def needs_more(tile, m, n, k, depth):
+        return 1
+    mod.cycles = needs_more
+    with pytest.raises(TypeError, match=r"The dmu cycle formula .*needs_more needs depth; the "
+                                        r"micro-op gives M, K, N"):
+        CostModel(pool).exec_cycles(gemm(16, 32, 8), pool.unit("dmu0"))
