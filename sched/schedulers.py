@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, NamedTuple, Sequence
 
 import networkx as nx
 
@@ -47,8 +47,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):
     """Where and when one micro-op runs."""
 
     unit: str
@@ -56,8 +55,7 @@ class Slot:
     finish: int
 
 
-@dataclass(frozen=True)
-class Transfer:
+class Transfer(NamedTuple):
     """One result moved between units: the edge ``src -> dst`` over the mesh."""
 
     src: Hashable
@@ -346,7 +344,10 @@ def replay(P: _Problem, assign: Sequence[Unit], order_key: Sequence[float], name
             t = arrive[i].get(j, finish[j])
             if t > ready:
                 ready = t
-        cyc = next(c for v, c in wtab[i] if v is u)
+        for v, c in wtab[i]:
+            if v is u:
+                cyc = c
+                break
         f = ready + cyc
         finish[i] = f
         unit_free[u.name] = f
