@@ -18,9 +18,11 @@ Unit latency
     GNN     ceil(edges * features / lanes) + nodes
     ======  ==================================================================
 
-    Every kind then gets ``scale * formula + overhead`` with ``scale = 1`` and
-    ``overhead = 16`` cycles (command decode, start/done handshake) until
-    :func:`calibrate` fits them to RTL measurements.
+    Every kind then gets ``scale * formula + overhead``: for a fallback ``scale = 1`` and
+    ``overhead = 16`` cycles (command decode, start/done handshake); for a formula from the
+    unit's own module (exact against its RTL: the DMU and LPU of branch ``dense``)
+    ``scale = 1``, ``overhead = 0``; :func:`calibrate` fits both to measurements of the
+    whole tile.
 
 NoC transfer
     ``transfer_cycles(nbytes, src, dst)``: XY routing on ``pool.mesh``; the payload is
@@ -164,11 +166,10 @@ def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,
     except (TypeError, ValueError):
         return int(fn(tile, **shape))
     params = list(sig.parameters.values())[1:]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return int(fn(tile, **shape))
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     lower = {k.lower(): v for k, v in shape.items()}
     args, missing = {}, []
-    for p in params:
+    for p in named:
         if p.name in shape:
             args[p.name] = shape[p.name]
         elif p.name.lower() in lower:
@@ -178,6 +179,9 @@ def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,
     if missing:
         raise TypeError(f"The {kind.key} cycle formula {fn.__module__}.{fn.__name__} needs "
                         f"{', '.join(missing)}; the micro-op gives {', '.join(shape)}")
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        taken = {p.name.lower() for p in named}
+        args.update({k: v for k, v in shape.items() if k.lower() not in taken})
     return int(fn(tile, **args))
 
 
@@ -212,7 +216,12 @@ class CostModel:
 
     def __init__(self, pool: Any, params: CostParams | None = None):
         self.pool = pool
-        self.params = params or CostParams()
+        if params is None:
+            # A formula from the unit's RTL counts the unit's busy cycles exactly: no
+            # overhead on top until calibration against the tile says otherwise.
+            params = CostParams(kinds={k: KindParams(1.0, 0.0) if _unit_formula(k)[1]
+                                       else KindParams() for k in FALLBACK})
+        self.params = params
         self.mesh = pool.mesh
         self._formulas = {k: _unit_formula(k) for k in FALLBACK}
         self._exec_cache: dict[tuple, int] = {}
@@ -495,7 +504,8 @@ def calibrate(measurements: Iterable[Measurement], base: CostParams | None = Non
     by_kind: dict[UnitKind, list[tuple[float, float]]] = {}
     for m in measurements:
         fn, _ = _unit_formula(m.tile.kind)
-        by_kind.setdefault(m.tile.kind, []).append((float(fn(m.tile, **m.shape)), float(m.cycles)))
+        f = _call_formula(m.tile.kind, fn, m.tile, m.shape)
+        by_kind.setdefault(m.tile.kind, []).append((float(f), float(m.cycles)))
     if not by_kind:
         raise CalibrationError("No measurements to calibrate from")
     kinds = dict(base.kinds)
