@@ -25,6 +25,9 @@ Unit latency
     whole tile.
 
 NoC transfer
+    With ``sched/cost/noc.py`` (the NoC helper's RTL-derived timing, branch ``noc``)
+    present, a transfer costs its ``store_cycles(length, hops, flit_bits=)`` and a load
+    from memory its ``load_cycles``. Until then, the fallback:
     ``transfer_cycles(nbytes, src, dst)``: XY routing on ``pool.mesh``; the payload is
     split into packets of at most ``max_packet_flits`` flits of ``mesh.flit_bits``; each
     packet carries ``packet_overhead_flits`` header flits; the head pays
@@ -156,6 +159,17 @@ def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
     return FALLBACK[kind], False
 
 
+def _noc_module() -> Any:
+    """``sched/cost/noc.py`` (the NoC's RTL-derived timing) if it has landed, else None."""
+    try:
+        mod = importlib.import_module("sched.cost.noc")
+    except ModuleNotFoundError:
+        return None
+    if callable(getattr(mod, "store_cycles", None)) and callable(getattr(mod, "load_cycles", None)):
+        return mod
+    return None
+
+
 def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,
                   shape: Mapping[str, int]) -> int:
     """Call a unit's formula with the shape arguments it declares (names matched exactly,
@@ -230,6 +244,7 @@ class CostModel:
         self._mem_at = pool.memory.at
         self._fixed_cycles = 2 * self.params.noc.ni_cycles
         self._router = self.params.noc.router_cycles
+        self._noc = _noc_module()
         self._bytes_per_flit = self.mesh.flit_bits // 8
 
     # -- units -------------------------------------------------------------------------
@@ -351,9 +366,13 @@ class CostModel:
         return out
 
     def transfer_cycles(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int]) -> int:
-        """Cycles to move ``nbytes`` from tile ``src`` to tile ``dst`` on an idle mesh."""
+        """Cycles to move ``nbytes`` from tile ``src`` to tile ``dst`` on an idle mesh
+        (with ``sched/cost/noc.py``: its zero-load STORE time, acknowledgement included)."""
         if src == dst or nbytes <= 0:
             return 0
+        if self._noc is not None:
+            hops = abs(src[0] - dst[0]) + abs(src[1] - dst[1])
+            return self._noc.store_cycles(nbytes, hops, flit_bits=self.mesh.flit_bits)
         ser = self._serial.get(nbytes)
         if ser is None:
             ser = self.serialisation_cycles(nbytes)
@@ -368,6 +387,14 @@ class CostModel:
         pays one single-flit leg besides the data's transfer."""
         mem = self._mem_at
         out = 0
+        if self._noc is not None:
+            h = abs(mem[0] - unit.at[0]) + abs(mem[1] - unit.at[1])
+            fb = self.mesh.flit_bits
+            if ext_in > 0:
+                out += self._noc.load_cycles(ext_in, h, flit_bits=fb)
+            if ext_out > 0:
+                out += self._noc.store_cycles(ext_out, h, flit_bits=fb)
+            return out
         if ext_in > 0:
             out += self.transfer_cycles(ext_in, mem, unit.at) + self.transfer_cycles(1, unit.at, mem)
         if ext_out > 0:

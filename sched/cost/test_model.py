@@ -193,3 +193,25 @@ def test_unit_module_formula_is_called_with_its_own_argument_names(pool, monkeyp
     with pytest.raises(TypeError, match=r"The dmu cycle formula .*needs_more needs depth; the "
                                         r"micro-op gives M, K, N"):
         CostModel(pool).exec_cycles(gemm(16, 32, 8), pool.unit("dmu0"))
+
+
+def test_noc_module_is_used_when_present(pool, monkeypatch):
+    import sys
+    import types
+    mod = types.ModuleType("sched.cost.noc")
+    calls = []
+
+    def store_cycles(length, hop_count, *, flit_bits=64, max_packet_bytes=64):
+        calls.append(("store", length, hop_count, flit_bits))
+        return 1000 + length + hop_count
+
+    def load_cycles(length, hop_count, *, flit_bits=64, max_packet_bytes=64):
+        calls.append(("load", length, hop_count, flit_bits))
+        return 2000 + length + hop_count
+    mod.store_cycles, mod.load_cycles = store_cycles, load_cycles
+    monkeypatch.setitem(sys.modules, "sched.cost.noc", mod)
+    c = CostModel(pool)
+    assert c.transfer_cycles(64, (0, 0), (2, 1)) == 1000 + 64 + 3
+    assert c.transfer_cycles(64, (0, 0), (0, 0)) == 0
+    assert c.memory_cycles(pool.unit("dmu0"), 100, 50) == (2000 + 100 + 2) + (1000 + 50 + 2)
+    assert ("load", 100, 2, 64) in calls
