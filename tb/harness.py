@@ -51,6 +51,7 @@ VERILATOR_LINT_OFF = (
     "UNUSEDSIGNAL",               # unused bits of wide ports, structs and memory words
     "DECLFILENAME",               # submodule names differ from the file name
     "PROCASSINIT",                # registers declared with an initial value and also reset
+    "CASEINCOMPLETE",             # Switch/FSM lowered to casez without default; defaults precede it
 )
 
 _PARAMS_ENV = "ACCELPOOL_TB_PARAMS"
