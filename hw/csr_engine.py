@@ -31,7 +31,7 @@ Word width is ``L`` BF16 lanes (``16 L`` bits). All addresses here are word addr
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,7 +47,7 @@ class LaneDatapath:
 
     Attributes
     ----------
-    init : int
+    init : int or Value
         The accumulators' value at the start of each row (a 32-bit encoding).
     """
 
@@ -183,7 +183,7 @@ class CsrRowEngine(wiring.Component):
         m.d.sync += [x.eq(p) for x, p in zip(s2_x, prods)]
 
         # Stage 2: accumulate; at a row end, finish into the output register.
-        acc = [Signal(32, name=f"acc{l}", init=dp.init) for l in range(L)]
+        acc = [Signal(32, name=f"acc{l}") for l in range(L)]
         combined = [dp.combine(m, a, x) for a, x in zip(acc, s2_x)]
         finished = dp.finish(m, acc, s2.count)
         out = Signal(2 * word)
@@ -229,8 +229,10 @@ class CsrRowEngine(wiring.Component):
             with m.Else():
                 m.d.sync += row2.eq(row2 + 1)
 
-        # A new job starts from clean counters and accumulators.
+        # A new job starts from clean counters; the accumulators are set when its first
+        # pass starts (the unit's own job registers, which `init` may read, are set by then).
         with m.If(self.job.valid & self.job.ready):
             m.d.sync += [chunk0.eq(0), chunk2.eq(0), row2.eq(0)]
+        with m.If(walker.job.valid & walker.job.ready & (issued == 0)):
             m.d.sync += [a.eq(dp.init) for a in acc]
         return m

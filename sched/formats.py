@@ -41,7 +41,8 @@ import ml_dtypes
 import numpy as np
 import scipy.sparse
 
-__all__ = ["check_lanes", "word_bytes", "CsrMatrix", "encode_csr", "pack_csr",
+__all__ = ["check_lanes", "word_bytes", "CsrMatrix", "encode_csr", "pack_csr", "SparseJob",
+           "layout_spmm", "layout_gnn",
            "pack_dense_rows", "unpack_fp32_rows", "padded_cols", "MemoryImage"]
 
 #: Largest column index a CSR entry can hold (16 bits).
@@ -213,3 +214,75 @@ class MemoryImage:
         """The image as scratchpad words (integers)."""
         wb = self.word_bytes
         return [int.from_bytes(self._buf[i:i + wb], "little") for i in range(0, len(self._buf), wb)]
+
+
+@dataclass(frozen=True)
+class SparseJob:
+    """A sparse unit's operands laid out in a scratchpad image, and its EXEC arguments.
+
+    Attributes
+    ----------
+    image : MemoryImage
+        Operands (and the zero-filled result region) at word-aligned byte addresses.
+    args : dict
+        EXEC argument values (byte addresses, sizes) for ``isa.exec_cmd``.
+    out_addr : int
+        Byte address of the FP32 result.
+    out_shape : (rows, cols)
+    """
+
+    image: MemoryImage
+    args: dict
+    out_addr: int
+    out_shape: tuple[int, int]
+
+    @property
+    def out_bytes(self) -> int:
+        rows, cols = self.out_shape
+        return rows * padded_cols(cols, self.image.lanes) * 4
+
+    def read_result(self, memory: bytes) -> np.ndarray:
+        """The result's FP32 encodings from a scratchpad dump (byte 0 = address 0)."""
+        rows, cols = self.out_shape
+        return unpack_fp32_rows(memory[self.out_addr:self.out_addr + self.out_bytes], rows, cols,
+                                self.image.lanes)
+
+
+def _layout(csr: CsrMatrix, dense, lanes: int, base: int, out_fill: int):
+    dense = np.asarray(dense)
+    if dense.ndim != 2 or dense.shape[0] != csr.shape[1]:
+        raise ValueError(f"The dense operand must be [{csr.shape[1]}, N] for a sparse operand "
+                         f"of shape {csr.shape}, not {dense.shape}")
+    img = MemoryImage(lanes, base)
+    ptr, nz = pack_csr(csr, lanes)
+    a_ptr, a_nz = img.put(ptr), img.put(nz)
+    a_dense = img.put(pack_dense_rows(dense, lanes))
+    rows, cols = csr.shape[0], dense.shape[1]
+    a_out = img.put(bytes([out_fill]) * (rows * padded_cols(cols, lanes) * 4))
+    return img, a_ptr, a_nz, a_dense, a_out, rows, cols
+
+
+def layout_spmm(a, b, lanes: int, base: int = 0, out_fill: int = 0) -> SparseJob:
+    """Lay out an SMU product ``A @ B`` (A: anything :func:`encode_csr` takes, B: [K, N]).
+
+    The image holds, in order, A's ``ptr``, A's ``nz``, B and C's region (filled with
+    ``out_fill`` bytes); ``args`` are the :data:`hw.smu.SmuArgs` values.
+    """
+    csr = a if isinstance(a, CsrMatrix) else encode_csr(a)
+    img, p, z, d, o, rows, cols = _layout(csr, b, lanes, base, out_fill)
+    args = dict(a_ptr_addr=p, a_nz_addr=z, b_addr=d, c_addr=o, m=rows, n=cols,
+                k=csr.shape[1], nnz=csr.nnz)
+    return SparseJob(img, args, o, (rows, cols))
+
+
+def layout_gnn(adj, x, lanes: int, base: int = 0, out_fill: int = 0) -> SparseJob:
+    """Lay out a GNN aggregation over adjacency ``adj`` ([nodes, nodes]) of features ``x``.
+
+    The image holds the adjacency's ``ptr`` and ``nz`` (neighbour indices), X and the
+    output region; ``args`` are the :data:`hw.gnn.GnnArgs` values.
+    """
+    csr = adj if isinstance(adj, CsrMatrix) else encode_csr(adj)
+    img, p, z, d, o, rows, cols = _layout(csr, x, lanes, base, out_fill)
+    args = dict(ptr_addr=p, idx_addr=z, x_addr=d, out_addr=o, nodes=rows, features=cols,
+                edges=csr.nnz)
+    return SparseJob(img, args, o, (rows, cols))

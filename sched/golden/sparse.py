@@ -130,10 +130,10 @@ def _round_bf16(v: Fraction) -> int:
 
 
 def recip_bf16_bits(deg) -> np.ndarray:
-    """BF16 encodings of ``1 / deg`` rounded to nearest even (``deg`` in 1..65535; 0 -> 0)."""
+    """BF16 encodings of ``1 / deg`` rounded to nearest even (``deg`` in 1..2**24-1; 0 -> 0)."""
     d = np.asarray(deg, dtype=np.int64)
-    if d.size and (d.min() < 0 or d.max() > 0xFFFF):
-        raise ValueError(f"Degrees must lie in 0..65535, not {d.min()}..{d.max()}")
+    if d.size and (d.min() < 0 or d.max() >= 1 << 24):
+        raise ValueError(f"Degrees must lie in 0..2**24-1, not {d.min()}..{d.max()}")
     table = {int(v): (_round_bf16(Fraction(1, int(v))) if v else 0) for v in np.unique(d)}
     return np.vectorize(lambda v: table[int(v)], otypes=[np.uint16])(d) if d.size \
         else d.astype(np.uint16)
