@@ -430,26 +430,25 @@ class LinkTable:
         self._routes: dict[tuple, list] = {}
 
     def _links(self, src: tuple[int, int], dst: tuple[int, int]) -> list:
+        """The booking lists ``(starts, finishes)`` of every link of the route."""
         key = (src, dst)
         r = self._routes.get(key)
         if r is None:
-            r = [("inj", src)] + xy_route(src, dst) + [("ej", dst)]
+            names = [("inj", src)] + xy_route(src, dst) + [("ej", dst)]
+            r = [self._busy.setdefault(l, ([], [])) for l in names]
             self._routes[key] = r
         return r
 
-    def _start(self, links: list, ready: int, dur: int) -> int:
-        busy = self._busy
+    @staticmethod
+    def _start(links: list, ready: int, dur: int) -> int:
         t = ready
+        bisect_right = bisect.bisect_right
         while True:
             moved = False
-            for l in links:
-                b = busy.get(l)
-                if b is None:
+            for starts, finishes in links:
+                if not finishes or finishes[-1] <= t:      # idle from t on: the common case
                     continue
-                starts, finishes = b
-                if finishes[-1] <= t:      # idle from t on: the common case
-                    continue
-                i = bisect.bisect_right(finishes, t)
+                i = bisect_right(finishes, t)
                 n = len(starts)
                 while i < n and starts[i] < t + dur:
                     # booking i overlaps [t, t + dur): move past it
@@ -473,11 +472,15 @@ class LinkTable:
         links = self._links(src, dst)
         dur = self.cost.serialisation_cycles(nbytes)
         start = self._start(links, ready, dur)
-        for l in links:
-            starts, finishes = self._busy.setdefault(l, ([], []))
-            i = bisect.bisect_right(starts, start)
-            starts.insert(i, start)
-            finishes.insert(i, start + dur)
+        end = start + dur
+        for starts, finishes in links:
+            if not starts or start >= starts[-1]:
+                starts.append(start)
+                finishes.append(end)
+            else:
+                i = bisect.bisect_right(starts, start)
+                starts.insert(i, start)
+                finishes.insert(i, end)
         return start + self.cost.transfer_cycles(nbytes, src, dst)
 
 
