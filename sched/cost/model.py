@@ -24,6 +24,17 @@ Unit latency
     ``scale = 1``, ``overhead = 0``; :func:`calibrate` fits both to measurements of the
     whole tile.
 
+Dataflow (``CostModel(pool, dataflow=...)``)
+    ``"memory"`` (default, what :mod:`sched.codegen` emits): every micro-op LOADs all its
+    operands from the memory tile and STOREs its result there; both are part of its
+    unit's occupancy (:meth:`CostModel.task_cycles`), and a consumer on another unit only
+    waits for the producer's fence and SIGNAL (:meth:`CostModel.comm_cycles`). Where a
+    unit sits relative to the memory tile is what the NoC costs; contention is on the
+    links into and out of the memory tile (``sched.schedulers.replay``).
+    ``"direct"``: results go from the producer's tile to the consumer's (the ISA's STORE
+    to another tile's scratchpad), only graph inputs, weights and outputs touch memory;
+    contention on the route between the two tiles.
+
 NoC transfer
     With ``sched/cost/noc.py`` (the NoC helper's RTL-derived timing, branch ``noc``)
     present, a transfer costs its ``store_cycles(length, hops, flit_bits=)`` and a load
@@ -49,10 +60,15 @@ from hw.config import TileConfig, UnitKind
 from sched.ir import OpType
 
 __all__ = [
-    "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
+    "DATAFLOWS", "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
     "FALLBACK", "shape_args", "Measurement", "CalibrationResult", "calibrate",
     "CalibrationError",
 ]
+
+
+#: How results travel between micro-ops: through the memory tile (what :mod:`sched.codegen`
+#: emits) or directly from the producer's tile to the consumer's.
+DATAFLOWS = ("memory", "direct")
 
 
 class CalibrationError(ValueError):
@@ -228,7 +244,11 @@ class CostModel:
     dense GEMM.
     """
 
-    def __init__(self, pool: Any, params: CostParams | None = None):
+    def __init__(self, pool: Any, params: CostParams | None = None, dataflow: str = "memory"):
+        if dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {', '.join(map(repr, DATAFLOWS))}, "
+                             f"not {dataflow!r}")
+        self.dataflow = dataflow
         self.pool = pool
         if params is None:
             # A formula from the unit's RTL counts the unit's busy cycles exactly: no
@@ -313,27 +333,64 @@ class CostModel:
                          for p, d in dag.pred[n].items())
         return self.external_bytes(dag.nodes[n]["op"], from_preds, dag.out_degree(n) == 0)
 
-    @staticmethod
-    def external_bytes(op: Any, from_preds: int, is_sink: bool) -> tuple[int, int]:
-        """:meth:`memory_bytes` given the bytes arriving from predecessors."""
+    def external_bytes(self, op: Any, from_preds: int, is_sink: bool) -> tuple[int, int]:
+        """:meth:`memory_bytes` given the bytes arriving from predecessors.
+
+        With ``dataflow="memory"`` (what :mod:`sched.codegen` emits) every operand is
+        loaded from memory and every result stored there, whoever produced it."""
         bytes_in = op.bytes_in or sum(r.size for r in op.inputs) * op.dtype.bytes
-        ext_out = (op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes) \
-            if is_sink else 0
-        return max(0, bytes_in - from_preds), ext_out
+        bytes_out = op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes
+        if self.dataflow == "memory":
+            return bytes_in, bytes_out
+        return max(0, bytes_in - from_preds), (bytes_out if is_sink else 0)
 
     def task_cycles(self, dag: Any, n: Any, unit: Any, ext: tuple[int, int] | None = None) -> int:
         """Cycles ``unit`` is occupied by micro-op ``n``: load its external operands from
         the memory tile, compute, store a graph output back (the tile's command stream runs
         these in sequence). ``ext`` = :meth:`memory_bytes` if already known."""
+        if unit.kind is UnitKind.MEMORY:      # LAYOUT runs in place in the memory
+            return self.exec_cycles(dag.nodes[n]["op"], unit)
         if ext is None:
             ext = self.memory_bytes(dag, n)
         return self.exec_cycles(dag.nodes[n]["op"], unit) + self.memory_cycles(unit, *ext)
 
     def comm_cycles(self, nbytes: int, src: Any, dst: Any) -> int:
-        """Moving a result of ``nbytes`` from unit ``src`` to unit ``dst`` (0 if the same)."""
+        """Delay between a result of ``nbytes`` finishing on ``src`` and ``dst`` being able
+        to use it (0 on the same unit).
+
+        ``dataflow="direct"``: the result crosses the mesh from ``src`` to ``dst``.
+        ``dataflow="memory"``: the result is already in memory (its STORE is part of the
+        producer's occupancy, the consumer's LOAD of its own): what remains is the
+        producer's fence (a 32-byte LOAD from memory) and the SIGNAL's flight."""
         if src is dst:
             return 0
+        if self.dataflow == "memory":
+            return self.sync_cycles(src, dst)
         return self.transfer_cycles(nbytes, src.at, dst.at)
+
+    def sync_cycles(self, src: Any, dst: Any) -> int:
+        """Fence plus SIGNAL from ``src`` to ``dst`` (memory dataflow)."""
+        fence = 0 if src.kind is UnitKind.MEMORY else self.load_cycles(32, src.at)
+        hops = abs(src.at[0] - dst.at[0]) + abs(src.at[1] - dst.at[1])
+        return fence + 1 + hops * self._router + 2
+
+    def load_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
+        """A LOAD of ``nbytes`` from the memory tile into the tile at ``at``."""
+        if nbytes <= 0 or at == self._mem_at:
+            return 0
+        if self._noc is not None:
+            h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
+            return self._noc.load_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        return self.transfer_cycles(nbytes, self._mem_at, at) + self.transfer_cycles(1, at, self._mem_at)
+
+    def store_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
+        """A STORE of ``nbytes`` from the tile at ``at`` to the memory tile (acknowledged)."""
+        if nbytes <= 0 or at == self._mem_at:
+            return 0
+        if self._noc is not None:
+            h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
+            return self._noc.store_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        return self.transfer_cycles(nbytes, at, self._mem_at) + self.transfer_cycles(1, self._mem_at, at)
 
     def mean_comm_cycles(self, nbytes: int, srcs: Sequence[Any], dsts: Sequence[Any]) -> float:
         """Mean of :meth:`comm_cycles` over the distinct pairs of candidate units (HEFT's
@@ -348,6 +405,11 @@ class CostModel:
             hops = hit[2]
         if hops < 0 or nbytes <= 0:
             return 0.0
+        if self.dataflow == "memory":
+            pairs = [(a, b) for a in srcs for b in dsts if a is not b]
+            return sum(self.sync_cycles(a, b) for a, b in pairs) / len(pairs)
+        if self._noc is not None:
+            return float(self._noc.store_cycles(nbytes, round(hops), flit_bits=self.mesh.flit_bits))
         n = self.params.noc
         return 2 * n.ni_cycles + hops * n.router_cycles + self.serialisation_cycles(nbytes)
 
@@ -380,26 +442,10 @@ class CostModel:
                 + ser)
 
     def memory_cycles(self, unit: Any, ext_in: int, ext_out: int) -> int:
-        """Moving ``ext_in`` bytes from the memory tile to ``unit`` and ``ext_out`` back.
-
-        A LOAD is a read request out and the data back; a STORE the data out and its
-        acknowledgement back (the tile waits for both before its next command): each
-        pays one single-flit leg besides the data's transfer."""
-        mem = self._mem_at
-        out = 0
-        if self._noc is not None:
-            h = abs(mem[0] - unit.at[0]) + abs(mem[1] - unit.at[1])
-            fb = self.mesh.flit_bits
-            if ext_in > 0:
-                out += self._noc.load_cycles(ext_in, h, flit_bits=fb)
-            if ext_out > 0:
-                out += self._noc.store_cycles(ext_out, h, flit_bits=fb)
-            return out
-        if ext_in > 0:
-            out += self.transfer_cycles(ext_in, mem, unit.at) + self.transfer_cycles(1, unit.at, mem)
-        if ext_out > 0:
-            out += self.transfer_cycles(ext_out, unit.at, mem) + self.transfer_cycles(1, mem, unit.at)
-        return out
+        """Loading ``ext_in`` bytes from the memory tile into ``unit`` and storing ``ext_out``
+        back. A LOAD is a read request out and the data back; a STORE the data out and its
+        acknowledgement back (the tile waits for both before its next command)."""
+        return self.load_cycles(ext_in, unit.at) + self.store_cycles(ext_out, unit.at)
 
 
 def _as_gemm(op: OpType, shape: Mapping[str, int]) -> dict[str, int]:
@@ -458,21 +504,26 @@ class LinkTable:
             if not moved:
                 return t
 
-    def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
+    def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int,
+                 latency: int | None = None) -> int:
         """Arrival time of a transfer ready at ``ready``, without booking it."""
         if src == dst or nbytes <= 0:
             return ready
         start = self._start(self._links(src, dst), ready, self.cost.serialisation_cycles(nbytes))
-        return start + self.cost.transfer_cycles(nbytes, src, dst)
+        return start + (self.cost.transfer_cycles(nbytes, src, dst) if latency is None else latency)
 
-    def book(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
-        """Book a transfer; returns its arrival time."""
+    def book(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int,
+             latency: int | None = None) -> int:
+        """Book a transfer; returns its arrival time (its start plus ``latency``, by default
+        its zero-load :meth:`CostModel.transfer_cycles`)."""
         if src == dst or nbytes <= 0:
             return ready
         links = self._links(src, dst)
         dur = self.cost.serialisation_cycles(nbytes)
         start = self._start(links, ready, dur)
         end = start + dur
+        if latency is None:
+            latency = self.cost.transfer_cycles(nbytes, src, dst)
         for starts, finishes in links:
             if not starts or start >= starts[-1]:
                 starts.append(start)
@@ -481,7 +532,7 @@ class LinkTable:
                 i = bisect.bisect_right(starts, start)
                 starts.insert(i, start)
                 finishes.insert(i, end)
-        return start + self.cost.transfer_cycles(nbytes, src, dst)
+        return start + latency
 
 
 # -- calibration -----------------------------------------------------------------------

@@ -115,12 +115,27 @@ def test_edge_and_memory_bytes(pool, cost):
     dag = g.dag
     assert cost.edge_bytes(dag, "g0", "r") == 2 * 8 * 4
     assert cost.edge_bytes(dag, "g1", "r") == 2 * 8 * 4
-    assert cost.memory_bytes(dag, "g0") == (512, 0)
-    assert cost.memory_bytes(dag, "r") == (0, 128)
     u = pool.unit("afu0")
-    # the result goes back to memory: data out, acknowledgement back
+    # memory dataflow (what codegen emits): every operand loaded, every result stored
+    assert cost.dataflow == "memory"
+    assert cost.memory_bytes(dag, "g0") == (512, 128)
+    assert cost.memory_bytes(dag, "r") == (128, 128)
     assert cost.task_cycles(dag, "r", u) == cost.exec_cycles(g.op("r"), u) + \
-        cost.transfer_cycles(128, u.at, pool.memory.at) + cost.transfer_cycles(1, pool.memory.at, u.at)
+        cost.load_cycles(128, u.at) + cost.store_cycles(128, u.at)
+    # a consumer on another unit waits for the fence and the signal only
+    d0 = pool.unit("dmu0")
+    assert cost.comm_cycles(64, d0, u) == cost.load_cycles(32, d0.at) + 1 + 2 + 2
+    assert cost.comm_cycles(64, u, u) == 0
+    # direct dataflow: only external operands and graph outputs move to/from memory
+    direct = CostModel(pool, dataflow="direct")
+    assert direct.memory_bytes(dag, "g0") == (512, 0)
+    assert direct.memory_bytes(dag, "r") == (0, 128)
+    # the result goes back to memory: data out, acknowledgement back
+    assert direct.task_cycles(dag, "r", u) == direct.exec_cycles(g.op("r"), u) + \
+        direct.transfer_cycles(128, u.at, pool.memory.at) + direct.transfer_cycles(1, pool.memory.at, u.at)
+    assert direct.comm_cycles(64, d0, u) == direct.transfer_cycles(64, d0.at, u.at)
+    with pytest.raises(ValueError, match="dataflow must be one of 'memory', 'direct', not 'push'"):
+        CostModel(pool, dataflow="push")
 
 
 def sweep(tile, scale, overhead, noise=0.0, seed=0):
