@@ -11,18 +11,19 @@
                cycles for the micro-op); start when it is free and the data has arrived
 ``heft``       insertion-based HEFT (Topcuoglu, Hariri and Wu 2002) with communication
                costs from the NoC model (hop distance, flits, packet overhead)
-``lookahead``  HEFT priorities, NoC link contention while placing (each transfer books
-               the links of its XY route) and one level of lookahead: a unit is chosen
-               for the finish time it allows the micro-op's children, not its own
+``lookahead``  HEFT priorities, NoC link contention while placing (a micro-op's traffic
+               books the links of its XY routes: to and from the memory tile, or from
+               its producers in direct dataflow) and one level of lookahead: a unit is
+               chosen for the finish time it allows the micro-op's children, not its own
 ``search``     runs ``heft``, ``lookahead``, a critical-path-priority HEFT and ``greedy``
                and keeps the schedule with the shortest contended makespan: never worse
                than any of them under the common evaluation
 =============  =========================================================================
 
 Every scheduler decides an assignment and a per-unit order; :func:`replay` then times it
-under one common model (units run one micro-op at a time in that order, every cross-unit
-result crosses the mesh as a transfer that books the links of its XY route), so that
-makespans of different schedulers are compared on equal terms. ``Schedule.planned`` keeps
+under one common model (units run one micro-op at a time in that order, NoC traffic books
+the links of its XY routes, see :func:`replay`), so that makespans of different
+schedulers are compared on equal terms. ``Schedule.planned`` keeps
 the scheduler's own estimate.
 
 :func:`lower_bound` is max(critical path with every micro-op on its fastest unit and free
