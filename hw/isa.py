@@ -190,7 +190,8 @@ def _check_field(path: str, shape: Any, value: Any) -> Any:
         for k in value:
             if k not in names:
                 raise EncodingError(f"{path}.{k}: no such field; fields: {', '.join(names)}")
-        return {n: _check_field(f"{path}.{n}", f.shape, value.get(n, 0)) for n, f in shape}
+        return {n: _check_field(f"{path}.{n}", f.shape, value[n] if n in value else _zero(f.shape))
+                for n, f in shape}
     if isinstance(shape, type) and issubclass(shape, enum.Enum):
         if isinstance(value, str):
             try:
@@ -211,6 +212,15 @@ def _check_field(path: str, shape: Any, value: Any) -> Any:
         raise EncodingError(f"{path}: {value} does not fit in {s.width} "
                             f"{'signed ' if s.signed else ''}bits ({lo}..{hi})")
     return value
+
+
+def _zero(shape: Any) -> Any:
+    """The value an omitted field takes: all-zero bits (an enum must be given explicitly)."""
+    if isinstance(shape, data.StructLayout):
+        return {}
+    if isinstance(shape, type) and issubclass(shape, enum.Enum):
+        return None
+    return 0
 
 
 def _to_python(shape: Any, view: Any) -> Any:

