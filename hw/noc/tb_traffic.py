@@ -98,8 +98,9 @@ async def patterns(dut):
 
 @cocotb.test()
 async def overload(dut):
-    """Twice the saturation load (1.2 flits/node/cycle offered; saturation is ~0.5 on a
-    4x4 mesh) for ``cycles`` per pattern with random ejection stalls: it must drain."""
+    """At least twice the saturation load (1.2 flits/node/cycle offered; uniform random
+    saturates near 0.5 on a 4x4 mesh, see ``bench/bench_noc.py``) for ``cycles`` per
+    pattern with random ejection stalls: it must drain."""
     tb = TB(dut)
     await tb.reset(seed=99)
     cycles = tb.p.get("cycles", 100_000)

@@ -1,4 +1,5 @@
-"""Mesh traffic in amaranth.sim: every packet once, intact, in order per pair; zero-load latency."""
+"""Mesh traffic in amaranth.sim: every packet once, intact, in order per pair, with random
+stalls at every ejection port and idle cycles at every injection port."""
 
 import random
 
@@ -30,11 +31,6 @@ def test_hotspot_with_stalls():
     check_delivery(cfg, packets, received)
 
 
-def test_zero_load_latency_is_hops_plus_one():
-    cfg = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
-    pairs = [((0, 0), (0, 0)), ((0, 0), (1, 0)), ((0, 0), (3, 0)), ((0, 0), (3, 3)),
-             ((3, 3), (0, 1)), ((2, 0), (2, 3))]
-    for src, dst in pairs:
-        received, lat = run_traffic(cfg, [(src, dst, 3)], stall=0.0, idle=0.0)
-        hops = cfg.hops(src, dst)
-        assert lat[src, dst, 0] == hops + 1, (src, dst)
+# The zero-load latency (one cycle per hop, head offered hops + 1 cycles after injection)
+# is measured over every hop count of a 4x4 mesh in sched/cost/test_noc.py, against the
+# cost model's formula.

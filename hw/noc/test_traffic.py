@@ -7,7 +7,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from hw.config import MeshConfig
+from hw.config import DEFAULT_CONFIG, MeshConfig, load_config
 from hw.noc.traffic import Pattern, TrafficChecker, TrafficGenerator, TrafficMesh
 from tb.harness import run_cocotb
 
@@ -103,8 +103,10 @@ def test_traffic_mesh_in_amaranth_sim():
     _sim(dut, bench)
 
 
-# cocotb on the generated Verilog: (pattern, mesh) pairs; every run stalls every ejection.
-COCOTB_MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
+# cocotb on the generated Verilog. The default suite uses the default pool's mesh (3x3,
+# quick to build); the long overload run uses the benchmark's 4x4 (same build folder).
+COCOTB_MESH = load_config(DEFAULT_CONFIG).mesh
+BENCH_MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
 
 
 def _params(mesh):
@@ -142,13 +144,13 @@ def test_traffic_patterns_cocotb(sim, sim_fixes):
     """Uniform, transpose, hotspot and neighbour traffic, with and without overload."""
     run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
                test_module="hw.noc.tb_traffic", sim=sim,
-               env={"cycles": 3000 if sim == "verilator" else 1500})
+               env={"cycles": 3000 if sim == "verilator" else 900})
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["verilator"])
 def test_overload_100k_cycles_cocotb(sim, sim_fixes):
     """Twice the saturation load for 100k cycles, every pattern: no deadlock, no loss."""
-    run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
+    run_cocotb(TrafficMesh(BENCH_MESH), name="noc_traffic", params=_params(BENCH_MESH),
                test_module="hw.noc.tb_traffic", sim=sim, testcase="overload",
                env={"cycles": 100_000})
