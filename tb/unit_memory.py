@@ -17,7 +17,7 @@ from amaranth.hdl import Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UnitWithMemory"]
+__all__ = ["UnitWithMemory", "sparse_unit_top"]
 
 
 class UnitWithMemory(wiring.Component):
@@ -81,3 +81,9 @@ class UnitWithMemory(wiring.Component):
         m.d.comb += [host_w.addr.eq(self.host_write.addr), host_w.en.eq(self.host_write.en),
                      host_w.data.eq(self.host_write.data)]
         return m
+
+
+def sparse_unit_top(unit) -> UnitWithMemory:
+    """A sparse unit (:class:`hw.sparse_unit.SparseUnit`) with a memory of its scratchpad's size."""
+    return UnitWithMemory(unit, reads=unit.PORTS[:3], writes=unit.PORTS[3:],
+                          word_bits=unit.word_bits, depth=unit.depth)
