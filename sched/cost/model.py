@@ -278,6 +278,8 @@ class CostModel:
         self._fixed_cycles = 2 * self.params.noc.ni_cycles
         self._router = self.params.noc.router_cycles
         self._noc = _noc_module() if noc_model == "rtl" else None
+        self._sync: dict[tuple, int] = {}
+        self._io: dict[tuple, int] = {}
         self._bytes_per_flit = self.mesh.flit_bits // 8
 
     # -- units -------------------------------------------------------------------------
@@ -384,27 +386,47 @@ class CostModel:
 
     def sync_cycles(self, src: Any, dst: Any) -> int:
         """Fence plus SIGNAL from ``src`` to ``dst`` (memory dataflow)."""
-        fence = 0 if src.kind is UnitKind.MEMORY else self.load_cycles(32, src.at)
-        hops = abs(src.at[0] - dst.at[0]) + abs(src.at[1] - dst.at[1])
-        return fence + 1 + hops * self._router + 2
+        key = (src.at, dst.at, src.kind is UnitKind.MEMORY)
+        hit = self._sync.get(key)
+        if hit is None:
+            fence = 0 if src.kind is UnitKind.MEMORY else self.load_cycles(32, src.at)
+            hops = abs(src.at[0] - dst.at[0]) + abs(src.at[1] - dst.at[1])
+            hit = self._sync[key] = fence + 1 + hops * self._router + 2
+        return hit
 
     def load_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
         """A LOAD of ``nbytes`` from the memory tile into the tile at ``at``."""
         if nbytes <= 0 or at == self._mem_at:
             return 0
+        key = ("load", nbytes, at)
+        hit = self._io.get(key)
+        if hit is not None:
+            return hit
         if self._noc is not None:
             h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
-            return self._noc.load_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
-        return self.transfer_cycles(nbytes, self._mem_at, at) + self.transfer_cycles(1, at, self._mem_at)
+            hit = self._noc.load_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        else:
+            hit = (self.transfer_cycles(nbytes, self._mem_at, at)
+                   + self.transfer_cycles(1, at, self._mem_at))
+        self._io[key] = hit
+        return hit
 
     def store_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
         """A STORE of ``nbytes`` from the tile at ``at`` to the memory tile (acknowledged)."""
         if nbytes <= 0 or at == self._mem_at:
             return 0
+        key = ("store", nbytes, at)
+        hit = self._io.get(key)
+        if hit is not None:
+            return hit
         if self._noc is not None:
             h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
-            return self._noc.store_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
-        return self.transfer_cycles(nbytes, at, self._mem_at) + self.transfer_cycles(1, self._mem_at, at)
+            hit = self._noc.store_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        else:
+            hit = (self.transfer_cycles(nbytes, at, self._mem_at)
+                   + self.transfer_cycles(1, self._mem_at, at))
+        self._io[key] = hit
+        return hit
 
     def mean_comm_cycles(self, nbytes: int, srcs: Sequence[Any], dsts: Sequence[Any]) -> float:
         """Mean of :meth:`comm_cycles` over the distinct pairs of candidate units (HEFT's
