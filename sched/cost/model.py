@@ -56,7 +56,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from hw.config import TileConfig, UnitKind
+from hw.config import DType, TileConfig, UnitKind
 from sched.ir import OpType
 
 __all__ = [
@@ -311,6 +311,21 @@ class CostModel:
         """Shape arguments of ``op`` for a unit of ``kind`` (emulated ops become GEMMs)."""
         if kind in (UnitKind.DMU, UnitKind.LPU) and op.op is not OpType.GEMM:
             return _as_gemm(op.op, shape)
+        if kind is UnitKind.CE and op.op is OpType.CONV:
+            # The CE's formula takes its EXEC arguments (sched/cost/ce.py): input extent,
+            # channels, kernel, stride and this tile's pads.
+            return {"c_in": shape["IC"], "c_out": shape["OC"], "height": shape["H"],
+                    "width": shape["W"], "kernel_h": shape["KH"], "kernel_w": shape["KW"],
+                    "stride": op.attrs.get("strides", (1, 1))[0],
+                    "pads": tuple(op.attrs.get("pads", (0, 0, 0, 0))),
+                    "bias": len(op.inputs) > 2, "requant": "requant" in op.attrs}
+        if kind is UnitKind.AFU and op.op in (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE,
+                                              OpType.DEQUANTIZE):
+            # The AFU's formula takes (func, dtype, count). (De)quantization is one
+            # multiply-add per element; it is costed as the AFU's element-wise MUL.
+            func = op.func.value if op.op in (OpType.ACT, OpType.ELTWISE) else "mul"
+            dtype = op.dtype if op.dtype in (DType.BF16, DType.INT8) else DType.INT8
+            return {"func": func, "dtype": dtype.key, "count": shape["n"]}
         if kind is UnitKind.SMU and op.op is OpType.AGGREGATE:
             # adjacency (nodes x nodes, `edges` non-zeros) times features (nodes x features)
             return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"],

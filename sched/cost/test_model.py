@@ -49,9 +49,23 @@ def test_unit_formulas(pool, cost):
     assert cost.exec_cycles(sp, dmu) == gemm_cycles(8, 8, 8, 8, 64)     # dense on the DMU
     conv = MicroOp("c", OpType.CONV, DType.INT8, (), (), shape=dict(
         IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
-    assert cost.exec_cycles(conv, pool.unit("ce0")) == 1 * 2 * 36 * 9 + 16
+    from sched.cost import afu as afu_cost, ce as ce_cost
+    # CE: its RTL-checked formula, fed the tile's EXEC arguments (no pads: 8x8 -> 6x6)
+    ce = pool.unit("ce0")
+    assert cost.exec_cycles(conv, ce) == ce_cost.cycles(
+        ce.tile, c_in=16, c_out=8, height=8, width=8, kernel_h=3, kernel_w=3, stride=1,
+        pads=(0, 0, 0, 0))
+    padded = MicroOp("cp", OpType.CONV, DType.INT8, (), (), shape=dict(
+        IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=8, OW=8), attrs={"pads": (1, 1, 1, 1)})
+    assert cost.exec_cycles(padded, ce) > cost.exec_cycles(conv, ce)
     act = MicroOp("a", OpType.ACT, DType.BF16, (), (), func=ActFunc.RELU, shape={"n": 100})
-    assert cost.exec_cycles(act, pool.unit("afu0")) == 13 + 16
+    afu = pool.unit("afu0")
+    assert cost.exec_cycles(act, afu) == afu_cost.cycles(afu.tile, func="relu", dtype="bf16",
+                                                         count=100)
+    sig8 = MicroOp("s", OpType.ACT, DType.INT8, (), (), func=ActFunc.SIGMOID, shape={"n": 100})
+    # INT8 sigmoid reads its 256-entry table first
+    assert cost.exec_cycles(sig8, afu) == afu_cost.cycles(afu.tile, func="sigmoid",
+                                                          dtype="int8", count=100)
     agg = MicroOp("n", OpType.AGGREGATE, DType.BF16, (), (),
                   shape={"nodes": 10, "edges": 40, "features": 16})
     from sched.cost import gnn as gnn_cost
@@ -59,8 +73,9 @@ def test_unit_formulas(pool, cost):
         pool.unit("gnn0").tile, nodes=10, features=16, edges=40)
     lay = MicroOp("l", OpType.LAYOUT, DType.INT8, (), (), shape={"n": 64})
     assert cost.exec_cycles(lay, pool.unit("mem")) == 8 + 16
-    # which formulas still await the unit's own (RTL-derived) module
-    assert not cost.from_rtl(UnitKind.CE) and not cost.from_rtl(UnitKind.AFU)
+    # every unit kind's formula is now the unit's own (RTL-derived) module
+    assert all(cost.from_rtl(k) for k in (UnitKind.DMU, UnitKind.LPU, UnitKind.SMU,
+                                          UnitKind.CE, UnitKind.AFU, UnitKind.GNN))
 
 
 def test_calibrated_params_change_latency(pool):
