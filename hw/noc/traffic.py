@@ -177,11 +177,13 @@ class TrafficGenerator(wiring.Component):
         cur_seq = Signal(16)
         idx = Signal(8)
         hdr = Signal(Header)
+        hdr_len = Signal(13)
         m.d.comb += [
-            hdr.dst_x.eq(xs[head_entry.dst]), hdr.dst_y.eq(ys[head_entry.dst]),
-            hdr.src_x.eq(self._x), hdr.src_y.eq(self._y), hdr.type.eq(PacketType.WRITE),
-            hdr.length.eq(self.payload_flits * fb),
-            hdr.addr.eq(Cat(seqs[head_entry.dst], head_entry.stamp)),
+            hdr_len.eq(self.payload_flits * fb),
+            # One expression (constant fields on their own stay X in Icarus).
+            hdr.as_value().eq(Cat(xs[head_entry.dst], ys[head_entry.dst], Const(self._x, 4),
+                                  Const(self._y, 4), Const(PacketType.WRITE.value, 3), hdr_len,
+                                  seqs[head_entry.dst], head_entry.stamp)),
         ]
         with m.FSM():
             with m.State("HEAD"):
