@@ -24,6 +24,7 @@ from tb.noc_sim import check_delivery, run_traffic
 MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
 LOADS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0]
 PAYLOADS = (0, 3)   # 1-flit and 4-flit packets
+SOURCE_CYCLES = 1   # a generated packet enters its source queue, readable the next cycle
 
 
 def zero_load() -> list[tuple[int, int, int]]:
@@ -68,7 +69,8 @@ def plot(sweep: list[dict], saturation: dict[int, float], path: Path) -> None:
         ax.plot([r["offered"] for r in pts], [r["latency"] for r in pts], "o-", color=colour,
                 label=f"{payload + 1}-flit packets (RTL)")
         model_x = [x for x in LOADS if x < saturation[payload]]
-        ax.plot(model_x, [noc.contention_latency(hops, payload + 1, x, saturation[payload])
+        ax.plot(model_x, [noc.contention_latency(hops, payload + 1, x, saturation[payload],
+                                                 SOURCE_CYCLES)
                           for x in model_x], "--", color=colour, alpha=0.6,
                 label=f"{payload + 1}-flit model (M/D/1)")
         ax.axvline(saturation[payload], color=colour, linestyle=":", alpha=0.6)
@@ -106,7 +108,8 @@ def main() -> None:
     rows = []
     for r in sweep:
         f = r["payload_flits"] + 1
-        model = noc.contention_latency(hops, f, r["offered"], saturation[r["payload_flits"]])
+        model = noc.contention_latency(hops, f, r["offered"], saturation[r["payload_flits"]],
+                                       SOURCE_CYCLES)
         rows.append((f, r["offered"], r["offered_measured"], r["accepted"], r["latency"],
                      model if model != float("inf") else "sat"))
         key = f"{f}flit_load{r['offered']:.2f}"
