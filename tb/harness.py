@@ -13,9 +13,9 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
 - Each (block, parameter set, simulator) builds in its own folder
   ``sim_build/<name>/<params>/<sim>/``; the build is redone only when the generated
   Verilog or the build flags changed.
-- ``WAVES=1`` writes a waveform (``dump.vcd`` for Verilator, ``<top>.fst`` for Icarus)
-  into that folder.
-- Icarus gets ``timescale=("1ns", "1ps")`` since Amaranth's Verilog carries none;
+- ``WAVES=1`` writes a waveform, ``dump.vcd``, into that folder.
+- Icarus gets ``timescale=("1ns", "1ps")`` since Amaranth's Verilog carries none, and
+  ``-g2005`` so yosys's time-0 evaluation of ``always @*`` blocks works;
   Verilator gets the width/unused lint warnings that Amaranth's output trips silenced
   by name (:data:`VERILATOR_LINT_OFF`), and ``-CFLAGS -std=c++20`` with ``--timing``.
 - Inside the cocotb module, :func:`tb_params` returns ``params`` (and anything passed as
@@ -164,7 +164,11 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
             build_args += ["--timing", "-CFLAGS", "-std=c++20"]
     else:
         iverilog_version()
-        build_args = []
+        # cocotb compiles with -g2012, under which Icarus runs the `reg ... = 0` trigger
+        # that yosys's Verilog uses to evaluate every `always @*` block at time 0 before
+        # those blocks start: a combinational value whose inputs never change stays X and
+        # spreads (seen in the NoC's credit counters). -g2005, given after, wins.
+        build_args = ["-g2005"]
     timescale = ("1ns", "1ps")
     stamp = hashlib.sha256(json.dumps([text, build_args, bool(waves), sim]).encode()).hexdigest()
 
@@ -181,12 +185,24 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
             stamp_file = build_dir / ".stamp"
             built = stamp_file.exists() and stamp_file.read_text() == stamp and \
                 (sim != "verilator" or (build_dir / toplevel).exists())
+            sources = [src]
+            icarus_waves = sim == "icarus" and bool(waves)
+            if icarus_waves:
+                # cocotb's own dump module declares a SystemVerilog `string`, which -g2005
+                # rejects; dump with a Verilog-2005 module of ours instead.
+                dump = build_dir / "accelpool_dump.v"
+                dump.write_text(f"module accelpool_dump();\ninitial begin\n"
+                                f"  $dumpfile(\"{build_dir / 'dump.vcd'}\");\n"
+                                f"  $dumpvars(0, {toplevel});\nend\nendmodule\n")
+                sources.append(dump)
+                build_args = build_args + ["-s", "accelpool_dump"]
+            runner_waves = bool(waves) and not icarus_waves
             if not built:
                 src.write_text(text)
                 try:
-                    runner.build(sources=[src], hdl_toplevel=toplevel,
+                    runner.build(sources=sources, hdl_toplevel=toplevel,
                                  build_dir=build_dir, build_args=build_args,
-                                 timescale=timescale, waves=bool(waves),
+                                 timescale=timescale, waves=runner_waves,
                                  log_file=build_dir / "build.log")
                 except (SystemExit, Exception) as e:
                     raise HarnessError(f"{sim} build of {name} failed; see "
@@ -194,15 +210,15 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
                 stamp_file.write_text(stamp)
             elif sim == "icarus":
                 # The runner keeps its build settings on the object; replay them cheaply.
-                runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
-                             build_args=build_args, timescale=timescale, waves=bool(waves),
+                runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                             build_args=build_args, timescale=timescale, waves=runner_waves,
                              always=False, log_file=build_dir / "build.log")
             extra = {_PARAMS_ENV: json.dumps({**params, **dict(env or {})})}
             results = build_dir / "results.xml"
             try:
                 runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                             build_dir=build_dir, test_dir=build_dir, testcase=testcase,
-                            extra_env=extra, waves=bool(waves), timescale=timescale,
+                            extra_env=extra, waves=runner_waves, timescale=timescale,
                             results_xml=str(results), seed=seed, log_file=log_file)
             except SystemExit as e:
                 raise HarnessError(f"cocotb tests of {test_module} failed on {sim}; "

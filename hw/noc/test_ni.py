@@ -254,7 +254,7 @@ def test_memory_tile_bad_size():
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_dma_cocotb(sim, sim_fixes):
+def test_dma_cocotb(sim):
     """The same DMA behaviour on the generated Verilog, in both simulators."""
     from tb.harness import run_cocotb
     from tb.noc_sim import DmaSystem

@@ -117,7 +117,7 @@ def _params(mesh):
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_traffic_patterns_cocotb(sim, sim_fixes):
+def test_traffic_patterns_cocotb(sim):
     """Uniform, transpose, hotspot and neighbour traffic, with and without overload."""
     run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
                test_module="hw.noc.tb_traffic", sim=sim,
@@ -126,7 +126,7 @@ def test_traffic_patterns_cocotb(sim, sim_fixes):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["verilator"])
-def test_overload_100k_cycles_cocotb(sim, sim_fixes):
+def test_overload_100k_cycles_cocotb(sim):
     """Twice the saturation load for 100k cycles, every pattern: no deadlock, no loss."""
     run_cocotb(TrafficMesh(BENCH_MESH), name="noc_traffic", params=_params(BENCH_MESH),
                test_module="hw.noc.tb_traffic", sim=sim, testcase="overload",
