@@ -70,6 +70,11 @@ class SparseUnit(wiring.Component):
         })
 
     @classmethod
+    def from_tile(cls, tile) -> "SparseUnit":
+        """The unit of a :class:`hw.config.TileConfig` (``lanes``, ``scratchpad_bytes``)."""
+        return cls(lanes=tile["lanes"], scratchpad_bytes=tile["scratchpad_bytes"])
+
+    @classmethod
     def command_layout(cls) -> data.StructLayout:
         """The ``cmd`` payload: ``func`` and ``args`` of an EXEC command."""
         return data.StructLayout({"func": cls.FUNCS, "args": cls.ARGS})
