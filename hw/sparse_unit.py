@@ -80,6 +80,11 @@ class SparseUnit(wiring.Component):
         return data.StructLayout({"func": cls.FUNCS, "args": cls.ARGS})
 
     @property
+    def cmd_layout(self) -> data.StructLayout:
+        """The ``cmd`` payload layout (``{func, args}``), as the other units name it."""
+        return self.command_layout()
+
+    @property
     def lanes(self) -> int:
         return self._lanes
 

@@ -99,3 +99,17 @@ def test_dmu_cocotb_default_config(sim, monkeypatch):
     run_cocotb(lambda: GemmCocotbTop(Dmu(**params)), name="dmu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 11},
                test_module="hw.tb_dmu", sim=sim)
+
+
+@pytest.mark.slow
+def test_cycle_formula_random_sweep_default_array():
+    """A wider sweep on the default 8 x 8 array (amaranth.sim), 0 cycles error."""
+    rng = np.random.default_rng(17)
+    tile = load_config().tile("dmu0")
+    for _ in range(12):
+        m, n, k = (int(x) for x in rng.integers(1, 30, 3))
+        a = rng.standard_normal((m, k)).astype(BF16)
+        b = rng.standard_normal((k, n)).astype(BF16)
+        r = run_gemm(Dmu.from_tile(tile), a, b)
+        assert np.array_equal(r.d.view(np.uint32), nx.bf16_gemm(a, b).view(np.uint32))
+        assert r.cycles == dmu_cost.cycles(tile, m=m, n=n, k=k)

@@ -100,3 +100,17 @@ def test_lpu_cocotb_default_config(sim, monkeypatch):
     run_cocotb(lambda: GemmCocotbTop(Lpu(**params)), name="lpu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 13},
                test_module="hw.tb_lpu", sim=sim)
+
+
+@pytest.mark.slow
+def test_cycle_formula_random_sweep_default_array():
+    """A wider sweep on the default 8 x 16 array (amaranth.sim), 0 cycles error."""
+    rng = np.random.default_rng(19)
+    tile = load_config().tile("lpu0")
+    for _ in range(12):
+        m, n, k = (int(x) for x in rng.integers(1, 40, 3))
+        a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        r = run_gemm(Lpu.from_tile(tile), a, b)
+        assert np.array_equal(r.d, nx.int8_gemm(a, b))
+        assert r.cycles == lpu_cost.cycles(tile, m=m, n=n, k=k)

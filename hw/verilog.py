@@ -20,21 +20,22 @@ __all__ = ["blocks", "write_verilog", "lint"]
 
 def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
-    from .controller import TileController
-    from .scratchpad import Scratchpad
-    from .spad_stream import StreamReader, StreamWriter
-
+    from .afu import ActivationUnit
+    from .ce import ConvEngine
     from .config import UnitKind
+    from .controller import TileController
     from .dmu import Dmu
     from .lpu import Lpu
+    from .scratchpad import Scratchpad
+    from .spad_stream import StreamReader, StreamWriter
     from .csr_walk import CsrWalker
     from .gnn import Gnn
     from .smu import Smu
 
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
     units = {}
-    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu), (UnitKind.SMU, Smu),
-                      (UnitKind.GNN, Gnn)):
+    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu), (UnitKind.CE, ConvEngine),
+                      (UnitKind.AFU, ActivationUnit), (UnitKind.SMU, Smu), (UnitKind.GNN, Gnn)):
         tiles = cfg.tiles_of(kind)
         if tiles:
             units[kind.key] = (lambda cls=cls, tile=tiles[0]: cls.from_tile(tile))
