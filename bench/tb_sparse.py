@@ -14,7 +14,7 @@ import numpy as np
 from hw.smu import Smu, SmuFunc
 from sched.formats import encode_csr, layout_spmm
 from sched.golden.sparse import spmm_bf16
-from tb.cocotb_sparse import SparseUnitTB
+from tb.cocotb_sparse import make_tb, run_job
 from tb.harness import tb_params
 from tb.sparse_patterns import bf16_normal, structured_2_4, unstructured
 
@@ -23,7 +23,7 @@ from tb.sparse_patterns import bf16_normal, structured_2_4, unstructured
 async def measure(dut):
     p = tb_params()
     lanes, (m, k, n) = p["lanes"], p["shape"]
-    tb = SparseUnitTB(dut, Smu, word_bytes=2 * lanes, idle=1.0)
+    tb = make_tb(dut, Smu, lanes, stall=None)
     await tb.reset()
     rng = np.random.default_rng(p.get("seed", 1))
     b = bf16_normal(rng, (k, n))
@@ -32,9 +32,7 @@ async def measure(dut):
         a = structured_2_4(rng, m, k) if sparsity == "2:4" else unstructured(rng, m, k, sparsity)
         csr = encode_csr(a)
         job = layout_spmm(csr, b, lanes)
-        await tb.load(job)
-        cycles = await tb.run(SmuFunc.SPMM, job)
-        got, _ = await tb.result(job)
+        got, _, cycles = await run_job(tb, Smu, SmuFunc.SPMM, job)
         assert (got == spmm_bf16(csr, b)).all(), f"{name}: SMU result differs from the reference"
         out.append({"name": name, "nnz": csr.nnz, "row_nnz": csr.row_nnz.tolist(),
                     "cycles": cycles})
