@@ -24,7 +24,7 @@ maximum. The engine does the control and data movement:
   two cycles apart (an empty row after a row end costs two cycles).
 
 The pipeline never stalls; a pass costs about ``sum(max(nnz_i + 1, 2))`` cycles plus a
-small start-up (see ``sched/cost/smu.py``).
+small start-up (see :mod:`sched.cost.csr`).
 
 Word width is ``L`` BF16 lanes (``16 L`` bits). All addresses here are word addresses.
 """

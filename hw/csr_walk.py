@@ -15,11 +15,9 @@ token carrying the row's non-zero count. A row therefore costs ``nnz_row + 1`` t
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.lib import memory
 
-from .spad_stream import COUNT_BITS as WORD_COUNT_BITS
 from .spad_stream import StreamReader
 
 __all__ = ["ENTRY_BITS", "NNZ_BITS", "ROW_BITS", "TokenLayout", "WalkJob", "EntryUnpacker",

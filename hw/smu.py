@@ -39,7 +39,6 @@ Ports: ``cmd``, ``busy``, ``a_ptr_read``, ``a_nz_read``, ``b_read`` (read ports)
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
 from amaranth.lib import data, enum
 
 from . import isa
