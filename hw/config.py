@@ -137,12 +137,13 @@ _SPAD = _Param(65536, 1024, 1 << 22, power_of_two=True, doc="scratchpad size in 
 UNIT_PARAMS: Mapping[UnitKind, Mapping[str, _Param]] = MappingProxyType({
     UnitKind.MEMORY: {"bytes": _Param(1 << 20, 4096, 1 << 28, power_of_two=True,
                                       doc="global memory size in bytes")},
+    # The systolic arrays (hw/systolic.py) address operand rows by bit slicing: powers of two.
     UnitKind.DMU: {"scratchpad_bytes": _SPAD,
-                   "rows": _Param(8, 1, 64, doc="systolic array rows"),
-                   "cols": _Param(8, 1, 64, doc="systolic array columns")},
+                   "rows": _Param(8, 1, 64, power_of_two=True, doc="systolic array rows"),
+                   "cols": _Param(8, 1, 64, power_of_two=True, doc="systolic array columns")},
     UnitKind.LPU: {"scratchpad_bytes": _SPAD,
-                   "rows": _Param(8, 1, 64, doc="INT8 array rows"),
-                   "cols": _Param(16, 1, 64, doc="INT8 array columns")},
+                   "rows": _Param(8, 1, 64, power_of_two=True, doc="INT8 array rows"),
+                   "cols": _Param(16, 1, 64, power_of_two=True, doc="INT8 array columns")},
     UnitKind.SMU: {"scratchpad_bytes": _SPAD,
                    "lanes": _Param(64, 1, 1024, doc="BF16 multipliers")},
     UnitKind.CE: {"scratchpad_bytes": _SPAD,

@@ -53,6 +53,7 @@ def mutate(doc, path, value):
     (("tile", 1, "x"), KeyError, r"tile\[1\].x is missing; accepted: 0..2"),
     (("tile", 1, "kind"), "tpu", r"tile\[1\].kind: Unknown unit kind 'tpu'; accepted: memory, dmu, lpu, smu, ce, afu, gnn"),
     (("tile", 1, "rows"), 8.0, r"tile\[1\].rows must be an integer, not 8.0"),
+    (("tile", 1, "cols"), 6, r"tile\[1\].cols must be a power of two, not 6"),
     (("tile", 1, "lanes"), 8, r"tile\[1\].lanes: unknown key; accepted keys: name, kind, x, y, dtypes, scratchpad_bytes, rows, cols"),
     (("tile", 1, "scratchpad_bytes"), 3000, r"tile\[1\].scratchpad_bytes must be a power of two, not 3000"),
     (("tile", 1, "dtypes"), ["int8"], r"tile\[1\].dtypes: 'int8' is not supported by a dmu; accepted: bf16"),
