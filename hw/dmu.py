@@ -25,7 +25,7 @@ from . import isa
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .config import UnitKind
-from .systolic import GemmArgs, SystolicGemm
+from .systolic import GemmArgs, MacKind, SystolicGemm
 
 __all__ = ["DmuFunc", "DmuArgs", "Bf16Fp32Mac", "BF16_MAC", "Dmu", "EXEC"]
 
@@ -58,15 +58,7 @@ class Bf16Fp32Mac(wiring.Component):
         return m
 
 
-class _Bf16MacKind:
-    in_bits = 16
-    acc_bits = 32
-
-    def create(self):
-        return Bf16Fp32Mac()
-
-
-BF16_MAC = _Bf16MacKind()
+BF16_MAC = MacKind(in_bits=16, acc_bits=32, factory=Bf16Fp32Mac)
 
 
 class Dmu(SystolicGemm):
@@ -84,8 +76,3 @@ class Dmu(SystolicGemm):
     funcs = DmuFunc
     args = DmuArgs
     out_bits_max = 32
-
-    @classmethod
-    def from_tile(cls, tile) -> "Dmu":
-        """The DMU of a :class:`hw.config.TileConfig`."""
-        return cls(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile["scratchpad_bytes"])

@@ -30,7 +30,7 @@ from . import isa
 from .arith.intmac import Int8Mac
 from .arith.requant import SHIFT_BITS, Requantizer
 from .config import UnitKind
-from .systolic import GemmArgs, SystolicGemm
+from .systolic import GemmArgs, MacKind, SystolicGemm
 from sched.golden.numerics import REQUANT_MULTIPLIER_BITS
 
 __all__ = ["LpuFunc", "LpuArgs", "INT8_MAC", "Lpu", "EXEC"]
@@ -53,15 +53,7 @@ LpuArgs = data.StructLayout({
 EXEC = isa.define_exec(UnitKind.LPU, LpuFunc, LpuArgs)
 
 
-class _Int8MacKind:
-    in_bits = 8
-    acc_bits = 32
-
-    def create(self):
-        return Int8Mac()
-
-
-INT8_MAC = _Int8MacKind()
+INT8_MAC = MacKind(in_bits=8, acc_bits=32, factory=Int8Mac)
 
 
 class Lpu(SystolicGemm):
@@ -79,11 +71,6 @@ class Lpu(SystolicGemm):
     funcs = LpuFunc
     args = LpuArgs
     out_bits_max = 32
-
-    @classmethod
-    def from_tile(cls, tile) -> "Lpu":
-        """The LPU of a :class:`hw.config.TileConfig`."""
-        return cls(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile["scratchpad_bytes"])
 
     def out_log2_bytes(self, args):
         return Mux(args.requant, 0, 2)

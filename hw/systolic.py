@@ -44,7 +44,8 @@ Command protocol
 the cycle after the transfer and falls the cycle after the last result word is written.
 """
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Callable
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
@@ -70,7 +71,8 @@ GemmArgs = {
 }
 
 
-class MacKind(Protocol):
+@dataclass(frozen=True)
+class MacKind:
     """The arithmetic of one PE: ``acc_out = acc_in + a * b`` (combinational).
 
     Attributes
@@ -79,13 +81,17 @@ class MacKind(Protocol):
         Operand element width (16 for BF16, 8 for INT8).
     acc_bits : int
         Accumulator width (32).
+    factory : callable
+        Makes a combinational component with ports ``a``, ``b``, ``acc`` (in) and ``out``.
     """
 
     in_bits: int
     acc_bits: int
+    factory: Callable[[], wiring.Component]
 
     def create(self) -> wiring.Component:
-        """A combinational component with ports ``a``, ``b``, ``acc`` (in) and ``out``."""
+        """A new MAC component."""
+        return self.factory()
 
 
 class ProcessingElement(wiring.Component):
@@ -170,6 +176,11 @@ class SystolicGemm(wiring.Component):
     args: data.StructLayout
     #: Widest output element (bits) the unit writes.
     out_bits_max: int = 32
+
+    @classmethod
+    def from_tile(cls, tile) -> "SystolicGemm":
+        """The unit of a :class:`hw.config.TileConfig` (``rows``, ``cols``, ``scratchpad_bytes``)."""
+        return cls(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile["scratchpad_bytes"])
 
     def __init__(self, *, rows: int, cols: int, scratchpad_bytes: int = 65536):
         self._rows = _check_dim("Array rows", rows)
