@@ -1,0 +1,363 @@
+"""The network interface of a compute tile, with its DMA engine.
+
+The tile controller hands LOAD, STORE and SIGNAL commands (the ISA's 256-bit
+:data:`hw.isa.CommandLayout`) to ``cmd``:
+
+- STORE ``{spad_addr, x, y, remote_addr, length}``: reads ``length`` bytes of the local
+  scratchpad and sends them to tile (x, y) as WRITE packets of at most
+  ``max_packet_bytes`` each. Every WRITE is acknowledged by the receiver.
+- LOAD: sends READ_REQ packets (one per ``max_packet_bytes``) to tile (x, y); the READ_RESP
+  packets that come back are written into the local scratchpad.
+- SIGNAL ``{x, y, token, count}``: one SIGNAL packet; tile (x, y) adds ``count`` to its
+  token counter ``token``.
+- NOP is accepted and does nothing. Any other opcode, a scratchpad or remote address that
+  is not a multiple of the flit size in bytes, or a destination outside the mesh sets the
+  sticky ``error`` flag and the command is dropped.
+
+A command is accepted only when the previous ones have completed: every WRITE
+acknowledged, every READ_RESP written. So a SIGNAL is sent only after all data of the
+earlier commands has landed, whichever tile it went to, and a command that follows a
+LOAD sees the loaded data. ``busy`` is high from a command's acceptance until it has
+completed. Lengths are any number of bytes; a partial last flit is written with byte
+enables.
+
+The NI also serves the packets other tiles send here (:class:`~hw.noc.target.PacketTarget`):
+writes and reads of this scratchpad, and SIGNALs, which leave on ``signal`` for the
+tile's :class:`~hw.noc.tokens.TokenCounters`.
+
+It reaches the scratchpad through one read and one write port with Amaranth's memory
+port signatures (the unit side, ``In(ReadPort.Signature)``, as
+:class:`hw.scratchpad.Scratchpad` documents), shared between its DMA engine and the
+request server by round-robin arbiters, and packs a scratchpad word of ``word_bits`` as
+``word_bits / flit_bits`` flits.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import MeshConfig
+from ..isa import LENGTH_BITS, CommandLayout, Opcode
+from .arbiter import RoundRobin
+from .flit import LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody, SignalAddr, flit_layout
+from .mesh import check_mesh
+from .reader import FlitReader
+from .target import PacketTarget, byte_mask
+from .tokens import TokenInc
+
+__all__ = ["NetworkInterface"]
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return value
+
+
+class NetworkInterface(wiring.Component):
+    """A tile's network interface: DMA engine, request server and response sink.
+
+    Parameters
+    ----------
+    mesh : MeshConfig
+        The network (size, flit width).
+    x, y : int
+        This tile's coordinate.
+    word_bits : int
+        Scratchpad word width: a power-of-two multiple of ``mesh.flit_bits``.
+    spad_bytes : int
+        Scratchpad size in bytes (a power of two, at least one word).
+    max_packet_bytes : int
+        Largest payload per packet; a multiple of the flit size in bytes.
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(CommandLayout))
+        LOAD/STORE/SIGNAL (and NOP) commands.
+    busy : Out(1)
+        A command is in progress or has data in flight.
+    error : Out(1)
+        Sticky: a command was dropped (see the module docstring).
+    req_out, resp_out : Out(stream.Signature(flit_layout))
+        To the request and response networks' injection ports.
+    req_in, resp_in : In(stream.Signature(flit_layout))
+        From the request and response networks' ejection ports.
+    spad_read : In(memory.ReadPort.Signature(addr_width=, shape=word_bits))
+    spad_write : In(memory.WritePort.Signature(addr_width=, shape=word_bits, granularity=8))
+        The scratchpad ports (word addresses; one-cycle read latency).
+    signal : Out(stream.Signature(TokenInc))
+        Increments for the local token counters.
+    """
+
+    def __init__(self, *, mesh: MeshConfig, x: int, y: int, word_bits: int, spad_bytes: int,
+                 max_packet_bytes: int = 64):
+        self._mesh = check_mesh(mesh)
+        for name, v, extent in (("x", x, mesh.cols), ("y", y, mesh.rows)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"Tile {name} must be a non-negative integer, not {v!r}")
+            if not 0 <= v < extent:
+                raise ValueError(f"Tile {name} must be between 0 and {extent - 1} on a "
+                                 f"{mesh.cols}x{mesh.rows} mesh, not {v!r}")
+        self._x, self._y = x, y
+        fbits = mesh.flit_bits
+        _check_int("Scratchpad word width", word_bits)
+        k = word_bits // fbits
+        if word_bits % fbits or k & (k - 1):
+            raise ValueError(f"Scratchpad word width must be a power-of-two multiple of the "
+                             f"flit width {fbits}, not {word_bits!r}")
+        _check_int("Scratchpad size", spad_bytes)
+        if spad_bytes & (spad_bytes - 1) or spad_bytes < word_bits // 8:
+            raise ValueError(f"Scratchpad size must be a power of two of at least one word "
+                             f"({word_bits // 8} bytes), not {spad_bytes!r}")
+        _check_int("Packet size", max_packet_bytes)
+        if max_packet_bytes % (fbits // 8) or max_packet_bytes > MAX_PACKET_BYTES_LIMIT:
+            raise ValueError(f"Packet size must be a multiple of the flit size "
+                             f"({fbits // 8} bytes) up to {MAX_PACKET_BYTES_LIMIT}, "
+                             f"not {max_packet_bytes!r}")
+        self._word_bits = word_bits
+        self._spad_bytes = spad_bytes
+        self._max_packet = max_packet_bytes
+        self._spad_addr_width = max(1, (spad_bytes // (word_bits // 8) - 1).bit_length())
+        layout = flit_layout(fbits)
+        super().__init__({
+            "cmd": In(stream.Signature(CommandLayout)),
+            "busy": Out(1),
+            "error": Out(1),
+            "req_out": Out(stream.Signature(layout)),
+            "req_in": In(stream.Signature(layout)),
+            "resp_out": Out(stream.Signature(layout)),
+            "resp_in": In(stream.Signature(layout)),
+            "spad_read": In(memory.ReadPort.Signature(addr_width=self._spad_addr_width,
+                                                      shape=word_bits)),
+            "spad_write": In(memory.WritePort.Signature(addr_width=self._spad_addr_width,
+                                                        shape=word_bits, granularity=8)),
+            "signal": Out(stream.Signature(TokenInc)),
+        })
+
+    mesh = property(lambda self: self._mesh)
+    x = property(lambda self: self._x)
+    y = property(lambda self: self._y)
+    word_bits = property(lambda self: self._word_bits)
+    spad_bytes = property(lambda self: self._spad_bytes)
+    max_packet_bytes = property(lambda self: self._max_packet)
+    spad_addr_width = property(lambda self: self._spad_addr_width)
+
+    def elaborate(self, platform):
+        m = Module()
+        fbits = self._mesh.flit_bits
+        fb = fbits // 8
+        shift = fb.bit_length() - 1
+        lanes = self._word_bits // fbits
+        lane_bits = lanes.bit_length() - 1
+        faw = self._spad_addr_width + lane_bits         # flit address width
+
+        m.submodules.target = target = PacketTarget(x=self._x, y=self._y, flit_bits=fbits,
+                                                    addr_width=faw)
+        m.submodules.reader = reader = FlitReader(addr_width=faw, flit_bits=fbits)
+        wiring.connect(m, wiring.flipped(self.req_in), target.req_in)
+        wiring.connect(m, target.resp_out, wiring.flipped(self.resp_out))
+        wiring.connect(m, target.signal, wiring.flipped(self.signal))
+
+        # Scratchpad read port: the request server (0) and the DMA engine (1) take turns.
+        m.submodules.rd_arb = rd_arb = RoundRobin(2)
+        rd_addr = Signal(faw)
+        rd_lane = Signal(max(1, lane_bits))
+        m.d.comb += [
+            rd_arb.requests.eq(Cat(target.rd_req, reader.req)),
+            rd_arb.advance.eq(1),
+            target.rd_grant.eq(rd_arb.valid & (rd_arb.grant == 0)),
+            reader.grant.eq(rd_arb.valid & (rd_arb.grant == 1)),
+            rd_addr.eq(Mux(rd_arb.grant == 0, target.rd_addr, reader.addr)),
+            self.spad_read.addr.eq(rd_addr >> lane_bits),
+            self.spad_read.en.eq(rd_arb.valid),
+        ]
+        if lanes > 1:
+            with m.If(rd_arb.valid):
+                m.d.sync += rd_lane.eq(rd_addr[:lane_bits])
+            word_data = self.spad_read.data.word_select(rd_lane, fbits)
+        else:
+            word_data = self.spad_read.data
+        m.d.comb += [target.rd_data.eq(word_data), reader.rdata.eq(word_data)]
+
+        # Scratchpad write port: the request server (0) and the response sink (1).
+        sink_req = Signal()
+        sink_addr = Signal(faw)
+        sink_mask = Signal(fb)
+        m.submodules.wr_arb = wr_arb = RoundRobin(2)
+        wr_addr = Signal(faw)
+        wr_data = Signal(fbits)
+        wr_mask = Signal(fb)
+        m.d.comb += [
+            wr_arb.requests.eq(Cat(target.wr.req, sink_req)),
+            wr_arb.advance.eq(1),
+            target.wr.grant.eq(wr_arb.valid & (wr_arb.grant == 0)),
+        ]
+        sink_grant = Signal()
+        m.d.comb += sink_grant.eq(wr_arb.valid & (wr_arb.grant == 1))
+        with m.If(wr_arb.grant == 0):
+            m.d.comb += [wr_addr.eq(target.wr.addr), wr_data.eq(target.wr.data),
+                         wr_mask.eq(target.wr.mask)]
+        with m.Else():
+            m.d.comb += [wr_addr.eq(sink_addr), wr_data.eq(self.resp_in.payload.data[:fbits]),
+                         wr_mask.eq(sink_mask)]
+        lane_of_write = wr_addr[:lane_bits] if lanes > 1 else Const(0, 1)
+        m.d.comb += [
+            self.spad_write.addr.eq(wr_addr >> lane_bits),
+            self.spad_write.data.eq(wr_data.replicate(lanes)),
+            self.spad_write.en.eq(Cat(Mux(wr_arb.valid & (lane_of_write == i), wr_mask, 0)
+                                      for i in range(lanes))),
+        ]
+
+        # Outstanding WRITEs (awaiting WRITE_ACK) and READ_REQs (awaiting READ_RESP).
+        acks = Signal(LENGTH_BITS)
+        reads = Signal(LENGTH_BITS)
+        ack_up, ack_dn, read_up, read_dn = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [acks.eq(acks + ack_up - ack_dn), reads.eq(reads + read_up - read_dn)]
+
+        # Response sink.
+        rflit = self.resp_in.payload
+        rhdr = data.View(Header, rflit.data[:Header.size])
+        sink_left = Signal(LENGTH_FIELD_BITS + 1)
+        m.d.comb += sink_mask.eq(byte_mask(m, sink_left, fb))
+        with m.FSM(name="sink"):
+            with m.State("IDLE"):
+                m.d.comb += self.resp_in.ready.eq(1)
+                with m.If(self.resp_in.valid & rflit.head):
+                    with m.If(rhdr.type == PacketType.WRITE_ACK):
+                        m.d.comb += ack_dn.eq(1)
+                    with m.Elif(rhdr.type == PacketType.READ_RESP):
+                        m.d.sync += [sink_addr.eq(rhdr.addr >> shift), sink_left.eq(rhdr.length)]
+                        with m.If(rflit.tail):
+                            m.d.comb += read_dn.eq(1)
+                        with m.Else():
+                            m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [sink_req.eq(self.resp_in.valid),
+                             self.resp_in.ready.eq(sink_grant)]
+                with m.If(self.resp_in.valid & sink_grant):
+                    m.d.sync += sink_addr.eq(sink_addr + 1)
+                    with m.If(sink_left >= fb):
+                        m.d.sync += sink_left.eq(sink_left - fb)
+                    with m.Else():
+                        m.d.sync += sink_left.eq(0)
+                    with m.If(rflit.tail):
+                        m.d.comb += read_dn.eq(1)
+                        m.next = "IDLE"
+
+        # DMA engine.
+        cmd = self.cmd.payload
+        dma = cmd.body.load        # LOAD and STORE share the DmaBody layout
+        sigb = cmd.body.signal
+        dst_x, dst_y = Signal(4), Signal(4)
+        remote = Signal(32)
+        spad = Signal(32)
+        left = Signal(LENGTH_BITS)
+        chunk = Signal(range(self._max_packet + 1))
+        m.d.comb += chunk.eq(Mux(left > self._max_packet, self._max_packet, left))
+        pkt_left = Signal(range(self._max_packet // fb + 2))
+        sig_addr = Signal(SignalAddr)
+
+        out_hdr = Signal(Header)
+        m.d.comb += [out_hdr.dst_x.eq(dst_x), out_hdr.dst_y.eq(dst_y),
+                     out_hdr.src_x.eq(self._x), out_hdr.src_y.eq(self._y),
+                     out_hdr.length.eq(chunk), out_hdr.addr.eq(remote)]
+
+        align = fb - 1
+        cols, rows = self._mesh.cols, self._mesh.rows
+        bad_dma = ((dma.spad_addr & align) != 0) | ((dma.remote_addr & align) != 0) | \
+            (dma.x >= cols) | (dma.y >= rows)
+        bad_sig = (sigb.x >= cols) | (sigb.y >= rows)
+        quiet = Signal()
+        m.d.comb += quiet.eq((acks == 0) & (reads == 0))
+
+        with m.FSM(name="dma") as dma_fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(quiet)
+                with m.If(self.cmd.valid & quiet):
+                    with m.Switch(cmd.opcode):
+                        with m.Case(Opcode.NOP):
+                            pass
+                        with m.Case(Opcode.LOAD, Opcode.STORE):
+                            m.d.sync += [dst_x.eq(dma.x), dst_y.eq(dma.y), left.eq(dma.length),
+                                         remote.eq(dma.remote_addr), spad.eq(dma.spad_addr)]
+                            with m.If(bad_dma):
+                                m.d.sync += self.error.eq(1)
+                            with m.Elif(dma.length == 0):
+                                pass
+                            with m.Elif(cmd.opcode == Opcode.STORE):
+                                m.d.comb += [
+                                    reader.cmd.valid.eq(1),
+                                    reader.cmd.payload.addr.eq(dma.spad_addr >> shift),
+                                    reader.cmd.payload.count.eq((dma.length + fb - 1) >> shift),
+                                ]
+                                m.next = "STORE_HEAD"
+                            with m.Else():
+                                m.next = "LOAD_HEAD"
+                        with m.Case(Opcode.SIGNAL):
+                            m.d.sync += [dst_x.eq(sigb.x), dst_y.eq(sigb.y),
+                                         sig_addr.token.eq(sigb.token),
+                                         sig_addr.count.eq(sigb.count)]
+                            with m.If(bad_sig):
+                                m.d.sync += self.error.eq(1)
+                            with m.Else():
+                                m.next = "SIGNAL"
+                        with m.Default():
+                            m.d.sync += self.error.eq(1)
+            with m.State("STORE_HEAD"):
+                m.d.comb += [out_hdr.type.eq(PacketType.WRITE),
+                             self.req_out.valid.eq(1),
+                             self.req_out.payload.data.eq(out_hdr),
+                             self.req_out.payload.head.eq(1)]
+                with m.If(self.req_out.ready):
+                    m.d.comb += ack_up.eq(1)
+                    m.d.sync += pkt_left.eq((chunk + fb - 1) >> shift)
+                    m.next = "STORE_DATA"
+            with m.State("STORE_DATA"):
+                m.d.comb += [self.req_out.valid.eq(reader.data.valid),
+                             self.req_out.payload.data.eq(reader.data.payload),
+                             self.req_out.payload.tail.eq(pkt_left == 1),
+                             reader.data.ready.eq(self.req_out.ready)]
+                with m.If(self.req_out.valid & self.req_out.ready):
+                    m.d.sync += pkt_left.eq(pkt_left - 1)
+                    with m.If(pkt_left == 1):
+                        m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk)]
+                        with m.If(left == chunk):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "STORE_HEAD"
+            with m.State("LOAD_HEAD"):
+                m.d.comb += [out_hdr.type.eq(PacketType.READ_REQ),
+                             self.req_out.valid.eq(1),
+                             self.req_out.payload.data.eq(out_hdr),
+                             self.req_out.payload.head.eq(1)]
+                with m.If(self.req_out.ready):
+                    m.next = "LOAD_BODY"
+            with m.State("LOAD_BODY"):
+                body = Signal(ReadReqBody)
+                m.d.comb += [body.reply_addr.eq(spad),
+                             self.req_out.valid.eq(1),
+                             self.req_out.payload.data.eq(body),
+                             self.req_out.payload.tail.eq(1)]
+                with m.If(self.req_out.ready):
+                    m.d.comb += read_up.eq(1)
+                    m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk),
+                                 spad.eq(spad + chunk)]
+                    with m.If(left == chunk):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "LOAD_HEAD"
+            with m.State("SIGNAL"):
+                m.d.comb += [out_hdr.type.eq(PacketType.SIGNAL), out_hdr.length.eq(0),
+                             out_hdr.addr.eq(sig_addr),
+                             self.req_out.valid.eq(1),
+                             self.req_out.payload.data.eq(out_hdr),
+                             self.req_out.payload.head.eq(1),
+                             self.req_out.payload.tail.eq(1)]
+                with m.If(self.req_out.ready):
+                    m.next = "IDLE"
+        m.d.comb += self.busy.eq(~dma_fsm.ongoing("IDLE") | ~quiet)
+        return m

@@ -1,0 +1,97 @@
+"""Token counters: SIGNAL packets add to them, the tile controller's WAIT consumes them.
+
+One 16-bit counter per token. ``inc`` (from the network interface) is always ready;
+``wait`` is a stream of :data:`hw.isa.WaitBody` ({token, count}) that completes, and
+subtracts ``count``, in the first cycle the counter holds at least ``count``; so a tile
+controller hands its WAIT command straight to it and moves on at the handshake. An
+increment and a wait on the same counter in one cycle both take effect. ``peek`` reads a
+counter combinationally (debug and testbench).
+
+A token number at or beyond :attr:`TokenCounters.count` is not a counter: an increment
+of it is dropped and a wait on it completes at once, and both raise the sticky ``error``.
+Counters wrap modulo 2**16.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..isa import COUNT_BITS, TOKEN_BITS, WaitBody
+
+__all__ = ["TokenInc", "TokenCounters"]
+
+#: An increment delivered by a SIGNAL packet.
+TokenInc = data.StructLayout({"token": TOKEN_BITS, "count": COUNT_BITS})
+
+
+class TokenCounters(wiring.Component):
+    """``count`` token counters of 16 bits.
+
+    Parameters
+    ----------
+    count : int
+        Number of counters, 1 to 256 (the ISA's token field is 8 bits).
+
+    Attributes
+    ----------
+    inc : In(stream.Signature(TokenInc))
+        Add ``count`` to counter ``token``; always ready.
+    wait : In(stream.Signature(WaitBody))
+        Ready when counter ``token`` >= ``count``; the handshake subtracts ``count``.
+    peek_token : In(8)
+    peek_value : Out(16)
+        The value of counter ``peek_token`` (this cycle, before any update).
+    error : Out(1)
+        Sticky: a token number outside the counters was used.
+    """
+
+    def __init__(self, count: int = 16):
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise TypeError(f"Token counter count must be a positive integer, not {count!r}")
+        if not 1 <= count <= 1 << TOKEN_BITS:
+            raise ValueError(f"Token counter count must be between 1 and {1 << TOKEN_BITS}, "
+                             f"not {count!r}")
+        self._count = count
+        super().__init__({
+            "inc": In(stream.Signature(TokenInc)),
+            "wait": In(stream.Signature(WaitBody)),
+            "peek_token": In(TOKEN_BITS),
+            "peek_value": Out(COUNT_BITS),
+            "error": Out(1),
+        })
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._count
+        counters = Array(Signal(COUNT_BITS, name=f"token_{i}") for i in range(n))
+        wait_ok = Signal()
+        wait_in_range = self.wait.payload.token < n
+        inc_in_range = self.inc.payload.token < n
+        m.d.comb += [
+            self.inc.ready.eq(1),
+            wait_ok.eq(~wait_in_range | (counters[self.wait.payload.token]
+                                         >= self.wait.payload.count)),
+            self.wait.ready.eq(wait_ok),
+        ]
+        with m.If(self.peek_token < n):
+            m.d.comb += self.peek_value.eq(counters[self.peek_token])
+        do_inc = self.inc.valid & inc_in_range
+        do_wait = self.wait.valid & wait_ok & wait_in_range
+        for i in range(n):
+            delta_up = (do_inc & (self.inc.payload.token == i)).as_unsigned()
+            delta_dn = (do_wait & (self.wait.payload.token == i)).as_unsigned()
+            up = Signal(COUNT_BITS, name=f"up_{i}")
+            dn = Signal(COUNT_BITS, name=f"dn_{i}")
+            m.d.comb += [up.eq(delta_up.replicate(COUNT_BITS) & self.inc.payload.count),
+                         dn.eq(delta_dn.replicate(COUNT_BITS) & self.wait.payload.count)]
+            with m.If(delta_up | delta_dn):
+                m.d.sync += counters[i].eq(counters[i] + up - dn)
+        with m.If((self.inc.valid & ~inc_in_range) | (self.wait.valid & ~wait_in_range)):
+            m.d.sync += self.error.eq(1)
+        return m
