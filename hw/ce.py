@@ -1,0 +1,464 @@
+"""The convolution engine (CE): direct 2-D INT8 convolution, INT32 accumulation.
+
+One EXEC ``CONV`` computes ONNX ConvInteger (optionally + INT32 bias) or QLinearConv
+(+ bias, fixed-point requantization to INT8) over one image, reading its operands from
+the tile scratchpad and writing the result back. There is no im2col copy: the unit walks
+the input window itself and reads each input word where it lies.
+
+Datapath
+--------
+``oc_lanes`` x ``ic_lanes`` INT8 multipliers. Each cycle one scratchpad word holding
+``ic_lanes`` input channels of one input pixel meets the ``oc_lanes`` x ``ic_lanes``
+weights of that kernel tap (from a local weight buffer), and ``oc_lanes`` adder trees add
+the products into ``oc_lanes`` INT32 accumulators (output-stationary). Per block of
+``oc_lanes`` output channels the unit first copies that block's weights into its weight
+buffer (``kernel_h * kernel_w * ceil(c_in / ic_lanes) * oc_lanes`` words), then walks every
+output pixel; per pixel it spends ``kernel_h * kernel_w * ceil(c_in / ic_lanes)`` cycles, one
+per (tap, input-channel block), padded taps included (they read nothing and add zero).
+Finished pixels go through bias and requantization into an output FIFO that a writer
+drains to the scratchpad in parallel with the next pixels. The cycle count is
+:func:`sched.cost.ce.cycles`.
+
+Ports (the tile integrator's contract)
+--------------------------------------
+``cmd``   ``In(stream.Signature(CeCommand))``: ``{func, args}``; accepted only when idle.
+``busy``  ``Out(1)``: high from the accepted command until the last result is written.
+``rd``    ``In(ReadPort.Signature(addr_width, word_bits))``: scratchpad read port (one-cycle
+          latency).
+``wr``    ``In(WritePort.Signature(addr_width, word_bits, granularity=8))``: scratchpad
+          write port.
+
+The scratchpad word is ``word_bits = 8 * ic_lanes`` bits (``ic_lanes`` bytes); port
+addresses are word addresses, EXEC addresses are byte addresses (word-aligned).
+
+Data layouts (bytes in the scratchpad; :mod:`hw.ce_layout` packs and unpacks them)
+----------------------------------------------------------------------------------
+- input ``x[C, H, W]`` (INT8): HWC, channels padded to ``ICB = ceil(C / ic_lanes)`` blocks:
+  byte ``((y * W + x) * ICB + cb) * ic_lanes + i`` holds channel ``cb * ic_lanes + i``.
+  Padding channels may hold anything (the unit masks them).
+- weights ``w[M, C, kH, kW]`` (INT8): channel-blocked, one word per (output channel,
+  tap, input block): word ``(((ob * kH + ky) * kW + kx) * ICB + cb) * oc_lanes + o`` holds
+  ``w[ob * oc_lanes + o, cb * ic_lanes + i, ky, kx]`` in byte ``i``; missing channels zero.
+- bias ``b[M]`` (INT32, little-endian): ``OCB * oc_lanes`` words of 4 bytes, missing
+  channels zero (``OCB = ceil(M / oc_lanes)``).
+- output ``y[M, oH, oW]``: HWC with channels padded to ``OCB`` blocks of ``oc_lanes``:
+  element ``((p * OCB + ob) * oc_lanes + o)`` with ``p = oy * oW + ox``, one byte each (INT8,
+  requantized) or four bytes little-endian (INT32). Padding channels hold unspecified
+  values.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .config import UnitKind
+
+__all__ = ["CeFunc", "CeArgs", "CeCommand", "CE_SPEC", "ConvEngine", "MAX_KERNEL"]
+
+#: Largest kernel extent (kernel_h, kernel_w).
+MAX_KERNEL = 5
+#: Widths of the shape fields.
+EXTENT_BITS = 10
+CHANNEL_BITS = 10
+
+
+class CeFunc(enum.Enum, shape=8):
+    """CE EXEC operations."""
+
+    CONV = 0
+
+
+#: The EXEC arguments of the CE (219 of the 240 bits).
+CeArgs = data.StructLayout({
+    "in_addr": isa.SPAD_ADDR_BITS,      # byte address of the input (word-aligned)
+    "w_addr": isa.SPAD_ADDR_BITS,       # byte address of the weights
+    "bias_addr": isa.SPAD_ADDR_BITS,    # byte address of the bias (if ``bias``)
+    "out_addr": isa.SPAD_ADDR_BITS,     # byte address of the output
+    "height": EXTENT_BITS,              # input H
+    "width": EXTENT_BITS,               # input W
+    "c_in": CHANNEL_BITS,               # input channels C
+    "c_out": CHANNEL_BITS,              # output channels M
+    "kernel_h": 3,                      # 1..5
+    "kernel_w": 3,                      # 1..5
+    "stride": 2,                        # 1 or 2 (both axes)
+    "pad_top": 3,                       # 0..kernel_h-1
+    "pad_left": 3,
+    "pad_bottom": 3,
+    "pad_right": 3,
+    "x_zero_point": signed(8),
+    "w_zero_point": signed(8),
+    "y_zero_point": signed(8),
+    "multiplier": 31,                   # requantization: y = sat(rne(acc * multiplier / 2**shift) + y_zp)
+    "shift": 6,
+    "bias": 1,                          # add the INT32 bias
+    "requant": 1,                       # requantize to INT8 (else write INT32)
+})
+
+#: The command payload the unit accepts on ``cmd``.
+CeCommand = data.StructLayout({"func": CeFunc, "args": CeArgs})
+
+CE_SPEC = isa.define_exec(UnitKind.CE, CeFunc, CeArgs)
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None, *, power_of_two=False):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ValueError(f"{name} must be {rng}, not {value!r}")
+    if power_of_two and value & (value - 1):
+        raise ValueError(f"{name} must be a power of two, not {value!r}")
+
+
+class ConvEngine(wiring.Component):
+    """The convolution engine.
+
+    Parameters
+    ----------
+    oc_lanes : int
+        Output channels computed in parallel; a multiple of ``ic_lanes``.
+    ic_lanes : int
+        Input channels reduced in parallel (a power of two); also the word size in bytes.
+    addr_width : int
+        Scratchpad word-address width.
+    weight_depth : int
+        Weight-buffer entries: the largest ``kernel_h * kernel_w * ceil(c_in / ic_lanes)``.
+    out_fifo_depth : int
+        Finished pixels buffered ahead of the writer.
+    """
+
+    def __init__(self, *, oc_lanes: int = 8, ic_lanes: int = 8, addr_width: int = 13,
+                 weight_depth: int = 256, out_fifo_depth: int = 4):
+        _check_int("Input-channel lanes", ic_lanes, 1, 64, power_of_two=True)
+        _check_int("Output-channel lanes", oc_lanes, 1, 64)
+        if oc_lanes % ic_lanes:
+            raise ValueError(f"Output-channel lanes must be a multiple of the input-channel "
+                             f"lanes ({ic_lanes}), not {oc_lanes!r}")
+        _check_int("Address width", addr_width, 2, isa.SPAD_ADDR_BITS)
+        _check_int("Weight depth", weight_depth, 1, 1 << 16)
+        _check_int("Output FIFO depth", out_fifo_depth, 2, 64)
+        self._ol, self._il = oc_lanes, ic_lanes
+        self._addr_width = addr_width
+        self._weight_depth = weight_depth
+        self._out_fifo_depth = out_fifo_depth
+        wb = 8 * ic_lanes
+        super().__init__({
+            "cmd": In(stream.Signature(CeCommand)),
+            "busy": Out(1),
+            "rd": In(memory.ReadPort.Signature(addr_width=addr_width, shape=wb)),
+            "wr": In(memory.WritePort.Signature(addr_width=addr_width, shape=wb, granularity=8)),
+        })
+
+    oc_lanes = property(lambda self: self._ol)
+    ic_lanes = property(lambda self: self._il)
+    addr_width = property(lambda self: self._addr_width)
+    weight_depth = property(lambda self: self._weight_depth)
+    out_fifo_depth = property(lambda self: self._out_fifo_depth)
+    word_bits = property(lambda self: 8 * self._il)
+    word_bytes = property(lambda self: self._il)
+
+    def elaborate(self, platform):
+        m = Module()
+        OL, IL, AW = self._ol, self._il, self._addr_width
+        WB = 8 * IL
+        wshift = (IL - 1).bit_length()            # byte -> word address
+        out_words_i8 = OL // IL                     # words per pixel block, INT8 output
+        out_words_i32 = 4 * OL // IL                # ... INT32 output; also the bias block
+        EB = max(1, (self._weight_depth - 1).bit_length())
+
+        args = Signal(CeArgs)
+        # Derived shape, registered in SETUP.
+        oh = Signal(EXTENT_BITS + 1)
+        ow = Signal(EXTENT_BITS + 1)
+        icb_n = Signal(CHANNEL_BITS)                # ceil(C / IL)
+        ocb_n = Signal(CHANNEL_BITS)                # ceil(M / OL)
+        taps = Signal(range(MAX_KERNEL * MAX_KERNEL + 1))
+        entries = Signal(EB + 1)                    # taps * ICB
+        in_base = Signal(AW)
+        w_base = Signal(AW)
+        b_base = Signal(AW)
+        out_base = Signal(AW)
+        out_words = Signal(range(out_words_i32 + 1))
+        ocb = Signal(CHANNEL_BITS)                  # current output-channel block
+
+        # ---- weight buffer: one row of OL x IL bytes per (tap, input block) ----
+        m.submodules.wbuf = wbuf = memory.Memory(shape=OL * WB, depth=self._weight_depth, init=[])
+        wbuf_w = wbuf.write_port(granularity=WB)
+        wbuf_r = wbuf.read_port()
+
+        # ---- read-port users: weight/bias loader and the compute walker ----
+        ld_addr = Signal(AW)
+        ld_count = Signal(EB + 8)                   # words left to issue
+        ld_pending = Signal()                       # a load read issued last cycle
+        ld_lane = Signal(range(OL))                 # where the arriving word goes
+        ld_entry = Signal(EB)
+        ld_lane_next = Signal(range(OL))
+        ld_entry_next = Signal(EB)
+        ld_bias = Signal()                          # loading bias words, not weights
+        b_index = Signal(range(out_words_i32))
+        bias_reg = Signal(OL * 32)
+
+        # ---- output FIFO credits ----
+        credits = Signal(range(self._out_fifo_depth + 1))
+        take_credit = Signal()
+        give_credit = Signal()
+
+        # s0: the loop counters
+        s0_run = Signal()
+        oy = Signal(EXTENT_BITS + 1)
+        ox = Signal(EXTENT_BITS + 1)
+        ky = Signal(range(MAX_KERNEL))
+        kx = Signal(range(MAX_KERNEL))
+        cb = Signal(CHANNEL_BITS)
+        entry = Signal(EB)
+        s0_first = Signal()
+        s0_last_elem = Signal()                     # last element of the pixel
+        s0_done = Signal()                          # last element of the last pixel
+        s0_fire = Signal()
+
+        # s1: addresses
+        s1_valid = Signal()
+        s1_iy = Signal(signed(EXTENT_BITS + 3))
+        s1_ix = Signal(signed(EXTENT_BITS + 3))
+        s1_cb = Signal(CHANNEL_BITS)
+        s1_entry = Signal(EB)
+        s1_first = Signal()
+        s1_last = Signal()
+        # s2: operands arrive
+        s2_valid = Signal()
+        s2_inside = Signal()
+        s2_nlanes = Signal(range(IL + 1))           # valid input-channel lanes
+        s2_first = Signal()
+        s2_last = Signal()
+        # s3: per-output-channel sums
+        s3_valid = Signal()
+        s3_first = Signal()
+        s3_last = Signal()
+        s3_sum = Signal(data.ArrayLayout(signed(32), OL))
+        acc = Signal(data.ArrayLayout(signed(32), OL))
+        # s4: a finished pixel
+        s4_valid = Signal()
+        s4_acc = Signal(data.ArrayLayout(signed(32), OL))
+
+        pipe_busy = Signal()
+        m.d.comb += pipe_busy.eq(s1_valid | s2_valid | s3_valid | s4_valid)
+
+        # ---------------- control FSM ----------------
+        m.d.comb += self.cmd.ready.eq(0)
+        with m.FSM(name="ce"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += args.eq(self.cmd.payload.args)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                a = args
+                s = a.stride == 2
+                m.d.sync += [
+                    oh.eq(((a.height + a.pad_top + a.pad_bottom - a.kernel_h) >> s) + 1),
+                    ow.eq(((a.width + a.pad_left + a.pad_right - a.kernel_w) >> s) + 1),
+                    icb_n.eq((a.c_in + IL - 1) >> wshift),
+                    ocb_n.eq((a.c_out + OL - 1) // OL),
+                    taps.eq(a.kernel_h * a.kernel_w),
+                    in_base.eq(a.in_addr >> wshift),
+                    w_base.eq(a.w_addr >> wshift),
+                    b_base.eq(a.bias_addr >> wshift),
+                    out_base.eq(a.out_addr >> wshift),
+                    out_words.eq(Mux(a.requant, out_words_i8, out_words_i32)),
+                    ocb.eq(0),
+                    credits.eq(self._out_fifo_depth),
+                ]
+                m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.sync += entries.eq(taps * icb_n)
+                m.next = "BLOCK"
+            with m.State("BLOCK"):
+                # Start an output-channel block: load its weights.
+                m.d.sync += [
+                    ld_addr.eq(w_base + ocb * entries * OL),
+                    ld_count.eq(entries * OL),
+                    ld_lane.eq(0), ld_entry.eq(0), ld_bias.eq(0),
+                ]
+                m.next = "LOAD_W"
+            with m.State("LOAD_W"):
+                with m.If((ld_count == 0) & ~ld_pending):
+                    with m.If(args.bias):
+                        m.d.sync += [ld_addr.eq(b_base + ocb * out_words_i32),
+                                     ld_count.eq(out_words_i32), ld_bias.eq(1)]
+                        m.next = "LOAD_B"
+                    with m.Else():
+                        m.next = "COMPUTE"
+            with m.State("LOAD_B"):
+                with m.If((ld_count == 0) & ~ld_pending):
+                    m.next = "COMPUTE"
+            with m.State("COMPUTE"):
+                m.d.comb += s0_run.eq(1)
+                with m.If(s0_fire & s0_done):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(~pipe_busy):
+                    with m.If(ocb + 1 == ocb_n):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.d.sync += ocb.eq(ocb + 1)
+                        m.next = "BLOCK"
+            with m.State("FINISH"):
+                with m.If(credits == self._out_fifo_depth):
+                    m.next = "IDLE"
+        fsm_idle = Signal()
+        m.d.comb += fsm_idle.eq(self.cmd.ready)
+        m.d.comb += self.busy.eq(~fsm_idle)
+
+        # ---------------- weight / bias loader ----------------
+        ld_issue = Signal()
+        m.d.comb += ld_issue.eq(ld_count != 0)
+        m.d.sync += ld_pending.eq(ld_issue)
+        with m.If(ld_issue):
+            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_count.eq(ld_count - 1)]
+        # Destination of the word arriving this cycle; advance when it lands.
+        m.d.comb += [
+            wbuf_w.addr.eq(ld_entry),
+            wbuf_w.data.eq(self.rd.data.replicate(OL)),
+            wbuf_w.en.eq(Mux(ld_pending & ~ld_bias, 1 << ld_lane, 0)),
+        ]
+        with m.If(ld_pending):
+            with m.If(ld_bias):
+                m.d.sync += [bias_reg.word_select(b_index, WB).eq(self.rd.data),
+                             b_index.eq(b_index + 1)]
+            with m.Elif(ld_lane == OL - 1):
+                m.d.sync += [ld_lane.eq(0), ld_entry.eq(ld_entry + 1)]
+            with m.Else():
+                m.d.sync += ld_lane.eq(ld_lane + 1)
+        with m.If(~ld_pending & (ld_count == 0)):
+            m.d.sync += b_index.eq(0)
+
+        # ---------------- s0: walk (oy, ox, ky, kx, cb) ----------------
+        a = args
+        m.d.comb += [
+            s0_first.eq((ky == 0) & (kx == 0) & (cb == 0)),
+            s0_last_elem.eq((ky == a.kernel_h - 1) & (kx == a.kernel_w - 1) & (cb == icb_n - 1)),
+            s0_done.eq(s0_last_elem & (oy == oh - 1) & (ox == ow - 1)),
+            take_credit.eq(s0_fire & s0_first),
+            s0_fire.eq(s0_run & (~s0_first | (credits != 0))),
+        ]
+        with m.If(~s0_run):
+            m.d.sync += [oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), cb.eq(0), entry.eq(0)]
+        with m.Elif(s0_fire):
+            m.d.sync += [cb.eq(cb + 1), entry.eq(entry + 1)]
+            with m.If(cb == icb_n - 1):
+                m.d.sync += [cb.eq(0), kx.eq(kx + 1)]
+                with m.If(kx == a.kernel_w - 1):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                    with m.If(ky == a.kernel_h - 1):
+                        m.d.sync += [ky.eq(0), entry.eq(0), ox.eq(ox + 1)]
+                        with m.If(ox == ow - 1):
+                            m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+        base_y = Signal(signed(EXTENT_BITS + 3))
+        base_x = Signal(signed(EXTENT_BITS + 3))
+        m.d.comb += [base_y.eq(Mux(a.stride == 2, oy << 1, oy) + ky),
+                     base_x.eq(Mux(a.stride == 2, ox << 1, ox) + kx)]
+        m.d.sync += [
+            s1_valid.eq(s0_fire),
+            s1_iy.eq(base_y - a.pad_top),
+            s1_ix.eq(base_x - a.pad_left),
+            s1_cb.eq(cb),
+            s1_entry.eq(entry),
+            s1_first.eq(s0_first),
+            s1_last.eq(s0_last_elem),
+        ]
+
+        # ---------------- s1: issue the input and weight reads ----------------
+        inside = Signal()
+        m.d.comb += inside.eq((s1_iy >= 0) & (s1_iy < a.height) & (s1_ix >= 0) & (s1_ix < a.width))
+        in_word = Signal(AW)
+        m.d.comb += in_word.eq(in_base + ((s1_iy.as_unsigned() * a.width + s1_ix.as_unsigned())
+                                          * icb_n + s1_cb))
+        left = Signal(signed(CHANNEL_BITS + 8))
+        m.d.comb += left.eq(a.c_in - (s1_cb << wshift))
+        m.d.comb += [
+            self.rd.addr.eq(Mux(s0_run | s1_valid, in_word, ld_addr)),
+            self.rd.en.eq(Mux(s0_run | s1_valid, s1_valid & inside, ld_issue)),
+            wbuf_r.addr.eq(s1_entry),
+            wbuf_r.en.eq(1),
+        ]
+        m.d.sync += [
+            s2_valid.eq(s1_valid),
+            s2_inside.eq(inside),
+            s2_nlanes.eq(Mux(left >= IL, IL, left)),
+            s2_first.eq(s1_first),
+            s2_last.eq(s1_last),
+        ]
+
+        # ---------------- s2: multiply and reduce ----------------
+        xs = []
+        for i in range(IL):
+            xv = Signal(signed(9), name=f"x{i}")
+            byte = self.rd.data[8 * i:8 * i + 8].as_signed()
+            m.d.comb += xv.eq(Mux(s2_inside & (s2_nlanes > i), byte - a.x_zero_point, 0))
+            xs.append(xv)
+        for o in range(OL):
+            prods = []
+            for i in range(IL):
+                wv = wbuf_r.data[(o * IL + i) * 8:(o * IL + i) * 8 + 8].as_signed() - a.w_zero_point
+                prods.append(xs[i] * wv)
+            while len(prods) > 1:
+                prods = [prods[j] + prods[j + 1] if j + 1 < len(prods) else prods[j]
+                         for j in range(0, len(prods), 2)]
+            m.d.sync += s3_sum[o].eq(prods[0])
+        m.d.sync += [s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last)]
+
+        # ---------------- s3: accumulate ----------------
+        total = Signal(data.ArrayLayout(signed(32), OL))
+        for o in range(OL):
+            m.d.comb += total[o].eq(Mux(s3_first, s3_sum[o], acc[o] + s3_sum[o]))
+        with m.If(s3_valid):
+            m.d.sync += acc.eq(total)
+        m.d.sync += s4_valid.eq(s3_valid & s3_last)
+        with m.If(s3_valid & s3_last):
+            for o in range(OL):
+                m.d.sync += s4_acc[o].eq(total[o] + Mux(a.bias, bias_reg.word_select(o, 32).as_signed(), 0))
+
+        # ---------------- s4: requantize into the output FIFO ----------------
+        packed, packed_valid = self._requantize(m, s4_acc, s4_valid, a)
+        m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=OL * 32,
+                                                           depth=self._out_fifo_depth)
+        m.d.comb += [ofifo.w_data.eq(packed), ofifo.w_en.eq(packed_valid)]
+
+        # ---------------- writer ----------------
+        wk = Signal(range(out_words_i32))
+        wpix = Signal(2 * EXTENT_BITS + 2)
+        wocb = Signal(CHANNEL_BITS)
+        npix = Signal(2 * EXTENT_BITS + 2)
+        m.d.comb += npix.eq(oh * ow)
+        with m.If(~self.busy):
+            m.d.sync += [wk.eq(0), wpix.eq(0), wocb.eq(0)]
+        wlast = Signal()
+        m.d.comb += [
+            wlast.eq(wk == out_words - 1),
+            self.wr.addr.eq(out_base + (wpix * ocb_n + wocb) * out_words + wk),
+            self.wr.data.eq(ofifo.r_data.word_select(wk, WB)),
+            self.wr.en.eq(ofifo.r_rdy.replicate(IL)),
+            ofifo.r_en.eq(wlast),
+            give_credit.eq(ofifo.r_rdy & wlast),
+        ]
+        with m.If(ofifo.r_rdy):
+            m.d.sync += wk.eq(wk + 1)
+            with m.If(wlast):
+                m.d.sync += [wk.eq(0), wpix.eq(wpix + 1)]
+                with m.If(wpix == npix - 1):
+                    m.d.sync += [wpix.eq(0), wocb.eq(wocb + 1)]
+        with m.If(take_credit & ~give_credit):
+            m.d.sync += credits.eq(credits - 1)
+        with m.Elif(give_credit & ~take_credit):
+            m.d.sync += credits.eq(credits + 1)
+        return m
+
+    def _requantize(self, m, acc, valid, a):
+        """The finished pixel as the FIFO stores it: INT32 lanes, or INT8 lanes in the low bytes."""
+        OL = self._ol
+        packed = Signal(OL * 32)
+        m.d.comb += packed.eq(acc.as_value())
+        return packed, valid
