@@ -1,0 +1,522 @@
+"""The scheduler's cost model: unit latency per micro-op, NoC transfer time, calibration.
+
+Unit latency
+    :meth:`CostModel.exec_cycles` dispatches on the unit kind to ``sched/cost/<kind>.py``
+    (``cycles(tile, **shape) -> int``, written with each unit's RTL) when that module
+    exists, and otherwise to the formula of the documented shape in :data:`FALLBACK`,
+    parameterised from the pool config. The fallbacks await RTL calibration:
+
+    ======  ==================================================================
+    kind    fallback formula (cycles)
+    ======  ==================================================================
+    DMU     ceil(M/rows) * ceil(N/cols) * K + rows + cols   (fill/drain)
+    MEMORY  ceil(n * element bytes / flit bytes)            (LAYOUT, im2col)
+    LPU     same, with the LPU's INT8 array
+    SMU     ceil(non-zero MACs / lanes) + M                 (one row start per row)
+    CE      ceil(OC/oc_lanes) * ceil(IC/ic_lanes) * OH * OW * KH * KW
+    AFU     ceil(elements / lanes)
+    GNN     ceil(edges * features / lanes) + nodes
+    ======  ==================================================================
+
+    Every kind then gets ``scale * formula + overhead`` with ``scale = 1`` and
+    ``overhead = 16`` cycles (command decode, start/done handshake) until
+    :func:`calibrate` fits them to RTL measurements.
+
+NoC transfer
+    ``transfer_cycles(nbytes, src, dst)``: XY routing on ``pool.mesh``; the payload is
+    split into packets of at most ``max_packet_flits`` flits of ``mesh.flit_bits``; each
+    packet carries ``packet_overhead_flits`` header flits; the head pays
+    ``router_cycles`` per hop and the tail follows one flit per cycle. Transfers inside a
+    tile cost nothing. :class:`LinkTable` adds link contention: a transfer occupies every
+    link of its XY route for its serialisation time and starts when all are free.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from hw.config import TileConfig, UnitKind
+from sched.ir import OpType
+
+__all__ = [
+    "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
+    "FALLBACK", "shape_args", "Measurement", "CalibrationResult", "calibrate",
+    "CalibrationError",
+]
+
+
+class CalibrationError(ValueError):
+    """Measurements that cannot calibrate the model (too few, or a fit that misses)."""
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _dmu_like(tile: TileConfig, M: int, N: int, K: int, **_: Any) -> int:
+    r, c = tile["rows"], tile["cols"]
+    return _cdiv(M, r) * _cdiv(N, c) * K + r + c
+
+
+def _smu(tile: TileConfig, M: int, N: int, K: int, nnz_macs: int | None = None, **_: Any) -> int:
+    macs = M * N * K if nnz_macs is None else nnz_macs
+    return _cdiv(macs, tile["lanes"]) + M
+
+
+def _ce(tile: TileConfig, OC: int, IC: int, OH: int, OW: int, KH: int, KW: int, **_: Any) -> int:
+    return _cdiv(OC, tile["oc_lanes"]) * _cdiv(IC, tile["ic_lanes"]) * OH * OW * KH * KW
+
+
+def _afu(tile: TileConfig, n: int, **_: Any) -> int:
+    return _cdiv(n, tile["lanes"])
+
+
+def _gnn(tile: TileConfig, nodes: int, edges: int, features: int, **_: Any) -> int:
+    return _cdiv(edges * features, tile["lanes"]) + nodes
+
+
+def _memory(tile: TileConfig, n: int, elem_bytes: int = 2, flit_bytes: int = 8, **_: Any) -> int:
+    """LAYOUT (im2col) by the memory tile: one flit-wide word read and written per cycle."""
+    return _cdiv(n * elem_bytes, flit_bytes)
+
+
+#: Formulas of the documented shape, used for kinds whose ``sched/cost/<kind>.py`` has
+#: not landed; all await RTL calibration. Arguments are the IR's shape names.
+FALLBACK: Mapping[UnitKind, Callable[..., int]] = {
+    UnitKind.DMU: _dmu_like, UnitKind.LPU: _dmu_like, UnitKind.SMU: _smu,
+    UnitKind.CE: _ce, UnitKind.AFU: _afu, UnitKind.GNN: _gnn, UnitKind.MEMORY: _memory,
+}
+
+
+@dataclass(frozen=True)
+class KindParams:
+    """Calibration of one unit kind: ``cycles = scale * formula + overhead``."""
+
+    scale: float = 1.0
+    overhead: float = 16.0
+
+
+@dataclass(frozen=True)
+class NocParams:
+    """NoC timing: router pipeline per hop, packet header flits, packet size, NI latency."""
+
+    router_cycles: int = 2
+    packet_overhead_flits: int = 1
+    max_packet_flits: int = 64
+    ni_cycles: int = 4
+
+
+@dataclass(frozen=True)
+class CostParams:
+    """All of the model's free parameters."""
+
+    kinds: Mapping[UnitKind, KindParams] = field(
+        default_factory=lambda: {k: KindParams() for k in FALLBACK})
+    noc: NocParams = NocParams()
+
+
+def shape_args(op: Any) -> dict[str, int]:
+    """The formula arguments of a micro-op: its IR ``shape`` plus ``nnz_macs`` for SPMM.
+
+    ``nnz_macs`` = multiply-accumulates on non-zeros only: the sparse operand's non-zero
+    count (``size * (1 - sparsity)``) times the dense operand's other dimension.
+    """
+    shape = dict(op.shape)
+    if op.op is OpType.SPMM:
+        M, K, N = shape["M"], shape["K"], shape["N"]
+        sparse_a = op.attrs.get("sparse_operand", 0) == 0
+        nnz = round((M * K if sparse_a else K * N) * (1.0 - op.sparsity))
+        shape["nnz_macs"] = nnz * (N if sparse_a else M)
+    if op.op is OpType.LAYOUT:
+        shape["elem_bytes"] = op.dtype.bytes
+    return shape
+
+
+def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
+    """``(cycles, from_rtl)``: the unit module's formula if it exists, else the fallback."""
+    try:
+        mod = importlib.import_module(f"sched.cost.{kind.key}")
+    except ModuleNotFoundError:
+        mod = None
+    fn = getattr(mod, "cycles", None) if mod is not None else None
+    if callable(fn):
+        return fn, True
+    return FALLBACK[kind], False
+
+
+def xy_route(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The directed links of the XY route from ``src`` to ``dst`` (X first, then Y)."""
+    links = []
+    x, y = src
+    while x != dst[0]:
+        nx = x + (1 if dst[0] > x else -1)
+        links.append(((x, y), (nx, y)))
+        x = nx
+    while y != dst[1]:
+        ny = y + (1 if dst[1] > y else -1)
+        links.append(((x, y), (x, ny)))
+        y = ny
+    return links
+
+
+class CostModel:
+    """Latency of micro-ops on units and of data movement on the mesh.
+
+    Parameters
+    ----------
+    pool : sched.pool.Pool
+        The pool (its mesh gives hop distances and flit width).
+    params : CostParams, optional
+        Calibrated parameters; defaults until :func:`calibrate` has run on RTL data.
+
+    A unit running an emulated op (baseline pools) is priced as the op's equivalent
+    dense GEMM.
+    """
+
+    def __init__(self, pool: Any, params: CostParams | None = None):
+        self.pool = pool
+        self.params = params or CostParams()
+        self.mesh = pool.mesh
+        self._formulas = {k: _unit_formula(k) for k in FALLBACK}
+        self._exec_cache: dict[tuple, int] = {}
+        self._mean_hops: dict[tuple, float] = {}
+        self._serial: dict[int, int] = {}
+        self._mem_at = pool.memory.at
+        self._fixed_cycles = 2 * self.params.noc.ni_cycles
+        self._router = self.params.noc.router_cycles
+        self._bytes_per_flit = self.mesh.flit_bits // 8
+
+    # -- units -------------------------------------------------------------------------
+    def from_rtl(self, kind: UnitKind) -> bool:
+        """Whether ``kind``'s formula comes from the unit's own ``sched/cost/<kind>.py``."""
+        return self._formulas[kind][1]
+
+    def raw_cycles(self, kind: UnitKind, tile: TileConfig, shape: Mapping[str, int]) -> int:
+        """The uncalibrated formula value."""
+        return int(self._formulas[kind][0](tile, **shape))
+
+    def exec_cycles(self, op: Any, unit: Any) -> int:
+        """Cycles ``unit`` spends computing ``op`` (operands already in its scratchpad)."""
+        kind = unit.kind
+        key = (unit.name, op.op, op.dtype, op.sparsity, tuple(op.shape.items()),
+               op.attrs.get("sparse_operand", 0))
+        hit = self._exec_cache.get(key)
+        if hit is not None:
+            return hit
+        shape = self._translate(op, kind, shape_args(op))
+        if kind is UnitKind.MEMORY:
+            shape["flit_bytes"] = self._bytes_per_flit
+        kp = self.params.kinds.get(kind, KindParams())
+        cyc = max(1, math.ceil(kp.scale * self.raw_cycles(kind, unit.tile, shape) + kp.overhead))
+        self._exec_cache[key] = cyc
+        return cyc
+
+    def _translate(self, op: Any, kind: UnitKind, shape: dict[str, int]) -> dict[str, int]:
+        """Shape arguments of ``op`` for a unit of ``kind`` (emulated ops become GEMMs)."""
+        if kind in (UnitKind.DMU, UnitKind.LPU) and op.op is not OpType.GEMM:
+            return _as_gemm(op.op, shape)
+        if kind is UnitKind.SMU and op.op is OpType.AGGREGATE:
+            # adjacency (nodes x nodes, `edges` non-zeros) times features (nodes x features)
+            return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"],
+                    "nnz_macs": shape["edges"] * shape["features"]}
+        return shape
+
+    def edge_bytes(self, dag: Any, u: Any, v: Any) -> int:
+        """Bytes of ``u``'s results that ``v`` reads (box intersections; aliases: all of them)."""
+        data = dag.edges[u, v]
+        hit = data.get("bytes")
+        if hit is not None:
+            return hit
+        pu, pv = dag.nodes[u]["op"], dag.nodes[v]["op"]
+        out_elems = sum(r.size for r in pu.outputs)
+        per = (pu.bytes_out / out_elems) if pu.bytes_out and out_elems else 2
+        total = 0
+        for w in pu.outputs:
+            for r in pv.inputs:
+                if r.buffer == w.buffer:
+                    total += math.prod(max(0, min(a + s, b + t) - max(a, b))
+                                       for a, s, b, t in zip(w.offset, w.shape, r.offset, r.shape))
+        if total == 0:   # read through an alias of the result buffer: count all of it
+            total = out_elems
+        nbytes = int(math.ceil(total * per))
+        data["bytes"] = nbytes
+        return nbytes
+
+    def memory_bytes(self, dag: Any, n: Any) -> tuple[int, int]:
+        """(bytes loaded from the memory tile, bytes stored back) for micro-op ``n``.
+
+        Loaded: its operand bytes not produced by a predecessor (graph inputs, weights).
+        Stored: its results if nothing in the DAG reads them (graph outputs).
+        """
+        from_preds = sum(d["bytes"] if "bytes" in d else self.edge_bytes(dag, p, n)
+                         for p, d in dag.pred[n].items())
+        return self.external_bytes(dag.nodes[n]["op"], from_preds, dag.out_degree(n) == 0)
+
+    @staticmethod
+    def external_bytes(op: Any, from_preds: int, is_sink: bool) -> tuple[int, int]:
+        """:meth:`memory_bytes` given the bytes arriving from predecessors."""
+        bytes_in = op.bytes_in or sum(r.size for r in op.inputs) * op.dtype.bytes
+        ext_out = (op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes) \
+            if is_sink else 0
+        return max(0, bytes_in - from_preds), ext_out
+
+    def task_cycles(self, dag: Any, n: Any, unit: Any, ext: tuple[int, int] | None = None) -> int:
+        """Cycles ``unit`` is occupied by micro-op ``n``: load its external operands from
+        the memory tile, compute, store a graph output back (the tile's command stream runs
+        these in sequence). ``ext`` = :meth:`memory_bytes` if already known."""
+        if ext is None:
+            ext = self.memory_bytes(dag, n)
+        return self.exec_cycles(dag.nodes[n]["op"], unit) + self.memory_cycles(unit, *ext)
+
+    def comm_cycles(self, nbytes: int, src: Any, dst: Any) -> int:
+        """Moving a result of ``nbytes`` from unit ``src`` to unit ``dst`` (0 if the same)."""
+        if src is dst:
+            return 0
+        return self.transfer_cycles(nbytes, src.at, dst.at)
+
+    def mean_comm_cycles(self, nbytes: int, srcs: Sequence[Any], dsts: Sequence[Any]) -> float:
+        """Mean of :meth:`comm_cycles` over the distinct pairs of candidate units (HEFT's
+        average communication cost); 0 when both sides can only be the same unit."""
+        key = (id(srcs), id(dsts))
+        hit = self._mean_hops.get(key)
+        if hit is None or hit[0] is not srcs or hit[1] is not dsts:
+            pairs = [(a, b) for a in srcs for b in dsts if a is not b]
+            hops = (sum(self.mesh.hops(a.at, b.at) for a, b in pairs) / len(pairs)) if pairs else -1.0
+            self._mean_hops[key] = (srcs, dsts, hops)
+        else:
+            hops = hit[2]
+        if hops < 0 or nbytes <= 0:
+            return 0.0
+        n = self.params.noc
+        return 2 * n.ni_cycles + hops * n.router_cycles + self.serialisation_cycles(nbytes)
+
+    # -- movement ----------------------------------------------------------------------
+    def serialisation_cycles(self, nbytes: int) -> int:
+        """Cycles a transfer of ``nbytes`` occupies each link of its route."""
+        hit = self._serial.get(nbytes)
+        if hit is not None:
+            return hit
+        if nbytes <= 0:
+            return 0
+        n = self.params.noc
+        flits = _cdiv(nbytes, self._bytes_per_flit)
+        packets = _cdiv(flits, n.max_packet_flits)
+        self._serial[nbytes] = out = flits + packets * n.packet_overhead_flits
+        return out
+
+    def transfer_cycles(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int]) -> int:
+        """Cycles to move ``nbytes`` from tile ``src`` to tile ``dst`` on an idle mesh."""
+        if src == dst or nbytes <= 0:
+            return 0
+        ser = self._serial.get(nbytes)
+        if ser is None:
+            ser = self.serialisation_cycles(nbytes)
+        return (self._fixed_cycles + (abs(src[0] - dst[0]) + abs(src[1] - dst[1])) * self._router
+                + ser)
+
+    def memory_cycles(self, unit: Any, ext_in: int, ext_out: int) -> int:
+        """Moving ``ext_in`` bytes from the memory tile to ``unit`` and ``ext_out`` back."""
+        mem = self._mem_at
+        return self.transfer_cycles(ext_in, mem, unit.at) + self.transfer_cycles(ext_out, unit.at, mem)
+
+
+def _as_gemm(op: OpType, shape: Mapping[str, int]) -> dict[str, int]:
+    """The dense GEMM a systolic array runs to emulate ``op`` (baseline pools)."""
+    if op in (OpType.GEMM, OpType.SPMM):
+        return {"M": shape["M"], "N": shape["N"], "K": shape["K"]}
+    if op is OpType.CONV:   # im2col: (OH*OW) x (IC*KH*KW) times (IC*KH*KW) x OC
+        return {"M": shape["OH"] * shape["OW"], "K": shape["IC"] * shape["KH"] * shape["KW"],
+                "N": shape["OC"]}
+    if op is OpType.AGGREGATE:  # dense adjacency (nodes x nodes) times features
+        return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"]}
+    raise ValueError(f"No GEMM equivalent for operation {op.value!r}; accepted: gemm, spmm, "
+                     f"conv, aggregate")
+
+
+class LinkTable:
+    """Link occupancy of the mesh for contention-aware scheduling.
+
+    A transfer occupies every link of its XY route (plus the injection port of its source
+    and the ejection port of its destination) for its serialisation time, all during the
+    same interval (a packet's worm spans its route); it takes the earliest interval at or
+    after ``ready`` in which all of them are idle (insertion into the links' gaps).
+    """
+
+    def __init__(self, cost: CostModel):
+        self.cost = cost
+        self._busy: dict[Any, tuple[list[int], list[int]]] = {}
+        self._routes: dict[tuple, list] = {}
+
+    def _links(self, src: tuple[int, int], dst: tuple[int, int]) -> list:
+        key = (src, dst)
+        r = self._routes.get(key)
+        if r is None:
+            r = [("inj", src)] + xy_route(src, dst) + [("ej", dst)]
+            self._routes[key] = r
+        return r
+
+    def _start(self, links: list, ready: int, dur: int) -> int:
+        busy = self._busy
+        t = ready
+        while True:
+            moved = False
+            for l in links:
+                b = busy.get(l)
+                if b is None:
+                    continue
+                starts, finishes = b
+                if finishes[-1] <= t:      # idle from t on: the common case
+                    continue
+                i = bisect.bisect_right(finishes, t)
+                n = len(starts)
+                while i < n and starts[i] < t + dur:
+                    # booking i overlaps [t, t + dur): move past it
+                    t = finishes[i]
+                    moved = True
+                    i += 1
+            if not moved:
+                return t
+
+    def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
+        """Arrival time of a transfer ready at ``ready``, without booking it."""
+        if src == dst or nbytes <= 0:
+            return ready
+        start = self._start(self._links(src, dst), ready, self.cost.serialisation_cycles(nbytes))
+        return start + self.cost.transfer_cycles(nbytes, src, dst)
+
+    def book(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
+        """Book a transfer; returns its arrival time."""
+        if src == dst or nbytes <= 0:
+            return ready
+        links = self._links(src, dst)
+        dur = self.cost.serialisation_cycles(nbytes)
+        start = self._start(links, ready, dur)
+        for l in links:
+            starts, finishes = self._busy.setdefault(l, ([], []))
+            i = bisect.bisect_right(starts, start)
+            starts.insert(i, start)
+            finishes.insert(i, start + dur)
+        return start + self.cost.transfer_cycles(nbytes, src, dst)
+
+
+# -- calibration -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Measurement:
+    """One RTL measurement: a unit (its tile config), the EXEC shape, measured cycles."""
+
+    tile: TileConfig
+    shape: Mapping[str, int]
+    cycles: int
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Fitted parameters and how well they predict held-out measurements."""
+
+    params: CostParams
+    fit: Mapping[UnitKind, KindParams]
+    max_rel_error: Mapping[UnitKind, float]     # on the validation half
+    samples: Mapping[UnitKind, int]
+
+    def summary(self) -> str:
+        lines = []
+        for k, kp in self.fit.items():
+            lines.append(f"{k.key}: cycles = {kp.scale:.4f} * formula + {kp.overhead:.1f} "
+                         f"({self.samples[k]} samples, max error {100 * self.max_rel_error[k]:.2f}% "
+                         f"on held-out)")
+        return "\n".join(lines)
+
+
+def calibrate(measurements: Iterable[Measurement], base: CostParams | None = None,
+              tolerance: float = 0.05) -> CalibrationResult:
+    """Fit ``scale`` and ``overhead`` per unit kind to RTL cycle counts, then validate.
+
+    Measurements of each kind are split alternately into a fit half and a validation
+    half (sorted by formula value, so both span the sweep); a least-squares line
+    ``measured = scale * formula + overhead`` is fitted on the first and its maximum
+    relative error measured on the second.
+
+    Raises
+    ------
+    CalibrationError
+        If a kind has fewer than 4 measurements or a distinct formula value fewer than 2
+        (the sweep cannot separate scale from overhead), or if the held-out error of a
+        kind exceeds ``tolerance``.
+    """
+    import numpy as np
+    base = base or CostParams()
+    by_kind: dict[UnitKind, list[tuple[float, float]]] = {}
+    for m in measurements:
+        fn, _ = _unit_formula(m.tile.kind)
+        by_kind.setdefault(m.tile.kind, []).append((float(fn(m.tile, **m.shape)), float(m.cycles)))
+    if not by_kind:
+        raise CalibrationError("No measurements to calibrate from")
+    kinds = dict(base.kinds)
+    fit, err, count = {}, {}, {}
+    for kind, pts in by_kind.items():
+        pts.sort()
+        if len(pts) < 4 or len({p[0] for p in pts}) < 2:
+            raise CalibrationError(f"{kind.key}: {len(pts)} measurements over "
+                                   f"{len({p[0] for p in pts})} distinct shapes; calibration "
+                                   f"needs at least 4 over at least 2 shapes")
+        train, test = pts[0::2], pts[1::2]
+        x = np.array([p[0] for p in train]); y = np.array([p[1] for p in train])
+        a = np.vstack([x, np.ones_like(x)]).T
+        (scale, overhead), *_ = np.linalg.lstsq(a, y, rcond=None)
+        kp = KindParams(float(scale), float(overhead))
+        rel = max(abs(kp.scale * f + kp.overhead - c) / max(c, 1.0) for f, c in test)
+        fit[kind], err[kind], count[kind] = kp, rel, len(pts)
+        kinds[kind] = kp
+    bad = {k: e for k, e in err.items() if e > tolerance}
+    if bad:
+        raise CalibrationError("Calibrated model misses held-out RTL measurements by more than "
+                               f"{100 * tolerance:.1f}%: " + ", ".join(
+                                   f"{k.key} {100 * e:.2f}%" for k, e in bad.items()))
+    return CalibrationResult(dataclasses.replace(base, kinds=kinds), fit, err, count)
+
+
+def load_measurements(path: str, config: Any = None) -> list[Measurement]:
+    """Read recorded RTL measurements: a JSON list of ``{"tile": name, "shape": {...},
+    "cycles": n}`` (tile names from the pool config ``config``, default pool if None)."""
+    import json
+    from hw.config import load_config
+    cfg = load_config(config) if config is not None else load_config()
+    out = []
+    for i, rec in enumerate(json.loads(open(path).read())):
+        try:
+            out.append(Measurement(cfg.tile(rec["tile"]), dict(rec["shape"]), int(rec["cycles"])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CalibrationError(f"{path}: record {i} ({rec!r}) is not "
+                                   f"{{'tile': name, 'shape': {{...}}, 'cycles': n}}: {e}") from None
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sched.cost.model calibrate MEASUREMENTS.json [--config CFG] [--tolerance T]``"""
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m sched.cost.model",
+                                 description="Fit and validate the cost model against RTL cycle counts")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("calibrate", help="fit scale/overhead per unit kind and validate on held-out")
+    c.add_argument("measurements")
+    c.add_argument("--config", default=None)
+    c.add_argument("--tolerance", type=float, default=0.05)
+    args = ap.parse_args(argv)
+    try:
+        res = calibrate(load_measurements(args.measurements, args.config), tolerance=args.tolerance)
+    except CalibrationError as e:
+        print(f"calibration failed: {e}")
+        return 1
+    print(res.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Tests of the cost model: unit formulas, NoC transfer and contention, calibration."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from hw.config import DType, UnitKind, load_config
+from sched.cost.model import (CalibrationError, CostModel, CostParams, KindParams, LinkTable,
+                              Measurement, calibrate, main, xy_route)
+from sched.ir import (ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef)
+from sched.pool import Pool
+
+
+@pytest.fixture
+def pool():
+    return Pool.from_config("default")
+
+
+@pytest.fixture
+def cost(pool):
+    return CostModel(pool)
+
+
+def gemm(M, K, N, op=OpType.GEMM, dtype=DType.BF16, sparsity=0.0, **attrs):
+    return MicroOp("g", op, dtype, (), (), shape={"M": M, "K": K, "N": N},
+                   sparsity=sparsity, attrs=attrs)
+
+
+def test_unit_formulas(pool, cost):
+    dmu, smu, lpu = pool.unit("dmu0"), pool.unit("smu0"), pool.unit("lpu0")
+    # ceil(M/8)*ceil(N/8)*K + 8 + 8, + 16 overhead
+    assert cost.exec_cycles(gemm(8, 16, 8), dmu) == 16 + 16 + 16
+    assert cost.exec_cycles(gemm(9, 16, 8), dmu) == 2 * 16 + 16 + 16
+    assert cost.exec_cycles(gemm(16, 32, 16, dtype=DType.INT8), lpu) == 2 * 1 * 32 + 24 + 16
+    sp = gemm(8, 64, 8, op=OpType.SPMM, sparsity=0.75, sparse_operand=0)
+    # 128 non-zeros x N=8 MACs over 64 lanes, + M row starts, + overhead
+    assert cost.exec_cycles(sp, smu) == 16 + 8 + 16
+    assert cost.exec_cycles(sp, dmu) == 64 + 16 + 16       # dense on the DMU
+    conv = MicroOp("c", OpType.CONV, DType.INT8, (), (), shape=dict(
+        IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
+    assert cost.exec_cycles(conv, pool.unit("ce0")) == 1 * 2 * 36 * 9 + 16
+    act = MicroOp("a", OpType.ACT, DType.BF16, (), (), func=ActFunc.RELU, shape={"n": 100})
+    assert cost.exec_cycles(act, pool.unit("afu0")) == 13 + 16
+    agg = MicroOp("n", OpType.AGGREGATE, DType.BF16, (), (),
+                  shape={"nodes": 10, "edges": 40, "features": 16})
+    assert cost.exec_cycles(agg, pool.unit("gnn0")) == 80 + 10 + 16
+    lay = MicroOp("l", OpType.LAYOUT, DType.INT8, (), (), shape={"n": 64})
+    assert cost.exec_cycles(lay, pool.unit("mem")) == 8 + 16
+    # which formulas still await the unit's own (RTL-derived) module
+    assert not cost.from_rtl(UnitKind.SMU)
+
+
+def test_calibrated_params_change_latency(pool):
+    params = CostParams(kinds={**CostParams().kinds, UnitKind.DMU: KindParams(2.0, 0.0)})
+    c = CostModel(pool, params)
+    assert c.exec_cycles(gemm(8, 16, 8), pool.unit("dmu0")) == 64
+
+
+def test_baseline_emulation_prices_the_equivalent_gemm():
+    dense = Pool.dense_only("default")
+    c = CostModel(dense)
+    conv = MicroOp("c", OpType.CONV, DType.INT8, (), (), shape=dict(
+        IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
+    # im2col GEMM: M = 36, K = 144, N = 8 on an 8x8 array
+    assert c.exec_cycles(conv, dense.unit("dmu0")) == 5 * 1 * 144 + 16 + 16
+
+
+def test_noc_transfer(cost):
+    assert xy_route((0, 0), (2, 1)) == [((0, 0), (1, 0)), ((1, 0), (2, 0)), ((2, 0), (2, 1))]
+    assert xy_route((1, 1), (1, 1)) == []
+    # 64 bytes = 8 flits of 64 bits + 1 header; 2 hops x 2 cycles; NI 4 cycles each end
+    assert cost.transfer_cycles(64, (0, 0), (1, 1)) == 8 + 1 + 2 * 2 + 2 * 4
+    assert cost.transfer_cycles(64, (0, 0), (0, 0)) == 0
+    # 1000 bytes = 125 flits -> 2 packets (64 flits max) -> 2 headers
+    assert cost.serialisation_cycles(1000) == 125 + 2
+    # farther is slower
+    assert cost.transfer_cycles(512, (0, 0), (2, 2)) > cost.transfer_cycles(512, (0, 0), (1, 0))
+
+
+def test_link_contention(cost):
+    links = LinkTable(cost)
+    a = links.book(512, (0, 0), (2, 0), 0)
+    assert a == cost.transfer_cycles(512, (0, 0), (2, 0))
+    # shares link (1,0)->(2,0): waits for the first to leave it
+    b = links.book(512, (1, 0), (2, 0), 0)
+    assert b == cost.serialisation_cycles(512) + cost.transfer_cycles(512, (1, 0), (2, 0))
+    # disjoint route: no wait
+    c = links.book(512, (0, 1), (0, 2), 0)
+    assert c == cost.transfer_cycles(512, (0, 1), (0, 2))
+
+
+def test_edge_and_memory_bytes(pool, cost):
+    g = Graph("t")
+    g.add_buffer(Buffer("x", (8, 16), DType.BF16, BufferKind.INPUT))
+    g.add_buffer(Buffer("w", (16, 16), DType.BF16, BufferKind.CONST,
+                        data=np.zeros((16, 16), np.float32)))
+    g.add_buffer(Buffer("y", (8, 16), DType.BF16))
+    g.add_buffer(Buffer("z", (8, 8), DType.BF16, BufferKind.OUTPUT))
+    x, w, y = g.buffers["x"], g.buffers["w"], g.buffers["y"]
+    for j in range(2):
+        g.add_op(MicroOp(f"g{j}", OpType.GEMM, DType.BF16,
+                         (TensorRef.whole(x), TensorRef("w", (0, 8 * j), (16, 8))),
+                         (TensorRef("y", (0, 8 * j), (8, 8)),), shape={"M": 8, "K": 16, "N": 8},
+                         bytes_in=2 * (128 + 128), bytes_out=128))
+    g.add_op(MicroOp("r", OpType.ACT, DType.BF16, (TensorRef("y", (0, 4), (8, 8)),),
+                     (TensorRef.whole(g.buffers["z"]),), func=ActFunc.RELU, shape={"n": 64},
+                     bytes_in=128, bytes_out=128))
+    dag = g.dag
+    assert cost.edge_bytes(dag, "g0", "r") == 2 * 8 * 4
+    assert cost.edge_bytes(dag, "g1", "r") == 2 * 8 * 4
+    assert cost.memory_bytes(dag, "g0") == (512, 0)
+    assert cost.memory_bytes(dag, "r") == (0, 128)
+    u = pool.unit("afu0")
+    assert cost.task_cycles(dag, "r", u) == cost.exec_cycles(g.op("r"), u) + \
+        cost.transfer_cycles(128, u.at, pool.memory.at)
+
+
+def sweep(tile, scale, overhead, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    from sched.cost.model import FALLBACK
+    out = []
+    for M in (8, 16, 32, 64):
+        for K in (8, 64, 256):
+            shape = {"M": M, "N": 16, "K": K}
+            true = scale * FALLBACK[tile.kind](tile, **shape) + overhead
+            out.append(Measurement(tile, shape, int(round(true * (1 + noise * rng.standard_normal())))))
+    return out
+
+
+def test_calibration_recovers_parameters_and_validates():
+    cfg = load_config("default")
+    res = calibrate(sweep(cfg.tile("dmu0"), 1.25, 30))
+    kp = res.fit[UnitKind.DMU]
+    assert kp.scale == pytest.approx(1.25, abs=0.01) and kp.overhead == pytest.approx(30, abs=2)
+    assert res.max_rel_error[UnitKind.DMU] < 0.01
+    assert res.params.kinds[UnitKind.DMU] == kp
+    assert res.params.kinds[UnitKind.SMU] == KindParams()   # untouched kinds keep defaults
+    assert "dmu: cycles = 1.25" in res.summary()
+
+
+def test_calibration_rejects_a_model_that_misses():
+    cfg = load_config("default")
+    tile = cfg.tile("dmu0")
+    # measured cycles quadratic in K: no line through the formula fits
+    ms = [Measurement(tile, m.shape, m.shape["K"] ** 2) for m in sweep(tile, 1, 0)]
+    with pytest.raises(CalibrationError, match=r"misses held-out RTL measurements by more than "
+                                               r"5.0%: dmu"):
+        calibrate(ms)
+    with pytest.raises(CalibrationError, match=r"dmu: 2 measurements over 1 distinct shapes"):
+        calibrate(sweep(tile, 1, 0)[:1] * 2)
+
+
+def test_calibrate_command(tmp_path, capsys):
+    cfg = load_config("default")
+    recs = [{"tile": "dmu1", "shape": m.shape, "cycles": m.cycles}
+            for m in sweep(cfg.tile("dmu1"), 1.1, 12)]
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps(recs))
+    assert main(["calibrate", str(p)]) == 0
+    assert re.search(r"dmu: cycles = 1.(0999|1000) \* formula \+ 1[12]", capsys.readouterr().out)
+    p.write_text(json.dumps([{"tile": "nope", "shape": {}, "cycles": 1}]))
+    assert main(["calibrate", str(p)]) == 1
+    assert "record 0" in capsys.readouterr().out

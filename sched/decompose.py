@@ -1,0 +1,501 @@
+"""Decomposition: operator-level micro-ops tiled to the pool's units, then analysed.
+
+Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
+:class:`~sched.ir.Pipeline`):
+
+:class:`TileOperators`
+    Rebuilds the graph with every operator split into micro-ops sized for the unit that
+    will run it (tile sizes from the pool config, :class:`TilePlan`):
+
+    - GEMM: output blocks ``tm x tn`` (the array's rows x cols: DMU for BF16, LPU for
+      INT8) and reduction steps of ``tk`` (``max_k_tile``, and what fits in
+      ``spad_fraction`` of the scratchpad). The K steps of one output block form an
+      **accumulation chain** (see :mod:`sched.ir`): step k adds into step k-1's FP32/INT32
+      partial sum, step 0 starts from the bias (or +0), the last step rounds/requantises
+      into the result. A BF16 tile whose constant operand's block has a measured zero
+      fraction >= ``sparse_threshold`` becomes SPMM (if the pool has an SMU), so one
+      layer can yield dense and sparse tiles.
+    - CONV (INT8, CE): output-channel blocks of ``oc_lanes``, output-row blocks that fit
+      the scratchpad, input-channel steps of ``ic_lanes`` (times what ``max_k_tile``
+      allows) chained like GEMM; each tile reads only the input rows it needs and carries
+      its own top/bottom padding.
+    - ACT, ELTWISE, QUANTIZE, DEQUANTIZE: vectors of at most ``vector`` elements (a
+      multiple of the AFU lanes that fits the scratchpad) over a 2-D view ``[rows, last
+      dim]`` of the tensors.
+    - AGGREGATE: output-row blocks x feature blocks; each reads its rows of the adjacency.
+    - LAYOUT (im2col): kept whole (one per image).
+:class:`AnnotateCosts`
+    Analysis: measured sparsity of constant operands, FLOPs, bytes in/out per micro-op.
+:class:`CheckPoolSupport`
+    Every micro-op has a unit kind in the pool that takes its data type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping
+
+import numpy as np
+
+from hw.config import DType, PoolConfig, UnitKind, load_config
+from .frontend import check_pool_support
+from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, MicroOp, OpType, Pass,
+                 Pipeline, TensorRef, sanitize)
+
+__all__ = ["DecomposeOptions", "TilePlan", "TileOperators", "AnnotateCosts", "CheckPoolSupport",
+           "decompose", "compile_model"]
+
+
+@dataclass(frozen=True)
+class DecomposeOptions:
+    """Knobs of the decomposition.
+
+    Attributes
+    ----------
+    sparse_threshold : float
+        A BF16 GEMM tile whose constant operand block has at least this fraction of
+        zeros becomes an SPMM micro-op.
+    max_k_tile : int
+        Longest reduction (K, or IC*KH*KW for convolutions) in one micro-op; longer
+        reductions become accumulation chains.
+    spad_fraction : float
+        Fraction of a scratchpad one micro-op's operands and result may occupy (the
+        rest is for double buffering).
+    max_vector : int
+        Longest vector of an element-wise micro-op.
+    """
+
+    sparse_threshold: float = 0.5
+    max_k_tile: int = 64
+    spad_fraction: float = 0.5
+    max_vector: int = 4096
+
+    def __post_init__(self):
+        if not 0 < self.sparse_threshold <= 1:
+            raise ValueError(f"sparse_threshold must be in (0, 1], not {self.sparse_threshold!r}")
+        if self.max_k_tile < 1:
+            raise ValueError(f"max_k_tile must be a positive integer, not {self.max_k_tile!r}")
+        if not 0 < self.spad_fraction <= 1:
+            raise ValueError(f"spad_fraction must be in (0, 1], not {self.spad_fraction!r}")
+        if self.max_vector < 1:
+            raise ValueError(f"max_vector must be a positive integer, not {self.max_vector!r}")
+
+
+def _first(pool: PoolConfig, kind: UnitKind):
+    tiles = pool.tiles_of(kind)
+    return tiles[0] if tiles else None
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tile sizes read from the pool config (the first unit of each kind; defaults if absent)."""
+
+    options: DecomposeOptions
+    dmu_rows: int = 8
+    dmu_cols: int = 8
+    dmu_spad: int = 65536
+    lpu_rows: int = 8
+    lpu_cols: int = 16
+    lpu_spad: int = 65536
+    ce_oc: int = 8
+    ce_ic: int = 8
+    ce_spad: int = 65536
+    afu_lanes: int = 8
+    afu_spad: int = 16384
+    gnn_lanes: int = 8
+    gnn_spad: int = 65536
+    has_smu: bool = True
+
+    @classmethod
+    def from_pool(cls, pool: PoolConfig, options: DecomposeOptions = DecomposeOptions()) -> "TilePlan":
+        kw: dict = {"options": options, "has_smu": bool(pool.tiles_of(UnitKind.SMU))}
+        if (t := _first(pool, UnitKind.DMU)) is not None:
+            kw.update(dmu_rows=t["rows"], dmu_cols=t["cols"], dmu_spad=t.scratchpad_bytes)
+        if (t := _first(pool, UnitKind.LPU)) is not None:
+            kw.update(lpu_rows=t["rows"], lpu_cols=t["cols"], lpu_spad=t.scratchpad_bytes)
+        if (t := _first(pool, UnitKind.CE)) is not None:
+            kw.update(ce_oc=t["oc_lanes"], ce_ic=t["ic_lanes"], ce_spad=t.scratchpad_bytes)
+        if (t := _first(pool, UnitKind.AFU)) is not None:
+            kw.update(afu_lanes=t["lanes"], afu_spad=t.scratchpad_bytes)
+        if (t := _first(pool, UnitKind.GNN)) is not None:
+            kw.update(gnn_lanes=t["lanes"], gnn_spad=t.scratchpad_bytes)
+        return cls(**kw)
+
+    def gemm_tile(self, dtype: DType, m: int, k: int, n: int) -> tuple[int, int, int]:
+        """(tm, tk, tn) for a GEMM of operand type ``dtype``."""
+        if dtype is DType.INT8:
+            rows, cols, spad = self.lpu_rows, self.lpu_cols, self.lpu_spad
+        else:
+            rows, cols, spad = self.dmu_rows, self.dmu_cols, self.dmu_spad
+        tm, tn = min(m, rows), min(n, cols)
+        budget = spad * self.options.spad_fraction
+        acc = ACC_DTYPE[dtype].bytes
+        fit_k = int((budget - 2 * acc * tm * tn) // (dtype.bytes * (tm + tn)))
+        tk = max(1, min(k, self.options.max_k_tile, fit_k))
+        return tm, tk, tn
+
+    def conv_tile(self, ic: int, kh: int, kw: int, oc: int, oh: int, ow: int, w: int,
+                  stride: int) -> tuple[int, int, int]:
+        """(toc, tic, toh) for an INT8 convolution on the CE."""
+        toc = min(oc, self.ce_oc)
+        steps = max(1, self.options.max_k_tile // (self.ce_ic * kh * kw))
+        tic = min(ic, self.ce_ic * steps)
+        budget = self.ce_spad * self.options.spad_fraction
+        toh = oh
+        while toh > 1:
+            rows_in = (toh - 1) * stride + kh
+            need = tic * rows_in * w + toc * tic * kh * kw + 2 * 4 * toc * toh * ow
+            if need <= budget:
+                break
+            toh = (toh + 1) // 2
+        return toc, tic, toh
+
+    def vector(self, bytes_per_element: int) -> int:
+        """Elements per element-wise micro-op: a multiple of the AFU lanes that fits."""
+        fit = int(self.afu_spad * self.options.spad_fraction // bytes_per_element)
+        v = min(self.options.max_vector, fit)
+        return max(self.afu_lanes, v - v % self.afu_lanes)
+
+    def aggregate_tile(self, nodes: int, feats: int, dtype: DType) -> tuple[int, int]:
+        """(rows, features) per aggregation micro-op."""
+        tf = min(feats, 8 * self.gnn_lanes)
+        budget = self.gnn_spad * self.options.spad_fraction
+        # a block of adjacency rows (dense bytes bound), the features column block, the result
+        per_row = nodes * dtype.bytes + tf * dtype.bytes
+        fixed = nodes * tf * dtype.bytes
+        tr = max(1, min(nodes, int((budget - fixed) // per_row) if budget > fixed else 1))
+        return tr, tf
+
+
+# -- helpers for boxes ------------------------------------------------------------------
+
+def _sub(ref: TensorRef, starts: tuple[int, ...], sizes: tuple[int, ...]) -> TensorRef:
+    """A sub-box of ``ref`` over its last ``len(starts)`` dimensions."""
+    n = len(starts)
+    lead = len(ref.shape) - n
+    if lead < 0:
+        raise ValueError(f"{ref} has fewer than {n} dimensions")
+    off = tuple(ref.offset[:lead]) + tuple(o + s for o, s in zip(ref.offset[lead:], starts))
+    return TensorRef(ref.buffer, off, tuple(ref.shape[:lead]) + tuple(sizes))
+
+
+def _blocks(total: int, step: int) -> list[tuple[int, int]]:
+    return [(s, min(step, total - s)) for s in range(0, total, step)]
+
+
+def _const_box(g: Graph, ref: TensorRef) -> np.ndarray | None:
+    b = g.buffers[ref.buffer]
+    if b.kind is not BufferKind.CONST:
+        return None
+    return b.data[ref.slices]
+
+
+# -- tiling -----------------------------------------------------------------------------
+
+_Tiler = Callable[[Graph, MicroOp, TilePlan], None]
+_TILERS: dict[OpType, _Tiler] = {}
+
+
+def _tiles(*ops: OpType) -> Callable[[_Tiler], _Tiler]:
+    def deco(fn: _Tiler) -> _Tiler:
+        for o in ops:
+            _TILERS[o] = fn
+        return fn
+    return deco
+
+
+def _two_d(ref: TensorRef) -> TensorRef:
+    """Express a GEMM operand ref over its last two dimensions (1-D buffers as [1, n])."""
+    return ref
+
+
+@_tiles(OpType.GEMM, OpType.SPMM)
+def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
+    m, k, n = op.shape["M"], op.shape["K"], op.shape["N"]
+    a, b = op.inputs[0], op.inputs[1]
+    c = op.inputs[2] if len(op.inputs) > 2 else None
+    y = op.outputs[0]
+    tm, tk, tn = plan.gemm_tile(op.dtype, m, k, n)
+    ksteps = _blocks(k, tk)
+    acc = ACC_DTYPE[op.dtype]
+    stem = sanitize(op.id)
+    psums = [g.add_buffer(Buffer(g.unique_name(f"{stem}.psum{j}"), (m, n), acc))
+             for j in range(len(ksteps) - 1)]
+    a_const = g.buffers[a.buffer].kind is BufferKind.CONST
+    b_const = g.buffers[b.buffer].kind is BufferKind.CONST
+    sparse_operand = 1 if b_const else (0 if a_const else None)
+    may_sparse = (op.dtype is DType.BF16 and plan.has_smu and sparse_operand is not None)
+    bc = op.attrs.get("c_broadcast")
+    base_attrs = {k_: v for k_, v in op.attrs.items() if k_ not in ("c_broadcast", "requant")}
+    for mi, (m0, ms) in enumerate(_blocks(m, tm)):
+        for ni, (n0, ns) in enumerate(_blocks(n, tn)):
+            chain = f"{op.id}.m{mi}n{ni}"
+            for j, (k0, ks) in enumerate(ksteps):
+                ta = _sub(a, (m0, k0), (ms, ks))
+                tb = _sub(b, (k0, n0), (ks, ns))
+                ins = [ta, tb]
+                attrs = dict(base_attrs)
+                if j == 0 and c is not None:
+                    if bc == "row":
+                        ins.append(_sub(c, (0, n0), (1, ns)))
+                    elif bc == "col":
+                        ins.append(_sub(c, (m0, 0), (ms, 1)))
+                    else:
+                        ins.append(_sub(c, (m0, n0), (ms, ns)))
+                    if bc:
+                        attrs["c_broadcast"] = bc
+                elif j > 0:
+                    ins.append(TensorRef(psums[j - 1].name, (m0, n0), (ms, ns)))
+                last = j == len(ksteps) - 1
+                out = _sub(y, (m0, n0), (ms, ns)) if last else \
+                    TensorRef(psums[j].name, (m0, n0), (ms, ns))
+                if last and "requant" in op.attrs:
+                    attrs["requant"] = op.attrs["requant"]
+                if len(ksteps) > 1:
+                    attrs.update(chain=chain, k_step=j, k_steps=len(ksteps))
+                kind = OpType.GEMM
+                if may_sparse:
+                    box = _const_box(g, tb if sparse_operand == 1 else ta)
+                    if box is not None and 1 - np.count_nonzero(box) / box.size >= \
+                            plan.options.sparse_threshold:
+                        kind = OpType.SPMM
+                        attrs["sparse_operand"] = sparse_operand
+                tid = f"{op.id}.m{mi}n{ni}k{j}" if len(ksteps) > 1 else f"{op.id}.m{mi}n{ni}"
+                g.add_op(replace(op, id=tid, op=kind, inputs=tuple(ins), outputs=(out,),
+                                 shape={"M": ms, "K": ks, "N": ns}, attrs=attrs, deps=()))
+
+
+@_tiles(OpType.CONV)
+def _tile_conv(g: Graph, op: MicroOp, plan: TilePlan) -> None:
+    s = op.shape
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    c = op.inputs[2] if len(op.inputs) > 2 else None
+    (sh, sw), (pt, pl, pb, pr) = op.attrs["strides"], op.attrs["pads"]
+    toc, tic, toh = plan.conv_tile(s["IC"], s["KH"], s["KW"], s["OC"], s["OH"], s["OW"], s["W"], sh)
+    icsteps = _blocks(s["IC"], tic)
+    stem = sanitize(op.id)
+    acc = ACC_DTYPE[op.dtype]
+    psums = [g.add_buffer(Buffer(g.unique_name(f"{stem}.psum{j}"), (s["OC"], s["OH"], s["OW"]), acc))
+             for j in range(len(icsteps) - 1)]
+    base_attrs = {k_: v for k_, v in op.attrs.items() if k_ not in ("requant", "pads")}
+    for oi, (oc0, ocs) in enumerate(_blocks(s["OC"], toc)):
+        for ri, (oh0, ohs) in enumerate(_blocks(s["OH"], toh)):
+            first = oh0 * sh - pt
+            last_row = (oh0 + ohs - 1) * sh - pt + s["KH"] - 1
+            lo, hi = max(first, 0), min(last_row, s["H"] - 1)
+            tpads = (max(0, -first), pl, max(0, last_row - (s["H"] - 1)), pr)
+            chain = f"{op.id}.o{oi}r{ri}"
+            for j, (ic0, ics) in enumerate(icsteps):
+                ins = [_sub(x, (ic0, lo, 0), (ics, hi - lo + 1, s["W"])),
+                       TensorRef(w.buffer, (oc0, ic0, 0, 0), (ocs, ics, s["KH"], s["KW"]))]
+                if j == 0 and c is not None:
+                    ins.append(_sub(c, (oc0,), (ocs,)))
+                elif j > 0:
+                    ins.append(TensorRef(psums[j - 1].name, (oc0, oh0, 0), (ocs, ohs, s["OW"])))
+                lastj = j == len(icsteps) - 1
+                out = _sub(y, (oc0, oh0, 0), (ocs, ohs, s["OW"])) if lastj else \
+                    TensorRef(psums[j].name, (oc0, oh0, 0), (ocs, ohs, s["OW"]))
+                attrs = dict(base_attrs, pads=tpads)
+                if lastj and "requant" in op.attrs:
+                    attrs["requant"] = op.attrs["requant"]
+                if len(icsteps) > 1:
+                    attrs.update(chain=chain, k_step=j, k_steps=len(icsteps))
+                tid = f"{op.id}.o{oi}r{ri}" + (f"k{j}" if len(icsteps) > 1 else "")
+                g.add_op(replace(op, id=tid, inputs=tuple(ins), outputs=(out,), attrs=attrs,
+                                 shape={"IC": ics, "H": hi - lo + 1, "W": s["W"], "OC": ocs,
+                                        "KH": s["KH"], "KW": s["KW"], "OH": ohs, "OW": s["OW"]},
+                                 deps=()))
+
+
+def _view2d(g: Graph, ref: TensorRef) -> TensorRef:
+    """A whole-buffer ref as a ref to a [rows, last] view of its buffer."""
+    b = g.buffers[ref.buffer]
+    if ref.shape != b.shape:
+        raise ValueError(f"element-wise operand {ref} must cover its whole buffer")
+    shape = (math.prod(b.shape[:-1]) if len(b.shape) > 1 else 1, b.shape[-1])
+    if len(b.shape) == 2:
+        return ref
+    name = f"{b.name}.view{shape[0]}x{shape[1]}"
+    if name not in g.buffers:
+        g.add_buffer(Buffer(name, shape, b.dtype, alias_of=b.name, quant=b.quant))
+    return TensorRef(name, (0, 0), shape)
+
+
+@_tiles(OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE, OpType.DEQUANTIZE)
+def _tile_vector(g: Graph, op: MicroOp, plan: TilePlan) -> None:
+    y = _view2d(g, op.outputs[0])
+    rows, cols = y.shape
+    per_elem = sum(g.buffers[r.buffer].dtype.bytes for r in op.inputs + op.outputs)
+    vec = plan.vector(per_elem)
+    tc = min(cols, vec)
+    tr = max(1, vec // tc)
+    ins2 = []
+    for r in op.inputs:
+        if r.size == 1:
+            ins2.append(("scalar", r))
+        elif r.shape == op.outputs[0].shape or r.size == y.size:
+            ins2.append(("full", _view2d(g, r)))
+        else:  # a vector broadcast along the last dimension
+            ins2.append(("row", r))
+    for ri, (r0, rs) in enumerate(_blocks(rows, tr)):
+        for ci, (c0, cs) in enumerate(_blocks(cols, tc)):
+            ins = []
+            for how, r in ins2:
+                if how == "scalar":
+                    ins.append(r)
+                elif how == "full":
+                    ins.append(_sub(r, (r0, c0), (rs, cs)))
+                else:
+                    ins.append(_sub(r, (c0,), (cs,)))
+            g.add_op(replace(op, id=f"{op.id}.v{ri}_{ci}", inputs=tuple(ins),
+                             outputs=(_sub(y, (r0, c0), (rs, cs)),), shape={"n": rs * cs},
+                             deps=()))
+
+
+@_tiles(OpType.AGGREGATE)
+def _tile_aggregate(g: Graph, op: MicroOp, plan: TilePlan) -> None:
+    adj, x, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    nodes, feats = op.shape["nodes"], op.shape["features"]
+    data = g.buffers[adj.buffer].data[adj.slices]
+    tr, tf = plan.aggregate_tile(nodes, feats, op.dtype)
+    for ri, (r0, rs) in enumerate(_blocks(nodes, tr)):
+        edges = int(np.count_nonzero(data[r0:r0 + rs]))
+        for fi, (f0, fs) in enumerate(_blocks(feats, tf)):
+            g.add_op(replace(op, id=f"{op.id}.r{ri}f{fi}",
+                             inputs=(_sub(adj, (r0, 0), (rs, adj.shape[1])),
+                                     _sub(x, (0, f0), (x.shape[-2], fs))),
+                             outputs=(_sub(y, (r0, f0), (rs, fs)),),
+                             shape={"nodes": rs, "edges": edges, "features": fs}, deps=()))
+
+
+@_tiles(OpType.LAYOUT)
+def _keep(g: Graph, op: MicroOp, plan: TilePlan) -> None:
+    g.add_op(replace(op, deps=()))
+
+
+class TileOperators(Pass):
+    """Split every micro-op into tiles sized for its unit (module docstring)."""
+
+    name = "tile-operators"
+
+    def __init__(self, plan: TilePlan):
+        self.plan = plan
+
+    def run(self, graph: Graph) -> Graph:
+        g = graph.copy_structure()
+        g.outputs = list(graph.outputs)
+        for op in graph.ops:
+            _TILERS[op.op](g, op, self.plan)
+        return g
+
+
+# -- analysis ---------------------------------------------------------------------------
+
+def _ref_bytes(g: Graph, r: TensorRef) -> int:
+    return r.size * g.buffers[r.buffer].dtype.bytes
+
+
+class AnnotateCosts(Pass):
+    """Measured sparsity of constant operands, FLOPs and bytes of every micro-op.
+
+    Conventions: a multiply-accumulate is 2 FLOPs; SPMM counts only the sparse operand's
+    non-zeros; an activation, add or multiply is 1 FLOP per element, (de)quantisation 2;
+    aggregation 1 per edge and feature (plus 1 per output for the mean); im2col 0. Bytes
+    are the operand and result boxes; an SPMM's sparse operand counts its non-zeros plus
+    a one-bit-per-element bitmap.
+    """
+
+    name = "annotate-costs"
+
+    def run(self, graph: Graph) -> Graph:
+        for op in list(graph.ops):
+            graph.replace_op(self.annotate(graph, op))
+        return graph
+
+    @staticmethod
+    def annotate(g: Graph, op: MicroOp) -> MicroOp:
+        s = op.shape
+        sparsity = 0.0
+        bytes_in = sum(_ref_bytes(g, r) for r in op.inputs)
+        bytes_out = sum(_ref_bytes(g, r) for r in op.outputs)
+        if op.op in (OpType.GEMM, OpType.SPMM):
+            dense = 2 * s["M"] * s["K"] * s["N"]
+            flops = dense
+            which = op.attrs.get("sparse_operand")
+            if which is None:
+                which = 1 if g.buffers[op.inputs[1].buffer].kind is BufferKind.CONST else (
+                    0 if g.buffers[op.inputs[0].buffer].kind is BufferKind.CONST else None)
+            if which is not None:
+                box = _const_box(g, op.inputs[which])
+                nnz = int(np.count_nonzero(box))
+                sparsity = 1 - nnz / box.size
+                if op.op is OpType.SPMM:
+                    other = s["M"] if which == 1 else s["N"]
+                    flops = 2 * nnz * other
+                    bytes_in += nnz * op.dtype.bytes + math.ceil(box.size / 8) \
+                        - _ref_bytes(g, op.inputs[which])
+        elif op.op is OpType.CONV:
+            flops = 2 * s["OC"] * s["OH"] * s["OW"] * s["IC"] * s["KH"] * s["KW"]
+            box = _const_box(g, op.inputs[1])
+            sparsity = 1 - np.count_nonzero(box) / box.size
+        elif op.op in (OpType.ACT, OpType.ELTWISE):
+            flops = s["n"]
+        elif op.op in (OpType.QUANTIZE, OpType.DEQUANTIZE):
+            flops = 2 * s["n"]
+        elif op.op is OpType.AGGREGATE:
+            flops = s["edges"] * s["features"]
+            if op.func is AggFunc.MEAN:
+                flops += s["nodes"] * s["features"]
+            box = _const_box(g, op.inputs[0])
+            sparsity = 1 - np.count_nonzero(box) / box.size
+            # the adjacency travels as CSR: values + 16-bit column indices + row pointers
+            bytes_in += s["edges"] * (op.dtype.bytes + 2) + 4 * (s["nodes"] + 1) \
+                - _ref_bytes(g, op.inputs[0])
+        else:
+            flops = 0
+        return replace(op, sparsity=float(sparsity), flops=int(flops), bytes_in=int(bytes_in),
+                       bytes_out=int(bytes_out))
+
+
+class CheckPoolSupport(Pass):
+    """Fail if a micro-op has no unit in the pool taking its operation and data type."""
+
+    name = "check-pool-support"
+
+    def __init__(self, pool: PoolConfig):
+        self.pool = pool
+
+    def run(self, graph: Graph) -> Graph:
+        check_pool_support(graph, self.pool)
+        return graph
+
+
+def decompose(graph: Graph, pool: PoolConfig | None = None,
+              options: DecomposeOptions = DecomposeOptions(), verify_each: bool = True,
+              dump: Callable[[str, Graph], None] | None = None) -> Graph:
+    """Tile an operator-level graph to ``pool`` and annotate costs (verifying after each pass).
+
+    Parameters
+    ----------
+    graph : Graph
+        From :func:`sched.frontend.import_model`.
+    pool : PoolConfig, optional
+        Default: ``configs/default.toml``.
+    """
+    pool = pool or load_config()
+    plan = TilePlan.from_pool(pool, options)
+    return Pipeline([CheckPoolSupport(pool), TileOperators(plan), AnnotateCosts()],
+                    verify_each=verify_each, dump=dump).run(graph)
+
+
+def compile_model(model, pool: PoolConfig | None = None,
+                  options: DecomposeOptions = DecomposeOptions(), **import_kw) -> Graph:
+    """ONNX model (path, bytes, ModelProto) or built-in name -> tiled, annotated micro-op DAG."""
+    from .frontend import import_model
+    from . import models
+    pool = pool or load_config()
+    if isinstance(model, str) and model in models.BUILTIN_MODELS:
+        import_kw.setdefault("name", model)
+        model = models.build(model)
+    return decompose(import_model(model, pool, **import_kw), pool, options)

@@ -1,0 +1,949 @@
+"""ONNX import: an ONNX model becomes an operator-level micro-op :class:`~sched.ir.Graph`.
+
+Each supported ONNX operator becomes one whole-tensor micro-op (or a few: a float Conv is
+an im2col plus a GEMM per image); :mod:`sched.decompose` then tiles them to the pool.
+
+Data types
+----------
+Float32 models are lowered to the pool's data types: every float tensor becomes BF16
+(weights rounded to nearest even when the model is imported, graph inputs when they are
+written to memory), GEMMs accumulate in FP32 and round their result to BF16, biases are
+kept in FP32 as the accumulator's initial value. INT8 tensors of quantised operators
+stay INT8, their accumulators INT32. So a float model's results differ from float32
+onnxruntime by BF16 rounding (see :mod:`sched.golden.executor` for the tolerances).
+
+What is accepted
+----------------
+:data:`SUPPORTED_OPS`. Constant sub-graphs (Transpose/Reshape/DequantizeLinear of a
+weight, Shape arithmetic, Constant nodes) are folded at import with
+:class:`onnx.reference.ReferenceEvaluator`, so they may use any ONNX operator. Layout
+operators (Flatten, Reshape, Squeeze, Unsqueeze, Identity, and Transpose moving only
+size-1 dimensions) of computed tensors become buffer aliases: no data moves. A
+``MatMul(A, X)`` with a constant sparse square ``A`` whose non-zeros are all 1 (sum) or
+1/row-degree (mean) is graph aggregation (GNN unit). Quantised operators need per-tensor
+scales, int8 data and symmetric weights (weight zero point 0); the activation zero point
+is folded into the INT32 bias (``-zp * column sums of W``) and, for convolutions, is the
+padding value.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import ml_dtypes
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+from hw.config import DType, PoolConfig
+from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, Graph, LayoutFunc,
+                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize)
+
+__all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
+           "AGGREGATE_MAX_DENSITY"]
+
+
+class FrontendError(ValueError):
+    """A model the frontend cannot take; the message names the node or tensor and what is accepted."""
+
+
+#: A constant left operand of MatMul is recognised as an adjacency if at most this fraction is non-zero.
+AGGREGATE_MAX_DENSITY = 0.5
+
+_ELEM_TO_DTYPE = {onnx.TensorProto.FLOAT: DType.BF16, onnx.TensorProto.INT8: DType.INT8,
+                  onnx.TensorProto.INT32: DType.INT32}
+_NP = {DType.BF16: ml_dtypes.bfloat16, DType.FP32: np.float32, DType.INT8: np.int8,
+       DType.INT32: np.int32}
+
+
+def _elem_name(t: int) -> str:
+    return onnx.helper.tensor_dtype_to_np_dtype(t).name if t else "undefined"
+
+
+# -- loading ----------------------------------------------------------------------------
+
+def load_onnx(model: str | Path | bytes | onnx.ModelProto,
+              input_shapes: Mapping[str, Sequence[int]] | None = None) -> onnx.ModelProto:
+    """Read, check and shape-infer an ONNX model.
+
+    Parameters
+    ----------
+    model : path, bytes or ModelProto
+    input_shapes : mapping name -> shape, optional
+        Fixed shapes for graph inputs with dynamic dimensions.
+
+    Raises
+    ------
+    FrontendError
+        For an unreadable or invalid file, a cyclic or disconnected graph, or shapes that
+        cannot be resolved.
+    """
+    where = str(model) if isinstance(model, (str, Path)) else "<model>"
+    if isinstance(model, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model)
+    else:
+        try:
+            data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+        except OSError as e:
+            raise FrontendError(f"{where}: cannot read the model ({e.strerror})") from None
+        try:
+            proto = onnx.load_model_from_string(data)
+        except Exception as e:  # protobuf DecodeError and friends
+            raise FrontendError(f"{where}: not a valid ONNX file (protobuf decoding failed: "
+                                f"{type(e).__name__}: {e})") from None
+        if not proto.graph.node and not proto.graph.output:
+            raise FrontendError(f"{where}: not a valid ONNX file (no graph: the file is empty "
+                                f"or not an ONNX model)")
+    _check_structure(proto, where)
+    _fix_input_shapes(proto, where, dict(input_shapes or {}))
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise FrontendError(f"{where}: the ONNX checker rejects the model: "
+                            f"{str(e).splitlines()[0]}") from None
+    try:
+        proto = shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
+                                             data_prop=True)
+    except Exception as e:
+        raise FrontendError(f"{where}: ONNX shape inference failed: "
+                            f"{str(e).splitlines()[0]}") from None
+    return proto
+
+
+def _node_name(node: onnx.NodeProto, i: int) -> str:
+    return node.name or f"{node.op_type}_{i}"
+
+
+def _check_structure(proto: onnx.ModelProto, where: str) -> None:
+    """Cycles and disconnected parts, then sort the nodes topologically."""
+    g = proto.graph
+    known = {i.name for i in g.input} | {t.name for t in g.initializer}
+    producer: dict[str, int] = {}
+    for i, n in enumerate(g.node):
+        for o in n.output:
+            if o:
+                producer[o] = i
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(g.node)))
+    for i, n in enumerate(g.node):
+        for t in n.input:
+            if not t:
+                continue
+            if t in producer:
+                dag.add_edge(producer[t], i)
+            elif t not in known:
+                raise FrontendError(
+                    f"{where}: the graph is disconnected: node {_node_name(n, i)!r} "
+                    f"({n.op_type}) reads tensor {t!r}, which no node, initializer or graph "
+                    f"input produces")
+    if not nx.is_directed_acyclic_graph(dag):
+        cyc = nx.find_cycle(dag)
+        names = [f"{_node_name(g.node[u], u)} ({g.node[u].op_type})" for u, _ in cyc]
+        raise FrontendError(f"{where}: the graph has a cycle: {' -> '.join(names)} -> "
+                            f"{names[0]}; ONNX graphs must be acyclic")
+    for o in g.output:
+        if o.name not in producer and o.name not in known:
+            raise FrontendError(f"{where}: the graph is disconnected: graph output "
+                                f"{o.name!r} is produced by no node")
+    # Nodes that do not lead to any output, and inputs nobody reads.
+    needed: set[int] = set()
+    for o in g.output:
+        if o.name in producer:
+            p = producer[o.name]
+            needed |= {p} | nx.ancestors(dag, p)
+    for i, n in enumerate(g.node):
+        if i not in needed:
+            raise FrontendError(f"{where}: the graph is disconnected: node "
+                                f"{_node_name(n, i)!r} ({n.op_type}) contributes to no graph "
+                                f"output")
+    used = {t for n in g.node for t in n.input} | {o.name for o in g.output}
+    inits = {t.name for t in g.initializer}
+    for i in g.input:
+        if i.name not in used and i.name not in inits:
+            raise FrontendError(f"{where}: the graph is disconnected: graph input {i.name!r} "
+                                f"is read by no node")
+    order = list(nx.lexicographical_topological_sort(dag))
+    nodes = [g.node[i] for i in order]
+    for i, n in enumerate(nodes):
+        if not n.name:
+            n.name = f"{n.op_type}_{order[i]}"
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+def _fix_input_shapes(proto: onnx.ModelProto, where: str,
+                      shapes: dict[str, Sequence[int]]) -> None:
+    inits = {t.name for t in proto.graph.initializer}
+    names = [i.name for i in proto.graph.input if i.name not in inits]
+    for name in shapes:
+        if name not in names:
+            raise FrontendError(f"{where}: input_shapes names {name!r}, which is not a graph "
+                                f"input; inputs: {', '.join(names)}")
+    for inp in proto.graph.input:
+        if inp.name in inits:
+            continue
+        tt = inp.type.tensor_type
+        dims = tt.shape.dim
+        if inp.name in shapes:
+            want = [int(d) for d in shapes[inp.name]]
+            if len(want) != len(dims) or any(d < 1 for d in want):
+                raise FrontendError(f"{where}: shape {want} for input {inp.name!r} must have "
+                                    f"{len(dims)} positive dimensions")
+            for d, v in zip(dims, want):
+                if d.HasField("dim_value") and d.dim_value != v:
+                    raise FrontendError(f"{where}: input {inp.name!r} dimension is fixed at "
+                                        f"{d.dim_value}, not {v}")
+                d.Clear()
+                d.dim_value = v
+            continue
+        if not tt.HasField("shape"):
+            raise FrontendError(f"{where}: input {inp.name!r} has no shape (unknown rank); "
+                                f"dynamic shapes cannot be resolved: give it a fixed shape "
+                                f"(input_shapes / accelpool compile --shape {inp.name}=...)")
+        shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+        for k, d in enumerate(dims):
+            if not d.HasField("dim_value") or d.dim_value < 1:
+                raise FrontendError(
+                    f"{where}: input {inp.name!r} has dynamic shape {shown}: dimension {k} "
+                    f"({shown[k]!r}) cannot be resolved; give a fixed shape (input_shapes / "
+                    f"accelpool compile --shape {inp.name}="
+                    f"{','.join(str(s) if isinstance(s, int) else '1' for s in shown)})")
+
+
+# -- import -----------------------------------------------------------------------------
+
+Handler = Callable[["_Importer", onnx.NodeProto], None]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def _handles(*ops: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for o in ops:
+            _HANDLERS[o] = fn
+        return fn
+    return deco
+
+
+#: Pooling has no unit in the pool; rejected with a message that says so.
+_POOLING = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+
+
+class _Importer:
+    """State of one import: constants, tensor -> buffer map, the graph being built."""
+
+    def __init__(self, proto: onnx.ModelProto, name: str):
+        self.proto = proto
+        self.graph = Graph(name)
+        self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t)
+                                              for t in proto.graph.initializer}
+        self.tensor_buf: dict[str, str] = {}  # ONNX tensor -> buffer name
+        self.types: dict[str, tuple[int, tuple[int, ...] | None]] = {}
+        for vi in list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output):
+            tt = vi.type.tensor_type
+            shape = None
+            if tt.HasField("shape"):
+                dims = tt.shape.dim
+                if all(d.HasField("dim_value") for d in dims):
+                    shape = tuple(d.dim_value for d in dims)
+            self.types[vi.name] = (tt.elem_type, shape)
+        self.output_names = [o.name for o in proto.graph.output]
+        self.node: onnx.NodeProto | None = None
+        self._const_count = 0
+
+    # errors naming the node
+    def fail(self, msg: str) -> FrontendError:
+        n = self.node
+        return FrontendError(f"node {n.name!r} ({n.op_type}): {msg}")
+
+    # tensors
+    def is_const(self, t: str) -> bool:
+        return t in self.consts
+
+    def const(self, t: str, what: str) -> np.ndarray:
+        if t not in self.consts:
+            raise self.fail(f"{what} ({t!r}) must be a constant (an initializer or computed "
+                            f"from constants only)")
+        return self.consts[t]
+
+    def shape(self, t: str) -> tuple[int, ...]:
+        if t in self.consts:
+            return tuple(self.consts[t].shape)
+        et, shape = self.types.get(t, (0, None))
+        if shape is None:
+            raise FrontendError(f"node {self.node.name!r} ({self.node.op_type}): the shape of "
+                                f"tensor {t!r} could not be inferred (dynamic shapes cannot be "
+                                f"resolved); give the graph inputs fixed shapes")
+        return shape
+
+    def dtype(self, t: str) -> DType:
+        et = self.types.get(t, (0, None))[0]
+        if et not in _ELEM_TO_DTYPE:
+            raise self.fail(f"tensor {t!r} has data type {_elem_name(et)}; accepted: float32 "
+                            f"(lowered to bf16), int8, int32")
+        return _ELEM_TO_DTYPE[et]
+
+    def buf(self, t: str) -> Buffer:
+        """The buffer holding computed tensor ``t``."""
+        if t in self.consts:
+            raise AssertionError(f"{t} is a constant")
+        return self.graph.buffers[self.tensor_buf[t]]
+
+    def const_buffer(self, value: np.ndarray, dtype: DType, stem: str,
+                     quant: QuantParams | None = None) -> Buffer:
+        """A constant buffer holding ``value`` converted to ``dtype`` (BF16 rounds to nearest even)."""
+        if dtype is DType.BF16:
+            data = np.asarray(value, np.float32).astype(ml_dtypes.bfloat16)
+        elif dtype in (DType.INT8, DType.INT32):
+            v = np.asarray(value)
+            info = np.iinfo(_NP[dtype])
+            if v.size and (v.min() < info.min or v.max() > info.max):
+                raise self.fail(f"constant {stem!r} does not fit {dtype.key}")
+            data = v.astype(_NP[dtype])
+        else:
+            data = np.asarray(value, np.float32)
+        if data.ndim == 0:
+            data = data.reshape(1)
+        name = self.graph.unique_name(sanitize(stem))
+        return self.graph.add_buffer(Buffer(name, tuple(data.shape), dtype, BufferKind.CONST,
+                                            data=data, quant=quant))
+
+    def result(self, t: str, dtype: DType, shape: tuple[int, ...] | None = None,
+               quant: QuantParams | None = None) -> Buffer:
+        """A new buffer for node output ``t`` (a graph output if ``t`` is one)."""
+        shape = shape or self.shape(t)
+        kind = BufferKind.OUTPUT if t in self.output_names else BufferKind.TEMP
+        b = self.graph.add_buffer(Buffer(self.graph.unique_name(sanitize(t)), tuple(shape),
+                                         dtype, kind, quant=quant))
+        self.tensor_buf[t] = b.name
+        return b
+
+    def alias(self, t: str, src: Buffer, shape: tuple[int, ...]) -> Buffer:
+        """Make ``t`` a reshaped view of ``src``."""
+        if t in self.output_names:
+            kind = BufferKind.OUTPUT
+        else:
+            kind = BufferKind.TEMP
+        b = self.graph.add_buffer(Buffer(self.graph.unique_name(sanitize(t)), tuple(shape),
+                                         src.dtype, kind, alias_of=src.name, quant=src.quant))
+        self.tensor_buf[t] = b.name
+        return b
+
+    def view(self, src: Buffer, shape: tuple[int, ...]) -> Buffer:
+        """An internal view of ``src`` with another shape (reused if it exists)."""
+        if tuple(shape) == src.shape:
+            return src
+        name = f"{src.name}.view{'x'.join(map(str, shape))}"
+        if name in self.graph.buffers:
+            return self.graph.buffers[name]
+        return self.graph.add_buffer(Buffer(name, tuple(shape), src.dtype, alias_of=src.name,
+                                            quant=src.quant))
+
+    def add(self, what: str, op: OpType, dtype: DType, inputs, outputs, **kw) -> MicroOp:
+        n = self.node
+        return self.graph.add_op(MicroOp(self.graph.unique_name(f"{sanitize(n.name)}/{what}"),
+                                         op, dtype, tuple(inputs), tuple(outputs),
+                                         source=n.name, source_op=n.op_type, **kw))
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        for a in self.node.attribute:
+            if a.name == name:
+                return onnx.helper.get_attribute_value(a)
+        return default
+
+    # folding
+    def fold(self, node: onnx.NodeProto) -> bool:
+        """Evaluate ``node`` now if all its inputs are constants (exact ONNX semantics)."""
+        ins = [t for t in node.input if t]
+        if node.op_type == "Shape":
+            shape = self.shape(node.input[0])
+            start, end = self.attr("start", 0), self.attr("end", None)
+            self.consts[node.output[0]] = np.array(shape[start:end], np.int64)
+            return True
+        if not all(t in self.consts for t in ins):
+            return False
+        from onnx.reference import ReferenceEvaluator
+        opset = [o for o in self.proto.opset_import]
+        g = onnx.helper.make_graph(
+            [node], "fold",
+            [onnx.helper.make_tensor_value_info(t, onnx.helper.np_dtype_to_tensor_dtype(
+                self.consts[t].dtype), self.consts[t].shape) for t in ins],
+            [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+             for o in node.output if o])
+        m = onnx.helper.make_model(g, opset_imports=opset)
+        try:
+            outs = ReferenceEvaluator(m).run(None, {t: self.consts[t] for t in ins})
+        except Exception as e:
+            raise self.fail(f"cannot fold this constant sub-expression: {e}") from None
+        for o, v in zip([o for o in node.output if o], outs):
+            self.consts[o] = np.asarray(v)
+        return True
+
+
+def import_model(model: str | Path | bytes | onnx.ModelProto, pool: PoolConfig | None = None,
+                 name: str | None = None,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """Import an ONNX model as an operator-level micro-op graph.
+
+    Parameters
+    ----------
+    model : path, bytes or ModelProto
+    pool : PoolConfig, optional
+        If given, every micro-op must have a unit in the pool (:func:`check_pool_support`).
+    name : str, optional
+        Graph name (default: the file stem or the ONNX graph name).
+    input_shapes : mapping, optional
+        Fixed shapes for dynamic graph inputs.
+
+    Raises
+    ------
+    FrontendError
+        Unsupported operators or data types, invalid files or graphs, dynamic shapes.
+    """
+    proto = load_onnx(model, input_shapes)
+    if name is None:
+        name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "model")
+    imp = _Importer(proto, sanitize(name))
+    inits = {t.name for t in proto.graph.initializer}
+    for inp in proto.graph.input:
+        if inp.name in inits:
+            continue
+        imp.node = onnx.helper.make_node("Input", [], [inp.name], name=inp.name)
+        dt = imp.dtype(inp.name)
+        b = imp.graph.add_buffer(Buffer(sanitize(inp.name), imp.shape(inp.name), dt,
+                                        BufferKind.INPUT))
+        imp.tensor_buf[inp.name] = b.name
+    for node in proto.graph.node:
+        imp.node = node
+        if node.op_type in _POOLING:
+            raise imp.fail(f"pooling is not supported: no unit in the pool takes it (the AFU "
+                           f"does activations and element-wise add/mul); supported operators: "
+                           f"{', '.join(SUPPORTED_OPS)}")
+        if imp.fold(node):
+            continue
+        handler = _HANDLERS.get(node.op_type)
+        if handler is None or node.domain not in ("", "ai.onnx"):
+            raise imp.fail(f"unsupported operator {node.op_type!r}"
+                           f"{' in domain ' + repr(node.domain) if node.domain else ''}; "
+                           f"supported operators: {', '.join(SUPPORTED_OPS)}")
+        handler(imp, node)
+    g = imp.graph
+    for o in proto.graph.output:
+        if o.name in imp.consts:
+            raise FrontendError(f"graph output {o.name!r} is a constant (computed from "
+                                f"constants only); the graph is disconnected from its inputs")
+    g.outputs = [imp.tensor_buf[o] for o in imp.output_names]
+    if pool is not None:
+        check_pool_support(g, pool)
+    return g
+
+
+def check_pool_support(graph: Graph, pool: PoolConfig) -> None:
+    """Raise :class:`FrontendError` if a micro-op's operation and data type has no unit in ``pool``."""
+    have = {(t.kind, d) for t in pool.units for d in t.dtypes}
+    for o in graph.ops:
+        kinds = capable_units(o.op, o.dtype)
+        if any(k.name == "MEMORY" for k in kinds):
+            continue
+        if not any((k, o.dtype) in have for k in kinds):
+            offer = sorted({f"{t.kind.key}({'/'.join(d.key for d in t.dtypes)})" for t in pool.units})
+            need = ", ".join(k.key for k in kinds) or "no unit kind at all"
+            raise FrontendError(
+                f"node {o.source!r} ({o.source_op}): {o.op.value} on {o.dtype.key} data needs "
+                f"{need} with {o.dtype.key}, which no unit in pool {pool.name!r} supports; the "
+                f"pool has: {', '.join(offer)}")
+
+
+# -- handlers ---------------------------------------------------------------------------
+
+def _matrix(imp: _Importer, b: Buffer) -> Buffer:
+    """A 2-D view [prod(leading), last] of a buffer."""
+    if len(b.shape) == 2:
+        return b
+    if len(b.shape) == 1:
+        return imp.view(b, (1, b.shape[0]))
+    return imp.view(b, (math.prod(b.shape[:-1]), b.shape[-1]))
+
+
+def _as_matrix_const(imp: _Importer, v: np.ndarray, what: str) -> np.ndarray:
+    v = np.asarray(v)
+    while v.ndim > 2 and v.shape[0] == 1:
+        v = v[0]
+    if v.ndim == 1:
+        v = v.reshape(-1, 1) if what == "b" else v.reshape(1, -1)
+    if v.ndim != 2:
+        raise imp.fail(f"constant operand {what} of shape {list(v.shape)} must be a matrix "
+                       f"(batched matrix products are not supported)")
+    return v
+
+
+def _float_operand(imp: _Importer, t: str) -> None:
+    if imp.dtype(t) is not DType.BF16:
+        raise imp.fail(f"input {t!r} is {imp.dtype(t).key}; this operator takes float32 "
+                       f"(bf16) tensors; quantised forms: QLinearMatMul, QLinearConv, "
+                       f"MatMulInteger, ConvInteger")
+
+
+def _adjacency_kind(a: np.ndarray) -> AggFunc | None:
+    """SUM if the non-zeros are all 1, MEAN if each row's are 1/degree, else None."""
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.size == 0:
+        return None
+    nz = a != 0
+    if nz.mean() > AGGREGATE_MAX_DENSITY or not nz.any(axis=1).all():
+        return None
+    if np.all(a[nz] == 1):
+        return AggFunc.SUM
+    deg = nz.sum(axis=1, keepdims=True)
+    want = np.broadcast_to(np.float32(1) / deg.astype(np.float32), a.shape)
+    if np.all(a[nz] == want[nz]):
+        return AggFunc.MEAN
+    return None
+
+
+@_handles("MatMul")
+def _matmul(imp: _Importer, node: onnx.NodeProto) -> None:
+    ta, tb = node.input
+    out = node.output[0]
+    if imp.is_const(ta) and not imp.is_const(tb):
+        a = np.asarray(imp.consts[ta], np.float32)
+        kind = _adjacency_kind(a)
+        _float_operand(imp, tb)
+        x = imp.buf(tb)
+        if kind is not None and len(x.shape) == 2:
+            adj = imp.const_buffer(a, DType.BF16, f"{ta}")
+            y = imp.result(out, DType.BF16)
+            nnz = int(np.count_nonzero(a))
+            imp.add("aggregate", OpType.AGGREGATE, DType.BF16,
+                    [TensorRef.whole(adj), TensorRef.whole(x)], [TensorRef.whole(y)],
+                    func=kind, shape={"nodes": a.shape[0], "edges": nnz, "features": x.shape[1]},
+                    sparsity=1 - nnz / a.size)
+            return
+        am = _as_matrix_const(imp, a, "a")
+        if len(x.shape) != 2:
+            raise imp.fail(f"a constant left operand needs a matrix right operand, not "
+                           f"{list(x.shape)}")
+        abuf = imp.const_buffer(am, DType.BF16, ta)
+        y = imp.result(out, DType.BF16)
+        imp.add("gemm", OpType.GEMM, DType.BF16, [TensorRef.whole(abuf), TensorRef.whole(x)],
+                [TensorRef.whole(_matrix(imp, y))], shape={"M": am.shape[0], "K": am.shape[1],
+                                                           "N": x.shape[1]})
+        return
+    _float_operand(imp, ta)
+    _gemm_core(imp, out, imp.buf(ta), tb, None, DType.BF16)
+
+
+def _b_operand(imp: _Importer, tb: str, dtype: DType, quant: QuantParams | None = None) -> Buffer:
+    if imp.is_const(tb):
+        v = _as_matrix_const(imp, imp.consts[tb], "b")
+        return imp.const_buffer(v, dtype, tb, quant)
+    b = imp.buf(tb)
+    if b.dtype is not dtype:
+        raise imp.fail(f"operand {tb!r} is {b.dtype.key}, expected {dtype.key}")
+    bs = [d for d in b.shape]
+    while len(bs) > 2 and bs[0] == 1:
+        bs.pop(0)
+    if len(bs) != 2:
+        raise imp.fail(f"right operand {tb!r} of shape {list(b.shape)} must be a matrix "
+                       f"(batched matrix products are not supported)")
+    return imp.view(b, tuple(bs))
+
+
+def _gemm_core(imp: _Importer, out: str, a: Buffer, tb: str, c: Buffer | None, dtype: DType,
+               out_dtype: DType | None = None, c_broadcast: str | None = None,
+               requant: dict | None = None, quant_b: QuantParams | None = None,
+               quant_out: QuantParams | None = None) -> None:
+    """y = a @ b (+ c) as one GEMM micro-op; ``a`` may have leading dimensions (flattened)."""
+    am = _matrix(imp, a)
+    b = _b_operand(imp, tb, dtype, quant_b)
+    if am.shape[1] != b.shape[0]:
+        raise imp.fail(f"inner dimensions differ: {list(a.shape)} @ {list(b.shape)}")
+    y = imp.result(out, out_dtype or (DType.BF16 if dtype is DType.BF16 else DType.INT32),
+                   quant=quant_out)
+    ym = imp.view(y, (am.shape[0], b.shape[1]))
+    ins = [TensorRef.whole(am), TensorRef.whole(b)] + ([TensorRef.whole(c)] if c else [])
+    attrs: dict[str, Any] = {}
+    if c_broadcast:
+        attrs["c_broadcast"] = c_broadcast
+    if requant:
+        attrs["requant"] = requant
+    imp.add("gemm", OpType.GEMM, dtype, ins, [TensorRef.whole(ym)],
+            shape={"M": am.shape[0], "K": am.shape[1], "N": b.shape[1]}, attrs=attrs)
+
+
+def _bias_buffer(imp: _Importer, v: np.ndarray, m: int, n: int, dtype: DType,
+                 stem: str) -> tuple[Buffer, str | None]:
+    """A bias as an accumulator-type constant: [1,N] row-broadcast, [M,1] column-broadcast or [M,N]."""
+    v = np.asarray(v)
+    if v.ndim == 0 or v.size == 1:
+        v = np.full((1, n), v.reshape(()), v.dtype)
+    v = v.reshape(v.shape[-2:]) if v.ndim > 2 else v
+    if v.ndim == 1:
+        v = v.reshape(1, -1)
+    if v.shape == (m, n):
+        return imp.const_buffer(v, dtype, stem), None
+    if v.shape == (1, n):
+        return imp.const_buffer(v, dtype, stem), "row"
+    if v.shape == (m, 1):
+        return imp.const_buffer(v, dtype, stem), "col"
+    raise imp.fail(f"bias of shape {list(v.shape)} does not broadcast to [{m}, {n}]")
+
+
+@_handles("Gemm")
+def _gemm(imp: _Importer, node: onnx.NodeProto) -> None:
+    ta, tb = node.input[0], node.input[1]
+    tc = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    alpha, beta = imp.attr("alpha", 1.0), imp.attr("beta", 1.0)
+    trans_a, trans_b = imp.attr("transA", 0), imp.attr("transB", 0)
+    _float_operand(imp, ta)
+    if trans_a:
+        raise imp.fail("transA=1 on a computed tensor moves data and no unit transposes; "
+                       "accepted: transA=0")
+    a = imp.buf(ta)
+    if imp.is_const(tb):
+        bv = np.asarray(imp.consts[tb], np.float32)
+        bv = (bv.T if trans_b else bv) * np.float32(alpha)
+        imp.consts[f"{tb}.folded"] = bv
+        tb = f"{tb}.folded"
+    elif trans_b or alpha != 1.0:
+        raise imp.fail("transB=1 or alpha != 1 needs a constant B; accepted for computed B: "
+                       "transB=0, alpha=1")
+    m = a.shape[0]
+    n = imp.shape(tb)[-1]
+    c = bc = None
+    if tc is not None and imp.is_const(tc):
+        c, bc = _bias_buffer(imp, np.asarray(imp.consts[tc], np.float32) * np.float32(beta),
+                             m, n, DType.FP32, tc)
+    if tc is not None and not imp.is_const(tc):
+        tmp = f"{node.output[0]}.ab"
+        imp.types[tmp] = (onnx.TensorProto.FLOAT, (m, n))
+        _gemm_core(imp, tmp, a, tb, None, DType.BF16)
+        if beta != 1.0:
+            raise imp.fail("beta != 1 needs a constant C")
+        _eltwise_bufs(imp, EltwiseFunc.ADD, imp.buf(tmp), imp.buf(tc), node.output[0])
+        return
+    _gemm_core(imp, node.output[0], a, tb, c, DType.BF16, c_broadcast=bc)
+
+
+def _conv_attrs(imp: _Importer, x_shape: Sequence[int], w_shape: Sequence[int]):
+    """(strides, pads (top, left, bottom, right), OH, OW) after checking group/dilation/auto_pad."""
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise imp.fail(f"only 2-D convolutions (NCHW input, OIHW weights) are supported, not "
+                       f"input {list(x_shape)} and weights {list(w_shape)}")
+    if imp.attr("group", 1) != 1:
+        raise imp.fail(f"group={imp.attr('group')} is not supported; accepted: group=1")
+    dil = list(imp.attr("dilations", [1, 1]))
+    if dil != [1, 1]:
+        raise imp.fail(f"dilations {dil} are not supported; accepted: [1, 1]")
+    sh, sw = list(imp.attr("strides", [1, 1]))
+    kh, kw = w_shape[2], w_shape[3]
+    h, w = x_shape[2], x_shape[3]
+    auto_pad = imp.attr("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("NOTSET", ""):
+        pt, pl, pb, pr = list(imp.attr("pads", [0, 0, 0, 0]))
+    elif auto_pad == "VALID":
+        pt = pl = pb = pr = 0
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for size, k, s in ((h, kh, sh), (w, kw, sw)):
+            o = -(-size // s)
+            total = max(0, (o - 1) * s + k - size)
+            lo = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            pads.append((lo, total - lo))
+        (pt, pb), (pl, pr) = pads
+    else:
+        raise imp.fail(f"auto_pad={auto_pad!r} is not supported")
+    oh = (h + pt + pb - kh) // sh + 1
+    ow = (w + pl + pr - kw) // sw + 1
+    return (sh, sw), (pt, pl, pb, pr), oh, ow
+
+
+@_handles("Conv")
+def _conv(imp: _Importer, node: onnx.NodeProto) -> None:
+    """Float conv: per image, im2col (memory-tile data movement) then a GEMM on the DMU."""
+    tx, tw = node.input[0], node.input[1]
+    tbias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    _float_operand(imp, tx)
+    x = imp.buf(tx)
+    w = np.asarray(imp.const(tw, "the weight"), np.float32)
+    strides, pads, oh, ow = _conv_attrs(imp, x.shape, w.shape)
+    n, c, _, _ = x.shape
+    oc, _, kh, kw = w.shape
+    wbuf = imp.const_buffer(w.reshape(oc, -1), DType.BF16, tw)
+    cbuf = None
+    if tbias:
+        cbuf = imp.const_buffer(np.asarray(imp.const(tbias, "the bias"), np.float32).reshape(oc, 1),
+                                DType.FP32, tbias)
+    y = imp.result(node.output[0], DType.BF16)
+    yv = imp.view(y, (n, oc, oh * ow))
+    for i in range(n):
+        cols = imp.graph.add_buffer(Buffer(imp.graph.unique_name(f"{y.name}.cols{i}"),
+                                           (c * kh * kw, oh * ow), DType.BF16))
+        imp.add(f"im2col{i}", OpType.LAYOUT, DType.BF16,
+                [TensorRef(x.name, (i, 0, 0, 0), (1,) + x.shape[1:])], [TensorRef.whole(cols)],
+                func=LayoutFunc.IM2COL, shape={"n": cols.size},
+                attrs={"kernel": (kh, kw), "strides": strides, "pads": pads, "pad_value": 0})
+        ins = [TensorRef.whole(wbuf), TensorRef.whole(cols)]
+        attrs = {}
+        if cbuf is not None:
+            ins.append(TensorRef.whole(cbuf))
+            attrs["c_broadcast"] = "col"
+        imp.add(f"gemm{i}", OpType.GEMM, DType.BF16, ins,
+                [TensorRef(yv.name, (i, 0, 0), (1, oc, oh * ow))],
+                shape={"M": oc, "K": c * kh * kw, "N": oh * ow}, attrs=attrs)
+
+
+_ACTS = {"Relu": ActFunc.RELU, "LeakyRelu": ActFunc.LEAKY_RELU, "Sigmoid": ActFunc.SIGMOID,
+         "Tanh": ActFunc.TANH, "Gelu": ActFunc.GELU}
+
+
+@_handles(*_ACTS)
+def _activation(imp: _Importer, node: onnx.NodeProto) -> None:
+    _float_operand(imp, node.input[0])
+    x = imp.buf(node.input[0])
+    y = imp.result(node.output[0], DType.BF16)
+    attrs = {}
+    if node.op_type == "LeakyRelu":
+        attrs["alpha"] = float(imp.attr("alpha", 0.01))
+    if node.op_type == "Gelu":
+        ap = imp.attr("approximate", b"none")
+        attrs["approximate"] = ap.decode() if isinstance(ap, bytes) else ap
+    imp.add(_ACTS[node.op_type].value, OpType.ACT, DType.BF16, [TensorRef.whole(x)],
+            [TensorRef.whole(y)], func=_ACTS[node.op_type], shape={"n": y.size}, attrs=attrs)
+
+
+def _eltwise_bufs(imp: _Importer, func: EltwiseFunc, a: Buffer, b: Buffer, out: str) -> None:
+    y = imp.result(out, DType.BF16)
+    refs, bcast = [], False
+    for src in (a, b):
+        if src.shape == y.shape or src.size == y.size:
+            refs.append(TensorRef.whole(imp.view(src, y.shape)))
+        elif src.size == 1:
+            refs.append(TensorRef.whole(src))
+        elif src.size == y.shape[-1] and all(d == 1 for d in src.shape[:-1]):
+            refs.append(TensorRef.whole(imp.view(src, (y.shape[-1],))))
+            bcast = True
+        else:
+            raise imp.fail(f"broadcasting {list(src.shape)} to {list(y.shape)} is not "
+                           f"supported; accepted: equal shapes, a scalar, or a vector along "
+                           f"the last dimension")
+    imp.add(func.value, OpType.ELTWISE, DType.BF16, refs, [TensorRef.whole(y)], func=func,
+            shape={"n": y.size}, attrs={"broadcast": True} if bcast else {})
+
+
+@_handles("Add", "Mul")
+def _add_mul(imp: _Importer, node: onnx.NodeProto) -> None:
+    func = EltwiseFunc.ADD if node.op_type == "Add" else EltwiseFunc.MUL
+    bufs = []
+    for t in node.input:
+        if imp.is_const(t):
+            bufs.append(imp.const_buffer(np.asarray(imp.consts[t], np.float32), DType.BF16, t))
+        else:
+            _float_operand(imp, t)
+            bufs.append(imp.buf(t))
+    _eltwise_bufs(imp, func, bufs[0], bufs[1], node.output[0])
+
+
+@_handles("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity")
+def _layout_alias(imp: _Importer, node: onnx.NodeProto) -> None:
+    x = imp.buf(node.input[0])
+    imp.alias(node.output[0], x, imp.shape(node.output[0]))
+
+
+@_handles("Transpose")
+def _transpose(imp: _Importer, node: onnx.NodeProto) -> None:
+    x = imp.buf(node.input[0])
+    perm = list(imp.attr("perm", list(reversed(range(len(x.shape))))))
+    moved = [p for p in perm if x.shape[p] != 1]
+    if moved != sorted(moved):
+        raise imp.fail(f"Transpose perm={perm} of computed tensor {node.input[0]!r} (shape "
+                       f"{list(x.shape)}) moves data and no unit transposes; accepted: "
+                       f"transposes of constants (folded), or perms that move only size-1 "
+                       f"dimensions")
+    imp.alias(node.output[0], x, imp.shape(node.output[0]))
+
+
+# quantised forms
+
+def _scalar(imp: _Importer, t: str | None, what: str, default: float | int = 0) -> Any:
+    if not t:
+        return default
+    v = np.asarray(imp.const(t, what))
+    if v.size != 1:
+        raise imp.fail(f"{what} ({t!r}) has {v.size} values; only per-tensor quantisation "
+                       f"(one scale and zero point) is supported")
+    return v.reshape(()).item()
+
+
+def _int8_operand(imp: _Importer, t: str, what: str) -> None:
+    et = imp.consts[t].dtype if imp.is_const(t) else None
+    if et is not None:
+        if et == np.uint8:
+            raise imp.fail(f"{what} ({t!r}) is uint8; the LPU and CE take int8: quantise "
+                           f"with int8 (signed) tensors")
+        if et != np.int8:
+            raise imp.fail(f"{what} ({t!r}) is {et}; accepted: int8")
+        return
+    if imp.types.get(t, (0,))[0] == onnx.TensorProto.UINT8:
+        raise imp.fail(f"{what} ({t!r}) is uint8; the LPU and CE take int8: quantise with "
+                       f"int8 (signed) tensors")
+    if imp.dtype(t) is not DType.INT8:
+        raise imp.fail(f"{what} ({t!r}) is {imp.dtype(t).key}; accepted: int8")
+
+
+@_handles("QuantizeLinear")
+def _quantize(imp: _Importer, node: onnx.NodeProto) -> None:
+    tx = node.input[0]
+    _float_operand(imp, tx)
+    scale = float(_scalar(imp, node.input[1], "y_scale"))
+    zp_t = node.input[2] if len(node.input) > 2 else ""
+    if not zp_t:
+        raise imp.fail("y_zero_point must be given (an int8 constant); without it ONNX "
+                       "quantises to uint8, which the LPU and CE do not take")
+    _int8_operand(imp, zp_t, "y_zero_point")
+    zp = int(_scalar(imp, zp_t, "y_zero_point"))
+    x = imp.buf(tx)
+    q = QuantParams(scale, zp)
+    y = imp.result(node.output[0], DType.INT8, quant=q)
+    imp.add("quantize", OpType.QUANTIZE, DType.BF16, [TensorRef.whole(x)], [TensorRef.whole(y)],
+            shape={"n": y.size}, attrs={"scale": scale, "zero_point": zp})
+
+
+@_handles("DequantizeLinear")
+def _dequantize(imp: _Importer, node: onnx.NodeProto) -> None:
+    tx = node.input[0]
+    x = imp.buf(tx)
+    if x.dtype not in (DType.INT8, DType.INT32):
+        raise imp.fail(f"input {tx!r} is {x.dtype.key}; accepted: int8, int32")
+    scale = float(_scalar(imp, node.input[1], "x_scale"))
+    zp = int(_scalar(imp, node.input[2] if len(node.input) > 2 else "", "x_zero_point"))
+    y = imp.result(node.output[0], DType.BF16)
+    imp.add("dequantize", OpType.DEQUANTIZE, x.dtype, [TensorRef.whole(x)], [TensorRef.whole(y)],
+            shape={"n": y.size}, attrs={"scale": scale, "zero_point": zp})
+
+
+def _int8_weight(imp: _Importer, t: str, zp_t: str, what: str) -> np.ndarray:
+    _int8_operand(imp, t, what)
+    w = np.asarray(imp.const(t, what))
+    if zp_t:
+        wzp = np.asarray(imp.const(zp_t, f"{what} zero point"))
+        if np.any(wzp != 0):
+            raise imp.fail(f"{what} zero point must be 0 (symmetric weights); got "
+                           f"{wzp.reshape(-1)[:4].tolist()}")
+    return w
+
+
+def _a_zero_point(imp: _Importer, zp_t: str, what: str) -> int:
+    if not zp_t:
+        return 0
+    _int8_operand(imp, zp_t, what)
+    return int(_scalar(imp, zp_t, what))
+
+
+def _requant(scale: float, zp: int) -> dict:
+    """Requantisation parameters; multiplier/shift come from the golden arithmetic module."""
+    from sched.golden.numerics import quantize_multiplier
+    mult, shift = quantize_multiplier(scale)
+    return {"scale": scale, "multiplier": int(mult), "shift": int(shift), "zero_point": int(zp)}
+
+
+def _int_gemm(imp: _Importer, node: onnx.NodeProto, ta: str, a_zp: int, tb: str, w: np.ndarray,
+              bias: np.ndarray | None, requant: dict | None, quant_out: QuantParams | None) -> None:
+    _int8_operand(imp, ta, "A")
+    a = imp.buf(ta)
+    wm = _as_matrix_const(imp, w, "b")
+    imp.consts[f"{tb}.int8"] = wm
+    n = wm.shape[1]
+    c = np.zeros((1, n), np.int64)
+    if bias is not None:
+        c = c + np.asarray(bias, np.int64).reshape(1, n)
+    if a_zp:
+        c = c - a_zp * wm.astype(np.int64).sum(axis=0, keepdims=True)
+    am = _matrix(imp, a)
+    cbuf, bc = (None, None)
+    if bias is not None or a_zp:
+        cbuf, bc = _bias_buffer(imp, c, am.shape[0], n, DType.INT32, f"{node.output[0]}.bias")
+    _gemm_core(imp, node.output[0], a, f"{tb}.int8", cbuf, DType.INT8,
+               out_dtype=DType.INT8 if requant else DType.INT32, c_broadcast=bc,
+               requant=requant, quant_out=quant_out)
+
+
+@_handles("QLinearMatMul")
+def _qlinear_matmul(imp: _Importer, node: onnx.NodeProto) -> None:
+    ta, tas, tazp, tb, tbs, tbzp, tys, tyzp = node.input
+    w = _int8_weight(imp, tb, tbzp, "B")
+    a_s, b_s = float(_scalar(imp, tas, "a_scale")), float(_scalar(imp, tbs, "b_scale"))
+    y_s = float(_scalar(imp, tys, "y_scale"))
+    _int8_operand(imp, tyzp, "y_zero_point")
+    y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
+    rq = _requant(a_s * b_s / y_s, y_zp)
+    _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, rq,
+              QuantParams(y_s, y_zp))
+
+
+@_handles("MatMulInteger")
+def _matmul_integer(imp: _Importer, node: onnx.NodeProto) -> None:
+    ta, tb = node.input[0], node.input[1]
+    tazp = node.input[2] if len(node.input) > 2 else ""
+    tbzp = node.input[3] if len(node.input) > 3 else ""
+    w = _int8_weight(imp, tb, tbzp, "B")
+    _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, None, None)
+
+
+def _int_conv(imp: _Importer, node: onnx.NodeProto, tx: str, x_zp: int, tw: str, w: np.ndarray,
+              bias: np.ndarray | None, requant: dict | None, quant_out: QuantParams | None) -> None:
+    _int8_operand(imp, tx, "x")
+    x = imp.buf(tx)
+    strides, pads, oh, ow = _conv_attrs(imp, x.shape, w.shape)
+    n, c, h, wd = x.shape
+    oc, _, kh, kw = w.shape
+    wbuf = imp.const_buffer(w, DType.INT8, tw)
+    cv = np.zeros(oc, np.int64)
+    if bias is not None:
+        cv += np.asarray(bias, np.int64).reshape(oc)
+    if x_zp:
+        cv -= x_zp * w.astype(np.int64).reshape(oc, -1).sum(axis=1)
+    cbuf = imp.const_buffer(cv, DType.INT32, f"{node.output[0]}.bias") \
+        if (bias is not None or x_zp) else None
+    y = imp.result(node.output[0], DType.INT8 if requant else DType.INT32, quant=quant_out)
+    for i in range(n):
+        ins = [TensorRef(x.name, (i, 0, 0, 0), (1, c, h, wd)), TensorRef.whole(wbuf)]
+        if cbuf is not None:
+            ins.append(TensorRef.whole(cbuf))
+        attrs = {"strides": strides, "pads": pads, "pad_value": x_zp}
+        if requant:
+            attrs["requant"] = requant
+        imp.add(f"conv{i}", OpType.CONV, DType.INT8, ins,
+                [TensorRef(y.name, (i, 0, 0, 0), (1, oc, oh, ow))],
+                shape={"IC": c, "H": h, "W": wd, "OC": oc, "KH": kh, "KW": kw, "OH": oh, "OW": ow},
+                attrs=attrs)
+
+
+@_handles("QLinearConv")
+def _qlinear_conv(imp: _Importer, node: onnx.NodeProto) -> None:
+    tx, txs, txzp, tw, tws, twzp, tys, tyzp = node.input[:8]
+    tb = node.input[8] if len(node.input) > 8 and node.input[8] else None
+    w = _int8_weight(imp, tw, twzp, "w")
+    x_s, w_s = float(_scalar(imp, txs, "x_scale")), float(_scalar(imp, tws, "w_scale"))
+    y_s = float(_scalar(imp, tys, "y_scale"))
+    _int8_operand(imp, tyzp, "y_zero_point")
+    y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
+    bias = np.asarray(imp.const(tb, "the bias")) if tb else None
+    _int_conv(imp, node, tx, _a_zero_point(imp, txzp, "x_zero_point"), tw, w, bias,
+              _requant(x_s * w_s / y_s, y_zp), QuantParams(y_s, y_zp))
+
+
+@_handles("ConvInteger")
+def _conv_integer(imp: _Importer, node: onnx.NodeProto) -> None:
+    tx, tw = node.input[0], node.input[1]
+    txzp = node.input[2] if len(node.input) > 2 else ""
+    twzp = node.input[3] if len(node.input) > 3 else ""
+    w = _int8_weight(imp, tw, twzp, "w")
+    _int_conv(imp, node, tx, _a_zero_point(imp, txzp, "x_zero_point"), tw, w, None, None, None)
+
+
+#: ONNX operators the frontend accepts (on computed tensors; constant sub-graphs are folded).
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(_HANDLERS))

@@ -1,0 +1,117 @@
+"""Schedule reports: a Gantt chart PNG and a Perfetto/Chrome trace JSON.
+
+The trace follows the Chrome Trace Event format (``{"traceEvents": [...]}``, loadable in
+https://ui.perfetto.dev and chrome://tracing): process 1 is the pool with one thread per
+unit and one complete event (``"ph": "X"``) per micro-op; process 2 is the NoC with one
+thread per source unit and one complete event per transfer, and flow events (``"s"`` /
+``"f"``) tie each transfer to its producer and consumer. Times are microseconds at the
+pool's clock (``ts = cycles / clock_mhz``); every event also carries its cycles in
+``args``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Hashable
+
+from sched.schedulers import Schedule
+
+__all__ = ["chrome_trace", "write_trace", "gantt_png"]
+
+_POOL_PID = 1
+_NOC_PID = 2
+
+
+def _op_label(dag: Any, n: Hashable) -> tuple[str, dict]:
+    if dag is None or n not in dag.nodes or "op" not in dag.nodes[n]:
+        return "op", {}
+    op = dag.nodes[n]["op"]
+    cat = op.op.value + (f".{op.func.value}" if getattr(op, "func", None) is not None else "")
+    args = {"dtype": op.dtype.key, "shape": dict(op.shape), "flops": op.flops,
+            "sparsity": op.sparsity, "source": op.source}
+    return cat, args
+
+
+def chrome_trace(schedule: Schedule, dag: Any = None) -> dict:
+    """The schedule as a Chrome/Perfetto trace document (a dict ready for ``json.dump``)."""
+    mhz = schedule.pool.config.clock_mhz
+    us = lambda cycles: cycles / mhz  # noqa: E731
+    units = {u.name: u for u in schedule.pool.units}
+    tid = {name: u.index + 1 for name, u in units.items()}
+    ev: list[dict] = [
+        {"ph": "M", "pid": _POOL_PID, "name": "process_name",
+         "args": {"name": f"pool {schedule.pool.name} ({schedule.name})"}},
+        {"ph": "M", "pid": _NOC_PID, "name": "process_name", "args": {"name": "NoC transfers"}},
+    ]
+    for name, u in units.items():
+        ev.append({"ph": "M", "pid": _POOL_PID, "tid": tid[name], "name": "thread_name",
+                   "args": {"name": f"{name} ({u.kind.key} at {u.at[0]},{u.at[1]})"}})
+        ev.append({"ph": "M", "pid": _POOL_PID, "tid": tid[name], "name": "thread_sort_index",
+                   "args": {"sort_index": tid[name]}})
+        ev.append({"ph": "M", "pid": _NOC_PID, "tid": tid[name], "name": "thread_name",
+                   "args": {"name": f"from {name}"}})
+    for n, s in schedule.slots.items():
+        cat, args = _op_label(dag, n)
+        ev.append({"ph": "X", "pid": _POOL_PID, "tid": tid[s.unit], "name": str(n), "cat": cat,
+                   "ts": us(s.start), "dur": us(s.finish - s.start),
+                   "args": {"start_cycle": s.start, "finish_cycle": s.finish, **args}})
+    for k, t in enumerate(schedule.transfers):
+        ev.append({"ph": "X", "pid": _NOC_PID, "tid": tid[t.src_unit],
+                   "name": f"{t.src} -> {t.dst}", "cat": "transfer", "ts": us(t.start),
+                   "dur": us(t.arrive - t.start),
+                   "args": {"bytes": t.nbytes, "to": t.dst_unit, "start_cycle": t.start,
+                            "arrive_cycle": t.arrive}})
+        ev.append({"ph": "s", "pid": _POOL_PID, "tid": tid[t.src_unit], "id": k, "name": "data",
+                   "cat": "flow", "ts": us(t.start)})
+        ev.append({"ph": "f", "pid": _POOL_PID, "tid": tid[t.dst_unit], "id": k, "name": "data",
+                   "cat": "flow", "bp": "e", "ts": us(max(t.arrive, schedule.slots[t.dst].start))})
+    return {"traceEvents": ev, "displayTimeUnit": "ns",
+            "otherData": {"scheduler": schedule.name, "pool": schedule.pool.name,
+                          "makespan_cycles": schedule.makespan, "clock_mhz": mhz}}
+
+
+def write_trace(schedule: Schedule, path: str | Path, dag: Any = None) -> Path:
+    """Write :func:`chrome_trace` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(chrome_trace(schedule, dag)))
+    return path
+
+
+def gantt_png(schedule: Schedule, path: str | Path, dag: Any = None, title: str | None = None,
+              lower_bound: int | None = None) -> Path:
+    """Draw one row per unit, one bar per micro-op coloured by operation type, to a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    units = list(schedule.pool.units)
+    rows: dict[str, dict[str, list]] = {u.name: {} for u in units}
+    for n, s in schedule.slots.items():
+        cat = _op_label(dag, n)[0].split(".")[0]
+        rows[s.unit].setdefault(cat, []).append((s.start, s.finish - s.start))
+    cats = sorted({c for r in rows.values() for c in r})
+    cmap = plt.get_cmap("tab10")
+    colour = {c: cmap(i % 10) for i, c in enumerate(cats)}
+    fig, ax = plt.subplots(figsize=(12, 0.5 * len(units) + 1.5))
+    for y, u in enumerate(units):
+        for c, bars in rows[u.name].items():
+            ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=colour[c], edgecolor="none")
+    ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
+    ax.invert_yaxis()
+    ax.set_xlabel("cycles")
+    if lower_bound:
+        ax.axvline(lower_bound, color="k", ls="--", lw=0.8, label="lower bound")
+    ax.set_xlim(0, max(schedule.makespan, 1))
+    ax.set_title(title or f"{schedule.name} on {schedule.pool.name}: makespan "
+                          f"{schedule.makespan} cycles")
+    ax.legend(handles=[Patch(color=colour[c], label=c) for c in cats], loc="upper right",
+              fontsize="small", ncol=max(1, len(cats) // 4))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,554 @@
+"""Schedulers: plain functions ``(dag, pool, cost) -> Schedule``.
+
+``dag`` is a networkx DiGraph whose nodes carry the micro-op in attribute ``op``
+(:class:`sched.ir.MicroOp`); ``pool`` a :class:`sched.pool.Pool`; ``cost`` a
+:class:`sched.cost.model.CostModel` (or any object with the same ``task_cycles``,
+``edge_bytes``, ``comm_cycles`` and ``mean_comm_cycles``, such as :class:`TableCost`).
+
+=============  =========================================================================
+``greedy``     the seed's algorithm: topological order; among the units that support the
+               op type and data type, the one with the lowest estimated latency (its
+               cycles for the micro-op); start when it is free and the data has arrived
+``heft``       insertion-based HEFT (Topcuoglu, Hariri and Wu 2002) with communication
+               costs from the NoC model (hop distance, flits, packet overhead)
+``lookahead``  HEFT priorities, NoC link contention while placing (each transfer books
+               the links of its XY route) and one level of lookahead: a unit is chosen
+               for the finish time it allows the micro-op's children, not its own
+``search``     runs ``heft``, ``lookahead``, a critical-path-priority HEFT and ``greedy``
+               and keeps the schedule with the shortest contended makespan: never worse
+               than any of them under the common evaluation
+=============  =========================================================================
+
+Every scheduler decides an assignment and a per-unit order; :func:`replay` then times it
+under one common model (units run one micro-op at a time in that order, every cross-unit
+result crosses the mesh as a transfer that books the links of its XY route), so that
+makespans of different schedulers are compared on equal terms. ``Schedule.planned`` keeps
+the scheduler's own estimate.
+
+:func:`lower_bound` is max(critical path with every micro-op on its fastest unit and free
+communication, and for every set of units the work that can only run there divided by its
+size).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+
+import networkx as nx
+
+from hw.config import UnitKind
+from sched.pool import AllocationError, Pool, PoolState, Unit, balance_report
+
+__all__ = [
+    "Slot", "Transfer", "Schedule", "TableCost", "greedy", "heft", "lookahead", "search",
+    "SCHEDULERS", "lower_bound", "replay", "upward_rank",
+]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where and when one micro-op runs."""
+
+    unit: str
+    start: int
+    finish: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One result moved between units: the edge ``src -> dst`` over the mesh."""
+
+    src: Hashable
+    dst: Hashable
+    src_unit: str
+    dst_unit: str
+    nbytes: int
+    start: int
+    arrive: int
+
+
+@dataclass
+class Schedule:
+    """A schedule: micro-op -> (unit, start, finish), plus the transfers between units.
+
+    Attributes
+    ----------
+    name : str
+        The scheduler that made it.
+    pool : Pool
+    slots : dict
+        Node -> :class:`Slot`.
+    transfers : list of Transfer
+    planned : int
+        The scheduler's own makespan estimate (before :func:`replay`).
+    """
+
+    name: str
+    pool: Pool
+    slots: dict[Hashable, Slot]
+    transfers: list[Transfer] = field(default_factory=list)
+    planned: int = 0
+
+    @property
+    def makespan(self) -> int:
+        return max((s.finish for s in self.slots.values()), default=0)
+
+    def unit_order(self) -> dict[str, list[Hashable]]:
+        """Micro-ops per unit, in start order."""
+        out: dict[str, list] = {u.name: [] for u in self.pool.units}
+        for n, s in sorted(self.slots.items(), key=lambda kv: (kv[1].start, kv[1].finish)):
+            out[s.unit].append(n)
+        return out
+
+    def busy(self) -> dict[str, int]:
+        """Busy cycles per unit."""
+        out = {u.name: 0 for u in self.pool.units}
+        for s in self.slots.values():
+            out[s.unit] += s.finish - s.start
+        return out
+
+    def utilization(self) -> dict[str, float]:
+        """Per-unit busy share and per-kind balance (:func:`sched.pool.balance_report`)."""
+        return balance_report(self.pool, self.busy(), self.makespan)
+
+    def verify(self, dag: nx.DiGraph) -> None:
+        """Check the schedule: every micro-op placed once on a unit that supports it, no
+        two overlapping on one unit, every micro-op starting after its inputs arrived.
+
+        Raises
+        ------
+        AllocationError
+            Naming the first offending micro-op.
+        """
+        missing = [n for n in dag.nodes if n not in self.slots]
+        if missing:
+            raise AllocationError(f"Schedule {self.name!r} does not place micro-op(s) "
+                                  f"{missing[:5]!r}")
+        state = PoolState(self.pool)
+        for n, s in self.slots.items():
+            unit = self.pool.unit(s.unit)
+            op = dag.nodes[n]["op"]
+            if unit not in self.pool.candidates(op, n):
+                raise AllocationError(f"Micro-op {n!r} placed on {unit.name}, which does not "
+                                      f"support {op.op.value} on {op.dtype.key}")
+            state.reserve(unit, n, s.start, s.finish)
+        arrive = {(t.src, t.dst): t.arrive for t in self.transfers}
+        for u, v in dag.edges:
+            ready = arrive.get((u, v), self.slots[u].finish)
+            if self.slots[v].start < ready:
+                raise AllocationError(f"Micro-op {v!r} starts at {self.slots[v].start}, before "
+                                      f"its input from {u!r} arrives at {ready}")
+
+    def summary(self, lower: int | None = None) -> str:
+        """A few readable lines: makespan, bound, per-unit utilisation."""
+        util = self.utilization()
+        lines = [f"schedule {self.name} on pool {self.pool.name}: {len(self.slots)} micro-ops, "
+                 f"makespan {self.makespan} cycles"
+                 + (f" ({self.makespan / lower:.3f}x the lower bound {lower})" if lower else "")
+                 + f", {len(self.transfers)} transfers"]
+        busy = self.busy()
+        for u in self.pool.units:
+            nops = sum(1 for s in self.slots.values() if s.unit == u.name)
+            lines.append(f"  {u.name:6} {u.kind.key:6} {nops:6d} ops  busy {busy[u.name]:9d}  "
+                         f"{100 * util[f'util.{u.name}']:5.1f}%")
+        for k, v in util.items():
+            if k.startswith("balance."):
+                lines.append(f"  balance {k[8:]}: {v:.3f} (min/max busy)")
+        return "\n".join(lines)
+
+
+class TableCost:
+    """A cost model given as tables (for textbook examples and tests).
+
+    Parameters
+    ----------
+    cycles : mapping node -> sequence of int
+        Execution time of each node on each unit, indexed like ``pool.units``.
+    comm : mapping (u, v) -> int
+        Communication cost of each edge when its ends run on different units (0 on the
+        same unit); also its mean cost for HEFT's ranking, as in the HEFT paper.
+    """
+
+    def __init__(self, cycles: Mapping[Hashable, Sequence[int]], comm: Mapping[tuple, int]):
+        self.cycles = cycles
+        self.comm = comm
+
+    def task_cycles(self, dag: nx.DiGraph, n: Hashable, unit: Unit) -> int:
+        return self.cycles[n][unit.index]
+
+    def edge_bytes(self, dag: nx.DiGraph, u: Hashable, v: Hashable) -> int:
+        return self.comm[(u, v)]
+
+    def comm_cycles(self, nbytes: int, src: Unit, dst: Unit) -> int:
+        return 0 if src is dst else nbytes
+
+    def mean_comm_cycles(self, nbytes: int, srcs: Sequence[Unit], dsts: Sequence[Unit]) -> float:
+        return float(nbytes)
+
+
+# -- shared preparation -----------------------------------------------------------------
+
+class _Problem:
+    """The DAG in topological order with candidate units, cycles and edge bytes precomputed."""
+
+    def __init__(self, dag: nx.DiGraph, pool: Pool, cost: Any):
+        self.dag, self.pool, self.cost = dag, pool, cost
+        self.nodes = list(nx.topological_sort(dag))
+        index = {n: i for i, n in enumerate(self.nodes)}
+        self.index = index
+        n = len(self.nodes)
+        self.cands: list[tuple[Unit, ...]] = [()] * n
+        self.w: list[list[tuple[Unit, int]]] = [[] for _ in range(n)]
+        self.preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        self.succs: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        edge_bytes = cost.edge_bytes
+        for u, v, d in dag.edges(data=True):
+            b = d.get("bytes")
+            if b is None:
+                b = edge_bytes(dag, u, v)
+            iu, iv = index[u], index[v]
+            self.succs[iu].append((iv, b))
+            self.preds[iv].append((iu, b))
+        task_cycles = cost.task_cycles
+        external = getattr(cost, "external_bytes", None)
+        nodes_attr = dag.nodes
+        for i, node in enumerate(self.nodes):
+            op = nodes_attr[node]["op"]
+            cands = pool.candidates(op, node)
+            ws = _working_set(op)
+            fits = [u for u in cands if u.kind is UnitKind.MEMORY or ws <= u.caps.scratchpad_bytes]
+            if not fits:
+                sizes = ", ".join(f"{u.name} {u.caps.scratchpad_bytes}" for u in cands)
+                raise AllocationError(f"Micro-op {node!r} needs {ws} bytes of "
+                                      f"scratchpad (operands and result) but its units have "
+                                      f"{sizes}; decompose it into smaller tiles")
+            self.cands[i] = cands if len(fits) == len(cands) else tuple(fits)
+            if external is not None:
+                ext = external(op, sum(b for _, b in self.preds[i]), not self.succs[i])
+                self.w[i] = [(u, task_cycles(dag, node, u, ext)) for u in fits]
+            else:
+                self.w[i] = [(u, task_cycles(dag, node, u)) for u in fits]
+
+    def mean_w(self, i: int) -> float:
+        ws = self.w[i]
+        return sum(c for _, c in ws) / len(ws)
+
+    def min_w(self, i: int) -> int:
+        return min(c for _, c in self.w[i])
+
+
+def _working_set(op: Any) -> int:
+    return getattr(op, "bytes_in", 0) + getattr(op, "bytes_out", 0)
+
+
+def upward_rank(P: _Problem) -> list[float]:
+    """HEFT's upward rank: mean cost plus the heaviest path to an exit."""
+    n = len(P.nodes)
+    rank = [0.0] * n
+    mean_comm = P.cost.mean_comm_cycles
+    for i in range(n - 1, -1, -1):
+        best = 0.0
+        ci = P.cands[i]
+        for j, b in P.succs[i]:
+            r = mean_comm(b, ci, P.cands[j]) + rank[j]
+            if r > best:
+                best = r
+        rank[i] = P.mean_w(i) + best
+    return rank
+
+
+def _downward_rank(P: _Problem) -> list[float]:
+    n = len(P.nodes)
+    rank = [0.0] * n
+    mean_comm = P.cost.mean_comm_cycles
+    for i in range(n):
+        best = 0.0
+        for j, b in P.preds[i]:
+            r = rank[j] + P.mean_w(j) + mean_comm(b, P.cands[j], P.cands[i])
+            if r > best:
+                best = r
+        rank[i] = best
+    return rank
+
+
+class _Timeline:
+    """Bookings of one unit: sorted starts/finishes for insertion-based placement."""
+
+    __slots__ = ("starts", "finishes")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.finishes: list[int] = []
+
+    def earliest(self, ready: int, duration: int) -> int:
+        import bisect
+        starts, finishes = self.starts, self.finishes
+        n = len(starts)
+        if not n or ready >= finishes[-1]:
+            return max(ready, finishes[-1]) if n else ready
+        i = bisect.bisect_right(finishes, ready)
+        t = ready
+        while i < n:
+            if starts[i] - t >= duration:
+                return t
+            if finishes[i] > t:
+                t = finishes[i]
+            i += 1
+        return t
+
+    def book(self, start: int, finish: int) -> None:
+        import bisect
+        i = bisect.bisect_right(self.starts, start)
+        self.starts.insert(i, start)
+        self.finishes.insert(i, finish)
+
+
+def _links(cost: Any):
+    """A link table for contention if the cost model has a mesh, else None."""
+    from sched.cost.model import CostModel, LinkTable
+    return LinkTable(cost) if isinstance(cost, CostModel) else None
+
+
+# -- common evaluation ------------------------------------------------------------------
+
+def replay(P: _Problem, assign: Sequence[Unit], order_key: Sequence[float], name: str,
+           planned: int = 0) -> Schedule:
+    """Time an assignment and per-unit order under the common model.
+
+    Micro-ops are taken in ``order_key`` order (ties: topological), which must be a
+    topological order consistent with each unit's order. A micro-op starts when its unit
+    has finished the previous one and every input has arrived; a result crosses the mesh
+    as one transfer per consuming micro-op on another unit, booked on the links of its
+    route when the producer finishes.
+    """
+    n = len(P.nodes)
+    seq = sorted(range(n), key=lambda i: (order_key[i], i))
+    links = _links(P.cost)
+    comm = P.cost.comm_cycles
+    unit_free: dict[str, int] = {}
+    arrive: list[dict[int, int]] = [dict() for _ in range(n)]
+    finish = [0] * n
+    pos = [0] * n
+    for k, i in enumerate(seq):
+        pos[i] = k
+    slots: dict[Hashable, Slot] = {}
+    transfers: list[Transfer] = []
+    wtab = P.w
+    for i in seq:
+        u = assign[i]
+        ready = unit_free.get(u.name, 0)
+        for j, _ in P.preds[i]:
+            if pos[j] > pos[i]:
+                raise AllocationError(f"Order puts {P.nodes[i]!r} before its input "
+                                      f"{P.nodes[j]!r}")
+            t = arrive[i].get(j, finish[j])
+            if t > ready:
+                ready = t
+        cyc = next(c for v, c in wtab[i] if v is u)
+        f = ready + cyc
+        finish[i] = f
+        unit_free[u.name] = f
+        slots[P.nodes[i]] = Slot(u.name, ready, f)
+        for j, b in P.succs[i]:
+            v = assign[j]
+            if v is u:
+                continue
+            if links is not None:
+                a = links.book(b, u.at, v.at, f)
+            else:
+                a = f + comm(b, u, v)
+            arrive[j][i] = a
+            transfers.append(Transfer(P.nodes[i], P.nodes[j], u.name, v.name, b, f, a))
+    return Schedule(name, P.pool, slots, transfers, planned)
+
+
+# -- schedulers -------------------------------------------------------------------------
+
+def greedy(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
+    """The seed's scheduler: topological order; the supporting unit with the lowest
+    estimated latency for the micro-op (ties: config order); start when that unit is free
+    and the inputs have arrived."""
+    P = _Problem(dag, pool, cost)
+    comm = cost.comm_cycles
+    n = len(P.nodes)
+    assign: list[Unit] = [None] * n  # type: ignore[list-item]
+    start = [0] * n
+    finish = [0] * n
+    free: dict[str, int] = {}
+    for i in range(n):
+        u, cyc = min(P.w[i], key=lambda uc: uc[1])   # min keeps the first of equals
+        ready = free.get(u.name, 0)
+        for j, b in P.preds[i]:
+            t = finish[j] + comm(b, assign[j], u)
+            if t > ready:
+                ready = t
+        assign[i], start[i], finish[i] = u, ready, ready + cyc
+        free[u.name] = ready + cyc
+    return replay(P, assign, start, "greedy", max(finish, default=0))
+
+
+def _heft_core(P: _Problem, prio: Sequence[int], name: str) -> Schedule:
+    comm = P.cost.comm_cycles
+    n = len(P.nodes)
+    lines = {u.name: _Timeline() for u in P.pool.units}
+    assign: list[Unit] = [None] * n  # type: ignore[list-item]
+    start = [0] * n
+    finish = [0] * n
+    preds, wtab = P.preds, P.w
+    for i in prio:
+        best_f = best_s = -1
+        best_u = None
+        pi = preds[i]
+        for u, cyc in wtab[i]:
+            ready = 0
+            for j, b in pi:
+                aj = assign[j]
+                t = finish[j] if aj is u else finish[j] + comm(b, aj, u)
+                if t > ready:
+                    ready = t
+            s = lines[u.name].earliest(ready, cyc)
+            if best_u is None or s + cyc < best_f:
+                best_f, best_s, best_u = s + cyc, s, u
+        lines[best_u.name].book(best_s, best_f)
+        assign[i], start[i], finish[i] = best_u, best_s, best_f
+    return replay(P, assign, start, name, max(finish, default=0))
+
+
+def heft(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
+    """Insertion-based HEFT: micro-ops by decreasing upward rank (mean cycles over their
+    units plus mean NoC transfer cost), each on the unit giving the earliest finish, in the
+    first idle gap long enough (insertion policy)."""
+    P = _Problem(dag, pool, cost)
+    rank = upward_rank(P)
+    prio = sorted(range(len(P.nodes)), key=lambda i: (-rank[i], i))
+    s = _heft_core(P, prio, "heft")
+    s.ranks = {P.nodes[i]: rank[i] for i in range(len(P.nodes))}  # type: ignore[attr-defined]
+    return s
+
+
+def _cp_heft(P: _Problem) -> Schedule:
+    """HEFT placement with priority upward + downward rank (critical-path first, CPOP's)."""
+    up, down = upward_rank(P), _downward_rank(P)
+    # A valid topological priority: sort by (downward rank + own cost) keeps precedence
+    # only with ties resolved by topological index, so sort by earliest-start levels.
+    prio = sorted(range(len(P.nodes)), key=lambda i: (down[i], -(up[i] + down[i]), i))
+    return _heft_core(P, prio, "cp-heft")
+
+
+def lookahead(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
+    """HEFT order with NoC link contention and one level of lookahead.
+
+    For micro-op ``t`` (by decreasing upward rank) and each unit ``u`` that can run it,
+    the inputs' transfers are timed on the links they would use (contention with the
+    transfers already placed), ``t``'s finish on ``u`` is found by insertion, and then
+    each child of ``t`` is placed tentatively on its best unit given ``t`` on ``u``. The
+    unit minimising the latest tentative child finish (then ``t``'s own finish) wins;
+    only ``t`` and its input transfers are booked.
+    """
+    P = _Problem(dag, pool, cost)
+    rank = upward_rank(P)
+    n = len(P.nodes)
+    prio = sorted(range(n), key=lambda i: (-rank[i], i))
+    comm = cost.comm_cycles
+    links = _links(cost)
+    lines = {u.name: _Timeline() for u in pool.units}
+    assign: list[Unit | None] = [None] * n
+    start = [0] * n
+    finish = [0] * n
+    preds, succs, wtab = P.preds, P.succs, P.w
+
+    def arrival(j: int, b: int, u: Unit) -> int:
+        aj = assign[j]
+        if aj is u:
+            return finish[j]
+        if links is not None:
+            return links.earliest(b, aj.at, u.at, finish[j])
+        return finish[j] + comm(b, aj, u)
+
+    for i in prio:
+        best = None
+        for u, cyc in wtab[i]:
+            ready = 0
+            for j, b in preds[i]:
+                t = arrival(j, b, u)
+                if t > ready:
+                    ready = t
+            s = lines[u.name].earliest(ready, cyc)
+            f = s + cyc
+            # lookahead: the children's best finish with t on u
+            horizon = f
+            for c, bc in succs[i]:
+                best_c = None
+                for v, cycc in wtab[c]:
+                    rc = f if v is u else f + comm(bc, u, v)
+                    for j, b in preds[c]:
+                        if j != i and assign[j] is not None:
+                            t = finish[j] if assign[j] is v else finish[j] + comm(b, assign[j], v)
+                            if t > rc:
+                                rc = t
+                    sc = lines[v.name].earliest(rc, cycc)
+                    if v is u and sc < f:
+                        sc = max(sc, f)
+                    fc = sc + cycc
+                    if best_c is None or fc < best_c:
+                        best_c = fc
+                if best_c > horizon:
+                    horizon = best_c
+            key = (horizon, f)
+            if best is None or key < best[0]:
+                best = (key, u, s, f)
+        _, u, s, f = best
+        if links is not None:
+            for j, b in preds[i]:
+                if assign[j] is not u:
+                    links.book(b, assign[j].at, u.at, finish[j])
+        lines[u.name].book(s, f)
+        assign[i], start[i], finish[i] = u, s, f
+    return replay(P, assign, start, "lookahead", max(finish, default=0))
+
+
+def search(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
+    """Portfolio search: ``heft``, ``lookahead``, critical-path HEFT and ``greedy``, timed
+    under the common contended model; the shortest wins (ties: that order)."""
+    P = _Problem(dag, pool, cost)
+    rank = upward_rank(P)
+    prio = sorted(range(len(P.nodes)), key=lambda i: (-rank[i], i))
+    tried = [_heft_core(P, prio, "heft"), lookahead(dag, pool, cost), _cp_heft(P),
+             greedy(dag, pool, cost)]
+    best = min(tried, key=lambda s: s.makespan)
+    best.name = f"search({best.name})"
+    best.tried = {s.name: s.makespan for s in tried}  # type: ignore[attr-defined]
+    return best
+
+
+#: Every scheduler by name.
+SCHEDULERS: Mapping[str, Callable[[nx.DiGraph, Pool, Any], Schedule]] = {
+    "greedy": greedy, "heft": heft, "lookahead": lookahead, "search": search,
+}
+
+
+def lower_bound(dag: nx.DiGraph, pool: Pool, cost: Any) -> int:
+    """A makespan no schedule can beat.
+
+    max of: the critical path with every micro-op on its fastest unit and no
+    communication; and, for every set of units that is some micro-op's candidate set, the
+    fastest-unit work of all micro-ops confined to that set divided by its size.
+    """
+    P = _Problem(dag, pool, cost)
+    n = len(P.nodes)
+    mw = [P.min_w(i) for i in range(n)]
+    longest = [0] * n
+    for i in range(n):
+        longest[i] = mw[i] + max((longest[j] for j, _ in P.preds[i]), default=0)
+    cp = max(longest, default=0)
+    sets: dict[frozenset, int] = {}
+    for i in range(n):
+        key = frozenset(u.name for u in P.cands[i])
+        sets[key] = sets.get(key, 0) + mw[i]
+    work = 0.0
+    for s in sets:
+        total = sum(v for k, v in sets.items() if k <= s)
+        work = max(work, total / len(s))
+    return max(cp, math.ceil(work))
