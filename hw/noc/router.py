@@ -190,14 +190,17 @@ class Router(wiring.Component):
         for p, q, f in zip(Port, fifos, heads):
             hdr = data.View(Header, f.data[:Header.size])
             computed = Signal(range(n), name=f"route_calc_{p.name.lower()}")
-            with m.If(hdr.dst_x > self._x):
-                m.d.comb += computed.eq(Port.EAST)
-            with m.Elif(hdr.dst_x < self._x):
-                m.d.comb += computed.eq(Port.WEST)
-            with m.Elif(hdr.dst_y > self._y):
-                m.d.comb += computed.eq(Port.SOUTH)
-            with m.Elif(hdr.dst_y < self._y):
-                m.d.comb += computed.eq(Port.NORTH)
+            # XY order; the "< 0" tests at the west/north edge are left out (constant,
+            # and lint says so).
+            tests = [(hdr.dst_x > self._x, Port.EAST)]
+            if self._x:
+                tests.append((hdr.dst_x < self._x, Port.WEST))
+            tests.append((hdr.dst_y > self._y, Port.SOUTH))
+            if self._y:
+                tests.append((hdr.dst_y < self._y, Port.NORTH))
+            for k, (cond, port) in enumerate(tests):
+                with (m.If if k == 0 else m.Elif)(cond):
+                    m.d.comb += computed.eq(port)
             with m.Else():
                 m.d.comb += computed.eq(Port.LOCAL)
             held = Signal(range(n), name=f"route_held_{p.name.lower()}")
