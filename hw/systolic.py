@@ -1,0 +1,466 @@
+"""The output-stationary systolic GEMM engine shared by the DMU (BF16) and the LPU (INT8).
+
+One EXEC command computes ``D[M,N] = (C[M,N] if accumulate else 0) + A[M,K] x B[K,N]``
+on an R x C array of processing elements (PEs), each holding one 32-bit accumulator. What
+differs between units is the PE arithmetic (a :class:`MacKind`) and the output stage
+(:meth:`SystolicGemm.output_row`); streaming, control, addressing and the cycle
+behaviour are written once, here.
+
+Scratchpad layout (byte addresses in the command; R, C powers of two)
+-----------------------------------------------------------------------
+``Mp = ceil(M/R)*R`` and ``Np = ceil(N/C)*C`` are M and N padded to the array; ``e`` is the
+operand element size (2 bytes BF16, 1 byte INT8), ``o`` the output element size.
+
+- **A** is stored transposed, K x Mp row-major: ``A[i,k]`` at ``a_addr + (k*Mp + i)*e``.
+- **B** is K x Np row-major: ``B[k,j]`` at ``b_addr + (k*Np + j)*e``.
+- **C** (accumulator input, read only when ``accumulate``) is Mp x Np row-major of 32-bit
+  elements: ``C[i,j]`` at ``c_addr + (i*Np + j)*4``.
+- **D** (output) is Mp x Np row-major: ``D[i,j]`` at ``d_addr + (i*Np + j)*o``. Only the
+  M x N elements are written (byte enables); the padding is left untouched.
+- Every base address must be a multiple of :attr:`word_bytes`. Padding elements of A and
+  B (rows i >= M, columns j >= N) are read but only reach padding outputs, so their
+  contents do not matter. ``d_addr == c_addr`` (in place) is allowed.
+
+Operation and timing
+--------------------
+Output blocks of R x C are visited row-block-major (``ib`` outer, ``jb`` inner). Each block
+streams ``K`` operand pairs (one A slice ``A[ib*R:ib*R+R, k]`` and one B slice
+``B[k, jb*C:jb*C+C]`` per cycle, each one aligned word read) and takes ``P = max(K, R, C)``
+cycles; the next block streams right behind it, so fill and drain of consecutive blocks
+overlap (each PE's accumulator is copied to a shadow register on the block's last step,
+and the result rows are written, one word-write per row, while the next block computes).
+With ``accumulate``, the block's C rows are read (one per cycle) during its first R cycles
+into per-PE initial-value registers. The accumulation order in every PE is
+``acc = C[i,j] or 0; for k ascending: acc = acc + A[i,k]*B[k,j]`` (the :class:`MacKind`
+arithmetic).
+
+Cycle count (``busy`` high): ``1 + ceil(M/R)*ceil(N/C)*P + (K + R + C + 2 - P)``, or 1 when
+any of M, N, K is 0 (nothing is read or written); the cost model
+:func:`sched.cost.systolic.gemm_cycles` states it and is checked against this RTL.
+
+Command protocol
+----------------
+``cmd`` (valid/ready) is accepted only when idle (``ready`` = not ``busy``); ``busy`` rises
+the cycle after the transfer and falls the cycle after the last result word is written.
+"""
+
+from typing import Protocol
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MacKind", "GemmArgs", "SystolicGemm", "ProcessingElement",
+           "ADDR_BITS", "DIM_BITS"]
+
+#: Width of the byte addresses and of the M, N, K fields of the EXEC arguments.
+ADDR_BITS = 24
+DIM_BITS = 16
+
+#: Arguments common to every systolic GEMM command.
+GemmArgs = {
+    "a_addr": ADDR_BITS,
+    "b_addr": ADDR_BITS,
+    "c_addr": ADDR_BITS,
+    "d_addr": ADDR_BITS,
+    "m": DIM_BITS,
+    "n": DIM_BITS,
+    "k": DIM_BITS,
+    "accumulate": 1,
+}
+
+
+class MacKind(Protocol):
+    """The arithmetic of one PE: ``acc_out = acc_in + a * b`` (combinational).
+
+    Attributes
+    ----------
+    in_bits : int
+        Operand element width (16 for BF16, 8 for INT8).
+    acc_bits : int
+        Accumulator width (32).
+    """
+
+    in_bits: int
+    acc_bits: int
+
+    def create(self) -> wiring.Component:
+        """A combinational component with ports ``a``, ``b``, ``acc`` (in) and ``out``."""
+
+
+class ProcessingElement(wiring.Component):
+    """One output-stationary PE: operand registers, accumulator and result shadow register.
+
+    Each cycle the PE registers its left (``a_in`` with tags) and top (``b_in``) inputs and
+    passes them on (``a_out``/``b_out``). When the registered tags say ``valid``, the
+    accumulator takes ``mac(first ? init : acc, a, b)``; on ``last`` that value is also
+    copied into ``result``, which holds it while the next block accumulates.
+    """
+
+    def __init__(self, kind: MacKind):
+        self._kind = kind
+        w, acc = kind.in_bits, kind.acc_bits
+        super().__init__({
+            "a_in": In(w), "b_in": In(w),
+            "valid_in": In(1), "first_in": In(1), "last_in": In(1),
+            "init": In(acc),
+            "a_out": Out(w), "b_out": Out(w),
+            "valid_out": Out(1), "first_out": Out(1), "last_out": Out(1),
+            "result": Out(acc),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mac = mac = self._kind.create()
+        acc = Signal(self._kind.acc_bits)
+        m.d.sync += [
+            self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
+            self.valid_out.eq(self.valid_in), self.first_out.eq(self.first_in),
+            self.last_out.eq(self.last_in),
+        ]
+        m.d.comb += [
+            mac.a.eq(self.a_out), mac.b.eq(self.b_out),
+            mac.acc.eq(Mux(self.first_out, self.init, acc)),
+        ]
+        with m.If(self.valid_out):
+            m.d.sync += acc.eq(mac.out)
+            with m.If(self.last_out):
+                m.d.sync += self.result.eq(mac.out)
+        return m
+
+
+def _check_dim(what: str, value, hi: int = 64) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be a positive integer, not {value!r}")
+    if value < 1 or value > hi or value & (value - 1):
+        raise ValueError(f"{what} must be a power of two between 1 and {hi}, not {value!r}")
+    return value
+
+
+def _log2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+class SystolicGemm(wiring.Component):
+    """R x C output-stationary systolic GEMM engine (see the module docstring).
+
+    Subclasses (the units) set :attr:`kind` (the PE arithmetic), :attr:`funcs` and
+    :attr:`args` (their EXEC declaration), :attr:`out_bits_max`, and may override
+    :meth:`output_row` and :meth:`out_log2_bytes`.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size R x C; powers of two in 1..64.
+    scratchpad_bytes : int
+        Scratchpad size; a power of two of at least one word.
+
+    Attributes
+    ----------
+    cmd : In(stream.Signature(StructLayout({"func": funcs, "args": args})))
+    busy : Out(1)
+    rd_a, rd_b, rd_c : In(memory.ReadPort.Signature(addr_width, word_bits))
+        Scratchpad read ports (the unit drives ``addr``/``en``): A, B and the C input.
+    wr : In(memory.WritePort.Signature(addr_width, word_bits, granularity=8))
+        Scratchpad write port for D.
+    """
+
+    kind: MacKind
+    funcs: type
+    args: data.StructLayout
+    #: Widest output element (bits) the unit writes.
+    out_bits_max: int = 32
+
+    def __init__(self, *, rows: int, cols: int, scratchpad_bytes: int = 65536):
+        self._rows = _check_dim("Array rows", rows)
+        self._cols = _check_dim("Array columns", cols)
+        eb = self.kind.in_bits // 8
+        self._word_bytes = max(rows * eb, cols * eb, cols * self.out_bits_max // 8,
+                               cols * self.kind.acc_bits // 8, 4)
+        if isinstance(scratchpad_bytes, bool) or not isinstance(scratchpad_bytes, int):
+            raise TypeError(f"Scratchpad size must be a positive integer, not {scratchpad_bytes!r}")
+        if scratchpad_bytes < self._word_bytes or scratchpad_bytes & (scratchpad_bytes - 1):
+            raise ValueError(f"Scratchpad size must be a power of two of at least "
+                             f"{self._word_bytes} bytes, not {scratchpad_bytes!r}")
+        self._spad_bytes = scratchpad_bytes
+        self._addr_width = max(1, _log2(scratchpad_bytes // self._word_bytes))
+        self.cmd_layout = data.StructLayout({"func": self.funcs, "args": self.args})
+        rsig = memory.ReadPort.Signature(addr_width=self._addr_width, shape=self.word_bits)
+        wsig = memory.WritePort.Signature(addr_width=self._addr_width, shape=self.word_bits,
+                                          granularity=8)
+        super().__init__({
+            "cmd": In(stream.Signature(self.cmd_layout)),
+            "busy": Out(1),
+            "rd_a": In(rsig), "rd_b": In(rsig), "rd_c": In(rsig),
+            "wr": In(wsig),
+        })
+
+    # -- read-only parameters -----------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def word_bytes(self) -> int:
+        """Scratchpad word size in bytes (one A or B slice, one C or D row fit in a word)."""
+        return self._word_bytes
+
+    @property
+    def word_bits(self) -> int:
+        return self._word_bytes * 8
+
+    @property
+    def addr_width(self) -> int:
+        """Width of the (word) addresses of the scratchpad ports."""
+        return self._addr_width
+
+    @property
+    def scratchpad_bytes(self) -> int:
+        return self._spad_bytes
+
+    #: Scratchpad ports the unit needs: three read ports (A, B, C input), one write port.
+    read_ports = 3
+    write_ports = 1
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self._rows * self._cols
+
+    # -- unit hooks -------------------------------------------------------------------
+    def out_log2_bytes(self, args) -> Value:
+        """log2 of the output element size in bytes for these arguments (default: 32-bit)."""
+        return Const(2, 2)
+
+    def output_row(self, m: Module, args, row: list[Value]) -> Value:
+        """Output elements packed at the output width, from one row of accumulators."""
+        return Cat(*row)
+
+    # -- the engine -------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self._rows, self._cols
+        WB = self._word_bytes
+        lwb = _log2(WB)
+        ew = self.kind.in_bits
+        leb = _log2(ew // 8)
+        accw = self.kind.acc_bits
+
+        args = Signal(self.args)
+        # Derived per-command values (set up in the SETUP cycle).
+        mp, np_ = Signal(DIM_BITS + 7), Signal(DIM_BITS + 7)      # padded M and N
+        period = Signal(DIM_BITS)
+        a_kstride, b_kstride = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        c_rowstride, d_rowstride = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        lob = Signal(2)
+        m.d.comb += lob.eq(self.out_log2_bytes(args))
+
+        # Feeder counters and pointers (byte addresses).
+        ib_row0 = Signal(DIM_BITS + 7)        # ib * R
+        jb_col0 = Signal(DIM_BITS + 7)        # jb * C
+        t = Signal(DIM_BITS)                  # step within the block period
+        a_blk, a_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        b_blk, b_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        c_ibase, c_blk, c_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        drain = Signal(DIM_BITS + 8)
+
+        last_block = (ib_row0 + R >= mp) & (jb_col0 + C >= np_)
+
+        # Tags issued with this cycle's operand reads (they arrive with the data next cycle).
+        issue = Signal()
+        issue_first, issue_last = Signal(), Signal()
+        cin_issue = Signal()
+        cin_row = Signal(range(R))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += args.eq(self.cmd.payload.args)
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += self.busy.eq(1)
+                mpad = ((args.m + (R - 1)) >> _log2(R)) << _log2(R)
+                npad = ((args.n + (C - 1)) >> _log2(C)) << _log2(C)
+                pmin = max(R, C)
+                m.d.sync += [
+                    mp.eq(mpad), np_.eq(npad),
+                    period.eq(Mux(args.k > pmin, args.k, pmin)),
+                    a_kstride.eq(mpad << leb), b_kstride.eq(npad << leb),
+                    c_rowstride.eq(npad << 2), d_rowstride.eq(npad << lob),
+                    ib_row0.eq(0), jb_col0.eq(0), t.eq(0),
+                    a_blk.eq(args.a_addr), a_ptr.eq(args.a_addr),
+                    b_blk.eq(args.b_addr), b_ptr.eq(args.b_addr),
+                    c_ibase.eq(args.c_addr), c_blk.eq(args.c_addr), c_ptr.eq(args.c_addr),
+                ]
+                with m.If((args.m == 0) | (args.n == 0) | (args.k == 0)):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.comb += [
+                    issue.eq(t < args.k),
+                    issue_first.eq(t == 0),
+                    issue_last.eq(t == args.k - 1),
+                    cin_issue.eq(t < R),
+                    cin_row.eq(t[:max(1, _log2(R))] if R > 1 else 0),
+                ]
+                m.d.sync += [
+                    a_ptr.eq(a_ptr + a_kstride), b_ptr.eq(b_ptr + b_kstride),
+                    c_ptr.eq(c_ptr + c_rowstride), t.eq(t + 1),
+                ]
+                with m.If(t == period - 1):
+                    m.d.sync += t.eq(0)
+                    with m.If(jb_col0 + C >= np_):          # next row of blocks
+                        nxt_a = a_blk + (R << leb)
+                        nxt_c = c_ibase + (c_rowstride << _log2(R))
+                        m.d.sync += [
+                            ib_row0.eq(ib_row0 + R), jb_col0.eq(0),
+                            a_blk.eq(nxt_a), a_ptr.eq(nxt_a),
+                            b_blk.eq(args.b_addr), b_ptr.eq(args.b_addr),
+                            c_ibase.eq(nxt_c), c_blk.eq(nxt_c), c_ptr.eq(nxt_c),
+                        ]
+                    with m.Else():
+                        nxt_b = b_blk + (C << leb)
+                        nxt_c = c_blk + (C << 2)
+                        m.d.sync += [
+                            jb_col0.eq(jb_col0 + C),
+                            a_ptr.eq(a_blk),
+                            b_blk.eq(nxt_b), b_ptr.eq(nxt_b),
+                            c_blk.eq(nxt_c), c_ptr.eq(nxt_c),
+                        ]
+                    with m.If(last_block):
+                        m.d.sync += drain.eq(args.k + (R + C + 1) - period)
+                        m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    m.next = "IDLE"
+
+        # ---- operand reads (1-cycle latency) and slot selection ----------------------
+        def slot_of(ptr, slice_bytes):
+            if slice_bytes >= WB:
+                return Const(0, 1)
+            return ptr[_log2(slice_bytes):lwb]
+
+        def read(port, ptr, en, slice_bits):
+            slot = Signal.like(slot_of(ptr, slice_bits // 8), name=f"{port.addr.name}_slot")
+            m.d.comb += [port.addr.eq(ptr[lwb:lwb + self._addr_width]), port.en.eq(en)]
+            m.d.sync += slot.eq(slot_of(ptr, slice_bits // 8))
+            return port.data.word_select(slot, slice_bits) if slice_bits < self.word_bits \
+                else port.data
+
+        a_slice = read(self.rd_a, a_ptr, issue, R * ew)
+        b_slice = read(self.rd_b, b_ptr, issue, C * ew)
+        c_slice = read(self.rd_c, c_ptr, cin_issue & args.accumulate, C * accw)
+        v1, f1, l1 = Signal(), Signal(), Signal()
+        m.d.sync += [v1.eq(issue), f1.eq(issue & issue_first), l1.eq(issue & issue_last)]
+        cin_v1, cin_row1, cin_acc1 = Signal(), Signal.like(cin_row), Signal()
+        m.d.sync += [cin_v1.eq(cin_issue), cin_row1.eq(cin_row), cin_acc1.eq(args.accumulate)]
+
+        # ---- initial values: one row register set per array row ---------------------
+        init = [[Signal(accw, name=f"init_{i}_{j}") for j in range(C)] for i in range(R)]
+        for i in range(R):
+            with m.If(cin_v1 & (cin_row1 == i)):
+                for j in range(C):
+                    m.d.sync += init[i][j].eq(Mux(cin_acc1, c_slice[j * accw:(j + 1) * accw], 0))
+
+        # ---- the array, with input skew ---------------------------------------------
+        pes = [[ProcessingElement(self.kind) for _ in range(C)] for _ in range(R)]
+        for i in range(R):
+            for j in range(C):
+                m.submodules[f"pe_{i}_{j}"] = pes[i][j]
+                m.d.comb += pes[i][j].init.eq(init[i][j])
+
+        def delayed(value, n, name):
+            for s in range(n):
+                r = Signal.like(value, name=f"{name}_d{s + 1}")
+                m.d.sync += r.eq(value)
+                value = r
+            return value
+
+        for i in range(R):
+            pe = pes[i][0]
+            a_i = a_slice[i * ew:(i + 1) * ew]
+            m.d.comb += [
+                pe.a_in.eq(delayed(a_i, i, f"a{i}")),
+                pe.valid_in.eq(delayed(v1, i, f"v{i}")),
+                pe.first_in.eq(delayed(f1, i, f"f{i}")),
+                pe.last_in.eq(delayed(l1, i, f"l{i}")),
+            ]
+            for j in range(1, C):
+                left, pe = pes[i][j - 1], pes[i][j]
+                m.d.comb += [pe.a_in.eq(left.a_out), pe.valid_in.eq(left.valid_out),
+                             pe.first_in.eq(left.first_out), pe.last_in.eq(left.last_out)]
+        for j in range(C):
+            m.d.comb += pes[0][j].b_in.eq(delayed(b_slice[j * ew:(j + 1) * ew], j, f"b{j}"))
+            for i in range(1, R):
+                m.d.comb += pes[i][j].b_in.eq(pes[i - 1][j].b_out)
+
+        # ---- results: a row is complete one cycle after its last PE took `last` ------
+        row_done = [Signal(name=f"row_done_{i}") for i in range(R)]
+        for i in range(R):
+            pe = pes[i][C - 1]
+            m.d.sync += row_done[i].eq(pe.valid_out & pe.last_out)
+        any_done = Signal()
+        m.d.comb += any_done.eq(Cat(*row_done).any())
+        sel_row = [Signal(accw, name=f"sel_{j}") for j in range(C)]
+        for i in range(R):
+            with m.If(row_done[i]):
+                m.d.comb += [sel_row[j].eq(pes[i][j].result) for j in range(C)]
+
+        # Write-side walker: the same block order as the feeder.
+        w_row0, w_col0, w_r = Signal.like(ib_row0), Signal.like(jb_col0), Signal(range(R + 1))
+        w_ibase, w_blk, w_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [w_row0.eq(0), w_col0.eq(0), w_r.eq(0),
+                         w_ibase.eq(self.cmd.payload.args.d_addr),
+                         w_blk.eq(self.cmd.payload.args.d_addr),
+                         w_ptr.eq(self.cmd.payload.args.d_addr)]
+        with m.Elif(any_done):
+            m.d.sync += [w_r.eq(w_r + 1), w_ptr.eq(w_ptr + d_rowstride)]
+            with m.If(w_r == R - 1):
+                m.d.sync += w_r.eq(0)
+                with m.If(w_col0 + C >= np_):
+                    nxt = w_ibase + (d_rowstride << _log2(R))
+                    m.d.sync += [w_row0.eq(w_row0 + R), w_col0.eq(0),
+                                 w_ibase.eq(nxt), w_blk.eq(nxt), w_ptr.eq(nxt)]
+                with m.Else():
+                    nxt = w_blk + (C << lob)
+                    m.d.sync += [w_col0.eq(w_col0 + C), w_blk.eq(nxt), w_ptr.eq(nxt)]
+
+        # Write stage: register the row, its address and its column/row validity.
+        out_row = [Signal(accw, name=f"out_{j}") for j in range(C)]
+        wv, wptr = Signal(), Signal.like(w_ptr)
+        col_ok = Signal(C)
+        m.d.sync += [wv.eq(any_done & (w_row0 + w_r < args.m)), wptr.eq(w_ptr)]
+        m.d.sync += [out_row[j].eq(sel_row[j]) for j in range(C)]
+        m.d.sync += col_ok.eq(Cat(*[(w_col0 + j < args.n) for j in range(C)]))
+
+        packed = Signal(C * self.out_bits_max)
+        m.d.comb += packed.eq(self.output_row(m, args, out_row))
+        # Byte enables of the packed row: byte q belongs to column q >> lob.
+        row_bytes = C * self.out_bits_max // 8
+        ben = Signal(row_bytes)
+        for q in range(row_bytes):
+            col_ok_q = Signal(name=f"ben_{q}")
+            with m.Switch(lob):
+                for lo in range(3):
+                    with m.Case(lo):
+                        col = q >> lo
+                        m.d.comb += col_ok_q.eq(col_ok[col] if col < C else 0)
+            m.d.comb += ben[q].eq(col_ok_q)
+        # Place the row in its slot of the word (rows narrower than a word).
+        slot_shift = Signal(range(WB + 1))
+        m.d.comb += slot_shift.eq(wptr[:lwb] if lwb > 0 else 0)
+        m.d.comb += [
+            self.wr.addr.eq(wptr[lwb:lwb + self._addr_width]),
+            self.wr.data.eq(packed << (slot_shift * 8)),
+            self.wr.en.eq(Mux(wv, ben << slot_shift, 0)),
+        ]
+        return m

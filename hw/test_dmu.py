@@ -1,0 +1,90 @@
+"""DMU: bit-exact GEMMs and the exact cycle formula in amaranth.sim; cocotb on both simulators."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from hw import isa
+from hw.config import UnitKind, load_config
+from hw.dmu import Dmu, DmuArgs, DmuFunc
+from hw.gemm_sim import GemmCocotbTop, run_gemm
+from sched.cost import dmu as dmu_cost
+from sched.golden import numerics as nx
+from tb.harness import run_cocotb
+
+BF16 = ml_dtypes.bfloat16
+
+#: (rows, cols, m, n, k): K below, at and above R and C, ragged M and N, single elements.
+SWEEP = [(2, 4, m, n, k) for m, n, k in [
+    (1, 1, 1), (2, 4, 1), (3, 5, 2), (2, 4, 4), (5, 9, 3), (4, 8, 6), (1, 13, 5), (7, 3, 9),
+]] + [(4, 2, 6, 3, 1), (4, 2, 9, 5, 4), (1, 1, 3, 2, 5), (4, 4, 5, 6, 7)]
+
+
+def _tile(rows, cols):
+    from hw.config import TileConfig, DType
+    return TileConfig("dmu", UnitKind.DMU, 0, 0, (DType.BF16,), {"rows": rows, "cols": cols,
+                                                                 "scratchpad_bytes": 65536})
+
+
+def test_exec_declaration():
+    assert DmuArgs.size <= isa.EXEC_ARGS_BITS
+    assert isa.exec_spec(UnitKind.DMU).args is DmuArgs
+    cmd = isa.exec_cmd(UnitKind.DMU, DmuFunc.GEMM, a_addr=0x100, b_addr=0x200, c_addr=0x300,
+                       d_addr=0x400, m=64, n=64, k=256, accumulate=1)
+    back = isa.decode(cmd.encode(), UnitKind.DMU)
+    assert back.fields["args"]["k"] == 256 and back.fields["func"] is DmuFunc.GEMM
+
+
+def test_from_tile_default_config():
+    tile = load_config().tile("dmu0")
+    dmu = Dmu.from_tile(tile)
+    assert (dmu.rows, dmu.cols, dmu.scratchpad_bytes) == (8, 8, 65536)
+
+
+@pytest.mark.parametrize("rows, cols, m, n, k", SWEEP)
+def test_gemm_bit_exact_and_cycle_formula(rows, cols, m, n, k):
+    rng = np.random.default_rng(m * 1000 + n * 100 + k)
+    a = rng.standard_normal((m, k)).astype(BF16)
+    b = rng.standard_normal((k, n)).astype(BF16)
+    c = rng.standard_normal((m, n)).astype(np.float32) if (m + n + k) % 2 else None
+    r = run_gemm(Dmu(rows=rows, cols=cols, scratchpad_bytes=4096), a, b, c)
+    assert np.array_equal(r.d.view(np.uint32), nx.bf16_gemm(a, b, c).view(np.uint32))
+    assert r.cycles == dmu_cost.cycles(_tile(rows, cols), m=m, n=n, k=k)
+
+
+def test_special_values_bit_exact():
+    rng = np.random.default_rng(5)
+    spec = np.array([0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0x0001, 0x807F, 0x7F7F,
+                     0x3F80, 0xBF80, 0x0080], np.uint16)
+    a = rng.choice(spec, (5, 4)).view(BF16)
+    b = rng.choice(spec, (4, 6)).view(BF16)
+    c = rng.choice(np.array([0, 0x80000000, 0x7F800000, 0x7FC00001, 1, 0x3F800000],
+                            np.uint32), (5, 6)).view(np.float32)
+    for cc in (None, c):
+        r = run_gemm(Dmu(rows=2, cols=4, scratchpad_bytes=2048), a, b, cc)
+        assert np.array_equal(r.d.view(np.uint32), nx.bf16_gemm(a, b, cc).view(np.uint32))
+
+
+def test_default_array_8x8():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((9, 12)).astype(BF16)
+    b = rng.standard_normal((12, 10)).astype(BF16)
+    r = run_gemm(Dmu(rows=8, cols=8), a, b)
+    assert np.array_equal(r.d.view(np.uint32), nx.bf16_gemm(a, b).view(np.uint32))
+    assert r.cycles == dmu_cost.cycles(load_config().tile("dmu0"), m=9, n=10, k=12)
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_dmu_cocotb(sim):
+    params = {"rows": 4, "cols": 4, "scratchpad_bytes": 8192}
+    run_cocotb(lambda: GemmCocotbTop(Dmu(**params)), name="dmu", params=params,
+               test_module="hw.tb_dmu", sim=sim)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_dmu_cocotb_default_config(sim):
+    params = {"rows": 8, "cols": 8, "scratchpad_bytes": 65536}
+    run_cocotb(lambda: GemmCocotbTop(Dmu(**params)), name="dmu", params=params,
+               env={"shapes": 10, "max_dim": 40, "seed": 11},
+               test_module="hw.tb_dmu", sim=sim)
