@@ -54,6 +54,7 @@ from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .arith.requant import Requantizer
 from .config import UnitKind
 
 __all__ = ["CeFunc", "CeArgs", "CeCommand", "CE_SPEC", "ConvEngine", "MAX_KERNEL"]
@@ -131,7 +132,7 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, *, oc_lanes: int = 8, ic_lanes: int = 8, addr_width: int = 13,
-                 weight_depth: int = 256, out_fifo_depth: int = 4):
+                 weight_depth: int = 256, out_fifo_depth: int = 8):
         _check_int("Input-channel lanes", ic_lanes, 1, 64, power_of_two=True)
         _check_int("Output-channel lanes", oc_lanes, 1, 64)
         if oc_lanes % ic_lanes:
@@ -247,11 +248,15 @@ class ConvEngine(wiring.Component):
         m.d.comb += pipe_busy.eq(s1_valid | s2_valid | s3_valid | s4_valid)
 
         # ---------------- control FSM ----------------
-        m.d.comb += self.cmd.ready.eq(0)
+        # `idle` is a register rather than a decode of the FSM state: Icarus never evaluates
+        # a combinational block whose only input keeps its initial value, which would
+        # leave `cmd.ready` X until the first command.
+        idle = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(idle)
         with m.FSM(name="ce"):
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
+                    m.d.sync += idle.eq(0)
                     m.d.sync += args.eq(self.cmd.payload.args)
                     m.next = "SETUP"
             with m.State("SETUP"):
@@ -307,6 +312,7 @@ class ConvEngine(wiring.Component):
                         m.next = "BLOCK"
             with m.State("FINISH"):
                 with m.If(credits == self._out_fifo_depth):
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
         fsm_idle = Signal()
         m.d.comb += fsm_idle.eq(self.cmd.ready)
@@ -457,8 +463,18 @@ class ConvEngine(wiring.Component):
         return m
 
     def _requantize(self, m, acc, valid, a):
-        """The finished pixel as the FIFO stores it: INT32 lanes, or INT8 lanes in the low bytes."""
+        """The finished pixel as the FIFO stores it: INT32 lanes, or INT8 lanes in the low bytes.
+
+        One shared :class:`hw.arith.requant.Requantizer` per output-channel lane.
+        """
         OL = self._ol
+        ys = []
+        for o in range(OL):
+            rq = Requantizer()
+            m.submodules[f"requant{o}"] = rq
+            m.d.comb += [rq.acc.eq(acc[o]), rq.multiplier.eq(a.multiplier), rq.shift.eq(a.shift),
+                         rq.zero_point.eq(a.y_zero_point)]
+            ys.append(rq.y.as_unsigned())
         packed = Signal(OL * 32)
-        m.d.comb += packed.eq(acc.as_value())
+        m.d.comb += packed.eq(Mux(a.requant, Cat(*ys), acc.as_value()))
         return packed, valid

