@@ -33,7 +33,7 @@ Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -172,12 +172,14 @@ class TilePlan:
 
 def _sub(ref: TensorRef, starts: tuple[int, ...], sizes: tuple[int, ...]) -> TensorRef:
     """A sub-box of ``ref`` over its last ``len(starts)`` dimensions."""
-    n = len(starts)
-    lead = len(ref.shape) - n
+    off, shape = ref.offset, ref.shape
+    if len(off) == 2 and len(starts) == 2:  # the common case, kept fast
+        return TensorRef(ref.buffer, (off[0] + starts[0], off[1] + starts[1]), sizes)
+    lead = len(shape) - len(starts)
     if lead < 0:
-        raise ValueError(f"{ref} has fewer than {n} dimensions")
-    off = tuple(ref.offset[:lead]) + tuple(o + s for o, s in zip(ref.offset[lead:], starts))
-    return TensorRef(ref.buffer, off, tuple(ref.shape[:lead]) + tuple(sizes))
+        raise ValueError(f"{ref} has fewer than {len(starts)} dimensions")
+    return TensorRef(ref.buffer, off[:lead] + tuple(o + s for o, s in zip(off[lead:], starts)),
+                     shape[:lead] + tuple(sizes))
 
 
 def _blocks(total: int, step: int) -> list[tuple[int, int]]:
@@ -205,9 +207,11 @@ def _tiles(*ops: OpType) -> Callable[[_Tiler], _Tiler]:
     return deco
 
 
-def _two_d(ref: TensorRef) -> TensorRef:
-    """Express a GEMM operand ref over its last two dimensions (1-D buffers as [1, n])."""
-    return ref
+def _tile(op: MicroOp, tid: str, ins, out: TensorRef, shape: dict, attrs: Mapping,
+          kind: OpType | None = None) -> MicroOp:
+    """A tile of ``op``: same function, data type and source, its own boxes and shape."""
+    return MicroOp(tid, kind or op.op, op.dtype, tuple(ins), (out,), op.func, shape, attrs,
+                   source=op.source, source_op=op.source_op)
 
 
 @_tiles(OpType.GEMM, OpType.SPMM)
@@ -228,6 +232,7 @@ def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     may_sparse = (op.dtype is DType.BF16 and plan.has_smu and sparse_operand is not None)
     bc = op.attrs.get("c_broadcast")
     base_attrs = {k_: v for k_, v in op.attrs.items() if k_ not in ("c_broadcast", "requant")}
+    sparse_tile: dict[tuple[int, int], bool] = {}  # weight block -> is it sparse
     for mi, (m0, ms) in enumerate(_blocks(m, tm)):
         for ni, (n0, ns) in enumerate(_blocks(n, tn)):
             chain = f"{op.id}.m{mi}n{ni}"
@@ -256,14 +261,16 @@ def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
                     attrs.update(chain=chain, k_step=j, k_steps=len(ksteps))
                 kind = OpType.GEMM
                 if may_sparse:
-                    box = _const_box(g, tb if sparse_operand == 1 else ta)
-                    if box is not None and 1 - np.count_nonzero(box) / box.size >= \
-                            plan.options.sparse_threshold:
+                    key = (ni if sparse_operand == 1 else mi, j)
+                    if key not in sparse_tile:
+                        box = _const_box(g, tb if sparse_operand == 1 else ta)
+                        sparse_tile[key] = 1 - np.count_nonzero(box) / box.size >= \
+                            plan.options.sparse_threshold
+                    if sparse_tile[key]:
                         kind = OpType.SPMM
                         attrs["sparse_operand"] = sparse_operand
                 tid = f"{op.id}.m{mi}n{ni}k{j}" if len(ksteps) > 1 else f"{op.id}.m{mi}n{ni}"
-                g.add_op(replace(op, id=tid, op=kind, inputs=tuple(ins), outputs=(out,),
-                                 shape={"M": ms, "K": ks, "N": ns}, attrs=attrs, deps=()))
+                g.add_op(_tile(op, tid, ins, out, {"M": ms, "K": ks, "N": ns}, attrs, kind))
 
 
 @_tiles(OpType.CONV)
@@ -302,10 +309,9 @@ def _tile_conv(g: Graph, op: MicroOp, plan: TilePlan) -> None:
                 if len(icsteps) > 1:
                     attrs.update(chain=chain, k_step=j, k_steps=len(icsteps))
                 tid = f"{op.id}.o{oi}r{ri}" + (f"k{j}" if len(icsteps) > 1 else "")
-                g.add_op(replace(op, id=tid, inputs=tuple(ins), outputs=(out,), attrs=attrs,
-                                 shape={"IC": ics, "H": hi - lo + 1, "W": s["W"], "OC": ocs,
-                                        "KH": s["KH"], "KW": s["KW"], "OH": ohs, "OW": s["OW"]},
-                                 deps=()))
+                g.add_op(_tile(op, tid, ins, out,
+                                {"IC": ics, "H": hi - lo + 1, "W": s["W"], "OC": ocs,
+                                 "KH": s["KH"], "KW": s["KW"], "OH": ohs, "OW": s["OW"]}, attrs))
 
 
 def _view2d(g: Graph, ref: TensorRef) -> TensorRef:
@@ -348,9 +354,8 @@ def _tile_vector(g: Graph, op: MicroOp, plan: TilePlan) -> None:
                     ins.append(_sub(r, (r0, c0), (rs, cs)))
                 else:
                     ins.append(_sub(r, (c0,), (cs,)))
-            g.add_op(replace(op, id=f"{op.id}.v{ri}_{ci}", inputs=tuple(ins),
-                             outputs=(_sub(y, (r0, c0), (rs, cs)),), shape={"n": rs * cs},
-                             deps=()))
+            g.add_op(_tile(op, f"{op.id}.v{ri}_{ci}", ins, _sub(y, (r0, c0), (rs, cs)),
+                           {"n": rs * cs}, op.attrs))
 
 
 @_tiles(OpType.AGGREGATE)
@@ -362,16 +367,15 @@ def _tile_aggregate(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     for ri, (r0, rs) in enumerate(_blocks(nodes, tr)):
         edges = int(np.count_nonzero(data[r0:r0 + rs]))
         for fi, (f0, fs) in enumerate(_blocks(feats, tf)):
-            g.add_op(replace(op, id=f"{op.id}.r{ri}f{fi}",
-                             inputs=(_sub(adj, (r0, 0), (rs, adj.shape[1])),
-                                     _sub(x, (0, f0), (x.shape[-2], fs))),
-                             outputs=(_sub(y, (r0, f0), (rs, fs)),),
-                             shape={"nodes": rs, "edges": edges, "features": fs}, deps=()))
+            g.add_op(_tile(op, f"{op.id}.r{ri}f{fi}",
+                           [_sub(adj, (r0, 0), (rs, adj.shape[1])),
+                            _sub(x, (0, f0), (x.shape[-2], fs))], _sub(y, (r0, f0), (rs, fs)),
+                           {"nodes": rs, "edges": edges, "features": fs}, op.attrs))
 
 
 @_tiles(OpType.LAYOUT)
 def _keep(g: Graph, op: MicroOp, plan: TilePlan) -> None:
-    g.add_op(replace(op, deps=()))
+    g.add_op(_tile(op, op.id, op.inputs, op.outputs[0], dict(op.shape), op.attrs))
 
 
 class TileOperators(Pass):
@@ -392,8 +396,11 @@ class TileOperators(Pass):
 
 # -- analysis ---------------------------------------------------------------------------
 
+_BYTES = {d: d.bytes for d in DType}
+
+
 def _ref_bytes(g: Graph, r: TensorRef) -> int:
-    return r.size * g.buffers[r.buffer].dtype.bytes
+    return r.size * _BYTES[g.buffers[r.buffer].dtype]
 
 
 class AnnotateCosts(Pass):
@@ -409,12 +416,24 @@ class AnnotateCosts(Pass):
     name = "annotate-costs"
 
     def run(self, graph: Graph) -> Graph:
-        for op in list(graph.ops):
-            graph.replace_op(self.annotate(graph, op))
+        nnz_cache: dict = {}
+        for op in graph.ops:
+            self.annotate(graph, op, nnz_cache)
         return graph
 
     @staticmethod
-    def annotate(g: Graph, op: MicroOp) -> MicroOp:
+    def annotate(g: Graph, op: MicroOp, nnz_cache: dict | None = None) -> MicroOp:
+        """Set ``op``'s sparsity, FLOPs and bytes (in place) and return it."""
+        def nnz_of(r: TensorRef) -> tuple[int, int]:
+            key = (r.buffer, r.offset, r.shape)
+            if nnz_cache is not None and key in nnz_cache:
+                return nnz_cache[key]
+            box = _const_box(g, r)
+            v = (int(np.count_nonzero(box)), box.size)
+            if nnz_cache is not None:
+                nnz_cache[key] = v
+            return v
+
         s = op.shape
         sparsity = 0.0
         bytes_in = sum(_ref_bytes(g, r) for r in op.inputs)
@@ -427,18 +446,17 @@ class AnnotateCosts(Pass):
                 which = 1 if g.buffers[op.inputs[1].buffer].kind is BufferKind.CONST else (
                     0 if g.buffers[op.inputs[0].buffer].kind is BufferKind.CONST else None)
             if which is not None:
-                box = _const_box(g, op.inputs[which])
-                nnz = int(np.count_nonzero(box))
-                sparsity = 1 - nnz / box.size
+                nnz, size = nnz_of(op.inputs[which])
+                sparsity = 1 - nnz / size
                 if op.op is OpType.SPMM:
                     other = s["M"] if which == 1 else s["N"]
                     flops = 2 * nnz * other
-                    bytes_in += nnz * op.dtype.bytes + math.ceil(box.size / 8) \
+                    bytes_in += nnz * op.dtype.bytes + math.ceil(size / 8) \
                         - _ref_bytes(g, op.inputs[which])
         elif op.op is OpType.CONV:
             flops = 2 * s["OC"] * s["OH"] * s["OW"] * s["IC"] * s["KH"] * s["KW"]
-            box = _const_box(g, op.inputs[1])
-            sparsity = 1 - np.count_nonzero(box) / box.size
+            nnz, size = nnz_of(op.inputs[1])
+            sparsity = 1 - nnz / size
         elif op.op in (OpType.ACT, OpType.ELTWISE):
             flops = s["n"]
         elif op.op in (OpType.QUANTIZE, OpType.DEQUANTIZE):
@@ -447,15 +465,16 @@ class AnnotateCosts(Pass):
             flops = s["edges"] * s["features"]
             if op.func is AggFunc.MEAN:
                 flops += s["nodes"] * s["features"]
-            box = _const_box(g, op.inputs[0])
-            sparsity = 1 - np.count_nonzero(box) / box.size
+            nnz, size = nnz_of(op.inputs[0])
+            sparsity = 1 - nnz / size
             # the adjacency travels as CSR: values + 16-bit column indices + row pointers
             bytes_in += s["edges"] * (op.dtype.bytes + 2) + 4 * (s["nodes"] + 1) \
                 - _ref_bytes(g, op.inputs[0])
         else:
             flops = 0
-        return replace(op, sparsity=float(sparsity), flops=int(flops), bytes_in=int(bytes_in),
-                       bytes_out=int(bytes_out))
+        op.sparsity, op.flops = float(sparsity), int(flops)
+        op.bytes_in, op.bytes_out = int(bytes_in), int(bytes_out)
+        return op
 
 
 class CheckPoolSupport(Pass):

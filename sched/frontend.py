@@ -413,8 +413,10 @@ def import_model(model: str | Path | bytes | onnx.ModelProto, pool: PoolConfig |
             continue
         imp.node = onnx.helper.make_node("Input", [], [inp.name], name=inp.name)
         dt = imp.dtype(inp.name)
-        b = imp.graph.add_buffer(Buffer(sanitize(inp.name), imp.shape(inp.name), dt,
-                                        BufferKind.INPUT))
+        quant = _host_quantized(imp, inp.name)
+        b = imp.graph.add_buffer(Buffer(sanitize(inp.name), imp.shape(inp.name),
+                                        DType.INT8 if quant else dt, BufferKind.INPUT,
+                                        quant=quant))
         imp.tensor_buf[inp.name] = b.name
     for node in proto.graph.node:
         imp.node = node
@@ -794,10 +796,29 @@ def _int8_operand(imp: _Importer, t: str, what: str) -> None:
         raise imp.fail(f"{what} ({t!r}) is {imp.dtype(t).key}; accepted: int8")
 
 
+def _host_quantized(imp: _Importer, name: str) -> QuantParams | None:
+    """Quantisation of a float graph input read only by QuantizeLinear nodes of one scale.
+
+    Such an input is quantised by the host as it is written to memory (float32
+    arithmetic, as onnxruntime does): the pool never sees it in float.
+    """
+    users = [n for n in imp.proto.graph.node if name in n.input]
+    if imp.types.get(name, (0,))[0] != onnx.TensorProto.FLOAT or not users:
+        return None
+    params = set()
+    for n in users:
+        if n.op_type != "QuantizeLinear" or n.input[0] != name or len(n.input) < 3:
+            return None
+        s, z = imp.consts.get(n.input[1]), imp.consts.get(n.input[2])
+        if s is None or z is None or s.size != 1 or z.size != 1 or z.dtype != np.int8:
+            return None
+        params.add((float(s.reshape(())), int(z.reshape(()))))
+    return QuantParams(*params.pop()) if len(params) == 1 else None
+
+
 @_handles("QuantizeLinear")
 def _quantize(imp: _Importer, node: onnx.NodeProto) -> None:
     tx = node.input[0]
-    _float_operand(imp, tx)
     scale = float(_scalar(imp, node.input[1], "y_scale"))
     zp_t = node.input[2] if len(node.input) > 2 else ""
     if not zp_t:
@@ -807,6 +828,10 @@ def _quantize(imp: _Importer, node: onnx.NodeProto) -> None:
     zp = int(_scalar(imp, zp_t, "y_zero_point"))
     x = imp.buf(tx)
     q = QuantParams(scale, zp)
+    if x.kind is BufferKind.INPUT and x.quant == q and x.dtype is DType.INT8:
+        imp.alias(node.output[0], x, x.shape)  # quantised by the host on input
+        return
+    _float_operand(imp, tx)
     y = imp.result(node.output[0], DType.INT8, quant=q)
     imp.add("quantize", OpType.QUANTIZE, DType.BF16, [TensorRef.whole(x)], [TensorRef.whole(y)],
             shape={"n": y.size}, attrs={"scale": scale, "zero_point": zp})

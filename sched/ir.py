@@ -37,10 +37,13 @@ Conventions
 from __future__ import annotations
 
 import enum
+import gc
 import json
+import time
 import math
+import operator
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -212,7 +215,7 @@ class TensorRef:
 
     @property
     def slices(self) -> tuple[slice, ...]:
-        return tuple(slice(o, o + s) for o, s in zip(self.offset, self.shape))
+        return tuple(map(slice, self.offset, map(operator.add, self.offset, self.shape)))
 
     @property
     def size(self) -> int:
@@ -246,9 +249,13 @@ class TensorRef:
 Func = ActFunc | EltwiseFunc | AggFunc | LayoutFunc
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class MicroOp:
     """One unit of work for one unit of the pool.
+
+    Analyses annotate micro-ops in place (``sparsity``, ``flops``, ``bytes_in``,
+    ``bytes_out``); :meth:`Graph.add_op` sets ``deps``. Operands, results and ``id`` must
+    not change once the micro-op is in a graph.
 
     Attributes
     ----------
@@ -354,7 +361,7 @@ class Graph:
         self.dag = nx.DiGraph()
         self.inputs: list[str] = []
         self.outputs: list[str] = []
-        self._writers: dict[str, np.ndarray] = {}  # base buffer -> op index per element
+        self._index = _WriterIndex(self)
         self._op_ids: list[str] = []
 
     # -- building -----------------------------------------------------------------------
@@ -398,14 +405,6 @@ class Graph:
             name = f"{stem}.{i}"
         return name
 
-    def _writer_view(self, ref: TensorRef) -> np.ndarray:
-        buf = self.buffers[ref.buffer]
-        base = self.base(ref.buffer)
-        w = self._writers.get(base.name)
-        if w is None:
-            w = self._writers[base.name] = np.full(base.shape, -1, dtype=np.int32)
-        return w.reshape(buf.shape)[ref.slices]
-
     def add_op(self, op: MicroOp) -> MicroOp:
         """Add a micro-op; its dependencies are derived from who wrote what it reads.
 
@@ -421,10 +420,9 @@ class Graph:
             _check_ref(self, op.id, r)
         deps: list[str] = []
         for r in op.inputs:
-            base = self.base(r.buffer)
-            if base.kind in (BufferKind.INPUT, BufferKind.CONST):
+            idx = self._index.writers(r)
+            if idx is None:
                 continue
-            idx = np.unique(self._writer_view(r))
             if idx[0] < 0:
                 raise IRError(f"Micro-op {op.id!r} reads {r}, part of which no micro-op "
                               f"has written (inputs must be produced by a micro-op, a "
@@ -435,17 +433,11 @@ class Graph:
                     deps.append(d)
         index = len(self._op_ids)
         for r in op.outputs:
-            base = self.base(r.buffer)
-            if base.kind in (BufferKind.INPUT, BufferKind.CONST):
-                raise IRError(f"Micro-op {op.id!r} writes {r}, but {base.name!r} is a "
-                              f"{base.kind.value}")
-            w = self._writer_view(r)
-            if (w >= 0).any():
-                other = self._op_ids[int(w[w >= 0].flat[0])]
-                raise IRError(f"Micro-op {op.id!r} writes {r}, already written by {other!r} "
-                              f"(each element is written once)")
-            w[...] = index
-        op = replace(op, deps=tuple(deps))
+            other = self._index.write(op.id, r, index)
+            if other is not None:
+                raise IRError(f"Micro-op {op.id!r} writes {r}, already written by "
+                              f"{self._op_ids[other]!r} (each element is written once)")
+        op.deps = tuple(deps)
         self._op_ids.append(op.id)
         self.dag.add_node(op.id, op=op)
         for d in deps:
@@ -457,7 +449,8 @@ class Graph:
         old = self.op(op.id)
         if old.inputs != op.inputs or old.outputs != op.outputs:
             raise IRError(f"replace_op({op.id!r}) must keep the operands and results")
-        self.dag.nodes[op.id]["op"] = replace(op, deps=old.deps)
+        op.deps = old.deps
+        self.dag.nodes[op.id]["op"] = op
 
     # -- reading ------------------------------------------------------------------------
     def op(self, op_id: str) -> MicroOp:
@@ -535,14 +528,86 @@ class Graph:
         return g
 
 
+class _WriterIndex:
+    """Which micro-op (by index) wrote each element of each buffer.
+
+    A numpy map per storage buffer (-1: not written) plus the exact boxes written, so a
+    read of exactly a box some micro-op wrote (an accumulation chain's partial sum) needs
+    no array work. Graph inputs and constants have no map (always readable, never written).
+    """
+
+    def __init__(self, g: "Graph"):
+        self.g = g
+        self.base_maps: dict[str, np.ndarray] = {}
+        self.maps: dict[str, np.ndarray | None] = {}
+        self.boxes: dict[tuple, int] = {}
+
+    def _map(self, name: str) -> np.ndarray | None:
+        try:
+            return self.maps[name]
+        except KeyError:
+            pass
+        base = self.g.base(name)
+        m = None
+        if base.kind not in (BufferKind.INPUT, BufferKind.CONST):
+            bm = self.base_maps.get(base.name)
+            if bm is None:
+                bm = self.base_maps[base.name] = np.full(base.shape, -1, dtype=np.int64)
+            m = bm.reshape(self.g.buffers[name].shape)
+        self.maps[name] = m
+        return m
+
+    def writers(self, r: TensorRef) -> tuple[int, ...] | np.ndarray | None:
+        """Sorted writer indices of box ``r`` (first is -1 if part is unwritten); None for
+        an input or constant."""
+        m = self._map(r.buffer)
+        if m is None:
+            return None
+        i = self.boxes.get((r.buffer, r.offset, r.shape))
+        if i is not None:
+            return (i,)
+        return _writers_of(m[r.slices])
+
+    def write(self, op_id: str, r: TensorRef, index: int) -> int | None:
+        """Record that micro-op ``index`` writes box ``r``; return an earlier writer if any."""
+        m = self._map(r.buffer)
+        if m is None:
+            base = self.g.base(r.buffer)
+            raise IRError(f"Micro-op {op_id!r} writes {r}, but {base.name!r} is a "
+                          f"{base.kind.value}")
+        w = m[r.slices]
+        if w.max() >= 0:
+            return int(w[w >= 0].flat[0])
+        w[...] = index
+        self.boxes[(r.buffer, r.offset, r.shape)] = index
+        return None
+
+    def unwritten(self, name: str) -> bool:
+        m = self._map(name)
+        return m is not None and bool((m < 0).any())
+
+
+def _writers_of(w: np.ndarray) -> np.ndarray:
+    """Sorted distinct writer indices of a box of a writer map (fast path: one writer)."""
+    lo = w.min()
+    if lo == w.max():
+        return np.array([lo])
+    return np.unique(w)
+
+
 def _check_ref(g: Graph, op_id: str, r: TensorRef) -> None:
     buf = g.buffers.get(r.buffer)
     if buf is None:
         raise IRError(f"Micro-op {op_id!r} refers to unknown buffer {r.buffer!r}")
-    if len(r.offset) != len(buf.shape) or len(r.shape) != len(buf.shape) or any(
-            o < 0 or s < 1 or o + s > d for o, s, d in zip(r.offset, r.shape, buf.shape)):
-        raise IRError(f"Micro-op {op_id!r}: {r} is outside buffer {r.buffer!r} of shape "
-                      f"{list(buf.shape)}")
+    shape, off, size = buf.shape, r.offset, r.shape
+    if len(off) == len(shape) == len(size):
+        for o, s, d in zip(off, size, shape):
+            if o < 0 or s < 1 or o + s > d:
+                break
+        else:
+            return
+    raise IRError(f"Micro-op {op_id!r}: {r} is outside buffer {r.buffer!r} of shape "
+                  f"{list(buf.shape)}")
 
 
 # -- verifier ---------------------------------------------------------------------------
@@ -643,58 +708,48 @@ def verify(g: Graph) -> None:
     operation's dimensions; every graph output is completely written; every micro-op's
     result is used (no part of the graph is disconnected from the outputs).
     """
-    if not nx.is_directed_acyclic_graph(g.dag):
-        cycle = nx.find_cycle(g.dag)
-        raise IRError(f"The micro-op graph has a cycle: {' -> '.join(u for u, _ in cycle)} "
-                      f"-> {cycle[0][0]}")
-    writers = {name: np.full(b.shape, -1, dtype=np.int64) for name, b in g.buffers.items()
-               if b.alias_of is None and b.kind not in (BufferKind.INPUT, BufferKind.CONST)}
-    order = list(nx.topological_sort(g.dag))
-    index = {n: i for i, n in enumerate(order)}
+    order = list(g.dag.nodes)  # insertion order, topological if every edge goes forward
+    pos = {n: i for i, n in enumerate(order)}
+    if any(pos[u] >= pos[v] for u, v in g.dag.edges):
+        if not nx.is_directed_acyclic_graph(g.dag):
+            cycle = nx.find_cycle(g.dag)
+            raise IRError(f"The micro-op graph has a cycle: "
+                          f"{' -> '.join(u for u, _ in cycle)} -> {cycle[0][0]}")
+        order = list(nx.topological_sort(g.dag))
+    index = _WriterIndex(g)
     read: set[str] = set()
-
-    def view(r: TensorRef) -> np.ndarray | None:
-        base = g.base(r.buffer)
-        w = writers.get(base.name)
-        return None if w is None else w.reshape(g.buffers[r.buffer].shape)[r.slices]
-
-    for n in order:
+    for i, n in enumerate(order):
         o = g.dag.nodes[n].get("op")
         if not isinstance(o, MicroOp) or o.id != n:
             raise IRError(f"DAG node {n!r} has no micro-op with that id in its 'op' attribute")
         for r in o.inputs + o.outputs:
             _check_ref(g, o.id, r)
-        preds = set(g.dag.predecessors(n))
+        preds = set(g.dag._pred[n])
         if set(o.deps) != preds:
             raise IRError(f"Micro-op {n!r}: recorded dependencies {sorted(o.deps)} differ from "
                           f"its DAG predecessors {sorted(preds)}")
         producers: set[str] = set()
         for r in o.inputs:
-            read.add(g.base(r.buffer).name)
-            w = view(r)
-            if w is None:
+            read.add(r.buffer)
+            idx = index.writers(r)
+            if idx is None:
                 continue
-            idx = np.unique(w)
             if idx[0] < 0:
                 raise IRError(f"Micro-op {n!r} reads {r}, part of which is not produced by a "
                               f"micro-op before it, a constant or a graph input")
-            producers.update(order[i] for i in idx)
+            producers.update(order[j] for j in idx)
         if producers != preds:
             raise IRError(f"Micro-op {n!r}: it reads data from {sorted(producers)} but its "
                           f"DAG predecessors are {sorted(preds)}")
         for r in o.outputs:
-            w = view(r)
-            if w is None:
-                raise IRError(f"Micro-op {n!r} writes {r}, a graph input or constant")
-            if (w >= 0).any():
-                raise IRError(f"Micro-op {n!r} writes {r}, already written by "
-                              f"{order[int(w[w >= 0].flat[0])]!r}")
-            w[...] = index[n]
+            other = index.write(o.id, r, i)
+            if other is not None:
+                raise IRError(f"Micro-op {n!r} writes {r}, already written by {order[other]!r}")
         _check_shapes(g, o)
     for name in g.outputs:
-        w = writers[g.base(name).name].reshape(g.buffers[name].shape)
-        if (w < 0).any():
+        if index.unwritten(name):
             raise IRError(f"Graph output {name!r} is not completely written by the micro-ops")
+    read = {g.base(b).name for b in read}
     # Disconnected parts: a micro-op whose results nobody reads and that is not an output.
     outs = {g.base(o).name for o in g.outputs}
     for o in g.ops:
@@ -757,7 +812,17 @@ class Pipeline:
         self.timings: dict[str, float] = {}
 
     def run(self, graph: Graph) -> Graph:
-        import time
+        # Building 1e5 micro-ops allocates millions of small objects and no garbage
+        # cycles; the cyclic collector would rescan them all again and again.
+        gc_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(graph)
+        finally:
+            if gc_enabled:
+                gc.enable()
+
+    def _run(self, graph: Graph) -> Graph:
         if self.verify_each:
             verify(graph)
         for p in self.passes:

@@ -1,0 +1,197 @@
+"""The ``accelpool`` command line.
+
+Subcommands are registered in :func:`build_parser`, each as an ``add_<name>`` function that
+adds its argparse sub-parser and sets ``func`` to a ``cmd_<name>(args) -> int``; to add
+one (``schedule``, ...) write the two functions and list ``add_<name>`` in
+:data:`SUBCOMMANDS`.
+
+``accelpool compile MODEL.onnx|BUILTIN [--pool configs/default.toml] [--json out.json]
+[--dot out.dot]`` imports, decomposes and prints a summary. ``accelpool sim`` runs the
+largest flow that exists end to end (see :func:`cmd_sim`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Sequence
+
+from hw.config import DEFAULT_CONFIG, ConfigError, load_config
+
+__all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary"]
+
+
+def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    try:
+        name, dims = text.split("=", 1)
+        return name, tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--shape takes NAME=D0,D1,... (for example x=1,3,32,32), not {text!r}") from None
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pool", default=str(DEFAULT_CONFIG),
+                   help="pool config (TOML file, or a name in configs/); default: %(default)s")
+    p.add_argument("--shape", action="append", type=_parse_shape, default=[],
+                   metavar="NAME=D0,D1,...", help="fixed shape for a dynamic graph input")
+    p.add_argument("--sparse-threshold", type=float, default=None,
+                   help="weight-tile zero fraction from which a GEMM tile becomes SPMM")
+    p.add_argument("--max-k-tile", type=int, default=None,
+                   help="longest reduction per micro-op before an accumulation chain")
+
+
+def add_compile(sub) -> None:
+    p = sub.add_parser("compile", help="ONNX model -> micro-op DAG; print a summary",
+                       description="Import an ONNX model (or a built-in one: "
+                                   "mlp, cnn, qcnn, gcn, transformer, mixed), decompose it "
+                                   "for the pool and print a summary.")
+    p.add_argument("model", help="MODEL.onnx, or the name of a built-in model")
+    _add_model_args(p)
+    p.add_argument("--json", metavar="OUT.json", help="write the micro-op DAG as JSON")
+    p.add_argument("--dot", metavar="OUT.dot", help="write the micro-op DAG as Graphviz dot")
+    p.add_argument("--dump", action="store_true", help="print the IR after every pass")
+    p.set_defaults(func=cmd_compile)
+
+
+def _compile(args, dump: Callable | None = None):
+    """(pool, onnx ModelProto, operator graph, tiled graph, seconds)."""
+    from . import models
+    from .decompose import DecomposeOptions, decompose
+    from .frontend import import_model, load_onnx
+    pool = load_config(args.pool)
+    opts = {}
+    if args.sparse_threshold is not None:
+        opts["sparse_threshold"] = args.sparse_threshold
+    if args.max_k_tile is not None:
+        opts["max_k_tile"] = args.max_k_tile
+    options = DecomposeOptions(**opts)
+    shapes = dict(args.shape)
+    if args.model in models.BUILTIN_MODELS and not Path(args.model).exists():
+        source, name = models.build(args.model), args.model
+    else:
+        source, name = args.model, Path(args.model).stem
+    t0 = time.perf_counter()
+    proto = load_onnx(source, shapes)
+    ops = import_model(proto, pool, name=name)
+    tiled = decompose(ops, pool, options, dump=dump)
+    return pool, proto, ops, tiled, time.perf_counter() - t0
+
+
+def format_summary(proto, ops, tiled, pool, seconds: float) -> str:
+    """The text ``accelpool compile`` prints."""
+    from .ir import OpType
+    s = tiled.summary()
+    lines = [f"model {tiled.name}: {len(proto.graph.node)} ONNX nodes -> {len(ops)} operator "
+             f"micro-ops -> {s['micro_ops']} micro-ops for pool {pool.name!r} "
+             f"({seconds:.2f} s)"]
+    counts = Counter(n.op_type for n in proto.graph.node)
+    lines.append("operators: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+    lines.append("")
+    rows = {}
+    for o in tiled.ops:
+        key = (o.op.value + (f".{o.func.value}" if o.func else ""), o.dtype.key,
+               "/".join(u.key for u in o.units))
+        r = rows.setdefault(key, [0, 0, 0, 0, 0.0])
+        r[0] += 1
+        r[1] += o.flops
+        r[2] += o.bytes_in
+        r[3] += o.bytes_out
+        r[4] += o.sparsity
+    header = ("micro-op", "dtype", "units", "count", "FLOPs", "bytes in", "bytes out",
+              "mean sparsity")
+    table = [header] + [(k[0], k[1], k[2], str(r[0]), str(r[1]), str(r[2]), str(r[3]),
+                         f"{r[4] / r[0]:.2f}") for k, r in sorted(rows.items())]
+    table.append(("total", "", "", str(s["micro_ops"]), str(s["flops"]), str(s["bytes_in"]),
+                  str(s["bytes_out"]), ""))
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for i, r in enumerate(table):
+        lines.append("  ".join(c.ljust(w) if j < 3 else c.rjust(w)
+                               for j, (c, w) in enumerate(zip(r, widths))))
+        if i == 0 or i == len(table) - 2:
+            lines.append("  ".join("-" * w for w in widths))
+    spmm = sum(1 for o in tiled.ops if o.op is OpType.SPMM)
+    gemm = sum(1 for o in tiled.ops if o.op is OpType.GEMM)
+    chains = {o.attrs["chain"] for o in tiled.ops if "chain" in o.attrs}
+    lines.append("")
+    lines.append(f"GEMM tiles: {gemm} dense, {spmm} sparse; {len(chains)} accumulation chains; "
+                 f"constants {s['const_bytes']} bytes")
+    dts = Counter(b.dtype.key for b in tiled.buffers.values() if b.alias_of is None)
+    lines.append("buffers by data type: " + ", ".join(f"{k} x{v}" for k, v in sorted(dts.items())))
+    return "\n".join(lines)
+
+
+def cmd_compile(args) -> int:
+    dump = (lambda name, g: print(f"--- IR after {name} ---\n{g.dump()}")) if args.dump else None
+    pool, proto, ops, tiled, secs = _compile(args, dump)
+    print(format_summary(proto, ops, tiled, pool, secs))
+    if args.json:
+        tiled.write_json(args.json)
+        print(f"wrote {args.json}")
+    if args.dot:
+        tiled.write_dot(args.dot)
+        print(f"wrote {args.dot}")
+    return 0
+
+
+def add_sim(sub) -> None:
+    p = sub.add_parser("sim", help="run the largest end-to-end flow that exists",
+                       description="Compile a model for the pool, run the golden reference "
+                                   "on the micro-op DAG and compare it with onnxruntime.")
+    p.add_argument("--model", default="mixed", help="built-in model or MODEL.onnx (default: mixed)")
+    _add_model_args(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the example input")
+    p.set_defaults(func=cmd_sim)
+
+
+def cmd_sim(args) -> int:
+    """Compile, run the golden executor, compare with onnxruntime.
+
+    RTL simulation of the scheduled command streams is not part of this flow yet: it
+    arrives with the integration issue (scheduler, codegen and the SoC).
+    """
+    from . import models
+    from .golden.executor import compare_with_onnxruntime
+    pool, proto, ops, tiled, secs = _compile(args)
+    print(format_summary(proto, ops, tiled, pool, secs))
+    inputs = models.example_inputs(proto, seed=args.seed)
+    t0 = time.perf_counter()
+    results = compare_with_onnxruntime(proto, tiled, inputs)
+    print(f"\ngolden reference: ran {len(tiled)} micro-ops in numpy with the units' arithmetic "
+          f"({time.perf_counter() - t0:.2f} s), compared with onnxruntime on the original model:")
+    for r in results:
+        print(f"  {r}")
+    print("RTL simulation of the command streams is not run yet: it arrives with the "
+          "integration issue (scheduler, codegen, SoC).")
+    return 0 if all(r.ok for r in results) else 1
+
+
+#: Sub-parser builders, in help order.
+SUBCOMMANDS: list[Callable] = [add_compile, add_sim]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accelpool", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``accelpool`` console script."""
+    from .frontend import FrontendError
+    from .ir import IRError
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FrontendError, ConfigError, IRError, ValueError) as e:
+        print(f"accelpool: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
