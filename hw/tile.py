@@ -116,28 +116,46 @@ def _pow2(n: int) -> bool:
     return n > 0 and not n & (n - 1)
 
 
-def _ce_word_bits(tile: TileConfig) -> int:
-    return 8 * tile["ic_lanes"]
+def _spad_addr_width(tile: TileConfig, word_bytes: int) -> int:
+    return max(1, (tile.scratchpad_bytes // word_bytes - 1).bit_length())
 
 
-def _ce_build(tile: TileConfig, addr_width: int):
+def _ce(tile: TileConfig):
     from .ce import ConvEngine
     return ConvEngine(oc_lanes=tile["oc_lanes"], ic_lanes=tile["ic_lanes"],
-                      addr_width=addr_width)
+                      addr_width=_spad_addr_width(tile, tile["ic_lanes"]))
 
 
-#: kind -> (module that holds its RTL, word bits of its scratchpad ports, builder taking
-#: the tile config and the unit's word-address width).
-UNIT_BUILDERS: Mapping[UnitKind, tuple[str, Callable[[TileConfig], int],
-                                       Callable[[TileConfig, int], object]]] = {
-    UnitKind.CE: ("hw.ce", _ce_word_bits, _ce_build),
+def _afu(tile: TileConfig):
+    from .afu import ActivationUnit
+    return ActivationUnit(lanes=tile["lanes"], addr_width=_spad_addr_width(tile, 2 * tile["lanes"]))
+
+
+def _dmu(tile: TileConfig):
+    from .dmu import Dmu
+    return Dmu(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile.scratchpad_bytes)
+
+
+def _lpu(tile: TileConfig):
+    from .lpu import Lpu
+    return Lpu(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile.scratchpad_bytes)
+
+
+#: kind -> (module that holds its RTL, builder taking the tile config). Every unit follows
+#: one contract: ``cmd`` (a stream of ``{func, args}``) accepted when idle, ``busy``, and
+#: scratchpad ports with Amaranth's memory port signatures whose word the unit chooses.
+UNIT_BUILDERS: Mapping[UnitKind, tuple[str, Callable[[TileConfig], object]]] = {
+    UnitKind.DMU: ("hw.dmu", _dmu),
+    UnitKind.LPU: ("hw.lpu", _lpu),
+    UnitKind.CE: ("hw.ce", _ce),
+    UnitKind.AFU: ("hw.afu", _afu),
 }
 
 
 def buildable_kinds() -> list[UnitKind]:
     """The unit kinds whose RTL is present and wired into tiles."""
     out = []
-    for kind, (module, _, _) in UNIT_BUILDERS.items():
+    for kind, (module, _) in UNIT_BUILDERS.items():
         try:
             importlib.import_module(module)
         except ModuleNotFoundError:
@@ -146,9 +164,13 @@ def buildable_kinds() -> list[UnitKind]:
     return out
 
 
-def unit_word_bits(tile: TileConfig) -> int:
-    """Word width of the unit's scratchpad ports for this tile."""
-    return _builder(tile)[1](tile)
+def unit_word_bits(unit) -> int:
+    """Word width of a unit's scratchpad ports."""
+    reads, writes = _unit_ports(unit)
+    widths = {len(p.data) for p in reads + writes}
+    if len(widths) != 1:
+        raise TileError(f"A unit's scratchpad ports must share one word width, not {sorted(widths)}")
+    return widths.pop()
 
 
 def _builder(tile: TileConfig):
@@ -233,10 +255,11 @@ class ComputeTile(wiring.Component):
         if isinstance(cmd_depth, bool) or not isinstance(cmd_depth, int) or cmd_depth < 2:
             raise ValueError(f"Command memory depth must be an integer of at least 2, "
                              f"not {cmd_depth!r}")
-        module, word_bits_of, build = _builder(tile)
+        module, build = _builder(tile)
         self._tile, self._pool = tile, pool
         mesh = pool.mesh
-        unit_bits = word_bits_of(tile)
+        self._unit = build(tile)
+        unit_bits = unit_word_bits(self._unit)
         if not _pow2(unit_bits // 8) or unit_bits % 8:
             raise TileError(f"Tile {tile.name!r}: the {tile.kind.key}'s scratchpad word of "
                             f"{unit_bits} bits is not a power-of-two number of bytes")
@@ -246,8 +269,6 @@ class ComputeTile(wiring.Component):
             raise TileError(f"Tile {tile.name!r}: scratchpad of {spad_bytes} bytes holds "
                             f"fewer than two {self._word_bits}-bit words")
         self._depth = spad_bytes // (self._word_bits // 8)
-        unit_aw = max(1, (spad_bytes // (unit_bits // 8) - 1).bit_length())
-        self._unit = build(tile, unit_aw)
         self._unit_bits = unit_bits
         self._spec = isa.exec_spec(tile.kind)
         cmd_sig = self._unit.signature.members["cmd"].signature
