@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from hw.config import PoolConfig, TileConfig, UnitKind
 from hw.tile import REGISTERS, STATUS_BITS
 
 __all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
-           "SocDriver", "diagnose", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS"]
+           "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS"]
 
 JOB_ENV = "ACCELPOOL_SOC_JOB"
 CLOCK_PERIOD_NS = 10
@@ -81,6 +82,8 @@ class SocResult:
     identity : dict position -> dict register name -> value
         The registers as read right after reset, before loading anything.
     readback : dict name -> bytes
+    memory_tokens : list of int
+        The memory tile's token counters after the run (SIGNALs sent to it).
     cycles : int
         SoC cycles from ``start`` to ``all_done``.
     status : str
@@ -101,6 +104,7 @@ class SocResult:
     message: str = ""
     sim_seconds: float = 0.0
     load_seconds: float = 0.0
+    memory_tokens: list = field(default_factory=list)
 
     def tile_registers(self, cfg: PoolConfig, name: str) -> dict:
         t = cfg.tile(name)
@@ -133,6 +137,15 @@ def _command_text(stream: bytes, pc: int, kind: UnitKind) -> str:
     except isa.EncodingError as e:
         text = f"undecodable word 0x{word:064x} ({e})"
     return f"command {pc} ({text})"
+
+
+def _last(stream: bytes, pc: int, opcodes) -> int:
+    """Index of the last command at or before ``pc`` with one of ``opcodes`` (else ``pc``)."""
+    values = {o.value for o in opcodes}
+    for i in range(min(pc, len(stream) // isa.COMMAND_BYTES - 1), -1, -1):
+        if stream[i * isa.COMMAND_BYTES] & 0xF in values:
+            return i
+    return pc
 
 
 def _range_problem(cfg: PoolConfig, tile: TileConfig, cmd: isa.Command) -> str:
@@ -198,16 +211,18 @@ def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[i
                               or _status(regs, "error")):
             off = pc * isa.COMMAND_BYTES
             why = ""
+            op = None
             if off + isa.COMMAND_BYTES <= len(stream):
                 op = int.from_bytes(stream[off:off + isa.COMMAND_BYTES], "little") & 0xF
-                if op == isa.Opcode.WAIT.value:
-                    why = ": waiting for a token nobody sent"
-                elif _status(regs, "unit_busy"):
-                    why = ": the unit never completed"
-                elif _status(regs, "ni_busy"):
-                    why = ": the network interface never completed"
-            if _status(regs, "unit_busy") and not why:
-                why = "; its unit is still busy"
+            if op == isa.Opcode.WAIT.value:
+                why = ": waiting for a token nobody sent"
+            elif _status(regs, "unit_busy"):
+                i = _last(stream, pc, (isa.Opcode.EXEC,))
+                why = f": the unit never completed {_command_text(stream, i, t.kind)}"
+            elif _status(regs, "ni_busy"):
+                i = _last(stream, pc, (isa.Opcode.LOAD, isa.Opcode.STORE, isa.Opcode.SIGNAL))
+                why = (f": the network interface never completed "
+                       f"{_command_text(stream, i, t.kind)}")
             lines.append(f"{where} did not finish within {cycles} cycles: stuck at "
                          f"{_command_text(stream, pc, t.kind)}{why}")
     if timed_out:
@@ -307,6 +322,16 @@ class SocDriver:
             regs[name] = int(d.reg_data.value)
         return regs
 
+    async def read_memory_tokens(self, count: int = 16) -> list[int]:
+        """The memory tile's token counters 0..count-1."""
+        from cocotb.triggers import Timer
+        out = []
+        for i in range(count):
+            self.dut.token_sel.value = i
+            await Timer(1, "ns")
+            out.append(int(self.dut.token_value.value))
+        return out
+
     async def read_all_registers(self) -> dict[int, dict[str, int]]:
         mesh = self.cfg.mesh
         return {pos: await self.read_registers(pos) for pos in range(mesh.cols * mesh.rows)}
@@ -349,6 +374,7 @@ class SocDriver:
         res.sim_seconds = t2 - t1
         res.cycles = cycles if finished else job.timeout_cycles
         res.registers = await self.read_all_registers()
+        res.memory_tokens = await self.read_memory_tokens()
         for name, (addr, length) in job.readback.items():
             res.readback[name] = await self.read_memory(addr, length)
         res.load_seconds = (t1 - t0) + (time.perf_counter() - t2)
@@ -385,6 +411,44 @@ def _source_key(cfg: PoolConfig, kw: Mapping[str, Any]) -> str:
         if p.exists():
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+_TRIGGER = re.compile(r"^  reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)  = 0;$", re.M)
+_SINGLE_ALWAYS = re.compile(r"^( *)always @\*\n( *)(?!begin)([^\n]*;)\n", re.M)
+
+
+def icarus_compatible(text: str) -> str:
+    """Make every combinational block of Yosys's Verilog run once after time zero in Icarus.
+
+    Yosys writes combinational logic as ``always @*`` blocks that read a per-module
+    trigger register (``reg \\$auto$verilog_backend...  = 0``) so that they run once at
+    start-up; but a declaration's initial value is no event in Icarus, so a block whose
+    real inputs keep their initial values never runs and its outputs stay X (an NI's
+    ``req_out.valid`` stayed X and no packet reached a compute tile). Single-statement
+    blocks (a constant slice such as the NI's header ``src_x``, Verilator's ALWNEVER) do
+    not even read the trigger. This pass makes every ``always @*`` read the trigger and
+    adds ``initial #0.001 trigger = 1`` per module, so each block runs once, 1 ps in.
+    """
+    out = []
+    for chunk in re.split(r"(?=^module )", text, flags=re.M):
+        if not chunk.startswith("module "):
+            out.append(chunk)
+            continue
+        m = _TRIGGER.search(chunk)
+        if m:
+            trig = m.group(1)
+            head_end = m.end()
+        else:
+            trig = "\\icarus_t0"
+            head_end = chunk.index(");") + 2
+            chunk = chunk[:head_end] + f"\n  reg {trig}  = 0;" + chunk[head_end:]
+            head_end += len(f"\n  reg {trig}  = 0;")
+        chunk = (chunk[:head_end] + f"\n  initial #0.001 {trig}  = 1;" + chunk[head_end:])
+        chunk = _SINGLE_ALWAYS.sub(
+            lambda mt: (f"{mt.group(1)}always @* begin\n{mt.group(2)}if ({trig} ) begin end\n"
+                        f"{mt.group(2)}{mt.group(3)}\n{mt.group(1)}end\n"), chunk)
+        out.append(chunk)
+    return "".join(out)
 
 
 @contextmanager
@@ -441,6 +505,13 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
             write_soc(cfg, top_dir, **kw)
             key_file.write_text(key)
     build_dir = top_dir / sim
+    if sim == "icarus":
+        patched = top_dir / f"{SOC_TOP}.icarus.v"
+        text = icarus_compatible(src[0].read_text())
+        if not patched.exists() or patched.read_text() != text:
+            patched.write_text(text)
+        src = [patched, src[1]]
+        key += "+icarus_trigger"
     if sim == "verilator":
         verilator_version()
         build_args = verilator_lint_args() + ["--timing", "-CFLAGS", "-std=c++20", "-O3"]
@@ -521,6 +592,21 @@ def _tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
+def run_jobs(build: SocBuild, jobs: list[SocJob]) -> list[SocResult]:
+    """Run several jobs, one after the other (reset in between), in one simulator process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="socjob", dir=build.build_dir) as tmp:
+        job_file = Path(tmp) / "job.pkl"
+        out_file = Path(tmp) / "result.pkl"
+        with open(job_file, "wb") as f:
+            pickle.dump({"config": config_doc(build.cfg), "jobs": list(jobs),
+                         "out": str(out_file)}, f)
+        run_soc_tests(build, "tb.soc_job", env={JOB_ENV: str(job_file)})
+        with open(out_file, "rb") as f:
+            return pickle.load(f)
+
+
 def run_job(build: SocBuild, job: SocJob, *, check: bool = True) -> SocResult:
     """Run one job on a built SoC in a simulator process.
 
@@ -530,16 +616,7 @@ def run_job(build: SocBuild, job: SocJob, *, check: bool = True) -> SocResult:
         If ``check`` and the run faulted or timed out; the message names the tile and
         the command.
     """
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="socjob", dir=build.build_dir) as tmp:
-        job_file = Path(tmp) / "job.pkl"
-        out_file = Path(tmp) / "result.pkl"
-        with open(job_file, "wb") as f:
-            pickle.dump({"config": config_doc(build.cfg), "job": job, "out": str(out_file)}, f)
-        run_soc_tests(build, "tb.soc_job", env={JOB_ENV: str(job_file)})
-        with open(out_file, "rb") as f:
-            res: SocResult = pickle.load(f)
+    res = run_jobs(build, [job])[0]
     if check and res.status != "ok":
         raise SocFault(res.message)
     return res

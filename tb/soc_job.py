@@ -1,8 +1,8 @@
-"""cocotb test module that runs one :class:`tb.soc.SocJob` on the SoC (see :func:`tb.soc.run_job`).
+"""cocotb test module that runs :class:`tb.soc.SocJob` s on the SoC (see :func:`tb.soc.run_jobs`).
 
 The job file (a pickle named by ``$ACCELPOOL_SOC_JOB``) holds the pool config document, the
-job and where to write the :class:`tb.soc.SocResult`. A run that faults or times out is
-still a passing cocotb test: the result carries the diagnosis for the host to report.
+jobs and where to write the list of :class:`tb.soc.SocResult`. A run that faults or times
+out is still a passing cocotb test: its result carries the diagnosis for the host to report.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from tb.soc import JOB_ENV, SocDriver
 
 
 @cocotb.test()
-async def run_job(dut):
+async def run_jobs(dut):
     with open(os.environ[JOB_ENV], "rb") as f:
         spec = pickle.load(f)
-    cfg = parse_config(spec["config"])
-    result = await SocDriver(dut, cfg).execute(spec["job"])
+    driver = SocDriver(dut, parse_config(spec["config"]))
+    results = [await driver.execute(job) for job in spec["jobs"]]
     with open(spec["out"], "wb") as f:
-        pickle.dump(result, f)
+        pickle.dump(results, f)
