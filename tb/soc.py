@@ -417,8 +417,8 @@ _TRIGGER = re.compile(r"^  reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\
 _SINGLE_ALWAYS = re.compile(r"^( *)always @\*\n( *)(?!begin)([^\n]*;)\n", re.M)
 
 
-def icarus_compatible(text: str) -> str:
-    """Make every combinational block of Yosys's Verilog run once after time zero in Icarus.
+def start_up_safe(text: str) -> str:
+    """Make every combinational block of Yosys's Verilog run once after time zero.
 
     Yosys writes combinational logic as ``always @*`` blocks that read a per-module
     trigger register (``reg \\$auto$verilog_backend...  = 0``) so that they run once at
@@ -426,8 +426,10 @@ def icarus_compatible(text: str) -> str:
     real inputs keep their initial values never runs and its outputs stay X (an NI's
     ``req_out.valid`` stayed X and no packet reached a compute tile). Single-statement
     blocks (a constant slice such as the NI's header ``src_x``, Verilator's ALWNEVER) do
-    not even read the trigger. This pass makes every ``always @*`` read the trigger and
-    adds ``initial #0.001 trigger = 1`` per module, so each block runs once, 1 ps in.
+    not even read the trigger, and Verilator drops them: packets then carry a wrong
+    source and their acknowledgements and read responses go astray. This pass makes every
+    ``always @*`` read the trigger and adds ``initial #0.001 trigger = 1`` per module, so
+    each block runs once, 1 ps in, in both simulators (Verilator with ``--timing``).
     """
     out = []
     for chunk in re.split(r"(?=^module )", text, flags=re.M):
@@ -505,13 +507,13 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
             write_soc(cfg, top_dir, **kw)
             key_file.write_text(key)
     build_dir = top_dir / sim
-    if sim == "icarus":
-        patched = top_dir / f"{SOC_TOP}.icarus.v"
-        text = icarus_compatible(src[0].read_text())
-        if not patched.exists() or patched.read_text() != text:
-            patched.write_text(text)
-        src = [patched, src[1]]
-        key += "+icarus_trigger"
+    # Both simulators get the start-up-safe text (see start_up_safe).
+    patched = top_dir / f"{SOC_TOP}.sim.v"
+    text = start_up_safe(src[0].read_text())
+    if not patched.exists() or patched.read_text() != text:
+        patched.write_text(text)
+    src = [patched, src[1]]
+    key += "+start_up_safe"
     if sim == "verilator":
         verilator_version()
         build_args = verilator_lint_args() + ["--timing", "-CFLAGS", "-std=c++20", "-O3"]
