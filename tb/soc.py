@@ -363,9 +363,10 @@ class SocDriver:
             res.registers = res.identity
             return res
         t0 = time.perf_counter()
-        for t in self.units:
-            stream = job.streams.get(t.name) or isa.assemble([isa.end()])
-            await self.write_commands(t.name, stream)
+        streams = {t.name: job.streams.get(t.name) or isa.assemble([isa.end()])
+                   for t in self.units}
+        for name, stream in streams.items():
+            await self.write_commands(name, stream)
         for addr, blob in job.image:
             await self.write_memory(addr, bytes(blob))
         t1 = time.perf_counter()
@@ -378,7 +379,6 @@ class SocDriver:
         for name, (addr, length) in job.readback.items():
             res.readback[name] = await self.read_memory(addr, length)
         res.load_seconds = (t1 - t0) + (time.perf_counter() - t2)
-        streams = {t.name: job.streams.get(t.name, b"") for t in self.units}
         any_fault = int(self.dut.any_fault.value)
         if not finished:
             res.status = "timeout"
