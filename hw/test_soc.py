@@ -92,7 +92,9 @@ def _fault_jobs():
     return {"out_of_range": out_of_range, "never": never, "no_signal": no_signal}
 
 
-@pytest.fixture(scope="module", params=["verilator", "icarus"])
+# The Verilator build of the SoC takes minutes: it runs with `make regress` (slow).
+@pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
+                                        "icarus"])
 def soc_run(request):
     sim = request.param
     build = build_soc(CFG, sim)
