@@ -2,7 +2,8 @@
 
 The model is a two-layer MLP built with onnx.helper (x[256,1024] -> Gemm 1024 -> Relu ->
 Gemm 512): on the default pool (8x8 DMU tiles, K steps of 64) it yields about 98k
-micro-ops. Goal: decomposition under 10 s.
+micro-ops. Goal: decomposition under 10 s. Both wall-clock and CPU (process) time are
+reported: on a shared machine the wall time mostly measures the other processes.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ import numpy as np
 
 from hw.config import DType, PoolConfig, UnitKind, load_config
 from .frontend import check_pool_support
-from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, MicroOp, OpType, Pass,
-                 Pipeline, TensorRef, sanitize)
+from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, MicroOp, OpType,
+                 Pass, Pipeline, TensorRef, sanitize)
 
 __all__ = ["DecomposeOptions", "TilePlan", "TileOperators", "AnnotateCosts", "CheckPoolSupport",
            "decompose", "compile_model"]
@@ -392,6 +392,30 @@ class TileOperators(Pass):
         for op in graph.ops:
             _TILERS[op.op](g, op, self.plan)
         return g
+
+    def requires(self, graph: Graph) -> None:
+        for op in graph.ops:
+            if "chain" in op.attrs:
+                raise IRError(f"Micro-op {op.id!r} is already a tile of an accumulation "
+                              f"chain; tile-operators takes an operator-level graph")
+
+    def ensures(self, graph: Graph) -> None:
+        """Every tile's operands and result fit the scratchpad of the unit it is sized for."""
+        p = self.plan
+        spad = {OpType.GEMM: {DType.BF16: p.dmu_spad, DType.INT8: p.lpu_spad},
+                OpType.SPMM: {DType.BF16: p.dmu_spad}, OpType.CONV: {DType.INT8: p.ce_spad},
+                OpType.AGGREGATE: {DType.BF16: p.gnn_spad, DType.FP32: p.gnn_spad}}
+        for op in graph.ops:
+            limit = spad.get(op.op, {}).get(op.dtype)
+            if op.op in (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE, OpType.DEQUANTIZE):
+                limit = p.afu_spad
+            if limit is None:
+                continue
+            need = sum(_ref_bytes(graph, r) for r in op.inputs + op.outputs)
+            if need > limit:
+                raise IRError(f"Micro-op {op.id!r} needs {need} bytes of operands and result, "
+                              f"more than the {limit}-byte scratchpad of its unit; give the "
+                              f"unit a larger scratchpad_bytes in the pool config")
 
 
 # -- analysis ---------------------------------------------------------------------------

@@ -23,7 +23,9 @@ size-1 dimensions) of computed tensors become buffer aliases: no data moves. A
 1/row-degree (mean) is graph aggregation (GNN unit). Quantised operators need per-tensor
 scales, int8 data and symmetric weights (weight zero point 0); the activation zero point
 is folded into the INT32 bias (``-zp * column sums of W``) and, for convolutions, is the
-padding value.
+padding value. QDQ-format models (DequantizeLinear -> MatMul/Conv -> QuantizeLinear) are
+first rewritten into QLinearMatMul/QLinearConv (:func:`fuse_qdq`). A float graph input
+read only by QuantizeLinear is quantised by the host as it is written to memory.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, G
                  MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize)
 
 __all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
-           "AGGREGATE_MAX_DENSITY"]
+           "fuse_qdq", "AGGREGATE_MAX_DENSITY"]
 
 
 class FrontendError(ValueError):
@@ -111,7 +113,138 @@ def load_onnx(model: str | Path | bytes | onnx.ModelProto,
     except Exception as e:
         raise FrontendError(f"{where}: ONNX shape inference failed: "
                             f"{str(e).splitlines()[0]}") from None
+    fuse_qdq(proto)
     return proto
+
+
+# -- QDQ fusion ---------------------------------------------------------------------------
+
+def fuse_qdq(proto: onnx.ModelProto) -> int:
+    """Rewrite QDQ-format quantised MatMul/Conv into QLinearMatMul/QLinearConv, in place.
+
+    The pattern (as onnxruntime's static quantisation writes it)::
+
+        DequantizeLinear(x_q) --+
+        DequantizeLinear(W_q) --+-- MatMul|Conv -- QuantizeLinear --> y_q
+        [DequantizeLinear(B_q)]-+
+
+    with int8 ``x_q``, constant int8 ``W_q`` with per-tensor scale and zero point 0,
+    optional constant int32 bias ``B_q`` of scale ``x_scale * w_scale`` (Conv only), and the
+    product read only by the QuantizeLinear, becomes one integer operator (LPU or CE work)
+    producing ``y_q``. Anything else stays as it is (float operators with Q/DQ on the AFU,
+    which is correct but does not use the INT8 units). Returns the number of fusions.
+    """
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def const(name: str) -> np.ndarray | None:
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    def dq_parts(t: str, want_const: bool, dtype):
+        """(q tensor, scale tensor, zero-point tensor or '') of a DequantizeLinear output."""
+        n = producer.get(t)
+        if n is None or n.op_type != "DequantizeLinear" or n.domain not in ("", "ai.onnx"):
+            return None
+        if any(a.name == "axis" for a in n.attribute) and const(n.input[1]) is not None \
+                and const(n.input[1]).size != 1:
+            return None
+        q, sc = n.input[0], n.input[1]
+        zp = n.input[2] if len(n.input) > 2 else ""
+        scv = const(sc)
+        if scv is None or scv.size != 1 or (zp and (const(zp) is None or const(zp).size != 1)):
+            return None
+        qv = const(q)
+        if want_const:
+            if qv is None or qv.dtype != dtype:
+                return None
+        else:
+            et = _value_elem_type(proto, q)
+            if qv is not None or et != onnx.TensorProto.INT8:
+                return None
+        return n, q, sc, zp
+
+    fused = 0
+    new_inits = []
+    replaced: dict[int, onnx.NodeProto] = {}
+    dropped: set[int] = set()
+    for node in list(g.node):
+        if node.op_type not in ("MatMul", "Conv") or node.domain not in ("", "ai.onnx"):
+            continue
+        users = consumers.get(node.output[0], [])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or node.output[0] in outputs:
+            continue
+        qn = users[0]
+        if len(qn.input) < 3 or const(qn.input[1]) is None or const(qn.input[2]) is None \
+                or const(qn.input[2]).dtype != np.int8 or const(qn.input[1]).size != 1:
+            continue
+        x = dq_parts(node.input[0], False, None)
+        w = dq_parts(node.input[1], True, np.int8)
+        if x is None or w is None or (w[3] and np.any(const(w[3]) != 0)):
+            continue
+        bias = None
+        if node.op_type == "Conv" and len(node.input) > 2 and node.input[2]:
+            b = dq_parts(node.input[2], True, np.int32)
+            want = np.float32(const(x[2]).reshape(())) * np.float32(const(w[2]).reshape(()))
+            if b is None or (b[3] and np.any(const(b[3]) != 0)) or \
+                    not np.isclose(np.float32(const(b[2]).reshape(())), want, rtol=1e-6):
+                continue
+            bias = b
+        if node.op_type == "MatMul" and (len(_value_shape(proto, w[1]) or ()) != 2):
+            continue
+        zero = f"{node.name or node.output[0]}_qdq_zero"
+        x_zp = x[3]
+        if not x_zp:
+            x_zp = zero + "_x"
+            new_inits.append(numpy_helper.from_array(np.int8(0), x_zp))
+        w_zp = w[3]
+        if not w_zp:
+            w_zp = zero + "_w"
+            new_inits.append(numpy_helper.from_array(np.int8(0), w_zp))
+        ins = [x[1], x[2], x_zp, w[1], w[2], w_zp, qn.input[1], qn.input[2]]
+        if node.op_type == "Conv":
+            if bias is not None:
+                ins.append(bias[1])
+            new = onnx.helper.make_node("QLinearConv", ins, [qn.output[0]], name=node.name)
+            new.attribute.extend(node.attribute)
+        else:
+            new = onnx.helper.make_node("QLinearMatMul", ins, [qn.output[0]], name=node.name)
+        replaced[id(node)] = new
+        dropped.add(id(qn))
+        fused += 1
+    if not fused:
+        return 0
+    nodes = [replaced.get(id(n), n) for n in g.node if id(n) not in dropped]
+    # DequantizeLinear nodes left without readers were only feeding the fused operators
+    while True:
+        read = {t for n in nodes for t in n.input} | outputs
+        keep = [n for n in nodes if n.op_type != "DequantizeLinear" or n.output[0] in read]
+        if len(keep) == len(nodes):
+            break
+        nodes = keep
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(new_inits)
+    return fused
+
+
+def _value_elem_type(proto: onnx.ModelProto, name: str) -> int:
+    for vi in list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output):
+        if vi.name == name:
+            return vi.type.tensor_type.elem_type
+    return 0
+
+
+def _value_shape(proto: onnx.ModelProto, name: str) -> tuple[int, ...] | None:
+    for t in proto.graph.initializer:
+        if t.name == name:
+            return tuple(t.dims)
+    return None
 
 
 def _node_name(node: onnx.NodeProto, i: int) -> str:
@@ -295,8 +428,9 @@ class _Importer:
     def const_buffer(self, value: np.ndarray, dtype: DType, stem: str,
                      quant: QuantParams | None = None) -> Buffer:
         """A constant buffer holding ``value`` converted to ``dtype`` (BF16 rounds to nearest even)."""
-        if dtype is DType.BF16:
-            data = np.asarray(value, np.float32).astype(ml_dtypes.bfloat16)
+        if dtype is DType.BF16:  # the host's conversion: RNE, flush to zero (numerics)
+            from sched.golden.numerics import fp32_to_bf16
+            data = np.asarray(fp32_to_bf16(np.asarray(value, np.float32)))
         elif dtype in (DType.INT8, DType.INT32):
             v = np.asarray(value)
             info = np.iinfo(_NP[dtype])
@@ -599,7 +733,12 @@ def _gemm(imp: _Importer, node: onnx.NodeProto) -> None:
     tc = node.input[2] if len(node.input) > 2 and node.input[2] else None
     alpha, beta = imp.attr("alpha", 1.0), imp.attr("beta", 1.0)
     trans_a, trans_b = imp.attr("transA", 0), imp.attr("transB", 0)
+    if imp.is_const(ta):
+        raise imp.fail("a constant A operand is not supported for Gemm; accepted: a computed "
+                       "A (a constant left operand is accepted by MatMul)")
     _float_operand(imp, ta)
+    if tc is not None and not imp.is_const(tc) and beta != 1.0:
+        raise imp.fail("beta != 1 needs a constant C")
     if trans_a:
         raise imp.fail("transA=1 on a computed tensor moves data and no unit transposes; "
                        "accepted: transA=0")
@@ -622,8 +761,6 @@ def _gemm(imp: _Importer, node: onnx.NodeProto) -> None:
         tmp = f"{node.output[0]}.ab"
         imp.types[tmp] = (onnx.TensorProto.FLOAT, (m, n))
         _gemm_core(imp, tmp, a, tb, None, DType.BF16)
-        if beta != 1.0:
-            raise imp.fail("beta != 1 needs a constant C")
         _eltwise_bufs(imp, EltwiseFunc.ADD, imp.buf(tmp), imp.buf(tc), node.output[0])
         return
     _gemm_core(imp, node.output[0], a, tb, c, DType.BF16, c_broadcast=bc)

@@ -13,10 +13,26 @@ Conventions
   exactly one micro-op. The DAG edges are *derived* from that: a micro-op depends on the
   micro-ops that wrote the elements it reads (:attr:`MicroOp.deps`, equal to its
   predecessors in the DAG). The verifier checks it.
-- **Buffer names** are ``<onnx tensor name>`` for graph inputs, constants and operator
-  results (sanitised to ``[A-Za-z0-9_.]``), ``<tensor>.psum<k>`` for the FP32/INT32
-  partial sums of step ``k`` of an accumulation chain, ``<tensor>.cols`` for an im2col
-  matrix, ``<tensor>.view`` for a layout-only alias.
+- **Names.** Buffers: ``<onnx tensor>`` for graph inputs, constants and operator results
+  (sanitised to ``[A-Za-z0-9_.]``); ``<op>.psum<k>`` for step ``k``'s partial sums of an
+  accumulation chain (``<op>`` is the operator micro-op's id with ``/`` -> ``_``, e.g.
+  ``fc1_gemm.psum0``); ``<tensor>.cols<n>`` for image ``n``'s im2col matrix;
+  ``<buffer>.view<d0>x<d1>...`` for a layout-only alias. Micro-ops: ``<onnx node>/<what>``
+  at operator level (``fc1/gemm``, ``conv1/im2col0``), tiles add ``.m<i>n<j>`` (GEMM
+  output block) / ``.o<i>r<j>`` (CONV output-channel and row block) + ``k<s>`` (chain
+  step, when K is split), ``.v<r>_<c>`` (vector), ``.r<i>f<j>`` (aggregation block).
+- **Operands** (``inputs`` order): GEMM/SPMM ``(a[M,K], b[K,N][, c])``; CONV ``(x[IC,H,W],
+  w[OC,IC,KH,KW][, c])``; ACT/QUANTIZE/DEQUANTIZE ``(x,)``; ELTWISE ``(a, b)`` (``b`` may be
+  a scalar, or a vector along the last dimension with ``attrs["broadcast"]``); AGGREGATE
+  ``(adjacency rows[rows, nodes] (a constant), features[nodes, F])``; LAYOUT im2col
+  ``(x[C,H,W],)`` -> ``cols[C*KH*KW, OH*OW]``. Leading size-1 dimensions of a box are
+  ignored. One result each.
+- **Attributes.** ``c_broadcast``: ``"row"`` (c is ``[1,N]``, added to every row) or
+  ``"col"`` (``[M,1]``); ``requant``: ``{scale, multiplier, shift, zero_point}`` (INT32 ->
+  INT8, :func:`sched.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
+  ``strides`` (sh, sw), ``pads`` (top, left, bottom, right; per tile), ``pad_value`` (the
+  input zero point), ``kernel``; ``alpha`` (LeakyReLU), ``approximate`` (GELU);
+  ``scale``/``zero_point`` (QUANTIZE/DEQUANTIZE).
 - **Aliases.** A buffer with ``alias_of`` shares the storage of another buffer
   (row-major, same number of elements, same data type): Reshape/Flatten cost nothing.
 - **Accumulation chains.** A GEMM/SPMM/CONV whose reduction dimension (K, or input
@@ -28,7 +44,11 @@ Conventions
   writes the result buffer, rounding to its data type (FP32 -> BF16 round to nearest even,
   or INT32 -> INT8 requantisation when ``attrs["requant"]`` is set).
 - **Data type** :attr:`MicroOp.dtype` is the type of the operands the unit consumes (what
-  ``hw.config.UNIT_DTYPES`` lists); the result's type is its buffer's.
+  ``hw.config.UNIT_DTYPES`` lists); the result's type is its buffer's. Which unit kinds
+  can run what: :data:`CAPABLE_UNITS` / :attr:`MicroOp.units`.
+- **Passes** (:class:`Pass`, :class:`Pipeline`): transforms return a new or updated graph,
+  analyses annotate micro-ops in place; ``requires``/``ensures`` hooks; the pipeline
+  verifies (:func:`verify`) after every pass and can dump the IR (:meth:`Graph.dump`).
 - **Shape** :attr:`MicroOp.shape` holds the operation's named dimensions: GEMM/SPMM
   ``M, K, N``; CONV ``IC, H, W, OC, KH, KW, OH, OW``; ACT/ELTWISE/QUANTIZE/DEQUANTIZE ``n``;
   AGGREGATE ``nodes, edges, features``; LAYOUT ``n`` (elements moved).
@@ -39,10 +59,10 @@ from __future__ import annotations
 import enum
 import gc
 import json
-import time
 import math
 import operator
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -465,6 +485,21 @@ class Graph:
     def __len__(self) -> int:
         return self.dag.number_of_nodes()
 
+    def chains(self) -> dict[str, list[MicroOp]]:
+        """Accumulation chains: ``attrs["chain"]`` -> its micro-ops in ``k_step`` order.
+
+        A scheduler that keeps a chain on one unit can leave the partial sums in that
+        unit's scratchpad (only the last step's result goes back to memory).
+        """
+        out: dict[str, list[MicroOp]] = {}
+        for o in self.ops:
+            c = o.attrs.get("chain")
+            if c is not None:
+                out.setdefault(c, []).append(o)
+        for ops in out.values():
+            ops.sort(key=lambda o: o.attrs["k_step"])
+        return out
+
     def topological_ops(self) -> list[MicroOp]:
         return [self.op(n) for n in nx.topological_sort(self.dag)]
 
@@ -620,6 +655,47 @@ def _mat(r: TensorRef, op_id: str, what: str, n: int = 2) -> tuple[int, ...]:
     return s
 
 
+#: Data types of a micro-op's results, by (operation, operand type).
+_RESULT_DTYPES: Mapping[tuple[OpType, DType], tuple[DType, ...]] = MappingProxyType({
+    (OpType.GEMM, DType.BF16): (DType.BF16, DType.FP32),
+    (OpType.SPMM, DType.BF16): (DType.BF16, DType.FP32),
+    (OpType.GEMM, DType.INT8): (DType.INT8, DType.INT32),
+    (OpType.CONV, DType.INT8): (DType.INT8, DType.INT32),
+    (OpType.QUANTIZE, DType.BF16): (DType.INT8,),
+    (OpType.DEQUANTIZE, DType.INT8): (DType.BF16,),
+    (OpType.DEQUANTIZE, DType.INT32): (DType.BF16,),
+})
+
+
+def _check_dtypes(g: Graph, o: MicroOp) -> None:
+    """Operands in the micro-op's data type, accumulators in its accumulator type, results
+    in a type the operation produces (INT8 from an INT32 sum only with ``requant``)."""
+    def fail(msg: str) -> None:
+        raise IRError(f"Micro-op {o.id!r} ({o.op.value}<{o.dtype.key}>): {msg}")
+
+    def dt(r: TensorRef) -> DType:
+        return g.buffers[r.buffer].dtype
+
+    reduce = o.op in (OpType.GEMM, OpType.SPMM, OpType.CONV)
+    operands = o.inputs[:2] if reduce else o.inputs
+    if o.op is OpType.AGGREGATE:
+        operands = o.inputs[1:]
+    for r in operands:
+        if dt(r) is not o.dtype:
+            fail(f"operand {r} is {dt(r).key}, not {o.dtype.key}")
+    if reduce and len(o.inputs) == 3 and dt(o.inputs[2]) is not ACC_DTYPE[o.dtype]:
+        fail(f"accumulator {o.inputs[2]} is {dt(o.inputs[2]).key}, not "
+             f"{ACC_DTYPE[o.dtype].key}")
+    out = dt(o.outputs[0])
+    allowed = _RESULT_DTYPES.get((o.op, o.dtype), (o.dtype,) if o.op is not OpType.AGGREGATE
+                                 else (DType.BF16, DType.FP32))
+    if out not in allowed:
+        fail(f"result {o.outputs[0]} is {out.key}; accepted: "
+             f"{', '.join(d.key for d in allowed)}")
+    if reduce and out is DType.INT8 and "requant" not in o.attrs:
+        fail(f"an INT8 result {o.outputs[0]} needs attrs['requant'] (scale, zero_point)")
+
+
 def _check_shapes(g: Graph, o: MicroOp) -> None:
     """Operand and result shapes consistent with the operation's dimensions."""
     def fail(msg: str) -> None:
@@ -705,7 +781,7 @@ def verify(g: Graph) -> None:
     lies in its buffer; every element a micro-op reads was written by one of its DAG
     predecessors, or is a graph input or constant; every element is written at most once;
     the recorded dependencies equal the DAG edges; operand shapes agree with the
-    operation's dimensions; every graph output is completely written; every micro-op's
+    operation's dimensions and operand/result data types with its data type; every graph output is completely written; every micro-op's
     result is used (no part of the graph is disconnected from the outputs).
     """
     order = list(g.dag.nodes)  # insertion order, topological if every edge goes forward
@@ -746,6 +822,7 @@ def verify(g: Graph) -> None:
             if other is not None:
                 raise IRError(f"Micro-op {n!r} writes {r}, already written by {order[other]!r}")
         _check_shapes(g, o)
+        _check_dtypes(g, o)
     for name in g.outputs:
         if index.unwritten(name):
             raise IRError(f"Graph output {name!r} is not completely written by the micro-ops")
@@ -768,14 +845,21 @@ class Pass:
     """A named transformation or analysis of a :class:`Graph` (xDSL / torch.fx style).
 
     Subclasses set :attr:`name` and implement :meth:`run`, returning the (new or updated)
-    graph. An analysis annotates micro-ops through :meth:`Graph.replace_op` and returns
-    the same graph.
+    graph. An analysis annotates micro-ops in place and returns the same graph.
+    :meth:`requires` and :meth:`ensures` state a pass's pre- and postconditions beyond the
+    IR's invariants; the :class:`Pipeline` checks them around :meth:`run`.
     """
 
     name: str = "pass"
 
     def run(self, graph: Graph) -> Graph:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def requires(self, graph: Graph) -> None:
+        """Raise :class:`IRError` if ``graph`` is not a valid input of this pass."""
+
+    def ensures(self, graph: Graph) -> None:
+        """Raise :class:`IRError` if ``graph`` is not what this pass promises to produce."""
 
     def __call__(self, graph: Graph) -> Graph:
         return self.run(graph)
@@ -826,14 +910,19 @@ class Pipeline:
         if self.verify_each:
             verify(graph)
         for p in self.passes:
+            try:
+                p.requires(graph)
+            except IRError as e:
+                raise IRError(f"before pass {p.name!r}: {e}") from None
             t0 = time.perf_counter()
             graph = p.run(graph)
             self.timings[p.name] = time.perf_counter() - t0
-            if self.verify_each:
-                try:
+            try:
+                if self.verify_each:
                     verify(graph)
-                except IRError as e:
-                    raise IRError(f"after pass {p.name!r}: {e}") from None
+                p.ensures(graph)
+            except IRError as e:
+                raise IRError(f"after pass {p.name!r}: {e}") from None
             if self.dump is not None:
                 self.dump(p.name, graph)
         return graph

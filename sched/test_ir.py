@@ -43,6 +43,7 @@ def test_dependencies_are_derived_from_buffers():
     assert list(g.dag.edges) == [("fc/gemm.k0", "fc/gemm.k1"), ("fc/gemm.k1", "relu/act")]
     assert g.op("relu/act").deps == ("fc/gemm.k1",)
     assert g.op("fc/gemm.k0").units == (UnitKind.DMU,)
+    assert [o.id for o in g.chains()["y"]] == ["fc/gemm.k0", "fc/gemm.k1"]
 
 
 def test_tiles_writing_disjoint_boxes_all_become_dependencies():
@@ -155,3 +156,11 @@ def test_json_and_dot():
     assert d["micro_ops"][1]["inputs"][2] == {"buffer": "y.psum0", "offset": [0, 0], "shape": [4, 8]}
     assert '"fc/gemm.k1" -> "relu/act";' in g.to_dot()
     assert g.summary()["by_type"] == {"act.relu<bf16>": 1, "gemm<bf16>": 2}
+
+
+def test_verifier_checks_data_types():
+    g = _gemm_graph()
+    g.buffers["y"] = Buffer("y", (4, 8), DType.INT8)  # a BF16 GEMM cannot give INT8
+    with pytest.raises(IRError, match=r"'fc/gemm' \(gemm<bf16>\): result y\[0:4,0:8\] is int8; "
+                                      r"accepted: bf16, fp32"):
+        verify(g)

@@ -12,8 +12,8 @@ SPMM <bf16> (SMU)
     operand (zeros are skipped, not multiplied: the result can differ from the DMU's only
     in the sign of an exact zero).
 GEMM <int8> (LPU), CONV <int8> (CE)
-    Exact integer sums into INT32 (:func:`numerics.int8_gemm`; the convolution as an
-    exact int64 sum checked to fit INT32), padding with ``attrs["pad_value"]`` (the input
+    Integer sums into INT32 with two's complement wraparound (:func:`numerics.int8_gemm`;
+    the convolution as an exact int64 sum wrapped to INT32 the same way), padding with ``attrs["pad_value"]`` (the input
     zero point), then :func:`numerics.requantize` with the fixed-point multiplier/shift
     from :func:`numerics.quantize_multiplier` when the result is INT8.
 ACT, ELTWISE, AGGREGATE <bf16>, QUANTIZE, DEQUANTIZE (AFU, GNN)
@@ -35,8 +35,8 @@ The golden run matches its arithmetic definition bit for bit; against onnxruntim
 float32/int8 run of the original model it differs by BF16 rounding of inputs, weights and
 every intermediate (relative 2^-9 each) and by fixed-point versus float requantisation
 (at most one INT8 step, propagated). A float output passes if
-``|golden - ort| <= atol + rtol * |ort|`` element-wise with ``rtol = 2^-5`` and
-``atol = 2^-5 * max|ort|`` (the output's scale); an integer output if it is within
+``|golden - ort| <= atol + rtol * |ort|`` element-wise with ``rtol = 2^-6`` and
+``atol = 2^-6 * max|ort|`` (the output's scale); an integer output if it is within
 ``int_atol = 1`` step.
 """
 
@@ -176,11 +176,20 @@ def _store_acc(ex: Executor, op: MicroOp, acc: np.ndarray) -> None:
     if dt is DType.BF16:
         ex.write(out, nm.fp32_to_bf16(acc.astype(np.float32)))
     elif dt is DType.INT8:
-        rq = op.attrs["requant"]
-        mult, shift = nm.quantize_multiplier(rq["scale"])
-        ex.write(out, np.asarray(nm.requantize(acc, mult, shift, rq["zero_point"]), np.int8))
+        ex.write(out, _requantize(op, acc))
     else:
         ex.write(out, acc.astype(_NP[dt]))
+
+
+def _requantize(op: MicroOp, acc: np.ndarray) -> np.ndarray:
+    """INT32 -> INT8 with the micro-op's fixed-point multiplier and shift (what codegen encodes)."""
+    rq = op.attrs["requant"]
+    if "multiplier" in rq:
+        mult, shift = rq["multiplier"], rq["shift"]
+    else:
+        mult, shift = nm.quantize_multiplier(rq["scale"])
+    return np.asarray(nm.requantize(np.asarray(acc, np.int32), mult, shift, rq["zero_point"]),
+                      np.int8)
 
 
 def _gemm(ex: Executor, op: MicroOp) -> None:
@@ -225,14 +234,10 @@ def _conv(ex: Executor, op: MicroOp) -> None:
     if len(op.inputs) > 2:
         c = ex.read(op.inputs[2]).astype(np.int64)
         acc = acc + (c.reshape(oc, 1, 1) if c.size == oc else _m(c, 3))
-    if acc.size and (acc.min() < -2**31 or acc.max() >= 2**31):
-        raise GoldenError(f"{op.id}: INT32 accumulator overflow")
-    acc = acc.astype(np.int32)
+    acc = acc.astype(np.int32)  # two's complement wraparound, as the LPU's INT32 sums
     out = op.outputs[0]
     if ex.g.buffers[out.buffer].dtype is DType.INT8:
-        rq = op.attrs["requant"]
-        mult, shift = nm.quantize_multiplier(rq["scale"])
-        ex.write(out, np.asarray(nm.requantize(acc, mult, shift, rq["zero_point"]), np.int8))
+        ex.write(out, _requantize(op, acc))
     else:
         ex.write(out, acc)
 
@@ -324,8 +329,8 @@ class Tolerance:
 
 #: Tolerance of a golden output of each data type against onnxruntime.
 TOLERANCES: Mapping[DType, Tolerance] = {
-    DType.BF16: Tolerance(rtol=2 ** -5, atol_frac=2 ** -5),
-    DType.FP32: Tolerance(rtol=2 ** -5, atol_frac=2 ** -5),
+    DType.BF16: Tolerance(rtol=2 ** -6, atol_frac=2 ** -6),
+    DType.FP32: Tolerance(rtol=2 ** -6, atol_frac=2 ** -6),
     DType.INT8: Tolerance(rtol=0, atol_frac=0, int_atol=1),
     DType.INT32: Tolerance(rtol=0, atol_frac=0, int_atol=1),
 }

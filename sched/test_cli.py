@@ -1,0 +1,77 @@
+import json
+import re
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from sched import models
+from sched.cli import build_parser, main
+
+
+def test_compile_builtin_prints_summary_and_writes_json_and_dot(tmp_path, capsys):
+    js, dot = tmp_path / "m.json", tmp_path / "m.dot"
+    assert main(["compile", "mixed", "--json", str(js), "--dot", str(dot)]) == 0
+    out = capsys.readouterr().out
+    assert "model mixed: 10 ONNX nodes" in out
+    assert "operators: DequantizeLinear x1, Gemm x1, MatMul x2, QLinearConv x1" in out
+    for row in (r"conv +int8 +ce +1 ", r"gemm +int8 +lpu +2 ", r"spmm +bf16 +smu/dmu +4 ",
+                r"aggregate.mean +bf16 +gnn +1 ", r"act.sigmoid +bf16 +afu +1 ",
+                r"gemm +bf16 +dmu +6 ", r"total +17 +108432 "):
+        assert re.search(row, out), row
+    assert "GEMM tiles: 8 dense, 4 sparse; 0 accumulation chains" in out
+    d = json.loads(js.read_text())
+    assert {"buffers", "micro_ops", "edges", "inputs", "outputs"} <= set(d)
+    ops = {o["id"]: o for o in d["micro_ops"]}
+    assert any(o["op"] == "spmm" and o["sparsity"] > 0.5 for o in ops.values())
+    assert all({"dtype", "sparsity", "flops", "deps", "shape", "bytes_in", "bytes_out",
+                "source"} <= set(o) for o in ops.values())
+    text = dot.read_text()
+    assert text.startswith('digraph "mixed" {') and "->" in text
+
+
+def test_compile_a_file_with_options(tmp_path, capsys):
+    p = tmp_path / "net.onnx"
+    onnx.save(models.mlp(), p)
+    assert main(["compile", str(p), "--pool", "default", "--max-k-tile", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "model net:" in out and "accumulation chains" in out
+
+
+def test_compile_dump_prints_ir_after_each_pass(capsys):
+    assert main(["compile", "gcn", "--dump"]) == 0
+    out = capsys.readouterr().out
+    assert "--- IR after tile-operators ---" in out and "--- IR after annotate-costs ---" in out
+
+
+def test_compile_errors_exit_2_with_message(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx at all")
+    assert main(["compile", str(bad)]) == 2
+    assert "accelpool: error: " in capsys.readouterr().err
+    assert main(["compile", "mlp", "--pool", str(tmp_path / "none.toml")]) == 2
+    assert "cannot read pool config" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compile", "mlp", "--shape", "oops"])
+    assert "--shape takes NAME=D0,D1,..." in capsys.readouterr().err
+
+
+def test_sim_runs_golden_against_onnxruntime(capsys):
+    assert main(["sim"]) == 0
+    out = capsys.readouterr().out
+    assert "golden reference: ran" in out and "within tolerance" in out
+    assert "integration issue" in out
+
+
+def test_subcommands_are_extensible():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"compile", "sim"} <= set(sub.choices)
+
+
+def test_module_entry_point(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sched.cli", "compile", "transformer"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "act.gelu" in r.stdout
