@@ -275,14 +275,17 @@ class SystolicGemm(wiring.Component):
         cin_issue = Signal()
         cin_row = Signal(range(R))
 
+        # `ready` and `busy` come from one register rather than from the FSM decode, so that
+        # they are defined from time 0 in every simulator (Icarus does not evaluate a
+        # combinational block whose inputs never change).
+        idle = Signal(init=1)
+        m.d.comb += [self.cmd.ready.eq(idle), self.busy.eq(~idle)]
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += args.eq(self.cmd.payload.args)
+                    m.d.sync += [args.eq(self.cmd.payload.args), idle.eq(0)]
                     m.next = "SETUP"
             with m.State("SETUP"):
-                m.d.comb += self.busy.eq(1)
                 mpad = ((args.m + (R - 1)) >> _log2(R)) << _log2(R)
                 npad = ((args.n + (C - 1)) >> _log2(C)) << _log2(C)
                 pmin = max(R, C)
@@ -297,11 +300,11 @@ class SystolicGemm(wiring.Component):
                     c_ibase.eq(args.c_addr), c_blk.eq(args.c_addr), c_ptr.eq(args.c_addr),
                 ]
                 with m.If((args.m == 0) | (args.n == 0) | (args.k == 0)):
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
                 m.d.comb += [
                     issue.eq(t < args.k),
                     issue_first.eq(t == 0),
@@ -337,9 +340,9 @@ class SystolicGemm(wiring.Component):
                         m.d.sync += drain.eq(args.k + (R + C + 1) - period)
                         m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
 
         # ---- operand reads (1-cycle latency) and slot selection ----------------------
@@ -417,7 +420,7 @@ class SystolicGemm(wiring.Component):
         # Write-side walker: the same block order as the feeder.
         w_row0, w_col0, w_r = Signal.like(ib_row0), Signal.like(jb_col0), Signal(range(R + 1))
         w_ibase, w_blk, w_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(self.cmd.valid & idle):
             m.d.sync += [w_row0.eq(0), w_col0.eq(0), w_r.eq(0),
                          w_ibase.eq(self.cmd.payload.args.d_addr),
                          w_blk.eq(self.cmd.payload.args.d_addr),

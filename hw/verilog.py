@@ -24,7 +24,16 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     from .scratchpad import Scratchpad
     from .spad_stream import StreamReader, StreamWriter
 
+    from .config import UnitKind
+    from .dmu import Dmu
+    from .lpu import Lpu
+
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
+    units = {}
+    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu)):
+        tiles = cfg.tiles_of(kind)
+        if tiles:
+            units[kind.key] = (lambda cls=cls, tile=tiles[0]: cls.from_tile(tile))
     return {
         "scratchpad": lambda: Scratchpad(word_bits=cfg.mesh.flit_bits,
                                          depth=spad_bytes // (cfg.mesh.flit_bits // 8),
@@ -32,6 +41,7 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
         "stream_reader": lambda: StreamReader(addr_width=12, data_width=cfg.mesh.flit_bits),
         "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
         "tile_controller": lambda: TileController(depth=1024),
+        **units,
         **_tiles_and_soc(cfg),
     }
 
