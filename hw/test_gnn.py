@@ -1,0 +1,156 @@
+"""GNN unit: bit-exact against sched.golden.sparse.gnn_aggregate, cycles against sched.cost.gnn."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+
+from hw import isa
+from hw.config import UnitKind, load_config
+from hw.gnn import Fp32Max, Gnn, GnnArgs, GnnFunc, RecipBf16
+from sched.cost import gnn as gnn_cost
+from sched.formats import encode_csr, layout_gnn
+from sched.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits
+from tb.harness import run_cocotb
+from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
+                                star_graph)
+from tb.sparse_sim import run_sparse
+from tb.streams import random_pattern
+from tb.unit_memory import sparse_unit_top
+
+
+def tile(lanes):
+    t = load_config().tile("gnn0")
+    return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
+
+
+def check(adj, x, lanes, funcs=tuple(GnnFunc), *, seed=0, spad=16384):
+    csr = encode_csr(adj)
+    errors = []
+    for func in funcs:
+        job = layout_gnn(csr, x, lanes, out_fill=0xA5)
+        run = run_sparse(Gnn(lanes=lanes, scratchpad_bytes=spad), job, func,
+                         pattern=random_pattern(0.5, seed), max_cycles=200_000)
+        np.testing.assert_array_equal(run.result, gnn_aggregate(csr, x, func.name.lower()),
+                                      err_msg=f"{func.name}")
+        model = gnn_cost.cycles(tile(lanes), nodes=csr.shape[0], features=x.shape[1],
+                                degrees=csr.row_nnz)
+        assert run.cycles == model, f"{func.name}: RTL {run.cycles} cycles, model {model}"
+        errors.append(abs(model - run.cycles) / run.cycles)
+    return max(errors)
+
+
+def test_gnn_karate_club():
+    rng = np.random.default_rng(0)
+    check(karate_adjacency(), bf16_normal(rng, (34, 11)), 8)
+
+
+def test_gnn_random_graphs():
+    rng = np.random.default_rng(1)
+    for nodes, p, f, lanes in [(20, 0.2, 8, 8), (15, 0.05, 5, 4), (12, 0.6, 9, 2)]:
+        check(random_graph(rng, nodes, p), bf16_normal(rng, (nodes, f)), lanes,
+              seed=int(rng.integers(100)))
+
+
+def test_gnn_single_node_of_huge_degree():
+    rng = np.random.default_rng(2)
+    check(star_graph(70, hub=33), bf16_normal(rng, (70, 8)), 8)
+
+
+def test_gnn_no_edges_and_complete_graph():
+    rng = np.random.default_rng(3)
+    check(np.zeros((9, 9)), bf16_normal(rng, (9, 4)), 4)
+    check(np.ones((9, 9)), bf16_normal(rng, (9, 4)), 4)
+
+
+def test_gnn_special_values():
+    """inf, NaN, subnormals, +-0 and huge values in the features (max's order, sum's overflow)."""
+    rng = np.random.default_rng(4)
+    x = special_values(rng, (16, 8), sparsity=0.2)
+    x[3, :] = np.array([0x8000] * 8, dtype=np.uint16).view(ml_dtypes.bfloat16)   # -0 row
+    check(random_graph(rng, 16, 0.4), x, 8)
+
+
+@pytest.mark.slow
+def test_gnn_random_graphs_long():
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        nodes = int(rng.integers(2, 60))
+        lanes = int(rng.choice([2, 4, 8]))
+        check(random_graph(rng, nodes, float(rng.uniform(0, 0.5))),
+              bf16_normal(rng, (nodes, int(rng.integers(1, 20)))), lanes,
+              seed=int(rng.integers(100)), spad=65536)
+
+
+def _comb(dut, pairs, inputs, output):
+    """Drive a combinational block with each input tuple; return its outputs."""
+    out = []
+
+    async def tb(ctx):
+        for vals in pairs:
+            for sig, v in zip(inputs, vals):
+                ctx.set(sig, int(v))
+            await ctx.delay(1e-9)
+            out.append(ctx.get(output))
+
+    sim = Simulator(dut)
+    sim.add_testbench(tb)
+    sim.run()
+    return np.array(out, dtype=np.uint64)
+
+
+def test_fp32_max_matches_reference():
+    rng = np.random.default_rng(6)
+    specials = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
+                         0x00000001, 0x807FFFFF, 0x3F800000, 0xBF800000, 0x7F7FFFFF], np.uint32)
+    a = np.concatenate([np.repeat(specials, len(specials)), rng.integers(0, 1 << 32, 300)])
+    b = np.concatenate([np.tile(specials, len(specials)), rng.integers(0, 1 << 32, 300)])
+    dut = Fp32Max()
+    got = _comb(dut, zip(a, b), (dut.a, dut.b), dut.y)
+    np.testing.assert_array_equal(got, fp32_max_bits(a, b))
+
+
+def test_recip_matches_reference():
+    d = np.concatenate([np.arange(0, 300), [511, 512, 513, 1000, 65535, 65536, 99999, (1 << 24) - 1]])
+    dut = RecipBf16(24)
+    got = _comb(dut, ((v,) for v in d), (dut.d,), dut.y)
+    np.testing.assert_array_equal(got, recip_bf16_bits(d))
+
+
+def test_gnn_exec_encoding_roundtrip():
+    rng = np.random.default_rng(0)
+    job = layout_gnn(karate_adjacency(), bf16_normal(rng, (34, 8)), 8)
+    back = isa.decode(isa.exec_cmd(UnitKind.GNN, GnnFunc.MEAN, **job.args).encode(), UnitKind.GNN)
+    assert back.fields["func"] is GnnFunc.MEAN and back.fields["args"] == job.args
+    assert GnnArgs.size <= isa.EXEC_ARGS_BITS
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    (dict(lanes=3), ValueError, r"Lane count must be a power of two of at least 2, not 3"),
+    (dict(lanes=8.0), TypeError, r"Lane count must be a positive integer, not 8.0"),
+    (dict(scratchpad_bytes="64k"), TypeError, r"Scratchpad size must be a positive integer"),
+])
+def test_gnn_parameter_errors(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Gnn(**kwargs)
+
+
+def test_gnn_cost_needs_degrees():
+    with pytest.raises(TypeError, match="GNN cycles need degrees"):
+        gnn_cost.cycles(tile(8), nodes=4, features=4)
+
+
+def _pch_workaround(monkeypatch):
+    import os
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_gnn_cocotb(sim, monkeypatch):
+    _pch_workaround(monkeypatch)
+    params = {"lanes": 8, "scratchpad_bytes": 16384}
+    run_cocotb(lambda: sparse_unit_top(Gnn(**params)), name="gnn", params=params,
+               test_module="hw.tb_gnn", sim=sim)

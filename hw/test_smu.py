@@ -1,0 +1,119 @@
+"""SMU: bit-exact against sched.golden.sparse.spmm_bf16 and cycle-exact against sched.cost.smu."""
+
+import numpy as np
+import pytest
+
+from hw import isa
+from hw.config import UnitKind, load_config
+from hw.smu import Smu, SmuArgs, SmuFunc
+from sched.cost import smu as smu_cost
+from sched.formats import encode_csr, layout_spmm
+from sched.golden.sparse import spmm_bf16
+from tb.harness import run_cocotb
+from tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case, unstructured
+from tb.sparse_sim import run_sparse
+from tb.streams import random_pattern
+from tb.unit_memory import sparse_unit_top
+
+
+def tile(lanes):
+    t = load_config().tile("smu0")
+    return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
+
+
+def check(a, b, lanes, *, spad=16384, seed=0):
+    """Run A @ B; assert bit-exact, exact cycle model, pad bytes untouched. Returns cycles."""
+    csr = encode_csr(a)
+    job = layout_spmm(csr, b, lanes, out_fill=0xA5)
+    run = run_sparse(Smu(lanes=lanes, scratchpad_bytes=spad), job, SmuFunc.SPMM,
+                     pattern=random_pattern(0.5, seed), max_cycles=100_000)
+    np.testing.assert_array_equal(run.result, spmm_bf16(csr, b))
+    model = smu_cost.cycles(tile(lanes), m=a.shape[0], n=b.shape[1], k=a.shape[1],
+                            row_nnz=csr.row_nnz)
+    assert run.cycles == model, f"RTL {run.cycles} cycles, model {model}"
+    raw = run.memory[job.out_addr:job.out_addr + job.out_bytes]
+    pad = np.frombuffer(raw, "<u4").reshape(a.shape[0], -1)[:, b.shape[1]:]
+    assert (pad == 0xA5A5A5A5).all(), "the SMU wrote pad columns"
+    return run.cycles
+
+
+@pytest.mark.parametrize("case", SPARSE_CASES)
+def test_smu_cases(case):
+    rng = np.random.default_rng(SPARSE_CASES.index(case))
+    m, k, n = 9, 24, 10                        # three passes of 4 lanes, last one partial
+    check(sparse_case(case, rng, m, k), bf16_normal(rng, (k, n)), 4, seed=3)
+
+
+def test_smu_skewed_one_dense_row_many_empty():
+    rng = np.random.default_rng(7)
+    check(skewed(rng, 40, 33, dense_row=17), bf16_normal(rng, (33, 6)), 4)
+
+
+def test_smu_random_sweep():
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        lanes = int(rng.choice([2, 4, 8]))
+        m, k, n = (int(v) for v in rng.integers(1, 20, 3))
+        a = unstructured(rng, m, k, float(rng.uniform(0, 1)))
+        check(a, bf16_normal(rng, (k, n)), lanes, seed=int(rng.integers(100)))
+
+
+def test_smu_default_lanes():
+    """The default config's 64 lanes (one pass and a partial second)."""
+    rng = np.random.default_rng(2)
+    check(unstructured(rng, 3, 12, 0.5), bf16_normal(rng, (12, 70)), 64, spad=65536)
+
+
+@pytest.mark.slow
+def test_smu_random_sweep_long():
+    rng = np.random.default_rng(12)
+    for _ in range(30):
+        lanes = int(rng.choice([2, 4, 8, 16]))
+        m, k, n = (int(v) for v in rng.integers(1, 40, 3))
+        check(unstructured(rng, m, k, float(rng.uniform(0, 1))), bf16_normal(rng, (k, n)), lanes,
+              spad=65536, seed=int(rng.integers(100)))
+
+
+def test_smu_exec_encoding_roundtrip():
+    rng = np.random.default_rng(0)
+    job = layout_spmm(unstructured(rng, 5, 8, 0.5), bf16_normal(rng, (8, 3)), 64, base=256)
+    cmd = isa.exec_cmd(UnitKind.SMU, SmuFunc.SPMM, **job.args)
+    back = isa.decode(cmd.encode(), UnitKind.SMU)
+    assert back.fields["func"] is SmuFunc.SPMM
+    assert back.fields["args"] == job.args
+    assert SmuArgs.size <= isa.EXEC_ARGS_BITS
+    assert job.args["a_ptr_addr"] % 128 == 0 and job.args["b_addr"] % 128 == 0
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    (dict(lanes="8"), TypeError, r"Lane count must be a positive integer, not '8'"),
+    (dict(lanes=6), ValueError, r"Lane count must be a power of two of at least 2, not 6"),
+    (dict(lanes=1), ValueError, r"Lane count must be a power of two of at least 2, not 1"),
+    (dict(lanes=8, scratchpad_bytes=3000), ValueError,
+     r"Scratchpad size must be a power of two of at least 32 bytes .*not 3000"),
+])
+def test_smu_parameter_errors(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Smu(**kwargs)
+
+
+def test_smu_cost_needs_counts():
+    with pytest.raises(TypeError, match="SMU cycles need row_nnz"):
+        smu_cost.cycles(tile(64), m=4, n=4)
+    with pytest.raises(ValueError, match="row_nnz must have one count per row of A"):
+        smu_cost.cycles(tile(64), m=4, n=4, row_nnz=[1, 2])
+
+
+def _pch_workaround(monkeypatch):
+    import os
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_smu_cocotb(sim, monkeypatch):
+    _pch_workaround(monkeypatch)
+    params = {"lanes": 8, "scratchpad_bytes": 16384}
+    run_cocotb(lambda: sparse_unit_top(Smu(**params)), name="smu", params=params,
+               test_module="hw.tb_smu", sim=sim)
