@@ -24,7 +24,10 @@ Vectors are packed densely, little-endian: BF16 element ``k`` in bytes ``2k, 2k+
 element ``k`` in byte ``k``. A partial last word is written with byte enables, so the
 bytes after the vector are untouched. The INT8 table of LEAKY_RELU / SIGMOID / TANH / GELU
 is 256 bytes at ``table_addr`` (entry ``x & 0xFF`` for input ``x``; see
-:func:`sched.golden.activations.int8_table`); the unit reads it at the start of the EXEC.
+:func:`sched.golden.activations.int8_table`), computed by the compiler from the input and
+output scales and zero points; the unit reads it at the start of the EXEC (``256 / word
+bytes`` cycles). UINT8 tensors use the same table functions (``int8_table(unsigned=True)``;
+LEAKY_RELU with ``alpha = 0`` is their ReLU); INT8 RELU, ADD and MUL are signed.
 """
 
 from __future__ import annotations
@@ -172,10 +175,18 @@ class ActivationUnit(wiring.Component):
             "wr": In(memory.WritePort.Signature(addr_width=addr_width, shape=wb, granularity=8)),
         })
 
+    @classmethod
+    def from_tile(cls, tile) -> "ActivationUnit":
+        """The AFU of a pool-config tile: its lanes, and a port addressing its whole scratchpad."""
+        words = tile.scratchpad_bytes // (2 * tile["lanes"])
+        return cls(lanes=tile["lanes"], addr_width=max(2, (words - 1).bit_length()))
+
     lanes = property(lambda self: self._lanes)
     addr_width = property(lambda self: self._addr_width)
     word_bits = property(lambda self: 16 * self._lanes)
     word_bytes = property(lambda self: 2 * self._lanes)
+    #: The ``cmd`` payload layout (``{func, args}``), as the other units name it.
+    cmd_layout = AfuCommand
 
     def elaborate(self, platform):
         m = Module()

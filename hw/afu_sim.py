@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from amaranth.sim import Simulator
 
-from hw.afu import ActivationUnit, AfuFunc
+from hw.afu import ActivationUnit
 from tb.streams import always, stream_get, stream_put
 from tb.unit_top import UnitTop
 

@@ -39,17 +39,26 @@ Data layouts (bytes in the scratchpad; :mod:`hw.ce_layout` packs and unpacks the
 - weights ``w[M, C, kH, kW]`` (INT8): channel-blocked, one word per (output channel,
   tap, input block): word ``(((ob * kH + ky) * kW + kx) * ICB + cb) * oc_lanes + o`` holds
   ``w[ob * oc_lanes + o, cb * ic_lanes + i, ky, kx]`` in byte ``i``; missing channels zero.
-- bias ``b[M]`` (INT32, little-endian): ``OCB * oc_lanes`` words of 4 bytes, missing
+- bias ``b[M]`` (INT32, little-endian): ``OCB * oc_lanes`` values of 4 bytes, missing
   channels zero (``OCB = ceil(M / oc_lanes)``).
 - output ``y[M, oH, oW]``: HWC with channels padded to ``OCB`` blocks of ``oc_lanes``:
   element ``((p * OCB + ob) * oc_lanes + o)`` with ``p = oy * oW + ox``, one byte each (INT8,
   requantized) or four bytes little-endian (INT32). Padding channels hold unspecified
-  values.
+  values. With ``oc_lanes == ic_lanes`` an INT8 output is directly the input layout of
+  the next layer.
+
+Limits the compiler must respect (:meth:`hw.ce_layout.ConvShape.check`): kernels 1..5,
+stride 1 or 2 (both axes), pads below the kernel extent, H, W, C, M < 1024, and
+``kernel_h * kernel_w * ceil(C / ic_lanes) <= weight_depth`` (256: e.g. 5x5 up to 80 input
+channels, 3x3 up to 224); split larger layers along C (INT32 partial sums) or M. INT8 or
+UINT8 activations (``x_unsigned``), INT8 weights, INT8 or UINT8 output (``y_unsigned``),
+per-tensor zero points and requantization scale (the
+``multiplier``/``shift`` of :func:`sched.golden.numerics.quantize_multiplier`).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,7 +81,7 @@ class CeFunc(enum.Enum, shape=8):
     CONV = 0
 
 
-#: The EXEC arguments of the CE (219 of the 240 bits).
+#: The EXEC arguments of the CE (223 of the 240 bits).
 CeArgs = data.StructLayout({
     "in_addr": isa.SPAD_ADDR_BITS,      # byte address of the input (word-aligned)
     "w_addr": isa.SPAD_ADDR_BITS,       # byte address of the weights
@@ -89,13 +98,15 @@ CeArgs = data.StructLayout({
     "pad_left": 3,
     "pad_bottom": 3,
     "pad_right": 3,
-    "x_zero_point": signed(8),
+    "x_zero_point": signed(9),          # -128..127, or 0..255 with x_unsigned
     "w_zero_point": signed(8),
-    "y_zero_point": signed(8),
+    "y_zero_point": signed(9),          # -128..127, or 0..255 with y_unsigned
     "multiplier": 31,                   # requantization: y = sat(rne(acc * multiplier / 2**shift) + y_zp)
     "shift": 6,
     "bias": 1,                          # add the INT32 bias
     "requant": 1,                       # requantize to INT8 (else write INT32)
+    "x_unsigned": 1,                    # activations are UINT8 (else INT8)
+    "y_unsigned": 1,                    # requantize to UINT8 (else INT8)
 })
 
 #: The command payload the unit accepts on ``cmd``.
@@ -153,6 +164,13 @@ class ConvEngine(wiring.Component):
             "wr": In(memory.WritePort.Signature(addr_width=addr_width, shape=wb, granularity=8)),
         })
 
+    @classmethod
+    def from_tile(cls, tile) -> "ConvEngine":
+        """The CE of a pool-config tile: its lanes, and a port addressing its whole scratchpad."""
+        words = tile.scratchpad_bytes // tile["ic_lanes"]
+        return cls(oc_lanes=tile["oc_lanes"], ic_lanes=tile["ic_lanes"],
+                   addr_width=max(2, (words - 1).bit_length()))
+
     oc_lanes = property(lambda self: self._ol)
     ic_lanes = property(lambda self: self._il)
     addr_width = property(lambda self: self._addr_width)
@@ -160,6 +178,8 @@ class ConvEngine(wiring.Component):
     out_fifo_depth = property(lambda self: self._out_fifo_depth)
     word_bits = property(lambda self: 8 * self._il)
     word_bytes = property(lambda self: self._il)
+    #: The ``cmd`` payload layout (``{func, args}``), as the other units name it.
+    cmd_layout = CeCommand
 
     def elaborate(self, platform):
         m = Module()
@@ -196,8 +216,6 @@ class ConvEngine(wiring.Component):
         ld_pending = Signal()                       # a load read issued last cycle
         ld_lane = Signal(range(OL))                 # where the arriving word goes
         ld_entry = Signal(EB)
-        ld_lane_next = Signal(range(OL))
-        ld_entry_next = Signal(EB)
         ld_bias = Signal()                          # loading bias words, not weights
         b_index = Signal(range(out_words_i32))
         bias_reg = Signal(OL * 32)
@@ -402,7 +420,8 @@ class ConvEngine(wiring.Component):
         xs = []
         for i in range(IL):
             xv = Signal(signed(9), name=f"x{i}")
-            byte = self.rd.data[8 * i:8 * i + 8].as_signed()
+            raw = self.rd.data[8 * i:8 * i + 8]
+            byte = Mux(a.x_unsigned, raw.as_unsigned(), raw.as_signed())
             m.d.comb += xv.eq(Mux(s2_inside & (s2_nlanes > i), byte - a.x_zero_point, 0))
             xs.append(xv)
         for o in range(OL):
@@ -465,16 +484,20 @@ class ConvEngine(wiring.Component):
     def _requantize(self, m, acc, valid, a):
         """The finished pixel as the FIFO stores it: INT32 lanes, or INT8 lanes in the low bytes.
 
-        One shared :class:`hw.arith.requant.Requantizer` per output-channel lane.
+        One shared :class:`hw.arith.requant.Requantizer` per output-channel lane. UINT8 output
+        uses ``saturate_[0,255](v) = saturate_[-128,127](v - 128) + 128``: the zero point is
+        moved down by 128 and the sign bit of the INT8 result flipped.
         """
         OL = self._ol
+        zp = Signal(signed(10))
+        m.d.comb += zp.eq(Mux(a.y_unsigned, a.y_zero_point - 128, a.y_zero_point))
         ys = []
         for o in range(OL):
             rq = Requantizer()
             m.submodules[f"requant{o}"] = rq
             m.d.comb += [rq.acc.eq(acc[o]), rq.multiplier.eq(a.multiplier), rq.shift.eq(a.shift),
-                         rq.zero_point.eq(a.y_zero_point)]
-            ys.append(rq.y.as_unsigned())
+                         rq.zero_point.eq(zp)]
+            ys.append(rq.y.as_unsigned() ^ Mux(a.y_unsigned, 0x80, 0))
         packed = Signal(OL * 32)
         m.d.comb += packed.eq(Mux(a.requant, Cat(*ys), acc.as_value()))
         return packed, valid

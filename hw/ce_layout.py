@@ -85,7 +85,7 @@ class ConvShape:
     def exec_args(self, *, in_addr: int, w_addr: int, out_addr: int, bias_addr: int = 0,
                   bias: bool = False, requant: bool = False, x_zero_point: int = 0,
                   w_zero_point: int = 0, y_zero_point: int = 0, multiplier: int = 0,
-                  shift: int = 0) -> dict:
+                  shift: int = 0, x_unsigned: bool = False, y_unsigned: bool = False) -> dict:
         """The CE's EXEC argument fields (:data:`hw.ce.CeArgs`) for this convolution."""
         top, left, bottom, right = self.pads
         return dict(in_addr=in_addr, w_addr=w_addr, bias_addr=bias_addr, out_addr=out_addr,
@@ -94,13 +94,14 @@ class ConvShape:
                     pad_top=top, pad_left=left, pad_bottom=bottom, pad_right=right,
                     x_zero_point=x_zero_point, w_zero_point=w_zero_point,
                     y_zero_point=y_zero_point, multiplier=multiplier, shift=shift,
-                    bias=int(bias), requant=int(requant))
+                    bias=int(bias), requant=int(requant), x_unsigned=int(x_unsigned),
+                    y_unsigned=int(y_unsigned))
 
 
 def pack_input(x: np.ndarray, ic_lanes: int) -> bytes:
-    """``x[C, H, W]`` INT8 -> HWC bytes, channels padded (with zeros) to blocks of ``ic_lanes``."""
+    """``x[C, H, W]`` INT8/UINT8 -> HWC bytes, channels padded (with zeros) to blocks of ``ic_lanes``."""
     c, h, w = x.shape
-    buf = np.zeros((h, w, _blocks(c, ic_lanes) * ic_lanes), np.int8)
+    buf = np.zeros((h, w, _blocks(c, ic_lanes) * ic_lanes), x.dtype)
     buf[:, :, :c] = np.transpose(x, (1, 2, 0))
     return buf.tobytes()
 
@@ -123,11 +124,12 @@ def pack_bias(b: np.ndarray, oc_lanes: int) -> bytes:
     return full.tobytes()
 
 
-def unpack_output(raw: bytes, shape: ConvShape, oc_lanes: int, requant: bool) -> np.ndarray:
-    """Output bytes -> ``y[M, oH, oW]`` (int8 if ``requant`` else int32)."""
+def unpack_output(raw: bytes, shape: ConvShape, oc_lanes: int, requant: bool,
+                  y_unsigned: bool = False) -> np.ndarray:
+    """Output bytes -> ``y[M, oH, oW]`` (int8/uint8 if ``requant`` else int32)."""
     ocb = _blocks(shape.c_out, oc_lanes)
-    dt = np.int8 if requant else np.dtype("<i4")
+    dt = (np.uint8 if y_unsigned else np.int8) if requant else np.dtype("<i4")
     n = shape.out_h * shape.out_w * ocb * oc_lanes
     y = np.frombuffer(raw[:n * np.dtype(dt).itemsize], dt).reshape(shape.out_h, shape.out_w, -1)
     return np.ascontiguousarray(y[:, :, :shape.c_out].transpose(2, 0, 1)).astype(
-        np.int8 if requant else np.int32)
+        dt if requant else np.int32)

@@ -36,7 +36,7 @@ def layout_image(shape: ConvShape, x, w, bias, *, oc_lanes: int, ic_lanes: int, 
 
 def simulate_conv(shape: ConvShape, x, w, bias=None, *, oc_lanes=8, ic_lanes=8, requant=False,
                   x_zero_point=0, w_zero_point=0, y_zero_point=0, multiplier=0, shift=0,
-                  pattern=None):
+                  y_unsigned=False, pattern=None):
     """Run one convolution; returns ``(y[M, oH, oW], cycles from acceptance to not busy)``."""
     img, addr, end = layout_image(shape, x, w, bias, oc_lanes=oc_lanes, ic_lanes=ic_lanes,
                                   requant=requant)
@@ -46,7 +46,8 @@ def simulate_conv(shape: ConvShape, x, w, bias=None, *, oc_lanes=8, ic_lanes=8, 
     top = UnitTop(ce, depth=depth)
     args = shape.exec_args(**addr, bias=bias is not None, requant=requant,
                            x_zero_point=x_zero_point, w_zero_point=w_zero_point,
-                           y_zero_point=y_zero_point, multiplier=multiplier, shift=shift)
+                           y_zero_point=y_zero_point, multiplier=multiplier, shift=shift,
+                           x_unsigned=np.asarray(x).dtype == np.uint8, y_unsigned=y_unsigned)
     res = {}
 
     async def tb(ctx):
@@ -71,4 +72,4 @@ def simulate_conv(shape: ConvShape, x, w, bias=None, *, oc_lanes=8, ic_lanes=8, 
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    return unpack_output(res["out"], shape, oc_lanes, requant), res["cycles"]
+    return unpack_output(res["out"], shape, oc_lanes, requant, y_unsigned), res["cycles"]

@@ -20,17 +20,19 @@ __all__ = ["blocks", "write_verilog", "lint"]
 
 def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
+    from .afu import ActivationUnit
+    from .ce import ConvEngine
+    from .config import UnitKind
     from .controller import TileController
+    from .dmu import Dmu
+    from .lpu import Lpu
     from .scratchpad import Scratchpad
     from .spad_stream import StreamReader, StreamWriter
 
-    from .config import UnitKind
-    from .dmu import Dmu
-    from .lpu import Lpu
-
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
     units = {}
-    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu)):
+    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu), (UnitKind.CE, ConvEngine),
+                      (UnitKind.AFU, ActivationUnit)):
         tiles = cfg.tiles_of(kind)
         if tiles:
             units[kind.key] = (lambda cls=cls, tile=tiles[0]: cls.from_tile(tile))

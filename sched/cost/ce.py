@@ -51,17 +51,25 @@ def _out_extent(size, kernel, stride, pad_begin, pad_end):
 
 
 def cycles(tile: TileConfig | dict, *, c_in: int, c_out: int, height: int, width: int,
-           kernel_h: int = 3, kernel_w: int = 3, stride: int = 1, pads=(0, 0, 0, 0),
+           kernel_h: int = 3, kernel_w: int = 3, stride: int = 1, pads=None, pad_top: int = 0,
+           pad_left: int = 0, pad_bottom: int = 0, pad_right: int = 0,
            bias: bool = False, requant: bool = False, **_: object) -> int:
     """Cycles from the CE accepting a CONV command until ``busy`` falls.
+
+    Takes the CE's EXEC arguments (:data:`hw.ce.CeArgs`; addresses and zero points are
+    ignored), so ``cycles(tile, **shape.exec_args(...))`` works.
 
     Parameters
     ----------
     tile : TileConfig or mapping
         Supplies ``oc_lanes`` and ``ic_lanes``.
-    c_in, c_out, height, width, kernel_h, kernel_w, stride, pads, bias, requant
-        The EXEC arguments (``pads`` = top, left, bottom, right).
+    c_in, c_out, height, width, kernel_h, kernel_w, stride, bias, requant
+        The EXEC arguments.
+    pads : (top, left, bottom, right), optional
+        Instead of ``pad_top``, ``pad_left``, ``pad_bottom``, ``pad_right``.
     """
+    if pads is None:
+        pads = (pad_top, pad_left, pad_bottom, pad_right)
     oh = _out_extent(height, kernel_h, stride, pads[0], pads[2])
     ow = _out_extent(width, kernel_w, stride, pads[1], pads[3])
     e, ocb, load, out_words, p = _terms(tile, c_in, c_out, oh, ow, kernel_h, kernel_w, bias, requant)
@@ -96,7 +104,7 @@ def cycles_compute_bound(e: int, ocb: int, load: int, out_words: int, pixels: in
 
 def utilization(tile, **shape) -> float:
     """MACs (padded taps included) over ``cycles * oc_lanes * ic_lanes``."""
-    pads = shape.get("pads", (0, 0, 0, 0))
+    pads = shape.get("pads") or tuple(shape.get(f"pad_{s}", 0) for s in ("top", "left", "bottom", "right"))
     oh = _out_extent(shape["height"], shape.get("kernel_h", 3), shape.get("stride", 1), pads[0], pads[2])
     ow = _out_extent(shape["width"], shape.get("kernel_w", 3), shape.get("stride", 1), pads[1], pads[3])
     macs = oh * ow * shape.get("kernel_h", 3) * shape.get("kernel_w", 3) * shape["c_in"] * shape["c_out"]

@@ -36,7 +36,8 @@ INT8
 ----
 ReLU is ``max(x, zero_point)``. LeakyReLU, sigmoid, tanh and GELU are a 256-entry table
 (:func:`int8_table`, computed by the compiler from the scales and zero points, placed in
-the scratchpad and named by the EXEC's ``table_addr``): ``y = table[x & 0xFF]``. Add is
+the scratchpad and named by the EXEC's ``table_addr``): ``y = table[x & 0xFF]``; UINT8
+tensors use the same lookup with an unsigned table. Add is
 ``requantize((a - a_zp) * a_mult + (b - b_zp) * b_mult, multiplier, shift, y_zp)``, multiply
 ``requantize((a - a_zp) * (b - b_zp), multiplier, shift, y_zp)``.
 """
@@ -53,7 +54,7 @@ from scipy.special import erf
 __all__ = ["FRAC_BITS", "SEG_BITS", "SEGMENTS", "T_BITS", "TABLE_FUNCS", "reference",
            "bf16_table", "bf16_activation", "bf16_relu", "bf16_leaky_relu", "bf16_add",
            "bf16_mul", "fixed_to_bf16", "bf16_to_fixed", "int8_table", "int8_lut",
-           "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN"]
+           "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN", "run_exec"]
 
 FRAC_BITS = 16          # fixed-point fraction bits of the input and of the table values
 SEG_BITS = 5            # segments per unit: width 1/32
@@ -205,27 +206,31 @@ def bf16_leaky_relu(bits, alpha_bits: int) -> np.ndarray:
 
 
 def int8_table(func: str, in_scale: float, in_zero_point: int, out_scale: float,
-               out_zero_point: int, alpha: float = 0.01) -> np.ndarray:
-    """The 256-entry INT8 table: ``table[q & 0xFF] = sat(rne(f((q - zp_in) * s_in) / s_out) + zp_out)``.
+               out_zero_point: int, alpha: float = 0.01, unsigned: bool = False) -> np.ndarray:
+    """The 256-entry table: ``table[q & 0xFF] = sat(rne(f((q - zp_in) * s_in) / s_out) + zp_out)``.
 
-    ``func`` is ``"sigmoid"``, ``"tanh"``, ``"gelu"`` or ``"leaky_relu"`` (with ``alpha``).
+    ``func`` is ``"sigmoid"``, ``"tanh"``, ``"gelu"`` or ``"leaky_relu"`` (with ``alpha``;
+    ``alpha = 0`` is ReLU). INT8 in and out, or UINT8 in and out with ``unsigned`` (the
+    unit only indexes by the input byte, so both work on the same hardware).
     """
-    q = np.arange(-128, 128, dtype=np.float64)
+    lo = 0 if unsigned else -128
+    q = np.arange(lo, lo + 256, dtype=np.float64)
     x = (q - in_zero_point) * in_scale
     if func == "leaky_relu":
         fx = np.where(x >= 0, x, x * alpha)
     else:
         fx = reference(func, x)
-    y = np.clip(np.rint(fx / out_scale) + out_zero_point, -128, 127).astype(np.int8)
-    table = np.zeros(256, np.int8)
-    table[(np.arange(-128, 128) & 0xFF)] = y
+    dt = np.uint8 if unsigned else np.int8
+    y = np.clip(np.rint(fx / out_scale) + out_zero_point, lo, lo + 255).astype(dt)
+    table = np.zeros(256, dt)
+    table[(np.arange(lo, lo + 256) & 0xFF)] = y
     return table
 
 
 def int8_lut(x, table) -> np.ndarray:
-    """Apply a 256-entry INT8 table to INT8 values."""
-    x = np.asarray(x, np.int8)
-    return np.asarray(table, np.int8)[x.astype(np.int64) & 0xFF]
+    """Apply a 256-entry table to INT8 (or UINT8) values: ``table[x & 0xFF]``."""
+    x = np.asarray(x)
+    return np.asarray(table)[x.astype(np.int64) & 0xFF]
 
 
 def int8_relu(x, zero_point: int = 0) -> np.ndarray:
@@ -250,3 +255,39 @@ def int8_mul(a, b, *, a_zero_point=0, b_zero_point=0, multiplier, shift,
 
     acc = (np.asarray(a, np.int64) - a_zero_point) * (np.asarray(b, np.int64) - b_zero_point)
     return requantize(acc.astype(np.int32), multiplier, shift, y_zero_point)
+
+
+def run_exec(func, args, a, b=None, table=None) -> np.ndarray:
+    """The AFU's result for one EXEC, as the golden executor runs it.
+
+    Parameters
+    ----------
+    func : str or ``hw.afu.AfuFunc``
+        relu, leaky_relu, sigmoid, tanh, gelu, add, mul.
+    args : mapping
+        The EXEC's argument fields (``hw.afu.AfuArgs``; addresses and count are ignored).
+    a, b : numpy arrays
+        Operands: BF16 encodings (uint16) or INT8 values.
+    table : numpy array, optional
+        The 256-entry table of INT8 LEAKY_RELU / SIGMOID / TANH / GELU.
+    """
+    f = (func.name if hasattr(func, "name") else str(func)).lower()
+    dt = args.get("dtype", "bf16")
+    dt = (dt.name if hasattr(dt, "name") else str(dt)).lower()
+    g = lambda k: int(args.get(k, 0))   # noqa: E731
+    if dt == "bf16":
+        if f in TABLE_FUNCS:
+            return bf16_activation(f, a)
+        return {"relu": lambda: bf16_relu(a), "leaky_relu": lambda: bf16_leaky_relu(a, g("alpha")),
+                "add": lambda: bf16_add(a, b), "mul": lambda: bf16_mul(a, b)}[f]()
+    if f == "relu":
+        return int8_relu(a, g("y_zero_point"))
+    q = dict(a_zero_point=g("a_zero_point"), b_zero_point=g("b_zero_point"),
+             multiplier=g("multiplier"), shift=g("shift"), y_zero_point=g("y_zero_point"))
+    if f == "add":
+        return int8_add(a, b, a_mult=g("a_mult"), b_mult=g("b_mult"), **q)
+    if f == "mul":
+        return int8_mul(a, b, **q)
+    if table is None:
+        raise ValueError(f"INT8 {f} needs its 256-entry table")
+    return int8_lut(a, table)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["conv_output_size", "conv_integer", "conv_requantized", "qlinear_conv"]
+__all__ = ["conv_output_size", "conv_integer", "conv_requantized", "qlinear_conv", "run_exec"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
@@ -74,20 +74,56 @@ def conv_integer(x, w, *, x_zero_point: int = 0, w_zero_point: int = 0,
     return (y & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
 
 
-def conv_requantized(x, w, *, multiplier: int, shift: int, y_zero_point: int, **kw) -> np.ndarray:
-    """:func:`conv_integer` (with bias) followed by the fixed-point requantization to INT8."""
+def conv_requantized(x, w, *, multiplier: int, shift: int, y_zero_point: int,
+                     y_unsigned: bool = False, **kw) -> np.ndarray:
+    """:func:`conv_integer` (with bias) followed by the fixed-point requantization.
+
+    INT8 output, or UINT8 with ``y_unsigned`` (``y_zero_point`` in 0..255): saturating to
+    [0, 255] equals saturating ``v - 128`` to [-128, 127] and adding 128.
+    """
     from .numerics import requantize
 
-    return requantize(conv_integer(x, w, **kw), multiplier, shift, y_zero_point)
+    acc = conv_integer(x, w, **kw)
+    if not y_unsigned:
+        return requantize(acc, multiplier, shift, y_zero_point)
+    if not 0 <= y_zero_point <= 255:
+        raise ValueError(f"A UINT8 zero point must be in 0..255, not {y_zero_point!r}")
+    q = requantize(acc, multiplier, shift, y_zero_point - 128)
+    return (q.astype(np.int16) + 128).astype(np.uint8)
 
 
 def qlinear_conv(x, x_scale: float, x_zero_point: int, w, w_scale: float, w_zero_point: int,
                  y_scale: float, y_zero_point: int, bias=None, *, strides=(1, 1),
                  pads=(0, 0, 0, 0)) -> np.ndarray:
-    """ONNX QLinearConv (INT8 x, w, y; per-tensor scales) with fixed-point requantization."""
+    """ONNX QLinearConv (per-tensor scales) with fixed-point requantization.
+
+    ``x`` INT8 or UINT8, ``w`` INT8; ``y`` has the type of ``x`` (as onnxruntime's
+    quantizer emits it).
+    """
     from .numerics import quantize_multiplier
 
     multiplier, shift = quantize_multiplier(x_scale * w_scale / y_scale)
     return conv_requantized(x, w, multiplier=multiplier, shift=shift, y_zero_point=y_zero_point,
+                            y_unsigned=np.asarray(x).dtype == np.uint8,
                             x_zero_point=x_zero_point, w_zero_point=w_zero_point,
                             strides=strides, pads=pads, bias=bias)
+
+
+def run_exec(args, x, w, bias=None) -> np.ndarray:
+    """The CE's result for one CONV EXEC, as the golden executor runs it.
+
+    ``args`` holds the EXEC's argument fields (``hw.ce.CeArgs``; addresses and extents are
+    taken from the arrays); ``x[C, H, W]``, ``w[M, C, kH, kW]``, ``bias[M]`` (used when the
+    ``bias`` flag is set). Returns ``y[M, oH, oW]``: INT32, or INT8/UINT8 when ``requant``.
+    """
+    g = lambda k: int(args.get(k, 0))   # noqa: E731
+    kw = dict(x_zero_point=g("x_zero_point"), w_zero_point=g("w_zero_point"),
+              strides=(g("stride") or 1,) * 2,
+              pads=(g("pad_top"), g("pad_left"), g("pad_bottom"), g("pad_right")),
+              bias=bias if g("bias") else None)
+    x4 = np.asarray(x)[None]
+    if g("requant"):
+        return conv_requantized(x4, w, multiplier=g("multiplier"), shift=g("shift"),
+                                y_zero_point=g("y_zero_point"), y_unsigned=bool(g("y_unsigned")),
+                                **kw)[0]
+    return conv_integer(x4, w, **kw)[0]

@@ -3,7 +3,7 @@
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from sched.golden.conv import conv_integer, conv_output_size, qlinear_conv
 
@@ -35,9 +35,9 @@ def test_conv_integer_matches_onnxruntime(case, x_dtype):
     xzp = np.array(rng.integers(info.min, info.max + 1), x_dtype)
     wzp = np.array(rng.integers(-5, 6), np.int8)
     tp = TensorProto.INT8 if x_dtype == np.int8 else TensorProto.UINT8
-    node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=list(pads[:2]) + list(pads[2:]),
-                            strides=[s, s])
     # ONNX pads order is [x1_begin, x2_begin, x1_end, x2_end] = [top, left, bottom, right].
+    node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=list(pads),
+                            strides=[s, s])
     sess = _session(node, [helper.make_tensor_value_info("x", tp, None),
                            helper.make_tensor_value_info("w", TensorProto.INT8, None),
                            helper.make_tensor_value_info("xz", tp, None),
@@ -50,24 +50,26 @@ def test_conv_integer_matches_onnxruntime(case, x_dtype):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"s{c[5]}")
-def test_qlinear_conv_within_one_step_of_onnxruntime(case):
+@pytest.mark.parametrize("x_dtype", [np.int8, np.uint8])
+def test_qlinear_conv_within_one_step_of_onnxruntime(case, x_dtype):
     c, m, h, w, k, s, pads = case
     rng = np.random.default_rng(7 + (hash(case) & 0xFFFF))
-    x = rng.integers(-128, 128, (1, c, h, w)).astype(np.int8)
+    info = np.iinfo(x_dtype)
+    x = rng.integers(info.min, info.max + 1, (1, c, h, w)).astype(x_dtype)
     wt = rng.integers(-128, 128, (m, c, k, k)).astype(np.int8)
     bias = rng.integers(-3000, 3000, m).astype(np.int32)
     xs, ws = np.float32(0.02), np.float32(0.005)
     ys = np.float32(0.01 * np.sqrt(c * k * k))
-    xz, yz = -3, 5
-    inputs = {"x": x, "xs": np.array(xs), "xz": np.array(xz, np.int8), "w": wt,
+    xz, yz = (-3, 5) if x_dtype == np.int8 else (120, 131)
+    tx = TensorProto.INT8 if x_dtype == np.int8 else TensorProto.UINT8
+    inputs = {"x": x, "xs": np.array(xs), "xz": np.array(xz, x_dtype), "w": wt,
               "ws": np.array(ws), "wz": np.array(0, np.int8), "ys": np.array(ys),
-              "yz": np.array(yz, np.int8), "b": bias}
-    types = {"x": TensorProto.INT8, "xs": TensorProto.FLOAT, "xz": TensorProto.INT8,
+              "yz": np.array(yz, x_dtype), "b": bias}
+    types = {"x": tx, "xs": TensorProto.FLOAT, "xz": tx,
              "w": TensorProto.INT8, "ws": TensorProto.FLOAT, "wz": TensorProto.INT8,
-             "ys": TensorProto.FLOAT, "yz": TensorProto.INT8, "b": TensorProto.INT32}
+             "ys": TensorProto.FLOAT, "yz": tx, "b": TensorProto.INT32}
     node = helper.make_node("QLinearConv", list(inputs), ["y"], pads=list(pads), strides=[s, s])
-    sess = _session(node, [helper.make_tensor_value_info(n, t, None) for n, t in types.items()],
-                    TensorProto.INT8)
+    sess = _session(node, [helper.make_tensor_value_info(n, t, None) for n, t in types.items()], tx)
     want = sess.run(None, inputs)[0].astype(int)
     got = qlinear_conv(x, float(xs), xz, wt, float(ws), 0, float(ys), yz, bias,
                        strides=(s, s), pads=pads).astype(int)

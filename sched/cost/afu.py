@@ -1,0 +1,48 @@
+"""Cycle model of the activation unit (``hw/afu.py``), checked against the RTL over a sweep.
+
+The unit reads one scratchpad word per cycle (``lanes`` BF16 or ``2 * lanes`` INT8
+elements) through a fixed pipeline, so an EXEC takes ``words + OVERHEAD`` cycles from
+acceptance until ``busy`` falls, plus ``table words + 2`` for the INT8 functions that read
+their 256-byte table first (LEAKY_RELU, SIGMOID, TANH, GELU).
+"""
+
+from __future__ import annotations
+
+from hw.config import TileConfig
+
+__all__ = ["cycles", "OVERHEAD", "TABLE_FUNCS"]
+
+#: Setup, the cycle that ends the run, and the pipeline (ActivationUnit.LATENCY + 1).
+OVERHEAD = 6
+#: INT8 functions computed through the loaded table.
+TABLE_FUNCS = ("leaky_relu", "sigmoid", "tanh", "gelu")
+_FUNCS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "add", "mul")
+
+
+def _key(v) -> str:
+    return (v.name if hasattr(v, "name") else str(v)).lower()
+
+
+def cycles(tile: TileConfig | dict, *, func, dtype, count: int, **_: object) -> int:
+    """Cycles from the AFU accepting an EXEC until ``busy`` falls.
+
+    Parameters
+    ----------
+    tile : TileConfig or mapping
+        Supplies ``lanes``.
+    func : str or AfuFunc
+        ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``, ``add`` or ``mul``.
+    dtype : str, DType or AfuDType
+        ``bf16`` or ``int8``.
+    count : int
+        Elements.
+    """
+    f, d = _key(func), _key(dtype)
+    if f not in _FUNCS:
+        raise ValueError(f"Unknown AFU function {f!r}; accepted: {', '.join(_FUNCS)}")
+    if d not in ("bf16", "int8"):
+        raise ValueError(f"AFU data type must be bf16 or int8, not {d!r}")
+    word_bytes = 2 * tile["lanes"]
+    words = -(-count * (1 if d == "int8" else 2) // word_bytes)
+    table = (max(1, 256 // word_bytes) + 2) if d == "int8" and f in TABLE_FUNCS else 0
+    return OVERHEAD + words + table
