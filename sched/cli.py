@@ -186,7 +186,9 @@ def cmd_sim(args) -> int:
 
 
 #: Sub-parser builders, in help order.
-SUBCOMMANDS: list[Callable] = [add_compile, add_sim]
+from .schedule_cmd import add_schedule  # noqa: E402
+
+SUBCOMMANDS: list[Callable] = [add_compile, add_schedule, add_sim]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,10 +32,10 @@ cannot deadlock.
 Unit formats in the memory image
 --------------------------------
 - INT8 weights (LPU GEMM, CE convolution) are the INT8 buffers themselves.
-- The sparse operand of an SPMM placed on the SMU is stored per micro-op in CSR
-  (:func:`encode_csr`): ``row_ptr`` (rows + 1 x u32), ``col_idx`` (nnz x u16), padding to 4
-  bytes, ``values`` (nnz x BF16). This layout is this module's proposal until ``hw/smu.py``
-  defines the SMU's. An SPMM placed on a DMU reads its operand dense.
+- The sparse operand of an SPMM placed on the SMU is stored per micro-op in the SMU's CSR
+  (``hw/smu.py``, :mod:`sched.formats`): ``ptr`` (rows + 1 u32) then ``nz`` (nnz u32,
+  column | BF16 value << 16), each padded to whole SMU words. An SPMM placed on a DMU
+  reads its operand dense.
 
 EXEC encoding
 -------------
@@ -98,38 +98,33 @@ def box_runs(ref: TensorRef, buffer_shape: tuple[int, ...]) -> list[tuple[int, i
     return [(int(flat[s]), int(e - s)) for s, e in zip(starts, ends)]
 
 
-def encode_csr(dense: np.ndarray) -> bytes:
-    """CSR bytes of a 2-D BF16 matrix (layout in the module docstring)."""
-    d = np.asarray(dense)
-    if d.ndim != 2:
-        raise CodegenError(f"CSR needs a 2-D operand, not shape {list(d.shape)}")
-    if d.shape[1] > 0xFFFF:
-        raise CodegenError(f"CSR column indices are 16 bits; {d.shape[1]} columns do not fit")
-    nz = d.astype(np.float32) != 0
-    row_ptr = np.concatenate(([0], np.cumsum(nz.sum(axis=1)))).astype("<u4")
-    rows, cols = np.nonzero(nz)
-    col_idx = cols.astype("<u2").tobytes()
-    col_idx += b"\0" * (-len(col_idx) % 4)
-    values = d[rows, cols].astype(ml_dtypes.bfloat16).tobytes()
-    return row_ptr.tobytes() + col_idx + values
+def encode_csr(dense: np.ndarray, lanes: int) -> bytes:
+    """The SMU's CSR of a 2-D BF16 block (:mod:`sched.formats`): the ``ptr`` array, then the
+    ``nz`` array, each padded to whole words of a ``lanes``-lane unit."""
+    from sched.formats import encode_csr as _encode, pack_csr
+    ptr, nz = pack_csr(_encode(np.asarray(dense)), lanes)
+    return ptr + nz
 
 
-def decode_csr(blob: bytes, rows: int, cols: int) -> np.ndarray:
-    """Inverse of :func:`encode_csr`: the dense BF16 matrix."""
-    row_ptr = np.frombuffer(blob, "<u4", rows + 1)
-    nnz = int(row_ptr[-1])
-    off = 4 * (rows + 1)
-    col_idx = np.frombuffer(blob, "<u2", nnz, off)
-    off += 2 * nnz + (-2 * nnz % 4)
-    values = np.frombuffer(blob, ml_dtypes.bfloat16, nnz, off)
-    out = np.zeros((rows, cols), ml_dtypes.bfloat16)
-    r = np.repeat(np.arange(rows), np.diff(row_ptr.astype(np.int64)))
-    out[r, col_idx] = values
-    return out
+def decode_csr(blob: bytes, rows: int, cols: int, lanes: int) -> np.ndarray:
+    """Inverse of :func:`encode_csr`: the dense BF16 matrix (absent entries +0)."""
+    from sched.formats import word_bytes
+    wb = word_bytes(lanes)
+    ptr = np.frombuffer(blob, "<u4", rows + 1).astype(np.int64)
+    nnz = int(ptr[-1])
+    nz_at = -(-4 * (rows + 1) // wb) * wb
+    nz = np.frombuffer(blob, "<u4", nnz, nz_at)
+    bits = np.zeros((rows, cols), np.uint16)
+    r = np.repeat(np.arange(rows), np.diff(ptr))
+    bits[r, (nz & 0xFFFF).astype(np.int64)] = (nz >> 16).astype(np.uint16)
+    return bits.view(ml_dtypes.bfloat16)
 
 
-def csr_bytes(rows: int, nnz: int) -> int:
-    return 4 * (rows + 1) + 2 * nnz + (-2 * nnz % 4) + 2 * nnz
+def csr_bytes(rows: int, nnz: int, lanes: int) -> int:
+    """Bytes of :func:`encode_csr`'s output for ``rows`` rows and ``nnz`` non-zeros."""
+    from sched.formats import word_bytes
+    wb = word_bytes(lanes)
+    return -(-4 * (rows + 1) // wb) * wb + -(-4 * nnz // wb) * wb
 
 
 @dataclass
@@ -232,7 +227,7 @@ def _const_array(g: Graph, ref: TensorRef) -> np.ndarray:
 
 
 def _layout_memory(g: Graph, pool: Pool, smu_sparse: dict[str, int],
-                   inputs: Mapping[str, np.ndarray] | None) -> MemoryImage:
+                   inputs: Mapping[str, np.ndarray] | None, lanes: Mapping[str, int]) -> MemoryImage:
     size = pool.memory["bytes"]
     addrs: dict[str, int] = {}
     top = 0
@@ -248,7 +243,7 @@ def _layout_memory(g: Graph, pool: Pool, smu_sparse: dict[str, int],
             raise CodegenError(f"Micro-op {op_id!r}: the SMU's sparse operand {ref} must be a "
                                f"constant (weights)")
         rows, cols = ref.last_dims(2)
-        blobs[(op_id, idx)] = encode_csr(_const_array(g, ref).reshape(rows, cols))
+        blobs[(op_id, idx)] = encode_csr(_const_array(g, ref).reshape(rows, cols), lanes[op_id])
     blob_at: dict[tuple[str, int], tuple[int, int]] = {}
     for key, blob in blobs.items():
         blob_at[key] = (top, len(blob))
@@ -324,7 +319,8 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     uop_index = {o.id: i for i, o in enumerate(ops)}
     smu_sparse = {n: g.op(n).attrs.get("sparse_operand", 0) for n in dag.nodes
                   if g.op(n).op is OpType.SPMM and pool.unit(placement[n]).kind is UnitKind.SMU}
-    img = _layout_memory(g, pool, smu_sparse, inputs)
+    img = _layout_memory(g, pool, smu_sparse, inputs,
+                         {n: pool.unit(placement[n]).tile["lanes"] for n in smu_sparse})
     tiles = list(pool.config.tiles)
     tindex = {t.name: i for i, t in enumerate(tiles)}
     mem = pool.memory

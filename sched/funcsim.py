@@ -249,12 +249,13 @@ class _Machine:
             buf = g.buffers[r.buffer]
             dt = g.base(r.buffer).dtype
             if self.prog.sparse_on_unit.get(op.id) == i:
+                from sched.codegen import csr_bytes
                 rows, cols = r.last_dims(2)
+                lanes = self.tiles_cfg[t.index]["lanes"]
                 head = self.read_spad(t, addr, 4 * (rows + 1))
                 nnz = int(np.frombuffer(head, "<u4")[-1])
-                from sched.codegen import csr_bytes
-                blob = self.read_spad(t, addr, csr_bytes(rows, nnz))
-                operands[r] = decode_csr(blob, rows, cols).reshape(r.shape)
+                blob = self.read_spad(t, addr, csr_bytes(rows, nnz, lanes))
+                operands[r] = decode_csr(blob, rows, cols, lanes).reshape(r.shape)
                 continue
             n = r.size * dt.bytes
             raw = self.read_memory(t, addr, n) if in_memory else self.read_spad(t, addr, n)

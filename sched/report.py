@@ -98,7 +98,8 @@ def gantt_png(schedule: Schedule, path: str | Path, dag: Any = None, title: str 
     fig, ax = plt.subplots(figsize=(12, 0.5 * len(units) + 1.5))
     for y, u in enumerate(units):
         for c, bars in rows[u.name].items():
-            ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=colour[c], edgecolor="none")
+            ax.broken_barh(bars, (y - 0.4, 0.8), facecolors=colour[c], edgecolor="white",
+                           linewidth=0.3)
     ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
     ax.invert_yaxis()
     ax.set_xlabel("cycles")

@@ -11,18 +11,19 @@
                cycles for the micro-op); start when it is free and the data has arrived
 ``heft``       insertion-based HEFT (Topcuoglu, Hariri and Wu 2002) with communication
                costs from the NoC model (hop distance, flits, packet overhead)
-``lookahead``  HEFT priorities, NoC link contention while placing (each transfer books
-               the links of its XY route) and one level of lookahead: a unit is chosen
-               for the finish time it allows the micro-op's children, not its own
+``lookahead``  HEFT priorities, NoC link contention while placing (a micro-op's traffic
+               books the links of its XY routes: to and from the memory tile, or from
+               its producers in direct dataflow) and one level of lookahead: a unit is
+               chosen for the finish time it allows the micro-op's children, not its own
 ``search``     runs ``heft``, ``lookahead``, a critical-path-priority HEFT and ``greedy``
                and keeps the schedule with the shortest contended makespan: never worse
                than any of them under the common evaluation
 =============  =========================================================================
 
 Every scheduler decides an assignment and a per-unit order; :func:`replay` then times it
-under one common model (units run one micro-op at a time in that order, every cross-unit
-result crosses the mesh as a transfer that books the links of its XY route), so that
-makespans of different schedulers are compared on equal terms. ``Schedule.planned`` keeps
+under one common model (units run one micro-op at a time in that order, NoC traffic books
+the links of its XY routes, see :func:`replay`), so that makespans of different
+schedulers are compared on equal terms. ``Schedule.planned`` keeps
 the scheduler's own estimate.
 
 :func:`lower_bound` is max(critical path with every micro-op on its fastest unit and free
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, NamedTuple, Sequence
 
 import networkx as nx
 
@@ -47,8 +48,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):
     """Where and when one micro-op runs."""
 
     unit: str
@@ -56,8 +56,7 @@ class Slot:
     finish: int
 
 
-@dataclass(frozen=True)
-class Transfer:
+class Transfer(NamedTuple):
     """One result moved between units: the edge ``src -> dst`` over the mesh."""
 
     src: Hashable
@@ -213,6 +212,10 @@ class _Problem:
             self.preds[iv].append((iu, b))
         task_cycles = cost.task_cycles
         external = getattr(cost, "external_bytes", None)
+        #: (bytes loaded from memory, bytes stored to memory) per node (CostModel only)
+        self.io: list[tuple[int, int]] = [(0, 0)] * n
+        #: memory dataflow: contention is on the memory tile's traffic, timed by _memory_io
+        self.memory_dataflow = getattr(cost, "dataflow", None) == "memory"
         nodes_attr = dag.nodes
         for i, node in enumerate(self.nodes):
             op = nodes_attr[node]["op"]
@@ -227,6 +230,7 @@ class _Problem:
             self.cands[i] = cands if len(fits) == len(cands) else tuple(fits)
             if external is not None:
                 ext = external(op, sum(b for _, b in self.preds[i]), not self.succs[i])
+                self.io[i] = ext
                 self.w[i] = [(u, task_cycles(dag, node, u, ext)) for u in fits]
             else:
                 self.w[i] = [(u, task_cycles(dag, node, u)) for u in fits]
@@ -311,6 +315,24 @@ def _links(cost: Any):
     return LinkTable(cost) if isinstance(cost, CostModel) else None
 
 
+def _memory_io(P: _Problem, links: Any, i: int, u: Unit, start: int, cyc: int,
+               book: bool) -> int:
+    """Finish of micro-op ``i`` on ``u`` started at ``start`` (memory dataflow): its LOADs
+    from and STOREs to the memory tile take the links of their routes (contention with
+    every other tile's memory traffic), the computation sits between them."""
+    if u.kind is UnitKind.MEMORY:
+        return start + cyc
+    cost = P.cost
+    mem = P.pool.memory.at
+    in_b, out_b = P.io[i]
+    ld, st = cost.load_cycles(in_b, u.at), cost.store_cycles(out_b, u.at)
+    compute = cyc - ld - st
+    go = links.book if book else links.earliest
+    t = go(in_b, mem, u.at, start, ld) if in_b else start
+    t += compute
+    return go(out_b, u.at, mem, t, st) if out_b else t
+
+
 # -- common evaluation ------------------------------------------------------------------
 
 def replay(P: _Problem, assign: Sequence[Unit], order_key: Sequence[float], name: str,
@@ -319,13 +341,17 @@ def replay(P: _Problem, assign: Sequence[Unit], order_key: Sequence[float], name
 
     Micro-ops are taken in ``order_key`` order (ties: topological), which must be a
     topological order consistent with each unit's order. A micro-op starts when its unit
-    has finished the previous one and every input has arrived; a result crosses the mesh
+    has finished the previous one and every input has arrived. Memory dataflow (the cost
+    model's default, what :mod:`sched.codegen` emits): each micro-op's LOADs and STOREs
+    book the links between its tile and the memory tile, and a consumer on another unit
+    waits for the producer's fence and SIGNAL. Direct dataflow: a result crosses the mesh
     as one transfer per consuming micro-op on another unit, booked on the links of its
     route when the producer finishes.
     """
     n = len(P.nodes)
     seq = sorted(range(n), key=lambda i: (order_key[i], i))
     links = _links(P.cost)
+    memory = P.memory_dataflow
     comm = P.cost.comm_cycles
     unit_free: dict[str, int] = {}
     arrive: list[dict[int, int]] = [dict() for _ in range(n)]
@@ -346,8 +372,14 @@ def replay(P: _Problem, assign: Sequence[Unit], order_key: Sequence[float], name
             t = arrive[i].get(j, finish[j])
             if t > ready:
                 ready = t
-        cyc = next(c for v, c in wtab[i] if v is u)
-        f = ready + cyc
+        for v, c in wtab[i]:
+            if v is u:
+                cyc = c
+                break
+        if memory and links is not None:
+            f = _memory_io(P, links, i, u, ready, cyc, book=True)
+        else:
+            f = ready + cyc
         finish[i] = f
         unit_free[u.name] = f
         slots[P.nodes[i]] = Slot(u.name, ready, f)
@@ -355,7 +387,7 @@ def replay(P: _Problem, assign: Sequence[Unit], order_key: Sequence[float], name
             v = assign[j]
             if v is u:
                 continue
-            if links is not None:
+            if links is not None and not memory:
                 a = links.book(b, u.at, v.at, f)
             else:
                 a = f + comm(b, u, v)
@@ -441,11 +473,12 @@ def lookahead(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
     """HEFT order with NoC link contention and one level of lookahead.
 
     For micro-op ``t`` (by decreasing upward rank) and each unit ``u`` that can run it,
-    the inputs' transfers are timed on the links they would use (contention with the
-    transfers already placed), ``t``'s finish on ``u`` is found by insertion, and then
-    each child of ``t`` is placed tentatively on its best unit given ``t`` on ``u``. The
-    unit minimising the latest tentative child finish (then ``t``'s own finish) wins;
-    only ``t`` and its input transfers are booked.
+    ``t``'s traffic is timed on the links it would use, in contention with the traffic
+    already placed (memory dataflow: ``t``'s LOADs from and STOREs to the memory tile;
+    direct dataflow: its inputs' transfers from their producers), ``t``'s finish on ``u``
+    is found by insertion, and then each child of ``t`` is placed tentatively on its best
+    unit given ``t`` on ``u``. The unit minimising the latest tentative child finish
+    (then ``t``'s own finish) wins; only ``t`` and its traffic are booked.
     """
     P = _Problem(dag, pool, cost)
     rank = upward_rank(P)
@@ -459,13 +492,34 @@ def lookahead(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
     finish = [0] * n
     preds, succs, wtab = P.preds, P.succs, P.w
 
+    memory = P.memory_dataflow
+
     def arrival(j: int, b: int, u: Unit) -> int:
         aj = assign[j]
         if aj is u:
             return finish[j]
-        if links is not None:
+        if links is not None and not memory:
             return links.earliest(b, aj.at, u.at, finish[j])
         return finish[j] + comm(b, aj, u)
+
+    def place(i: int, u: Unit, ready: int, cyc: int, book: bool) -> tuple[int, int]:
+        """(start, finish) of ``i`` on ``u``: the first gap that holds it, contention
+        included (memory dataflow), found by widening the gap until it fits."""
+        line = lines[u.name]
+        dur = cyc
+        for _ in range(4):
+            s = line.earliest(ready, dur)
+            f = _memory_io(P, links, i, u, s, cyc, book=False) if memory and links else s + cyc
+            if f - s <= dur:
+                break
+            dur = f - s
+        else:
+            s = max(ready, line.finishes[-1] if line.finishes else 0)
+            f = _memory_io(P, links, i, u, s, cyc, book=False) if memory and links else s + cyc
+        if book and memory and links is not None:
+            f2 = _memory_io(P, links, i, u, s, cyc, book=True)
+            assert f2 == f
+        return s, f
 
     for i in prio:
         best = None
@@ -475,8 +529,7 @@ def lookahead(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
                 t = arrival(j, b, u)
                 if t > ready:
                     ready = t
-            s = lines[u.name].earliest(ready, cyc)
-            f = s + cyc
+            s, f = place(i, u, ready, cyc, book=False)
             # lookahead: the children's best finish with t on u
             horizon = f
             for c, bc in succs[i]:
@@ -501,9 +554,13 @@ def lookahead(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
                 best = (key, u, s, f)
         _, u, s, f = best
         if links is not None:
-            for j, b in preds[i]:
-                if assign[j] is not u:
-                    links.book(b, assign[j].at, u.at, finish[j])
+            if memory:
+                s2, f2 = place(i, u, s, next(c for v, c in wtab[i] if v is u), book=True)
+                assert (s2, f2) == (s, f)
+            else:
+                for j, b in preds[i]:
+                    if assign[j] is not u:
+                        links.book(b, assign[j].at, u.at, finish[j])
         lines[u.name].book(s, f)
         assign[i], start[i], finish[i] = u, s, f
     return replay(P, assign, start, "lookahead", max(finish, default=0))

@@ -180,3 +180,15 @@ def test_micro_op_too_big_for_every_scratchpad_is_rejected(default_pool):
                                               rf"\(operands and result\) but its units have "
                                               rf"afu0 16384; decompose it"):
         heft(dag, default_pool, CostModel(default_pool))
+
+
+def test_direct_dataflow_schedules_are_valid_too(default_pool):
+    dag = random_dag(300, seed=12, width=12)
+    cost = CostModel(default_pool, dataflow="direct")
+    lb = lower_bound(dag, default_pool, cost)
+    h = heft(dag, default_pool, cost)
+    for name, fn in SCHEDULERS.items():
+        s = fn(dag, default_pool, cost)
+        s.verify(dag)
+        assert s.makespan >= lb, name
+    assert search(dag, default_pool, cost).makespan <= h.makespan

@@ -18,11 +18,27 @@ Unit latency
     GNN     ceil(edges * features / lanes) + nodes
     ======  ==================================================================
 
-    Every kind then gets ``scale * formula + overhead`` with ``scale = 1`` and
-    ``overhead = 16`` cycles (command decode, start/done handshake) until
-    :func:`calibrate` fits them to RTL measurements.
+    Every kind then gets ``scale * formula + overhead``: for a fallback ``scale = 1`` and
+    ``overhead = 16`` cycles (command decode, start/done handshake); for a formula from the
+    unit's own module (exact against its RTL: the DMU and LPU of branch ``dense``)
+    ``scale = 1``, ``overhead = 0``; :func:`calibrate` fits both to measurements of the
+    whole tile.
+
+Dataflow (``CostModel(pool, dataflow=...)``)
+    ``"memory"`` (default, what :mod:`sched.codegen` emits): every micro-op LOADs all its
+    operands from the memory tile and STOREs its result there; both are part of its
+    unit's occupancy (:meth:`CostModel.task_cycles`), and a consumer on another unit only
+    waits for the producer's fence and SIGNAL (:meth:`CostModel.comm_cycles`). Where a
+    unit sits relative to the memory tile is what the NoC costs; contention is on the
+    links into and out of the memory tile (``sched.schedulers.replay``).
+    ``"direct"``: results go from the producer's tile to the consumer's (the ISA's STORE
+    to another tile's scratchpad), only graph inputs, weights and outputs touch memory;
+    contention on the route between the two tiles.
 
 NoC transfer
+    With ``sched/cost/noc.py`` (the NoC helper's RTL-derived timing, branch ``noc``)
+    present, a transfer costs its ``store_cycles(length, hops, flit_bits=)`` and a load
+    from memory its ``load_cycles``. Until then, the fallback:
     ``transfer_cycles(nbytes, src, dst)``: XY routing on ``pool.mesh``; the payload is
     split into packets of at most ``max_packet_flits`` flits of ``mesh.flit_bits``; each
     packet carries ``packet_overhead_flits`` header flits; the head pays
@@ -44,10 +60,15 @@ from hw.config import TileConfig, UnitKind
 from sched.ir import OpType
 
 __all__ = [
-    "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
+    "DATAFLOWS", "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
     "FALLBACK", "shape_args", "Measurement", "CalibrationResult", "calibrate",
     "CalibrationError",
 ]
+
+
+#: How results travel between micro-ops: through the memory tile (what :mod:`sched.codegen`
+#: emits) or directly from the producer's tile to the consumer's.
+DATAFLOWS = ("memory", "direct")
 
 
 class CalibrationError(ValueError):
@@ -103,9 +124,14 @@ class KindParams:
 
 @dataclass(frozen=True)
 class NocParams:
-    """NoC timing: router pipeline per hop, packet header flits, packet size, NI latency."""
+    """NoC timing: router pipeline per hop, packet header flits, packet size, NI latency.
 
-    router_cycles: int = 2
+    Defaults follow the mesh of branch ``noc`` (1 cycle per hop, one 64-bit header flit per
+    packet, every WRITE acknowledged and every READ answered); ``ni_cycles`` and
+    ``max_packet_flits`` await calibration against its RTL.
+    """
+
+    router_cycles: int = 1
     packet_overhead_flits: int = 1
     max_packet_flits: int = 64
     ni_cycles: int = 4
@@ -149,6 +175,46 @@ def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
     return FALLBACK[kind], False
 
 
+def _noc_module() -> Any:
+    """``sched/cost/noc.py`` (the NoC's RTL-derived timing) if it has landed, else None."""
+    try:
+        mod = importlib.import_module("sched.cost.noc")
+    except ModuleNotFoundError:
+        return None
+    if callable(getattr(mod, "store_cycles", None)) and callable(getattr(mod, "load_cycles", None)):
+        return mod
+    return None
+
+
+def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,
+                  shape: Mapping[str, int]) -> int:
+    """Call a unit's formula with the shape arguments it declares (names matched exactly,
+    else case-insensitively: the IR says ``M``, a unit module may say ``m``)."""
+    import inspect
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return int(fn(tile, **shape))
+    params = list(sig.parameters.values())[1:]
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    lower = {k.lower(): v for k, v in shape.items()}
+    args, missing = {}, []
+    for p in named:
+        if p.name in shape:
+            args[p.name] = shape[p.name]
+        elif p.name.lower() in lower:
+            args[p.name] = lower[p.name.lower()]
+        elif p.default is p.empty:
+            missing.append(p.name)
+    if missing:
+        raise TypeError(f"The {kind.key} cycle formula {fn.__module__}.{fn.__name__} needs "
+                        f"{', '.join(missing)}; the micro-op gives {', '.join(shape)}")
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        taken = {p.name.lower() for p in named}
+        args.update({k: v for k, v in shape.items() if k.lower() not in taken})
+    return int(fn(tile, **args))
+
+
 def xy_route(src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """The directed links of the XY route from ``src`` to ``dst`` (X first, then Y)."""
     links = []
@@ -178,9 +244,18 @@ class CostModel:
     dense GEMM.
     """
 
-    def __init__(self, pool: Any, params: CostParams | None = None):
+    def __init__(self, pool: Any, params: CostParams | None = None, dataflow: str = "memory"):
+        if dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {', '.join(map(repr, DATAFLOWS))}, "
+                             f"not {dataflow!r}")
+        self.dataflow = dataflow
         self.pool = pool
-        self.params = params or CostParams()
+        if params is None:
+            # A formula from the unit's RTL counts the unit's busy cycles exactly: no
+            # overhead on top until calibration against the tile says otherwise.
+            params = CostParams(kinds={k: KindParams(1.0, 0.0) if _unit_formula(k)[1]
+                                       else KindParams() for k in FALLBACK})
+        self.params = params
         self.mesh = pool.mesh
         self._formulas = {k: _unit_formula(k) for k in FALLBACK}
         self._exec_cache: dict[tuple, int] = {}
@@ -189,6 +264,7 @@ class CostModel:
         self._mem_at = pool.memory.at
         self._fixed_cycles = 2 * self.params.noc.ni_cycles
         self._router = self.params.noc.router_cycles
+        self._noc = _noc_module()
         self._bytes_per_flit = self.mesh.flit_bits // 8
 
     # -- units -------------------------------------------------------------------------
@@ -198,7 +274,7 @@ class CostModel:
 
     def raw_cycles(self, kind: UnitKind, tile: TileConfig, shape: Mapping[str, int]) -> int:
         """The uncalibrated formula value."""
-        return int(self._formulas[kind][0](tile, **shape))
+        return _call_formula(kind, self._formulas[kind][0], tile, shape)
 
     def exec_cycles(self, op: Any, unit: Any) -> int:
         """Cycles ``unit`` spends computing ``op`` (operands already in its scratchpad)."""
@@ -257,27 +333,64 @@ class CostModel:
                          for p, d in dag.pred[n].items())
         return self.external_bytes(dag.nodes[n]["op"], from_preds, dag.out_degree(n) == 0)
 
-    @staticmethod
-    def external_bytes(op: Any, from_preds: int, is_sink: bool) -> tuple[int, int]:
-        """:meth:`memory_bytes` given the bytes arriving from predecessors."""
+    def external_bytes(self, op: Any, from_preds: int, is_sink: bool) -> tuple[int, int]:
+        """:meth:`memory_bytes` given the bytes arriving from predecessors.
+
+        With ``dataflow="memory"`` (what :mod:`sched.codegen` emits) every operand is
+        loaded from memory and every result stored there, whoever produced it."""
         bytes_in = op.bytes_in or sum(r.size for r in op.inputs) * op.dtype.bytes
-        ext_out = (op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes) \
-            if is_sink else 0
-        return max(0, bytes_in - from_preds), ext_out
+        bytes_out = op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes
+        if self.dataflow == "memory":
+            return bytes_in, bytes_out
+        return max(0, bytes_in - from_preds), (bytes_out if is_sink else 0)
 
     def task_cycles(self, dag: Any, n: Any, unit: Any, ext: tuple[int, int] | None = None) -> int:
         """Cycles ``unit`` is occupied by micro-op ``n``: load its external operands from
         the memory tile, compute, store a graph output back (the tile's command stream runs
         these in sequence). ``ext`` = :meth:`memory_bytes` if already known."""
+        if unit.kind is UnitKind.MEMORY:      # LAYOUT runs in place in the memory
+            return self.exec_cycles(dag.nodes[n]["op"], unit)
         if ext is None:
             ext = self.memory_bytes(dag, n)
         return self.exec_cycles(dag.nodes[n]["op"], unit) + self.memory_cycles(unit, *ext)
 
     def comm_cycles(self, nbytes: int, src: Any, dst: Any) -> int:
-        """Moving a result of ``nbytes`` from unit ``src`` to unit ``dst`` (0 if the same)."""
+        """Delay between a result of ``nbytes`` finishing on ``src`` and ``dst`` being able
+        to use it (0 on the same unit).
+
+        ``dataflow="direct"``: the result crosses the mesh from ``src`` to ``dst``.
+        ``dataflow="memory"``: the result is already in memory (its STORE is part of the
+        producer's occupancy, the consumer's LOAD of its own): what remains is the
+        producer's fence (a 32-byte LOAD from memory) and the SIGNAL's flight."""
         if src is dst:
             return 0
+        if self.dataflow == "memory":
+            return self.sync_cycles(src, dst)
         return self.transfer_cycles(nbytes, src.at, dst.at)
+
+    def sync_cycles(self, src: Any, dst: Any) -> int:
+        """Fence plus SIGNAL from ``src`` to ``dst`` (memory dataflow)."""
+        fence = 0 if src.kind is UnitKind.MEMORY else self.load_cycles(32, src.at)
+        hops = abs(src.at[0] - dst.at[0]) + abs(src.at[1] - dst.at[1])
+        return fence + 1 + hops * self._router + 2
+
+    def load_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
+        """A LOAD of ``nbytes`` from the memory tile into the tile at ``at``."""
+        if nbytes <= 0 or at == self._mem_at:
+            return 0
+        if self._noc is not None:
+            h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
+            return self._noc.load_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        return self.transfer_cycles(nbytes, self._mem_at, at) + self.transfer_cycles(1, at, self._mem_at)
+
+    def store_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
+        """A STORE of ``nbytes`` from the tile at ``at`` to the memory tile (acknowledged)."""
+        if nbytes <= 0 or at == self._mem_at:
+            return 0
+        if self._noc is not None:
+            h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
+            return self._noc.store_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        return self.transfer_cycles(nbytes, at, self._mem_at) + self.transfer_cycles(1, self._mem_at, at)
 
     def mean_comm_cycles(self, nbytes: int, srcs: Sequence[Any], dsts: Sequence[Any]) -> float:
         """Mean of :meth:`comm_cycles` over the distinct pairs of candidate units (HEFT's
@@ -292,6 +405,11 @@ class CostModel:
             hops = hit[2]
         if hops < 0 or nbytes <= 0:
             return 0.0
+        if self.dataflow == "memory":
+            pairs = [(a, b) for a in srcs for b in dsts if a is not b]
+            return sum(self.sync_cycles(a, b) for a, b in pairs) / len(pairs)
+        if self._noc is not None:
+            return float(self._noc.store_cycles(nbytes, round(hops), flit_bits=self.mesh.flit_bits))
         n = self.params.noc
         return 2 * n.ni_cycles + hops * n.router_cycles + self.serialisation_cycles(nbytes)
 
@@ -310,9 +428,13 @@ class CostModel:
         return out
 
     def transfer_cycles(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int]) -> int:
-        """Cycles to move ``nbytes`` from tile ``src`` to tile ``dst`` on an idle mesh."""
+        """Cycles to move ``nbytes`` from tile ``src`` to tile ``dst`` on an idle mesh
+        (with ``sched/cost/noc.py``: its zero-load STORE time, acknowledgement included)."""
         if src == dst or nbytes <= 0:
             return 0
+        if self._noc is not None:
+            hops = abs(src[0] - dst[0]) + abs(src[1] - dst[1])
+            return self._noc.store_cycles(nbytes, hops, flit_bits=self.mesh.flit_bits)
         ser = self._serial.get(nbytes)
         if ser is None:
             ser = self.serialisation_cycles(nbytes)
@@ -320,9 +442,10 @@ class CostModel:
                 + ser)
 
     def memory_cycles(self, unit: Any, ext_in: int, ext_out: int) -> int:
-        """Moving ``ext_in`` bytes from the memory tile to ``unit`` and ``ext_out`` back."""
-        mem = self._mem_at
-        return self.transfer_cycles(ext_in, mem, unit.at) + self.transfer_cycles(ext_out, unit.at, mem)
+        """Loading ``ext_in`` bytes from the memory tile into ``unit`` and storing ``ext_out``
+        back. A LOAD is a read request out and the data back; a STORE the data out and its
+        acknowledgement back (the tile waits for both before its next command)."""
+        return self.load_cycles(ext_in, unit.at) + self.store_cycles(ext_out, unit.at)
 
 
 def _as_gemm(op: OpType, shape: Mapping[str, int]) -> dict[str, int]:
@@ -353,26 +476,25 @@ class LinkTable:
         self._routes: dict[tuple, list] = {}
 
     def _links(self, src: tuple[int, int], dst: tuple[int, int]) -> list:
+        """The booking lists ``(starts, finishes)`` of every link of the route."""
         key = (src, dst)
         r = self._routes.get(key)
         if r is None:
-            r = [("inj", src)] + xy_route(src, dst) + [("ej", dst)]
+            names = [("inj", src)] + xy_route(src, dst) + [("ej", dst)]
+            r = [self._busy.setdefault(l, ([], [])) for l in names]
             self._routes[key] = r
         return r
 
-    def _start(self, links: list, ready: int, dur: int) -> int:
-        busy = self._busy
+    @staticmethod
+    def _start(links: list, ready: int, dur: int) -> int:
         t = ready
+        bisect_right = bisect.bisect_right
         while True:
             moved = False
-            for l in links:
-                b = busy.get(l)
-                if b is None:
+            for starts, finishes in links:
+                if not finishes or finishes[-1] <= t:      # idle from t on: the common case
                     continue
-                starts, finishes = b
-                if finishes[-1] <= t:      # idle from t on: the common case
-                    continue
-                i = bisect.bisect_right(finishes, t)
+                i = bisect_right(finishes, t)
                 n = len(starts)
                 while i < n and starts[i] < t + dur:
                     # booking i overlaps [t, t + dur): move past it
@@ -382,26 +504,35 @@ class LinkTable:
             if not moved:
                 return t
 
-    def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
+    def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int,
+                 latency: int | None = None) -> int:
         """Arrival time of a transfer ready at ``ready``, without booking it."""
         if src == dst or nbytes <= 0:
             return ready
         start = self._start(self._links(src, dst), ready, self.cost.serialisation_cycles(nbytes))
-        return start + self.cost.transfer_cycles(nbytes, src, dst)
+        return start + (self.cost.transfer_cycles(nbytes, src, dst) if latency is None else latency)
 
-    def book(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int) -> int:
-        """Book a transfer; returns its arrival time."""
+    def book(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int,
+             latency: int | None = None) -> int:
+        """Book a transfer; returns its arrival time (its start plus ``latency``, by default
+        its zero-load :meth:`CostModel.transfer_cycles`)."""
         if src == dst or nbytes <= 0:
             return ready
         links = self._links(src, dst)
         dur = self.cost.serialisation_cycles(nbytes)
         start = self._start(links, ready, dur)
-        for l in links:
-            starts, finishes = self._busy.setdefault(l, ([], []))
-            i = bisect.bisect_right(starts, start)
-            starts.insert(i, start)
-            finishes.insert(i, start + dur)
-        return start + self.cost.transfer_cycles(nbytes, src, dst)
+        end = start + dur
+        if latency is None:
+            latency = self.cost.transfer_cycles(nbytes, src, dst)
+        for starts, finishes in links:
+            if not starts or start >= starts[-1]:
+                starts.append(start)
+                finishes.append(end)
+            else:
+                i = bisect.bisect_right(starts, start)
+                starts.insert(i, start)
+                finishes.insert(i, end)
+        return start + latency
 
 
 # -- calibration -----------------------------------------------------------------------
@@ -454,7 +585,8 @@ def calibrate(measurements: Iterable[Measurement], base: CostParams | None = Non
     by_kind: dict[UnitKind, list[tuple[float, float]]] = {}
     for m in measurements:
         fn, _ = _unit_formula(m.tile.kind)
-        by_kind.setdefault(m.tile.kind, []).append((float(fn(m.tile, **m.shape)), float(m.cycles)))
+        f = _call_formula(m.tile.kind, fn, m.tile, m.shape)
+        by_kind.setdefault(m.tile.kind, []).append((float(f), float(m.cycles)))
     if not by_kind:
         raise CalibrationError("No measurements to calibrate from")
     kinds = dict(base.kinds)
