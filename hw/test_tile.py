@@ -15,10 +15,14 @@ from sched.pool import CapReg, capability_registers
 DEFAULT = load_config("default")
 
 
-def test_unlanded_unit_kind_is_refused_by_name():
+def test_unlanded_unit_kind_is_refused_by_name(monkeypatch):
+    import hw.tile
+    builders = dict(hw.tile.UNIT_BUILDERS)
+    builders[UnitKind.SMU] = ("hw.smu_not_landed", builders[UnitKind.SMU][1])
+    monkeypatch.setattr(hw.tile, "UNIT_BUILDERS", builders)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL "
                                         r"\(hw/smu.py\) has not landed or is not wired into "
-                                        r"tiles; kinds that can be built: dmu, lpu, ce, afu"):
+                                        r"tiles; kinds that can be built: dmu, lpu, ce, afu, gnn"):
         ComputeTile(DEFAULT.tile("smu0"), DEFAULT)
 
 
@@ -35,11 +39,13 @@ def test_bad_arguments():
 
 
 def test_buildable_kinds():
-    assert set(buildable_kinds()) >= {UnitKind.DMU, UnitKind.LPU, UnitKind.CE, UnitKind.AFU}
+    assert set(buildable_kinds()) == {UnitKind.DMU, UnitKind.LPU, UnitKind.SMU, UnitKind.CE,
+                                      UnitKind.AFU, UnitKind.GNN}
 
 
 @pytest.mark.parametrize("name,unit_bits,spad_bits", [
-    ("dmu0", 256, 256), ("lpu0", 512, 512), ("ce0", 64, 64), ("afu0", 128, 128)])
+    ("dmu0", 256, 256), ("lpu0", 512, 512), ("ce0", 64, 64), ("afu0", 128, 128),
+    ("smu0", 1024, 1024), ("gnn0", 128, 128)])
 def test_scratchpad_word_is_the_wider_of_unit_and_flit(name, unit_bits, spad_bits):
     t = ComputeTile(DEFAULT.tile(name), DEFAULT)
     assert unit_word_bits(t.unit) == unit_bits

@@ -116,39 +116,33 @@ def _pow2(n: int) -> bool:
     return n > 0 and not n & (n - 1)
 
 
-def _spad_addr_width(tile: TileConfig, word_bytes: int) -> int:
-    return max(1, (tile.scratchpad_bytes // word_bytes - 1).bit_length())
+def _smu(tile: TileConfig):
+    from .smu import Smu
+    return Smu(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
 
 
-def _ce(tile: TileConfig):
-    from .ce import ConvEngine
-    return ConvEngine(oc_lanes=tile["oc_lanes"], ic_lanes=tile["ic_lanes"],
-                      addr_width=_spad_addr_width(tile, tile["ic_lanes"]))
+def _gnn(tile: TileConfig):
+    from .gnn import Gnn
+    return Gnn(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
 
 
-def _afu(tile: TileConfig):
-    from .afu import ActivationUnit
-    return ActivationUnit(lanes=tile["lanes"], addr_width=_spad_addr_width(tile, 2 * tile["lanes"]))
-
-
-def _dmu(tile: TileConfig):
-    from .dmu import Dmu
-    return Dmu(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile.scratchpad_bytes)
-
-
-def _lpu(tile: TileConfig):
-    from .lpu import Lpu
-    return Lpu(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile.scratchpad_bytes)
+def _from_tile(module: str, cls: str):
+    def build(tile: TileConfig):
+        return getattr(importlib.import_module(module), cls).from_tile(tile)
+    return build
 
 
 #: kind -> (module that holds its RTL, builder taking the tile config). Every unit follows
 #: one contract: ``cmd`` (a stream of ``{func, args}``) accepted when idle, ``busy``, and
-#: scratchpad ports with Amaranth's memory port signatures whose word the unit chooses.
+#: scratchpad ports with Amaranth's memory port signatures whose word the unit chooses;
+#: most build themselves from a tile config with ``from_tile``.
 UNIT_BUILDERS: Mapping[UnitKind, tuple[str, Callable[[TileConfig], object]]] = {
-    UnitKind.DMU: ("hw.dmu", _dmu),
-    UnitKind.LPU: ("hw.lpu", _lpu),
-    UnitKind.CE: ("hw.ce", _ce),
-    UnitKind.AFU: ("hw.afu", _afu),
+    UnitKind.DMU: ("hw.dmu", _from_tile("hw.dmu", "Dmu")),
+    UnitKind.LPU: ("hw.lpu", _from_tile("hw.lpu", "Lpu")),
+    UnitKind.SMU: ("hw.smu", _smu),
+    UnitKind.CE: ("hw.ce", _from_tile("hw.ce", "ConvEngine")),
+    UnitKind.AFU: ("hw.afu", _from_tile("hw.afu", "ActivationUnit")),
+    UnitKind.GNN: ("hw.gnn", _gnn),
 }
 
 
@@ -420,7 +414,7 @@ class ComputeTile(wiring.Component):
 def _narrow_read(m: Module, wide, narrow, ratio: int) -> None:
     """Connect a unit read port of 1/``ratio`` the scratchpad word to a scratchpad read port."""
     if ratio == 1:
-        wiring.connect(m, wide, narrow)
+        m.d.comb += [wide.addr.eq(narrow.addr), wide.en.eq(narrow.en), narrow.data.eq(wide.data)]
         return
     shift = (ratio - 1).bit_length()
     lane = Signal(shift)
@@ -434,7 +428,7 @@ def _narrow_read(m: Module, wide, narrow, ratio: int) -> None:
 def _narrow_write(m: Module, wide, narrow, ratio: int) -> None:
     """Connect a unit write port of 1/``ratio`` the scratchpad word to a scratchpad write port."""
     if ratio == 1:
-        wiring.connect(m, wide, narrow)
+        m.d.comb += [wide.addr.eq(narrow.addr), wide.en.eq(narrow.en), wide.data.eq(narrow.data)]
         return
     shift = (ratio - 1).bit_length()
     lane = narrow.addr[:shift]

@@ -13,7 +13,12 @@ from sched.simflow import discover_pool, image_runs, simulate
 from tb.soc import build_soc, config_doc
 
 
-def test_default_pool_names_the_unit_without_rtl():
+def test_pool_with_a_unit_without_rtl_is_refused_by_name(monkeypatch):
+    import hw.tile
+    from hw.config import UnitKind
+    builders = dict(hw.tile.UNIT_BUILDERS)
+    builders[UnitKind.SMU] = ("hw.smu_not_landed", builders[UnitKind.SMU][1])
+    monkeypatch.setattr(hw.tile, "UNIT_BUILDERS", builders)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL"):
         simulate("mixed", "default", progress=False)
 
