@@ -56,7 +56,7 @@ from .scratchpad import Scratchpad
 
 __all__ = ["TileError", "ComputeTile", "UNIT_BUILDERS", "REGISTERS", "REG_BITS",
            "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS", "identity_registers",
-           "unit_word_bits", "buildable_kinds"]
+           "unit_word_bits", "buildable_kinds", "check_buildable"]
 
 #: Width of every register.
 REG_BITS = 32
@@ -156,6 +156,12 @@ def buildable_kinds() -> list[UnitKind]:
             continue
         out.append(kind)
     return out
+
+
+def check_buildable(pool: PoolConfig) -> None:
+    """Raise :class:`TileError` naming the first tile of ``pool`` whose unit has no RTL."""
+    for tile in pool.units:
+        _builder(tile)
 
 
 def unit_word_bits(unit) -> int:

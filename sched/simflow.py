@@ -124,8 +124,11 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
     from tb.harness import simulator
     from tb.soc import SocJob, build_soc, run_job
 
+    from hw.tile import check_buildable
+
     sim = simulator(sim)
     cfg = load_config(pool)
+    check_buildable(cfg)
     bar = tqdm(total=len(STAGES), desc=STAGES[0], disable=not progress, unit="stage")
 
     def stage(name: str) -> None:
