@@ -2,6 +2,9 @@
 
 :func:`simulate` is what ``accelpool sim`` and ``make sim`` run:
 
+0. preflight (seconds): every unit has RTL; the model compiles for the config's pool and
+   codegen has the EXEC layout of every unit kind it uses, so an impossible run fails
+   before the SoC build (minutes);
 1. generate and build the SoC of the pool config (:func:`tb.soc.build_soc`);
 2. **discovery**: read every tile's capability registers from the simulated SoC and
    build the pool from them (:func:`sched.pool.discover`), refusing a config that
@@ -34,7 +37,7 @@ from hw.config import DEFAULT_CONFIG, PoolConfig, load_config
 
 __all__ = ["SimFlowError", "SimReport", "simulate", "discover_pool", "image_runs", "STAGES"]
 
-STAGES = ("build SoC", "discovery", "compile", "schedule", "codegen", "functional check",
+STAGES = ("preflight", "build SoC", "discovery", "schedule", "codegen", "functional check",
           "RTL run", "compare", "report")
 
 
@@ -135,41 +138,52 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         bar.set_description(name)
 
     try:
+        from sched import models
+        from sched.codegen import compile_schedule
+        from sched.cost.model import CostModel
+        from sched.decompose import compile_model
+        from sched.frontend import load_onnx
+        from sched.funcsim import compare_outputs, run_program
+        from sched.golden.executor import run_graph
+        from sched.pool import Pool
+        from sched.schedulers import SCHEDULERS
+        if scheduler not in SCHEDULERS:
+            raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
+        graph = compile_model(model, cfg)
+        proto = models.build(model) if model in models.BUILTIN_MODELS else load_onnx(model, {})
+        inputs = models.example_inputs(proto, seed=seed)
+
+        def codegen(pool_):
+            cost = CostModel(pool_)
+            sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
+            prog_ = compile_schedule(graph, sched_, inputs, fence=False)
+            missing = sorted({k for s in prog_.streams.values() for k in s.missing})
+            if missing:
+                raise SimFlowError(f"codegen: no EXEC argument layout for unit kind(s) "
+                                   f"{', '.join(missing)} yet (sched.codegen.EXEC_ARGS), so "
+                                   f"their command streams have no binary form to load into "
+                                   f"the SoC")
+            return sched_, prog_
+
+        try:
+            codegen(Pool(cfg))
+        except SimFlowError:
+            raise
+        except Exception as e:
+            raise SimFlowError(f"preflight: scheduling {model!r} with {scheduler} on pool "
+                               f"{cfg.name!r} failed: {type(e).__name__}: {e}") from e
+        bar.update()
+
+        stage("build SoC")
         build = build_soc(cfg, sim, waves=waves)
         bar.update()
         stage("discovery")
         hw_pool = discover_pool(cfg, build)
         bar.update()
 
-        stage("compile")
-        from sched import models
-        from sched.codegen import compile_schedule
-        from sched.cost.model import CostModel
-        from sched.decompose import compile_model
-        from sched.funcsim import compare_outputs, run_program
-        from sched.golden.executor import run_graph
-        from sched.schedulers import SCHEDULERS
-        graph = compile_model(model, cfg)
-        from sched.frontend import load_onnx
-        proto = models.build(model) if model in models.BUILTIN_MODELS else load_onnx(model, {})
-        inputs = models.example_inputs(proto, seed=seed)
-        bar.update()
-
         stage("schedule")
-        if scheduler not in SCHEDULERS:
-            raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
-        cost = CostModel(hw_pool)
-        schedule = SCHEDULERS[scheduler](graph.dag, hw_pool, cost)
-        bar.update()
-
-        stage("codegen")
-        prog = compile_schedule(graph, schedule, inputs, fence=False)
-        missing = sorted({k for s in prog.streams.values() for k in s.missing})
-        if missing:
-            raise SimFlowError(f"codegen: no EXEC argument layout for unit kind(s) "
-                               f"{', '.join(missing)} yet (sched.codegen.EXEC_ARGS), so their "
-                               f"command streams have no binary form to load into the SoC")
-        bar.update()
+        schedule, prog = codegen(hw_pool)
+        bar.update(2)
 
         stage("functional check")
         golden = run_graph(graph, inputs)
