@@ -36,7 +36,7 @@ def test_discovery_in_the_loop_refuses_a_disagreeing_config():
         discover_pool(other, build)
 
 
-def test_model_needing_absent_units_is_refused_after_discovery():
+def test_model_needing_absent_units_is_refused_in_preflight():
     from sched.frontend import FrontendError
     with pytest.raises(FrontendError, match=r"needs lpu with int8, which no unit in pool "
                                             r"'ce_pair' supports"):
