@@ -44,23 +44,7 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
         "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
         "tile_controller": lambda: TileController(depth=1024),
         **units,
-        **_tiles_and_soc(cfg),
     }
-
-
-def _tiles_and_soc(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
-    """A compute tile per unit kind of ``cfg`` whose RTL exists, and the SoC if all do."""
-    from .soc import Soc
-    from .tile import ComputeTile, buildable_kinds
-
-    ok = set(buildable_kinds())
-    out: dict[str, Callable[[], object]] = {}
-    for t in cfg.units:
-        if t.kind in ok and f"tile_{t.kind.key}" not in out:
-            out[f"tile_{t.kind.key}"] = (lambda t=t: ComputeTile(t, cfg))
-    if all(t.kind in ok for t in cfg.units):
-        out["soc"] = lambda: Soc(cfg)
-    return out
 
 
 def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> list[Path]:
