@@ -524,7 +524,11 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
     else:
         iverilog_version()
         build_args = []
-    stamp = hashlib.sha256(json.dumps([key, build_args, waves, sim]).encode()).hexdigest()
+    # The simulator build is keyed on the Verilog text itself (regenerating identical text
+    # after an unrelated source change does not rebuild).
+    stamp = hashlib.sha256(json.dumps([hashlib.sha256(text.encode()).hexdigest(),
+                                       src[1].read_text(), build_args, waves, sim]).encode()
+                           ).hexdigest()
     saved = dict(os.environ)
     os.environ.update(sim_environ())
     if sim == "verilator":
