@@ -71,3 +71,69 @@ def test_identity_registers_are_the_pool_managers():
         assert regs["mesh"] == 64 << 16 | 3 << 8 | 3
     assert identity_registers(DEFAULT.tile("ce0"), DEFAULT.mesh)["geometry"] == 8 << 16 | 8
     assert CapReg.KIND.value == REGISTERS["kind"]
+
+
+def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
+    """A CE with 32-bit words on a 64-bit scratchpad: LOAD, EXEC, STORE through the adapter."""
+    import numpy as np
+    from amaranth.sim import Simulator
+
+    from hw import isa
+    from hw.ce import CeFunc
+    from hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
+    from hw.soc import Soc
+    from sched.golden.conv import conv_integer
+
+    doc = {"name": "narrow", "mesh": {"cols": 2, "rows": 1},
+           "tile": [{"name": "mem", "kind": "memory", "x": 0, "y": 0, "bytes": 4096},
+                    {"name": "ce0", "kind": "ce", "x": 1, "y": 0, "ic_lanes": 4, "oc_lanes": 4,
+                     "scratchpad_bytes": 2048}]}
+    cfg = parse_config(doc)
+    soc = Soc(cfg, cmd_depth=8)
+    rng = np.random.default_rng(3)
+    shape = ConvShape(c_in=4, c_out=4, height=3, width=3, kernel_h=3, kernel_w=3, pads=(1, 1, 1, 1))
+    x = rng.integers(-128, 128, (4, 3, 3), dtype=np.int8)
+    w = rng.integers(-128, 128, (4, 4, 3, 3), dtype=np.int8)
+    xb, wb = pack_input(x, 4), pack_weights(w, 4, 4)
+    ob = shape.output_bytes(4, False)
+    m = dict(x=0, y=0)
+    cmds = [isa.load(spad_addr=0, remote_addr=0, length=len(xb), **m),
+            isa.load(spad_addr=0x100, remote_addr=0x100, length=len(wb), **m),
+            isa.exec_cmd(UnitKind.CE, CeFunc.CONV,
+                         **shape.exec_args(in_addr=0, w_addr=0x100, out_addr=0x400)),
+            isa.store(spad_addr=0x400, remote_addr=0x400, length=ob, **m), isa.end()]
+    image = bytearray(4096)
+    image[0:len(xb)] = xb
+    image[0x100:0x100 + len(wb)] = wb
+    got = bytearray()
+
+    async def bench(ctx):
+        for i in range(0, len(image), 8):
+            ctx.set(soc.mem_addr, i // 8)
+            ctx.set(soc.mem_wdata, int.from_bytes(image[i:i + 8], "little"))
+            ctx.set(soc.mem_we, 0xFF)
+            await ctx.tick()
+        ctx.set(soc.mem_we, 0)
+        for i, c in enumerate(cmds):
+            ctx.set(soc.cmd_addr, i)
+            ctx.set(soc.cmd_data, c.encode())
+            ctx.set(soc.cmd_en, 1)
+            await ctx.tick()
+        ctx.set(soc.cmd_en, 0)
+        ctx.set(soc.start, 1)
+        await ctx.tick()
+        ctx.set(soc.start, 0)
+        await ctx.tick().until(soc.all_done)
+        assert not ctx.get(soc.any_fault)
+        ctx.set(soc.mem_re, 1)
+        for a in range(0x400, 0x400 + ob, 8):
+            ctx.set(soc.mem_addr, a // 8)
+            await ctx.tick()
+            got.extend(ctx.get(soc.mem_rdata).to_bytes(8, "little"))
+
+    sim = Simulator(soc)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    want = conv_integer(x[None], w, pads=shape.pads)[0]
+    np.testing.assert_array_equal(unpack_output(bytes(got), shape, 4, False), want)
