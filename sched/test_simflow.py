@@ -50,3 +50,12 @@ def test_image_runs_merges_small_gaps():
     runs = image_runs(data, init, gap=64)
     assert [(a, len(b)) for a, b in runs] == [(0, 50), (150, 10)]
     assert runs[0][1] == data[0:50]
+
+
+@pytest.mark.slow
+def test_discovery_of_the_default_pool_in_icarus():
+    """All six unit kinds and the memory tile read back from the default SoC (minutes to build)."""
+    cfg = load_config("default")
+    pool = discover_pool(cfg, build_soc(cfg, "icarus"))
+    assert {u.name: u.kind.key for u in pool.units} == {t.name: t.kind.key for t in cfg.tiles}
+    assert dict(pool.unit("lpu0").caps.tile_sizes) == {"rows": 8, "cols": 16}
