@@ -17,7 +17,6 @@ a sweep is listed as not calibrated.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Sequence

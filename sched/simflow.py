@@ -25,7 +25,6 @@ codegen does not emit yet, an unschedulable micro-op.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
