@@ -33,6 +33,7 @@ size).
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterable, Mapping, NamedTuple, Sequence
@@ -216,6 +217,7 @@ class _Problem:
         self.io: list[tuple[int, int]] = [(0, 0)] * n
         #: memory dataflow: contention is on the memory tile's traffic, timed by _memory_io
         self.memory_dataflow = getattr(cost, "dataflow", None) == "memory"
+        self.memory_at = pool.memory.at
         nodes_attr = dag.nodes
         for i, node in enumerate(self.nodes):
             op = nodes_attr[node]["op"]
@@ -278,35 +280,64 @@ def _downward_rank(P: _Problem) -> list[float]:
 
 
 class _Timeline:
-    """Bookings of one unit: sorted starts/finishes for insertion-based placement."""
+    """Bookings of one unit, for insertion-based placement.
 
-    __slots__ = ("starts", "finishes")
+    Keeps only the idle gaps that could hold some micro-op (at least ``min_dur`` long, the
+    shortest duration any micro-op has on this unit) and the end of the last booking, so a
+    search skips the slivers no micro-op fits in: the same answers as scanning every
+    booking, without its quadratic cost.
+    """
 
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.finishes: list[int] = []
+    __slots__ = ("gap_starts", "gap_ends", "end", "min_dur")
+
+    def __init__(self, min_dur: int = 1) -> None:
+        self.gap_starts: list[int] = []
+        self.gap_ends: list[int] = []
+        self.end = 0
+        self.min_dur = max(1, min_dur)
 
     def earliest(self, ready: int, duration: int) -> int:
-        import bisect
-        starts, finishes = self.starts, self.finishes
-        n = len(starts)
-        if not n or ready >= finishes[-1]:
-            return max(ready, finishes[-1]) if n else ready
-        i = bisect.bisect_right(finishes, ready)
-        t = ready
-        while i < n:
-            if starts[i] - t >= duration:
-                return t
-            if finishes[i] > t:
-                t = finishes[i]
-            i += 1
-        return t
+        """The earliest start >= ``ready`` with ``duration`` idle cycles."""
+        ends = self.gap_ends
+        if ends and ready < ends[-1]:
+            starts = self.gap_starts
+            i = bisect.bisect_right(ends, ready)
+            for j in range(i, len(ends)):
+                t = starts[j] if starts[j] > ready else ready
+                if t + duration <= ends[j]:
+                    return t
+        return ready if ready > self.end else self.end
 
     def book(self, start: int, finish: int) -> None:
-        import bisect
-        i = bisect.bisect_right(self.starts, start)
-        self.starts.insert(i, start)
-        self.finishes.insert(i, finish)
+        """Book ``[start, finish)``, which :meth:`earliest` found free."""
+        if start >= self.end:
+            if start - self.end >= self.min_dur:
+                self.gap_starts.append(self.end)
+                self.gap_ends.append(start)
+            self.end = finish
+            return
+        starts, ends = self.gap_starts, self.gap_ends
+        j = bisect.bisect_right(starts, start) - 1
+        if j < 0 or finish > ends[j]:
+            raise AllocationError(f"Booking [{start}, {finish}) does not fit an idle gap")
+        gs, ge = starts[j], ends[j]
+        del starts[j], ends[j]
+        if ge - finish >= self.min_dur:
+            starts.insert(j, finish)
+            ends.insert(j, ge)
+        if start - gs >= self.min_dur:
+            starts.insert(j, gs)
+            ends.insert(j, start)
+
+
+def _timelines(P: "_Problem") -> dict[str, _Timeline]:
+    """One timeline per unit, knowing the shortest micro-op it may receive."""
+    shortest: dict[str, int] = {}
+    for ws in P.w:
+        for u, c in ws:
+            if c < shortest.get(u.name, 1 << 62):
+                shortest[u.name] = c
+    return {u.name: _Timeline(shortest.get(u.name, 1)) for u in P.pool.units}
 
 
 def _links(cost: Any):
@@ -323,7 +354,7 @@ def _memory_io(P: _Problem, links: Any, i: int, u: Unit, start: int, cyc: int,
     if u.kind is UnitKind.MEMORY:
         return start + cyc
     cost = P.cost
-    mem = P.pool.memory.at
+    mem = P.memory_at
     in_b, out_b = P.io[i]
     ld, st = cost.load_cycles(in_b, u.at), cost.store_cycles(out_b, u.at)
     compute = cyc - ld - st
@@ -424,7 +455,7 @@ def greedy(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
 def _heft_core(P: _Problem, prio: Sequence[int], name: str) -> Schedule:
     comm = P.cost.comm_cycles
     n = len(P.nodes)
-    lines = {u.name: _Timeline() for u in P.pool.units}
+    lines = _timelines(P)
     assign: list[Unit] = [None] * n  # type: ignore[list-item]
     start = [0] * n
     finish = [0] * n
@@ -486,7 +517,7 @@ def lookahead(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
     prio = sorted(range(n), key=lambda i: (-rank[i], i))
     comm = cost.comm_cycles
     links = _links(cost)
-    lines = {u.name: _Timeline() for u in pool.units}
+    lines = _timelines(P)
     assign: list[Unit | None] = [None] * n
     start = [0] * n
     finish = [0] * n
@@ -514,7 +545,7 @@ def lookahead(dag: nx.DiGraph, pool: Pool, cost: Any) -> Schedule:
                 break
             dur = f - s
         else:
-            s = max(ready, line.finishes[-1] if line.finishes else 0)
+            s = max(ready, line.end)
             f = _memory_io(P, links, i, u, s, cyc, book=False) if memory and links else s + cyc
         if book and memory and links is not None:
             f2 = _memory_io(P, links, i, u, s, cyc, book=True)

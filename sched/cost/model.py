@@ -147,10 +147,11 @@ class CostParams:
 
 
 def shape_args(op: Any) -> dict[str, int]:
-    """The formula arguments of a micro-op: its IR ``shape`` plus ``nnz_macs`` for SPMM.
-
-    ``nnz_macs`` = multiply-accumulates on non-zeros only: the sparse operand's non-zero
-    count (``size * (1 - sparsity)``) times the dense operand's other dimension.
+    """The formula arguments of a micro-op: its IR ``shape``, plus for SPMM ``nnz_macs``
+    (multiply-accumulates on non-zeros only: the sparse operand's non-zero count, ``size *
+    (1 - sparsity)``, times the dense operand's other dimension) and the SMU's own ``m``,
+    ``n``, ``nnz`` (rows of the sparse matrix, dense columns, non-zeros; the per-row
+    counts are unknown here, so the SMU formula spreads them evenly: an estimate).
     """
     shape = dict(op.shape)
     if op.op is OpType.SPMM:
@@ -158,6 +159,9 @@ def shape_args(op: Any) -> dict[str, int]:
         sparse_a = op.attrs.get("sparse_operand", 0) == 0
         nnz = round((M * K if sparse_a else K * N) * (1.0 - op.sparsity))
         shape["nnz_macs"] = nnz * (N if sparse_a else M)
+        # The SMU's own terms (sched/cost/smu.py): sparse matrix rows m, dense columns n.
+        # A sparse B runs as C^T = B^T A^T: B^T (N x K) is the sparse operand.
+        shape["m"], shape["n"], shape["nnz"] = (M, N, nnz) if sparse_a else (N, M, nnz)
     if op.op is OpType.LAYOUT:
         shape["elem_bytes"] = op.dtype.bytes
     return shape
@@ -240,11 +244,20 @@ class CostModel:
     params : CostParams, optional
         Calibrated parameters; defaults until :func:`calibrate` has run on RTL data.
 
+    dataflow : {"memory", "direct"}
+        How results travel (module docstring).
+    noc_model : {"rtl", "fallback"}
+        ``"rtl"``: ``sched/cost/noc.py`` when it exists (else the fallback formula).
+
     A unit running an emulated op (baseline pools) is priced as the op's equivalent
     dense GEMM.
     """
 
-    def __init__(self, pool: Any, params: CostParams | None = None, dataflow: str = "memory"):
+    def __init__(self, pool: Any, params: CostParams | None = None, dataflow: str = "memory",
+                 noc_model: str = "rtl"):
+        if noc_model not in ("rtl", "fallback"):
+            raise ValueError(f"noc_model must be 'rtl' (sched/cost/noc.py when present) or "
+                             f"'fallback', not {noc_model!r}")
         if dataflow not in DATAFLOWS:
             raise ValueError(f"dataflow must be one of {', '.join(map(repr, DATAFLOWS))}, "
                              f"not {dataflow!r}")
@@ -264,7 +277,9 @@ class CostModel:
         self._mem_at = pool.memory.at
         self._fixed_cycles = 2 * self.params.noc.ni_cycles
         self._router = self.params.noc.router_cycles
-        self._noc = _noc_module()
+        self._noc = _noc_module() if noc_model == "rtl" else None
+        self._sync: dict[tuple, int] = {}
+        self._io: dict[tuple, int] = {}
         self._bytes_per_flit = self.mesh.flit_bits // 8
 
     # -- units -------------------------------------------------------------------------
@@ -299,7 +314,8 @@ class CostModel:
         if kind is UnitKind.SMU and op.op is OpType.AGGREGATE:
             # adjacency (nodes x nodes, `edges` non-zeros) times features (nodes x features)
             return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"],
-                    "nnz_macs": shape["edges"] * shape["features"]}
+                    "nnz_macs": shape["edges"] * shape["features"],
+                    "m": shape["nodes"], "n": shape["features"], "nnz": shape["edges"]}
         return shape
 
     def edge_bytes(self, dag: Any, u: Any, v: Any) -> int:
@@ -370,27 +386,47 @@ class CostModel:
 
     def sync_cycles(self, src: Any, dst: Any) -> int:
         """Fence plus SIGNAL from ``src`` to ``dst`` (memory dataflow)."""
-        fence = 0 if src.kind is UnitKind.MEMORY else self.load_cycles(32, src.at)
-        hops = abs(src.at[0] - dst.at[0]) + abs(src.at[1] - dst.at[1])
-        return fence + 1 + hops * self._router + 2
+        key = (src.at, dst.at, src.kind is UnitKind.MEMORY)
+        hit = self._sync.get(key)
+        if hit is None:
+            fence = 0 if src.kind is UnitKind.MEMORY else self.load_cycles(32, src.at)
+            hops = abs(src.at[0] - dst.at[0]) + abs(src.at[1] - dst.at[1])
+            hit = self._sync[key] = fence + 1 + hops * self._router + 2
+        return hit
 
     def load_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
         """A LOAD of ``nbytes`` from the memory tile into the tile at ``at``."""
         if nbytes <= 0 or at == self._mem_at:
             return 0
+        key = ("load", nbytes, at)
+        hit = self._io.get(key)
+        if hit is not None:
+            return hit
         if self._noc is not None:
             h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
-            return self._noc.load_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
-        return self.transfer_cycles(nbytes, self._mem_at, at) + self.transfer_cycles(1, at, self._mem_at)
+            hit = self._noc.load_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        else:
+            hit = (self.transfer_cycles(nbytes, self._mem_at, at)
+                   + self.transfer_cycles(1, at, self._mem_at))
+        self._io[key] = hit
+        return hit
 
     def store_cycles(self, nbytes: int, at: tuple[int, int]) -> int:
         """A STORE of ``nbytes`` from the tile at ``at`` to the memory tile (acknowledged)."""
         if nbytes <= 0 or at == self._mem_at:
             return 0
+        key = ("store", nbytes, at)
+        hit = self._io.get(key)
+        if hit is not None:
+            return hit
         if self._noc is not None:
             h = abs(self._mem_at[0] - at[0]) + abs(self._mem_at[1] - at[1])
-            return self._noc.store_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
-        return self.transfer_cycles(nbytes, at, self._mem_at) + self.transfer_cycles(1, self._mem_at, at)
+            hit = self._noc.store_cycles(nbytes, h, flit_bits=self.mesh.flit_bits)
+        else:
+            hit = (self.transfer_cycles(nbytes, at, self._mem_at)
+                   + self.transfer_cycles(1, self._mem_at, at))
+        self._io[key] = hit
+        return hit
 
     def mean_comm_cycles(self, nbytes: int, srcs: Sequence[Any], dsts: Sequence[Any]) -> float:
         """Mean of :meth:`comm_cycles` over the distinct pairs of candidate units (HEFT's

@@ -39,8 +39,13 @@ def test_unit_formulas(pool, cost):
     assert cost.exec_cycles(gemm(9, 16, 8), dmu) == gemm_cycles(8, 8, 9, 8, 16)
     assert cost.exec_cycles(gemm(16, 32, 16, dtype=DType.INT8), lpu) == gemm_cycles(8, 16, 16, 16, 32)
     sp = gemm(8, 64, 8, op=OpType.SPMM, sparsity=0.75, sparse_operand=0)
-    # SMU fallback: 128 non-zeros x N=8 MACs over 64 lanes, + M row starts, + overhead 16
-    assert cost.exec_cycles(sp, smu) == 16 + 8 + 16
+    from sched.cost import smu as smu_cost
+    # SMU: the sparse branch's formula with the non-zeros of A (8 x 64 at 75% zeros)
+    assert cost.from_rtl(UnitKind.SMU)
+    assert cost.exec_cycles(sp, smu) == smu_cost.cycles(smu.tile, m=8, n=8, nnz=128)
+    # a sparse B (K x N) runs as C^T = B^T A^T: N sparse rows, M dense columns
+    spb = gemm(8, 64, 16, op=OpType.SPMM, sparsity=0.5, sparse_operand=1)
+    assert cost.exec_cycles(spb, smu) == smu_cost.cycles(smu.tile, m=16, n=8, nnz=512)
     assert cost.exec_cycles(sp, dmu) == gemm_cycles(8, 8, 8, 8, 64)     # dense on the DMU
     conv = MicroOp("c", OpType.CONV, DType.INT8, (), (), shape=dict(
         IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
@@ -49,11 +54,13 @@ def test_unit_formulas(pool, cost):
     assert cost.exec_cycles(act, pool.unit("afu0")) == 13 + 16
     agg = MicroOp("n", OpType.AGGREGATE, DType.BF16, (), (),
                   shape={"nodes": 10, "edges": 40, "features": 16})
-    assert cost.exec_cycles(agg, pool.unit("gnn0")) == 80 + 10 + 16
+    from sched.cost import gnn as gnn_cost
+    assert cost.exec_cycles(agg, pool.unit("gnn0")) == gnn_cost.cycles(
+        pool.unit("gnn0").tile, nodes=10, features=16, edges=40)
     lay = MicroOp("l", OpType.LAYOUT, DType.INT8, (), (), shape={"n": 64})
     assert cost.exec_cycles(lay, pool.unit("mem")) == 8 + 16
     # which formulas still await the unit's own (RTL-derived) module
-    assert not cost.from_rtl(UnitKind.SMU)
+    assert not cost.from_rtl(UnitKind.CE) and not cost.from_rtl(UnitKind.AFU)
 
 
 def test_calibrated_params_change_latency(pool):
@@ -72,7 +79,8 @@ def test_baseline_emulation_prices_the_equivalent_gemm():
     assert c.exec_cycles(conv, dense.unit("dmu0")) == gemm_cycles(8, 8, 36, 8, 144)
 
 
-def test_noc_transfer(cost):
+def test_noc_transfer(pool):
+    cost = CostModel(pool, noc_model="fallback")
     assert xy_route((0, 0), (2, 1)) == [((0, 0), (1, 0)), ((1, 0), (2, 0)), ((2, 0), (2, 1))]
     assert xy_route((1, 1), (1, 1)) == []
     # 64 bytes = 8 flits of 64 bits + 1 header; 2 hops x 1 cycle; NI 4 cycles each end
@@ -127,7 +135,7 @@ def test_edge_and_memory_bytes(pool, cost):
     assert cost.comm_cycles(64, d0, u) == cost.load_cycles(32, d0.at) + 1 + 2 + 2
     assert cost.comm_cycles(64, u, u) == 0
     # direct dataflow: only external operands and graph outputs move to/from memory
-    direct = CostModel(pool, dataflow="direct")
+    direct = CostModel(pool, dataflow="direct", noc_model="fallback")
     assert direct.memory_bytes(dag, "g0") == (512, 0)
     assert direct.memory_bytes(dag, "r") == (0, 128)
     # the result goes back to memory: data out, acknowledgement back
@@ -208,6 +216,15 @@ def test_unit_module_formula_is_called_with_its_own_argument_names(pool, monkeyp
     with pytest.raises(TypeError, match=r"The dmu cycle formula .*needs_more needs depth; the "
                                         r"micro-op gives M, K, N"):
         CostModel(pool).exec_cycles(gemm(16, 32, 8), pool.unit("dmu0"))
+
+
+def test_noc_branch_model_is_the_default(pool):
+    noc = pytest.importorskip("sched.cost.noc")
+    c = CostModel(pool)
+    assert c.transfer_cycles(64, (0, 0), (1, 1)) == noc.store_cycles(64, 2, flit_bits=64)
+    assert c.load_cycles(100, (0, 0)) == noc.load_cycles(100, 2, flit_bits=64)
+    with pytest.raises(ValueError, match="noc_model must be 'rtl'"):
+        CostModel(pool, noc_model="exact")
 
 
 def test_noc_module_is_used_when_present(pool, monkeypatch):
