@@ -181,3 +181,76 @@ def time_dma(cfg: MeshConfig, memory_at, commands, *, word_bits=64, spad_bytes=4
     sim.add_testbench(bench)
     sim.run()
     return cycles
+
+
+class DmaSystem(wiring.Component):
+    """A cocotb-drivable NoC system: one NI (with scratchpad and token counters) at (0, 0)
+    and the memory tile at ``memory_at``, on a request/response fabric.
+
+    Ports: ``cmd`` (the NI's command stream), ``busy``, ``error``; ``mem_read`` /
+    ``mem_write`` (the memory tile's host ports); ``spad_host_read`` / ``spad_host_write``
+    (a testbench port pair on the scratchpad, word = ``word_bits``); ``tok_token`` /
+    ``tok_value`` (peek at the NI tile's token counters).
+    """
+
+    def __init__(self, cfg: MeshConfig, memory_at, *, word_bits=128, spad_bytes=2048,
+                 mem_bytes=4096):
+        from amaranth.lib import stream
+        from amaranth.lib.wiring import In, Out
+
+        from hw.isa import CommandLayout
+
+        self._ni = NetworkInterface(mesh=cfg, x=0, y=0, word_bits=word_bits,
+                                    spad_bytes=spad_bytes)
+        self._mt = MemoryTile(mesh=cfg, x=memory_at[0], y=memory_at[1], bytes=mem_bytes)
+        self._cfg = cfg
+        self._word_bits = word_bits
+        self._spad_depth = spad_bytes * 8 // word_bits
+        aw = self._ni.spad_addr_width
+        super().__init__({
+            "cmd": In(stream.Signature(CommandLayout)),
+            "busy": Out(1), "error": Out(1),
+            "mem_read": Out(memory.ReadPort.Signature(addr_width=self._mt.addr_width,
+                                                      shape=cfg.flit_bits)),
+            "mem_write": Out(memory.WritePort.Signature(addr_width=self._mt.addr_width,
+                                                        shape=cfg.flit_bits, granularity=8)),
+            "spad_host_read": Out(memory.ReadPort.Signature(addr_width=aw, shape=word_bits)),
+            "spad_host_write": Out(memory.WritePort.Signature(addr_width=aw, shape=word_bits,
+                                                              granularity=8)),
+            "tok_token": In(8), "tok_value": Out(16),
+        })
+
+    def elaborate(self, platform):
+        from hw.noc.tokens import TokenCounters
+
+        m = Module()
+        m.submodules.fabric = fabric = Fabric(self._cfg)
+        m.submodules.ni = ni = self._ni
+        m.submodules.mt = mt = self._mt
+        m.submodules.spad = spad = memory.Memory(shape=self._word_bits, depth=self._spad_depth,
+                                                 init=[])
+        m.submodules.tokens = tok = TokenCounters(16)
+        wiring.connect(m, ni.spad_read, spad.read_port())
+        wiring.connect(m, ni.spad_write, spad.write_port(granularity=8))
+        wiring.connect(m, wiring.flipped(self.spad_host_read), spad.read_port())
+        wiring.connect(m, wiring.flipped(self.spad_host_write), spad.write_port(granularity=8))
+        wiring.connect(m, ni.signal, tok.inc)
+        m.d.comb += [tok.wait.valid.eq(0), tok.peek_token.eq(self.tok_token),
+                     self.tok_value.eq(tok.peek_value)]
+        wiring.connect(m, wiring.flipped(self.cmd), ni.cmd)
+        m.d.comb += [self.busy.eq(ni.busy), self.error.eq(ni.error)]
+        wiring.connect(m, wiring.flipped(self.mem_read), mt.host_read)
+        wiring.connect(m, wiring.flipped(self.mem_write), mt.host_write)
+        m.d.comb += mt.host_token.eq(0)
+        attach_ni(m, fabric, ni)
+        attach_memory(m, fabric, mt)
+        # Nothing else sits on the mesh: hold the other routers' local ports idle.
+        for y in range(self._cfg.rows):
+            for x in range(self._cfg.cols):
+                if (x, y) in ((0, 0), (mt.x, mt.y)):
+                    continue
+                for inj in (fabric.req_inject[y][x], fabric.resp_inject[y][x]):
+                    m.d.comb += [inj.valid.eq(0), inj.payload.eq(0)]
+                for ej in (fabric.req_eject[y][x], fabric.resp_eject[y][x]):
+                    m.d.comb += ej.ready.eq(1)
+        return m

@@ -261,10 +261,15 @@ class NetworkInterface(wiring.Component):
         pkt_left = Signal(range(self._max_packet // fb + 2))
         sig_addr = Signal(SignalAddr)
 
+        # The header is one expression: constant fields assigned on their own become
+        # `always @*` blocks with nothing to wake them in Icarus, and stay X there.
         out_hdr = Signal(Header)
-        m.d.comb += [out_hdr.dst_x.eq(dst_x), out_hdr.dst_y.eq(dst_y),
-                     out_hdr.src_x.eq(self._x), out_hdr.src_y.eq(self._y),
-                     out_hdr.length.eq(chunk), out_hdr.addr.eq(remote)]
+        out_type = Signal(PacketType)
+        out_len = Signal(LENGTH_FIELD_BITS)
+        out_addr = Signal(32)
+        m.d.comb += [out_len.eq(chunk), out_addr.eq(remote),
+                     out_hdr.as_value().eq(Cat(dst_x, dst_y, Const(self._x, 4),
+                                               Const(self._y, 4), out_type, out_len, out_addr))]
 
         align = fb - 1
         cols, rows = self._mesh.cols, self._mesh.rows
@@ -308,7 +313,7 @@ class NetworkInterface(wiring.Component):
                         with m.Default():
                             m.d.sync += self.error.eq(1)
             with m.State("STORE_HEAD"):
-                m.d.comb += [out_hdr.type.eq(PacketType.WRITE),
+                m.d.comb += [out_type.eq(PacketType.WRITE),
                              self.req_out.valid.eq(1),
                              self.req_out.payload.data.eq(out_hdr),
                              self.req_out.payload.head.eq(1)]
@@ -330,7 +335,7 @@ class NetworkInterface(wiring.Component):
                         with m.Else():
                             m.next = "STORE_HEAD"
             with m.State("LOAD_HEAD"):
-                m.d.comb += [out_hdr.type.eq(PacketType.READ_REQ),
+                m.d.comb += [out_type.eq(PacketType.READ_REQ),
                              self.req_out.valid.eq(1),
                              self.req_out.payload.data.eq(out_hdr),
                              self.req_out.payload.head.eq(1)]
@@ -351,8 +356,8 @@ class NetworkInterface(wiring.Component):
                     with m.Else():
                         m.next = "LOAD_HEAD"
             with m.State("SIGNAL"):
-                m.d.comb += [out_hdr.type.eq(PacketType.SIGNAL), out_hdr.length.eq(0),
-                             out_hdr.addr.eq(sig_addr),
+                m.d.comb += [out_type.eq(PacketType.SIGNAL), out_len.eq(0),
+                             out_addr.eq(sig_addr),
                              self.req_out.valid.eq(1),
                              self.req_out.payload.data.eq(out_hdr),
                              self.req_out.payload.head.eq(1),

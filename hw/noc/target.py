@@ -20,7 +20,7 @@ address bits beyond ``addr_width`` are ignored (the memory wraps).
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal
+from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -119,10 +119,13 @@ class PacketTarget(wiring.Component):
         nflits = Signal.like(left)
         m.d.comb += nflits.eq((hdr.length + fb - 1) >> shift)
 
+        # Response headers are single expressions: constant fields assigned on their own
+        # become `always @*` blocks with nothing to wake them in Icarus, and stay X there.
+        def response(type_, addr):
+            return Cat(hdr.src_x, hdr.src_y, Const(self._x, 4), Const(self._y, 4),
+                       Const(type_.value, 3), hdr.length, addr)
         resp_hdr = Signal(Header)
-        m.d.comb += [resp_hdr.dst_x.eq(hdr.src_x), resp_hdr.dst_y.eq(hdr.src_y),
-                     resp_hdr.src_x.eq(self._x), resp_hdr.src_y.eq(self._y),
-                     resp_hdr.length.eq(hdr.length)]
+        m.d.comb += resp_hdr.as_value().eq(response(PacketType.READ_RESP, reply_addr))
 
         mask = byte_mask(m, remaining, fb)
         m.d.comb += [
@@ -149,8 +152,8 @@ class PacketTarget(wiring.Component):
             with m.If(self.resp_out.ready):
                 m.d.sync += ack_valid.eq(0)
         with m.If(ack_set):
-            m.d.sync += [ack_valid.eq(1), ack_hdr.eq(resp_hdr),
-                         ack_hdr.type.eq(PacketType.WRITE_ACK), ack_hdr.addr.eq(hdr.addr)]
+            m.d.sync += [ack_valid.eq(1),
+                         ack_hdr.as_value().eq(response(PacketType.WRITE_ACK, hdr.addr))]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -209,7 +212,6 @@ class PacketTarget(wiring.Component):
                 with m.If(self.req_in.valid & flit_in.tail):
                     m.next = "RESP_HEAD"
             with m.State("RESP_HEAD"):
-                m.d.comb += [resp_hdr.type.eq(PacketType.READ_RESP), resp_hdr.addr.eq(reply_addr)]
                 with m.If(~ack_valid):
                     m.d.comb += [self.resp_out.valid.eq(1),
                                  self.resp_out.payload.data.eq(resp_hdr),

@@ -251,3 +251,16 @@ def test_memory_tile_bad_size():
         MemoryTile(mesh=MESH, x=1, y=1, bytes=3000)
     with pytest.raises(TypeError, match=r"Memory size must be a positive integer, not 4096.0"):
         MemoryTile(mesh=MESH, x=1, y=1, bytes=4096.0)
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_dma_cocotb(sim, sim_fixes):
+    """The same DMA behaviour on the generated Verilog, in both simulators."""
+    from tb.harness import run_cocotb
+    from tb.noc_sim import DmaSystem
+
+    params = {"cols": 2, "rows": 2, "flit_bits": 64, "mem_x": 1, "mem_y": 1,
+              "word_bits": 128, "spad_bytes": 2048, "mem_bytes": 4096}
+    run_cocotb(DmaSystem(MeshConfig(cols=2, rows=2, flit_bits=64, buffer_flits=4), (1, 1),
+                         word_bits=128, spad_bytes=2048, mem_bytes=4096),
+               name="noc_dma", params=params, test_module="hw.noc.tb_dma", sim=sim)

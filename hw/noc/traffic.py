@@ -129,7 +129,7 @@ class TrafficGenerator(wiring.Component):
                 m.d.comb += uniform.eq(pick + 1)
         else:
             m.d.comb += uniform.eq(me)
-        m.d.comb += makes.eq(self.enable & (r[8:25] < self.rate))
+        m.d.comb += makes.eq(self.enable & (r[8:24] < self.rate))
         with m.Switch(self.pattern):
             with m.Case(Pattern.UNIFORM):
                 m.d.comb += dst.eq(uniform)
@@ -139,7 +139,7 @@ class TrafficGenerator(wiring.Component):
                 if (tx, ty) == (self._x, self._y):
                     m.d.comb += makes.eq(0)
             with m.Case(Pattern.HOTSPOT):
-                with m.If(r[25:33] < self.hot_frac):
+                with m.If(r[24:32] < self.hot_frac):
                     m.d.comb += dst.eq(self.hot_y * cols + self.hot_x)
                 with m.Else():
                     m.d.comb += dst.eq(uniform)
@@ -177,11 +177,13 @@ class TrafficGenerator(wiring.Component):
         cur_seq = Signal(16)
         idx = Signal(8)
         hdr = Signal(Header)
+        hdr_len = Signal(13)
         m.d.comb += [
-            hdr.dst_x.eq(xs[head_entry.dst]), hdr.dst_y.eq(ys[head_entry.dst]),
-            hdr.src_x.eq(self._x), hdr.src_y.eq(self._y), hdr.type.eq(PacketType.WRITE),
-            hdr.length.eq(self.payload_flits * fb),
-            hdr.addr.eq(Cat(seqs[head_entry.dst], head_entry.stamp)),
+            hdr_len.eq(self.payload_flits * fb),
+            # One expression (constant fields on their own stay X in Icarus).
+            hdr.as_value().eq(Cat(xs[head_entry.dst], ys[head_entry.dst], Const(self._x, 4),
+                                  Const(self._y, 4), Const(PacketType.WRITE.value, 3), hdr_len,
+                                  seqs[head_entry.dst], head_entry.stamp)),
         ]
         with m.FSM():
             with m.State("HEAD"):
@@ -231,7 +233,7 @@ class TrafficChecker(wiring.Component):
         m.submodules.rng = rng = Xorshift()
         m.d.comb += [rng.seed.eq(self.seed ^ ((me + 101) * 0x85EBCA6B & 0xFFFFFFFF)),
                      rng.load.eq(self.load_seed)]
-        m.d.comb += self.inp.ready.eq(rng.value[:17] >= self.stall)
+        m.d.comb += self.inp.ready.eq(rng.value[:16] >= self.stall)
 
         f = self.inp.payload
         hdr = data.View(Header, f.data[:Header.size])
