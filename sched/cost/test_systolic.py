@@ -1,0 +1,34 @@
+"""The systolic GEMM cycle formula's arithmetic (its agreement with the RTL is tested in
+hw/test_dmu.py and hw/test_lpu.py)."""
+
+import pytest
+
+from hw.config import load_config
+from sched.cost import dmu, lpu
+from sched.cost.systolic import gemm_cycles, gemm_utilization
+
+
+def test_formula_terms():
+    # 8x8, 64x256x64: 64 blocks of P = 256, set-up 1, tail 256 + 8 + 8 + 2 - 256 = 18
+    assert gemm_cycles(8, 8, 64, 64, 256) == 1 + 64 * 256 + 18
+    # K below the array size: the period is max(R, C)
+    assert gemm_cycles(8, 16, 8, 16, 4) == 1 + 16 + (4 + 8 + 16 + 2 - 16)
+    # ragged edges cost whole blocks
+    assert gemm_cycles(8, 8, 9, 9, 100) == gemm_cycles(8, 8, 16, 16, 100)
+
+
+def test_degenerate_shapes_and_errors():
+    assert gemm_cycles(8, 8, 0, 5, 5) == 1
+    with pytest.raises(ValueError, match="GEMM k must be non-negative, not -1"):
+        gemm_cycles(8, 8, 1, 1, -1)
+    with pytest.raises(TypeError, match="GEMM m must be an integer"):
+        gemm_cycles(8, 8, 1.5, 1, 1)
+
+
+def test_unit_models_read_the_tile_and_meet_the_targets():
+    cfg = load_config()
+    d, l = cfg.tile("dmu0"), cfg.tile("lpu0")
+    assert dmu.cycles(d, m=64, n=64, k=256) == gemm_cycles(8, 8, 64, 64, 256)
+    assert lpu.cycles(l, m=64, n=64, k=256, requant=1) == gemm_cycles(8, 16, 64, 64, 256)
+    assert gemm_utilization(8, 8, 64, 64, 256) >= 0.9
+    assert gemm_utilization(8, 16, 64, 64, 256) >= 0.9
