@@ -70,9 +70,19 @@ class SparseUnit(wiring.Component):
         })
 
     @classmethod
+    def from_tile(cls, tile) -> "SparseUnit":
+        """The unit of a :class:`hw.config.TileConfig` (``lanes``, ``scratchpad_bytes``)."""
+        return cls(lanes=tile["lanes"], scratchpad_bytes=tile["scratchpad_bytes"])
+
+    @classmethod
     def command_layout(cls) -> data.StructLayout:
         """The ``cmd`` payload: ``func`` and ``args`` of an EXEC command."""
         return data.StructLayout({"func": cls.FUNCS, "args": cls.ARGS})
+
+    @property
+    def cmd_layout(self) -> data.StructLayout:
+        """The ``cmd`` payload layout (``{func, args}``), as the other units name it."""
+        return self.command_layout()
 
     @property
     def lanes(self) -> int:

@@ -10,7 +10,7 @@ from hw.gnn import Gnn, GnnFunc
 from sched.cost import gnn as gnn_cost
 from sched.formats import encode_csr, layout_gnn
 from sched.golden.sparse import gnn_aggregate
-from tb.cocotb_sparse import SparseUnitTB
+from tb.cocotb_sparse import make_tb, run_job
 from tb.harness import tb_params
 from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
                                 star_graph)
@@ -19,9 +19,7 @@ from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, spe
 async def check(tb, lanes, adj, x, func):
     csr = encode_csr(adj)
     job = layout_gnn(csr, x, lanes, out_fill=0x5A)
-    await tb.load(job)
-    cycles = await tb.run(func, job)
-    got, raw = await tb.result(job)
+    got, raw, cycles = await run_job(tb, Gnn, func, job)
     want = gnn_aggregate(csr, x, func.name.lower())
     assert (got == want).all(), f"{func.name}: {int((got != want).sum())} of {got.size} differ"
     pad = np.frombuffer(raw, "<u4").reshape(x.shape[0], -1)[:, x.shape[1]:]
@@ -35,7 +33,7 @@ async def check(tb, lanes, adj, x, func):
 @cocotb.test()
 async def gnn_graphs_with_idle_commands(dut):
     lanes = tb_params()["lanes"]
-    tb = SparseUnitTB(dut, Gnn, word_bytes=2 * lanes, idle=0.4, seed=2)
+    tb = make_tb(dut, Gnn, lanes, stall=0.4, seed=2)
     await tb.reset()
     rng = np.random.default_rng(8)
     cases = [(karate_adjacency(), bf16_normal(rng, (34, lanes + 5))),

@@ -9,7 +9,7 @@ from hw.smu import Smu, SmuFunc
 from sched.cost import smu as smu_cost
 from sched.formats import encode_csr, layout_spmm
 from sched.golden.sparse import spmm_bf16
-from tb.cocotb_sparse import SparseUnitTB
+from tb.cocotb_sparse import make_tb, run_job
 from tb.harness import tb_params
 from tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case
 
@@ -17,9 +17,7 @@ from tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case
 async def check(tb, lanes, a, b):
     csr = encode_csr(a)
     job = layout_spmm(csr, b, lanes, out_fill=0x5A)
-    await tb.load(job)
-    cycles = await tb.run(SmuFunc.SPMM, job)
-    got, raw = await tb.result(job)
+    got, raw, cycles = await run_job(tb, Smu, SmuFunc.SPMM, job)
     want = spmm_bf16(csr, b)
     assert (got == want).all(), f"{int((got != want).sum())} of {got.size} results differ"
     pad = np.frombuffer(raw, "<u4").reshape(a.shape[0], -1)[:, b.shape[1]:]
@@ -34,7 +32,7 @@ async def check(tb, lanes, a, b):
 async def smu_cases_with_idle_commands(dut):
     """Every named case (random, empty rows, all-zero, dense, skewed, 2:4, specials)."""
     lanes = tb_params()["lanes"]
-    tb = SparseUnitTB(dut, Smu, word_bytes=2 * lanes, idle=0.4, seed=1)
+    tb = make_tb(dut, Smu, lanes, stall=0.4, seed=1)
     await tb.reset()
     rng = np.random.default_rng(5)
     for case in SPARSE_CASES:
@@ -45,7 +43,7 @@ async def smu_cases_with_idle_commands(dut):
 @cocotb.test()
 async def smu_one_dense_row_many_empty(dut):
     lanes = tb_params()["lanes"]
-    tb = SparseUnitTB(dut, Smu, word_bytes=2 * lanes, idle=1.0)
+    tb = make_tb(dut, Smu, lanes, stall=None)
     await tb.reset()
     rng = np.random.default_rng(6)
     await check(tb, lanes, skewed(rng, 60, 40, dense_row=59), bf16_normal(rng, (40, lanes)))

@@ -1,15 +1,14 @@
 """The shared sparse row engine with an integer datapath: control and data movement only."""
 
+import ml_dtypes
 import numpy as np
 import pytest
 import scipy.sparse
-from amaranth.hdl import Module
-from amaranth.sim import Simulator
 
 from hw.csr_engine import CsrRowEngine, LaneDatapath
-from sched.formats import CsrMatrix, MemoryImage, pack_csr, padded_cols
-from tb.streams import stream_put
-from tb.unit_memory import UnitWithMemory
+from hw.smu import Smu, SmuFunc
+from sched.formats import CsrMatrix, layout_spmm, padded_cols
+from tb.sparse_sim import run_sparse
 
 
 class IntDatapath(LaneDatapath):
@@ -46,46 +45,20 @@ def random_csr(rng, rows, cols, density, empty_rows=()):
                      rng.integers(0, 1 << 16, pat.nnz).astype(np.uint16))
 
 
+class IntSmu(Smu):
+    """The SMU's shell and engine with the integer datapath."""
+
+    def datapath(self, m, func):
+        return IntDatapath()
+
+
 def run_engine(csr, d, lanes, *, poison=0xA5):
-    wb = 2 * lanes
-    img = MemoryImage(lanes)
-    ptr_b, nz_b = pack_csr(csr, lanes)
-    a_ptr, a_nz = img.put(ptr_b), img.put(nz_b)
-    dpad = np.zeros((d.shape[0], padded_cols(d.shape[1], lanes)), dtype="<u2")
-    dpad[:, :d.shape[1]] = d
-    a_d = img.put(dpad.tobytes())
-    out_bytes = csr.shape[0] * padded_cols(d.shape[1], lanes) * 4
-    a_out = img.put(bytes([poison]) * out_bytes)
-    words = img.words()
-    depth = max(16, 1 << (len(words) - 1).bit_length())
-    aw = (depth - 1).bit_length()
-    eng = CsrRowEngine(lanes=lanes, addr_width=aw, datapath=IntDatapath())
-    top = UnitWithMemory(eng, reads=["ptr_read", "nz_read", "dense_read"], writes=["out_write"],
-                         word_bits=16 * lanes, depth=depth, init=words, ports=("job", "busy"))
-    result = {}
-
-    async def tb(ctx):
-        await stream_put(ctx, top.job, {"ptr": a_ptr // wb, "nz": a_nz // wb, "dense": a_d // wb,
-                                        "out": a_out // wb, "rows": csr.shape[0],
-                                        "cols": d.shape[1], "nnz": csr.nnz})
-        cycles = 0
-        limit = 50 + 4 * (csr.nnz + 2 * csr.shape[0] + 8) * -(-d.shape[1] // lanes)
-        while ctx.get(top.busy):
-            await ctx.tick()
-            cycles += 1
-            assert cycles < limit, "the engine did not finish"
-        result["cycles"] = cycles
-        raw = b"".join(ctx.get(top.mem.data[a_out // wb + i]).to_bytes(wb, "little")
-                       for i in range(out_bytes // wb))
-        result["raw"] = raw
-
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    job = layout_spmm(csr, d.view(ml_dtypes.bfloat16), lanes, out_fill=poison)
+    run = run_sparse(IntSmu(lanes=lanes, scratchpad_bytes=8192), job, SmuFunc.SPMM,
+                     max_cycles=50 + 4 * (csr.nnz + 2 * csr.shape[0] + 8) * -(-d.shape[1] // lanes))
     pc = padded_cols(d.shape[1], lanes)
-    arr = np.frombuffer(result["raw"], dtype="<u4").reshape(csr.shape[0], pc)
-    return arr[:, :d.shape[1]], arr[:, d.shape[1]:], result["cycles"]
+    arr = np.frombuffer(run.raw, dtype="<u4").reshape(csr.shape[0], pc)
+    return arr[:, :d.shape[1]], arr[:, d.shape[1]:], run.cycles
 
 
 @pytest.mark.parametrize("lanes, rows, k, cols, density, empty", [
@@ -101,3 +74,12 @@ def test_engine_integer_datapath(lanes, rows, k, cols, density, empty):
     got, pad, cycles = run_engine(csr, d, lanes)
     np.testing.assert_array_equal(got, int_reference(csr, d))
     assert (pad == 0xA5A5A5A5).all(), "pad lanes were written"
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    (dict(lanes=12, addr_width=8), ValueError, r"Lane count must be a power of two of at least 2, not 12"),
+    (dict(lanes=4, addr_width=0), ValueError, r"Address width must be a positive integer, not 0"),
+])
+def test_engine_parameter_errors(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        CsrRowEngine(datapath=IntDatapath(), **kwargs)

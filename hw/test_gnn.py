@@ -3,7 +3,6 @@
 import ml_dtypes
 import numpy as np
 import pytest
-from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from hw import isa
@@ -15,9 +14,8 @@ from sched.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits
 from tb.harness import run_cocotb
 from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
                                 star_graph)
-from tb.sparse_sim import run_sparse
+from tb.sparse_sim import run_sparse, sparse_top
 from tb.streams import random_pattern
-from tb.unit_memory import sparse_unit_top
 
 
 def tile(lanes):
@@ -141,16 +139,8 @@ def test_gnn_cost_needs_degrees():
         gnn_cost.cycles(tile(8), nodes=4, features=4)
 
 
-def _pch_workaround(monkeypatch):
-    import os
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
-
-
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_gnn_cocotb(sim, monkeypatch):
-    _pch_workaround(monkeypatch)
+def test_gnn_cocotb(sim):
     params = {"lanes": 8, "scratchpad_bytes": 16384}
-    run_cocotb(lambda: sparse_unit_top(Gnn(**params)), name="gnn", params=params,
+    run_cocotb(lambda: sparse_top(Gnn(**params)), name="gnn", params=params,
                test_module="hw.tb_gnn", sim=sim)

@@ -28,11 +28,14 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     from .lpu import Lpu
     from .scratchpad import Scratchpad
     from .spad_stream import StreamReader, StreamWriter
+    from .csr_walk import CsrWalker
+    from .gnn import Gnn
+    from .smu import Smu
 
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
     units = {}
     for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu), (UnitKind.CE, ConvEngine),
-                      (UnitKind.AFU, ActivationUnit)):
+                      (UnitKind.AFU, ActivationUnit), (UnitKind.SMU, Smu), (UnitKind.GNN, Gnn)):
         tiles = cfg.tiles_of(kind)
         if tiles:
             units[kind.key] = (lambda cls=cls, tile=tiles[0]: cls.from_tile(tile))
@@ -43,6 +46,7 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
         "stream_reader": lambda: StreamReader(addr_width=12, data_width=cfg.mesh.flit_bits),
         "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
         "tile_controller": lambda: TileController(depth=1024),
+        "csr_walker": lambda: CsrWalker(word_bits=128, addr_width=12),
         **units,
     }
 

@@ -194,7 +194,9 @@ class MemoryImage:
     def __init__(self, lanes: int, base: int = 0):
         self.word_bytes = word_bytes(lanes)
         self.lanes = lanes
-        self._buf = bytearray(-(-base // self.word_bytes) * self.word_bytes)
+        #: First byte address of the image's contents (``base`` rounded up to a word).
+        self.start = -(-base // self.word_bytes) * self.word_bytes
+        self._buf = bytearray(self.start)
 
     def put(self, raw: bytes) -> int:
         """Append ``raw`` on a word boundary; return its byte address."""
@@ -208,7 +210,13 @@ class MemoryImage:
 
     @property
     def data(self) -> bytes:
+        """Bytes 0 .. end of the image (zeros below :attr:`start`)."""
         return bytes(self._buf)
+
+    @property
+    def contents(self) -> bytes:
+        """Bytes :attr:`start` .. end: what a loader writes at byte address ``start``."""
+        return bytes(self._buf[self.start:])
 
     def words(self) -> list[int]:
         """The image as scratchpad words (integers)."""

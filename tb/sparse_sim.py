@@ -1,9 +1,11 @@
-"""Run one EXEC command of a sparse unit (SMU, GNN) in amaranth.sim with its scratchpad.
+"""Run EXEC commands of a sparse unit (SMU, GNN) in amaranth.sim with its scratchpad.
 
-Shared by the units' tests and the benchmark: the operands of a
-:class:`sched.formats.SparseJob` are preloaded into a :class:`tb.unit_memory.UnitWithMemory`
-memory, the command is sent on ``cmd`` (optionally after random idle cycles), and the
-busy cycles (command accepted -> ``busy`` low) and the result are returned.
+Shared by the units' tests and the benchmark. The unit sits in a
+:class:`tb.unit_top.UnitTop` (the real :class:`hw.scratchpad.Scratchpad`); each
+:class:`sched.formats.SparseJob`'s image is loaded through the scratchpad's write stream,
+its command sent on ``cmd``, the busy cycles counted (command accepted -> ``busy`` low)
+and the result read back through the read stream. A 0/1 ``pattern`` inserts idle cycles
+on ``cmd`` and ``wr_data`` and backpressure on ``rd_data``.
 """
 
 from __future__ import annotations
@@ -14,56 +16,84 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from sched.formats import SparseJob
-from tb.streams import stream_put
-from tb.unit_memory import UnitWithMemory
+from tb.streams import always, stream_get, stream_put
+from tb.unit_top import UnitTop
 
-__all__ = ["SparseRun", "run_sparse"]
+__all__ = ["SparseRun", "run_sparse", "run_sparse_many", "sparse_top"]
 
 
 @dataclass
 class SparseRun:
     result: np.ndarray     # FP32 encodings, uint32 [rows, cols]
-    cycles: int            # command accepted -> busy low
-    memory: bytes          # the whole scratchpad afterwards
+    cycles: int | None     # command accepted -> busy low (None when commands overlapped)
+    raw: bytes             # the result region as read back (pad bytes included)
 
 
-def run_sparse(unit, job: SparseJob, func, *, pattern=None, max_cycles: int | None = None
-               ) -> SparseRun:
-    """Run ``func`` with ``job``'s operands on ``unit`` (an :class:`hw.sparse_unit.SparseUnit`).
+def sparse_top(unit) -> UnitTop:
+    """A sparse unit (:class:`hw.sparse_unit.SparseUnit`) with a scratchpad of its size."""
+    return UnitTop(unit, depth=unit.depth, read_ports=unit.PORTS[:3], write_ports=unit.PORTS[3:])
 
-    Parameters
-    ----------
-    pattern : iterator of 0/1, optional
-        Idle insertion before the command is offered (:mod:`tb.streams`).
-    max_cycles : int, optional
-        Fail if the unit is still busy after this many cycles.
+
+def run_sparse_many(unit, commands, *, pattern=None, back_to_back: bool = False,
+                    max_cycles: int = 10_000_000) -> list[SparseRun]:
+    """Run ``commands`` (a list of ``(func, job)``) one after another on ``unit``.
+
+    Every image is loaded first. With ``back_to_back`` each command is offered as soon as
+    the previous one was accepted (so it waits on ``cmd.ready`` while the unit is busy)
+    and no cycle counts are returned.
     """
-    words = job.image.words()
-    if len(words) > unit.depth:
-        raise ValueError(f"The operands take {len(words)} words; the scratchpad holds {unit.depth}")
-    top = UnitWithMemory(unit, reads=unit.PORTS[:3], writes=unit.PORTS[3:],
-                         word_bits=unit.word_bits, depth=unit.depth, init=words)
-    payload = type(unit).command_layout().const({"func": func, "args": job.args})
-    out: dict = {}
-    limit = max_cycles or 10_000_000
+    wb = unit.word_bytes
+    for _, job in commands:
+        end = job.image.start + len(job.image.contents)
+        if end > unit.depth * wb:
+            raise ValueError(f"The operands end at byte {end}; the scratchpad holds "
+                             f"{unit.depth * wb}")
+    top = sparse_top(unit)
+    layout = type(unit).command_layout()
+    runs: list[SparseRun] = []
 
-    async def tb(ctx):
-        await stream_put(ctx, top.cmd, payload, pattern)
-        cycles = 0
+    async def wait_idle(ctx):
+        t = 0
         while ctx.get(top.busy):
             await ctx.tick()
-            cycles += 1
-            if cycles > limit:
-                raise AssertionError(f"the unit is still busy after {limit} cycles")
-        out["cycles"] = cycles
-        wb = unit.word_bytes
-        first = job.out_addr // wb
-        n = -(-job.out_bytes // wb)
-        raw = b"".join(ctx.get(top.mem.data[first + i]).to_bytes(wb, "little") for i in range(n))
-        out["memory"] = bytes(job.out_addr) + raw
+            t += 1
+            if t > max_cycles:
+                raise AssertionError(f"the unit is still busy after {max_cycles} cycles")
+        return t
+
+    async def tb(ctx):
+        pat = pattern or always()
+        for _, job in commands:
+            blob = job.image.contents
+            n = len(blob) // wb
+            await stream_put(ctx, top.wr_cmd, {"addr": job.image.start // wb, "count": n})
+            for i in range(n):
+                await stream_put(ctx, top.wr_data, int.from_bytes(blob[wb * i:wb * i + wb],
+                                                                  "little"), pat)
+            await ctx.tick().until(~top.spad_busy)
+        cycles = []
+        for func, job in commands:
+            await stream_put(ctx, top.cmd, layout.const({"func": func, "args": job.args}), pat)
+            if not back_to_back:
+                cycles.append(await wait_idle(ctx))
+        if back_to_back:
+            await wait_idle(ctx)
+            cycles = [None] * len(commands)
+        for (_, job), t in zip(commands, cycles):
+            n = -(-job.out_bytes // wb)
+            await stream_put(ctx, top.rd_cmd, {"addr": job.out_addr // wb, "count": n})
+            words = [await stream_get(ctx, top.rd_data, pat) for _ in range(n)]
+            raw = b"".join(v.to_bytes(wb, "little") for v in words)[:job.out_bytes]
+            runs.append(SparseRun(job.read_result(bytes(job.out_addr) + raw), t, raw))
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    return SparseRun(job.read_result(out["memory"]), out["cycles"], out["memory"])
+    return runs
+
+
+def run_sparse(unit, job: SparseJob, func, *, pattern=None, max_cycles: int = 10_000_000
+               ) -> SparseRun:
+    """Run one command ``func`` with ``job``'s operands on ``unit``."""
+    return run_sparse_many(unit, [(func, job)], pattern=pattern, max_cycles=max_cycles)[0]
