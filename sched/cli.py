@@ -138,21 +138,39 @@ def cmd_compile(args) -> int:
 
 
 def add_sim(sub) -> None:
-    p = sub.add_parser("sim", help="run the largest end-to-end flow that exists",
-                       description="Compile a model for the pool, run the golden reference "
-                                   "on the micro-op DAG and compare it with onnxruntime.")
-    p.add_argument("--model", default="mixed", help="built-in model or MODEL.onnx (default: mixed)")
+    p = sub.add_parser("sim", help="run a model end to end on the RTL of the pool",
+                       description="Build the pool's SoC, discover it, compile and schedule the "
+                                   "model, run the command streams in RTL (Verilator or Icarus), "
+                                   "compare with the golden reference bit for bit and report "
+                                   "measured against predicted cycles (sched.simflow).")
+    p.add_argument("model", nargs="?", default="mixed",
+                   help="built-in model or MODEL.onnx (default: mixed)")
     _add_model_args(p)
+    p.add_argument("--scheduler", default="heft", help="scheduler (default: heft)")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
+                   help="simulator (default: $SIM, else verilator)")
+    p.add_argument("--waves", action="store_true", help="dump a waveform of the RTL run")
     p.add_argument("--seed", type=int, default=0, help="seed of the example input")
+    p.add_argument("--golden-only", action="store_true",
+                   help="skip RTL: compile, run the golden reference, compare with onnxruntime")
     p.set_defaults(func=cmd_sim)
 
 
 def cmd_sim(args) -> int:
-    """Compile, run the golden executor, compare with onnxruntime.
-
-    RTL simulation of the scheduled command streams is not part of this flow yet: it
-    arrives with the integration issue (scheduler, codegen and the SoC).
-    """
+    """``accelpool sim``: the RTL flow of :func:`sched.simflow.simulate`, or ``--golden-only``."""
+    if not args.golden_only:
+        from hw.tile import TileError
+        from sched.pool import PoolError
+        from tb.soc import SocFault
+        from .simflow import SimFlowError, simulate
+        try:
+            report = simulate(args.model, args.pool, scheduler=args.scheduler, sim=args.sim,
+                              waves=args.waves, seed=args.seed)
+        except (TileError, PoolError, SimFlowError, SocFault) as e:
+            print(f"accelpool sim: {e}", file=sys.stderr)
+            return 2
+        print(report.text())
+        return 0 if report.outputs_ok else 1
     from . import models
     from .golden.executor import compare_with_onnxruntime
     pool, proto, ops, tiled, secs = _compile(args)
@@ -164,8 +182,6 @@ def cmd_sim(args) -> int:
           f"({time.perf_counter() - t0:.2f} s), compared with onnxruntime on the original model:")
     for r in results:
         print(f"  {r}")
-    print("RTL simulation of the command streams is not run yet: it arrives with the "
-          "integration issue (scheduler, codegen, SoC).")
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -58,10 +58,10 @@ def test_compile_errors_exit_2_with_message(tmp_path, capsys):
 
 
 def test_sim_runs_golden_against_onnxruntime(capsys):
-    assert main(["sim"]) == 0
+    # `accelpool sim` runs the RTL flow (sched.simflow); --golden-only keeps this one.
+    assert main(["sim", "--golden-only"]) == 0
     out = capsys.readouterr().out
     assert "golden reference: ran" in out and "within tolerance" in out
-    assert "integration issue" in out
 
 
 def test_subcommands_are_extensible():

@@ -52,6 +52,8 @@ VERILATOR_LINT_OFF = (
     "DECLFILENAME",               # submodule names differ from the file name
     "PROCASSINIT",                # registers declared with an initial value and also reset
     "CASEINCOMPLETE",             # Switch/FSM lowered to casez without default; defaults precede it
+    "ALWNEVER",                   # a constant field of a struct assigned in its own always @*
+    "UNSIGNED",                   # parameter-generic compares against 0 (coordinate 0 of a mesh)
 )
 
 _PARAMS_ENV = "ACCELPOOL_TB_PARAMS"

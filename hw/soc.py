@@ -1,0 +1,278 @@
+"""The SoC generator: any pool config -> one Verilog top with a host interface.
+
+:class:`Soc` holds the request and response meshes (:class:`hw.noc.fabric.Fabric`), the
+memory tile, a :class:`hw.tile.ComputeTile` per unit of the config, and leaves the
+routers of empty positions with nothing attached (their ejection ports always ready, so
+a stray packet cannot block the network). :func:`write_soc` writes
+``sim_build/<config>/soc.v`` and a small Verilog wrapper ``soc_top.v`` that generates
+the clock (``always #5 clk = ~clk``, Verilator ``--timing``), so that a testbench only
+wakes up at transaction boundaries.
+
+Host interface (plain ports, all synchronous to the SoC clock)
+--------------------------------------------------------------
+``start``                    pulse: every compute tile runs its command stream from 0
+``all_done``                 every compute tile has stopped (done, error or fault)
+``any_fault``                some tile has stopped on a fault or an error
+``cycles``                   cycles from ``start`` to ``all_done``
+``mem_addr/mem_wdata/mem_we``  write the global memory (flit words, byte enables)
+``mem_re/mem_rdata``         read the global memory (one cycle latency)
+``token_sel/token_value``    the memory tile's token counters (SIGNALs addressed to it)
+``cmd_tile/cmd_addr/cmd_data/cmd_en``  write command ``cmd_addr`` of compute tile
+                             ``cmd_tile`` (index into :attr:`Soc.compute_tiles`)
+``reg_pos/reg_addr/reg_data``  read register ``reg_addr`` (:data:`hw.tile.REGISTERS`) of
+                             the tile at position ``reg_pos = y * cols + x``
+                             (combinational); an empty position reads all ones
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from amaranth.hdl import Const, Module, Shape, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import DEFAULT_CONFIG, PoolConfig, load_config
+from .isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
+from .noc.fabric import Fabric, attach_memory
+from .noc.memory_tile import MemoryTile
+from .tile import NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, ComputeTile, identity_registers
+
+__all__ = ["Soc", "soc_verilog", "clock_wrapper", "write_soc", "SOC_TOP", "SOC_WRAPPER"]
+
+#: Verilog module names of the SoC and of its clock wrapper.
+SOC_TOP = "soc"
+SOC_WRAPPER = "soc_top"
+#: Half period of the generated clock, in ns.
+HALF_PERIOD_NS = 5
+
+
+class Soc(wiring.Component):
+    """The whole pool: mesh, memory tile and compute tiles, with the host interface.
+
+    Parameters
+    ----------
+    pool : PoolConfig
+        The pool to build.
+    cmd_depth : int
+        Commands each tile's command memory holds.
+    tokens : int
+        Token counters per tile.
+
+    Raises
+    ------
+    hw.tile.TileError
+        If a tile's unit kind has no RTL yet (naming the tile and the kind).
+    """
+
+    def __init__(self, pool: PoolConfig, *, cmd_depth: int = 1024, tokens: int = 16):
+        if not isinstance(pool, PoolConfig):
+            raise TypeError(f"Pool must be a PoolConfig, not {pool!r}")
+        self._pool = pool
+        mesh = pool.mesh
+        self._tiles = [ComputeTile(t, pool, cmd_depth=cmd_depth, tokens=tokens)
+                       for t in pool.units]
+        mem = pool.memory
+        self._memory = MemoryTile(mesh=mesh, x=mem.x, y=mem.y, bytes=mem["bytes"],
+                                  tokens=tokens)
+        self._cmd_depth = cmd_depth
+        positions = mesh.cols * mesh.rows
+        super().__init__({
+            "start": In(1),
+            "all_done": Out(1),
+            "any_fault": Out(1),
+            "cycles": Out(32),
+            "mem_addr": In(self._memory.addr_width),
+            "mem_wdata": In(mesh.flit_bits),
+            "mem_we": In(mesh.flit_bits // 8),
+            "mem_re": In(1),
+            "mem_rdata": Out(mesh.flit_bits),
+            "token_sel": In(TOKEN_BITS),
+            "token_value": Out(COUNT_BITS),
+            "cmd_tile": In(range(max(2, len(self._tiles)))),
+            "cmd_addr": In(max(1, (cmd_depth - 1).bit_length())),
+            "cmd_data": In(COMMAND_BITS),
+            "cmd_en": In(1),
+            "reg_pos": In(range(max(2, positions))),
+            "reg_addr": In(REG_ADDR_BITS),
+            "reg_data": Out(REG_BITS),
+        })
+
+    @property
+    def pool(self) -> PoolConfig:
+        return self._pool
+
+    @property
+    def compute_tiles(self) -> list[ComputeTile]:
+        """The compute tiles, in config order (the ``cmd_tile`` index)."""
+        return list(self._tiles)
+
+    @property
+    def cmd_depth(self) -> int:
+        return self._cmd_depth
+
+    @property
+    def memory_tile(self) -> MemoryTile:
+        return self._memory
+
+    def elaborate(self, platform):
+        m = Module()
+        pool, mesh = self._pool, self._pool.mesh
+        m.submodules.fabric = fabric = Fabric(mesh)
+        m.submodules.memory = mem = self._memory
+        attach_memory(m, fabric, mem)
+        m.d.comb += [
+            mem.host_write.addr.eq(self.mem_addr), mem.host_write.data.eq(self.mem_wdata),
+            mem.host_write.en.eq(self.mem_we),
+            mem.host_read.addr.eq(self.mem_addr), mem.host_read.en.eq(self.mem_re),
+            self.mem_rdata.eq(mem.host_read.data),
+            mem.host_token.eq(self.token_sel), self.token_value.eq(mem.host_token_value),
+        ]
+        # The memory tile never sends requests nor receives responses.
+        m.d.comb += fabric.resp_eject[mem.y][mem.x].ready.eq(1)
+
+        finished, faults = [], []
+        reg_by_pos = {}
+        for i, tile in enumerate(self._tiles):
+            m.submodules[tile.tile.name] = tile
+            wiring.connect(m, tile.req_out, fabric.req_inject[tile.y][tile.x])
+            wiring.connect(m, fabric.req_eject[tile.y][tile.x], tile.req_in)
+            wiring.connect(m, tile.resp_out, fabric.resp_inject[tile.y][tile.x])
+            wiring.connect(m, fabric.resp_eject[tile.y][tile.x], tile.resp_in)
+            m.d.comb += [
+                tile.cmd_addr.eq(self.cmd_addr), tile.cmd_data.eq(self.cmd_data),
+                tile.cmd_en.eq(self.cmd_en & (self.cmd_tile == i)),
+                tile.start.eq(self.start),
+                tile.reg_addr.eq(self.reg_addr),
+            ]
+            finished.append(tile.finished)
+            faults.append(tile.fault | tile.error)
+            reg_by_pos[tile.y * mesh.cols + tile.x] = tile.reg_data
+
+        # Empty positions: their routers eject nothing anyone waits for; drain them.
+        for y in range(mesh.rows):
+            for x in range(mesh.cols):
+                if pool.at(x, y) is None:
+                    m.d.comb += [fabric.req_eject[y][x].ready.eq(1),
+                                 fabric.resp_eject[y][x].ready.eq(1)]
+
+        # Memory tile registers: identity only.
+        mem_regs = identity_registers(pool.memory, mesh)
+        mem_data = Signal(REG_BITS)
+        with m.Switch(self.reg_addr):
+            for name, value in mem_regs.items():
+                with m.Case(REGISTERS[name]):
+                    m.d.comb += mem_data.eq(value)
+        reg_by_pos[pool.memory.y * mesh.cols + pool.memory.x] = mem_data
+
+        with m.Switch(self.reg_pos):
+            for pos in range(mesh.cols * mesh.rows):
+                with m.Case(pos):
+                    m.d.comb += self.reg_data.eq(reg_by_pos.get(pos, Const(NO_TILE, REG_BITS)))
+            with m.Default():
+                m.d.comb += self.reg_data.eq(NO_TILE)
+
+        all_done = Signal()
+        m.d.comb += [all_done.eq(_all(finished)), self.any_fault.eq(_any(faults))]
+        # all_done is registered so that it rises one cycle after the last tile stops and
+        # a start pulse clears it at once.
+        running = Signal()
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), self.cycles.eq(0), self.all_done.eq(0)]
+        with m.Elif(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.If(all_done):
+                m.d.sync += [running.eq(0), self.all_done.eq(1)]
+        return m
+
+
+def _all(signals):
+    out = Const(1, 1)
+    for s in signals:
+        out = out & s
+    return out
+
+
+def _any(signals):
+    out = Const(0, 1)
+    for s in signals:
+        out = out | s
+    return out
+
+
+def soc_verilog(pool: PoolConfig, **kw) -> str:
+    """Verilog of the SoC (top module :data:`SOC_TOP`)."""
+    from amaranth.back import verilog
+    return verilog.convert(Soc(pool, **kw), name=SOC_TOP, emit_src=False)
+
+
+def clock_wrapper(soc: Soc) -> str:
+    """Verilog of :data:`SOC_WRAPPER`: the SoC with its clock generated in HDL.
+
+    The wrapper's ports are the SoC's host ports (``rst`` included); ``clk`` is internal
+    and visible to the testbench as ``soc_top.clk``.
+    """
+    ports, conns = ["input wire rst"], [".clk(clk)", ".rst(rst)"]
+    for name, member in soc.signature.members.items():
+        width = Shape.cast(member.shape).width
+        direction = "input" if member.flow is In else "output"
+        rng = f"[{width - 1}:0] " if width > 1 else ""
+        ports.append(f"{direction} wire {rng}{name}")
+        conns.append(f".{name}({name})")
+    return (
+        "`timescale 1ns/1ps\n"
+        f"// Generated by hw.soc for pool {soc.pool.name!r}: the SoC with an HDL clock.\n"
+        f"module {SOC_WRAPPER} (\n    " + ",\n    ".join(ports) + "\n);\n"
+        "    reg clk = 1'b0;\n"
+        f"    always #{HALF_PERIOD_NS} clk = ~clk;\n"
+        f"    {SOC_TOP} dut (\n        " + ",\n        ".join(conns) + "\n    );\n"
+        "endmodule\n")
+
+
+def write_soc(pool: PoolConfig, out: Path | None = None, **kw) -> tuple[Path, Path]:
+    """Write ``<out>/soc.v`` and ``<out>/soc_top.v`` (default ``sim_build/<config name>``).
+
+    Files are rewritten only when their text changed, so builds keyed on them stay valid.
+    """
+    from amaranth.back import verilog
+    from tb.harness import SIM_BUILD
+
+    out = Path(out) if out is not None else SIM_BUILD / pool.name
+    out.mkdir(parents=True, exist_ok=True)
+    soc = Soc(pool, **kw)
+    texts = {out / f"{SOC_TOP}.v": verilog.convert(soc, name=SOC_TOP, emit_src=False),
+             out / f"{SOC_WRAPPER}.v": clock_wrapper(soc)}
+    for path, text in texts.items():
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    return tuple(texts)  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hw.soc",
+                                 description="Generate the SoC Verilog of a pool config")
+    ap.add_argument("--pool", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--lint", action="store_true",
+                    help="verilator --lint-only the text the simulators run (tb.soc.start_up_safe)")
+    args = ap.parse_args(argv)
+    soc_v, top_v = write_soc(load_config(args.pool), args.out)
+    print(soc_v)
+    print(top_v)
+    if args.lint:
+        from tb.soc import start_up_safe
+        from .verilog import lint
+        sim_v = soc_v.parent / "lint" / f"{SOC_TOP}.v"   # lint takes the module from the name
+        sim_v.parent.mkdir(exist_ok=True)
+        sim_v.write_text(start_up_safe(soc_v.read_text()))
+        res = lint(sim_v)
+        print(f"{sim_v}  {'lint ok' if res.returncode == 0 else 'LINT FAILED'}")
+        if res.returncode:
+            print(res.stdout + res.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""The SoC end to end in cocotb on Verilator and Icarus (pool ``configs/ce_pair.toml``).
+
+One simulator process per simulator runs every job of this module (reset between jobs):
+
+- ``chain``: tile ce0 LOADs an image and weights from the memory tile, runs a requantized
+  3x3 convolution (EXEC), STOREs the result back to memory *and* into ce1's scratchpad,
+  SIGNALs ce1; ce1 WAITs for it, LOADs its own weights, convolves, STOREs, SIGNALs the
+  memory tile. Both results are checked bit for bit against :mod:`sched.golden.conv`.
+- faults: a LOAD beyond the global memory, a unit that never completes, a WAIT nobody
+  satisfies; each is reported naming the tile and the command.
+- discovery: the capability registers read after reset agree with the config, and
+  :func:`sched.pool.discover` refuses a config that differs from the built hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hw import isa
+from hw.ce import CeFunc
+from hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
+from hw.config import CONFIG_DIR, UnitKind, load_config, parse_config
+from sched.golden.conv import conv_requantized
+from sched.golden.numerics import quantize_multiplier
+from sched.pool import DiscoveryError, discover
+from tb.soc import SocJob, build_soc, config_doc, discovered_register_reader, run_jobs
+
+CFG = load_config(CONFIG_DIR / "ce_pair.toml")
+MEM = CFG.memory
+CE0, CE1 = CFG.tile("ce0"), CFG.tile("ce1")
+LANES = 8
+
+# Global memory map (bytes) and scratchpad map of the chain job.
+X_ADDR, W0_ADDR, W1_ADDR, Y0_ADDR, Y1_ADDR = 0x0000, 0x1000, 0x2000, 0x4000, 0x5000
+S_IN, S_W, S_OUT = 0x0000, 0x1000, 0x2000
+SHAPE = ConvShape(c_in=8, c_out=8, height=6, width=6, kernel_h=3, kernel_w=3, stride=1,
+                  pads=(1, 1, 1, 1))
+
+
+def _chain_job(rng):
+    x = rng.integers(-128, 128, (8, 6, 6), dtype=np.int8)
+    w0 = rng.integers(-128, 128, (8, 8, 3, 3), dtype=np.int8)
+    w1 = rng.integers(-128, 128, (8, 8, 3, 3), dtype=np.int8)
+    mult, shift = quantize_multiplier(1 / 2000)
+    rq = dict(multiplier=mult, shift=shift, y_zero_point=3)
+    y0 = conv_requantized(x[None], w0, pads=SHAPE.pads, **rq)[0]
+    y1 = conv_requantized(y0[None], w1, pads=SHAPE.pads, **rq)[0]
+    xb, w0b, w1b = pack_input(x, LANES), pack_weights(w0, LANES, LANES), pack_weights(w1, LANES, LANES)
+    ob = SHAPE.output_bytes(LANES, True)
+    args = SHAPE.exec_args(in_addr=S_IN, w_addr=S_W, out_addr=S_OUT, requant=True, **rq)
+    m = dict(x=MEM.x, y=MEM.y)
+    ce0 = [
+        isa.load(spad_addr=S_IN, remote_addr=X_ADDR, length=len(xb), **m),
+        isa.load(spad_addr=S_W, remote_addr=W0_ADDR, length=len(w0b), **m),
+        isa.exec_cmd(UnitKind.CE, CeFunc.CONV, **args),
+        isa.store(spad_addr=S_OUT, remote_addr=Y0_ADDR, length=ob, **m),
+        # straight into ce1's scratchpad, where its convolution reads its input
+        isa.store(spad_addr=S_OUT, x=CE1.x, y=CE1.y, remote_addr=S_IN, length=ob),
+        isa.signal(x=CE1.x, y=CE1.y, token=0, count=1),
+        isa.end(),
+    ]
+    ce1 = [
+        isa.load(spad_addr=S_W, remote_addr=W1_ADDR, length=len(w1b), **m),
+        isa.wait(token=0, count=1),
+        isa.exec_cmd(UnitKind.CE, CeFunc.CONV, **args),
+        isa.store(spad_addr=S_OUT, remote_addr=Y1_ADDR, length=ob, **m),
+        isa.signal(x=MEM.x, y=MEM.y, token=1, count=1),
+        isa.end(),
+    ]
+    job = SocJob(streams={"ce0": isa.assemble(ce0), "ce1": isa.assemble(ce1)},
+                 image=[(X_ADDR, xb), (W0_ADDR, w0b), (W1_ADDR, w1b)],
+                 readback={"y0": (Y0_ADDR, ob), "y1": (Y1_ADDR, ob)}, timeout_cycles=50_000)
+    return job, y0, y1
+
+
+def _fault_jobs():
+    m = dict(x=MEM.x, y=MEM.y)
+    out_of_range = SocJob(streams={"ce0": isa.assemble([
+        isa.load(spad_addr=0, remote_addr=0, length=64, **m),
+        isa.load(spad_addr=0, remote_addr=MEM["bytes"] - 64, length=128, **m),
+        isa.end()])}, timeout_cycles=5_000)
+    # 1023 x 1023 pixels x 1023 output channels: far beyond any timeout.
+    huge = dataclasses.replace(SHAPE, c_out=1023, height=1023, width=1023)
+    never = SocJob(streams={"ce0": isa.assemble([
+        isa.exec_cmd(UnitKind.CE, CeFunc.CONV, **huge.exec_args(in_addr=0, w_addr=0, out_addr=0)),
+        isa.end()])}, timeout_cycles=3_000)
+    no_signal = SocJob(streams={"ce1": isa.assemble([isa.wait(token=3, count=1), isa.end()])},
+                       timeout_cycles=2_000)
+    return {"out_of_range": out_of_range, "never": never, "no_signal": no_signal}
+
+
+# The Verilator build of the SoC takes minutes: it runs with `make regress` (slow).
+@pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
+                                        "icarus"])
+def soc_run(request):
+    sim = request.param
+    build = build_soc(CFG, sim)
+    rng = np.random.default_rng(7)
+    chain, y0, y1 = _chain_job(rng)
+    faults = _fault_jobs()
+    results = run_jobs(build, [chain, *faults.values()])
+    return {"sim": sim, "chain": (results[0], y0, y1),
+            "faults": dict(zip(faults, results[1:]))}
+
+
+def test_chain_bit_exact(soc_run):
+    res, y0, y1 = soc_run["chain"]
+    assert res.status == "ok", res.message
+    got0 = unpack_output(res.readback["y0"], SHAPE, LANES, True)
+    got1 = unpack_output(res.readback["y1"], SHAPE, LANES, True)
+    np.testing.assert_array_equal(got0, y0)
+    np.testing.assert_array_equal(got1, y1)
+    # ce1 signalled the memory tile once, after its STORE
+    assert res.memory_tokens[1] == 1 and res.memory_tokens[0] == 0
+    c = res.counters(CFG)
+    # ce1 really waited on ce0, both units ran, and the SoC ran no shorter than either tile
+    assert c["ce1"]["wait_cycles"] > 0
+    assert c["ce0"]["unit_busy_cycles"] > 0 and c["ce1"]["unit_busy_cycles"] > 0
+    assert res.cycles >= max(c["ce0"]["cycles"], c["ce1"]["cycles"])
+    assert c["ce1"]["cycles"] > c["ce0"]["unit_busy_cycles"] + c["ce1"]["unit_busy_cycles"]
+
+
+def test_fault_out_of_range(soc_run):
+    res = soc_run["faults"]["out_of_range"]
+    assert res.status == "fault"
+    assert "tile ce0 (ce at (1, 0)) halted at command 1 (LOAD" in res.message
+    assert "global memory bytes 0xffc0..0x1003f are beyond its 65536 bytes" in res.message
+
+
+def test_fault_unit_never_completes(soc_run):
+    res = soc_run["faults"]["never"]
+    assert res.status == "timeout"
+    assert ("tile ce0 (ce at (1, 0)) did not finish within 3000 cycles: stuck at command 1 "
+            "(END): the unit never completed command 0 (EXEC   ce.conv") in res.message
+
+
+def test_fault_wait_without_signal(soc_run):
+    res = soc_run["faults"]["no_signal"]
+    assert res.status == "timeout"
+    assert "tile ce1 (ce at (0, 1)) did not finish within 2000 cycles: stuck at command 0 " \
+           "(WAIT   token=3 count=1): waiting for a token nobody sent" in res.message
+
+
+def test_discovery(soc_run):
+    res = soc_run["faults"]["out_of_range"]
+    pool = discover(CFG, discovered_register_reader(CFG, res))
+    assert [u.name for u in pool.units] == ["mem", "ce0", "ce1"]
+    # A config whose ce1 claims 16 output lanes disagrees with the hardware built.
+    doc = config_doc(CFG)
+    doc["tile"][2]["oc_lanes"] = 16
+    other = parse_config(doc, source="ce_pair-modified")
+    with pytest.raises(DiscoveryError, match=r"ce1 \(0,1\) GEOMETRY: config says 0x100008, "
+                                             r"hardware reports 0x80008"):
+        discover(other, discovered_register_reader(other, res))
+
+
+def test_diagnosis_is_reproducible(soc_run):
+    from tb.soc import diagnose
+    res = soc_run["faults"]["out_of_range"]
+    # diagnose() is plain Python: the registers read back give the same message
+    streams = {"ce0": _fault_jobs()["out_of_range"].streams["ce0"], "ce1": b""}
+    assert diagnose(CFG, streams, res.registers, False, res.cycles) == res.message

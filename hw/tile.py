@@ -1,0 +1,445 @@
+"""A compute tile: controller, command memory, scratchpad, unit, network interface, tokens.
+
+::
+
+             host: cmd_addr/cmd_data/cmd_en (command memory), start, reg_addr -> reg_data
+                |
+     +----------v-----------+   EXEC {func, args}  +------------------+
+     | command memory (256b)|--> TileController -->| unit (tile kind) |
+     +----------------------+     |  |    WAIT      +--+------------+--+
+                   LOAD/STORE/    |  +-> TokenCounters  |  rd/wr     |
+                   SIGNAL/NOP     v          ^ signal   v  ports     v
+                          range check -> NetworkInterface <--> Scratchpad
+                                              | req/resp flits
+                                              v
+                                            fabric
+
+The unit is chosen by the tile config's kind (:data:`UNIT_BUILDERS`); a kind whose RTL has
+not landed raises :class:`TileError` naming it. The EXEC word's 240-bit ``args`` field is
+viewed through the unit's registered argument layout (:func:`hw.isa.exec_spec`).
+
+Scratchpad ports. The unit's ``In(ReadPort.Signature)`` / ``In(WritePort.Signature)``
+ports are found by their signature; the scratchpad gets one port per unit port plus one
+read and one write port for the NI. Its word is the wider of the unit's word and the
+flit; a narrower side reaches it through a lane adapter (word address = narrow address
+shifted, byte enables moved to the lane, read data selected by the registered lane).
+
+Range check. LOAD and STORE are checked before they reach the NI: the local scratchpad
+range ``[spad_addr, spad_addr + length)`` against the scratchpad size and the remote range
+against the size of whatever sits at (x, y) (the memory tile's ``bytes``, another tile's
+scratchpad, nothing at an empty router); a SIGNAL must go to a tile. A command out of range is not sent: the tile
+raises ``fault`` and stays halted at that command (``pc``), which the host reads back.
+
+Capability and status registers (32-bit, read with ``reg_addr`` -> ``reg_data``, see
+:data:`REGISTERS`): the capability registers of :mod:`sched.pool` (kind code
+``UnitKind.value``, version, dtype mask with bit ``DType.value``, geometry, scratchpad
+bytes), coordinate, mesh shape, status, pc and the controller's cycle counters of the
+last run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Mapping
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .config import MeshConfig, PoolConfig, TileConfig, UnitKind
+from .controller import TileController
+from .isa import COMMAND_BITS, Opcode
+from .noc.ni import NetworkInterface
+from .noc.tokens import TokenCounters
+from .scratchpad import Scratchpad
+
+__all__ = ["TileError", "ComputeTile", "UNIT_BUILDERS", "REGISTERS", "REG_BITS",
+           "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS", "identity_registers",
+           "unit_word_bits", "buildable_kinds", "check_buildable"]
+
+#: Width of every register.
+REG_BITS = 32
+REG_ADDR_BITS = 4
+#: What an empty router position (no tile) reads back in every register.
+NO_TILE = (1 << REG_BITS) - 1
+
+#: Register map: name -> index. Registers 0-4 are the capability registers whose map and
+#: values :mod:`sched.pool` defines (:class:`sched.pool.CapReg`,
+#: :func:`sched.pool.capability_registers`), so the hardware and the discovery check
+#: share one definition.
+REGISTERS: Mapping[str, int] = {
+    "kind": 0,         # UnitKind.value
+    "version": 1,      # major << 8 | minor
+    "dtypes": 2,       # bit DType.value per input data type
+    "geometry": 3,     # array size (see sched.pool)
+    "spad_bytes": 4,   # scratchpad bytes (memory tile: global memory bytes)
+    "coord": 5,        # y << 8 | x
+    "mesh": 6,         # flit_bits << 16 | rows << 8 | cols
+    "cmd_depth": 7,    # commands the command memory holds
+    "status": 8,       # see STATUS_BITS
+    "pc": 9,           # the command being issued (or the one a fault halted at)
+    "error_pc": 10,
+    "cycles": 11,      # the controller's cycle counters of the last run
+    "unit_busy_cycles": 12,
+    "ni_busy_cycles": 13,
+    "wait_cycles": 14,
+    "stall_cycles": 15,
+}
+
+#: Bits of the ``status`` register.
+STATUS_BITS: Mapping[str, int] = {
+    "running": 0, "done": 1, "error": 2, "fault": 3, "ni_error": 4, "token_error": 5,
+    "unit_busy": 6, "ni_busy": 7,
+}
+
+
+class TileError(ValueError):
+    """A tile that cannot be built from its config."""
+
+
+def identity_registers(tile: TileConfig, mesh: MeshConfig, cmd_depth: int = 0) -> dict[str, int]:
+    """The constant registers of a tile built from ``tile``: capabilities, coordinate, mesh."""
+    from sched.pool import capability_registers
+
+    regs = {reg.name.lower(): value for reg, value in capability_registers(tile).items()}
+    regs.update({"coord": (tile.y << 8) | tile.x,
+                 "mesh": (mesh.flit_bits << 16) | (mesh.rows << 8) | mesh.cols,
+                 "cmd_depth": cmd_depth})
+    assert all(REGISTERS[k] < 5 for k in regs if k not in ("coord", "mesh", "cmd_depth"))
+    return regs
+
+
+# ---- unit builders -------------------------------------------------------------------
+
+def _pow2(n: int) -> bool:
+    return n > 0 and not n & (n - 1)
+
+
+def _smu(tile: TileConfig):
+    from .smu import Smu
+    return Smu(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
+
+
+def _gnn(tile: TileConfig):
+    from .gnn import Gnn
+    return Gnn(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
+
+
+def _from_tile(module: str, cls: str):
+    def build(tile: TileConfig):
+        return getattr(importlib.import_module(module), cls).from_tile(tile)
+    return build
+
+
+#: kind -> (module that holds its RTL, builder taking the tile config). Every unit follows
+#: one contract: ``cmd`` (a stream of ``{func, args}``) accepted when idle, ``busy``, and
+#: scratchpad ports with Amaranth's memory port signatures whose word the unit chooses;
+#: most build themselves from a tile config with ``from_tile``.
+UNIT_BUILDERS: Mapping[UnitKind, tuple[str, Callable[[TileConfig], object]]] = {
+    UnitKind.DMU: ("hw.dmu", _from_tile("hw.dmu", "Dmu")),
+    UnitKind.LPU: ("hw.lpu", _from_tile("hw.lpu", "Lpu")),
+    UnitKind.SMU: ("hw.smu", _smu),
+    UnitKind.CE: ("hw.ce", _from_tile("hw.ce", "ConvEngine")),
+    UnitKind.AFU: ("hw.afu", _from_tile("hw.afu", "ActivationUnit")),
+    UnitKind.GNN: ("hw.gnn", _gnn),
+}
+
+
+def buildable_kinds() -> list[UnitKind]:
+    """The unit kinds whose RTL is present and wired into tiles."""
+    out = []
+    for kind, (module, _) in UNIT_BUILDERS.items():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        out.append(kind)
+    return out
+
+
+def check_buildable(pool: PoolConfig) -> None:
+    """Raise :class:`TileError` naming the first tile of ``pool`` whose unit has no RTL."""
+    for tile in pool.units:
+        _builder(tile)
+
+
+def unit_word_bits(unit) -> int:
+    """Word width of a unit's scratchpad ports."""
+    reads, writes = _unit_ports(unit)
+    widths = {len(p.data) for p in reads + writes}
+    if len(widths) != 1:
+        raise TileError(f"A unit's scratchpad ports must share one word width, not {sorted(widths)}")
+    return widths.pop()
+
+
+def _builder(tile: TileConfig):
+    if tile.kind is UnitKind.MEMORY:
+        raise TileError(f"Tile {tile.name!r} is the memory tile, not a compute tile")
+    entry = UNIT_BUILDERS.get(tile.kind)
+    missing = entry is None
+    if not missing:
+        try:
+            importlib.import_module(entry[0])
+        except ModuleNotFoundError:
+            missing = True
+    if missing:
+        have = ", ".join(k.key for k in buildable_kinds()) or "none"
+        raise TileError(f"Tile {tile.name!r} at ({tile.x}, {tile.y}) is a "
+                        f"{tile.kind.key}, whose RTL (hw/{tile.kind.key}.py) has not landed "
+                        f"or is not wired into tiles; kinds that can be built: {have}")
+    return entry
+
+
+def _unit_ports(unit) -> tuple[list, list]:
+    """The unit's scratchpad read and write ports (by signature), in declaration order."""
+    reads, writes = [], []
+    for name, member in unit.signature.members.items():
+        if not member.is_signature or member.flow is not In:
+            continue
+        ports = getattr(unit, name)
+        flat = [ports]
+        for _ in member.dimensions:
+            flat = [p for group in flat for p in group]
+        if isinstance(member.signature, memory.ReadPort.Signature):
+            reads += flat
+        elif isinstance(member.signature, memory.WritePort.Signature):
+            writes += flat
+    return reads, writes
+
+
+# ---- the tile --------------------------------------------------------------------------
+
+class ComputeTile(wiring.Component):
+    """One compute tile of the pool.
+
+    Parameters
+    ----------
+    tile : TileConfig
+        The tile (kind, coordinate, unit parameters, scratchpad bytes).
+    pool : PoolConfig
+        The pool it sits in (the mesh, and every tile's size for the range check).
+    cmd_depth : int
+        Commands the command memory holds.
+    tokens : int
+        Token counters.
+    max_packet_bytes : int
+        Largest NoC packet payload.
+
+    Attributes
+    ----------
+    req_out, resp_out : Out(stream.Signature(flit_layout))
+    req_in, resp_in : In(stream.Signature(flit_layout))
+        The NI's network ports (:func:`hw.noc.fabric.attach_ni` connects them).
+    cmd_addr, cmd_data, cmd_en : In
+        Host write port of the command memory (one 256-bit command per cycle).
+    start : In(1)
+        Pulse: run the command stream from command 0.
+    finished : Out(1)
+        ``done``, ``error`` or ``fault``: the tile has stopped.
+    fault : Out(1)
+        A LOAD/STORE/SIGNAL failed the range check; the tile is halted at ``pc``.
+    error : Out(1)
+        The controller (unknown opcode, ran off the command memory), the NI (a dropped
+        command) or the token counters (a token out of range) flagged an error.
+    reg_addr : In(5); reg_data : Out(32)
+        Register read (combinational), see :data:`REGISTERS`.
+    """
+
+    def __init__(self, tile: TileConfig, pool: PoolConfig, *, cmd_depth: int = 1024,
+                 tokens: int = 16, max_packet_bytes: int = 64):
+        if not isinstance(tile, TileConfig):
+            raise TypeError(f"Tile must be a TileConfig, not {tile!r}")
+        if not isinstance(pool, PoolConfig):
+            raise TypeError(f"Pool must be a PoolConfig, not {pool!r}")
+        if isinstance(cmd_depth, bool) or not isinstance(cmd_depth, int) or cmd_depth < 2:
+            raise ValueError(f"Command memory depth must be an integer of at least 2, "
+                             f"not {cmd_depth!r}")
+        module, build = _builder(tile)
+        self._tile, self._pool = tile, pool
+        mesh = pool.mesh
+        self._unit = build(tile)
+        unit_bits = unit_word_bits(self._unit)
+        if not _pow2(unit_bits // 8) or unit_bits % 8:
+            raise TileError(f"Tile {tile.name!r}: the {tile.kind.key}'s scratchpad word of "
+                            f"{unit_bits} bits is not a power-of-two number of bytes")
+        self._word_bits = max(unit_bits, mesh.flit_bits)
+        spad_bytes = tile.scratchpad_bytes
+        if spad_bytes < 2 * self._word_bits // 8:
+            raise TileError(f"Tile {tile.name!r}: scratchpad of {spad_bytes} bytes holds "
+                            f"fewer than two {self._word_bits}-bit words")
+        self._depth = spad_bytes // (self._word_bits // 8)
+        self._unit_bits = unit_bits
+        self._spec = isa.exec_spec(tile.kind)
+        cmd_sig = self._unit.signature.members["cmd"].signature
+        layout = cmd_sig.members["payload"].shape
+        if list(layout) and [n for n, _ in layout] != ["func", "args"]:
+            raise TileError(f"The {tile.kind.key}'s cmd payload must be a struct "
+                            f"{{func, args}}, not {layout!r}")
+        self._reads, self._writes = _unit_ports(self._unit)
+        self._ctl = TileController(depth=cmd_depth)
+        self._cmd_depth = cmd_depth
+        self._ni = NetworkInterface(mesh=mesh, x=tile.x, y=tile.y, word_bits=self._word_bits,
+                                    spad_bytes=spad_bytes, max_packet_bytes=max_packet_bytes)
+        self._tokens = TokenCounters(tokens)
+        ni_members = self._ni.signature.members
+        super().__init__({
+            "req_out": ni_members["req_out"],
+            "req_in": ni_members["req_in"],
+            "resp_out": ni_members["resp_out"],
+            "resp_in": ni_members["resp_in"],
+            "cmd_addr": In(self._ctl.addr_width),
+            "cmd_data": In(COMMAND_BITS),
+            "cmd_en": In(1),
+            "start": In(1),
+            "finished": Out(1),
+            "fault": Out(1),
+            "error": Out(1),
+            "reg_addr": In(REG_ADDR_BITS),
+            "reg_data": Out(REG_BITS),
+        })
+
+    tile = property(lambda self: self._tile)
+    x = property(lambda self: self._tile.x)
+    y = property(lambda self: self._tile.y)
+    word_bits = property(lambda self: self._word_bits)
+    cmd_depth = property(lambda self: self._cmd_depth)
+    unit = property(lambda self: self._unit)
+
+    def elaborate(self, platform):
+        m = Module()
+        tile, mesh = self._tile, self._pool.mesh
+        m.submodules.unit = unit = self._unit
+        m.submodules.controller = ctl = self._ctl
+        m.submodules.ni = ni = self._ni
+        m.submodules.tokens = tokens = self._tokens
+        m.submodules.spad = spad = Scratchpad(word_bits=self._word_bits, depth=self._depth,
+                                              read_ports=len(self._reads) + 1,
+                                              write_ports=len(self._writes) + 1)
+        m.submodules.cmd_mem = cmd_mem = memory.Memory(shape=COMMAND_BITS,
+                                                       depth=self._cmd_depth, init=[])
+
+        # Command memory: host writes, controller fetches.
+        fetch = cmd_mem.read_port()
+        host_wr = cmd_mem.write_port()
+        m.d.comb += [
+            fetch.addr.eq(ctl.fetch.addr), fetch.en.eq(ctl.fetch.en),
+            ctl.fetch.data.eq(fetch.data),
+            host_wr.addr.eq(self.cmd_addr), host_wr.data.eq(self.cmd_data),
+            host_wr.en.eq(self.cmd_en),
+            ctl.start.eq(self.start),
+        ]
+
+        # Scratchpad: unit ports first, the NI's last.
+        ratio = self._word_bits // self._unit_bits
+        for i, port in enumerate(self._reads):
+            _narrow_read(m, spad.read[i], port, ratio)
+        for i, port in enumerate(self._writes):
+            _narrow_write(m, spad.write[i], port, ratio)
+        wiring.connect(m, spad.read[len(self._reads)], ni.spad_read)
+        wiring.connect(m, spad.write[len(self._writes)], ni.spad_write)
+
+        # Network.
+        for name in ("req_out", "resp_out"):
+            wiring.connect(m, getattr(ni, name), wiring.flipped(getattr(self, name)))
+        for name in ("req_in", "resp_in"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ni, name))
+        wiring.connect(m, ni.signal, tokens.inc)
+        wiring.connect(m, ctl.tok_wait, tokens.wait)
+
+        # EXEC: the 240-bit args seen through the unit's own argument layout.
+        args_bits = self._spec.args.size
+        payload = unit.cmd.payload
+        func_bits = len(payload.as_value()) - args_bits
+        m.d.comb += [
+            unit.cmd.valid.eq(ctl.unit_cmd.valid),
+            ctl.unit_cmd.ready.eq(unit.cmd.ready),
+            payload.as_value().eq(Cat(ctl.unit_cmd.payload.func[:func_bits],
+                                      ctl.unit_cmd.payload.args[:args_bits])),
+            ctl.unit_busy.eq(unit.busy),
+            ctl.ni_busy.eq(ni.busy),
+        ]
+
+        # LOAD/STORE range check between the controller and the NI.
+        c = ctl.ni_cmd.payload
+        dma = c.body.load
+        is_dma = (c.opcode == Opcode.LOAD) | (c.opcode == Opcode.STORE)
+        end_local = Signal(isa.SPAD_ADDR_BITS + 2)
+        end_remote = Signal(isa.REMOTE_ADDR_BITS + 2)
+        remote_size = Signal(isa.REMOTE_ADDR_BITS + 1)
+        signal_to_tile = Signal()
+        m.d.comb += [end_local.eq(dma.spad_addr + dma.length),
+                     end_remote.eq(dma.remote_addr + dma.length)]
+        with m.Switch(Cat(dma.x, dma.y)):
+            for t in self._pool.tiles:
+                size = t.params["bytes"] if t.kind is UnitKind.MEMORY else t.scratchpad_bytes
+                with m.Case(t.x | (t.y << isa.COORD_BITS)):
+                    m.d.comb += remote_size.eq(size)
+        with m.Switch(Cat(c.body.signal.x, c.body.signal.y)):
+            for t in self._pool.tiles:
+                with m.Case(t.x | (t.y << isa.COORD_BITS)):
+                    m.d.comb += signal_to_tile.eq(1)
+        bad = Signal()
+        m.d.comb += bad.eq((is_dma & ((end_local > tile.scratchpad_bytes)
+                                      | (end_remote > remote_size)))
+                           | ((c.opcode == Opcode.SIGNAL) & ~signal_to_tile))
+        fault = Signal()
+        with m.If(ctl.start):
+            m.d.sync += fault.eq(0)
+        with m.Elif(ctl.ni_cmd.valid & bad):
+            m.d.sync += fault.eq(1)
+        m.d.comb += [
+            ni.cmd.valid.eq(ctl.ni_cmd.valid & ~bad & ~fault),
+            ni.cmd.payload.eq(c),
+            ctl.ni_cmd.ready.eq(ni.cmd.ready & ~bad & ~fault),
+            self.fault.eq(fault),
+            self.error.eq(ctl.error | ni.error | tokens.error),
+            self.finished.eq(ctl.done | ctl.error | fault),
+        ]
+
+        # Registers.
+        caps = identity_registers(tile, mesh, self._cmd_depth)
+        status = Cat(*(s for s in (ctl.running, ctl.done, ctl.error, fault, ni.error,
+                                   tokens.error, unit.busy, ni.busy)))
+        values = {REGISTERS[k]: Const(v, REG_BITS) for k, v in caps.items()}
+        values.update({
+            REGISTERS["status"]: status, REGISTERS["pc"]: ctl.pc,
+            REGISTERS["error_pc"]: ctl.error_pc, REGISTERS["cycles"]: ctl.cycles,
+            REGISTERS["unit_busy_cycles"]: ctl.unit_busy_cycles,
+            REGISTERS["ni_busy_cycles"]: ctl.ni_busy_cycles,
+            REGISTERS["wait_cycles"]: ctl.wait_cycles,
+            REGISTERS["stall_cycles"]: ctl.stall_cycles,
+        })
+        with m.Switch(self.reg_addr):
+            for addr, value in values.items():
+                with m.Case(addr):
+                    m.d.comb += self.reg_data.eq(value)
+        return m
+
+
+def _narrow_read(m: Module, wide, narrow, ratio: int) -> None:
+    """Connect a unit read port of 1/``ratio`` the scratchpad word to a scratchpad read port."""
+    if ratio == 1:
+        m.d.comb += [wide.addr.eq(narrow.addr), wide.en.eq(narrow.en), narrow.data.eq(wide.data)]
+        return
+    shift = (ratio - 1).bit_length()
+    lane = Signal(shift)
+    bits = len(narrow.data)
+    with m.If(narrow.en):
+        m.d.sync += lane.eq(narrow.addr[:shift])
+    m.d.comb += [wide.addr.eq(narrow.addr >> shift), wide.en.eq(narrow.en),
+                 narrow.data.eq(wide.data.word_select(lane, bits))]
+
+
+def _narrow_write(m: Module, wide, narrow, ratio: int) -> None:
+    """Connect a unit write port of 1/``ratio`` the scratchpad word to a scratchpad write port."""
+    if ratio == 1:
+        m.d.comb += [wide.addr.eq(narrow.addr), wide.en.eq(narrow.en), wide.data.eq(narrow.data)]
+        return
+    shift = (ratio - 1).bit_length()
+    lane = narrow.addr[:shift]
+    nb = len(narrow.en)
+    m.d.comb += [wide.addr.eq(narrow.addr >> shift),
+                 wide.data.eq(narrow.data.replicate(ratio)),
+                 wide.en.eq(Cat(*(Mux(lane == i, narrow.en, Const(0, nb))
+                                  for i in range(ratio))))]

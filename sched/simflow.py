@@ -1,0 +1,261 @@
+"""The end-to-end flow in RTL: model -> schedule -> command streams -> SoC -> results.
+
+:func:`simulate` is what ``accelpool sim`` and ``make sim`` run:
+
+0. preflight (seconds): every unit has RTL; the model compiles for the config's pool and
+   codegen has the EXEC layout of every unit kind it uses, so an impossible run fails
+   before the SoC build (minutes);
+1. generate and build the SoC of the pool config (:func:`tb.soc.build_soc`);
+2. **discovery**: read every tile's capability registers from the simulated SoC and
+   build the pool from them (:func:`sched.pool.discover`), refusing a config that
+   disagrees with the hardware;
+3. compile the model and schedule it on the discovered pool; codegen the per-tile
+   command streams and the memory image; run them in the functional executor against
+   the golden reference first (a missing token or a wrong address is caught before RTL);
+4. load the streams and the image into the SoC, run to ``all_done``, read the outputs
+   back, compare them bit for bit with the golden reference;
+5. report: outputs OK, measured cycles against the predicted makespan (error in %),
+   per-unit busy %, NoC traffic, the simulation speed; write the predicted Gantt PNG,
+   a Gantt PNG of the measured per-tile time split, and a Perfetto trace.
+
+Each stage shows on a tqdm progress bar. A stage that cannot run says why: a unit kind
+whose RTL has not landed (:class:`hw.tile.TileError`), a unit kind whose EXEC layout
+codegen does not emit yet, an unschedulable micro-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from hw import isa
+from hw.config import DEFAULT_CONFIG, PoolConfig, load_config
+
+__all__ = ["SimFlowError", "SimReport", "simulate", "discover_pool", "image_runs", "STAGES"]
+
+STAGES = ("preflight", "build SoC", "discovery", "schedule", "codegen", "functional check",
+          "RTL run", "compare", "report")
+
+
+class SimFlowError(RuntimeError):
+    """A stage of the flow that cannot run; the message names the stage and the reason."""
+
+
+@dataclass
+class SimReport:
+    """What one end-to-end run measured."""
+
+    model: str
+    pool: str
+    scheduler: str
+    sim: str
+    outputs_ok: bool
+    mismatch: str
+    measured_cycles: int
+    predicted_cycles: int
+    unit_busy: Mapping[str, float]
+    noc_bytes: int
+    sim_seconds: float
+    files: Mapping[str, Path] = field(default_factory=dict)
+
+    @property
+    def error_pct(self) -> float:
+        return 100.0 * (self.predicted_cycles - self.measured_cycles) / max(1, self.measured_cycles)
+
+    def text(self) -> str:
+        lines = [f"model {self.model} on pool {self.pool} ({self.scheduler}, {self.sim})",
+                 f"outputs: {'OK (bit-exact against the golden reference)' if self.outputs_ok else 'MISMATCH: ' + self.mismatch}",
+                 f"cycles: measured {self.measured_cycles}, predicted {self.predicted_cycles} "
+                 f"(error {self.error_pct:+.2f}%)",
+                 f"simulation: {self.measured_cycles / max(self.sim_seconds, 1e-9):,.0f} cycles/s",
+                 f"NoC traffic: {self.noc_bytes} bytes moved by LOAD/STORE",
+                 "unit busy: " + ", ".join(f"{k} {v:.1f}%" for k, v in self.unit_busy.items())]
+        lines += [f"wrote {p}" for p in self.files.values()]
+        return "\n".join(lines)
+
+
+def discover_pool(cfg: PoolConfig, build) -> Any:
+    """Read the capability registers of the built SoC and build the pool from them.
+
+    Raises
+    ------
+    sched.pool.DiscoveryError
+        If the config disagrees with the hardware (each register that differs is named).
+    """
+    from sched.pool import discover
+    from tb.soc import SocJob, discovered_register_reader, run_job
+
+    res = run_job(build, SocJob(run=False))
+    return discover(cfg, discovered_register_reader(cfg, res))
+
+
+def image_runs(data: bytes | bytearray, initialized: np.ndarray, gap: int = 64) -> list[tuple[int, bytes]]:
+    """The initialized bytes of a memory image as ``(address, bytes)`` runs (gaps <= ``gap`` merged)."""
+    idx = np.flatnonzero(initialized)
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > gap) + 1
+    runs = []
+    for s, e in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [idx.size]))):
+        lo, hi = int(idx[s]), int(idx[e - 1]) + 1
+        runs.append((lo, bytes(data[lo:hi])))
+    return runs
+
+
+def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = "heft",
+             sim: str | None = None, waves: bool = False, out_dir: Path | None = None,
+             progress: bool = True, seed: int = 0, timeout_cycles: int = 20_000_000) -> SimReport:
+    """Run ``model`` end to end on the SoC of ``pool`` (see the module docstring).
+
+    Raises
+    ------
+    hw.tile.TileError
+        A unit of the pool has no RTL yet.
+    sched.pool.DiscoveryError
+        The hardware disagrees with the config.
+    SimFlowError
+        A later stage cannot run (named).
+    tb.soc.SocFault
+        The RTL run faulted or timed out (naming the tile and the command).
+    """
+    from tqdm import tqdm
+
+    from tb.harness import simulator
+    from tb.soc import SocJob, build_soc, run_job
+
+    from hw.tile import check_buildable
+
+    sim = simulator(sim)
+    cfg = load_config(pool)
+    check_buildable(cfg)
+    bar = tqdm(total=len(STAGES), desc=STAGES[0], disable=not progress, unit="stage")
+
+    def stage(name: str) -> None:
+        bar.set_description(name)
+
+    try:
+        from sched import models
+        from sched.codegen import compile_schedule
+        from sched.cost.model import CostModel
+        from sched.decompose import compile_model
+        from sched.frontend import load_onnx
+        from sched.funcsim import compare_outputs, run_program
+        from sched.golden.executor import run_graph
+        from sched.pool import Pool
+        from sched.schedulers import SCHEDULERS
+        if scheduler not in SCHEDULERS:
+            raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
+        graph = compile_model(model, cfg)
+        proto = models.build(model) if model in models.BUILTIN_MODELS else load_onnx(model, {})
+        inputs = models.example_inputs(proto, seed=seed)
+
+        def codegen(pool_):
+            cost = CostModel(pool_)
+            sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
+            prog_ = compile_schedule(graph, sched_, inputs, fence=False)
+            missing = sorted({k for s in prog_.streams.values() for k in s.missing})
+            if missing:
+                raise SimFlowError(f"codegen: no EXEC argument layout for unit kind(s) "
+                                   f"{', '.join(missing)} yet (sched.codegen.EXEC_ARGS), so "
+                                   f"their command streams have no binary form to load into "
+                                   f"the SoC")
+            return sched_, prog_
+
+        try:
+            codegen(Pool(cfg))
+        except SimFlowError:
+            raise
+        except Exception as e:
+            raise SimFlowError(f"preflight: scheduling {model!r} with {scheduler} on pool "
+                               f"{cfg.name!r} failed: {type(e).__name__}: {e}") from e
+        bar.update()
+
+        stage("build SoC")
+        build = build_soc(cfg, sim, waves=waves)
+        bar.update()
+        stage("discovery")
+        hw_pool = discover_pool(cfg, build)
+        bar.update()
+
+        stage("schedule")
+        schedule, prog = codegen(hw_pool)
+        bar.update(2)
+
+        stage("functional check")
+        golden = run_graph(graph, inputs)
+        compare_outputs(run_program(prog, stores_complete=True).outputs, golden)
+        bar.update()
+
+        stage("RTL run")
+        readback = {}
+        for name in graph.outputs:
+            from sched.ir import TensorRef
+            runs = prog.buffer_runs(TensorRef.whole(graph.buffers[name]))
+            readback[name] = (runs[0][0], sum(n for _, n in runs))
+        job = SocJob(streams={t: s.binary for t, s in prog.streams.items()},
+                     image=image_runs(prog.image.data, prog.image.initialized),
+                     readback=readback, timeout_cycles=timeout_cycles)
+        res = run_job(build, job)
+        bar.update()
+
+        stage("compare")
+        from sched.codegen import NP_DTYPE
+        got = {name: np.frombuffer(res.readback[name], NP_DTYPE[graph.base(name).dtype])
+               .reshape(graph.buffers[name].shape) for name in graph.outputs}
+        mismatch = ""
+        try:
+            compare_outputs(got, golden)
+        except AssertionError as e:
+            mismatch = str(e)
+        bar.update()
+
+        stage("report")
+        counters = res.counters(cfg)
+        busy = {t: 100.0 * c["unit_busy_cycles"] / max(1, res.cycles) for t, c in counters.items()}
+        noc = sum(c.fields["length"] for s in prog.streams.values() for c in s.commands
+                  if c.opcode in (isa.Opcode.LOAD, isa.Opcode.STORE))
+        out_dir = Path(out_dir) if out_dir else build.build_dir.parent / "reports"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = _write_reports(out_dir, f"{model}_{scheduler}", schedule, graph, counters,
+                               res.cycles)
+        bar.update()
+        return SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,
+                         schedule.makespan, busy, noc, res.sim_seconds, files)
+    finally:
+        bar.close()
+
+
+def _write_reports(out_dir: Path, stem: str, schedule, graph, counters: Mapping[str, Mapping[str, int]],
+                   cycles: int) -> dict[str, Path]:
+    """Predicted Gantt and Perfetto trace, and the measured per-tile time split beside it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sched.report import gantt_png, write_trace
+
+    files = {"predicted_gantt": gantt_png(schedule, out_dir / f"{stem}_predicted.png", graph.dag),
+             "trace": write_trace(schedule, out_dir / f"{stem}_trace.json", graph.dag)}
+    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.4 * len(counters)))
+    names = list(counters)
+    for i, n in enumerate(names):
+        c = counters[n]
+        left = 0
+        for key, colour in (("unit_busy_cycles", "tab:blue"), ("wait_cycles", "tab:orange"),
+                            ("stall_cycles", "tab:red")):
+            ax.barh(i, c[key], left=left, color=colour, label=key if i == 0 else None)
+            left += c[key]
+    ax.axvline(schedule.makespan, color="k", ls="--", label="predicted makespan")
+    ax.axvline(cycles, color="g", ls=":", label="measured cycles")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("cycles")
+    ax.legend(fontsize="small")
+    path = out_dir / f"{stem}_measured.png"
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    files["measured_gantt"] = path
+    return files

@@ -1,0 +1,61 @@
+"""The end-to-end flow's refusals and its discovery step (Icarus; the RTL model run itself
+needs codegen EXEC layouts, see sched/simflow.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw.config import load_config, parse_config
+from hw.tile import TileError
+from sched.pool import DiscoveryError
+from sched.simflow import discover_pool, image_runs, simulate
+from tb.soc import build_soc, config_doc
+
+
+def test_pool_with_a_unit_without_rtl_is_refused_by_name(monkeypatch):
+    import hw.tile
+    from hw.config import UnitKind
+    builders = dict(hw.tile.UNIT_BUILDERS)
+    builders[UnitKind.SMU] = ("hw.smu_not_landed", builders[UnitKind.SMU][1])
+    monkeypatch.setattr(hw.tile, "UNIT_BUILDERS", builders)
+    with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL"):
+        simulate("mixed", "default", progress=False)
+
+
+def test_discovery_in_the_loop_refuses_a_disagreeing_config():
+    cfg = load_config("ce_pair")
+    build = build_soc(cfg, "icarus")
+    pool = discover_pool(cfg, build)
+    assert [u.name for u in pool.compute_units] == ["ce0", "ce1"]
+    doc = config_doc(cfg)
+    doc["tile"][1]["scratchpad_bytes"] = 32768
+    other = parse_config(doc, source="ce_pair-bigger-spad")
+    with pytest.raises(DiscoveryError, match=r"ce0 \(1,0\) SPAD_BYTES: config says 32768, "
+                                             r"hardware reports 16384"):
+        discover_pool(other, build)
+
+
+def test_model_needing_absent_units_is_refused_in_preflight():
+    from sched.frontend import FrontendError
+    with pytest.raises(FrontendError, match=r"needs lpu with int8, which no unit in pool "
+                                            r"'ce_pair' supports"):
+        simulate("qcnn", "ce_pair", sim="icarus", progress=False)
+
+
+def test_image_runs_merges_small_gaps():
+    data = bytes(range(200))
+    init = np.zeros(200, bool)
+    init[0:10] = init[40:50] = init[150:160] = True
+    runs = image_runs(data, init, gap=64)
+    assert [(a, len(b)) for a, b in runs] == [(0, 50), (150, 10)]
+    assert runs[0][1] == data[0:50]
+
+
+@pytest.mark.slow
+def test_discovery_of_the_default_pool_in_icarus():
+    """All six unit kinds and the memory tile read back from the default SoC (minutes to build)."""
+    cfg = load_config("default")
+    pool = discover_pool(cfg, build_soc(cfg, "icarus"))
+    assert {u.name: u.kind.key for u in pool.units} == {t.name: t.kind.key for t in cfg.tiles}
+    assert dict(pool.unit("lpu0").caps.tile_sizes) == {"rows": 8, "cols": 16}

@@ -1,0 +1,654 @@
+"""Running command streams on the generated SoC: build, load, run, read back, diagnose.
+
+Two sides:
+
+- the **host side** (pytest, the CLI): :func:`build_soc` writes ``sim_build/<config>/soc.v``
+  (:mod:`hw.soc`) and builds it for Verilator (``--timing``: the clock is generated in
+  HDL) or Icarus into ``sim_build/<config>/<sim>/``; :func:`run_job` runs one
+  :class:`SocJob` (command streams, memory image, what to read back) in a simulator
+  process and returns a :class:`SocResult`, raising :class:`SocFault` with a message that
+  names the tile and the command when the run stops on a fault or times out;
+- the **cocotb side**: :class:`SocDriver` loads command memories and the global memory in
+  bulk through the SoC's host ports, pulses ``start`` and sleeps until ``all_done`` rises
+  (or the timeout): Python runs only at transaction boundaries.
+
+:mod:`tb.soc_job` is the cocotb test module that carries a job file through a simulation.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pickle
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from hw import isa
+from hw.config import PoolConfig, TileConfig, UnitKind
+from hw.tile import REGISTERS, STATUS_BITS
+
+__all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
+           "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS"]
+
+JOB_ENV = "ACCELPOOL_SOC_JOB"
+CLOCK_PERIOD_NS = 10
+
+
+class SocFault(RuntimeError):
+    """A run of the SoC stopped on a fault, an error or a timeout; the message says where."""
+
+
+@dataclass
+class SocJob:
+    """What one simulation run does.
+
+    Attributes
+    ----------
+    streams : mapping tile name -> bytes
+        Each compute tile's command stream (:func:`hw.isa.assemble`); tiles not named get
+        a lone END.
+    image : list of (byte address, bytes)
+        Global memory contents to load before the run.
+    readback : mapping name -> (byte address, length)
+        Global memory regions to read after the run.
+    timeout_cycles : int
+        Give up (and report every tile still running) after this many cycles.
+    run : bool
+        False: only read the registers (discovery).
+    """
+
+    streams: Mapping[str, bytes] = field(default_factory=dict)
+    image: list = field(default_factory=list)
+    readback: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    timeout_cycles: int = 1_000_000
+    run: bool = True
+
+
+@dataclass
+class SocResult:
+    """What a run measured.
+
+    Attributes
+    ----------
+    registers : dict position -> dict register name -> value
+        Every register of every mesh position, read after the run (before it for a
+        discovery-only job); position is ``y * cols + x``.
+    identity : dict position -> dict register name -> value
+        The registers as read right after reset, before loading anything.
+    readback : dict name -> bytes
+    memory_tokens : list of int
+        The memory tile's token counters after the run (SIGNALs sent to it).
+    cycles : int
+        SoC cycles from ``start`` to ``all_done``.
+    status : str
+        ``"ok"``, ``"fault"`` or ``"timeout"``.
+    message : str
+        The diagnosis when not ok.
+    sim_seconds : float
+        Wall time of the run alone (start to all_done).
+    load_seconds : float
+        Wall time of the bulk loads and read-backs.
+    """
+
+    registers: dict = field(default_factory=dict)
+    identity: dict = field(default_factory=dict)
+    readback: dict = field(default_factory=dict)
+    cycles: int = 0
+    status: str = "ok"
+    message: str = ""
+    sim_seconds: float = 0.0
+    load_seconds: float = 0.0
+    memory_tokens: list = field(default_factory=list)
+
+    def tile_registers(self, cfg: PoolConfig, name: str) -> dict:
+        t = cfg.tile(name)
+        return self.registers[t.y * cfg.mesh.cols + t.x]
+
+    def counters(self, cfg: PoolConfig) -> dict[str, dict[str, int]]:
+        """Per compute tile: the controller's cycle counters of the run."""
+        keys = ("cycles", "unit_busy_cycles", "ni_busy_cycles", "wait_cycles", "stall_cycles")
+        return {t.name: {k: self.tile_registers(cfg, t.name)[k] for k in keys}
+                for t in cfg.units}
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.cycles / self.sim_seconds if self.sim_seconds > 0 else 0.0
+
+
+# ---- diagnosis (plain Python, used by the cocotb side and testable without a simulator) --
+
+def _status(regs: Mapping[str, int], bit: str) -> bool:
+    return bool(regs["status"] >> STATUS_BITS[bit] & 1)
+
+
+def _command_text(stream: bytes, pc: int, kind: UnitKind) -> str:
+    off = pc * isa.COMMAND_BYTES
+    if off + isa.COMMAND_BYTES > len(stream):
+        return f"command {pc} (past the end of the {len(stream) // isa.COMMAND_BYTES}-command stream)"
+    word = int.from_bytes(stream[off:off + isa.COMMAND_BYTES], "little")
+    try:
+        text = isa.decode(word, kind).listing()
+    except isa.EncodingError as e:
+        text = f"undecodable word 0x{word:064x} ({e})"
+    return f"command {pc} ({text})"
+
+
+def _last(stream: bytes, pc: int, opcodes) -> int:
+    """Index of the last command at or before ``pc`` with one of ``opcodes`` (else ``pc``)."""
+    values = {o.value for o in opcodes}
+    for i in range(min(pc, len(stream) // isa.COMMAND_BYTES - 1), -1, -1):
+        if stream[i * isa.COMMAND_BYTES] & 0xF in values:
+            return i
+    return pc
+
+
+def _range_problem(cfg: PoolConfig, tile: TileConfig, cmd: isa.Command) -> str:
+    f = cmd.fields
+    if cmd.opcode is isa.Opcode.SIGNAL:
+        return f"SIGNAL to ({f['x']}, {f['y']}), where there is no tile"
+    problems = []
+    end_local = f["spad_addr"] + f["length"]
+    if end_local > tile.scratchpad_bytes:
+        problems.append(f"scratchpad bytes 0x{f['spad_addr']:x}..0x{end_local - 1:x} are beyond "
+                        f"its {tile.scratchpad_bytes} bytes")
+    dest = cfg.at(f["x"], f["y"])
+    end_remote = f["remote_addr"] + f["length"]
+    if dest is None:
+        problems.append(f"there is no tile at ({f['x']}, {f['y']})")
+    else:
+        size = dest["bytes"] if dest.kind is UnitKind.MEMORY else dest.scratchpad_bytes
+        if end_remote > size:
+            what = "global memory" if dest.kind is UnitKind.MEMORY else f"{dest.name}'s scratchpad"
+            problems.append(f"{what} bytes 0x{f['remote_addr']:x}..0x{end_remote - 1:x} are "
+                            f"beyond its {size} bytes (0x0..0x{size - 1:x})")
+    return "; ".join(problems) or "out of range"
+
+
+def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[int, Mapping[str, int]],
+             timed_out: bool, cycles: int) -> str:
+    """Explain why a run stopped badly: one line per tile that faulted, erred or hung.
+
+    Parameters
+    ----------
+    cfg : PoolConfig
+    streams : mapping tile name -> bytes
+        The command streams that were loaded.
+    registers : mapping position -> registers
+        As read back from the SoC after the run.
+    timed_out : bool
+        Whether the run hit its timeout.
+    cycles : int
+        Cycles simulated.
+    """
+    lines = []
+    for t in cfg.units:
+        regs = registers[t.y * cfg.mesh.cols + t.x]
+        stream = streams.get(t.name, b"")
+        where = f"tile {t.name} ({t.kind.key} at ({t.x}, {t.y}))"
+        pc = regs["pc"]
+        if _status(regs, "fault"):
+            off = pc * isa.COMMAND_BYTES
+            cmd = isa.decode(int.from_bytes(stream[off:off + isa.COMMAND_BYTES], "little"), t.kind)
+            lines.append(f"{where} halted at {_command_text(stream, pc, t.kind)}: "
+                         f"{_range_problem(cfg, t, cmd)}")
+        if _status(regs, "error"):
+            epc = regs["error_pc"]
+            lines.append(f"{where} stopped with an error at {_command_text(stream, epc, t.kind)}"
+                         f": unknown opcode or ran past the end of the command memory")
+        if _status(regs, "ni_error"):
+            lines.append(f"{where}: its network interface dropped a command (an address not a "
+                         f"multiple of the flit size, or a destination outside the mesh); "
+                         f"last command issued: {_command_text(stream, pc, t.kind)}")
+        if _status(regs, "token_error"):
+            lines.append(f"{where}: a WAIT or SIGNAL used a token number beyond its counters")
+        if timed_out and not (_status(regs, "done") or _status(regs, "fault")
+                              or _status(regs, "error")):
+            off = pc * isa.COMMAND_BYTES
+            why = ""
+            op = None
+            if off + isa.COMMAND_BYTES <= len(stream):
+                op = int.from_bytes(stream[off:off + isa.COMMAND_BYTES], "little") & 0xF
+            if op == isa.Opcode.WAIT.value:
+                why = ": waiting for a token nobody sent"
+            elif _status(regs, "unit_busy"):
+                i = _last(stream, pc, (isa.Opcode.EXEC,))
+                why = f": the unit never completed {_command_text(stream, i, t.kind)}"
+            elif _status(regs, "ni_busy"):
+                i = _last(stream, pc, (isa.Opcode.LOAD, isa.Opcode.STORE, isa.Opcode.SIGNAL))
+                why = (f": the network interface never completed "
+                       f"{_command_text(stream, i, t.kind)}")
+            lines.append(f"{where} did not finish within {cycles} cycles: stuck at "
+                         f"{_command_text(stream, pc, t.kind)}{why}")
+    if timed_out:
+        head = f"Timeout after {cycles} cycles"
+    else:
+        head = f"The run stopped after {cycles} cycles"
+    return head + ":\n  " + ("\n  ".join(lines) if lines else "no tile reports a problem")
+
+
+# ---- cocotb side -----------------------------------------------------------------------
+
+class SocDriver:
+    """Drives the SoC's host interface from cocotb (toplevel :data:`hw.soc.SOC_WRAPPER`).
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The ``soc_top`` wrapper; its ``clk`` is generated in HDL.
+    cfg : PoolConfig
+        The pool the SoC was built from.
+    """
+
+    def __init__(self, dut, cfg: PoolConfig):
+        self.dut = dut
+        self.cfg = cfg
+        self.clk = dut.clk
+        self.flit_bytes = cfg.mesh.flit_bits // 8
+        self.units = list(cfg.units)
+
+    async def reset(self) -> None:
+        """Hold reset for a few cycles with every host input idle."""
+        from cocotb.triggers import ClockCycles, RisingEdge
+        d = self.dut
+        for name in ("start", "mem_addr", "mem_wdata", "mem_we", "mem_re", "token_sel",
+                     "cmd_tile", "cmd_addr", "cmd_data", "cmd_en", "reg_pos", "reg_addr"):
+            getattr(d, name).value = 0
+        d.rst.value = 1
+        await ClockCycles(self.clk, 3)
+        d.rst.value = 0
+        await RisingEdge(self.clk)
+
+    async def write_commands(self, tile: str, stream: bytes) -> None:
+        """Load ``stream`` (assembled commands) into the command memory of ``tile``."""
+        from cocotb.triggers import RisingEdge
+        index = [t.name for t in self.units].index(tile)
+        d = self.dut
+        d.cmd_tile.value = index
+        for i in range(0, len(stream), isa.COMMAND_BYTES):
+            d.cmd_addr.value = i // isa.COMMAND_BYTES
+            d.cmd_data.value = int.from_bytes(stream[i:i + isa.COMMAND_BYTES], "little")
+            d.cmd_en.value = 1
+            await RisingEdge(self.clk)
+        d.cmd_en.value = 0
+
+    async def write_memory(self, addr: int, blob: bytes) -> None:
+        """Write ``blob`` into the global memory at byte ``addr`` (any alignment)."""
+        from cocotb.triggers import RisingEdge
+        fb = self.flit_bytes
+        d = self.dut
+        first = addr - addr % fb
+        end = addr + len(blob)
+        for word in range(first, end, fb):
+            lo, hi = max(word, addr), min(word + fb, end)
+            chunk = blob[lo - addr:hi - addr]
+            shift = lo - word
+            d.mem_addr.value = word // fb
+            d.mem_wdata.value = int.from_bytes(chunk, "little") << (8 * shift)
+            d.mem_we.value = ((1 << len(chunk)) - 1) << shift
+            await RisingEdge(self.clk)
+        d.mem_we.value = 0
+
+    async def read_memory(self, addr: int, length: int) -> bytes:
+        """Read ``length`` bytes of global memory from byte ``addr``."""
+        from cocotb.triggers import RisingEdge, Timer
+        fb = self.flit_bytes
+        d = self.dut
+        first = addr - addr % fb
+        out = bytearray()
+        # Prime the read port with the first address for one cycle before the loop: on
+        # Verilator the first word read right after other host activity came back stale.
+        d.mem_re.value = 1
+        d.mem_addr.value = first // fb
+        await RisingEdge(self.clk)
+        for word in range(first, addr + length, fb):
+            d.mem_addr.value = word // fb
+            await RisingEdge(self.clk)
+            await Timer(1, "ns")
+            out += int(d.mem_rdata.value).to_bytes(fb, "little")
+        d.mem_re.value = 0
+        return bytes(out[addr - first:addr - first + length])
+
+    async def read_registers(self, pos: int) -> dict[str, int]:
+        """Every register of mesh position ``pos`` (``y * cols + x``)."""
+        from cocotb.triggers import Timer
+        d = self.dut
+        d.reg_pos.value = pos
+        regs = {}
+        for name, index in REGISTERS.items():
+            d.reg_addr.value = index
+            await Timer(1, "ns")
+            regs[name] = int(d.reg_data.value)
+        return regs
+
+    async def read_memory_tokens(self, count: int = 16) -> list[int]:
+        """The memory tile's token counters 0..count-1."""
+        from cocotb.triggers import Timer
+        out = []
+        for i in range(count):
+            self.dut.token_sel.value = i
+            await Timer(1, "ns")
+            out.append(int(self.dut.token_value.value))
+        return out
+
+    async def read_all_registers(self) -> dict[int, dict[str, int]]:
+        mesh = self.cfg.mesh
+        return {pos: await self.read_registers(pos) for pos in range(mesh.cols * mesh.rows)}
+
+    async def run(self, timeout_cycles: int) -> tuple[bool, int]:
+        """Start every tile and sleep until ``all_done`` or the timeout.
+
+        Returns
+        -------
+        (finished, cycles)
+        """
+        from cocotb.triggers import First, RisingEdge, Timer
+        d = self.dut
+        d.start.value = 1
+        await RisingEdge(self.clk)
+        d.start.value = 0
+        done = RisingEdge(d.all_done)
+        fired = await First(done, Timer(timeout_cycles * CLOCK_PERIOD_NS, "ns"))
+        finished = fired is done
+        await RisingEdge(self.clk)
+        return finished, int(d.cycles.value)
+
+    async def execute(self, job: SocJob) -> SocResult:
+        """Reset, read identity, load, run, read back and diagnose one job."""
+        res = SocResult()
+        await self.reset()
+        res.identity = await self.read_all_registers()
+        if not job.run:
+            res.registers = res.identity
+            return res
+        t0 = time.perf_counter()
+        streams = {t.name: job.streams.get(t.name) or isa.assemble([isa.end()])
+                   for t in self.units}
+        for name, stream in streams.items():
+            await self.write_commands(name, stream)
+        for addr, blob in job.image:
+            await self.write_memory(addr, bytes(blob))
+        t1 = time.perf_counter()
+        finished, cycles = await self.run(job.timeout_cycles)
+        t2 = time.perf_counter()
+        res.sim_seconds = t2 - t1
+        res.cycles = cycles if finished else job.timeout_cycles
+        res.registers = await self.read_all_registers()
+        res.memory_tokens = await self.read_memory_tokens()
+        for name, (addr, length) in job.readback.items():
+            res.readback[name] = await self.read_memory(addr, length)
+        res.load_seconds = (t1 - t0) + (time.perf_counter() - t2)
+        any_fault = int(self.dut.any_fault.value)
+        if not finished:
+            res.status = "timeout"
+            res.message = diagnose(self.cfg, streams, res.registers, True, job.timeout_cycles)
+        elif any_fault:
+            res.status = "fault"
+            res.message = diagnose(self.cfg, streams, res.registers, False, cycles)
+        return res
+
+
+# ---- host side -------------------------------------------------------------------------
+
+def soc_build_dir(cfg: PoolConfig) -> Path:
+    from tb.harness import SIM_BUILD
+    return SIM_BUILD / cfg.name
+
+
+def _source_key(cfg: PoolConfig, kw: Mapping[str, Any]) -> str:
+    """A hash of everything the SoC's Verilog depends on: the config and the hw sources."""
+    h = hashlib.sha256(repr((cfg.name, cfg.mesh, [(t.name, t.kind, t.x, t.y, t.dtypes,
+                                                    sorted(t.params.items()))
+                                                   for t in cfg.tiles], sorted(kw.items())))
+                       .encode())
+    hw_dir = Path(__file__).resolve().parent.parent / "hw"
+    for p in sorted(hw_dir.rglob("*.py")):
+        if not p.name.startswith("test_"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    for p in (Path(__file__).resolve().parent.parent / "sched" / "pool.py",):
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+_TRIGGER = re.compile(r"^  reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)  = 0;$", re.M)
+_SINGLE_ALWAYS = re.compile(r"^( *)always @\*\n( *)(?!begin)([^\n]*;)\n", re.M)
+
+
+def start_up_safe(text: str) -> str:
+    """Make every combinational block of Yosys's Verilog run once after time zero.
+
+    Yosys writes combinational logic as ``always @*`` blocks that read a per-module
+    trigger register (``reg \\$auto$verilog_backend...  = 0``) so that they run once at
+    start-up; but a declaration's initial value is no event in Icarus, so a block whose
+    real inputs keep their initial values never runs and its outputs stay X (an NI's
+    ``req_out.valid`` stayed X and no packet reached a compute tile). Single-statement
+    blocks (a constant slice such as the NI's header ``src_x``, Verilator's ALWNEVER) do
+    not even read the trigger, and Verilator drops them: packets then carry a wrong
+    source and their acknowledgements and read responses go astray. This pass makes every
+    ``always @*`` read the trigger and adds ``initial #0.001 trigger = 1`` per module, so
+    each block runs once, 1 ps in, in both simulators (Verilator with ``--timing``).
+    """
+    out = []
+    for chunk in re.split(r"(?=^module )", text, flags=re.M):
+        if not chunk.startswith("module "):
+            out.append(chunk)
+            continue
+        m = _TRIGGER.search(chunk)
+        if m:
+            trig = m.group(1)
+            head_end = m.end()
+        else:
+            trig = "\\icarus_t0"
+            head_end = chunk.index(");") + 2
+            chunk = chunk[:head_end] + f"\n  reg {trig}  = 0;" + chunk[head_end:]
+            head_end += len(f"\n  reg {trig}  = 0;")
+        chunk = (chunk[:head_end] + f"\n  initial #0.001 {trig}  = 1;" + chunk[head_end:])
+        chunk = _SINGLE_ALWAYS.sub(
+            lambda mt: (f"{mt.group(1)}always @* begin\n{mt.group(2)}if ({trig} ) begin end\n"
+                        f"{mt.group(2)}{mt.group(3)}\n{mt.group(1)}end\n"), chunk)
+        out.append(chunk)
+    return "".join(out)
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass
+class SocBuild:
+    """A built SoC: where, for which simulator, and its runner."""
+
+    cfg: PoolConfig
+    sim: str
+    build_dir: Path
+    sources: list
+    runner: Any
+    build_args: list
+    waves: bool
+    seconds: float
+
+
+def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
+              cmd_depth: int = 1024) -> SocBuild:
+    """Generate ``sim_build/<config>/soc.v`` (if the config or hw sources changed) and build it.
+
+    Raises
+    ------
+    hw.tile.TileError
+        If a unit of the config has no RTL yet.
+    tb.harness.HarnessError
+        If the simulator build fails (the message names the log).
+    """
+    from cocotb_tools.runner import get_runner
+
+    from hw.soc import SOC_TOP, SOC_WRAPPER, write_soc
+    from tb.harness import HarnessError, simulator, verilator_lint_args
+    from tb.toolchain import iverilog_version, sim_environ, verilator_version
+
+    t0 = time.perf_counter()
+    sim = simulator(sim)
+    top_dir = soc_build_dir(cfg)
+    kw = {"cmd_depth": cmd_depth}
+    key = _source_key(cfg, kw)
+    with _locked(top_dir):
+        key_file = top_dir / ".source_key"
+        src = [top_dir / f"{SOC_TOP}.v", top_dir / f"{SOC_WRAPPER}.v"]
+        if not (key_file.exists() and key_file.read_text() == key and all(p.exists() for p in src)):
+            write_soc(cfg, top_dir, **kw)
+            key_file.write_text(key)
+    build_dir = top_dir / sim
+    # Both simulators get the start-up-safe text (see start_up_safe).
+    patched = top_dir / f"{SOC_TOP}.sim.v"
+    text = start_up_safe(src[0].read_text())
+    if not patched.exists() or patched.read_text() != text:
+        patched.write_text(text)
+    src = [patched, src[1]]
+    key += "+start_up_safe"
+    if sim == "verilator":
+        verilator_version()
+        build_args = verilator_lint_args() + ["--timing", "-CFLAGS", "-std=c++20", "-O3"]
+    else:
+        iverilog_version()
+        build_args = []
+    # The simulator build is keyed on the Verilog text itself (regenerating identical text
+    # after an unrelated source change does not rebuild).
+    stamp = hashlib.sha256(json.dumps([hashlib.sha256(text.encode()).hexdigest(),
+                                       src[1].read_text(), build_args, waves, sim]).encode()
+                           ).hexdigest()
+    saved = dict(os.environ)
+    os.environ.update(sim_environ())
+    try:
+        with _locked(build_dir):
+            runner = get_runner(sim)
+            stamp_file = build_dir / ".stamp"
+            built = stamp_file.exists() and stamp_file.read_text() == stamp and \
+                (sim != "verilator" or (build_dir / SOC_WRAPPER).exists())
+            try:
+                runner.build(sources=src, hdl_toplevel=SOC_WRAPPER, build_dir=build_dir,
+                             build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                             always=not built, log_file=build_dir / "build.log")
+            except (SystemExit, Exception) as e:
+                raise HarnessError(f"{sim} build of the {cfg.name} SoC failed; see "
+                                   f"{build_dir / 'build.log'}") from e
+            stamp_file.write_text(stamp)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return SocBuild(cfg, sim, build_dir, src, runner, build_args, waves,
+                    time.perf_counter() - t0)
+
+
+def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] | None = None,
+                  testcase: str | list[str] | None = None) -> Path:
+    """Run a cocotb test module on a built SoC; fail (HarnessError) if any test fails."""
+    from cocotb_tools.check_results import get_results
+
+    from hw.soc import SOC_WRAPPER
+    from tb.harness import REPO, HarnessError
+    from tb.toolchain import sim_environ
+
+    saved = dict(os.environ)
+    os.environ.update(sim_environ())
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO)] + [p for p in saved.get("PYTHONPATH", "").split(os.pathsep) if p])
+    log_file = build.build_dir / "sim.log"
+    results = build.build_dir / "results.xml"
+    extra = dict(env or {})
+    try:
+        with _locked(build.build_dir):
+            try:
+                build.runner.test(test_module=test_module, hdl_toplevel=SOC_WRAPPER,
+                                  hdl_toplevel_lang="verilog", build_dir=build.build_dir,
+                                  test_dir=build.build_dir, testcase=testcase, extra_env=extra,
+                                  waves=build.waves, timescale=("1ns", "1ps"),
+                                  results_xml=str(results), log_file=log_file)
+            except SystemExit as e:
+                raise HarnessError(f"cocotb tests of {test_module} failed on {build.sim}; "
+                                   f"see {log_file}\n{_tail(log_file)}") from e
+            n_tests, n_failed = get_results(results)
+            if n_tests == 0 or n_failed:
+                raise HarnessError(f"{n_failed} of {n_tests} cocotb tests of {test_module} "
+                                   f"failed on {build.sim}; see {log_file}\n{_tail(log_file)}")
+            return results
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_jobs(build: SocBuild, jobs: list[SocJob]) -> list[SocResult]:
+    """Run several jobs, one after the other (reset in between), in one simulator process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="socjob", dir=build.build_dir) as tmp:
+        job_file = Path(tmp) / "job.pkl"
+        out_file = Path(tmp) / "result.pkl"
+        with open(job_file, "wb") as f:
+            pickle.dump({"config": config_doc(build.cfg), "jobs": list(jobs),
+                         "out": str(out_file)}, f)
+        run_soc_tests(build, "tb.soc_job", env={JOB_ENV: str(job_file)})
+        with open(out_file, "rb") as f:
+            return pickle.load(f)
+
+
+def run_job(build: SocBuild, job: SocJob, *, check: bool = True) -> SocResult:
+    """Run one job on a built SoC in a simulator process.
+
+    Raises
+    ------
+    SocFault
+        If ``check`` and the run faulted or timed out; the message names the tile and
+        the command.
+    """
+    res = run_jobs(build, [job])[0]
+    if check and res.status != "ok":
+        raise SocFault(res.message)
+    return res
+
+
+def config_doc(cfg: PoolConfig) -> dict:
+    """A plain document that :func:`hw.config.parse_config` turns back into ``cfg``."""
+    from hw.config import UNIT_DTYPES
+
+    tiles = []
+    for t in cfg.tiles:
+        d = {"name": t.name, "kind": t.kind.key, "x": t.x, "y": t.y, **dict(t.params)}
+        if UNIT_DTYPES[t.kind]:
+            d["dtypes"] = [dt.key for dt in t.dtypes]
+        tiles.append(d)
+    m = cfg.mesh
+    return {"name": cfg.name, "clock_mhz": cfg.clock_mhz,
+            "mesh": {"cols": m.cols, "rows": m.rows, "flit_bits": m.flit_bits,
+                     "buffer_flits": m.buffer_flits}, "tile": tiles}
+
+
+def discovered_register_reader(cfg: PoolConfig, result: SocResult):
+    """``read_register(tile, reg)`` over the identity registers of a run, for :func:`sched.pool.discover`."""
+    def read_register(tile: TileConfig, reg) -> int:
+        regs = result.identity[tile.y * cfg.mesh.cols + tile.x]
+        value = regs[reg.name.lower()]
+        return value
+    return read_register
+
+
+__all__ += ["discovered_register_reader", "SocBuild", "config_doc"]
