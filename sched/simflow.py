@@ -44,6 +44,11 @@ class SimFlowError(RuntimeError):
     """A stage of the flow that cannot run; the message names the stage and the reason."""
 
 
+class RtlNotReady(SimFlowError):
+    """The model's command streams cannot be loaded into the SoC yet (codegen has no binary
+    EXEC form for some unit kinds); everything before the RTL run still works."""
+
+
 @dataclass
 class SimReport:
     """What one end-to-end run measured."""
@@ -158,7 +163,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
             prog_ = compile_schedule(graph, sched_, inputs, fence=False)
             missing = sorted({k for s in prog_.streams.values() for k in s.missing})
             if missing:
-                raise SimFlowError(f"codegen: no EXEC argument layout for unit kind(s) "
+                raise RtlNotReady(f"codegen: no EXEC argument layout for unit kind(s) "
                                    f"{', '.join(missing)} yet (sched.codegen.EXEC_ARGS), so "
                                    f"their command streams have no binary form to load into "
                                    f"the SoC")
