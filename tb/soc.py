@@ -17,21 +17,19 @@ Two sides:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import pickle
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from hw import isa
 from hw.config import PoolConfig, TileConfig, UnitKind
 from hw.tile import REGISTERS, STATUS_BITS
+from tb.harness import locked
 
 __all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
            "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS"]
@@ -457,17 +455,6 @@ def start_up_safe(text: str) -> str:
     return "".join(out)
 
 
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 @dataclass
 class SocBuild:
     """A built SoC: where, for which simulator, and its runner."""
@@ -496,15 +483,15 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
     from cocotb_tools.runner import get_runner
 
     from hw.soc import SOC_TOP, SOC_WRAPPER, write_soc
-    from tb.harness import HarnessError, simulator, verilator_lint_args
-    from tb.toolchain import iverilog_version, sim_environ, verilator_version
+    from tb.harness import HarnessError, simulator, simulator_environment, verilator_lint_args
+    from tb.toolchain import iverilog_version, verilator_version
 
     t0 = time.perf_counter()
     sim = simulator(sim)
     top_dir = soc_build_dir(cfg)
     kw = {"cmd_depth": cmd_depth}
     key = _source_key(cfg, kw)
-    with _locked(top_dir):
+    with locked(top_dir):
         key_file = top_dir / ".source_key"
         src = [top_dir / f"{SOC_TOP}.v", top_dir / f"{SOC_WRAPPER}.v"]
         if not (key_file.exists() and key_file.read_text() == key and all(p.exists() for p in src)):
@@ -529,25 +516,19 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
     stamp = hashlib.sha256(json.dumps([hashlib.sha256(text.encode()).hexdigest(),
                                        src[1].read_text(), build_args, waves, sim]).encode()
                            ).hexdigest()
-    saved = dict(os.environ)
-    os.environ.update(sim_environ())
-    try:
-        with _locked(build_dir):
-            runner = get_runner(sim)
-            stamp_file = build_dir / ".stamp"
-            built = stamp_file.exists() and stamp_file.read_text() == stamp and \
-                (sim != "verilator" or (build_dir / SOC_WRAPPER).exists())
-            try:
-                runner.build(sources=src, hdl_toplevel=SOC_WRAPPER, build_dir=build_dir,
-                             build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                             always=not built, log_file=build_dir / "build.log")
-            except (SystemExit, Exception) as e:
-                raise HarnessError(f"{sim} build of the {cfg.name} SoC failed; see "
-                                   f"{build_dir / 'build.log'}") from e
-            stamp_file.write_text(stamp)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with simulator_environment(), locked(build_dir):
+        runner = get_runner(sim)
+        stamp_file = build_dir / ".stamp"
+        built = stamp_file.exists() and stamp_file.read_text() == stamp and \
+            (sim != "verilator" or (build_dir / SOC_WRAPPER).exists())
+        try:
+            runner.build(sources=src, hdl_toplevel=SOC_WRAPPER, build_dir=build_dir,
+                         build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                         always=not built, log_file=build_dir / "build.log")
+        except (SystemExit, Exception) as e:
+            raise HarnessError(f"{sim} build of the {cfg.name} SoC failed; see "
+                               f"{build_dir / 'build.log'}") from e
+        stamp_file.write_text(stamp)
     return SocBuild(cfg, sim, build_dir, src, runner, build_args, waves,
                     time.perf_counter() - t0)
 
@@ -555,45 +536,13 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
 def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] | None = None,
                   testcase: str | list[str] | None = None) -> Path:
     """Run a cocotb test module on a built SoC; fail (HarnessError) if any test fails."""
-    from cocotb_tools.check_results import get_results
-
     from hw.soc import SOC_WRAPPER
-    from tb.harness import REPO, HarnessError
-    from tb.toolchain import sim_environ
+    from tb.harness import run_tests, simulator_environment
 
-    saved = dict(os.environ)
-    os.environ.update(sim_environ())
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO)] + [p for p in saved.get("PYTHONPATH", "").split(os.pathsep) if p])
-    log_file = build.build_dir / "sim.log"
-    results = build.build_dir / "results.xml"
-    extra = dict(env or {})
-    try:
-        with _locked(build.build_dir):
-            try:
-                build.runner.test(test_module=test_module, hdl_toplevel=SOC_WRAPPER,
-                                  hdl_toplevel_lang="verilog", build_dir=build.build_dir,
-                                  test_dir=build.build_dir, testcase=testcase, extra_env=extra,
-                                  waves=build.waves, timescale=("1ns", "1ps"),
-                                  results_xml=str(results), log_file=log_file)
-            except SystemExit as e:
-                raise HarnessError(f"cocotb tests of {test_module} failed on {build.sim}; "
-                                   f"see {log_file}\n{_tail(log_file)}") from e
-            n_tests, n_failed = get_results(results)
-            if n_tests == 0 or n_failed:
-                raise HarnessError(f"{n_failed} of {n_tests} cocotb tests of {test_module} "
-                                   f"failed on {build.sim}; see {log_file}\n{_tail(log_file)}")
-            return results
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    with simulator_environment(), locked(build.build_dir):
+        return run_tests(build.runner, sim=build.sim, build_dir=build.build_dir,
+                         toplevel=SOC_WRAPPER, test_module=test_module, testcase=testcase,
+                         extra_env=env, waves=build.waves)
 
 
 def run_jobs(build: SocBuild, jobs: list[SocJob]) -> list[SocResult]:
