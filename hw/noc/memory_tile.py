@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import MeshConfig
 from ..isa import COUNT_BITS, TOKEN_BITS
 from .flit import flit_layout
-from .mesh import check_mesh
+from .mesh import check_coord, check_mesh
 from .target import PacketTarget
 from .tokens import TokenCounters
 
@@ -59,12 +59,7 @@ class MemoryTile(wiring.Component):
 
     def __init__(self, *, mesh: MeshConfig, x: int, y: int, bytes: int, tokens: int = 16):
         self._mesh = check_mesh(mesh)
-        for name, v, extent in (("x", x, mesh.cols), ("y", y, mesh.rows)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"Tile {name} must be a non-negative integer, not {v!r}")
-            if not 0 <= v < extent:
-                raise ValueError(f"Tile {name} must be between 0 and {extent - 1} on a "
-                                 f"{mesh.cols}x{mesh.rows} mesh, not {v!r}")
+        check_coord(mesh, x, y)
         fb = mesh.flit_bits // 8
         if isinstance(bytes, bool) or not isinstance(bytes, int):
             raise TypeError(f"Memory size must be a positive integer, not {bytes!r}")

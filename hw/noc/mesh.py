@@ -11,7 +11,7 @@ from ..isa import COORD_BITS
 from .flit import flit_layout
 from .router import Port, Router
 
-__all__ = ["Mesh", "check_mesh"]
+__all__ = ["Mesh", "check_mesh", "check_coord"]
 
 
 def check_mesh(mesh: object) -> MeshConfig:
@@ -23,6 +23,17 @@ def check_mesh(mesh: object) -> MeshConfig:
         raise ValueError(f"Mesh size must be between 1x1 and {limit}x{limit}, "
                          f"not {mesh.cols}x{mesh.rows}")
     return mesh
+
+
+def check_coord(mesh: MeshConfig, x: object, y: object) -> tuple[int, int]:
+    """Validate that (``x``, ``y``) is a router coordinate of ``mesh``."""
+    for name, v, extent in (("x", x, mesh.cols), ("y", y, mesh.rows)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"Tile {name} must be a non-negative integer, not {v!r}")
+        if not 0 <= v < extent:
+            raise ValueError(f"Tile {name} must be between 0 and {extent - 1} on a "
+                             f"{mesh.cols}x{mesh.rows} mesh, not {v!r}")
+    return x, y
 
 
 class Mesh(wiring.Component):

@@ -42,7 +42,7 @@ from ..config import MeshConfig
 from ..isa import LENGTH_BITS, CommandLayout, Opcode
 from .arbiter import RoundRobin
 from .flit import LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody, SignalAddr, flit_layout
-from .mesh import check_mesh
+from .mesh import check_coord, check_mesh
 from .reader import FlitReader
 from .target import PacketTarget, byte_mask
 from .tokens import TokenInc
@@ -96,12 +96,7 @@ class NetworkInterface(wiring.Component):
     def __init__(self, *, mesh: MeshConfig, x: int, y: int, word_bits: int, spad_bytes: int,
                  max_packet_bytes: int = 64):
         self._mesh = check_mesh(mesh)
-        for name, v, extent in (("x", x, mesh.cols), ("y", y, mesh.rows)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"Tile {name} must be a non-negative integer, not {v!r}")
-            if not 0 <= v < extent:
-                raise ValueError(f"Tile {name} must be between 0 and {extent - 1} on a "
-                                 f"{mesh.cols}x{mesh.rows} mesh, not {v!r}")
+        check_coord(mesh, x, y)
         self._x, self._y = x, y
         fbits = mesh.flit_bits
         _check_int("Scratchpad word width", word_bits)

@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from amaranth.sim import Simulator
 
 from hw.config import MeshConfig
@@ -76,3 +78,15 @@ def test_write_read_signal_and_host_port():
         ((0, 2), PacketType.READ_RESP, 16, 0x300)
     assert [g[2] for g in got[2:]] == [0x1122334455667788, 0]
     assert [g[1] for g in got[1:]] == [0, 0, 1]
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    (dict(x=3, y=0, bytes=4096), ValueError, r"Tile x must be between 0 and 2 on a 3x3 mesh, not 3"),
+    (dict(x=0, y=True, bytes=4096), TypeError, r"Tile y must be a non-negative integer, not True"),
+    (dict(x=0, y=0, bytes=3000), ValueError,
+     r"Memory size must be a power of two of at least 16 flits \(128 bytes\), not 3000"),
+    (dict(x=0, y=0, bytes="4k"), TypeError, r"Memory size must be a positive integer, not '4k'"),
+])
+def test_parameter_errors(kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        MemoryTile(mesh=MESH, **kwargs)
