@@ -241,11 +241,6 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
                 raise HarnessError(f"{sim} build of {name} failed; see "
                                    f"{build_dir / 'build.log'}") from e
             stamp_file.write_text(stamp)
-        elif sim == "icarus":
-            # The runner keeps its build settings on the object; replay them cheaply.
-            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                         build_args=build_args, timescale=timescale, waves=runner_waves,
-                         always=False, log_file=build_dir / "build.log")
         extra = {_PARAMS_ENV: json.dumps({**params, **dict(env or {})})}
         return run_tests(runner, sim=sim, build_dir=build_dir, toplevel=toplevel,
                          test_module=test_module, testcase=testcase, extra_env=extra,
