@@ -1,0 +1,88 @@
+"""EXEC semantics of every unit, on a scratchpad image: the ISA-level functional model.
+
+:func:`execute` runs one decoded EXEC command the way the unit's module documents it
+(``hw/<kind>.py``: data layout in the scratchpad, argument meaning) with the golden
+arithmetic of :mod:`sched.golden` (written from the IEEE 754 / ONNX specifications, not
+from the RTL). The functional executor (:mod:`sched.funcsim`) uses it to run compiled
+command streams before any RTL does, so a wrong address, pitch or argument shows up as a
+wrong result there; the unit tests check each model against its RTL unit.
+
+Each unit kind registers a model with :func:`register`; the models live beside this
+module (``sched/unitsim_<area>.py``) and are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Mapping
+
+from hw.config import TileConfig, UnitKind
+
+__all__ = ["UnitSimError", "UnitModel", "register", "model_for", "execute"]
+
+
+class UnitSimError(ValueError):
+    """An EXEC the unit would not accept (bad arguments, out-of-range addresses)."""
+
+
+#: ``model(tile, func, args, spad) -> written runs``: run one EXEC on ``spad`` (the tile's
+#: whole scratchpad, modified in place) and return the ``(byte address, length)`` runs it
+#: wrote. ``func`` is the unit's function enum member, ``args`` its argument fields as
+#: plain ints (nested structs as mappings), ``tile`` the tile's config (unit parameters).
+UnitModel = Callable[[TileConfig, Any, Mapping[str, Any], bytearray], list[tuple[int, int]]]
+
+_MODELS: dict[UnitKind, UnitModel] = {}
+
+#: Modules that register models, imported by :func:`model_for` when a kind is missing.
+_PROVIDERS = ("sched.unitsim_gemm", "sched.unitsim_sparse", "sched.unitsim_stream")
+
+
+def register(kind: UnitKind) -> Callable[[UnitModel], UnitModel]:
+    """Decorator: ``model`` is the EXEC semantics of unit ``kind``."""
+    def deco(model: UnitModel) -> UnitModel:
+        _MODELS[kind] = model
+        return model
+    return deco
+
+
+def model_for(kind: UnitKind) -> UnitModel:
+    """The registered model of ``kind`` (importing the providers on first use)."""
+    if kind not in _MODELS:
+        for mod in _PROVIDERS:
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as e:
+                if e.name != mod:
+                    raise
+    if kind not in _MODELS:
+        raise UnitSimError(f"No functional model of the {kind.key} unit's EXEC; models exist "
+                           f"for {', '.join(sorted(k.key for k in _MODELS)) or 'none'}")
+    return _MODELS[kind]
+
+
+def execute(tile: TileConfig, func: Any, args: Mapping[str, Any],
+            spad: bytearray) -> list[tuple[int, int]]:
+    """Run one EXEC of ``tile``'s unit on its scratchpad image ``spad`` (in place).
+
+    Parameters
+    ----------
+    tile : TileConfig
+        The tile (its kind selects the model, its parameters size the unit).
+    func : enum member
+        The unit's EXEC function (``hw.dmu.DmuFunc.GEMM``, ...).
+    args : mapping
+        The EXEC argument fields (as :func:`hw.isa.decode` returns them).
+    spad : bytearray
+        The tile's scratchpad, ``tile.scratchpad_bytes`` long.
+
+    Returns
+    -------
+    list of (int, int)
+        The ``(byte address, length)`` runs the EXEC wrote.
+
+    Raises
+    ------
+    UnitSimError
+        If no model exists for the kind, or the arguments are out of the unit's range.
+    """
+    return model_for(tile.kind)(tile, func, args, spad)
