@@ -152,6 +152,11 @@ class Executor:
         those ops are then not what a unit computes.
     """
 
+    #: Class defaults, for subclasses that bypass ``__init__`` (the functional executor's
+    #: one-op interpreter): ONNX arithmetic.
+    arithmetic: str = "onnx"
+    onnx_ops: frozenset = frozenset()
+
     def __init__(self, graph: Graph, arithmetic: str = "onnx",
                  onnx_ops: Collection[OpType] = ()):
         if arithmetic not in ARITHMETICS:
