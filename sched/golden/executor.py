@@ -64,8 +64,9 @@ ELTWISE <bf16>
 AGGREGATE <bf16>
     :func:`sched.golden.sparse.gnn_aggregate` with the neighbours of each adjacency row
     its non-zeros in ascending column order (the CSR the compiler stores); a MEAN is the
-    FP32 sum rounded to BF16 times the BF16 reciprocal of the degree. The GNN unit writes
-    FP32; a BF16 result is rounded with ``fp32_to_bf16``.
+    FP32 sum rounded to BF16 times the BF16 reciprocal of the degree. A BF16 result is
+    that FP32 value rounded with ``fp32_to_bf16`` (RNE, FTZ), as the GNN unit writes it
+    with its ``out_bf16`` flag.
 QUANTIZE, DEQUANTIZE, ELTWISE <int8>
     No unit arithmetic is specified (the AFU has no such EXEC function): GoldenError.
 
