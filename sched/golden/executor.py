@@ -161,8 +161,8 @@ class Executor:
     def __init__(self, graph: Graph, arithmetic: str = "onnx",
                  onnx_ops: Collection[OpType] = ()):
         if arithmetic not in ARITHMETICS:
-            raise ValueError(f"Golden arithmetic must be one of {', '.join(map(repr, ARITHMETICS))}, "
-                             f"not {arithmetic!r}")
+            accepted = ", ".join(map(repr, ARITHMETICS))
+            raise ValueError(f"Golden arithmetic must be one of {accepted}, not {arithmetic!r}")
         bad = [o for o in onnx_ops if not isinstance(o, OpType)]
         if bad:
             raise TypeError(f"onnx_ops must hold OpType members, not {bad[0]!r}")
