@@ -45,7 +45,8 @@ from hw.config import UnitKind
 from sched.codegen import Program
 from sched.unitsim import UnitSimError, execute
 
-__all__ = ["ExecutionError", "MismatchError", "RunResult", "run_program", "compare_outputs"]
+__all__ = ["ExecutionError", "MismatchError", "RunResult", "run_program", "compare_outputs",
+           "golden_outputs"]
 
 
 class ExecutionError(RuntimeError):
@@ -240,8 +241,8 @@ class _Machine:
 
     def exec(self, t: _Tile, c: isa.Command) -> None:
         if c.kind is not t.kind:
-            raise self.fail(t, f"EXEC for a {c.kind.key if c.kind else '?'} unit on a "
-                               f"{t.kind.key} tile")
+            raise self.fail(t, f"EXEC for the {c.kind.key if c.kind else '?'} unit kind on "
+                               f"this {t.kind.key} tile")
         try:
             d = isa.decode(c.encode(), t.kind)     # the command as the tile decodes it
         except isa.EncodingError as e:
@@ -311,3 +312,14 @@ def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray
             at = tuple(int(i) for i in diff[0]) if len(diff) else "bit pattern"
             raise MismatchError(f"Output {name!r} differs from the golden run at {at}: "
                                 f"{g[at] if len(diff) else ''} != {w[at] if len(diff) else ''}")
+
+
+def golden_outputs(graph: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The golden run the streams must equal: the graph in the units' arithmetic
+    (``arithmetic="unit"`` of :mod:`sched.golden.executor`: the AFU's piecewise-linear
+    activations, the GNN's mean) where the golden executor has it; before that lands, its
+    only arithmetic (exact for GEMM and ReLU, so models of those compare bit for bit)."""
+    from sched.golden import executor
+    if "unit" in getattr(executor, "ARITHMETICS", ()):
+        return executor.run_graph(graph, inputs, arithmetic="unit")
+    return executor.run_graph(graph, inputs)
