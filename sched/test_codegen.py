@@ -53,13 +53,21 @@ def _needs(name: str) -> None:
             pytest.skip("the golden executor has no units' arithmetic yet (branch afuce)")
 
 
-def compiled(name: str, scheduler=heft):
+def program(name: str, scheduler=heft):
+    """``(graph, inputs, program)`` of a built-in model (compiling needs no unit model)."""
     key = (name, scheduler.__name__)
     if key not in _CACHE:
         g = compile_model(name)
         inputs = models.example_inputs(models.build(name))
         s = scheduler(g.dag, POOL, CostModel(POOL))
         _CACHE[key] = (g, inputs, compile_schedule(g, s, inputs), None)
+    return _CACHE[key][:3]
+
+
+def compiled(name: str, scheduler=heft):
+    """``program`` and the golden outputs, for tests that run the streams."""
+    program(name, scheduler)
+    key = (name, scheduler.__name__)
     g, inputs, prog, gold = _CACHE[key]
     if gold is None:
         _needs(name)
@@ -94,7 +102,7 @@ def test_streams_reproduce_the_golden_outputs(name, scheduler):
 
 
 def test_memory_layout_pads_rows_to_flits():
-    g, inputs, prog, gold = compiled("gcn")
+    g, inputs, prog = program("gcn")
     y = prog.layouts["y"]                       # [34, 4] BF16: 8-byte rows, no padding
     assert (y.pitch, y.addr % 32) == (8, 0)
     lays, _ = codegen._layouts(g, 8)
@@ -112,7 +120,7 @@ def test_memory_layout_pads_rows_to_flits():
 
 
 def test_box_rows_round_only_into_their_own_padding():
-    g, inputs, prog, gold = compiled("gcn")
+    g, inputs, prog = program("gcn")
     base = prog.layouts["xw1"].addr             # [34, 16] BF16, 32-byte rows
     assert prog.row_runs(TensorRef("xw1", (2, 12), (2, 4))) == [(base + 64 + 24, 8),
                                                                  (base + 96 + 24, 8)]
@@ -149,7 +157,7 @@ def test_alias_must_agree_with_the_padded_layout():
 
 
 def test_unit_format_constants():
-    g, inputs, prog, gold = compiled("mlp")
+    g, inputs, prog = program("mlp")
     op = g.op("fc1/gemm.m0n1")                   # x[4,64] @ W1[:, 8:16] + b1[8:16]
     addr, n = prog.image.blobs[(op.id, "b")]     # B packed K x Np BF16 (Np = 8)
     w = np.asarray(g.buffers["W1.folded"].data)[:, 8:16]
@@ -160,7 +168,7 @@ def test_unit_format_constants():
     c = np.frombuffer(bytes(prog.image.data[addr:addr + n]), "<f4").reshape(8, 8)
     b1 = np.asarray(g.buffers["b1"].data, np.float32).reshape(-1)[8:16]
     assert np.array_equal(c[:4], np.broadcast_to(b1, (4, 8))) and not c[4:].any()
-    g, inputs, prog, gold = compiled("gcn")
+    g, inputs, prog = program("gcn")
     op = next(o for o in g.ops if o.op.value == "aggregate")
     adj = np.asarray(g.buffers[op.inputs[0].buffer].data, np.float32)
     addr, n = prog.image.blobs[(op.id, "ptr")]
@@ -169,7 +177,7 @@ def test_unit_format_constants():
     addr, n = prog.image.blobs[(op.id, "idx")]
     idx = np.frombuffer(bytes(prog.image.data[addr:addr + 4 * int(ptr[-1])]), "<u4")
     assert idx.tolist() == np.nonzero(adj)[1].tolist()
-    g, inputs, prog, gold = compiled("transformer")
+    g, inputs, prog = program("transformer")
     op = g.op("mlp_up_bias/add.v0_0")            # m1 [8, 64] + b1 [64]: b1 repeated per row
     addr, n = prog.image.blobs[(op.id, 1)]
     b = np.frombuffer(bytes(prog.image.data[addr:addr + n]), ml_dtypes.bfloat16).reshape(8, 64)
@@ -373,7 +381,7 @@ def test_box_runs():
 
 
 def test_listing_and_binary():
-    g, inputs, prog, gold = compiled("gcn")
+    g, inputs, prog = program("gcn")
     text = prog.listing()
     assert "WAIT   token=" in text and "SIGNAL (" in text and "END" in text
     assert "dmu.gemm a_addr=" in text and "out_bf16=1" in text and "gnn.mean ptr_addr=" in text
@@ -383,7 +391,7 @@ def test_listing_and_binary():
 
 
 def test_memory_too_small_is_a_clear_error():
-    g, inputs, prog, gold = compiled("gcn")
+    g, inputs, prog = program("gcn")
     import tomllib
     from hw.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
@@ -396,7 +404,7 @@ def test_memory_too_small_is_a_clear_error():
 
 
 def test_missing_input_is_a_clear_error():
-    g, inputs, prog, gold = compiled("gcn")
+    g, inputs, prog = program("gcn")
     with pytest.raises(CodegenError, match="missing graph input"):
         compile_schedule(g, prog.schedule, {})
 

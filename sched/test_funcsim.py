@@ -41,8 +41,10 @@ def mlp():
 
 
 @pytest.fixture(autouse=True)
-def _models():
-    _needs(UnitKind.DMU, UnitKind.AFU)
+def _models(request):
+    _needs(UnitKind.AFU)
+    if "mlp" in request.fixturenames:
+        _needs(UnitKind.DMU)
 
 
 def with_stream(prog, tile, cmds):
