@@ -47,9 +47,12 @@ are packed densely (each a flit multiple, or a single row). GNN (:mod:`hw.gnn`):
 (BF16 with ``out_bf16``, else FP32). Scratchpad regions are aligned to the unit's word
 (at least 32 bytes).
 
+INT8 activations use ``max(x, zero_point)`` (RELU with equal input and output quantisation)
+or a 256-byte table blob (:func:`sched.golden.activations.int8_table`).
+
 Not lowered (:class:`NotLowered`): CONV on the CE, LAYOUT on the memory tile, SPMM on the
-SMU, QUANTIZE/DEQUANTIZE, INT8 activations and element-wise operations; the message names
-the micro-op and why.
+SMU, QUANTIZE/DEQUANTIZE, INT8 element-wise operations, GELU with ``approximate="tanh"``;
+the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
 STORE is posted; the ISA orders a SIGNAL only after earlier STOREs *to the same
@@ -516,32 +519,52 @@ _AFU_ACT = {ActFunc.RELU: "RELU", ActFunc.LEAKY_RELU: "LEAKY_RELU", ActFunc.SIGM
 _AFU_ELT = {EltwiseFunc.ADD: "ADD", EltwiseFunc.MUL: "MUL"}
 
 
+def _quant_of(ctx: _Ctx, op: MicroOp, r: TensorRef, side: str, who: str) -> tuple[float, int]:
+    """Quantisation of an INT8 operand (``x``) or result (``y``), as the golden executor's
+    units' arithmetic takes it: ``attrs`` ``<side>_scale``/``<side>_zero_point``, else the
+    buffer's."""
+    a = op.attrs
+    if f"{side}_scale" in a:
+        return float(a[f"{side}_scale"]), int(a.get(f"{side}_zero_point", 0))
+    q = ctx.g.buffers[r.buffer].quant or ctx.g.base(r.buffer).quant
+    if q is None:
+        raise CodegenError(f"{who}the AFU's INT8 table needs the quantisation of {r}: attrs "
+                           f"{side}_scale/{side}_zero_point or the buffer's quant")
+    return float(q.scale), int(q.zero_point)
+
+
 def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     from hw.afu import AfuDType, AfuFunc
-    from sched.golden.numerics import fp32_to_bf16
+    from sched.golden import activations as act
     who = _who(op, tile)
-    if op.dtype is not DType.BF16:
-        raise NotLowered(f"{who}not lowered: INT8 activations and element-wise operations "
-                         f"need quantisation parameters the micro-op does not carry yet "
-                         f"(accepted on the AFU: BF16 {', '.join(_AFU_ACT.values())}, ADD, MUL)")
+    if op.op is OpType.ELTWISE and op.dtype is not DType.BF16:
+        raise NotLowered(f"{who}not lowered: the AFU's INT8 add/mul need requantisation "
+                         f"multipliers the micro-op does not carry. Accepted on the AFU: BF16 "
+                         f"and INT8 activations, BF16 ADD and MUL")
+    if op.dtype not in (DType.BF16, DType.INT8):
+        raise CodegenError(f"{who}the AFU takes BF16 or INT8, not {op.dtype.key}")
+    if op.func is ActFunc.GELU and op.attrs.get("approximate", "none") != "none":
+        raise NotLowered(f"{who}not lowered: GELU approximate="
+                         f"{op.attrs['approximate']!r}; the AFU computes the erf form "
+                         f"(approximate='none')")
     wb = 2 * tile["lanes"]
     fb = ctx.fb
+    e = op.dtype.bytes
     out = op.outputs[0]
-    if ctx.dtype(out) is not DType.BF16:
-        raise CodegenError(f"{who}the AFU writes BF16 here, not {ctx.dtype(out).key} ({out})")
+    for r in op.inputs + op.outputs:
+        if not ctx.is_const(r) and ctx.dtype(r) is not op.dtype:
+            raise CodegenError(f"{who}{r} is {ctx.dtype(r).key}; the AFU reads and writes "
+                               f"{op.dtype.key} here")
+        if not ctx.is_const(r) and r.size != out.size:
+            raise NotLowered(f"{who}not lowered: operand {r} is broadcast but not a constant; "
+                             f"the AFU reads dense vectors of the result's length")
     olay = ctx.lays[out.buffer]
     rows_idx, c0, w = olay.box_rows(out)
     rows = len(rows_idx)
-    e = 2
-    full = [r for r in op.inputs if tuple(r.shape) == tuple(out.shape) and not ctx.is_const(r)]
-    for r in op.inputs:
-        if not ctx.is_const(r) and r.size != out.size:
-            raise NotLowered(f"{who}operand {r} is broadcast but not a constant; the AFU "
-                             f"reads dense vectors of the result's length")
-        if not ctx.is_const(r) and ctx.dtype(r) is not DType.BF16:
-            raise CodegenError(f"{who}operand {r} is {ctx.dtype(r).key}, not BF16")
+    full = [r for r in op.inputs if not ctx.is_const(r)] + [out]
     whole = all(ctx.lays[r.buffer].box_rows(r)[1:] == (0, ctx.lays[r.buffer].cols)
-                and ctx.lays[r.buffer].pitch == olay.pitch for r in full + [out])
+                and tuple(r.shape) == tuple(out.shape)
+                and ctx.lays[r.buffer].pitch == olay.pitch for r in full)
     if whole:                         # padded rows, padding computed too
         stride = olay.pitch
         count = rows * stride // e
@@ -549,35 +572,51 @@ def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
         stride = _ceil(w * e, fb)
         count = rows * w
     else:
-        raise CodegenError(f"{who}rows of {w} BF16 elements are not whole {fb}-byte flits and "
-                           f"do not cover whole buffer rows, so they can neither be packed "
-                           f"densely nor loaded with their padding")
+        raise CodegenError(f"{who}rows of {w} {op.dtype.key} elements are not whole {fb}-byte "
+                           f"flits and do not cover whole buffer rows, so they can neither be "
+                           f"packed densely nor loaded with their padding")
     region = _ceil(rows * stride, wb)
     operands = []
     for i, r in enumerate(op.inputs):
         if ctx.is_const(r):
-            v = np.asarray(_const_array(ctx.g, r)).astype(ml_dtypes.bfloat16)
+            v = np.asarray(_const_array(ctx.g, r)).astype(NP_DTYPE[op.dtype])
             v = (v.reshape(rows, w) if v.size == rows * w
                  else np.broadcast_to(v.reshape(-1), (rows, w)))
             operands.append(_Operand(i, region, blob=_blob_rows(v, rows, stride, region)))
         else:
             operands.append(_Operand(i, region, ref=r, pitch=stride))
     res = _Operand("out", region, ref=out, pitch=stride)
-    if op.op is OpType.ACT:
-        func = AfuFunc[_AFU_ACT[op.func]]
-        alpha = 0
-        if op.func is ActFunc.LEAKY_RELU:
-            a32 = np.float32(op.attrs.get("alpha", 0.01))
-            alpha = int(np.asarray(fp32_to_bf16(np.array([a32], np.float32))).view(np.uint16)[0])
-    else:
+    extra: dict[str, Any] = {}
+    if op.op is OpType.ELTWISE:
         func = AfuFunc[_AFU_ELT[op.func]]
-        alpha = 0
+    elif op.dtype is DType.BF16:
+        func = AfuFunc[_AFU_ACT[op.func]]
+        if op.func is ActFunc.LEAKY_RELU:
+            extra["alpha"] = act.leaky_relu_alpha_bits(op.attrs.get("alpha", 0.01))
+    else:                             # INT8: max(x, zp) or the 256-entry table
+        xs, xz = _quant_of(ctx, op, op.inputs[0], "x", who)
+        ys, yz = _quant_of(ctx, op, out, "y", who)
+        if op.func is ActFunc.RELU and (xs, xz) == (ys, yz):
+            func = AfuFunc.RELU
+            extra["y_zero_point"] = xz
+        else:
+            name = "leaky_relu" if op.func in (ActFunc.RELU, ActFunc.LEAKY_RELU) else op.func.value
+            alpha = 0.0 if op.func is ActFunc.RELU else float(op.attrs.get("alpha", 0.01))
+            func = AfuFunc[_AFU_ACT[op.func if op.func is not ActFunc.RELU
+                                    else ActFunc.LEAKY_RELU]]
+            table = act.int8_table(name, xs, xz, ys, yz, alpha=alpha)
+            blob = np.asarray(table, np.int8).tobytes()
+            operands.append(_Operand("table", _ceil(len(blob), wb), blob=blob + bytes(
+                _ceil(len(blob), wb) - len(blob))))
+    dt = AfuDType.BF16 if op.dtype is DType.BF16 else AfuDType.INT8
 
     def build(addr):
-        args = {"a_addr": addr[0], "out_addr": addr["out"], "count": count,
-                "dtype": AfuDType.BF16, "alpha": alpha}
+        args = {"a_addr": addr[0], "out_addr": addr["out"], "count": count, "dtype": dt,
+                **extra}
         if op.op is OpType.ELTWISE:
             args["b_addr"] = addr[1]
+        if "table" in addr:
+            args["table_addr"] = addr["table"]
         return func, args
     return _Plan(operands, res, build, max(ALIGN, wb))
 
@@ -702,7 +741,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     ------
     NotLowered
         If a micro-op is placed where codegen emits no command (CE, memory tile, SMU,
-        QUANTIZE/DEQUANTIZE, INT8 AFU operations), naming it and why.
+        QUANTIZE/DEQUANTIZE, INT8 element-wise operations), naming it and why.
     CodegenError
         If the schedule misses a micro-op, a layout rule is broken (alias, flit rounding),
         the memory tile is too small, or a scratchpad cannot hold a micro-op's operands and
