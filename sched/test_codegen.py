@@ -417,3 +417,77 @@ def test_without_fences_only_an_ni_with_completed_stores_is_safe():
     compare_outputs(run_program(nofence, stores_complete=True).outputs, gold)
     with pytest.raises(ExecutionError, match="missing token"):
         run_program(nofence)
+
+
+def _one_op_program(bufs, op, inputs):
+    g = Graph(op.id)
+    for b in bufs:
+        g.add_buffer(b)
+    g.add_op(op)
+    return g, compile_schedule(g, heft(g.dag, POOL, CostModel(POOL)), inputs)
+
+
+@pytest.mark.parametrize("func,xq,yq", [
+    ("relu", (0.05, -3), (0.05, -3)),            # max(x, zero point)
+    ("relu", (0.05, 0), (0.025, -128)),          # table
+    ("sigmoid", (0.05, 0), (1 / 256, -128)),
+    ("leaky_relu", (0.05, 2), (0.04, 0))])
+def test_int8_activations(func, xq, yq):
+    from sched.ir import ActFunc, MicroOp, OpType, QuantParams
+    x = Buffer("x", (3, 20), DType.INT8, BufferKind.INPUT, quant=QuantParams(*xq))
+    y = Buffer("y", (3, 20), DType.INT8, BufferKind.OUTPUT, quant=QuantParams(*yq))
+    op = MicroOp("act", OpType.ACT, DType.INT8, (TensorRef.whole(x),), (TensorRef.whole(y),),
+                 ActFunc(func), {"n": 60}, attrs={"alpha": 0.1} if func == "leaky_relu" else {})
+    vals = np.random.default_rng(3).integers(-128, 128, (3, 20)).astype(np.int8)
+    g, prog = _one_op_program([x, y], op, {"x": vals})
+    ex = next(c for c in prog.streams["afu0"].commands if c.opcode is isa.Opcode.EXEC)
+    assert ex.fields["args"]["count"] == 72       # 3 rows of 20 bytes padded to 24
+    assert ("table_addr" in ex.fields["args"]) == (xq != yq or func != "relu")
+    compare_outputs(run_program(prog).outputs, golden_outputs(g, {"x": vals}))
+
+
+def test_lpu_gemm_with_requantisation_is_lowered():
+    from sched.golden.numerics import quantize_multiplier
+    from sched.ir import MicroOp, OpType
+    rng = np.random.default_rng(4)
+    a = Buffer("a", (8, 24), DType.INT8, BufferKind.INPUT)
+    w = rng.integers(-128, 128, (24, 12)).astype(np.int8)
+    b = Buffer("w", (24, 12), DType.INT8, BufferKind.CONST, data=w)
+    bias = Buffer("bias", (12,), DType.INT32, BufferKind.CONST,
+                  data=rng.integers(-999, 999, 12).astype(np.int32))
+    d = Buffer("d", (8, 12), DType.INT8, BufferKind.OUTPUT)
+    mult, shift = quantize_multiplier(0.004)
+    op = MicroOp("gemm", OpType.GEMM, DType.INT8, (TensorRef.whole(a), TensorRef.whole(b),
+                 TensorRef("bias", (0,), (12,))), (TensorRef.whole(d),),
+                 shape={"M": 8, "K": 24, "N": 12},
+                 attrs={"c_broadcast": "row",
+                        "requant": {"scale": 0.004, "multiplier": mult, "shift": shift,
+                                    "zero_point": 3}})
+    vals = rng.integers(-128, 128, (8, 24)).astype(np.int8)
+    g = Graph("lpu")
+    for buf in (a, b, bias, d):
+        g.add_buffer(buf)
+    g.add_op(op)
+    cost = CostModel(POOL)
+    s = heft(g.dag, POOL, cost)
+    assert s.slots["gemm"].unit == "lpu0"
+    prog = compile_schedule(g, s, {"a": vals})
+    cmds = prog.streams["lpu0"].commands
+    ex = next(c for c in cmds if c.opcode is isa.Opcode.EXEC)
+    args = ex.fields["args"]
+    assert (args["m"], args["n"], args["k"], args["accumulate"], args["requant"]) == (8, 12, 24, 1, 1)
+    assert (args["multiplier"], args["shift"], args["zero_point"]) == (mult, shift, 3)
+    assert all(args[k] % 64 == 0 for k in ("a_addr", "b_addr", "c_addr", "d_addr"))
+    addr, n = prog.image.blobs[("gemm", "b")]            # K x Np INT8, Np = 16
+    packed = np.frombuffer(bytes(prog.image.data[addr:addr + 24 * 16]), np.int8).reshape(24, 16)
+    assert np.array_equal(packed[:, :12], w) and not packed[:, 12:].any()
+    addr, n = prog.image.blobs[("gemm", "c")]            # Mp x Np INT32
+    c = np.frombuffer(bytes(prog.image.data[addr:addr + 8 * 16 * 4]), "<i4").reshape(8, 16)
+    assert np.array_equal(c[:, :12], np.broadcast_to(bias.data, (8, 12)))
+    stores = [c for c in cmds if c.opcode is isa.Opcode.STORE]    # 16-byte rows, both sides
+    assert [s.fields["length"] for s in stores] == [8 * 16]
+    try:
+        model_for(UnitKind.LPU)
+    except UnitSimError:
+        pytest.skip("no functional model of the lpu unit yet (sched.unitsim_gemm)")
+    compare_outputs(run_program(prog).outputs, golden_outputs(g, {"a": vals}))
