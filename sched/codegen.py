@@ -85,7 +85,7 @@ from sched.pool import AllocationError, Pool, ScratchpadAllocator
 from sched.schedulers import Schedule
 
 __all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
-           "Program", "compile_schedule", "box_runs", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
+           "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
            "set_inputs"]
 
 ALIGN = 32
@@ -104,20 +104,6 @@ class NotLowered(CodegenError):
 
 def _ceil(n: int, q: int) -> int:
     return -(-n // q) * q
-
-
-def box_runs(ref: TensorRef, buffer_shape: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Contiguous runs ``(first element, length)`` of a box in its buffer's *unpadded*
-    row-major order (element indices, as the golden executor numbers them)."""
-    if not ref.shape or math.prod(ref.shape) == 0:
-        return []
-    idx = np.indices(ref.shape).reshape(len(ref.shape), -1)
-    idx = idx + np.asarray(ref.offset).reshape(-1, 1)
-    flat = np.ravel_multi_index(tuple(idx), buffer_shape)
-    breaks = np.flatnonzero(np.diff(flat) != 1) + 1
-    starts = np.concatenate(([0], breaks))
-    ends = np.concatenate((breaks, [flat.size]))
-    return [(int(flat[s]), int(e - s)) for s, e in zip(starts, ends)]
 
 
 @dataclass(frozen=True)
@@ -232,7 +218,6 @@ class Program:
     image: MemoryImage
     layouts: dict[str, BufferLayout]              # every buffer (aliases included)
     placement: dict[str, str]                     # micro-op id -> tile name
-    exec_ops: dict[tuple[str, int], str] = field(default_factory=dict)  # (tile, cmd#) -> op
 
     @property
     def flit_bytes(self) -> int:
@@ -838,7 +823,6 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 c.encode()
             except isa.EncodingError as e:
                 raise CodegenError(f"{who}its EXEC does not encode: {e}") from None
-            prog.exec_ops[(unit_name, len(cmds))] = n
             cmds.append(c)
             # 4. result rows to memory
             out_moves = _moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)

@@ -18,8 +18,7 @@ import pytest
 from hw import isa
 from hw.config import DType, UnitKind
 from sched import codegen, models
-from sched.codegen import (BufferLayout, CodegenError, NotLowered, box_runs,
-                           compile_schedule)
+from sched.codegen import BufferLayout, CodegenError, NotLowered, compile_schedule
 from sched.cost.model import CostModel
 from sched.decompose import compile_model
 from sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golden_outputs,
@@ -373,11 +372,6 @@ def test_a_schedule_using_the_ce_does_not_compile():
     s = heft(g.dag, POOL, CostModel(POOL))
     with pytest.raises(NotLowered, match=r"<int8>\) on (ce0|afu0): not lowered: the (CE|AFU)"):
         compile_schedule(g, s)
-
-
-def test_box_runs():
-    assert box_runs(TensorRef("b", (1, 2), (2, 3)), (4, 8)) == [(10, 3), (18, 3)]
-    assert box_runs(TensorRef("b", (1, 0), (2, 8)), (4, 8)) == [(8, 16)]
 
 
 def test_listing_and_binary():
