@@ -396,16 +396,6 @@ class _Ctx:
 
     def __init__(self, g: Graph, lays: Mapping[str, BufferLayout], fb: int):
         self.g, self.lays, self.fb = g, lays, fb
-        self._units: dict[str, Any] = {}
-
-    def gemm_unit(self, tile):
-        if tile.name not in self._units:
-            if tile.kind is UnitKind.DMU:
-                from hw.dmu import Dmu as cls
-            else:
-                from hw.lpu import Lpu as cls
-            self._units[tile.name] = cls.from_tile(tile)
-        return self._units[tile.name]
 
     def dtype(self, ref: TensorRef) -> DType:
         return self.g.base(ref.buffer).dtype
@@ -438,24 +428,27 @@ def _matrix(ref: TensorRef, who: str, what: str) -> tuple[int, int]:
 
 
 def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    from hw.gemm_layout import a_pitch, systolic_word_bytes
     who = _who(op, tile)
-    unit = ctx.gemm_unit(tile)
-    R, C, wb = tile["rows"], tile["cols"], unit.word_bytes
+    e = op.dtype.bytes
+    R, C = tile["rows"], tile["cols"]
+    wb = systolic_word_bytes(R, C, e)
     a, b = op.inputs[0], op.inputs[1]
     m, k = _matrix(a, who, "A")
     k2, n = _matrix(b, who, "B")
     if k2 != k:
         raise CodegenError(f"{who}A {a} and B {b} do not chain (K {k} != {k2})")
     mp, np_ = _ceil(m, R), _ceil(n, C)
-    e = op.dtype.bytes
     acc_dt = DType.FP32 if tile.kind is UnitKind.DMU else DType.INT32
     out = op.outputs[0]
     odt = ctx.dtype(out)
     if tile.kind is UnitKind.DMU:
+        from hw.dmu import DmuFunc as funcs
         if odt not in (DType.FP32, DType.BF16):
             raise CodegenError(f"{who}the DMU writes FP32 or BF16, not {odt.key} ({out})")
         extra = {"out_bf16": int(odt is DType.BF16)}
     else:
+        from hw.lpu import LpuFunc as funcs
         if odt not in (DType.INT32, DType.INT8):
             raise CodegenError(f"{who}the LPU writes INT32 or INT8, not {odt.key} ({out})")
         extra = {"requant": 0}
@@ -483,13 +476,13 @@ def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
                              f"the unit reads a full Mp x Np accumulator")
         return _Operand(key, region, ref=ref, pitch=pitch)
 
-    ops = [place(a, "a", mp, k, e, _ceil(k * e, wb), op.dtype),
+    ops = [place(a, "a", mp, k, e, a_pitch(k, e, wb), op.dtype),
            place(b, "b", k, n, e, np_ * e, op.dtype)]
     if len(op.inputs) > 2:
         ops.append(place(op.inputs[2], "c", mp, n, 4, np_ * 4, acc_dt, broadcast_to=(m, n)))
     o = odt.bytes
     d = _Operand("out", _ceil(mp * np_ * o, wb), ref=out, pitch=np_ * o)
-    func = unit.funcs.GEMM
+    func = funcs.GEMM
 
     def build(addr):
         args = {"a_addr": addr["a"], "b_addr": addr["b"], "d_addr": addr["out"],

@@ -59,3 +59,12 @@ def test_discovery_of_the_default_pool_in_icarus():
     pool = discover_pool(cfg, build_soc(cfg, "icarus"))
     assert {u.name: u.kind.key for u in pool.units} == {t.name: t.kind.key for t in cfg.tiles}
     assert dict(pool.unit("lpu0").caps.tile_sizes) == {"rows": 8, "cols": 16}
+
+
+@pytest.mark.slow
+def test_mlp_runs_on_the_rtl_bit_exact():
+    """The binary streams of mlp (DMU GEMMs with bias and BF16 output, AFU ReLU) on the
+    default SoC in Icarus: outputs equal the golden run bit for bit (minutes to build)."""
+    report = simulate("mlp", "default", sim="icarus", progress=False)
+    assert report.outputs_ok, report.mismatch
+    assert report.cycles > 0
