@@ -367,6 +367,21 @@ def test_placements_that_are_not_lowered_say_why(model, what, tile, why):
                     rf"act on afu, eltwise on afu, aggregate on gnn$", msg), msg
 
 
+def test_quantize_is_not_lowered():
+    from sched.ir import MicroOp, OpType
+    g = Graph("q")
+    x = g.add_buffer(Buffer("x", (4, 8), DType.BF16, BufferKind.INPUT))
+    y = g.add_buffer(Buffer("y", (4, 8), DType.INT8, BufferKind.OUTPUT))
+    op = g.add_op(MicroOp("q/quantize", OpType.QUANTIZE, DType.BF16, (TensorRef.whole(x),),
+                          (TensorRef.whole(y),), shape={"n": 32},
+                          attrs={"scale": 0.1, "zero_point": 0}))
+    with pytest.raises(NotLowered, match=r"^Micro-op 'q/quantize' \(quantize<bf16>\) on afu0: "
+                                         r"not lowered: the AFU has no quantize function\. "
+                                         r"Accepted: gemm on dmu"):
+        compile_schedule(g, heft(g.dag, POOL, CostModel(POOL)))
+    assert op.units == (UnitKind.AFU,)
+
+
 def test_a_schedule_using_the_ce_does_not_compile():
     g = compile_model("qcnn")
     s = heft(g.dag, POOL, CostModel(POOL))
