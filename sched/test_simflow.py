@@ -62,9 +62,11 @@ def test_discovery_of_the_default_pool_in_icarus():
 
 
 @pytest.mark.slow
-def test_mlp_runs_on_the_rtl_bit_exact():
-    """The binary streams of mlp (DMU GEMMs with bias and BF16 output, AFU ReLU) on the
-    default SoC in Icarus: outputs equal the golden run bit for bit (minutes to build)."""
-    report = simulate("mlp", "default", sim="icarus", progress=False)
+@pytest.mark.parametrize("model", ["mlp", "gcn", "transformer"])
+def test_lowered_models_run_on_the_rtl_bit_exact(model):
+    """The binary streams (DMU GEMMs, AFU activations and element-wise operations, GNN
+    mean) on the default SoC in Icarus: outputs equal the golden run in the units'
+    arithmetic bit for bit (minutes to build the SoC, about a minute per model)."""
+    report = simulate(model, "default", sim="icarus", progress=False)
     assert report.outputs_ok, report.mismatch
     assert report.measured_cycles > 0
