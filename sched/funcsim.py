@@ -317,9 +317,6 @@ def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray
 def golden_outputs(graph: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The golden run the streams must equal: the graph in the units' arithmetic
     (``arithmetic="unit"`` of :mod:`sched.golden.executor`: the AFU's piecewise-linear
-    activations, the GNN's mean) where the golden executor has it; before that lands, its
-    only arithmetic (exact for GEMM and ReLU, so models of those compare bit for bit)."""
-    from sched.golden import executor
-    if "unit" in getattr(executor, "ARITHMETICS", ()):
-        return executor.run_graph(graph, inputs, arithmetic="unit")
-    return executor.run_graph(graph, inputs)
+    activations and BF16 add/mul, the GNN's mean as the unit computes it)."""
+    from sched.golden.executor import run_graph
+    return run_graph(graph, inputs, arithmetic="unit")

@@ -26,30 +26,12 @@ from sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golde
 from sched.ir import Buffer, BufferKind, Graph, TensorRef
 from sched.pool import Pool
 from sched.schedulers import greedy, heft
-from sched.unitsim import UnitSimError, model_for
 
 POOL = Pool.from_config("default")
 _CACHE: dict = {}
 
-#: Unit kinds each lowered model runs on, and whether its golden run needs the units'
-#: arithmetic (AFU tables, GNN mean) to be comparable bit for bit.
-LOWERED = {"mlp": ({UnitKind.DMU, UnitKind.AFU}, False),
-           "gcn": ({UnitKind.DMU, UnitKind.AFU, UnitKind.GNN}, True),
-           "transformer": ({UnitKind.DMU, UnitKind.AFU}, True)}
-
-
-def _needs(name: str) -> None:
-    """Skip (naming the branch) while a unit model or the unit arithmetic has not landed."""
-    kinds, unit = LOWERED[name]
-    for k in sorted(kinds, key=lambda k: k.key):
-        try:
-            model_for(k)
-        except UnitSimError:
-            pytest.skip(f"no functional model of the {k.key} unit yet (sched.unitsim_*)")
-    if unit:
-        from sched.golden import executor
-        if "unit" not in getattr(executor, "ARITHMETICS", ()):
-            pytest.skip("the golden executor has no units' arithmetic yet (branch afuce)")
+#: The models codegen lowers completely on the default pool.
+LOWERED = ("mlp", "gcn", "transformer")
 
 
 def program(name: str, scheduler=heft):
@@ -69,14 +51,13 @@ def compiled(name: str, scheduler=heft):
     key = (name, scheduler.__name__)
     g, inputs, prog, gold = _CACHE[key]
     if gold is None:
-        _needs(name)
         gold = golden_outputs(g, inputs)
         _CACHE[key] = (g, inputs, prog, gold)
     return g, inputs, prog, gold
 
 
 @pytest.mark.parametrize("scheduler", [greedy, heft], ids=lambda f: f.__name__)
-@pytest.mark.parametrize("name", list(LOWERED))
+@pytest.mark.parametrize("name", LOWERED)
 def test_streams_reproduce_the_golden_outputs(name, scheduler):
     g, inputs, prog, gold = compiled(name, scheduler)
     res = run_program(prog)
@@ -495,8 +476,4 @@ def test_lpu_gemm_with_requantisation_is_lowered():
     assert np.array_equal(c[:, :12], np.broadcast_to(bias.data, (8, 12)))
     stores = [c for c in cmds if c.opcode is isa.Opcode.STORE]    # 16-byte rows, both sides
     assert [s.fields["length"] for s in stores] == [8 * 16]
-    try:
-        model_for(UnitKind.LPU)
-    except UnitSimError:
-        pytest.skip("no functional model of the lpu unit yet (sched.unitsim_gemm)")
     compare_outputs(run_program(prog).outputs, golden_outputs(g, {"a": vals}))

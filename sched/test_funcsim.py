@@ -19,17 +19,8 @@ from sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golde
 from sched.ir import ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef
 from sched.pool import Pool
 from sched.schedulers import heft
-from sched.unitsim import UnitSimError, model_for
 
 POOL = Pool.from_config("default")
-
-
-def _needs(*kinds):
-    for k in kinds:
-        try:
-            model_for(k)
-        except UnitSimError:
-            pytest.skip(f"no functional model of the {k.key} unit yet (sched.unitsim_*)")
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +29,6 @@ def mlp():
     inputs = models.example_inputs(models.build("mlp"))
     prog = compile_schedule(g, heft(g.dag, POOL, CostModel(POOL)), inputs)
     return prog, golden_outputs(g, inputs)
-
-
-@pytest.fixture(autouse=True)
-def _models(request):
-    _needs(UnitKind.AFU)
-    if "mlp" in request.fixturenames:
-        _needs(UnitKind.DMU)
 
 
 def with_stream(prog, tile, cmds):
