@@ -186,7 +186,8 @@ class SystolicGemm(wiring.Component):
     cmd : In(stream.Signature(StructLayout({"func": funcs, "args": args})))
     busy : Out(1)
     rd_a, rd_b, rd_c : In(memory.ReadPort.Signature(addr_width, word_bits))
-        Scratchpad read ports (the unit drives ``addr``/``en``): A, B and the C input.
+        Scratchpad read ports (the unit drives ``addr``/``en``): A (one word of one row per
+        read, into the row buffers), B and the C input.
     wr : In(memory.WritePort.Signature(addr_width, word_bits, granularity=8))
         Scratchpad write port for D.
     """
@@ -237,7 +238,8 @@ class SystolicGemm(wiring.Component):
 
     @property
     def word_bytes(self) -> int:
-        """Scratchpad word size in bytes (one A or B slice, one C or D row fit in a word)."""
+        """Scratchpad word size in bytes (a B slice, a C or D row, and at least R A elements
+        of a row fit in a word; :func:`hw.gemm_layout.systolic_word_bytes`)."""
         return self._word_bytes
 
     @property
