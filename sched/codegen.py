@@ -196,6 +196,10 @@ class TileStream:
 
     tile: Any
     commands: list[isa.Command]
+    #: Per micro-op, in stream order: ``(op id, first command, its EXEC, last command)``
+    #: (indices into :attr:`commands`; :mod:`sched.measured` maps the hardware trace to
+    #: micro-ops with them).
+    spans: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     @property
     def binary(self) -> bytes:
@@ -773,6 +777,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
         unit = pool.unit(unit_name)
         tile = unit.tile
         cmds: list[isa.Command] = []
+        spans: list[tuple[str, int, int, int]] = []
         consumed: dict[str, int] = {}
         fence_addr = tile.scratchpad_bytes - FENCE_BYTES
         spad = None
@@ -782,6 +787,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
             who = _who(op, tile)
             if spad is None:
                 spad = ScratchpadAllocator(fence_addr, f"{tile.name} scratchpad", plan.align)
+            first = len(cmds)
             # 1. tokens from producers on other tiles
             need: dict[str, int] = {}
             for p in dag.predecessors(n):
@@ -816,6 +822,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 c.encode()
             except isa.EncodingError as e:
                 raise CodegenError(f"{who}its EXEC does not encode: {e}") from None
+            exec_at = len(cmds)
             cmds.append(c)
             # 4. result rows to memory
             out_moves = _moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)
@@ -832,6 +839,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
             for t in consumers_of[n]:
                 tt = pool.unit(t).tile
                 cmds.append(isa.signal(x=tt.x, y=tt.y, token=tindex[unit_name], count=1))
+            spans.append((n, first, exec_at, len(cmds) - 1))
         cmds.append(isa.end())
-        prog.streams[unit_name] = TileStream(tile, cmds)
+        prog.streams[unit_name] = TileStream(tile, cmds, spans)
     return prog
