@@ -1,0 +1,369 @@
+"""Zero-contention timing of a tile's command stream, cycle for cycle as the RTL runs it.
+
+The tile controller (``hw/controller.py``) and the network interface (``hw/noc/ni.py``)
+are deterministic, so the cycle at which every command of a stream issues follows from a
+handful of rules. :func:`stream_timeline` applies them to one tile and
+:func:`soc_timelines` to several tiles that SIGNAL and WAIT on each other; both give the
+same numbers as the tiles' trace memories (``tb.soc.SocResult.trace``): the controller's
+``cycles`` counter when a command left ISSUE, END = the tile finished. They are checked
+against the RTL over sweeps in ``sched/cost/test_stream.py``.
+
+Rules (cycle ``a`` = the issue cycle of a command; ``hops`` = XY distance between the
+tile and the LOAD/STORE/SIGNAL destination; ``d`` = :mod:`sched.cost.noc`'s duration)
+
+=========  ============================================================================
+step       rule
+=========  ============================================================================
+start      the first command issues at the earliest in cycle :data:`FIRST_ISSUE` (2):
+           FETCH and DECODE come first, the counter starts at 0 in FETCH.
+next       every further command issues at the earliest :data:`ISSUE_INTERVAL` (3)
+           cycles after the previous one (FETCH, DECODE, ISSUE).
+LOAD, NOP  waits for the NI to be idle. The NI is busy until ``a + 1 + d`` with
+           ``d = noc.load_cycles(length, hops)`` (LOAD), ``noc.store_cycles`` (STORE),
+           ``noc.signal_cycles()`` (SIGNAL), ``0`` (NOP); zero-length LOAD/STORE 1.
+           A LOAD does not wait for the unit: it overlaps a running EXEC.
+EXEC       waits for the NI *and* the unit to be idle. The unit is busy until
+           ``a + 1 + exec_cycles`` (``exec_cycles``: from acceptance until ``busy``
+           falls, what ``sched/cost/<kind>.py`` computes).
+STORE,     wait for the unit and the NI to be idle.
+SIGNAL
+WAIT       issues in the first cycle its token counter holds ``count`` (then consumes
+           it). A SIGNAL issued at ``a`` by a tile ``hops`` away reaches the counter at
+           ``a + hops +`` :data:`SIGNAL_DELAY` (:func:`signal_arrival`).
+END        waits for the NI and the unit to be idle; its trace entry is that cycle.
+=========  ============================================================================
+
+"Zero contention": no other tile's packets share the routers or the serving tile at the
+same time. Several tiles LOADing from the memory tile at once are served one packet at a
+time (see ``docs/integration.md``); this module does not model that.
+
+Occupancy of one micro-op (:func:`op_cycles`) is ``END - FIRST_ISSUE`` of the micro-op's
+command group run alone (WAITs already satisfied): the cycles the tile spends on it before
+the next group can start. Summed over a tile's groups plus :data:`FIRST_ISSUE` it gives
+the stream's END exactly whenever each group's first command waits for the NI and the
+unit (EXEC, STORE, SIGNAL) or the previous group left the unit idle (it ended with a STORE
+or SIGNAL after its EXEC) and the group starts with a LOAD; a group that starts with a
+WAIT can in fact start up to :data:`ISSUE_INTERVAL` cycles earlier than the sum says
+(the WAIT overlaps the NI's tail), so the sum is then an upper bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence
+
+from hw import isa
+from hw.config import PoolConfig, TileConfig
+from hw.isa import Command, Opcode
+
+from . import noc
+
+__all__ = ["FIRST_ISSUE", "ISSUE_INTERVAL", "SIGNAL_DELAY", "Step", "stream_timeline",
+           "soc_timelines", "signal_arrival", "command_cycles", "op_cycles", "op_steps",
+           "steps_of", "StreamError"]
+
+#: Issue cycle of the first command at the earliest (FETCH 0, DECODE 1, ISSUE 2).
+FIRST_ISSUE = 2
+#: Cycles between two commands' issues at the least (FETCH, DECODE, ISSUE).
+ISSUE_INTERVAL = 3
+#: A SIGNAL issued in cycle ``a`` to a tile ``hops`` away: the destination's token counter
+#: holds it from cycle ``a + hops + SIGNAL_DELAY`` (the NI's SIGNAL state, the source
+#: router's entry, the target's packet decode, the counter's register).
+SIGNAL_DELAY = 4
+
+
+class StreamError(ValueError):
+    """A stream that cannot be timed (a WAIT nobody satisfies, a bad command)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command as the timing model sees it.
+
+    ``op`` is the opcode; ``length`` and ``hops`` matter for LOAD and STORE (``hops``
+    also for SIGNAL), ``exec_cycles`` for EXEC, ``token``/``count`` for WAIT and SIGNAL,
+    ``dest`` (x, y) for SIGNAL (which tile's counter it adds to).
+    """
+
+    op: Opcode
+    length: int = 0
+    hops: int = 0
+    exec_cycles: int = 0
+    token: int = 0
+    count: int = 1
+    dest: tuple[int, int] | None = None
+
+
+def command_cycles(op: Opcode | str, nbytes: int = 0, hops: int = 0, *, flit_bits: int = 64,
+                   max_packet_bytes: int = 64) -> int:
+    """Cycles the NI is busy with one LOAD, STORE, SIGNAL or NOP (``d`` of the rules):
+    from its issue in cycle ``a`` the NI takes the next command at ``a + 1 + d``.
+
+    Parameters
+    ----------
+    op : Opcode or {"load", "store", "signal", "nop"}
+    nbytes : int
+        LOAD/STORE length.
+    hops : int
+        XY distance to the other end.
+    """
+    op = _opcode(op)
+    kw = dict(flit_bits=flit_bits, max_packet_bytes=max_packet_bytes)
+    if op is Opcode.LOAD:
+        return noc.load_cycles(nbytes, hops, **kw)
+    if op is Opcode.STORE:
+        return noc.store_cycles(nbytes, hops, **kw)
+    if op is Opcode.SIGNAL:
+        return noc.signal_cycles()
+    if op is Opcode.NOP:
+        return 0
+    raise ValueError(f"command_cycles takes load, store, signal or nop, not {op.name.lower()!r}")
+
+
+def _opcode(op: Opcode | str) -> Opcode:
+    if isinstance(op, Opcode):
+        return op
+    try:
+        return Opcode[str(op).upper()]
+    except KeyError:
+        raise ValueError(f"Unknown command {op!r}; accepted: "
+                         f"{', '.join(o.name.lower() for o in Opcode)}") from None
+
+
+def signal_arrival(issue: int, hops: int) -> int:
+    """The cycle from which a SIGNAL issued in cycle ``issue`` is in the token counter of
+    a tile ``hops`` away (a WAIT there can issue in that cycle)."""
+    return issue + hops + SIGNAL_DELAY
+
+
+def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
+             exec_cycles: Callable[[Command], int] | None = None) -> list[Step]:
+    """The timing steps of ``tile``'s commands (a list of :class:`hw.isa.Command` or an
+    assembled stream); ``exec_cycles(cmd)`` prices each EXEC."""
+    if isinstance(commands, (bytes, bytearray)):
+        commands = isa.disassemble(bytes(commands), tile.kind)
+    out = []
+    here = (tile.x, tile.y)
+    for i, c in enumerate(commands):
+        f = c.fields
+        if c.opcode in (Opcode.LOAD, Opcode.STORE):
+            out.append(Step(c.opcode, length=f["length"], hops=noc.hops(here, (f["x"], f["y"]))))
+        elif c.opcode is Opcode.SIGNAL:
+            dest = (f["x"], f["y"])
+            out.append(Step(c.opcode, hops=noc.hops(here, dest), token=f["token"],
+                            count=f["count"], dest=dest))
+        elif c.opcode is Opcode.WAIT:
+            out.append(Step(c.opcode, token=f["token"], count=f["count"]))
+        elif c.opcode is Opcode.EXEC:
+            if exec_cycles is None:
+                raise StreamError(f"Command {i} is an EXEC: pass exec_cycles to price it")
+            out.append(Step(c.opcode, exec_cycles=int(exec_cycles(c))))
+        else:
+            out.append(Step(c.opcode))
+    return out
+
+
+class _Tile:
+    """The controller, NI and unit state of one tile while its steps are timed."""
+
+    def __init__(self, steps: Sequence[Step], flit_bits: int, max_packet_bytes: int):
+        self.steps = list(steps)
+        self.kw = dict(flit_bits=flit_bits, max_packet_bytes=max_packet_bytes)
+        self.issue: list[int] = []
+        self.earliest = FIRST_ISSUE
+        self.ni_free = 0
+        self.unit_free = 0
+        self.consumed: dict[int, int] = {}
+
+    def done(self) -> bool:
+        return len(self.issue) == len(self.steps)
+
+    def candidate(self, arrivals: Mapping[int, list[int]]) -> int | None:
+        """The issue cycle of the next step, or None when it is a WAIT still short of
+        tokens (``arrivals``: token -> sorted cycles of single increments)."""
+        s = self.steps[len(self.issue)]
+        t = self.earliest
+        if s.op in (Opcode.LOAD, Opcode.NOP):
+            return max(t, self.ni_free)
+        if s.op is Opcode.WAIT:
+            need = self.consumed.get(s.token, 0) + s.count
+            have = arrivals.get(s.token, [])
+            if s.count == 0:
+                return t
+            if len(have) < need:
+                return None
+            return max(t, have[need - 1])
+        # EXEC, STORE, SIGNAL, END wait for both the NI and the unit.
+        return max(t, self.ni_free, self.unit_free)
+
+    def commit(self, a: int) -> Step:
+        s = self.steps[len(self.issue)]
+        self.issue.append(a)
+        self.earliest = a + ISSUE_INTERVAL
+        if s.op in (Opcode.LOAD, Opcode.STORE, Opcode.SIGNAL, Opcode.NOP):
+            self.ni_free = a + 1 + command_cycles(s.op, s.length, s.hops, **self.kw)
+        elif s.op is Opcode.EXEC:
+            self.unit_free = a + 1 + s.exec_cycles
+        elif s.op is Opcode.WAIT:
+            self.consumed[s.token] = self.consumed.get(s.token, 0) + s.count
+        return s
+
+
+def _arrival_lists(arrivals: Mapping[int, Iterable] | None) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for token, events in (arrivals or {}).items():
+        lst = out.setdefault(int(token), [])
+        for e in events:
+            cycle, count = (e, 1) if isinstance(e, int) else e
+            lst.extend([int(cycle)] * int(count))
+        lst.sort()
+    return out
+
+
+def _run(tiles: dict, arrivals: dict[tuple[int, int], dict[int, list[int]]],
+         coords: Mapping[str, tuple[int, int]]) -> None:
+    """Commit every tile's steps in global issue order (a WAIT is committed only when no
+    other tile could still send it an earlier SIGNAL: every SIGNAL arrives after it
+    issues, so committing the smallest candidate first is exact)."""
+    while True:
+        best = None
+        for name, st in tiles.items():
+            if st.done():
+                continue
+            a = st.candidate(arrivals.get(coords[name], {}))
+            if a is not None and (best is None or a < best[0]):
+                best = (a, name)
+        if best is None:
+            stuck = [(n, len(st.issue)) for n, st in tiles.items() if not st.done()]
+            if stuck:
+                where = ", ".join(f"{n} at command {i} (WAIT token="
+                                  f"{tiles[n].steps[i].token} count={tiles[n].steps[i].count})"
+                                  for n, i in stuck)
+                raise StreamError(f"The streams deadlock: {where} waits for a token nobody "
+                                  f"sends")
+            return
+        a, name = best
+        s = tiles[name].commit(a)
+        if s.op is Opcode.SIGNAL and s.dest is not None:
+            lst = arrivals.setdefault(s.dest, {}).setdefault(s.token, [])
+            lst.extend([signal_arrival(a, s.hops)] * s.count)
+            lst.sort()
+
+
+def stream_timeline(commands: Sequence[Command] | Sequence[Step] | bytes, tile: TileConfig | str,
+                    pool: PoolConfig, exec_cycles: Callable[[Command], int] | None = None,
+                    signal_arrivals: Mapping[int, Iterable] | None = None, *,
+                    max_packet_bytes: int = 64) -> list[int]:
+    """Issue cycle of every command of one tile's stream, with nothing else on the mesh.
+
+    Parameters
+    ----------
+    commands : list of hw.isa.Command, list of Step, or bytes
+        The tile's stream (an assembled stream is disassembled with the tile's kind).
+    tile : TileConfig or str
+        The tile that runs it (its position gives the hop counts).
+    pool : PoolConfig
+        The pool (mesh size, flit width).
+    exec_cycles : callable(Command) -> int
+        Cycles from the unit accepting an EXEC until its ``busy`` falls.
+    signal_arrivals : mapping token -> iterable of cycle or (cycle, count), optional
+        When SIGNALs from other tiles reach this tile's token counters
+        (:func:`signal_arrival` of the sender's issue cycle). SIGNALs the stream sends to
+        its own tile count too.
+
+    Returns
+    -------
+    list of int
+        What the tile's trace memory records: the ``cycles`` value when each command left
+        ISSUE (END: when the tile finished).
+
+    Raises
+    ------
+    StreamError
+        A WAIT whose tokens never arrive, or an EXEC without ``exec_cycles``.
+    """
+    if isinstance(tile, str):
+        tile = pool.tile(tile)
+    steps = (list(commands) if commands and all(isinstance(c, Step) for c in commands)
+             else steps_of(commands, tile, exec_cycles))
+    here = (tile.x, tile.y)
+    st = _Tile(steps, pool.mesh.flit_bits, max_packet_bytes)
+    _run({tile.name: st}, {here: _arrival_lists(signal_arrivals)}, {tile.name: here})
+    return st.issue
+
+
+def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolConfig,
+                  exec_cycles: Callable[[TileConfig, Command], int] | None = None, *,
+                  max_packet_bytes: int = 64) -> dict[str, list[int]]:
+    """Issue cycles of every tile's stream when all start together (``tb.soc``'s
+    ``start``), SIGNALs and WAITs between them resolved; no contention between tiles.
+
+    Parameters
+    ----------
+    streams : mapping tile name -> commands (list of Command or assembled bytes)
+    pool : PoolConfig
+    exec_cycles : callable(TileConfig, Command) -> int
+        EXEC cycles on a tile (from acceptance until ``busy`` falls).
+
+    Returns
+    -------
+    dict tile name -> list of int (see :func:`stream_timeline`)
+
+    Raises
+    ------
+    StreamError
+        If the streams deadlock (the message names each stuck WAIT).
+    """
+    tiles, coords = {}, {}
+    for name, cmds in streams.items():
+        t = pool.tile(name)
+        price = (lambda c, t=t: exec_cycles(t, c)) if exec_cycles is not None else None
+        tiles[name] = _Tile(steps_of(cmds, t, price), pool.mesh.flit_bits, max_packet_bytes)
+        coords[name] = (t.x, t.y)
+    _run(tiles, {}, coords)
+    return {n: st.issue for n, st in tiles.items()}
+
+
+def op_steps(loads: Sequence[int], exec_cycles: int | None, stores: Sequence[int], *,
+             hops: int, signals: int = 0, waits: int = 0, fence_bytes: int = 0,
+             signal_hops: int | None = None) -> list[Step]:
+    """One micro-op's command group as :mod:`sched.codegen` emits it: ``waits`` WAITs,
+    a LOAD per entry of ``loads`` (bytes), the EXEC (none if ``exec_cycles`` is None), a
+    STORE per entry of ``stores``, an optional fence LOAD of ``fence_bytes`` and
+    ``signals`` SIGNALs (``signal_hops`` away, default ``hops``)."""
+    out = [Step(Opcode.WAIT, token=0, count=0) for _ in range(waits)]
+    out += [Step(Opcode.LOAD, length=n, hops=hops) for n in loads]
+    if exec_cycles is not None:
+        out.append(Step(Opcode.EXEC, exec_cycles=exec_cycles))
+    out += [Step(Opcode.STORE, length=n, hops=hops) for n in stores]
+    if fence_bytes:
+        out.append(Step(Opcode.LOAD, length=fence_bytes, hops=hops))
+    sh = hops if signal_hops is None else signal_hops
+    out += [Step(Opcode.SIGNAL, hops=sh) for _ in range(signals)]
+    return out
+
+
+def op_cycles(loads: Sequence[int] | Sequence[Step], exec_cycles: int | None = None,
+              stores: Sequence[int] = (), *, hops: int = 1, signals: int = 0, waits: int = 0,
+              fence_bytes: int = 0, flit_bits: int = 64, max_packet_bytes: int = 64) -> int:
+    """Cycles a tile is occupied by one micro-op's command group, nothing else competing.
+
+    Either a list of :class:`Step` (any group), or the group :func:`op_steps` builds from
+    the LOAD lengths, the EXEC's cycles, the STORE lengths, the SIGNAL and WAIT counts
+    (WAITs already satisfied) at ``hops`` from the memory tile. The value is the group's
+    END cycle run alone minus :data:`FIRST_ISSUE` (see the module docstring for when a
+    tile's occupancies add up to its stream's END exactly).
+    """
+    if loads and all(isinstance(s, Step) for s in loads):
+        steps = list(loads)
+    else:
+        steps = op_steps(list(loads), exec_cycles, list(stores), hops=hops, signals=signals,
+                         waits=waits, fence_bytes=fence_bytes)
+    st = _Tile(steps + [Step(Opcode.END)], flit_bits, max_packet_bytes)
+    while not st.done():
+        a = st.candidate({})
+        if a is None:     # a WAIT on a token: satisfied already by assumption
+            a = st.earliest
+            st.steps[len(st.issue)] = Step(Opcode.WAIT, count=0)
+        st.commit(a)
+    return st.issue[-1] - FIRST_ISSUE

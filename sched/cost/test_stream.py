@@ -1,0 +1,275 @@
+"""The command-stream timing model (:mod:`sched.cost.stream`) against the tiles' traces.
+
+Two small SoCs run on Icarus (one simulator process each, every job through
+:func:`tb.soc.run_jobs`); the issue cycle of every command, as the tiles' trace memories
+record it, must equal :func:`sched.cost.stream.soc_timelines` exactly:
+
+- ``configs/stream_pair.toml`` (memory + AFUs at 1 and 2 hops): LOAD and STORE lengths
+  8 B .. 4 KiB back to back at both hop counts, LOADs while an EXEC runs (shorter and
+  longer than it), EXEC after LOADs, STORE after EXEC, SIGNAL/WAIT between the tiles,
+  NOP; micro-op groups as ``sched.codegen`` emits them, whose :func:`op_cycles` add up
+  to the stream's END; two tiles using the memory tile at once (contention, measured
+  against :func:`sched.cost.stream.memory_service_cycles`).
+- ``configs/ce_pair.toml`` (memory + two CEs, 2 hops apart): a convolution's EXEC, a
+  STORE into the other tile's scratchpad and SIGNAL/WAIT at 2 hops both ways.
+
+Verilator runs the same jobs with ``make regress`` (slow: minutes of build).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hw import isa
+from hw.afu import AfuDType, AfuFunc
+from hw.ce import CeFunc
+from hw.ce_layout import ConvShape
+from hw.config import CONFIG_DIR, UnitKind, load_config
+from hw.isa import Opcode
+from sched.cost import afu as afu_cost
+from sched.cost import ce as ce_cost
+from sched.cost import noc
+from sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
+                               op_cycles, op_steps, signal_arrival, soc_timelines,
+                               stream_timeline)
+from tb.soc import SocJob, build_soc, run_jobs
+
+PAIR = load_config(CONFIG_DIR / "stream_pair.toml")
+CE_PAIR = load_config(CONFIG_DIR / "ce_pair.toml")
+MEM = dict(x=0, y=0)
+#: Flit multiples from one flit to 4 KiB, around the 64-byte packet size.
+LENGTHS = [8, 16, 24, 56, 64, 72, 128, 136, 200, 256, 512, 1000, 4096]
+
+
+def _relu(count, a=0, out=8192):
+    return isa.exec_cmd(UnitKind.AFU, AfuFunc.RELU, a_addr=a, out_addr=out, count=count,
+                        dtype=AfuDType.BF16)
+
+
+def _load(n, spad=0, remote=0):
+    return isa.load(spad_addr=spad, remote_addr=remote, length=n, **MEM)
+
+
+def _store(n, spad=0, remote=8192):
+    return isa.store(spad_addr=spad, remote_addr=remote, length=n, **MEM)
+
+
+def afu_exec(tile, cmd):
+    f = cmd.fields
+    return afu_cost.cycles(tile, func=f["func"], **f["args"])
+
+
+def ce_exec(tile, cmd):
+    return ce_cost.cycles(tile, **cmd.fields["args"])
+
+
+def _sweep():
+    return [_load(n) for n in LENGTHS] + [_store(n) for n in LENGTHS]
+
+
+# afu1 (1 hop) sweeps, then lets afu2 (2 hops) sweep: no contention between them.
+SWEEP = {"afu1": _sweep() + [isa.signal(x=1, y=1, token=2), isa.end()],
+         "afu2": [isa.wait(token=2)] + _sweep() + [isa.end()]}
+
+# LOADs overlapping EXECs shorter and longer than them, EXEC waiting for the NI, STORE and
+# SIGNAL waiting for the unit, NOP.
+OVERLAP = [
+    _load(256), _relu(400),
+    _load(64, 4096), _load(64, 4096),      # during the EXEC: only the NI limits them
+    _relu(16),                             # waits for the unit
+    _load(2048, 4096),                     # longer than the EXEC before it
+    _relu(64),                             # waits for the NI
+    _store(128, 8192, 16384),              # waits for the unit
+    _relu(2000),
+    isa.signal(x=0, y=0, token=1),         # waits for the unit
+    _store(8, 8192, 16384), isa.nop(), isa.end(),
+]
+
+
+def _group(loads, count, stores, fence, signal_to):
+    """One micro-op as sched.codegen lowers it (rows of LOADs, EXEC, rows of STOREs, the
+    fence LOAD, a SIGNAL per consumer)."""
+    cmds = [_load(n, 64 * i) for i, n in enumerate(loads)]
+    cmds.append(_relu(count, 0, 8192))
+    cmds += [_store(n, 8192 + 64 * i, 16384 + 64 * i) for i, n in enumerate(stores)]
+    if fence:
+        cmds.append(_load(fence, 12288, 16384))
+    cmds += [isa.signal(x=x, y=y, token=t) for x, y, t in signal_to]
+    return cmds
+
+
+GROUPS_1 = [
+    _group([64, 64, 64, 64], 128, [64, 64, 64, 64], 32, [(1, 1, 1)]),
+    _group([1024], 512, [256, 256], 32, [(1, 1, 1)]),
+    _group([8, 8], 8, [8], 0, [(1, 1, 1), (0, 0, 0)]),
+]
+GROUPS_2 = [
+    [isa.wait(token=1)] + _group([200, 136], 100, [72], 0, []),
+    [isa.wait(token=1)] + _group([64] * 6, 192, [128, 128, 128], 32, []),
+    [isa.wait(token=1)] + _group([512], 256, [512], 0, [(0, 0, 2)]),
+]
+# afu1 runs its groups alone; then afu2 runs WAIT-first groups, signalled by afu1 after
+# EXEC-only work (no memory traffic on afu1's side: no contention).
+GROUPS = {"afu1": [c for g in GROUPS_1 for c in g] + [isa.end()]}
+WAITS = {"afu1": [c for n in (300, 40, 900) for c in (_relu(n), isa.signal(x=1, y=1, token=1))]
+         + [isa.end()],
+         "afu2": [c for g in GROUPS_2 for c in g] + [isa.end()]}
+
+# Two tiles on the memory tile at once.
+CONTENTION = {
+    "load_load_4k": ([_load(4096)], [_load(4096)]),
+    "load_load_512": ([_load(512)], [_load(512)]),
+    "load_4k_load_512": ([_load(4096)], [_load(512)]),
+    "store_store_4k": ([_store(4096)], [_store(4096)]),
+    "load_store_4k": ([_load(4096)], [_store(4096)]),
+    "loads_8x256": ([_load(256)] * 8, [_load(256)] * 8),
+    "staggered": ([_load(2048)], [isa.nop()] * 10 + [_load(2048)]),
+}
+
+PAIR_JOBS = {"sweep": SWEEP, "overlap1": {"afu1": OVERLAP}, "overlap2": {"afu2": OVERLAP},
+             "groups": GROUPS, "waits": WAITS}
+PAIR_JOBS.update({k: {"afu1": a + [isa.end()], "afu2": b + [isa.end()]}
+                  for k, (a, b) in CONTENTION.items()})
+
+SHAPE = ConvShape(c_in=8, c_out=8, height=6, width=6, kernel_h=3, kernel_w=3, stride=1,
+                  pads=(1, 1, 1, 1))
+_OUT = SHAPE.output_bytes(8, False)
+# ce0 (1, 0) and ce1 (0, 1): 2 hops apart, each 1 hop from the memory.
+CE_JOB = {
+    "ce0": [_load(288), _load(576, 0x1000, 0x1000),
+            isa.exec_cmd(UnitKind.CE, CeFunc.CONV,
+                         **SHAPE.exec_args(in_addr=0, w_addr=0x1000, out_addr=0x2000)),
+            _load(64, 0x3000, 0x1000),                       # during the convolution
+            _store(_OUT, 0x2000, 0x4000),
+            isa.store(spad_addr=0x2000, x=0, y=1, remote_addr=0, length=_OUT),  # 2 hops
+            isa.signal(x=0, y=1, token=0), isa.wait(token=1), isa.end()],
+    "ce1": [isa.wait(token=0), isa.signal(x=1, y=0, token=1), _load(64), isa.end()],
+}
+
+
+def _job(streams, timeout=200_000):
+    return SocJob(streams={k: isa.assemble(v) for k, v in streams.items()},
+                  timeout_cycles=timeout)
+
+
+@pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
+                                        "icarus"])
+def traces(request):
+    """Every job's measured traces: {job name: {tile: [issue cycle per command]}}."""
+    sim = request.param
+    out = {}
+    for cfg, jobs in ((PAIR, PAIR_JOBS), (CE_PAIR, {"ce": CE_JOB})):
+        results = run_jobs(build_soc(cfg, sim), [_job(s) for s in jobs.values()])
+        for name, res in zip(jobs, results):
+            assert res.status == "ok", f"{name}: {res.message}"
+            out[name] = res.trace
+    return out
+
+
+@pytest.mark.parametrize("job", ["sweep", "overlap1", "overlap2", "groups", "waits"])
+def test_timeline_equals_the_trace(traces, job):
+    assert soc_timelines(PAIR_JOBS[job], PAIR, afu_exec) == traces[job]
+
+
+def test_ce_exec_and_two_hop_signals(traces):
+    assert soc_timelines(CE_JOB, CE_PAIR, ce_exec) == traces["ce"]
+
+
+@pytest.mark.parametrize("tile,hops", [("afu1", 1), ("afu2", 2)])
+def test_back_to_back_dma_is_noc_duration_plus_one(traces, tile, hops):
+    """A LOAD or STORE issued in cycle a frees the NI for the next one at a + 1 + d, with
+    d from sched.cost.noc at the tile's distance from memory (checked here directly
+    against the trace, not through the model)."""
+    t = traces["sweep"][tile]
+    first = 1 if tile == "afu2" else 0            # afu2 starts with its WAIT
+    cmds = SWEEP[tile][first:first + 2 * len(LENGTHS)]
+    for i, c in enumerate(cmds):
+        n = c.fields["length"]
+        d = (noc.load_cycles if c.opcode is Opcode.LOAD else noc.store_cycles)(n, hops)
+        assert t[first + i + 1] - t[first + i] == max(ISSUE_INTERVAL, 1 + d), (tile, c.listing())
+
+
+def test_op_cycles_add_up_to_the_stream(traces):
+    """afu1's groups start with a LOAD and end with a SIGNAL after their EXEC: their
+    occupancies add up to the measured END exactly."""
+    total = FIRST_ISSUE
+    for g, (loads, count, stores, fence, to) in zip(GROUPS_1, [
+            ([64] * 4, 128, [64] * 4, 32, 1), ([1024], 512, [256, 256], 32, 1),
+            ([8, 8], 8, [8], 0, 2)]):
+        exec_c = afu_cost.cycles(PAIR.tile("afu1"), func="relu", dtype="bf16", count=count)
+        by_steps = op_cycles(stream_steps(g, "afu1"))
+        by_lengths = op_cycles(loads, exec_c, stores, hops=1, signals=to, fence_bytes=fence)
+        assert by_steps == by_lengths
+        total += by_lengths
+    assert traces["groups"]["afu1"][-1] == total
+
+
+def stream_steps(cmds, tile):
+    from sched.cost.stream import steps_of
+    return steps_of(cmds, PAIR.tile(tile), lambda c: afu_exec(PAIR.tile(tile), c))
+
+
+def test_wait_first_groups_are_bounded_by_op_cycles(traces):
+    """afu2's groups start with a WAIT. Given afu1's measured SIGNALs the single-tile
+    timeline is exact; with every WAIT satisfied from the start, the sum of the groups'
+    occupancies bounds the stream from above by at most ISSUE_INTERVAL per group."""
+    t = traces["waits"]
+    ex2 = lambda c: afu_exec(PAIR.tile("afu2"), c)
+    arrivals = {1: [signal_arrival(t["afu1"][i], 1) for i, c in enumerate(WAITS["afu1"])
+                    if c.opcode is Opcode.SIGNAL]}
+    assert stream_timeline(WAITS["afu2"], "afu2", PAIR, ex2, signal_arrivals=arrivals) == t["afu2"]
+    alone = stream_timeline(WAITS["afu2"], "afu2", PAIR, ex2, signal_arrivals={1: [0] * 3})
+    total = FIRST_ISSUE + sum(op_cycles(stream_steps(g, "afu2")) for g in GROUPS_2)
+    assert alone[-1] <= total <= alone[-1] + ISSUE_INTERVAL * len(GROUPS_2)
+
+
+# ---- plain Python --------------------------------------------------------------------
+
+def test_rules_by_hand():
+    """The rules on a three-command stream, worked out in the module docstring's terms."""
+    steps = [Step(Opcode.LOAD, length=64, hops=1), Step(Opcode.EXEC, exec_cycles=10),
+             Step(Opcode.STORE, length=8, hops=1), Step(Opcode.END)]
+    load = noc.load_cycles(64, 1)                  # 8 flits + 4 + 2 + 2 = 16
+    t = stream_timeline(steps, "afu1", PAIR)
+    assert t[0] == 2
+    assert t[1] == 2 + 1 + load                    # EXEC waits for the NI
+    assert t[2] == t[1] + 1 + 10                   # STORE waits for the unit
+    assert t[3] == t[2] + 1 + noc.store_cycles(8, 1)
+    assert op_cycles([64], 10, [8], hops=1) == t[3] - FIRST_ISSUE
+
+
+def test_command_cycles():
+    assert command_cycles("load", 64, 1) == noc.load_cycles(64, 1)
+    assert command_cycles(Opcode.STORE, 4096, 2) == noc.store_cycles(4096, 2)
+    assert command_cycles("signal") == 1 and command_cycles("nop") == 0
+    with pytest.raises(ValueError, match=r"command_cycles takes load, store, signal or nop, "
+                                         r"not 'exec'"):
+        command_cycles("exec")
+    with pytest.raises(ValueError, match=r"Unknown command 'jump'; accepted: nop, load"):
+        command_cycles("jump")
+
+
+def test_signal_arrivals_with_counts():
+    cmds = [isa.wait(token=3, count=2), isa.end()]
+    assert stream_timeline(cmds, "afu1", PAIR, signal_arrivals={3: [(40, 2)]}) == [40, 43]
+    assert stream_timeline(cmds, "afu1", PAIR, signal_arrivals={3: [50, 30]}) == [50, 53]
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(StreamError, match=r"The streams deadlock: afu1 at command 0 \(WAIT "
+                                          r"token=3 count=2\) waits for a token nobody sends"):
+        stream_timeline([isa.wait(token=3, count=2), isa.end()], "afu1", PAIR,
+                        signal_arrivals={3: [10]})
+    with pytest.raises(StreamError, match=r"Command 0 is an EXEC: pass exec_cycles"):
+        stream_timeline([_relu(8), isa.end()], "afu1", PAIR)
+    with pytest.raises(StreamError, match=r"afu2 at command 0 .* afu1 at command 0"):
+        soc_timelines({"afu2": [isa.wait(token=0), isa.signal(x=1, y=0, token=0)],
+                       "afu1": [isa.wait(token=0), isa.signal(x=1, y=1, token=0)]}, PAIR)
+
+
+def test_op_steps_order():
+    s = op_steps([8, 16], 5, [24], hops=2, signals=2, waits=1, fence_bytes=32)
+    assert [x.op for x in s] == [Opcode.WAIT, Opcode.LOAD, Opcode.LOAD, Opcode.EXEC,
+                                 Opcode.STORE, Opcode.LOAD, Opcode.SIGNAL, Opcode.SIGNAL]
+    assert op_cycles([8, 16], 5, [24], hops=2, signals=2, waits=1, fence_bytes=32) == \
+        op_cycles(s)
