@@ -367,3 +367,143 @@ def op_cycles(loads: Sequence[int] | Sequence[Step], exec_cycles: int | None = N
             st.steps[len(st.issue)] = Step(Opcode.WAIT, count=0)
         st.commit(a)
     return st.issue[-1] - FIRST_ISSUE
+
+
+# ---- the memory tile under contention ------------------------------------------------
+
+def memory_service_cycles(op: Opcode | str, length: int, *, flit_bits: int = 64,
+                          max_packet_bytes: int = 64) -> int:
+    """Cycles the memory tile is busy serving one LOAD or STORE of ``length`` bytes.
+
+    The memory tile handles one packet at a time: a READ_REQ costs
+    :data:`sched.cost.noc.LOAD_PACKET_OVERHEAD` plus its data flits (the response is sent
+    while it is served), a WRITE its head plus its data flits. With nothing else competing
+    this is the part of :func:`command_cycles` that does not depend on the distance; when
+    several tiles use the memory tile at once their packets are served one after another
+    (round robin between the router's input ports), so the memory tile's busy time, not
+    the links, bounds them.
+    """
+    op = _opcode(op)
+    return sum(_packet_services(op, length, flit_bits, max_packet_bytes))
+
+
+def _packet_services(op: Opcode, length: int, flit_bits: int, max_packet_bytes: int) -> list[int]:
+    if op not in (Opcode.LOAD, Opcode.STORE):
+        raise ValueError(f"The memory tile serves load and store, not {op.name.lower()!r}")
+    out = []
+    left = length
+    while left > 0:
+        c = min(left, max_packet_bytes)
+        f = noc.data_flits(c, flit_bits, max_packet_bytes)
+        out.append(f + (noc.LOAD_PACKET_OVERHEAD if op is Opcode.LOAD else 1))
+        left -= c
+    return out
+
+
+def shared_memory_finish(transfers: Sequence[tuple[int, Opcode | str, int, int]], *,
+                         flit_bits: int = 64, max_packet_bytes: int = 64) -> list[int]:
+    """When concurrent DMA commands of different tiles free their NIs, sharing the memory tile.
+
+    Parameters
+    ----------
+    transfers : list of (issue cycle, "load" or "store", length, hops)
+        One DMA command per tile (issued in that cycle, ``hops`` from the memory tile).
+
+    Returns
+    -------
+    list of int
+        Per transfer, the cycle its NI takes the next command (``a + 1 + d`` of the
+        rules; with one transfer exactly that of :func:`command_cycles`).
+        See :func:`shared_memory_timelines` for the model.
+    """
+    runs = _shared([(a, h, [(op, n)]) for a, op, n, h in transfers], flit_bits,
+                   max_packet_bytes)
+    return [st["free"] for st in runs]
+
+
+def shared_memory_timelines(streams: Sequence[tuple[int, int, Sequence[tuple[Opcode | str, int]]]],
+                            *, flit_bits: int = 64, max_packet_bytes: int = 64) -> list[list[int]]:
+    """Issue cycles of several tiles' back-to-back LOAD/STORE sequences sharing the memory tile.
+
+    Parameters
+    ----------
+    streams : list of (first issue cycle, hops, [(op, length), ...])
+        Per tile, DMA commands to the memory tile issued one after the other (each at
+        ``max(previous + ISSUE_INTERVAL, the NI free)``, as the rules say).
+
+    Returns
+    -------
+    list of list of int
+        Per tile, the issue cycle of each command and, last, the cycle its NI is free
+        after the last one (where an END would issue, at the earliest ``ISSUE_INTERVAL``
+        after the last command).
+
+    Model. The memory tile is one server taking whole packets, round robin between the
+    tiles whose packets have arrived. Packet ``k`` of a command issued at ``a`` arrives at
+    ``a + hops + 2`` plus the flits the NI sent before it (LOAD: 2 per READ_REQ; STORE:
+    head and data of each WRITE) and is served for its share of
+    :func:`memory_service_cycles`; after the last packet's service the LOAD's data is in
+    the scratchpad ``hops + 1`` cycles later, the STORE's acknowledgement back ``hops + 3``
+    cycles later, and the NI is free. These constants make one tile alone equal
+    :mod:`sched.cost.noc` exactly; the interleaving is a model of the RTL's router
+    arbitration, compared with the RTL in ``test_stream.py`` (within a cycle there).
+    """
+    return [st["issue"] for st in _shared(streams, flit_bits, max_packet_bytes)]
+
+
+def _shared(streams, flit_bits: int, max_packet_bytes: int) -> list[dict]:
+    n = len(streams)
+    state = []
+    for a, h, cmds in streams:
+        cmds = [(_opcode(op), ln) for op, ln in cmds]
+        state.append({"h": h, "cmds": cmds, "k": 0, "issue": [], "arr": [], "svc": [],
+                      "p": 0, "tail": 0, "next": a})
+    pending = set(range(n))
+
+    def start(i: int, at: int) -> None:
+        st = state[i]
+        a = max(at, st["next"])
+        st["issue"].append(a)
+        op, ln = st["cmds"][st["k"]]
+        svc = _packet_services(op, ln, flit_bits, max_packet_bytes)
+        arr, t = [], a + st["h"] + 2
+        for s in svc:
+            arr.append(t)
+            t += 2 if op is Opcode.LOAD else s
+        st.update(arr=arr, svc=svc, p=0, next=a + ISSUE_INTERVAL,
+                  tail=st["h"] + 1 if op is Opcode.LOAD else st["h"] + 3)
+        if not svc:                       # zero length: the NI is busy one cycle
+            finish(i, a + 1 + 1)
+
+    def finish(i: int, free: int) -> None:
+        st = state[i]
+        st["k"] += 1
+        if st["k"] == len(st["cmds"]):
+            st["free"] = free
+            st["issue"].append(max(free, st["next"]))
+            pending.discard(i)
+        else:
+            start(i, free)
+
+    for i in range(n):
+        if state[i]["cmds"]:
+            start(i, state[i]["next"])
+        else:
+            state[i]["issue"].append(state[i]["next"])
+            state[i]["free"] = 0
+            pending.discard(i)
+    t = 0
+    last = -1
+    while pending:
+        ready = [i for i in pending if state[i]["arr"][state[i]["p"]] <= t]
+        if not ready:
+            t = min(state[i]["arr"][state[i]["p"]] for i in pending)
+            continue
+        i = min(ready, key=lambda j: (j - last - 1) % n)   # round robin after the last
+        st = state[i]
+        t += st["svc"][st["p"]]
+        st["p"] += 1
+        last = i
+        if st["p"] == len(st["svc"]):
+            finish(i, t + st["tail"])
+    return state

@@ -8,8 +8,8 @@ record it, must equal :func:`sched.cost.stream.soc_timelines` exactly:
   8 B .. 4 KiB back to back at both hop counts, LOADs while an EXEC runs (shorter and
   longer than it), EXEC after LOADs, STORE after EXEC, SIGNAL/WAIT between the tiles,
   NOP; micro-op groups as ``sched.codegen`` emits them, whose :func:`op_cycles` add up
-  to the stream's END; two tiles using the memory tile at once (contention, measured
-  against :func:`sched.cost.stream.memory_service_cycles`).
+  to the stream's END; two tiles using the memory tile at once (contention), against
+  :func:`sched.cost.stream.shared_memory_timelines` (the memory tile as one packet server).
 - ``configs/ce_pair.toml`` (memory + two CEs, 2 hops apart): a convolution's EXEC, a
   STORE into the other tile's scratchpad and SIGNAL/WAIT at 2 hops both ways.
 
@@ -30,8 +30,9 @@ from sched.cost import afu as afu_cost
 from sched.cost import ce as ce_cost
 from sched.cost import noc
 from sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
-                               op_cycles, op_steps, signal_arrival, soc_timelines,
-                               stream_timeline)
+                               memory_service_cycles, op_cycles, op_steps,
+                               shared_memory_finish, shared_memory_timelines, signal_arrival,
+                               soc_timelines, stream_timeline)
 from tb.soc import SocJob, build_soc, run_jobs
 
 PAIR = load_config(CONFIG_DIR / "stream_pair.toml")
@@ -221,6 +222,35 @@ def test_wait_first_groups_are_bounded_by_op_cycles(traces):
     alone = stream_timeline(WAITS["afu2"], "afu2", PAIR, ex2, signal_arrivals={1: [0] * 3})
     total = FIRST_ISSUE + sum(op_cycles(stream_steps(g, "afu2")) for g in GROUPS_2)
     assert alone[-1] <= total <= alone[-1] + ISSUE_INTERVAL * len(GROUPS_2)
+
+
+@pytest.mark.parametrize("job", list(CONTENTION))
+def test_memory_tile_contention(traces, job):
+    """Both tiles on the memory tile at once: it serves one packet at a time, so each
+    tile's commands take far longer than alone; the packet-server model follows the RTL
+    to within one cycle (exactly but for the LOAD against a STORE, one cycle late)."""
+    streams = []
+    for tile, hops, cmds in (("afu1", 1, CONTENTION[job][0]), ("afu2", 2, CONTENTION[job][1])):
+        nops = sum(c.opcode is Opcode.NOP for c in cmds)
+        streams.append((FIRST_ISSUE + ISSUE_INTERVAL * nops, hops,
+                        [(c.opcode, c.fields["length"]) for c in cmds if c.opcode is not Opcode.NOP]))
+    model = shared_memory_timelines(streams)
+    for (tile, m) in zip(("afu1", "afu2"), model):
+        measured = traces[job][tile][-len(m):]
+        assert all(abs(a - b) <= 1 for a, b in zip(measured, m)), (tile, measured, m)
+        alone = soc_timelines({tile: PAIR_JOBS[job][tile]}, PAIR)[tile]
+        assert measured[-1] > alone[-1]
+
+
+def test_memory_service():
+    assert memory_service_cycles("load", 4096) == 64 * (noc.LOAD_PACKET_OVERHEAD + 8)
+    assert memory_service_cycles("store", 4096) == 64 * 9
+    assert memory_service_cycles("load", 72) == (4 + 8) + (4 + 1)
+    # alone, the shared model is the zero-contention duration
+    for op, n, h in (("load", 200, 1), ("store", 1000, 2), ("load", 8, 3), ("store", 0, 1)):
+        assert shared_memory_finish([(10, op, n, h)]) == [10 + 1 + command_cycles(op, n, h)]
+    with pytest.raises(ValueError, match=r"The memory tile serves load and store, not 'signal'"):
+        memory_service_cycles("signal", 8)
 
 
 # ---- plain Python --------------------------------------------------------------------
