@@ -303,3 +303,22 @@ def test_op_steps_order():
                                  Opcode.STORE, Opcode.LOAD, Opcode.SIGNAL, Opcode.SIGNAL]
     assert op_cycles([8, 16], 5, [24], hops=2, signals=2, waits=1, fence_bytes=32) == \
         op_cycles(s)
+
+
+def test_op_cycles_closed_form():
+    """The group sum of docs/integration.md: sum(1 + d) over LOAD/STORE, max(3, 1 + exec),
+    3 per SIGNAL and WAIT."""
+    import random
+    rng = random.Random(5)
+    for _ in range(200):
+        loads = [8 * rng.randint(1, 600) for _ in range(rng.randint(0, 5))]
+        stores = [8 * rng.randint(1, 600) for _ in range(rng.randint(0, 4))]
+        e, h = rng.randint(0, 3000), rng.randint(1, 6)
+        # codegen fences only after STOREs (a fence LOAD right after the EXEC overlaps it)
+        sig, waits, fence = rng.randint(0, 3), rng.randint(0, 2), rng.choice([0, 32])
+        fence = fence if stores else 0
+        want = (sum(1 + noc.load_cycles(n, h) for n in loads + ([fence] if fence else []))
+                + sum(1 + noc.store_cycles(n, h) for n in stores) + max(3, 1 + e)
+                + 3 * (sig + waits))
+        assert op_cycles(loads, e, stores, hops=h, signals=sig, waits=waits,
+                         fence_bytes=fence) == want
