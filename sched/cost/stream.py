@@ -82,7 +82,8 @@ class Step:
 
     ``op`` is the opcode; ``length`` and ``hops`` matter for LOAD and STORE (``hops``
     also for SIGNAL), ``exec_cycles`` for EXEC, ``token``/``count`` for WAIT and SIGNAL,
-    ``dest`` (x, y) for SIGNAL (which tile's counter it adds to).
+    ``dest`` (x, y) for SIGNAL (which tile's counter it adds to); ``to_memory`` marks a
+    LOAD/STORE whose other end is the memory tile (shared under ``memory_contention``).
     """
 
     op: Opcode
@@ -92,6 +93,7 @@ class Step:
     token: int = 0
     count: int = 1
     dest: tuple[int, int] | None = None
+    to_memory: bool = False
 
 
 def command_cycles(op: Opcode | str, nbytes: int = 0, hops: int = 0, *, flit_bits: int = 64,
@@ -137,9 +139,11 @@ def signal_arrival(issue: int, hops: int) -> int:
 
 
 def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
-             exec_cycles: Callable[[Command], int] | None = None) -> list[Step]:
+             exec_cycles: Callable[[Command], int] | None = None,
+             memory_at: tuple[int, int] | None = None) -> list[Step]:
     """The timing steps of ``tile``'s commands (a list of :class:`hw.isa.Command` or an
-    assembled stream); ``exec_cycles(cmd)`` prices each EXEC."""
+    assembled stream); ``exec_cycles(cmd)`` prices each EXEC; LOAD/STORE to
+    ``memory_at`` are marked ``to_memory``."""
     if isinstance(commands, (bytes, bytearray)):
         commands = isa.disassemble(bytes(commands), tile.kind)
     out = []
@@ -147,7 +151,9 @@ def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
     for i, c in enumerate(commands):
         f = c.fields
         if c.opcode in (Opcode.LOAD, Opcode.STORE):
-            out.append(Step(c.opcode, length=f["length"], hops=noc.hops(here, (f["x"], f["y"]))))
+            there = (f["x"], f["y"])
+            out.append(Step(c.opcode, length=f["length"], hops=noc.hops(here, there),
+                            to_memory=there == memory_at))
         elif c.opcode is Opcode.SIGNAL:
             dest = (f["x"], f["y"])
             out.append(Step(c.opcode, hops=noc.hops(here, dest), token=f["token"],
@@ -163,28 +169,69 @@ def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
     return out
 
 
+class _MemoryServer:
+    """The memory tile: one packet at a time, round robin between tiles (see
+    :func:`shared_memory_timelines` for the timing)."""
+
+    def __init__(self, flit_bits: int, max_packet_bytes: int, tiles: int):
+        self.kw = (flit_bits, max_packet_bytes)
+        self.jobs: list[dict] = []
+        self.free = 0
+        self.last = -1
+        self.tiles = tiles
+
+    def add(self, tile: int, a: int, step: Step, done: Callable[[int], None]) -> None:
+        svc = _packet_services(step.op, step.length, *self.kw)
+        arr, t = [], a + step.hops + 2
+        for c in svc:
+            arr.append(t)
+            t += 2 if step.op is Opcode.LOAD else c
+        tail = step.hops + 1 if step.op is Opcode.LOAD else step.hops + 3
+        self.jobs.append({"tile": tile, "arr": arr, "svc": svc, "p": 0, "tail": tail,
+                          "done": done})
+
+    def next_start(self) -> int | None:
+        """When the next packet's service starts (None: nothing in flight)."""
+        if not self.jobs:
+            return None
+        return max(self.free, min(j["arr"][j["p"]] for j in self.jobs))
+
+    def serve(self) -> None:
+        s = self.next_start()
+        ready = [j for j in self.jobs if j["arr"][j["p"]] <= s]
+        j = min(ready, key=lambda j: (j["tile"] - self.last - 1) % self.tiles)
+        self.free = s + j["svc"][j["p"]]
+        self.last = j["tile"]
+        j["p"] += 1
+        if j["p"] == len(j["svc"]):
+            self.jobs.remove(j)
+            j["done"](self.free + j["tail"])
+
+
 class _Tile:
     """The controller, NI and unit state of one tile while its steps are timed."""
 
-    def __init__(self, steps: Sequence[Step], flit_bits: int, max_packet_bytes: int):
+    def __init__(self, steps: Sequence[Step], flit_bits: int, max_packet_bytes: int,
+                 index: int = 0, server: _MemoryServer | None = None):
         self.steps = list(steps)
         self.kw = dict(flit_bits=flit_bits, max_packet_bytes=max_packet_bytes)
         self.issue: list[int] = []
         self.earliest = FIRST_ISSUE
-        self.ni_free = 0
+        self.ni_free: int | None = 0      # None: a transfer is in the memory tile's hands
         self.unit_free = 0
         self.consumed: dict[int, int] = {}
+        self.index = index
+        self.server = server
 
     def done(self) -> bool:
         return len(self.issue) == len(self.steps)
 
     def candidate(self, arrivals: Mapping[int, list[int]]) -> int | None:
         """The issue cycle of the next step, or None when it is a WAIT still short of
-        tokens (``arrivals``: token -> sorted cycles of single increments)."""
+        tokens (``arrivals``: token -> sorted cycles of single increments) or waits for
+        the NI while the memory tile has not finished its transfer."""
         s = self.steps[len(self.issue)]
         t = self.earliest
-        if s.op in (Opcode.LOAD, Opcode.NOP):
-            return max(t, self.ni_free)
         if s.op is Opcode.WAIT:
             need = self.consumed.get(s.token, 0) + s.count
             have = arrivals.get(s.token, [])
@@ -193,6 +240,10 @@ class _Tile:
             if len(have) < need:
                 return None
             return max(t, have[need - 1])
+        if self.ni_free is None:
+            return None
+        if s.op in (Opcode.LOAD, Opcode.NOP):
+            return max(t, self.ni_free)
         # EXEC, STORE, SIGNAL, END wait for both the NI and the unit.
         return max(t, self.ni_free, self.unit_free)
 
@@ -200,13 +251,20 @@ class _Tile:
         s = self.steps[len(self.issue)]
         self.issue.append(a)
         self.earliest = a + ISSUE_INTERVAL
-        if s.op in (Opcode.LOAD, Opcode.STORE, Opcode.SIGNAL, Opcode.NOP):
+        if (self.server is not None and s.to_memory and s.length > 0
+                and s.op in (Opcode.LOAD, Opcode.STORE)):
+            self.ni_free = None
+            self.server.add(self.index, a, s, self._landed)
+        elif s.op in (Opcode.LOAD, Opcode.STORE, Opcode.SIGNAL, Opcode.NOP):
             self.ni_free = a + 1 + command_cycles(s.op, s.length, s.hops, **self.kw)
         elif s.op is Opcode.EXEC:
             self.unit_free = a + 1 + s.exec_cycles
         elif s.op is Opcode.WAIT:
             self.consumed[s.token] = self.consumed.get(s.token, 0) + s.count
         return s
+
+    def _landed(self, free: int) -> None:
+        self.ni_free = free
 
 
 def _arrival_lists(arrivals: Mapping[int, Iterable] | None) -> dict[int, list[int]]:
@@ -221,10 +279,12 @@ def _arrival_lists(arrivals: Mapping[int, Iterable] | None) -> dict[int, list[in
 
 
 def _run(tiles: dict, arrivals: dict[tuple[int, int], dict[int, list[int]]],
-         coords: Mapping[str, tuple[int, int]]) -> None:
+         coords: Mapping[str, tuple[int, int]], server: _MemoryServer | None = None) -> None:
     """Commit every tile's steps in global issue order (a WAIT is committed only when no
     other tile could still send it an earlier SIGNAL: every SIGNAL arrives after it
-    issues, so committing the smallest candidate first is exact)."""
+    issues, so committing the smallest candidate first is exact). With a memory server,
+    its packet services are events too, taken when they start before every candidate
+    (a command issued first may still add a packet that arrives in time)."""
     while True:
         best = None
         for name, st in tiles.items():
@@ -233,6 +293,10 @@ def _run(tiles: dict, arrivals: dict[tuple[int, int], dict[int, list[int]]],
             a = st.candidate(arrivals.get(coords[name], {}))
             if a is not None and (best is None or a < best[0]):
                 best = (a, name)
+        nxt = server.next_start() if server is not None else None
+        if nxt is not None and (best is None or nxt < best[0]):
+            server.serve()
+            continue
         if best is None:
             stuck = [(n, len(st.issue)) for n, st in tiles.items() if not st.done()]
             if stuck:
@@ -294,9 +358,15 @@ def stream_timeline(commands: Sequence[Command] | Sequence[Step] | bytes, tile: 
 
 def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolConfig,
                   exec_cycles: Callable[[TileConfig, Command], int] | None = None, *,
+                  memory_contention: bool = False,
                   max_packet_bytes: int = 64) -> dict[str, list[int]]:
     """Issue cycles of every tile's stream when all start together (``tb.soc``'s
-    ``start``), SIGNALs and WAITs between them resolved; no contention between tiles.
+    ``start``), SIGNALs and WAITs between them resolved.
+
+    Without ``memory_contention`` the tiles do not disturb each other (exact when their
+    transfers do not overlap in time). With it, LOADs and STOREs to the memory tile share
+    it as :func:`shared_memory_timelines` describes (round robin in the pool's tile
+    order); other transfers and SIGNALs stay contention-free.
 
     Parameters
     ----------
@@ -304,6 +374,8 @@ def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolCo
     pool : PoolConfig
     exec_cycles : callable(TileConfig, Command) -> int
         EXEC cycles on a tile (from acceptance until ``busy`` falls).
+    memory_contention : bool
+        Model the memory tile serving one packet at a time.
 
     Returns
     -------
@@ -315,12 +387,17 @@ def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolCo
         If the streams deadlock (the message names each stuck WAIT).
     """
     tiles, coords = {}, {}
+    order = [t.name for t in pool.tiles]
+    server = (_MemoryServer(pool.mesh.flit_bits, max_packet_bytes, len(order))
+              if memory_contention else None)
+    mem = (pool.memory.x, pool.memory.y)
     for name, cmds in streams.items():
         t = pool.tile(name)
         price = (lambda c, t=t: exec_cycles(t, c)) if exec_cycles is not None else None
-        tiles[name] = _Tile(steps_of(cmds, t, price), pool.mesh.flit_bits, max_packet_bytes)
+        tiles[name] = _Tile(steps_of(cmds, t, price, mem), pool.mesh.flit_bits,
+                            max_packet_bytes, order.index(name), server)
         coords[name] = (t.x, t.y)
-    _run(tiles, {}, coords)
+    _run(tiles, {}, coords, server)
     return {n: st.issue for n, st in tiles.items()}
 
 
@@ -418,7 +495,7 @@ def shared_memory_finish(transfers: Sequence[tuple[int, Opcode | str, int, int]]
     """
     runs = _shared([(a, h, [(op, n)]) for a, op, n, h in transfers], flit_bits,
                    max_packet_bytes)
-    return [st["free"] for st in runs]
+    return [st.ni_free for st in runs]
 
 
 def shared_memory_timelines(streams: Sequence[tuple[int, int, Sequence[tuple[Opcode | str, int]]]],
@@ -448,62 +525,19 @@ def shared_memory_timelines(streams: Sequence[tuple[int, int, Sequence[tuple[Opc
     :mod:`sched.cost.noc` exactly; the interleaving is a model of the RTL's router
     arbitration, compared with the RTL in ``test_stream.py`` (within a cycle there).
     """
-    return [st["issue"] for st in _shared(streams, flit_bits, max_packet_bytes)]
+    return [st.issue for st in _shared(streams, flit_bits, max_packet_bytes)]
 
 
-def _shared(streams, flit_bits: int, max_packet_bytes: int) -> list[dict]:
-    n = len(streams)
-    state = []
-    for a, h, cmds in streams:
-        cmds = [(_opcode(op), ln) for op, ln in cmds]
-        state.append({"h": h, "cmds": cmds, "k": 0, "issue": [], "arr": [], "svc": [],
-                      "p": 0, "tail": 0, "next": a})
-    pending = set(range(n))
-
-    def start(i: int, at: int) -> None:
-        st = state[i]
-        a = max(at, st["next"])
-        st["issue"].append(a)
-        op, ln = st["cmds"][st["k"]]
-        svc = _packet_services(op, ln, flit_bits, max_packet_bytes)
-        arr, t = [], a + st["h"] + 2
-        for s in svc:
-            arr.append(t)
-            t += 2 if op is Opcode.LOAD else s
-        st.update(arr=arr, svc=svc, p=0, next=a + ISSUE_INTERVAL,
-                  tail=st["h"] + 1 if op is Opcode.LOAD else st["h"] + 3)
-        if not svc:                       # zero length: the NI is busy one cycle
-            finish(i, a + 1 + 1)
-
-    def finish(i: int, free: int) -> None:
-        st = state[i]
-        st["k"] += 1
-        if st["k"] == len(st["cmds"]):
-            st["free"] = free
-            st["issue"].append(max(free, st["next"]))
-            pending.discard(i)
-        else:
-            start(i, free)
-
-    for i in range(n):
-        if state[i]["cmds"]:
-            start(i, state[i]["next"])
-        else:
-            state[i]["issue"].append(state[i]["next"])
-            state[i]["free"] = 0
-            pending.discard(i)
-    t = 0
-    last = -1
-    while pending:
-        ready = [i for i in pending if state[i]["arr"][state[i]["p"]] <= t]
-        if not ready:
-            t = min(state[i]["arr"][state[i]["p"]] for i in pending)
-            continue
-        i = min(ready, key=lambda j: (j - last - 1) % n)   # round robin after the last
-        st = state[i]
-        t += st["svc"][st["p"]]
-        st["p"] += 1
-        last = i
-        if st["p"] == len(st["svc"]):
-            finish(i, t + st["tail"])
-    return state
+def _shared(streams, flit_bits: int, max_packet_bytes: int) -> list[_Tile]:
+    server = _MemoryServer(flit_bits, max_packet_bytes, len(streams))
+    tiles = {}
+    for i, (a, h, cmds) in enumerate(streams):
+        steps = [Step(_opcode(op), length=n, hops=h, to_memory=True) for op, n in cmds]
+        for st in steps:
+            if st.op not in (Opcode.LOAD, Opcode.STORE):
+                raise ValueError(f"The memory tile serves load and store, not "
+                                 f"{st.op.name.lower()!r}")
+        tiles[i] = _Tile(steps + [Step(Opcode.END)], flit_bits, max_packet_bytes, i, server)
+        tiles[i].earliest = a
+    _run(tiles, {}, {i: (0, 0) for i in tiles}, server)
+    return list(tiles.values())
