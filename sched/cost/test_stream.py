@@ -1,7 +1,7 @@
 """The command-stream timing model (:mod:`sched.cost.stream`) against the tiles' traces.
 
-Two small SoCs run on Icarus (one simulator process each, every job through
-:func:`tb.soc.run_jobs`); the issue cycle of every command, as the tiles' trace memories
+Two small SoCs run on Icarus (one simulator process each, every job of
+:mod:`tb.stream_jobs` through :func:`tb.soc.run_jobs`); the issue cycle of every command, as the tiles' trace memories
 record it, must equal :func:`sched.cost.stream.soc_timelines` exactly:
 
 - ``configs/stream_pair.toml`` (memory + AFUs at 1 and 2 hops): LOAD and STORE lengths
@@ -21,175 +21,23 @@ from __future__ import annotations
 import pytest
 
 from hw import isa
-from hw.afu import AfuDType, AfuFunc
-from hw.ce import CeFunc
-from hw.ce_layout import ConvShape
-from hw.config import CONFIG_DIR, UnitKind, load_config
 from hw.isa import Opcode
 from sched.cost import afu as afu_cost
-from sched.cost import ce as ce_cost
 from sched.cost import noc
 from sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
                                memory_service_cycles, op_cycles, op_steps,
                                shared_memory_finish, shared_memory_timelines, signal_arrival,
                                soc_timelines, stream_timeline)
-from tb.soc import SocJob, build_soc, run_jobs
-
-PAIR = load_config(CONFIG_DIR / "stream_pair.toml")
-CE_PAIR = load_config(CONFIG_DIR / "ce_pair.toml")
-MEM = dict(x=0, y=0)
-#: Flit multiples from one flit to 4 KiB, around the 64-byte packet size.
-LENGTHS = [8, 16, 24, 56, 64, 72, 128, 136, 200, 256, 512, 1000, 4096]
-
-
-def _relu(count, a=0, out=8192):
-    return isa.exec_cmd(UnitKind.AFU, AfuFunc.RELU, a_addr=a, out_addr=out, count=count,
-                        dtype=AfuDType.BF16)
-
-
-def _load(n, spad=0, remote=0):
-    return isa.load(spad_addr=spad, remote_addr=remote, length=n, **MEM)
-
-
-def _store(n, spad=0, remote=8192):
-    return isa.store(spad_addr=spad, remote_addr=remote, length=n, **MEM)
-
-
-def afu_exec(tile, cmd):
-    f = cmd.fields
-    return afu_cost.cycles(tile, func=f["func"], **f["args"])
-
-
-def ce_exec(tile, cmd):
-    return ce_cost.cycles(tile, **cmd.fields["args"])
-
-
-def _sweep():
-    return [_load(n) for n in LENGTHS] + [_store(n) for n in LENGTHS]
-
-
-# afu1 (1 hop) sweeps, then lets afu2 (2 hops) sweep: no contention between them.
-SWEEP = {"afu1": _sweep() + [isa.signal(x=1, y=1, token=2), isa.end()],
-         "afu2": [isa.wait(token=2)] + _sweep() + [isa.end()]}
-
-# LOADs overlapping EXECs shorter and longer than them, EXEC waiting for the NI, STORE and
-# SIGNAL waiting for the unit, NOP.
-OVERLAP = [
-    _load(256), _relu(400),
-    _load(64, 4096), _load(64, 4096),      # during the EXEC: only the NI limits them
-    _relu(16),                             # waits for the unit
-    _load(2048, 4096),                     # longer than the EXEC before it
-    _relu(64),                             # waits for the NI
-    _store(128, 8192, 16384),              # waits for the unit
-    _relu(2000),
-    isa.signal(x=0, y=0, token=1),         # waits for the unit
-    _store(8, 8192, 16384), isa.nop(), isa.end(),
-]
-
-
-def _group(loads, count, stores, fence, signal_to):
-    """One micro-op as sched.codegen lowers it (rows of LOADs, EXEC, rows of STOREs, the
-    fence LOAD, a SIGNAL per consumer)."""
-    cmds = [_load(n, 64 * i) for i, n in enumerate(loads)]
-    cmds.append(_relu(count, 0, 8192))
-    cmds += [_store(n, 8192 + 64 * i, 16384 + 64 * i) for i, n in enumerate(stores)]
-    if fence:
-        cmds.append(_load(fence, 12288, 16384))
-    cmds += [isa.signal(x=x, y=y, token=t) for x, y, t in signal_to]
-    return cmds
-
-
-GROUPS_1 = [
-    _group([64, 64, 64, 64], 128, [64, 64, 64, 64], 32, [(1, 1, 1)]),
-    _group([1024], 512, [256, 256], 32, [(1, 1, 1)]),
-    _group([8, 8], 8, [8], 0, [(1, 1, 1), (0, 0, 0)]),
-]
-GROUPS_2 = [
-    [isa.wait(token=1)] + _group([200, 136], 100, [72], 0, []),
-    [isa.wait(token=1)] + _group([64] * 6, 192, [128, 128, 128], 32, []),
-    [isa.wait(token=1)] + _group([512], 256, [512], 0, [(0, 0, 2)]),
-]
-# afu1 runs its groups alone; then afu2 runs WAIT-first groups, signalled by afu1 after
-# EXEC-only work (no memory traffic on afu1's side: no contention).
-GROUPS = {"afu1": [c for g in GROUPS_1 for c in g] + [isa.end()]}
-WAITS = {"afu1": [c for n in (300, 40, 900) for c in (_relu(n), isa.signal(x=1, y=1, token=1))]
-         + [isa.end()],
-         "afu2": [c for g in GROUPS_2 for c in g] + [isa.end()]}
-
-# Both tiles at once, codegen-like: afu2's LOADs and STOREs overlap afu1's.
-CONCURRENT = {"afu1": GROUPS["afu1"], "afu2": WAITS["afu2"]}
-
-
-def _random_pair(seed):
-    """Random micro-op groups on both tiles at once; afu1 signals afu2 after each of its
-    groups, afu2 waits for one signal before each of its own (fewer groups than afu1)."""
-    import random
-    rng = random.Random(seed)
-
-    def groups(n, signal):
-        out = []
-        for _ in range(n):
-            loads = [8 * rng.randint(1, 128) for _ in range(rng.randint(1, 4))]
-            stores = [8 * rng.randint(1, 64) for _ in range(rng.randint(1, 3))]
-            g = _group(loads, 4 * rng.randint(1, 300), stores, rng.choice([0, 32]),
-                       [(1, 1, 1)] if signal else [])
-            out.append(g if signal else [isa.wait(token=1)] + g)
-        return [c for g in out for c in g] + [isa.end()]
-    n = rng.randint(2, 5)
-    return {"afu1": groups(n, True), "afu2": groups(rng.randint(1, n), False)}
-
-
-RANDOM = {f"random{i}": _random_pair(i) for i in range(8)}
-
-# Two tiles on the memory tile at once.
-CONTENTION = {
-    "load_load_4k": ([_load(4096)], [_load(4096)]),
-    "load_load_512": ([_load(512)], [_load(512)]),
-    "load_4k_load_512": ([_load(4096)], [_load(512)]),
-    "store_store_4k": ([_store(4096)], [_store(4096)]),
-    "load_store_4k": ([_load(4096)], [_store(4096)]),
-    "loads_8x256": ([_load(256)] * 8, [_load(256)] * 8),
-    "staggered": ([_load(2048)], [isa.nop()] * 10 + [_load(2048)]),
-}
-
-PAIR_JOBS = {"sweep": SWEEP, "overlap1": {"afu1": OVERLAP}, "overlap2": {"afu2": OVERLAP},
-             "groups": GROUPS, "waits": WAITS, "concurrent": CONCURRENT, **RANDOM}
-PAIR_JOBS.update({k: {"afu1": a + [isa.end()], "afu2": b + [isa.end()]}
-                  for k, (a, b) in CONTENTION.items()})
-
-SHAPE = ConvShape(c_in=8, c_out=8, height=6, width=6, kernel_h=3, kernel_w=3, stride=1,
-                  pads=(1, 1, 1, 1))
-_OUT = SHAPE.output_bytes(8, False)
-# ce0 (1, 0) and ce1 (0, 1): 2 hops apart, each 1 hop from the memory.
-CE_JOB = {
-    "ce0": [_load(288), _load(576, 0x1000, 0x1000),
-            isa.exec_cmd(UnitKind.CE, CeFunc.CONV,
-                         **SHAPE.exec_args(in_addr=0, w_addr=0x1000, out_addr=0x2000)),
-            _load(64, 0x3000, 0x1000),                       # during the convolution
-            _store(_OUT, 0x2000, 0x4000),
-            isa.store(spad_addr=0x2000, x=0, y=1, remote_addr=0, length=_OUT),  # 2 hops
-            isa.signal(x=0, y=1, token=0), isa.wait(token=1), isa.end()],
-    "ce1": [isa.wait(token=0), isa.signal(x=1, y=0, token=1), _load(64), isa.end()],
-}
-
-
-def _job(streams, timeout=200_000):
-    return SocJob(streams={k: isa.assemble(v) for k, v in streams.items()},
-                  timeout_cycles=timeout)
+from tb.stream_jobs import (CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1, GROUPS_2, LENGTHS,
+                            PAIR, PAIR_JOBS, RANDOM, SWEEP, WAITS, afu_exec, ce_exec, measure,
+                            relu)
 
 
 @pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
                                         "icarus"])
 def traces(request):
     """Every job's measured traces: {job name: {tile: [issue cycle per command]}}."""
-    sim = request.param
-    out = {}
-    for cfg, jobs in ((PAIR, PAIR_JOBS), (CE_PAIR, {"ce": CE_JOB})):
-        results = run_jobs(build_soc(cfg, sim), [_job(s) for s in jobs.values()])
-        for name, res in zip(jobs, results):
-            assert res.status == "ok", f"{name}: {res.message}"
-            out[name] = res.trace
-    return out
+    return measure(request.param)
 
 
 @pytest.mark.parametrize("job", ["sweep", "overlap1", "overlap2", "groups", "waits"])
@@ -341,7 +189,7 @@ def test_errors_name_the_problem():
         stream_timeline([isa.wait(token=3, count=2), isa.end()], "afu1", PAIR,
                         signal_arrivals={3: [10]})
     with pytest.raises(StreamError, match=r"Command 0 is an EXEC: pass exec_cycles"):
-        stream_timeline([_relu(8), isa.end()], "afu1", PAIR)
+        stream_timeline([relu(8), isa.end()], "afu1", PAIR)
     with pytest.raises(StreamError, match=r"afu2 at command 0 .* afu1 at command 0"):
         soc_timelines({"afu2": [isa.wait(token=0), isa.signal(x=1, y=0, token=0)],
                        "afu1": [isa.wait(token=0), isa.signal(x=1, y=1, token=0)]}, PAIR)
