@@ -435,11 +435,32 @@ def op_cycles(loads: Sequence[int] | Sequence[Step], exec_cycles: int | None = N
     the LOAD lengths, the EXEC's cycles, the STORE lengths, the SIGNAL and WAIT counts
     (WAITs already satisfied) at ``hops`` from the memory tile. The value is the group's
     END cycle run alone minus :data:`FIRST_ISSUE` (see the module docstring for when a
-    tile's occupancies add up to its stream's END exactly).
+    tile's occupancies add up to its stream's END exactly). For codegen's groups this is
+    ``sum(max(3, 1 + d) for each LOAD/STORE) + max(3, 1 + exec) + 3 * (signals + waits)``
+    (a few microseconds); other groups run through the rules.
+
+    Examples
+    --------
+    Four 64-byte row LOADs, a 100-cycle EXEC, two 64-byte row STOREs, one SIGNAL, 1 hop:
+
+    >>> op_cycles([64] * 4, 100, [64] * 2, hops=1, signals=1)
+    204
     """
     if loads and all(isinstance(s, Step) for s in loads):
         steps = list(loads)
-    else:
+    elif stores or not fence_bytes or exec_cycles is None:
+        # The closed form (each command waits for what the one before it occupies):
+        # max(3, 1 + d) per LOAD/STORE, max(3, 1 + exec), 3 per SIGNAL and WAIT.
+        kw = dict(flit_bits=flit_bits, max_packet_bytes=max_packet_bytes)
+        dma = [noc.load_cycles(n, hops, **kw) for n in loads]
+        dma += [noc.store_cycles(n, hops, **kw) for n in stores]
+        if fence_bytes:
+            dma.append(noc.load_cycles(fence_bytes, hops, **kw))
+        total = sum(max(ISSUE_INTERVAL, 1 + d) for d in dma)
+        if exec_cycles is not None:
+            total += max(ISSUE_INTERVAL, 1 + exec_cycles)
+        return total + ISSUE_INTERVAL * (signals + waits)
+    else:                 # a fence LOAD right after the EXEC overlaps it: run the rules
         steps = op_steps(list(loads), exec_cycles, list(stores), hops=hops, signals=signals,
                          waits=waits, fence_bytes=fence_bytes)
     # WAITs are satisfied already: as WAITs of nothing (count 0) they issue at once.

@@ -205,7 +205,7 @@ def test_op_steps_order():
 
 def test_op_cycles_closed_form():
     """The group sum of docs/integration.md: sum(1 + d) over LOAD/STORE, max(3, 1 + exec),
-    3 per SIGNAL and WAIT."""
+    3 per SIGNAL and WAIT, equal to the rules engine (which the RTL tests check)."""
     import random
     rng = random.Random(5)
     for _ in range(200):
@@ -220,3 +220,10 @@ def test_op_cycles_closed_form():
                 + 3 * (sig + waits))
         assert op_cycles(loads, e, stores, hops=h, signals=sig, waits=waits,
                          fence_bytes=fence) == want
+        # the rules engine on the same group
+        assert op_cycles(op_steps(loads, e, stores, hops=h, signals=sig, waits=waits,
+                                  fence_bytes=fence)) == want
+    # a fence right after the EXEC (no STORE) overlaps it: less than the closed form
+    assert op_cycles([64], 500, [], hops=1, fence_bytes=32) == \
+        1 + noc.load_cycles(64, 1) + 1 + 500 < \
+        1 + noc.load_cycles(64, 1) + 501 + 1 + noc.load_cycles(32, 1)
