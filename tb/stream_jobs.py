@@ -23,8 +23,8 @@ from tb.soc import SocJob, build_soc, run_jobs
 
 __all__ = ["PAIR", "CE_PAIR", "LENGTHS", "SWEEP", "OVERLAP", "GROUPS_1", "GROUPS_2",
            "GROUPS", "WAITS", "CONCURRENT", "RANDOM", "CONTENTION", "PAIR_JOBS", "CE_JOB",
-           "CE_JOBS", "afu_exec", "ce_exec", "group", "measure", "relu", "mem_load", "mem_store",
-           "job_of"]
+           "CE_CONTENTION", "CE_JOBS", "afu_exec", "ce_exec", "group", "measure", "relu",
+           "mem_load", "mem_store", "job_of"]
 
 PAIR = load_config(CONFIG_DIR / "stream_pair.toml")
 CE_PAIR = load_config(CONFIG_DIR / "ce_pair.toml")
@@ -167,7 +167,12 @@ def job_of(streams, timeout=200_000):
     return SocJob(streams={k: isa.assemble(v) for k, v in streams.items()},
                   timeout_cycles=timeout)
 
-CE_JOBS = {"ce": CE_JOB}
+# Both CEs on the memory tile at once, from its two router ports (east and south).
+CE_CONTENTION = {"ce0": [mem_load(2048), mem_store(1024), mem_load(512), mem_load(64),
+                         isa.end()],
+                 "ce1": [mem_load(2048), mem_store(1024), mem_store(512), mem_load(64),
+                         isa.end()]}
+CE_JOBS = {"ce": CE_JOB, "ce_contention": CE_CONTENTION}
 
 
 def measure(sim: str = "icarus") -> dict[str, dict[str, list[int]]]:

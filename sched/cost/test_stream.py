@@ -2,7 +2,8 @@
 
 Two small SoCs run on Icarus (one simulator process each, every job of
 :mod:`tb.stream_jobs` through :func:`tb.soc.run_jobs`); the issue cycle of every command, as the tiles' trace memories
-record it, must equal :func:`sched.cost.stream.soc_timelines` exactly:
+record it, must equal :func:`sched.cost.stream.soc_timelines` exactly when no two tiles'
+transfers overlap:
 
 - ``configs/stream_pair.toml`` (memory + AFUs at 1 and 2 hops): LOAD and STORE lengths
   8 B .. 4 KiB back to back at both hop counts, LOADs while an EXEC runs (shorter and
@@ -11,7 +12,11 @@ record it, must equal :func:`sched.cost.stream.soc_timelines` exactly:
   to the stream's END; two tiles using the memory tile at once (contention), against
   :func:`sched.cost.stream.shared_memory_timelines` (the memory tile as one packet server).
 - ``configs/ce_pair.toml`` (memory + two CEs, 2 hops apart): a convolution's EXEC, a
-  STORE into the other tile's scratchpad and SIGNAL/WAIT at 2 hops both ways.
+  STORE into the other tile's scratchpad and SIGNAL/WAIT at 2 hops both ways; both CEs
+  on the memory tile at once from its two router ports.
+
+Where transfers overlap, :func:`sched.cost.stream.soc_timelines` with
+``memory_contention=True`` is compared with a stated tolerance instead.
 
 Verilator runs the same jobs with ``make regress`` (slow: minutes of build).
 """
@@ -28,9 +33,9 @@ from sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, c
                                memory_service_cycles, op_cycles, op_steps,
                                shared_memory_finish, shared_memory_timelines, signal_arrival,
                                soc_timelines, stream_timeline)
-from tb.stream_jobs import (CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1, GROUPS_2, LENGTHS,
-                            PAIR, PAIR_JOBS, RANDOM, SWEEP, WAITS, afu_exec, ce_exec, measure,
-                            relu)
+from tb.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1,
+                            GROUPS_2, LENGTHS, PAIR, PAIR_JOBS, RANDOM, SWEEP, WAITS, afu_exec,
+                            ce_exec, measure, relu)
 
 
 @pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
@@ -47,6 +52,15 @@ def test_timeline_equals_the_trace(traces, job):
 
 def test_ce_exec_and_two_hop_signals(traces):
     assert soc_timelines(CE_JOB, CE_PAIR, ce_exec) == traces["ce"]
+
+
+def test_ce_pair_memory_contention(traces):
+    """Two tiles reaching the memory tile from different router ports (east, south):
+    LOADs and STOREs at once follow the packet server within one cycle."""
+    shared = soc_timelines(CE_CONTENTION, CE_PAIR, memory_contention=True)
+    for tile, measured in traces["ce_contention"].items():
+        assert all(abs(a - b) <= 1 for a, b in zip(measured, shared[tile])), \
+            (tile, measured, shared[tile])
 
 
 @pytest.mark.parametrize("tile,hops", [("afu1", 1), ("afu2", 2)])
