@@ -1,9 +1,9 @@
 """The command-stream timing model (:mod:`sched.cost.stream`) against the tiles' traces.
 
 Two small SoCs run on Icarus (one simulator process each, every job of
-:mod:`tb.stream_jobs` through :func:`tb.soc.run_jobs`); the issue cycle of every command, as the tiles' trace memories
-record it, must equal :func:`sched.cost.stream.soc_timelines` exactly when no two tiles'
-transfers overlap:
+:mod:`tb.stream_jobs` through :func:`tb.soc.run_jobs`); the issue cycle of every command,
+as the tiles' trace memories record it, must equal
+:func:`sched.cost.stream.soc_timelines` exactly when no two tiles' transfers overlap:
 
 - ``configs/stream_pair.toml`` (memory + AFUs at 1 and 2 hops): LOAD and STORE lengths
   8 B .. 4 KiB back to back at both hop counts, LOADs while an EXEC runs (shorter and
