@@ -66,7 +66,8 @@ from . import noc
 
 __all__ = ["FIRST_ISSUE", "ISSUE_INTERVAL", "SIGNAL_DELAY", "Step", "stream_timeline",
            "soc_timelines", "signal_arrival", "command_cycles", "op_cycles", "op_steps",
-           "steps_of", "StreamError"]
+           "steps_of", "StreamError", "memory_service_cycles", "op_memory_cycles",
+           "shared_memory_timelines", "shared_memory_finish"]
 
 #: Issue cycle of the first command at the earliest (FETCH 0, DECODE 1, ISSUE 2).
 FIRST_ISSUE = 2
@@ -486,6 +487,17 @@ def memory_service_cycles(op: Opcode | str, length: int, *, flit_bits: int = 64,
     """
     op = _opcode(op)
     return sum(_packet_services(op, length, flit_bits, max_packet_bytes))
+
+
+def op_memory_cycles(loads: Sequence[int], stores: Sequence[int] = (), *, fence_bytes: int = 0,
+                     flit_bits: int = 64, max_packet_bytes: int = 64) -> int:
+    """Cycles the memory tile is busy with one micro-op's LOADs (and fence) and STOREs:
+    what the group takes from every other tile using the memory tile at the same time
+    (the resource a contention-aware scheduler books, instead of link serialisation)."""
+    kw = dict(flit_bits=flit_bits, max_packet_bytes=max_packet_bytes)
+    return (sum(memory_service_cycles(Opcode.LOAD, n, **kw)
+                for n in [*loads, *([fence_bytes] if fence_bytes else [])])
+            + sum(memory_service_cycles(Opcode.STORE, n, **kw) for n in stores))
 
 
 def _packet_services(op: Opcode, length: int, flit_bits: int, max_packet_bytes: int) -> list[int]:

@@ -30,7 +30,7 @@ from hw.isa import Opcode
 from sched.cost import afu as afu_cost
 from sched.cost import noc
 from sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
-                               memory_service_cycles, op_cycles, op_steps,
+                               memory_service_cycles, op_cycles, op_memory_cycles, op_steps,
                                shared_memory_finish, shared_memory_timelines, signal_arrival,
                                soc_timelines, stream_timeline)
 from tb.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1,
@@ -161,6 +161,7 @@ def test_memory_service():
     # alone, the shared model is the zero-contention duration
     for op, n, h in (("load", 200, 1), ("store", 1000, 2), ("load", 8, 3), ("store", 0, 1)):
         assert shared_memory_finish([(10, op, n, h)]) == [10 + 1 + command_cycles(op, n, h)]
+    assert op_memory_cycles([64] * 4, [72], fence_bytes=32) == 4 * 12 + (4 + 4) + (9 + 2)
     with pytest.raises(ValueError, match=r"The memory tile serves load and store, not 'signal'"):
         memory_service_cycles("signal", 8)
 
