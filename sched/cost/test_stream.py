@@ -242,3 +242,11 @@ def test_op_cycles_closed_form():
     assert op_cycles([64], 500, [], hops=1, fence_bytes=32) == \
         1 + noc.load_cycles(64, 1) + 1 + 500 < \
         1 + noc.load_cycles(64, 1) + 501 + 1 + noc.load_cycles(32, 1)
+
+
+def test_assembled_stream_and_commands_agree():
+    from tb.stream_jobs import OVERLAP
+    ex = lambda c: afu_exec(PAIR.tile("afu1"), c)
+    assert stream_timeline(isa.assemble(OVERLAP), "afu1", PAIR, ex) == \
+        stream_timeline(OVERLAP, PAIR.tile("afu1"), PAIR, ex) == \
+        soc_timelines({"afu1": OVERLAP}, PAIR, afu_exec)["afu1"]
