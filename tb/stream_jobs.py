@@ -24,7 +24,7 @@ from tb.soc import SocJob, build_soc, run_jobs
 __all__ = ["PAIR", "CE_PAIR", "LENGTHS", "SWEEP", "OVERLAP", "GROUPS_1", "GROUPS_2",
            "GROUPS", "WAITS", "CONCURRENT", "RANDOM", "CONTENTION", "PAIR_JOBS", "CE_JOB",
            "CE_CONTENTION", "CE_JOBS", "afu_exec", "ce_exec", "group", "measure", "relu",
-           "mem_load", "mem_store", "job_of"]
+           "mem_load", "mem_store", "job_of", "compiled_model"]
 
 PAIR = load_config(CONFIG_DIR / "stream_pair.toml")
 CE_PAIR = load_config(CONFIG_DIR / "ce_pair.toml")
@@ -186,3 +186,25 @@ def measure(sim: str = "icarus") -> dict[str, dict[str, list[int]]]:
                 raise AssertionError(f"{name}: {res.message}")
             out[name] = res.trace
     return out
+
+
+def compiled_model(model: str, cfg, scheduler: str = "heft", seed: int = 0):
+    """``(schedule, program, job)`` of a built-in model on pool ``cfg`` as ``accelpool sim``
+    compiles it (:mod:`sched.simflow`: no fence), the job ready for :func:`tb.soc.run_job`."""
+    from sched import models
+    from sched.codegen import compile_schedule
+    from sched.cost.model import CostModel
+    from sched.decompose import compile_model
+    from sched.pool import Pool
+    from sched.schedulers import SCHEDULERS
+    from sched.simflow import image_runs
+
+    graph = compile_model(model, cfg)
+    inputs = models.example_inputs(models.build(model), seed=seed)
+    pool = Pool(cfg)
+    schedule = SCHEDULERS[scheduler](graph.dag, pool, CostModel(pool))
+    prog = compile_schedule(graph, schedule, inputs, fence=False)
+    job = SocJob(streams={t: s.binary for t, s in prog.streams.items()},
+                 image=image_runs(prog.image.data, prog.image.initialized),
+                 timeout_cycles=5_000_000)
+    return schedule, prog, job

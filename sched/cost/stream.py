@@ -67,7 +67,7 @@ from . import noc
 __all__ = ["FIRST_ISSUE", "ISSUE_INTERVAL", "SIGNAL_DELAY", "Step", "stream_timeline",
            "soc_timelines", "signal_arrival", "command_cycles", "op_cycles", "op_steps",
            "steps_of", "StreamError", "memory_service_cycles", "op_memory_cycles",
-           "shared_memory_timelines", "shared_memory_finish"]
+           "shared_memory_timelines", "shared_memory_finish", "exec_cycles_from_args"]
 
 #: Issue cycle of the first command at the earliest (FETCH 0, DECODE 1, ISSUE 2).
 FIRST_ISSUE = 2
@@ -145,17 +145,33 @@ def signal_arrival(issue: int, hops: int) -> int:
     return issue + hops + SIGNAL_DELAY
 
 
+def exec_cycles_from_args(tile: TileConfig, cmd: Command) -> int:
+    """An EXEC's cycles from its own arguments: ``sched/cost/<kind>.py``'s ``cycles(tile,
+    func=..., **args)``. Exact for the DMU, LPU, AFU and CE; the GNN and SMU formulas
+    take the edge/non-zero total from the arguments and spread it evenly over the rows
+    (exact unless rows are empty: their per-row counts are data in the scratchpad).
+    """
+    import importlib
+
+    try:
+        module = importlib.import_module(f"sched.cost.{tile.kind.key}")
+    except ModuleNotFoundError:
+        raise StreamError(f"No cycle model sched/cost/{tile.kind.key}.py for the EXEC on "
+                          f"{tile.name}: pass exec_cycles") from None
+    return int(module.cycles(tile, func=cmd.fields["func"], **cmd.fields["args"]))
+
+
 def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
              exec_cycles: Callable[[Command], int] | None = None,
              memory_at: tuple[int, int] | None = None) -> list[Step]:
     """The timing steps of ``tile``'s commands (a list of :class:`hw.isa.Command` or an
-    assembled stream); ``exec_cycles(cmd)`` prices each EXEC; LOAD/STORE to
-    ``memory_at`` are marked ``to_memory``."""
+    assembled stream); ``exec_cycles(cmd)`` prices each EXEC (default
+    :func:`exec_cycles_from_args`); LOAD/STORE to ``memory_at`` are marked ``to_memory``."""
     if isinstance(commands, (bytes, bytearray)):
         commands = isa.disassemble(bytes(commands), tile.kind)
     out = []
     here = (tile.x, tile.y)
-    for i, c in enumerate(commands):
+    for c in commands:
         f = c.fields
         if c.opcode in (Opcode.LOAD, Opcode.STORE):
             there = (f["x"], f["y"])
@@ -168,9 +184,8 @@ def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
         elif c.opcode is Opcode.WAIT:
             out.append(Step(c.opcode, token=f["token"], count=f["count"]))
         elif c.opcode is Opcode.EXEC:
-            if exec_cycles is None:
-                raise StreamError(f"Command {i} is an EXEC: pass exec_cycles to price it")
-            out.append(Step(c.opcode, exec_cycles=int(exec_cycles(c))))
+            cyc = exec_cycles(c) if exec_cycles is not None else exec_cycles_from_args(tile, c)
+            out.append(Step(c.opcode, exec_cycles=int(cyc)))
         else:
             out.append(Step(c.opcode))
     return out
@@ -335,8 +350,9 @@ def stream_timeline(commands: Sequence[Command] | Sequence[Step] | bytes, tile: 
         The tile that runs it (its position gives the hop counts).
     pool : PoolConfig
         The pool (mesh size, flit width).
-    exec_cycles : callable(Command) -> int
-        Cycles from the unit accepting an EXEC until its ``busy`` falls.
+    exec_cycles : callable(Command) -> int, optional
+        Cycles from the unit accepting an EXEC until its ``busy`` falls (default
+        :func:`exec_cycles_from_args`).
     signal_arrivals : mapping token -> iterable of cycle or (cycle, count), optional
         When SIGNALs from other tiles reach this tile's token counters
         (:func:`signal_arrival` of the sender's issue cycle). SIGNALs the stream sends to
@@ -351,7 +367,7 @@ def stream_timeline(commands: Sequence[Command] | Sequence[Step] | bytes, tile: 
     Raises
     ------
     StreamError
-        A WAIT whose tokens never arrive, or an EXEC without ``exec_cycles``.
+        A WAIT whose tokens never arrive, or an EXEC of a kind without a cycle model.
     """
     if isinstance(tile, str):
         tile = pool.tile(tile)
@@ -379,8 +395,9 @@ def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolCo
     ----------
     streams : mapping tile name -> commands (list of Command or assembled bytes)
     pool : PoolConfig
-    exec_cycles : callable(TileConfig, Command) -> int
-        EXEC cycles on a tile (from acceptance until ``busy`` falls).
+    exec_cycles : callable(TileConfig, Command) -> int, optional
+        EXEC cycles on a tile (from acceptance until ``busy`` falls; default
+        :func:`exec_cycles_from_args`).
     memory_contention : bool
         Model the memory tile serving one packet at a time.
 
