@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
 from hw import isa
-from hw.config import PoolConfig, TileConfig
+from hw.config import PoolConfig, TileConfig, UnitKind
 from hw.isa import Command, Opcode
 
 from . import noc
@@ -67,7 +67,8 @@ from . import noc
 __all__ = ["FIRST_ISSUE", "ISSUE_INTERVAL", "SIGNAL_DELAY", "Step", "stream_timeline",
            "soc_timelines", "signal_arrival", "command_cycles", "op_cycles", "op_steps",
            "steps_of", "StreamError", "memory_service_cycles", "op_memory_cycles",
-           "shared_memory_timelines", "shared_memory_finish", "exec_cycles_from_args"]
+           "shared_memory_timelines", "shared_memory_finish", "exec_cycles_from_args",
+           "program_timelines"]
 
 #: Issue cycle of the first command at the earliest (FETCH 0, DECODE 1, ISSUE 2).
 FIRST_ISSUE = 2
@@ -423,6 +424,18 @@ def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolCo
         coords[name] = (t.x, t.y)
     _run(tiles, {}, coords, server)
     return {n: st.issue for n, st in tiles.items()}
+
+
+def program_timelines(program, pool: PoolConfig, *, memory_contention: bool = True,
+                      exec_cycles: Callable[[TileConfig, Command], int] | None = None
+                      ) -> dict[str, list[int]]:
+    """:func:`soc_timelines` of a compiled :class:`sched.codegen.Program` (its
+    ``streams[tile].commands``), the memory tile's contention included by default: the
+    predicted trace of every tile; ``max(t[-1] for t in result.values())`` is the
+    makespan the RTL will measure (exact to a few cycles on the default SoC's models)."""
+    streams = {t: s.commands for t, s in program.streams.items()
+               if pool.tile(t).kind is not UnitKind.MEMORY}
+    return soc_timelines(streams, pool, exec_cycles, memory_contention=memory_contention)
 
 
 def op_steps(loads: Sequence[int], exec_cycles: int | None, stores: Sequence[int], *,

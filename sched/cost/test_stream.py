@@ -31,7 +31,8 @@ from sched.cost import afu as afu_cost
 from sched.cost import noc
 from sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
                                memory_service_cycles, op_cycles, op_memory_cycles, op_steps,
-                               shared_memory_finish, shared_memory_timelines, signal_arrival,
+                               program_timelines, shared_memory_finish,
+                               shared_memory_timelines, signal_arrival,
                                soc_timelines, stream_timeline)
 from tb.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1,
                             GROUPS_2, LENGTHS, PAIR, PAIR_JOBS, RANDOM, SWEEP, WAITS, afu_exec,
@@ -180,8 +181,8 @@ def test_lowered_models_predicted_from_their_streams(model):
     cfg = load_config("default")
     _, prog, job = compiled_model(model, cfg)
     res = run_job(build_soc(cfg, "icarus"), job)
-    pred = soc_timelines({t: prog.streams[t].commands for t in res.trace}, cfg,
-                         memory_contention=True)
+    pred = program_timelines(prog, cfg)
+    assert set(pred) == set(res.trace)
     for tile, measured in res.trace.items():
         assert abs(pred[tile][-1] - measured[-1]) <= 0.005 * measured[-1], tile
         assert all(abs(a - b) <= 16 for a, b in zip(measured, pred[tile])), tile
