@@ -335,6 +335,11 @@ class SocDriver:
         from cocotb.triggers import RisingEdge, Timer
         d = self.dut
         d.reg_pos.value = tile.y * self.cfg.mesh.cols + tile.x
+        # Prime the position for one cycle (the trace mux selects with the position of
+        # the previous cycle): on Verilator entry 0 otherwise came back from the tile
+        # read before (the last position of read_all_registers).
+        d.trace_addr.value = 0
+        await RisingEdge(self.clk)
         out = []
         for i in range(count):
             d.trace_addr.value = i
