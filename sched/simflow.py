@@ -66,6 +66,10 @@ class SimReport:
     noc_bytes: int
     sim_seconds: float
     files: Mapping[str, Path] = field(default_factory=dict)
+    outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    stream_cycles: int = 0
+    program: Any = None
+    trace: Mapping[str, list] = field(default_factory=dict)
 
     @property
     def error_pct(self) -> float:
@@ -75,7 +79,10 @@ class SimReport:
         lines = [f"model {self.model} on pool {self.pool} ({self.scheduler}, {self.sim})",
                  f"outputs: {'OK (bit-exact against the golden reference)' if self.outputs_ok else 'MISMATCH: ' + self.mismatch}",
                  f"cycles: measured {self.measured_cycles}, predicted {self.predicted_cycles} "
-                 f"(error {self.error_pct:+.2f}%)",
+                 f"by the schedule (error {self.error_pct:+.2f}%)"
+                 + (f", {self.stream_cycles} by the compiled streams' timing model "
+                    f"({100.0 * (self.stream_cycles - self.measured_cycles) / max(1, self.measured_cycles):+.2f}%)"
+                    if self.stream_cycles else ""),
                  f"simulation: {self.measured_cycles / max(self.sim_seconds, 1e-9):,.0f} cycles/s",
                  f"NoC traffic: {self.noc_bytes} bytes moved by LOAD/STORE",
                  "unit busy: " + ", ".join(f"{k} {v:.1f}%" for k, v in self.unit_busy.items())]
@@ -222,9 +229,21 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
                                res.trace)
         bar.update()
         return SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,
-                         schedule.makespan, busy, noc, res.sim_seconds, files)
+                         schedule.makespan, busy, noc, res.sim_seconds, files, got,
+                         _stream_prediction(prog, cfg), prog, res.trace)
     finally:
         bar.close()
+
+
+def _stream_prediction(prog, cfg: PoolConfig) -> int:
+    """The compiled streams' own predicted END (command timing rules with the memory tile's
+    contention, :func:`sched.cost.stream.program_timelines`), 0 if unavailable."""
+    try:
+        from sched.cost.stream import program_timelines
+    except ImportError:
+        return 0
+    lines = program_timelines(prog, cfg)
+    return max((t[-1] for t in lines.values() if t), default=0)
 
 
 def _write_reports(out_dir: Path, stem: str, schedule, graph, prog, trace) -> dict[str, Path]:
