@@ -32,7 +32,8 @@ from hw.tile import REGISTERS, STATUS_BITS
 from tb.harness import locked
 
 __all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
-           "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS"]
+           "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS",
+           "start_up_safe", "zero_memories", "simulation_text"]
 
 JOB_ENV = "ACCELPOOL_SOC_JOB"
 CLOCK_PERIOD_NS = 10
@@ -455,6 +456,57 @@ def start_up_safe(text: str) -> str:
     return "".join(out)
 
 
+_ZERO_INIT = re.compile(
+    r"^  initial begin\n"
+    r"((?:    (?:\\\S+ |[A-Za-z_][\w$]*)\[\d+\] = \d+'h0+;\n)+)"
+    r"  end\n", re.M)
+_ZERO_LINE = re.compile(r"    (\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = (\d+)'h0+;\n")
+
+
+def zero_memories(text: str) -> str:
+    """Replace Yosys's word-by-word zero initialisers of memories by one loop each.
+
+    ``lib.memory.Memory(init=[])`` still makes Yosys write ``mem[i] = 64'h0...;`` for every
+    word: 131k lines for a 1 MiB global memory, a third of the default SoC's Verilog, which
+    Verilator turns into C++ that takes minutes to compile. An ``initial`` block that sets
+    words ``lo..hi`` of one memory to zero, in order and nothing else, becomes::
+
+        initial begin : accelpool_zero_<n>
+          integer i;
+          for (i = lo; i <= hi; i = i + 1) mem[i] = 64'h0;
+        end
+
+    which both simulators run at time 0 as before, so every memory still starts at zero
+    (the compiler relies on zero padding). Any other ``initial`` block (a ROM's contents)
+    is left as it is.
+    """
+    count = 0
+
+    def loop(m: re.Match) -> str:
+        nonlocal count
+        words = _ZERO_LINE.findall(m.group(1))
+        names = {n for n, _, _ in words}
+        widths = {w for _, _, w in words}
+        index = [int(i) for _, i, _ in words]
+        lo = index[0]
+        if len(names) != 1 or len(widths) != 1 or index != list(range(lo, lo + len(index))):
+            return m.group(0)
+        count += 1
+        name, width = names.pop(), widths.pop()
+        return (f"  initial begin : accelpool_zero_{count}\n"
+                f"    integer i;\n"
+                f"    for (i = {lo}; i <= {index[-1]}; i = i + 1)\n"
+                f"      {name}[i] = {width}'h0;\n"
+                f"  end\n")
+
+    return _ZERO_INIT.sub(loop, text)
+
+
+def simulation_text(text: str) -> str:
+    """The text both simulators compile: :func:`zero_memories`, then :func:`start_up_safe`."""
+    return start_up_safe(zero_memories(text))
+
+
 @dataclass
 class SocBuild:
     """A built SoC: where, for which simulator, and its runner."""
@@ -498,13 +550,13 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
             write_soc(cfg, top_dir, **kw)
             key_file.write_text(key)
     build_dir = top_dir / sim
-    # Both simulators get the start-up-safe text (see start_up_safe).
+    # Both simulators get the compact, start-up-safe text (see simulation_text).
     patched = top_dir / f"{SOC_TOP}.sim.v"
-    text = start_up_safe(src[0].read_text())
+    text = simulation_text(src[0].read_text())
     if not patched.exists() or patched.read_text() != text:
         patched.write_text(text)
     src = [patched, src[1]]
-    key += "+start_up_safe"
+    key += "+simulation_text"
     if sim == "verilator":
         verilator_version()
         build_args = verilator_lint_args() + ["--timing", "-CFLAGS", "-std=c++20", "-O3"]
