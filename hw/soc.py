@@ -255,17 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", default=str(DEFAULT_CONFIG))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--lint", action="store_true",
-                    help="verilator --lint-only the text the simulators run (tb.soc.start_up_safe)")
+                    help="verilator --lint-only the text the simulators run (tb.soc.simulation_text)")
     args = ap.parse_args(argv)
     soc_v, top_v = write_soc(load_config(args.pool), args.out)
     print(soc_v)
     print(top_v)
     if args.lint:
-        from tb.soc import start_up_safe
+        from tb.soc import simulation_text
         from .verilog import lint
         sim_v = soc_v.parent / "lint" / f"{SOC_TOP}.v"   # lint takes the module from the name
         sim_v.parent.mkdir(exist_ok=True)
-        sim_v.write_text(start_up_safe(soc_v.read_text()))
+        sim_v.write_text(simulation_text(soc_v.read_text()))
         res = lint(sim_v)
         print(f"{sim_v}  {'lint ok' if res.returncode == 0 else 'LINT FAILED'}")
         if res.returncode:

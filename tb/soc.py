@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import re
 import time
@@ -507,6 +508,27 @@ def simulation_text(text: str) -> str:
     return start_up_safe(zero_memories(text))
 
 
+#: Verilator options of a SoC build, besides the lint waivers of :mod:`tb.harness`:
+#: ``--timing`` for the HDL clock; ``--no-public-flat-rw`` undoes the cocotb runner's
+#: ``--public-flat-rw``, which makes every signal of the SoC public (VPI-visible), so that
+#: Verilator can neither inline nor drop any of them: 123 MB of C++ in 130 files for the
+#: default SoC instead of 34 MB in 41. The testbench only touches the wrapper's ports and
+#: its ``clk``; a config file (:func:`_public_vlt`) keeps exactly those public.
+VERILATOR_SOC_ARGS = ["--timing", "-CFLAGS", "-std=c++20", "-O3", "--no-public-flat-rw",
+                      "--verilate-jobs", "2"]
+#: make variables of the Verilator C++ build (given through MAKEFLAGS): the generated
+#: "fast" code at -O1 instead of verilated.mk's -Os compiles 2.6x faster (13 s -> 5 s of
+#: CPU for a 1 MB file of the default SoC) for about the same simulation speed; the
+#: run-time library too. The "slow" (initialisation) code stays at -O0.
+VERILATOR_SOC_MAKE = {"OPT_FAST": "-O1", "OPT_GLOBAL": "-O1"}
+
+
+def _public_vlt(wrapper: str) -> str:
+    """A Verilator config file: only the clock wrapper's signals are VPI-visible."""
+    return (f"`verilator_config\n// Only the clock wrapper's signals (host ports, clk) are "
+            f"VPI-visible.\npublic_flat_rw -module \"{wrapper}\" -var \"*\"\n")
+
+
 @dataclass
 class SocBuild:
     """A built SoC: where, for which simulator, and its runner."""
@@ -557,18 +579,27 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
         patched.write_text(text)
     src = [patched, src[1]]
     key += "+simulation_text"
+    make_vars = {}
     if sim == "verilator":
         verilator_version()
-        build_args = verilator_lint_args() + ["--timing", "-CFLAGS", "-std=c++20", "-O3"]
+        public = top_dir / "soc_public.vlt"
+        if not public.exists() or public.read_text() != _public_vlt(SOC_WRAPPER):
+            public.write_text(_public_vlt(SOC_WRAPPER))
+        build_args = verilator_lint_args() + VERILATOR_SOC_ARGS + [str(public)]
+        make_vars = dict(VERILATOR_SOC_MAKE)
     else:
         iverilog_version()
         build_args = []
     # The simulator build is keyed on the Verilog text itself (regenerating identical text
     # after an unrelated source change does not rebuild).
     stamp = hashlib.sha256(json.dumps([hashlib.sha256(text.encode()).hexdigest(),
-                                       src[1].read_text(), build_args, waves, sim]).encode()
-                           ).hexdigest()
+                                       src[1].read_text(), build_args, make_vars, waves,
+                                       sim]).encode()).hexdigest()
     with simulator_environment(), locked(build_dir):
+        if make_vars:
+            os.environ["MAKEFLAGS"] = " ".join(
+                [os.environ.get("MAKEFLAGS", "")] + [f"{k}={v}" for k, v in make_vars.items()]
+            ).strip()
         runner = get_runner(sim)
         stamp_file = build_dir / ".stamp"
         built = stamp_file.exists() and stamp_file.read_text() == stamp and \
