@@ -464,10 +464,14 @@ _ZERO_INIT = re.compile(
 _ZERO_LINE = re.compile(r"    (\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = (\d+)'h0+;\n")
 
 
-def zero_memories(text: str) -> str:
-    """Replace Yosys's word-by-word zero initialisers of memories by one loop each.
+_MEM_DECL = re.compile(r"^  reg (?:\[(\d+):0\] )?(\\\S+ |[A-Za-z_][\w$]*) \[(\d+):(\d+)\];\n"
+                       r"(?!  initial begin)", re.M)
 
-    ``lib.memory.Memory(init=[])`` still makes Yosys write ``mem[i] = 64'h0...;`` for every
+
+def zero_memories(text: str) -> str:
+    """Give every memory of Yosys's Verilog a one-loop zero initialisation.
+
+    ``lib.memory.Memory(init=[])`` makes Yosys write ``mem[i] = 64'h0...;`` for every
     word: 131k lines for a 1 MiB global memory, a third of the default SoC's Verilog, which
     Verilator turns into C++ that takes minutes to compile. An ``initial`` block that sets
     words ``lo..hi`` of one memory to zero, in order and nothing else, becomes::
@@ -479,12 +483,23 @@ def zero_memories(text: str) -> str:
 
     which both simulators run at time 0 as before, so every memory still starts at zero
     (the compiler relies on zero padding). Any other ``initial`` block (a ROM's contents)
-    is left as it is.
+    is left as it is. A memory declared with no ``initial`` block after it (Amaranth
+    memories always have initial contents; :func:`hw.soc.write_soc` leaves out the
+    all-zero ones, see :func:`hw.soc.zero_init_skipped`) gets the same loop over its
+    whole range.
     """
     count = 0
 
-    def loop(m: re.Match) -> str:
+    def block(name: str, width: str, lo: int, hi: int) -> str:
         nonlocal count
+        count += 1
+        return (f"  initial begin : accelpool_zero_{count}\n"
+                f"    integer i;\n"
+                f"    for (i = {lo}; i <= {hi}; i = i + 1)\n"
+                f"      {name}[i] = {width}'h0;\n"
+                f"  end\n")
+
+    def loop(m: re.Match) -> str:
         words = _ZERO_LINE.findall(m.group(1))
         names = {n for n, _, _ in words}
         widths = {w for _, _, w in words}
@@ -492,15 +507,14 @@ def zero_memories(text: str) -> str:
         lo = index[0]
         if len(names) != 1 or len(widths) != 1 or index != list(range(lo, lo + len(index))):
             return m.group(0)
-        count += 1
-        name, width = names.pop(), widths.pop()
-        return (f"  initial begin : accelpool_zero_{count}\n"
-                f"    integer i;\n"
-                f"    for (i = {lo}; i <= {index[-1]}; i = i + 1)\n"
-                f"      {name}[i] = {width}'h0;\n"
-                f"  end\n")
+        return block(names.pop(), widths.pop(), lo, index[-1])
 
-    return _ZERO_INIT.sub(loop, text)
+    def declared(m: re.Match) -> str:
+        msb, name, a, b = m.groups()
+        width = int(msb) + 1 if msb is not None else 1
+        return m.group(0) + block(name, str(width), min(int(a), int(b)), max(int(a), int(b)))
+
+    return _MEM_DECL.sub(declared, _ZERO_INIT.sub(loop, text))
 
 
 def simulation_text(text: str) -> str:
