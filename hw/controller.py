@@ -77,6 +77,10 @@ class TileController(wiring.Component):
         WAIT for the token counters.
     cycles, unit_busy_cycles, ni_busy_cycles, wait_cycles, stall_cycles : Out(32)
         Cycle counters of the last run.
+    issued : Out(1)
+        High in the cycle the command at ``pc`` leaves ISSUE (accepted by the NI, the unit
+        or the token counters; END: the tile is done). With ``cycles`` it timestamps every
+        command: the tile's trace (:class:`hw.tile.ComputeTile`) records it.
     """
 
     def __init__(self, *, depth: int):
@@ -105,6 +109,7 @@ class TileController(wiring.Component):
             "ni_busy_cycles": Out(COUNTER_BITS),
             "wait_cycles": Out(COUNTER_BITS),
             "stall_cycles": Out(COUNTER_BITS),
+            "issued": Out(1),
         })
 
     @property
@@ -140,6 +145,7 @@ class TileController(wiring.Component):
             ]
 
         def next_command():
+            m.d.comb += self.issued.eq(1)
             with m.If(pc + 1 >= self._depth):
                 m.d.sync += [self.error.eq(1), self.error_pc.eq(pc), self.running.eq(0)]
                 m.next = "IDLE"
@@ -188,6 +194,7 @@ class TileController(wiring.Component):
                     with m.Case(Opcode.END):
                         m.d.comb += blocked.eq(self.ni_busy | self.unit_busy)
                         with m.If(~self.ni_busy & ~self.unit_busy):
+                            m.d.comb += self.issued.eq(1)
                             m.d.sync += [self.done.eq(1), self.running.eq(0)]
                             m.next = "IDLE"
                     with m.Default():

@@ -8,7 +8,7 @@ each lane-wide slice of D's columns (a *pass*; ``ceil(cols / L)`` passes) and ea
     acc = init
     for (k, v) in row i of S, in stored order:      # one per cycle
         acc[l] = combine(acc[l], product(v, D[k, slice])[l])   for every lane l
-    out[i, slice] = finish(acc, count_i)             # written as two scratchpad words
+    out[i, slice] = finish(acc, count_i)             # two scratchpad words (FP32), one (BF16)
 
 What ``init``, ``product``, ``combine`` and ``finish`` compute is the unit's *datapath*
 (:class:`LaneDatapath`): the SMU multiplies and adds, the GNN unit adds or takes the
@@ -19,9 +19,12 @@ maximum. The engine does the control and data movement:
 - stage 0 takes a token and reads ``D[k, slice]`` through ``dense_read``; stage 1 has the
   word and computes the lane products; stage 2 combines them into the accumulators;
 - at a row end the accumulators go through ``finish`` into an output register and are
-  written, ``L`` FP32 results as two words, through ``out_write`` in the next two cycles,
-  with byte enables only for real columns. Two row ends are therefore taken at least
-  two cycles apart (an empty row after a row end costs two cycles).
+  written through ``out_write`` in the next two cycles, with byte enables only for real
+  columns: ``L`` FP32 results as two words, or, when the job's ``out_bf16`` is set, the
+  ``L`` results rounded to BF16 (:class:`~hw.arith.round.Fp32ToBf16`: RNE, FTZ, canonical
+  NaN) as one word in the first of the two cycles. Two row ends are therefore taken at
+  least two cycles apart (an empty row after a row end costs two cycles) in both formats,
+  so the cycle count does not depend on the output format.
 
 The pipeline never stalls; a pass costs about ``sum(max(nnz_i + 1, 2))`` cycles plus a
 small start-up (see :mod:`sched.cost.csr`).
@@ -31,10 +34,11 @@ Word width is ``L`` BF16 lanes (``16 L`` bits). All addresses here are word addr
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith.round import Fp32ToBf16
 from .csr_walk import NNZ_BITS, ROW_BITS, CsrWalker
 
 __all__ = ["LaneDatapath", "EngineJob", "CsrRowEngine"]
@@ -67,10 +71,11 @@ class LaneDatapath:
 
 
 def EngineJob(addr_width: int) -> data.StructLayout:
-    """An engine job: word addresses of S's ``ptr`` and ``nz``, D and the output; shapes."""
+    """An engine job: word addresses of S's ``ptr`` and ``nz``, D and the output; shapes;
+    ``out_bf16``: write the results as BF16 (one word per ``L``) instead of FP32 (two)."""
     return data.StructLayout({
         "ptr": addr_width, "nz": addr_width, "dense": addr_width, "out": addr_width,
-        "rows": ROW_BITS, "cols": ROW_BITS, "nnz": NNZ_BITS,
+        "rows": ROW_BITS, "cols": ROW_BITS, "nnz": NNZ_BITS, "out_bf16": 1,
     })
 
 
@@ -198,10 +203,20 @@ class CsrRowEngine(wiring.Component):
         m.d.comb += nvalid.eq(job.cols - (chunk2 << log_l))
         lane_ok = Cat(*(nvalid > l for l in range(L)))
 
-        # Output writes: two words per row (before stage 2: a row end there sets `phase`).
+        # The BF16 results: rounded between the output register and the write port.
+        out_bf16 = []
+        for l in range(L):
+            rnd = Fp32ToBf16()
+            m.submodules[f"out_round{l}"] = rnd
+            m.d.comb += rnd.x.eq(out.word_select(l, 32))
+            out_bf16.append(rnd.y)
+
+        # Output writes: two FP32 words per row, or one BF16 word and an idle cycle (the
+        # mask's high half is then 0). Before stage 2: a row end there sets `phase`.
         half = word // 8
         with m.If(phase == 1):
-            m.d.comb += [self.out_write.addr.eq(wr_addr), self.out_write.data.eq(out[:word]),
+            m.d.comb += [self.out_write.addr.eq(wr_addr),
+                         self.out_write.data.eq(Mux(job.out_bf16, Cat(*out_bf16), out[:word])),
                          self.out_write.en.eq(wr_mask[:half])]
             m.d.sync += phase.eq(2)
         with m.Elif(phase == 2):
@@ -217,10 +232,12 @@ class CsrRowEngine(wiring.Component):
             m.d.sync += [a.eq(c) for a, c in zip(acc, combined)]
         with m.If(s2.valid & s2.end):
             m.d.sync += [a.eq(dp.init) for a in acc]
+            slot = row2 * chunks + chunk2          # the row's slice, in output slices
             m.d.sync += [
                 out.eq(Cat(*finished)),
-                wr_addr.eq(job.out + ((row2 * chunks + chunk2) << 1)),
-                wr_mask.eq(Cat(*(b.replicate(4) for b in lane_ok))),
+                wr_addr.eq(job.out + Mux(job.out_bf16, slot, slot << 1)),
+                wr_mask.eq(Mux(job.out_bf16, Cat(*(b.replicate(2) for b in lane_ok)),
+                               Cat(*(b.replicate(4) for b in lane_ok)))),
                 phase.eq(1),
                 final.eq(s2.last & (chunk2 == chunks - 1)),
             ]

@@ -1,29 +1,34 @@
 """DMU: the dense matrix unit, an R x C systolic array of BF16 MACs with FP32 accumulators.
 
 One EXEC ``GEMM`` command computes ``D[M,N] = (C[M,N] if accumulate else 0) + A[M,K] x B[K,N]``
-with BF16 A and B and FP32 C and D, bit-exact with :func:`sched.golden.numerics.bf16_gemm`
+with BF16 A and B and FP32 C, bit-exact with :func:`sched.golden.numerics.bf16_gemm`
 (accumulation order: ``acc = C[i,j]`` or +0.0, then ``acc = fp32_add(acc, bf16_mul(A[i,k],
-B[k,j]))`` for k ascending; RNE, FTZ in and out, canonical NaN).
+B[k,j]))`` for k ascending; RNE, FTZ in and out, canonical NaN). D is the FP32
+accumulator, or with ``out_bf16`` its BF16 rounding
+(:func:`sched.golden.numerics.fp32_to_bf16`: RNE, FTZ, canonical NaN; the
+:class:`hw.arith.round.Fp32ToBf16` stage), 2 bytes per element, D row stride ``Np*2``.
 
 The engine (streaming, control, scratchpad layout, cycle count) is
 :class:`hw.systolic.SystolicGemm`; read its docstring for the data layout. With the
-default 8 x 8 array the scratchpad word is 256 bits (one row of 8 FP32 results), an A or
-B slice (8 BF16) is half a word.
+default 8 x 8 array the scratchpad word is 256 bits (one row of 8 FP32 results, 16 BF16
+elements of an A row), a B slice (8 BF16) is half a word.
 
-EXEC arguments (:data:`DmuArgs`, 145 bits)::
+EXEC arguments (:data:`DmuArgs`, 146 bits)::
 
     a_addr, b_addr, c_addr, d_addr : 24-bit byte addresses (multiples of word_bytes)
     m, n, k                         : 16-bit sizes
     accumulate                      : 1 = start from C (FP32) at c_addr, 0 = from +0.0
+    out_bf16                        : 1 = write D as BF16 (2 bytes), 0 = FP32 (4 bytes)
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
+from .arith.round import Fp32ToBf16
 from .config import UnitKind
 from .systolic import GemmArgs, MacKind, SystolicGemm
 
@@ -36,7 +41,7 @@ class DmuFunc(enum.Enum, shape=8):
     GEMM = 0
 
 
-DmuArgs = data.StructLayout(dict(GemmArgs))
+DmuArgs = data.StructLayout({**GemmArgs, "out_bf16": 1})
 
 EXEC = isa.define_exec(UnitKind.DMU, DmuFunc, DmuArgs)
 
@@ -76,3 +81,14 @@ class Dmu(SystolicGemm):
     funcs = DmuFunc
     args = DmuArgs
     out_bits_max = 32
+
+    def out_log2_bytes(self, args):
+        return Mux(args.out_bf16, 1, 2)
+
+    def output_row(self, m: Module, args, row):
+        h = []
+        for j, acc in enumerate(row):
+            m.submodules[f"to_bf16_{j}"] = cv = Fp32ToBf16()
+            m.d.comb += cv.x.eq(acc)
+            h.append(cv.y)
+        return Mux(args.out_bf16, Cat(*h), Cat(*row))

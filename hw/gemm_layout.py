@@ -10,11 +10,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GemmLayout"]
+__all__ = ["GemmLayout", "systolic_word_bytes", "a_pitch"]
 
 
 def _ceil_to(x: int, q: int) -> int:
     return -(-x // q) * q
+
+
+def systolic_word_bytes(rows: int, cols: int, in_bytes: int, out_bytes_max: int = 4,
+                        acc_bytes: int = 4) -> int:
+    """Scratchpad word size (bytes) of an R x C systolic unit (:class:`hw.systolic.SystolicGemm`).
+
+    The word holds one B slice (C operands), one C or D row (C accumulators or outputs)
+    and at least R operands of an A row (so that R row reads fit in the time the array
+    consumes one word of every row); at least 4 bytes.
+    """
+    return max(rows * in_bytes, cols * in_bytes, cols * out_bytes_max, cols * acc_bytes, 4)
+
+
+def a_pitch(k: int, elem_bytes: int, word_bytes: int) -> int:
+    """Byte stride between rows of A: ``ceil(K*e / word_bytes) * word_bytes``."""
+    return _ceil_to(k * elem_bytes, word_bytes)
 
 
 @dataclass(frozen=True)
@@ -48,17 +64,28 @@ class GemmLayout:
         """N padded to the array columns."""
         return _ceil_to(self.n, self.cols)
 
+    def a_pitch(self, elem_bytes: int) -> int:
+        """Byte stride between rows of A (K elements rounded up to whole words)."""
+        return a_pitch(self.k, elem_bytes, self.word_bytes)
+
     def region_bytes(self, which: str, elem_bytes: int) -> int:
-        """Bytes of region ``"a"``, ``"b"``, ``"c"`` or ``"d"`` rounded up to whole words."""
-        count = {"a": self.k * self.mp, "b": self.k * self.np_,
-                 "c": self.mp * self.np_, "d": self.mp * self.np_}[which]
+        """Bytes of region ``"a"``, ``"b"``, ``"c"`` or ``"d"`` rounded up to whole words.
+
+        The A region is the M rows of :meth:`a_pitch` bytes the unit reads (rows M..Mp-1
+        are never read).
+        """
+        if which == "a":
+            return self.m * self.a_pitch(elem_bytes)
+        count = {"b": self.k * self.np_, "c": self.mp * self.np_, "d": self.mp * self.np_}[which]
         return _ceil_to(count * elem_bytes, self.word_bytes)
 
-    def a_image(self, a: np.ndarray) -> bytes:
-        """A[M,K] stored transposed, K x Mp row-major (padding zero)."""
-        out = np.zeros((self.k, self.mp), dtype=a.dtype)
-        out[:, :self.m] = a.T
-        return self._pad(out.tobytes())
+    def a_image(self, a: np.ndarray, pad_byte: int = 0) -> bytes:
+        """A[M,K] row-major, M rows of :meth:`a_pitch` bytes, each row's padding (bytes
+        K*e up to the pitch) filled with ``pad_byte`` (the unit never reads it)."""
+        e = a.dtype.itemsize
+        out = np.full((self.m, self.a_pitch(e)), pad_byte, dtype=np.uint8)
+        out[:, :self.k * e] = np.ascontiguousarray(a).view(np.uint8).reshape(self.m, self.k * e)
+        return out.tobytes()
 
     def b_image(self, b: np.ndarray) -> bytes:
         """B[K,N] stored K x Np row-major (padding zero)."""

@@ -1,9 +1,11 @@
 """Run a :class:`hw.systolic.SystolicGemm` unit in amaranth.sim against a scratchpad model.
 
 :class:`GemmSimTop` joins a unit to a ``lib.memory.Memory`` with its three read ports and
-one write port; :func:`run_gemm` loads A, B (and C) in the layout of
-:class:`hw.gemm_layout.GemmLayout`, sends one command, counts the busy cycles and reads D
-back. Used by the unit tests and the dense benchmark.
+one write port; :func:`run_gemm` loads A (row-major, word-aligned row pitch), B (and C)
+in the layout of :class:`hw.gemm_layout.GemmLayout`, sends one command, counts the busy
+cycles and reads D back; :func:`run_image` runs one command on a raw scratchpad image
+and returns the whole scratchpad after it (to compare with :mod:`sched.unitsim_gemm`).
+Used by the unit tests and the dense benchmark.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from amaranth.sim import Simulator
 
 from .gemm_layout import GemmLayout
 
-__all__ = ["GemmSimTop", "GemmRun", "run_gemm", "plan_regions", "cocotb_top"]
+__all__ = ["GemmSimTop", "GemmRun", "run_image", "run_gemm", "plan_regions", "cocotb_top"]
 
 
 class GemmSimTop(wiring.Component):
@@ -60,30 +62,20 @@ def plan_regions(layout: GemmLayout, in_bytes: int, out_bytes: int):
     return a, b, c, d, end
 
 
-def run_gemm(unit, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *,
-             out_dtype=None, extra_args: dict | None = None, in_place: bool = False) -> GemmRun:
-    """One GEMM command on ``unit`` in amaranth.sim; returns D and the busy cycle count."""
-    m, k = a.shape
-    n = b.shape[1]
-    lay = GemmLayout(unit.rows, unit.cols, unit.word_bytes, m, n, k)
-    out_dtype = np.dtype(out_dtype or (np.float32 if a.dtype.itemsize == 2 else np.int32))
-    a_at, b_at, c_at, d_at, end = plan_regions(lay, a.dtype.itemsize, out_dtype.itemsize)
-    if in_place:
-        d_at = c_at
-    image = bytearray(max(end, unit.word_bytes))
-    image[a_at:a_at + len(lay.a_image(a))] = lay.a_image(a)
-    image[b_at:b_at + len(lay.b_image(b))] = lay.b_image(b)
-    if c is not None:
-        ci = lay.c_image(c)
-        image[c_at:c_at + len(ci)] = ci
+def run_image(unit, image: bytes, args: dict) -> tuple[bytes, int]:
+    """One ``GEMM`` command with arguments ``args`` on a scratchpad holding ``image``.
+
+    ``image`` (at most ``unit.scratchpad_bytes``, zero-extended to the whole scratchpad)
+    is the scratchpad's initial contents; returns the whole scratchpad after the command
+    and the busy cycle count.
+    """
     wb = unit.word_bytes
     if len(image) > unit.scratchpad_bytes:
-        raise ValueError(f"GEMM {m}x{k}x{n} needs {len(image)} scratchpad bytes; "
-                         f"the unit has {unit.scratchpad_bytes}")
+        raise ValueError(f"A scratchpad image of {len(image)} bytes does not fit the unit's "
+                         f"{unit.scratchpad_bytes}")
+    image = bytes(image) + bytes(-len(image) % wb)
     words = [int.from_bytes(image[i:i + wb], "little") for i in range(0, len(image), wb)]
     top = GemmSimTop(unit, words)
-    args = dict(a_addr=a_at, b_addr=b_at, c_addr=c_at, d_addr=d_at, m=m, n=n, k=k,
-                accumulate=int(c is not None), **(extra_args or {}))
     result = {}
 
     async def bench(ctx):
@@ -98,18 +90,47 @@ def run_gemm(unit, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *,
             cycles += 1
             await ctx.tick()
         result["cycles"] = cycles
-        nwords = -(-lay.region_bytes("d", out_dtype.itemsize) // wb)
-        first = d_at // wb
-        raw = b"".join(ctx.get(top.mem.data[first + i]).to_bytes(wb, "little")
-                       for i in range(nwords))
-        result["d"] = lay.d_from_image(raw, out_dtype)
+        result["image"] = b"".join(ctx.get(top.mem.data[i]).to_bytes(wb, "little")
+                                   for i in range(1 << unit.addr_width))
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return GemmRun(result["d"], result["cycles"])
+    return result["image"], result["cycles"]
 
+
+def run_gemm(unit, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *,
+             out_dtype=None, extra_args: dict | None = None, in_place: bool = False) -> GemmRun:
+    """One GEMM command on ``unit`` in amaranth.sim; returns D and the busy cycle count.
+
+    The operands are placed with :func:`plan_regions` in the layout of
+    :class:`hw.gemm_layout.GemmLayout`; ``out_dtype`` (default FP32 for BF16 operands,
+    INT32 for INT8) is how D is read back and must match what ``extra_args`` select
+    (``out_bf16=1`` on the DMU, ``requant=1`` on the LPU).
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    lay = GemmLayout(unit.rows, unit.cols, unit.word_bytes, m, n, k)
+    out_dtype = np.dtype(out_dtype or (np.float32 if a.dtype.itemsize == 2 else np.int32))
+    a_at, b_at, c_at, d_at, end = plan_regions(lay, a.dtype.itemsize, out_dtype.itemsize)
+    if in_place:
+        d_at = c_at
+    image = bytearray(max(end, unit.word_bytes))
+    ai = lay.a_image(a, pad_byte=0xA5)      # row padding is never read: make it garbage
+    image[a_at:a_at + len(ai)] = ai
+    image[b_at:b_at + len(lay.b_image(b))] = lay.b_image(b)
+    if c is not None:
+        ci = lay.c_image(c)
+        image[c_at:c_at + len(ci)] = ci
+    if len(image) > unit.scratchpad_bytes:
+        raise ValueError(f"GEMM {m}x{k}x{n} needs {len(image)} scratchpad bytes; "
+                         f"the unit has {unit.scratchpad_bytes}")
+    args = dict(a_addr=a_at, b_addr=b_at, c_addr=c_at, d_addr=d_at, m=m, n=n, k=k,
+                accumulate=int(c is not None), **(extra_args or {}))
+    final, cycles = run_image(unit, bytes(image), args)
+    d_bytes = lay.region_bytes("d", out_dtype.itemsize)
+    return GemmRun(lay.d_from_image(final[d_at:d_at + d_bytes], out_dtype), cycles)
 
 
 def cocotb_top(unit):

@@ -6,9 +6,12 @@ EXEC function (:class:`GnnFunc` ``SUM``, ``MEAN``, ``MAX``).
 Formats (:mod:`sched.formats`; encoder :func:`sched.formats.layout_gnn`)
     Adjacency: CSR, ``ptr`` = ``nodes + 1`` ``uint32``, ``idx`` = ``edges`` ``uint32``
     entries whose bits 0..15 are the neighbour index (bits 16..31 are ignored), ascending
-    within a row. Features X: ``[nodes, F]`` BF16, row-major, rows padded to
-    ``ceil(F/L) * L``. Output: ``[nodes, F]`` FP32, rows padded the same way, only real
-    features written. Word = ``L`` BF16 = ``16 L`` bits (128 bits with the default 8 lanes).
+    within a row. Features X: BF16, row-major, rows padded to ``ceil(F/L) * L``; row ``k``
+    holds node ``k``'s features (X has as many rows as the neighbour indices need: the
+    adjacency of a block of ``nodes`` nodes may index any node). Output: ``[nodes, F]``,
+    rows padded to ``ceil(F/L) * L`` elements, only real features written: FP32 (row
+    pitch ``ceil(F/L) * 4 L`` bytes), or with ``out_bf16`` BF16 (pitch ``ceil(F/L) * 2 L``
+    bytes). Word = ``L`` BF16 = ``16 L`` bits (128 bits with the default 8 lanes).
 
 Arithmetic, bit-exact with :func:`sched.golden.sparse.gnn_aggregate`
     A BF16 feature is widened to FP32 exactly (shifted left 16 bits). For each node the
@@ -25,16 +28,21 @@ Arithmetic, bit-exact with :func:`sched.golden.sparse.gnn_aggregate`
 
     A node without neighbours gets +0 for every function.
 
+    With ``out_bf16`` each FP32 result above is rounded to BF16 as it is written
+    (:class:`Fp32ToBf16`: RNE, FTZ, canonical NaN; = :func:`sched.golden.numerics.fp32_to_bf16`
+    of the FP32 result).
+
 Cycles
     ``ceil(F/L)`` passes over the adjacency, each about ``sum_i max(deg_i + 1, 2)`` plus
-    a few cycles of start-up: edges x F / L plus a per-node cycle. Model:
-    :mod:`sched.cost.gnn`.
+    a few cycles of start-up: edges x F / L plus a per-node cycle, the same for both
+    output formats. Model: :mod:`sched.cost.gnn`.
 
-EXEC (:data:`GnnArgs`, 160 bits)::
+EXEC (:data:`GnnArgs`, 153 bits)::
 
     ptr_addr, idx_addr, x_addr, out_addr : 24-bit byte addresses (word-aligned)
-    nodes, features : 16-bit sizes
+    nodes, features : 16-bit sizes (nodes = adjacency rows = output rows)
     edges           : 24-bit number of adjacency entries (= ptr[nodes])
+    out_bf16        : 1 bit; 1: BF16 output, 0: FP32 output
 
 Ports: ``cmd``, ``busy``, ``ptr_read``, ``idx_read``, ``x_read`` (read ports),
 ``out_write`` (write port); see :mod:`hw.sparse_unit` for the contract.
@@ -76,6 +84,7 @@ GnnArgs = data.StructLayout({
     "nodes": 16,
     "features": 16,
     "edges": 24,
+    "out_bf16": 1,
 })
 
 EXEC = isa.define_exec(UnitKind.GNN, GnnFunc, GnnArgs)
@@ -215,4 +224,4 @@ class Gnn(SparseUnit):
     def job_fields(self, args):
         return {"ptr": args.ptr_addr, "nz": args.idx_addr, "dense": args.x_addr,
                 "out": args.out_addr, "rows": args.nodes, "cols": args.features,
-                "nnz": args.edges}
+                "nnz": args.edges, "out_bf16": args.out_bf16}

@@ -11,7 +11,7 @@ fold them into C on the compiler side).
 Same engine as the DMU (:class:`hw.systolic.SystolicGemm`; data layout there, with
 1-byte A/B elements and 4-byte C, and D elements of 4 bytes or 1 byte with ``requant``).
 With the default 8 x 16 array (128 INT8 MACs/cycle, twice the 8 x 8 DMU's 64) the
-scratchpad word is 512 bits (one row of 16 INT32 results).
+scratchpad word is 512 bits (one row of 16 INT32 results, 64 INT8 elements of an A row).
 
 EXEC arguments (:data:`LpuArgs`, 191 bits)::
 

@@ -10,8 +10,10 @@ Sparse format
 Data layout (byte addresses in the EXEC args, each a multiple of the word size)
     Word = ``L`` BF16 lanes = ``16 L`` bits (1024 bits, 128 bytes with the default 64
     lanes). B: BF16, row-major, rows padded to ``ceil(N/L) * L`` elements. C: FP32,
-    row-major, rows padded the same way (two words per ``L`` results); only real columns
-    are written (byte enables). See :mod:`sched.formats` for the exact addresses.
+    row-major, rows padded the same way (two words per ``L`` results), or with ``out_bf16``
+    BF16 (one word per ``L`` results, each FP32 result rounded by
+    :class:`hw.arith.round.Fp32ToBf16`: RNE, FTZ, canonical NaN); only real columns are
+    written (byte enables). See :mod:`sched.formats` for the exact addresses.
 
 Arithmetic
     ``L`` BF16 multipliers (:class:`hw.arith.bf16mul.Bf16Multiplier`; the default 64 = the
@@ -24,14 +26,15 @@ Arithmetic
     pipeline stage (the accumulate loop is one combinational FP32 add).
 
 Cycles
-    About ``ceil(N/L) * (sum_i max(nnz_i + 1, 2) + 5) + 4``; exact model in
-    :mod:`sched.cost.smu`.
+    About ``ceil(N/L) * (sum_i max(nnz_i + 1, 2) + 5) + 4`` (either output
+    format); exact model in :mod:`sched.cost.smu`.
 
-EXEC (:data:`SmuArgs`, 168 bits; function :class:`SmuFunc` ``SPMM``)::
+EXEC (:data:`SmuArgs`, 169 bits; function :class:`SmuFunc` ``SPMM``)::
 
     a_ptr_addr, a_nz_addr, b_addr, c_addr : 24-bit byte addresses
     m, n, k : 16-bit sizes (k is not used by the hardware: column indices address B)
     nnz     : 24-bit number of non-zeros of A (= ptr[m])
+    out_bf16: 1 bit; 1: C in BF16, 0: C in FP32
 
 Ports: ``cmd``, ``busy``, ``a_ptr_read``, ``a_nz_read``, ``b_read`` (read ports),
 ``c_write`` (write port); see :mod:`hw.sparse_unit` for the contract.
@@ -66,6 +69,7 @@ SmuArgs = data.StructLayout({
     "n": 16,
     "k": 16,
     "nnz": 24,
+    "out_bf16": 1,
 })
 
 EXEC = isa.define_exec(UnitKind.SMU, SmuFunc, SmuArgs)
@@ -115,4 +119,5 @@ class Smu(SparseUnit):
 
     def job_fields(self, args):
         return {"ptr": args.a_ptr_addr, "nz": args.a_nz_addr, "dense": args.b_addr,
-                "out": args.c_addr, "rows": args.m, "cols": args.n, "nnz": args.nnz}
+                "out": args.c_addr, "rows": args.m, "cols": args.n, "nnz": args.nnz,
+                "out_bf16": args.out_bf16}

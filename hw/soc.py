@@ -22,6 +22,9 @@ Host interface (plain ports, all synchronous to the SoC clock)
 ``reg_pos/reg_addr/reg_data``  read register ``reg_addr`` (:data:`hw.tile.REGISTERS`) of
                              the tile at position ``reg_pos = y * cols + x``
                              (combinational); an empty position reads all ones
+``trace_addr/trace_data``    the trace of the compute tile at ``reg_pos``: the cycle command
+                             ``trace_addr`` issued in the last run (one cycle latency;
+                             :class:`hw.tile.ComputeTile`)
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .config import DEFAULT_CONFIG, PoolConfig, load_config
 from .isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
 from .noc.fabric import Fabric, attach_memory
 from .noc.memory_tile import MemoryTile
+from .controller import COUNTER_BITS
 from .tile import NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, ComputeTile, identity_registers
 
 __all__ = ["Soc", "soc_verilog", "clock_wrapper", "write_soc", "zero_init_skipped", "SOC_TOP",
@@ -100,6 +104,8 @@ class Soc(wiring.Component):
             "reg_pos": In(range(max(2, positions))),
             "reg_addr": In(REG_ADDR_BITS),
             "reg_data": Out(REG_BITS),
+            "trace_addr": In(max(1, (cmd_depth - 1).bit_length())),
+            "trace_data": Out(COUNTER_BITS),
         })
 
     @property
@@ -136,7 +142,7 @@ class Soc(wiring.Component):
         m.d.comb += fabric.resp_eject[mem.y][mem.x].ready.eq(1)
 
         finished, faults = [], []
-        reg_by_pos = {}
+        reg_by_pos, trace_by_pos = {}, {}
         for i, tile in enumerate(self._tiles):
             m.submodules[tile.tile.name] = tile
             wiring.connect(m, tile.req_out, fabric.req_inject[tile.y][tile.x])
@@ -148,7 +154,9 @@ class Soc(wiring.Component):
                 tile.cmd_en.eq(self.cmd_en & (self.cmd_tile == i)),
                 tile.start.eq(self.start),
                 tile.reg_addr.eq(self.reg_addr),
+                tile.trace_addr.eq(self.trace_addr),
             ]
+            trace_by_pos[tile.y * mesh.cols + tile.x] = tile.trace_data
             finished.append(tile.finished)
             faults.append(tile.fault | tile.error)
             reg_by_pos[tile.y * mesh.cols + tile.x] = tile.reg_data
@@ -175,6 +183,13 @@ class Soc(wiring.Component):
                     m.d.comb += self.reg_data.eq(reg_by_pos.get(pos, Const(NO_TILE, REG_BITS)))
             with m.Default():
                 m.d.comb += self.reg_data.eq(NO_TILE)
+        # The trace read has a cycle of latency: select with the position of that cycle.
+        trace_pos = Signal.like(self.reg_pos)
+        m.d.sync += trace_pos.eq(self.reg_pos)
+        with m.Switch(trace_pos):
+            for pos, data in trace_by_pos.items():
+                with m.Case(pos):
+                    m.d.comb += self.trace_data.eq(data)
 
         all_done = Signal()
         m.d.comb += [all_done.eq(_all(finished)), self.any_fault.eq(_any(faults))]

@@ -7,6 +7,8 @@ unit contract and turns an accepted command into an engine job:
 ``cmd``  ``In(stream.Signature(StructLayout({"func": Funcs, "args": Args})))``, ready
          when the unit is idle; byte addresses in ``args`` are divided by the word size
          (they must be word-aligned: the low bits are ignored).
+``args`` carries an ``out_bf16`` flag: results are written as FP32 (0) or rounded to BF16
+         (1; :mod:`hw.csr_engine`, layouts in :mod:`sched.formats`).
 ``busy`` ``Out(1)``: high from the cycle after a command is accepted until its last result
          word is written (a command with no rows or no columns does not raise it).
 Four scratchpad ports (the unit drives address and enable; data comes one cycle later):
@@ -111,7 +113,8 @@ class SparseUnit(wiring.Component):
 
     def job_fields(self, args) -> dict:
         """Engine job fields from the EXEC args: byte addresses ``ptr``, ``nz``, ``dense``,
-        ``out`` and ``rows``, ``cols``, ``nnz``."""
+        ``out``, sizes ``rows``, ``cols``, ``nnz`` and the output format flag ``out_bf16``
+        (1: BF16 results, 0: FP32)."""
         raise NotImplementedError
 
     def elaborate(self, platform):
@@ -133,6 +136,6 @@ class SparseUnit(wiring.Component):
         ]
         for name in ("ptr", "nz", "dense", "out"):
             m.d.comb += engine.job.payload[name].eq(fields[name] >> shift)
-        for name in ("rows", "cols", "nnz"):
+        for name in ("rows", "cols", "nnz", "out_bf16"):
             m.d.comb += engine.job.payload[name].eq(fields[name])
         return m

@@ -9,33 +9,51 @@ behaviour are written once, here.
 Scratchpad layout (byte addresses in the command; R, C powers of two)
 -----------------------------------------------------------------------
 ``Mp = ceil(M/R)*R`` and ``Np = ceil(N/C)*C`` are M and N padded to the array; ``e`` is the
-operand element size (2 bytes BF16, 1 byte INT8), ``o`` the output element size.
+operand element size (2 bytes BF16, 1 byte INT8), ``o`` the output element size,
+``WB`` the scratchpad word size (:attr:`SystolicGemm.word_bytes`) and ``W = WB/e`` the
+operands per word.
 
-- **A** is stored transposed, K x Mp row-major: ``A[i,k]`` at ``a_addr + (k*Mp + i)*e``.
+- **A** is M x K row-major with a word-aligned row pitch: ``A[i,k]`` at
+  ``a_addr + i*a_pitch + k*e``, ``a_pitch = ceil(K*e/WB)*WB`` (derived from K; no
+  argument). Only rows i < M are read (rows M..Mp-1 of the last row block are not read
+  and enter the array as zeros), and only bytes k*e < K*e of a row: the row's padding
+  up to the pitch need not hold defined data. The region is ``M * a_pitch`` bytes
+  (allocating Mp rows is harmless).
 - **B** is K x Np row-major: ``B[k,j]`` at ``b_addr + (k*Np + j)*e``.
 - **C** (accumulator input, read only when ``accumulate``) is Mp x Np row-major of 32-bit
   elements: ``C[i,j]`` at ``c_addr + (i*Np + j)*4``.
 - **D** (output) is Mp x Np row-major: ``D[i,j]`` at ``d_addr + (i*Np + j)*o``. Only the
   M x N elements are written (byte enables); the padding is left untouched.
-- Every base address must be a multiple of :attr:`word_bytes`. Padding elements of A and
-  B (rows i >= M, columns j >= N) are read but only reach padding outputs, so their
-  contents do not matter. ``d_addr == c_addr`` (in place) is allowed.
+- Every base address must be a multiple of :attr:`word_bytes`. Padding elements of B
+  (columns j >= N) and C are read but only reach padding outputs, so their contents do
+  not matter. ``d_addr == c_addr`` (in place) is allowed.
 
 Operation and timing
 --------------------
 Output blocks of R x C are visited row-block-major (``ib`` outer, ``jb`` inner). Each block
-streams ``K`` operand pairs (one A slice ``A[ib*R:ib*R+R, k]`` and one B slice
-``B[k, jb*C:jb*C+C]`` per cycle, each one aligned word read) and takes ``P = max(K, R, C)``
-cycles; the next block streams right behind it, so fill and drain of consecutive blocks
-overlap (each PE's accumulator is copied to a shadow register on the block's last step,
-and the result rows are written, one word-write per row, while the next block computes).
-With ``accumulate``, the block's C rows are read (one per cycle) during its first R cycles
+streams ``K`` operand pairs (one A column ``A[ib*R:ib*R+R, k]`` and one B slice
+``B[k, jb*C:jb*C+C]``, an aligned word read, per cycle) and takes a period ``P`` (below);
+the next block streams right behind it, so fill and drain of consecutive blocks overlap
+(each PE's accumulator is copied to a shadow register on the block's last step, and the
+result rows are written, one word-write per row, while the next block computes). With
+``accumulate``, the block's C rows are read (one per cycle) during its first R cycles
 into per-PE initial-value registers. The accumulation order in every PE is
 ``acc = C[i,j] or 0; for k ascending: acc = acc + A[i,k]*B[k,j]`` (the :class:`MacKind`
 arithmetic).
 
-Cycle count (``busy`` high): ``1 + ceil(M/R)*ceil(N/C)*P + (K + R + C + 2 - P)``, or 1 when
-any of M, N, K is 0 (nothing is read or written); the cost model
+A is fed from per-row double buffers: a *chunk* is one word of every row of the block
+(W consecutive k, the last chunk of a row possibly shorter). At the step that issues
+``k = j*W`` chunk j moves from the ``nxt`` buffers into per-row shift registers, which
+present one element per step; the cycle before, the fetcher starts reading the
+following chunk (of this block, or chunk 0 of the next block) into ``nxt``, one word per
+row on ``rd_a``, R cycles (``R <= W`` holds by the word size). The first chunk is read
+in an R-cycle preamble after set-up. So consecutive chunk loads must be at least R
+cycles apart: ``P = max(K, R, C, R + W*floor((K-1)/W))`` (R cycles to read the block's C
+rows, C before a PE's result register is reused, and R after the load of the block's
+last chunk; the last term exceeds K only when K > W and ``K mod W`` is 1..R-1).
+
+Cycle count (``busy`` high): ``1 + R + ceil(M/R)*ceil(N/C)*P + (K + R + C + 2 - P)``, or 1
+when any of M, N, K is 0 (nothing is read or written); the cost model
 :func:`sched.cost.systolic.gemm_cycles` states it and is checked against this RTL.
 
 Command protocol
@@ -50,6 +68,8 @@ from typing import Callable
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .gemm_layout import systolic_word_bytes
 
 __all__ = ["MacKind", "GemmArgs", "SystolicGemm", "ProcessingElement",
            "ADDR_BITS", "DIM_BITS"]
@@ -166,7 +186,8 @@ class SystolicGemm(wiring.Component):
     cmd : In(stream.Signature(StructLayout({"func": funcs, "args": args})))
     busy : Out(1)
     rd_a, rd_b, rd_c : In(memory.ReadPort.Signature(addr_width, word_bits))
-        Scratchpad read ports (the unit drives ``addr``/``en``): A, B and the C input.
+        Scratchpad read ports (the unit drives ``addr``/``en``): A (one word of one row per
+        read, into the row buffers), B and the C input.
     wr : In(memory.WritePort.Signature(addr_width, word_bits, granularity=8))
         Scratchpad write port for D.
     """
@@ -185,9 +206,9 @@ class SystolicGemm(wiring.Component):
     def __init__(self, *, rows: int, cols: int, scratchpad_bytes: int = 65536):
         self._rows = _check_dim("Array rows", rows)
         self._cols = _check_dim("Array columns", cols)
-        eb = self.kind.in_bits // 8
-        self._word_bytes = max(rows * eb, cols * eb, cols * self.out_bits_max // 8,
-                               cols * self.kind.acc_bits // 8, 4)
+        # The word holds at least R A elements (R row reads fit in one word's consumption).
+        self._word_bytes = systolic_word_bytes(rows, cols, self.kind.in_bits // 8,
+                                               self.out_bits_max // 8, self.kind.acc_bits // 8)
         if isinstance(scratchpad_bytes, bool) or not isinstance(scratchpad_bytes, int):
             raise TypeError(f"Scratchpad size must be a positive integer, not {scratchpad_bytes!r}")
         if scratchpad_bytes < self._word_bytes or scratchpad_bytes & (scratchpad_bytes - 1):
@@ -217,7 +238,8 @@ class SystolicGemm(wiring.Component):
 
     @property
     def word_bytes(self) -> int:
-        """Scratchpad word size in bytes (one A or B slice, one C or D row fit in a word)."""
+        """Scratchpad word size in bytes (a B slice, a C or D row, and at least R A elements
+        of a row fit in a word; :func:`hw.gemm_layout.systolic_word_bytes`)."""
         return self._word_bytes
 
     @property
@@ -261,10 +283,21 @@ class SystolicGemm(wiring.Component):
         accw = self.kind.acc_bits
 
         args = Signal(self.args)
+        W = WB // (ew // 8)                   # A elements per scratchpad word
+        lw = _log2(W)
+        # Padded sizes and the A row pitch, combinational from the (registered) arguments.
+        mpad = Signal(DIM_BITS + 7)
+        npad = Signal(DIM_BITS + 7)
+        apitch = Signal(ADDR_BITS + 8)
+        m.d.comb += [
+            mpad.eq(((args.m + (R - 1)) >> _log2(R)) << _log2(R)),
+            npad.eq(((args.n + (C - 1)) >> _log2(C)) << _log2(C)),
+            apitch.eq((((args.k << leb) + (WB - 1)) >> lwb) << lwb),
+        ]
         # Derived per-command values (set up in the SETUP cycle).
         mp, np_ = Signal(DIM_BITS + 7), Signal(DIM_BITS + 7)      # padded M and N
-        period = Signal(DIM_BITS)
-        a_kstride, b_kstride = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        period = Signal(DIM_BITS + 8)
+        b_kstride = Signal(ADDR_BITS + 8)
         c_rowstride, d_rowstride = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
         lob = Signal(2)
         m.d.comb += lob.eq(self.out_log2_bytes(args))
@@ -272,11 +305,11 @@ class SystolicGemm(wiring.Component):
         # Feeder counters and pointers (byte addresses).
         ib_row0 = Signal(DIM_BITS + 7)        # ib * R
         jb_col0 = Signal(DIM_BITS + 7)        # jb * C
-        t = Signal(DIM_BITS)                  # step within the block period
-        a_blk, a_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
+        t = Signal(DIM_BITS + 8)              # step within the block period
         b_blk, b_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
         c_ibase, c_blk, c_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
         drain = Signal(DIM_BITS + 8)
+        pre = Signal(range(R + 1))
 
         last_block = (ib_row0 + R >= mp) & (jb_col0 + C >= np_)
 
@@ -285,6 +318,11 @@ class SystolicGemm(wiring.Component):
         issue_first, issue_last = Signal(), Signal()
         cin_issue = Signal()
         cin_row = Signal(range(R))
+        # A chunk loads: the cycle that issues k = j*W loads chunk j of every row from the
+        # `nxt` buffers into the `cur` shift registers; `f_start` (the cycle before a
+        # load, and SETUP) starts the fetch of the chunk after it.
+        a_load = Signal()
+        f_start = Signal()
 
         # `ready` and `busy` come from one register rather than from the FSM decode, so that
         # they are defined from time 0 in every simulator (Icarus does not evaluate a
@@ -297,16 +335,17 @@ class SystolicGemm(wiring.Component):
                     m.d.sync += [args.eq(self.cmd.payload.args), idle.eq(0)]
                     m.next = "SETUP"
             with m.State("SETUP"):
-                mpad = ((args.m + (R - 1)) >> _log2(R)) << _log2(R)
-                npad = ((args.n + (C - 1)) >> _log2(C)) << _log2(C)
                 pmin = max(R, C)
+                kfull = ((args.k - 1) >> lw) << lw        # W * floor((K-1)/W)
+                pa = Signal(DIM_BITS + 8)
+                m.d.comb += pa.eq(Mux(args.k > pmin, args.k, pmin))
+                pf = kfull + R
                 m.d.sync += [
                     mp.eq(mpad), np_.eq(npad),
-                    period.eq(Mux(args.k > pmin, args.k, pmin)),
-                    a_kstride.eq(mpad << leb), b_kstride.eq(npad << leb),
+                    period.eq(Mux(pf > pa, pf, pa)),
+                    b_kstride.eq(npad << leb),
                     c_rowstride.eq(npad << 2), d_rowstride.eq(npad << lob),
-                    ib_row0.eq(0), jb_col0.eq(0), t.eq(0),
-                    a_blk.eq(args.a_addr), a_ptr.eq(args.a_addr),
+                    ib_row0.eq(0), jb_col0.eq(0), t.eq(0), pre.eq(R - 1),
                     b_blk.eq(args.b_addr), b_ptr.eq(args.b_addr),
                     c_ibase.eq(args.c_addr), c_blk.eq(args.c_addr), c_ptr.eq(args.c_addr),
                 ]
@@ -314,27 +353,36 @@ class SystolicGemm(wiring.Component):
                     m.d.sync += idle.eq(1)
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.comb += f_start.eq(1)
+                    m.next = "PRE"
+            with m.State("PRE"):
+                # R cycles while the first chunk of A rows arrives.
+                m.d.sync += pre.eq(pre - 1)
+                with m.If(pre == 0):
+                    m.d.comb += f_start.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
+                t1 = t + 1
                 m.d.comb += [
                     issue.eq(t < args.k),
                     issue_first.eq(t == 0),
                     issue_last.eq(t == args.k - 1),
                     cin_issue.eq(t < R),
                     cin_row.eq(t[:max(1, _log2(R))] if R > 1 else 0),
+                    a_load.eq((t < args.k) & ((t[:lw] == 0) if lw else 1)),
+                    f_start.eq((t == period - 1) |
+                               ((t1 < args.k) & ((t1[:lw] == 0) if lw else 1))),
                 ]
                 m.d.sync += [
-                    a_ptr.eq(a_ptr + a_kstride), b_ptr.eq(b_ptr + b_kstride),
+                    b_ptr.eq(b_ptr + b_kstride),
                     c_ptr.eq(c_ptr + c_rowstride), t.eq(t + 1),
                 ]
                 with m.If(t == period - 1):
                     m.d.sync += t.eq(0)
                     with m.If(jb_col0 + C >= np_):          # next row of blocks
-                        nxt_a = a_blk + (R << leb)
                         nxt_c = c_ibase + (c_rowstride << _log2(R))
                         m.d.sync += [
                             ib_row0.eq(ib_row0 + R), jb_col0.eq(0),
-                            a_blk.eq(nxt_a), a_ptr.eq(nxt_a),
                             b_blk.eq(args.b_addr), b_ptr.eq(args.b_addr),
                             c_ibase.eq(nxt_c), c_blk.eq(nxt_c), c_ptr.eq(nxt_c),
                         ]
@@ -343,7 +391,6 @@ class SystolicGemm(wiring.Component):
                         nxt_c = c_blk + (C << 2)
                         m.d.sync += [
                             jb_col0.eq(jb_col0 + C),
-                            a_ptr.eq(a_blk),
                             b_blk.eq(nxt_b), b_ptr.eq(nxt_b),
                             c_blk.eq(nxt_c), c_ptr.eq(nxt_c),
                         ]
@@ -356,7 +403,58 @@ class SystolicGemm(wiring.Component):
                     m.d.sync += idle.eq(1)
                     m.next = "IDLE"
 
-        # ---- operand reads (1-cycle latency) and slot selection ----------------------
+        # ---- A fetcher: chunk by chunk (block order, then chunks of W k-steps), one word
+        # read per array row; rows i >= M are not read and load zeros ------------------
+        f_row0, f_col0 = Signal.like(ib_row0), Signal.like(jb_col0)
+        f_k0 = Signal(DIM_BITS + 8)               # first k of the chunk being fetched
+        f_blk, f_cbase, f_ptr = (Signal(ADDR_BITS + 8, name=n) for n in ("f_blk", "f_cbase", "f_ptr"))
+        f_busy, f_done = Signal(), Signal()
+        f_i = Signal(range(R))
+        f_go = Signal()
+        f_row = Signal(range(R))
+        f_ok = Signal()
+        m.d.comb += [
+            f_go.eq(f_busy | (f_start & ~f_done)),
+            f_row.eq(Mux(f_busy, f_i, 0)),
+            f_ok.eq(f_row0 + f_row < args.m),
+            self.rd_a.addr.eq(f_ptr[lwb:lwb + self._addr_width]),
+            self.rd_a.en.eq(f_go & f_ok),
+        ]
+        with m.If(self.cmd.valid & idle):
+            a0 = self.cmd.payload.args.a_addr
+            m.d.sync += [f_row0.eq(0), f_col0.eq(0), f_k0.eq(0), f_busy.eq(0), f_done.eq(0),
+                         f_blk.eq(a0), f_cbase.eq(a0), f_ptr.eq(a0)]
+        with m.Elif(f_go):
+            m.d.sync += [f_ptr.eq(f_ptr + apitch), f_i.eq(f_row + 1), f_busy.eq(1)]
+            with m.If(f_row == R - 1):                  # chunk fetched: step to the next one
+                m.d.sync += [f_busy.eq(0), f_i.eq(0)]
+                with m.If(f_k0 + W < args.k):
+                    m.d.sync += [f_k0.eq(f_k0 + W), f_cbase.eq(f_cbase + WB),
+                                 f_ptr.eq(f_cbase + WB)]
+                with m.Else():
+                    m.d.sync += f_k0.eq(0)
+                    with m.If(f_col0 + C >= npad):
+                        nxt_a = f_blk + (apitch << _log2(R))
+                        m.d.sync += [f_row0.eq(f_row0 + R), f_col0.eq(0),
+                                     f_blk.eq(nxt_a), f_cbase.eq(nxt_a), f_ptr.eq(nxt_a)]
+                        with m.If(f_row0 + R >= mpad):
+                            m.d.sync += f_done.eq(1)
+                    with m.Else():
+                        m.d.sync += [f_col0.eq(f_col0 + C), f_cbase.eq(f_blk), f_ptr.eq(f_blk)]
+        cap_v, cap_ok, cap_row = Signal(), Signal(), Signal.like(f_row)
+        m.d.sync += [cap_v.eq(f_go), cap_ok.eq(f_ok), cap_row.eq(f_row)]
+        nxt = [Signal(self.word_bits, name=f"a_nxt_{i}") for i in range(R)]
+        cur = [Signal(self.word_bits, name=f"a_cur_{i}") for i in range(R)]
+        for i in range(R):
+            with m.If(cap_v & (cap_row == i)):
+                m.d.sync += nxt[i].eq(Mux(cap_ok, self.rd_a.data, 0))
+            with m.If(a_load):
+                m.d.sync += cur[i].eq(nxt[i])
+            with m.Else():
+                m.d.sync += cur[i].eq(cur[i] >> ew)
+        a_slice = Cat(*[cur[i][:ew] for i in range(R)])
+
+        # ---- B and C reads (1-cycle latency) and slot selection ----------------------
         def slot_of(ptr, slice_bytes):
             if slice_bytes >= WB:
                 return Const(0, 1)
@@ -369,7 +467,6 @@ class SystolicGemm(wiring.Component):
             return port.data.word_select(slot, slice_bits) if slice_bits < self.word_bits \
                 else port.data
 
-        a_slice = read(self.rd_a, a_ptr, issue, R * ew)
         b_slice = read(self.rd_b, b_ptr, issue, C * ew)
         c_slice = read(self.rd_c, c_ptr, cin_issue & args.accumulate, C * accw)
         v1, f1, l1 = Signal(), Signal(), Signal()

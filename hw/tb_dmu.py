@@ -32,6 +32,12 @@ def _check_exact(d, a, b, c):
         f"DMU result differs from the reference in {np.sum(d.view(np.uint32) != want.view(np.uint32))} elements"
 
 
+def _check_bf16(d, a, b, c):
+    want = nx.fp32_to_bf16(nx.bf16_gemm(a, b, c))
+    assert np.array_equal(d.view(np.uint16), want.view(np.uint16)), \
+        f"DMU BF16 result differs from the reference in {np.sum(d.view(np.uint16) != want.view(np.uint16))} elements"
+
+
 async def _random_values(dut, backpressure):
     unit = _unit()
     tb = GemmTB(dut, unit, backpressure=backpressure, seed=3)
@@ -47,6 +53,7 @@ async def _random_values(dut, backpressure):
         ref = a.astype(np.float32) @ b.astype(np.float32) + (0 if c is None else c)
         scale = np.abs(a.astype(np.float32)) @ np.abs(b.astype(np.float32)) + (0 if c is None else np.abs(c))
         assert np.all(np.abs(d - ref) <= 2.0 ** -8 * scale + 1e-30)
+        _check_bf16(await tb.gemm(a, b, c, out_dtype=BF16, extra_args=dict(out_bf16=1)), a, b, c)
 
 
 async def _special_values(dut, backpressure):
@@ -64,6 +71,7 @@ async def _special_values(dut, backpressure):
         c = np.where(rng.random((m, n)) < 0.4, rng.choice(SPECIAL32, (m, n)), normal).view(np.float32)
         _check_exact(await tb.gemm(a, b, c, out_dtype=np.float32), a, b, c)
         _check_exact(await tb.gemm(a, b, None, out_dtype=np.float32), a, b, None)
+        _check_bf16(await tb.gemm(a, b, c, out_dtype=BF16, extra_args=dict(out_bf16=1)), a, b, c)
 
 
 @cocotb.test()

@@ -83,7 +83,7 @@ class GemmTB:
         lay = GemmLayout(self.unit.rows, self.unit.cols, self.wb, m, n, k)
         a_at, b_at, c_at, d_at, end = plan_regions(lay, a.dtype.itemsize, out_dtype.itemsize)
         assert end <= self.unit.scratchpad_bytes, f"{m}x{k}x{n} does not fit the scratchpad"
-        await self.write(a_at, lay.a_image(a))
+        await self.write(a_at, lay.a_image(a, pad_byte=SENTINEL))   # row padding: never read
         await self.write(b_at, lay.b_image(b))
         if c is not None:
             await self.write(c_at, lay.c_image(c))
@@ -101,7 +101,8 @@ class GemmTB:
                 break
             cycles += 1
         self.last_cycles = cycles
-        want = gemm_cycles(self.unit.rows, self.unit.cols, m, n, k)
+        want = gemm_cycles(self.unit.rows, self.unit.cols, m, n, k,
+                           word_elems=self.wb // a.dtype.itemsize)
         assert cycles == want or not check_cycles, f"{m}x{k}x{n}: {cycles} busy cycles, cost model says {want}"
 
         raw = await self.read(d_at, d_bytes)

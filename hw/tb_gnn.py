@@ -1,6 +1,7 @@
 """cocotb tests of the GNN unit's Verilog (with its memory): random graphs, the karate club,
-a hub of huge degree, no edges; bit-exact against sched.golden.sparse.gnn_aggregate and
-cycle-exact against sched.cost.gnn."""
+a hub of huge degree, no edges, FP32 and BF16 output; bit-exact against
+sched.golden.sparse.gnn_aggregate (then fp32_to_bf16_bits for BF16) and cycle-exact
+against sched.cost.gnn."""
 
 import cocotb
 import numpy as np
@@ -9,6 +10,7 @@ from hw.config import load_config
 from hw.gnn import Gnn, GnnFunc
 from sched.cost import gnn as gnn_cost
 from sched.formats import encode_csr, layout_gnn
+from sched.golden.numerics import fp32_to_bf16_bits
 from sched.golden.sparse import gnn_aggregate
 from tb.cocotb_sparse import make_tb, run_job
 from tb.harness import tb_params
@@ -16,14 +18,17 @@ from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, spe
                                 star_graph)
 
 
-async def check(tb, lanes, adj, x, func):
+async def check(tb, lanes, adj, x, func, out_bf16=False):
     csr = encode_csr(adj)
-    job = layout_gnn(csr, x, lanes, out_fill=0x5A)
+    job = layout_gnn(csr, x, lanes, out_fill=0x5A, out_bf16=out_bf16)
     got, raw, cycles = await run_job(tb, Gnn, func, job)
     want = gnn_aggregate(csr, x, func.name.lower())
+    if out_bf16:
+        want = fp32_to_bf16_bits(want)
     assert (got == want).all(), f"{func.name}: {int((got != want).sum())} of {got.size} differ"
-    pad = np.frombuffer(raw, "<u4").reshape(x.shape[0], -1)[:, x.shape[1]:]
-    assert (pad == 0x5A5A5A5A).all(), "pad features written"
+    elem = 2 if out_bf16 else 4
+    pad = np.frombuffer(raw, np.uint8).reshape(x.shape[0], -1)[:, x.shape[1] * elem:]
+    assert (pad == 0x5A).all(), "pad features written"
     t = load_config().tile("gnn0")
     t = type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
     model = gnn_cost.cycles(t, nodes=x.shape[0], features=x.shape[1], degrees=csr.row_nnz)
@@ -44,3 +49,19 @@ async def gnn_graphs_with_idle_commands(dut):
     for adj, x in cases:
         for func in GnnFunc:
             await check(tb, lanes, adj, x, func)
+
+
+@cocotb.test()
+async def gnn_bf16_output(dut):
+    """BF16 results: ragged F, isolated nodes (first, middle, last), specials."""
+    lanes = tb_params()["lanes"]
+    tb = make_tb(dut, Gnn, lanes, stall=0.3, seed=4)
+    await tb.reset()
+    rng = np.random.default_rng(9)
+    adj = random_graph(rng, 24, 0.25).toarray()
+    adj[[0, 11, 23], :] = 0
+    cases = [(adj, special_values(rng, (24, lanes + 3), 0.1)),
+             (karate_adjacency(), bf16_normal(rng, (34, 2 * lanes - 1)))]
+    for adj_, x in cases:
+        for func in GnnFunc:
+            await check(tb, lanes, adj_, x, func, out_bf16=True)

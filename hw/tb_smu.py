@@ -1,5 +1,6 @@
 """cocotb tests of the SMU's Verilog (with its memory): random and adversarial patterns,
-bit-exact against sched.golden.sparse.spmm_bf16, cycles against sched.cost.smu."""
+FP32 and BF16 output, bit-exact against sched.golden.sparse.spmm_bf16 (then
+fp32_to_bf16_bits for BF16), cycles against sched.cost.smu."""
 
 import cocotb
 import numpy as np
@@ -8,20 +9,24 @@ from hw.config import load_config
 from hw.smu import Smu, SmuFunc
 from sched.cost import smu as smu_cost
 from sched.formats import encode_csr, layout_spmm
+from sched.golden.numerics import fp32_to_bf16_bits
 from sched.golden.sparse import spmm_bf16
 from tb.cocotb_sparse import make_tb, run_job
 from tb.harness import tb_params
 from tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case
 
 
-async def check(tb, lanes, a, b):
+async def check(tb, lanes, a, b, out_bf16=False):
     csr = encode_csr(a)
-    job = layout_spmm(csr, b, lanes, out_fill=0x5A)
+    job = layout_spmm(csr, b, lanes, out_fill=0x5A, out_bf16=out_bf16)
     got, raw, cycles = await run_job(tb, Smu, SmuFunc.SPMM, job)
     want = spmm_bf16(csr, b)
+    if out_bf16:
+        want = fp32_to_bf16_bits(want)
     assert (got == want).all(), f"{int((got != want).sum())} of {got.size} results differ"
-    pad = np.frombuffer(raw, "<u4").reshape(a.shape[0], -1)[:, b.shape[1]:]
-    assert (pad == 0x5A5A5A5A).all(), "pad columns written"
+    elem = 2 if out_bf16 else 4
+    pad = np.frombuffer(raw, np.uint8).reshape(a.shape[0], -1)[:, b.shape[1] * elem:]
+    assert (pad == 0x5A).all(), "pad columns written"
     t = load_config().tile("smu0")
     t = type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
     model = smu_cost.cycles(t, m=a.shape[0], n=b.shape[1], row_nnz=csr.row_nnz)
@@ -47,3 +52,16 @@ async def smu_one_dense_row_many_empty(dut):
     await tb.reset()
     rng = np.random.default_rng(6)
     await check(tb, lanes, skewed(rng, 60, 40, dense_row=59), bf16_normal(rng, (40, lanes)))
+
+
+@cocotb.test()
+async def smu_bf16_output(dut):
+    """C in BF16 (out_bf16): empty rows and specials, a partial last slice."""
+    lanes = tb_params()["lanes"]
+    tb = make_tb(dut, Smu, lanes, stall=0.3, seed=3)
+    await tb.reset()
+    rng = np.random.default_rng(7)
+    for case in ("empty_rows", "specials"):
+        m, k, n = 10, 24, lanes + 5
+        await check(tb, lanes, sparse_case(case, rng, m, k), bf16_normal(rng, (k, n)),
+                    out_bf16=True)

@@ -84,6 +84,9 @@ def simulate(cmds, *, tokens=None, token_at=None, depth=None, limit=2000):
             if ctx.get(ctl.tok_wait.valid) and ctx.get(ctl.tok_wait.ready):
                 tokens[w.token] -= w.count
                 log.append((cycle, "WAIT", w.token))
+            if ctx.get(ctl.issued):
+                result.setdefault("issued", []).append((ctx.get(ctl.pc), ctx.get(ctl.cycles),
+                                                        cycle))
             await ctx.tick()
             ni_left = max(0, ni_left - 1)
             unit_left = max(0, unit_left - 1)
@@ -119,6 +122,22 @@ def test_dispatch_order_and_hazards():
     assert res["ni_busy_cycles"] == 10 + 5 + 4 + 1
     assert res["stall_cycles"] > 0 and res["wait_cycles"] == 0
     assert res["cycles"] >= t[3] + 4
+
+
+def test_every_command_is_stamped_once_when_it_issues():
+    cmds = [load(spad_addr=0, x=1, y=1, remote_addr=0, length=10), run(20),
+            store(spad_addr=0, x=1, y=1, remote_addr=0, length=4), signal(x=0, y=0, token=1),
+            end()]
+    log, res = simulate(cmds)
+    stamps = res["issued"]
+    assert [pc for pc, _, _ in stamps] == list(range(len(cmds)))
+    # the stamp is the run's cycle counter at the accepting cycle: a constant offset from
+    # the testbench's cycle, and the log's accept cycles for LOAD, EXEC, STORE, SIGNAL
+    offsets = {cyc - cnt for _, cnt, cyc in stamps}
+    assert len(offsets) == 1
+    assert [cyc for _, _, cyc in stamps[:4]] == [c for c, _, _ in log]
+    # END is stamped when the tile is done: after the STORE's 4 busy cycles
+    assert stamps[-1][1] == res["cycles"] - 1 and stamps[-1][2] >= stamps[2][2] + 4
 
 
 def test_wait_blocks_until_token_arrives():

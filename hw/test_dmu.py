@@ -15,10 +15,15 @@ from tb.harness import run_cocotb
 
 BF16 = ml_dtypes.bfloat16
 
-#: (rows, cols, m, n, k): K below, at and above R and C, ragged M and N, single elements.
+#: (rows, cols, m, n, k): K below, at and above R and C, ragged M and N, single elements;
+#: ragged K (K*2 not a multiple of the word) with a short last chunk of an A row (K mod W
+#: below R, W the BF16 elements per word: 8 for 2 x 4, 4 for 4 x 2 where R = W, 2 for 1 x 1,
+#: 8 for 4 x 4), which lengthens the block period, and a longer one (no penalty).
 SWEEP = [(2, 4, m, n, k) for m, n, k in [
     (1, 1, 1), (2, 4, 1), (3, 5, 2), (2, 4, 4), (5, 9, 3), (4, 8, 6), (1, 13, 5), (7, 3, 9),
-]] + [(4, 2, 6, 3, 1), (4, 2, 9, 5, 4), (1, 1, 3, 2, 5), (4, 4, 5, 6, 7)]
+    (3, 5, 17), (5, 9, 8), (2, 3, 11),
+]] + [(4, 2, 6, 3, 1), (4, 2, 9, 5, 4), (1, 1, 3, 2, 5), (4, 4, 5, 6, 7),
+      (4, 2, 6, 3, 5), (4, 2, 9, 5, 13), (4, 2, 5, 4, 7), (1, 1, 2, 3, 4), (4, 4, 9, 6, 19)]
 
 
 def _tile(rows, cols):
@@ -64,6 +69,57 @@ def test_special_values_bit_exact():
     for cc in (None, c):
         r = run_gemm(Dmu(rows=2, cols=4, scratchpad_bytes=2048), a, b, cc)
         assert np.array_equal(r.d.view(np.uint32), nx.bf16_gemm(a, b, cc).view(np.uint32))
+
+
+def test_ragged_k_period():
+    """The cost model's period grows only for a short last A chunk (K mod W in 1..R-1)."""
+    from sched.cost.systolic import gemm_period
+    assert gemm_period(4, 2, 5, 4) == 8          # R = W = 4: chunk 1 holds one k
+    assert gemm_period(4, 2, 7, 4) == 8          # 3 k, still fewer than R
+    assert gemm_period(4, 2, 8, 4) == 8          # whole words: K
+    assert gemm_period(2, 4, 9, 8) == 10
+    assert gemm_period(8, 8, 256, 16) == 256
+
+
+def _bf16_specials(rng, shape, spec, p=0.3):
+    normal = rng.standard_normal(shape).astype(BF16).view(np.uint16)
+    return np.where(rng.random(shape) < p, rng.choice(spec, shape), normal).view(BF16)
+
+
+@pytest.mark.parametrize("rows, cols, m, n, k", [(2, 4, 5, 9, 3), (4, 2, 6, 3, 5),
+                                                 (2, 4, 3, 5, 17), (1, 1, 2, 3, 4)])
+def test_out_bf16_bit_exact(rows, cols, m, n, k):
+    """``out_bf16``: D = fp32_to_bf16 of the FP32 result, 2-byte elements, same cycles."""
+    rng = np.random.default_rng(m * 100 + n * 10 + k)
+    spec = np.array([0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0x0001, 0x807F, 0x7F7F,
+                     0x3F80, 0xBF80, 0x0080], np.uint16)
+    a, b = _bf16_specials(rng, (m, k), spec), _bf16_specials(rng, (k, n), spec)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    c.view(np.uint32)[0, 0] = 0x3F808000      # a tie: rounds to even (0x3F80)
+    if m * n > 1:
+        c.view(np.uint32)[-1, -1] = 0x00400000    # subnormal
+    unit = Dmu(rows=rows, cols=cols, scratchpad_bytes=4096)
+    for cc in (None, c):
+        want = nx.fp32_to_bf16(nx.bf16_gemm(a, b, cc))
+        r = run_gemm(unit, a, b, cc, out_dtype=BF16, extra_args=dict(out_bf16=1))
+        assert np.array_equal(r.d.view(np.uint16), want.view(np.uint16))
+        assert r.cycles == dmu_cost.cycles(_tile(rows, cols), m=m, n=n, k=k)
+    # rounding cases through the accumulator: A = 1, B = 0, C carries the FP32 value
+    vals = np.array([0x3F808000, 0x3F818000, 0x3F808001, 0x7F7FFFFF, 0x007FFFFF, 0x80000001,
+                     0x7FC00001, 0xFF800000, 0x3F7FFFFF], np.uint32)
+    c2 = rng.choice(vals, (m, n)).view(np.float32)
+    a2 = np.ones((m, 1), BF16)
+    b2 = np.zeros((1, n), BF16)
+    want = nx.fp32_to_bf16(nx.bf16_gemm(a2, b2, c2))
+    r = run_gemm(unit, a2, b2, c2, out_dtype=BF16, extra_args=dict(out_bf16=1))
+    assert np.array_equal(r.d.view(np.uint16), want.view(np.uint16))
+
+
+def test_out_bf16_numerics_match_ml_dtypes():
+    """The golden conversion agrees with ml_dtypes' RNE cast on normal values."""
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(1000) * 100).astype(np.float32)
+    assert np.array_equal(nx.fp32_to_bf16(x).view(np.uint16), x.astype(BF16).view(np.uint16))
 
 
 def test_default_array_8x8():

@@ -6,15 +6,31 @@ from hw.gemm_layout import GemmLayout
 def test_padded_sizes_and_regions():
     lay = GemmLayout(4, 8, 32, m=5, n=9, k=3)
     assert (lay.mp, lay.np_) == (8, 16)
-    assert lay.region_bytes("a", 2) == 64          # 3 x 8 BF16 = 48 -> 2 words
+    assert lay.a_pitch(2) == 32                    # 3 BF16 = 6 bytes -> 1 word
+    assert lay.region_bytes("a", 2) == 5 * 32      # M rows (not Mp) of one word
     assert lay.region_bytes("d", 4) == 8 * 16 * 4
+    assert GemmLayout(4, 8, 32, m=2, n=1, k=17).a_pitch(2) == 64    # 34 bytes -> 2 words
+    assert GemmLayout(4, 8, 32, m=2, n=1, k=32).a_pitch(1) == 32
 
 
-def test_a_is_transposed_and_zero_padded():
-    lay = GemmLayout(4, 8, 32, m=5, n=9, k=3)
+def test_a_is_row_major_with_word_pitch():
+    lay = GemmLayout(4, 8, 8, m=5, n=9, k=3)
     a = np.arange(1, 16, dtype=np.int8).reshape(5, 3)
-    img = np.frombuffer(lay.a_image(a), np.int8)[:3 * 8].reshape(3, 8)
-    assert np.array_equal(img[:, :5], a.T) and not img[:, 5:].any()
+    img = np.frombuffer(lay.a_image(a, pad_byte=0xEE), np.uint8).reshape(5, 8)
+    assert np.array_equal(img[:, :3].view(np.int8), a) and np.all(img[:, 3:] == 0xEE)
+    a16 = np.arange(1, 11, dtype=np.int16).reshape(2, 5)
+    img = np.frombuffer(GemmLayout(4, 8, 8, m=2, n=1, k=5).a_image(a16), np.int16)
+    assert np.array_equal(img.reshape(2, 8)[:, :5], a16) and not img.reshape(2, 8)[:, 5:].any()
+
+
+def test_word_bytes_formula():
+    from hw.dmu import Dmu
+    from hw.gemm_layout import systolic_word_bytes
+    from hw.lpu import Lpu
+    for r, c in ((8, 8), (4, 2), (1, 1), (2, 4), (16, 2)):
+        assert Dmu(rows=r, cols=c).word_bytes == systolic_word_bytes(r, c, 2)
+        assert Lpu(rows=r, cols=c).word_bytes == systolic_word_bytes(r, c, 1)
+        assert systolic_word_bytes(r, c, 2) >= 2 * r     # R A elements fit in a word
 
 
 def test_b_and_c_row_major_roundtrip():

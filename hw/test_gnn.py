@@ -1,8 +1,10 @@
-"""GNN unit: bit-exact against sched.golden.sparse.gnn_aggregate, cycles against sched.cost.gnn."""
+"""GNN unit: bit-exact against sched.golden.sparse.gnn_aggregate (then
+sched.golden.numerics.fp32_to_bf16_bits for BF16 output), cycles against sched.cost.gnn."""
 
 import ml_dtypes
 import numpy as np
 import pytest
+from amaranth.hdl import Shape
 from amaranth.sim import Simulator
 
 from hw import isa
@@ -10,6 +12,7 @@ from hw.config import UnitKind, load_config
 from hw.gnn import Fp32Max, Gnn, GnnArgs, GnnFunc, RecipBf16
 from sched.cost import gnn as gnn_cost
 from sched.formats import encode_csr, layout_gnn
+from sched.golden.numerics import fp32_to_bf16_bits
 from sched.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits
 from tb.harness import run_cocotb
 from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
@@ -23,15 +26,24 @@ def tile(lanes):
     return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
 
 
-def check(adj, x, lanes, funcs=tuple(GnnFunc), *, seed=0, spad=16384):
+def expected(csr, x, func, out_bf16=False):
+    want = gnn_aggregate(csr, x, func.name.lower())
+    return fp32_to_bf16_bits(want) if out_bf16 else want
+
+
+def check(adj, x, lanes, funcs=tuple(GnnFunc), *, seed=0, spad=16384, out_bf16=False):
+    """Run every function; assert bit-exact, the exact cycle model, pad bytes untouched."""
     csr = encode_csr(adj)
     errors = []
     for func in funcs:
-        job = layout_gnn(csr, x, lanes, out_fill=0xA5)
+        job = layout_gnn(csr, x, lanes, out_fill=0xA5, out_bf16=out_bf16)
         run = run_sparse(Gnn(lanes=lanes, scratchpad_bytes=spad), job, func,
                          pattern=random_pattern(0.5, seed), max_cycles=200_000)
-        np.testing.assert_array_equal(run.result, gnn_aggregate(csr, x, func.name.lower()),
+        np.testing.assert_array_equal(run.result, expected(csr, x, func, out_bf16),
                                       err_msg=f"{func.name}")
+        elem = 2 if out_bf16 else 4
+        pad = np.frombuffer(run.raw, np.uint8).reshape(x.shape[0], -1)[:, x.shape[1] * elem:]
+        assert (pad == 0xA5).all(), f"{func.name}: pad features written"
         model = gnn_cost.cycles(tile(lanes), nodes=csr.shape[0], features=x.shape[1],
                                 degrees=csr.row_nnz)
         assert run.cycles == model, f"{func.name}: RTL {run.cycles} cycles, model {model}"
@@ -70,6 +82,37 @@ def test_gnn_special_values():
     check(random_graph(rng, 16, 0.4), x, 8)
 
 
+def test_gnn_bf16_output_ragged_isolated_specials():
+    """BF16 results: ragged F (a partial last slice), isolated nodes (first, middle, last),
+    specials; each slice is one word, the pad lanes keep their bytes."""
+    rng = np.random.default_rng(7)
+    adj = random_graph(rng, 14, 0.35).toarray()
+    adj[[0, 6, 13], :] = 0
+    x = special_values(rng, (14, 7), sparsity=0.1)
+    check(adj, x, 4, out_bf16=True, seed=5)
+
+
+def test_gnn_bf16_output_rounding_edges():
+    """Sums that are exact ties of BF16 (to even, both ways), a tie that carries into the
+    exponent and one that overflows to inf; MEAN's product rounded once more."""
+    b = lambda *v: np.array(v, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    # Node 0's neighbours are nodes 0 and 1: 1.0 + 2**-8, 1.0 + 2**-8, (1 + 2**-7) + 2**-8
+    # and (2 - 2**-7) * 2**127 + 2**119.
+    x = np.stack([b(0x3F80, 0x3F80, 0x3F81, 0x7F7F), b(0x3B80, 0x3B80, 0x3B80, 0x7B00),
+                  b(0x3F80, 0xBF80, 0x3FFF, 0xFF7F), b(0x3B80, 0x3B80, 0x3B80, 0xFB00)])
+    adj = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]])
+    want = fp32_to_bf16_bits(gnn_aggregate(encode_csr(adj), x, "sum"))
+    # node 0: 1+2**-8 -> 1.0 (tie, even); 1+2**-7+2**-8 -> 1+2**-6 (tie, up);
+    # (2-2**-7)*2**127 + 2**119 -> inf (tie, odd: carries out of the largest finite)
+    assert want[0].tolist() == [0x3F80, 0x3F80, 0x3F82, 0x7F80]
+    check(adj, x, 2, out_bf16=True)
+
+
+def test_gnn_bf16_output_karate_default_lanes():
+    rng = np.random.default_rng(8)
+    check(karate_adjacency(), bf16_normal(rng, (34, 19)), 8, out_bf16=True)
+
+
 @pytest.mark.slow
 def test_gnn_random_graphs_long():
     rng = np.random.default_rng(5)
@@ -78,7 +121,7 @@ def test_gnn_random_graphs_long():
         lanes = int(rng.choice([2, 4, 8]))
         check(random_graph(rng, nodes, float(rng.uniform(0, 0.5))),
               bf16_normal(rng, (nodes, int(rng.integers(1, 20)))), lanes,
-              seed=int(rng.integers(100)), spad=65536)
+              seed=int(rng.integers(100)), spad=65536, out_bf16=bool(rng.integers(2)))
 
 
 def _comb(dut, pairs, inputs, output):
@@ -122,6 +165,13 @@ def test_gnn_exec_encoding_roundtrip():
     back = isa.decode(isa.exec_cmd(UnitKind.GNN, GnnFunc.MEAN, **job.args).encode(), UnitKind.GNN)
     assert back.fields["func"] is GnnFunc.MEAN and back.fields["args"] == job.args
     assert GnnArgs.size <= isa.EXEC_ARGS_BITS
+
+
+def test_gnn_args_layout():
+    """The EXEC argument contract: field order and widths, out_bf16 last (bit 160)."""
+    assert [(n, Shape.cast(f.shape).width, f.offset) for n, f in GnnArgs] == [
+        ("ptr_addr", 24, 0), ("idx_addr", 24, 24), ("x_addr", 24, 48), ("out_addr", 24, 72),
+        ("nodes", 16, 96), ("features", 16, 112), ("edges", 24, 128), ("out_bf16", 1, 152)]
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [

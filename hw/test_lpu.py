@@ -13,9 +13,13 @@ from sched.golden import numerics as nx
 from tb.harness import run_cocotb
 
 
+#: Ragged K too: W (INT8 elements per word) is 16 for 2 x 4, 8 for 4 x 2, 4 for 1 x 1 and
+#: 32 for 4 x 8; K = W+1 leaves a one-element last chunk of every A row.
 SWEEP = [(2, 4, m, n, k) for m, n, k in [
     (1, 1, 1), (2, 4, 1), (3, 5, 2), (2, 4, 4), (5, 9, 3), (4, 8, 6), (1, 13, 5), (7, 3, 9),
-]] + [(4, 2, 6, 3, 1), (4, 2, 9, 5, 4), (1, 1, 3, 2, 5), (4, 8, 5, 17, 7)]
+    (3, 5, 17), (4, 2, 35),
+]] + [(4, 2, 6, 3, 1), (4, 2, 9, 5, 4), (1, 1, 3, 2, 5), (4, 8, 5, 17, 7),
+      (4, 2, 6, 3, 9), (4, 2, 5, 2, 19), (1, 1, 3, 2, 6), (4, 8, 5, 9, 33)]
 
 
 def _tile(rows, cols):

@@ -1,4 +1,5 @@
-"""SMU: bit-exact against sched.golden.sparse.spmm_bf16 and cycle-exact against sched.cost.smu."""
+"""SMU: bit-exact against sched.golden.sparse.spmm_bf16 (then fp32_to_bf16_bits for BF16
+output) and cycle-exact against sched.cost.smu."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from hw.config import UnitKind, load_config
 from hw.smu import Smu, SmuArgs, SmuFunc
 from sched.cost import smu as smu_cost
 from sched.formats import encode_csr, layout_spmm
+from sched.golden.numerics import fp32_to_bf16_bits
 from sched.golden.sparse import spmm_bf16
 from tb.harness import run_cocotb
 from tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case, unstructured
@@ -20,18 +22,20 @@ def tile(lanes):
     return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
 
 
-def check(a, b, lanes, *, spad=16384, seed=0):
+def check(a, b, lanes, *, spad=16384, seed=0, out_bf16=False):
     """Run A @ B; assert bit-exact, exact cycle model, pad bytes untouched. Returns cycles."""
     csr = encode_csr(a)
-    job = layout_spmm(csr, b, lanes, out_fill=0xA5)
+    job = layout_spmm(csr, b, lanes, out_fill=0xA5, out_bf16=out_bf16)
     run = run_sparse(Smu(lanes=lanes, scratchpad_bytes=spad), job, SmuFunc.SPMM,
                      pattern=random_pattern(0.5, seed), max_cycles=100_000)
-    np.testing.assert_array_equal(run.result, spmm_bf16(csr, b))
+    want = spmm_bf16(csr, b)
+    np.testing.assert_array_equal(run.result, fp32_to_bf16_bits(want) if out_bf16 else want)
     model = smu_cost.cycles(tile(lanes), m=a.shape[0], n=b.shape[1], k=a.shape[1],
                             row_nnz=csr.row_nnz)
     assert run.cycles == model, f"RTL {run.cycles} cycles, model {model}"
-    pad = np.frombuffer(run.raw, "<u4").reshape(a.shape[0], -1)[:, b.shape[1]:]
-    assert (pad == 0xA5A5A5A5).all(), "the SMU wrote pad columns"
+    elem = 2 if out_bf16 else 4
+    pad = np.frombuffer(run.raw, np.uint8).reshape(a.shape[0], -1)[:, b.shape[1] * elem:]
+    assert (pad == 0xA5).all(), "the SMU wrote pad columns"
     return run.cycles
 
 
@@ -40,6 +44,14 @@ def test_smu_cases(case):
     rng = np.random.default_rng(SPARSE_CASES.index(case))
     m, k, n = 9, 24, 10                        # three passes of 4 lanes, last one partial
     check(sparse_case(case, rng, m, k), bf16_normal(rng, (k, n)), 4, seed=3)
+
+
+@pytest.mark.parametrize("case", ["empty_rows", "specials"])
+def test_smu_bf16_output(case):
+    """C in BF16 (out_bf16): empty rows, specials, a partial last slice."""
+    rng = np.random.default_rng(20 + SPARSE_CASES.index(case))
+    m, k, n = 9, 24, 10
+    check(sparse_case(case, rng, m, k), bf16_normal(rng, (k, n)), 4, seed=2, out_bf16=True)
 
 
 def test_smu_skewed_one_dense_row_many_empty():
@@ -69,7 +81,7 @@ def test_smu_random_sweep_long():
         lanes = int(rng.choice([2, 4, 8, 16]))
         m, k, n = (int(v) for v in rng.integers(1, 40, 3))
         check(unstructured(rng, m, k, float(rng.uniform(0, 1))), bf16_normal(rng, (k, n)), lanes,
-              spad=65536, seed=int(rng.integers(100)))
+              spad=65536, seed=int(rng.integers(100)), out_bf16=bool(rng.integers(2)))
 
 
 def test_smu_exec_encoding_roundtrip():

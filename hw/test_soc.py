@@ -121,6 +121,13 @@ def test_chain_bit_exact(soc_run):
     assert c["ce0"]["unit_busy_cycles"] > 0 and c["ce1"]["unit_busy_cycles"] > 0
     assert res.cycles >= max(c["ce0"]["cycles"], c["ce1"]["cycles"])
     assert c["ce1"]["cycles"] > c["ce0"]["unit_busy_cycles"] + c["ce1"]["unit_busy_cycles"]
+    # the trace: every command stamped in issue order; ce1's EXEC after ce0's SIGNAL, its
+    # STORE no earlier than the unit's busy time after it; END at the tile's last cycle
+    t0, t1 = res.trace["ce0"], res.trace["ce1"]
+    assert t0 == sorted(t0) and t1 == sorted(t1)
+    assert t1[2] > t0[5]
+    assert t1[3] - t1[2] >= c["ce1"]["unit_busy_cycles"]
+    assert t1[-1] == c["ce1"]["cycles"] - 1
 
 
 def test_fault_out_of_range(soc_run):

@@ -106,6 +106,7 @@ def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
     image[0:len(xb)] = xb
     image[0x100:0x100 + len(wb)] = wb
     got = bytearray()
+    trace = []
 
     async def bench(ctx):
         for i in range(0, len(image), 8):
@@ -130,6 +131,12 @@ def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
             ctx.set(soc.mem_addr, a // 8)
             await ctx.tick()
             got.extend(ctx.get(soc.mem_rdata).to_bytes(8, "little"))
+        ctx.set(soc.mem_re, 0)
+        ctx.set(soc.reg_pos, 1)            # ce0 at (1, 0)
+        for i in range(len(cmds)):
+            ctx.set(soc.trace_addr, i)
+            await ctx.tick()
+            trace.append(ctx.get(soc.trace_data))
 
     sim = Simulator(soc)
     sim.add_clock(1e-8)
@@ -137,3 +144,7 @@ def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
     sim.run()
     want = conv_integer(x[None], w, pads=shape.pads)[0]
     np.testing.assert_array_equal(unpack_output(bytes(got), shape, 4, False), want)
+    # the trace stamps every command in issue order; the STORE waited for the whole EXEC
+    from sched.cost.ce import cycles as ce_cycles
+    assert trace == sorted(trace) and len(set(trace)) == len(trace)
+    assert trace[3] - trace[2] >= ce_cycles(cfg.tile("ce0"), **shape.exec_args(in_addr=0, w_addr=0x100, out_addr=0x400))

@@ -48,7 +48,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .config import MeshConfig, PoolConfig, TileConfig, UnitKind
-from .controller import TileController
+from .controller import COUNTER_BITS, TileController
 from .isa import COMMAND_BITS, Opcode
 from .noc.ni import NetworkInterface
 from .noc.tokens import TokenCounters
@@ -244,6 +244,11 @@ class ComputeTile(wiring.Component):
         command) or the token counters (a token out of range) flagged an error.
     reg_addr : In(5); reg_data : Out(32)
         Register read (combinational), see :data:`REGISTERS`.
+    trace_addr : In(cmd address width); trace_data : Out(32)
+        Trace read (one cycle of latency): the controller's ``cycles`` value when command
+        ``trace_addr`` left ISSUE in the last run (END: when the tile finished), so the host
+        can draw the measured timeline of every command. Entries of commands that did not
+        issue hold stale values.
     """
 
     def __init__(self, tile: TileConfig, pool: PoolConfig, *, cmd_depth: int = 1024,
@@ -297,6 +302,8 @@ class ComputeTile(wiring.Component):
             "error": Out(1),
             "reg_addr": In(REG_ADDR_BITS),
             "reg_data": Out(REG_BITS),
+            "trace_addr": In(self._ctl.addr_width),
+            "trace_data": Out(COUNTER_BITS),
         })
 
     tile = property(lambda self: self._tile)
@@ -318,6 +325,16 @@ class ComputeTile(wiring.Component):
                                               write_ports=len(self._writes) + 1)
         m.submodules.cmd_mem = cmd_mem = memory.Memory(shape=COMMAND_BITS,
                                                        depth=self._cmd_depth, init=[])
+
+        # Trace: the cycle each command issued, written by the controller, read by the host.
+        m.submodules.trace_mem = trace_mem = memory.Memory(shape=COUNTER_BITS,
+                                                           depth=self._cmd_depth, init=[])
+        trace_wr = trace_mem.write_port()
+        trace_rd = trace_mem.read_port()
+        m.d.comb += [
+            trace_wr.addr.eq(ctl.pc), trace_wr.data.eq(ctl.cycles), trace_wr.en.eq(ctl.issued),
+            trace_rd.addr.eq(self.trace_addr), self.trace_data.eq(trace_rd.data),
+        ]
 
         # Command memory: host writes, controller fetches.
         fetch = cmd_mem.read_port()

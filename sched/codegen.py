@@ -1,20 +1,58 @@
-"""The command-stream compiler: a schedule becomes per-tile command streams and a memory image.
+"""The command-stream compiler: a schedule becomes per-tile binary command streams and a memory image.
 
 Data flow (every result goes through the memory tile)
 -----------------------------------------------------
 For each micro-op, in its unit's schedule order, the unit's tile stream holds::
 
     WAIT   token=<producer tile> count=k      for every producer on another tile (below)
-    LOAD   operand runs  memory -> scratchpad  (one command per contiguous run of the box)
-    EXEC   the micro-op on its operands' scratchpad addresses
-    STORE  result runs   scratchpad -> memory
+    LOAD   operands memory -> scratchpad, in the unit's own layout (row by row, merged
+           where memory and scratchpad are both contiguous; unit-format constants whole)
+    EXEC   the unit's binary command (``hw/<kind>.py`` enums and argument struct)
+    STORE  the result rows scratchpad -> memory
     LOAD   (fence) the last 32 bytes it stored, back       only if another tile reads it
     SIGNAL (x, y) token=<this tile> count=1    once per consuming tile
 
-and the stream ends with END. Every buffer has a fixed place in the memory image (row-major,
-32-byte aligned; an alias shares its base's place), written once (single assignment), so an
-operand box is a list of contiguous runs and needs no copy. The memory tile runs LAYOUT
-micro-ops in place (EXEC on memory addresses, no LOAD/STORE).
+and the stream ends with END. Every command is binary (:attr:`TileStream.binary`).
+
+Memory layout (:class:`BufferLayout`)
+-------------------------------------
+- Every base buffer is row-major with its last dimension padded so that the row pitch in
+  bytes is a multiple of the flit size (``pool.mesh.flit_bits // 8``, 8 bytes by default);
+  bases are 32-byte aligned. A 1-D buffer is one row. The padding holds nothing: memory
+  starts zeroed and the units may write anything there.
+- An alias (reshape) shares its base's storage and must agree with its padded layout: it
+  keeps the base's last dimension, or both row sizes are flit multiples (no padding at
+  all); anything else is a :class:`CodegenError`.
+- A LOAD or STORE moves contiguous runs whose address and length are flit multiples (the
+  NI moves whole flits). A run is one row of an operand box, rounded out to flit
+  boundaries only into that row's own padding: a box row must start on a flit boundary
+  and end on one or at the row's last element, otherwise the run would cover another
+  micro-op's elements and compiling fails naming the box.
+- Unit-format constants follow the buffers, one blob per micro-op operand, each loaded
+  with one LOAD: GEMM weights ``B`` packed K x Np, a bias or other constant accumulator
+  expanded to Mp x Np, GNN adjacencies as CSR ``ptr`` and ``idx`` of the micro-op's rows,
+  AFU broadcast constants expanded to the micro-op's element layout (any constant operand
+  of those units is packed the same way).
+
+Unit layouts (the units' documented contracts)
+----------------------------------------------
+DMU/LPU GEMM (:mod:`hw.systolic`): A row-major Mp x ``a_pitch`` (``a_pitch`` = K elements
+rounded up to whole words), B K x Np, C (accumulate) Mp x Np of 32-bit, D Mp x Np of the
+output element (DMU FP32 or BF16 with ``out_bf16``, LPU INT32 or INT8 with ``requant``);
+SPMM placed on a DMU runs as a dense GEMM. AFU (:mod:`hw.afu`): dense vectors of ``count``
+elements; when the micro-op covers whole rows of buffers with one pitch, the padded rows
+are one vector (the AFU also computes the padding, which nobody reads), otherwise the rows
+are packed densely (each a flit multiple, or a single row). GNN (:mod:`hw.gnn`): CSR
+``ptr``/``idx``, features rows padded to ``ceil(F/L)*L`` BF16, output rows the same
+(BF16 with ``out_bf16``, else FP32). Scratchpad regions are aligned to the unit's word
+(at least 32 bytes).
+
+INT8 activations use ``max(x, zero_point)`` (RELU with equal input and output quantisation)
+or a 256-byte table blob (:func:`sched.golden.activations.int8_table`).
+
+Not lowered (:class:`NotLowered`): CONV on the CE, LAYOUT on the memory tile, SPMM on the
+SMU, QUANTIZE/DEQUANTIZE, INT8 element-wise operations, GELU with ``approximate="tanh"``;
+the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
 STORE is posted; the ISA orders a SIGNAL only after earlier STOREs *to the same
@@ -28,103 +66,96 @@ signals as it needs to cover the one sent after the result it reads, so each sen
 signals are consumed in the order sent and no WAIT can be satisfied by a signal meant for a
 later micro-op. Every WAIT waits for an event earlier in the schedule, so the streams
 cannot deadlock.
-
-Unit formats in the memory image
---------------------------------
-- INT8 weights (LPU GEMM, CE convolution) are the INT8 buffers themselves.
-- The sparse operand of an SPMM placed on the SMU is stored per micro-op in the SMU's CSR
-  (``hw/smu.py``, :mod:`sched.formats`): ``ptr`` (rows + 1 u32) then ``nz`` (nnz u32,
-  column | BF16 value << 16), each padded to whole SMU words. An SPMM placed on a DMU
-  reads its operand dense.
-
-EXEC encoding
--------------
-The EXEC argument structs belong to the unit modules (``hw/<kind>.py`` through
-:func:`hw.isa.exec_spec`). Until a unit's module exists, its EXEC commands carry the
-provisional software form ``{"uop": index into Program.ops, "in0".."in3": scratchpad
-addresses, "out": address}``: the listing shows them and the functional executor
-(:mod:`sched.funcsim`) runs them, but :attr:`TileStream.binary` is None for a stream with
-such a command and :attr:`TileStream.missing` names the unit kinds whose layout is
-missing. Everything else (LOAD/STORE/WAIT/SIGNAL/END) is encoded with :func:`hw.isa.assemble`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_dtypes
 import numpy as np
 
 from hw import isa
 from hw.config import DType, UnitKind
-from sched.ir import BufferKind, Graph, MicroOp, OpType, TensorRef
+from sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, MicroOp, OpType,
+                      TensorRef)
 from sched.pool import AllocationError, Pool, ScratchpadAllocator
 from sched.schedulers import Schedule
 
-__all__ = ["CodegenError", "MemoryImage", "TileStream", "Program", "compile_schedule",
-           "encode_csr", "decode_csr", "box_runs", "NP_DTYPE", "EXEC_ARGS", "FENCE_BYTES"]
+__all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
+           "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
+           "set_inputs"]
 
 ALIGN = 32
 FENCE_BYTES = 32
 NP_DTYPE = {DType.BF16: ml_dtypes.bfloat16, DType.FP32: np.dtype("<f4"),
             DType.INT8: np.dtype("i1"), DType.INT32: np.dtype("<i4")}
 
-#: Unit kind -> ``f(op, addrs) -> (func, args)`` building the unit's own EXEC arguments
-#: (``hw/<kind>.py`` layout). Filled as the unit modules land; a kind missing here uses the
-#: provisional form (module docstring) and its stream has no binary.
-EXEC_ARGS: dict[UnitKind, Callable[[MicroOp, Mapping[str, int]], tuple[Any, dict]]] = {}
-
 
 class CodegenError(ValueError):
-    """A schedule that cannot be compiled (memory or scratchpad too small, bad schedule)."""
+    """A schedule that cannot be compiled (memory or scratchpad too small, bad layout)."""
 
 
-def _align(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
+class NotLowered(CodegenError):
+    """A micro-op placed on a unit for which codegen emits no command (message says why)."""
 
 
-def box_runs(ref: TensorRef, buffer_shape: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Contiguous runs ``(first element, length)`` of a box in its buffer's row-major order."""
-    if not ref.shape or math.prod(ref.shape) == 0:
-        return []
-    idx = np.indices(ref.shape).reshape(len(ref.shape), -1)
-    idx = idx + np.asarray(ref.offset).reshape(-1, 1)
-    flat = np.ravel_multi_index(tuple(idx), buffer_shape)
-    breaks = np.flatnonzero(np.diff(flat) != 1) + 1
-    starts = np.concatenate(([0], breaks))
-    ends = np.concatenate((breaks, [flat.size]))
-    return [(int(flat[s]), int(e - s)) for s, e in zip(starts, ends)]
+def _ceil(n: int, q: int) -> int:
+    return -(-n // q) * q
 
 
-def encode_csr(dense: np.ndarray, lanes: int) -> bytes:
-    """The SMU's CSR of a 2-D BF16 block (:mod:`sched.formats`): the ``ptr`` array, then the
-    ``nz`` array, each padded to whole words of a ``lanes``-lane unit."""
-    from sched.formats import encode_csr as _encode, pack_csr
-    ptr, nz = pack_csr(_encode(np.asarray(dense)), lanes)
-    return ptr + nz
+@dataclass(frozen=True)
+class BufferLayout:
+    """Where a buffer's elements are: ``addr + row * pitch + col * elem`` with ``row`` the
+    row-major index over every dimension but the last and ``col`` the last index."""
 
+    name: str
+    addr: int
+    shape: tuple[int, ...]
+    elem: int
+    pitch: int
 
-def decode_csr(blob: bytes, rows: int, cols: int, lanes: int) -> np.ndarray:
-    """Inverse of :func:`encode_csr`: the dense BF16 matrix (absent entries +0)."""
-    from sched.formats import word_bytes
-    wb = word_bytes(lanes)
-    ptr = np.frombuffer(blob, "<u4", rows + 1).astype(np.int64)
-    nnz = int(ptr[-1])
-    nz_at = -(-4 * (rows + 1) // wb) * wb
-    nz = np.frombuffer(blob, "<u4", nnz, nz_at)
-    bits = np.zeros((rows, cols), np.uint16)
-    r = np.repeat(np.arange(rows), np.diff(ptr))
-    bits[r, (nz & 0xFFFF).astype(np.int64)] = (nz >> 16).astype(np.uint16)
-    return bits.view(ml_dtypes.bfloat16)
+    @property
+    def cols(self) -> int:
+        return self.shape[-1] if self.shape else 1
 
+    @property
+    def rows(self) -> int:
+        return math.prod(self.shape[:-1]) if self.shape else 1
 
-def csr_bytes(rows: int, nnz: int, lanes: int) -> int:
-    """Bytes of :func:`encode_csr`'s output for ``rows`` rows and ``nnz`` non-zeros."""
-    from sched.formats import word_bytes
-    wb = word_bytes(lanes)
-    return -(-4 * (rows + 1) // wb) * wb + -(-4 * nnz // wb) * wb
+    @property
+    def nbytes(self) -> int:
+        return self.rows * self.pitch
+
+    def box_rows(self, ref: TensorRef) -> tuple[np.ndarray, int, int]:
+        """``(row indices, first column, columns)`` of a box of this buffer."""
+        shape = tuple(ref.shape) or (1,)
+        offset = tuple(ref.offset) or (0,)
+        bshape = self.shape or (1,)
+        if len(shape) == 1:
+            rows = np.zeros(1, np.int64)
+        else:
+            idx = np.indices(shape[:-1]).reshape(len(shape) - 1, -1)
+            idx = idx + np.asarray(offset[:-1]).reshape(-1, 1)
+            rows = np.ravel_multi_index(tuple(idx), bshape[:-1]).astype(np.int64)
+        return rows, int(offset[-1]), int(shape[-1])
+
+    def pack(self, values: np.ndarray) -> bytes:
+        """The buffer's bytes in this layout (padding zero)."""
+        e = self.elem
+        raw = np.ascontiguousarray(values).reshape(self.rows, self.cols).view(np.uint8)
+        out = np.zeros((self.rows, self.pitch), np.uint8)
+        out[:, :self.cols * e] = raw.reshape(self.rows, self.cols * e)
+        return out.tobytes()
+
+    def unpack(self, raw: bytes, dtype) -> np.ndarray:
+        """The buffer's values from its bytes in this layout."""
+        e = self.elem
+        a = np.frombuffer(raw, np.uint8, self.nbytes).reshape(self.rows, self.pitch)
+        a = np.ascontiguousarray(a[:, :self.cols * e])
+        return a.view(dtype).reshape(self.shape)
 
 
 @dataclass
@@ -134,20 +165,25 @@ class MemoryImage:
     Attributes
     ----------
     data : bytearray
-        ``size`` bytes; inputs and weights in place, everything else zero.
+        ``size`` bytes; inputs and constants in place, everything else zero.
     initialized : ndarray of bool
-        Which bytes hold defined data before the run (inputs, constants, CSR blobs).
+        Which bytes hold defined data before the run (inputs, constants, unit blobs).
+    padding : ndarray of bool
+        Row padding of the buffers: no element lives there, so it may be read before it is
+        written and written more than once.
     buffers : dict
         Base buffer name -> address.
     blobs : dict
-        ``(micro-op id, operand index)`` -> ``(address, bytes)`` of unit-format operands.
+        ``(micro-op id, operand index or name)`` -> ``(address, bytes)`` of unit-format
+        constants.
     """
 
     size: int
     data: bytearray
     initialized: np.ndarray
+    padding: np.ndarray
     buffers: dict[str, int]
-    blobs: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    blobs: dict[tuple[str, Any], tuple[int, int]] = field(default_factory=dict)
 
     def put(self, addr: int, payload: bytes) -> None:
         self.data[addr:addr + len(payload)] = payload
@@ -160,55 +196,74 @@ class TileStream:
 
     tile: Any
     commands: list[isa.Command]
-    missing: tuple[str, ...] = ()
 
     @property
-    def binary(self) -> bytes | None:
-        """The stream's 256-bit words, or None while a unit's EXEC layout is missing."""
-        if self.missing:
-            return None
+    def binary(self) -> bytes:
+        """The stream's 256-bit command words (32 bytes each, little-endian)."""
         return isa.assemble(self.commands)
 
     def listing(self) -> str:
         head = f"; tile {self.tile.name} ({self.tile.kind.key} at {self.tile.x},{self.tile.y})"
-        if self.missing:
-            head += (f"; EXEC in provisional form: no EXEC layout yet for "
-                     f"{', '.join(self.missing)}")
         return head + "\n" + isa.listing(self.commands)
 
 
 @dataclass
 class Program:
-    """A compiled schedule: streams per tile, the memory image, and the tables the
-    functional executor needs (micro-ops by EXEC index, operand layouts)."""
+    """A compiled schedule: streams per tile, the memory image and its layout."""
 
     graph: Graph
     schedule: Schedule
     pool: Pool
     streams: dict[str, TileStream]
     image: MemoryImage
-    ops: list[MicroOp]
+    layouts: dict[str, BufferLayout]              # every buffer (aliases included)
     placement: dict[str, str]                     # micro-op id -> tile name
-    sparse_on_unit: dict[str, int]                # SPMM micro-op id -> CSR operand index
 
-    def buffer_runs(self, ref: TensorRef) -> list[tuple[int, int]]:
-        """Memory ``(address, bytes)`` runs of a box."""
-        g = self.graph
-        base = g.base(ref.buffer)
-        eb = base.dtype.bytes
-        addr = self.image.buffers[base.name]
-        return [(addr + s * eb, n * eb) for s, n in box_runs(ref, g.buffers[ref.buffer].shape)]
+    @property
+    def flit_bytes(self) -> int:
+        return self.pool.mesh.flit_bits // 8
+
+    def row_runs(self, ref: TensorRef, who: str = "") -> list[tuple[int, int]]:
+        """Memory ``(address, bytes)`` of each row of a box, rounded out to flits into the
+        row's padding only (:class:`CodegenError` if a row would need more)."""
+        lay = self.layouts[ref.buffer]
+        fb = self.flit_bytes
+        rows, c0, w = lay.box_rows(ref)
+        e = lay.elem
+        if (c0 * e) % fb or ((c0 + w) * e % fb and c0 + w != lay.cols):
+            raise CodegenError(
+                f"{who}{ref}: a LOAD/STORE moves whole {fb}-byte flits and may round a row "
+                f"out only into the row's padding, but columns {c0}..{c0 + w - 1} of "
+                f"{ref.buffer} (rows of {lay.cols} x {e}-byte elements, pitch {lay.pitch}) "
+                f"share a flit with other elements of the row. Accepted: boxes whose columns "
+                f"start at a multiple of {fb // math.gcd(fb, e)} and end at one or at the "
+                f"row's last column")
+        length = _ceil(w * e, fb)
+        base = lay.addr + c0 * e
+        return [(base + int(r) * lay.pitch, length) for r in rows]
+
+    def buffer_region(self, name: str) -> tuple[int, int]:
+        """``(address, bytes)`` of a whole buffer, padding included."""
+        lay = self.layouts[name]
+        return lay.addr, lay.nbytes
+
+    def read_buffer(self, memory: bytes, name: str) -> np.ndarray:
+        """A buffer's values from a memory image laid out by this program."""
+        lay = self.layouts[name]
+        dt = NP_DTYPE[self.graph.base(name).dtype]
+        return lay.unpack(bytes(memory[lay.addr:lay.addr + lay.nbytes]), dt)
 
     def listing(self) -> str:
         return "\n\n".join(s.listing() for s in self.streams.values())
 
     def misaligned(self, flit_bytes: int | None = None) -> list[tuple[str, int]]:
-        """``(tile, command index)`` of LOADs/STOREs whose scratchpad or remote address is
-        not a multiple of the flit size (the NI of branch ``noc`` drops those)."""
-        fb = flit_bytes or self.pool.mesh.flit_bits // 8
+        """``(tile, command index)`` of LOADs/STOREs whose scratchpad or remote address or
+        length is not a multiple of the flit size (the NI drops those)."""
+        fb = flit_bytes or self.flit_bytes
         return [(t, i) for t, s in self.streams.items() for i, c in enumerate(s.commands)
                 if c.opcode in (isa.Opcode.LOAD, isa.Opcode.STORE)
-                and (c.fields["spad_addr"] % fb or c.fields["remote_addr"] % fb)]
+                and (c.fields["spad_addr"] % fb or c.fields["remote_addr"] % fb
+                     or c.fields["length"] % fb)]
 
     def token_summary(self) -> dict[str, int]:
         """Counts of WAIT and SIGNAL commands and of cross-tile dependencies."""
@@ -220,45 +275,74 @@ class Program:
         return {"waits": waits, "signals": signals, "cross_tile_edges": cross}
 
 
-def _const_array(g: Graph, ref: TensorRef) -> np.ndarray:
-    b = g.buffers[ref.buffer]
-    base = g.base(ref.buffer)
-    return np.asarray(base.data).reshape(b.shape)[ref.slices]
+# -- memory layout ---------------------------------------------------------------------
 
-
-def _layout_memory(g: Graph, pool: Pool, smu_sparse: dict[str, int],
-                   inputs: Mapping[str, np.ndarray] | None, lanes: Mapping[str, int]) -> MemoryImage:
-    size = pool.memory["bytes"]
-    addrs: dict[str, int] = {}
+def _layouts(g: Graph, fb: int) -> tuple[dict[str, BufferLayout], int]:
+    lays: dict[str, BufferLayout] = {}
     top = 0
     for b in g.buffers.values():
         if b.alias_of is None:
-            addrs[b.name] = top
-            top += _align(b.bytes)
-    blobs: dict[tuple[str, int], bytes] = {}
-    for op_id, idx in smu_sparse.items():
-        op = g.op(op_id)
-        ref = op.inputs[idx]
-        if g.base(ref.buffer).kind is not BufferKind.CONST:
-            raise CodegenError(f"Micro-op {op_id!r}: the SMU's sparse operand {ref} must be a "
-                               f"constant (weights)")
-        rows, cols = ref.last_dims(2)
-        blobs[(op_id, idx)] = encode_csr(_const_array(g, ref).reshape(rows, cols), lanes[op_id])
-    blob_at: dict[tuple[str, int], tuple[int, int]] = {}
+            e = b.dtype.bytes
+            shape = tuple(b.shape)
+            cols = shape[-1] if shape else 1
+            lays[b.name] = BufferLayout(b.name, top, shape, e, _ceil(cols * e, fb))
+            top += _ceil(lays[b.name].nbytes, ALIGN)
+    for b in g.buffers.values():
+        if b.alias_of is None:
+            continue
+        base = lays[g.base(b.name).name]
+        e = base.elem
+        shape = tuple(b.shape)
+        cols = shape[-1] if shape else 1
+        pitch = _ceil(cols * e, fb)
+        dense = base.pitch == base.cols * e and pitch == cols * e
+        if cols != base.cols and not dense:
+            raise CodegenError(
+                f"Buffer {b.name!r} {list(shape)} reshapes {base.name!r} {list(base.shape)}, "
+                f"whose rows of {base.cols} x {e}-byte elements are padded to {base.pitch} "
+                f"bytes (whole {fb}-byte flits); the reshape changes the last dimension, so "
+                f"its elements are not where a row-major view of the padded rows would put "
+                f"them. Accepted: a reshape keeping the last dimension, or both row sizes "
+                f"multiples of {fb} bytes")
+        lays[b.name] = BufferLayout(b.name, base.addr, shape, e, pitch)
+    return lays, top
+
+
+def _const_array(g: Graph, ref: TensorRef) -> np.ndarray:
+    b = g.buffers[ref.buffer]
+    base = g.base(ref.buffer)
+    return np.asarray(base.data).astype(NP_DTYPE[base.dtype]).reshape(b.shape)[ref.slices]
+
+
+def _layout_memory(g: Graph, pool: Pool, lays: Mapping[str, BufferLayout], top: int,
+                   blobs: Mapping[tuple[str, Any], bytes],
+                   inputs: Mapping[str, np.ndarray] | None) -> MemoryImage:
+    size = pool.memory["bytes"]
+    blob_at: dict[tuple[str, Any], tuple[int, int]] = {}
     for key, blob in blobs.items():
         blob_at[key] = (top, len(blob))
-        top += _align(len(blob))
+        top += _ceil(len(blob), ALIGN)
     if top > size:
-        raise CodegenError(f"The program needs {top} bytes of memory (buffers and CSR "
-                           f"operands) but the memory tile {pool.memory.name} has {size}")
-    img = MemoryImage(size, bytearray(size), np.zeros(size, bool), addrs, blob_at)
+        raise CodegenError(f"The program needs {top} bytes of memory (buffers and unit-format "
+                           f"constants) but the memory tile {pool.memory.name} has {size}")
+    pad = np.zeros(size, bool)
+    for b in g.buffers.values():
+        if b.alias_of is None:
+            lay = lays[b.name]
+            if lay.pitch > lay.cols * lay.elem:
+                rows = pad[lay.addr:lay.addr + lay.nbytes].reshape(lay.rows, lay.pitch)
+                rows[:, lay.cols * lay.elem:] = True
+    img = MemoryImage(size, bytearray(size), np.zeros(size, bool), pad,
+                      {n: lays[n].addr for n, b in g.buffers.items() if b.alias_of is None},
+                      blob_at)
     for b in g.buffers.values():
         if b.kind is BufferKind.CONST and b.alias_of is None:
-            img.put(addrs[b.name], np.asarray(b.data).astype(NP_DTYPE[b.dtype]).tobytes())
+            lay = lays[b.name]
+            img.put(lay.addr, lay.pack(np.asarray(b.data).astype(NP_DTYPE[b.dtype])))
     for key, blob in blobs.items():
         img.put(blob_at[key][0], blob)
     if inputs is not None:
-        set_inputs(img, g, inputs)
+        set_inputs(img, g, inputs, lays)
     return img
 
 
@@ -277,16 +361,346 @@ def host_input_arrays(g: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, n
     return out
 
 
-def set_inputs(img: MemoryImage, g: Graph, inputs: Mapping[str, np.ndarray]) -> None:
-    """Write the graph inputs into the image."""
+def set_inputs(img: MemoryImage, g: Graph, inputs: Mapping[str, np.ndarray],
+               layouts: Mapping[str, BufferLayout]) -> None:
+    """Write the graph inputs into the image, rows padded as their layout says."""
     for n, arr in host_input_arrays(g, inputs).items():
         b = g.buffers[n]
-        img.put(img.buffers[n], np.asarray(arr).astype(NP_DTYPE[b.dtype]).tobytes())
+        lay = layouts[n]
+        img.put(lay.addr, lay.pack(np.asarray(arr).astype(NP_DTYPE[b.dtype])))
+
+
+# -- lowering plans ----------------------------------------------------------------------
+
+@dataclass
+class _Operand:
+    """One scratchpad region of a micro-op: a blob (constant) or rows of a memory box."""
+
+    key: Any
+    region: int                       # bytes
+    blob: bytes | None = None
+    ref: TensorRef | None = None
+    pitch: int = 0                    # scratchpad bytes between the box's rows
+
+
+@dataclass
+class _Plan:
+    operands: list[_Operand]
+    out: _Operand
+    build: Callable[[Mapping[Any, int]], tuple[Any, dict]]   # addresses -> (func, args)
+    align: int
+
+
+class _Ctx:
+    """What a lowering needs: the graph, the layouts, the flit size, the unit's tile."""
+
+    def __init__(self, g: Graph, lays: Mapping[str, BufferLayout], fb: int):
+        self.g, self.lays, self.fb = g, lays, fb
+
+    def dtype(self, ref: TensorRef) -> DType:
+        return self.g.base(ref.buffer).dtype
+
+    def is_const(self, ref: TensorRef) -> bool:
+        return self.g.base(ref.buffer).kind is BufferKind.CONST
+
+
+def _who(op: MicroOp, tile) -> str:
+    return f"Micro-op {op.id!r} ({op.op.value}<{op.dtype.key}>) on {tile.name}: "
+
+
+def _blob_rows(values: np.ndarray, rows: int, pitch: int, region: int) -> bytes:
+    """2-D ``values`` placed row ``i`` at byte ``i * pitch`` of a zeroed ``region``."""
+    v = np.ascontiguousarray(values)
+    r, c = v.shape
+    raw = v.view(np.uint8).reshape(r, c * v.dtype.itemsize)
+    out = np.zeros(region, np.uint8)
+    view = out[:rows * pitch].reshape(rows, pitch)
+    view[:r, :raw.shape[1]] = raw
+    return out.tobytes()
+
+
+def _matrix(ref: TensorRef, who: str, what: str) -> tuple[int, int]:
+    d = ref.last_dims(2)
+    if d is None:
+        raise CodegenError(f"{who}operand {what} {ref} is not a matrix (a leading dimension "
+                           f"is not 1)")
+    return d
+
+
+def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    from hw.gemm_layout import a_pitch, systolic_word_bytes
+    who = _who(op, tile)
+    e = op.dtype.bytes
+    R, C = tile["rows"], tile["cols"]
+    wb = systolic_word_bytes(R, C, e)
+    a, b = op.inputs[0], op.inputs[1]
+    m, k = _matrix(a, who, "A")
+    k2, n = _matrix(b, who, "B")
+    if k2 != k:
+        raise CodegenError(f"{who}A {a} and B {b} do not chain (K {k} != {k2})")
+    mp, np_ = _ceil(m, R), _ceil(n, C)
+    acc_dt = DType.FP32 if tile.kind is UnitKind.DMU else DType.INT32
+    out = op.outputs[0]
+    odt = ctx.dtype(out)
+    if tile.kind is UnitKind.DMU:
+        from hw.dmu import DmuFunc as funcs
+        if odt not in (DType.FP32, DType.BF16):
+            raise CodegenError(f"{who}the DMU writes FP32 or BF16, not {odt.key} ({out})")
+        extra = {"out_bf16": int(odt is DType.BF16)}
+    else:
+        from hw.lpu import LpuFunc as funcs
+        if odt not in (DType.INT32, DType.INT8):
+            raise CodegenError(f"{who}the LPU writes INT32 or INT8, not {odt.key} ({out})")
+        extra = {"requant": 0}
+        if odt is DType.INT8:
+            from sched.golden.numerics import quantize_multiplier
+            rq = op.attrs.get("requant")
+            if rq is None:
+                raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
+            mult, shift = ((rq["multiplier"], rq["shift"]) if "multiplier" in rq
+                           else quantize_multiplier(rq["scale"]))
+            extra = {"requant": 1, "multiplier": int(mult), "shift": int(shift),
+                     "zero_point": int(rq["zero_point"])}
+
+    def place(ref, key, rows_p, cols, elem, pitch, dt, broadcast_to=None):
+        region = _ceil(rows_p * pitch, wb)
+        if ctx.is_const(ref):
+            v = _const_array(ctx.g, ref)
+            v = v.reshape(_matrix(ref, who, str(key)))
+            if broadcast_to is not None:
+                v = np.broadcast_to(v, broadcast_to)
+            v = np.asarray(v).astype(NP_DTYPE[dt])
+            return _Operand(key, region, blob=_blob_rows(v, rows_p, pitch, region))
+        if broadcast_to is not None and _matrix(ref, who, str(key)) != broadcast_to:
+            raise NotLowered(f"{who}the accumulator {ref} is broadcast but not a constant; "
+                             f"the unit reads a full Mp x Np accumulator")
+        return _Operand(key, region, ref=ref, pitch=pitch)
+
+    ops = [place(a, "a", mp, k, e, a_pitch(k, e, wb), op.dtype),
+           place(b, "b", k, n, e, np_ * e, op.dtype)]
+    if len(op.inputs) > 2:
+        ops.append(place(op.inputs[2], "c", mp, n, 4, np_ * 4, acc_dt, broadcast_to=(m, n)))
+    o = odt.bytes
+    d = _Operand("out", _ceil(mp * np_ * o, wb), ref=out, pitch=np_ * o)
+    func = funcs.GEMM
+
+    def build(addr):
+        args = {"a_addr": addr["a"], "b_addr": addr["b"], "d_addr": addr["out"],
+                "m": m, "n": n, "k": k, "accumulate": int("c" in addr),
+                "c_addr": addr.get("c", 0), **extra}
+        return func, args
+    return _Plan(ops, d, build, max(ALIGN, wb))
+
+
+_AFU_ACT = {ActFunc.RELU: "RELU", ActFunc.LEAKY_RELU: "LEAKY_RELU", ActFunc.SIGMOID: "SIGMOID",
+            ActFunc.TANH: "TANH", ActFunc.GELU: "GELU"}
+_AFU_ELT = {EltwiseFunc.ADD: "ADD", EltwiseFunc.MUL: "MUL"}
+
+
+def _quant_of(ctx: _Ctx, op: MicroOp, r: TensorRef, side: str, who: str) -> tuple[float, int]:
+    """Quantisation of an INT8 operand (``x``) or result (``y``), as the golden executor's
+    units' arithmetic takes it: ``attrs`` ``<side>_scale``/``<side>_zero_point``, else the
+    buffer's."""
+    a = op.attrs
+    if f"{side}_scale" in a:
+        return float(a[f"{side}_scale"]), int(a.get(f"{side}_zero_point", 0))
+    q = ctx.g.buffers[r.buffer].quant or ctx.g.base(r.buffer).quant
+    if q is None:
+        raise CodegenError(f"{who}the AFU's INT8 table needs the quantisation of {r}: attrs "
+                           f"{side}_scale/{side}_zero_point or the buffer's quant")
+    return float(q.scale), int(q.zero_point)
+
+
+def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    from hw.afu import AfuDType, AfuFunc
+    from sched.golden import activations as act
+    who = _who(op, tile)
+    if op.op is OpType.ELTWISE and op.dtype is not DType.BF16:
+        raise NotLowered(f"{who}not lowered: the AFU's INT8 add/mul need requantisation "
+                         f"multipliers the micro-op does not carry. Accepted on the AFU: BF16 "
+                         f"and INT8 activations, BF16 ADD and MUL")
+    if op.dtype not in (DType.BF16, DType.INT8):
+        raise CodegenError(f"{who}the AFU takes BF16 or INT8, not {op.dtype.key}")
+    if op.func is ActFunc.GELU and op.attrs.get("approximate", "none") != "none":
+        raise NotLowered(f"{who}not lowered: GELU approximate="
+                         f"{op.attrs['approximate']!r}; the AFU computes the erf form "
+                         f"(approximate='none')")
+    wb = 2 * tile["lanes"]
+    fb = ctx.fb
+    e = op.dtype.bytes
+    out = op.outputs[0]
+    for r in op.inputs + op.outputs:
+        if not ctx.is_const(r) and ctx.dtype(r) is not op.dtype:
+            raise CodegenError(f"{who}{r} is {ctx.dtype(r).key}; the AFU reads and writes "
+                               f"{op.dtype.key} here")
+        if not ctx.is_const(r) and r.size != out.size:
+            raise NotLowered(f"{who}not lowered: operand {r} is broadcast but not a constant; "
+                             f"the AFU reads dense vectors of the result's length")
+    olay = ctx.lays[out.buffer]
+    rows_idx, c0, w = olay.box_rows(out)
+    rows = len(rows_idx)
+    full = [r for r in op.inputs if not ctx.is_const(r)] + [out]
+    whole = all(ctx.lays[r.buffer].box_rows(r)[1:] == (0, ctx.lays[r.buffer].cols)
+                and tuple(r.shape) == tuple(out.shape)
+                and ctx.lays[r.buffer].pitch == olay.pitch for r in full)
+    if whole:                         # padded rows, padding computed too
+        stride = olay.pitch
+        count = rows * stride // e
+    elif (w * e) % fb == 0 or rows == 1:
+        stride = _ceil(w * e, fb)
+        count = rows * w
+    else:
+        raise CodegenError(f"{who}rows of {w} {op.dtype.key} elements are not whole {fb}-byte "
+                           f"flits and do not cover whole buffer rows, so they can neither be "
+                           f"packed densely nor loaded with their padding")
+    region = _ceil(rows * stride, wb)
+    operands = []
+    for i, r in enumerate(op.inputs):
+        if ctx.is_const(r):
+            v = np.asarray(_const_array(ctx.g, r)).astype(NP_DTYPE[op.dtype])
+            v = (v.reshape(rows, w) if v.size == rows * w
+                 else np.broadcast_to(v.reshape(-1), (rows, w)))
+            operands.append(_Operand(i, region, blob=_blob_rows(v, rows, stride, region)))
+        else:
+            operands.append(_Operand(i, region, ref=r, pitch=stride))
+    res = _Operand("out", region, ref=out, pitch=stride)
+    extra: dict[str, Any] = {}
+    if op.op is OpType.ELTWISE:
+        func = AfuFunc[_AFU_ELT[op.func]]
+    elif op.dtype is DType.BF16:
+        func = AfuFunc[_AFU_ACT[op.func]]
+        if op.func is ActFunc.LEAKY_RELU:
+            extra["alpha"] = act.leaky_relu_alpha_bits(op.attrs.get("alpha", 0.01))
+    else:                             # INT8: max(x, zp) or the 256-entry table
+        xs, xz = _quant_of(ctx, op, op.inputs[0], "x", who)
+        ys, yz = _quant_of(ctx, op, out, "y", who)
+        if op.func is ActFunc.RELU and (xs, xz) == (ys, yz):
+            func = AfuFunc.RELU
+            extra["y_zero_point"] = xz
+        else:
+            name = "leaky_relu" if op.func in (ActFunc.RELU, ActFunc.LEAKY_RELU) else op.func.value
+            alpha = 0.0 if op.func is ActFunc.RELU else float(op.attrs.get("alpha", 0.01))
+            func = AfuFunc[_AFU_ACT[op.func if op.func is not ActFunc.RELU
+                                    else ActFunc.LEAKY_RELU]]
+            table = act.int8_table(name, xs, xz, ys, yz, alpha=alpha)
+            blob = np.asarray(table, np.int8).tobytes()
+            operands.append(_Operand("table", _ceil(len(blob), wb), blob=blob + bytes(
+                _ceil(len(blob), wb) - len(blob))))
+    dt = AfuDType.BF16 if op.dtype is DType.BF16 else AfuDType.INT8
+
+    def build(addr):
+        args = {"a_addr": addr[0], "out_addr": addr["out"], "count": count, "dtype": dt,
+                **extra}
+        if op.op is OpType.ELTWISE:
+            args["b_addr"] = addr[1]
+        if "table" in addr:
+            args["table_addr"] = addr["table"]
+        return func, args
+    return _Plan(operands, res, build, max(ALIGN, wb))
+
+
+def _lower_gnn(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    from hw.gnn import GnnFunc
+    from sched.formats import encode_csr, padded_cols, word_bytes
+    who = _who(op, tile)
+    lanes = tile["lanes"]
+    wb = word_bytes(lanes)
+    adj, x = op.inputs
+    if not ctx.is_const(adj):
+        raise CodegenError(f"{who}the adjacency {adj} must be a constant")
+    if ctx.dtype(x) is not DType.BF16:
+        raise NotLowered(f"{who}not lowered: the GNN reads BF16 features, not "
+                         f"{ctx.dtype(x).key} ({x})")
+    rows, nodes = _matrix(adj, who, "adjacency")
+    kx, f = _matrix(x, who, "features")
+    if kx != nodes:
+        raise CodegenError(f"{who}the adjacency {adj} has {nodes} columns but the features "
+                           f"{x} have {kx} rows")
+    dense = _const_array(ctx.g, adj).reshape(rows, nodes)
+    csr = encode_csr((dense != 0).astype(np.float32))
+    ptr = csr.indptr.astype("<u4").tobytes()
+    idx = csr.indices.astype("<u4").tobytes()
+    ptr_b = ptr + bytes(_ceil(len(ptr), wb) - len(ptr))
+    idx_b = idx + bytes(max(wb, _ceil(len(idx), wb)) - len(idx))
+    fp = padded_cols(f, lanes)
+    out = op.outputs[0]
+    odt = ctx.dtype(out)
+    if odt not in (DType.BF16, DType.FP32):
+        raise CodegenError(f"{who}the GNN writes BF16 or FP32, not {odt.key} ({out})")
+    o = odt.bytes
+    operands = [_Operand("ptr", len(ptr_b), blob=ptr_b), _Operand("idx", len(idx_b), blob=idx_b),
+                _Operand("x", _ceil(nodes * fp * 2, wb), ref=x, pitch=fp * 2)]
+    if ctx.is_const(x):
+        v = np.asarray(_const_array(ctx.g, x)).astype(ml_dtypes.bfloat16).reshape(nodes, f)
+        operands[2] = _Operand("x", operands[2].region,
+                               blob=_blob_rows(v, nodes, fp * 2, operands[2].region))
+    res = _Operand("out", _ceil(rows * fp * o, wb), ref=out, pitch=fp * o)
+    func = {AggFunc.SUM: GnnFunc.SUM, AggFunc.MEAN: GnnFunc.MEAN}[op.func]
+
+    def build(addr):
+        return func, {"ptr_addr": addr["ptr"], "idx_addr": addr["idx"], "x_addr": addr["x"],
+                      "out_addr": addr["out"], "nodes": rows, "features": f,
+                      "edges": csr.nnz, "out_bf16": int(odt is DType.BF16)}
+    return _Plan(operands, res, build, max(ALIGN, wb))
+
+
+#: (unit kind, operation) -> lowering of a micro-op into scratchpad regions and one EXEC.
+LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[_Ctx, MicroOp, Any], _Plan]] = {
+    (UnitKind.DMU, OpType.GEMM): _lower_gemm,
+    (UnitKind.DMU, OpType.SPMM): _lower_gemm,
+    (UnitKind.LPU, OpType.GEMM): _lower_gemm,
+    (UnitKind.AFU, OpType.ACT): _lower_afu,
+    (UnitKind.AFU, OpType.ELTWISE): _lower_afu,
+    (UnitKind.GNN, OpType.AGGREGATE): _lower_gnn,
+}
+
+#: Why a placement is not lowered (one sentence each).
+_WHY_NOT = {
+    UnitKind.CE: "the CE reads channel-blocked HWC data that no DMA can make from the NCHW "
+                 "buffers",
+    UnitKind.MEMORY: "the memory tile has no hardware for LAYOUT (im2col) micro-ops",
+    UnitKind.SMU: "the SMU wants its sparse operand on the left (A) while the decomposition "
+                  "makes the weights (B) sparse",
+    OpType.QUANTIZE: "the AFU has no quantize function",
+    OpType.DEQUANTIZE: "the AFU has no dequantize function",
+}
+
+
+def _accepted() -> str:
+    return ", ".join(f"{o.value} on {k.key}" for k, o in LOWERINGS)
+
+
+def _plan(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    low = LOWERINGS.get((tile.kind, op.op))
+    if low is None:
+        why = _WHY_NOT.get(op.op) or _WHY_NOT.get(tile.kind) or \
+            f"no lowering of {op.op.value} on a {tile.kind.key}"
+        raise NotLowered(f"{_who(op, tile)}not lowered: {why}. Accepted: {_accepted()}")
+    return low(ctx, op, tile)
+
+
+# -- streams -----------------------------------------------------------------------------
+
+def _moves(runs: list[tuple[int, int]], spad: int, pitch: int, who: str
+           ) -> list[tuple[int, int, int]]:
+    """``(spad address, memory address, bytes)`` transfers of rows placed ``pitch`` apart,
+    merged where both sides are contiguous."""
+    out: list[list[int]] = []
+    for i, (addr, n) in enumerate(runs):
+        if n > pitch:
+            raise CodegenError(f"{who}a row of {n} bytes does not fit the unit's {pitch}-byte "
+                               f"row pitch")
+        s = spad + i * pitch
+        if out and out[-1][1] + out[-1][2] == addr and out[-1][0] + out[-1][2] == s:
+            out[-1][2] += n
+        else:
+            out.append([s, addr, n])
+    return [tuple(m) for m in out]
 
 
 def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.ndarray] | None = None,
                      fence: bool = True) -> Program:
-    """Compile ``schedule`` of ``graph`` into per-tile command streams and a memory image.
+    """Compile ``schedule`` of ``graph`` into per-tile binary command streams and a memory image.
 
     Parameters
     ----------
@@ -303,9 +717,13 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
 
     Raises
     ------
+    NotLowered
+        If a micro-op is placed where codegen emits no command (CE, memory tile, SMU,
+        QUANTIZE/DEQUANTIZE, INT8 element-wise operations), naming it and why.
     CodegenError
-        If the schedule misses a micro-op, the memory tile is too small, or a scratchpad
-        cannot hold a micro-op's operands and result (naming it and the sizes).
+        If the schedule misses a micro-op, a layout rule is broken (alias, flit rounding),
+        the memory tile is too small, or a scratchpad cannot hold a micro-op's operands and
+        result (naming it and the sizes).
     """
     pool = schedule.pool
     g = graph
@@ -315,16 +733,23 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
         raise CodegenError(f"The schedule does not place micro-op(s) {missing[:5]!r}")
     placement = {n: schedule.slots[n].unit for n in dag.nodes}
     order = schedule.unit_order()
-    ops = [g.op(n) for n in dag.nodes]
-    uop_index = {o.id: i for i, o in enumerate(ops)}
-    smu_sparse = {n: g.op(n).attrs.get("sparse_operand", 0) for n in dag.nodes
-                  if g.op(n).op is OpType.SPMM and pool.unit(placement[n]).kind is UnitKind.SMU}
-    img = _layout_memory(g, pool, smu_sparse, inputs,
-                         {n: pool.unit(placement[n]).tile["lanes"] for n in smu_sparse})
+    fb = pool.mesh.flit_bits // 8
+    lays, top = _layouts(g, fb)
+    ctx = _Ctx(g, lays, fb)
+    plans: dict[str, _Plan] = {}
+    blobs: dict[tuple[str, Any], bytes] = {}
+    for unit_name, seq in order.items():
+        tile = pool.unit(unit_name).tile
+        for n in seq:
+            p = plans[n] = _plan(ctx, g.op(n), tile)
+            for o in p.operands:
+                if o.blob is not None:
+                    blobs[(n, o.key)] = o.blob
+    img = _layout_memory(g, pool, lays, top, blobs, inputs)
     tiles = list(pool.config.tiles)
     tindex = {t.name: i for i, t in enumerate(tiles)}
     mem = pool.memory
-    prog = Program(g, schedule, pool, {}, img, ops, placement, smu_sparse)
+    prog = Program(g, schedule, pool, {}, img, lays, placement)
 
     # Pass 1: the signals each tile sends, in stream order: (producer op, consumer tile) -> #
     sig_no: dict[tuple[str, str], int] = {}
@@ -349,12 +774,14 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
         tile = unit.tile
         cmds: list[isa.Command] = []
         consumed: dict[str, int] = {}
-        missing_kinds: set[str] = set()
-        spad = None if unit.kind is UnitKind.MEMORY else ScratchpadAllocator(
-            tile.scratchpad_bytes - FENCE_BYTES, f"{tile.name} scratchpad")
         fence_addr = tile.scratchpad_bytes - FENCE_BYTES
+        spad = None
         for n in seq:
             op = g.op(n)
+            plan = plans[n]
+            who = _who(op, tile)
+            if spad is None:
+                spad = ScratchpadAllocator(fence_addr, f"{tile.name} scratchpad", plan.align)
             # 1. tokens from producers on other tiles
             need: dict[str, int] = {}
             for p in dag.predecessors(n):
@@ -366,78 +793,45 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 if k > 0:
                     cmds.append(isa.wait(token=tindex[s], count=k))
                     consumed[s] = need[s]
-            if unit.kind is UnitKind.MEMORY:
-                # 2'. in place on the memory tile
-                addrs = {f"in{i}": prog.buffer_runs(r)[0][0] for i, r in enumerate(op.inputs)}
-                addrs["out"] = prog.buffer_runs(op.outputs[0])[0][0]
-                for r in op.inputs + op.outputs:
-                    if len(prog.buffer_runs(r)) != 1:
-                        raise CodegenError(f"Micro-op {n!r} on the memory tile needs {r} "
-                                           f"contiguous")
-                cmds.append(_exec(op, unit.kind, uop_index[n], addrs, missing_kinds))
-            else:
-                # 2. operands into the scratchpad
-                addrs = {}
-                try:
-                    for i, r in enumerate(op.inputs):
-                        if smu_sparse.get(n) == i:
-                            baddr, nbytes = img.blobs[(n, i)]
-                            a = spad.alloc((n, i), nbytes)
-                            cmds.append(isa.load(spad_addr=a, x=mem.x, y=mem.y,
-                                                 remote_addr=baddr, length=nbytes))
-                        else:
-                            runs = prog.buffer_runs(r)
-                            a = spad.alloc((n, i), sum(b for _, b in runs))
-                            off = a
-                            for addr, b in runs:
-                                cmds.append(isa.load(spad_addr=off, x=mem.x, y=mem.y,
-                                                     remote_addr=addr, length=b))
-                                off += b
-                        addrs[f"in{i}"] = a
-                    out_runs = prog.buffer_runs(op.outputs[0])
-                    out_addr = spad.alloc((n, "out"), sum(b for _, b in out_runs))
-                except AllocationError as e:
-                    raise CodegenError(f"Micro-op {n!r} on {tile.name}: {e}") from None
-                addrs["out"] = out_addr
-                # 3. compute
-                cmds.append(_exec(op, unit.kind, uop_index[n], addrs, missing_kinds))
-                # 4. result to memory
-                off = out_addr
-                for addr, b in out_runs:
-                    cmds.append(isa.store(spad_addr=off, x=mem.x, y=mem.y, remote_addr=addr,
-                                          length=b))
-                    off += b
-                # 5. fence before telling other tiles
-                if consumers_of[n] and fence:
-                    addr, b = out_runs[-1]
-                    fb = min(b, FENCE_BYTES)
-                    cmds.append(isa.load(spad_addr=fence_addr, x=mem.x, y=mem.y,
-                                         remote_addr=addr + b - fb, length=fb))
-                for i in range(len(op.inputs)):
-                    spad.free((n, i))
-                spad.free((n, "out"))
+            # 2. operands into the scratchpad, in the unit's layout
+            addrs: dict[Any, int] = {}
+            try:
+                for o in plan.operands + [plan.out]:
+                    addrs[o.key] = spad.alloc((n, o.key), o.region)
+            except AllocationError as e:
+                raise CodegenError(f"{who}{e}") from None
+            for o in plan.operands:
+                if o.blob is not None:
+                    baddr, nbytes = img.blobs[(n, o.key)]
+                    cmds.append(isa.load(spad_addr=addrs[o.key], x=mem.x, y=mem.y,
+                                         remote_addr=baddr, length=nbytes))
+                else:
+                    for s, a, b in _moves(prog.row_runs(o.ref, who), addrs[o.key], o.pitch, who):
+                        cmds.append(isa.load(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a,
+                                             length=b))
+            # 3. compute
+            func, args = plan.build(addrs)
+            c = isa.exec_cmd(tile.kind, func, **args)
+            try:
+                c.encode()
+            except isa.EncodingError as e:
+                raise CodegenError(f"{who}its EXEC does not encode: {e}") from None
+            cmds.append(c)
+            # 4. result rows to memory
+            out_moves = _moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)
+            for s, a, b in out_moves:
+                cmds.append(isa.store(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a, length=b))
+            # 5. fence before telling other tiles
+            if consumers_of[n] and fence:
+                _, addr, b = out_moves[-1]
+                fbytes = min(b, FENCE_BYTES)
+                cmds.append(isa.load(spad_addr=fence_addr, x=mem.x, y=mem.y,
+                                     remote_addr=addr + b - fbytes, length=fbytes))
+            for o in plan.operands + [plan.out]:
+                spad.free((n, o.key))
             for t in consumers_of[n]:
                 tt = pool.unit(t).tile
                 cmds.append(isa.signal(x=tt.x, y=tt.y, token=tindex[unit_name], count=1))
         cmds.append(isa.end())
-        prog.streams[unit_name] = TileStream(tile, cmds, tuple(sorted(missing_kinds)))
+        prog.streams[unit_name] = TileStream(tile, cmds)
     return prog
-
-
-def _exec(op: MicroOp, kind: UnitKind, index: int, addrs: Mapping[str, int],
-          missing: set[str]) -> isa.Command:
-    builder = EXEC_ARGS.get(kind)
-    if builder is not None:
-        func, args = builder(op, addrs)
-        return isa.exec_cmd(kind, func, **args)
-    missing.add(kind.key)
-    return isa.Command(isa.Opcode.EXEC,
-                       {"func": _Provisional(op.op.value), "args": {"uop": index, **addrs}}, kind)
-
-
-class _Provisional(str):
-    """The name of a provisional EXEC function (listing shows it like an enum member)."""
-
-    @property
-    def name(self) -> str:
-        return str(self)

@@ -27,10 +27,16 @@ Dense row-major with padded rows (B of the SMU, node features X of the GNN)
     element ``(r, j)`` is at byte ``base + (r * ceil(N/L) + j // L) * word_bytes + 2*(j % L)``.
 
 Results (C of the SMU, aggregated features of the GNN)
-    ``[R, N]`` FP32, row-major, rows padded to ``ceil(N / L) * L`` elements: element
-    ``(r, j)`` at byte ``base + (r * ceil(N/L) + j // L) * 2 * word_bytes + 4*(j % L)``.
-    The hardware writes only the bytes of real elements (byte enables); pad bytes keep
-    whatever they held.
+    ``[R, N]``, row-major, rows padded to ``ceil(N / L) * L`` elements, in the format the
+    EXEC's ``out_bf16`` flag selects (element size ``e`` = 4 bytes FP32, 2 bytes BF16;
+    row pitch ``ceil(N/L) * L * e`` bytes): element ``(r, j)`` at byte
+    ``base + r * ceil(N/L) * L * e + j * e``; so FP32 rows take two words per ``L``
+    elements, BF16 rows one. The hardware writes only the bytes of real elements (byte
+    enables); pad bytes keep whatever they held.
+
+The decoders (:func:`unpack_csr`, :func:`unpack_dense_rows`, :func:`unpack_fp32_rows`,
+:func:`unpack_bf16_rows`, :func:`pack_result_rows`) are the encoders' inverses, used by
+the functional models (:mod:`sched.unitsim_sparse`) to read a scratchpad image.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ import ml_dtypes
 import numpy as np
 import scipy.sparse
 
-__all__ = ["check_lanes", "word_bytes", "CsrMatrix", "encode_csr", "pack_csr", "SparseJob",
-           "layout_spmm", "layout_gnn",
-           "pack_dense_rows", "unpack_fp32_rows", "padded_cols", "MemoryImage"]
+__all__ = ["check_lanes", "word_bytes", "CsrMatrix", "encode_csr", "pack_csr", "unpack_csr",
+           "SparseJob", "layout_spmm", "layout_gnn", "pack_dense_rows", "unpack_dense_rows",
+           "unpack_fp32_rows", "unpack_bf16_rows", "pack_result_rows", "result_elem_bytes",
+           "result_row_bytes", "padded_cols", "MemoryImage"]
 
 #: Largest column index a CSR entry can hold (16 bits).
 MAX_COLS = 1 << 16
@@ -68,6 +75,16 @@ def word_bytes(lanes: int) -> int:
 def padded_cols(n: int, lanes: int) -> int:
     """``n`` rounded up to a whole number of lane-wide slices."""
     return -(-n // lanes) * lanes
+
+
+def result_elem_bytes(out_bf16: bool) -> int:
+    """Bytes of one result element: 2 (BF16) or 4 (FP32)."""
+    return 2 if out_bf16 else 4
+
+
+def result_row_bytes(cols: int, lanes: int, out_bf16: bool = False) -> int:
+    """Row pitch in bytes of a ``cols``-wide result: ``ceil(cols/L) * L`` elements."""
+    return padded_cols(cols, lanes) * result_elem_bytes(out_bf16)
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,33 @@ def pack_csr(csr: CsrMatrix, lanes: int) -> tuple[bytes, bytes]:
     return _pad(ptr, wb), _pad(entries.tobytes(), wb)
 
 
+def unpack_csr(ptr_raw: bytes, nz_raw: bytes, rows: int, cols: int) -> CsrMatrix:
+    """The CSR matrix held in the ``ptr`` and ``nz`` arrays (the inverse of :func:`pack_csr`).
+
+    ``ptr_raw`` holds at least ``rows + 1`` entries, ``nz_raw`` at least ``ptr[rows]``.
+
+    Raises
+    ------
+    ValueError
+        If ``ptr`` does not start at 0, decreases, or points past ``nz_raw``, or a column
+        index is not below ``cols``.
+    """
+    ptr = np.frombuffer(ptr_raw, dtype="<u4", count=rows + 1).astype(np.int64)
+    if ptr[0] != 0 or (np.diff(ptr) < 0).any():
+        raise ValueError(f"A CSR ptr array must start at 0 and never decrease, not "
+                         f"{ptr[:8].tolist()}{' ...' if rows > 7 else ''}")
+    nnz = int(ptr[-1])
+    if 4 * nnz > len(nz_raw):
+        raise ValueError(f"A CSR ptr array points to {nnz} entries; {len(nz_raw) // 4} are given")
+    entries = np.frombuffer(nz_raw, dtype="<u4", count=nnz)
+    indices = (entries & 0xFFFF).astype(np.int64)
+    if nnz and indices.max() >= cols:
+        row = int(np.searchsorted(ptr, int(np.argmax(indices >= cols)), side="right")) - 1
+        raise ValueError(f"CSR row {row} holds column {int(indices.max())}; the matrix has "
+                         f"{cols} columns")
+    return CsrMatrix((rows, cols), ptr, indices, (entries >> 16).astype(np.uint16))
+
+
 def pack_dense_rows(x, lanes: int) -> bytes:
     """A ``[R, N]`` matrix as BF16 rows padded to whole words (the B / X layout)."""
     bits = np.asarray(x).astype(ml_dtypes.bfloat16).view(np.uint16)
@@ -173,11 +217,44 @@ def pack_dense_rows(x, lanes: int) -> bytes:
     return out.tobytes()
 
 
+def unpack_dense_rows(raw: bytes, rows: int, cols: int, lanes: int) -> np.ndarray:
+    """BF16 encodings (``uint16`` ``[rows, cols]``) of a matrix in the B / X layout."""
+    pc = padded_cols(cols, lanes)
+    arr = np.frombuffer(raw[:rows * pc * 2], dtype="<u2").reshape(rows, pc)
+    return arr[:, :cols].astype(np.uint16)
+
+
 def unpack_fp32_rows(raw: bytes, rows: int, cols: int, lanes: int) -> np.ndarray:
     """FP32 encodings (``uint32`` ``[rows, cols]``) of a result written in the padded-row layout."""
     pc = padded_cols(cols, lanes)
     arr = np.frombuffer(raw[:rows * pc * 4], dtype="<u4").reshape(rows, pc)
     return arr[:, :cols].astype(np.uint32)
+
+
+def unpack_bf16_rows(raw: bytes, rows: int, cols: int, lanes: int) -> np.ndarray:
+    """BF16 encodings (``uint16`` ``[rows, cols]``) of a BF16 result (``out_bf16``)."""
+    return unpack_dense_rows(raw, rows, cols, lanes)
+
+
+def pack_result_rows(bits, lanes: int) -> list[tuple[int, bytes]]:
+    """A result's real elements as ``(byte offset, bytes)`` runs of the padded-row layout.
+
+    ``bits`` are ``uint32`` (FP32) or ``uint16`` (BF16) encodings ``[rows, cols]``; the
+    offsets are from the result's base address, one run per row (all rows in one run
+    when there is no padding). Pad bytes are in no run: the hardware leaves them alone.
+    """
+    bits = np.asarray(bits)
+    if bits.ndim != 2 or bits.dtype not in (np.uint16, np.uint32):
+        raise ValueError(f"A result must be a 2-D uint16 or uint32 array, not "
+                         f"{bits.dtype} of shape {bits.shape}")
+    rows, cols = bits.shape
+    if rows == 0 or cols == 0:
+        return []
+    le = bits.astype(bits.dtype.newbyteorder("<"))
+    pitch = padded_cols(cols, lanes) * bits.dtype.itemsize
+    if pitch == cols * bits.dtype.itemsize:
+        return [(0, le.tobytes())]
+    return [(r * pitch, le[r].tobytes()) for r in range(rows)]
 
 
 class MemoryImage:
@@ -231,32 +308,39 @@ class SparseJob:
     Attributes
     ----------
     image : MemoryImage
-        Operands (and the zero-filled result region) at word-aligned byte addresses.
+        Operands (and the result region, filled with ``out_fill``) at word-aligned byte
+        addresses.
     args : dict
-        EXEC argument values (byte addresses, sizes) for ``isa.exec_cmd``.
+        EXEC argument values (byte addresses, sizes, ``out_bf16``) for ``isa.exec_cmd``.
     out_addr : int
-        Byte address of the FP32 result.
+        Byte address of the result.
     out_shape : (rows, cols)
+    out_bf16 : bool
+        The result is BF16 (else FP32).
     """
 
     image: MemoryImage
     args: dict
     out_addr: int
     out_shape: tuple[int, int]
+    out_bf16: bool = False
 
     @property
     def out_bytes(self) -> int:
+        """Bytes of the result region (pad elements included)."""
         rows, cols = self.out_shape
-        return rows * padded_cols(cols, self.image.lanes) * 4
+        return rows * result_row_bytes(cols, self.image.lanes, self.out_bf16)
 
     def read_result(self, memory: bytes) -> np.ndarray:
-        """The result's FP32 encodings from a scratchpad dump (byte 0 = address 0)."""
+        """The result's encodings from a scratchpad dump (byte 0 = address 0): ``uint32``
+        FP32 encodings, or ``uint16`` BF16 encodings when :attr:`out_bf16`."""
         rows, cols = self.out_shape
-        return unpack_fp32_rows(memory[self.out_addr:self.out_addr + self.out_bytes], rows, cols,
-                                self.image.lanes)
+        raw = memory[self.out_addr:self.out_addr + self.out_bytes]
+        unpack = unpack_bf16_rows if self.out_bf16 else unpack_fp32_rows
+        return unpack(raw, rows, cols, self.image.lanes)
 
 
-def _layout(csr: CsrMatrix, dense, lanes: int, base: int, out_fill: int):
+def _layout(csr: CsrMatrix, dense, lanes: int, base: int, out_fill: int, out_bf16: bool):
     dense = np.asarray(dense)
     if dense.ndim != 2 or dense.shape[0] != csr.shape[1]:
         raise ValueError(f"The dense operand must be [{csr.shape[1]}, N] for a sparse operand "
@@ -266,31 +350,35 @@ def _layout(csr: CsrMatrix, dense, lanes: int, base: int, out_fill: int):
     a_ptr, a_nz = img.put(ptr), img.put(nz)
     a_dense = img.put(pack_dense_rows(dense, lanes))
     rows, cols = csr.shape[0], dense.shape[1]
-    a_out = img.put(bytes([out_fill]) * (rows * padded_cols(cols, lanes) * 4))
+    a_out = img.put(bytes([out_fill]) * (rows * result_row_bytes(cols, lanes, out_bf16)))
     return img, a_ptr, a_nz, a_dense, a_out, rows, cols
 
 
-def layout_spmm(a, b, lanes: int, base: int = 0, out_fill: int = 0) -> SparseJob:
+def layout_spmm(a, b, lanes: int, base: int = 0, out_fill: int = 0,
+                out_bf16: bool = False) -> SparseJob:
     """Lay out an SMU product ``A @ B`` (A: anything :func:`encode_csr` takes, B: [K, N]).
 
     The image holds, in order, A's ``ptr``, A's ``nz``, B and C's region (filled with
-    ``out_fill`` bytes); ``args`` are the :data:`hw.smu.SmuArgs` values.
+    ``out_fill`` bytes; FP32, or BF16 with ``out_bf16``); ``args`` are the
+    :data:`hw.smu.SmuArgs` values.
     """
     csr = a if isinstance(a, CsrMatrix) else encode_csr(a)
-    img, p, z, d, o, rows, cols = _layout(csr, b, lanes, base, out_fill)
+    img, p, z, d, o, rows, cols = _layout(csr, b, lanes, base, out_fill, out_bf16)
     args = dict(a_ptr_addr=p, a_nz_addr=z, b_addr=d, c_addr=o, m=rows, n=cols,
-                k=csr.shape[1], nnz=csr.nnz)
-    return SparseJob(img, args, o, (rows, cols))
+                k=csr.shape[1], nnz=csr.nnz, out_bf16=int(out_bf16))
+    return SparseJob(img, args, o, (rows, cols), bool(out_bf16))
 
 
-def layout_gnn(adj, x, lanes: int, base: int = 0, out_fill: int = 0) -> SparseJob:
-    """Lay out a GNN aggregation over adjacency ``adj`` ([nodes, nodes]) of features ``x``.
+def layout_gnn(adj, x, lanes: int, base: int = 0, out_fill: int = 0,
+               out_bf16: bool = False) -> SparseJob:
+    """Lay out a GNN aggregation over adjacency ``adj`` ([nodes, K]) of features ``x`` ([K, F]).
 
-    The image holds the adjacency's ``ptr`` and ``nz`` (neighbour indices), X and the
-    output region; ``args`` are the :data:`hw.gnn.GnnArgs` values.
+    The image holds the adjacency's ``ptr`` and ``nz`` (neighbour indices, rows of X), X
+    and the output region (FP32, or BF16 with ``out_bf16``); ``args`` are the
+    :data:`hw.gnn.GnnArgs` values.
     """
     csr = adj if isinstance(adj, CsrMatrix) else encode_csr(adj)
-    img, p, z, d, o, rows, cols = _layout(csr, x, lanes, base, out_fill)
+    img, p, z, d, o, rows, cols = _layout(csr, x, lanes, base, out_fill, out_bf16)
     args = dict(ptr_addr=p, idx_addr=z, x_addr=d, out_addr=o, nodes=rows, features=cols,
-                edges=csr.nnz)
-    return SparseJob(img, args, o, (rows, cols))
+                edges=csr.nnz, out_bf16=int(out_bf16))
+    return SparseJob(img, args, o, (rows, cols), bool(out_bf16))

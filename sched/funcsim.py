@@ -1,22 +1,31 @@
-"""Functional executor of compiled command streams, with the golden arithmetic.
+"""Functional executor of compiled command streams, through the units' ISA-level models.
 
-Runs every tile's stream of a :class:`sched.codegen.Program` on a model of the memory tile
-and the scratchpads, with the command semantics of :mod:`hw.isa`, and computes each EXEC
-with the golden executor's arithmetic (:mod:`sched.golden.executor`), so the memory it
-leaves behind can be compared bit for bit with the golden run of the graph. Timing is not
-modelled; ordering is, exactly, so that a missing token or a wrong address is an error
-here rather than a flaky mismatch on the RTL:
+Runs every tile's binary stream of a :class:`sched.codegen.Program` on a model of the
+memory tile and the scratchpads, with the command semantics of :mod:`hw.isa`. An EXEC is
+encoded and decoded like the RTL sees it and run by the unit's functional model
+(:func:`sched.unitsim.execute`) on the tile's scratchpad image, so a wrong address, pitch
+or argument gives a wrong result (or the model's refusal) here, before any RTL runs. The
+memory it leaves behind is compared bit for bit with the golden run of the graph. Timing
+is not modelled; ordering is, exactly, so that a missing token or a wrong address is an
+error here rather than a flaky mismatch on the RTL:
 
 - **Happens-before.** Every tile keeps a vector clock. A STORE to memory is posted: it is
   known complete to its tile after the tile's next LOAD from the memory tile (in-order
   delivery between one pair of tiles). A SIGNAL carries the sender's clock with its own
   entry set to that completion point; a WAIT merges the clocks of the signals it consumes.
-  A LOAD of bytes another tile stored is an error unless that STORE happens-before it,
-  whatever order the tiles happened to run in.
-- **Single assignment.** Memory bytes that are neither in the image (inputs, weights) nor
-  stored yet are unreadable; a STORE over bytes already written is an error (each result
-  element has one place and is written once).
-- **Scratchpads.** EXEC may only read scratchpad bytes a LOAD or an EXEC wrote.
+  A LOAD of element bytes another tile stored is an error unless that STORE happens-before
+  it, whatever order the tiles happened to run in.
+- **Single assignment.** Element bytes that are neither in the image (inputs, constants,
+  unit-format blobs) nor stored yet are unreadable; a STORE over element bytes already
+  written is an error (each result element has one place and is written once). Row
+  padding (:attr:`sched.codegen.MemoryImage.padding`) holds no element: it starts zeroed,
+  may be read before it is written and written more than once (LOAD/STORE round rows out
+  to whole flits into it, the AFU computes it along).
+- **Flits.** LOAD/STORE addresses and lengths must be multiples of the flit size (the NI
+  moves whole flits).
+- **Scratchpads.** Start filled with a poison pattern (0xA5), so an EXEC reading operand
+  bytes no LOAD brought gives a wrong result; a STORE may only move into element bytes of
+  memory scratchpad bytes a LOAD or an EXEC wrote. An EXEC must be for the tile's unit kind.
 - **Streams.** Each must end with END; the run must not deadlock (all remaining tiles
   stalled in WAIT) and must leave no token unconsumed.
 
@@ -33,10 +42,11 @@ import numpy as np
 
 from hw import isa
 from hw.config import UnitKind
-from sched.codegen import NP_DTYPE, Program, decode_csr
-from sched.ir import MicroOp, TensorRef
+from sched.codegen import Program
+from sched.unitsim import UnitSimError, execute
 
-__all__ = ["ExecutionError", "MismatchError", "RunResult", "run_program", "compare_outputs"]
+__all__ = ["ExecutionError", "MismatchError", "RunResult", "run_program", "compare_outputs",
+           "golden_outputs"]
 
 
 class ExecutionError(RuntimeError):
@@ -56,38 +66,22 @@ class RunResult:
     executed: dict[str, int]
 
 
+#: The scratchpads' initial contents (a byte no LOAD or EXEC wrote).
+POISON = 0xA5
+
+
 class _Tile:
-    def __init__(self, name: str, index: int, kind: UnitKind, commands: list, ntiles: int,
-                 spad_bytes: int):
-        self.name, self.index, self.kind = name, index, kind
+    def __init__(self, cfg, index: int, commands: list, ntiles: int, spad_bytes: int):
+        self.cfg = cfg
+        self.name, self.index, self.kind = cfg.name, index, cfg.kind
         self.commands = commands
         self.pc = 0
         self.done = False
         self.vc = np.zeros(ntiles, np.int64)
         self.fence = 0
-        self.spad = bytearray(spad_bytes)
+        self.spad = bytearray([POISON]) * spad_bytes
         self.valid = np.zeros(spad_bytes, bool)
         self.tokens: dict[int, deque] = {}
-
-
-def _golden_op(graph: Any, op: MicroOp, operands: Mapping[TensorRef, np.ndarray]) -> np.ndarray:
-    """Run one micro-op with the golden executor's arithmetic on the given operand values."""
-    from sched.golden.executor import Executor
-
-    class _OneOp(Executor):
-        def __init__(self) -> None:  # no memory of its own: operands come from the streams
-            self.g = graph
-            self.result: np.ndarray | None = None
-
-        def read(self, r: TensorRef) -> np.ndarray:
-            return operands[r]
-
-        def write(self, r: TensorRef, value: np.ndarray) -> None:
-            self.result = np.asarray(value).reshape(r.shape)
-
-    ex = _OneOp()
-    ex.execute(op)
-    return ex.result
 
 
 class _Machine:
@@ -100,17 +94,18 @@ class _Machine:
         n = len(self.tiles_cfg)
         self.mem_tile = cfg.memory
         img = prog.image
+        self.fb = prog.flit_bytes
         self.mem = bytearray(img.data)
         self.written = img.initialized.copy()
+        self.pad = img.padding
         self.writer = np.full(img.size, -1, np.int16)
         self.wclock = np.zeros(img.size, np.int64)
         self.tiles: dict[str, _Tile] = {}
         self.by_xy: dict[tuple[int, int], _Tile] = {}
         for i, t in enumerate(self.tiles_cfg):
             s = prog.streams.get(t.name)
-            spad = t["bytes"] if t.kind is UnitKind.MEMORY else t.scratchpad_bytes
-            tile = _Tile(t.name, i, t.kind, s.commands if s else [isa.end()], n,
-                         0 if t.kind is UnitKind.MEMORY else spad)
+            tile = _Tile(t, i, s.commands if s else [isa.end()], n,
+                         0 if t.kind is UnitKind.MEMORY else t.scratchpad_bytes)
             self.tiles[t.name] = tile
             self.by_xy[(t.x, t.y)] = tile
 
@@ -126,14 +121,21 @@ class _Machine:
                                f"memory")
         return slice(addr, addr + n)
 
+    def _flits(self, t: _Tile, what: str, value: int) -> None:
+        if value % self.fb:
+            raise self.fail(t, f"{what} {value:#x} is not a multiple of the {self.fb}-byte flit "
+                               f"(the NI moves whole flits)")
+
     def read_memory(self, t: _Tile, addr: int, n: int) -> bytes:
         r = self._mem_range(t, addr, n)
-        if not self.written[r].all():
-            first = addr + int(np.argmin(self.written[r]))
+        elem = ~self.pad[r]
+        bad = elem & ~self.written[r]
+        if bad.any():
+            first = addr + int(np.argmax(bad))
             raise self.fail(t, f"reads memory byte 0x{first:x}, which holds no input, weight or "
                                f"stored result (wrong address, or read before it was stored)")
         w = self.writer[r]
-        other = (w >= 0) & (w != t.index)
+        other = (w >= 0) & (w != t.index) & elem
         if other.any():
             ws = w[other].astype(np.int64)
             late = t.vc[ws] < self.wclock[r][other]
@@ -148,8 +150,9 @@ class _Machine:
 
     def write_memory(self, t: _Tile, addr: int, data: bytes) -> None:
         r = self._mem_range(t, addr, len(data))
-        if self.written[r].any():
-            first = addr + int(np.argmax(self.written[r]))
+        again = self.written[r] & ~self.pad[r]
+        if again.any():
+            first = addr + int(np.argmax(again))
             who = int(self.writer[first])
             by = "the memory image" if who < 0 else f"tile {self.tiles_cfg[who].name}"
             raise self.fail(t, f"stores over memory byte 0x{first:x}, already written by {by} "
@@ -159,12 +162,14 @@ class _Machine:
         self.writer[r] = t.index
         self.wclock[r] = t.vc[t.index]
 
-    def read_spad(self, t: _Tile, addr: int, n: int) -> bytes:
+    def read_spad(self, t: _Tile, addr: int, n: int, need: np.ndarray | None = None) -> bytes:
+        """``n`` scratchpad bytes; those where ``need`` is set must have been written."""
         if addr < 0 or addr + n > len(t.spad):
             raise self.fail(t, f"scratchpad range 0x{addr:x}+{n} is outside the "
                                f"{len(t.spad)}-byte scratchpad")
-        if not t.valid[addr:addr + n].all():
-            first = addr + int(np.argmin(t.valid[addr:addr + n]))
+        bad = ~t.valid[addr:addr + n] & (True if need is None else need)
+        if bad.any():
+            first = addr + int(np.argmax(bad))
             raise self.fail(t, f"reads scratchpad byte 0x{first:x}, which no LOAD or EXEC wrote")
         return bytes(t.spad[addr:addr + n])
 
@@ -202,6 +207,9 @@ class _Machine:
             if (f["x"], f["y"]) != self.mem_tile.at:
                 raise self.fail(t, f"LOAD from ({f['x']},{f['y']}), not the memory tile "
                                    f"{self.mem_tile.at}")
+            self._mem_range(t, f["remote_addr"], f["length"])
+            for k in ("spad_addr", "remote_addr", "length"):
+                self._flits(t, k, f[k])
             data = self.read_memory(t, f["remote_addr"], f["length"])
             self.write_spad(t, f["spad_addr"], data)
             t.fence = int(t.vc[t.index])
@@ -209,7 +217,11 @@ class _Machine:
             if (f["x"], f["y"]) != self.mem_tile.at:
                 raise self.fail(t, f"STORE to ({f['x']},{f['y']}), not the memory tile "
                                    f"{self.mem_tile.at}")
-            self.write_memory(t, f["remote_addr"], self.read_spad(t, f["spad_addr"], f["length"]))
+            r = self._mem_range(t, f["remote_addr"], f["length"])
+            for k in ("spad_addr", "remote_addr", "length"):
+                self._flits(t, k, f[k])
+            data = self.read_spad(t, f["spad_addr"], f["length"], need=~self.pad[r])
+            self.write_memory(t, f["remote_addr"], data)
             if self.stores_complete:
                 t.fence = int(t.vc[t.index])
         elif op is isa.Opcode.EXEC:
@@ -228,46 +240,19 @@ class _Machine:
         return True
 
     def exec(self, t: _Tile, c: isa.Command) -> None:
-        args = c.fields["args"]
-        if "uop" not in args:
-            raise self.fail(t, f"EXEC in the {c.kind.key} unit's own layout: its semantics "
-                               f"are not wired into the functional executor yet")
+        if c.kind is not t.kind:
+            raise self.fail(t, f"EXEC for the {c.kind.key if c.kind else '?'} unit kind on "
+                               f"this {t.kind.key} tile")
         try:
-            op = self.prog.ops[args["uop"]]
-        except (IndexError, TypeError):
-            raise self.fail(t, f"EXEC names micro-op #{args['uop']!r}, not in the program") from None
-        if self.prog.placement.get(op.id) != t.name:
-            raise self.fail(t, f"EXEC of {op.id!r}, which the schedule placed on "
-                               f"{self.prog.placement.get(op.id)}")
-        g = self.g
-        in_memory = t.kind is UnitKind.MEMORY
-        operands = {}
-        for i, r in enumerate(op.inputs):
-            addr = args.get(f"in{i}")
-            if addr is None:
-                raise self.fail(t, f"EXEC of {op.id!r} gives no address for operand {i} ({r})")
-            buf = g.buffers[r.buffer]
-            dt = g.base(r.buffer).dtype
-            if self.prog.sparse_on_unit.get(op.id) == i:
-                from sched.codegen import csr_bytes
-                rows, cols = r.last_dims(2)
-                lanes = self.tiles_cfg[t.index]["lanes"]
-                head = self.read_spad(t, addr, 4 * (rows + 1))
-                nnz = int(np.frombuffer(head, "<u4")[-1])
-                blob = self.read_spad(t, addr, csr_bytes(rows, nnz, lanes))
-                operands[r] = decode_csr(blob, rows, cols, lanes).reshape(r.shape)
-                continue
-            n = r.size * dt.bytes
-            raw = self.read_memory(t, addr, n) if in_memory else self.read_spad(t, addr, n)
-            operands[r] = np.frombuffer(raw, NP_DTYPE[dt]).reshape(r.shape)
-        result = _golden_op(g, op, operands)
-        out = op.outputs[0]
-        dt = g.base(out.buffer).dtype
-        data = np.ascontiguousarray(result).astype(NP_DTYPE[dt]).tobytes()
-        if in_memory:
-            self.write_memory(t, args["out"], data)
-        else:
-            self.write_spad(t, args["out"], data)
+            d = isa.decode(c.encode(), t.kind)     # the command as the tile decodes it
+        except isa.EncodingError as e:
+            raise self.fail(t, f"EXEC does not encode: {e}") from None
+        try:
+            written = execute(t.cfg, d.fields["func"], d.fields["args"], t.spad)
+        except UnitSimError as e:
+            raise self.fail(t, f"the {t.kind.key} unit refuses the EXEC: {e}") from None
+        for a, n in written:
+            t.valid[a:a + n] = True
 
     # -- run ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -307,14 +292,12 @@ def run_program(prog: Program, stores_complete: bool = False) -> RunResult:
     g = prog.graph
     outputs = {}
     for name in g.outputs:
-        buf = g.buffers[name]
-        runs = prog.buffer_runs(TensorRef.whole(buf))
-        raw = b"".join(bytes(m.mem[a:a + n]) for a, n in runs)
-        first, total = runs[0][0], sum(n for _, n in runs)
-        if not m.written[first:first + total].all():
+        addr, n = prog.buffer_region(name)
+        r = slice(addr, addr + n)
+        if not (m.written[r] | m.pad[r]).all():
             raise ExecutionError(f"Graph output {name!r} is not completely written when every "
                                  f"stream has ended")
-        outputs[name] = np.frombuffer(raw, NP_DTYPE[g.base(name).dtype]).reshape(buf.shape)
+        outputs[name] = prog.read_buffer(m.mem, name)
     return RunResult(outputs, m.mem, {t.name: t.pc for t in m.tiles.values()})
 
 
@@ -329,3 +312,11 @@ def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray
             at = tuple(int(i) for i in diff[0]) if len(diff) else "bit pattern"
             raise MismatchError(f"Output {name!r} differs from the golden run at {at}: "
                                 f"{g[at] if len(diff) else ''} != {w[at] if len(diff) else ''}")
+
+
+def golden_outputs(graph: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The golden run the streams must equal: the graph in the units' arithmetic
+    (``arithmetic="unit"`` of :mod:`sched.golden.executor`: the AFU's piecewise-linear
+    activations and BF16 add/mul, the GNN's mean as the unit computes it)."""
+    from sched.golden.executor import run_graph
+    return run_graph(graph, inputs, arithmetic="unit")

@@ -75,11 +75,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             Path(args.listing).write_text(prog.listing() + "\n")
             print(f"wrote {args.listing}")
         if args.run:
-            from .funcsim import MismatchError, compare_outputs, run_program
-            from .golden.executor import run_graph
+            from .funcsim import MismatchError, compare_outputs, golden_outputs, run_program
             res = run_program(prog)
             try:
-                compare_outputs(res.outputs, run_graph(tiled, inputs))
+                compare_outputs(res.outputs, golden_outputs(tiled, inputs))
             except MismatchError as e:
                 print(f"functional run of the streams: MISMATCH: {e}")
                 return 1

@@ -3,7 +3,7 @@
 :func:`simulate` is what ``accelpool sim`` and ``make sim`` run:
 
 0. preflight (seconds): every unit has RTL; the model compiles for the config's pool and
-   codegen has the EXEC layout of every unit kind it uses, so an impossible run fails
+   codegen lowers every micro-op where the schedule puts it, so an impossible run fails
    before the SoC build (minutes);
 1. generate and build the SoC of the pool config (:func:`tb.soc.build_soc`);
 2. **discovery**: read every tile's capability registers from the simulated SoC and
@@ -19,8 +19,8 @@
    a Gantt PNG of the measured per-tile time split, and a Perfetto trace.
 
 Each stage shows on a tqdm progress bar. A stage that cannot run says why: a unit kind
-whose RTL has not landed (:class:`hw.tile.TileError`), a unit kind whose EXEC layout
-codegen does not emit yet, an unschedulable micro-op.
+whose RTL has not landed (:class:`hw.tile.TileError`), a micro-op placed where codegen
+emits no command (:class:`sched.codegen.NotLowered`), an unschedulable micro-op.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class SimFlowError(RuntimeError):
 
 
 class RtlNotReady(SimFlowError):
-    """The model's command streams cannot be loaded into the SoC yet (codegen has no binary
-    EXEC form for some unit kinds); everything before the RTL run still works."""
+    """The model's command streams cannot be made yet (codegen does not lower a micro-op
+    where the schedule places it); everything before codegen still works."""
 
 
 @dataclass
@@ -147,8 +147,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         from sched.cost.model import CostModel
         from sched.decompose import compile_model
         from sched.frontend import load_onnx
-        from sched.funcsim import compare_outputs, run_program
-        from sched.golden.executor import run_graph
+        from sched.funcsim import compare_outputs, golden_outputs, run_program
         from sched.pool import Pool
         from sched.schedulers import SCHEDULERS
         if scheduler not in SCHEDULERS:
@@ -158,15 +157,13 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         inputs = models.example_inputs(proto, seed=seed)
 
         def codegen(pool_):
+            from sched.codegen import NotLowered
             cost = CostModel(pool_)
             sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
-            prog_ = compile_schedule(graph, sched_, inputs, fence=False)
-            missing = sorted({k for s in prog_.streams.values() for k in s.missing})
-            if missing:
-                raise RtlNotReady(f"codegen: no EXEC argument layout for unit kind(s) "
-                                   f"{', '.join(missing)} yet (sched.codegen.EXEC_ARGS), so "
-                                   f"their command streams have no binary form to load into "
-                                   f"the SoC")
+            try:
+                prog_ = compile_schedule(graph, sched_, inputs, fence=False)
+            except NotLowered as e:
+                raise RtlNotReady(f"codegen: {e}") from e
             return sched_, prog_
 
         try:
@@ -190,16 +187,12 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         bar.update(2)
 
         stage("functional check")
-        golden = run_graph(graph, inputs)
+        golden = golden_outputs(graph, inputs)
         compare_outputs(run_program(prog, stores_complete=True).outputs, golden)
         bar.update()
 
         stage("RTL run")
-        readback = {}
-        for name in graph.outputs:
-            from sched.ir import TensorRef
-            runs = prog.buffer_runs(TensorRef.whole(graph.buffers[name]))
-            readback[name] = (runs[0][0], sum(n for _, n in runs))
+        readback = {name: prog.buffer_region(name) for name in graph.outputs}
         job = SocJob(streams={t: s.binary for t, s in prog.streams.items()},
                      image=image_runs(prog.image.data, prog.image.initialized),
                      readback=readback, timeout_cycles=timeout_cycles)
@@ -208,8 +201,8 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
 
         stage("compare")
         from sched.codegen import NP_DTYPE
-        got = {name: np.frombuffer(res.readback[name], NP_DTYPE[graph.base(name).dtype])
-               .reshape(graph.buffers[name].shape) for name in graph.outputs}
+        got = {name: prog.layouts[name].unpack(res.readback[name], NP_DTYPE[graph.base(name).dtype])
+               for name in graph.outputs}
         mismatch = ""
         try:
             compare_outputs(got, golden)

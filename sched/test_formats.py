@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from sched.formats import (MemoryImage, encode_csr, layout_spmm, pack_csr, pack_dense_rows,
-                           padded_cols, unpack_fp32_rows, word_bytes)
+from sched.formats import (MemoryImage, encode_csr, layout_gnn, layout_spmm, pack_csr,
+                           pack_dense_rows, pack_result_rows, padded_cols, unpack_bf16_rows,
+                           unpack_csr, unpack_dense_rows, unpack_fp32_rows, word_bytes)
 
 BF16 = ml_dtypes.bfloat16
 
@@ -42,6 +43,44 @@ def test_dense_rows_padded_and_results_unpacked():
     assert np.frombuffer(raw, "<u2").reshape(2, 4)[:, 3].tolist() == [0, 0]
     res = np.arange(8, dtype="<u4").tobytes()
     assert unpack_fp32_rows(res, 2, 3, 2).tolist() == [[0, 1, 2], [4, 5, 6]]
+
+
+def test_decoders_invert_the_encoders():
+    rng = np.random.default_rng(1)
+    d = rng.standard_normal((5, 9)).astype(BF16)
+    d[rng.random(d.shape) < 0.5] = 0
+    csr = encode_csr(d)
+    ptr, nz = pack_csr(csr, 4)
+    back = unpack_csr(ptr, nz, 5, 9)
+    assert back.shape == (5, 9) and back.indptr.tolist() == csr.indptr.tolist()
+    np.testing.assert_array_equal(back.to_dense().view(np.uint16), d.view(np.uint16))
+    np.testing.assert_array_equal(unpack_dense_rows(pack_dense_rows(d, 4), 5, 9, 4),
+                                  d.view(np.uint16))
+
+
+def test_bf16_results_take_half_the_pitch():
+    bits = np.arange(6, dtype=np.uint16).reshape(2, 3) + 0x3F80
+    runs = pack_result_rows(bits, 4)                  # rows padded to 4 elements = 8 bytes
+    assert [(o, len(r)) for o, r in runs] == [(0, 6), (8, 6)]
+    raw = bytearray(16)
+    for o, r in runs:
+        raw[o:o + len(r)] = r
+    assert unpack_bf16_rows(bytes(raw), 2, 3, 4).tolist() == bits.tolist()
+    assert pack_result_rows(np.zeros((3, 4), np.uint32), 4) == [(0, bytes(48))]
+    x = np.ones((3, 5), BF16)
+    f32, b16 = layout_gnn(np.eye(3), x, 4), layout_gnn(np.eye(3), x, 4, out_bf16=True)
+    assert (f32.out_bytes, b16.out_bytes) == (3 * 8 * 4, 3 * 8 * 2)
+    assert (f32.args["out_bf16"], b16.args["out_bf16"]) == (0, 1)
+    assert b16.read_result(b16.image.data).dtype == np.uint16
+
+
+def test_unpack_csr_rejects_bad_arrays():
+    with pytest.raises(ValueError, match=r"ptr array must start at 0 and never decrease"):
+        unpack_csr(np.array([0, 2, 1], "<u4").tobytes(), bytes(8), 2, 4)
+    with pytest.raises(ValueError, match=r"points to 3 entries; 2 are given"):
+        unpack_csr(np.array([0, 2, 3], "<u4").tobytes(), bytes(8), 2, 4)
+    with pytest.raises(ValueError, match=r"CSR row 1 holds column 7; the matrix has 4 columns"):
+        unpack_csr(np.array([0, 1, 2], "<u4").tobytes(), np.array([1, 7], "<u4").tobytes(), 2, 4)
 
 
 def test_memory_image_and_layout_are_word_aligned():

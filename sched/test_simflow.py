@@ -59,3 +59,14 @@ def test_discovery_of_the_default_pool_in_icarus():
     pool = discover_pool(cfg, build_soc(cfg, "icarus"))
     assert {u.name: u.kind.key for u in pool.units} == {t.name: t.kind.key for t in cfg.tiles}
     assert dict(pool.unit("lpu0").caps.tile_sizes) == {"rows": 8, "cols": 16}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mlp", "gcn", "transformer"])
+def test_lowered_models_run_on_the_rtl_bit_exact(model):
+    """The binary streams (DMU GEMMs, AFU activations and element-wise operations, GNN
+    mean) on the default SoC in Icarus: outputs equal the golden run in the units'
+    arithmetic bit for bit (minutes to build the SoC, about a minute per model)."""
+    report = simulate(model, "default", sim="icarus", progress=False)
+    assert report.outputs_ok, report.mismatch
+    assert report.measured_cycles > 0

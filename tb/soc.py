@@ -84,6 +84,10 @@ class SocResult:
     readback : dict name -> bytes
     memory_tokens : list of int
         The memory tile's token counters after the run (SIGNALs sent to it).
+    trace : dict tile name -> list of int
+        Per compute tile, the cycle each command of its stream issued (END: finished),
+        from the tile's trace memory (:class:`hw.tile.ComputeTile`); commands after a
+        fault or a timeout hold stale values.
     cycles : int
         SoC cycles from ``start`` to ``all_done``.
     status : str
@@ -105,6 +109,7 @@ class SocResult:
     sim_seconds: float = 0.0
     load_seconds: float = 0.0
     memory_tokens: list = field(default_factory=list)
+    trace: dict = field(default_factory=dict)
 
     def tile_registers(self, cfg: PoolConfig, name: str) -> dict:
         t = cfg.tile(name)
@@ -257,7 +262,8 @@ class SocDriver:
         from cocotb.triggers import ClockCycles, RisingEdge
         d = self.dut
         for name in ("start", "mem_addr", "mem_wdata", "mem_we", "mem_re", "token_sel",
-                     "cmd_tile", "cmd_addr", "cmd_data", "cmd_en", "reg_pos", "reg_addr"):
+                     "cmd_tile", "cmd_addr", "cmd_data", "cmd_en", "reg_pos", "reg_addr",
+                     "trace_addr"):
             getattr(d, name).value = 0
         d.rst.value = 1
         await ClockCycles(self.clk, 3)
@@ -326,6 +332,19 @@ class SocDriver:
             regs[name] = int(d.reg_data.value)
         return regs
 
+    async def read_trace(self, tile: TileConfig, count: int) -> list[int]:
+        """The first ``count`` entries of ``tile``'s trace (issue cycle per command)."""
+        from cocotb.triggers import RisingEdge, Timer
+        d = self.dut
+        d.reg_pos.value = tile.y * self.cfg.mesh.cols + tile.x
+        out = []
+        for i in range(count):
+            d.trace_addr.value = i
+            await RisingEdge(self.clk)
+            await Timer(1, "ns")
+            out.append(int(d.trace_data.value))
+        return out
+
     async def read_memory_tokens(self, count: int = 16) -> list[int]:
         """The memory tile's token counters 0..count-1."""
         from cocotb.triggers import Timer
@@ -380,6 +399,10 @@ class SocDriver:
         res.cycles = cycles if finished else job.timeout_cycles
         res.registers = await self.read_all_registers()
         res.memory_tokens = await self.read_memory_tokens()
+        for t in self.units:
+            if t.name in job.streams:
+                res.trace[t.name] = await self.read_trace(
+                    t, len(streams[t.name]) // isa.COMMAND_BYTES)
         for name, (addr, length) in job.readback.items():
             res.readback[name] = await self.read_memory(addr, length)
         res.load_seconds = (t1 - t0) + (time.perf_counter() - t2)

@@ -4,8 +4,10 @@ Shared by the units' tests and the benchmark. The unit sits in a
 :class:`tb.unit_top.UnitTop` (the real :class:`hw.scratchpad.Scratchpad`); each
 :class:`sched.formats.SparseJob`'s image is loaded through the scratchpad's write stream,
 its command sent on ``cmd``, the busy cycles counted (command accepted -> ``busy`` low)
-and the result read back through the read stream. A 0/1 ``pattern`` inserts idle cycles
-on ``cmd`` and ``wr_data`` and backpressure on ``rd_data``.
+and the result (FP32 or, with the job's ``out_bf16``, BF16) read back through the read
+stream; on request the whole scratchpad is read back too (to compare with a functional
+model). A 0/1 ``pattern`` inserts idle cycles on ``cmd`` and ``wr_data`` and backpressure
+on ``rd_data``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ __all__ = ["SparseRun", "run_sparse", "run_sparse_many", "sparse_top"]
 
 @dataclass
 class SparseRun:
-    result: np.ndarray     # FP32 encodings, uint32 [rows, cols]
+    result: np.ndarray     # encodings [rows, cols]: uint32 FP32, or uint16 BF16 (out_bf16)
     cycles: int | None     # command accepted -> busy low (None when commands overlapped)
     raw: bytes             # the result region as read back (pad bytes included)
 
@@ -35,12 +37,14 @@ def sparse_top(unit) -> UnitTop:
 
 
 def run_sparse_many(unit, commands, *, pattern=None, back_to_back: bool = False,
-                    max_cycles: int = 10_000_000) -> list[SparseRun]:
+                    max_cycles: int = 10_000_000, dump: bytearray | None = None
+                    ) -> list[SparseRun]:
     """Run ``commands`` (a list of ``(func, job)``) one after another on ``unit``.
 
-    Every image is loaded first. With ``back_to_back`` each command is offered as soon as
-    the previous one was accepted (so it waits on ``cmd.ready`` while the unit is busy)
-    and no cycle counts are returned.
+    Every image is loaded first (into a zeroed scratchpad). With ``back_to_back`` each
+    command is offered as soon as the previous one was accepted (so it waits on
+    ``cmd.ready`` while the unit is busy) and no cycle counts are returned. With ``dump``
+    (a bytearray) the whole scratchpad is read back into it at the end.
     """
     wb = unit.word_bytes
     for _, job in commands:
@@ -85,6 +89,10 @@ def run_sparse_many(unit, commands, *, pattern=None, back_to_back: bool = False,
             words = [await stream_get(ctx, top.rd_data, pat) for _ in range(n)]
             raw = b"".join(v.to_bytes(wb, "little") for v in words)[:job.out_bytes]
             runs.append(SparseRun(job.read_result(bytes(job.out_addr) + raw), t, raw))
+        if dump is not None:
+            await stream_put(ctx, top.rd_cmd, {"addr": 0, "count": unit.depth})
+            words = [await stream_get(ctx, top.rd_data, pat) for _ in range(unit.depth)]
+            dump[:] = b"".join(v.to_bytes(wb, "little") for v in words)
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -93,7 +101,9 @@ def run_sparse_many(unit, commands, *, pattern=None, back_to_back: bool = False,
     return runs
 
 
-def run_sparse(unit, job: SparseJob, func, *, pattern=None, max_cycles: int = 10_000_000
-               ) -> SparseRun:
-    """Run one command ``func`` with ``job``'s operands on ``unit``."""
-    return run_sparse_many(unit, [(func, job)], pattern=pattern, max_cycles=max_cycles)[0]
+def run_sparse(unit, job: SparseJob, func, *, pattern=None, max_cycles: int = 10_000_000,
+               dump: bytearray | None = None) -> SparseRun:
+    """Run one command ``func`` with ``job``'s operands on ``unit`` (``dump``: as
+    :func:`run_sparse_many`)."""
+    return run_sparse_many(unit, [(func, job)], pattern=pattern, max_cycles=max_cycles,
+                           dump=dump)[0]

@@ -7,6 +7,8 @@ patterns in ``hw/test_smu.py`` and ``hw/test_gnn.py``:
 - within a pass, row ``i`` costs ``nnz_i + 1`` cycles (one per non-zero, one for its row
   end), except that two row ends cannot be taken in consecutive cycles, so an empty row
   that follows another row costs 2 (the first row of a pass never waits);
+- the output format does not matter: a BF16 row end (``out_bf16``, one word) keeps the
+  FP32 row end's two write cycles;
 - each pass starts with ``PASS_START`` cycles (starting the two CSR stream readers and
   taking ``ptr[0]``, ``ptr[1]``); the last row's results leave the pipeline and are
   written ``TAIL`` cycles after its row end.

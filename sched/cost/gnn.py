@@ -13,7 +13,7 @@ __all__ = ["cycles"]
 
 def cycles(tile: TileConfig, *, nodes: int, features: int, degrees: Sequence[int] | None = None,
            edges: int | None = None, **_) -> int:
-    """Busy cycles of one GNN aggregation (any of sum, mean, max) on ``tile``.
+    """Busy cycles of one GNN aggregation (any of sum, mean, max; FP32 or BF16 output) on ``tile``.
 
     ``ceil(F/L) * (sum_i c_i + 5) + 4`` with ``c_i = deg_i + 1`` (2 for an isolated node
     after the first), ``L = tile["lanes"]``: edges x F / L plus about one cycle per node

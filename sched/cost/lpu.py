@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hw.config import TileConfig
 
-from .systolic import gemm_cycles
+from .systolic import gemm_cycles, word_elems
 
 __all__ = ["cycles"]
 
@@ -12,9 +12,11 @@ __all__ = ["cycles"]
 def cycles(tile: TileConfig, *, m: int, n: int, k: int, **_) -> int:
     """Busy cycles of one LPU ``GEMM`` (``D[M,N] (+)= A[M,K] B[K,N]``) on ``tile``.
 
-    ``1 + ceil(M/R)*ceil(N/C)*P + K + R + C + 2 - P`` with ``P = max(K, R, C)`` and R x C the
+    ``1 + R + ceil(M/R)*ceil(N/C)*P + K + R + C + 2 - P`` with ``P = max(K, R, C, R + W*floor((K-1)/W))``,
+    W the A elements per scratchpad word, and R x C the
     tile's array (``tile["rows"]``, ``tile["cols"]``); exact (0 cycles error against the
     RTL over the sweeps of ``hw/test_lpu.py``). Accumulation and requantisation (``accumulate``, ``requant``) do not
     change the count. See :func:`sched.cost.systolic.gemm_cycles`.
     """
-    return gemm_cycles(tile["rows"], tile["cols"], m, n, k)
+    r, c = tile["rows"], tile["cols"]
+    return gemm_cycles(r, c, m, n, k, word_elems=word_elems(r, c, 1))

@@ -13,7 +13,8 @@ __all__ = ["cycles"]
 
 def cycles(tile: TileConfig, *, m: int, n: int, k: int | None = None,
            row_nnz: Sequence[int] | None = None, nnz: int | None = None, **_) -> int:
-    """Busy cycles of one SMU ``SPMM`` (``C[M,N] = A[M,K] @ B[K,N]``, A sparse) on ``tile``.
+    """Busy cycles of one SMU ``SPMM`` (``C[M,N] = A[M,K] @ B[K,N]``, A sparse; C in FP32 or
+    BF16) on ``tile``.
 
     ``ceil(N/L) * (sum_i c_i + 5) + 4`` with ``c_i = nnz_i + 1`` (2 for an empty row after
     the first), ``L = tile["lanes"]``; ``K`` does not matter. Exact against the RTL over

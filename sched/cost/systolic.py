@@ -6,7 +6,9 @@ over shape sweeps in ``hw/test_dmu.py`` and ``hw/test_lpu.py`` (0 cycles error).
 
 from __future__ import annotations
 
-__all__ = ["gemm_cycles", "gemm_utilization"]
+from hw.gemm_layout import systolic_word_bytes
+
+__all__ = ["word_elems", "gemm_period", "gemm_cycles", "gemm_utilization"]
 
 
 def _check(name: str, v: int) -> int:
@@ -17,32 +19,61 @@ def _check(name: str, v: int) -> int:
     return v
 
 
-def gemm_cycles(rows: int, cols: int, m: int, n: int, k: int) -> int:
+def word_elems(rows: int, cols: int, in_bytes: int) -> int:
+    """A elements per scratchpad word of an R x C unit with ``in_bytes`` operands
+    (FP32/INT32 accumulators and outputs of at most 4 bytes, as the DMU and LPU)."""
+    return systolic_word_bytes(rows, cols, in_bytes) // in_bytes
+
+
+def gemm_period(rows: int, cols: int, k: int, word_elems: int) -> int:
+    """Cycles between the starts of consecutive R x C output blocks (``P``).
+
+    ``P = max(K, R, C, R + W * floor((K-1)/W))`` with W = ``word_elems`` A elements per
+    scratchpad word: the K operand steps; at least R cycles to read the block's C rows
+    and C before a PE's result register is reused; and R cycles between the load of the
+    block's last A chunk (k from ``W*floor((K-1)/W)``) and the next block's first, for
+    the R row reads of that chunk (costs only when ``K mod W`` is 1..R-1 and K > W).
+    """
+    return max(k, rows, cols, rows + word_elems * ((k - 1) // word_elems))
+
+
+def gemm_cycles(rows: int, cols: int, m: int, n: int, k: int, *, word_elems: int) -> int:
     """Cycles one GEMM command keeps an R x C systolic unit busy (from acceptance to the last write).
 
-    ``cycles = 1 + ceil(M/R) * ceil(N/C) * P + (K + R + C + 2 - P)`` with
-    ``P = max(K, R, C)``:
+    ``cycles = 1 + R + ceil(M/R) * ceil(N/C) * P + (K + R + C + 2 - P)`` with
+    ``P`` of :func:`gemm_period`:
 
     - 1 cycle of argument set-up;
-    - one period ``P`` per R x C output block, blocks streamed back to back (the K operand
-      steps of a block, at least R cycles to load its C rows and C cycles before a PE's
-      result register is reused); ragged edges cost a full block (padding counted);
+    - R cycles of preamble, reading the first A chunk (one word) of each of the R rows;
+    - one period ``P`` per R x C output block, blocks streamed back to back; ragged
+      edges cost a full block (padding counted);
     - the tail of the last block: its operands skew across R + C - 1 PEs, then one
       row-complete register, the write register, and R row writes: ``K + R + C + 2 - P``
       beyond its period.
 
     A command with M, N or K equal to 0 takes 1 cycle and writes nothing.
+
+    Parameters
+    ----------
+    rows, cols : int
+        The array (R x C).
+    m, n, k : int
+        The GEMM shape.
+    word_elems : int
+        A elements per scratchpad word (``word_bytes / element bytes``; 16 for the
+        default 8 x 8 DMU, 64 for the default 8 x 16 LPU).
     """
-    for name, v in (("rows", rows), ("cols", cols), ("m", m), ("n", n), ("k", k)):
+    for name, v in (("rows", rows), ("cols", cols), ("m", m), ("n", n), ("k", k),
+                    ("word_elems", word_elems)):
         _check(name, v)
     if m == 0 or n == 0 or k == 0:
         return 1
-    p = max(k, rows, cols)
+    p = gemm_period(rows, cols, k, word_elems)
     blocks = -(-m // rows) * -(-n // cols)
-    return 1 + blocks * p + (k + rows + cols + 2 - p)
+    return 1 + rows + blocks * p + (k + rows + cols + 2 - p)
 
 
-def gemm_utilization(rows: int, cols: int, m: int, n: int, k: int) -> float:
+def gemm_utilization(rows: int, cols: int, m: int, n: int, k: int, *, word_elems: int) -> float:
     """Useful MACs per cycle over the peak R*C (padding and fill/drain count as idle)."""
-    cyc = gemm_cycles(rows, cols, m, n, k)
+    cyc = gemm_cycles(rows, cols, m, n, k, word_elems=word_elems)
     return m * n * k / (cyc * rows * cols)

@@ -35,9 +35,9 @@ def test_unit_formulas(pool, cost):
     dmu, smu, lpu = pool.unit("dmu0"), pool.unit("smu0"), pool.unit("lpu0")
     # DMU and LPU: the dense branch's exact RTL formula, no overhead on top
     assert cost.from_rtl(UnitKind.DMU) and cost.from_rtl(UnitKind.LPU)
-    assert cost.exec_cycles(gemm(8, 16, 8), dmu) == gemm_cycles(8, 8, 8, 8, 16) == 35
-    assert cost.exec_cycles(gemm(9, 16, 8), dmu) == gemm_cycles(8, 8, 9, 8, 16)
-    assert cost.exec_cycles(gemm(16, 32, 16, dtype=DType.INT8), lpu) == gemm_cycles(8, 16, 16, 16, 32)
+    assert cost.exec_cycles(gemm(8, 16, 8), dmu) == gemm_cycles(8, 8, 8, 8, 16, word_elems=16) == 43
+    assert cost.exec_cycles(gemm(9, 16, 8), dmu) == gemm_cycles(8, 8, 9, 8, 16, word_elems=16)
+    assert cost.exec_cycles(gemm(16, 32, 16, dtype=DType.INT8), lpu) == gemm_cycles(8, 16, 16, 16, 32, word_elems=64)
     sp = gemm(8, 64, 8, op=OpType.SPMM, sparsity=0.75, sparse_operand=0)
     from sched.cost import smu as smu_cost
     # SMU: the sparse branch's formula with the non-zeros of A (8 x 64 at 75% zeros)
@@ -46,7 +46,7 @@ def test_unit_formulas(pool, cost):
     # a sparse B (K x N) runs as C^T = B^T A^T: N sparse rows, M dense columns
     spb = gemm(8, 64, 16, op=OpType.SPMM, sparsity=0.5, sparse_operand=1)
     assert cost.exec_cycles(spb, smu) == smu_cost.cycles(smu.tile, m=16, n=8, nnz=512)
-    assert cost.exec_cycles(sp, dmu) == gemm_cycles(8, 8, 8, 8, 64)     # dense on the DMU
+    assert cost.exec_cycles(sp, dmu) == gemm_cycles(8, 8, 8, 8, 64, word_elems=16)     # dense on the DMU
     conv = MicroOp("c", OpType.CONV, DType.INT8, (), (), shape=dict(
         IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
     from sched.cost import afu as afu_cost, ce as ce_cost
@@ -81,7 +81,7 @@ def test_unit_formulas(pool, cost):
 def test_calibrated_params_change_latency(pool):
     params = CostParams(kinds={**CostParams().kinds, UnitKind.DMU: KindParams(2.0, 3.0)})
     c = CostModel(pool, params)
-    assert c.exec_cycles(gemm(8, 16, 8), pool.unit("dmu0")) == 2 * 35 + 3
+    assert c.exec_cycles(gemm(8, 16, 8), pool.unit("dmu0")) == 2 * 43 + 3
 
 
 def test_baseline_emulation_prices_the_equivalent_gemm():
@@ -91,7 +91,7 @@ def test_baseline_emulation_prices_the_equivalent_gemm():
         IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
     # im2col GEMM: M = 36, K = 144, N = 8 on an 8x8 array
     from sched.cost.systolic import gemm_cycles
-    assert c.exec_cycles(conv, dense.unit("dmu0")) == gemm_cycles(8, 8, 36, 8, 144)
+    assert c.exec_cycles(conv, dense.unit("dmu0")) == gemm_cycles(8, 8, 36, 8, 144, word_elems=16)
 
 
 def test_noc_transfer(pool):

@@ -53,8 +53,9 @@ from scipy.special import erf
 
 __all__ = ["FRAC_BITS", "SEG_BITS", "SEGMENTS", "T_BITS", "TABLE_FUNCS", "reference",
            "bf16_table", "bf16_activation", "bf16_relu", "bf16_leaky_relu", "bf16_add",
-           "bf16_mul", "fixed_to_bf16", "bf16_to_fixed", "int8_table", "int8_lut",
-           "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN", "run_exec"]
+           "bf16_mul", "leaky_relu_alpha_bits", "fixed_to_bf16", "bf16_to_fixed",
+           "int8_table", "int8_lut", "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN",
+           "run_exec"]
 
 FRAC_BITS = 16          # fixed-point fraction bits of the input and of the table values
 SEG_BITS = 5            # segments per unit: width 1/32
@@ -203,6 +204,14 @@ def bf16_leaky_relu(bits, alpha_bits: int) -> np.ndarray:
     prod = bf16_mul(b, np.full_like(b, alpha_bits))
     nan = ((b >> 7) & 0xFF == 0xFF) & ((b & 0x7F) != 0)
     return np.where(nan, CANONICAL_NAN, np.where(b >> 15 == 1, prod, b)).astype(np.uint16)
+
+
+def leaky_relu_alpha_bits(alpha: float) -> int:
+    """The AFU's ``alpha`` argument of a LeakyReLU slope: ``float32(alpha)`` rounded to BF16
+    (nearest even), as its 16-bit encoding."""
+    from .numerics import fp32_to_bf16
+
+    return int(fp32_to_bf16(np.float32(alpha)).view(np.uint16))
 
 
 def int8_table(func: str, in_scale: float, in_zero_point: int, out_scale: float,

@@ -1,7 +1,21 @@
 """Golden executor: runs a micro-op DAG in numpy with the hardware's arithmetic.
 
-Arithmetic per micro-op
------------------------
+Two arithmetics (``Executor(graph, arithmetic=...)``, :func:`run_graph`):
+
+``"onnx"`` (default)
+    The model-level reference, compared with onnxruntime within :data:`TOLERANCES`:
+    ACT, ELTWISE, AGGREGATE, QUANTIZE and DEQUANTIZE are the ONNX operators evaluated
+    exactly (float64) and rounded once.
+``"unit"``
+    What the units compute, for bit-exact comparison with an RTL run: ACT, ELTWISE and
+    AGGREGATE use the units' specified approximations (below); an op whose unit
+    arithmetic is not defined raises :class:`GoldenError` naming the op and the mode
+    (unless its type is listed in ``onnx_ops``, which then runs in ONNX arithmetic).
+
+Arithmetic per micro-op, both modes
+-----------------------------------
+These are the units' own arithmetic already (bit-exact with the unit modules' references):
+
 GEMM <bf16> (DMU)
     :func:`sched.golden.numerics.bf16_gemm`: the accumulator starts at ``c`` (the bias,
     or the previous step's FP32 partial sum of an accumulation chain) or +0, then adds
@@ -10,20 +24,51 @@ GEMM <bf16> (DMU)
 SPMM <bf16> (SMU)
     The same products and FP32 adds, k ascending, but only for the non-zeros of the sparse
     operand (zeros are skipped, not multiplied: the result can differ from the DMU's only
-    in the sign of an exact zero).
+    in the sign of an exact zero). Without ``c`` this is :func:`sched.golden.sparse.spmm_bf16`
+    (the SMU starts at +0; with a sparse B, on the transposed product, which takes the
+    same products in the same order). The SMU has no accumulator input, so in ``"unit"``
+    mode an SPMM with ``c`` raises :class:`GoldenError`.
 GEMM <int8> (LPU), CONV <int8> (CE)
     Integer sums into INT32 with two's complement wraparound (:func:`numerics.int8_gemm`;
     the convolution as an exact int64 sum wrapped to INT32 the same way), padding with ``attrs["pad_value"]`` (the input
     zero point), then :func:`numerics.requantize` with the fixed-point multiplier/shift
-    from :func:`numerics.quantize_multiplier` when the result is INT8.
-ACT, ELTWISE, AGGREGATE <bf16>, QUANTIZE, DEQUANTIZE (AFU, GNN)
-    The units' exact approximations are not defined yet (their issues will pin them):
-    here each is the ONNX operator's definition evaluated in float64 on the exact operand
-    values, rounded once to BF16 (nearest even, via round-to-odd to FP32 then
-    ``fp32_to_bf16``), or for QUANTIZE rounded half to even and saturated to INT8.
-    Mean aggregation is the float64 sum over neighbours divided by their count.
+    from :func:`numerics.quantize_multiplier` when the result is INT8. (Integer sums are
+    exact modulo 2**32, so the CE's ``sum (x - x_zp)(w - w_zp) + bias`` form gives the
+    same INT32 as any algebraically equal form the compiler encodes.)
 LAYOUT im2col
     An exact copy (padding with ``pad_value``).
+
+``"onnx"`` arithmetic of ACT, ELTWISE, AGGREGATE <bf16>, QUANTIZE, DEQUANTIZE
+-----------------------------------------------------------------------------
+Each is the ONNX operator's definition evaluated in float64 on the exact operand values,
+rounded once to BF16 (nearest even, via round-to-odd to FP32 then ``fp32_to_bf16``), or
+for QUANTIZE rounded half to even and saturated to INT8. Mean aggregation is the float64
+sum over neighbours divided by their count.
+
+``"unit"`` arithmetic of ACT, ELTWISE (AFU) and AGGREGATE (GNN)
+----------------------------------------------------------------
+ACT <bf16>
+    On the BF16 encodings, :mod:`sched.golden.activations`: RELU ``bf16_relu``; LEAKY_RELU
+    ``bf16_leaky_relu`` with ``alpha`` as the AFU takes it, a BF16
+    (:func:`~sched.golden.activations.leaky_relu_alpha_bits`); SIGMOID, TANH, GELU
+    ``bf16_activation`` (256-segment piecewise-linear tables). GELU with
+    ``approximate="tanh"`` has no unit arithmetic (the AFU's GELU is the erf form).
+ACT <int8>
+    With the quantisation of input and output (``attrs`` ``x_scale``, ``x_zero_point``,
+    ``y_scale``, ``y_zero_point``, else the buffers' :class:`~sched.ir.QuantParams`): the
+    AFU's 256-entry table (``int8_table`` + ``int8_lut``); RELU with equal input and output
+    quantisation is ``int8_relu`` (``max(x, zero_point)``).
+ELTWISE <bf16>
+    ``bf16_add`` / ``bf16_mul`` (FP32 add or BF16 product, rounded to BF16; FTZ), the
+    broadcast operand repeated.
+AGGREGATE <bf16>
+    :func:`sched.golden.sparse.gnn_aggregate` with the neighbours of each adjacency row
+    its non-zeros in ascending column order (the CSR the compiler stores); a MEAN is the
+    FP32 sum rounded to BF16 times the BF16 reciprocal of the degree. A BF16 result is
+    that FP32 value rounded with ``fp32_to_bf16`` (RNE, FTZ), as the GNN unit writes it
+    with its ``out_bf16`` flag.
+QUANTIZE, DEQUANTIZE, ELTWISE <int8>
+    No unit arithmetic is specified (the AFU has no such EXEC function): GoldenError.
 
 Graph inputs are written to memory by the host: float32 -> BF16 with ``fp32_to_bf16``, or
 float32 -> INT8 for inputs quantised on the host (``Buffer.quant``), as ONNX
@@ -37,26 +82,34 @@ every intermediate (relative 2^-9 each) and by fixed-point versus float requanti
 (at most one INT8 step, propagated). A float output passes if
 ``|golden - ort| <= atol + rtol * |ort|`` element-wise with ``rtol = 2^-6`` and
 ``atol = 2^-6 * max|ort|`` (the output's scale); an integer output if it is within
-``int_atol = 1`` step.
+``int_atol = 1`` step. The ``"unit"`` approximations add at most a few BF16 ulps per
+activation (tables within ``max(1e-3, 2 ulp)``, the mean two roundings of 2^-9), inside
+the same tolerance; :func:`compare_outputs` compares two golden runs with it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Collection, Mapping
 
 import ml_dtypes
 import numpy as np
 from scipy import special
 
 from hw.config import DType
+from sched.golden import activations as act
 from sched.golden import numerics as nm
+from sched.golden.sparse import gnn_aggregate
 from sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, LayoutFunc, MicroOp,
                       OpType, TensorRef, sanitize)
 
 __all__ = ["Executor", "run_graph", "round_to_bf16", "Tolerance", "TOLERANCES",
-           "Comparison", "compare_with_onnxruntime", "GoldenError"]
+           "Comparison", "compare_with_onnxruntime", "compare_outputs", "GoldenError",
+           "ARITHMETICS"]
+
+#: The golden executor's arithmetics (module docstring).
+ARITHMETICS = ("onnx", "unit")
 
 _NP = {DType.BF16: ml_dtypes.bfloat16, DType.FP32: np.float32, DType.INT8: np.int8,
        DType.INT32: np.int32}
@@ -86,9 +139,35 @@ def round_to_bf16(x: np.ndarray) -> np.ndarray:
 
 
 class Executor:
-    """Memory of a graph's buffers and the micro-op interpreter."""
+    """Memory of a graph's buffers and the micro-op interpreter.
 
-    def __init__(self, graph: Graph):
+    Parameters
+    ----------
+    graph : Graph
+    arithmetic : {"onnx", "unit"}
+        ONNX-exact activations and aggregation (the model-level reference), or the units'
+        specified arithmetic (for bit-exact comparison with an RTL run); module docstring.
+    onnx_ops : collection of OpType
+        In ``"unit"`` mode, op types to run in ONNX arithmetic instead of raising because
+        their unit arithmetic is not defined (e.g. ``{OpType.DEQUANTIZE}``); results of
+        those ops are then not what a unit computes.
+    """
+
+    #: Class defaults, for subclasses that bypass ``__init__`` (the functional executor's
+    #: one-op interpreter): ONNX arithmetic.
+    arithmetic: str = "onnx"
+    onnx_ops: frozenset = frozenset()
+
+    def __init__(self, graph: Graph, arithmetic: str = "onnx",
+                 onnx_ops: Collection[OpType] = ()):
+        if arithmetic not in ARITHMETICS:
+            accepted = ", ".join(map(repr, ARITHMETICS))
+            raise ValueError(f"Golden arithmetic must be one of {accepted}, not {arithmetic!r}")
+        bad = [o for o in onnx_ops if not isinstance(o, OpType)]
+        if bad:
+            raise TypeError(f"onnx_ops must hold OpType members, not {bad[0]!r}")
+        self.arithmetic = arithmetic
+        self.onnx_ops = frozenset(onnx_ops)
         self.g = graph
         self.mem: dict[str, np.ndarray] = {}
         for b in graph.buffers.values():
@@ -139,7 +218,11 @@ class Executor:
         return {n: self._array(n).copy() for n in self.g.outputs}
 
     def execute(self, op: MicroOp) -> None:
-        _EXEC[op.op](self, op)
+        """Run one micro-op in this executor's arithmetic."""
+        if self.arithmetic == "unit" and op.op not in self.onnx_ops:
+            _EXEC_UNIT.get(op.op, _EXEC[op.op])(self, op)
+        else:
+            _EXEC[op.op](self, op)
 
 
 def host_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -148,9 +231,13 @@ def host_quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(q, -128, 127).astype(np.int8)
 
 
-def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run ``graph`` on ``inputs`` (name -> array); return its outputs."""
-    return Executor(graph).run(inputs)
+def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], arithmetic: str = "onnx",
+              onnx_ops: Collection[OpType] = ()) -> dict[str, np.ndarray]:
+    """Run ``graph`` on ``inputs`` (name -> array); return its outputs.
+
+    ``arithmetic`` and ``onnx_ops`` as for :class:`Executor`.
+    """
+    return Executor(graph, arithmetic, onnx_ops).run(inputs)
 
 
 # -- micro-op semantics -------------------------------------------------------------------
@@ -316,6 +403,128 @@ _EXEC = {OpType.GEMM: _gemm, OpType.SPMM: _spmm, OpType.CONV: _conv, OpType.ACT:
          OpType.DEQUANTIZE: _dequantize, OpType.LAYOUT: _layout}
 
 
+
+# -- "unit" arithmetic: the AFU's and the GNN unit's specified approximations -------------
+
+def _no_unit(op: MicroOp, why: str) -> GoldenError:
+    return GoldenError(f"{op.id}: {op.op.value} <{op.dtype.key}> has no unit arithmetic in "
+                       f"arithmetic='unit' ({why}); use arithmetic='onnx', or list "
+                       f"OpType.{op.op.name} in onnx_ops to run it in ONNX arithmetic")
+
+
+def _bf16_operand(ex: Executor, op: MicroOp, r: TensorRef) -> np.ndarray:
+    """A BF16 operand's encodings (uint16)."""
+    dt = ex.g.buffers[r.buffer].dtype
+    if dt is not DType.BF16:
+        raise _no_unit(op, f"operand {r} is {dt.key}; the unit reads bf16")
+    return np.ascontiguousarray(ex.read(r)).view(np.uint16)
+
+
+def _store_bf16_bits(ex: Executor, op: MicroOp, bits: np.ndarray) -> None:
+    out = op.outputs[0]
+    if ex.g.buffers[out.buffer].dtype is not DType.BF16:
+        raise _no_unit(op, f"result {out} is {ex.g.buffers[out.buffer].dtype.key}; the unit "
+                           f"writes bf16")
+    ex.write(out, np.asarray(bits, np.uint16).view(ml_dtypes.bfloat16))
+
+
+def _quant_of(ex: Executor, op: MicroOp, r: TensorRef, side: str) -> tuple[float, int]:
+    a = op.attrs
+    if f"{side}_scale" in a:
+        return float(a[f"{side}_scale"]), int(a.get(f"{side}_zero_point", 0))
+    q = ex.g.buffers[r.buffer].quant or ex.g.base(r.buffer).quant
+    if q is None:
+        raise _no_unit(op, f"the AFU's INT8 table needs the quantisation of {r}: attrs "
+                           f"{side}_scale/{side}_zero_point or the buffer's quant")
+    return float(q.scale), int(q.zero_point)
+
+
+def _act_unit(ex: Executor, op: MicroOp) -> None:
+    f = op.func
+    if f is ActFunc.GELU and op.attrs.get("approximate", "none") != "none":
+        raise _no_unit(op, f"GELU approximate={op.attrs['approximate']!r}; the AFU computes "
+                           f"the erf form, approximate='none'")
+    if op.dtype is DType.INT8:
+        return _act_unit_int8(ex, op)
+    if op.dtype is not DType.BF16:
+        raise _no_unit(op, "the AFU's activations take bf16 or int8")
+    x = _bf16_operand(ex, op, op.inputs[0])
+    if f is ActFunc.RELU:
+        y = act.bf16_relu(x)
+    elif f is ActFunc.LEAKY_RELU:
+        y = act.bf16_leaky_relu(x, act.leaky_relu_alpha_bits(op.attrs.get("alpha", 0.01)))
+    elif f in (ActFunc.SIGMOID, ActFunc.TANH, ActFunc.GELU):
+        y = act.bf16_activation(f.value, x)
+    else:
+        raise _no_unit(op, f"activation {f}")
+    _store_bf16_bits(ex, op, y)
+
+
+def _act_unit_int8(ex: Executor, op: MicroOp) -> None:
+    f = op.func
+    x, out = op.inputs[0], op.outputs[0]
+    for r in (x, out):
+        if ex.g.buffers[r.buffer].dtype is not DType.INT8:
+            raise _no_unit(op, f"{r} is {ex.g.buffers[r.buffer].dtype.key}, not int8")
+    xs, xz = _quant_of(ex, op, x, "x")
+    ys, yz = _quant_of(ex, op, out, "y")
+    v = ex.read(x)
+    if f is ActFunc.RELU and (xs, xz) == (ys, yz):
+        ex.write(out, np.asarray(act.int8_relu(v, xz), np.int8))
+        return
+    name = {ActFunc.RELU: "leaky_relu", ActFunc.LEAKY_RELU: "leaky_relu"}.get(f, f.value)
+    alpha = 0.0 if f is ActFunc.RELU else float(op.attrs.get("alpha", 0.01))
+    table = act.int8_table(name, xs, xz, ys, yz, alpha=alpha)
+    ex.write(out, np.asarray(act.int8_lut(v, table), np.int8))
+
+
+def _eltwise_unit(ex: Executor, op: MicroOp) -> None:
+    if op.dtype is not DType.BF16:
+        raise _no_unit(op, "the AFU's INT8 add/mul need requantisation multipliers the IR "
+                           "does not carry")
+    shape = op.outputs[0].shape
+    a, b = (_bf16_operand(ex, op, r) for r in op.inputs)
+    a = a.reshape(shape) if a.size == math.prod(shape) else a.reshape(-1)
+    b = b.reshape(shape) if b.size == math.prod(shape) else b.reshape(-1)
+    a, b = np.broadcast_arrays(a, b)
+    y = act.bf16_add(a, b) if op.func is EltwiseFunc.ADD else act.bf16_mul(a, b)
+    _store_bf16_bits(ex, op, y)
+
+
+def _aggregate_unit(ex: Executor, op: MicroOp) -> None:
+    adj = ex.read(op.inputs[0])
+    x = _m(_bf16_operand(ex, op, op.inputs[1])).view(ml_dtypes.bfloat16)
+    adj2 = _m(adj)
+    if adj2.shape[1] != x.shape[0]:
+        raise GoldenError(f"{op.id}: adjacency {op.inputs[0]} has {adj2.shape[1]} columns for "
+                          f"{x.shape[0]} feature rows")
+    acc = gnn_aggregate(np.asarray(adj2 != 0, np.float32), x, op.func.value).view(np.float32)
+    out = op.outputs[0]
+    dt = ex.g.buffers[out.buffer].dtype
+    if dt is DType.BF16:
+        ex.write(out, nm.fp32_to_bf16(acc))
+    elif dt is DType.FP32:
+        ex.write(out, acc)
+    else:
+        raise _no_unit(op, f"result {out} is {dt.key}; the GNN unit writes fp32 (or bf16 "
+                           f"rounded from it)")
+
+
+def _spmm_unit(ex: Executor, op: MicroOp) -> None:
+    if len(op.inputs) > 2:
+        raise _no_unit(op, "an accumulator input c: the SMU starts every sum at +0")
+    _spmm(ex, op)
+
+
+def _undefined(ex: Executor, op: MicroOp) -> None:
+    raise _no_unit(op, "the AFU has no such EXEC function")
+
+
+_EXEC_UNIT = {OpType.ACT: _act_unit, OpType.ELTWISE: _eltwise_unit,
+              OpType.AGGREGATE: _aggregate_unit, OpType.SPMM: _spmm_unit,
+              OpType.QUANTIZE: _undefined, OpType.DEQUANTIZE: _undefined}
+
+
 # -- comparison with onnxruntime --------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -338,7 +547,7 @@ TOLERANCES: Mapping[DType, Tolerance] = {
 
 @dataclass(frozen=True)
 class Comparison:
-    """Result of :func:`compare_with_onnxruntime` for one output."""
+    """Result of :func:`compare_with_onnxruntime` or :func:`compare_outputs` for one output."""
 
     name: str
     dtype: DType
@@ -346,9 +555,10 @@ class Comparison:
     max_ref: float
     bound: float
     ok: bool
+    reference: str = "onnxruntime"
 
     def __str__(self) -> str:
-        return (f"{self.name} <{self.dtype.key}>: max |golden - onnxruntime| = "
+        return (f"{self.name} <{self.dtype.key}>: max |golden - {self.reference}| = "
                 f"{self.max_abs_error:.3g} (output scale {self.max_ref:.3g}) "
                 f"{'within' if self.ok else 'OUTSIDE'} tolerance")
 
@@ -365,25 +575,47 @@ def onnxruntime_outputs(model, inputs: Mapping[str, np.ndarray]) -> dict[str, np
     return dict(zip(names, sess.run(None, dict(inputs))))
 
 
+def _compare(name: str, dt: DType, golden: np.ndarray, ref: np.ndarray, tol: Tolerance,
+             reference: str) -> Comparison:
+    g = np.asarray(golden).astype(np.float64).reshape(ref.shape)
+    r = np.asarray(ref).astype(np.float64)
+    err = np.abs(g - r)
+    scale = float(np.abs(r).max()) if r.size else 0.0
+    if dt in (DType.INT8, DType.INT32):
+        bound = np.full(r.shape, float(tol.int_atol))
+    else:
+        bound = tol.atol_frac * scale + tol.rtol * np.abs(r)
+    ok = bool(np.all(err <= bound))
+    return Comparison(name, dt, float(err.max()) if err.size else 0.0, scale,
+                      float(bound.min()) if bound.size else 0.0, ok, reference)
+
+
 def compare_with_onnxruntime(model, graph: Graph, inputs: Mapping[str, np.ndarray],
-                             tolerances: Mapping[DType, Tolerance] = TOLERANCES
+                             tolerances: Mapping[DType, Tolerance] = TOLERANCES,
+                             arithmetic: str = "onnx", onnx_ops: Collection[OpType] = ()
                              ) -> list[Comparison]:
-    """Golden outputs of ``graph`` against onnxruntime on ``model``, output by output (in order)."""
+    """Golden outputs of ``graph`` against onnxruntime on ``model``, output by output (in order).
+
+    ``arithmetic`` and ``onnx_ops`` select the golden's arithmetic (:class:`Executor`).
+    """
     ref = onnxruntime_outputs(model, inputs)
-    gold = run_graph(graph, {sanitize(k): v for k, v in inputs.items()})
+    gold = run_graph(graph, {sanitize(k): v for k, v in inputs.items()}, arithmetic, onnx_ops)
     result = []
     for (rname, r), gname in zip(ref.items(), graph.outputs):
         dt = graph.buffers[gname].dtype
-        tol = tolerances[dt]
-        g = gold[gname].astype(np.float64).reshape(r.shape)
-        r = r.astype(np.float64)
-        err = np.abs(g - r)
-        scale = float(np.abs(r).max()) if r.size else 0.0
-        if dt in (DType.INT8, DType.INT32):
-            bound = np.full(r.shape, float(tol.int_atol))
-        else:
-            bound = tol.atol_frac * scale + tol.rtol * np.abs(r)
-        ok = bool(np.all(err <= bound))
-        result.append(Comparison(rname, dt, float(err.max()) if err.size else 0.0, scale,
-                                 float(bound.min()) if bound.size else 0.0, ok))
+        result.append(_compare(rname, dt, gold[gname], r, tolerances[dt], "onnxruntime"))
     return result
+
+
+def compare_outputs(graph: Graph, golden: Mapping[str, np.ndarray],
+                    reference: Mapping[str, np.ndarray], reference_name: str = "reference",
+                    tolerances: Mapping[DType, Tolerance] = TOLERANCES) -> list[Comparison]:
+    """Two runs of ``graph`` (e.g. ``"unit"`` against ``"onnx"`` arithmetic), output by output,
+    within ``tolerances`` of ``reference``."""
+    missing = [n for n in graph.outputs if n not in golden or n not in reference]
+    if missing:
+        raise GoldenError(f"output(s) {', '.join(missing)} missing from a run; the graph's "
+                          f"outputs are {', '.join(graph.outputs)}")
+    return [_compare(n, graph.buffers[n].dtype, golden[n], reference[n],
+                     tolerances[graph.buffers[n].dtype], reference_name)
+            for n in graph.outputs]

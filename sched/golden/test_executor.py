@@ -200,3 +200,150 @@ def test_activation_on_an_aliased_buffer():
     y = run_graph(g, {"x": x})["y"].astype(np.float32)
     np.testing.assert_array_equal(y[0], [0, 2, 0])
     np.testing.assert_allclose(y[1], np.tanh(x[1]), rtol=2 ** -8)
+
+
+# -- "unit" arithmetic --------------------------------------------------------------------
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+def _model_runs(name: str):
+    from sched import models
+    from sched.decompose import compile_model
+    from sched.ir import OpType
+    g = compile_model(name)
+    m = models.build(name)
+    x = models.example_inputs(m)
+    onnx_ops = {OpType.DEQUANTIZE} if name == "mixed" else set()
+    return g, m, x, onnx_ops
+
+
+def test_unit_mode_equals_onnx_mode_for_mlp():
+    """GEMM (the DMU's arithmetic in both modes) and ReLU (exact in both): bit for bit."""
+    g, m, x, _ = _model_runs("mlp")
+    u, o = run_graph(g, x, arithmetic="unit"), run_graph(g, x)
+    assert list(u) == g.outputs
+    for n in g.outputs:
+        np.testing.assert_array_equal(_bits(u[n]), _bits(o[n]))
+
+
+@pytest.mark.parametrize("name", ["transformer", "gcn", "mixed"])
+def test_unit_mode_within_tolerance_of_onnx_mode_and_onnxruntime(name):
+    """GELU/add/mul (transformer), mean aggregation (gcn), ReLU + aggregation + sigmoid on
+    top of the quantised layers (mixed; its DEQUANTIZE has no unit arithmetic and runs in
+    ONNX arithmetic): the unit approximations differ from the exact operators, but stay
+    inside the BF16 tolerance of both references."""
+    from sched.golden.executor import compare_outputs
+    g, m, x, onnx_ops = _model_runs(name)
+    u = run_graph(g, x, arithmetic="unit", onnx_ops=onnx_ops)
+    o = run_graph(g, x)
+    assert any(not np.array_equal(_bits(u[n]), _bits(o[n])) for n in g.outputs), \
+        "unit mode should differ from the exact operators somewhere in this model"
+    for cmp in compare_outputs(g, u, o, "onnx"):
+        assert cmp.ok and cmp.reference == "onnx", str(cmp)
+    for cmp in compare_with_onnxruntime(m, g, x, arithmetic="unit", onnx_ops=onnx_ops):
+        assert cmp.ok, str(cmp)
+
+
+def _single_op_graph(op_type, func, x_shape, *, dtype=DType.BF16, attrs=None, quant=None):
+    g = Graph()
+    g.add_buffer(Buffer("x", x_shape, dtype, BufferKind.INPUT, quant=quant))
+    g.add_buffer(Buffer("y", x_shape, dtype, BufferKind.OUTPUT, quant=quant))
+    g.add_op(MicroOp("op", op_type, dtype, (TensorRef.whole(g.buffers["x"]),),
+                     (TensorRef.whole(g.buffers["y"]),), func=func,
+                     shape={"n": math.prod(x_shape)}, attrs=attrs or {}))
+    return g
+
+
+def test_unit_sigmoid_by_hand():
+    """sigmoid(-0.2236328125) on the AFU's table: |x| * 2**16 = 14656 lies in segment
+    14656 >> 11 = 7 (width 1/32) at t = 14656 - 7 * 2048 = 320; the knots
+    rne(2**16 * sigmoid(i / 32)) for i = 7, 8 are 36338 and 36843, so
+    S(|x|) = 36338 + floor(505 * 320 / 2048) = 36416 and, reflected,
+    sigmoid(x) = (65536 - 36416) / 2**16 = 29120 / 65536 = 227.5 / 512: a BF16 tie (8
+    significant bits), to even 228 / 512 = 0.4453125. The exact value 0.4443236...
+    = 227.49 / 512 rounds to 227 / 512: the modes differ by one ulp."""
+    knot = [round(65536 / (1 + math.exp(-i / 32))) for i in (7, 8)]
+    assert knot == [36338, 36843]
+    assert 36338 + (36843 - 36338) * 320 // 2048 == 36416
+    g = _single_op_graph(OpType.ACT, ActFunc.SIGMOID, (1, 2))
+    x = np.array([[-0.2236328125, 1.0]], np.float32)
+    u = run_graph(g, {"x": x}, arithmetic="unit")["y"].astype(np.float64)
+    o = run_graph(g, {"x": x})["y"].astype(np.float64)
+    assert u[0, 0] == 228 / 512 and o[0, 0] == 227 / 512
+    # sigmoid(1) at a knot (t = 0): rne(2**16 * 0.7310586) = 47911 -> 187 / 256 in both
+    assert u[0, 1] == o[0, 1] == 187 / 256
+
+
+def test_unit_mean_aggregation_by_hand():
+    """Row 0: neighbours 0, 1, 2 with features 1, 1, 0.5: FP32 sum 2.5 (a BF16), times the
+    BF16 reciprocal of 3 (rne(1/3) = 0.333984375) = 0.8349609375, rounded to BF16
+    (213.75 / 256) = 214 / 256 = 0.8359375; the exact mean 0.8333... rounds to 213 / 256.
+    Row 1: neighbours 1, 2 (degree 2, reciprocal 0.5 exact): (1 + 0.5) / 2 = 0.75 in both.
+    Row 2: neighbour 0 alone: 1."""
+    g = Graph()
+    adj = np.array([[1 / 3, 1 / 3, 1 / 3], [0, 0.5, 0.5], [1, 0, 0]], np.float32)
+    g.add_buffer(Buffer("A", (3, 3), DType.BF16, BufferKind.CONST, data=nm.fp32_to_bf16(adj)))
+    g.add_buffer(Buffer("x", (3, 1), DType.BF16, BufferKind.INPUT))
+    g.add_buffer(Buffer("y", (3, 1), DType.BF16, BufferKind.OUTPUT))
+    from sched.ir import AggFunc
+    g.add_op(MicroOp("agg", OpType.AGGREGATE, DType.BF16,
+                     (TensorRef.whole(g.buffers["A"]), TensorRef.whole(g.buffers["x"])),
+                     (TensorRef.whole(g.buffers["y"]),), func=AggFunc.MEAN,
+                     shape={"nodes": 3, "edges": 6, "features": 1}))
+    x = np.array([[1.0], [1.0], [0.5]], np.float32)
+    u = run_graph(g, {"x": x}, arithmetic="unit")["y"].astype(np.float64).ravel()
+    o = run_graph(g, {"x": x})["y"].astype(np.float64).ravel()
+    assert list(u) == [214 / 256, 0.75, 1.0]
+    assert list(o) == [213 / 256, 0.75, 1.0]
+
+
+def test_unit_leaky_relu_takes_alpha_as_bf16():
+    from sched.golden import activations as act
+    g = _single_op_graph(OpType.ACT, ActFunc.LEAKY_RELU, (1, 64), attrs={"alpha": 0.01})
+    x = np.random.default_rng(8).uniform(-4, 4, (1, 64)).astype(np.float32)
+    u = run_graph(g, {"x": x}, arithmetic="unit")["y"]
+    assert act.leaky_relu_alpha_bits(0.01) == 0x3C24          # 0.010009765625
+    want = act.bf16_leaky_relu(nm.fp32_to_bf16(x).view(np.uint16), 0x3C24)
+    np.testing.assert_array_equal(u.view(np.uint16), want)
+
+
+def test_unit_int8_activation_is_the_afu_table():
+    from sched.golden import activations as act
+    from sched.ir import QuantParams
+    q = QuantParams(0.05, -3)
+    g = _single_op_graph(OpType.ACT, ActFunc.TANH, (2, 128), dtype=DType.INT8, quant=q)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(2, 128)
+    u = run_graph(g, {"x": x}, arithmetic="unit")["y"]
+    np.testing.assert_array_equal(u, act.int8_lut(x, act.int8_table("tanh", 0.05, -3, 0.05, -3)))
+    r = _single_op_graph(OpType.ACT, ActFunc.RELU, (2, 128), dtype=DType.INT8, quant=q)
+    np.testing.assert_array_equal(run_graph(r, {"x": x}, arithmetic="unit")["y"],
+                                  np.maximum(x, -3))
+    noq = _single_op_graph(OpType.ACT, ActFunc.TANH, (2, 128), dtype=DType.INT8)
+    with pytest.raises(GoldenError, match=r"op: act <int8> has no unit arithmetic in "
+                                          r"arithmetic='unit' \(the AFU's INT8 table needs"):
+        run_graph(noq, {"x": x}, arithmetic="unit")
+
+
+def test_unit_mode_errors_name_op_and_mode():
+    g = _single_op_graph(OpType.ACT, ActFunc.GELU, (1, 8), attrs={"approximate": "tanh"})
+    x = {"x": np.zeros((1, 8), np.float32)}
+    with pytest.raises(GoldenError, match=r"op: act <bf16> has no unit arithmetic in "
+                                          r"arithmetic='unit' \(GELU approximate='tanh'; "
+                                          r"the AFU computes the erf form"):
+        run_graph(g, x, arithmetic="unit")
+    run_graph(g, x)                                             # defined in onnx mode
+    gm, m, xm, _ = _model_runs("mixed")
+    with pytest.raises(GoldenError, match=r"dequantize.*: dequantize <int8> has no unit "
+                                          r"arithmetic in arithmetic='unit' \(the AFU has no "
+                                          r"such EXEC function\); use arithmetic='onnx', or "
+                                          r"list OpType.DEQUANTIZE in onnx_ops"):
+        run_graph(gm, xm, arithmetic="unit")
+    sp = _gemm_graph(2, c=True, sparse=True)
+    with pytest.raises(GoldenError, match=r"g0: spmm <bf16> has no unit arithmetic .*"
+                                          r"the SMU starts every sum at \+0"):
+        run_graph(sp, {"a": np.zeros((3, 8), np.float32)}, arithmetic="unit")
+    with pytest.raises(ValueError, match=r"Golden arithmetic must be one of 'onnx', 'unit', "
+                                         r"not 'exact'"):
+        run_graph(g, x, arithmetic="exact")

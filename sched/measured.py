@@ -1,0 +1,128 @@
+"""The run as it happened: a schedule rebuilt from the tiles' hardware traces.
+
+Every compute tile records the cycle each command of its stream left ISSUE (the tile's
+trace memory, :class:`hw.tile.ComputeTile`; read back as :attr:`tb.soc.SocResult.trace`).
+The compiler records which commands belong to which micro-op (:attr:`sched.codegen.TileStream.spans`),
+so the measured timeline of a micro-op is
+
+- **start**: the issue cycle of its first command (a WAIT or its first LOAD);
+- **exec**: from its EXEC's issue to the issue of the next command (a STORE, which waits
+  for the unit to finish);
+- **finish**: the issue cycle of the command after its last one (the next micro-op's first
+  command, or END, which issues once the tile's transfers have drained).
+
+:func:`measured_schedule` returns it as a :class:`sched.schedulers.Schedule`, so the Gantt
+chart and the Perfetto trace of :mod:`sched.report` draw measured and predicted timelines
+the same way; :func:`comparison_png` puts both on one time axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Hashable, Mapping
+
+from sched.schedulers import Schedule, Slot
+
+__all__ = ["MeasuredOp", "measured_ops", "measured_schedule", "comparison_png", "op_errors"]
+
+
+@dataclass(frozen=True)
+class MeasuredOp:
+    """One micro-op's measured times (cycles from ``start``)."""
+
+    op: Hashable
+    unit: str
+    start: int
+    exec_start: int
+    exec_end: int
+    finish: int
+
+
+def measured_ops(prog: Any, trace: Mapping[str, list[int]]) -> dict[Hashable, MeasuredOp]:
+    """Per micro-op measured times from the tiles' traces (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        If a tile's trace is missing or shorter than its stream.
+    """
+    out: dict[Hashable, MeasuredOp] = {}
+    for name, stream in prog.streams.items():
+        t = trace.get(name)
+        if t is None or len(t) < len(stream.commands):
+            raise ValueError(f"No complete trace for tile {name!r}: {len(t or [])} entries for "
+                             f"{len(stream.commands)} commands")
+        for op_id, first, ex, last in stream.spans:
+            end = t[last + 1] if last + 1 < len(t) else t[-1]
+            ex_end = t[ex + 1] if ex + 1 < len(t) else end
+            out[op_id] = MeasuredOp(op_id, name, t[first], t[ex], ex_end, end)
+    return out
+
+
+def measured_schedule(prog: Any, trace: Mapping[str, list[int]],
+                      name: str | None = None) -> Schedule:
+    """The measured run as a :class:`~sched.schedulers.Schedule` (slots only)."""
+    ops = measured_ops(prog, trace)
+    sched = prog.schedule
+    return Schedule(name or f"{sched.name} (measured)", sched.pool,
+                    {n: Slot(m.unit, m.start, m.finish) for n, m in ops.items()})
+
+
+def op_errors(prog: Any, trace: Mapping[str, list[int]], cost: Any) -> list[dict]:
+    """Per micro-op: predicted and measured duration and EXEC cycles, for calibration and
+    the report (``cost`` is the :class:`sched.cost.model.CostModel` the schedule used)."""
+    ops = measured_ops(prog, trace)
+    rows = []
+    for n, m in ops.items():
+        slot = prog.schedule.slots[n]
+        unit = prog.pool.unit(slot.unit)
+        rows.append({"op": n, "unit": slot.unit,
+                     "predicted": slot.finish - slot.start, "measured": m.finish - m.start,
+                     "predicted_exec": cost.exec_cycles(prog.graph.op(n), unit),
+                     "measured_exec": m.exec_end - m.exec_start})
+    return rows
+
+
+def comparison_png(predicted: Schedule, measured: Schedule, path: str | Path, dag: Any = None,
+                   title: str | None = None) -> Path:
+    """Predicted (top) and measured (bottom) Gantt charts on one time axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from sched.report import _op_label
+
+    units = [u for u in predicted.pool.units]
+    span = max(predicted.makespan, measured.makespan, 1)
+    cats = sorted({_op_label(dag, n)[0].split(".")[0] for n in predicted.slots})
+    cmap = plt.get_cmap("tab10")
+    colour = {c: cmap(i % 10) for i, c in enumerate(cats)}
+    fig, axes = plt.subplots(2, 1, sharex=True, figsize=(12, 1.0 * len(units) + 2.5))
+    for ax, s, what in ((axes[0], predicted, "predicted"), (axes[1], measured, "measured")):
+        for y, u in enumerate(units):
+            for n, slot in s.slots.items():
+                if slot.unit == u.name:
+                    c = _op_label(dag, n)[0].split(".")[0]
+                    ax.broken_barh([(slot.start, max(1, slot.finish - slot.start))],
+                                   (y - 0.4, 0.8), facecolors=colour.get(c, "grey"),
+                                   edgecolor="white", linewidth=0.3)
+        ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
+        ax.invert_yaxis()
+        ax.axvline(s.makespan, color="k", ls="--", lw=0.8)
+        ax.set_title(f"{what}: {s.makespan} cycles", fontsize="medium")
+    axes[1].set_xlim(0, span * 1.02)
+    axes[1].set_xlabel("cycles")
+    axes[0].legend(handles=[Patch(color=colour[c], label=c) for c in cats], loc="upper right",
+                   fontsize="small")
+    err = 100.0 * (predicted.makespan - measured.makespan) / max(1, measured.makespan)
+    fig.suptitle(title or f"{predicted.name} on {predicted.pool.name}: predicted "
+                          f"{predicted.makespan} vs measured {measured.makespan} cycles "
+                          f"({err:+.1f}%)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
