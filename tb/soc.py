@@ -485,8 +485,6 @@ _ZERO_INIT = re.compile(
     r"((?:    (?:\\\S+ |[A-Za-z_][\w$]*)\[\d+\] = \d+'h0+;\n)+)"
     r"  end\n", re.M)
 _ZERO_LINE = re.compile(r"    (\\\S+ |[A-Za-z_][\w$]*)\[(\d+)\] = (\d+)'h0+;\n")
-
-
 _MEM_DECL = re.compile(r"^  reg (?:\[(\d+):0\] )?(\\\S+ |[A-Za-z_][\w$]*) \[(\d+):(\d+)\];\n"
                        r"(?!  initial begin)", re.M)
 
