@@ -8,8 +8,8 @@ within 10% of the measured cycles; the measured timeline (tiles' traces) must sh
 EXEC taking exactly the cycles the unit's formula gives; every scheduler must produce the
 same outputs (the schedule changes timing, never results).
 
-Verilator runs every model; Icarus (much slower on the 8-tile SoC) the MLP and the GCN, in
-``make regress``. The models codegen does not lower yet stop before the build with the
+Verilator runs every model; Icarus (much slower on the 8-tile SoC) the MLP and the GCN,
+which must also take exactly as many cycles as on Verilator. The models codegen does not lower yet stop before the build with the
 reason (``sched/test_simflow.py``).
 """
 
@@ -56,7 +56,6 @@ def test_model_on_verilator(model):
     _check(run(model))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model", ["mlp", "gcn"])
 def test_model_on_icarus(model):
     report = run(model, "icarus")
