@@ -20,8 +20,11 @@ Where the measurements come from
     a **small pool of its own**, generated here (:func:`calibration_pools`): the pool's
     memory tile and that one unit on an ``(h + 1) x 1`` mesh, ``h`` the unit's hop
     distance to the memory tile in the pool (XY routing: a straight route of the same
-    number of hops), with the pool's mesh parameters (flit width, buffers) and the same
-    unit and memory parameters. Unit busy cycles depend only on the unit and its EXEC,
+    number of hops), with the pool's mesh parameters (flit width, buffers), the same
+    unit parameters, and the memory tile shrunk to :data:`CALIBRATION_MEMORY_BYTES`
+    (checked: LOAD/STORE cycles are the same as with the default pool's 1 MiB; the
+    Verilog of a 1 MiB memory takes most of the build). Unit busy cycles depend only on
+    the unit and its EXEC,
     so the measurements are attributed to the pool's tiles with that unit (the first of
     them stands for the others in the fit). A LOAD/STORE measured there is attributed to
     every tile of the pool at the same hop distance from the memory tile (the zero-load
@@ -65,9 +68,9 @@ from hw import isa
 from hw.config import PoolConfig, TileConfig, UnitKind, load_config
 
 __all__ = ["Bench", "ce_sweep", "dmu_sweep", "lpu_sweep", "afu_sweep", "gnn_sweep", "smu_sweep",
-           "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "measure",
-           "calibrate_in_rtl", "calibration_path", "load_calibration", "calibrated_params",
-           "cost_model", "main"]
+           "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "CALIBRATION_MEMORY_BYTES", "measure",
+           "calibrate_in_rtl", "fallback_errors", "calibration_path", "load_calibration",
+           "calibrated_params", "cost_model", "main"]
 
 
 @dataclass(frozen=True)
@@ -352,7 +355,15 @@ def _unit_key(t: TileConfig) -> tuple:
     return (t.kind, t.dtypes, tuple(sorted(t.params.items())))
 
 
-def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None
+#: Global memory of the small pools (bytes): enough for every micro-benchmark's image and
+#: transfer. The memory's size does not change its timing (the same LOAD/STORE cycles as
+#: with the default pool's 1 MiB), but a 1 MiB memory makes generating the SoC's Verilog
+#: about 6 times slower (about 60 s against 8 s on Icarus).
+CALIBRATION_MEMORY_BYTES = 65536
+
+
+def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None, *,
+                      memory_bytes: int | None = CALIBRATION_MEMORY_BYTES
                       ) -> list[CalibrationPool]:
     """One small pool per distinct unit of ``cfg`` (see the module docstring).
 
@@ -361,6 +372,8 @@ def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None
     cfg : PoolConfig
     kinds : iterable of UnitKind, optional
         Only units of these kinds (default: every kind with a sweep).
+    memory_bytes : int or None
+        Size of the small pools' memory (at most ``cfg``'s); None: ``cfg``'s.
     """
     from hw.config import parse_config
     from tb.soc import config_doc
@@ -372,6 +385,7 @@ def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None
     doc = config_doc(cfg)
     by_name = {d["name"]: d for d in doc["tile"]}
     mem = cfg.memory
+    mem_bytes = mem["bytes"] if memory_bytes is None else min(mem["bytes"], memory_bytes)
     out = []
     for tiles in groups.values():
         first = tiles[0]
@@ -379,7 +393,7 @@ def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None
         small = parse_config({
             "name": f"{cfg.name}_calib_{first.name}", "clock_mhz": cfg.clock_mhz,
             "mesh": {**doc["mesh"], "cols": h + 1, "rows": 1},
-            "tile": [{**by_name[mem.name], "x": 0, "y": 0},
+            "tile": [{**by_name[mem.name], "x": 0, "y": 0, "bytes": mem_bytes},
                      {**by_name[first.name], "x": h, "y": 0}]},
             source=f"<calibration pool of {first.name} in {cfg.name}>")
         out.append(CalibrationPool(small, small.tile(first.name), tuple(tiles), h))
@@ -457,6 +471,54 @@ def calibration_path(cfg: PoolConfig) -> Path:
 def _errors(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     rel = [abs(p - m) / max(m, 1.0) for p, m in points]
     return max(rel), sum(rel) / len(rel)
+
+
+def _fallback_args(kind: UnitKind, shape: Mapping[str, Any]) -> dict:
+    """A micro-benchmark's shape in the IR names of the generic formulas
+    (:data:`sched.cost.model.FALLBACK`)."""
+    if kind in (UnitKind.DMU, UnitKind.LPU):
+        return {"M": shape["m"], "N": shape["n"], "K": shape["k"]}
+    if kind is UnitKind.SMU:
+        return {"M": shape["m"], "N": shape["n"], "K": shape["k"],
+                "nnz_macs": shape["nnz"] * shape["n"]}
+    if kind is UnitKind.AFU:
+        return {"n": shape["count"]}
+    if kind is UnitKind.GNN:
+        return {"nodes": shape["nodes"], "edges": shape["edges"], "features": shape["features"]}
+    if kind is UnitKind.CE:
+        from hw.ce_layout import ConvShape
+        s = ConvShape(c_in=shape["c_in"], c_out=shape["c_out"], height=shape["height"],
+                      width=shape["width"], kernel_h=shape["kernel_h"],
+                      kernel_w=shape["kernel_w"], stride=shape["stride"],
+                      pads=tuple(shape["pads"]))
+        return {"OC": s.c_out, "IC": s.c_in, "OH": s.out_h, "OW": s.out_w,
+                "KH": s.kernel_h, "KW": s.kernel_w}
+    raise ValueError(f"No generic formula arguments for {kind.key}")
+
+
+def fallback_errors(measurements: Sequence) -> dict:
+    """How the generic formulas (:data:`sched.cost.model.FALLBACK`, what the cost model
+    falls back to without a unit's own ``sched/cost/<kind>.py``) fare on the measurements:
+    per kind, (max, mean) relative error with their defaults (``1 * formula + 16``) and
+    after a ``scale * formula + overhead`` least-squares refit on the alternate half
+    (sorted by formula value, as :func:`sched.cost.model.calibrate` splits), with the
+    fitted (scale, overhead) and the held-out maximum error.
+    """
+    from sched.cost.model import FALLBACK, KindParams
+    d = KindParams()
+    out = {}
+    for kind in sorted({m.tile.kind for m in measurements}, key=lambda k: k.value):
+        pts = sorted((float(FALLBACK[kind](m.tile, **_fallback_args(kind, m.shape))),
+                      float(m.cycles)) for m in measurements if m.tile.kind is kind)
+        train, test = pts[0::2], pts[1::2]
+        a = np.vstack([[p[0] for p in train], np.ones(len(train))]).T
+        (scale, overhead), *_ = np.linalg.lstsq(a, np.array([p[1] for p in train]), rcond=None)
+        out[kind.key] = {
+            "before": _errors([(d.scale * f + d.overhead, c) for f, c in pts]),
+            "after": _errors([(scale * f + overhead, c) for f, c in pts]),
+            "held_out": _errors([(scale * f + overhead, c) for f, c in test])[0],
+            "fit": (float(scale), float(overhead))}
+    return out
 
 
 def _measure_per_unit(cfg: PoolConfig, sim: str | None, kinds, reduced: bool,
@@ -573,6 +635,7 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         pred = (before_model.load_cycles(t["bytes"], at) if t["op"] == "LOAD"
                 else before_model.store_cycles(t["bytes"], at))
         out["noc"].append({**t, "predicted": pred})
+    out["fallback"] = fallback_errors(units) if units else {}
     if write:
         path = calibration_path(cfg)
         path.write_text(json.dumps({
@@ -583,6 +646,7 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
             "units": {t.name: {"kind": t.kind.key, "dtypes": [d.key for d in t.dtypes],
                                **dict(t.params)} for t in cfg.units},
             "measured_on": out["pools"],
+            "fallback_formulas": out["fallback"],
             "noc_transfers": [{k: v for k, v in t.items()} for t in out["noc"]],
         }, indent=2, default=list) + "\n")
         out["path"] = path
@@ -684,6 +748,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"error over all of it",
                 ["kind", "samples", "scale", "overhead", "max err before", "mean err before",
                  "max err after", "mean err after", "held-out max"], rows)
+    if out["fallback"]:
+        print_table("The generic formulas (sched.cost.model.FALLBACK, the model without a unit's "
+                    "own formula) on the same measurements: defaults (1 * formula + 16) and refit",
+                    ["kind", "max err default", "mean err default", "scale", "overhead",
+                     "max err refit", "mean err refit", "held-out max"],
+                    [[k, f"{100 * v['before'][0]:.1f}%", f"{100 * v['before'][1]:.1f}%",
+                      f"{v['fit'][0]:.4f}", f"{v['fit'][1]:.1f}", f"{100 * v['after'][0]:.1f}%",
+                      f"{100 * v['after'][1]:.1f}%", f"{100 * v['held_out']:.1f}%"]
+                     for k, v in out["fallback"].items()])
     if out["pools"]:
         print("measured on: " + ", ".join(f"{u} <- {p}" for u, p in out["pools"].items()))
     if out["noc"]:
