@@ -640,7 +640,10 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         path = calibration_path(cfg)
         path.write_text(json.dumps({
             "config": cfg.name, "simulator": simulator,
-            "kinds": {k: {"scale": s, "overhead": o} for k, (s, o) in out["fit"].items()},
+            "kinds": {k: {"scale": s, "overhead": o,
+                          "formula": ("unit" if before_model.from_rtl(UnitKind.from_key(k))
+                                      else "fallback")}
+                      for k, (s, o) in out["fit"].items()},
             "error_before": out["before"], "error_after": out["after"],
             "error_held_out": out["held_out"], "samples": out["samples"],
             "units": {t.name: {"kind": t.kind.key, "dtypes": [d.key for d in t.dtypes],
@@ -655,13 +658,15 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
 
 # -- using a stored calibration ----------------------------------------------------------
 
-def load_calibration(cfg: PoolConfig) -> dict:
+def load_calibration(cfg: PoolConfig, model: Any = None) -> dict:
     """The stored per-kind parameters of ``cfg`` (``{UnitKind: KindParams}``; empty when
     :func:`calibration_path` does not exist).
 
-    A kind is left out (with a warning) when the file records the units it was measured
-    on and a tile of that kind in ``cfg`` now has other parameters: the calibration is
-    stale for it.
+    A kind is left out (with a warning) when the calibration is stale for it: the file
+    records the units it was measured on and a tile of that kind in ``cfg`` now has other
+    parameters, or (given the :class:`~sched.cost.model.CostModel` ``model``) the file
+    says the scale and overhead apply to the unit's own formula (``"formula": "unit"``,
+    ``sched/cost/<kind>.py``) and ``model`` uses the generic fallback, or the reverse.
     """
     from sched.cost.model import KindParams
     path = calibration_path(cfg)
@@ -671,25 +676,32 @@ def load_calibration(cfg: PoolConfig) -> dict:
         doc = json.loads(path.read_text())
         stored = {UnitKind.from_key(k): KindParams(float(v["scale"]), float(v["overhead"]))
                   for k, v in doc["kinds"].items()}
-    except (ValueError, KeyError, TypeError) as e:
+        formulas = {UnitKind.from_key(k): v.get("formula") for k, v in doc["kinds"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a calibration file ({{'kinds': {{kind: {{'scale': s, "
                          f"'overhead': o}}}}}}): {e!r}") from None
     recorded = doc.get("units")
-    if recorded is None:
-        return stored
-    seen = {(r["kind"], tuple(r.get("dtypes", ())),
-             tuple(sorted((k, v) for k, v in r.items() if k not in ("kind", "dtypes"))))
-            for r in recorded.values()}
+    seen = None if recorded is None else {
+        (r["kind"], tuple(r.get("dtypes", ())),
+         tuple(sorted((k, v) for k, v in r.items() if k not in ("kind", "dtypes"))))
+        for r in recorded.values()}
     out = {}
     for kind, kp in stored.items():
         now = {(t.kind.key, tuple(d.key for d in t.dtypes), tuple(sorted(t.params.items())))
                for t in cfg.tiles_of(kind)}
-        if now <= seen:
-            out[kind] = kp
-        else:
+        if seen is not None and not now <= seen:
             warnings.warn(f"{path}: the {kind.key} calibration was measured on other unit "
                           f"parameters than {cfg.name}'s {kind.key} tiles now have; not used",
                           stacklevel=2)
+            continue
+        if model is not None and formulas[kind] is not None:
+            uses = "unit" if model.from_rtl(kind) else "fallback"
+            if formulas[kind] != uses:
+                warnings.warn(f"{path}: the {kind.key} calibration scales the {formulas[kind]} "
+                              f"formula; the cost model uses the {uses} formula; not used",
+                              stacklevel=2)
+                continue
+        out[kind] = kp
     return out
 
 
@@ -700,8 +712,9 @@ def calibrated_params(pool: Any, **cost_kw: Any):
     ``cost_kw`` are the other :class:`~sched.cost.model.CostModel` arguments (they can
     change the defaults)."""
     from sched.cost.model import CostModel
-    base = CostModel(pool, **cost_kw).params
-    stored = load_calibration(pool.config)
+    model = CostModel(pool, **cost_kw)
+    base = model.params
+    stored = load_calibration(pool.config, model)
     return dataclasses.replace(base, kinds={**base.kinds, **stored})
 
 

@@ -59,6 +59,14 @@ def test_stored_calibration_is_used_and_stale_kinds_are_not(tmp_path):
     assert load_calibration(cfg) == {UnitKind.CE: KindParams(1.5, 7.0)}
     assert calibrated_params(pool).kinds[UnitKind.CE] == KindParams(1.5, 7.0)
     assert cost_model(pool).params.kinds[UnitKind.CE] == KindParams(1.5, 7.0)
+    # Scale and overhead of another formula than the model's (the CE's own) are not used.
+    doc["kinds"]["ce"]["formula"] = "fallback"
+    calibration_path(cfg).write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="uses the unit formula"):
+        assert cost_model(pool).params.kinds[UnitKind.CE] == CostModel(pool).params.kinds[UnitKind.CE]
+    doc["kinds"]["ce"]["formula"] = "unit"
+    calibration_path(cfg).write_text(json.dumps(doc))
+    assert cost_model(pool).params.kinds[UnitKind.CE] == KindParams(1.5, 7.0)
     doc["units"]["ce0"]["oc_lanes"] = 16
     calibration_path(cfg).write_text(json.dumps(doc))
     with pytest.warns(UserWarning, match="other unit parameters"):
@@ -113,3 +121,14 @@ def test_ce_calibration_in_rtl(sim):
     loads = [t["cycles"] for t in out["noc"] if t["tile"] == "ce0" and t["op"] == "LOAD"]
     assert loads == sorted(loads) and len(loads) == 4
     assert calibration_path(cfg).name == "ce_pair.calibration.json"
+
+
+def test_default_pool_calibration_is_stored_and_applies():
+    # configs/default.calibration.json (python -m sched.calibration --pool configs/default.toml)
+    # covers every unit kind of the default pool, for the formulas the model uses now.
+    cfg = load_config("default")
+    pool = Pool(cfg)
+    stored = load_calibration(cfg, CostModel(pool))
+    assert set(stored) == {t.kind for t in cfg.units}
+    doc = json.loads(calibration_path(cfg).read_text())
+    assert all(max(doc["error_after"][k.key]) <= 0.05 for k in stored)
