@@ -41,7 +41,7 @@ Micro-benchmarks (one sweep per kind, :data:`SWEEPS`)
     GNN       random CSR graphs (several sizes, mean degrees, empty rows), SUM/MEAN/MAX,
               FP32/BF16 output, feature counts over one and several lane passes.
     SMU       random sparse A of several densities and shapes, FP32/BF16 output.
-    CE        :func:`ce_sweep`.
+    CE        :func:`ce_sweep`, every third shape with an INT32 bias.
 
     The sparse units get a well-formed CSR (``ptr``, ``nz``) LOADed from a memory image
     (:func:`sched.formats.layout_spmm` / :func:`sched.formats.layout_gnn` layout); the
@@ -68,7 +68,8 @@ from hw import isa
 from hw.config import PoolConfig, TileConfig, UnitKind, load_config
 
 __all__ = ["Bench", "ce_sweep", "dmu_sweep", "lpu_sweep", "afu_sweep", "gnn_sweep", "smu_sweep",
-           "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "CALIBRATION_MEMORY_BYTES", "measure",
+           "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools",
+           "CALIBRATION_MEMORY_BYTES", "measure",
            "calibrate_in_rtl", "fallback_errors", "calibration_path", "load_calibration",
            "calibrated_params", "cost_model", "main"]
 
@@ -137,14 +138,16 @@ def _ce_benches(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     if reduced:
         shapes = shapes[:5]
     out = []
-    for shape in shapes:
+    for i, shape in enumerate(shapes):
+        shape = {**shape, "bias": i % 3 == 1}    # every third with an INT32 bias
         s = ConvShape(c_in=shape["c_in"], c_out=shape["c_out"], height=shape["height"],
                       width=shape["width"], kernel_h=shape["kernel_h"],
                       kernel_w=shape["kernel_w"], stride=shape["stride"],
                       pads=tuple(shape["pads"]))
-        args = s.exec_args(in_addr=0, w_addr=0x1000, out_addr=0x2000, requant=shape["requant"],
+        args = s.exec_args(in_addr=0, w_addr=0x1000, out_addr=0x2000, bias_addr=0x3000,
+                           bias=shape["bias"], requant=shape["requant"],
                            multiplier=1 << 20, shift=30)
-        out.append(Bench(dict(shape), CeFunc.CONV, args))
+        out.append(Bench(shape, CeFunc.CONV, args))
     return out
 
 
