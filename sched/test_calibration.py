@@ -7,9 +7,9 @@ import json
 import pytest
 
 from hw.config import UnitKind, load_config
-from sched.calibration import (CALIBRATION_MEMORY_BYTES, SWEEPS, _check_bench, calibrate_in_rtl, calibrated_params,
-                               calibration_path, calibration_pools, cost_model,
-                               load_calibration)
+from sched.calibration import (CALIBRATION_MEMORY_BYTES, SWEEPS, _check_bench,
+                               calibrate_in_rtl, calibrated_params, calibration_path,
+                               calibration_pools, cost_model, load_calibration)
 from sched.cost.model import CostModel, KindParams
 from sched.pool import Pool
 
@@ -63,7 +63,8 @@ def test_stored_calibration_is_used_and_stale_kinds_are_not(tmp_path):
     doc["kinds"]["ce"]["formula"] = "fallback"
     calibration_path(cfg).write_text(json.dumps(doc))
     with pytest.warns(UserWarning, match="uses the unit formula"):
-        assert cost_model(pool).params.kinds[UnitKind.CE] == CostModel(pool).params.kinds[UnitKind.CE]
+        assert cost_model(pool).params.kinds[UnitKind.CE] == \
+            CostModel(pool).params.kinds[UnitKind.CE]
     doc["kinds"]["ce"]["formula"] = "unit"
     calibration_path(cfg).write_text(json.dumps(doc))
     assert cost_model(pool).params.kinds[UnitKind.CE] == KindParams(1.5, 7.0)
