@@ -571,7 +571,8 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
     cfg : PoolConfig
     sim : {"verilator", "icarus"}, optional
     write : bool
-        Write :func:`calibration_path` (only a full calibration should: every kind).
+        Write :func:`calibration_path` (a full calibration only: ``kinds`` None and not
+        ``reduced``, else ValueError).
     kinds : iterable of UnitKind, optional
         Only these unit kinds (default: all with a sweep).
     reduced : bool
@@ -597,6 +598,9 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
 
     log = log or (lambda s: None)
     kinds = None if kinds is None else tuple(kinds)
+    if write and (kinds is not None or reduced):
+        raise ValueError("Only a full calibration (every kind, whole sweeps) is written; "
+                         f"pass write=False with kinds={kinds!r}, reduced={reduced!r}")
     if per_unit:
         units, noc, pools, simulator = _measure_per_unit(cfg, sim, kinds, reduced,
                                                          transfer_bytes, log)

@@ -77,6 +77,11 @@ def test_stored_calibration_is_used_and_stale_kinds_are_not(tmp_path):
         load_calibration(cfg)
 
 
+def test_a_partial_calibration_is_not_written():
+    with pytest.raises(ValueError, match="Only a full calibration"):
+        calibrate_in_rtl(load_config("default"), "icarus", kinds=(UnitKind.AFU,))
+
+
 def test_reduced_calibration_of_two_kinds_on_icarus():
     cfg = load_config("default")
     out = calibrate_in_rtl(cfg, "icarus", write=False, kinds=(UnitKind.AFU, UnitKind.GNN),
