@@ -46,8 +46,12 @@ regress: setup
 verilog: setup
 	$(VPY) -m hw.verilog --out sim_build/verilog --lint
 
+# make sim [MODEL=mixed] [POOL=configs/default.toml] [SCHEDULER=heft] [SIM=verilator]
+MODEL ?= mixed
+POOL ?= configs/default.toml
+SCHEDULER ?= heft
 sim: setup
-	$(VPY) -m sched.cli sim
+	$(VPY) -m sched.cli sim $(MODEL) --pool $(POOL) --scheduler $(SCHEDULER) $(if $(SIM),--sim $(SIM))
 
 bench: setup
 	$(VPY) -m bench

@@ -30,7 +30,9 @@ Host interface (plain ports, all synchronous to the SoC clock)
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from amaranth.hdl import Const, Module, Shape, Signal
 from amaranth.lib import wiring
@@ -43,7 +45,8 @@ from .noc.memory_tile import MemoryTile
 from .controller import COUNTER_BITS
 from .tile import NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, ComputeTile, identity_registers
 
-__all__ = ["Soc", "soc_verilog", "clock_wrapper", "write_soc", "SOC_TOP", "SOC_WRAPPER"]
+__all__ = ["Soc", "soc_verilog", "clock_wrapper", "write_soc", "zero_init_skipped", "SOC_TOP",
+           "SOC_WRAPPER"]
 
 #: Verilog module names of the SoC and of its clock wrapper.
 SOC_TOP = "soc"
@@ -245,19 +248,55 @@ def clock_wrapper(soc: Soc) -> str:
         "endmodule\n")
 
 
+@contextmanager
+def zero_init_skipped() -> Iterator[None]:
+    """Within: Amaranth's RTLIL back end leaves out the initialiser of all-zero memories.
+
+    Amaranth writes every memory's initial contents as one ``$meminit_v2`` constant, which
+    Yosys turns into one Verilog line per word: for the default SoC's 1 MiB global memory
+    8 Mbit of RTLIL and 131k lines, some 25 s of its generation. Without the cell a memory
+    has no ``initial`` block, and :func:`tb.soc.zero_memories` gives each such memory a
+    zero loop again, so the Verilog keeps Amaranth's semantics (every memory starts at
+    zero) in a fraction of the text. Memories with non-zero contents (a ROM) keep theirs.
+    This wraps a private method of Amaranth 0.5 (``ModuleEmitter.emit_memory``); should it
+    change, the initialisers are simply written out as before.
+    """
+    from amaranth.back import rtlil
+
+    emitter = getattr(rtlil, "ModuleEmitter", None)
+    original = getattr(emitter, "emit_memory", None)
+    if original is None:
+        yield
+        return
+
+    def emit_memory(self, cell_idx, cell):
+        if any(cell.init):
+            original(self, cell_idx, cell)
+
+    emitter.emit_memory = emit_memory
+    try:
+        yield
+    finally:
+        emitter.emit_memory = original
+
+
 def write_soc(pool: PoolConfig, out: Path | None = None, **kw) -> tuple[Path, Path]:
     """Write ``<out>/soc.v`` and ``<out>/soc_top.v`` (default ``sim_build/<config name>``).
 
-    Files are rewritten only when their text changed, so builds keyed on them stay valid.
+    Memories are zero-initialised by loops (:func:`zero_init_skipped`,
+    :func:`tb.soc.zero_memories`). Files are rewritten only when their text changed, so
+    builds keyed on them stay valid.
     """
     from amaranth.back import verilog
     from tb.harness import SIM_BUILD
+    from tb.soc import zero_memories
 
     out = Path(out) if out is not None else SIM_BUILD / pool.name
     out.mkdir(parents=True, exist_ok=True)
     soc = Soc(pool, **kw)
-    texts = {out / f"{SOC_TOP}.v": verilog.convert(soc, name=SOC_TOP, emit_src=False),
-             out / f"{SOC_WRAPPER}.v": clock_wrapper(soc)}
+    with zero_init_skipped():
+        text = zero_memories(verilog.convert(soc, name=SOC_TOP, emit_src=False))
+    texts = {out / f"{SOC_TOP}.v": text, out / f"{SOC_WRAPPER}.v": clock_wrapper(soc)}
     for path, text in texts.items():
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
@@ -270,17 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", default=str(DEFAULT_CONFIG))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--lint", action="store_true",
-                    help="verilator --lint-only the text the simulators run (tb.soc.start_up_safe)")
+                    help="verilator --lint-only the text the simulators run (tb.soc.simulation_text)")
     args = ap.parse_args(argv)
     soc_v, top_v = write_soc(load_config(args.pool), args.out)
     print(soc_v)
     print(top_v)
     if args.lint:
-        from tb.soc import start_up_safe
+        from tb.soc import simulation_text
         from .verilog import lint
         sim_v = soc_v.parent / "lint" / f"{SOC_TOP}.v"   # lint takes the module from the name
         sim_v.parent.mkdir(exist_ok=True)
-        sim_v.write_text(start_up_safe(soc_v.read_text()))
+        sim_v.write_text(simulation_text(soc_v.read_text()))
         res = lint(sim_v)
         print(f"{sim_v}  {'lint ok' if res.returncode == 0 else 'LINT FAILED'}")
         if res.returncode:

@@ -156,6 +156,11 @@ def add_sim(sub) -> None:
     p.set_defaults(func=cmd_sim)
 
 
+#: Built-in models whose every micro-op codegen lowers on the default pool (``tb/test_e2e.py``
+#: runs them on the RTL).
+RTL_MODELS = ("mlp", "gcn", "transformer")
+
+
 def cmd_sim(args) -> int:
     """``accelpool sim``: the RTL flow of :func:`sched.simflow.simulate`, or ``--golden-only``."""
     if not args.golden_only:
@@ -168,6 +173,8 @@ def cmd_sim(args) -> int:
                               waves=args.waves, seed=args.seed)
         except RtlNotReady as e:
             print(f"accelpool sim: the RTL run is not possible yet: {e}.\n"
+                  f"Built-in models that run on the RTL today: {', '.join(RTL_MODELS)} (e.g. "
+                  f"`make sim MODEL={RTL_MODELS[1]}` or `accelpool sim {RTL_MODELS[1]}`).\n"
                   f"Running the largest flow that exists instead: compile, golden reference "
                   f"against onnxruntime and schedule ({args.scheduler}).\n")
             return _sim_without_rtl(args)

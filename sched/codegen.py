@@ -86,7 +86,7 @@ from sched.schedulers import Schedule
 
 __all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
            "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
-           "set_inputs"]
+           "set_inputs", "op_transfers"]
 
 ALIGN = 32
 FENCE_BYTES = 32
@@ -196,6 +196,10 @@ class TileStream:
 
     tile: Any
     commands: list[isa.Command]
+    #: Per micro-op, in stream order: ``(op id, first command, its EXEC, last command)``
+    #: (indices into :attr:`commands`; :mod:`sched.measured` maps the hardware trace to
+    #: micro-ops with them).
+    spans: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     @property
     def binary(self) -> bytes:
@@ -226,21 +230,7 @@ class Program:
     def row_runs(self, ref: TensorRef, who: str = "") -> list[tuple[int, int]]:
         """Memory ``(address, bytes)`` of each row of a box, rounded out to flits into the
         row's padding only (:class:`CodegenError` if a row would need more)."""
-        lay = self.layouts[ref.buffer]
-        fb = self.flit_bytes
-        rows, c0, w = lay.box_rows(ref)
-        e = lay.elem
-        if (c0 * e) % fb or ((c0 + w) * e % fb and c0 + w != lay.cols):
-            raise CodegenError(
-                f"{who}{ref}: a LOAD/STORE moves whole {fb}-byte flits and may round a row "
-                f"out only into the row's padding, but columns {c0}..{c0 + w - 1} of "
-                f"{ref.buffer} (rows of {lay.cols} x {e}-byte elements, pitch {lay.pitch}) "
-                f"share a flit with other elements of the row. Accepted: boxes whose columns "
-                f"start at a multiple of {fb // math.gcd(fb, e)} and end at one or at the "
-                f"row's last column")
-        length = _ceil(w * e, fb)
-        base = lay.addr + c0 * e
-        return [(base + int(r) * lay.pitch, length) for r in rows]
+        return _row_runs(self.layouts, ref, self.flit_bytes, who)
 
     def buffer_region(self, name: str) -> tuple[int, int]:
         """``(address, bytes)`` of a whole buffer, padding included."""
@@ -276,6 +266,25 @@ class Program:
 
 
 # -- memory layout ---------------------------------------------------------------------
+
+def _row_runs(layouts: Mapping[str, "BufferLayout"], ref: TensorRef, fb: int,
+              who: str = "") -> list[tuple[int, int]]:
+    """Memory ``(address, bytes)`` of each row of a box (see :meth:`Program.row_runs`)."""
+    lay = layouts[ref.buffer]
+    rows, c0, w = lay.box_rows(ref)
+    e = lay.elem
+    if (c0 * e) % fb or ((c0 + w) * e % fb and c0 + w != lay.cols):
+        raise CodegenError(
+            f"{who}{ref}: a LOAD/STORE moves whole {fb}-byte flits and may round a row "
+            f"out only into the row's padding, but columns {c0}..{c0 + w - 1} of "
+            f"{ref.buffer} (rows of {lay.cols} x {e}-byte elements, pitch {lay.pitch}) "
+            f"share a flit with other elements of the row. Accepted: boxes whose columns "
+            f"start at a multiple of {fb // math.gcd(fb, e)} and end at one or at the "
+            f"row's last column")
+    length = _ceil(w * e, fb)
+    base = lay.addr + c0 * e
+    return [(base + int(r) * lay.pitch, length) for r in rows]
+
 
 def _layouts(g: Graph, fb: int) -> tuple[dict[str, BufferLayout], int]:
     lays: dict[str, BufferLayout] = {}
@@ -698,6 +707,40 @@ def _moves(runs: list[tuple[int, int]], spad: int, pitch: int, who: str
     return [tuple(m) for m in out]
 
 
+def op_transfers(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[list[int], list[int]]:
+    """The byte lengths of the LOADs and of the STOREs :func:`compile_schedule` emits for
+    ``op`` on ``tile`` (operands into the unit's layout, result rows back), without the
+    fence: what the cost model charges for moving the micro-op's data.
+
+    Raises
+    ------
+    NotLowered, CodegenError
+        As :func:`compile_schedule` would for this placement.
+    """
+    cache = graph.__dict__.setdefault("_op_transfers", {})
+    key = (op.id, tile.name, flit_bytes)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    lays = graph.__dict__.get("_layouts_fb", {}).get(flit_bytes)
+    if lays is None:
+        lays = _layouts(graph, flit_bytes)[0]
+        graph.__dict__.setdefault("_layouts_fb", {})[flit_bytes] = lays
+    plan = _plan(_Ctx(graph, lays, flit_bytes), op, tile)
+    who = _who(op, tile)
+    loads: list[int] = []
+    for o in plan.operands:
+        if o.blob is not None:
+            loads.append(len(o.blob))
+        else:
+            loads += [m[2] for m in _moves(_row_runs(lays, o.ref, flit_bytes, who), 0,
+                                           o.pitch, who)]
+    stores = [m[2] for m in _moves(_row_runs(lays, plan.out.ref, flit_bytes, who), 0,
+                                   plan.out.pitch, who)]
+    cache[key] = hit = (loads, stores)
+    return hit
+
+
 def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.ndarray] | None = None,
                      fence: bool = True) -> Program:
     """Compile ``schedule`` of ``graph`` into per-tile binary command streams and a memory image.
@@ -773,6 +816,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
         unit = pool.unit(unit_name)
         tile = unit.tile
         cmds: list[isa.Command] = []
+        spans: list[tuple[str, int, int, int]] = []
         consumed: dict[str, int] = {}
         fence_addr = tile.scratchpad_bytes - FENCE_BYTES
         spad = None
@@ -782,6 +826,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
             who = _who(op, tile)
             if spad is None:
                 spad = ScratchpadAllocator(fence_addr, f"{tile.name} scratchpad", plan.align)
+            first = len(cmds)
             # 1. tokens from producers on other tiles
             need: dict[str, int] = {}
             for p in dag.predecessors(n):
@@ -816,6 +861,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 c.encode()
             except isa.EncodingError as e:
                 raise CodegenError(f"{who}its EXEC does not encode: {e}") from None
+            exec_at = len(cmds)
             cmds.append(c)
             # 4. result rows to memory
             out_moves = _moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)
@@ -832,6 +878,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
             for t in consumers_of[n]:
                 tt = pool.unit(t).tile
                 cmds.append(isa.signal(x=tt.x, y=tt.y, token=tindex[unit_name], count=1))
+            spans.append((n, first, exec_at, len(cmds) - 1))
         cmds.append(isa.end())
-        prog.streams[unit_name] = TileStream(tile, cmds)
+        prog.streams[unit_name] = TileStream(tile, cmds, spans)
     return prog

@@ -379,6 +379,8 @@ class Graph:
         self.name = name
         self.buffers: dict[str, Buffer] = {}
         self.dag = nx.DiGraph()
+        # The cost model reaches the buffers (memory layout, transfer sizes) from the DAG.
+        self.dag.graph["ir"] = self
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self._index = _WriterIndex(self)

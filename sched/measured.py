@@ -8,8 +8,11 @@ so the measured timeline of a micro-op is
 - **start**: the issue cycle of its first command (a WAIT or its first LOAD);
 - **exec**: from its EXEC's issue to the issue of the next command (a STORE, which waits
   for the unit to finish);
-- **finish**: the issue cycle of the command after its last one (the next micro-op's first
-  command, or END, which issues once the tile's transfers have drained).
+- **finish**: one cycle after the issue of its last command (a STORE or a SIGNAL, whose own
+  transfer time is not recorded: a few cycles for a SIGNAL, a STORE's flits and
+  acknowledgement for a STORE); the tile's last micro-op finishes when END issues (END
+  waits for the tile's transfers to drain). The issue of the *next* command is no finish:
+  when that is a WAIT it issues only once its token arrives.
 
 :func:`measured_schedule` returns it as a :class:`sched.schedulers.Schedule`, so the Gantt
 chart and the Perfetto trace of :mod:`sched.report` draw measured and predicted timelines
@@ -49,14 +52,17 @@ def measured_ops(prog: Any, trace: Mapping[str, list[int]]) -> dict[Hashable, Me
     """
     out: dict[Hashable, MeasuredOp] = {}
     for name, stream in prog.streams.items():
+        if not stream.spans:           # no micro-op here (e.g. the memory tile's lone END)
+            continue
         t = trace.get(name)
         if t is None or len(t) < len(stream.commands):
             raise ValueError(f"No complete trace for tile {name!r}: {len(t or [])} entries for "
                              f"{len(stream.commands)} commands")
+        final = stream.spans[-1][3]
         for op_id, first, ex, last in stream.spans:
-            end = t[last + 1] if last + 1 < len(t) else t[-1]
+            end = t[last + 1] if last == final else t[last] + 1
             ex_end = t[ex + 1] if ex + 1 < len(t) else end
-            out[op_id] = MeasuredOp(op_id, name, t[first], t[ex], ex_end, end)
+            out[op_id] = MeasuredOp(op_id, name, t[first], t[ex], ex_end, max(end, ex_end))
     return out
 
 

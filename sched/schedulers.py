@@ -354,6 +354,17 @@ def _memory_io(P: _Problem, links: Any, i: int, u: Unit, start: int, cyc: int,
     if u.kind is UnitKind.MEMORY:
         return start + cyc
     cost = P.cost
+    phases = cost.memory_phases(P.dag, P.nodes[i], u) if hasattr(cost, "memory_phases") else None
+    if phases is not None:
+        # command-level: the LOAD and STORE phases each need their share of the memory
+        # tile's packet server, which every tile shares
+        ld, ld_srv, ld_tail, middle, st, st_srv, st_tail = phases
+        # A phase alone takes ld (st) cycles, of which the server is busy ld_srv (st_srv);
+        # its other cycles (issue slots, hops, acknowledgements) overlap other tiles'
+        # service, except what its last command takes after its last packet is served.
+        # So a phase ends when both its own time has passed and the server has served it.
+        t = max(start + ld, links.server(ld_srv, start, book) + ld_tail) + middle
+        return max(t + st, links.server(st_srv, t, book) + st_tail)
     mem = P.memory_at
     in_b, out_b = P.io[i]
     ld, st = cost.load_cycles(in_b, u.at), cost.store_cycles(out_b, u.at)

@@ -16,7 +16,8 @@
    back, compare them bit for bit with the golden reference;
 5. report: outputs OK, measured cycles against the predicted makespan (error in %),
    per-unit busy %, NoC traffic, the simulation speed; write the predicted Gantt PNG,
-   a Gantt PNG of the measured per-tile time split, and a Perfetto trace.
+   one Gantt PNG with the predicted and the measured timeline (the measured one from the
+   tiles' hardware traces, :mod:`sched.measured`) and a Perfetto trace of each.
 
 Each stage shows on a tqdm progress bar. A stage that cannot run says why: a unit kind
 whose RTL has not landed (:class:`hw.tile.TileError`), a micro-op placed where codegen
@@ -65,6 +66,10 @@ class SimReport:
     noc_bytes: int
     sim_seconds: float
     files: Mapping[str, Path] = field(default_factory=dict)
+    outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    stream_cycles: int = 0
+    program: Any = None
+    trace: Mapping[str, list] = field(default_factory=dict)
 
     @property
     def error_pct(self) -> float:
@@ -74,7 +79,10 @@ class SimReport:
         lines = [f"model {self.model} on pool {self.pool} ({self.scheduler}, {self.sim})",
                  f"outputs: {'OK (bit-exact against the golden reference)' if self.outputs_ok else 'MISMATCH: ' + self.mismatch}",
                  f"cycles: measured {self.measured_cycles}, predicted {self.predicted_cycles} "
-                 f"(error {self.error_pct:+.2f}%)",
+                 f"by the schedule (error {self.error_pct:+.2f}%)"
+                 + (f", {self.stream_cycles} by the compiled streams' timing model "
+                    f"({100.0 * (self.stream_cycles - self.measured_cycles) / max(1, self.measured_cycles):+.2f}%)"
+                    if self.stream_cycles else ""),
                  f"simulation: {self.measured_cycles / max(self.sim_seconds, 1e-9):,.0f} cycles/s",
                  f"NoC traffic: {self.noc_bytes} bytes moved by LOAD/STORE",
                  "unit busy: " + ", ".join(f"{k} {v:.1f}%" for k, v in self.unit_busy.items())]
@@ -217,43 +225,36 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
                   if c.opcode in (isa.Opcode.LOAD, isa.Opcode.STORE))
         out_dir = Path(out_dir) if out_dir else build.build_dir.parent / "reports"
         out_dir.mkdir(parents=True, exist_ok=True)
-        files = _write_reports(out_dir, f"{model}_{scheduler}", schedule, graph, counters,
-                               res.cycles)
+        files = _write_reports(out_dir, f"{model}_{scheduler}", schedule, graph, prog,
+                               res.trace)
         bar.update()
         return SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,
-                         schedule.makespan, busy, noc, res.sim_seconds, files)
+                         schedule.makespan, busy, noc, res.sim_seconds, files, got,
+                         _stream_prediction(prog, cfg), prog, res.trace)
     finally:
         bar.close()
 
 
-def _write_reports(out_dir: Path, stem: str, schedule, graph, counters: Mapping[str, Mapping[str, int]],
-                   cycles: int) -> dict[str, Path]:
-    """Predicted Gantt and Perfetto trace, and the measured per-tile time split beside it."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _stream_prediction(prog, cfg: PoolConfig) -> int:
+    """The compiled streams' own predicted END (command timing rules with the memory tile's
+    contention, :func:`sched.cost.stream.program_timelines`), 0 if unavailable."""
+    try:
+        from sched.cost.stream import program_timelines
+    except ImportError:
+        return 0
+    lines = program_timelines(prog, cfg)
+    return max((t[-1] for t in lines.values() if t), default=0)
 
-    from sched.report import gantt_png, write_trace
 
-    files = {"predicted_gantt": gantt_png(schedule, out_dir / f"{stem}_predicted.png", graph.dag),
-             "trace": write_trace(schedule, out_dir / f"{stem}_trace.json", graph.dag)}
-    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.4 * len(counters)))
-    names = list(counters)
-    for i, n in enumerate(names):
-        c = counters[n]
-        left = 0
-        for key, colour in (("unit_busy_cycles", "tab:blue"), ("wait_cycles", "tab:orange"),
-                            ("stall_cycles", "tab:red")):
-            ax.barh(i, c[key], left=left, color=colour, label=key if i == 0 else None)
-            left += c[key]
-    ax.axvline(schedule.makespan, color="k", ls="--", label="predicted makespan")
-    ax.axvline(cycles, color="g", ls=":", label="measured cycles")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("cycles")
-    ax.legend(fontsize="small")
-    path = out_dir / f"{stem}_measured.png"
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    files["measured_gantt"] = path
-    return files
+def _write_reports(out_dir: Path, stem: str, schedule, graph, prog, trace) -> dict[str, Path]:
+    """Predicted and measured timelines: one Gantt PNG with both on one time axis, and a
+    Perfetto trace of each (the measured one from the tiles' hardware traces)."""
+    from sched.measured import comparison_png, measured_schedule
+    from sched.report import write_trace
+
+    measured = measured_schedule(prog, trace)
+    return {"gantt": comparison_png(schedule, measured, out_dir / f"{stem}_gantt.png", graph.dag),
+            "predicted_trace": write_trace(schedule, out_dir / f"{stem}_predicted_trace.json",
+                                           graph.dag),
+            "measured_trace": write_trace(measured, out_dir / f"{stem}_measured_trace.json",
+                                          graph.dag)}

@@ -86,5 +86,23 @@ def test_sim_says_what_it_runs_while_rtl_is_not_reachable(capsys):
     out = capsys.readouterr().out
     assert "the RTL run is not possible yet: codegen: Micro-op " in out
     assert "not lowered: " in out
+    assert "Built-in models that run on the RTL today: mlp, gcn, transformer" in out
     assert "within tolerance" in out                       # golden vs onnxruntime
     assert "schedule heft on pool default" in out
+
+
+def test_rtl_models_are_the_ones_codegen_lowers():
+    """The list `accelpool sim` offers is what the end-to-end RTL tests run, and each of
+    those models compiles to binary streams under heft on the default pool."""
+    from sched.cli import RTL_MODELS
+    from sched.codegen import compile_schedule
+    from sched.cost.model import CostModel
+    from sched.decompose import compile_model
+    from sched.pool import Pool
+    from sched.schedulers import heft
+    from tb.test_e2e import LOWERED
+    assert tuple(RTL_MODELS) == tuple(LOWERED)
+    pool = Pool.from_config("default")
+    for m in RTL_MODELS:
+        g = compile_model(m)
+        assert compile_schedule(g, heft(g.dag, pool, CostModel(pool))).streams

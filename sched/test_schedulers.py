@@ -192,3 +192,25 @@ def test_direct_dataflow_schedules_are_valid_too(default_pool):
         s.verify(dag)
         assert s.makespan >= lb, name
     assert search(dag, default_pool, cost).makespan <= h.makespan
+
+
+@pytest.mark.parametrize("name", ["mlp", "gcn", "transformer"])
+@pytest.mark.parametrize("scheduler", ["greedy", "heft", "lookahead"])
+def test_predicted_makespan_is_within_10_percent_of_the_compiled_streams(name, scheduler):
+    """The schedule's makespan (command-level occupancy, the memory tile as one shared
+    server) against the compiled streams' own timing (``sched.cost.stream``, equal to the
+    RTL's traces: ``sched/cost/test_stream.py``, ``tb/test_e2e.py``)."""
+    from hw.config import load_config
+    from sched.codegen import compile_schedule
+    from sched.cost.model import CostModel
+    from sched.cost.stream import program_timelines
+    from sched.decompose import compile_model
+    from sched.pool import Pool
+    from sched.schedulers import SCHEDULERS
+    cfg = load_config("default")
+    pool = Pool(cfg)
+    g = compile_model(name, cfg)
+    s = SCHEDULERS[scheduler](g.dag, pool, CostModel(pool))
+    lines = program_timelines(compile_schedule(g, s, fence=False), cfg)
+    end = max(t[-1] for t in lines.values() if t)
+    assert abs(s.makespan - end) <= 0.10 * end, (s.makespan, end)

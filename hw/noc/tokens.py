@@ -83,14 +83,19 @@ class TokenCounters(wiring.Component):
         ]
         with m.If(self.peek_token < n):
             m.d.comb += self.peek_value.eq(counters[self.peek_token])
-        do_inc = self.inc.valid & inc_in_range
-        do_wait = self.wait.valid & wait_ok & wait_in_range
+        # Shared terms are named signals: an expression used in ``replicate`` is written
+        # out once per copy in the Verilog (16 x 16 copies of the token compare per tile).
+        do_inc, do_wait = Signal(), Signal()
+        m.d.comb += [do_inc.eq(self.inc.valid & inc_in_range),
+                     do_wait.eq(self.wait.valid & wait_ok & wait_in_range)]
         for i in range(n):
-            delta_up = (do_inc & (self.inc.payload.token == i)).as_unsigned()
-            delta_dn = (do_wait & (self.wait.payload.token == i)).as_unsigned()
+            delta_up = Signal(name=f"delta_up_{i}")
+            delta_dn = Signal(name=f"delta_dn_{i}")
             up = Signal(COUNT_BITS, name=f"up_{i}")
             dn = Signal(COUNT_BITS, name=f"dn_{i}")
-            m.d.comb += [up.eq(delta_up.replicate(COUNT_BITS) & self.inc.payload.count),
+            m.d.comb += [delta_up.eq(do_inc & (self.inc.payload.token == i)),
+                         delta_dn.eq(do_wait & (self.wait.payload.token == i)),
+                         up.eq(delta_up.replicate(COUNT_BITS) & self.inc.payload.count),
                          dn.eq(delta_dn.replicate(COUNT_BITS) & self.wait.payload.count)]
             with m.If(delta_up | delta_dn):
                 m.d.sync += counters[i].eq(counters[i] + up - dn)

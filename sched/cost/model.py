@@ -281,6 +281,72 @@ class CostModel:
         self._sync: dict[tuple, int] = {}
         self._io: dict[tuple, int] = {}
         self._bytes_per_flit = self.mesh.flit_bits // 8
+        self._cmd_cache: dict[tuple, int | None] = {}
+        #: Price micro-ops by the commands codegen emits for them (see :meth:`task_cycles`).
+        self.command_level = True
+
+    def memory_phases(self, dag: Any, n: Any, unit: Any) -> tuple[int, ...] | None:
+        """The command-level occupancy of micro-op ``n`` on ``unit`` in phases, for
+        contention: ``(load, load_service, load_tail, middle, store, store_service,
+        store_tail)`` with ``load`` and ``store`` the cycles its LOAD and STORE commands
+        occupy the tile alone, ``*_service`` the cycles the memory tile is busy serving them
+        (:func:`sched.cost.stream.op_memory_cycles`: one packet server for every tile),
+        ``*_tail`` what the phase's last command still takes after its last packet is served
+        (the response's or acknowledgement's flight and the issue slot), and ``middle`` the
+        rest (EXEC, SIGNALs); ``load + middle + store`` is :meth:`task_cycles`. None where
+        :meth:`task_cycles` is not command-level."""
+        total = self._command_cycles(dag, n, unit) if self.command_level else None
+        if total is None:
+            return None
+        key = ("phases", n, unit.name)
+        hit = self._cmd_cache.get(key)
+        if hit is None:
+            from sched.codegen import op_transfers
+            from sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles
+            loads, stores = op_transfers(dag.graph["ir"], dag.nodes[n]["op"], unit.tile,
+                                         self._bytes_per_flit)
+            hops = abs(self._mem_at[0] - unit.at[0]) + abs(self._mem_at[1] - unit.at[1])
+            kw = dict(flit_bits=self.mesh.flit_bits)
+
+            def phase(lengths, alone, what):
+                occ = [max(ISSUE_INTERVAL, 1 + alone(b, hops, **kw)) for b in lengths]
+                srv = [memory_service_cycles(what, b, **kw) for b in lengths]
+                tail = max(0, occ[-1] - srv[-1]) if lengths else 0
+                return sum(occ), sum(srv), tail
+
+            ld, ld_srv, ld_tail = phase(loads, self._noc.load_cycles, "LOAD")
+            st, st_srv, st_tail = phase(stores, self._noc.store_cycles, "STORE")
+            hit = (ld, ld_srv, ld_tail, total - ld - st, st, st_srv, st_tail)
+            self._cmd_cache[key] = hit
+        return hit
+
+    def _command_cycles(self, dag: Any, n: Any, unit: Any) -> int | None:
+        """:meth:`task_cycles` from codegen's commands, or None where codegen does not lower."""
+        graph = dag.graph.get("ir")
+        if graph is None:
+            return None
+        signals = min(dag.out_degree(n), 1)
+        key = (n, unit.name, signals)
+        if key in self._cmd_cache:
+            return self._cmd_cache[key]
+        out = None
+        try:
+            from sched.codegen import CodegenError, op_transfers
+            from sched.cost.stream import op_cycles
+        except ImportError:
+            self._cmd_cache[key] = None
+            return None
+        op = dag.nodes[n]["op"]
+        try:
+            loads, stores = op_transfers(graph, op, unit.tile, self._bytes_per_flit)
+        except CodegenError:
+            loads = None
+        if loads is not None:
+            hops = abs(self._mem_at[0] - unit.at[0]) + abs(self._mem_at[1] - unit.at[1])
+            out = op_cycles(loads, self.exec_cycles(op, unit), stores, hops=hops,
+                            signals=signals, flit_bits=self.mesh.flit_bits)
+        self._cmd_cache[key] = out
+        return out
 
     # -- units -------------------------------------------------------------------------
     def from_rtl(self, kind: UnitKind) -> bool:
@@ -378,9 +444,21 @@ class CostModel:
     def task_cycles(self, dag: Any, n: Any, unit: Any, ext: tuple[int, int] | None = None) -> int:
         """Cycles ``unit`` is occupied by micro-op ``n``: load its external operands from
         the memory tile, compute, store a graph output back (the tile's command stream runs
-        these in sequence). ``ext`` = :meth:`memory_bytes` if already known."""
+        these in sequence). ``ext`` = :meth:`memory_bytes` if already known.
+
+        With the memory dataflow, when the DAG belongs to an IR graph and :mod:`sched.codegen`
+        lowers the micro-op on the unit, the occupancy is that of the very commands codegen
+        emits (:func:`sched.codegen.op_transfers`: one LOAD per operand row run or
+        unit-format constant, one STORE per result row run) timed by the tile's command
+        rules (:func:`sched.cost.stream.op_cycles`: controller issue slots, each LOAD and
+        STORE at its hop distance, the EXEC, one SIGNAL per consuming unit, at most the
+        number of successors). Otherwise the bytes-based estimate below."""
         if unit.kind is UnitKind.MEMORY:      # LAYOUT runs in place in the memory
             return self.exec_cycles(dag.nodes[n]["op"], unit)
+        if self.dataflow == "memory" and self.command_level:
+            hit = self._command_cycles(dag, n, unit)
+            if hit is not None:
+                return hit
         if ext is None:
             ext = self.memory_bytes(dag, n)
         return self.exec_cycles(dag.nodes[n]["op"], unit) + self.memory_cycles(unit, *ext)
@@ -554,6 +632,35 @@ class LinkTable:
                     i += 1
             if not moved:
                 return t
+
+    def server(self, demand: int, ready: int, book: bool = True) -> int:
+        """The memory tile as one server (it serves one packet at a time, every tile's
+        LOADs and STOREs alike, round robin): ``demand`` cycles of its time taken from
+        ``ready`` on in whatever gaps the bookings leave (a fluid model of the packet
+        interleaving); returns the cycle the last of them is served, and books them unless
+        ``book`` is False."""
+        if demand <= 0:
+            return ready
+        starts, finishes = self._busy.setdefault(("memory-server",), ([], []))
+        i = bisect.bisect_right(finishes, ready)
+        t, left, pieces = ready, demand, []
+        while left > 0:
+            if i < len(starts) and starts[i] <= t:
+                t = max(t, finishes[i])
+                i += 1
+                continue
+            gap_end = starts[i] if i < len(starts) else t + left
+            take = min(left, gap_end - t)
+            if take > 0:
+                pieces.append((t, t + take))
+                left -= take
+                t += take
+        if book:
+            for a, b in pieces:
+                k = bisect.bisect_right(starts, a)
+                starts.insert(k, a)
+                finishes.insert(k, b)
+        return t
 
     def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int,
                  latency: int | None = None) -> int:

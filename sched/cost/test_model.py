@@ -143,7 +143,17 @@ def test_edge_and_memory_bytes(pool, cost):
     assert cost.dataflow == "memory"
     assert cost.memory_bytes(dag, "g0") == (512, 128)
     assert cost.memory_bytes(dag, "r") == (128, 128)
-    assert cost.task_cycles(dag, "r", u) == cost.exec_cycles(g.op("r"), u) + \
+    # priced by the commands codegen emits for it: the rows of y's box, the result rows
+    from sched.codegen import op_transfers
+    from sched.cost.stream import op_cycles
+    loads, stores = op_transfers(g, g.op("r"), u.tile, 8)
+    assert (loads, stores) == ([16] * 8, [128])      # z is whole: one contiguous STORE
+    assert cost.task_cycles(dag, "r", u) == op_cycles(loads, cost.exec_cycles(g.op("r"), u),
+                                                      stores, hops=2)
+    # bytes-based where commands are not known (no IR graph, or command_level off)
+    bytes_cost = CostModel(pool)
+    bytes_cost.command_level = False
+    assert bytes_cost.task_cycles(dag, "r", u) == cost.exec_cycles(g.op("r"), u) + \
         cost.load_cycles(128, u.at) + cost.store_cycles(128, u.at)
     # a consumer on another unit waits for the fence and the signal only
     d0 = pool.unit("dmu0")
