@@ -14,23 +14,22 @@ sweep of LOADs and STOREs (the NI's ``ni_busy_cycles``), then
   :class:`sched.cost.model.CostModel` of that pool.
 
 Where the measurements come from
-    Building the whole pool's SoC is slow (the 8-tile default pool takes minutes to
-    generate and build, far longer on Verilator), so by default (``per_unit=True``) every
+    The whole pool's SoC takes minutes to build (the 8-tile default pool: ~40 s of
+    Verilog generation and ~2.5 min of Verilator build, ``bench/results/socbuild.json``)
+    and simulates every router each cycle, so by default (``per_unit=True``) every
     distinct unit of the pool (same kind, unit parameters and data types) is measured on
     a **small pool of its own**, generated here (:func:`calibration_pools`): the pool's
     memory tile and that one unit on an ``(h + 1) x 1`` mesh, ``h`` the unit's hop
     distance to the memory tile in the pool (XY routing: a straight route of the same
-    number of hops), with the pool's mesh parameters (flit width, buffers), the same
-    unit parameters, and the memory tile shrunk to :data:`CALIBRATION_MEMORY_BYTES`
-    (checked: LOAD/STORE cycles are the same as with the default pool's 1 MiB; the
-    Verilog of a 1 MiB memory takes most of the build). Unit busy cycles depend only on
-    the unit and its EXEC,
-    so the measurements are attributed to the pool's tiles with that unit (the first of
-    them stands for the others in the fit). A LOAD/STORE measured there is attributed to
-    every tile of the pool at the same hop distance from the memory tile (the zero-load
-    transfer time depends on the hops, the flit width and the transfer, not on the
-    unit; the table says on which small pool each was measured). ``per_unit=False``
-    builds and measures the pool itself (cheap for ``configs/ce_pair.toml``).
+    number of hops), with the pool's mesh parameters (flit width, buffers) and the same
+    unit and memory parameters (Icarus builds one in 5-20 s). Unit busy cycles depend
+    only on the unit and its EXEC, so the measurements are attributed to the pool's
+    tiles with that unit (the first of them stands for the others in the fit). A
+    LOAD/STORE measured there is attributed to every tile of the pool at the same hop
+    distance from the memory tile (the zero-load transfer time depends on the hops, the
+    flit width and the transfer, not on the unit; the table says on which small pool
+    each was measured). ``per_unit=False`` builds and measures the pool itself (cheap
+    for ``configs/ce_pair.toml``).
 
 Micro-benchmarks (one sweep per kind, :data:`SWEEPS`)
     DMU/LPU   GEMM shapes incl. ragged M, N, K (and K just past a word of A, where the
@@ -68,8 +67,7 @@ from hw import isa
 from hw.config import PoolConfig, TileConfig, UnitKind, load_config
 
 __all__ = ["Bench", "ce_sweep", "dmu_sweep", "lpu_sweep", "afu_sweep", "gnn_sweep", "smu_sweep",
-           "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools",
-           "CALIBRATION_MEMORY_BYTES", "measure",
+           "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "measure",
            "calibrate_in_rtl", "fallback_errors", "calibration_path", "load_calibration",
            "calibrated_params", "cost_model", "main"]
 
@@ -358,16 +356,8 @@ def _unit_key(t: TileConfig) -> tuple:
     return (t.kind, t.dtypes, tuple(sorted(t.params.items())))
 
 
-#: Global memory of the small pools (bytes): enough for every micro-benchmark's image and
-#: transfer. The memory's size does not change its timing (the same LOAD/STORE cycles as
-#: with the default pool's 1 MiB), but a 1 MiB memory makes generating the SoC's Verilog
-#: about 6 times slower (about 60 s against 8 s on Icarus).
-CALIBRATION_MEMORY_BYTES = 65536
-
-
 def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None, *,
-                      memory_bytes: int | None = CALIBRATION_MEMORY_BYTES
-                      ) -> list[CalibrationPool]:
+                      memory_bytes: int | None = None) -> list[CalibrationPool]:
     """One small pool per distinct unit of ``cfg`` (see the module docstring).
 
     Parameters
@@ -376,7 +366,8 @@ def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None, 
     kinds : iterable of UnitKind, optional
         Only units of these kinds (default: every kind with a sweep).
     memory_bytes : int or None
-        Size of the small pools' memory (at most ``cfg``'s); None: ``cfg``'s.
+        Size of the small pools' memory (at most ``cfg``'s); None: ``cfg``'s. (Its size
+        does not change its timing: 64 KiB and 1 MiB give the same LOAD/STORE cycles.)
     """
     from hw.config import parse_config
     from tb.soc import config_doc

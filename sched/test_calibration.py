@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hw.config import UnitKind, load_config
-from sched.calibration import (CALIBRATION_MEMORY_BYTES, SWEEPS, _check_bench,
+from sched.calibration import (SWEEPS, _check_bench,
                                calibrate_in_rtl, calibrated_params, calibration_path,
                                calibration_pools, cost_model, load_calibration)
 from sched.cost.model import CostModel, KindParams
@@ -23,7 +23,7 @@ def test_calibration_pools_keep_the_unit_and_its_distance_to_memory():
     for name, cp in pools.items():
         t = cfg.tile(name)
         assert cp.unit.params == t.params and cp.unit.dtypes == t.dtypes
-        assert cp.config.memory["bytes"] == min(cfg.memory["bytes"], CALIBRATION_MEMORY_BYTES)
+        assert cp.config.memory.params == cfg.memory.params
         assert cp.config.mesh.flit_bits == cfg.mesh.flit_bits
         assert cp.hops == cfg.mesh.hops(t.at, cfg.memory.at)
         assert cp.config.mesh.hops(cp.unit.at, cp.config.memory.at) == cp.hops
