@@ -169,6 +169,13 @@ def test_afu_cocotb(sim):
     _cocotb(sim, stride=1 if sim == "verilator" else 61)
 
 
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_afu_cocotb_conversions(sim):
+    """DEQUANTIZE of every INT8; QUANTIZE of every finite BF16 on Verilator, every 61st on
+    Icarus (plus specials)."""
+    _cocotb(sim, stride=1 if sim == "verilator" else 61, testcase=["int8_bf16_conversions"])
+
+
 @pytest.mark.slow
 def test_afu_cocotb_icarus_full_sweep():
     _cocotb("icarus", stride=1, testcase=["bf16_sigmoid_tanh_gelu_sweep"])
