@@ -560,3 +560,20 @@ def test_lpu_gemm_with_requantisation_is_lowered():
     stores = [c for c in cmds if c.opcode is isa.Opcode.STORE]    # 16-byte rows, both sides
     assert [s.fields["length"] for s in stores] == [8 * 16]
     compare_outputs(run_program(prog).outputs, golden_outputs(g, {"a": vals}))
+
+
+@pytest.mark.parametrize("model,count,loads,stores", [("qcnn", 16, [16], [24]),
+                                                      ("mixed", 256, [256], [512])])
+def test_model_dequantize_ops_are_lowered(model, count, loads, stores):
+    """The DEQUANTIZE ending qcnn's INT8 layers ([1, 10]: one 16-byte INT8 row in, 20
+    BF16 bytes rounded to 24 out) and mixed's ([8, 32]: whole rows, one transfer each way)
+    plan on the AFU."""
+    from hw.afu import AfuFunc
+    g = compile_model(model)
+    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    tile = POOL.unit("afu0").tile
+    ops = [o for o in g.ops if o.op.value == "dequantize"]
+    assert len(ops) == 1
+    func, args = codegen._plan(ctx, ops[0], tile).build({0: 0, "out": 1024})
+    assert func is AfuFunc.DEQUANTIZE and args["count"] == count
+    assert codegen.op_transfers(g, ops[0], tile, 8) == (loads, stores)
