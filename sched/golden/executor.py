@@ -159,7 +159,7 @@ class Executor:
         specified arithmetic (for bit-exact comparison with an RTL run); module docstring.
     onnx_ops : collection of OpType
         In ``"unit"`` mode, op types to run in ONNX arithmetic instead of raising because
-        their unit arithmetic is not defined (e.g. ``{OpType.DEQUANTIZE}``); results of
+        their unit arithmetic is not defined (e.g. ``{OpType.DEQUANTIZE}`` for INT32); results of
         those ops are then not what a unit computes.
     """
 
