@@ -39,12 +39,12 @@ def add_schedule(sub) -> None:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from .cli import _compile
-    from .cost.model import CostModel
+    from .calibration import cost_model
     from .pool import Pool
     from .schedulers import SCHEDULERS, lower_bound
     cfg, proto, ops, tiled, secs = _compile(args)
     pool = Pool.from_config(cfg)
-    cost = CostModel(pool)
+    cost = cost_model(pool)           # with the pool's stored calibration, if any
     dag = tiled.dag
     lb = lower_bound(dag, pool, cost)
     print(f"{tiled.name}: {len(tiled)} micro-ops on pool {pool.name} ({len(pool.units)} units), "

@@ -90,8 +90,14 @@ class SimReport:
         return "\n".join(lines)
 
 
+_REGISTERS: dict[tuple, Any] = {}
+
+
 def discover_pool(cfg: PoolConfig, build) -> Any:
     """Read the capability registers of the built SoC and build the pool from them.
+
+    The registers are constants of the built model: a process reads them once per build
+    (keyed by the build folder and its stamp) and checks every later config against them.
 
     Raises
     ------
@@ -101,7 +107,11 @@ def discover_pool(cfg: PoolConfig, build) -> Any:
     from sched.pool import discover
     from tb.soc import SocJob, discovered_register_reader, run_job
 
-    res = run_job(build, SocJob(run=False))
+    stamp = build.build_dir / ".stamp"
+    key = (str(build.build_dir), stamp.read_text() if stamp.exists() else None)
+    res = _REGISTERS.get(key)
+    if res is None or key[1] is None:
+        res = _REGISTERS[key] = run_job(build, SocJob(run=False))
     return discover(cfg, discovered_register_reader(cfg, res))
 
 
@@ -152,7 +162,6 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
     try:
         from sched import models
         from sched.codegen import compile_schedule
-        from sched.cost.model import CostModel
         from sched.decompose import compile_model
         from sched.frontend import load_onnx
         from sched.funcsim import compare_outputs, golden_outputs, run_program
@@ -165,8 +174,9 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         inputs = models.example_inputs(proto, seed=seed)
 
         def codegen(pool_):
+            from sched.calibration import cost_model
             from sched.codegen import NotLowered
-            cost = CostModel(pool_)
+            cost = cost_model(pool_)          # with the pool's stored calibration, if any
             sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
             try:
                 prog_ = compile_schedule(graph, sched_, inputs, fence=False)
