@@ -28,6 +28,23 @@ is 256 bytes at ``table_addr`` (entry ``x & 0xFF`` for input ``x``; see
 output scales and zero points; the unit reads it at the start of the EXEC (``256 / word
 bytes`` cycles). UINT8 tensors use the same table functions (``int8_table(unsigned=True)``;
 LEAKY_RELU with ``alpha = 0`` is their ReLU); INT8 RELU, ADD and MUL are signed.
+
+Conversions (the element size changes)
+--------------------------------------
+DEQUANTIZE reads ``count`` INT8 elements and writes ``count`` BF16 elements
+(``fp32_to_bf16(bf16_mul(bf16(q - a_zero_point), alpha))``, ``alpha`` the BF16 scale);
+QUANTIZE reads ``count`` BF16 and writes ``count`` INT8
+(``saturate(rne(x * multiplier * 2**-shift) + y_zero_point)``, the fixed point of
+``1 / scale``); see :mod:`sched.golden.activations` for the exact arithmetic. ``dtype``
+is ignored for both. The datapath keeps its width: both run at ``lanes`` elements per
+cycle, one BF16 word per cycle on the BF16 side and half an INT8 word on the INT8 side.
+DEQUANTIZE reads each input word twice (low half, then high half) and writes one output
+word per cycle; QUANTIZE reads one input word per cycle and writes the low or high half
+of an output word with byte enables (two consecutive cycles fill one word). An EXEC
+therefore takes as many cycles as a BF16 function on ``count`` elements. The output must
+not overlap the operand (the two advance at different byte rates). DEQUANTIZE reuses the
+lane's BF16 multiplier and rounder (the ones of MUL / LEAKY_RELU), QUANTIZE the byte
+requantizers of INT8 ADD / MUL.
 """
 
 from __future__ import annotations
@@ -61,6 +78,8 @@ class AfuFunc(enum.Enum, shape=8):
     GELU = 4
     ADD = 5
     MUL = 6
+    DEQUANTIZE = 7      # INT8 -> BF16
+    QUANTIZE = 8        # BF16 -> INT8
 
 
 class AfuDType(enum.Enum, shape=1):
@@ -78,14 +97,14 @@ AfuArgs = data.StructLayout({
     "table_addr": isa.SPAD_ADDR_BITS,   # INT8 LEAKY_RELU/SIGMOID/TANH/GELU: 256-byte table
     "count": COUNT_BITS,                # elements
     "dtype": AfuDType,
-    "alpha": 16,                        # BF16 LeakyReLU slope (BF16 encoding)
-    "a_zero_point": signed(8),          # INT8 ADD/MUL operand zero points
+    "alpha": 16,                        # BF16 LeakyReLU slope; DEQUANTIZE scale (BF16 encoding)
+    "a_zero_point": signed(8),          # INT8 ADD/MUL operand zero points; DEQUANTIZE input zp
     "b_zero_point": signed(8),
-    "y_zero_point": signed(8),          # INT8 ADD/MUL result zero point; INT8 RELU: max(x, y_zp)
+    "y_zero_point": signed(8),          # INT8 ADD/MUL/QUANTIZE result zp; INT8 RELU: max(x, y_zp)
     "a_mult": signed(16),               # INT8 ADD: (a - a_zp) * a_mult + (b - b_zp) * b_mult
     "b_mult": signed(16),
-    "multiplier": 31,                   # INT8 ADD/MUL requantization
-    "shift": 6,
+    "multiplier": 31,                   # INT8 ADD/MUL requantization; QUANTIZE: 1/scale
+    "shift": 6,                         #   as multiplier * 2**-shift
 })
 
 AfuCommand = data.StructLayout({"func": AfuFunc, "args": AfuArgs})
@@ -136,6 +155,23 @@ def _fixed_to_bf16(m, sign, mag, name):
         m.d.comb += [frac.eq((qr << lsh)[:7]), exp.eq(p + (127 - _FIX))]
     out = Signal(16, name=f"{name}_bf16")
     m.d.comb += out.eq(Mux(mag == 0, sign << 15, Cat(frac, exp, sign)))
+    return out
+
+
+def _int_to_bf16(m, d, name):
+    """Combinational signed integer ``d`` (``|d| <= 255``) -> BF16, exact (8 bits fit the
+    significand); 0 gives +0."""
+    sign = Signal(name=f"{name}_dsign")
+    mag = Signal(8, name=f"{name}_dmag")
+    m.d.comb += [sign.eq(d < 0), mag.eq(Mux(d < 0, -d, d))]
+    p = Signal(3, name=f"{name}_dp")
+    for k in range(8):                       # last assignment wins: the leading one
+        with m.If(mag[k]):
+            m.d.comb += p.eq(k)
+    norm = Signal(8, name=f"{name}_dnorm")
+    m.d.comb += norm.eq(mag << ~p)           # ~p == 7 - p
+    out = Signal(16, name=f"{name}_dbf16")
+    m.d.comb += out.eq(Mux(mag == 0, 0, Cat(norm[:7], p + 127, sign)))
     return out
 
 
@@ -199,6 +235,11 @@ class ActivationUnit(wiring.Component):
         args = Signal(AfuArgs)
         int8 = Signal()
         m.d.comb += int8.eq(args.dtype == AfuDType.INT8)
+        deq = Signal()              # INT8 in, BF16 out: half an input word per cycle
+        quant = Signal()            # BF16 in, INT8 out: half an output word per cycle
+        narrow = Signal()           # a whole word of INT8 elements per cycle
+        m.d.comb += [deq.eq(func == AfuFunc.DEQUANTIZE), quant.eq(func == AfuFunc.QUANTIZE),
+                     narrow.eq(int8 & ~deq & ~quant)]
 
         # ---------------- control ----------------
         issue = Signal()            # read word `idx` this cycle
@@ -223,7 +264,7 @@ class ActivationUnit(wiring.Component):
                     m.d.sync += [func.eq(self.cmd.payload.func), args.eq(self.cmd.payload.args)]
                     m.next = "SETUP"
             with m.State("SETUP"):
-                esh = Mux(int8, 0, 1)       # log2(element bytes)
+                esh = Mux(narrow, 0, 1)     # log2(bytes per element of the wider side)
                 is_table = int8 & ((func == AfuFunc.LEAKY_RELU) | (func == AfuFunc.SIGMOID) |
                                    (func == AfuFunc.TANH) | (func == AfuFunc.GELU))
                 m.d.sync += [
@@ -265,23 +306,30 @@ class ActivationUnit(wiring.Component):
         m.d.comb += [a_base.eq(args.a_addr >> wshift), b_base.eq(args.b_addr >> wshift),
                      o_base.eq(args.out_addr >> wshift), t_base.eq(args.table_addr >> wshift)]
         m.d.comb += [
-            self.rd_a.addr.eq(Mux(tl_issue, t_base + (table_words - tl_count), a_base + idx)),
+            self.rd_a.addr.eq(Mux(tl_issue, t_base + (table_words - tl_count),
+                                  a_base + Mux(deq, idx >> 1, idx))),
             self.rd_a.en.eq(issue | tl_issue),
             self.rd_b.addr.eq(b_base + idx),
             self.rd_b.en.eq(issue),
         ]
         # Byte enables of the word issued now.
         nbytes = Signal(COUNT_BITS + 2)
-        m.d.comb += nbytes.eq(Mux(int8, remaining, remaining << 1))
+        m.d.comb += nbytes.eq(Mux(narrow, remaining, remaining << 1))
+        step = Signal(range(WBY + 1))          # elements per issued word
+        m.d.comb += step.eq(Mux(narrow, WBY, L))
+        # QUANTIZE writes the low or the high half of output word idx // 2.
+        q_half = Signal(L)
+        m.d.comb += q_half.eq(Cat(*[remaining > j for j in range(L)]))
         s1_mask = Signal(WBY)
-        s1_idx = Signal(COUNT_BITS)
+        s1_idx = Signal(COUNT_BITS)            # output word (DEQUANTIZE: its bit 0 = input half)
         with m.If(issue):
             m.d.sync += [idx.eq(idx + 1),
-                         remaining.eq(Mux(remaining > (WBY >> ~int8), remaining - (WBY >> ~int8), 0))]
+                         remaining.eq(Mux(remaining > step, remaining - step, 0))]
         m.d.sync += [
             pipe.eq(Cat(issue, pipe[:-1])),
-            s1_idx.eq(idx),
-            s1_mask.eq(Cat(*[nbytes > j for j in range(WBY)])),
+            s1_idx.eq(Mux(quant, idx >> 1, idx)),
+            s1_mask.eq(Mux(quant, Mux(idx[0], Cat(Const(0, L), q_half), Cat(q_half, Const(0, L))),
+                           Cat(*[nbytes > j for j in range(WBY)]))),
         ]
 
         # ---------------- s1: operands arrive ----------------
@@ -336,6 +384,11 @@ class ActivationUnit(wiring.Component):
         for k in range(L):
             x = a_word[16 * k:16 * k + 16]
             y = b_word[16 * k:16 * k + 16]
+            # DEQUANTIZE: INT8 element k of the input word's low or high half, minus a_zp.
+            q8 = Mux(s1_idx[0], a_word[8 * (L + k):8 * (L + k) + 8], a_word[8 * k:8 * k + 8])
+            dint = Signal(signed(10), name=f"l{k}_dint")
+            m.d.comb += dint.eq(q8.as_signed() - args.a_zero_point)
+            dbf = _int_to_bf16(m, dint, f"l{k}")
             mul = Bf16Multiplier()
             add = Fp32Adder()
             rnd_mul = Fp32ToBf16()
@@ -343,7 +396,8 @@ class ActivationUnit(wiring.Component):
             for n, sub in (("mul", mul), ("add", add), ("rmul", rnd_mul), ("radd", rnd_add)):
                 m.submodules[f"l{k}_{n}"] = sub
             m.d.comb += [
-                mul.a.eq(x), mul.b.eq(Mux(func == AfuFunc.LEAKY_RELU, args.alpha, y)),
+                mul.a.eq(Mux(deq, dbf, x)),
+                mul.b.eq(Mux((func == AfuFunc.LEAKY_RELU) | deq, args.alpha, y)),
                 rnd_mul.x.eq(mul.p),
                 add.a.eq(Cat(Const(0, 16), x)), add.b.eq(Cat(Const(0, 16), y)),
                 rnd_add.x.eq(add.s),
@@ -351,24 +405,48 @@ class ActivationUnit(wiring.Component):
             nan = (x[7:15] == 0xFF) & (x[:7] != 0)
             leaky = Mux(nan, act.CANONICAL_NAN, Mux(x[15], rnd_mul.y, x))[:16]
             bf_arith.append(Mux(func == AfuFunc.ADD, rnd_add.y,
-                                Mux(func == AfuFunc.MUL, rnd_mul.y, leaky))[:16])
+                                Mux((func == AfuFunc.MUL) | deq, rnd_mul.y, leaky))[:16])
         # INT8 ADD / MUL: integer terms, then the shared requantizer, per byte.
+        # QUANTIZE: lane k's BF16 through requantizer k as (+-significand, exponent-adjusted
+        # shift), NaN -> y_zp, infinity -> saturated.
         i8_arith = []
+        q_bytes = []
         for j in range(WBY):
             xa = a_word[8 * j:8 * j + 8].as_signed() - args.a_zero_point
             xb = b_word[8 * j:8 * j + 8].as_signed() - args.b_zero_point
             acc = Signal(signed(32), name=f"b{j}_acc")
+            shift = Signal(6, name=f"b{j}_shift")
+            m.d.comb += shift.eq(args.shift)
             with m.If(func == AfuFunc.ADD):
                 m.d.comb += acc.eq(xa * args.a_mult + xb * args.b_mult)
             with m.Else():
                 m.d.comb += acc.eq(xa * xb)
+            if j < L:
+                x = a_word[16 * j:16 * j + 16]
+                e, sign = x[7:15], x[15]
+                mant = Cat(x[:7], Const(1, 1))
+                t = Signal(signed(10), name=f"b{j}_qt")
+                m.d.comb += t.eq(args.shift + (127 + 7) - e)
+                with m.If(quant):
+                    m.d.comb += [
+                        acc.eq(Mux(e == 0, 0, Mux(sign, -mant, mant))),
+                        shift.eq(Mux(t < 0, 0, Mux(t > 63, 63, t))),
+                    ]
             rq = Requantizer()
             m.submodules[f"b{j}_requant"] = rq
-            m.d.comb += [rq.acc.eq(acc), rq.multiplier.eq(args.multiplier), rq.shift.eq(args.shift),
+            m.d.comb += [rq.acc.eq(acc), rq.multiplier.eq(args.multiplier), rq.shift.eq(shift),
                          rq.zero_point.eq(args.y_zero_point)]
             i8_arith.append(rq.y.as_unsigned())
+            if j < L:
+                special = e == 0xFF
+                q_bytes.append(Mux(special, Mux(x[:7] != 0, args.y_zero_point.as_unsigned(),
+                                                Mux(sign, 0x80, 0x7F)), rq.y.as_unsigned())[:8])
         arith = (func == AfuFunc.ADD) | (func == AfuFunc.MUL)
-        with m.If(int8):
+        with m.If(quant):
+            m.d.sync += s2_word_simple.eq(Cat(*q_bytes, *q_bytes))
+        with m.Elif(deq):
+            m.d.sync += s2_word_simple.eq(Cat(*bf_arith))
+        with m.Elif(int8):
             m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, int8_relu,
                                               Mux(arith, Cat(*i8_arith), int8_lut)))
         with m.Else():

@@ -28,10 +28,15 @@ def _tb(dut, stall=None):
     return p, tb
 
 
+#: Element bytes (input, output) of the functions that change the element size.
+CONVERSIONS = {AfuFunc.DEQUANTIZE: (1, 2), AfuFunc.QUANTIZE: (2, 1)}
+
+
 async def run_op(tb, p, func, dtype, a, b=None, table=None, **extra):
     """One EXEC over ``a`` (and ``b``): returns the result as raw bytes."""
     esize = 1 if dtype is AfuDType.INT8 else 2
-    count = len(a) // esize
+    in_size, out_size = CONVERSIONS.get(func, (esize, esize))
+    count = len(a) // in_size
     await tb.load(A, a)
     if b is not None:
         await tb.load(B, b)
@@ -41,7 +46,7 @@ async def run_op(tb, p, func, dtype, a, b=None, table=None, **extra):
     t = await tb.execute(AfuCommand.const({"func": func, "args": args}).as_value().value)
     want_t = model_cycles({"lanes": p["lanes"]}, func=func, dtype=dtype, count=count)
     assert t == want_t, f"{func.name} {dtype.name} x{count}: {t} cycles, model {want_t}"
-    return await tb.read(OUT, count * esize)
+    return await tb.read(OUT, count * out_size)
 
 
 def _bf16_inputs(stride: int) -> np.ndarray:
@@ -150,6 +155,49 @@ async def elementwise_with_backpressure(dut):
     assert (got == act.int8_add(a8, b8, a_mult=181, b_mult=-90, **q)).all()
     got = np.frombuffer(await run_op(tb, p, AfuFunc.MUL, AfuDType.INT8, a8.tobytes(), b8.tobytes(), **q), np.int8)
     assert (got == act.int8_mul(a8, b8, **q)).all()
+
+
+@cocotb.test()
+async def int8_bf16_conversions(dut):
+    """DEQUANTIZE of every INT8, QUANTIZE of every finite BF16 (or a strided subset) plus
+    specials, with random stalls: bit-exact with the spec, and independently the BF16
+    rounding of the exact product (ml_dtypes) / the exact rounding of x / scale."""
+    p, tb = _tb(dut, stall=0.3)
+    await tb.reset()
+    x8 = np.arange(-128, 128, dtype=np.int8)
+    for scale, zp in ((0.1, -3), (1 / 127, 0), (3.7, 127), (2.0 ** -125, -128)):
+        sb = act.dequantize_scale_bits(scale)
+        got = np.frombuffer(await run_op(tb, p, AfuFunc.DEQUANTIZE, AfuDType.INT8, x8[:-1].tobytes(),
+                                         alpha=sb, a_zero_point=zp), np.uint16)
+        assert (got == act.int8_dequantize(x8[:-1], zp, sb)).all(), f"DEQUANTIZE {scale}"
+        s16 = np.array(sb, np.uint16).view(ml_dtypes.bfloat16).astype(np.float64)
+        ref = ((x8[:-1].astype(np.float64) - zp) * s16).astype(np.float32)
+        ref = np.where(np.abs(ref) < 2.0 ** -126, 0 * ref, ref).astype(ml_dtypes.bfloat16)
+        assert (got.view(ml_dtypes.bfloat16).astype(np.float64) == ref.astype(np.float64)).all()
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    x = bits.view(ml_dtypes.bfloat16).astype(np.float64)
+    fin = np.isfinite(x)
+    specials = np.array([0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x0001, 0x8001, 0x0000, 0x8000], np.uint16)
+    sweep = np.concatenate([bits[fin][::p.get("stride", 1)], specials])
+    for scale, zp in ((0.1, 5), (1 / 127, -128), (0.003, 0)):
+        mult, shift = act.quantize_args(scale)
+        out = []
+        for i in range(0, len(sweep), CHUNK):
+            raw = await run_op(tb, p, AfuFunc.QUANTIZE, AfuDType.BF16, sweep[i:i + CHUNK].tobytes(),
+                               multiplier=mult, shift=shift, y_zero_point=zp)
+            out.append(np.frombuffer(raw, np.int8))
+        got = np.concatenate(out).astype(np.int64)
+        want = act.bf16_quantize(sweep, mult, shift, zp)
+        bad = np.nonzero(got != want)[0]
+        assert bad.size == 0, f"QUANTIZE {scale}: {bad.size} differ, first input 0x{sweep[bad[0]]:04x}"
+        xs = sweep.view(ml_dtypes.bfloat16).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            v = np.where((sweep & 0x7F80) == 0, 0.0, xs) / float(np.float32(scale))
+            exact = np.clip(np.rint(v) + zp, -128, 127)
+            exact = np.where(np.isnan(v), zp, exact)
+            tie = np.abs(np.abs(v - np.floor(v)) - 0.5) < 2.0 ** -20 * np.maximum(1, np.abs(v))
+        assert (got[~tie] == exact[~tie]).all(), f"QUANTIZE {scale}: not round(x / scale)"
+        dut._log.info(f"QUANTIZE scale {scale}: {len(sweep)} inputs, {tie.sum()} near ties")
 
 
 @cocotb.test()

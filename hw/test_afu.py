@@ -63,6 +63,59 @@ def test_every_function_matches_model_and_cost_model():
                                  count=op["args"]["count"])
 
 
+def _conversion_cases(rng):
+    """DEQUANTIZE over every INT8 input, QUANTIZE over specials, random encodings (every
+    exponent), saturation and ties; with normalized and with raw (clamp-exercising)
+    multiplier/shift pairs. Odd counts leave partial words."""
+    x8 = np.arange(-128, 128, dtype=np.int8)
+    cases = []
+    for zp, scale_bits in ((-3, act.dequantize_scale_bits(0.1)), (0, act.dequantize_scale_bits(1 / 127)),
+                           (127, 0x7F7F), (0, 0x0080), (-128, act.dequantize_scale_bits(3.7))):
+        for n in (256, 251):
+            op = _op(AfuFunc.DEQUANTIZE, AfuDType.INT8, x8[:n].tobytes(), alpha=scale_bits,
+                     a_zero_point=zp)
+            op["out_bytes"] = 2 * n
+            cases.append((op, act.int8_dequantize(x8[:n], zp, scale_bits)))
+    ties = (np.arange(-130, 130) + 0.5).astype(ml_dtypes.bfloat16).view(np.uint16)
+    bits = np.concatenate([SPECIALS, rng.integers(0, 1 << 16, 300).astype(np.uint16), ties,
+                           rng.uniform(-300, 300, 100).astype(ml_dtypes.bfloat16).view(np.uint16)])
+    qargs = [(*act.quantize_args(0.1), 5), (*act.quantize_args(1.0), -128),
+             (*act.quantize_args(2.0 ** -30), 0), (*act.quantize_args(2.0 ** 33), 127),
+             (3, 0, -100), (1 << 30, 63, 0), ((1 << 31) - 1, 17, 64)]
+    for k, (mult, shift, zp) in enumerate(qargs):
+        b = bits if k % 2 == 0 else bits[:-3]
+        op = _op(AfuFunc.QUANTIZE, AfuDType.BF16, b.tobytes(), multiplier=mult, shift=shift,
+                 y_zero_point=zp)
+        op["out_bytes"] = len(b)
+        cases.append((op, act.bf16_quantize(b, mult, shift, zp)))
+    return cases
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 8])
+def test_conversions_match_spec_and_cost_model(lanes):
+    """DEQUANTIZE (INT8 -> BF16) and QUANTIZE (BF16 -> INT8): bit-exact with the spec,
+    cycles equal to the cost model (that of a BF16 function on ``count`` elements), and
+    the dtype argument has no effect; then a BF16 function still runs unchanged."""
+    rng = np.random.default_rng(lanes)
+    cases = _conversion_cases(rng)
+    flipped = dict(cases[0][0])                      # dtype is ignored by the conversions
+    flipped["args"] = {**flipped["args"], "dtype": AfuDType.BF16}
+    cases.append((flipped, cases[0][1]))
+    bits = rng.integers(0, 1 << 16, 37).astype(np.uint16)
+    cases.append((_op(AfuFunc.TANH, AfuDType.BF16, bits.tobytes()), act.bf16_activation("tanh", bits)))
+    results = simulate_afu([c for c, _ in cases], lanes=lanes)
+    for (op, want), (raw, t) in zip(cases, results):
+        a = op["args"]
+        name = f"{op['func'].name} {a}"
+        got = np.frombuffer(raw, want.dtype)
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, f"{name}: {bad.size} differ, first at {bad[:4]}"
+        assert t == model_cycles({"lanes": lanes}, func=op["func"], dtype=a["dtype"],
+                                 count=a["count"]), name
+        if op["func"] in (AfuFunc.DEQUANTIZE, AfuFunc.QUANTIZE):
+            assert t == model_cycles({"lanes": lanes}, func="mul", dtype="bf16", count=a["count"])
+
+
 def test_partial_word_leaves_following_bytes_alone():
     a = np.arange(-20, 3, dtype=np.int8)              # 23 elements: not a whole 8-byte word
     ops = [_op(AfuFunc.RELU, AfuDType.INT8, np.full(32, -1, np.int8).tobytes()),
@@ -114,6 +167,13 @@ def _cocotb(sim, stride, testcase=TESTS):
 def test_afu_cocotb(sim):
     """Verilator: every BF16 in [-8, 8]; Icarus: every 61st (plus specials). Both: all INT8."""
     _cocotb(sim, stride=1 if sim == "verilator" else 61)
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_afu_cocotb_conversions(sim):
+    """DEQUANTIZE of every INT8; QUANTIZE of every finite BF16 on Verilator, every 61st on
+    Icarus (plus specials)."""
+    _cocotb(sim, stride=1 if sim == "verilator" else 61, testcase=["int8_bf16_conversions"])
 
 
 @pytest.mark.slow

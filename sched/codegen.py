@@ -50,8 +50,17 @@ are packed densely (each a flit multiple, or a single row). GNN (:mod:`hw.gnn`):
 INT8 activations use ``max(x, zero_point)`` (RELU with equal input and output quantisation)
 or a 256-byte table blob (:func:`sched.golden.activations.int8_table`).
 
+DEQUANTIZE (INT8 -> BF16) and QUANTIZE (BF16 -> INT8) run on the AFU's conversion
+functions, whose input and output element sizes differ: each box row takes
+``S = ceil(w, flit)`` elements in the scratchpad (``w`` the row's elements), so the INT8
+side has an ``S``-byte row pitch and the BF16 side ``2 S`` bytes, both whole flits, and
+the unit converts ``rows * S`` elements (the padding too, which nobody reads). The EXEC
+carries the scale as the unit takes it: DEQUANTIZE ``alpha`` = the scale rounded to BF16
+and ``a_zero_point``; QUANTIZE ``multiplier``/``shift`` = the 31-bit fixed point of
+``1 / scale`` and ``y_zero_point`` (:mod:`sched.golden.activations`).
+
 Not lowered (:class:`NotLowered`): CONV on the CE, LAYOUT on the memory tile, SPMM on the
-SMU, QUANTIZE/DEQUANTIZE, INT8 element-wise operations, GELU with ``approximate="tanh"``;
+SMU, DEQUANTIZE of INT32, INT8 element-wise operations, GELU with ``approximate="tanh"``;
 the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
@@ -608,6 +617,61 @@ def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     return _Plan(operands, res, build, max(ALIGN, wb))
 
 
+def _lower_afu_convert(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    """DEQUANTIZE (INT8 -> BF16) or QUANTIZE (BF16 -> INT8) on the AFU (module docstring)."""
+    from hw.afu import AfuDType, AfuFunc
+    from sched.golden import activations as act
+    who = _who(op, tile)
+    x, out = op.inputs[0], op.outputs[0]
+    deq = op.op is OpType.DEQUANTIZE
+    in_dt, out_dt = (DType.INT8, DType.BF16) if deq else (DType.BF16, DType.INT8)
+    if ctx.dtype(x) is not in_dt:
+        if deq and ctx.dtype(x) is DType.INT32:
+            raise NotLowered(f"{who}not lowered: the AFU's DEQUANTIZE reads INT8, not INT32 "
+                             f"({x})")
+        raise CodegenError(f"{who}{x} is {ctx.dtype(x).key}; the AFU's {op.op.name} reads "
+                           f"{in_dt.key}")
+    if ctx.dtype(out) is not out_dt:
+        raise CodegenError(f"{who}{out} is {ctx.dtype(out).key}; the AFU's {op.op.name} "
+                           f"writes {out_dt.key}")
+    wb = 2 * tile["lanes"]
+    olay = ctx.lays[out.buffer]
+    rows_idx, _, w = olay.box_rows(out)
+    rows = len(rows_idx)
+    xrows, _, xw = ctx.lays[x.buffer].box_rows(x)
+    if (len(xrows), xw) != (rows, w):
+        raise CodegenError(f"{who}operand {x} has {len(xrows)} rows of {xw} elements but the "
+                           f"result {out} {rows} of {w}; the AFU converts row for row")
+    stride = _ceil(w, ctx.fb)          # elements per scratchpad row: whole flits both sides
+    count = rows * stride
+    in_pitch, out_pitch = stride * in_dt.bytes, stride * out_dt.bytes
+    in_region, out_region = _ceil(rows * in_pitch, wb), _ceil(rows * out_pitch, wb)
+    if ctx.is_const(x):
+        v = np.asarray(_const_array(ctx.g, x)).astype(NP_DTYPE[in_dt]).reshape(rows, w)
+        operand = _Operand(0, in_region, blob=_blob_rows(v, rows, in_pitch, in_region))
+    else:
+        operand = _Operand(0, in_region, ref=x, pitch=in_pitch)
+    res = _Operand("out", out_region, ref=out, pitch=out_pitch)
+    zp = int(op.attrs["zero_point"])
+    if not -128 <= zp <= 127:
+        raise CodegenError(f"{who}zero point {zp} is not an INT8 (-128..127)")
+    try:
+        if deq:
+            func, dt = AfuFunc.DEQUANTIZE, AfuDType.INT8
+            extra = {"alpha": act.dequantize_scale_bits(op.attrs["scale"]), "a_zero_point": zp}
+        else:
+            func, dt = AfuFunc.QUANTIZE, AfuDType.BF16
+            mult, shift = act.quantize_args(op.attrs["scale"])
+            extra = {"multiplier": mult, "shift": shift, "y_zero_point": zp}
+    except ValueError as e:
+        raise CodegenError(f"{who}{e}") from None
+
+    def build(addr):
+        return func, {"a_addr": addr[0], "out_addr": addr["out"], "count": count,
+                      "dtype": dt, **extra}
+    return _Plan([operand], res, build, max(ALIGN, wb))
+
+
 def _lower_gnn(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     from hw.gnn import GnnFunc
     from sched.formats import encode_csr, padded_cols, word_bytes
@@ -660,6 +724,8 @@ LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[_Ctx, MicroOp, Any], _Plan]] 
     (UnitKind.LPU, OpType.GEMM): _lower_gemm,
     (UnitKind.AFU, OpType.ACT): _lower_afu,
     (UnitKind.AFU, OpType.ELTWISE): _lower_afu,
+    (UnitKind.AFU, OpType.QUANTIZE): _lower_afu_convert,
+    (UnitKind.AFU, OpType.DEQUANTIZE): _lower_afu_convert,
     (UnitKind.GNN, OpType.AGGREGATE): _lower_gnn,
 }
 
@@ -670,8 +736,6 @@ _WHY_NOT = {
     UnitKind.MEMORY: "the memory tile has no hardware for LAYOUT (im2col) micro-ops",
     UnitKind.SMU: "the SMU wants its sparse operand on the left (A) while the decomposition "
                   "makes the weights (B) sparse",
-    OpType.QUANTIZE: "the AFU has no quantize function",
-    OpType.DEQUANTIZE: "the AFU has no dequantize function",
 }
 
 
@@ -762,7 +826,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     ------
     NotLowered
         If a micro-op is placed where codegen emits no command (CE, memory tile, SMU,
-        QUANTIZE/DEQUANTIZE, INT8 element-wise operations), naming it and why.
+        DEQUANTIZE of INT32, INT8 element-wise operations), naming it and why.
     CodegenError
         If the schedule misses a micro-op, a layout rule is broken (alias, flit rounding),
         the memory tile is too small, or a scratchpad cannot hold a micro-op's operands and

@@ -338,29 +338,112 @@ def _plan_error(name, op_pred, tile):
     ("cnn", "layout", "mem", "the memory tile has no hardware for LAYOUT \\(im2col\\) micro-ops"),
     ("mixed", "spmm", "smu0", "the SMU wants its sparse operand on the left \\(A\\) while the "
                               "decomposition makes the weights \\(B\\) sparse"),
-    ("qcnn", "dequantize", "afu0", "the AFU has no dequantize function"),
 ])
 def test_placements_that_are_not_lowered_say_why(model, what, tile, why):
     op, msg = _plan_error(model, lambda o: o.op.value == what, tile)
     import re
     assert re.match(rf"Micro-op '{re.escape(op.id)}' \({what}<{op.dtype.key}>\) on {tile}: "
                     rf"not lowered: {why}\. Accepted: gemm on dmu, spmm on dmu, gemm on lpu, "
-                    rf"act on afu, eltwise on afu, aggregate on gnn$", msg), msg
+                    rf"act on afu, eltwise on afu, quantize on afu, dequantize on afu, "
+                    rf"aggregate on gnn$", msg), msg
 
 
-def test_quantize_is_not_lowered():
+def test_int32_dequantize_is_not_lowered():
     from sched.ir import MicroOp, OpType
-    g = Graph("q")
-    x = g.add_buffer(Buffer("x", (4, 8), DType.BF16, BufferKind.INPUT))
-    y = g.add_buffer(Buffer("y", (4, 8), DType.INT8, BufferKind.OUTPUT))
-    op = g.add_op(MicroOp("q/quantize", OpType.QUANTIZE, DType.BF16, (TensorRef.whole(x),),
+    g = Graph("dq32")
+    x = g.add_buffer(Buffer("x", (4, 8), DType.INT32, BufferKind.INPUT))
+    y = g.add_buffer(Buffer("y", (4, 8), DType.BF16, BufferKind.OUTPUT))
+    op = g.add_op(MicroOp("dq", OpType.DEQUANTIZE, DType.INT32, (TensorRef.whole(x),),
                           (TensorRef.whole(y),), shape={"n": 32},
                           attrs={"scale": 0.1, "zero_point": 0}))
-    with pytest.raises(NotLowered, match=r"^Micro-op 'q/quantize' \(quantize<bf16>\) on afu0: "
-                                         r"not lowered: the AFU has no quantize function\. "
-                                         r"Accepted: gemm on dmu"):
+    with pytest.raises(NotLowered, match=r"^Micro-op 'dq' \(dequantize<int32>\) on afu0: "
+                                         r"not lowered: the AFU's DEQUANTIZE reads INT8, not "
+                                         r"INT32 \(x\[0:4,0:8\]\)$"):
         compile_schedule(g, heft(g.dag, POOL, CostModel(POOL)))
     assert op.units == (UnitKind.AFU,)
+
+
+def _quantized_chain(rows, k, n, *, zp_x=-5, zp_d=3, zp_y=-2):
+    """x <bf16> -QUANTIZE (AFU)-> xq <int8> -GEMM<int8> (LPU, requant)-> d <int8>
+    -DEQUANTIZE (AFU)-> y <bf16>: the ends of a quantised model such as qcnn."""
+    from sched.golden.numerics import quantize_multiplier
+    from sched.ir import MicroOp, OpType, QuantParams
+    rng = np.random.default_rng(5)
+    g = Graph("qchain")
+    x = g.add_buffer(Buffer("x", (rows, k), DType.BF16, BufferKind.INPUT))
+    xq = g.add_buffer(Buffer("xq", (rows, k), DType.INT8, quant=QuantParams(0.02, zp_x)))
+    w = g.add_buffer(Buffer("w", (k, n), DType.INT8, BufferKind.CONST,
+                            data=rng.integers(-128, 128, (k, n)).astype(np.int8)))
+    d = g.add_buffer(Buffer("d", (rows, n), DType.INT8, quant=QuantParams(0.3, zp_d)))
+    y = g.add_buffer(Buffer("y", (rows, n), DType.BF16, BufferKind.OUTPUT))
+    g.add_op(MicroOp("quant", OpType.QUANTIZE, DType.BF16, (TensorRef.whole(x),),
+                     (TensorRef.whole(xq),), shape={"n": rows * k},
+                     attrs={"scale": 0.02, "zero_point": zp_x}))
+    mult, shift = quantize_multiplier(0.02 * 0.01 / 0.3)
+    # x zero point folded as a bias would be; here the GEMM sums raw xq (wraparound-exact)
+    g.add_op(MicroOp("gemm", OpType.GEMM, DType.INT8, (TensorRef.whole(xq), TensorRef.whole(w)),
+                     (TensorRef.whole(d),), shape={"M": rows, "K": k, "N": n},
+                     attrs={"requant": {"scale": 0.02 * 0.01 / 0.3, "multiplier": mult,
+                                        "shift": shift, "zero_point": zp_d}}))
+    g.add_op(MicroOp("dequant", OpType.DEQUANTIZE, DType.INT8, (TensorRef.whole(d),),
+                     (TensorRef.whole(y),), shape={"n": rows * n},
+                     attrs={"scale": 0.3, "zero_point": zp_y}))
+    g.outputs = ["y"]
+    vals = (rng.standard_normal((rows, k)) * 2).astype(np.float32)
+    return g, {"x": vals}
+
+
+@pytest.mark.parametrize("rows,k,n", [(8, 24, 12), (5, 13, 10)])
+def test_quantize_gemm_dequantize_chain_runs_bit_exact(rows, k, n):
+    """QUANTIZE and DEQUANTIZE lowered on the AFU around an INT8 GEMM on the LPU: the
+    streams reproduce the golden (unit arithmetic) outputs bit for bit through the
+    functional executor; the EXECs carry the unit's scale encodings and row strides."""
+    from hw.afu import AfuFunc
+    from sched.golden import activations as act
+    g, inputs = _quantized_chain(rows, k, n)
+    s = heft(g.dag, POOL, CostModel(POOL))
+    assert (s.slots["quant"].unit, s.slots["gemm"].unit, s.slots["dequant"].unit) == \
+        ("afu0", "lpu0", "afu0")
+    prog = compile_schedule(g, s, inputs)
+    gold = golden_outputs(g, inputs)
+    compare_outputs(run_program(prog).outputs, gold)
+    execs = {c.fields["func"]: c.fields["args"] for c in prog.streams["afu0"].commands
+             if c.opcode is isa.Opcode.EXEC}
+    q, dq = execs[AfuFunc.QUANTIZE], execs[AfuFunc.DEQUANTIZE]
+    assert q["count"] == rows * 8 * -(-k // 8) and dq["count"] == rows * 8 * -(-n // 8)
+    assert (q["multiplier"], q["shift"]) == act.quantize_args(0.02) and q["y_zero_point"] == -5
+    assert dq["alpha"] == act.dequantize_scale_bits(0.3) and dq["a_zero_point"] == -2
+    # the golden itself: the output is the AFU's dequantisation of the LPU's INT8 result
+    from sched.golden.executor import Executor
+    ex = Executor(g, arithmetic="unit")
+    ex.run(inputs)
+    np.testing.assert_array_equal(
+        gold["y"].view(np.uint16),
+        act.int8_dequantize(ex.mem["d"], -2, act.dequantize_scale_bits(0.3)))
+    # a corrupted scale is caught
+    t = "afu0"
+    i = next(j for j, c in enumerate(prog.streams[t].commands)
+             if c.opcode is isa.Opcode.EXEC and c.fields["func"] is AfuFunc.DEQUANTIZE)
+    c = prog.streams[t].commands[i]
+    bad = _mutated(prog, t, i, isa.exec_cmd(UnitKind.AFU, AfuFunc.DEQUANTIZE,
+                                            **{**c.fields["args"], "alpha": c.fields["args"]["alpha"] + 1}))
+    with pytest.raises(MismatchError):
+        compare_outputs(run_program(bad).outputs, gold)
+
+
+def test_conversion_lowering_errors():
+    from sched.ir import MicroOp, OpType
+    g = Graph("bad")
+    x = g.add_buffer(Buffer("x", (2, 8), DType.BF16, BufferKind.INPUT))
+    y = g.add_buffer(Buffer("y", (2, 8), DType.INT8, BufferKind.OUTPUT))
+    op = g.add_op(MicroOp("q", OpType.QUANTIZE, DType.BF16, (TensorRef.whole(x),),
+                          (TensorRef.whole(y),), shape={"n": 16},
+                          attrs={"scale": 2.0 ** -40, "zero_point": 0}))
+    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    with pytest.raises(CodegenError, match=r"^Micro-op 'q' \(quantize<bf16>\) on afu0: Quantize "
+                                           r"scale must be a finite positive number from "
+                                           r"2\*\*-30 to 2\*\*33"):
+        codegen._plan(ctx, op, POOL.unit("afu0").tile)
 
 
 def test_a_schedule_using_the_ce_does_not_compile():
@@ -477,3 +560,20 @@ def test_lpu_gemm_with_requantisation_is_lowered():
     stores = [c for c in cmds if c.opcode is isa.Opcode.STORE]    # 16-byte rows, both sides
     assert [s.fields["length"] for s in stores] == [8 * 16]
     compare_outputs(run_program(prog).outputs, golden_outputs(g, {"a": vals}))
+
+
+@pytest.mark.parametrize("model,count,loads,stores", [("qcnn", 16, [16], [24]),
+                                                      ("mixed", 256, [256], [512])])
+def test_model_dequantize_ops_are_lowered(model, count, loads, stores):
+    """The DEQUANTIZE ending qcnn's INT8 layers ([1, 10]: one 16-byte INT8 row in, 20
+    BF16 bytes rounded to 24 out) and mixed's ([8, 32]: whole rows, one transfer each way)
+    plan on the AFU."""
+    from hw.afu import AfuFunc
+    g = compile_model(model)
+    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    tile = POOL.unit("afu0").tile
+    ops = [o for o in g.ops if o.op.value == "dequantize"]
+    assert len(ops) == 1
+    func, args = codegen._plan(ctx, ops[0], tile).build({0: 0, "out": 1024})
+    assert func is AfuFunc.DEQUANTIZE and args["count"] == count
+    assert codegen.op_transfers(g, ops[0], tile, 8) == (loads, stores)

@@ -118,13 +118,20 @@ def _afu_case():
         op(AfuFunc.MUL, I8, 10, 0x200, 0x7E8, b=0x280, **q),
         op(AfuFunc.TANH, B, 9, 0x500, 0x500),                      # in place
         op(AfuFunc.GELU, B, 0, 0x000, 0x400),                      # nothing
+        op(AfuFunc.DEQUANTIZE, I8, 45, 0x200, 0x400, alpha=act.dequantize_scale_bits(0.1),
+           a_zero_point=-5),                                       # INT8 -> BF16, 90 bytes
+        op(AfuFunc.QUANTIZE, B, 61, 0x000, 0x480, y_zero_point=3,  # BF16 -> INT8, 61 bytes
+           **dict(zip(("multiplier", "shift"), act.quantize_args(0.05)))),
+        op(AfuFunc.QUANTIZE, I8, 128, 0x000, 0x500, y_zero_point=-9,   # dtype is ignored
+           multiplier=(1 << 31) - 1, shift=37),
     ]
     return bytes(image), cmds
 
 
 def test_afu_model_equals_rtl():
-    """13 EXECs (every function, both types, partial words, in place, count 0) on one
-    scratchpad: the whole image equals the RTL unit's after each."""
+    """16 EXECs (every function, both types, partial words, in place, count 0, the
+    INT8 <-> BF16 conversions) on one scratchpad: the whole image equals the RTL unit's
+    after each."""
     image, cmds = _afu_case()
     tile = _tile(UnitKind.AFU, lanes=AFU_LANES, scratchpad_bytes=AFU_SPAD)
     want = run_rtl(ActivationUnit.from_tile(tile), image, cmds, read_ports=("rd_a", "rd_b"))
@@ -135,6 +142,8 @@ def test_afu_model_equals_rtl():
         name = f"{cmd['func'].name} {a['dtype'].name} count {a['count']}"
         assert g == w, f"{name}: {_diff(g, w)}"
         nbytes = a["count"] * (2 if a["dtype"] is AfuDType.BF16 else 1)
+        if cmd["func"] in (AfuFunc.DEQUANTIZE, AfuFunc.QUANTIZE):
+            nbytes = a["count"] * (2 if cmd["func"] is AfuFunc.DEQUANTIZE else 1)
         assert wr == ([(a["out_addr"], nbytes)] if nbytes else []), name
         changed = np.nonzero(np.frombuffer(w, np.uint8) != np.frombuffer(prev, np.uint8))[0]
         assert all(a["out_addr"] <= i < a["out_addr"] + nbytes for i in changed), name
@@ -145,6 +154,11 @@ def test_afu_model_equals_rtl():
     i8 = np.frombuffer(image[0x200:0x200 + 45], np.int8)
     tab = np.frombuffer(image[0x300:0x400], np.int8)
     assert np.array_equal(np.frombuffer(got[8][0x7A0:0x7A0 + 45], np.int8), tab[i8.astype(np.uint8)])
+    deq = np.frombuffer(got[13][0x400:0x400 + 90], "<u2")
+    assert np.array_equal(deq, act.int8_dequantize(i8, -5, act.dequantize_scale_bits(0.1)))
+    q = np.frombuffer(got[14][0x480:0x480 + 61], np.int8)
+    assert np.array_equal(q, act.bf16_quantize(np.frombuffer(image[:122], "<u2"),
+                                               *act.quantize_args(0.05), 3))
 
 
 def _afu_args(**kw):
@@ -165,6 +179,13 @@ def _afu_args(**kw):
     (AfuFunc.RELU, dict(out_addr=0x8, count=16), r"AFU out_addr 0x8 \+ 32 bytes partly overlaps operand a_addr"),
     (9, {}, r"AFU EXEC function must be one of RELU=0, .*, not 9"),
     (AfuFunc.RELU, dict(dtype=2), r"AFU dtype must be one of BF16=0, INT8=1, not 2"),
+    (AfuFunc.DEQUANTIZE, dict(a_addr=0x200, out_addr=0x1F8, count=16),
+     r"AFU DEQUANTIZE out_addr 0x1f8 \+ 32 bytes overlaps operand a_addr 0x200 \+ 16 bytes: "
+     r"input and output advance at different byte rates"),
+    (AfuFunc.QUANTIZE, dict(a_addr=0x200, out_addr=0x200, count=16),
+     r"AFU QUANTIZE out_addr 0x200 \+ 16 bytes overlaps operand a_addr 0x200 \+ 32 bytes"),
+    (AfuFunc.DEQUANTIZE, dict(out_addr=0x7F8, count=8),
+     r"AFU out_addr 0x7f8 \+ 16 bytes leaves the 2048-byte scratchpad"),
 ])
 def test_afu_errors(func, kw, msg):
     tile = _tile(UnitKind.AFU, lanes=AFU_LANES, scratchpad_bytes=AFU_SPAD)

@@ -12,6 +12,8 @@ AFU
     ``a_addr`` (and ``b_addr`` for ADD/MUL), the 256-byte table at ``table_addr`` for INT8
     LEAKY_RELU/SIGMOID/TANH/GELU; ``count`` results at ``out_addr``. A partial last word is
     written with byte enables, so exactly ``count * element bytes`` bytes change.
+    DEQUANTIZE reads ``count`` INT8 and writes ``count`` BF16, QUANTIZE the reverse,
+    whatever ``dtype`` says; their output may not overlap the operand at all.
 CE
     Input (HWC, channel blocks of ``ic_lanes``), weights (one word per output channel, tap
     and input block), optional INT32 bias, as :mod:`hw.ce_layout` packs them. The unit
@@ -46,6 +48,8 @@ __all__ = ["afu_exec", "ce_exec"]
 
 _AFU_TABLE = (AfuFunc.LEAKY_RELU, AfuFunc.SIGMOID, AfuFunc.TANH, AfuFunc.GELU)
 _AFU_BINARY = (AfuFunc.ADD, AfuFunc.MUL)
+#: Functions whose input and output element sizes differ: (input, output) bytes.
+_AFU_CONVERT = {AfuFunc.DEQUANTIZE: (1, 2), AfuFunc.QUANTIZE: (2, 1)}
 
 
 def _member(enum_type, value, what: str):
@@ -102,7 +106,7 @@ def afu_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
     Returns
     -------
     list of (int, int)
-        ``[(out_addr, count * element bytes)]``, or ``[]`` for ``count == 0``.
+        ``[(out_addr, count * output element bytes)]``, or ``[]`` for ``count == 0``.
     """
     size = _spad_size(tile, spad)
     word = 2 * tile["lanes"]
@@ -114,8 +118,9 @@ def afu_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
         raise UnitSimError(f"AFU count must be between 0 and {(1 << COUNT_BITS) - 1}, "
                            f"not {count!r}")
     esize = 2 if dt is AfuDType.BF16 else 1
-    nbytes = count * esize
-    runs = {"a_addr": (g("a_addr"), nbytes), "out_addr": (g("out_addr"), nbytes)}
+    in_size, out_size = _AFU_CONVERT.get(f, (esize, esize))
+    nbytes = count * out_size
+    runs = {"a_addr": (g("a_addr"), count * in_size), "out_addr": (g("out_addr"), nbytes)}
     if f in _AFU_BINARY:
         runs["b_addr"] = (g("b_addr"), nbytes)
     table = dt is AfuDType.INT8 and f in _AFU_TABLE
@@ -124,6 +129,11 @@ def afu_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
     for name, (addr, n) in runs.items():
         _check_run("AFU", name, addr, n, size, word)
     out = runs["out_addr"]
+    if f in _AFU_CONVERT and _overlap(runs["a_addr"], out):
+        raise UnitSimError(f"AFU {f.name} out_addr {out[0]:#x} + {nbytes} bytes overlaps "
+                           f"operand a_addr {runs['a_addr'][0]:#x} + {runs['a_addr'][1]} "
+                           f"bytes: input and output advance at different byte rates, so "
+                           f"they must lie apart")
     for name in ("a_addr", "b_addr"):
         if name in runs and runs[name][0] != out[0] and _overlap(runs[name], out):
             raise UnitSimError(f"AFU out_addr {out[0]:#x} + {nbytes} bytes partly overlaps "
@@ -137,7 +147,11 @@ def afu_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
         return np.frombuffer(bytes(spad[addr:addr + n]), dtype)
 
     el = np.dtype("<u2") if dt is AfuDType.BF16 else np.dtype(np.int8)
-    a = read("a_addr", nbytes, el)
+    a_el = el
+    if f in _AFU_CONVERT:
+        a_el, el = ((np.dtype(np.int8), np.dtype("<u2")) if f is AfuFunc.DEQUANTIZE
+                    else (np.dtype("<u2"), np.dtype(np.int8)))
+    a = read("a_addr", count * in_size, a_el)
     b = read("b_addr", nbytes, el) if f in _AFU_BINARY else None
     t = read("table_addr", 256, np.int8) if table else None
     try:

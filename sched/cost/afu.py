@@ -3,20 +3,25 @@
 The unit reads one scratchpad word per cycle (``lanes`` BF16 or ``2 * lanes`` INT8
 elements) through a fixed pipeline, so an EXEC takes ``words + OVERHEAD`` cycles from
 acceptance until ``busy`` falls, plus ``table words + 2`` for the INT8 functions that read
-their 256-byte table first (LEAKY_RELU, SIGMOID, TANH, GELU).
+their 256-byte table first (LEAKY_RELU, SIGMOID, TANH, GELU). DEQUANTIZE (INT8 -> BF16)
+and QUANTIZE (BF16 -> INT8) stream ``lanes`` elements per cycle whatever ``dtype`` says
+(one word on the BF16 side, half a word on the INT8 side), so they take the cycles of a
+BF16 function on ``count`` elements.
 """
 
 from __future__ import annotations
 
 from hw.config import TileConfig
 
-__all__ = ["cycles", "OVERHEAD", "TABLE_FUNCS"]
+__all__ = ["cycles", "OVERHEAD", "TABLE_FUNCS", "CONVERSIONS"]
 
 #: Setup, the cycle that ends the run, and the pipeline (ActivationUnit.LATENCY + 1).
 OVERHEAD = 6
 #: INT8 functions computed through the loaded table.
 TABLE_FUNCS = ("leaky_relu", "sigmoid", "tanh", "gelu")
-_FUNCS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "add", "mul")
+#: Functions converting between INT8 and BF16 (``lanes`` elements per cycle).
+CONVERSIONS = ("dequantize", "quantize")
+_FUNCS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "add", "mul") + CONVERSIONS
 
 
 def _key(v) -> str:
@@ -31,9 +36,10 @@ def cycles(tile: TileConfig | dict, *, func, dtype, count: int, **_: object) -> 
     tile : TileConfig or mapping
         Supplies ``lanes``.
     func : str or AfuFunc
-        ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``, ``add`` or ``mul``.
+        ``relu``, ``leaky_relu``, ``sigmoid``, ``tanh``, ``gelu``, ``add``, ``mul``,
+        ``dequantize`` or ``quantize``.
     dtype : str, DType or AfuDType
-        ``bf16`` or ``int8``.
+        ``bf16`` or ``int8`` (no effect on ``dequantize`` and ``quantize``).
     count : int
         Elements.
     """
@@ -43,6 +49,7 @@ def cycles(tile: TileConfig | dict, *, func, dtype, count: int, **_: object) -> 
     if d not in ("bf16", "int8"):
         raise ValueError(f"AFU data type must be bf16 or int8, not {d!r}")
     word_bytes = 2 * tile["lanes"]
-    words = -(-count * (1 if d == "int8" else 2) // word_bytes)
+    narrow = d == "int8" and f not in CONVERSIONS     # a whole word of INT8 per cycle
+    words = -(-count * (1 if narrow else 2) // word_bytes)
     table = (max(1, 256 // word_bytes) + 2) if d == "int8" and f in TABLE_FUNCS else 0
     return OVERHEAD + words + table

@@ -40,6 +40,48 @@ the scratchpad and named by the EXEC's ``table_addr``): ``y = table[x & 0xFF]``;
 tensors use the same lookup with an unsigned table. Add is
 ``requantize((a - a_zp) * a_mult + (b - b_zp) * b_mult, multiplier, shift, y_zp)``, multiply
 ``requantize((a - a_zp) * (b - b_zp), multiplier, shift, y_zp)``.
+
+DEQUANTIZE (INT8 in, BF16 out)
+------------------------------
+``y = fp32_to_bf16(bf16_mul(bf16(q - zp), scale_bf16))`` (:func:`int8_dequantize`), with
+``zp`` the EXEC's ``a_zero_point`` and ``scale_bf16`` its ``alpha``: the scale rounded to
+BF16 (``float32(scale)`` to nearest even, :func:`dequantize_scale_bits`). ``d = q - zp``
+is an integer in [-255, 255], at most 8 significant bits, so ``bf16(d)`` is exact; the
+product of two BF16 significands (8 bits each) is exact in FP32 (unless it overflows to
+infinity or falls below 2**-126, flushed to a signed zero), so the result is the BF16
+rounding (nearest even) of the exact ``d * scale_bf16``. ``d = 0`` gives ``+0``.
+
+Difference from ONNX DequantizeLinear, ``(q - zp) * scale`` in float32: the scale is
+rounded to BF16 first (relative error at most 2**-8, BF16's unit roundoff), and the
+result is rounded to BF16 (another 2**-8): together within ``2**-7 * |y|`` of
+onnxruntime's float32 result.
+
+QUANTIZE (BF16 in, INT8 out)
+----------------------------
+``q = saturate(round_half_even(x * multiplier * 2**-shift) + zp)`` (:func:`bf16_quantize`)
+with ``zp`` the EXEC's ``y_zero_point`` and ``(multiplier, shift)`` the fixed-point form of
+``1 / scale`` (:func:`quantize_args`, :func:`sched.golden.numerics.quantize_multiplier`:
+``multiplier`` in [2**30, 2**31), relative error at most 2**-31). A finite nonzero BF16
+``x = (-1)**s * m * 2**(e - 134)`` (``m`` the 8-bit significand with its hidden one,
+``e`` the biased exponent) makes this exactly the requantizer's arithmetic
+(:func:`sched.golden.numerics.requantize`, the ``hw.arith.requant`` block) on
+``acc = (-1)**s * m`` with the shift ``t = shift + 134 - e`` clamped to [0, 63]. With a
+normalized multiplier the clamp never changes the result: ``t < 0`` means
+``|x * multiplier * 2**-shift| >= m * multiplier >= 2**37``, which saturates anyway, and
+``t > 63`` leaves less than ``2**39 / 2**64``, which rounds to 0. Zeros and subnormals
+(read as zero, DAZ) and NaN give ``zp``; infinities saturate by their sign.
+
+Why the requantizer rather than ``bf16(1 / scale)``: ``x * bf16(1/scale)`` carries the
+BF16 rounding of the inverse scale (2**-8 relative), up to half an INT8 step at the top
+of the range, so one result in a few hundred would differ from ONNX; the 31-bit
+multiplier differs from exact ``round(x / scale)`` only where ``x / scale`` lies within
+``2**-22`` of a half-integer, and the hardware reuses the per-byte requantizers of INT8
+ADD/MUL (one per lane), so it costs a mux, not a multiplier.
+
+Difference from ONNX QuantizeLinear, ``saturate(round(x / scale) + zp)`` in float32: the
+input is BF16 here (it comes from a BF16 tensor), and the division is the 31-bit
+fixed-point product: at most one INT8 step apart, and only at ties of the float32
+division.
 """
 
 from __future__ import annotations
@@ -55,7 +97,8 @@ __all__ = ["FRAC_BITS", "SEG_BITS", "SEGMENTS", "T_BITS", "TABLE_FUNCS", "refere
            "bf16_table", "bf16_activation", "bf16_relu", "bf16_leaky_relu", "bf16_add",
            "bf16_mul", "leaky_relu_alpha_bits", "fixed_to_bf16", "bf16_to_fixed",
            "int8_table", "int8_lut", "int8_relu", "int8_add", "int8_mul", "CANONICAL_NAN",
-           "run_exec"]
+           "run_exec", "dequantize_scale_bits", "int8_dequantize", "quantize_args",
+           "bf16_quantize"]
 
 FRAC_BITS = 16          # fixed-point fraction bits of the input and of the table values
 SEG_BITS = 5            # segments per unit: width 1/32
@@ -266,15 +309,98 @@ def int8_mul(a, b, *, a_zero_point=0, b_zero_point=0, multiplier, shift,
     return requantize(acc.astype(np.int32), multiplier, shift, y_zero_point)
 
 
+def dequantize_scale_bits(scale: float) -> int:
+    """The AFU's ``alpha`` argument of a DEQUANTIZE scale: ``float32(scale)`` rounded to
+    BF16 (nearest even), as its 16-bit encoding.
+
+    Raises
+    ------
+    ValueError
+        If the scale is not a positive number whose BF16 rounding is a normal finite BF16.
+    """
+    from .numerics import fp32_to_bf16
+
+    s = float(scale)
+    with np.errstate(over="ignore"):
+        bits = int(fp32_to_bf16(np.float32(s)).view(np.uint16)) if math.isfinite(s) else 0
+    e = (bits >> 7) & 0xFF
+    if not s > 0 or bits >> 15 or e == 0 or e == 0xFF:
+        raise ValueError(f"Dequantize scale must be a positive number whose BF16 rounding is "
+                         f"normal and finite (2**-126 to about 3.39e38), not {scale!r}")
+    return bits
+
+
+def int8_dequantize(q, zero_point: int, scale_bits: int) -> np.ndarray:
+    """The AFU's DEQUANTIZE: ``fp32_to_bf16(bf16_mul(bf16(q - zp), scale_bf16))`` on INT8
+    values ``q``, BF16 encodings (uint16) out (module docstring)."""
+    from .numerics import bf16_mul_bits, fp32_to_bf16_bits
+
+    zp = int(zero_point)
+    if not -128 <= zp <= 127:
+        raise ValueError(f"Dequantize zero point must be an INT8 (-128..127), not {zero_point!r}")
+    d = np.asarray(q, np.int8).astype(np.int64) - zp         # exact in [-255, 255]
+    d_bits = fp32_to_bf16_bits(d.astype(np.float32).view(np.uint32))   # exact: <= 8 bits
+    prod = bf16_mul_bits(d_bits, np.full_like(d_bits, int(scale_bits) & 0xFFFF))
+    return fp32_to_bf16_bits(prod).astype(np.uint16)
+
+
+def quantize_args(scale: float) -> tuple[int, int]:
+    """``(multiplier, shift)`` of a QUANTIZE scale: the fixed-point form of ``1 / scale``
+    (:func:`sched.golden.numerics.quantize_multiplier`), normalized (multiplier at least
+    2**30).
+
+    Raises
+    ------
+    ValueError
+        If the scale is not a finite positive number with ``1 / scale`` in the normalized
+        range of the fixed point (scale from about 2**-30 to 2**33).
+    """
+    from .numerics import quantize_multiplier
+
+    s = float(scale)
+    ok = math.isfinite(s) and s > 0
+    if ok:
+        try:
+            mult, shift = quantize_multiplier(1.0 / s)
+        except (ValueError, OverflowError, ZeroDivisionError):
+            ok = False
+    if not ok or mult < 1 << 30:
+        raise ValueError(f"Quantize scale must be a finite positive number from 2**-30 to "
+                         f"2**33 (its inverse a normalized 31-bit multiplier), not {scale!r}")
+    return int(mult), int(shift)
+
+
+def bf16_quantize(bits, multiplier: int, shift: int, zero_point: int) -> np.ndarray:
+    """The AFU's QUANTIZE on BF16 encodings: ``saturate(rne(x * multiplier * 2**-shift) +
+    zero_point)`` to INT8, computed as the requantizer on the significand with the shift
+    ``clamp(shift + 134 - e, 0, 63)`` (module docstring); zeros, subnormals and NaN give
+    the zero point, infinities saturate."""
+    from .numerics import requantize
+
+    b = _u16(bits)
+    sign, e, frac = b >> 15, (b >> 7) & 0xFF, b & 0x7F
+    acc = np.where(sign == 1, -(frac | 0x80), frac | 0x80)
+    acc = np.where(e == 0, 0, acc).astype(np.int32)
+    t = np.clip(int(shift) + 134 - e, 0, 63)
+    out = np.zeros(b.shape, np.int8)
+    for tt in np.unique(t):
+        sel = t == tt
+        out[sel] = requantize(acc[sel], int(multiplier), int(tt), int(zero_point))
+    out = np.where((e == 0xFF) & (frac == 0), np.where(sign == 1, -128, 127), out)
+    out = np.where((e == 0xFF) & (frac != 0), int(zero_point), out)
+    return out.astype(np.int8)
+
+
 def run_exec(func, args, a, b=None, table=None) -> np.ndarray:
     """The AFU's result for one EXEC, as the golden executor runs it.
 
     Parameters
     ----------
     func : str or ``hw.afu.AfuFunc``
-        relu, leaky_relu, sigmoid, tanh, gelu, add, mul.
+        relu, leaky_relu, sigmoid, tanh, gelu, add, mul, dequantize, quantize.
     args : mapping
-        The EXEC's argument fields (``hw.afu.AfuArgs``; addresses and count are ignored).
+        The EXEC's argument fields (``hw.afu.AfuArgs``; addresses and count are ignored;
+        so is ``dtype`` for dequantize (INT8 in, BF16 out) and quantize (BF16 in, INT8 out)).
     a, b : numpy arrays
         Operands: BF16 encodings (uint16) or INT8 values.
     table : numpy array, optional
@@ -284,6 +410,10 @@ def run_exec(func, args, a, b=None, table=None) -> np.ndarray:
     dt = args.get("dtype", "bf16")
     dt = (dt.name if hasattr(dt, "name") else str(dt)).lower()
     g = lambda k: int(args.get(k, 0))   # noqa: E731
+    if f == "dequantize":
+        return int8_dequantize(a, g("a_zero_point"), g("alpha"))
+    if f == "quantize":
+        return bf16_quantize(a, g("multiplier"), g("shift"), g("y_zero_point"))
     if dt == "bf16":
         if f in TABLE_FUNCS:
             return bf16_activation(f, a)

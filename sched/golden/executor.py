@@ -67,7 +67,17 @@ AGGREGATE <bf16>
     FP32 sum rounded to BF16 times the BF16 reciprocal of the degree. A BF16 result is
     that FP32 value rounded with ``fp32_to_bf16`` (RNE, FTZ), as the GNN unit writes it
     with its ``out_bf16`` flag.
-QUANTIZE, DEQUANTIZE, ELTWISE <int8>
+DEQUANTIZE <int8>
+    The AFU's DEQUANTIZE (:func:`~sched.golden.activations.int8_dequantize`):
+    ``bf16(bf16(q - zero_point) * bf16(scale))``, the scale rounded to BF16 first
+    (:func:`~sched.golden.activations.dequantize_scale_bits`); within ``2**-7 * |y|`` of
+    the ONNX arithmetic.
+QUANTIZE <bf16>
+    The AFU's QUANTIZE (:func:`~sched.golden.activations.bf16_quantize`):
+    ``saturate(rne(x * multiplier * 2**-shift) + zero_point)`` with ``(multiplier, shift)``
+    the 31-bit fixed point of ``1 / scale`` (:func:`~sched.golden.activations.quantize_args`);
+    equal to the ONNX arithmetic except within ``2**-22`` of a rounding tie (one step).
+DEQUANTIZE <int32>, ELTWISE <int8>
     No unit arithmetic is specified (the AFU has no such EXEC function): GoldenError.
 
 Graph inputs are written to memory by the host: float32 -> BF16 with ``fp32_to_bf16``, or
@@ -149,7 +159,7 @@ class Executor:
         specified arithmetic (for bit-exact comparison with an RTL run); module docstring.
     onnx_ops : collection of OpType
         In ``"unit"`` mode, op types to run in ONNX arithmetic instead of raising because
-        their unit arithmetic is not defined (e.g. ``{OpType.DEQUANTIZE}``); results of
+        their unit arithmetic is not defined (e.g. ``{OpType.DEQUANTIZE}`` for INT32); results of
         those ops are then not what a unit computes.
     """
 
@@ -516,13 +526,38 @@ def _spmm_unit(ex: Executor, op: MicroOp) -> None:
     _spmm(ex, op)
 
 
-def _undefined(ex: Executor, op: MicroOp) -> None:
-    raise _no_unit(op, "the AFU has no such EXEC function")
+def _dequantize_unit(ex: Executor, op: MicroOp) -> None:
+    x = op.inputs[0]
+    dt = ex.g.buffers[x.buffer].dtype
+    if dt is not DType.INT8:
+        raise _no_unit(op, f"operand {x} is {dt.key}; the AFU's DEQUANTIZE reads int8")
+    try:
+        scale_bits = act.dequantize_scale_bits(op.attrs["scale"])
+        y = act.int8_dequantize(ex.read(x), int(op.attrs["zero_point"]), scale_bits)
+    except ValueError as e:
+        raise _no_unit(op, str(e)) from None
+    _store_bf16_bits(ex, op, y)
+
+
+def _quantize_unit(ex: Executor, op: MicroOp) -> None:
+    x = _bf16_operand(ex, op, op.inputs[0])
+    out = op.outputs[0]
+    dt = ex.g.buffers[out.buffer].dtype
+    if dt is not DType.INT8:
+        raise _no_unit(op, f"result {out} is {dt.key}; the AFU's QUANTIZE writes int8")
+    zp = int(op.attrs["zero_point"])
+    if not -128 <= zp <= 127:
+        raise _no_unit(op, f"zero point {zp} is not an INT8")
+    try:
+        mult, shift = act.quantize_args(op.attrs["scale"])
+    except ValueError as e:
+        raise _no_unit(op, str(e)) from None
+    ex.write(out, act.bf16_quantize(x, mult, shift, zp))
 
 
 _EXEC_UNIT = {OpType.ACT: _act_unit, OpType.ELTWISE: _eltwise_unit,
               OpType.AGGREGATE: _aggregate_unit, OpType.SPMM: _spmm_unit,
-              OpType.QUANTIZE: _undefined, OpType.DEQUANTIZE: _undefined}
+              OpType.QUANTIZE: _quantize_unit, OpType.DEQUANTIZE: _dequantize_unit}
 
 
 # -- comparison with onnxruntime --------------------------------------------------------

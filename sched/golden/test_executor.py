@@ -215,8 +215,7 @@ def _model_runs(name: str):
     g = compile_model(name)
     m = models.build(name)
     x = models.example_inputs(m)
-    onnx_ops = {OpType.DEQUANTIZE} if name == "mixed" else set()
-    return g, m, x, onnx_ops
+    return g, m, x, set()
 
 
 def test_unit_mode_equals_onnx_mode_for_mlp():
@@ -228,12 +227,12 @@ def test_unit_mode_equals_onnx_mode_for_mlp():
         np.testing.assert_array_equal(_bits(u[n]), _bits(o[n]))
 
 
-@pytest.mark.parametrize("name", ["transformer", "gcn", "mixed"])
+@pytest.mark.parametrize("name", ["transformer", "gcn", "mixed", "qcnn"])
 def test_unit_mode_within_tolerance_of_onnx_mode_and_onnxruntime(name):
-    """GELU/add/mul (transformer), mean aggregation (gcn), ReLU + aggregation + sigmoid on
-    top of the quantised layers (mixed; its DEQUANTIZE has no unit arithmetic and runs in
-    ONNX arithmetic): the unit approximations differ from the exact operators, but stay
-    inside the BF16 tolerance of both references."""
+    """GELU/add/mul (transformer), mean aggregation (gcn), the AFU's DEQUANTIZE then ReLU +
+    aggregation + sigmoid on top of the quantised layers (mixed), quantised convolutions
+    ending in the AFU's DEQUANTIZE (qcnn): the unit approximations differ from the exact
+    operators, but stay inside the BF16 tolerance of both references."""
     from sched.golden.executor import compare_outputs
     g, m, x, onnx_ops = _model_runs(name)
     u = run_graph(g, x, arithmetic="unit", onnx_ops=onnx_ops)
@@ -334,12 +333,20 @@ def test_unit_mode_errors_name_op_and_mode():
                                           r"the AFU computes the erf form"):
         run_graph(g, x, arithmetic="unit")
     run_graph(g, x)                                             # defined in onnx mode
-    gm, m, xm, _ = _model_runs("mixed")
-    with pytest.raises(GoldenError, match=r"dequantize.*: dequantize <int8> has no unit "
-                                          r"arithmetic in arithmetic='unit' \(the AFU has no "
-                                          r"such EXEC function\); use arithmetic='onnx', or "
-                                          r"list OpType.DEQUANTIZE in onnx_ops"):
-        run_graph(gm, xm, arithmetic="unit")
+    d32 = _convert_graph(OpType.DEQUANTIZE, DType.INT32, DType.BF16, 0.5, 0)
+    xi = {"x": np.arange(8, dtype=np.int32).reshape(1, 8)}
+    with pytest.raises(GoldenError, match=r"op: dequantize <int32> has no unit arithmetic in "
+                                          r"arithmetic='unit' \(operand x\[0:1,0:8\] is int32; "
+                                          r"the AFU's DEQUANTIZE reads int8\); use "
+                                          r"arithmetic='onnx', or list OpType.DEQUANTIZE in "
+                                          r"onnx_ops"):
+        run_graph(d32, xi, arithmetic="unit")
+    run_graph(d32, xi, arithmetic="unit", onnx_ops={OpType.DEQUANTIZE})
+    q = _convert_graph(OpType.QUANTIZE, DType.BF16, DType.INT8, 2.0 ** -40, 0)
+    with pytest.raises(GoldenError, match=r"op: quantize <bf16> has no unit arithmetic .*"
+                                          r"Quantize scale must be a finite positive number "
+                                          r"from 2\*\*-30 to 2\*\*33"):
+        run_graph(q, {"x": np.zeros((1, 8), np.float32)}, arithmetic="unit")
     sp = _gemm_graph(2, c=True, sparse=True)
     with pytest.raises(GoldenError, match=r"g0: spmm <bf16> has no unit arithmetic .*"
                                           r"the SMU starts every sum at \+0"):
@@ -347,3 +354,38 @@ def test_unit_mode_errors_name_op_and_mode():
     with pytest.raises(ValueError, match=r"Golden arithmetic must be one of 'onnx', 'unit', "
                                          r"not 'exact'"):
         run_graph(g, x, arithmetic="exact")
+
+
+def _convert_graph(op_type, in_dt, out_dt, scale, zp, shape=(1, 8)):
+    g = Graph()
+    g.add_buffer(Buffer("x", shape, in_dt, BufferKind.INPUT))
+    g.add_buffer(Buffer("y", shape, out_dt, BufferKind.OUTPUT))
+    g.add_op(MicroOp("op", op_type, in_dt, (TensorRef.whole(g.buffers["x"]),),
+                     (TensorRef.whole(g.buffers["y"]),), shape={"n": math.prod(shape)},
+                     attrs={"scale": scale, "zero_point": zp}))
+    return g
+
+
+def test_unit_dequantize_and_quantize_are_the_afu_spec_within_tolerance_of_onnx():
+    """Every INT8 through DEQUANTIZE, a sweep of BF16 through QUANTIZE: unit mode is the
+    AFU's specified arithmetic, and within the tolerance of the ONNX arithmetic."""
+    from sched.golden import activations as act
+    from sched.golden.executor import compare_outputs
+    q8 = np.arange(-128, 128, dtype=np.int8).reshape(2, 128)
+    g = _convert_graph(OpType.DEQUANTIZE, DType.INT8, DType.BF16, 0.0123, -7, (2, 128))
+    u = run_graph(g, {"x": q8}, arithmetic="unit")
+    o = run_graph(g, {"x": q8})
+    np.testing.assert_array_equal(
+        u["y"].view(np.uint16), act.int8_dequantize(q8, -7, act.dequantize_scale_bits(0.0123)))
+    assert not np.array_equal(u["y"].view(np.uint16), o["y"].view(np.uint16))
+    rel = np.abs(u["y"].astype(np.float64) - o["y"].astype(np.float64))
+    assert (rel <= 2.0 ** -7 * np.abs(o["y"].astype(np.float64))).all()
+    assert all(c.ok for c in compare_outputs(g, u, o, "onnx"))
+    x = np.linspace(-4, 4, 4096, dtype=np.float32).reshape(32, 128)
+    g = _convert_graph(OpType.QUANTIZE, DType.BF16, DType.INT8, 0.03, 11, (32, 128))
+    u = run_graph(g, {"x": x}, arithmetic="unit")
+    o = run_graph(g, {"x": x})
+    bits = nm.fp32_to_bf16(x).view(np.uint16)
+    np.testing.assert_array_equal(u["y"], act.bf16_quantize(bits, *act.quantize_args(0.03), 11))
+    assert np.abs(u["y"].astype(int) - o["y"].astype(int)).max() <= 1
+    assert all(c.ok for c in compare_outputs(g, u, o, "onnx"))
