@@ -387,9 +387,9 @@ class CostModel:
                     "bias": len(op.inputs) > 2, "requant": "requant" in op.attrs}
         if kind is UnitKind.AFU and op.op in (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE,
                                               OpType.DEQUANTIZE):
-            # The AFU's formula takes (func, dtype, count). (De)quantization is one
-            # multiply-add per element; it is costed as the AFU's element-wise MUL.
-            func = op.func.value if op.op in (OpType.ACT, OpType.ELTWISE) else "mul"
+            # The AFU's formula takes (func, dtype, count); QUANTIZE and DEQUANTIZE are
+            # AFU functions of their own (lanes elements per cycle, sched/cost/afu.py).
+            func = op.func.value if op.op in (OpType.ACT, OpType.ELTWISE) else op.op.value
             dtype = op.dtype if op.dtype in (DType.BF16, DType.INT8) else DType.INT8
             return {"func": func, "dtype": dtype.key, "count": shape["n"]}
         if kind is UnitKind.SMU and op.op is OpType.AGGREGATE:

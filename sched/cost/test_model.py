@@ -272,3 +272,16 @@ def test_noc_module_is_used_when_present(pool, monkeypatch):
     assert c.transfer_cycles(64, (0, 0), (0, 0)) == 0
     assert c.memory_cycles(pool.unit("dmu0"), 100, 50) == (2000 + 100 + 2) + (1000 + 50 + 2)
     assert ("load", 100, 2, 64) in calls
+
+
+def test_dequantize_is_priced_as_the_afus_own_function(pool, cost):
+    """DEQUANTIZE is an AFU function of its own (lanes elements per cycle), not a MUL."""
+    from sched.cost import afu
+    from sched.decompose import compile_model
+    g = compile_model("qcnn")
+    op = next(o for o in g.ops if o.op is OpType.DEQUANTIZE)
+    u = pool.unit("afu0")
+    assert cost.exec_cycles(op, u) == afu.cycles(u.tile, func="dequantize", dtype="int8",
+                                                 count=op.shape["n"])
+    assert afu.cycles(u.tile, func="dequantize", dtype="int8", count=512) > \
+        afu.cycles(u.tile, func="mul", dtype="int8", count=512)
