@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping
 
 from hw.config import TileConfig, UnitKind
 
-__all__ = ["UnitSimError", "UnitModel", "register", "model_for", "execute"]
+__all__ = ["UnitSimError", "UnitModel", "register", "model_for", "execute", "spad_size",
+           "check_run", "overlap"]
 
 
 class UnitSimError(ValueError):
@@ -86,3 +87,28 @@ def execute(tile: TileConfig, func: Any, args: Mapping[str, Any],
         If no model exists for the kind, or the arguments are out of the unit's range.
     """
     return model_for(tile.kind)(tile, func, args, spad)
+
+
+# -- checks every model makes (shared) ---------------------------------------------------
+
+def spad_size(tile: TileConfig, spad: bytearray) -> int:
+    """The scratchpad image's length, which must be the tile's scratchpad size."""
+    if len(spad) != tile.scratchpad_bytes:
+        raise UnitSimError(f"The scratchpad image of {tile.name} is {len(spad)} bytes; the "
+                           f"tile has {tile.scratchpad_bytes}")
+    return len(spad)
+
+
+def check_run(unit: str, field: str, addr: int, nbytes: int, size: int, word: int) -> None:
+    """``addr`` word-aligned and ``[addr, addr + nbytes)`` inside the scratchpad."""
+    if addr % word:
+        raise UnitSimError(f"{unit} {field} must be a multiple of the {word}-byte scratchpad "
+                           f"word, not {addr:#x}")
+    if addr < 0 or addr + nbytes > size:
+        raise UnitSimError(f"{unit} {field} {addr:#x} + {nbytes} bytes leaves the "
+                           f"{size}-byte scratchpad")
+
+
+def overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two non-empty ``(address, length)`` runs share a byte."""
+    return a[1] > 0 and b[1] > 0 and a[0] < b[0] + b[1] and b[0] < a[0] + a[1]

@@ -45,6 +45,9 @@ from hw.gemm_layout import a_pitch, systolic_word_bytes
 from hw.lpu import LpuFunc
 from sched.golden import numerics as nx
 from sched.unitsim import UnitSimError, register
+from sched.unitsim import check_run as _check_run
+from sched.unitsim import overlap as _overlap
+from sched.unitsim import spad_size as _spad_size
 
 __all__ = ["dmu_exec", "lpu_exec"]
 
@@ -62,26 +65,6 @@ def _func(enum_type, value, unit: str):
         raise UnitSimError(f"{unit} EXEC function must be GEMM={enum_type.GEMM.value}, "
                            f"not {value!r}")
     return f
-
-
-def _spad_size(tile: TileConfig, spad: bytearray) -> int:
-    if len(spad) != tile.scratchpad_bytes:
-        raise UnitSimError(f"The scratchpad image of {tile.name} is {len(spad)} bytes; the "
-                           f"tile has {tile.scratchpad_bytes}")
-    return len(spad)
-
-
-def _check_run(unit: str, field: str, addr: int, nbytes: int, size: int, word: int) -> None:
-    if addr % word:
-        raise UnitSimError(f"{unit} {field} must be a multiple of the {word}-byte scratchpad "
-                           f"word, not {addr:#x}")
-    if addr < 0 or addr + nbytes > size:
-        raise UnitSimError(f"{unit} {field} {addr:#x} + {nbytes} bytes leaves the "
-                           f"{size}-byte scratchpad")
-
-
-def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    return a[1] > 0 and b[1] > 0 and a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
 
 
 def _gemm(unit: str, tile: TileConfig, args: Mapping[str, Any], spad: bytearray,

@@ -43,6 +43,9 @@ from hw.ce_layout import ConvShape
 from hw.config import TileConfig, UnitKind
 from sched.golden import activations, conv
 from sched.unitsim import UnitSimError, register
+from sched.unitsim import check_run as _check_run
+from sched.unitsim import overlap as _overlap
+from sched.unitsim import spad_size as _spad_size
 
 __all__ = ["afu_exec", "ce_exec"]
 
@@ -59,27 +62,6 @@ def _member(enum_type, value, what: str):
         raise UnitSimError(f"{what} must be one of "
                            f"{', '.join(f'{m.name}={m.value}' for m in enum_type)}, "
                            f"not {value!r}") from None
-
-
-def _spad_size(tile: TileConfig, spad: bytearray) -> int:
-    if len(spad) != tile.scratchpad_bytes:
-        raise UnitSimError(f"The scratchpad image of {tile.name} is {len(spad)} bytes; the "
-                           f"tile has {tile.scratchpad_bytes}")
-    return len(spad)
-
-
-def _check_run(unit: str, field: str, addr: int, nbytes: int, size: int, word: int) -> None:
-    """``addr`` word-aligned and ``[addr, addr + nbytes)`` inside the scratchpad."""
-    if addr % word:
-        raise UnitSimError(f"{unit} {field} must be a multiple of the {word}-byte scratchpad "
-                           f"word, not {addr:#x}")
-    if addr < 0 or addr + nbytes > size:
-        raise UnitSimError(f"{unit} {field} {addr:#x} + {nbytes} bytes leaves the "
-                           f"{size}-byte scratchpad")
-
-
-def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    return a[1] > 0 and b[1] > 0 and a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
 
 
 def _args(args: Mapping[str, Any]):
