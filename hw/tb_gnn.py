@@ -6,13 +6,11 @@ against sched.cost.gnn."""
 import cocotb
 import numpy as np
 
-from hw.config import load_config
 from hw.gnn import Gnn, GnnFunc
 from sched.cost import gnn as gnn_cost
 from sched.formats import encode_csr, layout_gnn
-from sched.golden.numerics import fp32_to_bf16_bits
 from sched.golden.sparse import gnn_aggregate
-from tb.cocotb_sparse import make_tb, run_job
+from tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
 from tb.harness import tb_params
 from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
                                 star_graph)
@@ -22,16 +20,9 @@ async def check(tb, lanes, adj, x, func, out_bf16=False):
     csr = encode_csr(adj)
     job = layout_gnn(csr, x, lanes, out_fill=0x5A, out_bf16=out_bf16)
     got, raw, cycles = await run_job(tb, Gnn, func, job)
-    want = gnn_aggregate(csr, x, func.name.lower())
-    if out_bf16:
-        want = fp32_to_bf16_bits(want)
-    assert (got == want).all(), f"{func.name}: {int((got != want).sum())} of {got.size} differ"
-    elem = 2 if out_bf16 else 4
-    pad = np.frombuffer(raw, np.uint8).reshape(x.shape[0], -1)[:, x.shape[1] * elem:]
-    assert (pad == 0x5A).all(), "pad features written"
-    t = load_config().tile("gnn0")
-    t = type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
-    model = gnn_cost.cycles(t, nodes=x.shape[0], features=x.shape[1], degrees=csr.row_nnz)
+    check_result(got, raw, gnn_aggregate(csr, x, func.name.lower()), x.shape[0], x.shape[1],
+                 out_bf16, f"{func.name}: ")
+    model = gnn_cost.cycles(tile_with_lanes("gnn0", lanes), nodes=x.shape[0], features=x.shape[1], degrees=csr.row_nnz)
     assert cycles == model, f"{func.name}: RTL {cycles} cycles, model {model}"
 
 

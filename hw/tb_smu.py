@@ -5,13 +5,11 @@ fp32_to_bf16_bits for BF16), cycles against sched.cost.smu."""
 import cocotb
 import numpy as np
 
-from hw.config import load_config
 from hw.smu import Smu, SmuFunc
 from sched.cost import smu as smu_cost
 from sched.formats import encode_csr, layout_spmm
-from sched.golden.numerics import fp32_to_bf16_bits
 from sched.golden.sparse import spmm_bf16
-from tb.cocotb_sparse import make_tb, run_job
+from tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
 from tb.harness import tb_params
 from tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case
 
@@ -20,16 +18,8 @@ async def check(tb, lanes, a, b, out_bf16=False):
     csr = encode_csr(a)
     job = layout_spmm(csr, b, lanes, out_fill=0x5A, out_bf16=out_bf16)
     got, raw, cycles = await run_job(tb, Smu, SmuFunc.SPMM, job)
-    want = spmm_bf16(csr, b)
-    if out_bf16:
-        want = fp32_to_bf16_bits(want)
-    assert (got == want).all(), f"{int((got != want).sum())} of {got.size} results differ"
-    elem = 2 if out_bf16 else 4
-    pad = np.frombuffer(raw, np.uint8).reshape(a.shape[0], -1)[:, b.shape[1] * elem:]
-    assert (pad == 0x5A).all(), "pad columns written"
-    t = load_config().tile("smu0")
-    t = type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
-    model = smu_cost.cycles(t, m=a.shape[0], n=b.shape[1], row_nnz=csr.row_nnz)
+    check_result(got, raw, spmm_bf16(csr, b), a.shape[0], b.shape[1], out_bf16)
+    model = smu_cost.cycles(tile_with_lanes("smu0", lanes), m=a.shape[0], n=b.shape[1], row_nnz=csr.row_nnz)
     assert cycles == model, f"RTL {cycles} cycles, model {model}"
 
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from sched.formats import SparseJob
+from sched.golden.numerics import fp32_to_bf16_bits
 from tb.cocotb_unit import UnitTB
 
-__all__ = ["run_job", "make_tb"]
+__all__ = ["run_job", "make_tb", "check_result", "tile_with_lanes"]
 
 
 async def run_job(tb: UnitTB, unit_cls, func, job: SparseJob):
@@ -24,3 +27,21 @@ def make_tb(dut, unit_cls, lanes: int, *, stall: float | None, seed: int = 0) ->
     unit = unit_cls(lanes=lanes, scratchpad_bytes=tb_params()["scratchpad_bytes"])
     return UnitTB(dut, word_bytes=unit.word_bytes, addr_width=unit.addr_width, stall=stall,
                   seed=seed)
+
+
+def check_result(got, raw: bytes, want_fp32, rows: int, cols: int, out_bf16: bool,
+                 what: str = "", fill: int = 0x5A) -> None:
+    """Assert a sparse unit's results: ``got`` equals the golden FP32 results (rounded to
+    BF16 with ``out_bf16``) bit for bit, and the row padding still holds ``fill``."""
+    want = fp32_to_bf16_bits(want_fp32) if out_bf16 else want_fp32
+    assert (got == want).all(), f"{what}{int((got != want).sum())} of {got.size} results differ"
+    elem = 2 if out_bf16 else 4
+    pad = np.frombuffer(raw, np.uint8).reshape(rows, -1)[:, cols * elem:]
+    assert (pad == fill).all(), f"{what}padding written"
+
+
+def tile_with_lanes(name: str, lanes: int):
+    """The default config's tile ``name`` with ``lanes`` lanes (for the cycle model)."""
+    from hw.config import load_config
+    t = load_config().tile(name)
+    return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})
