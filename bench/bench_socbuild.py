@@ -26,12 +26,10 @@ def _cpu() -> float:
 
 
 def main() -> None:
-    from hw import isa
-    from hw.ce import CeFunc
-    from hw.ce_layout import ConvShape
-    from hw.config import UnitKind, load_config, parse_config
+    from bench.bench_soc import long_ce_job
+    from hw.config import load_config, parse_config
     from hw.soc import write_soc
-    from tb.soc import (SocJob, _source_key, build_soc, config_doc, run_jobs, simulation_text,
+    from tb.soc import (_source_key, build_soc, config_doc, run_jobs, simulation_text,
                         soc_build_dir)
 
     cfg = parse_config({**config_doc(load_config("default")), "name": "default_buildbench"},
@@ -48,12 +46,7 @@ def main() -> None:
     raw = soc_v.read_text()
     fig["soc_v_lines"] = raw.count("\n")
     fig["sim_v_lines"] = simulation_text(raw).count("\n")
-    big = ConvShape(c_in=16, c_out=16, height=24, width=24, kernel_h=3, kernel_w=3,
-                    pads=(1, 1, 1, 1))
-    job = SocJob(streams={"ce0": isa.assemble([
-        isa.exec_cmd(UnitKind.CE, CeFunc.CONV, **big.exec_args(in_addr=0, w_addr=0x2000,
-                                                               out_addr=0x2800)),
-        isa.end()])}, timeout_cycles=2_000_000)
+    job = long_ce_job()
     rows = [["generate", "", f"{fig['generate_wall_s']:.1f}", f"{fig['generate_cpu_s']:.1f}",
              f"{fig['soc_v_lines']:,} lines"]]
     for sim in sims:
