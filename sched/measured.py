@@ -27,7 +27,7 @@ from typing import Any, Hashable, Mapping
 
 from sched.schedulers import Schedule, Slot
 
-__all__ = ["MeasuredOp", "measured_ops", "measured_schedule", "comparison_png", "op_errors"]
+__all__ = ["MeasuredOp", "measured_ops", "measured_schedule", "comparison_png"]
 
 
 @dataclass(frozen=True)
@@ -73,21 +73,6 @@ def measured_schedule(prog: Any, trace: Mapping[str, list[int]],
     sched = prog.schedule
     return Schedule(name or f"{sched.name} (measured)", sched.pool,
                     {n: Slot(m.unit, m.start, m.finish) for n, m in ops.items()})
-
-
-def op_errors(prog: Any, trace: Mapping[str, list[int]], cost: Any) -> list[dict]:
-    """Per micro-op: predicted and measured duration and EXEC cycles, for calibration and
-    the report (``cost`` is the :class:`sched.cost.model.CostModel` the schedule used)."""
-    ops = measured_ops(prog, trace)
-    rows = []
-    for n, m in ops.items():
-        slot = prog.schedule.slots[n]
-        unit = prog.pool.unit(slot.unit)
-        rows.append({"op": n, "unit": slot.unit,
-                     "predicted": slot.finish - slot.start, "measured": m.finish - m.start,
-                     "predicted_exec": cost.exec_cycles(prog.graph.op(n), unit),
-                     "measured_exec": m.exec_end - m.exec_start})
-    return rows
 
 
 def comparison_png(predicted: Schedule, measured: Schedule, path: str | Path, dag: Any = None,
