@@ -28,6 +28,13 @@ Memory layout (:class:`BufferLayout`)
   boundaries only into that row's own padding: a box row must start on a flit boundary
   and end on one or at the row's last element, otherwise the run would cover another
   micro-op's elements and compiling fails naming the box.
+- Images a CONV reads or writes (and images element-wise micro-ops share with them) are
+  stored channels-last (:func:`channels_last_buffers`), the convolution engine's layout:
+  rows of one flit of channels per pixel (``[C / block][H * W][block]``), or pixel-major
+  ``[H * W][C]`` when a CONV reads more channels than one block. A reshape of such an
+  image into something else (a flatten) is not a row-major view of it: an INT8 GEMM chain
+  reads the flatten in stored order with its weight rows permuted to match (integer sums
+  are order-free), anything else is :class:`NotLowered`.
 - Unit-format constants follow the buffers, one blob per micro-op operand, each loaded
   with one LOAD: GEMM weights ``B`` packed K x Np, a bias or other constant accumulator
   expanded to Mp x Np, GNN adjacencies as CSR ``ptr`` and ``idx`` of the micro-op's rows,
@@ -42,7 +49,11 @@ output element (DMU FP32 or BF16 with ``out_bf16``, LPU INT32 or INT8 with ``req
 SPMM placed on a DMU runs as a dense GEMM. AFU (:mod:`hw.afu`): dense vectors of ``count``
 elements; when the micro-op covers whole rows of buffers with one pitch, the padded rows
 are one vector (the AFU also computes the padding, which nobody reads), otherwise the rows
-are packed densely (each a flit multiple, or a single row). GNN (:mod:`hw.gnn`): CSR
+are packed densely (each a flit multiple, or a single row). CE (:mod:`hw.ce`): the
+micro-op's input rows (its pixels, ``ceil(C / ic_lanes) * ic_lanes`` bytes each), weights
+and bias as :mod:`hw.ce_layout` packs them (the bias uncorrected for the input zero point,
+which the CE takes as ``x_zero_point``: :func:`_lower_ce`), output rows of
+``ceil(M / oc_lanes) * oc_lanes`` channels. GNN (:mod:`hw.gnn`): CSR
 ``ptr``/``idx``, features rows padded to ``ceil(F/L)*L`` BF16, output rows the same
 (BF16 with ``out_bf16``, else FP32). Scratchpad regions are aligned to the unit's word
 (at least 32 bytes).
@@ -59,9 +70,10 @@ carries the scale as the unit takes it: DEQUANTIZE ``alpha`` = the scale rounded
 and ``a_zero_point``; QUANTIZE ``multiplier``/``shift`` = the 31-bit fixed point of
 ``1 / scale`` and ``y_zero_point`` (:mod:`sched.golden.activations`).
 
-Not lowered (:class:`NotLowered`): CONV on the CE, LAYOUT on the memory tile, SPMM on the
-SMU, DEQUANTIZE of INT32, INT8 element-wise operations, GELU with ``approximate="tanh"``;
-the message names the micro-op and why.
+Not lowered (:class:`NotLowered`): LAYOUT on the memory tile, SPMM on the SMU, DEQUANTIZE
+of INT32, INT8 element-wise operations, GELU with ``approximate="tanh"``, a CONV split along
+its input channels (the CE has no partial-sum input), a reshape of a channels-last image
+read other than by an INT8 GEMM along K; the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
 STORE is posted; the ISA orders a SIGNAL only after earlier STOREs *to the same
@@ -915,8 +927,7 @@ def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     subtracts ``x_zero_point`` from real taps and skips padded ones, so codegen passes
     ``x_zero_point = pad_value`` and the uncorrected bias ``b + pad_value * sum(w)`` (per
     output channel, in INT32 wraparound): the same sums bit for bit."""
-    from hw.ce import ConvEngine
-    from hw.ce import CeFunc
+    from hw.ce import WEIGHT_DEPTH, CeFunc
     from hw.ce_layout import ConvShape, pack_bias, pack_weights
     who = _who(op, tile)
     ol, il = tile["oc_lanes"], tile["ic_lanes"]
@@ -947,7 +958,7 @@ def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
                       kernel_h=s["KH"], kernel_w=s["KW"], stride=sh,
                       pads=tuple(int(p) for p in op.attrs["pads"]))
     try:
-        shape.check(ic_lanes=il, weight_depth=ConvEngine.from_tile(tile).weight_depth)
+        shape.check(ic_lanes=il, weight_depth=WEIGHT_DEPTH)
     except ValueError as e:
         raise NotLowered(f"{who}not lowered: {e}") from None
     if (shape.out_h, shape.out_w) != (s["OH"], s["OW"]):

@@ -1,6 +1,6 @@
 """Tests of the command-stream compiler, run end to end by the functional executor.
 
-Each lowered model (mlp, gcn, transformer) is decomposed, scheduled (greedy, heft),
+Each lowered model (mlp, gcn, transformer, qcnn) is decomposed, scheduled (greedy, heft),
 compiled to binary streams and executed through the units' ISA-level models; the outputs
 must equal the golden run (units' arithmetic) bit for bit. Then single tokens, fences,
 addresses, pitches and EXEC arguments are removed or corrupted, and every such program
