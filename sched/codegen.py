@@ -9,10 +9,24 @@ For each micro-op, in its unit's schedule order, the unit's tile stream holds::
            where memory and scratchpad are both contiguous; unit-format constants whole)
     EXEC   the unit's binary command (``hw/<kind>.py`` enums and argument struct)
     STORE  the result rows scratchpad -> memory
-    LOAD   (fence) the last 32 bytes it stored, back       only if another tile reads it
+    LOAD   (fence) the last 32 bytes it stored, back       only if a compute tile reads it
     SIGNAL (x, y) token=<this tile> count=1    once per consuming tile
 
 and the stream ends with END. Every command is binary (:attr:`TileStream.binary`).
+
+LAYOUT micro-ops (im2col, transpose) run on the memory tile's layout engine
+(``hw/layout_engine.py``), which reads and writes the global memory in place: the memory
+tile has a stream of its own (in :attr:`Program.streams` like every tile's), per micro-op::
+
+    WAIT   token=<producer tile> count=k      for every producer on another tile
+    EXEC   memory.im2col / memory.transpose  (MemArgs: byte addresses and row pitches of
+           the operand boxes in their buffers' layouts, element size, shapes)
+    SIGNAL (x, y) token=<memory tile> count=1  once per consuming tile
+
+and END; no LOAD or STORE (they fault there). The boxes' rows must be evenly spaced in
+their buffers (one pitch per operand); dilations other than 1 are :class:`NotLowered`,
+a shape, kernel, stride, pad or pitch too large for its MemArgs field a
+:class:`CodegenError` naming the field.
 
 Memory layout (:class:`BufferLayout`)
 -------------------------------------
@@ -59,15 +73,18 @@ carries the scale as the unit takes it: DEQUANTIZE ``alpha`` = the scale rounded
 and ``a_zero_point``; QUANTIZE ``multiplier``/``shift`` = the 31-bit fixed point of
 ``1 / scale`` and ``y_zero_point`` (:mod:`sched.golden.activations`).
 
-Not lowered (:class:`NotLowered`): CONV on the CE, LAYOUT on the memory tile, SPMM on the
-SMU, DEQUANTIZE of INT32, INT8 element-wise operations, GELU with ``approximate="tanh"``;
+Not lowered (:class:`NotLowered`): CONV on the CE, SPMM on the SMU, DEQUANTIZE of INT32,
+INT8 element-wise operations, GELU with ``approximate="tanh"``, im2col with dilations;
 the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
 STORE is posted; the ISA orders a SIGNAL only after earlier STOREs *to the same
-destination*, and the consumer is not the memory tile, so the producer first reads back
-(LOAD) from the memory tile, which returns only after its earlier STOREs there have landed
-(in-order delivery between one pair of tiles), and then signals.
+destination*. A consumer on a compute tile is not that destination, so the producer first
+reads back (LOAD) from the memory tile, which returns only after its earlier STOREs there
+have landed (in-order delivery between one pair of tiles), and then signals. A SIGNAL to
+the memory tile needs no fence (it is the STOREs' destination); when the memory tile is
+the only consumer there is none. The memory tile's own writes are complete when its EXEC
+ends, so it signals right after it.
 
 Tokens: token ``t`` on a tile counts SIGNALs from the tile with index ``t`` (its position
 in the config's tile list). A consumer's WAIT asks for as many more of that sender's
@@ -95,7 +112,7 @@ from sched.schedulers import Schedule
 
 __all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
            "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
-           "set_inputs", "op_transfers"]
+           "set_inputs", "op_transfers", "layout_exec"]
 
 ALIGN = 32
 FENCE_BYTES = 32
@@ -733,7 +750,7 @@ LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[_Ctx, MicroOp, Any], _Plan]] 
 _WHY_NOT = {
     UnitKind.CE: "the CE reads channel-blocked HWC data that no DMA can make from the NCHW "
                  "buffers",
-    UnitKind.MEMORY: "the memory tile has no hardware for LAYOUT (im2col) micro-ops",
+    UnitKind.MEMORY: "the memory tile's layout engine runs LAYOUT micro-ops only",
     UnitKind.SMU: "the SMU wants its sparse operand on the left (A) while the decomposition "
                   "makes the weights (B) sparse",
 }
@@ -750,6 +767,141 @@ def _plan(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
             f"no lowering of {op.op.value} on a {tile.kind.key}"
         raise NotLowered(f"{_who(op, tile)}not lowered: {why}. Accepted: {_accepted()}")
     return low(ctx, op, tile)
+
+
+# -- the memory tile: LAYOUT micro-ops on its layout engine --------------------------------
+#
+# The memory tile runs its own stream (WAIT / EXEC / SIGNAL / END) and its EXEC reads and
+# writes the global memory in place (hw/layout_engine.py, MEMLAYOUT contract): no LOAD,
+# STORE or scratchpad. Everything about it is in this section.
+
+def _layout_spec():
+    """``(MemFunc, MemArgs)`` of the layout engine (``hw/layout_engine.py``)."""
+    from hw.layout_engine import MemArgs, MemFunc
+    return MemFunc, MemArgs
+
+
+def _even_rows(lay: BufferLayout, ref: TensorRef, who: str, what: str) -> tuple[int, int]:
+    """``(byte address of the box's first element, bytes between consecutive box rows)``:
+    the engine steps through rows with one pitch, so the box's rows must be evenly spaced."""
+    rows, c0, _ = lay.box_rows(ref)
+    step = int(rows[1] - rows[0]) if len(rows) > 1 else 1
+    if len(rows) > 1 and (np.diff(rows) != step).any():
+        raise CodegenError(f"{who}the rows of {what} {ref} are not evenly spaced in "
+                           f"{ref.buffer} {list(lay.shape)} (the box cuts an inner dimension), "
+                           f"but the layout engine steps through rows with one pitch. "
+                           f"Accepted: boxes covering every dimension but the outermost "
+                           f"non-1 one and the last")
+    return lay.addr + int(rows[0]) * lay.pitch + c0 * lay.elem, step * lay.pitch
+
+
+def _pad_bits(value: float, dtype: DType) -> int:
+    """The raw bits of a padding element of ``dtype`` (little-endian, low bytes)."""
+    raw = np.asarray([value]).astype(NP_DTYPE[dtype]).view(np.uint8).tobytes()
+    return int.from_bytes(raw, "little")
+
+
+def _lower_layout(ctx: _Ctx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
+    """``(MemFunc, MemArgs fields)`` of a LAYOUT micro-op on the memory tile's engine."""
+    from amaranth.hdl import Shape
+
+    from sched.ir import LayoutFunc
+    MemFunc, MemArgs = _layout_spec()
+    who = _who(op, tile)
+    if op.op is not OpType.LAYOUT:
+        raise NotLowered(f"{who}not lowered: {_WHY_NOT[UnitKind.MEMORY]}")
+    x, out = op.inputs[0], op.outputs[0]
+    dt = ctx.dtype(x)
+    if ctx.dtype(out) is not dt:
+        raise CodegenError(f"{who}{x} is {dt.key} but {out} {ctx.dtype(out).key}; the layout "
+                           f"engine copies elements unchanged")
+    e = dt.bytes
+    if e not in (1, 2, 4):
+        raise CodegenError(f"{who}{dt.key} elements of {e} bytes; the layout engine moves "
+                           f"1-, 2- or 4-byte elements")
+    src, src_pitch = _even_rows(ctx.lays[x.buffer], x, who, "the source")
+    dst, dst_pitch = _even_rows(ctx.lays[out.buffer], out, who, "the result")
+    args = {"src_addr": src, "dst_addr": dst, "elem_log2": e.bit_length() - 1,
+            "src_pitch": src_pitch, "dst_pitch": dst_pitch}
+    if op.func is LayoutFunc.IM2COL:
+        func = MemFunc.IM2COL
+        xd, cd = x.last_dims(3), out.last_dims(2)
+        if xd is None or cd is None:
+            raise CodegenError(f"{who}im2col takes one image x[C, H, W] ({x}) to cols[C*kh*kw, "
+                               f"OH*OW] ({out}); a leading dimension is not 1")
+        c, h, w = xd
+        kh, kw = op.attrs["kernel"]
+        sh, sw = op.attrs.get("strides", (1, 1))
+        pt, pl, pb, pr = op.attrs.get("pads", (0, 0, 0, 0))
+        dil = tuple(op.attrs.get("dilations", (1, 1)))
+        if any(d != 1 for d in dil):
+            raise NotLowered(f"{who}not lowered: dilations {list(dil)}; the layout engine's "
+                             f"im2col takes dilation 1 only")
+        oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        if cd != (c * kh * kw, oh * ow):
+            raise CodegenError(f"{who}im2col of {list(xd)} with kernel {kh}x{kw}, strides "
+                               f"{sh}x{sw}, pads {[pt, pl, pb, pr]} gives [{c * kh * kw}, "
+                               f"{oh * ow}], not {list(cd)} ({out})")
+        args.update(channels=c, height=h, width=w, kernel_h=kh, kernel_w=kw, stride_h=sh,
+                    stride_w=sw, pad_top=pt, pad_left=pl, out_h=oh, out_w=ow,
+                    pad_value=_pad_bits(op.attrs.get("pad_value", 0), dt))
+    elif op.func is LayoutFunc.TRANSPOSE:
+        func = MemFunc.TRANSPOSE
+        xd, od = x.last_dims(2), out.last_dims(2)
+        if xd is None or od is None or od != xd[::-1]:
+            raise CodegenError(f"{who}transpose takes a matrix [R, C] ({x}) to [C, R] ({out})")
+        args.update(rows=xd[0], cols=xd[1])
+    else:
+        raise NotLowered(f"{who}not lowered: the layout engine has no {op.func}; it runs "
+                         f"{', '.join(f.name.lower() for f in MemFunc)}")
+    for name, fld in MemArgs:
+        width = Shape.cast(fld.shape).width
+        if not 0 <= args.get(name, 0) < 1 << width:
+            raise CodegenError(f"{who}the layout engine's {name} field ({width} bits) holds "
+                               f"0..{(1 << width) - 1}, not {args[name]}")
+    for name in ("src_addr", "dst_addr", "src_pitch", "dst_pitch"):
+        if args[name] % e:
+            raise CodegenError(f"{who}{name} {args[name]:#x} is not a multiple of the "
+                               f"{e}-byte element")
+    return func, args
+
+
+def layout_exec(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[Any, dict[str, int]]:
+    """The layout engine's EXEC ``(MemFunc, MemArgs fields)`` :func:`compile_schedule` emits
+    for the LAYOUT micro-op ``op`` on the memory tile ``tile`` (buffer layouts for
+    ``flit_bytes``): what the cost model prices the memory tile's EXEC with.
+
+    Raises
+    ------
+    NotLowered, CodegenError
+        As :func:`compile_schedule` would for this placement.
+    """
+    return _lower_layout(_Ctx(graph, _graph_layouts(graph, flit_bytes), flit_bytes), op, tile)
+
+
+def _memory_stream(g: Graph, tile, seq: list, execs: Mapping[str, tuple[Any, dict]],
+                   waits: Callable[[str, dict], list], signals: Callable[[str], list]
+                   ) -> TileStream:
+    """The memory tile's stream: per LAYOUT micro-op its WAITs, the EXEC, a SIGNAL to each
+    consuming tile (its writes are complete when the EXEC ends), then END."""
+    cmds: list[isa.Command] = []
+    spans: list[tuple[str, int, int, int]] = []
+    consumed: dict[str, int] = {}
+    for n in seq:
+        first = len(cmds)
+        cmds += waits(n, consumed)
+        func, args = execs[n]
+        c = isa.exec_cmd(UnitKind.MEMORY, func, **args)
+        try:
+            c.encode()
+        except isa.EncodingError as e:
+            raise CodegenError(f"{_who(g.op(n), tile)}its EXEC does not encode: {e}") from None
+        exec_at = len(cmds)
+        cmds.append(c)
+        cmds += signals(n)
+        spans.append((n, first, exec_at, len(cmds) - 1))
+    cmds.append(isa.end())
+    return TileStream(tile, cmds, spans)
 
 
 # -- streams -----------------------------------------------------------------------------
@@ -771,6 +923,15 @@ def _moves(runs: list[tuple[int, int]], spad: int, pitch: int, who: str
     return [tuple(m) for m in out]
 
 
+def _graph_layouts(graph: Graph, flit_bytes: int) -> dict[str, BufferLayout]:
+    """:func:`_layouts` of ``graph`` for ``flit_bytes``, cached on the graph."""
+    lays = graph.__dict__.get("_layouts_fb", {}).get(flit_bytes)
+    if lays is None:
+        lays = _layouts(graph, flit_bytes)[0]
+        graph.__dict__.setdefault("_layouts_fb", {})[flit_bytes] = lays
+    return lays
+
+
 def op_transfers(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[list[int], list[int]]:
     """The byte lengths of the LOADs and of the STOREs :func:`compile_schedule` emits for
     ``op`` on ``tile`` (operands into the unit's layout, result rows back), without the
@@ -786,10 +947,11 @@ def op_transfers(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[list
     hit = cache.get(key)
     if hit is not None:
         return hit
-    lays = graph.__dict__.get("_layouts_fb", {}).get(flit_bytes)
-    if lays is None:
-        lays = _layouts(graph, flit_bytes)[0]
-        graph.__dict__.setdefault("_layouts_fb", {})[flit_bytes] = lays
+    lays = _graph_layouts(graph, flit_bytes)
+    if tile.kind is UnitKind.MEMORY:        # the layout engine works in place: no transfers
+        _lower_layout(_Ctx(graph, lays, flit_bytes), op, tile)
+        cache[key] = hit = ([], [])
+        return hit
     plan = _plan(_Ctx(graph, lays, flit_bytes), op, tile)
     who = _who(op, tile)
     loads: list[int] = []
@@ -825,8 +987,8 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     Raises
     ------
     NotLowered
-        If a micro-op is placed where codegen emits no command (CE, memory tile, SMU,
-        DEQUANTIZE of INT32, INT8 element-wise operations), naming it and why.
+        If a micro-op is placed where codegen emits no command (CE, SMU, DEQUANTIZE of
+        INT32, INT8 element-wise operations, im2col with dilations), naming it and why.
     CodegenError
         If the schedule misses a micro-op, a layout rule is broken (alias, flit rounding),
         the memory tile is too small, or a scratchpad cannot hold a micro-op's operands and
@@ -844,9 +1006,13 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     lays, top = _layouts(g, fb)
     ctx = _Ctx(g, lays, fb)
     plans: dict[str, _Plan] = {}
+    layout_execs: dict[str, tuple[Any, dict]] = {}     # the memory tile's EXECs
     blobs: dict[tuple[str, Any], bytes] = {}
     for unit_name, seq in order.items():
         tile = pool.unit(unit_name).tile
+        if tile.kind is UnitKind.MEMORY:
+            layout_execs.update((n, _lower_layout(ctx, g.op(n), tile)) for n in seq)
+            continue
         for n in seq:
             p = plans[n] = _plan(ctx, g.op(n), tile)
             for o in p.operands:
@@ -876,9 +1042,34 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 sig_no[(n, t)] = k
                 sent[(unit_name, t)] = k + 1
 
+    def waits(n: str, consumed: dict[str, int]) -> list[isa.Command]:
+        """WAITs for the tokens of ``n``'s producers on other tiles (``consumed``: per
+        sender, the signals this tile has waited for so far; updated)."""
+        unit_name = placement[n]
+        need: dict[str, int] = {}
+        for p in dag.predecessors(n):
+            s = placement[p]
+            if s != unit_name:
+                need[s] = max(need.get(s, 0), sig_no[(p, unit_name)] + 1)
+        out = []
+        for s in sorted(need, key=lambda t: tindex[t]):
+            k = need[s] - consumed.get(s, 0)
+            if k > 0:
+                out.append(isa.wait(token=tindex[s], count=k))
+                consumed[s] = need[s]
+        return out
+
+    def signals(n: str) -> list[isa.Command]:
+        """A SIGNAL to each tile consuming ``n``'s result."""
+        return [isa.signal(x=pool.unit(t).tile.x, y=pool.unit(t).tile.y,
+                           token=tindex[placement[n]], count=1) for t in consumers_of[n]]
+
     for unit_name, seq in order.items():
         unit = pool.unit(unit_name)
         tile = unit.tile
+        if tile.kind is UnitKind.MEMORY:
+            prog.streams[unit_name] = _memory_stream(g, tile, seq, layout_execs, waits, signals)
+            continue
         cmds: list[isa.Command] = []
         spans: list[tuple[str, int, int, int]] = []
         consumed: dict[str, int] = {}
@@ -892,16 +1083,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 spad = ScratchpadAllocator(fence_addr, f"{tile.name} scratchpad", plan.align)
             first = len(cmds)
             # 1. tokens from producers on other tiles
-            need: dict[str, int] = {}
-            for p in dag.predecessors(n):
-                s = placement[p]
-                if s != unit_name:
-                    need[s] = max(need.get(s, 0), sig_no[(p, unit_name)] + 1)
-            for s in sorted(need, key=lambda t: tindex[t]):
-                k = need[s] - consumed.get(s, 0)
-                if k > 0:
-                    cmds.append(isa.wait(token=tindex[s], count=k))
-                    consumed[s] = need[s]
+            cmds += waits(n, consumed)
             # 2. operands into the scratchpad, in the unit's layout
             addrs: dict[Any, int] = {}
             try:
@@ -931,17 +1113,16 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
             out_moves = _moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)
             for s, a, b in out_moves:
                 cmds.append(isa.store(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a, length=b))
-            # 5. fence before telling other tiles
-            if consumers_of[n] and fence:
+            # 5. fence before telling other tiles (a SIGNAL to the memory tile is ordered
+            # after the STOREs there already)
+            if fence and any(pool.unit(t).kind is not UnitKind.MEMORY for t in consumers_of[n]):
                 _, addr, b = out_moves[-1]
                 fbytes = min(b, FENCE_BYTES)
                 cmds.append(isa.load(spad_addr=fence_addr, x=mem.x, y=mem.y,
                                      remote_addr=addr + b - fbytes, length=fbytes))
             for o in plan.operands + [plan.out]:
                 spad.free((n, o.key))
-            for t in consumers_of[n]:
-                tt = pool.unit(t).tile
-                cmds.append(isa.signal(x=tt.x, y=tt.y, token=tindex[unit_name], count=1))
+            cmds += signals(n)
             spans.append((n, first, exec_at, len(cmds) - 1))
         cmds.append(isa.end())
         prog.streams[unit_name] = TileStream(tile, cmds, spans)

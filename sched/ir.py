@@ -119,6 +119,7 @@ class AggFunc(enum.Enum):
 
 class LayoutFunc(enum.Enum):
     IM2COL = "im2col"  #: ``attrs``: kernel, strides, pads, dilations (one image)
+    TRANSPOSE = "transpose"  #: 2-D ``[R, C]`` -> ``[C, R]``: ``out[j, i] = in[i, j]``
 
 
 #: The accumulator type of a reduction over operands of a data type.
