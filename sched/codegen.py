@@ -112,7 +112,7 @@ from sched.schedulers import Schedule
 
 __all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
            "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
-           "set_inputs", "op_transfers", "layout_exec"]
+           "set_inputs", "op_transfers", "layout_exec", "layout_shape"]
 
 ALIGN = 32
 FENCE_BYTES = 32
@@ -801,30 +801,30 @@ def _pad_bits(value: float, dtype: DType) -> int:
     return int.from_bytes(raw, "little")
 
 
-def _lower_layout(ctx: _Ctx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
-    """``(MemFunc, MemArgs fields)`` of a LAYOUT micro-op on the memory tile's engine."""
-    from amaranth.hdl import Shape
+def layout_shape(op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
+    """``(MemFunc, MemArgs shape fields)`` of a LAYOUT micro-op on the memory tile's layout
+    engine: everything but the addresses and pitches (what its cycle count depends on,
+    :mod:`sched.cost.layout`).
 
+    Raises
+    ------
+    NotLowered
+        Not a LAYOUT micro-op, a layout function the engine lacks, dilations other than 1.
+    CodegenError
+        Shapes that do not agree, an element size the engine does not move.
+    """
     from sched.ir import LayoutFunc
-    MemFunc, MemArgs = _layout_spec()
+    MemFunc, _ = _layout_spec()
     who = _who(op, tile)
     if op.op is not OpType.LAYOUT:
         raise NotLowered(f"{who}not lowered: {_WHY_NOT[UnitKind.MEMORY]}")
     x, out = op.inputs[0], op.outputs[0]
-    dt = ctx.dtype(x)
-    if ctx.dtype(out) is not dt:
-        raise CodegenError(f"{who}{x} is {dt.key} but {out} {ctx.dtype(out).key}; the layout "
-                           f"engine copies elements unchanged")
-    e = dt.bytes
+    e = op.dtype.bytes
     if e not in (1, 2, 4):
-        raise CodegenError(f"{who}{dt.key} elements of {e} bytes; the layout engine moves "
-                           f"1-, 2- or 4-byte elements")
-    src, src_pitch = _even_rows(ctx.lays[x.buffer], x, who, "the source")
-    dst, dst_pitch = _even_rows(ctx.lays[out.buffer], out, who, "the result")
-    args = {"src_addr": src, "dst_addr": dst, "elem_log2": e.bit_length() - 1,
-            "src_pitch": src_pitch, "dst_pitch": dst_pitch}
+        raise CodegenError(f"{who}{op.dtype.key} elements of {e} bytes; the layout engine "
+                           f"moves 1-, 2- or 4-byte elements")
+    args = {"elem_log2": e.bit_length() - 1}
     if op.func is LayoutFunc.IM2COL:
-        func = MemFunc.IM2COL
         xd, cd = x.last_dims(3), out.last_dims(2)
         if xd is None or cd is None:
             raise CodegenError(f"{who}im2col takes one image x[C, H, W] ({x}) to cols[C*kh*kw, "
@@ -844,16 +844,34 @@ def _lower_layout(ctx: _Ctx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
                                f"{oh * ow}], not {list(cd)} ({out})")
         args.update(channels=c, height=h, width=w, kernel_h=kh, kernel_w=kw, stride_h=sh,
                     stride_w=sw, pad_top=pt, pad_left=pl, out_h=oh, out_w=ow,
-                    pad_value=_pad_bits(op.attrs.get("pad_value", 0), dt))
-    elif op.func is LayoutFunc.TRANSPOSE:
-        func = MemFunc.TRANSPOSE
+                    pad_value=_pad_bits(op.attrs.get("pad_value", 0), op.dtype))
+        return MemFunc.IM2COL, args
+    if op.func is LayoutFunc.TRANSPOSE:
         xd, od = x.last_dims(2), out.last_dims(2)
         if xd is None or od is None or od != xd[::-1]:
             raise CodegenError(f"{who}transpose takes a matrix [R, C] ({x}) to [C, R] ({out})")
         args.update(rows=xd[0], cols=xd[1])
-    else:
-        raise NotLowered(f"{who}not lowered: the layout engine has no {op.func}; it runs "
-                         f"{', '.join(f.name.lower() for f in MemFunc)}")
+        return MemFunc.TRANSPOSE, args
+    raise NotLowered(f"{who}not lowered: the layout engine has no {op.func}; it runs "
+                     f"{', '.join(f.name.lower() for f in MemFunc)}")
+
+
+def _lower_layout(ctx: _Ctx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
+    """``(MemFunc, MemArgs fields)`` of a LAYOUT micro-op on the memory tile's engine."""
+    from amaranth.hdl import Shape
+    _, MemArgs = _layout_spec()
+    who = _who(op, tile)
+    func, shape = layout_shape(op, tile)
+    x, out = op.inputs[0], op.outputs[0]
+    for r in (x, out):
+        if ctx.dtype(r) is not op.dtype:
+            raise CodegenError(f"{who}{r} is {ctx.dtype(r).key}; the layout engine copies "
+                               f"{op.dtype.key} elements unchanged")
+    e = op.dtype.bytes
+    src, src_pitch = _even_rows(ctx.lays[x.buffer], x, who, "the source")
+    dst, dst_pitch = _even_rows(ctx.lays[out.buffer], out, who, "the result")
+    args = {"src_addr": src, "dst_addr": dst, "src_pitch": src_pitch, "dst_pitch": dst_pitch,
+            **shape}
     for name, fld in MemArgs:
         width = Shape.cast(fld.shape).width
         if not 0 <= args.get(name, 0) < 1 << width:

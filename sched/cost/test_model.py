@@ -71,11 +71,23 @@ def test_unit_formulas(pool, cost):
     from sched.cost import gnn as gnn_cost
     assert cost.exec_cycles(agg, pool.unit("gnn0")) == gnn_cost.cycles(
         pool.unit("gnn0").tile, nodes=10, features=16, edges=40)
-    lay = MicroOp("l", OpType.LAYOUT, DType.INT8, (), (), shape={"n": 64})
-    assert cost.exec_cycles(lay, pool.unit("mem")) == 8 + 16
+    # LAYOUT on the memory tile: the layout engine's formula (one cycle per destination
+    # element, plus SETUP and DRAIN), from the EXEC's shape fields
+    from sched.cost import layout as layout_cost
+    from sched.ir import LayoutFunc
+    im2col = MicroOp("l", OpType.LAYOUT, DType.INT8, (TensorRef("x", (0, 0, 0, 0), (1, 3, 8, 8)),),
+                     (TensorRef("c", (0, 0), (27, 16)),), func=LayoutFunc.IM2COL,
+                     shape={"n": 27 * 16}, attrs={"kernel": (3, 3), "strides": (2, 2),
+                                                   "pads": (1, 1, 0, 0), "pad_value": 0})
+    assert cost.exec_cycles(im2col, pool.unit("mem")) == layout_cost.cycles(
+        "im2col", channels=3, kernel_h=3, kernel_w=3, out_h=4, out_w=4) == 27 * 16 + 2
+    tr = MicroOp("t", OpType.LAYOUT, DType.BF16, (TensorRef("a", (0, 0), (5, 7)),),
+                 (TensorRef("b", (0, 0), (7, 5)),), func=LayoutFunc.TRANSPOSE, shape={"n": 35})
+    assert cost.exec_cycles(tr, pool.unit("mem")) == 35 + 2
     # every unit kind's formula is now the unit's own (RTL-derived) module
     assert all(cost.from_rtl(k) for k in (UnitKind.DMU, UnitKind.LPU, UnitKind.SMU,
-                                          UnitKind.CE, UnitKind.AFU, UnitKind.GNN))
+                                          UnitKind.CE, UnitKind.AFU, UnitKind.GNN,
+                                          UnitKind.MEMORY))
 
 
 def test_calibrated_params_change_latency(pool):
