@@ -618,6 +618,10 @@ class LinkTable:
         self.cost = cost
         self._busy: dict[Any, tuple[list[int], list[int]]] = {}
         self._routes: dict[tuple, list] = {}
+        #: recorded LOAD/STORE phases: (their starts, (start, end, service per cycle)),
+        #: sorted by start; the longest one's length
+        self._activity: tuple[list[int], list[tuple[int, int, float]]] = ([], [])
+        self._longest = 0
 
     def _links(self, src: tuple[int, int], dst: tuple[int, int]) -> list:
         """The booking lists ``(starts, finishes)`` of every link of the route."""
@@ -676,6 +680,43 @@ class LinkTable:
                 starts.insert(k, a)
                 finishes.insert(k, b)
         return t
+
+    def activity(self, start: int, end: int) -> float:
+        """Memory-server service of the recorded phases (:meth:`record`) inside
+        ``[start, end)``, each phase's service spread evenly over its interval (a tile's
+        packets reach the server one at a time, spaced by their round trips)."""
+        starts, rows = self._activity
+        lo = bisect.bisect_left(starts, start - self._longest)
+        hi = bisect.bisect_left(starts, end)
+        total = 0.0
+        for a, b, rate in rows[lo:hi]:
+            if b > start:
+                total += rate * (min(b, end) - max(a, start))
+        return total
+
+    def record(self, start: int, end: int, service: int) -> None:
+        """Book a LOAD or STORE phase that used ``service`` cycles of the memory server
+        between ``start`` and ``end`` (for :meth:`activity`)."""
+        if end > start and service > 0:
+            starts, rows = self._activity
+            i = bisect.bisect_right(starts, start)
+            starts.insert(i, start)
+            rows.insert(i, (start, end, service / (end - start)))
+            self._longest = max(self._longest, end - start)
+
+    def interference(self, start: int, alone: int, service: int) -> int:
+        """End of a LOAD or STORE phase of ``alone`` cycles (``service`` of them at the
+        memory server) started at ``start``, slowed by the phases already recorded.
+
+        The memory tile serves one packet at a time, round robin between the tiles whose
+        packets wait. A tile has one command in flight, so its packets wait at the server
+        a share ``service / alone`` of the phase; whatever other tiles' packets the server
+        takes meanwhile delays it: ``activity(start, start + alone) * service / alone``
+        cycles. Only phases booked before count (a list scheduler cannot move them), so
+        of two overlapping phases the later booked one carries the delay."""
+        if alone <= 0:
+            return start
+        return start + alone + int(self.activity(start, start + alone) * service / alone)
 
     def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int,
                  latency: int | None = None) -> int:

@@ -131,6 +131,23 @@ def test_link_contention(cost):
     assert c == cost.transfer_cycles(512, (0, 1), (0, 2))
 
 
+def test_memory_server_interference(cost):
+    """A phase waits for the packets of phases booked before it while one of its own
+    packets is at the memory server (a share service / alone of the phase)."""
+    links = LinkTable(cost)
+    assert links.interference(100, 600, 300) == 700             # nothing booked: alone
+    links.record(0, 1000, 400)                                  # 0.4 server cycles per cycle
+    # 600 cycles inside that phase: 240 of its service, half of which lands on ours
+    assert links.activity(100, 700) == pytest.approx(240)
+    assert links.interference(100, 600, 300) == 100 + 600 + 120
+    # partly outside: only the overlap counts; after it, nothing
+    assert links.activity(900, 1500) == pytest.approx(40)
+    assert links.interference(2000, 600, 300) == 2600
+    links.record(500, 700, 100)
+    assert links.activity(600, 800) == pytest.approx(80 + 50)
+    assert links.interference(5, 0, 0) == 5
+
+
 def test_edge_and_memory_bytes(pool, cost):
     g = Graph("t")
     g.add_buffer(Buffer("x", (8, 16), DType.BF16, BufferKind.INPUT))
