@@ -41,10 +41,12 @@ def test_tolerance_check_can_fail():
 
 
 def test_mixed_uses_all_six_unit_kinds():
+    """Each of the six unit kinds, and the memory tile (the copy of the CE's channels-last
+    output into the rows the LPU reads)."""
     g = decompose(import_model(models.mixed(), POOL), POOL)
     kinds = {o.units[0] for o in g.ops}
     assert kinds == {UnitKind.DMU, UnitKind.SMU, UnitKind.LPU, UnitKind.CE, UnitKind.AFU,
-                     UnitKind.GNN}
+                     UnitKind.GNN, UnitKind.MEMORY}
     sparse_layer = [o for o in g.ops if o.source == "sparse_fc"]
     assert {o.op for o in sparse_layer} == {OpType.GEMM, OpType.SPMM}  # one layer, both kinds
 
