@@ -385,9 +385,15 @@ class CostModel:
         """Shape arguments of ``op`` for a unit of ``kind`` (emulated ops become GEMMs)."""
         if kind is UnitKind.MEMORY:
             # The layout engine's formula takes its EXEC's function and shape fields, as
-            # codegen computes them (sched.codegen.layout_shape).
-            from sched.codegen import layout_shape
-            func, args = layout_shape(op, unit.tile if unit is not None else self.pool.memory)
+            # codegen computes them (sched.codegen.layout_shape). A LAYOUT micro-op codegen
+            # does not lower is priced as one EXEC moving its n elements (the engine's
+            # cycles depend on the destination elements only).
+            from sched.codegen import CodegenError, layout_shape
+            try:
+                func, args = layout_shape(op, unit.tile if unit is not None
+                                          else self.pool.memory)
+            except CodegenError:
+                return {"func": "transpose", "rows": shape.get("n", 0), "cols": 1}
             return {"func": func, **args}
         if kind in (UnitKind.DMU, UnitKind.LPU) and op.op is not OpType.GEMM:
             return _as_gemm(op.op, shape)
