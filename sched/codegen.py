@@ -14,7 +14,7 @@ For each micro-op, in its unit's schedule order, the unit's tile stream holds::
 
 and the stream ends with END. Every command is binary (:attr:`TileStream.binary`).
 
-LAYOUT micro-ops (im2col, transpose) run on the memory tile's layout engine
+LAYOUT micro-ops (im2col, transpose, copy) run on the memory tile's layout engine
 (``hw/layout_engine.py``), which reads and writes the global memory in place: the memory
 tile has a stream of its own (in :attr:`Program.streams` like every tile's), per micro-op::
 
@@ -24,7 +24,11 @@ tile has a stream of its own (in :attr:`Program.streams` like every tile's), per
     SIGNAL (x, y) token=<memory tile> count=1  once per consuming tile
 
 and END; no LOAD or STORE (they fault there). The boxes' rows must be evenly spaced in
-their buffers (one pitch per operand); dilations other than 1 are :class:`NotLowered`,
+their buffers (one pitch per operand), row-major. A copy out of a channels-last image
+(:class:`sched.decompose.ReorderChannelsLast`) is one TRANSPOSE of its ``H*W`` pixel rows of
+``C`` channels when the image is one channel block and the result row-major (a row per
+channel, or unpadded rows); other copies are :class:`NotLowered`. Dilations other than 1
+are :class:`NotLowered`,
 a shape, kernel, stride, pad or pitch too large for its MemArgs field a
 :class:`CodegenError` naming the field.
 
@@ -1067,9 +1071,10 @@ def _pad_bits(value: float, dtype: DType) -> int:
 
 
 def layout_shape(op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
-    """``(MemFunc, MemArgs shape fields)`` of a LAYOUT micro-op on the memory tile's layout
-    engine: everything but the addresses and pitches (what its cycle count depends on,
-    :mod:`sched.cost.layout`).
+    """``(MemFunc, MemArgs shape fields)`` of a LAYOUT im2col or transpose on the memory
+    tile's layout engine: everything but the addresses and pitches (what its cycle count
+    depends on, :mod:`sched.cost.layout`). A copy's EXEC depends on its source's memory
+    layout: :func:`layout_exec`.
 
     Raises
     ------
@@ -1117,26 +1122,75 @@ def layout_shape(op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
             raise CodegenError(f"{who}transpose takes a matrix [R, C] ({x}) to [C, R] ({out})")
         args.update(rows=xd[0], cols=xd[1])
         return MemFunc.TRANSPOSE, args
+    if op.func is LayoutFunc.COPY:
+        raise CodegenError(f"{who}a copy's EXEC follows its source's memory layout: "
+                           f"layout_exec() compiles it (one TRANSPOSE out of a channels-last "
+                           f"image)")
     raise NotLowered(f"{who}not lowered: the layout engine has no {op.func}; it runs "
                      f"{', '.join(f.name.lower() for f in MemFunc)}")
+
+
+def _copy_out_of_channels_last(ctx: _Ctx, op: MicroOp, who: str) -> tuple[Any, dict[str, int]]:
+    """A LAYOUT copy of a channels-last image (or a reshape of one) into a row-major
+    buffer: the image's one channel block is ``H*W`` pixel rows of ``C`` channels, so the
+    copy (channel ``c``'s pixels at row-major element ``c * H * W``) is one TRANSPOSE."""
+    MemFunc, _ = _layout_spec()
+    x, out = op.inputs[0], op.outputs[0]
+    xl, ol = ctx.lays[x.buffer], ctx.lays[out.buffer]
+    img = ctx.lays[xl.view_of] if xl.view_of is not None else xl
+    if not img.channels_last:
+        raise NotLowered(f"{who}not lowered: a copy between row-major buffers ({x} -> "
+                         f"{out}); the layout engine copies out of a channels-last image")
+    c, hw, blocks = img._img
+    if blocks != 1:
+        raise NotLowered(f"{who}not lowered: {img.name} holds its {c} channels in {blocks} "
+                         f"blocks of {img.block}; one layout-engine TRANSPOSE moves one block")
+    whole = lambda r, lay: (tuple(r.offset) == (0,) * len(r.offset)   # noqa: E731
+                            and r.size == math.prod(ctx.g.buffers[r.buffer].shape))
+    if not (whole(x, xl) and whole(out, ol)) or out.size != c * hw:
+        raise NotLowered(f"{who}not lowered: a copy of part of an image ({x} -> {out}); the "
+                         f"layout engine copies whole images")
+    if ol.channels_last or ol.view_of is not None:
+        raise NotLowered(f"{who}not lowered: the copy's result {out} is not row-major")
+    e = img.elem
+    if ol.cols == hw:                       # one result row per channel
+        dst_pitch = ol.pitch
+    elif ol.pitch == ol.cols * e:           # unpadded rows: the channels follow each other
+        dst_pitch = hw * e
+    else:
+        raise NotLowered(f"{who}not lowered: the result {out} has padded rows of {ol.cols} "
+                         f"elements, which do not hold whole channels of {hw} pixels")
+    return MemFunc.TRANSPOSE, {"src_addr": img.addr, "dst_addr": ol.addr,
+                               "elem_log2": e.bit_length() - 1, "src_pitch": img.pitch,
+                               "dst_pitch": dst_pitch, "rows": hw, "cols": c}
 
 
 def _lower_layout(ctx: _Ctx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
     """``(MemFunc, MemArgs fields)`` of a LAYOUT micro-op on the memory tile's engine."""
     from amaranth.hdl import Shape
+    from sched.ir import LayoutFunc
     _, MemArgs = _layout_spec()
     who = _who(op, tile)
-    func, shape = layout_shape(op, tile)
     x, out = op.inputs[0], op.outputs[0]
     for r in (x, out):
         if ctx.dtype(r) is not op.dtype:
             raise CodegenError(f"{who}{r} is {ctx.dtype(r).key}; the layout engine copies "
                                f"{op.dtype.key} elements unchanged")
     e = op.dtype.bytes
-    src, src_pitch = _even_rows(ctx.lays[x.buffer], x, who, "the source")
-    dst, dst_pitch = _even_rows(ctx.lays[out.buffer], out, who, "the result")
-    args = {"src_addr": src, "dst_addr": dst, "src_pitch": src_pitch, "dst_pitch": dst_pitch,
-            **shape}
+    if op.func is LayoutFunc.COPY:
+        func, args = _copy_out_of_channels_last(ctx, op, who)
+    else:
+        func, shape = layout_shape(op, tile)
+        for r in (x, out):
+            lay = ctx.lays[r.buffer]
+            if lay.channels_last or lay.view_of is not None:
+                raise NotLowered(f"{who}not lowered: {r} is stored channels-last (the "
+                                 f"convolution engine's layout); the layout engine's "
+                                 f"{op.func.value} takes row-major operands")
+        src, src_pitch = _even_rows(ctx.lays[x.buffer], x, who, "the source")
+        dst, dst_pitch = _even_rows(ctx.lays[out.buffer], out, who, "the result")
+        args = {"src_addr": src, "dst_addr": dst, "src_pitch": src_pitch,
+                "dst_pitch": dst_pitch, **shape}
     for name, fld in MemArgs:
         width = Shape.cast(fld.shape).width
         if not 0 <= args.get(name, 0) < 1 << width:

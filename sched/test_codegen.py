@@ -823,3 +823,35 @@ def test_layout_engine_limits_are_clear_errors():
     op = _im2col_op(g, TensorRef("x", (0, 1, 2, 0), (1, 1, 4, 8)), 1, 1, 1, 4, 8)
     func, args = _layout_error(g, op)
     assert (args["src_addr"], args["src_pitch"], args["height"]) == ((9 + 2) * 16, 16, 4)
+
+
+def test_copy_out_of_a_channels_last_image_is_one_transpose():
+    """mixed's CE output [1, 8, 8, 8] (channels-last: 64 pixel rows of 8 INT8 channels) is
+    read as 8 nodes x 64 features through a LAYOUT copy: one TRANSPOSE on the memory tile.
+    On a pool without the SMU (its SPMM tiles run densely on the DMUs) every scheduler's
+    program reproduces the golden outputs."""
+    from hw.layout_engine import MemFunc
+    from sched.schedulers import SCHEDULERS as ALL
+    g = compile_model("mixed")
+    pool = Pool(POOL.config, kinds=[k for k in UnitKind if k is not UnitKind.SMU])
+    inputs = models.example_inputs(models.build("mixed"))
+    gold = golden_outputs(g, inputs)
+    for name, sched in ALL.items():
+        prog = compile_schedule(g, sched(g.dag, pool, CostModel(pool)), inputs)
+        (ex,) = _mem_execs(prog)
+        img, dst = prog.layouts[g.base("h1r").name], prog.layouts["h1r.rowmajor"]
+        assert img.channels_last and ex.fields["func"] is MemFunc.TRANSPOSE
+        assert ex.fields["args"] == {"src_addr": img.addr, "dst_addr": dst.addr,
+                                     "elem_log2": 0, "src_pitch": 8, "dst_pitch": 64,
+                                     "rows": 64, "cols": 8}
+        compare_outputs(run_program(prog).outputs, gold)
+    # a copy between row-major buffers has no EXEC
+    from sched.ir import LayoutFunc, MicroOp, OpType
+    g2 = Graph("rowcopy")
+    a = g2.add_buffer(Buffer("a", (4, 8), DType.BF16, BufferKind.INPUT))
+    b = g2.add_buffer(Buffer("b", (4, 8), DType.BF16, BufferKind.OUTPUT))
+    op = g2.add_op(MicroOp("c", OpType.LAYOUT, DType.BF16, (TensorRef.whole(a),),
+                           (TensorRef.whole(b),), LayoutFunc.COPY, {"n": 32}))
+    with pytest.raises(NotLowered, match=r"on mem: not lowered: a copy between row-major "
+                                         r"buffers"):
+        _layout_error(g2, op)

@@ -385,9 +385,10 @@ class CostModel:
         """Shape arguments of ``op`` for a unit of ``kind`` (emulated ops become GEMMs)."""
         if kind is UnitKind.MEMORY:
             # The layout engine's formula takes its EXEC's function and shape fields, as
-            # codegen computes them (sched.codegen.layout_shape). A LAYOUT micro-op codegen
-            # does not lower is priced as one EXEC moving its n elements (the engine's
-            # cycles depend on the destination elements only).
+            # codegen computes them (sched.codegen.layout_shape). A copy (one TRANSPOSE of
+            # its n elements, whose factors depend on the source's layout) or a LAYOUT
+            # micro-op codegen does not lower is priced as one EXEC moving n elements (the
+            # engine's cycles depend on the destination elements only).
             from sched.codegen import CodegenError, layout_shape
             try:
                 func, args = layout_shape(op, unit.tile if unit is not None

@@ -84,6 +84,11 @@ def test_unit_formulas(pool, cost):
     tr = MicroOp("t", OpType.LAYOUT, DType.BF16, (TensorRef("a", (0, 0), (5, 7)),),
                  (TensorRef("b", (0, 0), (7, 5)),), func=LayoutFunc.TRANSPOSE, shape={"n": 35})
     assert cost.exec_cycles(tr, pool.unit("mem")) == 35 + 2
+    # a copy out of a channels-last image is one TRANSPOSE of its elements
+    cp = MicroOp("c", OpType.LAYOUT, DType.INT8, (TensorRef("h", (0, 0), (8, 64)),),
+                 (TensorRef("r", (0, 0), (8, 64)),), func=LayoutFunc.COPY, shape={"n": 512})
+    assert cost.exec_cycles(cp, pool.unit("mem")) == layout_cost.cycles(
+        "transpose", rows=64, cols=8) == 514
     # every unit kind's formula is now the unit's own (RTL-derived) module
     assert all(cost.from_rtl(k) for k in (UnitKind.DMU, UnitKind.LPU, UnitKind.SMU,
                                           UnitKind.CE, UnitKind.AFU, UnitKind.GNN,
