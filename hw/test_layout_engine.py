@@ -15,42 +15,7 @@ from hw.config import UnitKind
 from hw.layout_engine import MemArgs, MemFunc, LayoutEngine
 from hw.layout_sim import simulate_layout
 from sched.cost.layout import cycles
-from tb.layout_ref import reference
-
-def _im2col_case(rng, word_bytes: int):
-    e = int(rng.integers(0, 3))
-    es = 1 << e
-    C, H, W = int(rng.integers(1, 4)), int(rng.integers(1, 7)), int(rng.integers(1, 7))
-    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-    pt, pl = int(rng.integers(0, min(kh, 3) + 1)), int(rng.integers(0, min(kw, 3) + 1))
-    pb, pr = int(rng.integers(0, kh)), int(rng.integers(0, kw))
-    oh = max(1, (H + pt + pb - kh) // sh + 1)
-    ow = max(1, (W + pl + pr - kw) // sw + 1)
-    src_pitch = W * es + es * int(rng.integers(0, 4))
-    dst_pitch = oh * ow * es + es * int(rng.integers(0, 5))
-    src = es * int(rng.integers(0, 2 * word_bytes))
-    dst = -(-(src + C * H * src_pitch) // es) * es + es * int(rng.integers(0, 2 * word_bytes))
-    end = dst + C * kh * kw * dst_pitch
-    a = dict(src_addr=src, dst_addr=dst, elem_log2=e, src_pitch=src_pitch, dst_pitch=dst_pitch,
-             channels=C, height=H, width=W, kernel_h=kh, kernel_w=kw, stride_h=sh,
-             stride_w=sw, pad_top=pt, pad_left=pl, out_h=oh, out_w=ow,
-             pad_value=int(rng.integers(0, 1 << 32)))
-    return MemFunc.IM2COL, a, end
-
-
-def _transpose_case(rng, word_bytes: int):
-    e = int(rng.integers(0, 3))
-    es = 1 << e
-    R, Cn = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-    src_pitch = Cn * es + es * int(rng.integers(0, 4))
-    dst_pitch = R * es + es * int(rng.integers(0, 4))
-    src = es * int(rng.integers(0, 2 * word_bytes))
-    dst = src + R * src_pitch + es * int(rng.integers(0, 2 * word_bytes))
-    a = dict(src_addr=src, dst_addr=dst, elem_log2=e, src_pitch=src_pitch, dst_pitch=dst_pitch,
-             rows=R, cols=Cn, pad_value=int(rng.integers(0, 1 << 32)))
-    return MemFunc.TRANSPOSE, a, dst + Cn * dst_pitch
-
+from tb.layout_ref import im2col_case, reference, transpose_case
 
 def _run_cases(cases, word_bits, rng):
     """Each case on its own random memory image: bytes equal the reference, cycles the formula."""
@@ -66,7 +31,7 @@ def _run_cases(cases, word_bits, rng):
 def test_random_sweep(word_bits):
     rng = np.random.default_rng(word_bits)
     wb = word_bits // 8
-    cases = [_im2col_case(rng, wb) for _ in range(10)] + [_transpose_case(rng, wb) for _ in range(8)]
+    cases = [im2col_case(rng, wb) for _ in range(10)] + [transpose_case(rng, wb) for _ in range(8)]
     _run_cases(cases, word_bits, rng)
 
 
@@ -152,3 +117,15 @@ def test_reference_matches_golden_im2col():
                         yy, xx = oy * 2 + i - 1, ox + j - 1
                         v = x[c, yy, xx] if 0 <= yy < 5 and 0 <= xx < 4 else 7
                         assert got[(c * 2 + i) * 3 + j, oy * 2 + ox] == v
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_layout_engine_cocotb(sim):
+    """The engine's Verilog on a scratchpad: random EXECs, bytes and cycles (hw/tb_layout_engine.py)."""
+    from tb.harness import run_cocotb
+    from tb.unit_top import UnitTop
+
+    params = {"word_bits": 64, "depth": 2048, "cases": 24, "seed": 2}
+    top = UnitTop(LayoutEngine(word_bits=64, addr_width=11), depth=2048)
+    run_cocotb(top, name="layout_engine", params=params, test_module="hw.tb_layout_engine",
+               sim=sim)

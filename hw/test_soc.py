@@ -10,6 +10,12 @@ One simulator process per simulator runs every job of this module (reset between
   satisfies; each is reported naming the tile and the command.
 - discovery: the capability registers read after reset agree with the config, and
   :func:`sched.pool.discover` refuses a config that differs from the built hardware.
+
+And on the default SoC (``configs/default.toml``), the memory tile's own command stream:
+dmu0 STOREs data and SIGNALs the memory tile, which WAITs, runs an IM2COL and a TRANSPOSE
+on its layout engine and SIGNALs dmu0, which LOADs the results; bytes against the numpy
+model of the contract (:mod:`tb.layout_ref`), each EXEC's trace time against
+:func:`sched.cost.layout.cycles` + 1; a LOAD on the memory tile faults naming it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import numpy as np
 
 from hw.layout_engine import MemFunc
 
-__all__ = ["reference"]
+__all__ = ["reference", "im2col_case", "transpose_case"]
 
 _DT = {0: np.uint8, 1: np.uint16, 2: np.uint32}
 
@@ -54,3 +54,41 @@ def reference(image: bytes, func: MemFunc, a: dict) -> bytes:
     cols = win.transpose(0, 3, 4, 1, 2).reshape(C * kh * kw, oh * ow)
     _scatter(mem, a["dst_addr"], a["dst_pitch"], cols)
     return mem.tobytes()
+
+
+def im2col_case(rng, word_bytes: int):
+    """A random IM2COL (func, args, end byte): 1-3 channels up to 6x6, kernels and strides
+    1-3, pads up to 3, row pitches up to 4 elements longer than the rows."""
+    e = int(rng.integers(0, 3))
+    es = 1 << e
+    C, H, W = int(rng.integers(1, 4)), int(rng.integers(1, 7)), int(rng.integers(1, 7))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    pt, pl = int(rng.integers(0, min(kh, 3) + 1)), int(rng.integers(0, min(kw, 3) + 1))
+    pb, pr = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+    oh = max(1, (H + pt + pb - kh) // sh + 1)
+    ow = max(1, (W + pl + pr - kw) // sw + 1)
+    src_pitch = W * es + es * int(rng.integers(0, 4))
+    dst_pitch = oh * ow * es + es * int(rng.integers(0, 5))
+    src = es * int(rng.integers(0, 2 * word_bytes))
+    dst = -(-(src + C * H * src_pitch) // es) * es + es * int(rng.integers(0, 2 * word_bytes))
+    end = dst + C * kh * kw * dst_pitch
+    a = dict(src_addr=src, dst_addr=dst, elem_log2=e, src_pitch=src_pitch, dst_pitch=dst_pitch,
+             channels=C, height=H, width=W, kernel_h=kh, kernel_w=kw, stride_h=sh,
+             stride_w=sw, pad_top=pt, pad_left=pl, out_h=oh, out_w=ow,
+             pad_value=int(rng.integers(0, 1 << 32)))
+    return MemFunc.IM2COL, a, end
+
+
+def transpose_case(rng, word_bytes: int):
+    """A random TRANSPOSE (func, args, end byte): up to 8x8, pitches up to 3 elements longer."""
+    e = int(rng.integers(0, 3))
+    es = 1 << e
+    R, Cn = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    src_pitch = Cn * es + es * int(rng.integers(0, 4))
+    dst_pitch = R * es + es * int(rng.integers(0, 4))
+    src = es * int(rng.integers(0, 2 * word_bytes))
+    dst = src + R * src_pitch + es * int(rng.integers(0, 2 * word_bytes))
+    a = dict(src_addr=src, dst_addr=dst, elem_log2=e, src_pitch=src_pitch, dst_pitch=dst_pitch,
+             rows=R, cols=Cn, pad_value=int(rng.integers(0, 1 << 32)))
+    return MemFunc.TRANSPOSE, a, dst + Cn * dst_pitch
