@@ -9,10 +9,28 @@ For each micro-op, in its unit's schedule order, the unit's tile stream holds::
            where memory and scratchpad are both contiguous; unit-format constants whole)
     EXEC   the unit's binary command (``hw/<kind>.py`` enums and argument struct)
     STORE  the result rows scratchpad -> memory
-    LOAD   (fence) the last 32 bytes it stored, back       only if another tile reads it
+    LOAD   (fence) the last 32 bytes it stored, back       only if a compute tile reads it
     SIGNAL (x, y) token=<this tile> count=1    once per consuming tile
 
 and the stream ends with END. Every command is binary (:attr:`TileStream.binary`).
+
+LAYOUT micro-ops (im2col, transpose, copy) run on the memory tile's layout engine
+(``hw/layout_engine.py``), which reads and writes the global memory in place: the memory
+tile has a stream of its own (in :attr:`Program.streams` like every tile's), per micro-op::
+
+    WAIT   token=<producer tile> count=k      for every producer on another tile
+    EXEC   memory.im2col / memory.transpose  (MemArgs: byte addresses and row pitches of
+           the operand boxes in their buffers' layouts, element size, shapes)
+    SIGNAL (x, y) token=<memory tile> count=1  once per consuming tile
+
+and END; no LOAD or STORE (they fault there). The boxes' rows must be evenly spaced in
+their buffers (one pitch per operand), row-major. A copy out of a channels-last image
+(:class:`sched.decompose.ReorderChannelsLast`) is one TRANSPOSE of its ``H*W`` pixel rows of
+``C`` channels when the image is one channel block and the result row-major (a row per
+channel, or unpadded rows); other copies are :class:`NotLowered`. Dilations other than 1
+are :class:`NotLowered`,
+a shape, kernel, stride, pad or pitch too large for its MemArgs field a
+:class:`CodegenError` naming the field.
 
 Memory layout (:class:`BufferLayout`)
 -------------------------------------
@@ -70,16 +88,19 @@ carries the scale as the unit takes it: DEQUANTIZE ``alpha`` = the scale rounded
 and ``a_zero_point``; QUANTIZE ``multiplier``/``shift`` = the 31-bit fixed point of
 ``1 / scale`` and ``y_zero_point`` (:mod:`sched.golden.activations`).
 
-Not lowered (:class:`NotLowered`): LAYOUT on the memory tile, SPMM on the SMU, DEQUANTIZE
-of INT32, INT8 element-wise operations, GELU with ``approximate="tanh"``, a CONV split along
-its input channels (the CE has no partial-sum input), a reshape of a channels-last image
-read other than by an INT8 GEMM along K; the message names the micro-op and why.
+Not lowered (:class:`NotLowered`): SPMM on the SMU, DEQUANTIZE of INT32, INT8 element-wise
+operations, GELU with ``approximate="tanh"``, a CONV split along its input channels (the CE
+has no partial-sum input), a reshape of a channels-last image read other than by an INT8
+GEMM along K, im2col with dilations; the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
 STORE is posted; the ISA orders a SIGNAL only after earlier STOREs *to the same
-destination*, and the consumer is not the memory tile, so the producer first reads back
-(LOAD) from the memory tile, which returns only after its earlier STOREs there have landed
-(in-order delivery between one pair of tiles), and then signals.
+destination*. A consumer on a compute tile is not that destination, so the producer first
+reads back (LOAD) from the memory tile, which returns only after its earlier STOREs there
+have landed (in-order delivery between one pair of tiles), and then signals. A SIGNAL to
+the memory tile needs no fence (it is the STOREs' destination); when the memory tile is
+the only consumer there is none. The memory tile's own writes are complete when its EXEC
+ends, so it signals right after it.
 
 Tokens: token ``t`` on a tile counts SIGNALs from the tile with index ``t`` (its position
 in the config's tile list). A consumer's WAIT asks for as many more of that sender's
@@ -107,7 +128,7 @@ from sched.schedulers import Schedule
 
 __all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
            "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
-           "set_inputs", "op_transfers"]
+           "set_inputs", "op_transfers", "layout_exec", "layout_shape"]
 
 ALIGN = 32
 FENCE_BYTES = 32
@@ -998,7 +1019,7 @@ LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[_Ctx, MicroOp, Any], _Plan]] 
 
 #: Why a placement is not lowered (one sentence each).
 _WHY_NOT = {
-    UnitKind.MEMORY: "the memory tile has no hardware for LAYOUT (im2col) micro-ops",
+    UnitKind.MEMORY: "the memory tile's layout engine runs LAYOUT micro-ops only",
     UnitKind.SMU: "the SMU wants its sparse operand on the left (A) while the decomposition "
                   "makes the weights (B) sparse",
 }
@@ -1015,6 +1036,209 @@ def _plan(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
             f"no lowering of {op.op.value} on a {tile.kind.key}"
         raise NotLowered(f"{_who(op, tile)}not lowered: {why}. Accepted: {_accepted()}")
     return low(ctx, op, tile)
+
+
+# -- the memory tile: LAYOUT micro-ops on its layout engine --------------------------------
+#
+# The memory tile runs its own stream (WAIT / EXEC / SIGNAL / END) and its EXEC reads and
+# writes the global memory in place (hw/layout_engine.py, MEMLAYOUT contract): no LOAD,
+# STORE or scratchpad. Everything about it is in this section.
+
+def _layout_spec():
+    """``(MemFunc, MemArgs)`` of the layout engine (``hw/layout_engine.py``)."""
+    from hw.layout_engine import MemArgs, MemFunc
+    return MemFunc, MemArgs
+
+
+def _even_rows(lay: BufferLayout, ref: TensorRef, who: str, what: str) -> tuple[int, int]:
+    """``(byte address of the box's first element, bytes between consecutive box rows)``:
+    the engine steps through rows with one pitch, so the box's rows must be evenly spaced."""
+    rows, c0, _ = lay.box_rows(ref)
+    step = int(rows[1] - rows[0]) if len(rows) > 1 else 1
+    if len(rows) > 1 and (np.diff(rows) != step).any():
+        raise CodegenError(f"{who}the rows of {what} {ref} are not evenly spaced in "
+                           f"{ref.buffer} {list(lay.shape)} (the box cuts an inner dimension), "
+                           f"but the layout engine steps through rows with one pitch. "
+                           f"Accepted: boxes covering every dimension but the outermost "
+                           f"non-1 one and the last")
+    return lay.addr + int(rows[0]) * lay.pitch + c0 * lay.elem, step * lay.pitch
+
+
+def _pad_bits(value: float, dtype: DType) -> int:
+    """The raw bits of a padding element of ``dtype`` (little-endian, low bytes)."""
+    raw = np.asarray([value]).astype(NP_DTYPE[dtype]).view(np.uint8).tobytes()
+    return int.from_bytes(raw, "little")
+
+
+def layout_shape(op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
+    """``(MemFunc, MemArgs shape fields)`` of a LAYOUT im2col or transpose on the memory
+    tile's layout engine: everything but the addresses and pitches (what its cycle count
+    depends on, :mod:`sched.cost.layout`). A copy's EXEC depends on its source's memory
+    layout: :func:`layout_exec`.
+
+    Raises
+    ------
+    NotLowered
+        Not a LAYOUT micro-op, a layout function the engine lacks, dilations other than 1.
+    CodegenError
+        Shapes that do not agree, an element size the engine does not move.
+    """
+    from sched.ir import LayoutFunc
+    MemFunc, _ = _layout_spec()
+    who = _who(op, tile)
+    if op.op is not OpType.LAYOUT:
+        raise NotLowered(f"{who}not lowered: {_WHY_NOT[UnitKind.MEMORY]}")
+    x, out = op.inputs[0], op.outputs[0]
+    e = op.dtype.bytes
+    if e not in (1, 2, 4):
+        raise CodegenError(f"{who}{op.dtype.key} elements of {e} bytes; the layout engine "
+                           f"moves 1-, 2- or 4-byte elements")
+    args = {"elem_log2": e.bit_length() - 1}
+    if op.func is LayoutFunc.IM2COL:
+        xd, cd = x.last_dims(3), out.last_dims(2)
+        if xd is None or cd is None:
+            raise CodegenError(f"{who}im2col takes one image x[C, H, W] ({x}) to cols[C*kh*kw, "
+                               f"OH*OW] ({out}); a leading dimension is not 1")
+        c, h, w = xd
+        kh, kw = op.attrs["kernel"]
+        sh, sw = op.attrs.get("strides", (1, 1))
+        pt, pl, pb, pr = op.attrs.get("pads", (0, 0, 0, 0))
+        dil = tuple(op.attrs.get("dilations", (1, 1)))
+        if any(d != 1 for d in dil):
+            raise NotLowered(f"{who}not lowered: dilations {list(dil)}; the layout engine's "
+                             f"im2col takes dilation 1 only")
+        oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        if cd != (c * kh * kw, oh * ow):
+            raise CodegenError(f"{who}im2col of {list(xd)} with kernel {kh}x{kw}, strides "
+                               f"{sh}x{sw}, pads {[pt, pl, pb, pr]} gives [{c * kh * kw}, "
+                               f"{oh * ow}], not {list(cd)} ({out})")
+        args.update(channels=c, height=h, width=w, kernel_h=kh, kernel_w=kw, stride_h=sh,
+                    stride_w=sw, pad_top=pt, pad_left=pl, out_h=oh, out_w=ow,
+                    pad_value=_pad_bits(op.attrs.get("pad_value", 0), op.dtype))
+        return MemFunc.IM2COL, args
+    if op.func is LayoutFunc.TRANSPOSE:
+        xd, od = x.last_dims(2), out.last_dims(2)
+        if xd is None or od is None or od != xd[::-1]:
+            raise CodegenError(f"{who}transpose takes a matrix [R, C] ({x}) to [C, R] ({out})")
+        args.update(rows=xd[0], cols=xd[1])
+        return MemFunc.TRANSPOSE, args
+    if op.func is LayoutFunc.COPY:
+        raise CodegenError(f"{who}a copy's EXEC follows its source's memory layout: "
+                           f"layout_exec() compiles it (one TRANSPOSE out of a channels-last "
+                           f"image)")
+    raise NotLowered(f"{who}not lowered: the layout engine has no {op.func}; it runs "
+                     f"{', '.join(f.name.lower() for f in MemFunc)}")
+
+
+def _copy_out_of_channels_last(ctx: _Ctx, op: MicroOp, who: str) -> tuple[Any, dict[str, int]]:
+    """A LAYOUT copy of a channels-last image (or a reshape of one) into a row-major
+    buffer: the image's one channel block is ``H*W`` pixel rows of ``C`` channels, so the
+    copy (channel ``c``'s pixels at row-major element ``c * H * W``) is one TRANSPOSE."""
+    MemFunc, _ = _layout_spec()
+    x, out = op.inputs[0], op.outputs[0]
+    xl, ol = ctx.lays[x.buffer], ctx.lays[out.buffer]
+    img = ctx.lays[xl.view_of] if xl.view_of is not None else xl
+    if not img.channels_last:
+        raise NotLowered(f"{who}not lowered: a copy between row-major buffers ({x} -> "
+                         f"{out}); the layout engine copies out of a channels-last image")
+    c, hw, blocks = img._img
+    if blocks != 1:
+        raise NotLowered(f"{who}not lowered: {img.name} holds its {c} channels in {blocks} "
+                         f"blocks of {img.block}; one layout-engine TRANSPOSE moves one block")
+    whole = lambda r, lay: (tuple(r.offset) == (0,) * len(r.offset)   # noqa: E731
+                            and r.size == math.prod(ctx.g.buffers[r.buffer].shape))
+    if not (whole(x, xl) and whole(out, ol)) or out.size != c * hw:
+        raise NotLowered(f"{who}not lowered: a copy of part of an image ({x} -> {out}); the "
+                         f"layout engine copies whole images")
+    if ol.channels_last or ol.view_of is not None:
+        raise NotLowered(f"{who}not lowered: the copy's result {out} is not row-major")
+    e = img.elem
+    if ol.cols == hw:                       # one result row per channel
+        dst_pitch = ol.pitch
+    elif ol.pitch == ol.cols * e:           # unpadded rows: the channels follow each other
+        dst_pitch = hw * e
+    else:
+        raise NotLowered(f"{who}not lowered: the result {out} has padded rows of {ol.cols} "
+                         f"elements, which do not hold whole channels of {hw} pixels")
+    return MemFunc.TRANSPOSE, {"src_addr": img.addr, "dst_addr": ol.addr,
+                               "elem_log2": e.bit_length() - 1, "src_pitch": img.pitch,
+                               "dst_pitch": dst_pitch, "rows": hw, "cols": c}
+
+
+def _lower_layout(ctx: _Ctx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
+    """``(MemFunc, MemArgs fields)`` of a LAYOUT micro-op on the memory tile's engine."""
+    from amaranth.hdl import Shape
+    from sched.ir import LayoutFunc
+    _, MemArgs = _layout_spec()
+    who = _who(op, tile)
+    x, out = op.inputs[0], op.outputs[0]
+    for r in (x, out):
+        if ctx.dtype(r) is not op.dtype:
+            raise CodegenError(f"{who}{r} is {ctx.dtype(r).key}; the layout engine copies "
+                               f"{op.dtype.key} elements unchanged")
+    e = op.dtype.bytes
+    if op.func is LayoutFunc.COPY:
+        func, args = _copy_out_of_channels_last(ctx, op, who)
+    else:
+        func, shape = layout_shape(op, tile)
+        for r in (x, out):
+            lay = ctx.lays[r.buffer]
+            if lay.channels_last or lay.view_of is not None:
+                raise NotLowered(f"{who}not lowered: {r} is stored channels-last (the "
+                                 f"convolution engine's layout); the layout engine's "
+                                 f"{op.func.value} takes row-major operands")
+        src, src_pitch = _even_rows(ctx.lays[x.buffer], x, who, "the source")
+        dst, dst_pitch = _even_rows(ctx.lays[out.buffer], out, who, "the result")
+        args = {"src_addr": src, "dst_addr": dst, "src_pitch": src_pitch,
+                "dst_pitch": dst_pitch, **shape}
+    for name, fld in MemArgs:
+        width = Shape.cast(fld.shape).width
+        if not 0 <= args.get(name, 0) < 1 << width:
+            raise CodegenError(f"{who}the layout engine's {name} field ({width} bits) holds "
+                               f"0..{(1 << width) - 1}, not {args[name]}")
+    for name in ("src_addr", "dst_addr", "src_pitch", "dst_pitch"):
+        if args[name] % e:
+            raise CodegenError(f"{who}{name} {args[name]:#x} is not a multiple of the "
+                               f"{e}-byte element")
+    return func, args
+
+
+def layout_exec(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[Any, dict[str, int]]:
+    """The layout engine's EXEC ``(MemFunc, MemArgs fields)`` :func:`compile_schedule` emits
+    for the LAYOUT micro-op ``op`` on the memory tile ``tile`` (buffer layouts for
+    ``flit_bytes``): what the cost model prices the memory tile's EXEC with.
+
+    Raises
+    ------
+    NotLowered, CodegenError
+        As :func:`compile_schedule` would for this placement.
+    """
+    return _lower_layout(_Ctx(graph, _graph_layouts(graph, flit_bytes), flit_bytes), op, tile)
+
+
+def _memory_stream(g: Graph, tile, seq: list, execs: Mapping[str, tuple[Any, dict]],
+                   waits: Callable[[str, dict], list], signals: Callable[[str], list]
+                   ) -> TileStream:
+    """The memory tile's stream: per LAYOUT micro-op its WAITs, the EXEC, a SIGNAL to each
+    consuming tile (its writes are complete when the EXEC ends), then END."""
+    cmds: list[isa.Command] = []
+    spans: list[tuple[str, int, int, int]] = []
+    consumed: dict[str, int] = {}
+    for n in seq:
+        first = len(cmds)
+        cmds += waits(n, consumed)
+        func, args = execs[n]
+        c = isa.exec_cmd(UnitKind.MEMORY, func, **args)
+        try:
+            c.encode()
+        except isa.EncodingError as e:
+            raise CodegenError(f"{_who(g.op(n), tile)}its EXEC does not encode: {e}") from None
+        exec_at = len(cmds)
+        cmds.append(c)
+        cmds += signals(n)
+        spans.append((n, first, exec_at, len(cmds) - 1))
+    cmds.append(isa.end())
+    return TileStream(tile, cmds, spans)
 
 
 # -- streams -----------------------------------------------------------------------------
@@ -1034,6 +1258,15 @@ def _moves(runs: list[tuple[int, int]], spad: int, pitch: int, who: str
         else:
             out.append([s, addr, n])
     return [tuple(m) for m in out]
+
+
+def _graph_layouts(graph: Graph, flit_bytes: int) -> dict[str, BufferLayout]:
+    """:func:`_layouts` of ``graph`` for ``flit_bytes``, cached on the graph."""
+    lays = graph.__dict__.get("_layouts_fb", {}).get(flit_bytes)
+    if lays is None:
+        lays = _layouts(graph, flit_bytes)[0]
+        graph.__dict__.setdefault("_layouts_fb", {})[flit_bytes] = lays
+    return lays
 
 
 def _operand_runs(lays: Mapping[str, BufferLayout], o: _Operand, fb: int, who: str
@@ -1057,10 +1290,11 @@ def op_transfers(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[list
     hit = cache.get(key)
     if hit is not None:
         return hit
-    lays = graph.__dict__.get("_layouts_fb", {}).get(flit_bytes)
-    if lays is None:
-        lays = _layouts(graph, flit_bytes)[0]
-        graph.__dict__.setdefault("_layouts_fb", {})[flit_bytes] = lays
+    lays = _graph_layouts(graph, flit_bytes)
+    if tile.kind is UnitKind.MEMORY:        # the layout engine works in place: no transfers
+        _lower_layout(_Ctx(graph, lays, flit_bytes), op, tile)
+        cache[key] = hit = ([], [])
+        return hit
     plan = _plan(_Ctx(graph, lays, flit_bytes), op, tile)
     who = _who(op, tile)
     loads: list[int] = []
@@ -1096,8 +1330,8 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     Raises
     ------
     NotLowered
-        If a micro-op is placed where codegen emits no command (CE, memory tile, SMU,
-        DEQUANTIZE of INT32, INT8 element-wise operations), naming it and why.
+        If a micro-op is placed where codegen emits no command (CE, SMU, DEQUANTIZE of
+        INT32, INT8 element-wise operations, im2col with dilations), naming it and why.
     CodegenError
         If the schedule misses a micro-op, a layout rule is broken (alias, flit rounding),
         the memory tile is too small, or a scratchpad cannot hold a micro-op's operands and
@@ -1115,9 +1349,13 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     lays, top = _layouts(g, fb)
     ctx = _Ctx(g, lays, fb)
     plans: dict[str, _Plan] = {}
+    layout_execs: dict[str, tuple[Any, dict]] = {}     # the memory tile's EXECs
     blobs: dict[tuple[str, Any], bytes] = {}
     for unit_name, seq in order.items():
         tile = pool.unit(unit_name).tile
+        if tile.kind is UnitKind.MEMORY:
+            layout_execs.update((n, _lower_layout(ctx, g.op(n), tile)) for n in seq)
+            continue
         for n in seq:
             p = plans[n] = _plan(ctx, g.op(n), tile)
             for o in p.operands:
@@ -1147,9 +1385,34 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 sig_no[(n, t)] = k
                 sent[(unit_name, t)] = k + 1
 
+    def waits(n: str, consumed: dict[str, int]) -> list[isa.Command]:
+        """WAITs for the tokens of ``n``'s producers on other tiles (``consumed``: per
+        sender, the signals this tile has waited for so far; updated)."""
+        unit_name = placement[n]
+        need: dict[str, int] = {}
+        for p in dag.predecessors(n):
+            s = placement[p]
+            if s != unit_name:
+                need[s] = max(need.get(s, 0), sig_no[(p, unit_name)] + 1)
+        out = []
+        for s in sorted(need, key=lambda t: tindex[t]):
+            k = need[s] - consumed.get(s, 0)
+            if k > 0:
+                out.append(isa.wait(token=tindex[s], count=k))
+                consumed[s] = need[s]
+        return out
+
+    def signals(n: str) -> list[isa.Command]:
+        """A SIGNAL to each tile consuming ``n``'s result."""
+        return [isa.signal(x=pool.unit(t).tile.x, y=pool.unit(t).tile.y,
+                           token=tindex[placement[n]], count=1) for t in consumers_of[n]]
+
     for unit_name, seq in order.items():
         unit = pool.unit(unit_name)
         tile = unit.tile
+        if tile.kind is UnitKind.MEMORY:
+            prog.streams[unit_name] = _memory_stream(g, tile, seq, layout_execs, waits, signals)
+            continue
         cmds: list[isa.Command] = []
         spans: list[tuple[str, int, int, int]] = []
         consumed: dict[str, int] = {}
@@ -1163,16 +1426,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                 spad = ScratchpadAllocator(fence_addr, f"{tile.name} scratchpad", plan.align)
             first = len(cmds)
             # 1. tokens from producers on other tiles
-            need: dict[str, int] = {}
-            for p in dag.predecessors(n):
-                s = placement[p]
-                if s != unit_name:
-                    need[s] = max(need.get(s, 0), sig_no[(p, unit_name)] + 1)
-            for s in sorted(need, key=lambda t: tindex[t]):
-                k = need[s] - consumed.get(s, 0)
-                if k > 0:
-                    cmds.append(isa.wait(token=tindex[s], count=k))
-                    consumed[s] = need[s]
+            cmds += waits(n, consumed)
             # 2. operands into the scratchpad, in the unit's layout
             addrs: dict[Any, int] = {}
             try:
@@ -1203,17 +1457,16 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
             out_moves = _moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)
             for s, a, b in out_moves:
                 cmds.append(isa.store(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a, length=b))
-            # 5. fence before telling other tiles
-            if consumers_of[n] and fence:
+            # 5. fence before telling other tiles (a SIGNAL to the memory tile is ordered
+            # after the STOREs there already)
+            if fence and any(pool.unit(t).kind is not UnitKind.MEMORY for t in consumers_of[n]):
                 _, addr, b = out_moves[-1]
                 fbytes = min(b, FENCE_BYTES)
                 cmds.append(isa.load(spad_addr=fence_addr, x=mem.x, y=mem.y,
                                      remote_addr=addr + b - fbytes, length=fbytes))
             for o in plan.operands + [plan.out]:
                 spad.free((n, o.key))
-            for t in consumers_of[n]:
-                tt = pool.unit(t).tile
-                cmds.append(isa.signal(x=tt.x, y=tt.y, token=tindex[unit_name], count=1))
+            cmds += signals(n)
             spans.append((n, first, exec_at, len(cmds) - 1))
         cmds.append(isa.end())
         prog.streams[unit_name] = TileStream(tile, cmds, spans)

@@ -26,6 +26,13 @@ error here rather than a flaky mismatch on the RTL:
 - **Scratchpads.** Start filled with a poison pattern (0xA5), so an EXEC reading operand
   bytes no LOAD brought gives a wrong result; a STORE may only move into element bytes of
   memory scratchpad bytes a LOAD or an EXEC wrote. An EXEC must be for the tile's unit kind.
+- **The memory tile.** Its stream runs WAIT / EXEC / SIGNAL / END (a LOAD or STORE there
+  is an error). Its EXEC (the layout engine, :mod:`sched.unitsim_layout`) reads the
+  global memory like a LOAD (every element defined, every other tile's STORE of it
+  ordered before) and writes it like a STORE (each element once); its writes are complete
+  when the EXEC ends, so a SIGNAL it sends carries them. A compute tile's SIGNAL *to* the
+  memory tile is ordered after its STOREs there (the ISA's same-destination rule): it
+  needs no fence.
 - **Streams.** Each must end with END; the run must not deadlock (all remaining tiles
   stalled in WAIT) and must leave no token unconsumed.
 
@@ -149,7 +156,13 @@ class _Machine:
         return bytes(self.mem[r])
 
     def write_memory(self, t: _Tile, addr: int, data: bytes) -> None:
-        r = self._mem_range(t, addr, len(data))
+        r = self.check_unwritten(t, addr, len(data))
+        self.mem[r] = data
+        self.mark_written(t, r)
+
+    def check_unwritten(self, t: _Tile, addr: int, n: int) -> slice:
+        """The range, after checking that none of its element bytes is written yet."""
+        r = self._mem_range(t, addr, n)
         again = self.written[r] & ~self.pad[r]
         if again.any():
             first = addr + int(np.argmax(again))
@@ -157,7 +170,9 @@ class _Machine:
             by = "the memory image" if who < 0 else f"tile {self.tiles_cfg[who].name}"
             raise self.fail(t, f"stores over memory byte 0x{first:x}, already written by {by} "
                                f"(each result element is written once: wrong address?)")
-        self.mem[r] = data
+        return r
+
+    def mark_written(self, t: _Tile, r: slice) -> None:
         self.written[r] = True
         self.writer[r] = t.index
         self.wclock[r] = t.vc[t.index]
@@ -203,6 +218,8 @@ class _Machine:
                 else:
                     q[0] = (k - take, vc)
         t.vc[t.index] += 1
+        if t.kind is UnitKind.MEMORY and op in (isa.Opcode.LOAD, isa.Opcode.STORE):
+            raise self.fail(t, "the memory tile has no DMA: LOAD and STORE fault there")
         if op is isa.Opcode.LOAD:
             if (f["x"], f["y"]) != self.mem_tile.at:
                 raise self.fail(t, f"LOAD from ({f['x']},{f['y']}), not the memory tile "
@@ -231,7 +248,10 @@ class _Machine:
             if dst is None:
                 raise self.fail(t, f"SIGNAL to ({f['x']},{f['y']}), where there is no tile")
             vc = t.vc.copy()
-            if t.kind is not UnitKind.MEMORY:     # the memory tile's own writes are complete
+            # The memory tile's own writes are complete when its EXEC ends; a SIGNAL to the
+            # memory tile is ordered after this tile's earlier STOREs there (every STORE
+            # goes there); to any other tile, only the fence's completion point is known.
+            if t.kind is not UnitKind.MEMORY and dst.kind is not UnitKind.MEMORY:
                 vc[t.index] = t.fence
             dst.tokens.setdefault(f["token"], deque()).append((f["count"], vc))
         elif op is isa.Opcode.END:
@@ -247,12 +267,33 @@ class _Machine:
             d = isa.decode(c.encode(), t.kind)     # the command as the tile decodes it
         except isa.EncodingError as e:
             raise self.fail(t, f"EXEC does not encode: {e}") from None
+        if t.kind is UnitKind.MEMORY:
+            self.exec_memory(t, d.fields["func"], d.fields["args"])
+            return
         try:
             written = execute(t.cfg, d.fields["func"], d.fields["args"], t.spad)
         except UnitSimError as e:
             raise self.fail(t, f"the {t.kind.key} unit refuses the EXEC: {e}") from None
         for a, n in written:
             t.valid[a:a + n] = True
+
+    def exec_memory(self, t: _Tile, func: Any, args: Mapping[str, Any]) -> None:
+        """The memory tile's layout engine: reads and writes the global memory in place,
+        its reads ordered like a LOAD's, its writes single-assignment like a STORE's."""
+        from sched.unitsim_layout import layout_runs
+        try:
+            reads, writes = layout_runs(func, args, len(self.mem))
+        except UnitSimError as e:
+            raise self.fail(t, f"the layout engine refuses the EXEC: {e}") from None
+        for a, n in reads:
+            self.read_memory(t, a, n)
+        ranges = [self.check_unwritten(t, a, n) for a, n in writes]
+        try:
+            execute(t.cfg, func, args, self.mem)
+        except UnitSimError as e:
+            raise self.fail(t, f"the layout engine refuses the EXEC: {e}") from None
+        for r in ranges:
+            self.mark_written(t, r)
 
     # -- run ---------------------------------------------------------------------------
     def run(self) -> None:

@@ -119,6 +119,7 @@ class AggFunc(enum.Enum):
 
 class LayoutFunc(enum.Enum):
     IM2COL = "im2col"  #: ``attrs``: kernel, strides, pads, dilations (one image)
+    TRANSPOSE = "transpose"  #: ``out[j, i] = in[i, j]`` of a 2-D box (any element type)
     #: ``out = in`` element for element (same shape): moves a tensor between two memory
     #: layouts, e.g. out of a channels-last image (:func:`sched.decompose.ReorderChannelsLast`)
     COPY = "copy"

@@ -1,7 +1,9 @@
 """The run as it happened: a schedule rebuilt from the tiles' hardware traces.
 
-Every compute tile records the cycle each command of its stream left ISSUE (the tile's
-trace memory, :class:`hw.tile.ComputeTile`; read back as :attr:`tb.soc.SocResult.trace`).
+Every tile that runs a stream (the compute tiles, and the memory tile for its LAYOUT
+micro-ops) records the cycle each command of its stream left ISSUE (the tile's trace
+memory, :class:`hw.tile.ComputeTile`, :class:`hw.noc.memory_tile.MemoryTile`; read back as
+:attr:`tb.soc.SocResult.trace`).
 The compiler records which commands belong to which micro-op (:attr:`sched.codegen.TileStream.spans`),
 so the measured timeline of a micro-op is
 

@@ -363,8 +363,20 @@ def _memory_io(P: _Problem, links: Any, i: int, u: Unit, start: int, cyc: int,
         # its other cycles (issue slots, hops, acknowledgements) overlap other tiles'
         # service, except what its last command takes after its last packet is served.
         # So a phase ends when both its own time has passed and the server has served it.
-        t = max(start + ld, links.server(ld_srv, start, book) + ld_tail) + middle
-        return max(t + st, links.server(st_srv, t, book) + st_tail)
+        # The server takes one packet at a time, round robin: while one of this phase's
+        # packets waits there (a share ld_srv / ld of the phase alone), the packets of
+        # phases already booked are served first; the phase takes that much longer
+        # (:meth:`sched.cost.model.LinkTable.interference`).
+        t = links.interference(start, ld, ld_srv)
+        t = max(t, links.server(ld_srv, start, book) + ld_tail)
+        if book:
+            links.record(start, t, ld_srv)
+        t += middle
+        t2 = links.interference(t, st, st_srv)
+        t2 = max(t2, links.server(st_srv, t, book) + st_tail)
+        if book:
+            links.record(t, t2, st_srv)
+        return t2
     mem = P.memory_at
     in_b, out_b = P.io[i]
     ld, st = cost.load_cycles(in_b, u.at), cost.store_cycles(out_b, u.at)

@@ -5,7 +5,9 @@
 0. preflight (seconds): every unit has RTL; the model compiles for the config's pool and
    codegen lowers every micro-op where the schedule puts it, so an impossible run fails
    before the SoC build (minutes);
-1. generate and build the SoC of the pool config (:func:`tb.soc.build_soc`);
+1. generate and build the SoC of the pool config (:func:`tb.soc.build_soc`), its command
+   memories deep enough for the longest stream the preflight compiled (the memory tile's
+   stream, LAYOUT micro-ops on its layout engine, is one of the streams);
 2. **discovery**: read every tile's capability registers from the simulated SoC and
    build the pool from them (:func:`sched.pool.discover`), refusing a config that
    disagrees with the hardware;
@@ -147,7 +149,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
     from tqdm import tqdm
 
     from tb.harness import simulator
-    from tb.soc import SocJob, build_soc, run_job
+    from tb.soc import SocJob, build_soc, command_depth_for, run_job
 
     from hw.tile import check_buildable
 
@@ -185,7 +187,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
             return sched_, prog_
 
         try:
-            codegen(Pool(cfg))
+            _, pre = codegen(Pool(cfg))
         except SimFlowError:
             raise
         except Exception as e:
@@ -194,7 +196,10 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         bar.update()
 
         stage("build SoC")
-        build = build_soc(cfg, sim, waves=waves)
+        # command memories deep enough for the longest stream (the default depth, else
+        # its own build folder)
+        depth = command_depth_for(len(s.commands) for s in pre.streams.values())
+        build = build_soc(cfg, sim, waves=waves, cmd_depth=depth)
         bar.update()
         stage("discovery")
         hw_pool = discover_pool(cfg, build)

@@ -1,6 +1,6 @@
 """Tests of the command-stream compiler, run end to end by the functional executor.
 
-Each lowered model (mlp, gcn, transformer, qcnn) is decomposed, scheduled (greedy, heft),
+Each lowered model (mlp, gcn, transformer, qcnn, cnn) is decomposed, scheduled (greedy, heft),
 compiled to binary streams and executed through the units' ISA-level models; the outputs
 must equal the golden run (units' arithmetic) bit for bit. Then single tokens, fences,
 addresses, pitches and EXEC arguments are removed or corrupted, and every such program
@@ -25,13 +25,13 @@ from sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golde
                            run_program)
 from sched.ir import Buffer, BufferKind, Graph, TensorRef
 from sched.pool import Pool
-from sched.schedulers import greedy, heft
+from sched.schedulers import SCHEDULERS, greedy, heft
 
 POOL = Pool.from_config("default")
 _CACHE: dict = {}
 
 #: The models codegen lowers completely on the default pool.
-LOWERED = ("mlp", "gcn", "transformer", "qcnn")
+LOWERED = ("mlp", "gcn", "transformer", "qcnn", "cnn")
 
 
 def program(name: str, scheduler=heft):
@@ -333,7 +333,7 @@ def _plan_error(name, op_pred, tile):
 
 
 @pytest.mark.parametrize("model,what,tile,why", [
-    ("cnn", "layout", "mem", "the memory tile has no hardware for LAYOUT \\(im2col\\) micro-ops"),
+    ("cnn", "gemm", "mem", "the memory tile's layout engine runs LAYOUT micro-ops only"),
     ("mixed", "spmm", "smu0", "the SMU wants its sparse operand on the left \\(A\\) while the "
                               "decomposition makes the weights \\(B\\) sparse"),
 ])
@@ -629,3 +629,229 @@ def test_model_dequantize_ops_are_lowered(model, count, loads, stores):
     func, args = codegen._plan(ctx, ops[0], tile).build({0: 0, "out": 1024})
     assert func is AfuFunc.DEQUANTIZE and args["count"] == count
     assert codegen.op_transfers(g, ops[0], tile, 8) == (loads, stores)
+
+
+# -- the memory tile's stream (LAYOUT micro-ops on the layout engine) ----------------------
+
+def _mem_execs(prog):
+    return [c for c in prog.streams["mem"].commands if c.opcode is isa.Opcode.EXEC]
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+def test_cnn_runs_bit_exact_under_every_scheduler(scheduler):
+    """cnn's im2col micro-ops run on the memory tile's own stream (WAIT for the producer,
+    EXEC of the layout engine, a SIGNAL to each consuming tile); the whole program, with
+    and without fences, reproduces the golden outputs."""
+    from hw.layout_engine import MemFunc
+    g, inputs, prog, gold = compiled("cnn", SCHEDULERS[scheduler])
+    mem = prog.streams["mem"]
+    kinds = [c.opcode for c in mem.commands]
+    assert kinds[-1] is isa.Opcode.END and isa.Opcode.LOAD not in kinds \
+        and isa.Opcode.STORE not in kinds
+    execs = _mem_execs(prog)
+    assert [c.fields["func"] for c in execs] == [MemFunc.IM2COL] * 2
+    a1, a2 = (c.fields["args"] for c in execs)
+    x, c1, r1, c2 = (prog.layouts[n] for n in ("x", "c1.cols0", "r1", "c2.cols0"))
+    assert (a1["src_addr"], a1["dst_addr"], a1["src_pitch"], a1["dst_pitch"]) == \
+        (x.addr, c1.addr, 32, 512)
+    assert (a1["channels"], a1["height"], a1["width"], a1["out_h"], a1["out_w"]) == \
+        (3, 16, 16, 16, 16)
+    assert (a2["src_addr"], a2["dst_addr"], a2["stride_h"], a2["out_h"], a2["dst_pitch"]) == \
+        (r1.addr, c2.addr, 2, 8, 128)
+    assert a1["elem_log2"] == a2["elem_log2"] == 1 and a1["pad_value"] == 0
+    # the memory tile waits for relu1's producer before the second im2col, and signals
+    # every GEMM tile after each EXEC; the consumers wait on token 0 (the memory tile)
+    i2 = mem.commands.index(execs[1])
+    assert mem.commands[i2 - 1].opcode is isa.Opcode.WAIT
+    gemm_tiles = {prog.placement[n] for n in g.dag.successors("conv1/im2col0")}
+    after1 = mem.commands[mem.commands.index(execs[0]) + 1:i2 - 1]
+    assert {(c.fields["x"], c.fields["y"]) for c in after1} == \
+        {POOL.unit(t).at for t in gemm_tiles}
+    for t in gemm_tiles:
+        assert any(c.opcode is isa.Opcode.WAIT and c.fields["token"] == 0
+                   for c in prog.streams[t].commands)
+    compare_outputs(run_program(prog).outputs, gold)
+    nofence = compile_schedule(g, prog.schedule, inputs, fence=False)
+    compare_outputs(run_program(nofence, stores_complete=True).outputs, gold)
+
+
+def test_signals_to_the_memory_tile_need_no_fence():
+    """A producer whose only consumer is the memory tile signals right after its STOREs
+    (a SIGNAL is ordered after the STOREs to its destination); funcsim accepts that."""
+    g, inputs, prog, gold = compiled("cnn")
+    mem_at = POOL.memory.at
+    seen = 0
+    for t, i in _positions(prog, isa.Opcode.SIGNAL):
+        cmds = prog.streams[t].commands
+        f = cmds[i].fields
+        if t != "mem" and (f["x"], f["y"]) == mem_at and cmds[i - 1].opcode is not isa.Opcode.SIGNAL:
+            assert cmds[i - 1].opcode is isa.Opcode.STORE
+            seen += 1
+    assert seen >= 1
+    compare_outputs(run_program(prog).outputs, gold)
+
+
+def test_deleted_waits_around_the_memory_tile_are_caught():
+    g, inputs, prog, gold = compiled("cnn")
+    waits = [(t, i) for t, i in _positions(prog, isa.Opcode.WAIT)
+             if t == "mem" or prog.streams[t].commands[i].fields["token"] == 0]
+    assert any(t == "mem" for t, _ in waits) and any(t != "mem" for t, _ in waits)
+    for t, i in waits:
+        with pytest.raises(ExecutionError, match="missing token|never waited for|holds no"):
+            run_program(_mutated(prog, t, i))
+
+
+@pytest.mark.parametrize("fld,change", [
+    ("src_addr", lambda v: v + 2), ("src_addr", lambda v: v - 32), ("dst_addr", lambda v: v + 2),
+    ("src_pitch", lambda v: v - 2), ("dst_pitch", lambda v: v + 8), ("width", lambda v: v - 1),
+    ("height", lambda v: v - 1), ("pad_left", lambda v: v + 1), ("out_w", lambda v: v - 1),
+    ("pad_value", lambda v: 0x3F80), ("stride_w", lambda v: v + 1)])
+def test_corrupted_layout_arguments_are_caught(fld, change):
+    g, inputs, prog, gold = compiled("cnn")
+    caught = 0
+    for t, i in _positions(prog, isa.Opcode.EXEC):
+        c = prog.streams[t].commands[i]
+        if t != "mem":
+            continue
+        args = dict(c.fields["args"])
+        args[fld] = change(args[fld])
+        bad = _mutated(prog, t, i, isa.Command(c.opcode, {**c.fields, "args": args}, c.kind))
+        with pytest.raises((ExecutionError, MismatchError)):
+            compare_outputs(run_program(bad).outputs, gold)
+        caught += 1
+    assert caught == 2
+
+
+def test_memory_tile_load_or_store_faults():
+    g, inputs, prog, gold = compiled("cnn")
+    bad = _mutated(prog, "mem", 0, isa.load(spad_addr=0, x=1, y=1, remote_addr=0, length=8))
+    with pytest.raises(ExecutionError, match="tile mem command 0 .*: the memory tile has no "
+                                             "DMA: LOAD and STORE fault there"):
+        run_program(bad)
+
+
+def _layout_graph(dtype, rows, cols, chain):
+    """x [rows, cols] -> (relu on the AFU ->) transpose on the memory tile -> (relu ->) y."""
+    from sched.ir import ActFunc, LayoutFunc, MicroOp, OpType
+    g = Graph("transpose")
+    x = g.add_buffer(Buffer("x", (rows, cols), dtype, BufferKind.INPUT))
+    y = g.add_buffer(Buffer("y", (cols, rows), dtype, BufferKind.OUTPUT))
+    src, dst = x, y
+    if chain:
+        src = g.add_buffer(Buffer("a", (rows, cols), dtype))
+        dst = g.add_buffer(Buffer("b", (cols, rows), dtype))
+        g.add_op(MicroOp("pre", OpType.ACT, dtype, (TensorRef.whole(x),), (TensorRef.whole(src),),
+                         ActFunc.RELU, {"n": x.size}))
+    g.add_op(MicroOp("t", OpType.LAYOUT, dtype, (TensorRef.whole(src),), (TensorRef.whole(dst),),
+                     LayoutFunc.TRANSPOSE, {"n": x.size}))
+    if chain:
+        g.add_op(MicroOp("post", OpType.ACT, dtype, (TensorRef.whole(dst),),
+                         (TensorRef.whole(y),), ActFunc.RELU, {"n": y.size}))
+    return g
+
+
+@pytest.mark.parametrize("dtype,rows,cols,chain", [(DType.BF16, 5, 12, True),
+                                                    (DType.BF16, 16, 3, False),
+                                                    (DType.INT8, 7, 9, False)])
+def test_transpose_runs_bit_exact(dtype, rows, cols, chain):
+    from hw.layout_engine import MemFunc
+    g = _layout_graph(dtype, rows, cols, chain)
+    rng = np.random.default_rng(rows * cols)
+    vals = (rng.standard_normal((rows, cols)).astype(np.float32) if dtype is DType.BF16
+            else rng.integers(-128, 128, (rows, cols)).astype(np.int8))
+    prog = compile_schedule(g, heft(g.dag, POOL, CostModel(POOL)), {"x": vals})
+    (ex,) = _mem_execs(prog)
+    src, dst = ("a", "b") if chain else ("x", "y")
+    e = dtype.bytes
+    assert ex.fields["func"] is MemFunc.TRANSPOSE
+    assert ex.fields["args"] == {
+        "src_addr": prog.layouts[src].addr, "dst_addr": prog.layouts[dst].addr,
+        "elem_log2": e.bit_length() - 1, "src_pitch": -(-cols * e // 8) * 8,
+        "dst_pitch": -(-rows * e // 8) * 8, "rows": rows, "cols": cols}
+    gold = golden_outputs(g, {"x": vals})
+    compare_outputs(run_program(prog).outputs, gold)
+    y = np.asarray(gold["y"])
+    want = vals.T if not chain else np.maximum(vals, 0).T
+    assert np.array_equal(np.asarray(y).astype(np.float32),
+                          np.asarray(want).astype(y.dtype).astype(np.float32))
+
+
+def _im2col_op(g, x_ref, c, kh, kw, oh, ow, **attrs):
+    from sched.ir import LayoutFunc, MicroOp, OpType
+    cols = g.add_buffer(Buffer("cols", (c * kh * kw, oh * ow), DType.BF16, BufferKind.OUTPUT))
+    return g.add_op(MicroOp("im", OpType.LAYOUT, DType.BF16, (x_ref,), (TensorRef.whole(cols),),
+                            LayoutFunc.IM2COL, {"n": cols.size},
+                            attrs={"kernel": (kh, kw), "strides": (1, 1), "pads": (0, 0, 0, 0),
+                                   "pad_value": 0, **attrs}))
+
+
+def _layout_error(g, op):
+    """The layout engine's EXEC of ``op`` on the memory tile (or the error compiling it)."""
+    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    return codegen._lower_layout(ctx, op, POOL.memory_unit.tile)
+
+
+def test_layout_engine_limits_are_clear_errors():
+    g = Graph("dil")
+    x = g.add_buffer(Buffer("x", (1, 2, 9, 9), DType.BF16, BufferKind.INPUT))
+    op = _im2col_op(g, TensorRef.whole(x), 2, 3, 3, 5, 5, dilations=(2, 2))
+    with pytest.raises(NotLowered, match=r"^Micro-op 'im' \(layout<bf16>\) on mem: not lowered: "
+                                         r"dilations \[2, 2\]; the layout engine's im2col takes "
+                                         r"dilation 1 only"):
+        _layout_error(g, op)
+    g = Graph("big")
+    x = g.add_buffer(Buffer("x", (1, 1, 9, 9), DType.BF16, BufferKind.INPUT))
+    op = _im2col_op(g, TensorRef.whole(x), 1, 8, 8, 2, 2)
+    with pytest.raises(CodegenError, match=r"^Micro-op 'im' \(layout<bf16>\) on mem: the layout "
+                                           r"engine's kernel_h field \(3 bits\) holds 0..7, not 8"):
+        _layout_error(g, op)
+    g = Graph("wide")
+    x = g.add_buffer(Buffer("x", (1, 1, 2, 1100), DType.BF16, BufferKind.INPUT))
+    op = _im2col_op(g, TensorRef.whole(x), 1, 1, 1, 2, 1100)
+    with pytest.raises(CodegenError, match=r"width field \(10 bits\) holds 0..1023, not 1100"):
+        _layout_error(g, op)
+    # a box cutting the height of a multi-channel image: rows are not evenly spaced
+    g = Graph("cut")
+    x = g.add_buffer(Buffer("x", (1, 2, 9, 8), DType.BF16, BufferKind.INPUT))
+    op = _im2col_op(g, TensorRef("x", (0, 0, 0, 0), (1, 2, 4, 8)), 2, 1, 1, 4, 8)
+    with pytest.raises(CodegenError, match=r"on mem: the rows of the source x\[0:1,0:2,0:4,0:8\] "
+                                           r"are not evenly spaced in x \[1, 2, 9, 8\]"):
+        _layout_error(g, op)
+    # ... while a box of some rows of one channel is fine (rows 2..5 of channel 1)
+    g = Graph("ok")
+    g.add_buffer(Buffer("x", (1, 2, 9, 8), DType.BF16, BufferKind.INPUT))
+    op = _im2col_op(g, TensorRef("x", (0, 1, 2, 0), (1, 1, 4, 8)), 1, 1, 1, 4, 8)
+    func, args = _layout_error(g, op)
+    assert (args["src_addr"], args["src_pitch"], args["height"]) == ((9 + 2) * 16, 16, 4)
+
+
+def test_copy_out_of_a_channels_last_image_is_one_transpose():
+    """mixed's CE output [1, 8, 8, 8] (channels-last: 64 pixel rows of 8 INT8 channels) is
+    read as 8 nodes x 64 features through a LAYOUT copy: one TRANSPOSE on the memory tile.
+    On a pool without the SMU (its SPMM tiles run densely on the DMUs) every scheduler's
+    program reproduces the golden outputs."""
+    from hw.layout_engine import MemFunc
+    from sched.schedulers import SCHEDULERS as ALL
+    g = compile_model("mixed")
+    pool = Pool(POOL.config, kinds=[k for k in UnitKind if k is not UnitKind.SMU])
+    inputs = models.example_inputs(models.build("mixed"))
+    gold = golden_outputs(g, inputs)
+    for name, sched in ALL.items():
+        prog = compile_schedule(g, sched(g.dag, pool, CostModel(pool)), inputs)
+        (ex,) = _mem_execs(prog)
+        img, dst = prog.layouts[g.base("h1r").name], prog.layouts["h1r.rowmajor"]
+        assert img.channels_last and ex.fields["func"] is MemFunc.TRANSPOSE
+        assert ex.fields["args"] == {"src_addr": img.addr, "dst_addr": dst.addr,
+                                     "elem_log2": 0, "src_pitch": 8, "dst_pitch": 64,
+                                     "rows": 64, "cols": 8}
+        compare_outputs(run_program(prog).outputs, gold)
+    # a copy between row-major buffers has no EXEC
+    from sched.ir import LayoutFunc, MicroOp, OpType
+    g2 = Graph("rowcopy")
+    a = g2.add_buffer(Buffer("a", (4, 8), DType.BF16, BufferKind.INPUT))
+    b = g2.add_buffer(Buffer("b", (4, 8), DType.BF16, BufferKind.OUTPUT))
+    op = g2.add_op(MicroOp("c", OpType.LAYOUT, DType.BF16, (TensorRef.whole(a),),
+                           (TensorRef.whole(b),), LayoutFunc.COPY, {"n": 32}))
+    with pytest.raises(NotLowered, match=r"on mem: not lowered: a copy between row-major "
+                                         r"buffers"):
+        _layout_error(g2, op)

@@ -8,7 +8,9 @@ command streams before any RTL does, so a wrong address, pitch or argument shows
 wrong result there; the unit tests check each model against its RTL unit.
 
 Each unit kind registers a model with :func:`register`; the models live beside this
-module (``sched/unitsim_<area>.py``) and are imported on first use.
+module (``sched/unitsim_<area>.py``) and are imported on first use. The memory tile's
+layout engine (:mod:`sched.unitsim_layout`) works on the global memory in place: its
+"scratchpad image" is the whole memory.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ UnitModel = Callable[[TileConfig, Any, Mapping[str, Any], bytearray], list[tuple
 _MODELS: dict[UnitKind, UnitModel] = {}
 
 #: Modules that register models, imported by :func:`model_for` when a kind is missing.
-_PROVIDERS = ("sched.unitsim_gemm", "sched.unitsim_sparse", "sched.unitsim_stream")
+_PROVIDERS = ("sched.unitsim_gemm", "sched.unitsim_sparse", "sched.unitsim_stream",
+              "sched.unitsim_layout")
 
 
 def register(kind: UnitKind) -> Callable[[UnitModel], UnitModel]:

@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from hw import isa
 from hw.config import PoolConfig, TileConfig, UnitKind
@@ -34,6 +34,7 @@ from tb.harness import locked
 
 __all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
            "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS",
+           "DEFAULT_CMD_DEPTH", "command_depth_for",
            "start_up_safe", "zero_memories", "simulation_text"]
 
 JOB_ENV = "ACCELPOOL_SOC_JOB"
@@ -433,9 +434,23 @@ class SocDriver:
 
 # ---- host side -------------------------------------------------------------------------
 
-def soc_build_dir(cfg: PoolConfig) -> Path:
+#: Commands each tile's command memory holds in a default build (:func:`build_soc`).
+DEFAULT_CMD_DEPTH = 1024
+
+
+def soc_build_dir(cfg: PoolConfig, cmd_depth: int = DEFAULT_CMD_DEPTH) -> Path:
+    """``sim_build/<config>``; a build with deeper command memories gets its own folder,
+    ``sim_build/<config>_cmd<depth>`` (so builds of both depths coexist)."""
     from tb.harness import SIM_BUILD
-    return SIM_BUILD / cfg.name
+    return SIM_BUILD / (cfg.name if cmd_depth == DEFAULT_CMD_DEPTH
+                        else f"{cfg.name}_cmd{cmd_depth}")
+
+
+def command_depth_for(lengths: Iterable[int]) -> int:
+    """The command-memory depth a build needs for streams of ``lengths`` commands: the
+    default, or the smallest power of two holding the longest stream."""
+    longest = max(lengths, default=0)
+    return max(DEFAULT_CMD_DEPTH, 1 << max(0, longest - 1).bit_length())
 
 
 def _source_key(cfg: PoolConfig, kw: Mapping[str, Any]) -> str:
@@ -591,11 +606,15 @@ class SocBuild:
     build_args: list
     waves: bool
     seconds: float
+    cmd_depth: int = DEFAULT_CMD_DEPTH
 
 
 def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
-              cmd_depth: int = 1024) -> SocBuild:
+              cmd_depth: int = DEFAULT_CMD_DEPTH) -> SocBuild:
     """Generate ``sim_build/<config>/soc.v`` (if the config or hw sources changed) and build it.
+
+    ``cmd_depth`` commands fit each tile's command memory (the memory tile's too); a
+    non-default depth builds in its own folder (:func:`soc_build_dir`).
 
     Raises
     ------
@@ -612,7 +631,7 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
 
     t0 = time.perf_counter()
     sim = simulator(sim)
-    top_dir = soc_build_dir(cfg)
+    top_dir = soc_build_dir(cfg, cmd_depth)
     kw = {"cmd_depth": cmd_depth}
     key = _source_key(cfg, kw)
     with locked(top_dir):
@@ -663,7 +682,7 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
                                f"{build_dir / 'build.log'}") from e
         stamp_file.write_text(stamp)
     return SocBuild(cfg, sim, build_dir, src, runner, build_args, waves,
-                    time.perf_counter() - t0)
+                    time.perf_counter() - t0, cmd_depth)
 
 
 def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] | None = None,
@@ -679,8 +698,22 @@ def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] |
 
 
 def run_jobs(build: SocBuild, jobs: list[SocJob]) -> list[SocResult]:
-    """Run several jobs, one after the other (reset in between), in one simulator process."""
+    """Run several jobs, one after the other (reset in between), in one simulator process.
+
+    Raises
+    ------
+    ValueError
+        If a stream has more commands than the build's command memories hold.
+    """
     import tempfile
+
+    for job in jobs:
+        for name, stream in job.streams.items():
+            n = len(stream) // isa.COMMAND_BYTES
+            if n > build.cmd_depth:
+                raise ValueError(f"The stream of tile {name} has {n} commands but the command "
+                                 f"memories of this SoC build hold {build.cmd_depth}; build "
+                                 f"with build_soc(..., cmd_depth={command_depth_for([n])})")
 
     with tempfile.TemporaryDirectory(prefix="socjob", dir=build.build_dir) as tmp:
         job_file = Path(tmp) / "job.pkl"

@@ -10,7 +10,7 @@ Unit latency
     kind    fallback formula (cycles)
     ======  ==================================================================
     DMU     ceil(M/rows) * ceil(N/cols) * K + rows + cols   (fill/drain)
-    MEMORY  ceil(n * element bytes / flit bytes)            (LAYOUT, im2col)
+    MEMORY  sched/cost/layout.py (exact: the layout engine, LAYOUT micro-ops)
     LPU     same, with the LPU's INT8 array
     SMU     ceil(non-zero MACs / lanes) + M                 (one row start per row)
     CE      ceil(OC/oc_lanes) * ceil(IC/ic_lanes) * OH * OW * KH * KW
@@ -20,8 +20,8 @@ Unit latency
 
     Every kind then gets ``scale * formula + overhead``: for a fallback ``scale = 1`` and
     ``overhead = 16`` cycles (command decode, start/done handshake); for a formula from the
-    unit's own module (exact against its RTL: the DMU and LPU of branch ``dense``)
-    ``scale = 1``, ``overhead = 0``; :func:`calibrate` fits both to measurements of the
+    unit's own module (exact against its RTL: the DMU and LPU of branch ``dense``, the
+    memory tile's layout engine) ``scale = 1``, ``overhead = 0``; :func:`calibrate` fits both to measurements of the
     whole tile.
 
 Dataflow (``CostModel(pool, dataflow=...)``)
@@ -101,16 +101,26 @@ def _gnn(tile: TileConfig, nodes: int, edges: int, features: int, **_: Any) -> i
     return _cdiv(edges * features, tile["lanes"]) + nodes
 
 
-def _memory(tile: TileConfig, n: int, elem_bytes: int = 2, flit_bytes: int = 8, **_: Any) -> int:
-    """LAYOUT (im2col) by the memory tile: one flit-wide word read and written per cycle."""
-    return _cdiv(n * elem_bytes, flit_bytes)
+def _layout_engine(tile: TileConfig, func: Any, **args: Any) -> int:
+    """LAYOUT (im2col, transpose) on the memory tile's layout engine: its exact formula
+    (:func:`sched.cost.layout.cycles` of the EXEC's MemArgs; the shape fields suffice)."""
+    from sched.cost import layout
+    return layout.cycles(func, **args)
 
 
 #: Formulas of the documented shape, used for kinds whose ``sched/cost/<kind>.py`` has
-#: not landed; all await RTL calibration. Arguments are the IR's shape names.
+#: not landed; all await RTL calibration. Arguments are the IR's shape names. (The memory
+#: tile's entry is its layout engine's exact formula, which has landed.)
 FALLBACK: Mapping[UnitKind, Callable[..., int]] = {
     UnitKind.DMU: _dmu_like, UnitKind.LPU: _dmu_like, UnitKind.SMU: _smu,
-    UnitKind.CE: _ce, UnitKind.AFU: _afu, UnitKind.GNN: _gnn, UnitKind.MEMORY: _memory,
+    UnitKind.CE: _ce, UnitKind.AFU: _afu, UnitKind.GNN: _gnn, UnitKind.MEMORY: _layout_engine,
+}
+
+#: Kinds whose cycle formula is not ``sched/cost/<kind>.py``'s ``cycles(tile, **shape)``:
+#: the memory tile's EXEC is its layout engine's (``sched/cost/layout.py``, which takes
+#: ``cycles(func, **MemArgs)``), called through :func:`_layout_engine`.
+_RTL_FORMULAS: Mapping[UnitKind, tuple[str, Callable[..., int]]] = {
+    UnitKind.MEMORY: ("sched.cost.layout", _layout_engine),
 }
 
 
@@ -162,20 +172,19 @@ def shape_args(op: Any) -> dict[str, int]:
         # The SMU's own terms (sched/cost/smu.py): sparse matrix rows m, dense columns n.
         # A sparse B runs as C^T = B^T A^T: B^T (N x K) is the sparse operand.
         shape["m"], shape["n"], shape["nnz"] = (M, N, nnz) if sparse_a else (N, M, nnz)
-    if op.op is OpType.LAYOUT:
-        shape["elem_bytes"] = op.dtype.bytes
     return shape
 
 
 def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
     """``(cycles, from_rtl)``: the unit module's formula if it exists, else the fallback."""
+    name, adapter = _RTL_FORMULAS.get(kind, (f"sched.cost.{kind.key}", None))
     try:
-        mod = importlib.import_module(f"sched.cost.{kind.key}")
+        mod = importlib.import_module(name)
     except ModuleNotFoundError:
         mod = None
     fn = getattr(mod, "cycles", None) if mod is not None else None
     if callable(fn):
-        return fn, True
+        return adapter or fn, True
     return FALLBACK[kind], False
 
 
@@ -360,21 +369,33 @@ class CostModel:
     def exec_cycles(self, op: Any, unit: Any) -> int:
         """Cycles ``unit`` spends computing ``op`` (operands already in its scratchpad)."""
         kind = unit.kind
-        key = (unit.name, op.op, op.dtype, op.sparsity, tuple(op.shape.items()),
+        key = (unit.name, op.op, op.func, op.dtype, op.sparsity, tuple(op.shape.items()),
                op.attrs.get("sparse_operand", 0))
         hit = self._exec_cache.get(key)
         if hit is not None:
             return hit
-        shape = self._translate(op, kind, shape_args(op))
-        if kind is UnitKind.MEMORY:
-            shape["flit_bytes"] = self._bytes_per_flit
+        shape = self._translate(op, kind, shape_args(op), unit)
         kp = self.params.kinds.get(kind, KindParams())
         cyc = max(1, math.ceil(kp.scale * self.raw_cycles(kind, unit.tile, shape) + kp.overhead))
         self._exec_cache[key] = cyc
         return cyc
 
-    def _translate(self, op: Any, kind: UnitKind, shape: dict[str, int]) -> dict[str, int]:
+    def _translate(self, op: Any, kind: UnitKind, shape: dict[str, int],
+                   unit: Any = None) -> dict[str, Any]:
         """Shape arguments of ``op`` for a unit of ``kind`` (emulated ops become GEMMs)."""
+        if kind is UnitKind.MEMORY:
+            # The layout engine's formula takes its EXEC's function and shape fields, as
+            # codegen computes them (sched.codegen.layout_shape). A copy (one TRANSPOSE of
+            # its n elements, whose factors depend on the source's layout) or a LAYOUT
+            # micro-op codegen does not lower is priced as one EXEC moving n elements (the
+            # engine's cycles depend on the destination elements only).
+            from sched.codegen import CodegenError, layout_shape
+            try:
+                func, args = layout_shape(op, unit.tile if unit is not None
+                                          else self.pool.memory)
+            except CodegenError:
+                return {"func": "transpose", "rows": shape.get("n", 0), "cols": 1}
+            return {"func": func, **args}
         if kind in (UnitKind.DMU, UnitKind.LPU) and op.op is not OpType.GEMM:
             return _as_gemm(op.op, shape)
         if kind is UnitKind.CE and op.op is OpType.CONV:
@@ -453,8 +474,6 @@ class CostModel:
         rules (:func:`sched.cost.stream.op_cycles`: controller issue slots, each LOAD and
         STORE at its hop distance, the EXEC, one SIGNAL per consuming unit, at most the
         number of successors). Otherwise the bytes-based estimate below."""
-        if unit.kind is UnitKind.MEMORY:      # LAYOUT runs in place in the memory
-            return self.exec_cycles(dag.nodes[n]["op"], unit)
         if self.dataflow == "memory" and self.command_level:
             hit = self._command_cycles(dag, n, unit)
             if hit is not None:
@@ -478,11 +497,14 @@ class CostModel:
         return self.transfer_cycles(nbytes, src.at, dst.at)
 
     def sync_cycles(self, src: Any, dst: Any) -> int:
-        """Fence plus SIGNAL from ``src`` to ``dst`` (memory dataflow)."""
-        key = (src.at, dst.at, src.kind is UnitKind.MEMORY)
+        """Fence plus SIGNAL from ``src`` to ``dst`` (memory dataflow). The memory tile's
+        writes are complete when its EXEC ends, and a SIGNAL to the memory tile is ordered
+        after the STOREs there: neither needs a fence."""
+        no_fence = UnitKind.MEMORY in (src.kind, dst.kind)
+        key = (src.at, dst.at, no_fence)
         hit = self._sync.get(key)
         if hit is None:
-            fence = 0 if src.kind is UnitKind.MEMORY else self.load_cycles(32, src.at)
+            fence = 0 if no_fence else self.load_cycles(32, src.at)
             hops = abs(src.at[0] - dst.at[0]) + abs(src.at[1] - dst.at[1])
             hit = self._sync[key] = fence + 1 + hops * self._router + 2
         return hit
@@ -603,6 +625,10 @@ class LinkTable:
         self.cost = cost
         self._busy: dict[Any, tuple[list[int], list[int]]] = {}
         self._routes: dict[tuple, list] = {}
+        #: recorded LOAD/STORE phases: (their starts, (start, end, service per cycle)),
+        #: sorted by start; the longest one's length
+        self._activity: tuple[list[int], list[tuple[int, int, float]]] = ([], [])
+        self._longest = 0
 
     def _links(self, src: tuple[int, int], dst: tuple[int, int]) -> list:
         """The booking lists ``(starts, finishes)`` of every link of the route."""
@@ -661,6 +687,43 @@ class LinkTable:
                 starts.insert(k, a)
                 finishes.insert(k, b)
         return t
+
+    def activity(self, start: int, end: int) -> float:
+        """Memory-server service of the recorded phases (:meth:`record`) inside
+        ``[start, end)``, each phase's service spread evenly over its interval (a tile's
+        packets reach the server one at a time, spaced by their round trips)."""
+        starts, rows = self._activity
+        lo = bisect.bisect_left(starts, start - self._longest)
+        hi = bisect.bisect_left(starts, end)
+        total = 0.0
+        for a, b, rate in rows[lo:hi]:
+            if b > start:
+                total += rate * (min(b, end) - max(a, start))
+        return total
+
+    def record(self, start: int, end: int, service: int) -> None:
+        """Book a LOAD or STORE phase that used ``service`` cycles of the memory server
+        between ``start`` and ``end`` (for :meth:`activity`)."""
+        if end > start and service > 0:
+            starts, rows = self._activity
+            i = bisect.bisect_right(starts, start)
+            starts.insert(i, start)
+            rows.insert(i, (start, end, service / (end - start)))
+            self._longest = max(self._longest, end - start)
+
+    def interference(self, start: int, alone: int, service: int) -> int:
+        """End of a LOAD or STORE phase of ``alone`` cycles (``service`` of them at the
+        memory server) started at ``start``, slowed by the phases already recorded.
+
+        The memory tile serves one packet at a time, round robin between the tiles whose
+        packets wait. A tile has one command in flight, so its packets wait at the server
+        a share ``service / alone`` of the phase; whatever other tiles' packets the server
+        takes meanwhile delays it: ``activity(start, start + alone) * service / alone``
+        cycles. Only phases booked before count (a list scheduler cannot move them), so
+        of two overlapping phases the later booked one carries the delay."""
+        if alone <= 0:
+            return start
+        return start + alone + int(self.activity(start, start + alone) * service / alone)
 
     def earliest(self, nbytes: int, src: tuple[int, int], dst: tuple[int, int], ready: int,
                  latency: int | None = None) -> int:

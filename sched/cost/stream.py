@@ -33,6 +33,13 @@ WAIT       issues in the first cycle its token counter holds ``count`` (then con
 END        waits for the NI and the unit to be idle; its trace entry is that cycle.
 =========  ============================================================================
 
+The memory tile runs a stream too (WAIT / EXEC / SIGNAL / END, the same controller and
+rules): its EXEC is the layout engine (``exec_cycles`` from ``sched/cost/layout.py``) and
+its SIGNALs leave through the same kind of SIGNAL sender as a compute tile's NI. The engine
+has its own read and write ports on the global memory, so the memory tile keeps serving
+other tiles' packets while an EXEC runs (it is no packet the server takes); codegen's
+tokens keep those packets off the regions the EXEC reads and writes.
+
 These rules are exact when no other tile's packets share the routers or the serving tile
 at the same time ("zero contention"). The memory tile serves one packet at a time, round
 robin between the tiles whose packets have arrived, LOADs and STOREs alike
@@ -149,12 +156,16 @@ def signal_arrival(issue: int, hops: int) -> int:
 
 def exec_cycles_from_args(tile: TileConfig, cmd: Command) -> int:
     """An EXEC's cycles from its own arguments: ``sched/cost/<kind>.py``'s ``cycles(tile,
-    func=..., **args)``. Exact for the DMU, LPU, AFU and CE; the GNN and SMU formulas
+    func=..., **args)``, for the memory tile ``sched/cost/layout.py``'s ``cycles(func,
+    **args)`` (its layout engine). Exact for the DMU, LPU, AFU, CE and layout engine; the GNN and SMU formulas
     take the edge/non-zero total from the arguments and spread it evenly over the rows
     (exact unless rows are empty: their per-row counts are data in the scratchpad).
     """
     import importlib
 
+    if tile.kind is UnitKind.MEMORY:        # the memory tile's layout engine
+        from sched.cost import layout
+        return int(layout.cycles(cmd.fields["func"], **cmd.fields["args"]))
     try:
         module = importlib.import_module(f"sched.cost.{tile.kind.key}")
     except ModuleNotFoundError:
@@ -431,11 +442,11 @@ def program_timelines(program, pool: PoolConfig, *, memory_contention: bool = Tr
                       exec_cycles: Callable[[TileConfig, Command], int] | None = None
                       ) -> dict[str, list[int]]:
     """:func:`soc_timelines` of a compiled :class:`sched.codegen.Program` (its
-    ``streams[tile].commands``), the memory tile's contention included by default: the
-    predicted trace of every tile; ``max(t[-1] for t in result.values())`` is the
-    makespan the RTL will measure (exact to a few cycles on the default SoC's models)."""
-    streams = {t: s.commands for t, s in program.streams.items()
-               if pool.tile(t).kind is not UnitKind.MEMORY}
+    ``streams[tile].commands``, the memory tile's own stream included), the memory tile's
+    contention included by default: the predicted trace of every tile;
+    ``max(t[-1] for t in result.values())`` is the makespan the RTL will measure (exact to
+    a few cycles on the default SoC's models)."""
+    streams = {t: s.commands for t, s in program.streams.items()}
     return soc_timelines(streams, pool, exec_cycles, memory_contention=memory_contention)
 
 

@@ -71,11 +71,28 @@ def test_unit_formulas(pool, cost):
     from sched.cost import gnn as gnn_cost
     assert cost.exec_cycles(agg, pool.unit("gnn0")) == gnn_cost.cycles(
         pool.unit("gnn0").tile, nodes=10, features=16, edges=40)
-    lay = MicroOp("l", OpType.LAYOUT, DType.INT8, (), (), shape={"n": 64})
-    assert cost.exec_cycles(lay, pool.unit("mem")) == 8 + 16
+    # LAYOUT on the memory tile: the layout engine's formula (one cycle per destination
+    # element, plus SETUP and DRAIN), from the EXEC's shape fields
+    from sched.cost import layout as layout_cost
+    from sched.ir import LayoutFunc
+    im2col = MicroOp("l", OpType.LAYOUT, DType.INT8, (TensorRef("x", (0, 0, 0, 0), (1, 3, 8, 8)),),
+                     (TensorRef("c", (0, 0), (27, 16)),), func=LayoutFunc.IM2COL,
+                     shape={"n": 27 * 16}, attrs={"kernel": (3, 3), "strides": (2, 2),
+                                                   "pads": (1, 1, 0, 0), "pad_value": 0})
+    assert cost.exec_cycles(im2col, pool.unit("mem")) == layout_cost.cycles(
+        "im2col", channels=3, kernel_h=3, kernel_w=3, out_h=4, out_w=4) == 27 * 16 + 2
+    tr = MicroOp("t", OpType.LAYOUT, DType.BF16, (TensorRef("a", (0, 0), (5, 7)),),
+                 (TensorRef("b", (0, 0), (7, 5)),), func=LayoutFunc.TRANSPOSE, shape={"n": 35})
+    assert cost.exec_cycles(tr, pool.unit("mem")) == 35 + 2
+    # a copy out of a channels-last image is one TRANSPOSE of its elements
+    cp = MicroOp("c", OpType.LAYOUT, DType.INT8, (TensorRef("h", (0, 0), (8, 64)),),
+                 (TensorRef("r", (0, 0), (8, 64)),), func=LayoutFunc.COPY, shape={"n": 512})
+    assert cost.exec_cycles(cp, pool.unit("mem")) == layout_cost.cycles(
+        "transpose", rows=64, cols=8) == 514
     # every unit kind's formula is now the unit's own (RTL-derived) module
     assert all(cost.from_rtl(k) for k in (UnitKind.DMU, UnitKind.LPU, UnitKind.SMU,
-                                          UnitKind.CE, UnitKind.AFU, UnitKind.GNN))
+                                          UnitKind.CE, UnitKind.AFU, UnitKind.GNN,
+                                          UnitKind.MEMORY))
 
 
 def test_calibrated_params_change_latency(pool):
@@ -117,6 +134,23 @@ def test_link_contention(cost):
     # disjoint route: no wait
     c = links.book(512, (0, 1), (0, 2), 0)
     assert c == cost.transfer_cycles(512, (0, 1), (0, 2))
+
+
+def test_memory_server_interference(cost):
+    """A phase waits for the packets of phases booked before it while one of its own
+    packets is at the memory server (a share service / alone of the phase)."""
+    links = LinkTable(cost)
+    assert links.interference(100, 600, 300) == 700             # nothing booked: alone
+    links.record(0, 1000, 400)                                  # 0.4 server cycles per cycle
+    # 600 cycles inside that phase: 240 of its service, half of which lands on ours
+    assert links.activity(100, 700) == pytest.approx(240)
+    assert links.interference(100, 600, 300) == 100 + 600 + 120
+    # partly outside: only the overlap counts; after it, nothing
+    assert links.activity(900, 1500) == pytest.approx(40)
+    assert links.interference(2000, 600, 300) == 2600
+    links.record(500, 700, 100)
+    assert links.activity(600, 800) == pytest.approx(80 + 50)
+    assert links.interference(5, 0, 0) == 5
 
 
 def test_edge_and_memory_bytes(pool, cost):
