@@ -34,6 +34,8 @@ Conventions
 - **Attributes.** ``c_broadcast``: ``"row"`` (c is ``[1,N]``, added to every row) or
   ``"col"`` (``[M,1]``); ``requant``: ``{scale, multiplier, shift, zero_point}`` (INT32 ->
   INT8, :func:`sched.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
+  ``transposed``: True on a GEMM/SPMM tile that computes a block of its layer's result
+  transposed (``C^T = B^T A^T``, so that a sparse weight is the left operand);
   ``strides`` (sh, sw), ``pads`` (top, left, bottom, right; per tile), ``pad_value`` (the
   input zero point), ``kernel``; ``alpha`` (LeakyReLU), ``approximate`` (GELU);
   ``scale``/``zero_point`` (QUANTIZE/DEQUANTIZE).
