@@ -66,10 +66,12 @@ from . import isa
 from .arith.requant import Requantizer
 from .config import UnitKind
 
-__all__ = ["CeFunc", "CeArgs", "CeCommand", "CE_SPEC", "ConvEngine", "MAX_KERNEL"]
+__all__ = ["CeFunc", "CeArgs", "CeCommand", "CE_SPEC", "ConvEngine", "MAX_KERNEL", "WEIGHT_DEPTH"]
 
 #: Largest kernel extent (kernel_h, kernel_w).
 MAX_KERNEL = 5
+#: Weight-buffer entries of a CE built from a pool config (:meth:`ConvEngine.from_tile`).
+WEIGHT_DEPTH = 256
 #: Widths of the shape fields.
 EXTENT_BITS = 10
 CHANNEL_BITS = 10
@@ -143,7 +145,7 @@ class ConvEngine(wiring.Component):
     """
 
     def __init__(self, *, oc_lanes: int = 8, ic_lanes: int = 8, addr_width: int = 13,
-                 weight_depth: int = 256, out_fifo_depth: int = 8):
+                 weight_depth: int = WEIGHT_DEPTH, out_fifo_depth: int = 8):
         _check_int("Input-channel lanes", ic_lanes, 1, 64, power_of_two=True)
         _check_int("Output-channel lanes", oc_lanes, 1, 64)
         if oc_lanes % ic_lanes:

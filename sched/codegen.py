@@ -28,6 +28,13 @@ Memory layout (:class:`BufferLayout`)
   boundaries only into that row's own padding: a box row must start on a flit boundary
   and end on one or at the row's last element, otherwise the run would cover another
   micro-op's elements and compiling fails naming the box.
+- Images a CONV reads or writes (and images element-wise micro-ops share with them) are
+  stored channels-last (:func:`channels_last_buffers`), the convolution engine's layout:
+  rows of one flit of channels per pixel (``[C / block][H * W][block]``), or pixel-major
+  ``[H * W][C]`` when a CONV reads more channels than one block. A reshape of such an
+  image into something else (a flatten) is not a row-major view of it: an INT8 GEMM chain
+  reads the flatten in stored order with its weight rows permuted to match (integer sums
+  are order-free), anything else is :class:`NotLowered`.
 - Unit-format constants follow the buffers, one blob per micro-op operand, each loaded
   with one LOAD: GEMM weights ``B`` packed K x Np, a bias or other constant accumulator
   expanded to Mp x Np, GNN adjacencies as CSR ``ptr`` and ``idx`` of the micro-op's rows,
@@ -43,7 +50,11 @@ output element (DMU FP32 or BF16 with ``out_bf16``, LPU INT32 or INT8 with ``req
 SPMM placed on a DMU runs as a dense GEMM. AFU (:mod:`hw.afu`): dense vectors of ``count``
 elements; when the micro-op covers whole rows of buffers with one pitch, the padded rows
 are one vector (the AFU also computes the padding, which nobody reads), otherwise the rows
-are packed densely (each a flit multiple, or a single row). GNN (:mod:`hw.gnn`): CSR
+are packed densely (each a flit multiple, or a single row). CE (:mod:`hw.ce`): the
+micro-op's input rows (its pixels, ``ceil(C / ic_lanes) * ic_lanes`` bytes each), weights
+and bias as :mod:`hw.ce_layout` packs them (the bias uncorrected for the input zero point,
+which the CE takes as ``x_zero_point``: :func:`_lower_ce`), output rows of
+``ceil(M / oc_lanes) * oc_lanes`` channels. GNN (:mod:`hw.gnn`): CSR
 ``ptr``/``idx``, features rows padded to ``ceil(F/L)*L`` BF16, output rows the same
 (BF16 with ``out_bf16``, else FP32). Scratchpad regions are aligned to the unit's word
 (at least 32 bytes).
@@ -69,10 +80,11 @@ padded to ``ceil(N/L) * L`` BF16 elements; C comes back from rows padded the sam
 FP32 or BF16 (``out_bf16``) as the result buffer's type. The SMU has no accumulator input:
 an SPMM with ``c`` is not lowered there (it runs on a DMU).
 
-Not lowered (:class:`NotLowered`): CONV on the CE, LAYOUT on the memory tile, SPMM on the
-SMU with a sparse B, a non-constant A or an accumulator, DEQUANTIZE of INT32, INT8
-element-wise operations, GELU with ``approximate="tanh"``; the message names the micro-op
-and why.
+Not lowered (:class:`NotLowered`): LAYOUT on the memory tile, SPMM on the SMU with a
+sparse B, a non-constant A or an accumulator, DEQUANTIZE of INT32, INT8 element-wise
+operations, GELU with ``approximate="tanh"``, a CONV split along its input channels (the CE
+has no partial-sum input), a reshape of a channels-last image read other than by an INT8
+GEMM along K; the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
 STORE is posted; the ISA orders a SIGNAL only after earlier STOREs *to the same
@@ -128,21 +140,41 @@ def _ceil(n: int, q: int) -> int:
 
 @dataclass(frozen=True)
 class BufferLayout:
-    """Where a buffer's elements are: ``addr + row * pitch + col * elem`` with ``row`` the
-    row-major index over every dimension but the last and ``col`` the last index."""
+    """Where a buffer's elements are: ``addr + row * pitch + col * elem``.
+
+    Row-major (the default): ``row`` is the row-major index over every dimension but the
+    last and ``col`` the last index. Channels-last (``channels_last``, an image ``[..., C,
+    H, W]`` whose leading dimensions are 1; the convolution engine's layout): ``row`` is
+    the pixel ``h * W + w`` and ``col`` the channel ``c``. ``view_of`` names the
+    channels-last buffer a reshape aliases when the reshape's elements are not rows of that
+    layout (a flatten): its elements can only be moved by a lowering that knows the
+    permutation (:func:`_channels_last_runs`)."""
 
     name: str
     addr: int
     shape: tuple[int, ...]
     elem: int
     pitch: int
+    channels_last: bool = False
+    view_of: str | None = None
+    block: int = 0                    # channels-last: channels per block (C: pixel-major)
+
+    @property
+    def _img(self) -> tuple[int, int, int]:
+        c, h, w = self.shape[-3:]
+        return c, h * w, -(-c // self.block)
 
     @property
     def cols(self) -> int:
+        if self.channels_last:
+            return self.block
         return self.shape[-1] if self.shape else 1
 
     @property
     def rows(self) -> int:
+        if self.channels_last:
+            _, hw, cb = self._img
+            return cb * hw
         return math.prod(self.shape[:-1]) if self.shape else 1
 
     @property
@@ -151,9 +183,28 @@ class BufferLayout:
 
     def box_rows(self, ref: TensorRef) -> tuple[np.ndarray, int, int]:
         """``(row indices, first column, columns)`` of a box of this buffer."""
+        if self.view_of is not None:
+            raise CodegenError(
+                f"{ref}: {self.name!r} reshapes the channels-last buffer {self.view_of!r} "
+                f"(the convolution engine's pixel-major layout), so its rows are not rows in "
+                f"memory. Accepted: the whole flatten read along K by an integer GEMM "
+                f"(its weights are permuted to the stored order), or the image itself")
         shape = tuple(ref.shape) or (1,)
         offset = tuple(ref.offset) or (0,)
         bshape = self.shape or (1,)
+        if self.channels_last:
+            (c0, h0, w0), (cs, hs, ws) = offset[-3:], shape[-3:]
+            c, hw, cb = self._img
+            hh, ww = np.meshgrid(np.arange(h0, h0 + hs), np.arange(w0, w0 + ws), indexing="ij")
+            pix = (hh * bshape[-1] + ww).reshape(-1).astype(np.int64)
+            b0, b1 = c0 // self.block, (c0 + cs - 1) // self.block
+            if b0 == b1:
+                return pix + b0 * hw, int(c0 % self.block), int(cs)
+            if c0 % self.block or (c0 + cs) % self.block and c0 + cs != c:
+                raise CodegenError(f"{ref}: channels {c0}..{c0 + cs - 1} of {self.name!r} "
+                                   f"cross its blocks of {self.block} channels part way")
+            rows = (np.arange(b0, b1 + 1)[:, None] * hw + pix[None, :]).reshape(-1)
+            return rows, 0, self.block
         if len(shape) == 1:
             rows = np.zeros(1, np.int64)
         else:
@@ -162,10 +213,28 @@ class BufferLayout:
             rows = np.ravel_multi_index(tuple(idx), bshape[:-1]).astype(np.int64)
         return rows, int(offset[-1]), int(shape[-1])
 
+    def flat_order(self) -> np.ndarray:
+        """Channels-last: the row-major (``c * H * W + p``) index of each stored element,
+        in storage order (rows of ``block`` channels; -1 for missing channels)."""
+        c, hw, cb = self._img
+        ch = np.arange(cb * self.block).reshape(cb, 1, self.block)
+        idx = ch * hw + np.arange(hw).reshape(1, hw, 1)
+        return np.where(ch < c, idx, -1).reshape(-1)
+
+    def _matrix(self, values: np.ndarray) -> np.ndarray:
+        """Logical values -> ``[rows, cols]`` in this layout's row order."""
+        v = np.ascontiguousarray(values)
+        if self.channels_last:
+            c, hw, cb = self._img
+            full = np.zeros((cb * self.block, hw), v.dtype)
+            full[:c] = v.reshape(c, hw)
+            return full.reshape(cb, self.block, hw).transpose(0, 2, 1).reshape(cb * hw, self.block)
+        return v.reshape(self.rows, self.cols)
+
     def pack(self, values: np.ndarray) -> bytes:
         """The buffer's bytes in this layout (padding zero)."""
         e = self.elem
-        raw = np.ascontiguousarray(values).reshape(self.rows, self.cols).view(np.uint8)
+        raw = np.ascontiguousarray(self._matrix(values)).view(np.uint8)
         out = np.zeros((self.rows, self.pitch), np.uint8)
         out[:, :self.cols * e] = raw.reshape(self.rows, self.cols * e)
         return out.tobytes()
@@ -174,8 +243,11 @@ class BufferLayout:
         """The buffer's values from its bytes in this layout."""
         e = self.elem
         a = np.frombuffer(raw, np.uint8, self.nbytes).reshape(self.rows, self.pitch)
-        a = np.ascontiguousarray(a[:, :self.cols * e])
-        return a.view(dtype).reshape(self.shape)
+        a = np.ascontiguousarray(a[:, :self.cols * e]).view(dtype)
+        if self.channels_last:
+            c, hw, cb = self._img
+            a = a.reshape(cb, hw, self.block).transpose(0, 2, 1).reshape(cb * self.block, hw)[:c]
+        return np.ascontiguousarray(a).reshape(self.shape)
 
 
 @dataclass
@@ -306,22 +378,79 @@ def _row_runs(layouts: Mapping[str, "BufferLayout"], ref: TensorRef, fb: int,
     return [(base + int(r) * lay.pitch, length) for r in rows]
 
 
+_ELEMENTWISE = (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE, OpType.DEQUANTIZE)
+
+
+def _image(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` of a one-image shape ``[1, ..., C, H, W]``, else None."""
+    if len(shape) < 3 or math.prod(shape[:-3]) != 1:
+        return None
+    return tuple(shape[-3:])
+
+
+def channels_last_buffers(g: Graph, fb: int) -> dict[str, int]:
+    """Base buffers stored channels-last (:class:`BufferLayout`), with their block size.
+
+    Channels-last: every image a CONV micro-op reads or writes (the convolution engine's
+    layout), and every image an element-wise micro-op reads or writes together with one of
+    those (so the element-wise unit sees the same element order on every operand). Blocks
+    of one flit of channels (``fb // element bytes``, at most ``C``), so a micro-op writing
+    a block of output channels writes contiguous memory; pixel-major (one block of ``C``)
+    when a CONV reads more channels than one block, as the CE's input layout wants."""
+    base = lambda r: g.base(r.buffer)   # noqa: E731
+    cl = {base(o.inputs[0]).name for o in g.ops if o.op is OpType.CONV}
+    cl |= {base(o.outputs[0]).name for o in g.ops if o.op is OpType.CONV}
+    cl = {n for n in cl if _image(tuple(g.buffers[n].shape))}
+    changed = True
+    while changed:
+        changed = False
+        for o in g.ops:
+            if o.op not in _ELEMENTWISE:
+                continue
+            names = {base(r).name for r in o.inputs + o.outputs
+                     if base(r).kind is not BufferKind.CONST}
+            if names & cl and not names <= cl:
+                imgs = {_image(tuple(g.buffers[n].shape)) for n in names}
+                if None not in imgs and len(imgs) == 1:
+                    cl |= names
+                    changed = True
+    blocks = {}
+    for n in cl:
+        c = g.buffers[n].shape[-3]
+        blocks[n] = min(c, max(1, fb // g.buffers[n].dtype.bytes))
+    for o in g.ops:
+        if o.op is OpType.CONV:
+            n = base(o.inputs[0]).name
+            if n in blocks and o.inputs[0].shape[-3] > blocks[n]:
+                blocks[n] = g.buffers[n].shape[-3]
+    return blocks
+
+
 def _layouts(g: Graph, fb: int) -> tuple[dict[str, BufferLayout], int]:
     lays: dict[str, BufferLayout] = {}
     top = 0
+    cl = channels_last_buffers(g, fb)
     for b in g.buffers.values():
         if b.alias_of is None:
             e = b.dtype.bytes
             shape = tuple(b.shape)
-            cols = shape[-1] if shape else 1
-            lays[b.name] = BufferLayout(b.name, top, shape, e, _ceil(cols * e, fb))
-            top += _ceil(lays[b.name].nbytes, ALIGN)
+            blk = cl.get(b.name, 0)
+            lay = BufferLayout(b.name, top, shape, e, 0, channels_last=bool(blk), block=blk)
+            lays[b.name] = lay = BufferLayout(b.name, top, shape, e, _ceil(lay.cols * e, fb),
+                                              channels_last=bool(blk), block=blk)
+            top += _ceil(lay.nbytes, ALIGN)
     for b in g.buffers.values():
         if b.alias_of is None:
             continue
         base = lays[g.base(b.name).name]
         e = base.elem
         shape = tuple(b.shape)
+        if base.channels_last:
+            same = _image(shape) == _image(base.shape)
+            lays[b.name] = BufferLayout(b.name, base.addr, shape, e, base.pitch,
+                                        channels_last=same, block=base.block if same else 0,
+                                        view_of=None if same else base.name)
+            continue
         cols = shape[-1] if shape else 1
         pitch = _ceil(cols * e, fb)
         dense = base.pitch == base.cols * e and pitch == cols * e
@@ -410,6 +539,7 @@ class _Operand:
     blob: bytes | None = None
     ref: TensorRef | None = None
     pitch: int = 0                    # scratchpad bytes between the box's rows
+    runs: list[tuple[int, int]] | None = None   # memory (address, bytes), if not the box's rows
 
 
 @dataclass
@@ -505,8 +635,17 @@ def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
                              f"the unit reads a full Mp x Np accumulator")
         return _Operand(key, region, ref=ref, pitch=pitch)
 
-    ops = [place(a, "a", mp, k, e, a_pitch(k, e, wb), op.dtype),
-           place(b, "b", k, n, e, np_ * e, op.dtype)]
+    if ctx.lays[a.buffer].view_of is not None and not ctx.is_const(a):
+        runs, perm = _flatten_runs(ctx, op, a, b, who)
+        pa = a_pitch(k, e, wb)
+        ops = [_Operand("a", _ceil(mp * pa, wb), ref=a, pitch=pa, runs=runs)]
+        w_rows = np.asarray(ctx.g.base(b.buffer).data).reshape(ctx.g.buffers[b.buffer].shape)
+        v = w_rows[perm][:, b.offset[1]:b.offset[1] + n].astype(NP_DTYPE[op.dtype])
+        region = _ceil(k * np_ * e, wb)
+        ops.append(_Operand("b", region, blob=_blob_rows(v, k, np_ * e, region)))
+    else:
+        ops = [place(a, "a", mp, k, e, a_pitch(k, e, wb), op.dtype),
+               place(b, "b", k, n, e, np_ * e, op.dtype)]
     if len(op.inputs) > 2:
         ops.append(place(op.inputs[2], "c", mp, n, 4, np_ * 4, acc_dt, broadcast_to=(m, n)))
     o = odt.bytes
@@ -519,6 +658,67 @@ def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
                 "c_addr": addr.get("c", 0), **extra}
         return func, args
     return _Plan(ops, d, build, max(ALIGN, wb))
+
+
+def _flatten_runs(ctx: _Ctx, op: MicroOp, a: TensorRef, b: TensorRef, who: str
+                  ) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """A GEMM's A operand ``[1, k]`` read from the flatten of a channels-last image.
+
+    The image's bytes are pixel-major (``p * C + c``) while the flatten counts ``c * H * W
+    + p``, so the micro-op reads the ``k`` elements *stored* at its K range and multiplies
+    them by the weight rows of the flatten indices stored there. Over a GEMM chain covering
+    all of K every product is made exactly once; integer sums do not depend on the order,
+    so the result is the golden one bit for bit (a floating-point sum would round
+    differently: not lowered). Returns the memory run and the flatten index of each
+    element of it."""
+    lay = ctx.lays[a.buffer]
+    base = ctx.lays[lay.view_of]
+    order = base.flat_order()
+    total = math.prod(base.shape)
+    e, fb = lay.elem, ctx.fb
+    _, c0 = a.offset if len(a.offset) == 2 else (0, 0)
+    k = a.shape[-1]
+    why = None
+    if op.dtype is not DType.INT8:
+        why = (f"{op.dtype.key} sums depend on the order of the products, and the "
+               f"image's channels-last bytes hold the flatten in another order")
+    elif tuple(lay.shape) != (1, total) or tuple(a.shape) != (1, k):
+        why = f"{a} is not one row of the flatten [1, {total}] of {base.name!r}"
+    elif base.pitch != base.cols * e or len(order) != total:
+        why = f"the rows of {base.name!r} are padded (blocks of {base.block} channels)"
+    elif (c0 * e) % fb or ((c0 + k) * e % fb and c0 + k != total):
+        why = f"columns {c0}..{c0 + k - 1} do not start and end on {fb}-byte flits"
+    elif not ctx.is_const(b) or b.offset[0] != c0 or ctx.g.buffers[b.buffer].shape[0] != total:
+        why = f"the weights {b} are not rows {c0}.. of a constant [{total}, N]"
+    else:
+        perm = order[c0:c0 + k]
+        writers = _writers(ctx, base.name)
+        extra = set(writers[perm]) - set(writers[c0:c0 + k])
+        if extra:
+            why = (f"its stored elements {c0}..{c0 + k - 1} are written by micro-op(s) "
+                   f"{sorted(extra)[:3]} it does not depend on")
+    if why:
+        raise NotLowered(f"{who}not lowered: A reads the flatten {a.buffer!r} of the "
+                         f"channels-last image {base.name!r}, and {why}. Accepted: an INT8 "
+                         f"GEMM chain over whole flits of the flatten with constant weights")
+    return [(base.addr + c0 * e, _ceil(k * e, fb))], perm
+
+
+def _writers(ctx: _Ctx, name: str) -> np.ndarray:
+    """The micro-op writing each element of base buffer ``name`` (row-major index), or ''."""
+    cache = ctx.__dict__.setdefault("_writers", {})
+    if name not in cache:
+        g = ctx.g
+        shape = tuple(g.buffers[name].shape)
+        who = np.full(shape, "", dtype=object)
+        for o in g.ops:
+            for r in o.outputs:
+                if g.base(r.buffer).name == name:
+                    rb = g.buffers[r.buffer]
+                    view = who.reshape(rb.shape)
+                    view[r.slices] = o.id
+        cache[name] = who.reshape(-1)
+    return cache[name]
 
 
 _AFU_ACT = {ActFunc.RELU: "RELU", ActFunc.LEAKY_RELU: "LEAKY_RELU", ActFunc.SIGMOID: "SIGMOID",
@@ -780,6 +980,95 @@ def _lower_smu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     return _Plan(operands, res, build, max(ALIGN, wb))
 
 
+def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    """CONV on the convolution engine (:mod:`hw.ce`).
+
+    The image and the result are channels-last buffers (:func:`channels_last_buffers`), so
+    the micro-op's input rows (pixels ``lo..hi`` of its input channels) are the CE's input
+    layout and its result rows land where the CE writes them. The golden CONV pads with
+    ``pad_value`` (the input zero point) and takes a bias already corrected for it; the CE
+    subtracts ``x_zero_point`` from real taps and skips padded ones, so codegen passes
+    ``x_zero_point = pad_value`` and the uncorrected bias ``b + pad_value * sum(w)`` (per
+    output channel, in INT32 wraparound): the same sums bit for bit."""
+    from hw.ce import WEIGHT_DEPTH, CeFunc
+    from hw.ce_layout import ConvShape, pack_bias, pack_weights
+    who = _who(op, tile)
+    ol, il = tile["oc_lanes"], tile["ic_lanes"]
+    if op.attrs.get("k_steps", 1) > 1:
+        raise NotLowered(f"{who}not lowered: the CE has no partial-sum input, and this "
+                         f"convolution is split along its input channels (k_step "
+                         f"{op.attrs.get('k_step')} of {op.attrs['k_steps']})")
+    if tuple(op.attrs.get("dilations", (1, 1))) != (1, 1):
+        raise NotLowered(f"{who}not lowered: the CE has no dilation "
+                         f"({op.attrs['dilations']})")
+    sh, sw = op.attrs["strides"]
+    if sh != sw:
+        raise NotLowered(f"{who}not lowered: the CE's stride is one value for both axes, "
+                         f"not {sh} x {sw}")
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    if op.dtype is not DType.INT8 or ctx.dtype(x) is not DType.INT8:
+        raise CodegenError(f"{who}the CE reads INT8 images, not {ctx.dtype(x).key} ({x})")
+    odt = ctx.dtype(y)
+    if odt not in (DType.INT8, DType.INT32):
+        raise CodegenError(f"{who}the CE writes INT8 or INT32, not {odt.key} ({y})")
+    for r in (x, y):
+        if not ctx.lays[r.buffer].channels_last:
+            raise CodegenError(f"{who}{r} is not stored channels-last")
+    if not ctx.is_const(w):
+        raise CodegenError(f"{who}the CE's weights {w} must be a constant")
+    s = op.shape
+    shape = ConvShape(c_in=s["IC"], c_out=s["OC"], height=s["H"], width=s["W"],
+                      kernel_h=s["KH"], kernel_w=s["KW"], stride=sh,
+                      pads=tuple(int(p) for p in op.attrs["pads"]))
+    try:
+        shape.check(ic_lanes=il, weight_depth=WEIGHT_DEPTH)
+    except ValueError as e:
+        raise NotLowered(f"{who}not lowered: {e}") from None
+    if (shape.out_h, shape.out_w) != (s["OH"], s["OW"]):
+        raise CodegenError(f"{who}the output {s['OH']}x{s['OW']} is not what a "
+                           f"{shape.height}x{shape.width} image gives ({shape.out_h}x{shape.out_w})")
+    wv = np.asarray(_const_array(ctx.g, w)).astype(np.int8).reshape(s["OC"], s["IC"], s["KH"], s["KW"])
+    pv = int(op.attrs.get("pad_value", 0))
+    if not -128 <= pv <= 127:
+        raise CodegenError(f"{who}pad value {pv} is not an INT8")
+    bias = np.zeros(s["OC"], np.int64)
+    if len(op.inputs) > 2:
+        if not ctx.is_const(op.inputs[2]):
+            raise NotLowered(f"{who}not lowered: the CE's bias {op.inputs[2]} must be a "
+                             f"constant (the CE has no partial-sum input)")
+        bias = np.asarray(_const_array(ctx.g, op.inputs[2])).astype(np.int64).reshape(-1)
+    bias = bias + pv * wv.astype(np.int64).sum(axis=(1, 2, 3))
+    bias = ((bias + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
+    extra: dict[str, Any] = {"requant": False}
+    if odt is DType.INT8:
+        from sched.golden.numerics import quantize_multiplier
+        rq = op.attrs.get("requant")
+        if rq is None:
+            raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
+        mult, shift = ((rq["multiplier"], rq["shift"]) if "multiplier" in rq
+                       else quantize_multiplier(rq["scale"]))
+        extra = {"requant": True, "multiplier": int(mult), "shift": int(shift),
+                 "y_zero_point": int(rq["zero_point"])}
+
+    def blob(raw: bytes) -> bytes:
+        return raw + bytes(_ceil(len(raw), ALIGN) - len(raw))
+    icb, ocb = -(-s["IC"] // il), -(-s["OC"] // ol)
+    ob = 1 if extra["requant"] else 4
+    operands = [_Operand("x", _ceil(shape.input_bytes(il), ALIGN), ref=x, pitch=icb * il),
+                _Operand("w", 0, blob=blob(pack_weights(wv, ol, il))),
+                _Operand("bias", 0, blob=blob(pack_bias(bias, ol)))]
+    for o in operands[1:]:
+        o.region = len(o.blob)
+    res = _Operand("out", _ceil(shape.output_bytes(ol, extra["requant"]), ALIGN), ref=y,
+                   pitch=ocb * ol * ob)
+
+    def build(addr):
+        return CeFunc.CONV, shape.exec_args(in_addr=addr["x"], w_addr=addr["w"],
+                                            bias_addr=addr["bias"], out_addr=addr["out"],
+                                            bias=True, x_zero_point=pv, **extra)
+    return _Plan(operands, res, build, ALIGN)
+
+
 #: (unit kind, operation) -> lowering of a micro-op into scratchpad regions and one EXEC.
 LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[_Ctx, MicroOp, Any], _Plan]] = {
     (UnitKind.DMU, OpType.GEMM): _lower_gemm,
@@ -790,13 +1079,12 @@ LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[_Ctx, MicroOp, Any], _Plan]] 
     (UnitKind.AFU, OpType.QUANTIZE): _lower_afu_convert,
     (UnitKind.AFU, OpType.DEQUANTIZE): _lower_afu_convert,
     (UnitKind.GNN, OpType.AGGREGATE): _lower_gnn,
+    (UnitKind.CE, OpType.CONV): _lower_ce,
     (UnitKind.SMU, OpType.SPMM): _lower_smu,
 }
 
 #: Why a placement is not lowered (one sentence each).
 _WHY_NOT = {
-    UnitKind.CE: "the CE reads channel-blocked HWC data that no DMA can make from the NCHW "
-                 "buffers",
     UnitKind.MEMORY: "the memory tile has no hardware for LAYOUT (im2col) micro-ops",
 }
 
@@ -833,6 +1121,12 @@ def _moves(runs: list[tuple[int, int]], spad: int, pitch: int, who: str
     return [tuple(m) for m in out]
 
 
+def _operand_runs(lays: Mapping[str, BufferLayout], o: _Operand, fb: int, who: str
+                  ) -> list[tuple[int, int]]:
+    """Memory runs an operand is loaded from: its own, or its box's rows."""
+    return o.runs if o.runs is not None else _row_runs(lays, o.ref, fb, who)
+
+
 def op_transfers(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[list[int], list[int]]:
     """The byte lengths of the LOADs and of the STOREs :func:`compile_schedule` emits for
     ``op`` on ``tile`` (operands into the unit's layout, result rows back), without the
@@ -859,7 +1153,7 @@ def op_transfers(graph: Graph, op: MicroOp, tile, flit_bytes: int) -> tuple[list
         if o.blob is not None:
             loads.append(len(o.blob))
         else:
-            loads += [m[2] for m in _moves(_row_runs(lays, o.ref, flit_bytes, who), 0,
+            loads += [m[2] for m in _moves(_operand_runs(lays, o, flit_bytes, who), 0,
                                            o.pitch, who)]
     stores = [m[2] for m in _moves(_row_runs(lays, plan.out.ref, flit_bytes, who), 0,
                                    plan.out.pitch, who)]
@@ -887,9 +1181,9 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     Raises
     ------
     NotLowered
-        If a micro-op is placed where codegen emits no command (CE, memory tile, an SPMM
-        the SMU cannot take, DEQUANTIZE of INT32, INT8 element-wise operations), naming it
-        and why.
+        If a micro-op is placed where codegen emits no command (memory tile, an SPMM the
+        SMU cannot take, DEQUANTIZE of INT32, INT8 element-wise operations, a CONV the CE
+        cannot take), naming it and why.
     CodegenError
         If the schedule misses a micro-op, a layout rule is broken (alias, flit rounding),
         the memory tile is too small, or a scratchpad cannot hold a micro-op's operands and
@@ -978,7 +1272,8 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                     cmds.append(isa.load(spad_addr=addrs[o.key], x=mem.x, y=mem.y,
                                          remote_addr=baddr, length=nbytes))
                 else:
-                    for s, a, b in _moves(prog.row_runs(o.ref, who), addrs[o.key], o.pitch, who):
+                    for s, a, b in _moves(_operand_runs(lays, o, fb, who), addrs[o.key],
+                                          o.pitch, who):
                         cmds.append(isa.load(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a,
                                              length=b))
             # 3. compute

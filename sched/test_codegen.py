@@ -1,6 +1,6 @@
 """Tests of the command-stream compiler, run end to end by the functional executor.
 
-Each lowered model (mlp, gcn, transformer) is decomposed, scheduled (greedy, heft),
+Each lowered model (mlp, gcn, transformer, qcnn) is decomposed, scheduled (greedy, heft),
 compiled to binary streams and executed through the units' ISA-level models; the outputs
 must equal the golden run (units' arithmetic) bit for bit. Then single tokens, fences,
 addresses, pitches and EXEC arguments are removed or corrupted, and every such program
@@ -31,7 +31,7 @@ POOL = Pool.from_config("default")
 _CACHE: dict = {}
 
 #: The models codegen lowers completely on the default pool.
-LOWERED = ("mlp", "gcn", "transformer")
+LOWERED = ("mlp", "gcn", "transformer", "qcnn")
 
 
 def program(name: str, scheduler=heft):
@@ -333,8 +333,6 @@ def _plan_error(name, op_pred, tile):
 
 
 @pytest.mark.parametrize("model,what,tile,why", [
-    ("qcnn", "conv", "ce0", "the CE reads channel-blocked HWC data that no DMA can make from "
-                            "the NCHW buffers"),
     ("cnn", "layout", "mem", "the memory tile has no hardware for LAYOUT \\(im2col\\) micro-ops"),
 ])
 def test_placements_that_are_not_lowered_say_why(model, what, tile, why):
@@ -343,7 +341,7 @@ def test_placements_that_are_not_lowered_say_why(model, what, tile, why):
     assert re.match(rf"Micro-op '{re.escape(op.id)}' \({what}<{op.dtype.key}>\) on {tile}: "
                     rf"not lowered: {why}\. Accepted: gemm on dmu, spmm on dmu, gemm on lpu, "
                     rf"act on afu, eltwise on afu, quantize on afu, dequantize on afu, "
-                    rf"aggregate on gnn, spmm on smu$", msg), msg
+                    rf"aggregate on gnn, conv on ce, spmm on smu$", msg), msg
 
 
 def test_int32_dequantize_is_not_lowered():
@@ -444,11 +442,65 @@ def test_conversion_lowering_errors():
         codegen._plan(ctx, op, POOL.unit("afu0").tile)
 
 
-def test_a_schedule_using_the_ce_does_not_compile():
+def test_channels_last_layout_round_trips_and_blocks():
+    """CONV images are stored channels-last in blocks of one flit of channels: a block of
+    output channels is contiguous rows, and pack/unpack invert each other."""
     g = compile_model("qcnn")
-    s = heft(g.dag, POOL, CostModel(POOL))
-    with pytest.raises(NotLowered, match=r"<int8>\) on (ce0|afu0): not lowered: the (CE|AFU)"):
-        compile_schedule(g, s)
+    lays, _ = codegen._layouts(g, 8)
+    h2, x = lays["h2"], lays["x"]                      # [1, 16, 8, 8] and [1, 3, 16, 16]
+    assert (h2.channels_last, h2.block, h2.rows, h2.cols, h2.pitch) == (True, 8, 128, 8, 8)
+    assert (x.channels_last, x.block, x.rows, x.pitch) == (True, 3, 256, 8)
+    assert lays["f"].view_of == "h2" and lays["xq"].channels_last
+    vals = np.arange(16 * 64, dtype=np.int32).astype(np.int8).reshape(1, 16, 8, 8)
+    raw = h2.pack(vals)
+    assert raw[:8] == bytes(vals[0, :8, 0, 0].tobytes())          # pixel 0, channels 0..7
+    assert raw[64 * 8:64 * 8 + 8] == bytes(vals[0, 8:, 0, 0].tobytes())  # block 1 after block 0
+    assert np.array_equal(h2.unpack(raw, np.int8), vals)
+    rows, c0, w = h2.box_rows(TensorRef("h2", (0, 8, 0, 0), (1, 8, 8, 8)))
+    assert (rows[0], rows[-1], c0, w) == (64, 127, 0, 8)
+    assert list(h2.flat_order()[:3]) == [0, 64, 128]               # channel-major flatten
+    with pytest.raises(CodegenError, match=r"reshapes the channels-last buffer 'h2'"):
+        lays["f"].box_rows(TensorRef("f", (0, 0), (1, 64)))
+
+
+def test_flatten_of_a_channels_last_image_into_a_float_gemm_is_not_lowered():
+    """Only integer sums may take the flatten in the stored order (the weights permuted)."""
+    g = Graph("flatbf16")
+    x = g.add_buffer(Buffer("x", (1, 8, 4, 4), DType.INT8, BufferKind.INPUT))
+    w = g.add_buffer(Buffer("w", (8, 8, 1, 1), DType.INT8, BufferKind.CONST,
+                            data=np.ones((8, 8, 1, 1), np.int8)))
+    y = g.add_buffer(Buffer("y", (1, 8, 4, 4), DType.BF16, BufferKind.TEMP))
+    f = g.add_buffer(Buffer("f", (1, 128), DType.BF16, BufferKind.TEMP, alias_of="y"))
+    b = g.add_buffer(Buffer("b", (128, 8), DType.BF16, BufferKind.CONST,
+                            data=np.ones((128, 8), np.float32)))
+    o = g.add_buffer(Buffer("o", (1, 8), DType.FP32, BufferKind.OUTPUT))
+    from sched.ir import MicroOp, OpType
+    g.add_op(MicroOp("conv", OpType.CONV, DType.INT8, (TensorRef.whole(x), TensorRef.whole(w)),
+                     (TensorRef.whole(y),), shape={"IC": 8, "H": 4, "W": 4, "OC": 8, "KH": 1,
+                                                   "KW": 1, "OH": 4, "OW": 4},
+                     attrs={"strides": (1, 1), "pads": (0, 0, 0, 0)}))
+    gemm = MicroOp("fc", OpType.GEMM, DType.BF16, (TensorRef.whole(f), TensorRef.whole(b)),
+                   (TensorRef.whole(o),), shape={"M": 1, "K": 128, "N": 8})
+    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    with pytest.raises(NotLowered, match=r"^Micro-op 'fc' \(gemm<bf16>\) on dmu0: not lowered: "
+                                         r"A reads the flatten 'f' of the channels-last image "
+                                         r"'y', and bf16 sums depend on the order"):
+        codegen._plan(ctx, gemm, POOL.unit("dmu0").tile)
+
+
+def test_ce_exec_carries_the_uncorrected_bias_and_the_pad_value_as_zero_point():
+    """qcnn's first convolution pads with the input zero point (-3) and its bias is
+    corrected for it; the CE gets x_zero_point = -3 and bias + (-3) * sum(w) back."""
+    g = compile_model("qcnn")
+    op = next(o for o in g.ops if o.id.startswith("qconv1/"))
+    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    plan = codegen._plan(ctx, op, POOL.unit("ce0").tile)
+    func, args = plan.build({"x": 0, "w": 4096, "bias": 8192, "out": 12288})
+    assert args["x_zero_point"] == -3 and args["bias"] and args["requant"]
+    w = codegen._const_array(g, op.inputs[1]).astype(np.int64)
+    b = codegen._const_array(g, op.inputs[2]).astype(np.int64)
+    blob = next(o.blob for o in plan.operands if o.key == "bias")
+    assert np.array_equal(np.frombuffer(blob[:32], "<i4"), b - 3 * w.sum(axis=(1, 2, 3)))
 
 
 def test_listing_and_binary():

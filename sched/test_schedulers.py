@@ -194,7 +194,7 @@ def test_direct_dataflow_schedules_are_valid_too(default_pool):
     assert search(dag, default_pool, cost).makespan <= h.makespan
 
 
-@pytest.mark.parametrize("name", ["mlp", "gcn", "transformer"])
+@pytest.mark.parametrize("name", ["mlp", "gcn", "transformer", "qcnn"])
 @pytest.mark.parametrize("scheduler", ["greedy", "heft", "lookahead"])
 def test_predicted_makespan_is_within_10_percent_of_the_compiled_streams(name, scheduler):
     """The schedule's makespan (command-level occupancy, the memory tile as one shared

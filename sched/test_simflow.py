@@ -62,7 +62,7 @@ def test_discovery_of_the_default_pool_in_icarus():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["mlp", "gcn", "transformer"])
+@pytest.mark.parametrize("model", ["mlp", "gcn", "transformer", "qcnn"])
 def test_lowered_models_run_on_the_rtl_bit_exact(model):
     """The binary streams (DMU GEMMs, AFU activations and element-wise operations, GNN
     mean) on the default SoC in Icarus: outputs equal the golden run in the units'

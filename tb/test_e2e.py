@@ -1,6 +1,6 @@
 """Built-in models end to end on the default SoC's RTL (``configs/default.toml``).
 
-Every model codegen lowers completely (mlp, gcn, transformer) is compiled, scheduled,
+Every model codegen lowers completely (mlp, gcn, transformer, qcnn) is compiled, scheduled,
 loaded into the simulated SoC, run to ``all_done`` and read back
 (:func:`sched.simflow.simulate`, what ``accelpool sim`` runs). The outputs must equal the
 golden run in the units' arithmetic bit for bit; the scheduler's predicted makespan must be
@@ -9,7 +9,8 @@ EXEC taking exactly the cycles the unit's formula gives; every scheduler must pr
 same outputs (the schedule changes timing, never results).
 
 Verilator runs every model (``make regress``: its build of the 8-tile SoC takes minutes);
-Icarus the MLP and the GCN (``make test``), which must also take exactly as many cycles, and
+Icarus the MLP, the GCN and the quantized CNN (``make test``; qcnn is the one that
+runs the convolution engine), which must also take exactly as many cycles, and
 leave the same traces, as on Verilator. The models codegen does not lower yet stop before the build with the
 reason (``sched/test_simflow.py``).
 """
@@ -23,7 +24,7 @@ from sched.cost.model import CostModel
 from sched.measured import measured_ops
 from sched.simflow import simulate
 
-LOWERED = ("mlp", "gcn", "transformer")
+LOWERED = ("mlp", "gcn", "transformer", "qcnn")
 #: The predicted makespan must be within this fraction of the measured cycles.
 TOLERANCE = 0.10
 
@@ -60,13 +61,13 @@ def test_model_on_verilator(model):
     _check(run(model))
 
 
-@pytest.mark.parametrize("model", ["mlp", "gcn"])
+@pytest.mark.parametrize("model", ["mlp", "gcn", "qcnn"])
 def test_model_on_icarus(model):
     _check(run(model, "icarus"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["mlp", "gcn"])
+@pytest.mark.parametrize("model", ["mlp", "gcn", "qcnn"])
 def test_simulators_agree_cycle_for_cycle(model):
     assert run(model, "icarus").measured_cycles == run(model).measured_cycles
     assert run(model, "icarus").trace == run(model).trace

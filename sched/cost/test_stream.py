@@ -168,7 +168,7 @@ def test_memory_service():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["mlp", "gcn", "transformer"])
+@pytest.mark.parametrize("model", ["mlp", "gcn", "transformer", "qcnn"])
 def test_lowered_models_predicted_from_their_streams(model):
     """The compiled streams of whole models on the default SoC (Icarus; minutes to build,
     under a minute per model): with the memory tile's packet server, every tile's END is
