@@ -277,3 +277,24 @@ def test_tiling_takes_an_operator_level_graph():
     with pytest.raises(IRError, match="before pass 'tile-operators': Micro-op 'fc1/gemm.m0n0k0' is "
                                       "already a tile of an accumulation chain"):
         decompose(g, POOL)
+
+
+@pytest.mark.parametrize("c_shape,bc,bc_t", [((16, 24), None, None), ((16, 1), "col", "row"),
+                                             ((1, 24), "row", "col")])
+def test_transposed_tiles_take_every_bias_form(c_shape, bc, bc_t):
+    """A constant bias [M,N], [M,1] or [1,N] becomes a constant c.T [nt,M], [1,M] or [nt,1]
+    with the broadcast swapped; the result stays bit-exact with the untransposed SPMM."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((48, 24)).astype(np.float32)
+    w[:, 8:] *= rng.random((48, 16)) < 0.15
+    m = make([helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="fc")], [vi("x", [16, 48])],
+             [vi("y", [16, 24])], {"w": w, "c": rng.uniform(-1, 1, c_shape).astype(np.float32)})
+    g = decompose(import_model(m), POOL, DecomposeOptions(max_k_tile=16))
+    first = g.op("fc/gemm.m1n1k0")
+    assert first.attrs["transposed"] and first.attrs.get("c_broadcast") == bc_t
+    assert g.buffers[first.inputs[2].buffer].kind is BufferKind.CONST
+    assert first.inputs[2] == TensorRef("c.T", {None: (0, 8), "row": (0, 0), "col": (0, 8)}[bc],
+                                        {None: (8, 8), "row": (8, 1), "col": (1, 8)}[bc])
+    x = {"x": rng.uniform(-1, 1, (16, 48)).astype(np.float32)}
+    np.testing.assert_array_equal(run_graph(g, x)["y"].view(np.uint16),
+                                  run_graph(_spmm_reference(m), x)["y"].view(np.uint16))
