@@ -112,7 +112,7 @@ import numpy as np
 from hw import isa
 from hw.config import DType, UnitKind
 from sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, MicroOp, OpType,
-                      TensorRef)
+                      TensorRef, channels_last_images, image_dims)
 from sched.pool import AllocationError, Pool, ScratchpadAllocator
 from sched.schedulers import Schedule
 
@@ -378,42 +378,19 @@ def _row_runs(layouts: Mapping[str, "BufferLayout"], ref: TensorRef, fb: int,
     return [(base + int(r) * lay.pitch, length) for r in rows]
 
 
-_ELEMENTWISE = (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE, OpType.DEQUANTIZE)
-
-
-def _image(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
-    """``(C, H, W)`` of a one-image shape ``[1, ..., C, H, W]``, else None."""
-    if len(shape) < 3 or math.prod(shape[:-3]) != 1:
-        return None
-    return tuple(shape[-3:])
+_image = image_dims
 
 
 def channels_last_buffers(g: Graph, fb: int) -> dict[str, int]:
     """Base buffers stored channels-last (:class:`BufferLayout`), with their block size.
 
-    Channels-last: every image a CONV micro-op reads or writes (the convolution engine's
-    layout), and every image an element-wise micro-op reads or writes together with one of
-    those (so the element-wise unit sees the same element order on every operand). Blocks
+    Channels-last: :func:`sched.ir.channels_last_images` (the images CONVs read and write,
+    and those element-wise micro-ops share with them). Blocks
     of one flit of channels (``fb // element bytes``, at most ``C``), so a micro-op writing
     a block of output channels writes contiguous memory; pixel-major (one block of ``C``)
     when a CONV reads more channels than one block, as the CE's input layout wants."""
     base = lambda r: g.base(r.buffer)   # noqa: E731
-    cl = {base(o.inputs[0]).name for o in g.ops if o.op is OpType.CONV}
-    cl |= {base(o.outputs[0]).name for o in g.ops if o.op is OpType.CONV}
-    cl = {n for n in cl if _image(tuple(g.buffers[n].shape))}
-    changed = True
-    while changed:
-        changed = False
-        for o in g.ops:
-            if o.op not in _ELEMENTWISE:
-                continue
-            names = {base(r).name for r in o.inputs + o.outputs
-                     if base(r).kind is not BufferKind.CONST}
-            if names & cl and not names <= cl:
-                imgs = {_image(tuple(g.buffers[n].shape)) for n in names}
-                if None not in imgs and len(imgs) == 1:
-                    cl |= names
-                    changed = True
+    cl = channels_last_images(g)
     blocks = {}
     for n in cl:
         c = g.buffers[n].shape[-3]

@@ -37,7 +37,14 @@ Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
       multiple of the AFU lanes that fits the scratchpad) over a 2-D view ``[rows, last
       dim]`` of the tensors.
     - AGGREGATE: output-row blocks x feature blocks; each reads its rows of the adjacency.
-    - LAYOUT (im2col, transpose): kept whole (im2col: one per image).
+    - LAYOUT (im2col, transpose, copy): kept whole (im2col: one per image).
+:class:`ReorderChannelsLast`
+    Images a CONV reads or writes are kept channels-last in memory (the convolution
+    engine's layout, :func:`sched.ir.channels_last_images`), so a reshape of one into
+    anything but an image is not a row-major view of memory. A micro-op reading such a
+    reshape then reads a LAYOUT ``copy`` of it instead (the memory tile moves it to
+    row-major), except an INT8 GEMM reading the whole flatten as its A row: codegen feeds
+    that in stored order with the weight rows permuted (integer sums are order-free).
 :class:`AnnotateCosts`
     Analysis: measured sparsity of constant operands, FLOPs, bytes in/out per micro-op.
 :class:`CheckPoolSupport`
@@ -55,10 +62,11 @@ import numpy as np
 from hw.config import DType, PoolConfig, UnitKind, load_config
 from .frontend import check_pool_support
 from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, LayoutFunc, MicroOp,
-                 OpType, Pass, Pipeline, TensorRef, sanitize)
+                 OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims,
+                 sanitize)
 
-__all__ = ["DecomposeOptions", "TilePlan", "TileOperators", "AnnotateCosts", "CheckPoolSupport",
-           "decompose", "compile_model"]
+__all__ = ["DecomposeOptions", "TilePlan", "TileOperators", "ReorderChannelsLast",
+           "AnnotateCosts", "CheckPoolSupport", "decompose", "compile_model"]
 
 
 @dataclass(frozen=True)
@@ -521,6 +529,67 @@ class TileOperators(Pass):
                               f"unit a larger scratchpad_bytes in the pool config")
 
 
+class ReorderChannelsLast(Pass):
+    """Read reshapes of channels-last images through a row-major LAYOUT copy (module docstring)."""
+
+    name = "reorder-channels-last"
+
+    @staticmethod
+    def _stored_order_ok(g: Graph, op: MicroOp, i: int) -> bool:
+        """An INT8 GEMM reading a whole flatten ``[1, C*H*W]`` as A, with constant weights."""
+        r = op.inputs[i]
+        return (op.op is OpType.GEMM and op.dtype is DType.INT8 and i == 0
+                and tuple(g.buffers[r.buffer].shape) == (1, g.buffers[r.buffer].size)
+                and g.base(op.inputs[1].buffer).kind is BufferKind.CONST)
+
+    def _views(self, g: Graph) -> dict[str, None]:
+        cl = channels_last_images(g)
+        views: dict[str, None] = {}
+        for op in g.ops:
+            for i, r in enumerate(op.inputs):
+                b = g.buffers[r.buffer]
+                if (g.base(r.buffer).name in cl
+                        and image_dims(b.shape) != image_dims(g.base(r.buffer).shape)
+                        and not self._stored_order_ok(g, op, i)):
+                    views[r.buffer] = None
+        return views
+
+    def run(self, graph: Graph) -> Graph:
+        views = self._views(graph)
+        if not views:
+            return graph
+        g = graph.copy_structure()
+        g.outputs = list(graph.outputs)
+        copies: dict[str, str] = {}
+        for op in graph.ops:
+            ins = []
+            for r in op.inputs:
+                if r.buffer in views and r.buffer not in copies:
+                    b = graph.buffers[r.buffer]
+                    nb = g.add_buffer(Buffer(g.unique_name(f"{sanitize(b.name)}.rowmajor"),
+                                             b.shape, b.dtype, BufferKind.TEMP,
+                                             quant=b.quant or graph.base(b.name).quant))
+                    copies[r.buffer] = nb.name
+                    g.add_op(MicroOp(g.unique_name(f"{sanitize(b.name)}/copy"), OpType.LAYOUT,
+                                     b.dtype, (TensorRef.whole(b),), (TensorRef.whole(nb),),
+                                     func=LayoutFunc.COPY, shape={"n": b.size},
+                                     source=op.source, source_op="Reshape"))
+                ins.append(TensorRef(copies[r.buffer], r.offset, r.shape)
+                           if r.buffer in copies else r)
+            g.add_op(MicroOp(op.id, op.op, op.dtype, tuple(ins), op.outputs, func=op.func,
+                             shape=dict(op.shape), attrs=dict(op.attrs), source=op.source,
+                             source_op=op.source_op))
+        return g
+
+    def ensures(self, graph: Graph) -> None:
+        left = self._views(graph)
+        readers = {r.buffer for o in graph.ops if o.func is not LayoutFunc.COPY for r in o.inputs}
+        bad = [v for v in left if v in readers]
+        if bad:
+            raise IRError(f"reorder-channels-last left reshapes {bad} of channels-last images "
+                          f"read directly")
+
+
 # -- analysis ---------------------------------------------------------------------------
 
 _BYTES = {d: d.bytes for d in DType}
@@ -634,7 +703,8 @@ def decompose(graph: Graph, pool: PoolConfig | None = None,
     """
     pool = pool or load_config()
     plan = TilePlan.from_pool(pool, options)
-    return Pipeline([CheckPoolSupport(pool), TileOperators(plan), AnnotateCosts()],
+    return Pipeline([CheckPoolSupport(pool), ReorderChannelsLast(), TileOperators(plan),
+                     AnnotateCosts()],
                     verify_each=verify_each, dump=dump).run(graph)
 
 

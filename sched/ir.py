@@ -84,7 +84,7 @@ __all__ = [
     "IRError", "OpType", "ActFunc", "EltwiseFunc", "AggFunc", "LayoutFunc",
     "BufferKind", "QuantParams", "Buffer", "TensorRef", "MicroOp", "Graph",
     "CAPABLE_UNITS", "ACC_DTYPE", "capable_units", "verify", "Pass", "FunctionPass",
-    "Pipeline", "sanitize",
+    "Pipeline", "sanitize", "image_dims", "channels_last_images",
 ]
 
 
@@ -127,6 +127,9 @@ class AggFunc(enum.Enum):
 class LayoutFunc(enum.Enum):
     IM2COL = "im2col"        #: ``attrs``: kernel, strides, pads, dilations (one image)
     TRANSPOSE = "transpose"  #: ``out[j, i] = in[i, j]`` of a 2-D box (any element type)
+    #: ``out = in`` element for element (same shape): moves a tensor between two memory
+    #: layouts, e.g. out of a channels-last image (:func:`sched.decompose.ReorderChannelsLast`)
+    COPY = "copy"
 
 
 #: The accumulator type of a reduction over operands of a data type.
@@ -355,6 +358,45 @@ class MicroOp:
             "source": self.source, "source_op": self.source_op, "deps": list(self.deps),
             "units": [u.key for u in self.units],
         }
+
+
+_ELEMENTWISE = (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE, OpType.DEQUANTIZE)
+
+
+def image_dims(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` of a one-image shape ``[1, ..., C, H, W]``, else None."""
+    shape = tuple(shape)
+    if len(shape) < 3 or math.prod(shape[:-3]) != 1:
+        return None
+    return shape[-3:]
+
+
+def channels_last_images(g: "Graph") -> set[str]:
+    """Base buffers kept channels-last in memory: every one-image buffer a CONV micro-op
+    reads or writes (the convolution engine's layout), and every image an element-wise
+    micro-op reads or writes together with one of those, whole and of the same image
+    shape (so an element-wise unit sees one element order on every operand). Codegen lays
+    them out (:func:`sched.codegen.channels_last_buffers`); the decomposition copies a
+    reshape of one out to row-major where a reader needs it
+    (:class:`sched.decompose.ReorderChannelsLast`)."""
+    base = lambda r: g.base(r.buffer)   # noqa: E731
+    cl = {base(r).name for o in g.ops if o.op is OpType.CONV
+          for r in (o.inputs[0], o.outputs[0])}
+    cl = {n for n in cl if image_dims(g.buffers[n].shape)}
+    changed = True
+    while changed:
+        changed = False
+        for o in g.ops:
+            if o.op not in _ELEMENTWISE:
+                continue
+            refs = [r for r in o.inputs + o.outputs if base(r).kind is not BufferKind.CONST]
+            names = {base(r).name for r in refs}
+            if names & cl and not names <= cl:
+                imgs = {image_dims(g.buffers[r.buffer].shape) for r in refs}
+                if None not in imgs and len(imgs) == 1:
+                    cl |= names
+                    changed = True
+    return cl
 
 
 def _jsonable(v: Any) -> Any:
@@ -791,6 +833,10 @@ def _check_shapes(g: Graph, o: MicroOp) -> None:
             if t != (a[1], a[0]) or dict(sh) != {"n": a[0] * a[1]}:
                 fail(f"transpose of {list(a)} -> {list(t)} with {dict(sh)}; accepted: "
                      f"[R, C] -> [C, R] with n = R*C")
+        elif o.func is LayoutFunc.COPY:
+            if len(o.inputs) != 1 or tuple(o.inputs[0].shape) != tuple(o.outputs[0].shape):
+                fail(f"a copy's input {list(o.inputs)} and output {o.outputs[0]} must have "
+                     f"one shape")
         else:
             fail(f"layout function {o.func!r}; accepted: "
                  f"{', '.join(f.name for f in LayoutFunc)}")

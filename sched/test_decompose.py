@@ -254,7 +254,8 @@ def test_costs_are_annotated():
 def test_pipeline_dumps_each_pass():
     names = []
     decompose(import_model(models.mlp()), POOL, dump=lambda n, g: names.append(n))
-    assert names == ["check-pool-support", "tile-operators", "annotate-costs"]
+    assert names == ["check-pool-support", "reorder-channels-last", "tile-operators",
+                     "annotate-costs"]
 
 
 def test_bad_options():
@@ -298,3 +299,25 @@ def test_transposed_tiles_take_every_bias_form(c_shape, bc, bc_t):
     x = {"x": rng.uniform(-1, 1, (16, 48)).astype(np.float32)}
     np.testing.assert_array_equal(run_graph(g, x)["y"].view(np.uint16),
                                   run_graph(_spmm_reference(m), x)["y"].view(np.uint16))
+
+
+def test_reshape_of_a_channels_last_image_is_read_through_a_copy():
+    """mixed reshapes its CE output [1, 8, 8, 8] into 8 graph nodes x 64 features: stored
+    channels-last that is not a row-major view, so the INT8 GEMM reads a LAYOUT copy; qcnn's
+    flatten into an INT8 GEMM chain is read in stored order (no copy), and the graphs still
+    compute the same bits."""
+    from sched.decompose import ReorderChannelsLast
+    from sched.ir import LayoutFunc, channels_last_images
+    g = compile_model("mixed")
+    assert channels_last_images(g) == {"x", "h1"}
+    copies = [o for o in g.ops if o.func is LayoutFunc.COPY]
+    assert [(o.inputs[0].buffer, o.outputs[0].buffer) for o in copies] == [("h1r", "h1r.rowmajor")]
+    readers = {r.buffer for o in g.ops if o.op is OpType.GEMM and o.dtype is DType.INT8
+               for r in o.inputs}
+    assert "h1r.rowmajor" in readers and "h1r" not in readers
+    assert not [o for o in compile_model("qcnn").ops if o.op is OpType.LAYOUT]
+    for name in ("mixed", "qcnn"):
+        op_level = import_model(getattr(models, name)())
+        inputs = models.example_inputs(getattr(models, name)())
+        assert_same_bits(op_level, ReorderChannelsLast().run(import_model(getattr(models, name)())),
+                         inputs)

@@ -41,6 +41,8 @@ def test_tolerance_check_can_fail():
 
 
 def test_mixed_uses_all_six_unit_kinds():
+    """Each of the six unit kinds, and the memory tile (the copy of the CE's channels-last
+    output into the rows the LPU reads)."""
     g = decompose(import_model(models.mixed(), POOL), POOL)
     kinds = {o.units[0] for o in g.ops}
     # and the memory tile, which transposes around the SMU (C^T = B^T A^T)

@@ -35,9 +35,9 @@ GEMM <int8> (LPU), CONV <int8> (CE)
     from :func:`numerics.quantize_multiplier` when the result is INT8. (Integer sums are
     exact modulo 2**32, so the CE's ``sum (x - x_zp)(w - w_zp) + bias`` form gives the
     same INT32 as any algebraically equal form the compiler encodes.)
-LAYOUT im2col, transpose
+LAYOUT im2col, transpose, copy
     Exact copies (im2col pads with ``pad_value``; transpose ``out[j, i] = in[i, j]``, the
-    element bits unchanged, any data type).
+    element bits unchanged, any data type; copy ``out = in``).
 
 ``"onnx"`` arithmetic of ACT, ELTWISE, AGGREGATE <bf16>, QUANTIZE, DEQUANTIZE
 -----------------------------------------------------------------------------
@@ -398,6 +398,9 @@ def _dequantize(ex: Executor, op: MicroOp) -> None:
 def _layout(ex: Executor, op: MicroOp) -> None:
     if op.func is LayoutFunc.TRANSPOSE:
         ex.write(op.outputs[0], np.ascontiguousarray(_m(ex.read(op.inputs[0])).T))
+        return
+    if op.func is LayoutFunc.COPY:
+        ex.write(op.outputs[0], np.array(ex.read(op.inputs[0])))
         return
     if op.func is not LayoutFunc.IM2COL:
         raise GoldenError(f"{op.id}: no semantics for layout {op.func}")
