@@ -167,11 +167,17 @@ def define_exec(kind: UnitKind, funcs: type, args: data.StructLayout) -> ExecSpe
     return spec
 
 
+#: Unit kinds whose EXEC operations are not declared by ``hw/<kind>.py``: the memory
+#: tile's are its layout engine's.
+EXEC_MODULES: Mapping[UnitKind, str] = {UnitKind.MEMORY: "hw.layout_engine"}
+
+
 def exec_spec(kind: UnitKind) -> ExecSpec:
-    """The EXEC spec of ``kind``, importing ``hw/<kind>.py`` if it has not declared it yet."""
+    """The EXEC spec of ``kind``, importing ``hw/<kind>.py`` (or its :data:`EXEC_MODULES`
+    entry) if it has not declared it yet."""
     if kind not in _EXEC:
         try:
-            importlib.import_module(f"hw.{kind.key}")
+            importlib.import_module(EXEC_MODULES.get(kind, f"hw.{kind.key}"))
         except ModuleNotFoundError:
             pass
     if kind not in _EXEC:

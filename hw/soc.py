@@ -10,19 +10,22 @@ wakes up at transaction boundaries.
 
 Host interface (plain ports, all synchronous to the SoC clock)
 --------------------------------------------------------------
-``start``                    pulse: every compute tile runs its command stream from 0
-``all_done``                 every compute tile has stopped (done, error or fault)
+``start``                    pulse: every tile (the memory tile too) runs its command
+                             stream from 0
+``all_done``                 every tile has stopped (done, error or fault)
 ``any_fault``                some tile has stopped on a fault or an error
 ``cycles``                   cycles from ``start`` to ``all_done``
 ``mem_addr/mem_wdata/mem_we``  write the global memory (flit words, byte enables)
 ``mem_re/mem_rdata``         read the global memory (one cycle latency)
 ``token_sel/token_value``    the memory tile's token counters (SIGNALs addressed to it)
 ``cmd_tile/cmd_addr/cmd_data/cmd_en``  write command ``cmd_addr`` of compute tile
-                             ``cmd_tile`` (index into :attr:`Soc.compute_tiles`)
+                             ``cmd_tile`` (index into :attr:`Soc.compute_tiles`; the
+                             memory tile is index ``len(compute_tiles)``,
+                             :attr:`Soc.memory_cmd_index`)
 ``reg_pos/reg_addr/reg_data``  read register ``reg_addr`` (:data:`hw.tile.REGISTERS`) of
                              the tile at position ``reg_pos = y * cols + x``
                              (combinational); an empty position reads all ones
-``trace_addr/trace_data``    the trace of the compute tile at ``reg_pos``: the cycle command
+``trace_addr/trace_data``    the trace of the tile at ``reg_pos``: the cycle command
                              ``trace_addr`` issued in the last run (one cycle latency;
                              :class:`hw.tile.ComputeTile`)
 """
@@ -43,7 +46,7 @@ from .isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
 from .noc.fabric import Fabric, attach_memory
 from .noc.memory_tile import MemoryTile
 from .controller import COUNTER_BITS
-from .tile import NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, ComputeTile, identity_registers
+from .tile import NO_TILE, REG_ADDR_BITS, REG_BITS, ComputeTile, identity_registers
 
 __all__ = ["Soc", "soc_verilog", "clock_wrapper", "write_soc", "zero_init_skipped", "SOC_TOP",
            "SOC_WRAPPER"]
@@ -82,7 +85,8 @@ class Soc(wiring.Component):
                        for t in pool.units]
         mem = pool.memory
         self._memory = MemoryTile(mesh=mesh, x=mem.x, y=mem.y, bytes=mem["bytes"],
-                                  tokens=tokens)
+                                  tokens=tokens, cmd_depth=cmd_depth, tiles=pool.tiles,
+                                  identity=identity_registers(mem, mesh, cmd_depth))
         self._cmd_depth = cmd_depth
         positions = mesh.cols * mesh.rows
         super().__init__({
@@ -97,7 +101,7 @@ class Soc(wiring.Component):
             "mem_rdata": Out(mesh.flit_bits),
             "token_sel": In(TOKEN_BITS),
             "token_value": Out(COUNT_BITS),
-            "cmd_tile": In(range(max(2, len(self._tiles)))),
+            "cmd_tile": In(range(max(2, len(self._tiles) + 1))),
             "cmd_addr": In(max(1, (cmd_depth - 1).bit_length())),
             "cmd_data": In(COMMAND_BITS),
             "cmd_en": In(1),
@@ -125,6 +129,11 @@ class Soc(wiring.Component):
     def memory_tile(self) -> MemoryTile:
         return self._memory
 
+    @property
+    def memory_cmd_index(self) -> int:
+        """The ``cmd_tile`` index of the memory tile's command memory."""
+        return len(self._tiles)
+
     def elaborate(self, platform):
         m = Module()
         pool, mesh = self._pool, self._pool.mesh
@@ -138,11 +147,16 @@ class Soc(wiring.Component):
             self.mem_rdata.eq(mem.host_read.data),
             mem.host_token.eq(self.token_sel), self.token_value.eq(mem.host_token_value),
         ]
-        # The memory tile never sends requests nor receives responses.
-        m.d.comb += fabric.resp_eject[mem.y][mem.x].ready.eq(1)
-
-        finished, faults = [], []
-        reg_by_pos, trace_by_pos = {}, {}
+        mem_pos = mem.y * mesh.cols + mem.x
+        m.d.comb += [
+            mem.cmd_addr.eq(self.cmd_addr), mem.cmd_data.eq(self.cmd_data),
+            mem.cmd_en.eq(self.cmd_en & (self.cmd_tile == len(self._tiles))),
+            mem.start.eq(self.start),
+            mem.reg_addr.eq(self.reg_addr),
+            mem.trace_addr.eq(self.trace_addr),
+        ]
+        finished, faults = [mem.finished], [mem.fault | mem.error]
+        reg_by_pos, trace_by_pos = {mem_pos: mem.reg_data}, {mem_pos: mem.trace_data}
         for i, tile in enumerate(self._tiles):
             m.submodules[tile.tile.name] = tile
             wiring.connect(m, tile.req_out, fabric.req_inject[tile.y][tile.x])
@@ -167,15 +181,6 @@ class Soc(wiring.Component):
                 if pool.at(x, y) is None:
                     m.d.comb += [fabric.req_eject[y][x].ready.eq(1),
                                  fabric.resp_eject[y][x].ready.eq(1)]
-
-        # Memory tile registers: identity only.
-        mem_regs = identity_registers(pool.memory, mesh)
-        mem_data = Signal(REG_BITS)
-        with m.Switch(self.reg_addr):
-            for name, value in mem_regs.items():
-                with m.Case(REGISTERS[name]):
-                    m.d.comb += mem_data.eq(value)
-        reg_by_pos[pool.memory.y * mesh.cols + pool.memory.x] = mem_data
 
         with m.Switch(self.reg_pos):
             for pos in range(mesh.cols * mesh.rows):

@@ -10,6 +10,12 @@ One simulator process per simulator runs every job of this module (reset between
   satisfies; each is reported naming the tile and the command.
 - discovery: the capability registers read after reset agree with the config, and
   :func:`sched.pool.discover` refuses a config that differs from the built hardware.
+
+And on the default SoC (``configs/default.toml``), the memory tile's own command stream:
+dmu0 STOREs data and SIGNALs the memory tile, which WAITs, runs an IM2COL and a TRANSPOSE
+on its layout engine and SIGNALs dmu0, which LOADs the results; bytes against the numpy
+model of the contract (:mod:`tb.layout_ref`), each EXEC's trace time against
+:func:`sched.cost.layout.cycles` + 1; a LOAD on the memory tile faults naming it.
 """
 
 from __future__ import annotations
@@ -170,3 +176,115 @@ def test_diagnosis_is_reproducible(soc_run):
     # diagnose() is plain Python: the registers read back give the same message
     streams = {"ce0": _fault_jobs()["out_of_range"].streams["ce0"], "ce1": b""}
     assert diagnose(CFG, streams, res.registers, False, res.cycles) == res.message
+
+
+# ---- the memory tile's command stream on the default SoC ------------------------------
+
+from hw.layout_engine import MemFunc            # noqa: E402
+from sched.cost.layout import cycles as layout_cycles   # noqa: E402
+from tb.layout_ref import reference as layout_reference  # noqa: E402
+
+DEFAULT = load_config(CONFIG_DIR / "default.toml")
+DMEM, DMU0 = DEFAULT.memory, DEFAULT.tile("dmu0")
+# Global memory: the inputs as the host loads them (A), where dmu0 STOREs them (B), the
+# engine's results (C: IM2COL, D: TRANSPOSE) and dmu0's copies of the results (E, F).
+A_ADDR, B_ADDR, C_ADDR, D_ADDR, E_ADDR, F_ADDR = 0x0000, 0x1000, 0x2000, 0x3000, 0x4000, 0x5000
+T_OFF = 0x400                     # the TRANSPOSE source within A and B
+IM2COL = dict(elem_log2=1, src_pitch=16, dst_pitch=32, channels=3, height=5, width=6,
+              kernel_h=3, kernel_w=3, stride_h=1, stride_w=2, pad_top=1, pad_left=1,
+              out_h=5, out_w=3, pad_value=0x3F80)
+TRANSPOSE = dict(elem_log2=2, src_pitch=24, dst_pitch=32, rows=7, cols=5)
+C_BYTES = 27 * 32
+D_BYTES = 5 * 32
+
+
+def _memory_stream_job(rng):
+    """dmu0 STOREs the inputs and SIGNALs the memory tile, which WAITs, EXECs an IM2COL and a
+    TRANSPOSE, SIGNALs dmu0, which LOADs both results and STOREs copies of them."""
+    a = rng.integers(0, 256, 0x800, dtype=np.uint8).tobytes()
+    image = [(A_ADDR, a),
+             # the destinations hold random bytes: row padding must stay untouched
+             (C_ADDR, rng.integers(0, 256, C_BYTES, dtype=np.uint8).tobytes()),
+             (D_ADDR, rng.integers(0, 256, D_BYTES, dtype=np.uint8).tobytes())]
+    im2col = dict(IM2COL, src_addr=B_ADDR, dst_addr=C_ADDR)
+    transpose = dict(TRANSPOSE, src_addr=B_ADDR + T_OFF, dst_addr=D_ADDR)
+    mem = bytearray(0x6000)
+    for addr, blob in image:
+        mem[addr:addr + len(blob)] = blob
+    mem[B_ADDR:B_ADDR + len(a)] = a
+    want = layout_reference(bytes(mem), MemFunc.IM2COL, im2col)
+    want = layout_reference(want, MemFunc.TRANSPOSE, transpose)
+    m = dict(x=DMEM.x, y=DMEM.y)
+    dmu0 = [
+        isa.load(spad_addr=0, remote_addr=A_ADDR, length=len(a), **m),
+        isa.store(spad_addr=0, remote_addr=B_ADDR, length=len(a), **m),
+        isa.signal(x=DMEM.x, y=DMEM.y, token=0, count=1),
+        isa.wait(token=2, count=1),
+        isa.load(spad_addr=0x1000, remote_addr=C_ADDR, length=C_BYTES, **m),
+        isa.load(spad_addr=0x2000, remote_addr=D_ADDR, length=D_BYTES, **m),
+        isa.store(spad_addr=0x1000, remote_addr=E_ADDR, length=C_BYTES, **m),
+        isa.store(spad_addr=0x2000, remote_addr=F_ADDR, length=D_BYTES, **m),
+        isa.end(),
+    ]
+    memory = [
+        isa.wait(token=0, count=1),
+        isa.exec_cmd(UnitKind.MEMORY, MemFunc.IM2COL, **im2col),
+        isa.exec_cmd(UnitKind.MEMORY, MemFunc.TRANSPOSE, **transpose),
+        isa.signal(x=DMU0.x, y=DMU0.y, token=2, count=1),
+        isa.end(),
+    ]
+    job = SocJob(streams={"dmu0": isa.assemble(dmu0), DMEM.name: isa.assemble(memory)},
+                 image=image, readback={"c": (C_ADDR, C_BYTES), "d": (D_ADDR, D_BYTES),
+                                        "e": (E_ADDR, C_BYTES), "f": (F_ADDR, D_BYTES)},
+                 timeout_cycles=20_000)
+    return job, want, im2col, transpose
+
+
+def _memory_fault_job():
+    return SocJob(streams={DMEM.name: isa.assemble([
+        isa.nop(),
+        isa.load(spad_addr=0, x=DMU0.x, y=DMU0.y, remote_addr=0, length=64),
+        isa.end()])}, timeout_cycles=2_000)
+
+
+@pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
+                                        "icarus"])
+def memory_run(request):
+    build = build_soc(DEFAULT, request.param)
+    job, want, im2col, transpose = _memory_stream_job(np.random.default_rng(11))
+    results = run_jobs(build, [job, _memory_fault_job()])
+    return {"stream": (results[0], want, im2col, transpose), "fault": results[1]}
+
+
+def test_memory_tile_stream(memory_run):
+    res, want, im2col, transpose = memory_run["stream"]
+    assert res.status == "ok", res.message
+    assert res.readback["c"] == want[C_ADDR:C_ADDR + C_BYTES]
+    assert res.readback["d"] == want[D_ADDR:D_ADDR + D_BYTES]
+    # dmu0 loaded the results after the memory tile's SIGNAL
+    assert res.readback["e"] == res.readback["c"]
+    assert res.readback["f"] == res.readback["d"]
+    # each EXEC took the engine's formula cycles (+1, as every unit's in a trace)
+    t = res.trace[DMEM.name]
+    n_im2col, n_transpose = (layout_cycles(MemFunc.IM2COL, **im2col),
+                             layout_cycles(MemFunc.TRANSPOSE, **transpose))
+    assert (n_im2col, n_transpose) == (27 * 15 + 2, 35 + 2)
+    assert t[2] - t[1] == n_im2col + 1
+    assert t[3] - t[2] == n_transpose + 1
+    c = res.counters(DEFAULT)
+    assert c[DMEM.name]["unit_busy_cycles"] == n_im2col + n_transpose
+    assert c[DMEM.name]["wait_cycles"] > 0 and c["dmu0"]["wait_cycles"] > 0
+    # the memory tile waited for dmu0's SIGNAL; dmu0's LOADs came after the memory's
+    assert t[1] > res.trace["dmu0"][2]
+    assert res.trace["dmu0"][4] > t[3]
+    assert t[-1] == c[DMEM.name]["cycles"] - 1
+
+
+def test_memory_tile_load_faults(memory_run):
+    res = memory_run["fault"]
+    assert res.status == "fault"
+    assert ("tile mem (memory at (1, 1)) halted at command 1 (LOAD   spad=0x000000 <- "
+            "(0,0):0x00000000 len=64): LOAD is not a command of the memory tile") in res.message
+    regs = res.tile_registers(DEFAULT, DMEM.name)
+    assert regs["pc"] == 1
+    assert regs["status"] >> 3 & 1          # fault

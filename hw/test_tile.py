@@ -120,6 +120,11 @@ def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
             ctx.set(soc.cmd_data, c.encode())
             ctx.set(soc.cmd_en, 1)
             await ctx.tick()
+        # the memory tile runs a lone END
+        ctx.set(soc.cmd_tile, soc.memory_cmd_index)
+        ctx.set(soc.cmd_addr, 0)
+        ctx.set(soc.cmd_data, isa.end().encode())
+        await ctx.tick()
         ctx.set(soc.cmd_en, 0)
         ctx.set(soc.start, 1)
         await ctx.tick()

@@ -53,46 +53,13 @@ from .isa import COMMAND_BITS, Opcode
 from .noc.ni import NetworkInterface
 from .noc.tokens import TokenCounters
 from .scratchpad import Scratchpad
+from .tile_control import (NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, STATUS_BITS,
+                           command_memory, exec_to_unit, gate_commands, is_tile,
+                           register_file, trace_memory)
 
 __all__ = ["TileError", "ComputeTile", "UNIT_BUILDERS", "REGISTERS", "REG_BITS",
            "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS", "identity_registers",
            "unit_word_bits", "buildable_kinds", "check_buildable"]
-
-#: Width of every register.
-REG_BITS = 32
-REG_ADDR_BITS = 4
-#: What an empty router position (no tile) reads back in every register.
-NO_TILE = (1 << REG_BITS) - 1
-
-#: Register map: name -> index. Registers 0-4 are the capability registers whose map and
-#: values :mod:`sched.pool` defines (:class:`sched.pool.CapReg`,
-#: :func:`sched.pool.capability_registers`), so the hardware and the discovery check
-#: share one definition.
-REGISTERS: Mapping[str, int] = {
-    "kind": 0,         # UnitKind.value
-    "version": 1,      # major << 8 | minor
-    "dtypes": 2,       # bit DType.value per input data type
-    "geometry": 3,     # array size (see sched.pool)
-    "spad_bytes": 4,   # scratchpad bytes (memory tile: global memory bytes)
-    "coord": 5,        # y << 8 | x
-    "mesh": 6,         # flit_bits << 16 | rows << 8 | cols
-    "cmd_depth": 7,    # commands the command memory holds
-    "status": 8,       # see STATUS_BITS
-    "pc": 9,           # the command being issued (or the one a fault halted at)
-    "error_pc": 10,
-    "cycles": 11,      # the controller's cycle counters of the last run
-    "unit_busy_cycles": 12,
-    "ni_busy_cycles": 13,
-    "wait_cycles": 14,
-    "stall_cycles": 15,
-}
-
-#: Bits of the ``status`` register.
-STATUS_BITS: Mapping[str, int] = {
-    "running": 0, "done": 1, "error": 2, "fault": 3, "ni_error": 4, "token_error": 5,
-    "unit_busy": 6, "ni_busy": 7,
-}
-
 
 class TileError(ValueError):
     """A tile that cannot be built from its config."""
@@ -323,29 +290,10 @@ class ComputeTile(wiring.Component):
         m.submodules.spad = spad = Scratchpad(word_bits=self._word_bits, depth=self._depth,
                                               read_ports=len(self._reads) + 1,
                                               write_ports=len(self._writes) + 1)
-        m.submodules.cmd_mem = cmd_mem = memory.Memory(shape=COMMAND_BITS,
-                                                       depth=self._cmd_depth, init=[])
-
-        # Trace: the cycle each command issued, written by the controller, read by the host.
-        m.submodules.trace_mem = trace_mem = memory.Memory(shape=COUNTER_BITS,
-                                                           depth=self._cmd_depth, init=[])
-        trace_wr = trace_mem.write_port()
-        trace_rd = trace_mem.read_port()
-        m.d.comb += [
-            trace_wr.addr.eq(ctl.pc), trace_wr.data.eq(ctl.cycles), trace_wr.en.eq(ctl.issued),
-            trace_rd.addr.eq(self.trace_addr), self.trace_data.eq(trace_rd.data),
-        ]
-
-        # Command memory: host writes, controller fetches.
-        fetch = cmd_mem.read_port()
-        host_wr = cmd_mem.write_port()
-        m.d.comb += [
-            fetch.addr.eq(ctl.fetch.addr), fetch.en.eq(ctl.fetch.en),
-            ctl.fetch.data.eq(fetch.data),
-            host_wr.addr.eq(self.cmd_addr), host_wr.data.eq(self.cmd_data),
-            host_wr.en.eq(self.cmd_en),
-            ctl.start.eq(self.start),
-        ]
+        command_memory(m, ctl, self._cmd_depth, addr=self.cmd_addr, data=self.cmd_data,
+                       en=self.cmd_en)
+        trace_memory(m, ctl, self._cmd_depth, addr=self.trace_addr, data=self.trace_data)
+        m.d.comb += ctl.start.eq(self.start)
 
         # Scratchpad: unit ports first, the NI's last.
         ratio = self._word_bits // self._unit_bits
@@ -365,17 +313,8 @@ class ComputeTile(wiring.Component):
         wiring.connect(m, ctl.tok_wait, tokens.wait)
 
         # EXEC: the 240-bit args seen through the unit's own argument layout.
-        args_bits = self._spec.args.size
-        payload = unit.cmd.payload
-        func_bits = len(payload.as_value()) - args_bits
-        m.d.comb += [
-            unit.cmd.valid.eq(ctl.unit_cmd.valid),
-            ctl.unit_cmd.ready.eq(unit.cmd.ready),
-            payload.as_value().eq(Cat(ctl.unit_cmd.payload.func[:func_bits],
-                                      ctl.unit_cmd.payload.args[:args_bits])),
-            ctl.unit_busy.eq(unit.busy),
-            ctl.ni_busy.eq(ni.busy),
-        ]
+        exec_to_unit(m, ctl, unit, self._spec.args.size)
+        m.d.comb += ctl.ni_busy.eq(ni.busy)
 
         # LOAD/STORE range check between the controller and the NI.
         c = ctl.ni_cmd.payload
@@ -384,7 +323,6 @@ class ComputeTile(wiring.Component):
         end_local = Signal(isa.SPAD_ADDR_BITS + 2)
         end_remote = Signal(isa.REMOTE_ADDR_BITS + 2)
         remote_size = Signal(isa.REMOTE_ADDR_BITS + 1)
-        signal_to_tile = Signal()
         m.d.comb += [end_local.eq(dma.spad_addr + dma.length),
                      end_remote.eq(dma.remote_addr + dma.length)]
         with m.Switch(Cat(dma.x, dma.y)):
@@ -392,23 +330,14 @@ class ComputeTile(wiring.Component):
                 size = t.params["bytes"] if t.kind is UnitKind.MEMORY else t.scratchpad_bytes
                 with m.Case(t.x | (t.y << isa.COORD_BITS)):
                     m.d.comb += remote_size.eq(size)
-        with m.Switch(Cat(c.body.signal.x, c.body.signal.y)):
-            for t in self._pool.tiles:
-                with m.Case(t.x | (t.y << isa.COORD_BITS)):
-                    m.d.comb += signal_to_tile.eq(1)
+        signal_to_tile = is_tile(m, self._pool.tiles, c.body.signal.x, c.body.signal.y)
         bad = Signal()
         m.d.comb += bad.eq((is_dma & ((end_local > tile.scratchpad_bytes)
                                       | (end_remote > remote_size)))
                            | ((c.opcode == Opcode.SIGNAL) & ~signal_to_tile))
-        fault = Signal()
-        with m.If(ctl.start):
-            m.d.sync += fault.eq(0)
-        with m.Elif(ctl.ni_cmd.valid & bad):
-            m.d.sync += fault.eq(1)
+        fault = gate_commands(m, ctl, bad, valid=ni.cmd.valid, ready=ni.cmd.ready)
         m.d.comb += [
-            ni.cmd.valid.eq(ctl.ni_cmd.valid & ~bad & ~fault),
             ni.cmd.payload.eq(c),
-            ctl.ni_cmd.ready.eq(ni.cmd.ready & ~bad & ~fault),
             self.fault.eq(fault),
             self.error.eq(ctl.error | ni.error | tokens.error),
             self.finished.eq(ctl.done | ctl.error | fault),
@@ -418,19 +347,7 @@ class ComputeTile(wiring.Component):
         caps = identity_registers(tile, mesh, self._cmd_depth)
         status = Cat(*(s for s in (ctl.running, ctl.done, ctl.error, fault, ni.error,
                                    tokens.error, unit.busy, ni.busy)))
-        values = {REGISTERS[k]: Const(v, REG_BITS) for k, v in caps.items()}
-        values.update({
-            REGISTERS["status"]: status, REGISTERS["pc"]: ctl.pc,
-            REGISTERS["error_pc"]: ctl.error_pc, REGISTERS["cycles"]: ctl.cycles,
-            REGISTERS["unit_busy_cycles"]: ctl.unit_busy_cycles,
-            REGISTERS["ni_busy_cycles"]: ctl.ni_busy_cycles,
-            REGISTERS["wait_cycles"]: ctl.wait_cycles,
-            REGISTERS["stall_cycles"]: ctl.stall_cycles,
-        })
-        with m.Switch(self.reg_addr):
-            for addr, value in values.items():
-                with m.Case(addr):
-                    m.d.comb += self.reg_data.eq(value)
+        register_file(m, ctl, caps, status, addr=self.reg_addr, data=self.reg_data)
         return m
 
 

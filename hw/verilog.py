@@ -30,6 +30,7 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     from .spad_stream import StreamReader, StreamWriter
     from .csr_walk import CsrWalker
     from .gnn import Gnn
+    from .layout_engine import LayoutEngine
     from .smu import Smu
 
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
@@ -47,6 +48,9 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
         "stream_writer": lambda: StreamWriter(addr_width=12, data_width=cfg.mesh.flit_bits),
         "tile_controller": lambda: TileController(depth=1024),
         "csr_walker": lambda: CsrWalker(word_bits=128, addr_width=12),
+        "layout_engine": lambda: LayoutEngine(
+            word_bits=cfg.mesh.flit_bits,
+            addr_width=(cfg.memory["bytes"] // (cfg.mesh.flit_bits // 8) - 1).bit_length()),
         **units,
     }
 

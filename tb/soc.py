@@ -51,8 +51,8 @@ class SocJob:
     Attributes
     ----------
     streams : mapping tile name -> bytes
-        Each compute tile's command stream (:func:`hw.isa.assemble`); tiles not named get
-        a lone END.
+        Each tile's command stream (:func:`hw.isa.assemble`), the memory tile's too (by
+        its name in the config); tiles not named get a lone END.
     image : list of (byte address, bytes)
         Global memory contents to load before the run.
     readback : mapping name -> (byte address, length)
@@ -85,7 +85,8 @@ class SocResult:
     memory_tokens : list of int
         The memory tile's token counters after the run (SIGNALs sent to it).
     trace : dict tile name -> list of int
-        Per compute tile, the cycle each command of its stream issued (END: finished),
+        Per tile given a stream (the memory tile too), the cycle each command of its
+        stream issued (END: finished),
         from the tile's trace memory (:class:`hw.tile.ComputeTile`); commands after a
         fault or a timeout hold stale values.
     cycles : int
@@ -116,10 +117,10 @@ class SocResult:
         return self.registers[t.y * cfg.mesh.cols + t.x]
 
     def counters(self, cfg: PoolConfig) -> dict[str, dict[str, int]]:
-        """Per compute tile: the controller's cycle counters of the run."""
+        """Per tile (the memory tile last): the controller's cycle counters of the run."""
         keys = ("cycles", "unit_busy_cycles", "ni_busy_cycles", "wait_cycles", "stall_cycles")
         return {t.name: {k: self.tile_registers(cfg, t.name)[k] for k in keys}
-                for t in cfg.units}
+                for t in programmable_tiles(cfg)}
 
     @property
     def cycles_per_second(self) -> float:
@@ -153,10 +154,19 @@ def _last(stream: bytes, pc: int, opcodes) -> int:
     return pc
 
 
+def programmable_tiles(cfg: PoolConfig) -> list[TileConfig]:
+    """The tiles that run a command stream: the compute tiles in config order, then the
+    memory tile (the order of the SoC's ``cmd_tile`` index, :class:`hw.soc.Soc`)."""
+    return list(cfg.units) + [cfg.memory]
+
+
 def _range_problem(cfg: PoolConfig, tile: TileConfig, cmd: isa.Command) -> str:
     f = cmd.fields
     if cmd.opcode is isa.Opcode.SIGNAL:
         return f"SIGNAL to ({f['x']}, {f['y']}), where there is no tile"
+    if tile.kind is UnitKind.MEMORY:
+        return (f"{cmd.opcode.name} is not a command of the memory tile (it runs WAIT, "
+                f"EXEC, SIGNAL, NOP and END)")
     problems = []
     end_local = f["spad_addr"] + f["length"]
     if end_local > tile.scratchpad_bytes:
@@ -192,7 +202,7 @@ def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[i
         Cycles simulated.
     """
     lines = []
-    for t in cfg.units:
+    for t in programmable_tiles(cfg):
         regs = registers[t.y * cfg.mesh.cols + t.x]
         stream = streams.get(t.name, b"")
         where = f"tile {t.name} ({t.kind.key} at ({t.x}, {t.y}))"
@@ -255,7 +265,7 @@ class SocDriver:
         self.cfg = cfg
         self.clk = dut.clk
         self.flit_bytes = cfg.mesh.flit_bits // 8
-        self.units = list(cfg.units)
+        self.units = programmable_tiles(cfg)
 
     async def reset(self) -> None:
         """Hold reset for a few cycles with every host input idle."""
@@ -723,4 +733,4 @@ def discovered_register_reader(cfg: PoolConfig, result: SocResult):
     return read_register
 
 
-__all__ += ["discovered_register_reader", "SocBuild", "config_doc"]
+__all__ += ["discovered_register_reader", "SocBuild", "config_doc", "programmable_tiles"]

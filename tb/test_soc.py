@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hw import isa
-from hw.config import load_config
+from hw.config import UnitKind, load_config
 from hw.tile import STATUS_BITS
 from tb.soc import config_doc, diagnose, start_up_safe, zero_memories
 
@@ -18,8 +18,9 @@ def _regs(**status):
     return {"status": bits, "pc": status.get("pc", 0), "error_pc": status.get("error_pc", 0)}
 
 
-def _all(ce0, ce1):
-    return {0: {}, 1: ce0, 2: ce1, 3: {}}
+def _all(ce0, ce1, mem=None):
+    # position 0 is the memory tile (done: it ran its lone END), 3 an empty router
+    return {0: mem or _regs(done=1), 1: ce0, 2: ce1, 3: {}}
 
 
 def test_diagnose_names_faulting_tile_and_command():
@@ -45,6 +46,24 @@ def test_diagnose_controller_error_and_timeout():
     assert "tile ce0 (ce at (1, 0)) stopped with an error at command 0 (NOP)" in msg
     assert "tile ce1 (ce at (0, 1)) did not finish within 99 cycles: stuck at command 0 " \
            "(past the end of the 0-command stream)" in msg
+
+
+def test_diagnose_memory_tile_fault_and_stuck_exec():
+    stream = isa.assemble([isa.store(spad_addr=0, x=1, y=0, remote_addr=0, length=8),
+                           isa.end()])
+    msg = diagnose(CFG, {"mem": stream}, _all(_regs(done=1), _regs(done=1), _regs(fault=1)),
+                   False, 7)
+    assert msg == ("The run stopped after 7 cycles:\n  tile mem (memory at (0, 0)) halted at "
+                   "command 0 (STORE  spad=0x000000 -> (1,0):0x00000000 len=8): STORE is not a "
+                   "command of the memory tile (it runs WAIT, EXEC, SIGNAL, NOP and END)")
+    from hw.layout_engine import MemFunc
+    stream = isa.assemble([isa.exec_cmd(UnitKind.MEMORY, MemFunc.TRANSPOSE, rows=4, cols=4),
+                           isa.end()])
+    msg = diagnose(CFG, {"mem": stream},
+                   _all(_regs(done=1), _regs(done=1), _regs(running=1, unit_busy=1, pc=1)),
+                   True, 50)
+    assert "tile mem (memory at (0, 0)) did not finish within 50 cycles: stuck at command 1 " \
+           "(END): the unit never completed command 0 (EXEC   memory.transpose" in msg
 
 
 def test_start_up_safe_gives_every_always_block_a_trigger():

@@ -69,12 +69,11 @@ def attach_ni(m: Module, fabric: Fabric, ni) -> None:
 def attach_memory(m: Module, fabric: Fabric, tile) -> None:
     """Connect a :class:`~hw.noc.memory_tile.MemoryTile` to the fabric at its coordinate.
 
-    The memory tile never starts a request nor receives a response: its request
-    injection port is held idle and its response ejection port always ready.
+    The memory tile serves requests and injects the SIGNALs of its command stream; it
+    never receives a response: its response ejection port is always ready.
     """
     x, y = tile.x, tile.y
     wiring.connect(m, fabric.req_eject[y][x], tile.req_in)
     wiring.connect(m, tile.resp_out, fabric.resp_inject[y][x])
-    # Tied off, not left undriven (X in four-state simulators).
-    m.d.comb += [fabric.req_inject[y][x].valid.eq(0), fabric.req_inject[y][x].payload.eq(0),
-                 fabric.resp_eject[y][x].ready.eq(1)]
+    wiring.connect(m, tile.req_out, fabric.req_inject[y][x])
+    m.d.comb += fabric.resp_eject[y][x].ready.eq(1)

@@ -41,9 +41,10 @@ from amaranth.lib.wiring import In, Out
 from ..config import MeshConfig
 from ..isa import LENGTH_BITS, CommandLayout, Opcode
 from .arbiter import RoundRobin
-from .flit import LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody, SignalAddr, flit_layout
+from .flit import LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody, flit_layout
 from .mesh import check_coord, check_mesh
 from .reader import FlitReader
+from .signaller import SignalSender, header_bits
 from .target import PacketTarget, byte_mask
 from .tokens import TokenInc
 
@@ -254,30 +255,32 @@ class NetworkInterface(wiring.Component):
         chunk = Signal(range(self._max_packet + 1))
         m.d.comb += chunk.eq(Mux(left > self._max_packet, self._max_packet, left))
         pkt_left = Signal(range(self._max_packet // fb + 2))
-        sig_addr = Signal(SignalAddr)
 
-        # The header is one expression: constant fields assigned on their own become
-        # `always @*` blocks with nothing to wake them in Icarus, and stay X there.
+        # SIGNALs go out through the signal sender shared with the memory tile.
+        m.submodules.signaller = sender = SignalSender(mesh=self._mesh, x=self._x, y=self._y)
+        m.d.comb += sender.cmd.payload.eq(sigb)
+        dma_out = stream.Signature(flit_layout(fbits)).create()
+
         out_hdr = Signal(Header)
         out_type = Signal(PacketType)
         out_len = Signal(LENGTH_FIELD_BITS)
         out_addr = Signal(32)
         m.d.comb += [out_len.eq(chunk), out_addr.eq(remote),
-                     out_hdr.as_value().eq(Cat(dst_x, dst_y, Const(self._x, 4),
-                                               Const(self._y, 4), out_type, out_len, out_addr))]
+                     out_hdr.as_value().eq(header_bits(dst_x, dst_y, self._x, self._y,
+                                                       out_type, out_len, out_addr))]
 
         align = fb - 1
         cols, rows = self._mesh.cols, self._mesh.rows
         bad_dma = ((dma.spad_addr & align) != 0) | ((dma.remote_addr & align) != 0) | \
             (dma.x >= cols) | (dma.y >= rows)
-        bad_sig = (sigb.x >= cols) | (sigb.y >= rows)
         quiet = Signal()
+        dma_error = Signal()
         m.d.comb += quiet.eq((acks == 0) & (reads == 0))
 
         with m.FSM(name="dma") as dma_fsm:
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(quiet)
-                with m.If(self.cmd.valid & quiet):
+                m.d.comb += self.cmd.ready.eq(quiet & ~sender.busy)
+                with m.If(self.cmd.valid & quiet & ~sender.busy):
                     with m.Switch(cmd.opcode):
                         with m.Case(Opcode.NOP):
                             pass
@@ -285,7 +288,7 @@ class NetworkInterface(wiring.Component):
                             m.d.sync += [dst_x.eq(dma.x), dst_y.eq(dma.y), left.eq(dma.length),
                                          remote.eq(dma.remote_addr), spad.eq(dma.spad_addr)]
                             with m.If(bad_dma):
-                                m.d.sync += self.error.eq(1)
+                                m.d.sync += dma_error.eq(1)
                             with m.Elif(dma.length == 0):
                                 pass
                             with m.Elif(cmd.opcode == Opcode.STORE):
@@ -298,30 +301,24 @@ class NetworkInterface(wiring.Component):
                             with m.Else():
                                 m.next = "LOAD_HEAD"
                         with m.Case(Opcode.SIGNAL):
-                            m.d.sync += [dst_x.eq(sigb.x), dst_y.eq(sigb.y),
-                                         sig_addr.token.eq(sigb.token),
-                                         sig_addr.count.eq(sigb.count)]
-                            with m.If(bad_sig):
-                                m.d.sync += self.error.eq(1)
-                            with m.Else():
-                                m.next = "SIGNAL"
+                            m.d.comb += sender.cmd.valid.eq(1)
                         with m.Default():
-                            m.d.sync += self.error.eq(1)
+                            m.d.sync += dma_error.eq(1)
             with m.State("STORE_HEAD"):
                 m.d.comb += [out_type.eq(PacketType.WRITE),
-                             self.req_out.valid.eq(1),
-                             self.req_out.payload.data.eq(out_hdr),
-                             self.req_out.payload.head.eq(1)]
-                with m.If(self.req_out.ready):
+                             dma_out.valid.eq(1),
+                             dma_out.payload.data.eq(out_hdr),
+                             dma_out.payload.head.eq(1)]
+                with m.If(dma_out.ready):
                     m.d.comb += ack_up.eq(1)
                     m.d.sync += pkt_left.eq((chunk + fb - 1) >> shift)
                     m.next = "STORE_DATA"
             with m.State("STORE_DATA"):
-                m.d.comb += [self.req_out.valid.eq(reader.data.valid),
-                             self.req_out.payload.data.eq(reader.data.payload),
-                             self.req_out.payload.tail.eq(pkt_left == 1),
-                             reader.data.ready.eq(self.req_out.ready)]
-                with m.If(self.req_out.valid & self.req_out.ready):
+                m.d.comb += [dma_out.valid.eq(reader.data.valid),
+                             dma_out.payload.data.eq(reader.data.payload),
+                             dma_out.payload.tail.eq(pkt_left == 1),
+                             reader.data.ready.eq(dma_out.ready)]
+                with m.If(dma_out.valid & dma_out.ready):
                     m.d.sync += pkt_left.eq(pkt_left - 1)
                     with m.If(pkt_left == 1):
                         m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk)]
@@ -331,18 +328,18 @@ class NetworkInterface(wiring.Component):
                             m.next = "STORE_HEAD"
             with m.State("LOAD_HEAD"):
                 m.d.comb += [out_type.eq(PacketType.READ_REQ),
-                             self.req_out.valid.eq(1),
-                             self.req_out.payload.data.eq(out_hdr),
-                             self.req_out.payload.head.eq(1)]
-                with m.If(self.req_out.ready):
+                             dma_out.valid.eq(1),
+                             dma_out.payload.data.eq(out_hdr),
+                             dma_out.payload.head.eq(1)]
+                with m.If(dma_out.ready):
                     m.next = "LOAD_BODY"
             with m.State("LOAD_BODY"):
                 body = Signal(ReadReqBody)
                 m.d.comb += [body.reply_addr.eq(spad),
-                             self.req_out.valid.eq(1),
-                             self.req_out.payload.data.eq(body),
-                             self.req_out.payload.tail.eq(1)]
-                with m.If(self.req_out.ready):
+                             dma_out.valid.eq(1),
+                             dma_out.payload.data.eq(body),
+                             dma_out.payload.tail.eq(1)]
+                with m.If(dma_out.ready):
                     m.d.comb += read_up.eq(1)
                     m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk),
                                  spad.eq(spad + chunk)]
@@ -350,14 +347,12 @@ class NetworkInterface(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "LOAD_HEAD"
-            with m.State("SIGNAL"):
-                m.d.comb += [out_type.eq(PacketType.SIGNAL), out_len.eq(0),
-                             out_addr.eq(sig_addr),
-                             self.req_out.valid.eq(1),
-                             self.req_out.payload.data.eq(out_hdr),
-                             self.req_out.payload.head.eq(1),
-                             self.req_out.payload.tail.eq(1)]
-                with m.If(self.req_out.ready):
-                    m.next = "IDLE"
-        m.d.comb += self.busy.eq(~dma_fsm.ongoing("IDLE") | ~quiet)
+        # The request port: the signal sender while it holds a SIGNAL, else the DMA engine
+        # (which is idle then: a command is accepted only once the sender is free).
+        with m.If(sender.busy):
+            wiring.connect(m, sender.req_out, wiring.flipped(self.req_out))
+        with m.Else():
+            wiring.connect(m, dma_out, wiring.flipped(self.req_out))
+        m.d.comb += [self.busy.eq(~dma_fsm.ongoing("IDLE") | ~quiet | sender.busy),
+                     self.error.eq(dma_error | sender.error)]
         return m

@@ -1,12 +1,19 @@
-"""The memory tile alone: request packets in, response packets out, host port, tokens."""
+"""The memory tile alone: request packets in, response packets out, host port, tokens, and its
+command stream (WAIT, EXEC on the layout engine, SIGNAL out, LOAD faults)."""
 
 import random
+from types import SimpleNamespace
 
 import pytest
 
 from amaranth.sim import Simulator
 
-from hw.config import MeshConfig
+from hw import isa
+from hw.config import MeshConfig, UnitKind
+from hw.layout_engine import MemFunc
+from hw.tile_control import REGISTERS, STATUS_BITS
+from sched.cost.layout import cycles as layout_cycles
+from tb.layout_ref import reference
 from hw.noc.flit import PacketType, decode_header, encode_header, flit_layout, packet_flits
 from hw.noc.memory_tile import MemoryTile
 
@@ -80,12 +87,100 @@ def test_write_read_signal_and_host_port():
     assert [g[1] for g in got[1:]] == [0, 0, 1]
 
 
+def _run_stream(dut, cmds, image=b"", signals=()):
+    """Load ``cmds`` and ``image``, deliver ``signals`` (token, count) as SIGNAL packets,
+    run to ``finished``; return the request flits sent, the trace, the registers, the memory."""
+    layout = flit_layout(64)
+    sent, regs, trace, mem = [], {}, [], bytearray()
+
+    async def sink(ctx):
+        ctx.set(dut.req_out.ready, 1)
+        while True:
+            _, _, valid, payload = await ctx.tick().sample(dut.req_out.valid, dut.req_out.payload)
+            if valid:
+                sent.append((int(payload.head), int(payload.tail), int(payload.data)))
+
+    async def bench(ctx):
+        for i in range(0, len(image), 8):
+            ctx.set(dut.memory.data[i // 8], int.from_bytes(image[i:i + 8], "little"))
+        for i, c in enumerate(cmds):
+            ctx.set(dut.cmd_addr, i)
+            ctx.set(dut.cmd_data, c.encode())
+            ctx.set(dut.cmd_en, 1)
+            await ctx.tick()
+        ctx.set(dut.cmd_en, 0)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        await ctx.tick().repeat(20)
+        for token, count in signals:
+            hdr = encode_header(dst=(1, 1), src=(0, 0), type=PacketType.SIGNAL,
+                                addr=token | count << 8)
+            ctx.set(dut.req_in.payload, layout.from_bits(packet_flits(64, hdr, [])[0]))
+            ctx.set(dut.req_in.valid, 1)
+            await ctx.tick().until(dut.req_in.ready)
+            ctx.set(dut.req_in.valid, 0)
+        await ctx.tick().until(dut.finished)
+        for name, index in REGISTERS.items():
+            ctx.set(dut.reg_addr, index)
+            regs[name] = ctx.get(dut.reg_data)
+        for i in range(len(cmds)):
+            ctx.set(dut.trace_addr, i)
+            await ctx.tick()
+            trace.append(ctx.get(dut.trace_data))
+        for i in range(dut.depth):
+            mem.extend(ctx.get(dut.memory.data[i]).to_bytes(8, "little"))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(sink)
+    sim.add_testbench(bench)
+    sim.run()
+    return sent, trace, regs, bytes(mem)
+
+
+def test_command_stream():
+    """WAIT for a SIGNAL, TRANSPOSE, SIGNAL (2, 0): the packet, the result, the EXEC cycles."""
+    dut = MemoryTile(mesh=MESH, x=1, y=1, bytes=4096, cmd_depth=8)
+    rng = random.Random(4)
+    image = bytes(rng.getrandbits(8) for _ in range(512))
+    args = dict(src_addr=0, dst_addr=256, elem_log2=0, src_pitch=5, dst_pitch=4, rows=3, cols=5)
+    cmds = [isa.wait(token=1, count=2),
+            isa.exec_cmd(UnitKind.MEMORY, MemFunc.TRANSPOSE, **args),
+            isa.signal(x=2, y=0, token=3, count=5), isa.nop(), isa.end()]
+    sent, trace, regs, mem = _run_stream(dut, cmds, image, signals=[(1, 1), (1, 1)])
+    assert len(sent) == 1
+    head, tail, data = sent[0]
+    assert (head, tail) == (1, 1)
+    assert decode_header(data) == {"dst": (2, 0), "src": (1, 1), "type": PacketType.SIGNAL,
+                                   "length": 0, "addr": 3 | 5 << 8}
+    assert regs["status"] >> STATUS_BITS["done"] & 1 and regs["pc"] == 4
+    assert trace[2] - trace[1] == layout_cycles(MemFunc.TRANSPOSE, **args) + 1 == 18
+    assert regs["unit_busy_cycles"] == 17 and regs["wait_cycles"] > 0
+    assert trace == sorted(trace)
+    assert mem == reference(image + bytes(4096 - len(image)), MemFunc.TRANSPOSE, args)
+
+
+def test_load_and_bad_signal_fault():
+    for cmd in (isa.store(spad_addr=0, x=0, y=0, remote_addr=0, length=8),
+                isa.signal(x=2, y=2, token=0, count=1)):
+        dut = MemoryTile(mesh=MESH, x=1, y=1, bytes=4096, cmd_depth=4,
+                         tiles=[SimpleNamespace(x=0, y=0), SimpleNamespace(x=1, y=1)])
+        sent, _, regs, _ = _run_stream(dut, [isa.nop(), cmd, isa.end()])
+        assert sent == []
+        assert regs["status"] >> STATUS_BITS["fault"] & 1
+        assert not regs["status"] >> STATUS_BITS["done"] & 1
+        assert regs["pc"] == 1
+
+
 @pytest.mark.parametrize("kwargs, exc, msg", [
     (dict(x=3, y=0, bytes=4096), ValueError, r"Tile x must be between 0 and 2 on a 3x3 mesh, not 3"),
     (dict(x=0, y=True, bytes=4096), TypeError, r"Tile y must be a non-negative integer, not True"),
     (dict(x=0, y=0, bytes=3000), ValueError,
      r"Memory size must be a power of two of at least 16 flits \(128 bytes\), not 3000"),
     (dict(x=0, y=0, bytes="4k"), TypeError, r"Memory size must be a positive integer, not '4k'"),
+    (dict(x=0, y=0, bytes=4096, cmd_depth=1), ValueError,
+     r"Command memory depth must be an integer of at least 2, not 1"),
 ])
 def test_parameter_errors(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -1,0 +1,147 @@
+"""What every programmable tile builds around its :class:`~hw.controller.TileController`.
+
+Written once, used by the compute tiles (:class:`hw.tile.ComputeTile`) and the memory tile
+(:class:`hw.noc.memory_tile.MemoryTile`), so both offer the host the same interface:
+
+- :func:`command_memory`: the 256-bit command memory, written by the host
+  (``cmd_addr``/``cmd_data``/``cmd_en``), fetched by the controller;
+- :func:`trace_memory`: the cycle each command issued, written by the controller, read
+  by the host (``trace_addr`` -> ``trace_data``, one cycle of latency);
+- :func:`exec_to_unit`: EXEC's ``{func, args}`` handed to the unit, the 240-bit ``args``
+  seen through the unit's registered argument layout;
+- :func:`gate_commands`: the commands for the network side pass a check first; one that
+  fails is not sent and halts the tile with a sticky ``fault`` at that command's ``pc``;
+- :func:`register_file`: the 32-bit registers of :data:`REGISTERS`.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import memory
+
+from .controller import COUNTER_BITS, TileController
+from .isa import COMMAND_BITS, COORD_BITS
+
+__all__ = ["REGISTERS", "REG_BITS", "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS",
+           "command_memory", "trace_memory", "exec_to_unit", "gate_commands",
+           "register_file", "is_tile"]
+
+#: Width of every register.
+REG_BITS = 32
+REG_ADDR_BITS = 4
+#: What an empty router position (no tile) reads back in every register.
+NO_TILE = (1 << REG_BITS) - 1
+
+#: Register map: name -> index. Registers 0-4 are the capability registers whose map and
+#: values :mod:`sched.pool` defines (:class:`sched.pool.CapReg`,
+#: :func:`sched.pool.capability_registers`), so the hardware and the discovery check
+#: share one definition.
+REGISTERS: Mapping[str, int] = {
+    "kind": 0,         # UnitKind.value
+    "version": 1,      # major << 8 | minor
+    "dtypes": 2,       # bit DType.value per input data type
+    "geometry": 3,     # array size (see sched.pool)
+    "spad_bytes": 4,   # scratchpad bytes (memory tile: global memory bytes)
+    "coord": 5,        # y << 8 | x
+    "mesh": 6,         # flit_bits << 16 | rows << 8 | cols
+    "cmd_depth": 7,    # commands the command memory holds
+    "status": 8,       # see STATUS_BITS
+    "pc": 9,           # the command being issued (or the one a fault halted at)
+    "error_pc": 10,
+    "cycles": 11,      # the controller's cycle counters of the last run
+    "unit_busy_cycles": 12,
+    "ni_busy_cycles": 13,
+    "wait_cycles": 14,
+    "stall_cycles": 15,
+}
+
+#: Bits of the ``status`` register (the memory tile: ``unit_busy`` is its layout engine,
+#: ``ni_busy``/``ni_error`` its SIGNAL sender).
+STATUS_BITS: Mapping[str, int] = {
+    "running": 0, "done": 1, "error": 2, "fault": 3, "ni_error": 4, "token_error": 5,
+    "unit_busy": 6, "ni_busy": 7,
+}
+
+
+def command_memory(m: Module, ctl: TileController, depth: int, *, addr, data, en) -> None:
+    """The command memory: the host writes it (``addr``/``data``/``en``), ``ctl`` fetches."""
+    m.submodules.cmd_mem = cmd_mem = memory.Memory(shape=COMMAND_BITS, depth=depth, init=[])
+    fetch = cmd_mem.read_port()
+    host_wr = cmd_mem.write_port()
+    m.d.comb += [
+        fetch.addr.eq(ctl.fetch.addr), fetch.en.eq(ctl.fetch.en),
+        ctl.fetch.data.eq(fetch.data),
+        host_wr.addr.eq(addr), host_wr.data.eq(data), host_wr.en.eq(en),
+    ]
+
+
+def trace_memory(m: Module, ctl: TileController, depth: int, *, addr, data) -> None:
+    """The trace: ``ctl.cycles`` when each command left ISSUE; the host reads ``addr`` -> ``data``."""
+    m.submodules.trace_mem = trace_mem = memory.Memory(shape=COUNTER_BITS, depth=depth, init=[])
+    trace_wr = trace_mem.write_port()
+    trace_rd = trace_mem.read_port()
+    m.d.comb += [
+        trace_wr.addr.eq(ctl.pc), trace_wr.data.eq(ctl.cycles), trace_wr.en.eq(ctl.issued),
+        trace_rd.addr.eq(addr), data.eq(trace_rd.data),
+    ]
+
+
+def exec_to_unit(m: Module, ctl: TileController, unit, args_bits: int) -> None:
+    """Hand EXEC to ``unit.cmd`` (``{func, args}``, ``args`` the low ``args_bits``) and
+    report ``unit.busy`` to the controller."""
+    payload = unit.cmd.payload
+    func_bits = len(payload.as_value()) - args_bits
+    m.d.comb += [
+        unit.cmd.valid.eq(ctl.unit_cmd.valid),
+        ctl.unit_cmd.ready.eq(unit.cmd.ready),
+        payload.as_value().eq(Cat(ctl.unit_cmd.payload.func[:func_bits],
+                                  ctl.unit_cmd.payload.args[:args_bits])),
+        ctl.unit_busy.eq(unit.busy),
+    ]
+
+
+def gate_commands(m: Module, ctl: TileController, bad, *, valid, ready) -> Signal:
+    """Pass ``ctl.ni_cmd`` on (``valid`` out, ``ready`` back) unless ``bad``.
+
+    A bad command is not passed on: the returned ``fault`` rises and stays until the
+    next ``start``, and the controller stays at that command (``pc``).
+    """
+    fault = Signal()
+    with m.If(ctl.start):
+        m.d.sync += fault.eq(0)
+    with m.Elif(ctl.ni_cmd.valid & bad):
+        m.d.sync += fault.eq(1)
+    m.d.comb += [valid.eq(ctl.ni_cmd.valid & ~bad & ~fault),
+                 ctl.ni_cmd.ready.eq(ready & ~bad & ~fault)]
+    return fault
+
+
+def register_file(m: Module, ctl: TileController, constants: Mapping[str, int], status, *,
+                  addr, data) -> None:
+    """``addr`` -> ``data`` (combinational): the ``constants`` (capabilities, coordinate,
+    mesh, command depth), ``status`` (:data:`STATUS_BITS`), pc and ``ctl``'s counters."""
+    values = {REGISTERS[k]: Const(v, REG_BITS) for k, v in constants.items()}
+    values.update({
+        REGISTERS["status"]: status, REGISTERS["pc"]: ctl.pc,
+        REGISTERS["error_pc"]: ctl.error_pc, REGISTERS["cycles"]: ctl.cycles,
+        REGISTERS["unit_busy_cycles"]: ctl.unit_busy_cycles,
+        REGISTERS["ni_busy_cycles"]: ctl.ni_busy_cycles,
+        REGISTERS["wait_cycles"]: ctl.wait_cycles,
+        REGISTERS["stall_cycles"]: ctl.stall_cycles,
+    })
+    with m.Switch(addr):
+        for index, value in values.items():
+            with m.Case(index):
+                m.d.comb += data.eq(value)
+
+
+def is_tile(m: Module, tiles, x, y) -> Signal:
+    """1 when (``x``, ``y``) is the coordinate of one of ``tiles`` (a SIGNAL's destination)."""
+    hit = Signal()
+    with m.Switch(Cat(x, y)):
+        for t in tiles:
+            with m.Case(t.x | (t.y << COORD_BITS)):
+                m.d.comb += hit.eq(1)
+    return hit
