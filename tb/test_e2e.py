@@ -12,7 +12,9 @@ Verilator runs every model (``make regress``: its build of the 8-tile SoC takes 
 Icarus the MLP, the GCN and the quantized CNN (``make test``; qcnn is the one that
 runs the convolution engine), which must also take exactly as many cycles, and
 leave the same traces, as on Verilator. The models codegen does not lower yet stop before the build with the
-reason (``sched/test_simflow.py``).
+reason (``sched/test_simflow.py``). Beside the models, SPMM tiles lowered for the SMU (a
+small graph of ``sched/test_codegen.py``: mixed reaches the SMU only through the memory
+tile's transposes) run on Icarus.
 """
 
 from __future__ import annotations
