@@ -56,6 +56,7 @@ Memory layout (:class:`BufferLayout`)
 - Unit-format constants follow the buffers, one blob per micro-op operand, each loaded
   with one LOAD: GEMM weights ``B`` packed K x Np, a bias or other constant accumulator
   expanded to Mp x Np, GNN adjacencies as CSR ``ptr`` and ``idx`` of the micro-op's rows,
+  the SMU's sparse A as CSR ``ptr`` and ``nz``,
   AFU broadcast constants expanded to the micro-op's element layout (any constant operand
   of those units is packed the same way).
 
@@ -88,10 +89,20 @@ carries the scale as the unit takes it: DEQUANTIZE ``alpha`` = the scale rounded
 and ``a_zero_point``; QUANTIZE ``multiplier``/``shift`` = the 31-bit fixed point of
 ``1 / scale`` and ``y_zero_point`` (:mod:`sched.golden.activations`).
 
-Not lowered (:class:`NotLowered`): SPMM on the SMU, DEQUANTIZE of INT32, INT8 element-wise
-operations, GELU with ``approximate="tanh"``, a CONV split along its input channels (the CE
-has no partial-sum input), a reshape of a channels-last image read other than by an INT8
-GEMM along K, im2col with dilations; the message names the micro-op and why.
+SMU SPMM (:mod:`hw.smu`, :mod:`sched.formats`): the sparse A must be a constant (the
+decomposition makes a sparse weight B the left operand of a transposed product,
+``sparse_operand`` 0); it is encoded at compile time as CSR blobs, ``ptr`` (``M + 1``
+``uint32``) and ``nz`` (``column | bf16 << 16`` per non-zero, ascending columns), each
+padded to whole words of ``2 L`` bytes (``L`` = lanes). B is loaded row by row with rows
+padded to ``ceil(N/L) * L`` BF16 elements; C comes back from rows padded the same way,
+FP32 or BF16 (``out_bf16``) as the result buffer's type. The SMU has no accumulator input:
+an SPMM with ``c`` is not lowered there (it runs on a DMU).
+
+Not lowered (:class:`NotLowered`): SPMM on the SMU with a sparse B, a non-constant A or an
+accumulator, DEQUANTIZE of INT32, INT8 element-wise operations, GELU with
+``approximate="tanh"``, a CONV split along its input channels (the CE has no partial-sum
+input), a reshape of a channels-last image read other than by an INT8 GEMM along K, im2col
+with dilations; the message names the micro-op and why.
 
 Ordering: commands of a tile run in order and a LOAD completes before the next command. A
 STORE is posted; the ISA orders a SIGNAL only after earlier STOREs *to the same
@@ -915,6 +926,58 @@ def _lower_gnn(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     return _Plan(operands, res, build, max(ALIGN, wb))
 
 
+def _lower_smu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
+    """SPMM on the SMU: ``C = A @ B`` with the sparse A a constant, as CSR blobs (module
+    docstring); B rows and C rows padded to ``ceil(N/L) * L`` elements."""
+    from hw.smu import SmuFunc
+    from sched.formats import encode_csr, pack_csr, padded_cols, word_bytes
+    who = _who(op, tile)
+    lanes = tile["lanes"]
+    wb = word_bytes(lanes)
+    if op.attrs.get("sparse_operand") != 0:
+        raise NotLowered(f"{who}not lowered: the SMU's sparse operand is its left one (A), "
+                         f"but this micro-op's sparse operand is B (sparse_operand="
+                         f"{op.attrs.get('sparse_operand')!r}); sched.decompose computes such "
+                         f"tiles transposed, C^T = B^T A^T")
+    if len(op.inputs) > 2:
+        raise NotLowered(f"{who}not lowered: the SMU has no accumulator input (every sum "
+                         f"starts at +0), but the micro-op adds {op.inputs[2]}")
+    a, b = op.inputs[0], op.inputs[1]
+    if not ctx.is_const(a):
+        raise NotLowered(f"{who}not lowered: the SMU's sparse A {a} must be a constant "
+                         f"(encoded as CSR at compile time)")
+    for r in (a, b):
+        if ctx.dtype(r) is not DType.BF16:
+            raise CodegenError(f"{who}the SMU reads BF16 operands, not {ctx.dtype(r).key} ({r})")
+    m, k = _matrix(a, who, "A")
+    k2, n = _matrix(b, who, "B")
+    if k2 != k:
+        raise CodegenError(f"{who}A {a} and B {b} do not chain (K {k} != {k2})")
+    out = op.outputs[0]
+    odt = ctx.dtype(out)
+    if odt not in (DType.BF16, DType.FP32):
+        raise CodegenError(f"{who}the SMU writes FP32 or BF16, not {odt.key} ({out})")
+    csr = encode_csr(np.asarray(_const_array(ctx.g, a)).reshape(m, k))
+    ptr_b, nz_b = pack_csr(csr, lanes)
+    nz_b = nz_b or bytes(wb)               # no non-zeros: still a (never read) region
+    npad = padded_cols(n, lanes)
+    operands = [_Operand("ptr", len(ptr_b), blob=ptr_b), _Operand("nz", len(nz_b), blob=nz_b)]
+    b_region = _ceil(k * npad * 2, wb)
+    if ctx.is_const(b):
+        v = np.asarray(_const_array(ctx.g, b)).astype(ml_dtypes.bfloat16).reshape(k, n)
+        operands.append(_Operand("b", b_region, blob=_blob_rows(v, k, npad * 2, b_region)))
+    else:
+        operands.append(_Operand("b", b_region, ref=b, pitch=npad * 2))
+    o = odt.bytes
+    res = _Operand("out", _ceil(m * npad * o, wb), ref=out, pitch=npad * o)
+
+    def build(addr):
+        return SmuFunc.SPMM, {"a_ptr_addr": addr["ptr"], "a_nz_addr": addr["nz"],
+                              "b_addr": addr["b"], "c_addr": addr["out"], "m": m, "n": n,
+                              "k": k, "nnz": csr.nnz, "out_bf16": int(odt is DType.BF16)}
+    return _Plan(operands, res, build, max(ALIGN, wb))
+
+
 def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     """CONV on the convolution engine (:mod:`hw.ce`).
 
@@ -1015,13 +1078,12 @@ LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[_Ctx, MicroOp, Any], _Plan]] 
     (UnitKind.AFU, OpType.DEQUANTIZE): _lower_afu_convert,
     (UnitKind.GNN, OpType.AGGREGATE): _lower_gnn,
     (UnitKind.CE, OpType.CONV): _lower_ce,
+    (UnitKind.SMU, OpType.SPMM): _lower_smu,
 }
 
 #: Why a placement is not lowered (one sentence each).
 _WHY_NOT = {
     UnitKind.MEMORY: "the memory tile's layout engine runs LAYOUT micro-ops only",
-    UnitKind.SMU: "the SMU wants its sparse operand on the left (A) while the decomposition "
-                  "makes the weights (B) sparse",
 }
 
 
@@ -1330,8 +1392,9 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     Raises
     ------
     NotLowered
-        If a micro-op is placed where codegen emits no command (CE, SMU, DEQUANTIZE of
-        INT32, INT8 element-wise operations, im2col with dilations), naming it and why.
+        If a micro-op is placed where codegen emits no command (an SPMM the SMU cannot
+        take, DEQUANTIZE of INT32, INT8 element-wise operations, a CONV the CE cannot take,
+        im2col with dilations), naming it and why.
     CodegenError
         If the schedule misses a micro-op, a layout rule is broken (alias, flit rounding),
         the memory tile is too small, or a scratchpad cannot hold a micro-op's operands and

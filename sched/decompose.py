@@ -15,6 +15,20 @@ Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
       into the result. A BF16 tile whose constant operand's block has a measured zero
       fraction >= ``sparse_threshold`` becomes SPMM (if the pool has an SMU), so one
       layer can yield dense and sparse tiles.
+    - Sparse weights are computed transposed. The SMU's sparse operand is its left one
+      (``C = A_sparse @ B``), but a layer's weight is B. Every output column block with a
+      sparse K step is computed as ``C^T[n-block, :] = B[:, n-block]^T @ A^T``: ``B^T`` is
+      transposed at compile time into a constant ``<B>.T`` (the transposed column blocks
+      only, one after the other), ``A^T`` is made once per layer by a TRANSPOSE LAYOUT
+      micro-op ``<op>.aT`` (memory tile) into ``<op>.aT``, the block's tiles (all its K
+      steps, GEMM or SPMM with ``sparse_operand`` 0, ``attrs["transposed"]``; bias and
+      partial sums transposed likewise, ``c_broadcast`` row <-> col) write ``<op>.yT``, and
+      one TRANSPOSE ``<op>.yT[<i>]`` per run of adjacent transposed blocks writes it back
+      into the result's columns. Bit-exact with the untransposed product: each output
+      element takes the same products (a BF16 product is commutative, exact in FP32 but
+      for overflow/FTZ, which are symmetric too) added in the same ascending-k order, the
+      zeros of the same weight skipped; the DMU can still run such a tile densely (a
+      constant A).
     - CONV (INT8, CE): output-channel blocks of ``oc_lanes``, output-row blocks that fit
       the scratchpad, input-channel steps of ``ic_lanes`` (times what ``max_k_tile``
       allows) chained like GEMM; each tile reads only the input rows it needs and carries
@@ -23,7 +37,7 @@ Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
       multiple of the AFU lanes that fits the scratchpad) over a 2-D view ``[rows, last
       dim]`` of the tensors.
     - AGGREGATE: output-row blocks x feature blocks; each reads its rows of the adjacency.
-    - LAYOUT (im2col): kept whole (one per image).
+    - LAYOUT (im2col, transpose, copy): kept whole (im2col: one per image).
 :class:`ReorderChannelsLast`
     Images a CONV reads or writes are kept channels-last in memory (the convolution
     engine's layout, :func:`sched.ir.channels_last_images`), so a reshape of one into
@@ -222,6 +236,47 @@ def _tile(op: MicroOp, tid: str, ins, out: TensorRef, shape: dict, attrs: Mappin
                    source=op.source, source_op=op.source_op)
 
 
+def _runs(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Blocks ``(start, size)`` in ascending order merged into maximal contiguous runs."""
+    out: list[list[int]] = []
+    for s0, n in blocks:
+        if out and out[-1][0] + out[-1][1] == s0:
+            out[-1][1] += n
+        else:
+            out.append([s0, n])
+    return [(a, b) for a, b in out]
+
+
+def _transposed(g: Graph, op: MicroOp, ref: TensorRef, runs: list[tuple[int, int]],
+                what: str) -> str:
+    """A buffer holding ``ref[:, run]^T`` for the column runs of the 2-D box ``ref``, one
+    after the other (``[sum of run sizes, rows]``); return its name.
+
+    A constant is transposed now, into a new constant ``<buffer>.T``; anything else by one
+    TRANSPOSE LAYOUT micro-op per run (``<op>.<what>T[<i>]``, on the memory tile) into
+    ``<op>.<what>T``.
+    """
+    src = g.buffers[ref.buffer]
+    rows = ref.last_dims(2)[0]
+    width = sum(n for _, n in runs)
+    if src.kind is BufferKind.CONST:
+        mat = np.asarray(_const_box(g, ref)).reshape(ref.last_dims(2))
+        data = np.ascontiguousarray(np.concatenate([mat[:, c0:c0 + n] for c0, n in runs],
+                                                   axis=1).T)
+        return g.add_buffer(Buffer(g.unique_name(f"{src.name}.T"), (width, rows), src.dtype,
+                                   BufferKind.CONST, data=data, quant=src.quant)).name
+    dt = g.base(ref.buffer).dtype
+    buf = g.add_buffer(Buffer(g.unique_name(f"{sanitize(op.id)}.{what}T"), (width, rows), dt))
+    r0 = 0
+    for i, (c0, n) in enumerate(runs):
+        tid = f"{op.id}.{what}T" + (f"{i}" if len(runs) > 1 else "")
+        g.add_op(MicroOp(tid, OpType.LAYOUT, dt, (_sub(ref, (0, c0), (rows, n)),),
+                         (TensorRef(buf.name, (r0, 0), (n, rows)),), LayoutFunc.TRANSPOSE,
+                         {"n": rows * n}, source=op.source, source_op=op.source_op))
+        r0 += n
+    return buf.name
+
+
 @_tiles(OpType.GEMM, OpType.SPMM)
 def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     m, k, n = op.shape["M"], op.shape["K"], op.shape["N"]
@@ -229,56 +284,104 @@ def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     c = op.inputs[2] if len(op.inputs) > 2 else None
     y = op.outputs[0]
     tm, tk, tn = plan.gemm_tile(op.dtype, m, k, n)
-    ksteps = _blocks(k, tk)
+    ksteps, mblocks, nblocks = _blocks(k, tk), _blocks(m, tm), _blocks(n, tn)
     acc = ACC_DTYPE[op.dtype]
     stem = sanitize(op.id)
-    psums = [g.add_buffer(Buffer(g.unique_name(f"{stem}.psum{j}"), (m, n), acc))
-             for j in range(len(ksteps) - 1)]
     a_const = g.buffers[a.buffer].kind is BufferKind.CONST
     b_const = g.buffers[b.buffer].kind is BufferKind.CONST
     sparse_operand = 1 if b_const else (0 if a_const else None)
     may_sparse = (op.dtype is DType.BF16 and plan.has_smu and sparse_operand is not None)
     bc = op.attrs.get("c_broadcast")
     base_attrs = {k_: v for k_, v in op.attrs.items() if k_ not in ("c_broadcast", "requant")}
-    sparse_tile: dict[tuple[int, int], bool] = {}  # weight block -> is it sparse
-    for mi, (m0, ms) in enumerate(_blocks(m, tm)):
-        for ni, (n0, ns) in enumerate(_blocks(n, tn)):
-            chain = f"{op.id}.m{mi}n{ni}"
+    # Which blocks of the constant operand are sparse: (N block if B, M block if A, K step).
+    sparse_tile: dict[tuple[int, int], bool] = {}
+    if may_sparse:
+        for i, (o0, os_) in enumerate(nblocks if sparse_operand == 1 else mblocks):
             for j, (k0, ks) in enumerate(ksteps):
-                ta = _sub(a, (m0, k0), (ms, ks))
-                tb = _sub(b, (k0, n0), (ks, ns))
-                ins = [ta, tb]
+                box = _const_box(g, _sub(b, (k0, o0), (ks, os_)) if sparse_operand == 1
+                                 else _sub(a, (o0, k0), (os_, ks)))
+                sparse_tile[(i, j)] = 1 - np.count_nonzero(box) / box.size >= \
+                    plan.options.sparse_threshold
+    # A sparse weight B is the SMU's A only in the transposed product C^T = B^T A^T: every
+    # output column block with a sparse step is computed transposed (all its K steps, so a
+    # chain keeps one orientation) into yT, and transposed back into y at the end.
+    tcols = [ni for ni in range(len(nblocks))
+             if sparse_operand == 1 and any(sparse_tile.get((ni, j)) for j in range(len(ksteps)))]
+    trow: dict[int, int] = {}              # transposed N block -> its first row of yT
+    for ni in tcols:
+        trow[ni] = sum(nblocks[i][1] for i in tcols if i < ni)
+    if tcols:
+        runs = _runs([nblocks[ni] for ni in tcols])
+        nt = sum(s for _, s in runs)
+        bT = _transposed(g, op, b, runs, "b")                       # [nt, K], a constant
+        aT = _transposed(g, op, a, [(0, k)], "a")                   # [K, M]
+        cT = None
+        if c is not None:                  # the bias / accumulator, transposed likewise
+            cT = _transposed(g, op, c, [(0, 1)] if bc == "col" else runs, "c")
+        yT = g.add_buffer(Buffer(g.unique_name(f"{stem}.yT"), (nt, m), g.buffers[y.buffer].dtype))
+        psumsT = [g.add_buffer(Buffer(g.unique_name(f"{stem}.psumT{j}"), (nt, m), acc))
+                  for j in range(len(ksteps) - 1)]
+    psums = [g.add_buffer(Buffer(g.unique_name(f"{stem}.psum{j}"), (m, n), acc))
+             for j in range(len(ksteps) - 1)] if len(tcols) < len(nblocks) else []
+    for mi, (m0, ms) in enumerate(mblocks):
+        for ni, (n0, ns) in enumerate(nblocks):
+            chain = f"{op.id}.m{mi}n{ni}"
+            tr = ni in trow
+            for j, (k0, ks) in enumerate(ksteps):
                 attrs = dict(base_attrs)
-                if j == 0 and c is not None:
-                    if bc == "row":
-                        ins.append(_sub(c, (0, n0), (1, ns)))
-                    elif bc == "col":
-                        ins.append(_sub(c, (m0, 0), (ms, 1)))
-                    else:
-                        ins.append(_sub(c, (m0, n0), (ms, ns)))
-                    if bc:
-                        attrs["c_broadcast"] = bc
-                elif j > 0:
-                    ins.append(TensorRef(psums[j - 1].name, (m0, n0), (ms, ns)))
                 last = j == len(ksteps) - 1
-                out = _sub(y, (m0, n0), (ms, ns)) if last else \
-                    TensorRef(psums[j].name, (m0, n0), (ms, ns))
+                if tr:                     # C^T[n, m] = B^T[n, k] @ A^T[k, m]
+                    r0 = trow[ni]
+                    ins = [TensorRef(bT, (r0, k0), (ns, ks)), TensorRef(aT, (k0, m0), (ks, ms))]
+                    if j == 0 and c is not None:
+                        if bc == "row":
+                            ins.append(TensorRef(cT, (r0, 0), (ns, 1)))
+                            attrs["c_broadcast"] = "col"
+                        elif bc == "col":
+                            ins.append(TensorRef(cT, (0, m0), (1, ms)))
+                            attrs["c_broadcast"] = "row"
+                        else:
+                            ins.append(TensorRef(cT, (r0, m0), (ns, ms)))
+                    elif j > 0:
+                        ins.append(TensorRef(psumsT[j - 1].name, (r0, m0), (ns, ms)))
+                    out = TensorRef(yT.name if last else psumsT[j].name, (r0, m0), (ns, ms))
+                    shape = {"M": ns, "K": ks, "N": ms}
+                    attrs["transposed"] = True
+                else:
+                    ins = [_sub(a, (m0, k0), (ms, ks)), _sub(b, (k0, n0), (ks, ns))]
+                    if j == 0 and c is not None:
+                        if bc == "row":
+                            ins.append(_sub(c, (0, n0), (1, ns)))
+                        elif bc == "col":
+                            ins.append(_sub(c, (m0, 0), (ms, 1)))
+                        else:
+                            ins.append(_sub(c, (m0, n0), (ms, ns)))
+                        if bc:
+                            attrs["c_broadcast"] = bc
+                    elif j > 0:
+                        ins.append(TensorRef(psums[j - 1].name, (m0, n0), (ms, ns)))
+                    out = _sub(y, (m0, n0), (ms, ns)) if last else \
+                        TensorRef(psums[j].name, (m0, n0), (ms, ns))
+                    shape = {"M": ms, "K": ks, "N": ns}
                 if last and "requant" in op.attrs:
                     attrs["requant"] = op.attrs["requant"]
                 if len(ksteps) > 1:
                     attrs.update(chain=chain, k_step=j, k_steps=len(ksteps))
                 kind = OpType.GEMM
-                if may_sparse:
-                    key = (ni if sparse_operand == 1 else mi, j)
-                    if key not in sparse_tile:
-                        box = _const_box(g, tb if sparse_operand == 1 else ta)
-                        sparse_tile[key] = 1 - np.count_nonzero(box) / box.size >= \
-                            plan.options.sparse_threshold
-                    if sparse_tile[key]:
-                        kind = OpType.SPMM
-                        attrs["sparse_operand"] = sparse_operand
+                if sparse_tile.get((ni if sparse_operand == 1 else mi, j)):
+                    kind = OpType.SPMM
+                    attrs["sparse_operand"] = 0 if tr else sparse_operand
                 tid = f"{op.id}.m{mi}n{ni}k{j}" if len(ksteps) > 1 else f"{op.id}.m{mi}n{ni}"
-                g.add_op(_tile(op, tid, ins, out, {"M": ms, "K": ks, "N": ns}, attrs, kind))
+                g.add_op(_tile(op, tid, ins, out, shape, attrs, kind))
+    if tcols:                              # yT back into the result's columns
+        r0 = 0
+        for i, (c0, cs) in enumerate(runs):
+            tid = f"{op.id}.yT" + (f"{i}" if len(runs) > 1 else "")
+            g.add_op(MicroOp(tid, OpType.LAYOUT, g.buffers[y.buffer].dtype,
+                             (TensorRef(yT.name, (r0, 0), (cs, m)),), (_sub(y, (0, c0), (m, cs)),),
+                             LayoutFunc.TRANSPOSE, {"n": cs * m}, source=op.source,
+                             source_op=op.source_op))
+            r0 += cs
 
 
 @_tiles(OpType.CONV)
@@ -501,9 +604,10 @@ class AnnotateCosts(Pass):
 
     Conventions: a multiply-accumulate is 2 FLOPs; SPMM counts only the sparse operand's
     non-zeros; an activation, add or multiply is 1 FLOP per element, (de)quantisation 2;
-    aggregation 1 per edge and feature (plus 1 per output for the mean); im2col 0. Bytes
-    are the operand and result boxes; an SPMM's sparse operand counts its non-zeros plus
-    a one-bit-per-element bitmap.
+    aggregation 1 per edge and feature (plus 1 per output for the mean); layout (im2col,
+    transpose) 0. Bytes are the operand and result boxes; an SPMM's sparse operand counts
+    as the SMU's CSR (:mod:`sched.formats`): 4 bytes per non-zero (BF16 value and 16-bit
+    column) and 4 per row pointer (rows + 1).
     """
 
     name = "annotate-costs"
@@ -544,8 +648,10 @@ class AnnotateCosts(Pass):
                 if op.op is OpType.SPMM:
                     other = s["M"] if which == 1 else s["N"]
                     flops = 2 * nnz * other
-                    bytes_in += nnz * op.dtype.bytes + math.ceil(size / 8) \
-                        - _ref_bytes(g, op.inputs[which])
+                    # the SMU's CSR (of B^T for a sparse B): a 4-byte entry per non-zero,
+                    # a 4-byte pointer per row and one more
+                    rows = s["M"] if which == 0 else s["N"]
+                    bytes_in += 4 * nnz + 4 * (rows + 1) - _ref_bytes(g, op.inputs[which])
         elif op.op is OpType.CONV:
             flops = 2 * s["OC"] * s["OH"] * s["OW"] * s["IC"] * s["KH"] * s["KW"]
             nnz, size = nnz_of(op.inputs[1])

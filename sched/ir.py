@@ -17,19 +17,25 @@ Conventions
   (sanitised to ``[A-Za-z0-9_.]``); ``<op>.psum<k>`` for step ``k``'s partial sums of an
   accumulation chain (``<op>`` is the operator micro-op's id with ``/`` -> ``_``, e.g.
   ``fc1_gemm.psum0``); ``<tensor>.cols<n>`` for image ``n``'s im2col matrix;
-  ``<buffer>.view<d0>x<d1>...`` for a layout-only alias. Micro-ops: ``<onnx node>/<what>``
+  ``<buffer>.view<d0>x<d1>...`` for a layout-only alias; ``<const>.T`` for a constant
+  transposed at compile time, ``<op>.aT`` / ``<op>.yT`` for a layer's transposed operand /
+  result (a sparse weight computed as ``C^T = B^T A^T``, :mod:`sched.decompose`). Micro-ops: ``<onnx node>/<what>``
   at operator level (``fc1/gemm``, ``conv1/im2col0``), tiles add ``.m<i>n<j>`` (GEMM
   output block) / ``.o<i>r<j>`` (CONV output-channel and row block) + ``k<s>`` (chain
-  step, when K is split), ``.v<r>_<c>`` (vector), ``.r<i>f<j>`` (aggregation block).
+  step, when K is split), ``.v<r>_<c>`` (vector), ``.r<i>f<j>`` (aggregation block);
+  ``<op>.aT`` transposes a layer's operand, ``<op>.yT<j>`` transposes result columns back.
 - **Operands** (``inputs`` order): GEMM/SPMM ``(a[M,K], b[K,N][, c])``; CONV ``(x[IC,H,W],
   w[OC,IC,KH,KW][, c])``; ACT/QUANTIZE/DEQUANTIZE ``(x,)``; ELTWISE ``(a, b)`` (``b`` may be
   a scalar, or a vector along the last dimension with ``attrs["broadcast"]``); AGGREGATE
   ``(adjacency rows[rows, nodes] (a constant), features[nodes, F])``; LAYOUT im2col
-  ``(x[C,H,W],)`` -> ``cols[C*KH*KW, OH*OW]``. Leading size-1 dimensions of a box are
-  ignored. One result each.
+  ``(x[C,H,W],)`` -> ``cols[C*KH*KW, OH*OW]``; LAYOUT transpose ``(a[R,C],)`` ->
+  ``out[C,R]`` (``out[j, i] = a[i, j]``, the data type is the element type, any of BF16,
+  INT8, FP32, INT32). Leading size-1 dimensions of a box are ignored. One result each.
 - **Attributes.** ``c_broadcast``: ``"row"`` (c is ``[1,N]``, added to every row) or
   ``"col"`` (``[M,1]``); ``requant``: ``{scale, multiplier, shift, zero_point}`` (INT32 ->
   INT8, :func:`sched.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
+  ``transposed``: True on a GEMM/SPMM tile that computes a block of its layer's result
+  transposed (``C^T = B^T A^T``, so that a sparse weight is the left operand);
   ``strides`` (sh, sw), ``pads`` (top, left, bottom, right; per tile), ``pad_value`` (the
   input zero point), ``kernel``; ``alpha`` (LeakyReLU), ``approximate`` (GELU);
   ``scale``/``zero_point`` (QUANTIZE/DEQUANTIZE).
@@ -51,7 +57,8 @@ Conventions
   verifies (:func:`verify`) after every pass and can dump the IR (:meth:`Graph.dump`).
 - **Shape** :attr:`MicroOp.shape` holds the operation's named dimensions: GEMM/SPMM
   ``M, K, N``; CONV ``IC, H, W, OC, KH, KW, OH, OW``; ACT/ELTWISE/QUANTIZE/DEQUANTIZE ``n``;
-  AGGREGATE ``nodes, edges, features``; LAYOUT ``n`` (elements moved).
+  AGGREGATE ``nodes, edges, features``; LAYOUT ``n`` (elements moved: ``R*C`` for a
+  transpose).
 """
 
 from __future__ import annotations
@@ -118,7 +125,7 @@ class AggFunc(enum.Enum):
 
 
 class LayoutFunc(enum.Enum):
-    IM2COL = "im2col"  #: ``attrs``: kernel, strides, pads, dilations (one image)
+    IM2COL = "im2col"        #: ``attrs``: kernel, strides, pads, dilations (one image)
     TRANSPOSE = "transpose"  #: ``out[j, i] = in[i, j]`` of a 2-D box (any element type)
     #: ``out = in`` element for element (same shape): moves a tensor between two memory
     #: layouts, e.g. out of a channels-last image (:func:`sched.decompose.ReorderChannelsLast`)
@@ -148,6 +155,8 @@ CAPABLE_UNITS: Mapping[tuple[OpType, DType], tuple[UnitKind, ...]] = MappingProx
     (OpType.AGGREGATE, DType.FP32): (UnitKind.GNN,),
     (OpType.LAYOUT, DType.BF16): (UnitKind.MEMORY,),
     (OpType.LAYOUT, DType.INT8): (UnitKind.MEMORY,),
+    (OpType.LAYOUT, DType.FP32): (UnitKind.MEMORY,),
+    (OpType.LAYOUT, DType.INT32): (UnitKind.MEMORY,),
 })
 
 
@@ -817,10 +826,20 @@ def _check_shapes(g: Graph, o: MicroOp) -> None:
             ow = (x[2] + pl + pr - kw) // sw + 1
             if cols != (x[0] * kh * kw, oh * ow):
                 fail(f"im2col of {list(x)} with kernel {kh}x{kw} cannot give {list(cols)}")
+        elif o.func is LayoutFunc.TRANSPOSE:
+            if len(o.inputs) != 1 or len(o.outputs) != 1:
+                fail("a transpose needs one input and one output")
+            a, t = _mat(o.inputs[0], o.id, "input"), _mat(o.outputs[0], o.id, "output")
+            if t != (a[1], a[0]) or dict(sh) != {"n": a[0] * a[1]}:
+                fail(f"transpose of {list(a)} -> {list(t)} with {dict(sh)}; accepted: "
+                     f"[R, C] -> [C, R] with n = R*C")
         elif o.func is LayoutFunc.COPY:
             if len(o.inputs) != 1 or tuple(o.inputs[0].shape) != tuple(o.outputs[0].shape):
                 fail(f"a copy's input {list(o.inputs)} and output {o.outputs[0]} must have "
                      f"one shape")
+        else:
+            fail(f"layout function {o.func!r}; accepted: "
+                 f"{', '.join(f.name for f in LayoutFunc)}")
 
 
 def verify(g: Graph) -> None:

@@ -14,8 +14,9 @@ transformer    a pre-norm-free transformer block on x[1,8,32]: projection + resi
                with GELU (erf) + residual, a per-feature layer scale (Mul)
 mixed          every unit kind: QLinearConv (CE) -> QLinearMatMul (LPU) ->
                DequantizeLinear (AFU) -> MatMul with a block-sparse weight (SMU tiles for
-               the sparse blocks, DMU for the dense) -> Relu (AFU) -> mean aggregation over
-               a ring graph (GNN) -> Gemm (DMU) -> Sigmoid (AFU)
+               the sparse blocks, computed transposed between two memory-tile transposes;
+               DMU for the dense) -> Relu (AFU) -> mean aggregation over a ring graph
+               (GNN) -> Gemm (DMU) -> Sigmoid (AFU)
 =============  ===========================================================================
 
 Each builder returns a checked :class:`onnx.ModelProto`; :func:`example_inputs` gives

@@ -18,7 +18,8 @@ def test_compile_builtin_prints_summary_and_writes_json_and_dot(tmp_path, capsys
     assert "operators: DequantizeLinear x1, Gemm x1, MatMul x2, QLinearConv x1" in out
     for row in (r"conv +int8 +ce +1 ", r"gemm +int8 +lpu +2 ", r"spmm +bf16 +smu/dmu +4 ",
                 r"aggregate.mean +bf16 +gnn +1 ", r"act.sigmoid +bf16 +afu +1 ",
-                r"gemm +bf16 +dmu +6 ", r"total +17 +108432 "):
+                r"gemm +bf16 +dmu +6 ", r"layout.transpose +bf16 +memory +2 +0 ",
+                r"layout.copy +int8 +memory +1 +0 ", r"total +20 +108432 "):
         assert re.search(row, out), row
     assert "GEMM tiles: 8 dense, 4 sparse; 0 accumulation chains" in out
     d = json.loads(js.read_text())

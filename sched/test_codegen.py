@@ -334,8 +334,6 @@ def _plan_error(name, op_pred, tile):
 
 @pytest.mark.parametrize("model,what,tile,why", [
     ("cnn", "gemm", "mem", "the memory tile's layout engine runs LAYOUT micro-ops only"),
-    ("mixed", "spmm", "smu0", "the SMU wants its sparse operand on the left \\(A\\) while the "
-                              "decomposition makes the weights \\(B\\) sparse"),
 ])
 def test_placements_that_are_not_lowered_say_why(model, what, tile, why):
     op, msg = _plan_error(model, lambda o: o.op.value == what, tile)
@@ -343,7 +341,7 @@ def test_placements_that_are_not_lowered_say_why(model, what, tile, why):
     assert re.match(rf"Micro-op '{re.escape(op.id)}' \({what}<{op.dtype.key}>\) on {tile}: "
                     rf"not lowered: {why}\. Accepted: gemm on dmu, spmm on dmu, gemm on lpu, "
                     rf"act on afu, eltwise on afu, quantize on afu, dequantize on afu, "
-                    rf"aggregate on gnn, conv on ce$", msg), msg
+                    rf"aggregate on gnn, conv on ce, spmm on smu$", msg), msg
 
 
 def test_int32_dequantize_is_not_lowered():
@@ -855,3 +853,96 @@ def test_copy_out_of_a_channels_last_image_is_one_transpose():
     with pytest.raises(NotLowered, match=r"on mem: not lowered: a copy between row-major "
                                          r"buffers"):
         _layout_error(g2, op)
+
+
+def _sparse_tiles_graph():
+    """Transposed sparse-weight tiles as the decomposition makes them, without the
+    transposes: y = Wt @ xT with Wt[16, 40] a sparse constant (an empty row, a -0 entry),
+    xT[40, 12] an input; rows 0..7 on the SMU (BF16), rows 8..15 on a DMU (dense), and all
+    16 rows again on the SMU into an FP32 result."""
+    from sched.ir import MicroOp, OpType
+    rng = np.random.default_rng(12)
+    wt = rng.standard_normal((16, 40)).astype(np.float32)
+    wt *= rng.random((16, 40)) < 0.2
+    wt[3] = 0.0
+    wt[5, 7] = -0.0
+    g = Graph("sparse_tiles")
+    w = g.add_buffer(Buffer("Wt", (16, 40), DType.BF16, BufferKind.CONST,
+                            data=wt.astype(ml_dtypes.bfloat16)))
+    x = g.add_buffer(Buffer("xT", (40, 12), DType.BF16, BufferKind.INPUT))
+    y = g.add_buffer(Buffer("y", (16, 12), DType.BF16, BufferKind.OUTPUT))
+    z = g.add_buffer(Buffer("z", (16, 12), DType.FP32, BufferKind.OUTPUT))
+    attrs = {"sparse_operand": 0, "transposed": True}
+    for name, r0, rows, out in (("smu", 0, 8, y), ("dmu", 8, 8, y), ("smu32", 0, 16, z)):
+        g.add_op(MicroOp(name, OpType.SPMM, DType.BF16,
+                         (TensorRef("Wt", (r0, 0), (rows, 40)), TensorRef.whole(x)),
+                         (TensorRef(out.name, (r0, 0), (rows, 12)),),
+                         shape={"M": rows, "K": 40, "N": 12}, attrs=attrs))
+    return g, {"xT": rng.uniform(-1, 1, (40, 12)).astype(np.float32)}
+
+
+def test_sparse_tiles_run_on_the_smu_bit_exact():
+    """SPMM with a constant sparse A lowered on the SMU (CSR blobs, B and C rows padded to
+    the 64 lanes, BF16 or FP32 result) and, densely, on a DMU: the functional run equals
+    the golden bit for bit; a wrong non-zero count or B address is caught."""
+    from hw.smu import SmuFunc
+    from sched.formats import encode_csr, pack_csr
+    from sched.schedulers import Schedule, Slot
+    g, inputs = _sparse_tiles_graph()
+    s = Schedule("manual", POOL, {"smu": Slot("smu0", 0, 1), "dmu": Slot("dmu0", 0, 1),
+                                  "smu32": Slot("smu0", 1, 2)})
+    prog = compile_schedule(g, s, inputs)
+    gold = golden_outputs(g, inputs)
+    compare_outputs(run_program(prog).outputs, gold)
+    assert gold["y"].view(np.uint16)[3].tolist() == [0] * 12       # the empty row: +0
+    cmds = prog.streams["smu0"].commands
+    execs = [(i, c) for i, c in enumerate(cmds) if c.opcode is isa.Opcode.EXEC]
+    (i16, e16), (i32, e32) = execs
+    a16, a32 = e16.fields["args"], e32.fields["args"]
+    assert e16.fields["func"] is SmuFunc.SPMM
+    csr = encode_csr(g.buffers["Wt"].data[:8])
+    assert (a16["m"], a16["n"], a16["k"], a16["nnz"], a16["out_bf16"]) == (8, 12, 40, csr.nnz, 1)
+    assert (a32["m"], a32["nnz"], a32["out_bf16"]) == (16, encode_csr(g.buffers["Wt"].data).nnz, 0)
+    assert all(a16[f] % 128 == 0 for f in ("a_ptr_addr", "a_nz_addr", "b_addr", "c_addr"))
+    ptr, nz = pack_csr(csr, 64)
+    for key, blob in (("ptr", ptr), ("nz", nz)):
+        addr, n = prog.image.blobs[("smu", key)]
+        assert bytes(prog.image.data[addr:addr + n]) == blob
+    # B rows land 128 bytes apart (12 BF16 padded to 64 lanes), C rows leave the same pitch
+    loads = [c.fields for c in cmds[:i16] if c.opcode is isa.Opcode.LOAD]
+    b_loads = [f for f in loads if f["spad_addr"] >= a16["b_addr"]]
+    assert [f["spad_addr"] - a16["b_addr"] for f in b_loads] == [128 * r for r in range(40)]
+    stores = [c.fields for c in cmds[i16:i32] if c.opcode is isa.Opcode.STORE]
+    assert [f["spad_addr"] - a16["c_addr"] for f in stores] == [128 * r for r in range(8)]
+    assert {f["length"] for f in stores} == {24}                    # 12 BF16, whole flits
+    # a corrupted EXEC is caught
+    for field, delta in (("nnz", 1), ("b_addr", 128)):
+        bad = _mutated(prog, "smu0", i16, isa.exec_cmd(UnitKind.SMU, SmuFunc.SPMM,
+                                                       **{**a16, field: a16[field] + delta}))
+        with pytest.raises((MismatchError, ExecutionError)):
+            compare_outputs(run_program(bad).outputs, gold)
+
+
+def test_spmm_the_smu_cannot_take_says_why():
+    from sched.ir import MicroOp, OpType
+    g, _ = _sparse_tiles_graph()
+    tile = POOL.unit("smu0").tile
+    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    op = g.op("smu")
+    b1 = dataclasses.replace(op, attrs={"sparse_operand": 1})
+    with pytest.raises(NotLowered, match=r"^Micro-op 'smu' \(spmm<bf16>\) on smu0: not lowered: "
+                                         r"the SMU's sparse operand is its left one \(A\), but "
+                                         r"this micro-op's sparse operand is B \(sparse_operand=1\)"):
+        codegen._plan(ctx, b1, tile)
+    acc = g.add_buffer(Buffer("c", (8, 12), DType.FP32, BufferKind.INPUT))
+    with_c = MicroOp("smu_c", OpType.SPMM, DType.BF16, op.inputs + (TensorRef.whole(acc),),
+                     op.outputs, shape=op.shape, attrs=op.attrs)
+    with pytest.raises(NotLowered, match=r"not lowered: the SMU has no accumulator input \(every "
+                                         r"sum starts at \+0\), but the micro-op adds c\[0:8,0:12\]"):
+        codegen._plan(ctx, with_c, tile)
+    a = g.add_buffer(Buffer("a", (8, 40), DType.BF16, BufferKind.INPUT))
+    not_const = MicroOp("smu_a", OpType.SPMM, DType.BF16, (TensorRef.whole(a), op.inputs[1]),
+                        op.outputs, shape=op.shape, attrs=op.attrs)
+    with pytest.raises(NotLowered, match=r"not lowered: the SMU's sparse A a\[0:8,0:40\] must "
+                                         r"be a constant"):
+        codegen._plan(ctx, not_const, tile)

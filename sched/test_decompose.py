@@ -1,17 +1,21 @@
+import dataclasses
+
+import ml_dtypes
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from hw.config import DType, parse_config, load_config
+from hw.config import DType, UnitKind, parse_config, load_config
 from sched import models
 from sched.decompose import (AnnotateCosts, DecomposeOptions, TilePlan, compile_model,
                              decompose)
 from sched.frontend import import_model
 from sched.golden.executor import run_graph
-from sched.ir import IRError, OpType, verify
+from sched.ir import BufferKind, IRError, LayoutFunc, OpType, TensorRef, verify
 from sched.test_frontend import make, vi
 
 POOL = load_config()
+BF16 = ml_dtypes.bfloat16
 
 
 def pool(**units):
@@ -78,14 +82,19 @@ def test_per_tile_sparsity_gives_dense_and_sparse_tiles_of_one_layer():
     w[:, 16:] *= np.random.default_rng(3).random((64, 16)) < 0.2
     ops = import_model(gemm_model(m=8, k=64, n=32, w=w))
     g = decompose(ops, POOL)
-    kinds = {o.outputs[0].offset[1]: o.op for o in g.ops}
-    assert kinds == {0: OpType.GEMM, 8: OpType.GEMM, 16: OpType.SPMM, 24: OpType.SPMM}
-    sp = next(o for o in g.ops if o.op is OpType.SPMM)
-    box = w[:, sp.outputs[0].offset[1]:][:, :8]
+    tiles = {o.id: o for o in g.ops}
+    kinds = {i: tiles[f"fc/gemm.m0n{i}"].op for i in range(4)}
+    assert kinds == {0: OpType.GEMM, 1: OpType.GEMM, 2: OpType.SPMM, 3: OpType.SPMM}
+    # dense blocks write y directly; the sparse ones C^T = B^T A^T into yT (below)
+    assert [tiles[f"fc/gemm.m0n{i}"].outputs[0] for i in range(2)] == \
+        [TensorRef("y", (0, 0), (8, 8)), TensorRef("y", (0, 8), (8, 8))]
+    sp = tiles["fc/gemm.m0n2"]
+    box = w[:, 16:24]
     nnz = np.count_nonzero(box)
     assert sp.sparsity == pytest.approx(1 - nnz / box.size)
-    assert sp.flops == 2 * nnz * 8 and sp.attrs["sparse_operand"] == 1
-    dense = next(o for o in g.ops if o.op is OpType.GEMM)
+    assert sp.flops == 2 * nnz * 8 and sp.attrs["sparse_operand"] == 0
+    assert sp.bytes_in == 4 * nnz + 4 * 9 + 64 * 8 * 2 + 8 * 4   # CSR of B^T, A^T, bias
+    dense = tiles["fc/gemm.m0n0"]
     assert dense.flops == 2 * 8 * 64 * 8
     x = {"x": np.random.default_rng(4).uniform(-1, 1, (8, 64)).astype(np.float32)}
     assert_same_bits(ops, g, x)
@@ -93,6 +102,90 @@ def test_per_tile_sparsity_gives_dense_and_sparse_tiles_of_one_layer():
     assert all(o.op is OpType.GEMM
                for o in decompose(ops, POOL, DecomposeOptions(sparse_threshold=0.95)).ops)
     assert all(o.op is OpType.GEMM for o in decompose(ops, pool(no_smu=True)).ops)
+
+
+def test_sparse_weight_blocks_are_computed_transposed():
+    """C^T[n-block] = B[:, n-block]^T @ A^T: the SMU's sparse operand is its left one."""
+    w = np.random.default_rng(2).standard_normal((64, 32)).astype(np.float32)
+    w[:, 16:] *= np.random.default_rng(3).random((64, 16)) < 0.2
+    g = decompose(import_model(gemm_model(m=8, k=64, n=32, w=w)), POOL)
+    verify(g)
+    tiles = {o.id: o for o in g.ops}
+    # A^T once per layer, on the memory tile
+    at = tiles["fc/gemm.aT"]
+    assert (at.op, at.func, at.units) == (OpType.LAYOUT, LayoutFunc.TRANSPOSE, (UnitKind.MEMORY,))
+    assert at.inputs == (TensorRef("x", (0, 0), (8, 64)),)
+    assert at.outputs == (TensorRef("fc_gemm.aT", (0, 0), (64, 8)),)
+    # B^T of the two sparse blocks only, transposed at compile time into a constant
+    bt = g.buffers["w.folded.T"]
+    assert bt.kind is BufferKind.CONST and bt.shape == (16, 64)
+    np.testing.assert_array_equal(bt.data.view(np.uint16),
+                                  np.ascontiguousarray(w[:, 16:32].T).astype(BF16).view(np.uint16))
+    for i, r0 in ((2, 0), (3, 8)):
+        o = tiles[f"fc/gemm.m0n{i}"]
+        assert o.attrs["transposed"] and o.attrs["sparse_operand"] == 0
+        assert o.shape == {"M": 8, "K": 64, "N": 8}
+        assert o.inputs[:2] == (TensorRef("w.folded.T", (r0, 0), (8, 64)), TensorRef("fc_gemm.aT", (0, 0), (64, 8)))
+        # the bias row [1, N] becomes a column [N, 1], a constant too
+        assert o.inputs[2] == TensorRef("b.T", (r0, 0), (8, 1)) and o.attrs["c_broadcast"] == "col"
+        assert o.outputs == (TensorRef("fc_gemm.yT", (r0, 0), (8, 8)),)
+        assert o.units == (UnitKind.SMU, UnitKind.DMU)
+    # one transpose back into the adjacent result columns 16..31
+    yt = tiles["fc/gemm.yT"]
+    assert yt.inputs == (TensorRef("fc_gemm.yT", (0, 0), (16, 8)),)
+    assert yt.outputs == (TensorRef("y", (0, 16), (8, 16)),)
+    assert set(yt.deps) == {"fc/gemm.m0n2", "fc/gemm.m0n3"}
+
+
+def _spmm_reference(model):
+    """The operator-level graph with its GEMM as one untransposed SPMM (sparse B skipped)."""
+    ref = import_model(model)
+    (op,) = ref.ops
+    ref.replace_op(dataclasses.replace(op, op=OpType.SPMM, attrs={**op.attrs, "sparse_operand": 1}))
+    return ref
+
+
+def test_transposed_sparse_tiles_are_bit_exact_with_the_untransposed_spmm():
+    """Chains (K split, some steps dense), two M blocks, two runs of sparse blocks, bias: the
+    same products added in the same order, the same weight zeros skipped. Skipping shows:
+    an all-zero weight column keeps a -0 bias (dense: +0) and an infinite input stays out
+    (dense: inf * 0 = NaN)."""
+    rng = np.random.default_rng(8)
+    k, n = 48, 40
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    sparse_cols = [*range(8, 16), *range(24, 40)]
+    w[:, sparse_cols] *= rng.random((k, len(sparse_cols))) < 0.15
+    w[16:32, 24:32] = rng.standard_normal((16, 8))      # block n3: its step k1 is dense
+    w[:, 9] = 0.0
+    bias = rng.standard_normal(n).astype(np.float32)
+    bias[9] = -0.0
+    m = make([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc")],
+             [vi("x", [16, k])], [vi("y", [16, n])], {"w": w, "b": bias})
+    ops = import_model(m)
+    g = decompose(ops, POOL, DecomposeOptions(max_k_tile=16))
+    verify(g)
+    kinds = {o.id: o.op for o in g.ops}
+    assert kinds["fc/gemm.m1n3k1"] is OpType.GEMM and kinds["fc/gemm.m1n3k0"] is OpType.SPMM
+    assert g.op("fc/gemm.m1n3k1").attrs["transposed"]                  # one orientation per chain
+    assert g.op("fc/gemm.m1n3k1").inputs[2] == TensorRef("fc_gemm.psumT0", (8, 8), (8, 8))
+    assert [o.id for o in g.ops if o.op is OpType.LAYOUT] == ["fc/gemm.aT", "fc/gemm.yT0",
+                                                               "fc/gemm.yT1"]
+    x = rng.uniform(-1, 1, (16, k)).astype(np.float32)
+    x[3, 5] = np.inf
+    got = run_graph(g, {"x": x})["y"].view(np.uint16)
+    want = run_graph(_spmm_reference(m), {"x": x})["y"].view(np.uint16)
+    np.testing.assert_array_equal(got, want)
+    assert got[0, 9] == got[3, 9] == 0x8000                 # -0 kept, inf * 0 skipped
+    dense_bits = run_graph(ops, {"x": x})["y"].view(np.uint16)
+    assert dense_bits[0, 9] == 0 and np.isnan(dense_bits[3:4, 9:10].view(BF16)).all()
+    # a DMU runs such a tile densely: the same as the untransposed dense GEMM
+    dense = decompose(ops, POOL, DecomposeOptions(max_k_tile=16))
+    for o in list(dense.ops):
+        if o.op is OpType.SPMM:
+            dense.replace_op(dataclasses.replace(o, op=OpType.GEMM))
+    x[3, :] = 0.5
+    np.testing.assert_array_equal(run_graph(dense, {"x": x})["y"].view(np.uint16),
+                                  run_graph(ops, {"x": x})["y"].view(np.uint16))
 
 
 def test_conv_tiles_chain_over_input_channels_and_split_rows():
@@ -185,6 +278,27 @@ def test_tiling_takes_an_operator_level_graph():
     with pytest.raises(IRError, match="before pass 'tile-operators': Micro-op 'fc1/gemm.m0n0k0' is "
                                       "already a tile of an accumulation chain"):
         decompose(g, POOL)
+
+
+@pytest.mark.parametrize("c_shape,bc,bc_t", [((16, 24), None, None), ((16, 1), "col", "row"),
+                                             ((1, 24), "row", "col")])
+def test_transposed_tiles_take_every_bias_form(c_shape, bc, bc_t):
+    """A constant bias [M,N], [M,1] or [1,N] becomes a constant c.T [nt,M], [1,M] or [nt,1]
+    with the broadcast swapped; the result stays bit-exact with the untransposed SPMM."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((48, 24)).astype(np.float32)
+    w[:, 8:] *= rng.random((48, 16)) < 0.15
+    m = make([helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="fc")], [vi("x", [16, 48])],
+             [vi("y", [16, 24])], {"w": w, "c": rng.uniform(-1, 1, c_shape).astype(np.float32)})
+    g = decompose(import_model(m), POOL, DecomposeOptions(max_k_tile=16))
+    first = g.op("fc/gemm.m1n1k0")
+    assert first.attrs["transposed"] and first.attrs.get("c_broadcast") == bc_t
+    assert g.buffers[first.inputs[2].buffer].kind is BufferKind.CONST
+    assert first.inputs[2] == TensorRef("c.T", {None: (0, 8), "row": (0, 0), "col": (0, 8)}[bc],
+                                        {None: (8, 8), "row": (8, 1), "col": (1, 8)}[bc])
+    x = {"x": rng.uniform(-1, 1, (16, 48)).astype(np.float32)}
+    np.testing.assert_array_equal(run_graph(g, x)["y"].view(np.uint16),
+                                  run_graph(_spmm_reference(m), x)["y"].view(np.uint16))
 
 
 def test_reshape_of_a_channels_last_image_is_read_through_a_copy():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from hw.config import DType, UnitKind
-from sched.ir import (ActFunc, Buffer, BufferKind, FunctionPass, Graph, IRError, MicroOp,
-                      OpType, Pipeline, TensorRef, verify)
+from sched.ir import (ActFunc, Buffer, BufferKind, FunctionPass, Graph, IRError, LayoutFunc,
+                      MicroOp, OpType, Pipeline, TensorRef, verify)
 
 
 def _gemm_graph(split_k: bool = False) -> Graph:
@@ -163,4 +163,37 @@ def test_verifier_checks_data_types():
     g.buffers["y"] = Buffer("y", (4, 8), DType.INT8)  # a BF16 GEMM cannot give INT8
     with pytest.raises(IRError, match=r"'fc/gemm' \(gemm<bf16>\): result y\[0:4,0:8\] is int8; "
                                       r"accepted: bf16, fp32"):
+        verify(g)
+
+
+def _transpose_graph(dtype: DType = DType.BF16, out_shape=(6, 4), n: int = 24) -> Graph:
+    """x[4,6] (a box of x[5,6]) transposed into y[6,4]."""
+    g = Graph("tr")
+    g.add_buffer(Buffer("x", (5, 6), dtype, BufferKind.INPUT))
+    g.add_buffer(Buffer("y", out_shape, dtype, BufferKind.OUTPUT))
+    g.add_op(MicroOp("tr", OpType.LAYOUT, dtype, (TensorRef("x", (1, 0), (4, 6)),),
+                     (TensorRef("y", (0,) * len(out_shape), out_shape),),
+                     func=LayoutFunc.TRANSPOSE, shape={"n": n}))
+    return g
+
+
+@pytest.mark.parametrize("dtype", [DType.BF16, DType.INT8, DType.FP32, DType.INT32])
+def test_transpose_runs_on_the_memory_tile_for_every_element_type(dtype):
+    g = _transpose_graph(dtype)
+    verify(g)
+    assert g.op("tr").units == (UnitKind.MEMORY,)
+
+
+def test_verifier_checks_transpose_shapes():
+    with pytest.raises(IRError, match=r"'tr' \(layout\): transpose of \[4, 6\] -> \[4, 6\] with "
+                                      r"\{'n': 24\}; accepted: \[R, C\] -> \[C, R\] with n = R\*C"):
+        verify(_transpose_graph(out_shape=(4, 6)))
+    with pytest.raises(IRError, match=r"transpose of \[4, 6\] -> \[6, 4\] with \{'n': 20\}"):
+        verify(_transpose_graph(n=20))
+    # leading size-1 dimensions are ignored, as for every matrix operand
+    verify(_transpose_graph(out_shape=(1, 6, 4)))
+    g = _transpose_graph()
+    g.buffers["y"] = Buffer("y", (6, 4), DType.FP32, BufferKind.OUTPUT)  # a copy keeps the type
+    with pytest.raises(IRError, match=r"'tr' \(layout<bf16>\): result y\[0:6,0:4\] is fp32; "
+                                      r"accepted: bf16"):
         verify(g)

@@ -45,10 +45,13 @@ def test_mixed_uses_all_six_unit_kinds():
     output into the rows the LPU reads)."""
     g = decompose(import_model(models.mixed(), POOL), POOL)
     kinds = {o.units[0] for o in g.ops}
+    # and the memory tile, which transposes around the SMU (C^T = B^T A^T)
     assert kinds == {UnitKind.DMU, UnitKind.SMU, UnitKind.LPU, UnitKind.CE, UnitKind.AFU,
                      UnitKind.GNN, UnitKind.MEMORY}
     sparse_layer = [o for o in g.ops if o.source == "sparse_fc"]
-    assert {o.op for o in sparse_layer} == {OpType.GEMM, OpType.SPMM}  # one layer, both kinds
+    # one layer, both kinds, and the transposes of its input and of its sparse columns
+    assert {o.op for o in sparse_layer} == {OpType.GEMM, OpType.SPMM, OpType.LAYOUT}
+    assert all(o.attrs["sparse_operand"] == 0 for o in sparse_layer if o.op is OpType.SPMM)
 
 
 def test_models_are_small_and_deterministic():

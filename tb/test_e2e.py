@@ -14,9 +14,8 @@ Icarus the MLP, the GCN and the quantized CNN (``make test``; qcnn is the one th
 runs the convolution engine), which must also take exactly as many cycles, and
 leave the same traces, as on Verilator (cnn, whose im2col runs on the memory tile's layout
 engine, takes about 4 minutes of Icarus simulation, so it runs on Verilator only). The
-memory tile's trace is checked like every tile's. The models codegen does not lower yet
-stop before the build with the
-reason (``sched/test_simflow.py``).
+memory tile's trace is checked like every tile's. Beside the models, SPMM tiles lowered
+for the SMU (a small graph of ``sched/test_codegen.py``) run on Icarus.
 """
 
 from __future__ import annotations
@@ -91,3 +90,45 @@ def test_every_scheduler_gives_identical_outputs(sim):
                                           err_msg=f"{s} vs {names[0]}: {k}")
     # and the schedules really differ in timing
     assert len({r.measured_cycles for r in reports.values()}) > 1
+
+
+def test_smu_spmm_tiles_on_icarus():
+    """SPMM tiles with a constant sparse A as codegen lowers them for the SMU (CSR blobs, B
+    and C rows padded to its 64 lanes; BF16 and FP32 results; an empty row, a -0 weight),
+    one more densely on a DMU (sched/test_codegen.py's graph), on the default SoC's RTL:
+    bit-exact with the golden run, every SMU EXEC its formula (exact, from the rows'
+    non-zeros) + 1 cycles, the streams' timing model within 10% of the measured cycles."""
+    from hw.config import load_config
+    from sched.codegen import NP_DTYPE, compile_schedule
+    from sched.cost.smu import cycles as smu_cycles
+    from sched.cost.stream import program_timelines
+    from sched.formats import encode_csr
+    from sched.funcsim import compare_outputs, golden_outputs, run_program
+    from sched.pool import Pool
+    from sched.schedulers import Schedule, Slot
+    from sched.simflow import image_runs
+    from sched.test_codegen import _sparse_tiles_graph
+    from tb.soc import SocJob, build_soc, run_job
+    cfg = load_config("default")
+    pool = Pool(cfg)
+    g, inputs = _sparse_tiles_graph()
+    s = Schedule("manual", pool, {"smu": Slot("smu0", 0, 1), "dmu": Slot("dmu0", 0, 1),
+                                  "smu32": Slot("smu0", 1, 2)})
+    prog = compile_schedule(g, s, inputs, fence=False)
+    gold = golden_outputs(g, inputs)
+    compare_outputs(run_program(prog, stores_complete=True).outputs, gold)
+    res = run_job(build_soc(cfg, "icarus"), SocJob(
+        streams={t: st.binary for t, st in prog.streams.items()},
+        image=image_runs(prog.image.data, prog.image.initialized),
+        readback={n: prog.buffer_region(n) for n in g.outputs}))
+    compare_outputs({n: prog.layouts[n].unpack(res.readback[n], NP_DTYPE[g.base(n).dtype])
+                     for n in g.outputs}, gold)
+    ops = measured_ops(prog, res.trace)
+    smu = cfg.units[[t.name for t in cfg.units].index("smu0")]
+    for n in ("smu", "smu32"):
+        a = g.op(n).inputs[0]
+        rows = encode_csr(np.asarray(g.buffers[a.buffer].data[a.slices])).row_nnz
+        want = smu_cycles(smu, m=len(rows), n=12, row_nnz=list(rows))
+        assert ops[n].exec_end - ops[n].exec_start == want + 1, (n, ops[n], want)
+    predicted = max(t[-1] for t in program_timelines(prog, cfg).values() if t)
+    assert abs(predicted - res.cycles) <= TOLERANCE * res.cycles, (predicted, res.cycles)

@@ -37,7 +37,7 @@ GEMM <int8> (LPU), CONV <int8> (CE)
     same INT32 as any algebraically equal form the compiler encodes.)
 LAYOUT im2col, transpose, copy
     Exact copies (im2col pads with ``pad_value``; transpose ``out[j, i] = in[i, j]``, the
-    element bits unchanged, any data type).
+    element bits unchanged, any data type; copy ``out = in``).
 
 ``"onnx"`` arithmetic of ACT, ELTWISE, AGGREGATE <bf16>, QUANTIZE, DEQUANTIZE
 -----------------------------------------------------------------------------

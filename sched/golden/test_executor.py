@@ -389,3 +389,28 @@ def test_unit_dequantize_and_quantize_are_the_afu_spec_within_tolerance_of_onnx(
     np.testing.assert_array_equal(u["y"], act.bf16_quantize(bits, *act.quantize_args(0.03), 11))
     assert np.abs(u["y"].astype(int) - o["y"].astype(int)).max() <= 1
     assert all(c.ok for c in compare_outputs(g, u, o, "onnx"))
+
+
+@pytest.mark.parametrize("dtype", [DType.BF16, DType.INT8, DType.FP32, DType.INT32])
+@pytest.mark.parametrize("arithmetic", ["onnx", "unit"])
+def test_transpose_is_numpy_transpose_of_the_box(dtype, arithmetic):
+    """Boxes of x[5,7] transposed into columns of y[4,8]: out[j, i] = in[i, j], bits kept."""
+    from sched.ir import LayoutFunc
+    g = Graph()
+    g.add_buffer(Buffer("x", (5, 7), dtype, BufferKind.INPUT))
+    g.add_buffer(Buffer("y", (4, 8), dtype, BufferKind.OUTPUT))
+    for name, src, dst in [("tr", TensorRef("x", (1, 2), (3, 4)), TensorRef("y", (0, 5), (4, 3))),
+                           ("tr2", TensorRef("x", (0, 0), (5, 4)), TensorRef("y", (0, 0), (4, 5)))]:
+        g.add_op(MicroOp(name, OpType.LAYOUT, dtype, (src,), (dst,),
+                         func=LayoutFunc.TRANSPOSE, shape={"n": src.size}))
+    rng = np.random.default_rng(11)
+    if dtype in (DType.INT8, DType.INT32):
+        info = np.iinfo(np.int8 if dtype is DType.INT8 else np.int32)
+        x = rng.integers(info.min, info.max, (5, 7), endpoint=True).astype(info.dtype)
+    else:
+        x = rng.standard_normal((5, 7)).astype(np.float32)
+        x[1, 2], x[2, 3] = -0.0, np.inf
+    ref = x.astype(BF16) if dtype is DType.BF16 else x
+    y = run_graph(g, {"x": x}, arithmetic)["y"]
+    want = np.ascontiguousarray(np.concatenate([ref[0:5, 0:4].T, ref[1:4, 2:6].T], axis=1))
+    np.testing.assert_array_equal(y.view(np.uint8), want.view(np.uint8))

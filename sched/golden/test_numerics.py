@@ -194,6 +194,17 @@ def test_bf16_mul_is_exact_and_ftz():
     assert m(0x8000, 0x3F80) == 0x80000000        # -0 * 1 = -0
 
 
+def test_bf16_mul_is_commutative():
+    """What computing a sparse weight's tile transposed (C^T = B^T A^T) relies on: every
+    encoding against a shuffled copy of every encoding, and every pair of specials."""
+    a = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    b = np.random.default_rng(9).permutation(a)
+    s = specials16()
+    sa, sb = (v.ravel() for v in np.meshgrid(s, s))
+    for x, y in ((a, b), (sa, sb)):
+        np.testing.assert_array_equal(nx.bf16_mul_bits(x, y), nx.bf16_mul_bits(y, x))
+
+
 @pytest.mark.slow
 def test_bf16_mul_exhaustive():
     """All 2**32 operand pairs, in slices."""
