@@ -158,7 +158,7 @@ def add_sim(sub) -> None:
 
 #: Built-in models whose every micro-op codegen lowers on the default pool (``tb/test_e2e.py``
 #: runs them on the RTL).
-RTL_MODELS = ("mlp", "gcn", "transformer", "qcnn", "cnn")
+RTL_MODELS = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 
 
 def cmd_sim(args) -> int:

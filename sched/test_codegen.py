@@ -31,7 +31,7 @@ POOL = Pool.from_config("default")
 _CACHE: dict = {}
 
 #: The models codegen lowers completely on the default pool.
-LOWERED = ("mlp", "gcn", "transformer", "qcnn", "cnn")
+LOWERED = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 
 
 def program(name: str, scheduler=heft):

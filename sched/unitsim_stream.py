@@ -38,7 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from hw.afu import COUNT_BITS, AfuDType, AfuFunc
-from hw.ce import CeFunc, ConvEngine
+from hw.ce import WEIGHT_DEPTH, CeFunc
 from hw.ce_layout import ConvShape
 from hw.config import TileConfig, UnitKind
 from sched.golden import activations, conv
@@ -147,12 +147,6 @@ def afu_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
 
 
 @lru_cache(maxsize=None)
-def _weight_depth(oc_lanes: int, ic_lanes: int, spad_bytes: int) -> int:
-    tile = TileConfig("ce", UnitKind.CE, 0, 0, (), {"oc_lanes": oc_lanes, "ic_lanes": ic_lanes,
-                                                   "scratchpad_bytes": spad_bytes})
-    return ConvEngine.from_tile(tile).weight_depth
-
-
 def _blocks(n: int, lanes: int) -> int:
     return -(-n // lanes)
 
@@ -186,7 +180,7 @@ def ce_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
                       kernel_h=g("kernel_h"), kernel_w=g("kernel_w"), stride=g("stride"),
                       pads=(g("pad_top"), g("pad_left"), g("pad_bottom"), g("pad_right")))
     try:
-        shape.check(ic_lanes=il, weight_depth=_weight_depth(ol, il, size))
+        shape.check(ic_lanes=il, weight_depth=WEIGHT_DEPTH)
         shape.out_h, shape.out_w
     except ValueError as e:
         raise UnitSimError(str(e)) from None

@@ -1,21 +1,21 @@
 """Built-in models end to end on the default SoC's RTL (``configs/default.toml``).
 
-Every model codegen lowers completely (mlp, gcn, transformer, qcnn, cnn) is compiled, scheduled,
+Every built-in model (mlp, gcn, transformer, qcnn, cnn, mixed) is compiled, scheduled,
 loaded into the simulated SoC, run to ``all_done`` and read back
 (:func:`sched.simflow.simulate`, what ``accelpool sim`` runs). The outputs must equal the
 golden run in the units' arithmetic bit for bit; the scheduler's predicted makespan must be
-within 10% of the measured cycles; the measured timeline (tiles' traces) must show every
-EXEC taking exactly the cycles the unit's formula gives; every scheduler must produce the
-same outputs (the schedule changes timing, never results).
+within 10% of the measured cycles; the measured timeline (tiles' traces, the memory tile's
+too) must show every EXEC taking exactly the cycles the unit's formula gives; every
+scheduler must produce the same outputs (the schedule changes timing, never results).
 
 Verilator runs every model (``make regress``: its build of the 8-tile SoC takes minutes;
-cnn's longer DMU streams need a build with 2048-command memories, in its own folder);
-Icarus the MLP, the GCN and the quantized CNN (``make test``; qcnn is the one that
-runs the convolution engine), which must also take exactly as many cycles, and
-leave the same traces, as on Verilator (cnn, whose im2col runs on the memory tile's layout
-engine, takes about 4 minutes of Icarus simulation, so it runs on Verilator only). The
-memory tile's trace is checked like every tile's. Beside the models, SPMM tiles lowered
-for the SMU (a small graph of ``sched/test_codegen.py``) run on Icarus.
+cnn's longer DMU streams need a build with 2048-command memories, in its own folder).
+Icarus (``make test``) runs the MLP, the GCN, the quantized CNN (the convolution engine)
+and mixed (all six unit kinds and the memory tile's layout engine), which must also take
+exactly as many cycles, and leave the same traces, as on Verilator; cnn, whose im2col runs
+on the memory tile's layout engine, takes about 4 minutes of Icarus simulation, so it runs
+on Verilator only. Beside the models, SPMM tiles lowered for the SMU (a small graph of
+``sched/test_codegen.py``) run on Icarus.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sched.cost.model import CostModel
 from sched.measured import measured_ops
 from sched.simflow import simulate
 
-LOWERED = ("mlp", "gcn", "transformer", "qcnn", "cnn")
+LOWERED = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 #: The predicted makespan must be within this fraction of the measured cycles.
 TOLERANCE = 0.10
 
@@ -64,13 +64,13 @@ def test_model_on_verilator(model):
     _check(run(model))
 
 
-@pytest.mark.parametrize("model", ["mlp", "gcn", "qcnn"])
+@pytest.mark.parametrize("model", ["mlp", "gcn", "qcnn", "mixed"])
 def test_model_on_icarus(model):
     _check(run(model, "icarus"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["mlp", "gcn", "qcnn"])
+@pytest.mark.parametrize("model", ["mlp", "gcn", "qcnn", "mixed"])
 def test_simulators_agree_cycle_for_cycle(model):
     assert run(model, "icarus").measured_cycles == run(model).measured_cycles
     assert run(model, "icarus").trace == run(model).trace
