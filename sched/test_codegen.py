@@ -836,7 +836,8 @@ def test_copy_out_of_a_channels_last_image_is_one_transpose():
     gold = golden_outputs(g, inputs)
     for name, sched in ALL.items():
         prog = compile_schedule(g, sched(g.dag, pool, CostModel(pool)), inputs)
-        (ex,) = _mem_execs(prog)
+        mem = prog.streams["mem"]
+        (ex,) = [mem.commands[e] for n, _, e, _ in mem.spans if n == "h1r/copy"]
         img, dst = prog.layouts[g.base("h1r").name], prog.layouts["h1r.rowmajor"]
         assert img.channels_last and ex.fields["func"] is MemFunc.TRANSPOSE
         assert ex.fields["args"] == {"src_addr": img.addr, "dst_addr": dst.addr,
