@@ -836,9 +836,12 @@ def test_copy_out_of_a_channels_last_image_is_one_transpose():
     gold = golden_outputs(g, inputs)
     for name, sched in ALL.items():
         prog = compile_schedule(g, sched(g.dag, pool, CostModel(pool)), inputs)
-        mem = prog.streams["mem"]
-        (ex,) = [mem.commands[e] for n, _, e, _ in mem.spans if n == "h1r/copy"]
         img, dst = prog.layouts[g.base("h1r").name], prog.layouts["h1r.rowmajor"]
+        # besides the copy, sparse_fc's A^T and write-back transposes (its sparse tiles,
+        # decomposed for the default pool, run transposed on the DMUs here)
+        execs = _mem_execs(prog)
+        assert len(execs) == 3
+        (ex,) = [c for c in execs if c.fields["args"]["src_addr"] == img.addr]
         assert img.channels_last and ex.fields["func"] is MemFunc.TRANSPOSE
         assert ex.fields["args"] == {"src_addr": img.addr, "dst_addr": dst.addr,
                                      "elem_log2": 0, "src_pitch": 8, "dst_pitch": 64,
@@ -947,3 +950,25 @@ def test_spmm_the_smu_cannot_take_says_why():
     with pytest.raises(NotLowered, match=r"not lowered: the SMU's sparse A a\[0:8,0:40\] must "
                                          r"be a constant"):
         codegen._plan(ctx, not_const, tile)
+
+
+def test_mixed_with_every_sparse_tile_on_the_smu():
+    """mixed's sparse_fc with all four SPMM tiles forced onto the SMU (heft places most on
+    the DMUs): A^T by the memory tile, the SMU's C^T tiles from CSR blobs of W^T, the
+    transpose back into h3's columns; the streams reproduce the golden bit for bit."""
+    from hw.layout_engine import MemFunc
+    from hw.smu import SmuFunc
+    from sched.ir import OpType
+    from sched.schedulers import Schedule, Slot
+    g, inputs, prog, gold = compiled("mixed")
+    slots = {n: (Slot("smu0", s.start, s.finish) if g.op(n).op is OpType.SPMM else s)
+             for n, s in prog.schedule.slots.items()}
+    forced = compile_schedule(g, Schedule("forced", POOL, slots), inputs)
+    compare_outputs(run_program(forced).outputs, gold)
+    smu = [c for c in forced.streams["smu0"].commands if c.opcode is isa.Opcode.EXEC]
+    assert [c.fields["func"] for c in smu] == [SmuFunc.SPMM] * 4
+    assert {(c.fields["args"]["m"], c.fields["args"]["n"], c.fields["args"]["k"]) for c in smu} \
+        == {(8, 8, 32)}
+    mem = [c.fields for c in forced.streams["mem"].commands if c.opcode is isa.Opcode.EXEC]
+    # the channels-last copy of the CE's output, A^T and the write-back: all transposes
+    assert [f["func"] for f in mem] == [MemFunc.TRANSPOSE] * 3
