@@ -290,13 +290,17 @@ class Pool:
         if hit is None:
             hit = tuple(u for u in self.units if u.caps.supports(*key))
             self._cand_cache[key] = hit
+        why = _smu_cannot_take(op) if op.op is OpType.SPMM else ""
+        if why:
+            hit = tuple(u for u in hit if u.kind is not UnitKind.SMU)
         if not hit:
             offered = "; ".join(
                 f"{u.name}: " + ", ".join(sorted(f"{o.value}<{d.key}>" for o, d in u.caps.ops))
                 for u in self.units)
             label = name if name is not None else getattr(op, "id", op)
             raise UnschedulableError(f"Micro-op {label!r} ({op.op.value} on {op.dtype.key}) is "
-                                     f"supported by no unit of pool {self.name!r}; the pool "
+                                     f"supported by no unit of pool {self.name!r}"
+                                     f"{' (' + why + ')' if why else ''}; the pool "
                                      f"offers {offered}")
         return hit
 
@@ -305,6 +309,17 @@ class Pool:
         pa = a if isinstance(a, tuple) else a.at
         pb = b if isinstance(b, tuple) else b.at
         return self.mesh.hops(pa, pb)
+
+
+def _smu_cannot_take(op: Any) -> str:
+    """Why an SPMM micro-op cannot run on an SMU ('' if it can): the SMU's sparse operand
+    is its left one (A), and every sum starts at +0 (no accumulator input)."""
+    attrs = getattr(op, "attrs", {}) or {}
+    if attrs.get("sparse_operand", 0) != 0:
+        return "the SMU's sparse operand is A, this micro-op's is B"
+    if len(getattr(op, "inputs", ())) > 2:
+        return "the SMU has no accumulator input, this micro-op adds one"
+    return ""
 
 
 # -- discovery -------------------------------------------------------------------------

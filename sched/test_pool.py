@@ -35,6 +35,25 @@ def test_capabilities_from_config(cfg):
     assert [u.name for u in pool.candidates(op(OpType.LAYOUT, DType.INT8))] == ["mem"]
 
 
+def test_spmm_the_smu_cannot_take_goes_to_a_dmu(cfg):
+    """The SMU multiplies a sparse A and starts every sum at +0: an SPMM tile with a sparse
+    B or an accumulator operand (a bias, a later K step) is offered only the DMUs."""
+    from sched.ir import TensorRef
+    pool = Pool.from_config(cfg)
+    r = TensorRef("t", (0, 0), (8, 8))
+    with_c = MicroOp("c", OpType.SPMM, DType.BF16, (r, r, r), (r,))
+    sparse_b = MicroOp("b", OpType.SPMM, DType.BF16, (r, r), (r,), attrs={"sparse_operand": 1})
+    plain = MicroOp("p", OpType.SPMM, DType.BF16, (r, r), (r,), attrs={"sparse_operand": 0})
+    assert [u.name for u in pool.candidates(with_c)] == ["dmu0", "dmu1"]
+    assert [u.name for u in pool.candidates(sparse_b)] == ["dmu0", "dmu1"]
+    assert [u.name for u in pool.candidates(plain)] == ["dmu0", "dmu1", "smu0"]
+    smu_only = Pool.from_config(cfg, kinds=[UnitKind.SMU, UnitKind.MEMORY])
+    with pytest.raises(UnschedulableError, match=r"Micro-op 'c' \(spmm on bf16\) is supported "
+                                                 r"by no unit of pool 'default' \(the SMU has no "
+                                                 r"accumulator input, this micro-op adds one\)"):
+        smu_only.candidates(with_c)
+
+
 def test_config_dtypes_restrict_capabilities(cfg):
     import dataclasses
     tiles = tuple(dataclasses.replace(t, dtypes=(DType.BF16,)) if t.name == "afu0" else t
