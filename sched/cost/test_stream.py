@@ -180,9 +180,10 @@ def test_lowered_models_predicted_from_their_streams(model):
     within 0.5% of the trace and no command more than :data:`COMMAND_BOUND` cycles off
     (measured: mlp, gcn, transformer END exact to 2 cycles, at most 2 on any command;
     qcnn END within 27 cycles (0.26%), but up to 84 on single commands: the CE's 2 KiB
-    input LOAD and the LPU's 1 KiB weight LOADs reach the memory tile at once, and its
-    round robin interleaves their packets in an order the server model does not follow
-    packet for packet)."""
+    input LOAD and the LPU's 1 KiB weight LOADs run at once, and with XY routing the CE's
+    requests pass the LPU's router (1, 0) and share its link into the memory tile, so the
+    mesh arbitrates them there, by router port, not tile by tile at the memory tile as the
+    server model does)."""
     from hw.config import load_config
     from tb.soc import build_soc, run_job
     from tb.stream_jobs import compiled_model
