@@ -399,17 +399,14 @@ def _row_runs(layouts: Mapping[str, "BufferLayout"], ref: TensorRef, fb: int,
     return [(base + int(r) * lay.pitch, length) for r in rows]
 
 
-_image = image_dims
-
-
 def channels_last_buffers(g: Graph, fb: int) -> dict[str, int]:
     """Base buffers stored channels-last (:class:`BufferLayout`), with their block size.
 
     Channels-last: :func:`sched.ir.channels_last_images` (the images CONVs read and write,
-    and those element-wise micro-ops share with them). Blocks
-    of one flit of channels (``fb // element bytes``, at most ``C``), so a micro-op writing
-    a block of output channels writes contiguous memory; pixel-major (one block of ``C``)
-    when a CONV reads more channels than one block, as the CE's input layout wants."""
+    and those element-wise micro-ops share with them). Blocks of one flit of channels
+    (``fb // element bytes``, at most ``C``), so a micro-op writing a block of output
+    channels writes contiguous memory; pixel-major (one block of ``C``) when a CONV reads
+    more channels than one block, as the CE's input layout wants."""
     base = lambda r: g.base(r.buffer)   # noqa: E731
     cl = channels_last_images(g)
     blocks = {}
@@ -444,7 +441,7 @@ def _layouts(g: Graph, fb: int) -> tuple[dict[str, BufferLayout], int]:
         e = base.elem
         shape = tuple(b.shape)
         if base.channels_last:
-            same = _image(shape) == _image(base.shape)
+            same = image_dims(shape) == image_dims(base.shape)
             lays[b.name] = BufferLayout(b.name, base.addr, shape, e, base.pitch,
                                         channels_last=same, block=base.block if same else 0,
                                         view_of=None if same else base.name)
