@@ -48,14 +48,14 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .config import MeshConfig, PoolConfig, TileConfig, UnitKind
-from .controller import COUNTER_BITS, TileController
-from .isa import COMMAND_BITS, Opcode
+from .controller import TileController
+from .isa import Opcode
 from .noc.ni import NetworkInterface
 from .noc.tokens import TokenCounters
 from .scratchpad import Scratchpad
 from .tile_control import (NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, STATUS_BITS,
-                           command_memory, exec_to_unit, gate_commands, is_tile,
-                           register_file, trace_memory)
+                           command_memory, exec_to_unit, gate_commands, host_members,
+                           is_tile, register_file, trace_memory)
 
 __all__ = ["TileError", "ComputeTile", "UNIT_BUILDERS", "REGISTERS", "REG_BITS",
            "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS", "identity_registers",
@@ -260,17 +260,7 @@ class ComputeTile(wiring.Component):
             "req_in": ni_members["req_in"],
             "resp_out": ni_members["resp_out"],
             "resp_in": ni_members["resp_in"],
-            "cmd_addr": In(self._ctl.addr_width),
-            "cmd_data": In(COMMAND_BITS),
-            "cmd_en": In(1),
-            "start": In(1),
-            "finished": Out(1),
-            "fault": Out(1),
-            "error": Out(1),
-            "reg_addr": In(REG_ADDR_BITS),
-            "reg_data": Out(REG_BITS),
-            "trace_addr": In(self._ctl.addr_width),
-            "trace_data": Out(COUNTER_BITS),
+            **host_members(self._ctl),
         })
 
     tile = property(lambda self: self._tile)

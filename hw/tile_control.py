@@ -26,7 +26,7 @@ from .isa import COMMAND_BITS, COORD_BITS
 
 __all__ = ["REGISTERS", "REG_BITS", "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS",
            "command_memory", "trace_memory", "exec_to_unit", "gate_commands",
-           "register_file", "is_tile"]
+           "register_file", "is_tile", "host_members"]
 
 #: Width of every register.
 REG_BITS = 32
@@ -63,6 +63,16 @@ STATUS_BITS: Mapping[str, int] = {
     "running": 0, "done": 1, "error": 2, "fault": 3, "ni_error": 4, "token_error": 5,
     "unit_busy": 6, "ni_busy": 7,
 }
+
+
+def host_members(ctl: TileController) -> dict:
+    """The host port every programmable tile exposes (``wiring`` members): command memory
+    writes, ``start``, ``finished``/``fault``/``error``, registers and the trace."""
+    from amaranth.lib.wiring import In, Out
+    return {"cmd_addr": In(ctl.addr_width), "cmd_data": In(COMMAND_BITS), "cmd_en": In(1),
+            "start": In(1), "finished": Out(1), "fault": Out(1), "error": Out(1),
+            "reg_addr": In(REG_ADDR_BITS), "reg_data": Out(REG_BITS),
+            "trace_addr": In(ctl.addr_width), "trace_data": Out(COUNTER_BITS)}
 
 
 def command_memory(m: Module, ctl: TileController, depth: int, *, addr, data, en) -> None:

@@ -581,6 +581,18 @@ def _matrix(ref: TensorRef, who: str, what: str) -> tuple[int, int]:
     return d
 
 
+def _requant(op: MicroOp, who: str) -> tuple[int, int, int]:
+    """``(multiplier, shift, zero point)`` of an INT8 result's requantisation (attrs
+    ``requant``: the fixed point itself, or the scale it is derived from)."""
+    from sched.golden.numerics import quantize_multiplier
+    rq = op.attrs.get("requant")
+    if rq is None:
+        raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
+    mult, shift = ((rq["multiplier"], rq["shift"]) if "multiplier" in rq
+                   else quantize_multiplier(rq["scale"]))
+    return int(mult), int(shift), int(rq["zero_point"])
+
+
 def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     from hw.gemm_layout import a_pitch, systolic_word_bytes
     who = _who(op, tile)
@@ -607,14 +619,8 @@ def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
             raise CodegenError(f"{who}the LPU writes INT32 or INT8, not {odt.key} ({out})")
         extra = {"requant": 0}
         if odt is DType.INT8:
-            from sched.golden.numerics import quantize_multiplier
-            rq = op.attrs.get("requant")
-            if rq is None:
-                raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
-            mult, shift = ((rq["multiplier"], rq["shift"]) if "multiplier" in rq
-                           else quantize_multiplier(rq["scale"]))
-            extra = {"requant": 1, "multiplier": int(mult), "shift": int(shift),
-                     "zero_point": int(rq["zero_point"])}
+            mult, shift, zp = _requant(op, who)
+            extra = {"requant": 1, "multiplier": mult, "shift": shift, "zero_point": zp}
 
     def place(ref, key, rows_p, cols, elem, pitch, dt, broadcast_to=None):
         region = _ceil(rows_p * pitch, wb)
@@ -1036,14 +1042,8 @@ def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     bias = ((bias + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
     extra: dict[str, Any] = {"requant": False}
     if odt is DType.INT8:
-        from sched.golden.numerics import quantize_multiplier
-        rq = op.attrs.get("requant")
-        if rq is None:
-            raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
-        mult, shift = ((rq["multiplier"], rq["shift"]) if "multiplier" in rq
-                       else quantize_multiplier(rq["scale"]))
-        extra = {"requant": True, "multiplier": int(mult), "shift": int(shift),
-                 "y_zero_point": int(rq["zero_point"])}
+        mult, shift, zp = _requant(op, who)
+        extra = {"requant": True, "multiplier": mult, "shift": shift, "y_zero_point": zp}
 
     def blob(raw: bytes) -> bytes:
         return raw + bytes(_ceil(len(raw), ALIGN) - len(raw))

@@ -38,11 +38,11 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import MeshConfig, UnitKind
-from ..controller import COUNTER_BITS, TileController
-from ..isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS, Opcode, exec_spec
+from ..controller import TileController
+from ..isa import COUNT_BITS, TOKEN_BITS, Opcode, exec_spec
 from ..layout_engine import LayoutEngine
-from ..tile_control import (REG_ADDR_BITS, REG_BITS, command_memory, exec_to_unit,
-                            gate_commands, is_tile, register_file, trace_memory)
+from ..tile_control import (command_memory, exec_to_unit, gate_commands, host_members,
+                            is_tile, register_file, trace_memory)
 from .flit import flit_layout
 from .mesh import check_coord, check_mesh
 from .signaller import SignalSender
@@ -130,17 +130,7 @@ class MemoryTile(wiring.Component):
                                                          shape=mesh.flit_bits, granularity=8)),
             "host_token": In(TOKEN_BITS),
             "host_token_value": Out(COUNT_BITS),
-            "cmd_addr": In(self._ctl.addr_width),
-            "cmd_data": In(COMMAND_BITS),
-            "cmd_en": In(1),
-            "start": In(1),
-            "finished": Out(1),
-            "fault": Out(1),
-            "error": Out(1),
-            "reg_addr": In(REG_ADDR_BITS),
-            "reg_data": Out(REG_BITS),
-            "trace_addr": In(self._ctl.addr_width),
-            "trace_data": Out(COUNTER_BITS),
+            **host_members(self._ctl),
         })
 
     mesh = property(lambda self: self._mesh)
