@@ -1287,11 +1287,7 @@ def _memory_stream(g: Graph, tile, seq: list, execs: Mapping[str, tuple[Any, dic
         first = len(cmds)
         cmds += waits(n, consumed)
         func, args = execs[n]
-        c = isa.exec_cmd(UnitKind.MEMORY, func, **args)
-        try:
-            c.encode()
-        except isa.EncodingError as e:
-            raise CodegenError(f"{_who(g.op(n), tile)}its EXEC does not encode: {e}") from None
+        c = _exec_command(UnitKind.MEMORY, func, args, _who(g.op(n), tile))
         exec_at = len(cmds)
         cmds.append(c)
         cmds += signals(n)
@@ -1326,6 +1322,16 @@ def _graph_layouts(graph: Graph, flit_bytes: int) -> dict[str, BufferLayout]:
         lays = _layouts(graph, flit_bytes)[0]
         graph.__dict__.setdefault("_layouts_fb", {})[flit_bytes] = lays
     return lays
+
+
+def _exec_command(kind: UnitKind, func: Any, args: Mapping[str, Any], who: str) -> isa.Command:
+    """The EXEC command of a micro-op, checked to encode (:class:`CodegenError` if not)."""
+    c = isa.exec_cmd(kind, func, **args)
+    try:
+        c.encode()
+    except isa.EncodingError as e:
+        raise CodegenError(f"{who}its EXEC does not encode: {e}") from None
+    return c
 
 
 def _operand_runs(lays: Mapping[str, BufferLayout], o: _Operand, fb: int, who: str
@@ -1506,11 +1512,7 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
                                              length=b))
             # 3. compute
             func, args = plan.build(addrs)
-            c = isa.exec_cmd(tile.kind, func, **args)
-            try:
-                c.encode()
-            except isa.EncodingError as e:
-                raise CodegenError(f"{who}its EXEC does not encode: {e}") from None
+            c = _exec_command(tile.kind, func, args, who)
             exec_at = len(cmds)
             cmds.append(c)
             # 4. result rows to memory
