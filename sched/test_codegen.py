@@ -972,3 +972,13 @@ def test_mixed_with_every_sparse_tile_on_the_smu():
     mem = [c.fields for c in forced.streams["mem"].commands if c.opcode is isa.Opcode.EXEC]
     # the channels-last copy of the CE's output, A^T and the write-back: all transposes
     assert [f["func"] for f in mem] == [MemFunc.TRANSPOSE] * 3
+
+
+def test_an_exec_whose_arguments_do_not_fit_is_a_clear_error():
+    from hw.dmu import DmuFunc
+    args = dict(a_addr=0, b_addr=0, d_addr=0, c_addr=0, m=1 << 20, n=1, k=1, accumulate=0,
+                out_bf16=0)
+    with pytest.raises(CodegenError, match=r"^Micro-op 'x': its EXEC does not encode: "
+                                           r"EXEC\.dmu\.args\.m: 1048576 does not fit in 16 "
+                                           r"bits \(0\.\.65535\)$"):
+        codegen._exec_command(UnitKind.DMU, DmuFunc.GEMM, args, "Micro-op 'x': ")
