@@ -35,7 +35,7 @@ setup: $(STAMP)
 	    echo "Icarus Verilog (iverilog) is missing and this is not root: run 'sudo apt-get install iverilog', then 'make setup' again" >&2; \
 	    exit 1; \
 	  fi; }
-	@$(VPY) -m tb.toolchain
+	@$(VPY) -m accelpool.tb.toolchain
 
 test: setup
 	$(VPY) -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
@@ -44,14 +44,14 @@ regress: setup
 	$(VPY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 verilog: setup
-	$(VPY) -m hw.verilog --out sim_build/verilog --lint
+	$(VPY) -m accelpool.hw.verilog --out sim_build/verilog --lint
 
 # make sim [MODEL=mixed] [POOL=configs/default.toml] [SCHEDULER=heft] [SIM=verilator]
 MODEL ?= mixed
 POOL ?= configs/default.toml
 SCHEDULER ?= heft
 sim: setup
-	$(VPY) -m sched.cli sim $(MODEL) --pool $(POOL) --scheduler $(SCHEDULER) $(if $(SIM),--sim $(SIM))
+	$(VENV)/bin/accelpool sim $(MODEL) --pool $(POOL) --scheduler $(SCHEDULER) $(if $(SIM),--sim $(SIM))
 
 bench: setup
 	$(VPY) -m bench

@@ -5,7 +5,7 @@ pool's DMU (8 x 8) and LPU (8 x 16), operands already in the scratchpad; the bus
 are measured, the result is checked bit-exact, and the table shows
 
 - ``cycles``: measured busy cycles (command accepted -> last result written),
-- ``model``: the cost model's prediction (:mod:`sched.cost.dmu`, :mod:`sched.cost.lpu`),
+- ``model``: the cost model's prediction (:mod:`accelpool.sched.cost.dmu`, :mod:`accelpool.sched.cost.lpu`),
 - ``util``: useful MACs / (cycles x peak MACs per cycle), padding and fill/drain idle.
 
 The scratchpad is enlarged to 256 KiB for the benchmark so that every shape's operands and
@@ -20,11 +20,11 @@ import os
 import tempfile
 
 from bench.common import print_table, write_results
-from hw.config import load_config
-from hw.dmu import Dmu
-from hw.gemm_sim import cocotb_top
-from hw.lpu import Lpu
-from sched.cost import dmu as dmu_cost, lpu as lpu_cost
+from accelpool.hw.config import load_config
+from accelpool.hw.dmu import Dmu
+from accelpool.hw.gemm_sim import cocotb_top
+from accelpool.hw.lpu import Lpu
+from accelpool.sched.cost import dmu as dmu_cost, lpu as lpu_cost
 
 #: (M, K, N) shapes of the table.
 SHAPES = [(64, 256, 64), (8, 8, 8), (16, 64, 16), (32, 128, 32), (64, 64, 64),
@@ -34,7 +34,7 @@ SPAD_BYTES = 262144
 
 def measure(kind: str, tile) -> list[dict]:
     """Busy cycles of each shape on the RTL of ``tile`` (Verilator through the harness)."""
-    from tb.harness import run_cocotb
+    from accelpool.tb.harness import run_cocotb
     cls = {"dmu": Dmu, "lpu": Lpu}[kind]
     params = {"unit": kind, "rows": tile["rows"], "cols": tile["cols"],
               "scratchpad_bytes": SPAD_BYTES}

@@ -33,10 +33,10 @@ def big_mlp(m: int = 256, k: int = 1024, h: int = 1024, n: int = 512) -> onnx.Mo
 
 
 def main() -> None:
-    from hw.config import load_config
-    from sched.decompose import DecomposeOptions, TilePlan, decompose
-    from sched.frontend import import_model
-    from sched.ir import Pipeline
+    from accelpool.hw.config import load_config
+    from accelpool.sched.decompose import DecomposeOptions, TilePlan, decompose
+    from accelpool.sched.frontend import import_model
+    from accelpool.sched.ir import Pipeline
 
     pool = load_config()
     model = big_mlp()

@@ -3,7 +3,7 @@ mesh under uniform random traffic (1-flit and 4-flit packets), saturation throug
 the curve as a PNG (``bench/results/noc_latency.png``).
 
 Zero-load latency is measured exactly in amaranth.sim (one packet at a time); the load
-sweep runs the HDL traffic generators and checkers (:class:`hw.noc.traffic.TrafficMesh`)
+sweep runs the HDL traffic generators and checkers (:class:`accelpool.hw.noc.traffic.TrafficMesh`)
 on Verilator. Goals (issue 6): zero-load latency <= hops + 3; saturation >= 0.4
 flits/node/cycle.
 """
@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 from bench.common import RESULTS, print_table, write_results
-from hw.config import MeshConfig
-from hw.noc.traffic import TrafficMesh
-from sched.cost import noc
-from tb.noc_sim import check_delivery, run_traffic
+from accelpool.hw.config import MeshConfig
+from accelpool.hw.noc.traffic import TrafficMesh
+from accelpool.sched.cost import noc
+from accelpool.tb.noc_sim import check_delivery, run_traffic
 
 MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
 LOADS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0]
@@ -41,7 +41,7 @@ def zero_load() -> list[tuple[int, int, int]]:
 
 
 def load_sweep() -> list[dict]:
-    from tb.harness import run_cocotb
+    from accelpool.tb.harness import run_cocotb
 
     points = [[p, load] for p in PAYLOADS for load in LOADS]
     with tempfile.TemporaryDirectory() as tmp:

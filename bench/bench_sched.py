@@ -2,7 +2,7 @@
 per-unit utilisation; scheduling speed; a Gantt chart and a trace per schedule.
 
 ``python -m bench sched``. Makespans are timed by the common contended model
-(:func:`sched.schedulers.replay`), so every scheduler is judged on the same terms.
+(:func:`accelpool.sched.schedulers.replay`), so every scheduler is judged on the same terms.
 Quality figures per DAG ``<dag>``:
 
 - ``<dag>.<sched>.over_lb``: makespan / lower bound
@@ -25,11 +25,11 @@ import math
 import time
 
 from bench.common import RESULTS, print_table, write_results
-from sched.cost.model import CostModel
-from sched.pool import Pool
-from sched.report import gantt_png, write_trace
-from sched.schedulers import SCHEDULERS, lower_bound
-from sched.suite import SKIPPED, benchmark_suite, random_dag
+from accelpool.sched.cost.model import CostModel
+from accelpool.sched.pool import Pool
+from accelpool.sched.report import gantt_png, write_trace
+from accelpool.sched.schedulers import SCHEDULERS, lower_bound
+from accelpool.sched.suite import SKIPPED, benchmark_suite, random_dag
 
 SPEED_SIZES = (10_000, 100_000)
 
@@ -101,7 +101,7 @@ def speed_pool() -> Pool:
     """The default 3x3 pool with its free router slot (2, 2) given a second LPU: 9 units
     (8 compute tiles and the memory tile)."""
     import tomllib
-    from hw.config import DEFAULT_CONFIG, parse_config
+    from accelpool.hw.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
     doc["tile"].append({"name": "lpu1", "kind": "lpu", "x": 2, "y": 2})
     return Pool(parse_config(doc, source="default+lpu1"))
@@ -125,10 +125,10 @@ def speed(figs: dict[str, float]) -> None:
 
 def codegen(figs: dict[str, float]) -> None:
     """Compile the search schedule of every built-in model to command streams and run them."""
-    from sched import models
-    from sched.codegen import NotLowered, compile_schedule
-    from sched.decompose import compile_model
-    from sched.funcsim import compare_outputs, golden_outputs, run_program
+    from accelpool.sched import models
+    from accelpool.sched.codegen import NotLowered, compile_schedule
+    from accelpool.sched.decompose import compile_model
+    from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
     pool = Pool.from_config()
     rows = []
     for name in models.BUILTIN_MODELS:

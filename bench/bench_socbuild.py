@@ -2,7 +2,7 @@
 
 The default pool (``configs/default.toml``) under the name ``default_buildbench``, so that
 its build folder ``sim_build/default_buildbench/`` can be removed first without touching
-the build ``make sim`` uses. Per simulator: Verilog generation (:func:`hw.soc.write_soc`,
+the build ``make sim`` uses. Per simulator: Verilog generation (:func:`accelpool.hw.soc.write_soc`,
 once), the simulator build (for Verilator: verilation, as Verilator reports it, and the
 C++ compile), then one CE EXEC of 21,052 cycles (16x16 channels, 24x24 image, 3x3 kernel)
 timed from ``start`` to ``all_done``. Wall seconds depend on the machine's load; CPU
@@ -27,9 +27,9 @@ def _cpu() -> float:
 
 def main() -> None:
     from bench.bench_soc import long_ce_job
-    from hw.config import load_config, parse_config
-    from hw.soc import write_soc
-    from tb.soc import (_source_key, build_soc, config_doc, run_jobs, simulation_text,
+    from accelpool.hw.config import load_config, parse_config
+    from accelpool.hw.soc import write_soc
+    from accelpool.tb.soc import (_source_key, build_soc, config_doc, run_jobs, simulation_text,
                         soc_build_dir)
 
     cfg = parse_config({**config_doc(load_config("default")), "name": "default_buildbench"},

@@ -4,13 +4,13 @@ SMU table: a 64 x 256 by 256 x 64 BF16 product (FP32 result) with A at 0, 50, 75
 95 and 99% unstructured sparsity (uniformly random zeros) and at 2:4 structured sparsity,
 measured on the Verilog of the default pool's SMU (64 lanes = 64 BF16 multipliers, the
 default DMU's 8 x 8 MACs) on Verilator, each result checked bit-exact first. Beside it the
-DMU's cycles for the same dense problem from its cycle formula :mod:`sched.cost.dmu`
+DMU's cycles for the same dense problem from its cycle formula :mod:`accelpool.sched.cost.dmu`
 (``gemm_cycles``, reported exact against the DMU's RTL by ``hw/test_dmu.py`` and
 ``bench/bench_dense.py``), and the SMU cost model's prediction. The scratchpad is enlarged
 to 256 KiB so that the dense case's CSR (64 KiB of entries), B and C fit at once.
 
 GNN table: sum/mean/max aggregation on random graphs and on the karate club graph,
-measured on the default GNN unit (8 lanes) in amaranth.sim, beside :mod:`sched.cost.gnn`.
+measured on the default GNN unit (8 lanes) in amaranth.sim, beside :mod:`accelpool.sched.cost.gnn`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import tempfile
 import numpy as np
 
 from bench.common import print_table, write_results
-from hw.config import load_config
-from hw.gnn import Gnn, GnnFunc
-from hw.smu import Smu
-from sched.cost import dmu as dmu_cost, gnn as gnn_cost, smu as smu_cost
-from sched.formats import encode_csr, layout_gnn
-from sched.golden.sparse import gnn_aggregate
-from tb.sparse_patterns import bf16_normal, karate_adjacency, random_graph
+from accelpool.hw.config import load_config
+from accelpool.hw.gnn import Gnn, GnnFunc
+from accelpool.hw.smu import Smu
+from accelpool.sched.cost import dmu as dmu_cost, gnn as gnn_cost, smu as smu_cost
+from accelpool.sched.formats import encode_csr, layout_gnn
+from accelpool.sched.golden.sparse import gnn_aggregate
+from accelpool.tb.sparse_patterns import bf16_normal, karate_adjacency, random_graph
 
 SHAPE = (64, 256, 64)
 CASES = [("0%", 0.0), ("50%", 0.5), ("75%", 0.75), ("90%", 0.9), ("95%", 0.95),
@@ -40,8 +40,8 @@ TARGETS = {"0%": 1.5, "2:4": 0.55, "90%": 0.2}
 
 def measure_smu(lanes: int) -> list[dict]:
     """SMU busy cycles of every case on the RTL (Verilator through the harness)."""
-    from tb.harness import run_cocotb
-    from tb.sparse_sim import sparse_top
+    from accelpool.tb.harness import run_cocotb
+    from accelpool.tb.sparse_sim import sparse_top
     params = {"lanes": lanes, "scratchpad_bytes": SPAD_BYTES}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cycles.json")
@@ -54,7 +54,7 @@ def measure_smu(lanes: int) -> list[dict]:
 
 def gnn_errors(tile) -> tuple[list, dict]:
     """GNN cost model against amaranth.sim on random graphs and the karate club."""
-    from tb.sparse_sim import run_sparse
+    from accelpool.tb.sparse_sim import run_sparse
     rng = np.random.default_rng(3)
     graphs = [("karate", karate_adjacency(), 16), ("karate", karate_adjacency(), 5)]
     graphs += [(f"gnp({n},{p})", random_graph(rng, n, p), f)

@@ -1,6 +1,6 @@
 """cocotb body of the dense benchmark: measure busy cycles of DMU/LPU GEMMs on the RTL.
 
-Run by ``bench/bench_dense.py`` through ``tb.harness.run_cocotb``; the shapes come in the
+Run by ``bench/bench_dense.py`` through ``accelpool.tb.harness.run_cocotb``; the shapes come in the
 ``shapes`` parameter and the measurements go to the JSON file named by ``out``. Every
 result is also checked bit-exact against the reference, so a figure is never reported
 for a wrong answer.
@@ -12,11 +12,11 @@ import ml_dtypes
 import numpy as np
 import cocotb
 
-from hw.dmu import Dmu
-from hw.lpu import Lpu
-from hw.tb_gemm import GemmTB
-from sched.golden import numerics as nx
-from tb.harness import tb_params
+from accelpool.hw.dmu import Dmu
+from accelpool.hw.lpu import Lpu
+from accelpool.hw.tb_gemm import GemmTB
+from accelpool.sched.golden import numerics as nx
+from accelpool.tb.harness import tb_params
 
 
 @cocotb.test()

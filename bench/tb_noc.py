@@ -1,4 +1,4 @@
-"""cocotb side of ``bench/bench_noc.py``: a load sweep on :class:`hw.noc.traffic.TrafficMesh`.
+"""cocotb side of ``bench/bench_noc.py``: a load sweep on :class:`accelpool.hw.noc.traffic.TrafficMesh`.
 
 For each (payload flits, offered load) in ``tb_params()["points"]``: restart the totals,
 warm up, restart them again, measure for ``measure`` cycles, stop the sources and drain.
@@ -13,7 +13,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from tb.harness import tb_params
+from accelpool.tb.harness import tb_params
 
 ONE = 1 << 16
 

@@ -1,9 +1,9 @@
 """cocotb body of the sparse benchmark: SMU busy cycles on the RTL against sparsity.
 
-Run by ``bench/bench_sparse.py`` through ``tb.harness.run_cocotb``; the cases come in the
+Run by ``bench/bench_sparse.py`` through ``accelpool.tb.harness.run_cocotb``; the cases come in the
 ``cases`` parameter (``[name, sparsity or "2:4"]``), each an M x K by K x N product, and
 the measurements go to the JSON file named by ``out``. Every result is checked bit-exact
-against :func:`sched.golden.sparse.spmm_bf16` first.
+against :func:`accelpool.sched.golden.sparse.spmm_bf16` first.
 """
 
 import json
@@ -11,12 +11,12 @@ import json
 import cocotb
 import numpy as np
 
-from hw.smu import Smu, SmuFunc
-from sched.formats import encode_csr, layout_spmm
-from sched.golden.sparse import spmm_bf16
-from tb.cocotb_sparse import make_tb, run_job
-from tb.harness import tb_params
-from tb.sparse_patterns import bf16_normal, structured_2_4, unstructured
+from accelpool.hw.smu import Smu, SmuFunc
+from accelpool.sched.formats import encode_csr, layout_spmm
+from accelpool.sched.golden.sparse import spmm_bf16
+from accelpool.tb.cocotb_sparse import make_tb, run_job
+from accelpool.tb.harness import tb_params
+from accelpool.tb.sparse_patterns import bf16_normal, structured_2_4, unstructured
 
 
 @cocotb.test()

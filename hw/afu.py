@@ -4,7 +4,7 @@ One EXEC applies one function to ``count`` elements at ``a_addr`` (and ``b_addr`
 binary functions), writing ``count`` results at ``out_addr``. The unit streams one
 scratchpad word per cycle through a fixed-latency pipeline: ``lanes`` BF16 elements or
 ``2 * lanes`` INT8 elements per cycle. The arithmetic is specified by the bit-exact model
-:mod:`sched.golden.activations` (which also documents the BF16 approximation: a 256-segment
+:mod:`accelpool.sched.golden.activations` (which also documents the BF16 approximation: a 256-segment
 piecewise-linear table per function on ``[0, 8)``, fixed point with 16 fraction bits,
 reflected for negative inputs, rounded to BF16 to nearest even).
 
@@ -24,7 +24,7 @@ Vectors are packed densely, little-endian: BF16 element ``k`` in bytes ``2k, 2k+
 element ``k`` in byte ``k``. A partial last word is written with byte enables, so the
 bytes after the vector are untouched. The INT8 table of LEAKY_RELU / SIGMOID / TANH / GELU
 is 256 bytes at ``table_addr`` (entry ``x & 0xFF`` for input ``x``; see
-:func:`sched.golden.activations.int8_table`), computed by the compiler from the input and
+:func:`accelpool.sched.golden.activations.int8_table`), computed by the compiler from the input and
 output scales and zero points; the unit reads it at the start of the EXEC (``256 / word
 bytes`` cycles). UINT8 tensors use the same table functions (``int8_table(unsigned=True)``;
 LEAKY_RELU with ``alpha = 0`` is their ReLU); INT8 RELU, ADD and MUL are signed.
@@ -35,7 +35,7 @@ DEQUANTIZE reads ``count`` INT8 elements and writes ``count`` BF16 elements
 (``fp32_to_bf16(bf16_mul(bf16(q - a_zero_point), alpha))``, ``alpha`` the BF16 scale);
 QUANTIZE reads ``count`` BF16 and writes ``count`` INT8
 (``saturate(rne(x * multiplier * 2**-shift) + y_zero_point)``, the fixed point of
-``1 / scale``); see :mod:`sched.golden.activations` for the exact arithmetic. ``dtype``
+``1 / scale``); see :mod:`accelpool.sched.golden.activations` for the exact arithmetic. ``dtype``
 is ignored for both. The datapath keeps its width: both run at ``lanes`` elements per
 cycle, one BF16 word per cycle on the BF16 side and half an INT8 word on the INT8 side.
 DEQUANTIZE reads each input word twice (low half, then high half) and writes one output
@@ -53,7 +53,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sched.golden import activations as act
+from accelpool.sched.golden import activations as act
 
 from . import isa
 from .arith.bf16mul import Bf16Multiplier

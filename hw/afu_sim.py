@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from amaranth.sim import Simulator
 
-from hw.afu import ActivationUnit
-from tb.streams import always, stream_get, stream_put
-from tb.unit_top import UnitTop
+from accelpool.hw.afu import ActivationUnit
+from accelpool.tb.streams import always, stream_get, stream_put
+from accelpool.tb.unit_top import UnitTop
 
 __all__ = ["simulate_afu"]
 

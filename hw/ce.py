@@ -17,7 +17,7 @@ output pixel; per pixel it spends ``kernel_h * kernel_w * ceil(c_in / ic_lanes)`
 per (tap, input-channel block), padded taps included (they read nothing and add zero).
 Finished pixels go through bias and requantization into an output FIFO that a writer
 drains to the scratchpad in parallel with the next pixels. The cycle count is
-:func:`sched.cost.ce.cycles`.
+:func:`accelpool.sched.cost.ce.cycles`.
 
 Ports (the tile integrator's contract)
 --------------------------------------
@@ -31,7 +31,7 @@ Ports (the tile integrator's contract)
 The scratchpad word is ``word_bits = 8 * ic_lanes`` bits (``ic_lanes`` bytes); port
 addresses are word addresses, EXEC addresses are byte addresses (word-aligned).
 
-Data layouts (bytes in the scratchpad; :mod:`hw.ce_layout` packs and unpacks them)
+Data layouts (bytes in the scratchpad; :mod:`accelpool.hw.ce_layout` packs and unpacks them)
 ----------------------------------------------------------------------------------
 - input ``x[C, H, W]`` (INT8): HWC, channels padded to ``ICB = ceil(C / ic_lanes)`` blocks:
   byte ``((y * W + x) * ICB + cb) * ic_lanes + i`` holds channel ``cb * ic_lanes + i``.
@@ -47,13 +47,13 @@ Data layouts (bytes in the scratchpad; :mod:`hw.ce_layout` packs and unpacks the
   values. With ``oc_lanes == ic_lanes`` an INT8 output is directly the input layout of
   the next layer.
 
-Limits the compiler must respect (:meth:`hw.ce_layout.ConvShape.check`): kernels 1..5,
+Limits the compiler must respect (:meth:`accelpool.hw.ce_layout.ConvShape.check`): kernels 1..5,
 stride 1 or 2 (both axes), pads below the kernel extent, H, W, C, M < 1024, and
 ``kernel_h * kernel_w * ceil(C / ic_lanes) <= weight_depth`` (256: e.g. 5x5 up to 80 input
 channels, 3x3 up to 224); split larger layers along C (INT32 partial sums) or M. INT8 or
 UINT8 activations (``x_unsigned``), INT8 weights, INT8 or UINT8 output (``y_unsigned``),
 per-tensor zero points and requantization scale (the
-``multiplier``/``shift`` of :func:`sched.golden.numerics.quantize_multiplier`).
+``multiplier``/``shift`` of :func:`accelpool.sched.golden.numerics.quantize_multiplier`).
 """
 
 from __future__ import annotations
@@ -486,7 +486,7 @@ class ConvEngine(wiring.Component):
     def _requantize(self, m, acc, valid, a):
         """The finished pixel as the FIFO stores it: INT32 lanes, or INT8 lanes in the low bytes.
 
-        One shared :class:`hw.arith.requant.Requantizer` per output-channel lane. UINT8 output
+        One shared :class:`accelpool.hw.arith.requant.Requantizer` per output-channel lane. UINT8 output
         uses ``saturate_[0,255](v) = saturate_[-128,127](v - 128) + 128``: the zero point is
         moved down by 128 and the sign bit of the INT8 result flipped.
         """

@@ -1,6 +1,6 @@
 """Scratchpad data layouts of the convolution engine, for the compiler and the tests.
 
-The layouts are specified in :mod:`hw.ce`; these functions produce and read them from
+The layouts are specified in :mod:`accelpool.hw.ce`; these functions produce and read them from
 ONNX-layout numpy arrays, and build the EXEC arguments of a convolution.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sched.golden.conv import conv_output_size
+from accelpool.sched.golden.conv import conv_output_size
 
 __all__ = ["ConvShape", "pack_input", "pack_weights", "pack_bias", "unpack_output"]
 
@@ -47,7 +47,7 @@ class ConvShape:
 
     def check(self, *, ic_lanes: int, weight_depth: int) -> None:
         """Raise ValueError if a CE with these parameters cannot run this shape."""
-        from hw.ce import CHANNEL_BITS, EXTENT_BITS, MAX_KERNEL
+        from accelpool.hw.ce import CHANNEL_BITS, EXTENT_BITS, MAX_KERNEL
 
         for name, v, hi in (("height", self.height, 2 ** EXTENT_BITS - 1),
                             ("width", self.width, 2 ** EXTENT_BITS - 1),
@@ -86,7 +86,7 @@ class ConvShape:
                   bias: bool = False, requant: bool = False, x_zero_point: int = 0,
                   w_zero_point: int = 0, y_zero_point: int = 0, multiplier: int = 0,
                   shift: int = 0, x_unsigned: bool = False, y_unsigned: bool = False) -> dict:
-        """The CE's EXEC argument fields (:data:`hw.ce.CeArgs`) for this convolution."""
+        """The CE's EXEC argument fields (:data:`accelpool.hw.ce.CeArgs`) for this convolution."""
         top, left, bottom, right = self.pads
         return dict(in_addr=in_addr, w_addr=w_addr, bias_addr=bias_addr, out_addr=out_addr,
                     height=self.height, width=self.width, c_in=self.c_in, c_out=self.c_out,

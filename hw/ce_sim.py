@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from hw.ce import CeFunc, ConvEngine
-from hw.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
-from tb.streams import always, stream_get, stream_put
-from tb.unit_top import UnitTop
+from accelpool.hw.ce import CeFunc, ConvEngine
+from accelpool.hw.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
+from accelpool.tb.streams import always, stream_get, stream_put
+from accelpool.tb.unit_top import UnitTop
 
 __all__ = ["layout_image", "simulate_conv"]
 

@@ -80,7 +80,7 @@ class TileController(wiring.Component):
     issued : Out(1)
         High in the cycle the command at ``pc`` leaves ISSUE (accepted by the NI, the unit
         or the token counters; END: the tile is done). With ``cycles`` it timestamps every
-        command: the tile's trace (:class:`hw.tile.ComputeTile`) records it.
+        command: the tile's trace (:class:`accelpool.hw.tile.ComputeTile`) records it.
     """
 
     def __init__(self, *, depth: int):

@@ -1,7 +1,7 @@
 """The row engine shared by the sparse units: CSR rows times lane-wide slices of dense rows.
 
 For a CSR matrix S (``rows`` x K, in the scratchpad) and a dense matrix D (K x ``cols``,
-BF16, rows padded to whole words; see :mod:`sched.formats`) the engine computes, for
+BF16, rows padded to whole words; see :mod:`accelpool.sched.formats`) the engine computes, for
 each lane-wide slice of D's columns (a *pass*; ``ceil(cols / L)`` passes) and each row
 ``i`` of S::
 
@@ -14,20 +14,20 @@ What ``init``, ``product``, ``combine`` and ``finish`` compute is the unit's *da
 (:class:`LaneDatapath`): the SMU multiplies and adds, the GNN unit adds or takes the
 maximum. The engine does the control and data movement:
 
-- a :class:`~hw.csr_walk.CsrWalker` streams S's tokens (one per non-zero, one per row
+- a :class:`~accelpool.hw.csr_walk.CsrWalker` streams S's tokens (one per non-zero, one per row
   end) through two read ports (``ptr_read``, ``nz_read``);
 - stage 0 takes a token and reads ``D[k, slice]`` through ``dense_read``; stage 1 has the
   word and computes the lane products; stage 2 combines them into the accumulators;
 - at a row end the accumulators go through ``finish`` into an output register and are
   written through ``out_write`` in the next two cycles, with byte enables only for real
   columns: ``L`` FP32 results as two words, or, when the job's ``out_bf16`` is set, the
-  ``L`` results rounded to BF16 (:class:`~hw.arith.round.Fp32ToBf16`: RNE, FTZ, canonical
+  ``L`` results rounded to BF16 (:class:`~accelpool.hw.arith.round.Fp32ToBf16`: RNE, FTZ, canonical
   NaN) as one word in the first of the two cycles. Two row ends are therefore taken at
   least two cycles apart (an empty row after a row end costs two cycles) in both formats,
   so the cycle count does not depend on the output format.
 
 The pipeline never stalls; a pass costs about ``sum(max(nnz_i + 1, 2))`` cycles plus a
-small start-up (see :mod:`sched.cost.csr`).
+small start-up (see :mod:`accelpool.sched.cost.csr`).
 
 Word width is ``L`` BF16 lanes (``16 L`` bits). All addresses here are word addresses.
 """

@@ -1,12 +1,12 @@
 """Walking a CSR matrix held in the scratchpad: one token per non-zero, one per row end.
 
-Shared by the sparse units (SMU, GNN). The CSR layout is that of :mod:`sched.formats`:
+Shared by the sparse units (SMU, GNN). The CSR layout is that of :mod:`accelpool.sched.formats`:
 a ``ptr`` array of ``rows + 1`` ``uint32`` and an ``nz`` array of ``nnz`` ``uint32``
 entries (column in bits 0..15, BF16 value in bits 16..31), each starting on a word
 boundary, ``ptr[0] = 0`` and ``ptr[rows] = nnz``.
 
 Both arrays are read front to back, each through its own read port by a
-:class:`~hw.spad_stream.StreamReader` (so reads run ahead of use and the walker emits one
+:class:`~accelpool.hw.spad_stream.StreamReader` (so reads run ahead of use and the walker emits one
 token per cycle), and split into 32-bit entries by an :class:`EntryUnpacker`. The walker
 then emits, row after row, the row's non-zeros in stored order followed by one row-end
 token carrying the row's non-zero count. A row therefore costs ``nnz_row + 1`` tokens.

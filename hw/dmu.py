@@ -1,15 +1,15 @@
 """DMU: the dense matrix unit, an R x C systolic array of BF16 MACs with FP32 accumulators.
 
 One EXEC ``GEMM`` command computes ``D[M,N] = (C[M,N] if accumulate else 0) + A[M,K] x B[K,N]``
-with BF16 A and B and FP32 C, bit-exact with :func:`sched.golden.numerics.bf16_gemm`
+with BF16 A and B and FP32 C, bit-exact with :func:`accelpool.sched.golden.numerics.bf16_gemm`
 (accumulation order: ``acc = C[i,j]`` or +0.0, then ``acc = fp32_add(acc, bf16_mul(A[i,k],
 B[k,j]))`` for k ascending; RNE, FTZ in and out, canonical NaN). D is the FP32
 accumulator, or with ``out_bf16`` its BF16 rounding
-(:func:`sched.golden.numerics.fp32_to_bf16`: RNE, FTZ, canonical NaN; the
-:class:`hw.arith.round.Fp32ToBf16` stage), 2 bytes per element, D row stride ``Np*2``.
+(:func:`accelpool.sched.golden.numerics.fp32_to_bf16`: RNE, FTZ, canonical NaN; the
+:class:`accelpool.hw.arith.round.Fp32ToBf16` stage), 2 bytes per element, D row stride ``Np*2``.
 
 The engine (streaming, control, scratchpad layout, cycle count) is
-:class:`hw.systolic.SystolicGemm`; read its docstring for the data layout. With the
+:class:`accelpool.hw.systolic.SystolicGemm`; read its docstring for the data layout. With the
 default 8 x 8 array the scratchpad word is 256 bits (one row of 8 FP32 results, 16 BF16
 elements of an A row), a B slice (8 BF16) is half a word.
 
@@ -67,7 +67,7 @@ BF16_MAC = MacKind(in_bits=16, acc_bits=32, factory=Bf16Fp32Mac)
 
 
 class Dmu(SystolicGemm):
-    """The DMU (see the module docstring and :class:`hw.systolic.SystolicGemm`).
+    """The DMU (see the module docstring and :class:`accelpool.hw.systolic.SystolicGemm`).
 
     Parameters
     ----------

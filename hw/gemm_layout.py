@@ -1,4 +1,4 @@
-"""Python side of the systolic GEMM scratchpad layout (see :mod:`hw.systolic`).
+"""Python side of the systolic GEMM scratchpad layout (see :mod:`accelpool.hw.systolic`).
 
 The compiler, the testbenches and the benchmarks place A, B and C in a scratchpad image
 and read D back with these functions, so the layout is written once.
@@ -19,7 +19,7 @@ def _ceil_to(x: int, q: int) -> int:
 
 def systolic_word_bytes(rows: int, cols: int, in_bytes: int, out_bytes_max: int = 4,
                         acc_bytes: int = 4) -> int:
-    """Scratchpad word size (bytes) of an R x C systolic unit (:class:`hw.systolic.SystolicGemm`).
+    """Scratchpad word size (bytes) of an R x C systolic unit (:class:`accelpool.hw.systolic.SystolicGemm`).
 
     The word holds one B slice (C operands), one C or D row (C accumulators or outputs)
     and at least R operands of an A row (so that R row reads fit in the time the array

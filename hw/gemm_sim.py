@@ -1,10 +1,10 @@
-"""Run a :class:`hw.systolic.SystolicGemm` unit in amaranth.sim against a scratchpad model.
+"""Run a :class:`accelpool.hw.systolic.SystolicGemm` unit in amaranth.sim against a scratchpad model.
 
 :class:`GemmSimTop` joins a unit to a ``lib.memory.Memory`` with its three read ports and
 one write port; :func:`run_gemm` loads A (row-major, word-aligned row pitch), B (and C)
-in the layout of :class:`hw.gemm_layout.GemmLayout`, sends one command, counts the busy
+in the layout of :class:`accelpool.hw.gemm_layout.GemmLayout`, sends one command, counts the busy
 cycles and reads D back; :func:`run_image` runs one command on a raw scratchpad image
-and returns the whole scratchpad after it (to compare with :mod:`sched.unitsim_gemm`).
+and returns the whole scratchpad after it (to compare with :mod:`accelpool.sched.unitsim_gemm`).
 Used by the unit tests and the dense benchmark.
 """
 
@@ -105,7 +105,7 @@ def run_gemm(unit, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *,
     """One GEMM command on ``unit`` in amaranth.sim; returns D and the busy cycle count.
 
     The operands are placed with :func:`plan_regions` in the layout of
-    :class:`hw.gemm_layout.GemmLayout`; ``out_dtype`` (default FP32 for BF16 operands,
+    :class:`accelpool.hw.gemm_layout.GemmLayout`; ``out_dtype`` (default FP32 for BF16 operands,
     INT32 for INT8) is how D is read back and must match what ``extra_args`` select
     (``out_bf16=1`` on the DMU, ``requant=1`` on the LPU).
     """
@@ -134,9 +134,9 @@ def run_gemm(unit, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, *,
 
 
 def cocotb_top(unit):
-    """``unit`` wired to a tile scratchpad (:class:`tb.unit_top.UnitTop`) for cocotb: the host
+    """``unit`` wired to a tile scratchpad (:class:`accelpool.tb.unit_top.UnitTop`) for cocotb: the host
     loads and reads the scratchpad through its stream channels (``wr_cmd``/``wr_data``,
     ``rd_cmd``/``rd_data``); the unit takes its command on ``cmd`` and reports ``busy``."""
-    from tb.unit_top import UnitTop
+    from accelpool.tb.unit_top import UnitTop
     return UnitTop(unit, depth=1 << unit.addr_width, read_ports=("rd_a", "rd_b", "rd_c"),
                    write_ports=("wr",))

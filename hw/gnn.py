@@ -3,7 +3,7 @@
 ``out[i, :] = op(x[k, :] for k in neighbours(i))`` for every node ``i``, with ``op`` the
 EXEC function (:class:`GnnFunc` ``SUM``, ``MEAN``, ``MAX``).
 
-Formats (:mod:`sched.formats`; encoder :func:`sched.formats.layout_gnn`)
+Formats (:mod:`accelpool.sched.formats`; encoder :func:`accelpool.sched.formats.layout_gnn`)
     Adjacency: CSR, ``ptr`` = ``nodes + 1`` ``uint32``, ``idx`` = ``edges`` ``uint32``
     entries whose bits 0..15 are the neighbour index (bits 16..31 are ignored), ascending
     within a row. Features X: BF16, row-major, rows padded to ``ceil(F/L) * L``; row ``k``
@@ -13,29 +13,29 @@ Formats (:mod:`sched.formats`; encoder :func:`sched.formats.layout_gnn`)
     pitch ``ceil(F/L) * 4 L`` bytes), or with ``out_bf16`` BF16 (pitch ``ceil(F/L) * 2 L``
     bytes). Word = ``L`` BF16 = ``16 L`` bits (128 bits with the default 8 lanes).
 
-Arithmetic, bit-exact with :func:`sched.golden.sparse.gnn_aggregate`
+Arithmetic, bit-exact with :func:`accelpool.sched.golden.sparse.gnn_aggregate`
     A BF16 feature is widened to FP32 exactly (shifted left 16 bits). For each node the
     neighbours are taken in stored order, ``L`` features per cycle:
 
-    ``SUM``   ``acc = +0``; ``acc = fp32_add(acc, x)`` (:class:`hw.arith.fp32add.Fp32Adder`).
+    ``SUM``   ``acc = +0``; ``acc = fp32_add(acc, x)`` (:class:`accelpool.hw.arith.fp32add.Fp32Adder`).
     ``MAX``   ``acc = -inf``; ``acc = max(acc, x)`` (:class:`Fp32Max`: DAZ, NaN -> canonical
               NaN, ``-0 < +0``).
-    ``MEAN``  the ``SUM`` accumulator rounded to BF16 (:class:`hw.arith.round.Fp32ToBf16`)
+    ``MEAN``  the ``SUM`` accumulator rounded to BF16 (:class:`accelpool.hw.arith.round.Fp32ToBf16`)
               times the BF16 reciprocal of the degree (:class:`RecipBf16`: ``1/deg``
-              rounded to nearest even) on a :class:`hw.arith.bf16mul.Bf16Multiplier`:
+              rounded to nearest even) on a :class:`accelpool.hw.arith.bf16mul.Bf16Multiplier`:
               an FP32 result of about BF16 precision. No divider per lane: one reciprocal
               per node, shared by the lanes.
 
     A node without neighbours gets +0 for every function.
 
     With ``out_bf16`` each FP32 result above is rounded to BF16 as it is written
-    (:class:`Fp32ToBf16`: RNE, FTZ, canonical NaN; = :func:`sched.golden.numerics.fp32_to_bf16`
+    (:class:`Fp32ToBf16`: RNE, FTZ, canonical NaN; = :func:`accelpool.sched.golden.numerics.fp32_to_bf16`
     of the FP32 result).
 
 Cycles
     ``ceil(F/L)`` passes over the adjacency, each about ``sum_i max(deg_i + 1, 2)`` plus
     a few cycles of start-up: edges x F / L plus a per-node cycle, the same for both
-    output formats. Model: :mod:`sched.cost.gnn`.
+    output formats. Model: :mod:`accelpool.sched.cost.gnn`.
 
 EXEC (:data:`GnnArgs`, 153 bits)::
 
@@ -45,7 +45,7 @@ EXEC (:data:`GnnArgs`, 153 bits)::
     out_bf16        : 1 bit; 1: BF16 output, 0: FP32 output
 
 Ports: ``cmd``, ``busy``, ``ptr_read``, ``idx_read``, ``x_read`` (read ports),
-``out_write`` (write port); see :mod:`hw.sparse_unit` for the contract.
+``out_write`` (write port); see :mod:`accelpool.hw.sparse_unit` for the contract.
 """
 
 
@@ -91,7 +91,7 @@ EXEC = isa.define_exec(UnitKind.GNN, GnnFunc, GnnArgs)
 
 
 class Fp32Max(wiring.Component):
-    """The larger of two FP32 encodings (combinational), as :func:`sched.golden.sparse.fp32_max_bits`.
+    """The larger of two FP32 encodings (combinational), as :func:`accelpool.sched.golden.sparse.fp32_max_bits`.
 
     Subnormals read as zeros of their sign; a NaN operand gives the canonical NaN;
     otherwise the larger in the order ``-inf < ... < -0 < +0 < ... < +inf``.
@@ -124,7 +124,7 @@ class Fp32Max(wiring.Component):
 class RecipBf16(wiring.Component):
     """BF16 encoding of ``1/d`` rounded to nearest even, for an unsigned ``d`` (0 -> +0).
 
-    As :func:`sched.golden.sparse.recip_bf16_bits`: with ``p`` the position of ``d``'s
+    As :func:`accelpool.sched.golden.sparse.recip_bf16_bits`: with ``p`` the position of ``d``'s
     leading one and ``n = d << (W-1-p)`` normalised, ``q = floor(2**(W+8) / n)`` lies in
     ``(2**8, 2**9]`` and holds 1/d's significand with one guard bit; the remainder is
     the sticky bit. Combinational (one division per node, shared by the lanes).

@@ -29,7 +29,7 @@ any unit kind by importing that module.
 
 Python side::
 
-    >>> from hw.isa import load, end, assemble, disassemble
+    >>> from accelpool.hw.isa import load, end, assemble, disassemble
     >>> words = assemble([load(spad_addr=0, x=1, y=1, remote_addr=0x100, length=64), end()])
     >>> [c.listing() for c in disassemble(words)]
     ['LOAD   spad=0x000000 <- (1,1):0x00000100 len=64', 'END']
@@ -169,7 +169,7 @@ def define_exec(kind: UnitKind, funcs: type, args: data.StructLayout) -> ExecSpe
 
 #: Unit kinds whose EXEC operations are not declared by ``hw/<kind>.py``: the memory
 #: tile's are its layout engine's.
-EXEC_MODULES: Mapping[UnitKind, str] = {UnitKind.MEMORY: "hw.layout_engine"}
+EXEC_MODULES: Mapping[UnitKind, str] = {UnitKind.MEMORY: "accelpool.hw.layout_engine"}
 
 
 def exec_spec(kind: UnitKind) -> ExecSpec:
@@ -177,7 +177,7 @@ def exec_spec(kind: UnitKind) -> ExecSpec:
     entry) if it has not declared it yet."""
     if kind not in _EXEC:
         try:
-            importlib.import_module(EXEC_MODULES.get(kind, f"hw.{kind.key}"))
+            importlib.import_module(EXEC_MODULES.get(kind, f"accelpool.hw.{kind.key}"))
         except ModuleNotFoundError:
             pass
     if kind not in _EXEC:

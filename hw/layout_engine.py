@@ -1,6 +1,6 @@
 """The memory tile's layout engine (MLE): IM2COL and TRANSPOSE on the global memory.
 
-The EXEC functions of :class:`~hw.config.UnitKind.MEMORY` (``/work/wt/MEMLAYOUT.md``,
+The EXEC functions of :class:`~accelpool.hw.config.UnitKind.MEMORY` (``/work/wt/MEMLAYOUT.md``,
 "Hardware"). The engine reads and writes the global memory directly through its own read
 and write port (words of one flit, byte enables), never through the network. All
 addresses are byte addresses, element-aligned; pitches are in bytes.
@@ -36,7 +36,7 @@ the strides that need a product (``stride_h * src_pitch``, ``height * src_pitch`
 
 After the last element one cycle (DRAIN) writes the last word. So an EXEC of ``n``
 destination elements keeps ``busy`` high for exactly ``n + 2`` cycles after the cycle
-it is accepted in (:func:`sched.cost.layout.cycles`): ``n = channels * kernel_h *
+it is accepted in (:func:`accelpool.sched.cost.layout.cycles`): ``n = channels * kernel_h *
 kernel_w * out_h * out_w`` (IM2COL), ``rows * cols`` (TRANSPOSE).
 
 Ports

@@ -7,8 +7,8 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 from amaranth.sim import Simulator
 
-from hw.layout_engine import LayoutEngine, MemCommand
-from tb.streams import stream_put
+from accelpool.hw.layout_engine import LayoutEngine, MemCommand
+from accelpool.tb.streams import stream_put
 
 __all__ = ["LayoutTop", "simulate_layout"]
 

@@ -1,14 +1,14 @@
 """LPU: the low-precision unit, an R x C systolic array of INT8 MACs with INT32 accumulators.
 
 One EXEC ``GEMM`` command computes ``acc = (C[M,N] if accumulate else 0) + A[M,K] x B[K,N]``
-(INT8 operands, INT32 wraparound accumulation, :func:`sched.golden.numerics.int8_gemm`)
+(INT8 operands, INT32 wraparound accumulation, :func:`accelpool.sched.golden.numerics.int8_gemm`)
 and writes ``D = acc`` (INT32) or, with ``requant``, ``D = requantize(acc, multiplier,
-shift, zero_point)`` (INT8, :func:`sched.golden.numerics.requantize`: ONNX
+shift, zero_point)`` (INT8, :func:`accelpool.sched.golden.numerics.requantize`: ONNX
 QuantizeLinear/QLinearMatMul output stage with a fixed-point scale, round half to even,
 saturate). Input zero points are not applied by the hardware (symmetric operands, or
 fold them into C on the compiler side).
 
-Same engine as the DMU (:class:`hw.systolic.SystolicGemm`; data layout there, with
+Same engine as the DMU (:class:`accelpool.hw.systolic.SystolicGemm`; data layout there, with
 1-byte A/B elements and 4-byte C, and D elements of 4 bytes or 1 byte with ``requant``).
 With the default 8 x 16 array (128 INT8 MACs/cycle, twice the 8 x 8 DMU's 64) the
 scratchpad word is 512 bits (one row of 16 INT32 results, 64 INT8 elements of an A row).
@@ -31,7 +31,7 @@ from .arith.intmac import Int8Mac
 from .arith.requant import SHIFT_BITS, Requantizer
 from .config import UnitKind
 from .systolic import GemmArgs, MacKind, SystolicGemm
-from sched.golden.numerics import REQUANT_MULTIPLIER_BITS
+from accelpool.sched.golden.numerics import REQUANT_MULTIPLIER_BITS
 
 __all__ = ["LpuFunc", "LpuArgs", "INT8_MAC", "Lpu", "EXEC"]
 
@@ -57,7 +57,7 @@ INT8_MAC = MacKind(in_bits=8, acc_bits=32, factory=Int8Mac)
 
 
 class Lpu(SystolicGemm):
-    """The LPU (see the module docstring and :class:`hw.systolic.SystolicGemm`).
+    """The LPU (see the module docstring and :class:`accelpool.hw.systolic.SystolicGemm`).
 
     Parameters
     ----------

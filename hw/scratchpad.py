@@ -3,7 +3,7 @@
 Units reach the scratchpad through Amaranth's standard memory port signatures
 (``lib.memory.ReadPort.Signature`` / ``WritePort.Signature``): one-cycle read latency,
 byte write enables. The network interface reaches it through two streams, built from
-:class:`hw.spad_stream.StreamReader` and :class:`hw.spad_stream.StreamWriter`: a read
+:class:`accelpool.hw.spad_stream.StreamReader` and :class:`accelpool.hw.spad_stream.StreamWriter`: a read
 channel (command ``{addr, count}`` in, ``count`` words out) and a write channel (command
 ``{addr, count}`` in, then ``count`` words in), each with backpressure.
 

@@ -1,8 +1,8 @@
 """SMU: the sparse matrix unit, ``C[M,N] = A[M,K] @ B[K,N]`` with sparse BF16 A in CSR.
 
 Sparse format
-    CSR (:mod:`sched.formats`, encoder :func:`sched.formats.encode_csr` and
-    :func:`sched.formats.pack_csr`): ``ptr`` = ``M + 1`` ``uint32`` row pointers, ``nz`` =
+    CSR (:mod:`accelpool.sched.formats`, encoder :func:`accelpool.sched.formats.encode_csr` and
+    :func:`accelpool.sched.formats.pack_csr`): ``ptr`` = ``M + 1`` ``uint32`` row pointers, ``nz`` =
     ``nnz`` ``uint32`` entries ``column | bf16_value << 16``, columns ascending within a row.
     CSR rather than a bitmap because the cycle count then follows the non-zeros alone: a
     bitmap would have to be scanned at its dense size.
@@ -12,22 +12,22 @@ Data layout (byte addresses in the EXEC args, each a multiple of the word size)
     lanes). B: BF16, row-major, rows padded to ``ceil(N/L) * L`` elements. C: FP32,
     row-major, rows padded the same way (two words per ``L`` results), or with ``out_bf16``
     BF16 (one word per ``L`` results, each FP32 result rounded by
-    :class:`hw.arith.round.Fp32ToBf16`: RNE, FTZ, canonical NaN); only real columns are
-    written (byte enables). See :mod:`sched.formats` for the exact addresses.
+    :class:`accelpool.hw.arith.round.Fp32ToBf16`: RNE, FTZ, canonical NaN); only real columns are
+    written (byte enables). See :mod:`accelpool.sched.formats` for the exact addresses.
 
 Arithmetic
-    ``L`` BF16 multipliers (:class:`hw.arith.bf16mul.Bf16Multiplier`; the default 64 = the
-    default DMU's 8 x 8 MACs) and ``L`` FP32 adders (:class:`hw.arith.fp32add.Fp32Adder`).
+    ``L`` BF16 multipliers (:class:`accelpool.hw.arith.bf16mul.Bf16Multiplier`; the default 64 = the
+    default DMU's 8 x 8 MACs) and ``L`` FP32 adders (:class:`accelpool.hw.arith.fp32add.Fp32Adder`).
     One non-zero ``A[i,k]`` per cycle is multiplied by the ``L``-wide slice ``B[k, j:j+L]``
     and added into ``L`` FP32 accumulators; C is computed slice by slice (``ceil(N/L)``
-    passes over A). Order, bit-exact with :func:`sched.golden.sparse.spmm_bf16`: per
+    passes over A). Order, bit-exact with :func:`accelpool.sched.golden.sparse.spmm_bf16`: per
     output element ``acc = +0``, then for the row's non-zeros in ascending column order
     ``acc = fp32_add(acc, bf16_mul(a, b))``. The multiply and the add each take one
     pipeline stage (the accumulate loop is one combinational FP32 add).
 
 Cycles
     About ``ceil(N/L) * (sum_i max(nnz_i + 1, 2) + 5) + 4`` (either output
-    format); exact model in :mod:`sched.cost.smu`.
+    format); exact model in :mod:`accelpool.sched.cost.smu`.
 
 EXEC (:data:`SmuArgs`, 169 bits; function :class:`SmuFunc` ``SPMM``)::
 
@@ -37,7 +37,7 @@ EXEC (:data:`SmuArgs`, 169 bits; function :class:`SmuFunc` ``SPMM``)::
     out_bf16: 1 bit; 1: C in BF16, 0: C in FP32
 
 Ports: ``cmd``, ``busy``, ``a_ptr_read``, ``a_nz_read``, ``b_read`` (read ports),
-``c_write`` (write port); see :mod:`hw.sparse_unit` for the contract.
+``c_write`` (write port); see :mod:`accelpool.hw.sparse_unit` for the contract.
 """
 
 from __future__ import annotations

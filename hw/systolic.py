@@ -54,7 +54,7 @@ last chunk; the last term exceeds K only when K > W and ``K mod W`` is 1..R-1).
 
 Cycle count (``busy`` high): ``1 + R + ceil(M/R)*ceil(N/C)*P + (K + R + C + 2 - P)``, or 1
 when any of M, N, K is 0 (nothing is read or written); the cost model
-:func:`sched.cost.systolic.gemm_cycles` states it and is checked against this RTL.
+:func:`accelpool.sched.cost.systolic.gemm_cycles` states it and is checked against this RTL.
 
 Command protocol
 ----------------
@@ -200,7 +200,7 @@ class SystolicGemm(wiring.Component):
 
     @classmethod
     def from_tile(cls, tile) -> "SystolicGemm":
-        """The unit of a :class:`hw.config.TileConfig` (``rows``, ``cols``, ``scratchpad_bytes``)."""
+        """The unit of a :class:`accelpool.hw.config.TileConfig` (``rows``, ``cols``, ``scratchpad_bytes``)."""
         return cls(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile["scratchpad_bytes"])
 
     def __init__(self, *, rows: int, cols: int, scratchpad_bytes: int = 65536):
@@ -239,7 +239,7 @@ class SystolicGemm(wiring.Component):
     @property
     def word_bytes(self) -> int:
         """Scratchpad word size in bytes (a B slice, a C or D row, and at least R A elements
-        of a row fit in a word; :func:`hw.gemm_layout.systolic_word_bytes`)."""
+        of a row fit in a word; :func:`accelpool.hw.gemm_layout.systolic_word_bytes`)."""
         return self._word_bytes
 
     @property

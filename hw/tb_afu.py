@@ -1,8 +1,8 @@
-"""cocotb tests of the activation unit on a scratchpad (run through tb.harness.run_cocotb).
+"""cocotb tests of the activation unit on a scratchpad (run through accelpool.tb.harness.run_cocotb).
 
-Results are checked bit for bit against :mod:`sched.golden.activations`, and independently
+Results are checked bit for bit against :mod:`accelpool.sched.golden.activations`, and independently
 against float64 (BF16 tolerance, monotonicity) and ``round(f(x))`` (INT8 tables); cycle
-counts against :func:`sched.cost.afu.cycles`.
+counts against :func:`accelpool.sched.cost.afu.cycles`.
 """
 
 import math
@@ -11,11 +11,11 @@ import ml_dtypes
 import numpy as np
 import cocotb
 
-from hw.afu import AfuCommand, AfuDType, AfuFunc
-from sched.cost.afu import cycles as model_cycles
-from sched.golden import activations as act
-from tb.cocotb_unit import UnitTB
-from tb.harness import tb_params
+from accelpool.hw.afu import AfuCommand, AfuDType, AfuFunc
+from accelpool.sched.cost.afu import cycles as model_cycles
+from accelpool.sched.golden import activations as act
+from accelpool.tb.cocotb_unit import UnitTB
+from accelpool.tb.harness import tb_params
 
 A, B, T, OUT = 0, 0x2000, 0x4000, 0x4400     # byte addresses of operands, table, result
 CHUNK = 4096                                  # elements per EXEC (8 KB of BF16)

@@ -1,20 +1,20 @@
-"""cocotb tests of the convolution engine on a scratchpad (run through tb.harness.run_cocotb).
+"""cocotb tests of the convolution engine on a scratchpad (run through accelpool.tb.harness.run_cocotb).
 
-Each convolution is checked bit for bit against :mod:`sched.golden.conv` and its cycle
-count against :func:`sched.cost.ce.cycles`.
+Each convolution is checked bit for bit against :mod:`accelpool.sched.golden.conv` and its cycle
+count against :func:`accelpool.sched.cost.ce.cycles`.
 """
 
 import numpy as np
 import cocotb
 
-from hw.ce import CeCommand, CeFunc
-from hw.ce_layout import ConvShape, unpack_output
-from hw.ce_sim import layout_image
-from sched.cost.ce import cycles as model_cycles
-from sched.golden.conv import conv_integer, conv_requantized
-from sched.golden.numerics import quantize_multiplier
-from tb.cocotb_unit import UnitTB
-from tb.harness import tb_params
+from accelpool.hw.ce import CeCommand, CeFunc
+from accelpool.hw.ce_layout import ConvShape, unpack_output
+from accelpool.hw.ce_sim import layout_image
+from accelpool.sched.cost.ce import cycles as model_cycles
+from accelpool.sched.golden.conv import conv_integer, conv_requantized
+from accelpool.sched.golden.numerics import quantize_multiplier
+from accelpool.tb.cocotb_unit import UnitTB
+from accelpool.tb.harness import tb_params
 
 
 def random_case(rng, ic_lanes):

@@ -1,13 +1,13 @@
-"""cocotb tests of the DMU (run through tb.harness.run_cocotb by hw/test_dmu.py)."""
+"""cocotb tests of the DMU (run through accelpool.tb.harness.run_cocotb by hw/test_dmu.py)."""
 
 import ml_dtypes
 import numpy as np
 import cocotb
 
-from hw.dmu import Dmu
-from hw.tb_gemm import GemmTB
-from sched.golden import numerics as nx
-from tb.harness import tb_params
+from accelpool.hw.dmu import Dmu
+from accelpool.hw.tb_gemm import GemmTB
+from accelpool.sched.golden import numerics as nx
+from accelpool.tb.harness import tb_params
 
 BF16 = ml_dtypes.bfloat16
 SPECIAL16 = np.array([0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x0001, 0x807F,

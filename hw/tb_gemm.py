@@ -1,6 +1,6 @@
 """cocotb testbench pieces shared by the DMU and LPU benches (``hw/tb_dmu.py``, ``hw/tb_lpu.py``).
 
-:class:`GemmTB` wraps the top of :func:`hw.gemm_sim.cocotb_top`: clock, reset, stream drivers
+:class:`GemmTB` wraps the top of :func:`accelpool.hw.gemm_sim.cocotb_top`: clock, reset, stream drivers
 (each with an optional 0/1 idle/backpressure pattern), scratchpad load/read-back, and
 :meth:`GemmTB.gemm`, which lays out the operands, runs one EXEC command, checks the busy
 cycle count against the cost model and returns D.
@@ -13,10 +13,10 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw.gemm_layout import GemmLayout
-from hw.gemm_sim import plan_regions
-from sched.cost.systolic import gemm_cycles
-from tb.cocotb_streams import StreamSink, StreamSource, random_pattern
+from accelpool.hw.gemm_layout import GemmLayout
+from accelpool.hw.gemm_sim import plan_regions
+from accelpool.sched.cost.systolic import gemm_cycles
+from accelpool.tb.cocotb_streams import StreamSink, StreamSource, random_pattern
 
 __all__ = ["GemmTB", "SENTINEL"]
 

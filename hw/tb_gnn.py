@@ -1,18 +1,18 @@
 """cocotb tests of the GNN unit's Verilog (with its memory): random graphs, the karate club,
 a hub of huge degree, no edges, FP32 and BF16 output; bit-exact against
 sched.golden.sparse.gnn_aggregate (then fp32_to_bf16_bits for BF16) and cycle-exact
-against sched.cost.gnn."""
+against accelpool.sched.cost.gnn."""
 
 import cocotb
 import numpy as np
 
-from hw.gnn import Gnn, GnnFunc
-from sched.cost import gnn as gnn_cost
-from sched.formats import encode_csr, layout_gnn
-from sched.golden.sparse import gnn_aggregate
-from tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
-from tb.harness import tb_params
-from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
+from accelpool.hw.gnn import Gnn, GnnFunc
+from accelpool.sched.cost import gnn as gnn_cost
+from accelpool.sched.formats import encode_csr, layout_gnn
+from accelpool.sched.golden.sparse import gnn_aggregate
+from accelpool.tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
+from accelpool.tb.harness import tb_params
+from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
                                 star_graph)
 
 

@@ -1,20 +1,20 @@
-"""cocotb tests of the layout engine on a scratchpad (run through tb.harness.run_cocotb).
+"""cocotb tests of the layout engine on a scratchpad (run through accelpool.tb.harness.run_cocotb).
 
-Random IM2COL and TRANSPOSE EXECs (:func:`tb.layout_ref.im2col_case`,
-:func:`tb.layout_ref.transpose_case`), each on a fresh random memory image: the whole image
-read back must equal :func:`tb.layout_ref.reference` (so row padding and everything else
+Random IM2COL and TRANSPOSE EXECs (:func:`accelpool.tb.layout_ref.im2col_case`,
+:func:`accelpool.tb.layout_ref.transpose_case`), each on a fresh random memory image: the whole image
+read back must equal :func:`accelpool.tb.layout_ref.reference` (so row padding and everything else
 outside the destination is untouched) and every EXEC must take
-:func:`sched.cost.layout.cycles` cycles. The command stream stalls at random.
+:func:`accelpool.sched.cost.layout.cycles` cycles. The command stream stalls at random.
 """
 
 import cocotb
 import numpy as np
 
-from hw.layout_engine import MemCommand, MemFunc
-from sched.cost.layout import cycles
-from tb.cocotb_unit import UnitTB
-from tb.harness import tb_params
-from tb.layout_ref import im2col_case, reference, transpose_case
+from accelpool.hw.layout_engine import MemCommand, MemFunc
+from accelpool.sched.cost.layout import cycles
+from accelpool.tb.cocotb_unit import UnitTB
+from accelpool.tb.harness import tb_params
+from accelpool.tb.layout_ref import im2col_case, reference, transpose_case
 
 
 @cocotb.test()

@@ -1,12 +1,12 @@
-"""cocotb tests of the LPU (run through tb.harness.run_cocotb by hw/test_lpu.py)."""
+"""cocotb tests of the LPU (run through accelpool.tb.harness.run_cocotb by hw/test_lpu.py)."""
 
 import numpy as np
 import cocotb
 
-from hw.lpu import Lpu
-from hw.tb_gemm import GemmTB
-from sched.golden import numerics as nx
-from tb.harness import tb_params
+from accelpool.hw.lpu import Lpu
+from accelpool.hw.tb_gemm import GemmTB
+from accelpool.sched.golden import numerics as nx
+from accelpool.tb.harness import tb_params
 
 
 def _unit():

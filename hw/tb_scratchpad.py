@@ -1,4 +1,4 @@
-"""cocotb tests of the scratchpad's generated Verilog (run through tb.harness.run_cocotb)."""
+"""cocotb tests of the scratchpad's generated Verilog (run through accelpool.tb.harness.run_cocotb)."""
 
 import random
 
@@ -6,8 +6,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from tb.cocotb_streams import StreamSink, StreamSource, random_pattern
-from tb.harness import tb_params
+from accelpool.tb.cocotb_streams import StreamSink, StreamSource, random_pattern
+from accelpool.tb.harness import tb_params
 
 
 class TB:

@@ -1,17 +1,17 @@
 """cocotb tests of the SMU's Verilog (with its memory): random and adversarial patterns,
-FP32 and BF16 output, bit-exact against sched.golden.sparse.spmm_bf16 (then
-fp32_to_bf16_bits for BF16), cycles against sched.cost.smu."""
+FP32 and BF16 output, bit-exact against accelpool.sched.golden.sparse.spmm_bf16 (then
+fp32_to_bf16_bits for BF16), cycles against accelpool.sched.cost.smu."""
 
 import cocotb
 import numpy as np
 
-from hw.smu import Smu, SmuFunc
-from sched.cost import smu as smu_cost
-from sched.formats import encode_csr, layout_spmm
-from sched.golden.sparse import spmm_bf16
-from tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
-from tb.harness import tb_params
-from tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case
+from accelpool.hw.smu import Smu, SmuFunc
+from accelpool.sched.cost import smu as smu_cost
+from accelpool.sched.formats import encode_csr, layout_spmm
+from accelpool.sched.golden.sparse import spmm_bf16
+from accelpool.tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
+from accelpool.tb.harness import tb_params
+from accelpool.tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case
 
 
 async def check(tb, lanes, a, b, out_bf16=False):

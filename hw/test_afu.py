@@ -2,15 +2,15 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.afu import ActivationUnit, AfuArgs, AfuDType, AfuFunc
-from hw.afu_sim import simulate_afu
-from hw.config import UnitKind
-from sched.cost.afu import cycles as model_cycles
-from sched.golden import activations as act
-from tb.harness import run_cocotb
-from tb.streams import random_pattern
-from tb.unit_top import UnitTop
+from accelpool.hw import isa
+from accelpool.hw.afu import ActivationUnit, AfuArgs, AfuDType, AfuFunc
+from accelpool.hw.afu_sim import simulate_afu
+from accelpool.hw.config import UnitKind
+from accelpool.sched.cost.afu import cycles as model_cycles
+from accelpool.sched.golden import activations as act
+from accelpool.tb.harness import run_cocotb
+from accelpool.tb.streams import random_pattern
+from accelpool.tb.unit_top import UnitTop
 
 SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x3F80,
                      0xBF80, 0x4100, 0xC100, 0x40FF, 0xC0FF, 0x3F40, 0xBF40], np.uint16)
@@ -159,7 +159,7 @@ TESTS = ["bf16_sigmoid_tanh_gelu_sweep", "int8_every_input", "elementwise_with_b
 def _cocotb(sim, stride, testcase=TESTS):
     params = {"lanes": 8, "depth": 2048}
     top = UnitTop(ActivationUnit(lanes=8, addr_width=11), depth=2048, read_ports=("rd_a", "rd_b"))
-    run_cocotb(top, name="afu", params=params, test_module="hw.tb_afu", sim=sim,
+    run_cocotb(top, name="afu", params=params, test_module="accelpool.hw.tb_afu", sim=sim,
                env={"stride": stride, "seed": 3}, testcase=testcase)
 
 
@@ -182,7 +182,7 @@ def test_afu_cocotb_icarus_full_sweep():
 
 
 def test_from_default_config_tile():
-    from hw.config import load_config
+    from accelpool.hw.config import load_config
     tile = load_config().tiles_of(UnitKind.AFU)[0]
     afu = ActivationUnit.from_tile(tile)
     assert afu.lanes == tile["lanes"] and afu.word_bits == 16 * tile["lanes"]

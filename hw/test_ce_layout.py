@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hw.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
+from accelpool.hw.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
 
 
 def test_input_is_hwc_with_padded_channel_blocks():

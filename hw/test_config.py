@@ -3,7 +3,7 @@ import tomllib
 
 import pytest
 
-from hw.config import (DEFAULT_CONFIG, ConfigError, DType, UnitKind, load_config,
+from accelpool.hw.config import (DEFAULT_CONFIG, ConfigError, DType, UnitKind, load_config,
                        parse_config)
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from hw.csr_engine import CsrRowEngine, LaneDatapath
-from hw.smu import Smu, SmuFunc
-from sched.formats import CsrMatrix, layout_spmm, padded_cols
-from tb.sparse_sim import run_sparse
+from accelpool.hw.csr_engine import CsrRowEngine, LaneDatapath
+from accelpool.hw.smu import Smu, SmuFunc
+from accelpool.sched.formats import CsrMatrix, layout_spmm, padded_cols
+from accelpool.tb.sparse_sim import run_sparse
 
 
 class IntDatapath(LaneDatapath):

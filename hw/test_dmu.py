@@ -4,13 +4,13 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.config import UnitKind, load_config
-from hw.dmu import Dmu, DmuArgs, DmuFunc
-from hw.gemm_sim import cocotb_top, run_gemm
-from sched.cost import dmu as dmu_cost
-from sched.golden import numerics as nx
-from tb.harness import run_cocotb
+from accelpool.hw import isa
+from accelpool.hw.config import UnitKind, load_config
+from accelpool.hw.dmu import Dmu, DmuArgs, DmuFunc
+from accelpool.hw.gemm_sim import cocotb_top, run_gemm
+from accelpool.sched.cost import dmu as dmu_cost
+from accelpool.sched.golden import numerics as nx
+from accelpool.tb.harness import run_cocotb
 
 
 BF16 = ml_dtypes.bfloat16
@@ -27,7 +27,7 @@ SWEEP = [(2, 4, m, n, k) for m, n, k in [
 
 
 def _tile(rows, cols):
-    from hw.config import TileConfig, DType
+    from accelpool.hw.config import TileConfig, DType
     return TileConfig("dmu", UnitKind.DMU, 0, 0, (DType.BF16,), {"rows": rows, "cols": cols,
                                                                  "scratchpad_bytes": 65536})
 
@@ -73,7 +73,7 @@ def test_special_values_bit_exact():
 
 def test_ragged_k_period():
     """The cost model's period grows only for a short last A chunk (K mod W in 1..R-1)."""
-    from sched.cost.systolic import gemm_period
+    from accelpool.sched.cost.systolic import gemm_period
     assert gemm_period(4, 2, 5, 4) == 8          # R = W = 4: chunk 1 holds one k
     assert gemm_period(4, 2, 7, 4) == 8          # 3 k, still fewer than R
     assert gemm_period(4, 2, 8, 4) == 8          # whole words: K
@@ -135,7 +135,7 @@ def test_default_array_8x8():
 def test_dmu_cocotb(sim):
     params = {"rows": 4, "cols": 4, "scratchpad_bytes": 8192}
     run_cocotb(lambda: cocotb_top(Dmu(**params)), name="dmu", params=params,
-               test_module="hw.tb_dmu", sim=sim)
+               test_module="accelpool.hw.tb_dmu", sim=sim)
 
 
 @pytest.mark.slow
@@ -144,7 +144,7 @@ def test_dmu_cocotb_default_config(sim):
     params = {"rows": 8, "cols": 8, "scratchpad_bytes": 65536}
     run_cocotb(lambda: cocotb_top(Dmu(**params)), name="dmu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 11},
-               test_module="hw.tb_dmu", sim=sim)
+               test_module="accelpool.hw.tb_dmu", sim=sim)
 
 
 @pytest.mark.slow

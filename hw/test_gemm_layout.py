@@ -1,6 +1,6 @@
 import numpy as np
 
-from hw.gemm_layout import GemmLayout
+from accelpool.hw.gemm_layout import GemmLayout
 
 
 def test_padded_sizes_and_regions():
@@ -24,9 +24,9 @@ def test_a_is_row_major_with_word_pitch():
 
 
 def test_word_bytes_formula():
-    from hw.dmu import Dmu
-    from hw.gemm_layout import systolic_word_bytes
-    from hw.lpu import Lpu
+    from accelpool.hw.dmu import Dmu
+    from accelpool.hw.gemm_layout import systolic_word_bytes
+    from accelpool.hw.lpu import Lpu
     for r, c in ((8, 8), (4, 2), (1, 1), (2, 4), (16, 2)):
         assert Dmu(rows=r, cols=c).word_bytes == systolic_word_bytes(r, c, 2)
         assert Lpu(rows=r, cols=c).word_bytes == systolic_word_bytes(r, c, 1)

@@ -1,9 +1,9 @@
 import pytest
 from amaranth.lib import data, enum
 
-from hw import isa
-from hw.config import UnitKind
-from hw.isa import (COMMAND_BYTES, CommandLayout, EncodingError, Opcode, assemble, decode,
+from accelpool.hw import isa
+from accelpool.hw.config import UnitKind
+from accelpool.hw.isa import (COMMAND_BYTES, CommandLayout, EncodingError, Opcode, assemble, decode,
                     disassemble, end, exec_cmd, listing, load, nop, signal, store, wait)
 
 

@@ -1,8 +1,8 @@
 """The layout engine against an independent numpy model of the contract, and its cycle formula.
 
-The reference (:func:`tb.layout_ref.reference`) works on the memory image as bytes and
+The reference (:func:`accelpool.tb.layout_ref.reference`) works on the memory image as bytes and
 keeps every byte outside the destination's real elements at its (random) initial value.
-Every EXEC must take exactly :func:`sched.cost.layout.cycles` cycles.
+Every EXEC must take exactly :func:`accelpool.sched.cost.layout.cycles` cycles.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.config import UnitKind
-from hw.layout_engine import MemArgs, MemFunc, LayoutEngine
-from hw.layout_sim import simulate_layout
-from sched.cost.layout import cycles
-from tb.layout_ref import im2col_case, reference, transpose_case
+from accelpool.hw import isa
+from accelpool.hw.config import UnitKind
+from accelpool.hw.layout_engine import MemArgs, MemFunc, LayoutEngine
+from accelpool.hw.layout_sim import simulate_layout
+from accelpool.sched.cost.layout import cycles
+from accelpool.tb.layout_ref import im2col_case, reference, transpose_case
 
 def _run_cases(cases, word_bits, rng):
     """Each case on its own random memory image: bytes equal the reference, cycles the formula."""
@@ -122,10 +122,10 @@ def test_reference_matches_golden_im2col():
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_layout_engine_cocotb(sim):
     """The engine's Verilog on a scratchpad: random EXECs, bytes and cycles (hw/tb_layout_engine.py)."""
-    from tb.harness import run_cocotb
-    from tb.unit_top import UnitTop
+    from accelpool.tb.harness import run_cocotb
+    from accelpool.tb.unit_top import UnitTop
 
     params = {"word_bits": 64, "depth": 2048, "cases": 24, "seed": 2}
     top = UnitTop(LayoutEngine(word_bits=64, addr_width=11), depth=2048)
-    run_cocotb(top, name="layout_engine", params=params, test_module="hw.tb_layout_engine",
+    run_cocotb(top, name="layout_engine", params=params, test_module="accelpool.hw.tb_layout_engine",
                sim=sim)

@@ -3,9 +3,9 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hw.scratchpad import Scratchpad
-from tb.harness import run_cocotb
-from tb.streams import always, random_pattern, stream_get, stream_put
+from accelpool.hw.scratchpad import Scratchpad
+from accelpool.tb.harness import run_cocotb
+from accelpool.tb.streams import always, random_pattern, stream_get, stream_put
 
 
 def simulate(dut, testbench, *, cycles_limit=None):
@@ -106,4 +106,4 @@ def test_parameter_errors(kwargs, exc, msg):
 def test_scratchpad_cocotb(sim):
     params = {"word_bits": 64, "depth": 256}
     run_cocotb(Scratchpad(**params, read_ports=1, write_ports=1), name="scratchpad",
-               params=params, test_module="hw.tb_scratchpad", sim=sim)
+               params=params, test_module="accelpool.hw.tb_scratchpad", sim=sim)

@@ -5,17 +5,17 @@ One simulator process per simulator runs every job of this module (reset between
 - ``chain``: tile ce0 LOADs an image and weights from the memory tile, runs a requantized
   3x3 convolution (EXEC), STOREs the result back to memory *and* into ce1's scratchpad,
   SIGNALs ce1; ce1 WAITs for it, LOADs its own weights, convolves, STOREs, SIGNALs the
-  memory tile. Both results are checked bit for bit against :mod:`sched.golden.conv`.
+  memory tile. Both results are checked bit for bit against :mod:`accelpool.sched.golden.conv`.
 - faults: a LOAD beyond the global memory, a unit that never completes, a WAIT nobody
   satisfies; each is reported naming the tile and the command.
 - discovery: the capability registers read after reset agree with the config, and
-  :func:`sched.pool.discover` refuses a config that differs from the built hardware.
+  :func:`accelpool.sched.pool.discover` refuses a config that differs from the built hardware.
 
 And on the default SoC (``configs/default.toml``), the memory tile's own command stream:
 dmu0 STOREs data and SIGNALs the memory tile, which WAITs, runs an IM2COL and a TRANSPOSE
 on its layout engine and SIGNALs dmu0, which LOADs the results; bytes against the numpy
-model of the contract (:mod:`tb.layout_ref`), each EXEC's trace time against
-:func:`sched.cost.layout.cycles` + 1; a LOAD on the memory tile faults naming it.
+model of the contract (:mod:`accelpool.tb.layout_ref`), each EXEC's trace time against
+:func:`accelpool.sched.cost.layout.cycles` + 1; a LOAD on the memory tile faults naming it.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.ce import CeFunc
-from hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
-from hw.config import CONFIG_DIR, UnitKind, load_config, parse_config
-from sched.golden.conv import conv_requantized
-from sched.golden.numerics import quantize_multiplier
-from sched.pool import DiscoveryError, discover
-from tb.soc import SocJob, build_soc, config_doc, discovered_register_reader, run_jobs
+from accelpool.hw import isa
+from accelpool.hw.ce import CeFunc
+from accelpool.hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
+from accelpool.hw.config import CONFIG_DIR, UnitKind, load_config, parse_config
+from accelpool.sched.golden.conv import conv_requantized
+from accelpool.sched.golden.numerics import quantize_multiplier
+from accelpool.sched.pool import DiscoveryError, discover
+from accelpool.tb.soc import SocJob, build_soc, config_doc, discovered_register_reader, run_jobs
 
 CFG = load_config(CONFIG_DIR / "ce_pair.toml")
 MEM = CFG.memory
@@ -171,7 +171,7 @@ def test_discovery(soc_run):
 
 
 def test_diagnosis_is_reproducible(soc_run):
-    from tb.soc import diagnose
+    from accelpool.tb.soc import diagnose
     res = soc_run["faults"]["out_of_range"]
     # diagnose() is plain Python: the registers read back give the same message
     streams = {"ce0": _fault_jobs()["out_of_range"].streams["ce0"], "ce1": b""}
@@ -180,9 +180,9 @@ def test_diagnosis_is_reproducible(soc_run):
 
 # ---- the memory tile's command stream on the default SoC ------------------------------
 
-from hw.layout_engine import MemFunc            # noqa: E402
-from sched.cost.layout import cycles as layout_cycles   # noqa: E402
-from tb.layout_ref import reference as layout_reference  # noqa: E402
+from accelpool.hw.layout_engine import MemFunc            # noqa: E402
+from accelpool.sched.cost.layout import cycles as layout_cycles   # noqa: E402
+from accelpool.tb.layout_ref import reference as layout_reference  # noqa: E402
 
 DEFAULT = load_config(CONFIG_DIR / "default.toml")
 DMEM, DMU0 = DEFAULT.memory, DEFAULT.tile("dmu0")

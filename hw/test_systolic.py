@@ -4,10 +4,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hw.dmu import Dmu
-from hw.gemm_sim import run_gemm
-from hw.lpu import Lpu
-from sched.golden import numerics as nx
+from accelpool.hw.dmu import Dmu
+from accelpool.hw.gemm_sim import run_gemm
+from accelpool.hw.lpu import Lpu
+from accelpool.sched.golden import numerics as nx
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [

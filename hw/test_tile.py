@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import UnitKind, load_config, parse_config
-from hw.tile import (REGISTERS, ComputeTile, TileError, buildable_kinds, identity_registers,
+from accelpool.hw.config import UnitKind, load_config, parse_config
+from accelpool.hw.tile import (REGISTERS, ComputeTile, TileError, buildable_kinds, identity_registers,
                      unit_word_bits)
-from sched.pool import CapReg, capability_registers
+from accelpool.sched.pool import CapReg, capability_registers
 
 DEFAULT = load_config("default")
 
 
 def test_unlanded_unit_kind_is_refused_by_name(monkeypatch):
-    import hw.tile
-    builders = dict(hw.tile.UNIT_BUILDERS)
-    builders[UnitKind.SMU] = ("hw.smu_not_landed", builders[UnitKind.SMU][1])
-    monkeypatch.setattr(hw.tile, "UNIT_BUILDERS", builders)
+    import accelpool.hw.tile as tile_mod
+    builders = dict(tile_mod.UNIT_BUILDERS)
+    builders[UnitKind.SMU] = ("accelpool.hw.smu_not_landed", builders[UnitKind.SMU][1])
+    monkeypatch.setattr(tile_mod, "UNIT_BUILDERS", builders)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL "
                                         r"\(hw/smu.py\) has not landed or is not wired into "
                                         r"tiles; kinds that can be built: dmu, lpu, ce, afu, gnn"):
@@ -78,11 +78,11 @@ def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
     import numpy as np
     from amaranth.sim import Simulator
 
-    from hw import isa
-    from hw.ce import CeFunc
-    from hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
-    from hw.soc import Soc
-    from sched.golden.conv import conv_integer
+    from accelpool.hw import isa
+    from accelpool.hw.ce import CeFunc
+    from accelpool.hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
+    from accelpool.hw.soc import Soc
+    from accelpool.sched.golden.conv import conv_integer
 
     doc = {"name": "narrow", "mesh": {"cols": 2, "rows": 1},
            "tile": [{"name": "mem", "kind": "memory", "x": 0, "y": 0, "bytes": 4096},
@@ -150,6 +150,6 @@ def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
     want = conv_integer(x[None], w, pads=shape.pads)[0]
     np.testing.assert_array_equal(unpack_output(bytes(got), shape, 4, False), want)
     # the trace stamps every command in issue order; the STORE waited for the whole EXEC
-    from sched.cost.ce import cycles as ce_cycles
+    from accelpool.sched.cost.ce import cycles as ce_cycles
     assert trace == sorted(trace) and len(set(trace)) == len(trace)
     assert trace[3] - trace[2] >= ce_cycles(cfg.tile("ce0"), **shape.exec_args(in_addr=0, w_addr=0x100, out_addr=0x400))

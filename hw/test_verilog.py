@@ -1,7 +1,7 @@
 import pytest
 
-from hw.config import load_config
-from hw.verilog import blocks, lint, write_verilog
+from accelpool.hw.config import load_config
+from accelpool.hw.verilog import blocks, lint, write_verilog
 
 CFG = load_config()
 

@@ -16,7 +16,7 @@
 
 The unit is chosen by the tile config's kind (:data:`UNIT_BUILDERS`); a kind whose RTL has
 not landed raises :class:`TileError` naming it. The EXEC word's 240-bit ``args`` field is
-viewed through the unit's registered argument layout (:func:`hw.isa.exec_spec`).
+viewed through the unit's registered argument layout (:func:`accelpool.hw.isa.exec_spec`).
 
 Scratchpad ports. The unit's ``In(ReadPort.Signature)`` / ``In(WritePort.Signature)``
 ports are found by their signature; the scratchpad gets one port per unit port plus one
@@ -31,7 +31,7 @@ scratchpad, nothing at an empty router); a SIGNAL must go to a tile. A command o
 raises ``fault`` and stays halted at that command (``pc``), which the host reads back.
 
 Capability and status registers (32-bit, read with ``reg_addr`` -> ``reg_data``, see
-:data:`REGISTERS`): the capability registers of :mod:`sched.pool` (kind code
+:data:`REGISTERS`): the capability registers of :mod:`accelpool.sched.pool` (kind code
 ``UnitKind.value``, version, dtype mask with bit ``DType.value``, geometry, scratchpad
 bytes), coordinate, mesh shape, status, pc and the controller's cycle counters of the
 last run.
@@ -67,7 +67,7 @@ class TileError(ValueError):
 
 def identity_registers(tile: TileConfig, mesh: MeshConfig, cmd_depth: int = 0) -> dict[str, int]:
     """The constant registers of a tile built from ``tile``: capabilities, coordinate, mesh."""
-    from sched.pool import capability_registers
+    from accelpool.sched.pool import capability_registers
 
     regs = {reg.name.lower(): value for reg, value in capability_registers(tile).items()}
     regs.update({"coord": (tile.y << 8) | tile.x,
@@ -104,12 +104,12 @@ def _from_tile(module: str, cls: str):
 #: scratchpad ports with Amaranth's memory port signatures whose word the unit chooses;
 #: most build themselves from a tile config with ``from_tile``.
 UNIT_BUILDERS: Mapping[UnitKind, tuple[str, Callable[[TileConfig], object]]] = {
-    UnitKind.DMU: ("hw.dmu", _from_tile("hw.dmu", "Dmu")),
-    UnitKind.LPU: ("hw.lpu", _from_tile("hw.lpu", "Lpu")),
-    UnitKind.SMU: ("hw.smu", _smu),
-    UnitKind.CE: ("hw.ce", _from_tile("hw.ce", "ConvEngine")),
-    UnitKind.AFU: ("hw.afu", _from_tile("hw.afu", "ActivationUnit")),
-    UnitKind.GNN: ("hw.gnn", _gnn),
+    UnitKind.DMU: ("accelpool.hw.dmu", _from_tile("accelpool.hw.dmu", "Dmu")),
+    UnitKind.LPU: ("accelpool.hw.lpu", _from_tile("accelpool.hw.lpu", "Lpu")),
+    UnitKind.SMU: ("accelpool.hw.smu", _smu),
+    UnitKind.CE: ("accelpool.hw.ce", _from_tile("accelpool.hw.ce", "ConvEngine")),
+    UnitKind.AFU: ("accelpool.hw.afu", _from_tile("accelpool.hw.afu", "ActivationUnit")),
+    UnitKind.GNN: ("accelpool.hw.gnn", _gnn),
 }
 
 
@@ -197,7 +197,7 @@ class ComputeTile(wiring.Component):
     ----------
     req_out, resp_out : Out(stream.Signature(flit_layout))
     req_in, resp_in : In(stream.Signature(flit_layout))
-        The NI's network ports (:func:`hw.noc.fabric.attach_ni` connects them).
+        The NI's network ports (:func:`accelpool.hw.noc.fabric.attach_ni` connects them).
     cmd_addr, cmd_data, cmd_en : In
         Host write port of the command memory (one 256-bit command per cycle).
     start : In(1)

@@ -1,7 +1,7 @@
-"""What every programmable tile builds around its :class:`~hw.controller.TileController`.
+"""What every programmable tile builds around its :class:`~accelpool.hw.controller.TileController`.
 
-Written once, used by the compute tiles (:class:`hw.tile.ComputeTile`) and the memory tile
-(:class:`hw.noc.memory_tile.MemoryTile`), so both offer the host the same interface:
+Written once, used by the compute tiles (:class:`accelpool.hw.tile.ComputeTile`) and the memory tile
+(:class:`accelpool.hw.noc.memory_tile.MemoryTile`), so both offer the host the same interface:
 
 - :func:`command_memory`: the 256-bit command memory, written by the host
   (``cmd_addr``/``cmd_data``/``cmd_en``), fetched by the controller;
@@ -35,8 +35,8 @@ REG_ADDR_BITS = 4
 NO_TILE = (1 << REG_BITS) - 1
 
 #: Register map: name -> index. Registers 0-4 are the capability registers whose map and
-#: values :mod:`sched.pool` defines (:class:`sched.pool.CapReg`,
-#: :func:`sched.pool.capability_registers`), so the hardware and the discovery check
+#: values :mod:`accelpool.sched.pool` defines (:class:`accelpool.sched.pool.CapReg`,
+#: :func:`accelpool.sched.pool.capability_registers`), so the hardware and the discovery check
 #: share one definition.
 REGISTERS: Mapping[str, int] = {
     "kind": 0,         # UnitKind.value

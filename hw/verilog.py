@@ -1,4 +1,4 @@
-"""Verilog for every hardware block: ``python -m hw.verilog --out sim_build/verilog [--lint]``.
+"""Verilog for every hardware block: ``python -m accelpool.hw.verilog --out sim_build/verilog [--lint]``.
 
 Each block is built with the parameters of the pool config (``--pool``, default
 ``configs/default.toml``) and written to ``<out>/<block>.v``; ``--lint`` runs
@@ -57,7 +57,7 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
 
 def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> list[Path]:
     """Write ``<out>/<block>.v`` for every block (or those in ``only``)."""
-    from tb.harness import generate_verilog
+    from accelpool.tb.harness import generate_verilog
 
     table = blocks(cfg)
     unknown = [b for b in only or [] if b not in table]
@@ -76,8 +76,8 @@ def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> 
 
 def lint(path: Path) -> subprocess.CompletedProcess:
     """``verilator --lint-only`` on one file, with the harness's named waivers."""
-    from tb.harness import verilator_lint_args
-    from tb.toolchain import sim_environ, verilator_root
+    from accelpool.tb.harness import verilator_lint_args
+    from accelpool.tb.toolchain import sim_environ, verilator_root
 
     return subprocess.run([str(verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
                            *verilator_lint_args(), "--top-module", path.stem, str(path)],
@@ -85,7 +85,7 @@ def lint(path: Path) -> subprocess.CompletedProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hw.verilog", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m accelpool.hw.verilog", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("sim_build/verilog"))
     ap.add_argument("--pool", default=str(DEFAULT_CONFIG))
     ap.add_argument("--lint", action="store_true", help="verilator --lint-only each file")

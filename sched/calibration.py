@@ -1,17 +1,17 @@
 """Calibration in RTL: unit micro-benchmarks and NoC transfers on the SoC, refit, store.
 
-``python -m sched.calibration [--pool CFG] [--sim verilator|icarus]`` measures every unit
+``python -m accelpool.sched.calibration [--pool CFG] [--sim verilator|icarus]`` measures every unit
 kind of the pool that has a sweep here (DMU, LPU, SMU, CE, AFU, GNN) with EXEC
 micro-benchmarks (each EXEC alone on its tile, after a LOAD of whatever operands the unit
 needs to terminate; the tile's ``unit_busy_cycles`` counter is the measurement) and a
 sweep of LOADs and STOREs (the NI's ``ni_busy_cycles``), then
 
-- fits ``scale * formula + overhead`` per unit kind with :func:`sched.cost.model.calibrate`
+- fits ``scale * formula + overhead`` per unit kind with :func:`accelpool.sched.cost.model.calibrate`
   (fit on one half of the sweep, error measured on the other half),
 - prints the predicted-against-measured error before (the model's defaults) and after,
 - writes the fitted parameters beside the config (``configs/<name>.calibration.json``),
   which :func:`calibrated_params` / :func:`cost_model` read back for a
-  :class:`sched.cost.model.CostModel` of that pool.
+  :class:`accelpool.sched.cost.model.CostModel` of that pool.
 
 Where the measurements come from
     The whole pool's SoC takes minutes to build (the 8-tile default pool: ~40 s of
@@ -35,7 +35,7 @@ Micro-benchmarks (one sweep per kind, :data:`SWEEPS`)
     DMU/LPU   GEMM shapes incl. ragged M, N, K (and K just past a word of A, where the
               block period grows), with and without ``accumulate``; DMU ``out_bf16``,
               LPU ``requant``. Operands are not loaded: the systolic engine's timing does
-              not depend on the data (:mod:`hw.systolic`).
+              not depend on the data (:mod:`accelpool.hw.systolic`).
     AFU       every function x BF16/INT8 x element counts (partial last words).
     GNN       random CSR graphs (several sizes, mean degrees, empty rows), SUM/MEAN/MAX,
               FP32/BF16 output, feature counts over one and several lane passes.
@@ -43,9 +43,9 @@ Micro-benchmarks (one sweep per kind, :data:`SWEEPS`)
     CE        :func:`ce_sweep`, every third shape with an INT32 bias.
 
     The sparse units get a well-formed CSR (``ptr``, ``nz``) LOADed from a memory image
-    (:func:`sched.formats.layout_spmm` / :func:`sched.formats.layout_gnn` layout); the
+    (:func:`accelpool.sched.formats.layout_spmm` / :func:`accelpool.sched.formats.layout_gnn` layout); the
     dense operands' contents do not affect their timing and are not loaded. Every EXEC
-    is first run through the unit's functional model (:func:`sched.unitsim.execute`) on
+    is first run through the unit's functional model (:func:`accelpool.sched.unitsim.execute`) on
     the scratchpad image the tile will hold, which rejects out-of-range or misaligned
     regions and malformed CSR before any RTL runs.
 """
@@ -63,8 +63,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from hw import isa
-from hw.config import PoolConfig, TileConfig, UnitKind, load_config
+from accelpool.hw import isa
+from accelpool.hw.config import PoolConfig, TileConfig, UnitKind, load_config
 
 __all__ = ["Bench", "ce_sweep", "dmu_sweep", "lpu_sweep", "afu_sweep", "gnn_sweep", "smu_sweep",
            "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "measure",
@@ -130,8 +130,8 @@ def ce_sweep() -> list[dict]:
 
 
 def _ce_benches(tile: TileConfig, reduced: bool = False) -> list[Bench]:
-    from hw.ce import CeFunc
-    from hw.ce_layout import ConvShape
+    from accelpool.hw.ce import CeFunc
+    from accelpool.hw.ce_layout import ConvShape
     shapes = ce_sweep()
     if reduced:
         shapes = shapes[:5]
@@ -164,7 +164,7 @@ GEMM_SHAPES = (
 
 def _gemm_benches(tile: TileConfig, reduced: bool, *, in_bytes: int, funcs, flag: str,
                   extra: Mapping[str, int]) -> list[Bench]:
-    from hw.gemm_layout import GemmLayout, systolic_word_bytes
+    from accelpool.hw.gemm_layout import GemmLayout, systolic_word_bytes
     r, c = tile["rows"], tile["cols"]
     wb = systolic_word_bytes(r, c, in_bytes)
     shapes = GEMM_SHAPES[::3] if reduced else GEMM_SHAPES
@@ -184,13 +184,13 @@ def _gemm_benches(tile: TileConfig, reduced: bool, *, in_bytes: int, funcs, flag
 
 def dmu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """DMU GEMMs (:data:`GEMM_SHAPES`; the flag is ``out_bf16``)."""
-    from hw.dmu import DmuFunc
+    from accelpool.hw.dmu import DmuFunc
     return _gemm_benches(tile, reduced, in_bytes=2, funcs=DmuFunc, flag="out_bf16", extra={})
 
 
 def lpu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """LPU GEMMs (:data:`GEMM_SHAPES`; the flag is ``requant``)."""
-    from hw.lpu import LpuFunc
+    from accelpool.hw.lpu import LpuFunc
     return _gemm_benches(tile, reduced, in_bytes=1, funcs=LpuFunc, flag="requant",
                          extra=dict(multiplier=1 << 30, shift=36, zero_point=3))
 
@@ -202,7 +202,7 @@ AFU_COUNTS = (1, 8, 37, 256, 1000, 2048)
 def afu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """Every AFU function on BF16 and INT8 vectors of :data:`AFU_COUNTS` elements (the
     counts rotate over the functions so that every combination sees three of them)."""
-    from hw.afu import AfuDType, AfuFunc
+    from accelpool.hw.afu import AfuDType, AfuFunc
     word = 2 * tile["lanes"]
     region = _round_up(2 * max(AFU_COUNTS), word)
     a_addr, b_addr, out_addr, table_addr = _regions([region, region, region, 256], word,
@@ -256,8 +256,8 @@ GNN_CASES = (
 
 def gnn_sweep(tile: TileConfig, reduced: bool = False, seed: int = 1) -> list[Bench]:
     """GNN aggregations over random graphs (:data:`GNN_CASES`; about 1 in 8 nodes isolated)."""
-    from hw.gnn import GnnFunc
-    from sched.formats import layout_gnn
+    from accelpool.hw.gnn import GnnFunc
+    from accelpool.sched.formats import layout_gnn
     rng = np.random.default_rng(seed)
     cases = GNN_CASES[::3] + GNN_CASES[1:2] if reduced else GNN_CASES
     out = []
@@ -289,8 +289,8 @@ SMU_CASES = (
 
 def smu_sweep(tile: TileConfig, reduced: bool = False, seed: int = 2) -> list[Bench]:
     """SMU SPMMs with random sparse A (:data:`SMU_CASES`; about 1 in 10 rows empty)."""
-    from hw.smu import SmuFunc
-    from sched.formats import layout_spmm
+    from accelpool.hw.smu import SmuFunc
+    from accelpool.sched.formats import layout_spmm
     rng = np.random.default_rng(seed)
     cases = SMU_CASES[::3] + SMU_CASES[1:2] if reduced else SMU_CASES
     out = []
@@ -318,7 +318,7 @@ TRANSFER_BYTES = (64, 256, 1024, 4096)
 
 def _check_bench(tile: TileConfig, bench: Bench) -> None:
     """Run the EXEC on the functional model over the scratchpad the tile will hold."""
-    from sched.unitsim import UnitSimError, execute
+    from accelpool.sched.unitsim import UnitSimError, execute
     spad = bytearray(tile.scratchpad_bytes)
     spad[:len(bench.image)] = bench.image
     try:
@@ -369,8 +369,8 @@ def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None, 
         Size of the small pools' memory (at most ``cfg``'s); None: ``cfg``'s. (Its size
         does not change its timing: 64 KiB and 1 MiB give the same LOAD/STORE cycles.)
     """
-    from hw.config import parse_config
-    from tb.soc import config_doc
+    from accelpool.hw.config import parse_config
+    from accelpool.tb.soc import config_doc
     keep = set(SWEEPS) if kinds is None else set(kinds) & set(SWEEPS)
     groups: dict[tuple, list[TileConfig]] = {}
     for t in cfg.units:
@@ -404,11 +404,11 @@ def measure(cfg: PoolConfig, build, *, kinds: Iterable[UnitKind] | None = None,
     Returns
     -------
     (unit measurements, transfers)
-        :class:`sched.cost.model.Measurement` per EXEC (tiles of ``cfg``); per transfer a
+        :class:`accelpool.sched.cost.model.Measurement` per EXEC (tiles of ``cfg``); per transfer a
         dict with ``op``, ``tile``, ``src``, ``dst``, ``bytes`` and measured ``cycles``.
     """
-    from sched.cost.model import Measurement
-    from tb.soc import SocJob, run_jobs
+    from accelpool.sched.cost.model import Measurement
+    from accelpool.tb.soc import SocJob, run_jobs
 
     keep = set(SWEEPS) if kinds is None else set(kinds)
     mem = cfg.memory
@@ -458,7 +458,7 @@ def calibration_path(cfg: PoolConfig) -> Path:
     src = Path(cfg.source)
     if src.suffix == ".toml" and src.parent.exists():
         return src.with_name(f"{src.stem}.calibration.json")
-    from hw.config import CONFIG_DIR
+    from accelpool.hw.config import CONFIG_DIR
     return CONFIG_DIR / f"{cfg.name}.calibration.json"
 
 
@@ -469,7 +469,7 @@ def _errors(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
 
 def _fallback_args(kind: UnitKind, shape: Mapping[str, Any]) -> dict:
     """A micro-benchmark's shape in the IR names of the generic formulas
-    (:data:`sched.cost.model.FALLBACK`)."""
+    (:data:`accelpool.sched.cost.model.FALLBACK`)."""
     if kind in (UnitKind.DMU, UnitKind.LPU):
         return {"M": shape["m"], "N": shape["n"], "K": shape["k"]}
     if kind is UnitKind.SMU:
@@ -480,7 +480,7 @@ def _fallback_args(kind: UnitKind, shape: Mapping[str, Any]) -> dict:
     if kind is UnitKind.GNN:
         return {"nodes": shape["nodes"], "edges": shape["edges"], "features": shape["features"]}
     if kind is UnitKind.CE:
-        from hw.ce_layout import ConvShape
+        from accelpool.hw.ce_layout import ConvShape
         s = ConvShape(c_in=shape["c_in"], c_out=shape["c_out"], height=shape["height"],
                       width=shape["width"], kernel_h=shape["kernel_h"],
                       kernel_w=shape["kernel_w"], stride=shape["stride"],
@@ -491,14 +491,14 @@ def _fallback_args(kind: UnitKind, shape: Mapping[str, Any]) -> dict:
 
 
 def fallback_errors(measurements: Sequence) -> dict:
-    """How the generic formulas (:data:`sched.cost.model.FALLBACK`, what the cost model
+    """How the generic formulas (:data:`accelpool.sched.cost.model.FALLBACK`, what the cost model
     falls back to without a unit's own ``sched/cost/<kind>.py``) fare on the measurements:
     per kind, (max, mean) relative error with their defaults (``1 * formula + 16``) and
     after a ``scale * formula + overhead`` least-squares refit on the alternate half
-    (sorted by formula value, as :func:`sched.cost.model.calibrate` splits), with the
+    (sorted by formula value, as :func:`accelpool.sched.cost.model.calibrate` splits), with the
     fitted (scale, overhead) and the held-out maximum error.
     """
-    from sched.cost.model import FALLBACK, KindParams
+    from accelpool.sched.cost.model import FALLBACK, KindParams
     d = KindParams()
     out = {}
     for kind in sorted({m.tile.kind for m in measurements}, key=lambda k: k.value):
@@ -518,8 +518,8 @@ def fallback_errors(measurements: Sequence) -> dict:
 def _measure_per_unit(cfg: PoolConfig, sim: str | None, kinds, reduced: bool,
                       transfer_bytes: Sequence[int], log: Callable[[str], None]):
     """Measurements on the small pools, attributed to ``cfg``'s tiles."""
-    from sched.cost.model import Measurement
-    from tb.soc import build_soc
+    from accelpool.sched.cost.model import Measurement
+    from accelpool.tb.soc import build_soc
 
     units, pools = [], []
     simulator = None
@@ -582,10 +582,10 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         ``held_out``: per kind, the maximum relative error on the validation half;
         ``fit``: kind -> (scale, overhead); ``samples``: kind -> count; ``noc``: per
         transfer, measured and predicted cycles; ``path``: the file written (if any);
-        ``measurements``: the :class:`sched.cost.model.Measurement` list.
+        ``measurements``: the :class:`accelpool.sched.cost.model.Measurement` list.
     """
-    from sched.cost.model import CostModel, KindParams, calibrate
-    from sched.pool import Pool
+    from accelpool.sched.cost.model import CostModel, KindParams, calibrate
+    from accelpool.sched.pool import Pool
 
     log = log or (lambda s: None)
     kinds = None if kinds is None else tuple(kinds)
@@ -596,7 +596,7 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         units, noc, pools, simulator = _measure_per_unit(cfg, sim, kinds, reduced,
                                                          transfer_bytes, log)
     else:
-        from tb.soc import build_soc
+        from accelpool.tb.soc import build_soc
         build = build_soc(cfg, sim)
         simulator = build.sim
         units, noc = measure(cfg, build, kinds=kinds, reduced=reduced,
@@ -662,11 +662,11 @@ def load_calibration(cfg: PoolConfig, model: Any = None) -> dict:
 
     A kind is left out (with a warning) when the calibration is stale for it: the file
     records the units it was measured on and a tile of that kind in ``cfg`` now has other
-    parameters, or (given the :class:`~sched.cost.model.CostModel` ``model``) the file
+    parameters, or (given the :class:`~accelpool.sched.cost.model.CostModel` ``model``) the file
     says the scale and overhead apply to the unit's own formula (``"formula": "unit"``,
     ``sched/cost/<kind>.py``) and ``model`` uses the generic fallback, or the reverse.
     """
-    from sched.cost.model import KindParams
+    from accelpool.sched.cost.model import KindParams
     path = calibration_path(cfg)
     if not path.exists():
         return {}
@@ -704,12 +704,12 @@ def load_calibration(cfg: PoolConfig, model: Any = None) -> dict:
 
 
 def calibrated_params(pool: Any, **cost_kw: Any):
-    """The :class:`sched.cost.model.CostParams` of ``pool``: the model's defaults with the
+    """The :class:`accelpool.sched.cost.model.CostParams` of ``pool``: the model's defaults with the
     stored calibration of the pool's config (:func:`load_calibration`) on top.
 
-    ``cost_kw`` are the other :class:`~sched.cost.model.CostModel` arguments (they can
+    ``cost_kw`` are the other :class:`~accelpool.sched.cost.model.CostModel` arguments (they can
     change the defaults)."""
-    from sched.cost.model import CostModel
+    from accelpool.sched.cost.model import CostModel
     model = CostModel(pool, **cost_kw)
     base = model.params
     stored = load_calibration(pool.config, model)
@@ -717,9 +717,9 @@ def calibrated_params(pool: Any, **cost_kw: Any):
 
 
 def cost_model(pool: Any, **cost_kw: Any):
-    """A :class:`sched.cost.model.CostModel` of ``pool`` using its stored calibration when
+    """A :class:`accelpool.sched.cost.model.CostModel` of ``pool`` using its stored calibration when
     ``configs/<name>.calibration.json`` exists (else the model's defaults)."""
-    from sched.cost.model import CostModel
+    from accelpool.sched.cost.model import CostModel
     return CostModel(pool, calibrated_params(pool, **cost_kw), **cost_kw)
 
 
@@ -728,7 +728,7 @@ def cost_model(pool: Any, **cost_kw: Any):
 def main(argv: Sequence[str] | None = None) -> int:
     from bench.common import print_table
 
-    ap = argparse.ArgumentParser(prog="python -m sched.calibration",
+    ap = argparse.ArgumentParser(prog="python -m accelpool.sched.calibration",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default="default")
     ap.add_argument("--sim", default=None, choices=("verilator", "icarus"))

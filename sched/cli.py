@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from hw.config import DEFAULT_CONFIG, ConfigError, load_config
+from accelpool.hw.config import DEFAULT_CONFIG, ConfigError, load_config
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary"]
 
@@ -162,11 +162,11 @@ RTL_MODELS = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 
 
 def cmd_sim(args) -> int:
-    """``accelpool sim``: the RTL flow of :func:`sched.simflow.simulate`, or ``--golden-only``."""
+    """``accelpool sim``: the RTL flow of :func:`accelpool.sched.simflow.simulate`, or ``--golden-only``."""
     if not args.golden_only:
-        from hw.tile import TileError
-        from sched.pool import PoolError
-        from tb.soc import SocFault
+        from accelpool.hw.tile import TileError
+        from accelpool.sched.pool import PoolError
+        from accelpool.tb.soc import SocFault
         from .simflow import RtlNotReady, SimFlowError, simulate
         try:
             report = simulate(args.model, args.pool, scheduler=args.scheduler, sim=args.sim,

@@ -25,7 +25,7 @@ tile has a stream of its own (in :attr:`Program.streams` like every tile's), per
 
 and END; no LOAD or STORE (they fault there). The boxes' rows must be evenly spaced in
 their buffers (one pitch per operand), row-major. A copy out of a channels-last image
-(:class:`sched.decompose.ReorderChannelsLast`) is one TRANSPOSE of its ``H*W`` pixel rows of
+(:class:`accelpool.sched.decompose.ReorderChannelsLast`) is one TRANSPOSE of its ``H*W`` pixel rows of
 ``C`` channels when the image is one channel block and the result row-major (a row per
 channel, or unpadded rows); other copies are :class:`NotLowered`. Dilations other than 1
 are :class:`NotLowered`,
@@ -62,23 +62,23 @@ Memory layout (:class:`BufferLayout`)
 
 Unit layouts (the units' documented contracts)
 ----------------------------------------------
-DMU/LPU GEMM (:mod:`hw.systolic`): A row-major Mp x ``a_pitch`` (``a_pitch`` = K elements
+DMU/LPU GEMM (:mod:`accelpool.hw.systolic`): A row-major Mp x ``a_pitch`` (``a_pitch`` = K elements
 rounded up to whole words), B K x Np, C (accumulate) Mp x Np of 32-bit, D Mp x Np of the
 output element (DMU FP32 or BF16 with ``out_bf16``, LPU INT32 or INT8 with ``requant``);
-SPMM placed on a DMU runs as a dense GEMM. AFU (:mod:`hw.afu`): dense vectors of ``count``
+SPMM placed on a DMU runs as a dense GEMM. AFU (:mod:`accelpool.hw.afu`): dense vectors of ``count``
 elements; when the micro-op covers whole rows of buffers with one pitch, the padded rows
 are one vector (the AFU also computes the padding, which nobody reads), otherwise the rows
-are packed densely (each a flit multiple, or a single row). CE (:mod:`hw.ce`): the
+are packed densely (each a flit multiple, or a single row). CE (:mod:`accelpool.hw.ce`): the
 micro-op's input rows (its pixels, ``ceil(C / ic_lanes) * ic_lanes`` bytes each), weights
-and bias as :mod:`hw.ce_layout` packs them (the bias uncorrected for the input zero point,
+and bias as :mod:`accelpool.hw.ce_layout` packs them (the bias uncorrected for the input zero point,
 which the CE takes as ``x_zero_point``: :func:`_lower_ce`), output rows of
-``ceil(M / oc_lanes) * oc_lanes`` channels. GNN (:mod:`hw.gnn`): CSR
+``ceil(M / oc_lanes) * oc_lanes`` channels. GNN (:mod:`accelpool.hw.gnn`): CSR
 ``ptr``/``idx``, features rows padded to ``ceil(F/L)*L`` BF16, output rows the same
 (BF16 with ``out_bf16``, else FP32). Scratchpad regions are aligned to the unit's word
 (at least 32 bytes).
 
 INT8 activations use ``max(x, zero_point)`` (RELU with equal input and output quantisation)
-or a 256-byte table blob (:func:`sched.golden.activations.int8_table`).
+or a 256-byte table blob (:func:`accelpool.sched.golden.activations.int8_table`).
 
 DEQUANTIZE (INT8 -> BF16) and QUANTIZE (BF16 -> INT8) run on the AFU's conversion
 functions, whose input and output element sizes differ: each box row takes
@@ -87,9 +87,9 @@ side has an ``S``-byte row pitch and the BF16 side ``2 S`` bytes, both whole fli
 the unit converts ``rows * S`` elements (the padding too, which nobody reads). The EXEC
 carries the scale as the unit takes it: DEQUANTIZE ``alpha`` = the scale rounded to BF16
 and ``a_zero_point``; QUANTIZE ``multiplier``/``shift`` = the 31-bit fixed point of
-``1 / scale`` and ``y_zero_point`` (:mod:`sched.golden.activations`).
+``1 / scale`` and ``y_zero_point`` (:mod:`accelpool.sched.golden.activations`).
 
-SMU SPMM (:mod:`hw.smu`, :mod:`sched.formats`): the sparse A must be a constant (the
+SMU SPMM (:mod:`accelpool.hw.smu`, :mod:`accelpool.sched.formats`): the sparse A must be a constant (the
 decomposition makes a sparse weight B the left operand of a transposed product,
 ``sparse_operand`` 0); it is encoded at compile time as CSR blobs, ``ptr`` (``M + 1``
 ``uint32``) and ``nz`` (``column | bf16 << 16`` per non-zero, ascending columns), each
@@ -130,12 +130,12 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
-from hw import isa
-from hw.config import DType, UnitKind
-from sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, MicroOp, OpType,
+from accelpool.hw import isa
+from accelpool.hw.config import DType, UnitKind
+from accelpool.sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, MicroOp, OpType,
                       TensorRef, channels_last_images, image_dims)
-from sched.pool import AllocationError, Pool, ScratchpadAllocator
-from sched.schedulers import Schedule
+from accelpool.sched.pool import AllocationError, Pool, ScratchpadAllocator
+from accelpool.sched.schedulers import Schedule
 
 __all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
            "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
@@ -310,7 +310,7 @@ class TileStream:
     tile: Any
     commands: list[isa.Command]
     #: Per micro-op, in stream order: ``(op id, first command, its EXEC, last command)``
-    #: (indices into :attr:`commands`; :mod:`sched.measured` maps the hardware trace to
+    #: (indices into :attr:`commands`; :mod:`accelpool.sched.measured` maps the hardware trace to
     #: micro-ops with them).
     spans: list[tuple[str, int, int, int]] = field(default_factory=list)
 
@@ -402,7 +402,7 @@ def _row_runs(layouts: Mapping[str, "BufferLayout"], ref: TensorRef, fb: int,
 def channels_last_buffers(g: Graph, fb: int) -> dict[str, int]:
     """Base buffers stored channels-last (:class:`BufferLayout`), with their block size.
 
-    Channels-last: :func:`sched.ir.channels_last_images` (the images CONVs read and write,
+    Channels-last: :func:`accelpool.sched.ir.channels_last_images` (the images CONVs read and write,
     and those element-wise micro-ops share with them). Blocks of one flit of channels
     (``fb // element bytes``, at most ``C``), so a micro-op writing a block of output
     channels writes contiguous memory; pixel-major (one block of ``C``) when a CONV reads
@@ -501,7 +501,7 @@ def _layout_memory(g: Graph, pool: Pool, lays: Mapping[str, BufferLayout], top: 
 
 def host_input_arrays(g: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Graph inputs converted as the host writes them (the golden executor's conversion)."""
-    from sched.golden.executor import Executor
+    from accelpool.sched.golden.executor import Executor
     ex = Executor(g)
     missing = [n for n in g.inputs if n not in inputs]
     if missing:
@@ -584,7 +584,7 @@ def _matrix(ref: TensorRef, who: str, what: str) -> tuple[int, int]:
 def _requant(op: MicroOp, who: str) -> tuple[int, int, int]:
     """``(multiplier, shift, zero point)`` of an INT8 result's requantisation (attrs
     ``requant``: the fixed point itself, or the scale it is derived from)."""
-    from sched.golden.numerics import quantize_multiplier
+    from accelpool.sched.golden.numerics import quantize_multiplier
     rq = op.attrs.get("requant")
     if rq is None:
         raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
@@ -594,7 +594,7 @@ def _requant(op: MicroOp, who: str) -> tuple[int, int, int]:
 
 
 def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
-    from hw.gemm_layout import a_pitch, systolic_word_bytes
+    from accelpool.hw.gemm_layout import a_pitch, systolic_word_bytes
     who = _who(op, tile)
     e = op.dtype.bytes
     R, C = tile["rows"], tile["cols"]
@@ -609,12 +609,12 @@ def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     out = op.outputs[0]
     odt = ctx.dtype(out)
     if tile.kind is UnitKind.DMU:
-        from hw.dmu import DmuFunc as funcs
+        from accelpool.hw.dmu import DmuFunc as funcs
         if odt not in (DType.FP32, DType.BF16):
             raise CodegenError(f"{who}the DMU writes FP32 or BF16, not {odt.key} ({out})")
         extra = {"out_bf16": int(odt is DType.BF16)}
     else:
-        from hw.lpu import LpuFunc as funcs
+        from accelpool.hw.lpu import LpuFunc as funcs
         if odt not in (DType.INT32, DType.INT8):
             raise CodegenError(f"{who}the LPU writes INT32 or INT8, not {odt.key} ({out})")
         extra = {"requant": 0}
@@ -742,8 +742,8 @@ def _quant_of(ctx: _Ctx, op: MicroOp, r: TensorRef, side: str, who: str) -> tupl
 
 
 def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
-    from hw.afu import AfuDType, AfuFunc
-    from sched.golden import activations as act
+    from accelpool.hw.afu import AfuDType, AfuFunc
+    from accelpool.sched.golden import activations as act
     who = _who(op, tile)
     if op.op is OpType.ELTWISE and op.dtype is not DType.BF16:
         raise NotLowered(f"{who}not lowered: the AFU's INT8 add/mul need requantisation "
@@ -831,8 +831,8 @@ def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 
 def _lower_afu_convert(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     """DEQUANTIZE (INT8 -> BF16) or QUANTIZE (BF16 -> INT8) on the AFU (module docstring)."""
-    from hw.afu import AfuDType, AfuFunc
-    from sched.golden import activations as act
+    from accelpool.hw.afu import AfuDType, AfuFunc
+    from accelpool.sched.golden import activations as act
     who = _who(op, tile)
     x, out = op.inputs[0], op.outputs[0]
     deq = op.op is OpType.DEQUANTIZE
@@ -885,8 +885,8 @@ def _lower_afu_convert(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 
 
 def _lower_gnn(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
-    from hw.gnn import GnnFunc
-    from sched.formats import encode_csr, padded_cols, word_bytes
+    from accelpool.hw.gnn import GnnFunc
+    from accelpool.sched.formats import encode_csr, padded_cols, word_bytes
     who = _who(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)
@@ -932,8 +932,8 @@ def _lower_gnn(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 def _lower_smu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     """SPMM on the SMU: ``C = A @ B`` with the sparse A a constant, as CSR blobs (module
     docstring); B rows and C rows padded to ``ceil(N/L) * L`` elements."""
-    from hw.smu import SmuFunc
-    from sched.formats import encode_csr, pack_csr, padded_cols, word_bytes
+    from accelpool.hw.smu import SmuFunc
+    from accelpool.sched.formats import encode_csr, pack_csr, padded_cols, word_bytes
     who = _who(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)
@@ -982,7 +982,7 @@ def _lower_smu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 
 
 def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
-    """CONV on the convolution engine (:mod:`hw.ce`).
+    """CONV on the convolution engine (:mod:`accelpool.hw.ce`).
 
     The image and the result are channels-last buffers (:func:`channels_last_buffers`), so
     the micro-op's input rows (pixels ``lo..hi`` of its input channels) are the CE's input
@@ -991,8 +991,8 @@ def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     subtracts ``x_zero_point`` from real taps and skips padded ones, so codegen passes
     ``x_zero_point = pad_value`` and the uncorrected bias ``b + pad_value * sum(w)`` (per
     output channel, in INT32 wraparound): the same sums bit for bit."""
-    from hw.ce import WEIGHT_DEPTH, CeFunc
-    from hw.ce_layout import ConvShape, pack_bias, pack_weights
+    from accelpool.hw.ce import WEIGHT_DEPTH, CeFunc
+    from accelpool.hw.ce_layout import ConvShape, pack_bias, pack_weights
     who = _who(op, tile)
     ol, il = tile["oc_lanes"], tile["ic_lanes"]
     if op.attrs.get("k_steps", 1) > 1:
@@ -1105,7 +1105,7 @@ def _plan(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 
 def _layout_spec():
     """``(MemFunc, MemArgs)`` of the layout engine (``hw/layout_engine.py``)."""
-    from hw.layout_engine import MemArgs, MemFunc
+    from accelpool.hw.layout_engine import MemArgs, MemFunc
     return MemFunc, MemArgs
 
 
@@ -1132,7 +1132,7 @@ def _pad_bits(value: float, dtype: DType) -> int:
 def layout_shape(op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
     """``(MemFunc, MemArgs shape fields)`` of a LAYOUT im2col or transpose on the memory
     tile's layout engine: everything but the addresses and pitches (what its cycle count
-    depends on, :mod:`sched.cost.layout`). A copy's EXEC depends on its source's memory
+    depends on, :mod:`accelpool.sched.cost.layout`). A copy's EXEC depends on its source's memory
     layout: :func:`layout_exec`.
 
     Raises
@@ -1142,7 +1142,7 @@ def layout_shape(op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
     CodegenError
         Shapes that do not agree, an element size the engine does not move.
     """
-    from sched.ir import LayoutFunc
+    from accelpool.sched.ir import LayoutFunc
     MemFunc, _ = _layout_spec()
     who = _who(op, tile)
     if op.op is not OpType.LAYOUT:
@@ -1227,7 +1227,7 @@ def _copy_out_of_channels_last(ctx: _Ctx, op: MicroOp, who: str) -> tuple[Any, d
 def _lower_layout(ctx: _Ctx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
     """``(MemFunc, MemArgs fields)`` of a LAYOUT micro-op on the memory tile's engine."""
     from amaranth.hdl import Shape
-    from sched.ir import LayoutFunc
+    from accelpool.sched.ir import LayoutFunc
     _, MemArgs = _layout_spec()
     who = _who(op, tile)
     x, out = op.inputs[0], op.outputs[0]

@@ -1,7 +1,7 @@
 """Decomposition: operator-level micro-ops tiled to the pool's units, then analysed.
 
-Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
-:class:`~sched.ir.Pipeline`):
+Passes (each a :class:`~accelpool.sched.ir.Pass`, run by :func:`decompose` in a verifying
+:class:`~accelpool.sched.ir.Pipeline`):
 
 :class:`TileOperators`
     Rebuilds the graph with every operator split into micro-ops sized for the unit that
@@ -10,7 +10,7 @@ Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
     - GEMM: output blocks ``tm x tn`` (the array's rows x cols: DMU for BF16, LPU for
       INT8) and reduction steps of ``tk`` (``max_k_tile``, and what fits in
       ``spad_fraction`` of the scratchpad). The K steps of one output block form an
-      **accumulation chain** (see :mod:`sched.ir`): step k adds into step k-1's FP32/INT32
+      **accumulation chain** (see :mod:`accelpool.sched.ir`): step k adds into step k-1's FP32/INT32
       partial sum, step 0 starts from the bias (or +0), the last step rounds/requantises
       into the result. A BF16 tile whose constant operand's block has a measured zero
       fraction >= ``sparse_threshold`` becomes SPMM (if the pool has an SMU), so one
@@ -40,7 +40,7 @@ Passes (each a :class:`~sched.ir.Pass`, run by :func:`decompose` in a verifying
     - LAYOUT (im2col, transpose, copy): kept whole (im2col: one per image).
 :class:`ReorderChannelsLast`
     Images a CONV reads or writes are kept channels-last in memory (the convolution
-    engine's layout, :func:`sched.ir.channels_last_images`), so a reshape of one into
+    engine's layout, :func:`accelpool.sched.ir.channels_last_images`), so a reshape of one into
     anything but an image is not a row-major view of memory. A micro-op reading such a
     reshape then reads a LAYOUT ``copy`` of it instead (the memory tile moves it to
     row-major), except an INT8 GEMM reading the whole flatten as its A row: codegen feeds
@@ -59,7 +59,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from hw.config import DType, PoolConfig, UnitKind, load_config
+from accelpool.hw.config import DType, PoolConfig, UnitKind, load_config
 from .frontend import check_pool_support
 from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, LayoutFunc, MicroOp,
                  OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims,
@@ -606,7 +606,7 @@ class AnnotateCosts(Pass):
     non-zeros; an activation, add or multiply is 1 FLOP per element, (de)quantisation 2;
     aggregation 1 per edge and feature (plus 1 per output for the mean); layout (im2col,
     transpose) 0. Bytes are the operand and result boxes; an SPMM's sparse operand counts
-    as the SMU's CSR (:mod:`sched.formats`): 4 bytes per non-zero (BF16 value and 16-bit
+    as the SMU's CSR (:mod:`accelpool.sched.formats`): 4 bytes per non-zero (BF16 value and 16-bit
     column) and 4 per row pointer (rows + 1).
     """
 
@@ -697,7 +697,7 @@ def decompose(graph: Graph, pool: PoolConfig | None = None,
     Parameters
     ----------
     graph : Graph
-        From :func:`sched.frontend.import_model`.
+        From :func:`accelpool.sched.frontend.import_model`.
     pool : PoolConfig, optional
         Default: ``configs/default.toml``.
     """

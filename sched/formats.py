@@ -36,7 +36,7 @@ Results (C of the SMU, aggregated features of the GNN)
 
 The decoders (:func:`unpack_csr`, :func:`unpack_dense_rows`, :func:`unpack_fp32_rows`,
 :func:`unpack_bf16_rows`, :func:`pack_result_rows`) are the encoders' inverses, used by
-the functional models (:mod:`sched.unitsim_sparse`) to read a scratchpad image.
+the functional models (:mod:`accelpool.sched.unitsim_sparse`) to read a scratchpad image.
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ def layout_spmm(a, b, lanes: int, base: int = 0, out_fill: int = 0,
 
     The image holds, in order, A's ``ptr``, A's ``nz``, B and C's region (filled with
     ``out_fill`` bytes; FP32, or BF16 with ``out_bf16``); ``args`` are the
-    :data:`hw.smu.SmuArgs` values.
+    :data:`accelpool.hw.smu.SmuArgs` values.
     """
     csr = a if isinstance(a, CsrMatrix) else encode_csr(a)
     img, p, z, d, o, rows, cols = _layout(csr, b, lanes, base, out_fill, out_bf16)
@@ -375,7 +375,7 @@ def layout_gnn(adj, x, lanes: int, base: int = 0, out_fill: int = 0,
 
     The image holds the adjacency's ``ptr`` and ``nz`` (neighbour indices, rows of X), X
     and the output region (FP32, or BF16 with ``out_bf16``); ``args`` are the
-    :data:`hw.gnn.GnnArgs` values.
+    :data:`accelpool.hw.gnn.GnnArgs` values.
     """
     csr = adj if isinstance(adj, CsrMatrix) else encode_csr(adj)
     img, p, z, d, o, rows, cols = _layout(csr, x, lanes, base, out_fill, out_bf16)

@@ -1,9 +1,9 @@
 """Functional executor of compiled command streams, through the units' ISA-level models.
 
-Runs every tile's binary stream of a :class:`sched.codegen.Program` on a model of the
-memory tile and the scratchpads, with the command semantics of :mod:`hw.isa`. An EXEC is
+Runs every tile's binary stream of a :class:`accelpool.sched.codegen.Program` on a model of the
+memory tile and the scratchpads, with the command semantics of :mod:`accelpool.hw.isa`. An EXEC is
 encoded and decoded like the RTL sees it and run by the unit's functional model
-(:func:`sched.unitsim.execute`) on the tile's scratchpad image, so a wrong address, pitch
+(:func:`accelpool.sched.unitsim.execute`) on the tile's scratchpad image, so a wrong address, pitch
 or argument gives a wrong result (or the model's refusal) here, before any RTL runs. The
 memory it leaves behind is compared bit for bit with the golden run of the graph. Timing
 is not modelled; ordering is, exactly, so that a missing token or a wrong address is an
@@ -18,7 +18,7 @@ error here rather than a flaky mismatch on the RTL:
 - **Single assignment.** Element bytes that are neither in the image (inputs, constants,
   unit-format blobs) nor stored yet are unreadable; a STORE over element bytes already
   written is an error (each result element has one place and is written once). Row
-  padding (:attr:`sched.codegen.MemoryImage.padding`) holds no element: it starts zeroed,
+  padding (:attr:`accelpool.sched.codegen.MemoryImage.padding`) holds no element: it starts zeroed,
   may be read before it is written and written more than once (LOAD/STORE round rows out
   to whole flits into it, the AFU computes it along).
 - **Flits.** LOAD/STORE addresses and lengths must be multiples of the flit size (the NI
@@ -27,7 +27,7 @@ error here rather than a flaky mismatch on the RTL:
   bytes no LOAD brought gives a wrong result; a STORE may only move into element bytes of
   memory scratchpad bytes a LOAD or an EXEC wrote. An EXEC must be for the tile's unit kind.
 - **The memory tile.** Its stream runs WAIT / EXEC / SIGNAL / END (a LOAD or STORE there
-  is an error). Its EXEC (the layout engine, :mod:`sched.unitsim_layout`) reads the
+  is an error). Its EXEC (the layout engine, :mod:`accelpool.sched.unitsim_layout`) reads the
   global memory like a LOAD (every element defined, every other tile's STORE of it
   ordered before) and writes it like a STORE (each element once); its writes are complete
   when the EXEC ends, so a SIGNAL it sends carries them. A compute tile's SIGNAL *to* the
@@ -47,10 +47,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hw import isa
-from hw.config import UnitKind
-from sched.codegen import Program
-from sched.unitsim import UnitSimError, execute
+from accelpool.hw import isa
+from accelpool.hw.config import UnitKind
+from accelpool.sched.codegen import Program
+from accelpool.sched.unitsim import UnitSimError, execute
 
 __all__ = ["ExecutionError", "MismatchError", "RunResult", "run_program", "compare_outputs",
            "golden_outputs"]
@@ -280,7 +280,7 @@ class _Machine:
     def exec_memory(self, t: _Tile, func: Any, args: Mapping[str, Any]) -> None:
         """The memory tile's layout engine: reads and writes the global memory in place,
         its reads ordered like a LOAD's, its writes single-assignment like a STORE's."""
-        from sched.unitsim_layout import layout_runs
+        from accelpool.sched.unitsim_layout import layout_runs
         try:
             reads, writes = layout_runs(func, args, len(self.mem))
         except UnitSimError as e:
@@ -357,7 +357,7 @@ def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray
 
 def golden_outputs(graph: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The golden run the streams must equal: the graph in the units' arithmetic
-    (``arithmetic="unit"`` of :mod:`sched.golden.executor`: the AFU's piecewise-linear
+    (``arithmetic="unit"`` of :mod:`accelpool.sched.golden.executor`: the AFU's piecewise-linear
     activations and BF16 add/mul, the GNN's mean as the unit computes it)."""
-    from sched.golden.executor import run_graph
+    from accelpool.sched.golden.executor import run_graph
     return run_graph(graph, inputs, arithmetic="unit")

@@ -19,7 +19,7 @@ Conventions
   ``fc1_gemm.psum0``); ``<tensor>.cols<n>`` for image ``n``'s im2col matrix;
   ``<buffer>.view<d0>x<d1>...`` for a layout-only alias; ``<const>.T`` for a constant
   transposed at compile time, ``<op>.aT`` / ``<op>.yT`` for a layer's transposed operand /
-  result (a sparse weight computed as ``C^T = B^T A^T``, :mod:`sched.decompose`). Micro-ops: ``<onnx node>/<what>``
+  result (a sparse weight computed as ``C^T = B^T A^T``, :mod:`accelpool.sched.decompose`). Micro-ops: ``<onnx node>/<what>``
   at operator level (``fc1/gemm``, ``conv1/im2col0``), tiles add ``.m<i>n<j>`` (GEMM
   output block) / ``.o<i>r<j>`` (CONV output-channel and row block) + ``k<s>`` (chain
   step, when K is split), ``.v<r>_<c>`` (vector), ``.r<i>f<j>`` (aggregation block);
@@ -33,7 +33,7 @@ Conventions
   INT8, FP32, INT32). Leading size-1 dimensions of a box are ignored. One result each.
 - **Attributes.** ``c_broadcast``: ``"row"`` (c is ``[1,N]``, added to every row) or
   ``"col"`` (``[M,1]``); ``requant``: ``{scale, multiplier, shift, zero_point}`` (INT32 ->
-  INT8, :func:`sched.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
+  INT8, :func:`accelpool.sched.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
   ``transposed``: True on a GEMM/SPMM tile that computes a block of its layer's result
   transposed (``C^T = B^T A^T``, so that a sparse weight is the left operand);
   ``strides`` (sh, sw), ``pads`` (top, left, bottom, right; per tile), ``pad_value`` (the
@@ -50,7 +50,7 @@ Conventions
   writes the result buffer, rounding to its data type (FP32 -> BF16 round to nearest even,
   or INT32 -> INT8 requantisation when ``attrs["requant"]`` is set).
 - **Data type** :attr:`MicroOp.dtype` is the type of the operands the unit consumes (what
-  ``hw.config.UNIT_DTYPES`` lists); the result's type is its buffer's. Which unit kinds
+  ``accelpool.hw.config.UNIT_DTYPES`` lists); the result's type is its buffer's. Which unit kinds
   can run what: :data:`CAPABLE_UNITS` / :attr:`MicroOp.units`.
 - **Passes** (:class:`Pass`, :class:`Pipeline`): transforms return a new or updated graph,
   analyses annotate micro-ops in place; ``requires``/``ensures`` hooks; the pipeline
@@ -78,7 +78,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from hw.config import DType, UnitKind
+from accelpool.hw.config import DType, UnitKind
 
 __all__ = [
     "IRError", "OpType", "ActFunc", "EltwiseFunc", "AggFunc", "LayoutFunc",
@@ -128,7 +128,7 @@ class LayoutFunc(enum.Enum):
     IM2COL = "im2col"        #: ``attrs``: kernel, strides, pads, dilations (one image)
     TRANSPOSE = "transpose"  #: ``out[j, i] = in[i, j]`` of a 2-D box (any element type)
     #: ``out = in`` element for element (same shape): moves a tensor between two memory
-    #: layouts, e.g. out of a channels-last image (:func:`sched.decompose.ReorderChannelsLast`)
+    #: layouts, e.g. out of a channels-last image (:func:`accelpool.sched.decompose.ReorderChannelsLast`)
     COPY = "copy"
 
 
@@ -308,7 +308,7 @@ class MicroOp:
         Measured fraction of zeros in the sparse/weight operand (0 for dense data).
     flops : int
         Arithmetic operations actually performed (a multiply-accumulate counts 2; for
-        SPMM only the non-zeros count). Filled by :func:`sched.decompose.annotate_costs`.
+        SPMM only the non-zeros count). Filled by :func:`accelpool.sched.decompose.annotate_costs`.
     bytes_in, bytes_out : int
         Bytes read and written (a sparse operand counts its non-zeros plus a bitmap).
     source : str
@@ -376,9 +376,9 @@ def channels_last_images(g: "Graph") -> set[str]:
     reads or writes (the convolution engine's layout), and every image an element-wise
     micro-op reads or writes together with one of those, whole and of the same image
     shape (so an element-wise unit sees one element order on every operand). Codegen lays
-    them out (:func:`sched.codegen.channels_last_buffers`); the decomposition copies a
+    them out (:func:`accelpool.sched.codegen.channels_last_buffers`); the decomposition copies a
     reshape of one out to row-major where a reader needs it
-    (:class:`sched.decompose.ReorderChannelsLast`)."""
+    (:class:`accelpool.sched.decompose.ReorderChannelsLast`)."""
     base = lambda r: g.base(r.buffer)   # noqa: E731
     cl = {base(r).name for o in g.ops if o.op is OpType.CONV
           for r in (o.inputs[0], o.outputs[0])}

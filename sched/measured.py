@@ -2,9 +2,9 @@
 
 Every tile that runs a stream (the compute tiles, and the memory tile for its LAYOUT
 micro-ops) records the cycle each command of its stream left ISSUE (the tile's trace
-memory, :class:`hw.tile.ComputeTile`, :class:`hw.noc.memory_tile.MemoryTile`; read back as
-:attr:`tb.soc.SocResult.trace`).
-The compiler records which commands belong to which micro-op (:attr:`sched.codegen.TileStream.spans`),
+memory, :class:`accelpool.hw.tile.ComputeTile`, :class:`accelpool.hw.noc.memory_tile.MemoryTile`; read back as
+:attr:`accelpool.tb.soc.SocResult.trace`).
+The compiler records which commands belong to which micro-op (:attr:`accelpool.sched.codegen.TileStream.spans`),
 so the measured timeline of a micro-op is
 
 - **start**: the issue cycle of its first command (a WAIT or its first LOAD);
@@ -16,8 +16,8 @@ so the measured timeline of a micro-op is
   waits for the tile's transfers to drain). The issue of the *next* command is no finish:
   when that is a WAIT it issues only once its token arrives.
 
-:func:`measured_schedule` returns it as a :class:`sched.schedulers.Schedule`, so the Gantt
-chart and the Perfetto trace of :mod:`sched.report` draw measured and predicted timelines
+:func:`measured_schedule` returns it as a :class:`accelpool.sched.schedulers.Schedule`, so the Gantt
+chart and the Perfetto trace of :mod:`accelpool.sched.report` draw measured and predicted timelines
 the same way; :func:`comparison_png` puts both on one time axis.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Hashable, Mapping
 
-from sched.schedulers import Schedule, Slot
+from accelpool.sched.schedulers import Schedule, Slot
 
 __all__ = ["MeasuredOp", "measured_ops", "measured_schedule", "comparison_png"]
 
@@ -70,7 +70,7 @@ def measured_ops(prog: Any, trace: Mapping[str, list[int]]) -> dict[Hashable, Me
 
 def measured_schedule(prog: Any, trace: Mapping[str, list[int]],
                       name: str | None = None) -> Schedule:
-    """The measured run as a :class:`~sched.schedulers.Schedule` (slots only)."""
+    """The measured run as a :class:`~accelpool.sched.schedulers.Schedule` (slots only)."""
     ops = measured_ops(prog, trace)
     sched = prog.schedule
     return Schedule(name or f"{sched.name} (measured)", sched.pool,
@@ -85,7 +85,7 @@ def comparison_png(predicted: Schedule, measured: Schedule, path: str | Path, da
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from sched.report import _op_label
+    from accelpool.sched.report import _op_label
 
     units = [u for u in predicted.pool.units]
     span = max(predicted.makespan, measured.makespan, 1)

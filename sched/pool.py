@@ -10,7 +10,7 @@ Capability registers (read-only, per tile, 32 bits each)
 =====  ==============  =================================================================
 index  name            contents
 =====  ==============  =================================================================
-0      ``KIND``        unit kind code, :attr:`hw.config.UnitKind.value` (0 = memory)
+0      ``KIND``        unit kind code, :attr:`accelpool.hw.config.UnitKind.value` (0 = memory)
 1      ``VERSION``     major << 8 | minor of the unit's hardware; major must equal
                        :data:`CAP_VERSION_MAJOR`
 2      ``DTYPES``      bit ``DType.value`` set for every input data type the unit accepts
@@ -20,7 +20,7 @@ index  name            contents
 =====  ==============  =================================================================
 
 The register map is this module's proposal for ``hw/tile``; :func:`capability_registers`
-computes the values a tile built from a :class:`~hw.config.TileConfig` must expose, so the
+computes the values a tile built from a :class:`~accelpool.hw.config.TileConfig` must expose, so the
 hardware and this check share one definition.
 
 Allocation: :class:`PoolState` reserves units over time (one micro-op at a time per unit)
@@ -37,9 +37,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-from hw.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig, UnitKind,
+from accelpool.hw.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig, UnitKind,
                        load_config)
-from sched.ir import CAPABLE_UNITS, OpType
+from accelpool.sched.ir import CAPABLE_UNITS, OpType
 
 __all__ = [
     "CapReg", "CAP_VERSION_MAJOR", "CAP_VERSION", "KIND_OPS", "SPARSE_KINDS",
@@ -80,11 +80,11 @@ CAP_VERSION_MAJOR = 1
 CAP_VERSION = CAP_VERSION_MAJOR << 8
 
 def _kind_ops(kind: UnitKind, extra: Iterable[tuple[Any, DType]] = ()) -> frozenset:
-    """(operation, operand dtype) pairs a unit kind runs, from :data:`sched.ir.CAPABLE_UNITS`."""
+    """(operation, operand dtype) pairs a unit kind runs, from :data:`accelpool.sched.ir.CAPABLE_UNITS`."""
     return frozenset([pair for pair, kinds in CAPABLE_UNITS.items() if kind in kinds] + list(extra))
 
 
-#: (OpType, DType) pairs each unit kind executes (the IR's :data:`~sched.ir.CAPABLE_UNITS`).
+#: (OpType, DType) pairs each unit kind executes (the IR's :data:`~accelpool.sched.ir.CAPABLE_UNITS`).
 KIND_OPS: Mapping[UnitKind, frozenset] = MappingProxyType({k: _kind_ops(k) for k in UnitKind})
 
 #: Kinds that exploit sparsity (their cost falls with the non-zero count).
@@ -213,7 +213,7 @@ class Pool:
     # -- construction ------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: PoolConfig | str | Path = DEFAULT_CONFIG, **kw: Any) -> "Pool":
-        """Build the pool from a config object or file (see :func:`hw.config.load_config`)."""
+        """Build the pool from a config object or file (see :func:`accelpool.hw.config.load_config`)."""
         if not isinstance(config, PoolConfig):
             config = load_config(config)
         return cls(config, **kw)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Hashable
 
-from sched.schedulers import Schedule
+from accelpool.sched.schedulers import Schedule
 
 __all__ = ["chrome_trace", "write_trace", "gantt_png"]
 

@@ -1,8 +1,8 @@
 """Schedulers: plain functions ``(dag, pool, cost) -> Schedule``.
 
 ``dag`` is a networkx DiGraph whose nodes carry the micro-op in attribute ``op``
-(:class:`sched.ir.MicroOp`); ``pool`` a :class:`sched.pool.Pool`; ``cost`` a
-:class:`sched.cost.model.CostModel` (or any object with the same ``task_cycles``,
+(:class:`accelpool.sched.ir.MicroOp`); ``pool`` a :class:`accelpool.sched.pool.Pool`; ``cost`` a
+:class:`accelpool.sched.cost.model.CostModel` (or any object with the same ``task_cycles``,
 ``edge_bytes``, ``comm_cycles`` and ``mean_comm_cycles``, such as :class:`TableCost`).
 
 =============  =========================================================================
@@ -40,8 +40,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, NamedTuple, Seque
 
 import networkx as nx
 
-from hw.config import UnitKind
-from sched.pool import AllocationError, Pool, PoolState, Unit, balance_report
+from accelpool.hw.config import UnitKind
+from accelpool.sched.pool import AllocationError, Pool, PoolState, Unit, balance_report
 
 __all__ = [
     "Slot", "Transfer", "Schedule", "TableCost", "greedy", "heft", "lookahead", "search",
@@ -110,7 +110,7 @@ class Schedule:
         return out
 
     def utilization(self) -> dict[str, float]:
-        """Per-unit busy share and per-kind balance (:func:`sched.pool.balance_report`)."""
+        """Per-unit busy share and per-kind balance (:func:`accelpool.sched.pool.balance_report`)."""
         return balance_report(self.pool, self.busy(), self.makespan)
 
     def verify(self, dag: nx.DiGraph) -> None:
@@ -342,7 +342,7 @@ def _timelines(P: "_Problem") -> dict[str, _Timeline]:
 
 def _links(cost: Any):
     """A link table for contention if the cost model has a mesh, else None."""
-    from sched.cost.model import CostModel, LinkTable
+    from accelpool.sched.cost.model import CostModel, LinkTable
     return LinkTable(cost) if isinstance(cost, CostModel) else None
 
 
@@ -366,7 +366,7 @@ def _memory_io(P: _Problem, links: Any, i: int, u: Unit, start: int, cyc: int,
         # The server takes one packet at a time, round robin: while one of this phase's
         # packets waits there (a share ld_srv / ld of the phase alone), the packets of
         # phases already booked are served first; the phase takes that much longer
-        # (:meth:`sched.cost.model.LinkTable.interference`).
+        # (:meth:`accelpool.sched.cost.model.LinkTable.interference`).
         t = links.interference(start, ld, ld_srv)
         t = max(t, links.server(ld_srv, start, book) + ld_tail)
         if book:
@@ -396,7 +396,7 @@ def replay(P: _Problem, assign: Sequence[Unit], order_key: Sequence[float], name
     Micro-ops are taken in ``order_key`` order (ties: topological), which must be a
     topological order consistent with each unit's order. A micro-op starts when its unit
     has finished the previous one and every input has arrived. Memory dataflow (the cost
-    model's default, what :mod:`sched.codegen` emits): each micro-op's LOADs and STOREs
+    model's default, what :mod:`accelpool.sched.codegen` emits): each micro-op's LOADs and STOREs
     book the links between its tile and the memory tile, and a consumer on another unit
     waits for the producer's fence and SIGNAL. Direct dataflow: a result crosses the mesh
     as one transfer per consuming micro-op on another unit, booked on the links of its

@@ -5,11 +5,11 @@
 0. preflight (seconds): every unit has RTL; the model compiles for the config's pool and
    codegen lowers every micro-op where the schedule puts it, so an impossible run fails
    before the SoC build (minutes);
-1. generate and build the SoC of the pool config (:func:`tb.soc.build_soc`), its command
+1. generate and build the SoC of the pool config (:func:`accelpool.tb.soc.build_soc`), its command
    memories deep enough for the longest stream the preflight compiled (the memory tile's
    stream, LAYOUT micro-ops on its layout engine, is one of the streams);
 2. **discovery**: read every tile's capability registers from the simulated SoC and
-   build the pool from them (:func:`sched.pool.discover`), refusing a config that
+   build the pool from them (:func:`accelpool.sched.pool.discover`), refusing a config that
    disagrees with the hardware;
 3. compile the model and schedule it on the discovered pool; codegen the per-tile
    command streams and the memory image; run them in the functional executor against
@@ -19,11 +19,11 @@
 5. report: outputs OK, measured cycles against the predicted makespan (error in %),
    per-unit busy %, NoC traffic, the simulation speed; write the predicted Gantt PNG,
    one Gantt PNG with the predicted and the measured timeline (the measured one from the
-   tiles' hardware traces, :mod:`sched.measured`) and a Perfetto trace of each.
+   tiles' hardware traces, :mod:`accelpool.sched.measured`) and a Perfetto trace of each.
 
 Each stage shows on a tqdm progress bar. A stage that cannot run says why: a unit kind
-whose RTL has not landed (:class:`hw.tile.TileError`), a micro-op placed where codegen
-emits no command (:class:`sched.codegen.NotLowered`), an unschedulable micro-op.
+whose RTL has not landed (:class:`accelpool.hw.tile.TileError`), a micro-op placed where codegen
+emits no command (:class:`accelpool.sched.codegen.NotLowered`), an unschedulable micro-op.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hw import isa
-from hw.config import DEFAULT_CONFIG, PoolConfig, load_config
+from accelpool.hw import isa
+from accelpool.hw.config import DEFAULT_CONFIG, PoolConfig, load_config
 
 __all__ = ["SimFlowError", "SimReport", "simulate", "discover_pool", "image_runs", "STAGES"]
 
@@ -106,8 +106,8 @@ def discover_pool(cfg: PoolConfig, build) -> Any:
     sched.pool.DiscoveryError
         If the config disagrees with the hardware (each register that differs is named).
     """
-    from sched.pool import discover
-    from tb.soc import SocJob, discovered_register_reader, run_job
+    from accelpool.sched.pool import discover
+    from accelpool.tb.soc import SocJob, discovered_register_reader, run_job
 
     stamp = build.build_dir / ".stamp"
     key = (str(build.build_dir), stamp.read_text() if stamp.exists() else None)
@@ -148,10 +148,10 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
     """
     from tqdm import tqdm
 
-    from tb.harness import simulator
-    from tb.soc import SocJob, build_soc, command_depth_for, run_job
+    from accelpool.tb.harness import simulator
+    from accelpool.tb.soc import SocJob, build_soc, command_depth_for, run_job
 
-    from hw.tile import check_buildable
+    from accelpool.hw.tile import check_buildable
 
     sim = simulator(sim)
     cfg = load_config(pool)
@@ -162,13 +162,13 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         bar.set_description(name)
 
     try:
-        from sched import models
-        from sched.codegen import compile_schedule
-        from sched.decompose import compile_model
-        from sched.frontend import load_onnx
-        from sched.funcsim import compare_outputs, golden_outputs, run_program
-        from sched.pool import Pool
-        from sched.schedulers import SCHEDULERS
+        from accelpool.sched import models
+        from accelpool.sched.codegen import compile_schedule
+        from accelpool.sched.decompose import compile_model
+        from accelpool.sched.frontend import load_onnx
+        from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
+        from accelpool.sched.pool import Pool
+        from accelpool.sched.schedulers import SCHEDULERS
         if scheduler not in SCHEDULERS:
             raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
         graph = compile_model(model, cfg)
@@ -176,8 +176,8 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         inputs = models.example_inputs(proto, seed=seed)
 
         def codegen(pool_):
-            from sched.calibration import cost_model
-            from sched.codegen import NotLowered
+            from accelpool.sched.calibration import cost_model
+            from accelpool.sched.codegen import NotLowered
             cost = cost_model(pool_)          # with the pool's stored calibration, if any
             sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
             try:
@@ -223,7 +223,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         bar.update()
 
         stage("compare")
-        from sched.codegen import NP_DTYPE
+        from accelpool.sched.codegen import NP_DTYPE
         got = {name: prog.layouts[name].unpack(res.readback[name], NP_DTYPE[graph.base(name).dtype])
                for name in graph.outputs}
         mismatch = ""
@@ -252,9 +252,9 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
 
 def _stream_prediction(prog, cfg: PoolConfig) -> int:
     """The compiled streams' own predicted END (command timing rules with the memory tile's
-    contention, :func:`sched.cost.stream.program_timelines`), 0 if unavailable."""
+    contention, :func:`accelpool.sched.cost.stream.program_timelines`), 0 if unavailable."""
     try:
-        from sched.cost.stream import program_timelines
+        from accelpool.sched.cost.stream import program_timelines
     except ImportError:
         return 0
     lines = program_timelines(prog, cfg)
@@ -264,8 +264,8 @@ def _stream_prediction(prog, cfg: PoolConfig) -> int:
 def _write_reports(out_dir: Path, stem: str, schedule, graph, prog, trace) -> dict[str, Path]:
     """Predicted and measured timelines: one Gantt PNG with both on one time axis, and a
     Perfetto trace of each (the measured one from the tiles' hardware traces)."""
-    from sched.measured import comparison_png, measured_schedule
-    from sched.report import write_trace
+    from accelpool.sched.measured import comparison_png, measured_schedule
+    from accelpool.sched.report import write_trace
 
     measured = measured_schedule(prog, trace)
     return {"gantt": comparison_png(schedule, measured, out_dir / f"{stem}_gantt.png", graph.dag),

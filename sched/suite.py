@@ -1,13 +1,13 @@
 """The scheduler benchmark suite: random micro-op DAGs and the built-in models.
 
-:func:`random_dag` draws a layered DAG of real :class:`~sched.ir.MicroOp` s with the mix
+:func:`random_dag` draws a layered DAG of real :class:`~accelpool.sched.ir.MicroOp` s with the mix
 of operation types a decomposed network has (dense and sparse BF16 GEMM tiles, INT8 GEMM
 and convolution tiles, activations, graph aggregation), tile-sized shapes, and edge
 ``bytes`` attributes (a micro-op's result bytes shared among its consumers). They carry
 no buffers: they exercise scheduling, not arithmetic.
 
 :func:`benchmark_suite` yields ``(name, dag)`` pairs: the built-in models decomposed for
-the default pool (when ``sched.models`` and ``sched.decompose`` are available) and a fixed
+the default pool (when ``accelpool.sched.models`` and ``accelpool.sched.decompose`` are available) and a fixed
 set of random DAGs.
 """
 
@@ -18,8 +18,8 @@ from typing import Iterator
 import networkx as nx
 import numpy as np
 
-from hw.config import DType
-from sched.ir import ActFunc, AggFunc, MicroOp, OpType
+from accelpool.hw.config import DType
+from accelpool.sched.ir import ActFunc, AggFunc, MicroOp, OpType
 
 __all__ = ["random_dag", "benchmark_suite", "RANDOM_SUITE", "SKIPPED"]
 
@@ -123,7 +123,7 @@ def benchmark_suite(include_models: bool = True) -> Iterator[tuple[str, nx.DiGra
 
 def _model_dags() -> Iterator[tuple[str, nx.DiGraph]]:
     try:
-        from sched import decompose, models
+        from accelpool.sched import decompose, models
     except ImportError:     # the front end's models have not landed on this branch
         return
     for name in models.BUILTIN_MODELS:

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from hw.config import UnitKind, load_config
-from sched.calibration import (SWEEPS, _check_bench,
+from accelpool.hw.config import UnitKind, load_config
+from accelpool.sched.calibration import (SWEEPS, _check_bench,
                                calibrate_in_rtl, calibrated_params, calibration_path,
                                calibration_pools, cost_model, load_calibration)
-from sched.cost.model import CostModel, KindParams
-from sched.pool import Pool
+from accelpool.sched.cost.model import CostModel, KindParams
+from accelpool.sched.pool import Pool
 
 
 def test_calibration_pools_keep_the_unit_and_its_distance_to_memory():
@@ -130,7 +130,7 @@ def test_ce_calibration_in_rtl(sim):
 
 
 def test_default_pool_calibration_is_stored_and_applies():
-    # configs/default.calibration.json (python -m sched.calibration --pool configs/default.toml)
+    # configs/default.calibration.json (python -m accelpool.sched.calibration --pool configs/default.toml)
     # covers every unit kind of the default pool, for the formulas the model uses now.
     cfg = load_config("default")
     pool = Pool(cfg)

@@ -6,8 +6,8 @@ import sys
 import onnx
 import pytest
 
-from sched import models
-from sched.cli import build_parser, main
+from accelpool.sched import models
+from accelpool.sched.cli import build_parser, main
 
 
 def test_compile_builtin_prints_summary_and_writes_json_and_dot(tmp_path, capsys):
@@ -72,7 +72,7 @@ def test_subcommands_are_extensible():
 
 
 def test_module_entry_point(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sched.cli", "compile", "transformer"],
+    r = subprocess.run([sys.executable, "-m", "accelpool.sched.cli", "compile", "transformer"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "act.gelu" in r.stdout
@@ -84,8 +84,8 @@ def test_sim_says_what_it_runs_while_rtl_is_not_reachable(capsys, tmp_path):
     # the RTL run is not possible, before any build, and run everything short of codegen.
     import onnx
     from onnx import helper
-    from sched.cli import main
-    from sched.test_frontend import make, vi
+    from accelpool.sched.cli import main
+    from accelpool.sched.test_frontend import make, vi
     path = tmp_path / "gelu_tanh.onnx"
     onnx.save(make([helper.make_node("Gelu", ["x"], ["y"], name="g", approximate="tanh")],
                    [vi("x", [4, 16])], [vi("y", [4, 16])]), path)
@@ -102,13 +102,13 @@ def test_sim_says_what_it_runs_while_rtl_is_not_reachable(capsys, tmp_path):
 def test_rtl_models_are_the_ones_codegen_lowers():
     """The list `accelpool sim` offers is what the end-to-end RTL tests run, and each of
     those models compiles to binary streams under heft on the default pool."""
-    from sched.cli import RTL_MODELS
-    from sched.codegen import compile_schedule
-    from sched.cost.model import CostModel
-    from sched.decompose import compile_model
-    from sched.pool import Pool
-    from sched.schedulers import heft
-    from tb.test_e2e import LOWERED
+    from accelpool.sched.cli import RTL_MODELS
+    from accelpool.sched.codegen import compile_schedule
+    from accelpool.sched.cost.model import CostModel
+    from accelpool.sched.decompose import compile_model
+    from accelpool.sched.pool import Pool
+    from accelpool.sched.schedulers import heft
+    from accelpool.tb.test_e2e import LOWERED
     assert tuple(RTL_MODELS) == tuple(LOWERED)
     pool = Pool.from_config("default")
     for m in RTL_MODELS:

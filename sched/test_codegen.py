@@ -15,17 +15,17 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.config import DType, UnitKind
-from sched import codegen, models
-from sched.codegen import BufferLayout, CodegenError, NotLowered, compile_schedule
-from sched.cost.model import CostModel
-from sched.decompose import compile_model
-from sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golden_outputs,
+from accelpool.hw import isa
+from accelpool.hw.config import DType, UnitKind
+from accelpool.sched import codegen, models
+from accelpool.sched.codegen import BufferLayout, CodegenError, NotLowered, compile_schedule
+from accelpool.sched.cost.model import CostModel
+from accelpool.sched.decompose import compile_model
+from accelpool.sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golden_outputs,
                            run_program)
-from sched.ir import Buffer, BufferKind, Graph, TensorRef
-from sched.pool import Pool
-from sched.schedulers import SCHEDULERS, greedy, heft
+from accelpool.sched.ir import Buffer, BufferKind, Graph, TensorRef
+from accelpool.sched.pool import Pool
+from accelpool.sched.schedulers import SCHEDULERS, greedy, heft
 
 POOL = Pool.from_config("default")
 _CACHE: dict = {}
@@ -345,7 +345,7 @@ def test_placements_that_are_not_lowered_say_why(model, what, tile, why):
 
 
 def test_int32_dequantize_is_not_lowered():
-    from sched.ir import MicroOp, OpType
+    from accelpool.sched.ir import MicroOp, OpType
     g = Graph("dq32")
     x = g.add_buffer(Buffer("x", (4, 8), DType.INT32, BufferKind.INPUT))
     y = g.add_buffer(Buffer("y", (4, 8), DType.BF16, BufferKind.OUTPUT))
@@ -362,8 +362,8 @@ def test_int32_dequantize_is_not_lowered():
 def _quantized_chain(rows, k, n, *, zp_x=-5, zp_d=3, zp_y=-2):
     """x <bf16> -QUANTIZE (AFU)-> xq <int8> -GEMM<int8> (LPU, requant)-> d <int8>
     -DEQUANTIZE (AFU)-> y <bf16>: the ends of a quantised model such as qcnn."""
-    from sched.golden.numerics import quantize_multiplier
-    from sched.ir import MicroOp, OpType, QuantParams
+    from accelpool.sched.golden.numerics import quantize_multiplier
+    from accelpool.sched.ir import MicroOp, OpType, QuantParams
     rng = np.random.default_rng(5)
     g = Graph("qchain")
     x = g.add_buffer(Buffer("x", (rows, k), DType.BF16, BufferKind.INPUT))
@@ -394,8 +394,8 @@ def test_quantize_gemm_dequantize_chain_runs_bit_exact(rows, k, n):
     """QUANTIZE and DEQUANTIZE lowered on the AFU around an INT8 GEMM on the LPU: the
     streams reproduce the golden (unit arithmetic) outputs bit for bit through the
     functional executor; the EXECs carry the unit's scale encodings and row strides."""
-    from hw.afu import AfuFunc
-    from sched.golden import activations as act
+    from accelpool.hw.afu import AfuFunc
+    from accelpool.sched.golden import activations as act
     g, inputs = _quantized_chain(rows, k, n)
     s = heft(g.dag, POOL, CostModel(POOL))
     assert (s.slots["quant"].unit, s.slots["gemm"].unit, s.slots["dequant"].unit) == \
@@ -410,7 +410,7 @@ def test_quantize_gemm_dequantize_chain_runs_bit_exact(rows, k, n):
     assert (q["multiplier"], q["shift"]) == act.quantize_args(0.02) and q["y_zero_point"] == -5
     assert dq["alpha"] == act.dequantize_scale_bits(0.3) and dq["a_zero_point"] == -2
     # the golden itself: the output is the AFU's dequantisation of the LPU's INT8 result
-    from sched.golden.executor import Executor
+    from accelpool.sched.golden.executor import Executor
     ex = Executor(g, arithmetic="unit")
     ex.run(inputs)
     np.testing.assert_array_equal(
@@ -428,7 +428,7 @@ def test_quantize_gemm_dequantize_chain_runs_bit_exact(rows, k, n):
 
 
 def test_conversion_lowering_errors():
-    from sched.ir import MicroOp, OpType
+    from accelpool.sched.ir import MicroOp, OpType
     g = Graph("bad")
     x = g.add_buffer(Buffer("x", (2, 8), DType.BF16, BufferKind.INPUT))
     y = g.add_buffer(Buffer("y", (2, 8), DType.INT8, BufferKind.OUTPUT))
@@ -474,7 +474,7 @@ def test_flatten_of_a_channels_last_image_into_a_float_gemm_is_not_lowered():
     b = g.add_buffer(Buffer("b", (128, 8), DType.BF16, BufferKind.CONST,
                             data=np.ones((128, 8), np.float32)))
     o = g.add_buffer(Buffer("o", (1, 8), DType.FP32, BufferKind.OUTPUT))
-    from sched.ir import MicroOp, OpType
+    from accelpool.sched.ir import MicroOp, OpType
     g.add_op(MicroOp("conv", OpType.CONV, DType.INT8, (TensorRef.whole(x), TensorRef.whole(w)),
                      (TensorRef.whole(y),), shape={"IC": 8, "H": 4, "W": 4, "OC": 8, "KH": 1,
                                                    "KW": 1, "OH": 4, "OW": 4},
@@ -516,7 +516,7 @@ def test_listing_and_binary():
 def test_memory_too_small_is_a_clear_error():
     g, inputs, prog = program("gcn")
     import tomllib
-    from hw.config import DEFAULT_CONFIG, parse_config
+    from accelpool.hw.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
     doc["tile"][0]["bytes"] = 4096
     small = Pool(parse_config(doc))
@@ -556,7 +556,7 @@ def _one_op_program(bufs, op, inputs):
     ("sigmoid", (0.05, 0), (1 / 256, -128)),
     ("leaky_relu", (0.05, 2), (0.04, 0))])
 def test_int8_activations(func, xq, yq):
-    from sched.ir import ActFunc, MicroOp, OpType, QuantParams
+    from accelpool.sched.ir import ActFunc, MicroOp, OpType, QuantParams
     x = Buffer("x", (3, 20), DType.INT8, BufferKind.INPUT, quant=QuantParams(*xq))
     y = Buffer("y", (3, 20), DType.INT8, BufferKind.OUTPUT, quant=QuantParams(*yq))
     op = MicroOp("act", OpType.ACT, DType.INT8, (TensorRef.whole(x),), (TensorRef.whole(y),),
@@ -570,8 +570,8 @@ def test_int8_activations(func, xq, yq):
 
 
 def test_lpu_gemm_with_requantisation_is_lowered():
-    from sched.golden.numerics import quantize_multiplier
-    from sched.ir import MicroOp, OpType
+    from accelpool.sched.golden.numerics import quantize_multiplier
+    from accelpool.sched.ir import MicroOp, OpType
     rng = np.random.default_rng(4)
     a = Buffer("a", (8, 24), DType.INT8, BufferKind.INPUT)
     w = rng.integers(-128, 128, (24, 12)).astype(np.int8)
@@ -618,7 +618,7 @@ def test_model_dequantize_ops_are_lowered(model, count, loads, stores):
     """The DEQUANTIZE ending qcnn's INT8 layers ([1, 10]: one 16-byte INT8 row in, 20
     BF16 bytes rounded to 24 out) and mixed's ([8, 32]: whole rows, one transfer each way)
     plan on the AFU."""
-    from hw.afu import AfuFunc
+    from accelpool.hw.afu import AfuFunc
     g = compile_model(model)
     ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
     tile = POOL.unit("afu0").tile
@@ -640,7 +640,7 @@ def test_cnn_runs_bit_exact_under_every_scheduler(scheduler):
     """cnn's im2col micro-ops run on the memory tile's own stream (WAIT for the producer,
     EXEC of the layout engine, a SIGNAL to each consuming tile); the whole program, with
     and without fences, reproduces the golden outputs."""
-    from hw.layout_engine import MemFunc
+    from accelpool.hw.layout_engine import MemFunc
     g, inputs, prog, gold = compiled("cnn", SCHEDULERS[scheduler])
     mem = prog.streams["mem"]
     kinds = [c.opcode for c in mem.commands]
@@ -730,7 +730,7 @@ def test_memory_tile_load_or_store_faults():
 
 def _layout_graph(dtype, rows, cols, chain):
     """x [rows, cols] -> (relu on the AFU ->) transpose on the memory tile -> (relu ->) y."""
-    from sched.ir import ActFunc, LayoutFunc, MicroOp, OpType
+    from accelpool.sched.ir import ActFunc, LayoutFunc, MicroOp, OpType
     g = Graph("transpose")
     x = g.add_buffer(Buffer("x", (rows, cols), dtype, BufferKind.INPUT))
     y = g.add_buffer(Buffer("y", (cols, rows), dtype, BufferKind.OUTPUT))
@@ -752,7 +752,7 @@ def _layout_graph(dtype, rows, cols, chain):
                                                     (DType.BF16, 16, 3, False),
                                                     (DType.INT8, 7, 9, False)])
 def test_transpose_runs_bit_exact(dtype, rows, cols, chain):
-    from hw.layout_engine import MemFunc
+    from accelpool.hw.layout_engine import MemFunc
     g = _layout_graph(dtype, rows, cols, chain)
     rng = np.random.default_rng(rows * cols)
     vals = (rng.standard_normal((rows, cols)).astype(np.float32) if dtype is DType.BF16
@@ -775,7 +775,7 @@ def test_transpose_runs_bit_exact(dtype, rows, cols, chain):
 
 
 def _im2col_op(g, x_ref, c, kh, kw, oh, ow, **attrs):
-    from sched.ir import LayoutFunc, MicroOp, OpType
+    from accelpool.sched.ir import LayoutFunc, MicroOp, OpType
     cols = g.add_buffer(Buffer("cols", (c * kh * kw, oh * ow), DType.BF16, BufferKind.OUTPUT))
     return g.add_op(MicroOp("im", OpType.LAYOUT, DType.BF16, (x_ref,), (TensorRef.whole(cols),),
                             LayoutFunc.IM2COL, {"n": cols.size},
@@ -828,8 +828,8 @@ def test_copy_out_of_a_channels_last_image_is_one_transpose():
     read as 8 nodes x 64 features through a LAYOUT copy: one TRANSPOSE on the memory tile.
     On a pool without the SMU (its SPMM tiles run densely on the DMUs) every scheduler's
     program reproduces the golden outputs."""
-    from hw.layout_engine import MemFunc
-    from sched.schedulers import SCHEDULERS as ALL
+    from accelpool.hw.layout_engine import MemFunc
+    from accelpool.sched.schedulers import SCHEDULERS as ALL
     g = compile_model("mixed")
     pool = Pool(POOL.config, kinds=[k for k in UnitKind if k is not UnitKind.SMU])
     inputs = models.example_inputs(models.build("mixed"))
@@ -848,7 +848,7 @@ def test_copy_out_of_a_channels_last_image_is_one_transpose():
                                      "rows": 64, "cols": 8}
         compare_outputs(run_program(prog).outputs, gold)
     # a copy between row-major buffers has no EXEC
-    from sched.ir import LayoutFunc, MicroOp, OpType
+    from accelpool.sched.ir import LayoutFunc, MicroOp, OpType
     g2 = Graph("rowcopy")
     a = g2.add_buffer(Buffer("a", (4, 8), DType.BF16, BufferKind.INPUT))
     b = g2.add_buffer(Buffer("b", (4, 8), DType.BF16, BufferKind.OUTPUT))
@@ -864,7 +864,7 @@ def _sparse_tiles_graph():
     transposes: y = Wt @ xT with Wt[16, 40] a sparse constant (an empty row, a -0 entry),
     xT[40, 12] an input; rows 0..7 on the SMU (BF16), rows 8..15 on a DMU (dense), and all
     16 rows again on the SMU into an FP32 result."""
-    from sched.ir import MicroOp, OpType
+    from accelpool.sched.ir import MicroOp, OpType
     rng = np.random.default_rng(12)
     wt = rng.standard_normal((16, 40)).astype(np.float32)
     wt *= rng.random((16, 40)) < 0.2
@@ -889,9 +889,9 @@ def test_sparse_tiles_run_on_the_smu_bit_exact():
     """SPMM with a constant sparse A lowered on the SMU (CSR blobs, B and C rows padded to
     the 64 lanes, BF16 or FP32 result) and, densely, on a DMU: the functional run equals
     the golden bit for bit; a wrong non-zero count or B address is caught."""
-    from hw.smu import SmuFunc
-    from sched.formats import encode_csr, pack_csr
-    from sched.schedulers import Schedule, Slot
+    from accelpool.hw.smu import SmuFunc
+    from accelpool.sched.formats import encode_csr, pack_csr
+    from accelpool.sched.schedulers import Schedule, Slot
     g, inputs = _sparse_tiles_graph()
     s = Schedule("manual", POOL, {"smu": Slot("smu0", 0, 1), "dmu": Slot("dmu0", 0, 1),
                                   "smu32": Slot("smu0", 1, 2)})
@@ -928,7 +928,7 @@ def test_sparse_tiles_run_on_the_smu_bit_exact():
 
 
 def test_spmm_the_smu_cannot_take_says_why():
-    from sched.ir import MicroOp, OpType
+    from accelpool.sched.ir import MicroOp, OpType
     g, _ = _sparse_tiles_graph()
     tile = POOL.unit("smu0").tile
     ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
@@ -956,10 +956,10 @@ def test_mixed_with_every_sparse_tile_on_the_smu():
     """mixed's sparse_fc with all four SPMM tiles forced onto the SMU (heft places most on
     the DMUs): A^T by the memory tile, the SMU's C^T tiles from CSR blobs of W^T, the
     transpose back into h3's columns; the streams reproduce the golden bit for bit."""
-    from hw.layout_engine import MemFunc
-    from hw.smu import SmuFunc
-    from sched.ir import OpType
-    from sched.schedulers import Schedule, Slot
+    from accelpool.hw.layout_engine import MemFunc
+    from accelpool.hw.smu import SmuFunc
+    from accelpool.sched.ir import OpType
+    from accelpool.sched.schedulers import Schedule, Slot
     g, inputs, prog, gold = compiled("mixed")
     slots = {n: (Slot("smu0", s.start, s.finish) if g.op(n).op is OpType.SPMM else s)
              for n, s in prog.schedule.slots.items()}
@@ -975,7 +975,7 @@ def test_mixed_with_every_sparse_tile_on_the_smu():
 
 
 def test_an_exec_whose_arguments_do_not_fit_is_a_clear_error():
-    from hw.dmu import DmuFunc
+    from accelpool.hw.dmu import DmuFunc
     args = dict(a_addr=0, b_addr=0, d_addr=0, c_addr=0, m=1 << 20, n=1, k=1, accumulate=0,
                 out_bf16=0)
     with pytest.raises(CodegenError, match=r"^Micro-op 'x': its EXEC does not encode: "

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from hw.config import DType, UnitKind, parse_config, load_config
-from sched import models
-from sched.decompose import (AnnotateCosts, DecomposeOptions, TilePlan, compile_model,
+from accelpool.hw.config import DType, UnitKind, parse_config, load_config
+from accelpool.sched import models
+from accelpool.sched.decompose import (AnnotateCosts, DecomposeOptions, TilePlan, compile_model,
                              decompose)
-from sched.frontend import import_model
-from sched.golden.executor import run_graph
-from sched.ir import BufferKind, IRError, LayoutFunc, OpType, TensorRef, verify
-from sched.test_frontend import make, vi
+from accelpool.sched.frontend import import_model
+from accelpool.sched.golden.executor import run_graph
+from accelpool.sched.ir import BufferKind, IRError, LayoutFunc, OpType, TensorRef, verify
+from accelpool.sched.test_frontend import make, vi
 
 POOL = load_config()
 BF16 = ml_dtypes.bfloat16
@@ -306,8 +306,8 @@ def test_reshape_of_a_channels_last_image_is_read_through_a_copy():
     channels-last that is not a row-major view, so the INT8 GEMM reads a LAYOUT copy; qcnn's
     flatten into an INT8 GEMM chain is read in stored order (no copy), and the graphs still
     compute the same bits."""
-    from sched.decompose import ReorderChannelsLast
-    from sched.ir import LayoutFunc, channels_last_images
+    from accelpool.sched.decompose import ReorderChannelsLast
+    from accelpool.sched.ir import LayoutFunc, channels_last_images
     g = compile_model("mixed")
     assert channels_last_images(g) == {"x", "h1"}
     copies = [o for o in g.ops if o.func is LayoutFunc.COPY]

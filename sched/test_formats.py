@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from sched.formats import (MemoryImage, encode_csr, layout_gnn, layout_spmm, pack_csr,
+from accelpool.sched.formats import (MemoryImage, encode_csr, layout_gnn, layout_spmm, pack_csr,
                            pack_dense_rows, pack_result_rows, padded_cols, unpack_bf16_rows,
                            unpack_csr, unpack_dense_rows, unpack_fp32_rows, word_bytes)
 

@@ -3,10 +3,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hw.config import DType, load_config, parse_config
-from sched import models
-from sched.frontend import FrontendError, SUPPORTED_OPS, import_model, load_onnx
-from sched.ir import AggFunc, BufferKind, EltwiseFunc, LayoutFunc, OpType, verify
+from accelpool.hw.config import DType, load_config, parse_config
+from accelpool.sched import models
+from accelpool.sched.frontend import FrontendError, SUPPORTED_OPS, import_model, load_onnx
+from accelpool.sched.ir import AggFunc, BufferKind, EltwiseFunc, LayoutFunc, OpType, verify
 
 
 def make(nodes, inputs, outputs, inits=None, opset=20, check=True):
@@ -177,8 +177,8 @@ def qdq_model():
 
 
 def test_qdq_format_is_fused_into_int8_units():
-    from sched.decompose import decompose
-    from sched.golden.executor import compare_with_onnxruntime
+    from accelpool.sched.decompose import decompose
+    from accelpool.sched.golden.executor import compare_with_onnxruntime
     m = qdq_model()
     g = import_model(m, load_config())
     assert [(o.op, o.dtype, o.source_op) for o in g.ops] == [

@@ -8,17 +8,17 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.config import DType, UnitKind
-from sched import models
-from sched.codegen import compile_schedule
-from sched.cost.model import CostModel
-from sched.decompose import compile_model
-from sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golden_outputs,
+from accelpool.hw import isa
+from accelpool.hw.config import DType, UnitKind
+from accelpool.sched import models
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.cost.model import CostModel
+from accelpool.sched.decompose import compile_model
+from accelpool.sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golden_outputs,
                            run_program)
-from sched.ir import ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef
-from sched.pool import Pool
-from sched.schedulers import heft
+from accelpool.sched.ir import ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef
+from accelpool.sched.pool import Pool
+from accelpool.sched.schedulers import heft
 
 POOL = Pool.from_config("default")
 

@@ -4,8 +4,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hw.config import DType, UnitKind
-from sched.ir import (ActFunc, Buffer, BufferKind, FunctionPass, Graph, IRError, LayoutFunc,
+from accelpool.hw.config import DType, UnitKind
+from accelpool.sched.ir import (ActFunc, Buffer, BufferKind, FunctionPass, Graph, IRError, LayoutFunc,
                       MicroOp, OpType, Pipeline, TensorRef, verify)
 
 

@@ -1,4 +1,4 @@
-"""Tests of the measured timeline built from the tiles' traces (:mod:`sched.measured`).
+"""Tests of the measured timeline built from the tiles' traces (:mod:`accelpool.sched.measured`).
 
 The hardware side (the trace memory stamping every command) is tested in
 ``hw/test_controller.py``, ``hw/test_tile.py`` and ``hw/test_soc.py``; the end-to-end
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from hw import isa
-from sched.codegen import compile_schedule
-from sched.cost.model import CostModel
-from sched.decompose import compile_model
-from sched.measured import comparison_png, measured_ops, measured_schedule
-from sched.pool import Pool
-from sched.schedulers import heft
+from accelpool.hw import isa
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.cost.model import CostModel
+from accelpool.sched.decompose import compile_model
+from accelpool.sched.measured import comparison_png, measured_ops, measured_schedule
+from accelpool.sched.pool import Pool
+from accelpool.sched.schedulers import heft
 
 POOL = Pool.from_config("default")
 

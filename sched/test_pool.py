@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw.config import DType, UnitKind, load_config
-from sched.ir import MicroOp, OpType
-from sched.pool import (CAP_VERSION, AllocationError, CapReg, DiscoveryError, Pool, PoolState,
+from accelpool.hw.config import DType, UnitKind, load_config
+from accelpool.sched.ir import MicroOp, OpType
+from accelpool.sched.pool import (CAP_VERSION, AllocationError, CapReg, DiscoveryError, Pool, PoolState,
                         ScratchpadAllocator, UnschedulableError, balance_report,
                         capability_registers, discover)
 
@@ -38,7 +38,7 @@ def test_capabilities_from_config(cfg):
 def test_spmm_the_smu_cannot_take_goes_to_a_dmu(cfg):
     """The SMU multiplies a sparse A and starts every sum at +0: an SPMM tile with a sparse
     B or an accumulator operand (a bias, a later K step) is offered only the DMUs."""
-    from sched.ir import TensorRef
+    from accelpool.sched.ir import TensorRef
     pool = Pool.from_config(cfg)
     r = TensorRef("t", (0, 0), (8, 8))
     with_c = MicroOp("c", OpType.SPMM, DType.BF16, (r, r, r), (r,))

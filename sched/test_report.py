@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from sched.cost.model import CostModel
-from sched.pool import Pool
-from sched.report import chrome_trace, gantt_png, write_trace
-from sched.schedulers import heft
-from sched.suite import random_dag
+from accelpool.sched.cost.model import CostModel
+from accelpool.sched.pool import Pool
+from accelpool.sched.report import chrome_trace, gantt_png, write_trace
+from accelpool.sched.schedulers import heft
+from accelpool.sched.suite import random_dag
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sched.cli import main
+from accelpool.sched.cli import main
 
 
 def test_schedule_prints_the_summary_and_runs_the_streams(tmp_path, capsys):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from hw.config import DType, UnitKind, parse_config
-from sched.ir import MicroOp, OpType
-from sched.pool import AllocationError, Pool, UnschedulableError
-from sched.schedulers import (SCHEDULERS, TableCost, greedy, heft, lookahead, lower_bound,
+from accelpool.hw.config import DType, UnitKind, parse_config
+from accelpool.sched.ir import MicroOp, OpType
+from accelpool.sched.pool import AllocationError, Pool, UnschedulableError
+from accelpool.sched.schedulers import (SCHEDULERS, TableCost, greedy, heft, lookahead, lower_bound,
                               search, upward_rank, _Problem)
 
 # Topcuoglu, Hariri and Wu, "Performance-effective and low-complexity task scheduling for
@@ -103,7 +103,7 @@ def test_unschedulable_micro_op_is_a_clear_error():
 def test_verify_catches_overlap_and_early_start():
     dag, pool, cost = paper_problem()
     s = heft(dag, pool, cost)
-    from sched.schedulers import Slot
+    from accelpool.sched.schedulers import Slot
     bad = dict(s.slots)
     a = s.slots[2]
     bad[2] = Slot(a.unit, s.slots[1].finish - 1, s.slots[1].finish - 1 + (a.finish - a.start))
@@ -114,8 +114,8 @@ def test_verify_catches_overlap_and_early_start():
 
 # -- the benchmark suite ----------------------------------------------------------------
 
-from sched.cost.model import CostModel  # noqa: E402
-from sched.suite import benchmark_suite, random_dag  # noqa: E402
+from accelpool.sched.cost.model import CostModel  # noqa: E402
+from accelpool.sched.suite import benchmark_suite, random_dag  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -198,15 +198,15 @@ def test_direct_dataflow_schedules_are_valid_too(default_pool):
 @pytest.mark.parametrize("scheduler", ["greedy", "heft", "lookahead"])
 def test_predicted_makespan_is_within_10_percent_of_the_compiled_streams(name, scheduler):
     """The schedule's makespan (command-level occupancy, the memory tile as one shared
-    server) against the compiled streams' own timing (``sched.cost.stream``, equal to the
+    server) against the compiled streams' own timing (``accelpool.sched.cost.stream``, equal to the
     RTL's traces: ``sched/cost/test_stream.py``, ``tb/test_e2e.py``)."""
-    from hw.config import load_config
-    from sched.codegen import compile_schedule
-    from sched.cost.model import CostModel
-    from sched.cost.stream import program_timelines
-    from sched.decompose import compile_model
-    from sched.pool import Pool
-    from sched.schedulers import SCHEDULERS
+    from accelpool.hw.config import load_config
+    from accelpool.sched.codegen import compile_schedule
+    from accelpool.sched.cost.model import CostModel
+    from accelpool.sched.cost.stream import program_timelines
+    from accelpool.sched.decompose import compile_model
+    from accelpool.sched.pool import Pool
+    from accelpool.sched.schedulers import SCHEDULERS
     cfg = load_config("default")
     pool = Pool(cfg)
     g = compile_model(name, cfg)

@@ -6,19 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.config import load_config, parse_config
-from hw.tile import TileError
-from sched.pool import DiscoveryError
-from sched.simflow import discover_pool, image_runs, simulate
-from tb.soc import build_soc, config_doc
+from accelpool.hw.config import load_config, parse_config
+from accelpool.hw.tile import TileError
+from accelpool.sched.pool import DiscoveryError
+from accelpool.sched.simflow import discover_pool, image_runs, simulate
+from accelpool.tb.soc import build_soc, config_doc
 
 
 def test_pool_with_a_unit_without_rtl_is_refused_by_name(monkeypatch):
-    import hw.tile
-    from hw.config import UnitKind
-    builders = dict(hw.tile.UNIT_BUILDERS)
-    builders[UnitKind.SMU] = ("hw.smu_not_landed", builders[UnitKind.SMU][1])
-    monkeypatch.setattr(hw.tile, "UNIT_BUILDERS", builders)
+    import accelpool.hw.tile as tile_mod
+    from accelpool.hw.config import UnitKind
+    builders = dict(tile_mod.UNIT_BUILDERS)
+    builders[UnitKind.SMU] = ("accelpool.hw.smu_not_landed", builders[UnitKind.SMU][1])
+    monkeypatch.setattr(tile_mod, "UNIT_BUILDERS", builders)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL"):
         simulate("mixed", "default", progress=False)
 
@@ -37,7 +37,7 @@ def test_discovery_in_the_loop_refuses_a_disagreeing_config():
 
 
 def test_model_needing_absent_units_is_refused_in_preflight():
-    from sched.frontend import FrontendError
+    from accelpool.sched.frontend import FrontendError
     with pytest.raises(FrontendError, match=r"needs lpu with int8, which no unit in pool "
                                             r"'ce_pair' supports"):
         simulate("qcnn", "ce_pair", sim="icarus", progress=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from sched.ir import OpType
-from sched.suite import RANDOM_SUITE, benchmark_suite, random_dag
+from accelpool.sched.ir import OpType
+from accelpool.sched.suite import RANDOM_SUITE, benchmark_suite, random_dag
 
 
 def test_random_dag_is_deterministic_acyclic_and_sized():

@@ -5,16 +5,16 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.config import DType, TileConfig, UnitKind
-from hw.dmu import Dmu, DmuFunc
-from hw.gemm_layout import GemmLayout
-from hw.gemm_sim import run_image
-from hw.lpu import Lpu, LpuFunc
-from sched import unitsim
-from sched.golden import numerics as nx
-from sched.unitsim import UnitSimError
-from sched.unitsim_gemm import dmu_exec, lpu_exec
+from accelpool.hw import isa
+from accelpool.hw.config import DType, TileConfig, UnitKind
+from accelpool.hw.dmu import Dmu, DmuFunc
+from accelpool.hw.gemm_layout import GemmLayout
+from accelpool.hw.gemm_sim import run_image
+from accelpool.hw.lpu import Lpu, LpuFunc
+from accelpool.sched import unitsim
+from accelpool.sched.golden import numerics as nx
+from accelpool.sched.unitsim import UnitSimError
+from accelpool.sched.unitsim_gemm import dmu_exec, lpu_exec
 
 SPAD = 4096
 BF16 = ml_dtypes.bfloat16

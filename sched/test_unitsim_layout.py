@@ -1,4 +1,4 @@
-"""The layout engine's functional model (:mod:`sched.unitsim_layout`) against numpy.
+"""The layout engine's functional model (:mod:`accelpool.sched.unitsim_layout`) against numpy.
 
 The reference builds every destination element with numpy from the contract's formulas
 (im2col by padding and slicing, transpose by ``.T``) on a random memory image; the model
@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.config import TileConfig, UnitKind
-from hw.layout_engine import MemFunc
-from sched.unitsim import UnitSimError, execute
-from sched.unitsim_layout import layout_runs
+from accelpool.hw.config import TileConfig, UnitKind
+from accelpool.hw.layout_engine import MemFunc
+from accelpool.sched.unitsim import UnitSimError, execute
+from accelpool.sched.unitsim_layout import layout_runs
 
 SIZE = 1 << 16
 MEM = TileConfig("mem", UnitKind.MEMORY, 1, 1, (), {"bytes": SIZE})
@@ -89,9 +89,9 @@ def test_im2col_equals_the_golden_executor():
     """The model and the golden LAYOUT im2col agree (x [C, H, W] BF16, ONNX-style pads)."""
     import ml_dtypes
 
-    from hw.config import DType
-    from sched.golden.executor import Executor
-    from sched.ir import Buffer, BufferKind, Graph, LayoutFunc, MicroOp, OpType, TensorRef
+    from accelpool.hw.config import DType
+    from accelpool.sched.golden.executor import Executor
+    from accelpool.sched.ir import Buffer, BufferKind, Graph, LayoutFunc, MicroOp, OpType, TensorRef
     c, h, w, kh, kw, s, pads = 4, 9, 7, 3, 2, 2, (1, 0, 2, 1)
     oh, ow = (h + pads[0] + pads[2] - kh) // s + 1, (w + pads[1] + pads[3] - kw) // s + 1
     g = Graph("im2col")

@@ -1,8 +1,8 @@
 """The sparse units' functional models against their RTL: the same scratchpad image in, the
 same scratchpad out (the whole of it: results, pad bytes and everything else).
 
-The RTL runs in amaranth.sim (:mod:`tb.sparse_sim`); the operands are laid out by
-:mod:`sched.formats` at an offset, with a poisoned result region, so a model that reads
+The RTL runs in amaranth.sim (:mod:`accelpool.tb.sparse_sim`); the operands are laid out by
+:mod:`accelpool.sched.formats` at an offset, with a poisoned result region, so a model that reads
 or writes a wrong address, pitch or element size disagrees with the hardware.
 """
 
@@ -11,17 +11,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hw.config import UnitKind, load_config
-from hw.gnn import Gnn, GnnFunc
-from hw.smu import Smu, SmuFunc
-from sched.formats import encode_csr, layout_gnn, layout_spmm
-from sched.golden.numerics import fp32_to_bf16_bits
-from sched.golden.sparse import gnn_aggregate, spmm_bf16
-from sched.unitsim import UnitSimError, execute, model_for
-from sched.unitsim_sparse import gnn_exec, smu_exec
-from tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, sparse_case,
+from accelpool.hw.config import UnitKind, load_config
+from accelpool.hw.gnn import Gnn, GnnFunc
+from accelpool.hw.smu import Smu, SmuFunc
+from accelpool.sched.formats import encode_csr, layout_gnn, layout_spmm
+from accelpool.sched.golden.numerics import fp32_to_bf16_bits
+from accelpool.sched.golden.sparse import gnn_aggregate, spmm_bf16
+from accelpool.sched.unitsim import UnitSimError, execute, model_for
+from accelpool.sched.unitsim_sparse import gnn_exec, smu_exec
+from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, sparse_case,
                                 special_values)
-from tb.sparse_sim import run_sparse
+from accelpool.tb.sparse_sim import run_sparse
 
 SPAD = 16384
 

@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.afu import ActivationUnit, AfuDType, AfuFunc
-from hw.ce import CeFunc, ConvEngine
-from hw.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
-from hw.config import TileConfig, UnitKind
-from sched import unitsim
-from sched.golden import activations as act
-from sched.golden import conv
-from sched.unitsim import UnitSimError
-from sched.unitsim_stream import afu_exec, ce_exec
-from tb.streams import always, stream_get, stream_put
-from tb.unit_top import UnitTop
+from accelpool.hw import isa
+from accelpool.hw.afu import ActivationUnit, AfuDType, AfuFunc
+from accelpool.hw.ce import CeFunc, ConvEngine
+from accelpool.hw.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
+from accelpool.hw.config import TileConfig, UnitKind
+from accelpool.sched import unitsim
+from accelpool.sched.golden import activations as act
+from accelpool.sched.golden import conv
+from accelpool.sched.unitsim import UnitSimError
+from accelpool.sched.unitsim_stream import afu_exec, ce_exec
+from accelpool.tb.streams import always, stream_get, stream_put
+from accelpool.tb.unit_top import UnitTop
 
 
 def _tile(kind, **params) -> TileConfig:
@@ -62,7 +62,7 @@ def run_rtl(unit, image: bytes, cmds, read_ports=("rd",)) -> list[bytes]:
 
 
 def run_model(kind, tile, image: bytes, cmds):
-    """The same through :func:`sched.unitsim.execute` on decoded EXEC words."""
+    """The same through :func:`accelpool.sched.unitsim.execute` on decoded EXEC words."""
     spad = bytearray(image)
     images, writes = [], []
     for cmd in cmds:

@@ -2,14 +2,14 @@
 
 :func:`execute` runs one decoded EXEC command the way the unit's module documents it
 (``hw/<kind>.py``: data layout in the scratchpad, argument meaning) with the golden
-arithmetic of :mod:`sched.golden` (written from the IEEE 754 / ONNX specifications, not
-from the RTL). The functional executor (:mod:`sched.funcsim`) uses it to run compiled
+arithmetic of :mod:`accelpool.sched.golden` (written from the IEEE 754 / ONNX specifications, not
+from the RTL). The functional executor (:mod:`accelpool.sched.funcsim`) uses it to run compiled
 command streams before any RTL does, so a wrong address, pitch or argument shows up as a
 wrong result there; the unit tests check each model against its RTL unit.
 
 Each unit kind registers a model with :func:`register`; the models live beside this
 module (``sched/unitsim_<area>.py``) and are imported on first use. The memory tile's
-layout engine (:mod:`sched.unitsim_layout`) works on the global memory in place: its
+layout engine (:mod:`accelpool.sched.unitsim_layout`) works on the global memory in place: its
 "scratchpad image" is the whole memory.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Mapping
 
-from hw.config import TileConfig, UnitKind
+from accelpool.hw.config import TileConfig, UnitKind
 
 __all__ = ["UnitSimError", "UnitModel", "register", "model_for", "execute", "spad_size",
            "check_run", "overlap"]
@@ -37,8 +37,8 @@ UnitModel = Callable[[TileConfig, Any, Mapping[str, Any], bytearray], list[tuple
 _MODELS: dict[UnitKind, UnitModel] = {}
 
 #: Modules that register models, imported by :func:`model_for` when a kind is missing.
-_PROVIDERS = ("sched.unitsim_gemm", "sched.unitsim_sparse", "sched.unitsim_stream",
-              "sched.unitsim_layout")
+_PROVIDERS = ("accelpool.sched.unitsim_gemm", "accelpool.sched.unitsim_sparse", "accelpool.sched.unitsim_stream",
+              "accelpool.sched.unitsim_layout")
 
 
 def register(kind: UnitKind) -> Callable[[UnitModel], UnitModel]:
@@ -73,9 +73,9 @@ def execute(tile: TileConfig, func: Any, args: Mapping[str, Any],
     tile : TileConfig
         The tile (its kind selects the model, its parameters size the unit).
     func : enum member
-        The unit's EXEC function (``hw.dmu.DmuFunc.GEMM``, ...).
+        The unit's EXEC function (``accelpool.hw.dmu.DmuFunc.GEMM``, ...).
     args : mapping
-        The EXEC argument fields (as :func:`hw.isa.decode` returns them).
+        The EXEC argument fields (as :func:`accelpool.hw.isa.decode` returns them).
     spad : bytearray
         The tile's scratchpad, ``tile.scratchpad_bytes`` long.
 

@@ -1,10 +1,10 @@
 """ISA-level functional models of the systolic GEMM units: the DMU and the LPU EXEC ``GEMM``.
 
-Registered with :func:`sched.unitsim.register` for :attr:`UnitKind.DMU` and
+Registered with :func:`accelpool.sched.unitsim.register` for :attr:`UnitKind.DMU` and
 :attr:`UnitKind.LPU`. Each model reads its operands from the tile's scratchpad image
-where the engine's module documents them (:mod:`hw.systolic`; the helpers of
-:mod:`hw.gemm_layout` pack the same layout), computes with the golden arithmetic of
-:mod:`sched.golden.numerics` and writes exactly the bytes the unit writes. With ``Mp``,
+where the engine's module documents them (:mod:`accelpool.hw.systolic`; the helpers of
+:mod:`accelpool.hw.gemm_layout` pack the same layout), computes with the golden arithmetic of
+:mod:`accelpool.sched.golden.numerics` and writes exactly the bytes the unit writes. With ``Mp``,
 ``Np`` the padded M and N, ``e`` the operand bytes, ``WB`` the scratchpad word:
 
 A
@@ -25,7 +25,7 @@ LPU: ``acc = int8_gemm(A, B, C or None)``; ``D = acc``, or with ``requant``
 ``requantize(acc, multiplier, shift, zero_point)``.
 
 A command with M, N or K equal to 0 reads and writes nothing (as the unit). Arguments the
-unit cannot run correctly raise :class:`sched.unitsim.UnitSimError` naming the field:
+unit cannot run correctly raise :class:`accelpool.sched.unitsim.UnitSimError` naming the field:
 byte addresses that are not word-aligned (the unit drops the low bits), operands or the
 result leaving the scratchpad (the unit's addresses would wrap), and a D region that
 overlaps A or B, or overlaps C other than exactly in place (``d_addr == c_addr``, which the
@@ -39,15 +39,15 @@ from typing import Any, Mapping
 import ml_dtypes
 import numpy as np
 
-from hw.config import TileConfig, UnitKind
-from hw.dmu import DmuFunc
-from hw.gemm_layout import a_pitch, systolic_word_bytes
-from hw.lpu import LpuFunc
-from sched.golden import numerics as nx
-from sched.unitsim import UnitSimError, register
-from sched.unitsim import check_run as _check_run
-from sched.unitsim import overlap as _overlap
-from sched.unitsim import spad_size as _spad_size
+from accelpool.hw.config import TileConfig, UnitKind
+from accelpool.hw.dmu import DmuFunc
+from accelpool.hw.gemm_layout import a_pitch, systolic_word_bytes
+from accelpool.hw.lpu import LpuFunc
+from accelpool.sched.golden import numerics as nx
+from accelpool.sched.unitsim import UnitSimError, register
+from accelpool.sched.unitsim import check_run as _check_run
+from accelpool.sched.unitsim import overlap as _overlap
+from accelpool.sched.unitsim import spad_size as _spad_size
 
 __all__ = ["dmu_exec", "lpu_exec"]
 

@@ -1,7 +1,7 @@
 """ISA-level functional model of the memory tile's layout engine (EXEC of the memory tile).
 
-Registered with :func:`sched.unitsim.register` for :attr:`UnitKind.MEMORY`. Written from
-the shared contract (``MEMLAYOUT.md``, the argument struct ``hw.layout_engine.MemArgs``),
+Registered with :func:`accelpool.sched.unitsim.register` for :attr:`UnitKind.MEMORY`. Written from
+the shared contract (``MEMLAYOUT.md``, the argument struct ``accelpool.hw.layout_engine.MemArgs``),
 not from the RTL. The engine reads and writes the global memory in place, so the image the
 model works on is the whole memory (``tile["bytes"]`` long), not a scratchpad. All
 addresses are byte addresses, pitches in bytes, elements of ``e = 1 << elem_log2`` bytes
@@ -19,7 +19,7 @@ TRANSPOSE
     ``j`` at ``dst_addr + j * dst_pitch`` holds ``rows`` elements: ``out[j, i] = in[i, j]``.
 
 Only the destination's elements are written (byte enables): row padding is untouched.
-Arguments the engine cannot run raise :class:`sched.unitsim.UnitSimError` naming the field:
+Arguments the engine cannot run raise :class:`accelpool.sched.unitsim.UnitSimError` naming the field:
 ``elem_log2`` 3, addresses or pitches not element-aligned, a stride of 0, a source or
 destination leaving the memory, destination rows that overlap each other (pitch shorter
 than a row), a destination overlapping the source (the engine does not work in place).
@@ -33,10 +33,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hw.config import TileConfig, UnitKind
-from hw.layout_engine import MemFunc
-from sched.unitsim import UnitSimError, register
-from sched.unitsim import overlap as _overlap
+from accelpool.hw.config import TileConfig, UnitKind
+from accelpool.hw.layout_engine import MemFunc
+from accelpool.sched.unitsim import UnitSimError, register
+from accelpool.sched.unitsim import overlap as _overlap
 
 __all__ = ["layout_runs", "layout_exec"]
 
@@ -138,7 +138,7 @@ def layout_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
         The memory tile (``bytes``).
     func : MemFunc or int
     args : mapping
-        :data:`hw.layout_engine.MemArgs` fields.
+        :data:`accelpool.hw.layout_engine.MemArgs` fields.
     memory : bytearray
         The whole global memory, ``tile["bytes"]`` long, modified in place.
 

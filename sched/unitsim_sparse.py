@@ -1,11 +1,11 @@
 """ISA-level functional models of the sparse units' EXEC: the SMU's SPMM and the GNN's aggregation.
 
-Registered with :func:`sched.unitsim.register` for :attr:`UnitKind.SMU` and
+Registered with :func:`accelpool.sched.unitsim.register` for :attr:`UnitKind.SMU` and
 :attr:`UnitKind.GNN`. Each model reads its operands from the scratchpad image exactly as
-the unit does (layouts of :mod:`sched.formats`: CSR ``ptr``/``nz`` arrays, BF16 dense rows
+the unit does (layouts of :mod:`accelpool.sched.formats`: CSR ``ptr``/``nz`` arrays, BF16 dense rows
 padded to ``ceil(N/L) * L`` elements), computes with the golden arithmetic
-(:func:`sched.golden.sparse.spmm_bf16`, :func:`sched.golden.sparse.gnn_aggregate`, and
-:func:`sched.golden.numerics.fp32_to_bf16_bits` when ``out_bf16`` is set) and writes only
+(:func:`accelpool.sched.golden.sparse.spmm_bf16`, :func:`accelpool.sched.golden.sparse.gnn_aggregate`, and
+:func:`accelpool.sched.golden.numerics.fp32_to_bf16_bits` when ``out_bf16`` is set) and writes only
 the real result elements (FP32, or BF16 with ``out_bf16``), leaving pad bytes alone, as
 the hardware's byte enables do.
 
@@ -21,7 +21,7 @@ What the hardware would silently get wrong is an error here (:class:`UnitSimErro
 
 A command with no rows or no columns does nothing (as on the hardware) and writes nothing.
 The GNN's X has as many rows as the largest neighbour index needs: an adjacency block of
-``nodes`` rows may index any node (:mod:`sched.decompose` tiles by output rows).
+``nodes`` rows may index any node (:mod:`accelpool.sched.decompose` tiles by output rows).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import ml_dtypes
 import numpy as np
 from amaranth.hdl import Shape
 
-from hw.config import TileConfig, UnitKind
-from hw.gnn import GnnArgs, GnnFunc
-from hw.smu import SmuArgs, SmuFunc
+from accelpool.hw.config import TileConfig, UnitKind
+from accelpool.hw.gnn import GnnArgs, GnnFunc
+from accelpool.hw.smu import SmuArgs, SmuFunc
 
 from .formats import (CsrMatrix, pack_result_rows, padded_cols, result_row_bytes, unpack_csr,
                       unpack_dense_rows, word_bytes)
@@ -148,8 +148,8 @@ def _sparse_exec(unit: str, sp: _Spad, *, ptr_field: str, nz_field: str, nnz_fie
 @register(UnitKind.GNN)
 def gnn_exec(tile: TileConfig, func, args: Mapping[str, Any],
              spad: bytearray) -> list[tuple[int, int]]:
-    """One GNN EXEC (:class:`hw.gnn.GnnFunc` ``SUM``/``MEAN``/``MAX``, :data:`hw.gnn.GnnArgs`)
-    on ``spad``, as :func:`sched.unitsim.execute` documents."""
+    """One GNN EXEC (:class:`accelpool.hw.gnn.GnnFunc` ``SUM``/``MEAN``/``MAX``, :data:`accelpool.hw.gnn.GnnArgs`)
+    on ``spad``, as :func:`accelpool.sched.unitsim.execute` documents."""
     f = _func("GNN", GnnFunc, func)
     a = _fields("GNN", GnnArgs, args)
     sp = _Spad("GNN", tile, spad)
@@ -163,8 +163,8 @@ def gnn_exec(tile: TileConfig, func, args: Mapping[str, Any],
 @register(UnitKind.SMU)
 def smu_exec(tile: TileConfig, func, args: Mapping[str, Any],
              spad: bytearray) -> list[tuple[int, int]]:
-    """One SMU EXEC (:class:`hw.smu.SmuFunc` ``SPMM``, :data:`hw.smu.SmuArgs`) on ``spad``,
-    as :func:`sched.unitsim.execute` documents."""
+    """One SMU EXEC (:class:`accelpool.hw.smu.SmuFunc` ``SPMM``, :data:`accelpool.hw.smu.SmuArgs`) on ``spad``,
+    as :func:`accelpool.sched.unitsim.execute` documents."""
     _func("SMU", SmuFunc, func)
     a = _fields("SMU", SmuArgs, args)
     sp = _Spad("SMU", tile, spad)

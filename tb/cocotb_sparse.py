@@ -1,13 +1,13 @@
-"""cocotb helper: one sparse-unit command on a :class:`tb.unit_top.UnitTop`, through
-:class:`tb.cocotb_unit.UnitTB` (load the job's image, execute, read the result back)."""
+"""cocotb helper: one sparse-unit command on a :class:`accelpool.tb.unit_top.UnitTop`, through
+:class:`accelpool.tb.cocotb_unit.UnitTB` (load the job's image, execute, read the result back)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from sched.formats import SparseJob
-from sched.golden.numerics import fp32_to_bf16_bits
-from tb.cocotb_unit import UnitTB
+from accelpool.sched.formats import SparseJob
+from accelpool.sched.golden.numerics import fp32_to_bf16_bits
+from accelpool.tb.cocotb_unit import UnitTB
 
 __all__ = ["run_job", "make_tb", "check_result", "tile_with_lanes"]
 
@@ -23,7 +23,7 @@ async def run_job(tb: UnitTB, unit_cls, func, job: SparseJob):
 
 def make_tb(dut, unit_cls, lanes: int, *, stall: float | None, seed: int = 0) -> UnitTB:
     """A :class:`UnitTB` for ``unit_cls(lanes=lanes, scratchpad_bytes=...)`` from ``tb_params``."""
-    from tb.harness import tb_params
+    from accelpool.tb.harness import tb_params
     unit = unit_cls(lanes=lanes, scratchpad_bytes=tb_params()["scratchpad_bytes"])
     return UnitTB(dut, word_bytes=unit.word_bytes, addr_width=unit.addr_width, stall=stall,
                   seed=seed)
@@ -42,6 +42,6 @@ def check_result(got, raw: bytes, want_fp32, rows: int, cols: int, out_bf16: boo
 
 def tile_with_lanes(name: str, lanes: int):
     """The default config's tile ``name`` with ``lanes`` lanes (for the cycle model)."""
-    from hw.config import load_config
+    from accelpool.hw.config import load_config
     t = load_config().tile(name)
     return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})

@@ -1,4 +1,4 @@
-"""cocotb driver for a :class:`tb.unit_top.UnitTop`: load the scratchpad, run a command, read back.
+"""cocotb driver for a :class:`accelpool.tb.unit_top.UnitTop`: load the scratchpad, run a command, read back.
 
 Every stream of the top (command, scratchpad load and read-back channels) takes an
 idle/backpressure pattern, so a test runs at full rate or with random stalls by option.
@@ -10,7 +10,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from tb.cocotb_streams import StreamSink, StreamSource, random_pattern
+from accelpool.tb.cocotb_streams import StreamSink, StreamSource, random_pattern
 
 
 class UnitTB:

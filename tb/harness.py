@@ -6,7 +6,7 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
     def test_scratchpad(sim):
         run_cocotb(Scratchpad(word_bits=64, depth=256), name="scratchpad",
                    params={"word_bits": 64, "depth": 256},
-                   test_module="hw.tb_scratchpad", sim=sim)
+                   test_module="accelpool.hw.tb_scratchpad", sim=sim)
 
 - ``SIM=verilator|icarus`` picks the simulator when ``sim`` is not given (default
   Verilator).
@@ -41,8 +41,21 @@ __all__ = ["SIMULATORS", "VERILATOR_LINT_OFF", "REPO", "SIM_BUILD", "simulator",
            "generate_verilog", "run_cocotb", "tb_params", "HarnessError"]
 
 SIMULATORS = ("verilator", "icarus")
+#: The folder holding ``hw/``, ``sched/`` and ``tb/``: the checkout, or ``site-packages/accelpool``.
 REPO = Path(__file__).resolve().parent.parent
-SIM_BUILD = REPO / "sim_build"
+#: True when running from a source checkout (editable install or ``python -m``), not a wheel.
+IN_CHECKOUT = (REPO / "pyproject.toml").is_file()
+
+
+def _build_root() -> Path:
+    """Where builds go: ``$ACCELPOOL_BUILD``; else the checkout's ``sim_build/``; else, for an
+    installed wheel, ``sim_build/`` in the working directory (never inside site-packages)."""
+    if os.environ.get("ACCELPOOL_BUILD"):
+        return Path(os.environ["ACCELPOOL_BUILD"]).resolve()
+    return REPO / "sim_build" if IN_CHECKOUT else Path.cwd() / "sim_build"
+
+
+SIM_BUILD = _build_root()
 
 #: Verilator warnings that Amaranth's generated Verilog trips by construction, silenced by
 #: name (never -Wno-fatal or -Wno-lint), so real errors such as multiple drivers still fail:
@@ -109,8 +122,10 @@ def simulator_environment() -> Iterator[None]:
     repository on PYTHONPATH for the cocotb modules), restored afterwards."""
     saved = dict(os.environ)
     os.environ.update(sim_environ())
+    # A checkout's root holds bench/'s cocotb modules; an installed package needs nothing.
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO)] + [p for p in saved.get("PYTHONPATH", "").split(os.pathsep) if p])
+        ([str(REPO)] if IN_CHECKOUT else [])
+        + [p for p in saved.get("PYTHONPATH", "").split(os.pathsep) if p])
     try:
         yield
     finally:
@@ -259,5 +274,5 @@ def tb_params() -> dict[str, Any]:
     raw = os.environ.get(_PARAMS_ENV)
     if raw is None:
         raise HarnessError(f"{_PARAMS_ENV} is not set: run this cocotb module through "
-                           f"tb.harness.run_cocotb")
+                           f"accelpool.tb.harness.run_cocotb")
     return json.loads(raw)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.layout_engine import MemFunc
+from accelpool.hw.layout_engine import MemFunc
 
 __all__ = ["reference", "im2col_case", "transpose_case"]
 

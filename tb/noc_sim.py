@@ -14,12 +14,12 @@ from amaranth import Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
-from hw.config import MeshConfig
-from hw.noc.fabric import Fabric, attach_memory, attach_ni
-from hw.noc.flit import PacketType, decode_header, encode_header, flit_layout, packet_flits
-from hw.noc.memory_tile import MemoryTile
-from hw.noc.mesh import Mesh
-from hw.noc.ni import NetworkInterface
+from accelpool.hw.config import MeshConfig
+from accelpool.hw.noc.fabric import Fabric, attach_memory, attach_ni
+from accelpool.hw.noc.flit import PacketType, decode_header, encode_header, flit_layout, packet_flits
+from accelpool.hw.noc.memory_tile import MemoryTile
+from accelpool.hw.noc.mesh import Mesh
+from accelpool.hw.noc.ni import NetworkInterface
 
 __all__ = ["payload_word", "run_traffic", "check_delivery", "time_dma"]
 
@@ -198,7 +198,7 @@ class DmaSystem(wiring.Component):
         from amaranth.lib import stream
         from amaranth.lib.wiring import In, Out
 
-        from hw.isa import CommandLayout
+        from accelpool.hw.isa import CommandLayout
 
         self._ni = NetworkInterface(mesh=cfg, x=0, y=0, word_bits=word_bits,
                                     spad_bytes=spad_bytes)
@@ -221,7 +221,7 @@ class DmaSystem(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from hw.noc.tokens import TokenCounters
+        from accelpool.hw.noc.tokens import TokenCounters
 
         m = Module()
         m.submodules.fabric = fabric = Fabric(self._cfg)

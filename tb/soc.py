@@ -3,7 +3,7 @@
 Two sides:
 
 - the **host side** (pytest, the CLI): :func:`build_soc` writes ``sim_build/<config>/soc.v``
-  (:mod:`hw.soc`) and builds it for Verilator (``--timing``: the clock is generated in
+  (:mod:`accelpool.hw.soc`) and builds it for Verilator (``--timing``: the clock is generated in
   HDL) or Icarus into ``sim_build/<config>/<sim>/``; :func:`run_job` runs one
   :class:`SocJob` (command streams, memory image, what to read back) in a simulator
   process and returns a :class:`SocResult`, raising :class:`SocFault` with a message that
@@ -12,7 +12,7 @@ Two sides:
   bulk through the SoC's host ports, pulses ``start`` and sleeps until ``all_done`` rises
   (or the timeout): Python runs only at transaction boundaries.
 
-:mod:`tb.soc_job` is the cocotb test module that carries a job file through a simulation.
+:mod:`accelpool.tb.soc_job` is the cocotb test module that carries a job file through a simulation.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from hw import isa
-from hw.config import PoolConfig, TileConfig, UnitKind
-from hw.tile import REGISTERS, STATUS_BITS
-from tb.harness import locked
+from accelpool.hw import isa
+from accelpool.hw.config import PoolConfig, TileConfig, UnitKind
+from accelpool.hw.tile import REGISTERS, STATUS_BITS
+from accelpool.tb.harness import locked
 
 __all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
            "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS",
@@ -52,7 +52,7 @@ class SocJob:
     Attributes
     ----------
     streams : mapping tile name -> bytes
-        Each tile's command stream (:func:`hw.isa.assemble`), the memory tile's too (by
+        Each tile's command stream (:func:`accelpool.hw.isa.assemble`), the memory tile's too (by
         its name in the config); tiles not named get a lone END.
     image : list of (byte address, bytes)
         Global memory contents to load before the run.
@@ -88,7 +88,7 @@ class SocResult:
     trace : dict tile name -> list of int
         Per tile given a stream (the memory tile too), the cycle each command of its
         stream issued (END: finished),
-        from the tile's trace memory (:class:`hw.tile.ComputeTile`); commands after a
+        from the tile's trace memory (:class:`accelpool.hw.tile.ComputeTile`); commands after a
         fault or a timeout hold stale values.
     cycles : int
         SoC cycles from ``start`` to ``all_done``.
@@ -157,7 +157,7 @@ def _last(stream: bytes, pc: int, opcodes) -> int:
 
 def programmable_tiles(cfg: PoolConfig) -> list[TileConfig]:
     """The tiles that run a command stream: the compute tiles in config order, then the
-    memory tile (the order of the SoC's ``cmd_tile`` index, :class:`hw.soc.Soc`)."""
+    memory tile (the order of the SoC's ``cmd_tile`` index, :class:`accelpool.hw.soc.Soc`)."""
     return list(cfg.units) + [cfg.memory]
 
 
@@ -251,7 +251,7 @@ def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[i
 # ---- cocotb side -----------------------------------------------------------------------
 
 class SocDriver:
-    """Drives the SoC's host interface from cocotb (toplevel :data:`hw.soc.SOC_WRAPPER`).
+    """Drives the SoC's host interface from cocotb (toplevel :data:`accelpool.hw.soc.SOC_WRAPPER`).
 
     Parameters
     ----------
@@ -441,7 +441,7 @@ DEFAULT_CMD_DEPTH = 1024
 def soc_build_dir(cfg: PoolConfig, cmd_depth: int = DEFAULT_CMD_DEPTH) -> Path:
     """``sim_build/<config>``; a build with deeper command memories gets its own folder,
     ``sim_build/<config>_cmd<depth>`` (so builds of both depths coexist)."""
-    from tb.harness import SIM_BUILD
+    from accelpool.tb.harness import SIM_BUILD
     return SIM_BUILD / (cfg.name if cmd_depth == DEFAULT_CMD_DEPTH
                         else f"{cfg.name}_cmd{cmd_depth}")
 
@@ -535,8 +535,8 @@ def zero_memories(text: str) -> str:
     which both simulators run at time 0 as before, so every memory still starts at zero
     (the compiler relies on zero padding). Any other ``initial`` block (a ROM's contents)
     is left as it is. A memory declared with no ``initial`` block after it (Amaranth
-    memories always have initial contents; :func:`hw.soc.write_soc` leaves out the
-    all-zero ones, see :func:`hw.soc.zero_init_skipped`) gets the same loop over its
+    memories always have initial contents; :func:`accelpool.hw.soc.write_soc` leaves out the
+    all-zero ones, see :func:`accelpool.hw.soc.zero_init_skipped`) gets the same loop over its
     whole range.
     """
     count = 0
@@ -573,7 +573,7 @@ def simulation_text(text: str) -> str:
     return start_up_safe(zero_memories(text))
 
 
-#: Verilator options of a SoC build, besides the lint waivers of :mod:`tb.harness`:
+#: Verilator options of a SoC build, besides the lint waivers of :mod:`accelpool.tb.harness`:
 #: ``--timing`` for the HDL clock; ``--no-public-flat-rw`` undoes the cocotb runner's
 #: ``--public-flat-rw``, which makes every signal of the SoC public (VPI-visible), so that
 #: Verilator can neither inline nor drop any of them: 123 MB of C++ in 130 files for the
@@ -625,9 +625,9 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
     """
     from cocotb_tools.runner import get_runner
 
-    from hw.soc import SOC_TOP, SOC_WRAPPER, write_soc
-    from tb.harness import HarnessError, simulator, simulator_environment, verilator_lint_args
-    from tb.toolchain import iverilog_version, verilator_version
+    from accelpool.hw.soc import SOC_TOP, SOC_WRAPPER, write_soc
+    from accelpool.tb.harness import HarnessError, simulator, simulator_environment, verilator_lint_args
+    from accelpool.tb.toolchain import iverilog_version, verilator_version
 
     t0 = time.perf_counter()
     sim = simulator(sim)
@@ -688,8 +688,8 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
 def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] | None = None,
                   testcase: str | list[str] | None = None) -> Path:
     """Run a cocotb test module on a built SoC; fail (HarnessError) if any test fails."""
-    from hw.soc import SOC_WRAPPER
-    from tb.harness import run_tests, simulator_environment
+    from accelpool.hw.soc import SOC_WRAPPER
+    from accelpool.tb.harness import run_tests, simulator_environment
 
     with simulator_environment(), locked(build.build_dir):
         return run_tests(build.runner, sim=build.sim, build_dir=build.build_dir,
@@ -721,7 +721,7 @@ def run_jobs(build: SocBuild, jobs: list[SocJob]) -> list[SocResult]:
         with open(job_file, "wb") as f:
             pickle.dump({"config": config_doc(build.cfg), "jobs": list(jobs),
                          "out": str(out_file)}, f)
-        run_soc_tests(build, "tb.soc_job", env={JOB_ENV: str(job_file)})
+        run_soc_tests(build, "accelpool.tb.soc_job", env={JOB_ENV: str(job_file)})
         with open(out_file, "rb") as f:
             return pickle.load(f)
 
@@ -742,8 +742,8 @@ def run_job(build: SocBuild, job: SocJob, *, check: bool = True) -> SocResult:
 
 
 def config_doc(cfg: PoolConfig) -> dict:
-    """A plain document that :func:`hw.config.parse_config` turns back into ``cfg``."""
-    from hw.config import UNIT_DTYPES
+    """A plain document that :func:`accelpool.hw.config.parse_config` turns back into ``cfg``."""
+    from accelpool.hw.config import UNIT_DTYPES
 
     tiles = []
     for t in cfg.tiles:
@@ -758,7 +758,7 @@ def config_doc(cfg: PoolConfig) -> dict:
 
 
 def discovered_register_reader(cfg: PoolConfig, result: SocResult):
-    """``read_register(tile, reg)`` over the identity registers of a run, for :func:`sched.pool.discover`."""
+    """``read_register(tile, reg)`` over the identity registers of a run, for :func:`accelpool.sched.pool.discover`."""
     def read_register(tile: TileConfig, reg) -> int:
         regs = result.identity[tile.y * cfg.mesh.cols + tile.x]
         value = regs[reg.name.lower()]

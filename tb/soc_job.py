@@ -1,7 +1,7 @@
-"""cocotb test module that runs :class:`tb.soc.SocJob` s on the SoC (see :func:`tb.soc.run_jobs`).
+"""cocotb test module that runs :class:`accelpool.tb.soc.SocJob` s on the SoC (see :func:`accelpool.tb.soc.run_jobs`).
 
 The job file (a pickle named by ``$ACCELPOOL_SOC_JOB``) holds the pool config document, the
-jobs and where to write the list of :class:`tb.soc.SocResult`. A run that faults or times
+jobs and where to write the list of :class:`accelpool.tb.soc.SocResult`. A run that faults or times
 out is still a passing cocotb test: its result carries the diagnosis for the host to report.
 """
 
@@ -12,8 +12,8 @@ import pickle
 
 import cocotb
 
-from hw.config import parse_config
-from tb.soc import JOB_ENV, SocDriver
+from accelpool.hw.config import parse_config
+from accelpool.tb.soc import JOB_ENV, SocDriver
 
 
 @cocotb.test()

@@ -1,8 +1,8 @@
 """Run EXEC commands of a sparse unit (SMU, GNN) in amaranth.sim with its scratchpad.
 
 Shared by the units' tests and the benchmark. The unit sits in a
-:class:`tb.unit_top.UnitTop` (the real :class:`hw.scratchpad.Scratchpad`); each
-:class:`sched.formats.SparseJob`'s image is loaded through the scratchpad's write stream,
+:class:`accelpool.tb.unit_top.UnitTop` (the real :class:`accelpool.hw.scratchpad.Scratchpad`); each
+:class:`accelpool.sched.formats.SparseJob`'s image is loaded through the scratchpad's write stream,
 its command sent on ``cmd``, the busy cycles counted (command accepted -> ``busy`` low)
 and the result (FP32 or, with the job's ``out_bf16``, BF16) read back through the read
 stream; on request the whole scratchpad is read back too (to compare with a functional
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from sched.formats import SparseJob
-from tb.streams import always, stream_get, stream_put
-from tb.unit_top import UnitTop
+from accelpool.sched.formats import SparseJob
+from accelpool.tb.streams import always, stream_get, stream_put
+from accelpool.tb.unit_top import UnitTop
 
 __all__ = ["SparseRun", "run_sparse", "run_sparse_many", "sparse_top"]
 
@@ -32,7 +32,7 @@ class SparseRun:
 
 
 def sparse_top(unit) -> UnitTop:
-    """A sparse unit (:class:`hw.sparse_unit.SparseUnit`) with a scratchpad of its size."""
+    """A sparse unit (:class:`accelpool.hw.sparse_unit.SparseUnit`) with a scratchpad of its size."""
     return UnitTop(unit, depth=unit.depth, read_ports=unit.PORTS[:3], write_ports=unit.PORTS[3:])
 
 

@@ -2,9 +2,9 @@
 ``bench/bench_stream.py``).
 
 Two small SoCs: ``configs/stream_pair.toml`` (memory + AFUs at 1 and 2 hops; the AFU's
-EXEC time is exact, :mod:`sched.cost.afu`) and ``configs/ce_pair.toml`` (memory + two CEs
+EXEC time is exact, :mod:`accelpool.sched.cost.afu`) and ``configs/ce_pair.toml`` (memory + two CEs
 2 hops apart). :data:`PAIR_JOBS` and :data:`CE_JOBS` map a job name to its streams
-(tile -> list of :class:`hw.isa.Command`); :func:`measure` runs all of them, one simulator
+(tile -> list of :class:`accelpool.hw.isa.Command`); :func:`measure` runs all of them, one simulator
 process per SoC, and returns every tile's trace.
 """
 
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import random
 
-from hw import isa
-from hw.afu import AfuDType, AfuFunc
-from hw.ce import CeFunc
-from hw.ce_layout import ConvShape
-from hw.config import CONFIG_DIR, UnitKind, load_config
-from sched.cost import afu as afu_cost
-from sched.cost import ce as ce_cost
-from tb.soc import SocJob, build_soc, run_jobs
+from accelpool.hw import isa
+from accelpool.hw.afu import AfuDType, AfuFunc
+from accelpool.hw.ce import CeFunc
+from accelpool.hw.ce_layout import ConvShape
+from accelpool.hw.config import CONFIG_DIR, UnitKind, load_config
+from accelpool.sched.cost import afu as afu_cost
+from accelpool.sched.cost import ce as ce_cost
+from accelpool.tb.soc import SocJob, build_soc, run_jobs
 
 __all__ = ["PAIR", "CE_PAIR", "LENGTHS", "SWEEP", "OVERLAP", "GROUPS_1", "GROUPS_2",
            "GROUPS", "WAITS", "CONCURRENT", "RANDOM", "CONTENTION", "PAIR_JOBS", "CE_JOB",
@@ -190,14 +190,14 @@ def measure(sim: str = "icarus") -> dict[str, dict[str, list[int]]]:
 
 def compiled_model(model: str, cfg, scheduler: str = "heft", seed: int = 0):
     """``(schedule, program, job)`` of a built-in model on pool ``cfg`` as ``accelpool sim``
-    compiles it (:mod:`sched.simflow`: no fence), the job ready for :func:`tb.soc.run_job`."""
-    from sched import models
-    from sched.codegen import compile_schedule
-    from sched.cost.model import CostModel
-    from sched.decompose import compile_model
-    from sched.pool import Pool
-    from sched.schedulers import SCHEDULERS
-    from sched.simflow import image_runs
+    compiles it (:mod:`accelpool.sched.simflow`: no fence), the job ready for :func:`accelpool.tb.soc.run_job`."""
+    from accelpool.sched import models
+    from accelpool.sched.codegen import compile_schedule
+    from accelpool.sched.cost.model import CostModel
+    from accelpool.sched.decompose import compile_model
+    from accelpool.sched.pool import Pool
+    from accelpool.sched.schedulers import SCHEDULERS
+    from accelpool.sched.simflow import image_runs
 
     graph = compile_model(model, cfg)
     inputs = models.example_inputs(models.build(model), seed=seed)

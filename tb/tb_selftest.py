@@ -4,7 +4,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from tb.harness import tb_params
+from accelpool.tb.harness import tb_params
 
 
 @cocotb.test()

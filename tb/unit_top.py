@@ -1,6 +1,6 @@
 """A unit wired to a tile scratchpad: the test top for units that use scratchpad ports.
 
-:class:`UnitTop` instantiates :class:`hw.scratchpad.Scratchpad` with as many read and
+:class:`UnitTop` instantiates :class:`accelpool.hw.scratchpad.Scratchpad` with as many read and
 write ports as the unit has, connects them, and exposes the unit's ``cmd`` and ``busy``
 beside the scratchpad's stream channels (``wr_cmd``/``wr_data`` to load operands,
 ``rd_cmd``/``rd_data`` to read results back). Shared by the CE and AFU testbenches, in
@@ -13,7 +13,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from hw.scratchpad import Scratchpad
+from accelpool.hw.scratchpad import Scratchpad
 
 __all__ = ["UnitTop"]
 

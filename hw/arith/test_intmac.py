@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from hw.arith.intmac import Int8Mac
-from hw.arith.testing import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
-from sched.golden import numerics as nx
+from accelpool.hw.arith.intmac import Int8Mac
+from accelpool.hw.arith.testing import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
+from accelpool.sched.golden import numerics as nx
 
 
 def _check(a, b, acc):

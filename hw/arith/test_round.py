@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from sched.golden import numerics as nx
-from sched.golden.test_numerics import rand_fp32_bits, specials32
-from hw.arith.round import Fp32ToBf16
-from hw.arith.testing import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
+from accelpool.sched.golden import numerics as nx
+from accelpool.sched.golden.test_numerics import rand_fp32_bits, specials32
+from accelpool.hw.arith.round import Fp32ToBf16
+from accelpool.hw.arith.testing import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
 
 
 def _check(x):

@@ -58,7 +58,7 @@ class Fabric(wiring.Component):
 
 
 def attach_ni(m: Module, fabric: Fabric, ni) -> None:
-    """Connect a :class:`~hw.noc.ni.NetworkInterface` to the fabric at its coordinate."""
+    """Connect a :class:`~accelpool.hw.noc.ni.NetworkInterface` to the fabric at its coordinate."""
     x, y = ni.x, ni.y
     wiring.connect(m, ni.req_out, fabric.req_inject[y][x])
     wiring.connect(m, fabric.req_eject[y][x], ni.req_in)
@@ -67,7 +67,7 @@ def attach_ni(m: Module, fabric: Fabric, ni) -> None:
 
 
 def attach_memory(m: Module, fabric: Fabric, tile) -> None:
-    """Connect a :class:`~hw.noc.memory_tile.MemoryTile` to the fabric at its coordinate.
+    """Connect a :class:`~accelpool.hw.noc.memory_tile.MemoryTile` to the fabric at its coordinate.
 
     The memory tile serves requests and injects the SIGNALs of its command stream; it
     never receives a response: its response ejection port is always ready.

@@ -2,18 +2,18 @@
 
 The memory is ``bytes`` bytes in words of one flit (``mesh.flit_bits``). Other tiles
 reach it with WRITE and READ_REQ packets on the request network
-(:class:`~hw.noc.target.PacketTarget`); the answers leave on the response network. SIGNALs
-sent to the memory tile count in its own :class:`~hw.noc.tokens.TokenCounters`, which the
+(:class:`~accelpool.hw.noc.target.PacketTarget`); the answers leave on the response network. SIGNALs
+sent to the memory tile count in its own :class:`~accelpool.hw.noc.tokens.TokenCounters`, which the
 host can read (a tile can tell the testbench "my results are stored").
 
-The memory tile runs a command stream like a compute tile (:mod:`hw.tile_control`: a
-command memory, a :class:`~hw.controller.TileController`, the trace and the registers):
+The memory tile runs a command stream like a compute tile (:mod:`accelpool.hw.tile_control`: a
+command memory, a :class:`~accelpool.hw.controller.TileController`, the trace and the registers):
 
 - WAIT on its token counters;
-- EXEC on its layout engine (:class:`~hw.layout_engine.LayoutEngine`: IM2COL, TRANSPOSE),
+- EXEC on its layout engine (:class:`~accelpool.hw.layout_engine.LayoutEngine`: IM2COL, TRANSPOSE),
   which reads and writes the global memory through its own read and write port;
 - SIGNAL to a tile, sent on the request network by a
-  :class:`~hw.noc.signaller.SignalSender` (the one the compute tiles' NIs use): the memory
+  :class:`~accelpool.hw.noc.signaller.SignalSender` (the one the compute tiles' NIs use): the memory
   tile injects requests but never receives a response;
 - NOP, END.
 
@@ -71,7 +71,7 @@ class MemoryTile(wiring.Component):
         The pool's tiles: a SIGNAL to any other position faults. Default: every position
         of the mesh is accepted.
     identity : mapping register name -> value, optional
-        The constant registers (capabilities, coordinate, mesh; :func:`hw.tile.identity_registers`).
+        The constant registers (capabilities, coordinate, mesh; :func:`accelpool.hw.tile.identity_registers`).
 
     Attributes
     ----------
@@ -89,7 +89,7 @@ class MemoryTile(wiring.Component):
         The value of token counter ``host_token``.
     cmd_addr, cmd_data, cmd_en, start, finished, fault, error, reg_addr, reg_data,
     trace_addr, trace_data
-        The host interface of a compute tile (:class:`hw.tile.ComputeTile`): ``error`` is
+        The host interface of a compute tile (:class:`accelpool.hw.tile.ComputeTile`): ``error`` is
         the controller's, the SIGNAL sender's (a destination outside the mesh) or the
         token counters'.
     """

@@ -1,4 +1,4 @@
-"""A ``cols`` x ``rows`` mesh of :class:`~hw.noc.router.Router`, generated from a :class:`MeshConfig`."""
+"""A ``cols`` x ``rows`` mesh of :class:`~accelpool.hw.noc.router.Router`, generated from a :class:`MeshConfig`."""
 
 from __future__ import annotations
 

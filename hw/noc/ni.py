@@ -1,7 +1,7 @@
 """The network interface of a compute tile, with its DMA engine.
 
 The tile controller hands LOAD, STORE and SIGNAL commands (the ISA's 256-bit
-:data:`hw.isa.CommandLayout`) to ``cmd``:
+:data:`accelpool.hw.isa.CommandLayout`) to ``cmd``:
 
 - STORE ``{spad_addr, x, y, remote_addr, length}``: reads ``length`` bytes of the local
   scratchpad and sends them to tile (x, y) as WRITE packets of at most
@@ -21,13 +21,13 @@ LOAD sees the loaded data. ``busy`` is high from a command's acceptance until it
 completed. Lengths are any number of bytes; a partial last flit is written with byte
 enables.
 
-The NI also serves the packets other tiles send here (:class:`~hw.noc.target.PacketTarget`):
+The NI also serves the packets other tiles send here (:class:`~accelpool.hw.noc.target.PacketTarget`):
 writes and reads of this scratchpad, and SIGNALs, which leave on ``signal`` for the
-tile's :class:`~hw.noc.tokens.TokenCounters`.
+tile's :class:`~accelpool.hw.noc.tokens.TokenCounters`.
 
 It reaches the scratchpad through one read and one write port with Amaranth's memory
 port signatures (the unit side, ``In(ReadPort.Signature)``, as
-:class:`hw.scratchpad.Scratchpad` documents), shared between its DMA engine and the
+:class:`accelpool.hw.scratchpad.Scratchpad` documents), shared between its DMA engine and the
 request server by round-robin arbiters, and packs a scratchpad word of ``word_bits`` as
 ``word_bits / flit_bits`` flits.
 """

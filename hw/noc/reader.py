@@ -1,8 +1,8 @@
 """Stream flits out of a shared one-cycle-latency read port, one read per granted cycle.
 
-Like :class:`hw.spad_stream.StreamReader`, but the port is shared: the reader raises
+Like :class:`accelpool.hw.spad_stream.StreamReader`, but the port is shared: the reader raises
 ``req`` with ``addr`` and only counts a read as issued in a cycle where ``grant`` is high
-(a :class:`~hw.noc.arbiter.RoundRobin` between the NI's readers decides). The data comes
+(a :class:`~accelpool.hw.noc.arbiter.RoundRobin` between the NI's readers decides). The data comes
 back on ``rdata`` one cycle later.
 """
 

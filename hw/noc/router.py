@@ -116,7 +116,7 @@ class Router(wiring.Component):
     x, y : int
         This router's coordinate.
     flit_bits : int
-        Flit payload width (see :mod:`hw.noc.flit`).
+        Flit payload width (see :mod:`accelpool.hw.noc.flit`).
     buffer_flits : int
         Depth of each input FIFO (at least 2).
 

@@ -1,7 +1,7 @@
 """Sends SIGNAL packets: the one place a tile's SIGNAL command becomes a request packet.
 
-Used by the compute tiles' :class:`~hw.noc.ni.NetworkInterface` and by the memory tile
-(:class:`~hw.noc.memory_tile.MemoryTile`), so both send exactly the same packet with the
+Used by the compute tiles' :class:`~accelpool.hw.noc.ni.NetworkInterface` and by the memory tile
+(:class:`~accelpool.hw.noc.memory_tile.MemoryTile`), so both send exactly the same packet with the
 same timing. A SIGNAL ``{x, y, token, count}`` accepted in cycle ``t`` goes out as one
 head-and-tail flit on the request network from cycle ``t + 1`` (``busy`` until the
 network takes it); tile (x, y) adds ``count`` to its token counter ``token``. A
@@ -27,7 +27,7 @@ __all__ = ["SignalSender", "header_bits"]
 
 
 def header_bits(dst_x, dst_y, src_x: int, src_y: int, type_, length, addr):
-    """A head flit's :data:`~hw.noc.flit.Header` as one expression.
+    """A head flit's :data:`~accelpool.hw.noc.flit.Header` as one expression.
 
     One expression on purpose: constant fields assigned on their own become ``always @*``
     blocks with nothing to wake them in Icarus, and stay X there.

@@ -73,7 +73,7 @@ class PacketTarget(wiring.Component):
     resp_out : Out(stream.Signature(flit_layout))
         To the response network's injection port.
     rd_req, rd_addr : Out; rd_grant : In(1); rd_data : In(flit_bits)
-        A shared one-cycle-latency read port (see :class:`~hw.noc.reader.FlitReader`).
+        A shared one-cycle-latency read port (see :class:`~accelpool.hw.noc.reader.FlitReader`).
     wr : Out(WriteRequestSignature)
         A shared write port.
     signal : Out(stream.Signature(TokenInc))

@@ -10,8 +10,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw import isa
-from tb.harness import tb_params
+from accelpool.hw import isa
+from accelpool.tb.harness import tb_params
 
 
 class TB:

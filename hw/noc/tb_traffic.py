@@ -1,4 +1,4 @@
-"""cocotb traffic runs on the generated Verilog of :class:`hw.noc.traffic.TrafficMesh`.
+"""cocotb traffic runs on the generated Verilog of :class:`accelpool.hw.noc.traffic.TrafficMesh`.
 
 The generators and checkers are hardware; Python sets the pattern, the load and the
 ejection stall probability, lets the simulator run, then stops the sources, waits for the
@@ -11,7 +11,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from tb.harness import tb_params
+from accelpool.tb.harness import tb_params
 
 UNIFORM, TRANSPOSE, HOTSPOT, NEIGHBOUR = range(4)
 PATTERNS = {"uniform": UNIFORM, "transpose": TRANSPOSE, "hotspot": HOTSPOT,

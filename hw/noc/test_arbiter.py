@@ -1,7 +1,7 @@
 import pytest
 from amaranth.sim import Simulator
 
-from hw.noc.arbiter import RoundRobin
+from accelpool.hw.noc.arbiter import RoundRobin
 
 
 def test_rotates_and_never_starves():

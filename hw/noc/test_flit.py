@@ -1,6 +1,6 @@
 import pytest
 
-from hw.noc.flit import (HEADER_BITS, PacketType, decode_header, encode_header, flit_layout,
+from accelpool.hw.noc.flit import (HEADER_BITS, PacketType, decode_header, encode_header, flit_layout,
                          link_bits, packet_flits)
 
 

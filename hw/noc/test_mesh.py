@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from hw.config import MeshConfig
-from tb.noc_sim import check_delivery, run_traffic
+from accelpool.hw.config import MeshConfig
+from accelpool.tb.noc_sim import check_delivery, run_traffic
 
 
 def uniform(cfg, count, rng, max_len=4):

@@ -7,12 +7,12 @@ from amaranth import Module, Shape
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.config import MeshConfig
-from hw.noc.fabric import Fabric, attach_memory, attach_ni
-from hw.noc.memory_tile import MemoryTile
-from hw.noc.ni import NetworkInterface
-from hw.noc.tokens import TokenCounters
+from accelpool.hw import isa
+from accelpool.hw.config import MeshConfig
+from accelpool.hw.noc.fabric import Fabric, attach_memory, attach_ni
+from accelpool.hw.noc.memory_tile import MemoryTile
+from accelpool.hw.noc.ni import NetworkInterface
+from accelpool.hw.noc.tokens import TokenCounters
 
 MESH = MeshConfig(cols=2, rows=2, flit_bits=64, buffer_flits=4)
 A, B, MEM = (0, 0), (1, 0), (1, 1)
@@ -256,11 +256,11 @@ def test_memory_tile_bad_size():
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_dma_cocotb(sim):
     """The same DMA behaviour on the generated Verilog, in both simulators."""
-    from tb.harness import run_cocotb
-    from tb.noc_sim import DmaSystem
+    from accelpool.tb.harness import run_cocotb
+    from accelpool.tb.noc_sim import DmaSystem
 
     params = {"cols": 2, "rows": 2, "flit_bits": 64, "mem_x": 1, "mem_y": 1,
               "word_bits": 128, "spad_bytes": 2048, "mem_bytes": 4096}
     run_cocotb(DmaSystem(MeshConfig(cols=2, rows=2, flit_bits=64, buffer_flits=4), (1, 1),
                          word_bits=128, spad_bytes=2048, mem_bytes=4096),
-               name="noc_dma", params=params, test_module="hw.noc.tb_dma", sim=sim)
+               name="noc_dma", params=params, test_module="accelpool.hw.noc.tb_dma", sim=sim)

@@ -4,7 +4,7 @@ from amaranth import Module
 from amaranth.lib import memory
 from amaranth.sim import Simulator
 
-from hw.noc.reader import FlitReader
+from accelpool.hw.noc.reader import FlitReader
 
 
 def test_reads_under_grant_gaps_and_backpressure():

@@ -3,7 +3,7 @@
 import pytest
 from amaranth.back import rtlil
 
-from hw.noc.router import LinkSignature, Port, Router, xy_route
+from accelpool.hw.noc.router import LinkSignature, Port, Router, xy_route
 
 
 def test_xy_route_goes_x_first():

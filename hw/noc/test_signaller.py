@@ -3,10 +3,10 @@ destination outside the mesh is dropped with ``error``."""
 
 from amaranth.sim import Simulator
 
-from hw.config import MeshConfig
-from hw.noc.flit import PacketType, decode_header
-from hw.noc.signaller import SignalSender
-from tb.streams import stream_put
+from accelpool.hw.config import MeshConfig
+from accelpool.hw.noc.flit import PacketType, decode_header
+from accelpool.hw.noc.signaller import SignalSender
+from accelpool.tb.streams import stream_put
 
 MESH = MeshConfig(cols=3, rows=2, flit_bits=64, buffer_flits=4)
 

@@ -1,7 +1,7 @@
 import pytest
 from amaranth.sim import Simulator
 
-from hw.noc.tokens import TokenCounters
+from accelpool.hw.noc.tokens import TokenCounters
 
 
 def _run(dut, bench):

@@ -296,7 +296,7 @@ def _sum(terms):
 
 
 class TrafficMesh(wiring.Component):
-    """A :class:`~hw.noc.mesh.Mesh` with a generator and a checker at every node.
+    """A :class:`~accelpool.hw.noc.mesh.Mesh` with a generator and a checker at every node.
 
     Inputs are broadcast to all nodes; outputs are totals over the nodes (``lat_max`` is
     the maximum). ``now`` counts cycles since reset. Pulse ``clear`` to restart the

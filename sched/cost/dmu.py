@@ -1,8 +1,8 @@
-"""DMU cycle model: the systolic GEMM formula of :mod:`sched.cost.systolic`."""
+"""DMU cycle model: the systolic GEMM formula of :mod:`accelpool.sched.cost.systolic`."""
 
 from __future__ import annotations
 
-from hw.config import TileConfig
+from accelpool.hw.config import TileConfig
 
 from .systolic import gemm_cycles, word_elems
 
@@ -16,7 +16,7 @@ def cycles(tile: TileConfig, *, m: int, n: int, k: int, **_) -> int:
     W the A elements per scratchpad word, and R x C the
     tile's array (``tile["rows"]``, ``tile["cols"]``); exact (0 cycles error against the
     RTL over the sweeps of ``hw/test_dmu.py``). Accumulation (``accumulate``) does not
-    change the count, nor does ``out_bf16``. See :func:`sched.cost.systolic.gemm_cycles`.
+    change the count, nor does ``out_bf16``. See :func:`accelpool.sched.cost.systolic.gemm_cycles`.
     """
     r, c = tile["rows"], tile["cols"]
     return gemm_cycles(r, c, m, n, k, word_elems=word_elems(r, c, 2))

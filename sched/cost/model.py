@@ -25,12 +25,12 @@ Unit latency
     whole tile.
 
 Dataflow (``CostModel(pool, dataflow=...)``)
-    ``"memory"`` (default, what :mod:`sched.codegen` emits): every micro-op LOADs all its
+    ``"memory"`` (default, what :mod:`accelpool.sched.codegen` emits): every micro-op LOADs all its
     operands from the memory tile and STOREs its result there; both are part of its
     unit's occupancy (:meth:`CostModel.task_cycles`), and a consumer on another unit only
     waits for the producer's fence and SIGNAL (:meth:`CostModel.comm_cycles`). Where a
     unit sits relative to the memory tile is what the NoC costs; contention is on the
-    links into and out of the memory tile (``sched.schedulers.replay``).
+    links into and out of the memory tile (``accelpool.sched.schedulers.replay``).
     ``"direct"``: results go from the producer's tile to the consumer's (the ISA's STORE
     to another tile's scratchpad), only graph inputs, weights and outputs touch memory;
     contention on the route between the two tiles.
@@ -56,8 +56,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from hw.config import DType, TileConfig, UnitKind
-from sched.ir import OpType
+from accelpool.hw.config import DType, TileConfig, UnitKind
+from accelpool.sched.ir import OpType
 
 __all__ = [
     "DATAFLOWS", "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 
-#: How results travel between micro-ops: through the memory tile (what :mod:`sched.codegen`
+#: How results travel between micro-ops: through the memory tile (what :mod:`accelpool.sched.codegen`
 #: emits) or directly from the producer's tile to the consumer's.
 DATAFLOWS = ("memory", "direct")
 
@@ -103,8 +103,8 @@ def _gnn(tile: TileConfig, nodes: int, edges: int, features: int, **_: Any) -> i
 
 def _layout_engine(tile: TileConfig, func: Any, **args: Any) -> int:
     """LAYOUT (im2col, transpose) on the memory tile's layout engine: its exact formula
-    (:func:`sched.cost.layout.cycles` of the EXEC's MemArgs; the shape fields suffice)."""
-    from sched.cost import layout
+    (:func:`accelpool.sched.cost.layout.cycles` of the EXEC's MemArgs; the shape fields suffice)."""
+    from accelpool.sched.cost import layout
     return layout.cycles(func, **args)
 
 
@@ -120,7 +120,7 @@ FALLBACK: Mapping[UnitKind, Callable[..., int]] = {
 #: the memory tile's EXEC is its layout engine's (``sched/cost/layout.py``, which takes
 #: ``cycles(func, **MemArgs)``), called through :func:`_layout_engine`.
 _RTL_FORMULAS: Mapping[UnitKind, tuple[str, Callable[..., int]]] = {
-    UnitKind.MEMORY: ("sched.cost.layout", _layout_engine),
+    UnitKind.MEMORY: ("accelpool.sched.cost.layout", _layout_engine),
 }
 
 
@@ -177,7 +177,7 @@ def shape_args(op: Any) -> dict[str, int]:
 
 def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
     """``(cycles, from_rtl)``: the unit module's formula if it exists, else the fallback."""
-    name, adapter = _RTL_FORMULAS.get(kind, (f"sched.cost.{kind.key}", None))
+    name, adapter = _RTL_FORMULAS.get(kind, (f"accelpool.sched.cost.{kind.key}", None))
     try:
         mod = importlib.import_module(name)
     except ModuleNotFoundError:
@@ -191,7 +191,7 @@ def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
 def _noc_module() -> Any:
     """``sched/cost/noc.py`` (the NoC's RTL-derived timing) if it has landed, else None."""
     try:
-        mod = importlib.import_module("sched.cost.noc")
+        mod = importlib.import_module("accelpool.sched.cost.noc")
     except ModuleNotFoundError:
         return None
     if callable(getattr(mod, "store_cycles", None)) and callable(getattr(mod, "load_cycles", None)):
@@ -299,7 +299,7 @@ class CostModel:
         contention: ``(load, load_service, load_tail, middle, store, store_service,
         store_tail)`` with ``load`` and ``store`` the cycles its LOAD and STORE commands
         occupy the tile alone, ``*_service`` the cycles the memory tile is busy serving them
-        (:func:`sched.cost.stream.op_memory_cycles`: one packet server for every tile),
+        (:func:`accelpool.sched.cost.stream.op_memory_cycles`: one packet server for every tile),
         ``*_tail`` what the phase's last command still takes after its last packet is served
         (the response's or acknowledgement's flight and the issue slot), and ``middle`` the
         rest (EXEC, SIGNALs); ``load + middle + store`` is :meth:`task_cycles`. None where
@@ -310,8 +310,8 @@ class CostModel:
         key = ("phases", n, unit.name)
         hit = self._cmd_cache.get(key)
         if hit is None:
-            from sched.codegen import op_transfers
-            from sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles
+            from accelpool.sched.codegen import op_transfers
+            from accelpool.sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles
             loads, stores = op_transfers(dag.graph["ir"], dag.nodes[n]["op"], unit.tile,
                                          self._bytes_per_flit)
             hops = abs(self._mem_at[0] - unit.at[0]) + abs(self._mem_at[1] - unit.at[1])
@@ -340,8 +340,8 @@ class CostModel:
             return self._cmd_cache[key]
         out = None
         try:
-            from sched.codegen import CodegenError, op_transfers
-            from sched.cost.stream import op_cycles
+            from accelpool.sched.codegen import CodegenError, op_transfers
+            from accelpool.sched.cost.stream import op_cycles
         except ImportError:
             self._cmd_cache[key] = None
             return None
@@ -389,7 +389,7 @@ class CostModel:
             # its n elements, whose factors depend on the source's layout) or a LAYOUT
             # micro-op codegen does not lower is priced as one EXEC moving n elements (the
             # engine's cycles depend on the destination elements only).
-            from sched.codegen import CodegenError, layout_shape
+            from accelpool.sched.codegen import CodegenError, layout_shape
             try:
                 func, args = layout_shape(op, unit.tile if unit is not None
                                           else self.pool.memory)
@@ -454,7 +454,7 @@ class CostModel:
     def external_bytes(self, op: Any, from_preds: int, is_sink: bool) -> tuple[int, int]:
         """:meth:`memory_bytes` given the bytes arriving from predecessors.
 
-        With ``dataflow="memory"`` (what :mod:`sched.codegen` emits) every operand is
+        With ``dataflow="memory"`` (what :mod:`accelpool.sched.codegen` emits) every operand is
         loaded from memory and every result stored there, whoever produced it."""
         bytes_in = op.bytes_in or sum(r.size for r in op.inputs) * op.dtype.bytes
         bytes_out = op.bytes_out or sum(r.size for r in op.outputs) * op.dtype.bytes
@@ -467,11 +467,11 @@ class CostModel:
         the memory tile, compute, store a graph output back (the tile's command stream runs
         these in sequence). ``ext`` = :meth:`memory_bytes` if already known.
 
-        With the memory dataflow, when the DAG belongs to an IR graph and :mod:`sched.codegen`
+        With the memory dataflow, when the DAG belongs to an IR graph and :mod:`accelpool.sched.codegen`
         lowers the micro-op on the unit, the occupancy is that of the very commands codegen
-        emits (:func:`sched.codegen.op_transfers`: one LOAD per operand row run or
+        emits (:func:`accelpool.sched.codegen.op_transfers`: one LOAD per operand row run or
         unit-format constant, one STORE per result row run) timed by the tile's command
-        rules (:func:`sched.cost.stream.op_cycles`: controller issue slots, each LOAD and
+        rules (:func:`accelpool.sched.cost.stream.op_cycles`: controller issue slots, each LOAD and
         STORE at its hop distance, the EXEC, one SIGNAL per consuming unit, at most the
         number of successors). Otherwise the bytes-based estimate below."""
         if self.dataflow == "memory" and self.command_level:
@@ -838,7 +838,7 @@ def load_measurements(path: str, config: Any = None) -> list[Measurement]:
     """Read recorded RTL measurements: a JSON list of ``{"tile": name, "shape": {...},
     "cycles": n}`` (tile names from the pool config ``config``, default pool if None)."""
     import json
-    from hw.config import load_config
+    from accelpool.hw.config import load_config
     cfg = load_config(config) if config is not None else load_config()
     out = []
     for i, rec in enumerate(json.loads(open(path).read())):
@@ -851,9 +851,9 @@ def load_measurements(path: str, config: Any = None) -> list[Measurement]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sched.cost.model calibrate MEASUREMENTS.json [--config CFG] [--tolerance T]``"""
+    """``python -m accelpool.sched.cost.model calibrate MEASUREMENTS.json [--config CFG] [--tolerance T]``"""
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m sched.cost.model",
+    ap = argparse.ArgumentParser(prog="python -m accelpool.sched.cost.model",
                                  description="Fit and validate the cost model against RTL cycle counts")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("calibrate", help="fit scale/overhead per unit kind and validate on held-out")

@@ -1,10 +1,10 @@
-"""SMU cycle model: the CSR row engine's (:mod:`sched.cost.csr`) with the SMU's lanes."""
+"""SMU cycle model: the CSR row engine's (:mod:`accelpool.sched.cost.csr`) with the SMU's lanes."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from hw.config import TileConfig
+from accelpool.hw.config import TileConfig
 
 from .csr import engine_cycles, engine_cycles_from_nnz
 

@@ -4,12 +4,12 @@ The tile controller (``hw/controller.py``) and the network interface (``hw/noc/n
 are deterministic, so the cycle at which every command of a stream issues follows from a
 handful of rules. :func:`stream_timeline` applies them to one tile and
 :func:`soc_timelines` to several tiles that SIGNAL and WAIT on each other; both give the
-same numbers as the tiles' trace memories (``tb.soc.SocResult.trace``): the controller's
+same numbers as the tiles' trace memories (``accelpool.tb.soc.SocResult.trace``): the controller's
 ``cycles`` counter when a command left ISSUE, END = the tile finished. They are checked
 against the RTL over sweeps in ``sched/cost/test_stream.py``.
 
 Rules (cycle ``a`` = the issue cycle of a command; ``hops`` = XY distance between the
-tile and the LOAD/STORE/SIGNAL destination; ``d`` = :mod:`sched.cost.noc`'s duration)
+tile and the LOAD/STORE/SIGNAL destination; ``d`` = :mod:`accelpool.sched.cost.noc`'s duration)
 
 =========  ============================================================================
 step       rule
@@ -66,9 +66,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from hw import isa
-from hw.config import PoolConfig, TileConfig, UnitKind
-from hw.isa import Command, Opcode
+from accelpool.hw import isa
+from accelpool.hw.config import PoolConfig, TileConfig, UnitKind
+from accelpool.hw.isa import Command, Opcode
 
 from . import noc
 
@@ -164,10 +164,10 @@ def exec_cycles_from_args(tile: TileConfig, cmd: Command) -> int:
     import importlib
 
     if tile.kind is UnitKind.MEMORY:        # the memory tile's layout engine
-        from sched.cost import layout
+        from accelpool.sched.cost import layout
         return int(layout.cycles(cmd.fields["func"], **cmd.fields["args"]))
     try:
-        module = importlib.import_module(f"sched.cost.{tile.kind.key}")
+        module = importlib.import_module(f"accelpool.sched.cost.{tile.kind.key}")
     except ModuleNotFoundError:
         raise StreamError(f"No cycle model sched/cost/{tile.kind.key}.py for the EXEC on "
                           f"{tile.name}: pass exec_cycles") from None
@@ -177,7 +177,7 @@ def exec_cycles_from_args(tile: TileConfig, cmd: Command) -> int:
 def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
              exec_cycles: Callable[[Command], int] | None = None,
              memory_at: tuple[int, int] | None = None) -> list[Step]:
-    """The timing steps of ``tile``'s commands (a list of :class:`hw.isa.Command` or an
+    """The timing steps of ``tile``'s commands (a list of :class:`accelpool.hw.isa.Command` or an
     assembled stream); ``exec_cycles(cmd)`` prices each EXEC (default
     :func:`exec_cycles_from_args`); LOAD/STORE to ``memory_at`` are marked ``to_memory``."""
     if isinstance(commands, (bytes, bytearray)):
@@ -396,7 +396,7 @@ def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolCo
                   exec_cycles: Callable[[TileConfig, Command], int] | None = None, *,
                   memory_contention: bool = False,
                   max_packet_bytes: int = 64) -> dict[str, list[int]]:
-    """Issue cycles of every tile's stream when all start together (``tb.soc``'s
+    """Issue cycles of every tile's stream when all start together (``accelpool.tb.soc``'s
     ``start``), SIGNALs and WAITs between them resolved.
 
     Without ``memory_contention`` the tiles do not disturb each other (exact when their
@@ -441,7 +441,7 @@ def soc_timelines(streams: Mapping[str, Sequence[Command] | bytes], pool: PoolCo
 def program_timelines(program, pool: PoolConfig, *, memory_contention: bool = True,
                       exec_cycles: Callable[[TileConfig, Command], int] | None = None
                       ) -> dict[str, list[int]]:
-    """:func:`soc_timelines` of a compiled :class:`sched.codegen.Program` (its
+    """:func:`soc_timelines` of a compiled :class:`accelpool.sched.codegen.Program` (its
     ``streams[tile].commands``, the memory tile's own stream included), the memory tile's
     contention included by default: the predicted trace of every tile;
     ``max(t[-1] for t in result.values())`` is the makespan the RTL will measure (exact to
@@ -453,7 +453,7 @@ def program_timelines(program, pool: PoolConfig, *, memory_contention: bool = Tr
 def op_steps(loads: Sequence[int], exec_cycles: int | None, stores: Sequence[int], *,
              hops: int, signals: int = 0, waits: int = 0, fence_bytes: int = 0,
              signal_hops: int | None = None) -> list[Step]:
-    """One micro-op's command group as :mod:`sched.codegen` emits it: ``waits`` WAITs,
+    """One micro-op's command group as :mod:`accelpool.sched.codegen` emits it: ``waits`` WAITs,
     a LOAD per entry of ``loads`` (bytes), the EXEC (none if ``exec_cycles`` is None), a
     STORE per entry of ``stores``, an optional fence LOAD of ``fence_bytes`` and
     ``signals`` SIGNALs (``signal_hops`` away, default ``hops``)."""
@@ -520,7 +520,7 @@ def memory_service_cycles(op: Opcode | str, length: int, *, flit_bits: int = 64,
     """Cycles the memory tile is busy serving one LOAD or STORE of ``length`` bytes.
 
     The memory tile handles one packet at a time: a READ_REQ costs
-    :data:`sched.cost.noc.LOAD_PACKET_OVERHEAD` plus its data flits (the response is sent
+    :data:`accelpool.sched.cost.noc.LOAD_PACKET_OVERHEAD` plus its data flits (the response is sent
     while it is served), a WRITE its head plus its data flits. With nothing else competing
     this is the part of :func:`command_cycles` that does not depend on the distance; when
     several tiles use the memory tile at once their packets are served one after another
@@ -600,7 +600,7 @@ def shared_memory_timelines(streams: Sequence[tuple[int, int, Sequence[tuple[Opc
     :func:`memory_service_cycles`; after the last packet's service the LOAD's data is in
     the scratchpad ``hops + 1`` cycles later, the STORE's acknowledgement back ``hops + 3``
     cycles later, and the NI is free. These constants make one tile alone equal
-    :mod:`sched.cost.noc` exactly; the interleaving is a model of the RTL's router
+    :mod:`accelpool.sched.cost.noc` exactly; the interleaving is a model of the RTL's router
     arbitration, compared with the RTL in ``test_stream.py`` (within a cycle there).
     """
     return [st.issue for st in _shared(streams, flit_bits, max_packet_bytes)]

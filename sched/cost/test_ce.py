@@ -1,6 +1,6 @@
 """The CE cycle model's own properties (its agreement with the RTL is in hw/test_ce.py)."""
 
-from sched.cost.ce import cycles, cycles_compute_bound, utilization
+from accelpool.sched.cost.ce import cycles, cycles_compute_bound, utilization
 
 TILE = {"oc_lanes": 8, "ic_lanes": 8}
 LAYER = dict(c_in=16, c_out=16, height=32, width=32, pads=(1, 1, 1, 1), bias=True, requant=True)
@@ -13,7 +13,7 @@ def test_target_layer_utilization():
 
 
 def test_recurrence_agrees_with_closed_form_when_not_writer_bound():
-    from sched.cost import ce
+    from accelpool.sched.cost import ce
     shape = dict(c_in=16, c_out=24, height=5, width=7, kernel_h=3, kernel_w=3, bias=True)
     e, ocb, load, words, p = 18, 3, 1 + 18 * 8 + 2 + 6, 4, 3 * 5
     assert cycles(TILE, **shape) == cycles_compute_bound(e, ocb, load, words, p)
@@ -33,7 +33,7 @@ def test_writer_bound_layers_cost_at_least_the_writes():
 
 
 def test_takes_the_exec_arguments():
-    from hw.ce_layout import ConvShape
+    from accelpool.hw.ce_layout import ConvShape
     shape = ConvShape(16, 16, 32, 32, 3, 3, 1, (1, 1, 1, 1))
     args = shape.exec_args(in_addr=0, w_addr=16384, out_addr=20480, bias=True, requant=True)
     assert cycles(TILE, **args) == cycles(TILE, **LAYER)

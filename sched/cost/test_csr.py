@@ -1,7 +1,7 @@
 import pytest
 
-from hw.config import load_config
-from sched.cost import csr, gnn, smu
+from accelpool.hw.config import load_config
+from accelpool.sched.cost import csr, gnn, smu
 
 
 def test_pass_cycles_rules():

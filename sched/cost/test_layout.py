@@ -2,8 +2,8 @@
 
 import pytest
 
-from hw.layout_engine import MemFunc
-from sched.cost.layout import OVERHEAD, cycles, elements
+from accelpool.hw.layout_engine import MemFunc
+from accelpool.sched.cost.layout import OVERHEAD, cycles, elements
 
 
 def test_formula_terms():

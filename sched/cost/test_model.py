@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from hw.config import DType, UnitKind, load_config
-from sched.cost.model import (CalibrationError, CostModel, CostParams, KindParams, LinkTable,
+from accelpool.hw.config import DType, UnitKind, load_config
+from accelpool.sched.cost.model import (CalibrationError, CostModel, CostParams, KindParams, LinkTable,
                               Measurement, calibrate, main, xy_route)
-from sched.ir import (ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef)
-from sched.pool import Pool
+from accelpool.sched.ir import (ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef)
+from accelpool.sched.pool import Pool
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def gemm(M, K, N, op=OpType.GEMM, dtype=DType.BF16, sparsity=0.0, **attrs):
 
 
 def test_unit_formulas(pool, cost):
-    from sched.cost.systolic import gemm_cycles
+    from accelpool.sched.cost.systolic import gemm_cycles
     dmu, smu, lpu = pool.unit("dmu0"), pool.unit("smu0"), pool.unit("lpu0")
     # DMU and LPU: the dense branch's exact RTL formula, no overhead on top
     assert cost.from_rtl(UnitKind.DMU) and cost.from_rtl(UnitKind.LPU)
@@ -39,7 +39,7 @@ def test_unit_formulas(pool, cost):
     assert cost.exec_cycles(gemm(9, 16, 8), dmu) == gemm_cycles(8, 8, 9, 8, 16, word_elems=16)
     assert cost.exec_cycles(gemm(16, 32, 16, dtype=DType.INT8), lpu) == gemm_cycles(8, 16, 16, 16, 32, word_elems=64)
     sp = gemm(8, 64, 8, op=OpType.SPMM, sparsity=0.75, sparse_operand=0)
-    from sched.cost import smu as smu_cost
+    from accelpool.sched.cost import smu as smu_cost
     # SMU: the sparse branch's formula with the non-zeros of A (8 x 64 at 75% zeros)
     assert cost.from_rtl(UnitKind.SMU)
     assert cost.exec_cycles(sp, smu) == smu_cost.cycles(smu.tile, m=8, n=8, nnz=128)
@@ -49,7 +49,7 @@ def test_unit_formulas(pool, cost):
     assert cost.exec_cycles(sp, dmu) == gemm_cycles(8, 8, 8, 8, 64, word_elems=16)     # dense on the DMU
     conv = MicroOp("c", OpType.CONV, DType.INT8, (), (), shape=dict(
         IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
-    from sched.cost import afu as afu_cost, ce as ce_cost
+    from accelpool.sched.cost import afu as afu_cost, ce as ce_cost
     # CE: its RTL-checked formula, fed the tile's EXEC arguments (no pads: 8x8 -> 6x6)
     ce = pool.unit("ce0")
     assert cost.exec_cycles(conv, ce) == ce_cost.cycles(
@@ -68,13 +68,13 @@ def test_unit_formulas(pool, cost):
                                                           dtype="int8", count=100)
     agg = MicroOp("n", OpType.AGGREGATE, DType.BF16, (), (),
                   shape={"nodes": 10, "edges": 40, "features": 16})
-    from sched.cost import gnn as gnn_cost
+    from accelpool.sched.cost import gnn as gnn_cost
     assert cost.exec_cycles(agg, pool.unit("gnn0")) == gnn_cost.cycles(
         pool.unit("gnn0").tile, nodes=10, features=16, edges=40)
     # LAYOUT on the memory tile: the layout engine's formula (one cycle per destination
     # element, plus SETUP and DRAIN), from the EXEC's shape fields
-    from sched.cost import layout as layout_cost
-    from sched.ir import LayoutFunc
+    from accelpool.sched.cost import layout as layout_cost
+    from accelpool.sched.ir import LayoutFunc
     im2col = MicroOp("l", OpType.LAYOUT, DType.INT8, (TensorRef("x", (0, 0, 0, 0), (1, 3, 8, 8)),),
                      (TensorRef("c", (0, 0), (27, 16)),), func=LayoutFunc.IM2COL,
                      shape={"n": 27 * 16}, attrs={"kernel": (3, 3), "strides": (2, 2),
@@ -107,7 +107,7 @@ def test_baseline_emulation_prices_the_equivalent_gemm():
     conv = MicroOp("c", OpType.CONV, DType.INT8, (), (), shape=dict(
         IC=16, H=8, W=8, OC=8, KH=3, KW=3, OH=6, OW=6))
     # im2col GEMM: M = 36, K = 144, N = 8 on an 8x8 array
-    from sched.cost.systolic import gemm_cycles
+    from accelpool.sched.cost.systolic import gemm_cycles
     assert c.exec_cycles(conv, dense.unit("dmu0")) == gemm_cycles(8, 8, 36, 8, 144, word_elems=16)
 
 
@@ -178,8 +178,8 @@ def test_edge_and_memory_bytes(pool, cost):
     assert cost.memory_bytes(dag, "g0") == (512, 128)
     assert cost.memory_bytes(dag, "r") == (128, 128)
     # priced by the commands codegen emits for it: the rows of y's box, the result rows
-    from sched.codegen import op_transfers
-    from sched.cost.stream import op_cycles
+    from accelpool.sched.codegen import op_transfers
+    from accelpool.sched.cost.stream import op_cycles
     loads, stores = op_transfers(g, g.op("r"), u.tile, 8)
     assert (loads, stores) == ([16] * 8, [128])      # z is whole: one contiguous STORE
     assert cost.task_cycles(dag, "r", u) == op_cycles(loads, cost.exec_cycles(g.op("r"), u),
@@ -207,7 +207,7 @@ def test_edge_and_memory_bytes(pool, cost):
 
 def sweep(tile, scale, overhead, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
-    from sched.cost.model import _call_formula, _unit_formula
+    from accelpool.sched.cost.model import _call_formula, _unit_formula
     out = []
     for M in (8, 16, 32, 64):
         for K in (8, 64, 256):
@@ -257,14 +257,14 @@ def test_calibrate_command(tmp_path, capsys):
 def test_unit_module_formula_is_called_with_its_own_argument_names(pool, monkeypatch):
     import sys
     import types
-    from sched.cost import model
-    mod = types.ModuleType("sched.cost.dmu")
+    from accelpool.sched.cost import model
+    mod = types.ModuleType("accelpool.sched.cost.dmu")
 
     def cycles(tile, m, n, k):          # a unit module's spelling of the GEMM shape
         return m * n * k // (tile["rows"] * tile["cols"])
-    monkeypatch.setitem(sys.modules, "sched.cost.smu", types.ModuleType("sched.cost.smu"))
+    monkeypatch.setitem(sys.modules, "accelpool.sched.cost.smu", types.ModuleType("accelpool.sched.cost.smu"))
     mod.cycles = cycles
-    monkeypatch.setitem(sys.modules, "sched.cost.dmu", mod)
+    monkeypatch.setitem(sys.modules, "accelpool.sched.cost.dmu", mod)
     c = CostModel(pool)
     assert c.from_rtl(UnitKind.DMU) and not c.from_rtl(UnitKind.SMU)
     assert c.exec_cycles(gemm(16, 32, 8), pool.unit("dmu0")) == 16 * 32 * 8 // 64
@@ -278,7 +278,7 @@ def test_unit_module_formula_is_called_with_its_own_argument_names(pool, monkeyp
 
 
 def test_noc_branch_model_is_the_default(pool):
-    noc = pytest.importorskip("sched.cost.noc")
+    noc = pytest.importorskip("accelpool.sched.cost.noc")
     c = CostModel(pool)
     assert c.transfer_cycles(64, (0, 0), (1, 1)) == noc.store_cycles(64, 2, flit_bits=64)
     assert c.load_cycles(100, (0, 0)) == noc.load_cycles(100, 2, flit_bits=64)
@@ -289,7 +289,7 @@ def test_noc_branch_model_is_the_default(pool):
 def test_noc_module_is_used_when_present(pool, monkeypatch):
     import sys
     import types
-    mod = types.ModuleType("sched.cost.noc")
+    mod = types.ModuleType("accelpool.sched.cost.noc")
     calls = []
 
     def store_cycles(length, hop_count, *, flit_bits=64, max_packet_bytes=64):
@@ -300,7 +300,7 @@ def test_noc_module_is_used_when_present(pool, monkeypatch):
         calls.append(("load", length, hop_count, flit_bits))
         return 2000 + length + hop_count
     mod.store_cycles, mod.load_cycles = store_cycles, load_cycles
-    monkeypatch.setitem(sys.modules, "sched.cost.noc", mod)
+    monkeypatch.setitem(sys.modules, "accelpool.sched.cost.noc", mod)
     c = CostModel(pool)
     assert c.transfer_cycles(64, (0, 0), (2, 1)) == 1000 + 64 + 3
     assert c.transfer_cycles(64, (0, 0), (0, 0)) == 0
@@ -310,8 +310,8 @@ def test_noc_module_is_used_when_present(pool, monkeypatch):
 
 def test_dequantize_is_priced_as_the_afus_own_function(pool, cost):
     """DEQUANTIZE is an AFU function of its own (lanes elements per cycle), not a MUL."""
-    from sched.cost import afu
-    from sched.decompose import compile_model
+    from accelpool.sched.cost import afu
+    from accelpool.sched.decompose import compile_model
     g = compile_model("qcnn")
     op = next(o for o in g.ops if o.op is OpType.DEQUANTIZE)
     u = pool.unit("afu0")

@@ -5,10 +5,10 @@ import random
 
 import pytest
 
-from hw import isa
-from hw.config import MeshConfig
-from sched.cost import noc
-from tb.noc_sim import check_delivery, run_traffic, time_dma
+from accelpool.hw import isa
+from accelpool.hw.config import MeshConfig
+from accelpool.sched.cost import noc
+from accelpool.tb.noc_sim import check_delivery, run_traffic, time_dma
 
 
 def test_packet_latency_matches_the_mesh():

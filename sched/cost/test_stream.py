@@ -1,21 +1,21 @@
-"""The command-stream timing model (:mod:`sched.cost.stream`) against the tiles' traces.
+"""The command-stream timing model (:mod:`accelpool.sched.cost.stream`) against the tiles' traces.
 
 Two small SoCs run on Icarus (one simulator process each, every job of
-:mod:`tb.stream_jobs` through :func:`tb.soc.run_jobs`); the issue cycle of every command,
+:mod:`accelpool.tb.stream_jobs` through :func:`accelpool.tb.soc.run_jobs`); the issue cycle of every command,
 as the tiles' trace memories record it, must equal
-:func:`sched.cost.stream.soc_timelines` exactly when no two tiles' transfers overlap:
+:func:`accelpool.sched.cost.stream.soc_timelines` exactly when no two tiles' transfers overlap:
 
 - ``configs/stream_pair.toml`` (memory + AFUs at 1 and 2 hops): LOAD and STORE lengths
   8 B .. 4 KiB back to back at both hop counts, LOADs while an EXEC runs (shorter and
   longer than it), EXEC after LOADs, STORE after EXEC, SIGNAL/WAIT between the tiles,
-  NOP; micro-op groups as ``sched.codegen`` emits them, whose :func:`op_cycles` add up
+  NOP; micro-op groups as ``accelpool.sched.codegen`` emits them, whose :func:`op_cycles` add up
   to the stream's END; two tiles using the memory tile at once (contention), against
-  :func:`sched.cost.stream.shared_memory_timelines` (the memory tile as one packet server).
+  :func:`accelpool.sched.cost.stream.shared_memory_timelines` (the memory tile as one packet server).
 - ``configs/ce_pair.toml`` (memory + two CEs, 2 hops apart): a convolution's EXEC, a
   STORE into the other tile's scratchpad and SIGNAL/WAIT at 2 hops both ways; both CEs
   on the memory tile at once from its two router ports.
 
-Where transfers overlap, :func:`sched.cost.stream.soc_timelines` with
+Where transfers overlap, :func:`accelpool.sched.cost.stream.soc_timelines` with
 ``memory_contention=True`` is compared with a stated tolerance instead.
 
 Verilator runs the same jobs with ``make regress`` (slow: minutes of build).
@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import pytest
 
-from hw import isa
-from hw.isa import Opcode
-from sched.cost import afu as afu_cost
-from sched.cost import noc
-from sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
+from accelpool.hw import isa
+from accelpool.hw.isa import Opcode
+from accelpool.sched.cost import afu as afu_cost
+from accelpool.sched.cost import noc
+from accelpool.sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
                                memory_service_cycles, op_cycles, op_memory_cycles, op_steps,
                                program_timelines, shared_memory_finish,
                                shared_memory_timelines, signal_arrival,
                                soc_timelines, stream_timeline)
-from tb.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1,
+from accelpool.tb.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1,
                             GROUPS_2, LENGTHS, PAIR, PAIR_JOBS, RANDOM, SWEEP, WAITS, afu_exec,
                             ce_exec, measure, relu)
 
@@ -94,7 +94,7 @@ def test_op_cycles_add_up_to_the_stream(traces):
 
 
 def stream_steps(cmds, tile):
-    from sched.cost.stream import steps_of
+    from accelpool.sched.cost.stream import steps_of
     return steps_of(cmds, PAIR.tile(tile), lambda c: afu_exec(PAIR.tile(tile), c))
 
 
@@ -184,9 +184,9 @@ def test_lowered_models_predicted_from_their_streams(model):
     requests pass the LPU's router (1, 0) and share its link into the memory tile, so the
     mesh arbitrates them there, by router port, not tile by tile at the memory tile as the
     server model does)."""
-    from hw.config import load_config
-    from tb.soc import build_soc, run_job
-    from tb.stream_jobs import compiled_model
+    from accelpool.hw.config import load_config
+    from accelpool.tb.soc import build_soc, run_job
+    from accelpool.tb.stream_jobs import compiled_model
 
     cfg = load_config("default")
     _, prog, job = compiled_model(model, cfg)
@@ -284,7 +284,7 @@ def test_op_cycles_closed_form():
 
 
 def test_assembled_stream_and_commands_agree():
-    from tb.stream_jobs import OVERLAP
+    from accelpool.tb.stream_jobs import OVERLAP
     ex = lambda c: afu_exec(PAIR.tile("afu1"), c)
     assert stream_timeline(isa.assemble(OVERLAP), "afu1", PAIR, ex) == \
         stream_timeline(OVERLAP, PAIR.tile("afu1"), PAIR, ex) == \

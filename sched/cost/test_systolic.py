@@ -3,9 +3,9 @@ hw/test_dmu.py and hw/test_lpu.py)."""
 
 import pytest
 
-from hw.config import load_config
-from sched.cost import dmu, lpu
-from sched.cost.systolic import gemm_cycles, gemm_period, gemm_utilization, word_elems
+from accelpool.hw.config import load_config
+from accelpool.sched.cost import dmu, lpu
+from accelpool.sched.cost.systolic import gemm_cycles, gemm_period, gemm_utilization, word_elems
 
 
 def test_formula_terms():

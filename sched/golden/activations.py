@@ -29,7 +29,7 @@ BF16 ReLU, LeakyReLU, add and multiply
 --------------------------------------
 ReLU: negative (sign bit set, not NaN) becomes ``+0``. LeakyReLU: ``x`` if not negative,
 else ``bf16(x * alpha)``. Add: ``bf16(fp32_add(a, b))``; multiply: ``bf16(bf16_mul(a, b))``
-with :mod:`sched.golden.numerics` (round to nearest even, flush-to-zero); a BF16 sum is
+with :mod:`accelpool.sched.golden.numerics` (round to nearest even, flush-to-zero); a BF16 sum is
 exact in FP32 or far from a BF16 tie, so the double rounding equals one rounding.
 
 INT8
@@ -60,11 +60,11 @@ QUANTIZE (BF16 in, INT8 out)
 ----------------------------
 ``q = saturate(round_half_even(x * multiplier * 2**-shift) + zp)`` (:func:`bf16_quantize`)
 with ``zp`` the EXEC's ``y_zero_point`` and ``(multiplier, shift)`` the fixed-point form of
-``1 / scale`` (:func:`quantize_args`, :func:`sched.golden.numerics.quantize_multiplier`:
+``1 / scale`` (:func:`quantize_args`, :func:`accelpool.sched.golden.numerics.quantize_multiplier`:
 ``multiplier`` in [2**30, 2**31), relative error at most 2**-31). A finite nonzero BF16
 ``x = (-1)**s * m * 2**(e - 134)`` (``m`` the 8-bit significand with its hidden one,
 ``e`` the biased exponent) makes this exactly the requantizer's arithmetic
-(:func:`sched.golden.numerics.requantize`, the ``hw.arith.requant`` block) on
+(:func:`accelpool.sched.golden.numerics.requantize`, the ``accelpool.hw.arith.requant`` block) on
 ``acc = (-1)**s * m`` with the shift ``t = shift + 134 - e`` clamped to [0, 63]. With a
 normalized multiplier the clamp never changes the result: ``t < 0`` means
 ``|x * multiplier * 2**-shift| >= m * multiplier >= 2**37``, which saturates anyway, and
@@ -346,7 +346,7 @@ def int8_dequantize(q, zero_point: int, scale_bits: int) -> np.ndarray:
 
 def quantize_args(scale: float) -> tuple[int, int]:
     """``(multiplier, shift)`` of a QUANTIZE scale: the fixed-point form of ``1 / scale``
-    (:func:`sched.golden.numerics.quantize_multiplier`), normalized (multiplier at least
+    (:func:`accelpool.sched.golden.numerics.quantize_multiplier`), normalized (multiplier at least
     2**30).
 
     Raises
@@ -396,10 +396,10 @@ def run_exec(func, args, a, b=None, table=None) -> np.ndarray:
 
     Parameters
     ----------
-    func : str or ``hw.afu.AfuFunc``
+    func : str or ``accelpool.hw.afu.AfuFunc``
         relu, leaky_relu, sigmoid, tanh, gelu, add, mul, dequantize, quantize.
     args : mapping
-        The EXEC's argument fields (``hw.afu.AfuArgs``; addresses and count are ignored;
+        The EXEC's argument fields (``accelpool.hw.afu.AfuArgs``; addresses and count are ignored;
         so is ``dtype`` for dequantize (INT8 in, BF16 out) and quantize (BF16 in, INT8 out)).
     a, b : numpy arrays
         Operands: BF16 encodings (uint16) or INT8 values.

@@ -8,8 +8,8 @@ in ONNX's layout: input ``x[N, C, H, W]``, weights ``w[M, C, kH, kW]``, output
 - :func:`conv_integer` is ConvInteger: ``y = sum (x - x_zero_point) * (w - w_zero_point)``
   accumulated in INT32. Padding contributes zero (a padded input equals its zero point).
 - :func:`qlinear_conv` is QLinearConv with the requantization done in fixed point by
-  :func:`sched.golden.numerics.requantize`, ``real_scale = x_scale * w_scale / y_scale``
-  approximated by :func:`sched.golden.numerics.quantize_multiplier`. It differs from
+  :func:`accelpool.sched.golden.numerics.requantize`, ``real_scale = x_scale * w_scale / y_scale``
+  approximated by :func:`accelpool.sched.golden.numerics.quantize_multiplier`. It differs from
   onnxruntime's floating-point requantization only where that approximation moves a value
   across a rounding boundary (at most one INT8 step).
 """
@@ -112,7 +112,7 @@ def qlinear_conv(x, x_scale: float, x_zero_point: int, w, w_scale: float, w_zero
 def run_exec(args, x, w, bias=None) -> np.ndarray:
     """The CE's result for one CONV EXEC, as the golden executor runs it.
 
-    ``args`` holds the EXEC's argument fields (``hw.ce.CeArgs``; addresses and extents are
+    ``args`` holds the EXEC's argument fields (``accelpool.hw.ce.CeArgs``; addresses and extents are
     taken from the arrays); ``x[C, H, W]``, ``w[M, C, kH, kW]``, ``bias[M]`` (used when the
     ``bias`` flag is set). Returns ``y[M, oH, oW]``: INT32, or INT8/UINT8 when ``requant``.
     """

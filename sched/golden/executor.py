@@ -17,14 +17,14 @@ Arithmetic per micro-op, both modes
 These are the units' own arithmetic already (bit-exact with the unit modules' references):
 
 GEMM <bf16> (DMU)
-    :func:`sched.golden.numerics.bf16_gemm`: the accumulator starts at ``c`` (the bias,
+    :func:`accelpool.sched.golden.numerics.bf16_gemm`: the accumulator starts at ``c`` (the bias,
     or the previous step's FP32 partial sum of an accumulation chain) or +0, then adds
     ``bf16_mul(a[m,k], b[k,n])`` for k ascending with ``fp32_add``. A BF16 result is
     rounded from FP32 with ``fp32_to_bf16`` (nearest even).
 SPMM <bf16> (SMU)
     The same products and FP32 adds, k ascending, but only for the non-zeros of the sparse
     operand (zeros are skipped, not multiplied: the result can differ from the DMU's only
-    in the sign of an exact zero). Without ``c`` this is :func:`sched.golden.sparse.spmm_bf16`
+    in the sign of an exact zero). Without ``c`` this is :func:`accelpool.sched.golden.sparse.spmm_bf16`
     (the SMU starts at +0; with a sparse B, on the transposed product, which takes the
     same products in the same order). The SMU has no accumulator input, so in ``"unit"``
     mode an SPMM with ``c`` raises :class:`GoldenError`.
@@ -49,34 +49,34 @@ sum over neighbours divided by their count.
 ``"unit"`` arithmetic of ACT, ELTWISE (AFU) and AGGREGATE (GNN)
 ----------------------------------------------------------------
 ACT <bf16>
-    On the BF16 encodings, :mod:`sched.golden.activations`: RELU ``bf16_relu``; LEAKY_RELU
+    On the BF16 encodings, :mod:`accelpool.sched.golden.activations`: RELU ``bf16_relu``; LEAKY_RELU
     ``bf16_leaky_relu`` with ``alpha`` as the AFU takes it, a BF16
-    (:func:`~sched.golden.activations.leaky_relu_alpha_bits`); SIGMOID, TANH, GELU
+    (:func:`~accelpool.sched.golden.activations.leaky_relu_alpha_bits`); SIGMOID, TANH, GELU
     ``bf16_activation`` (256-segment piecewise-linear tables). GELU with
     ``approximate="tanh"`` has no unit arithmetic (the AFU's GELU is the erf form).
 ACT <int8>
     With the quantisation of input and output (``attrs`` ``x_scale``, ``x_zero_point``,
-    ``y_scale``, ``y_zero_point``, else the buffers' :class:`~sched.ir.QuantParams`): the
+    ``y_scale``, ``y_zero_point``, else the buffers' :class:`~accelpool.sched.ir.QuantParams`): the
     AFU's 256-entry table (``int8_table`` + ``int8_lut``); RELU with equal input and output
     quantisation is ``int8_relu`` (``max(x, zero_point)``).
 ELTWISE <bf16>
     ``bf16_add`` / ``bf16_mul`` (FP32 add or BF16 product, rounded to BF16; FTZ), the
     broadcast operand repeated.
 AGGREGATE <bf16>
-    :func:`sched.golden.sparse.gnn_aggregate` with the neighbours of each adjacency row
+    :func:`accelpool.sched.golden.sparse.gnn_aggregate` with the neighbours of each adjacency row
     its non-zeros in ascending column order (the CSR the compiler stores); a MEAN is the
     FP32 sum rounded to BF16 times the BF16 reciprocal of the degree. A BF16 result is
     that FP32 value rounded with ``fp32_to_bf16`` (RNE, FTZ), as the GNN unit writes it
     with its ``out_bf16`` flag.
 DEQUANTIZE <int8>
-    The AFU's DEQUANTIZE (:func:`~sched.golden.activations.int8_dequantize`):
+    The AFU's DEQUANTIZE (:func:`~accelpool.sched.golden.activations.int8_dequantize`):
     ``bf16(bf16(q - zero_point) * bf16(scale))``, the scale rounded to BF16 first
-    (:func:`~sched.golden.activations.dequantize_scale_bits`); within ``2**-7 * |y|`` of
+    (:func:`~accelpool.sched.golden.activations.dequantize_scale_bits`); within ``2**-7 * |y|`` of
     the ONNX arithmetic.
 QUANTIZE <bf16>
-    The AFU's QUANTIZE (:func:`~sched.golden.activations.bf16_quantize`):
+    The AFU's QUANTIZE (:func:`~accelpool.sched.golden.activations.bf16_quantize`):
     ``saturate(rne(x * multiplier * 2**-shift) + zero_point)`` with ``(multiplier, shift)``
-    the 31-bit fixed point of ``1 / scale`` (:func:`~sched.golden.activations.quantize_args`);
+    the 31-bit fixed point of ``1 / scale`` (:func:`~accelpool.sched.golden.activations.quantize_args`);
     equal to the ONNX arithmetic except within ``2**-22`` of a rounding tie (one step).
 DEQUANTIZE <int32>, ELTWISE <int8>
     No unit arithmetic is specified (the AFU has no such EXEC function): GoldenError.
@@ -108,11 +108,11 @@ import ml_dtypes
 import numpy as np
 from scipy import special
 
-from hw.config import DType
-from sched.golden import activations as act
-from sched.golden import numerics as nm
-from sched.golden.sparse import gnn_aggregate
-from sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, LayoutFunc, MicroOp,
+from accelpool.hw.config import DType
+from accelpool.sched.golden import activations as act
+from accelpool.sched.golden import numerics as nm
+from accelpool.sched.golden.sparse import gnn_aggregate
+from accelpool.sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, LayoutFunc, MicroOp,
                       OpType, TensorRef, sanitize)
 
 __all__ = ["Executor", "run_graph", "round_to_bf16", "Tolerance", "TOLERANCES",

@@ -1,6 +1,6 @@
 """Bit-exact references of the sparse units: SMU sparse x dense product, GNN aggregation.
 
-Built on the shared arithmetic of :mod:`sched.golden.numerics` (BF16 products, FP32
+Built on the shared arithmetic of :mod:`accelpool.sched.golden.numerics` (BF16 products, FP32
 round-to-nearest-even addition, FTZ, canonical NaN); this module fixes only the order in
 which the hardware applies it and the few operations that are the sparse units' own
 (FP32 maximum, the degree reciprocal of the mean), written here from their definitions.
@@ -10,7 +10,7 @@ SMU order (:func:`spmm_bf16`)
     row's stored entries are taken in ascending column order ``k`` and
     ``acc[i, j] = fp32_add(acc[i, j], bf16_mul(a[i, k], b[k, j]))``. Absent entries
     contribute nothing (not even a signed zero), so the result equals
-    :func:`~sched.golden.numerics.bf16_gemm` on the dense A except where a skipped
+    :func:`~accelpool.sched.golden.numerics.bf16_gemm` on the dense A except where a skipped
     ``0 * b`` would have changed it (``0 * inf = NaN``, or an accumulator that is ``-0``).
 
 GNN order (:func:`gnn_aggregate`)
@@ -68,7 +68,7 @@ def spmm_bf16(a, b) -> np.ndarray:
     Parameters
     ----------
     a : CsrMatrix, scipy.sparse matrix or dense array [M, K]
-        Encoded with :func:`sched.formats.encode_csr` unless already a CsrMatrix.
+        Encoded with :func:`accelpool.sched.formats.encode_csr` unless already a CsrMatrix.
     b : array_like of bfloat16 [K, N]
 
     Returns

@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from sched.golden import activations as act
+from accelpool.sched.golden import activations as act
 
 BITS = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 with np.errstate(invalid="ignore"):

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from sched.golden.conv import conv_integer, conv_output_size, qlinear_conv
+from accelpool.sched.golden.conv import conv_integer, conv_output_size, qlinear_conv
 
 CASES = [  # (C, M, H, W, k, stride, pads)
     (3, 2, 5, 5, 3, 1, (1, 1, 1, 1)),

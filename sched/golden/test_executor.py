@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from hw.config import DType, load_config
-from sched.decompose import DecomposeOptions, decompose
-from sched.frontend import import_model
-from sched.golden import numerics as nm
-from sched.golden.executor import (GoldenError, compare_with_onnxruntime, host_quantize,
+from accelpool.hw.config import DType, load_config
+from accelpool.sched.decompose import DecomposeOptions, decompose
+from accelpool.sched.frontend import import_model
+from accelpool.sched.golden import numerics as nm
+from accelpool.sched.golden.executor import (GoldenError, compare_with_onnxruntime, host_quantize,
                                    round_to_bf16, run_graph)
-from sched.ir import (ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef)
-from sched.test_frontend import make, vi
+from accelpool.sched.ir import (ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef)
+from accelpool.sched.test_frontend import make, vi
 
 POOL = load_config()
 BF16 = ml_dtypes.bfloat16
@@ -128,11 +128,11 @@ def test_int8_conv_matches_onnxruntime_conv_integer_bit_for_bit():
                                pads=[1, 0, 2, 1], strides=[2, 1])],
              [vi("x", [2, 3, 7, 6], TensorProto.INT8)], [vi("y", [2, 5, 4, 6], TensorProto.INT32)],
              {"w": w, "zp": np.int8(-7)})
-    from sched.test_decompose import pool
+    from accelpool.sched.test_decompose import pool
     g = decompose(import_model(m), pool(ce={"ic_lanes": 1}), DecomposeOptions(max_k_tile=9))
     assert max(o.attrs.get("k_steps", 1) for o in g.ops) > 1
     x = rng.integers(-128, 128, (2, 3, 7, 6)).astype(np.int8)
-    from sched.golden.executor import onnxruntime_outputs
+    from accelpool.sched.golden.executor import onnxruntime_outputs
     want = onnxruntime_outputs(m, {"x": x})["y"]
     np.testing.assert_array_equal(run_graph(g, {"x": x})["y"], want)
 
@@ -209,9 +209,9 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 
 def _model_runs(name: str):
-    from sched import models
-    from sched.decompose import compile_model
-    from sched.ir import OpType
+    from accelpool.sched import models
+    from accelpool.sched.decompose import compile_model
+    from accelpool.sched.ir import OpType
     g = compile_model(name)
     m = models.build(name)
     x = models.example_inputs(m)
@@ -233,7 +233,7 @@ def test_unit_mode_within_tolerance_of_onnx_mode_and_onnxruntime(name):
     aggregation + sigmoid on top of the quantised layers (mixed), quantised convolutions
     ending in the AFU's DEQUANTIZE (qcnn): the unit approximations differ from the exact
     operators, but stay inside the BF16 tolerance of both references."""
-    from sched.golden.executor import compare_outputs
+    from accelpool.sched.golden.executor import compare_outputs
     g, m, x, onnx_ops = _model_runs(name)
     u = run_graph(g, x, arithmetic="unit", onnx_ops=onnx_ops)
     o = run_graph(g, x)
@@ -286,7 +286,7 @@ def test_unit_mean_aggregation_by_hand():
     g.add_buffer(Buffer("A", (3, 3), DType.BF16, BufferKind.CONST, data=nm.fp32_to_bf16(adj)))
     g.add_buffer(Buffer("x", (3, 1), DType.BF16, BufferKind.INPUT))
     g.add_buffer(Buffer("y", (3, 1), DType.BF16, BufferKind.OUTPUT))
-    from sched.ir import AggFunc
+    from accelpool.sched.ir import AggFunc
     g.add_op(MicroOp("agg", OpType.AGGREGATE, DType.BF16,
                      (TensorRef.whole(g.buffers["A"]), TensorRef.whole(g.buffers["x"])),
                      (TensorRef.whole(g.buffers["y"]),), func=AggFunc.MEAN,
@@ -299,7 +299,7 @@ def test_unit_mean_aggregation_by_hand():
 
 
 def test_unit_leaky_relu_takes_alpha_as_bf16():
-    from sched.golden import activations as act
+    from accelpool.sched.golden import activations as act
     g = _single_op_graph(OpType.ACT, ActFunc.LEAKY_RELU, (1, 64), attrs={"alpha": 0.01})
     x = np.random.default_rng(8).uniform(-4, 4, (1, 64)).astype(np.float32)
     u = run_graph(g, {"x": x}, arithmetic="unit")["y"]
@@ -309,8 +309,8 @@ def test_unit_leaky_relu_takes_alpha_as_bf16():
 
 
 def test_unit_int8_activation_is_the_afu_table():
-    from sched.golden import activations as act
-    from sched.ir import QuantParams
+    from accelpool.sched.golden import activations as act
+    from accelpool.sched.ir import QuantParams
     q = QuantParams(0.05, -3)
     g = _single_op_graph(OpType.ACT, ActFunc.TANH, (2, 128), dtype=DType.INT8, quant=q)
     x = np.arange(-128, 128, dtype=np.int8).reshape(2, 128)
@@ -369,8 +369,8 @@ def _convert_graph(op_type, in_dt, out_dt, scale, zp, shape=(1, 8)):
 def test_unit_dequantize_and_quantize_are_the_afu_spec_within_tolerance_of_onnx():
     """Every INT8 through DEQUANTIZE, a sweep of BF16 through QUANTIZE: unit mode is the
     AFU's specified arithmetic, and within the tolerance of the ONNX arithmetic."""
-    from sched.golden import activations as act
-    from sched.golden.executor import compare_outputs
+    from accelpool.sched.golden import activations as act
+    from accelpool.sched.golden.executor import compare_outputs
     q8 = np.arange(-128, 128, dtype=np.int8).reshape(2, 128)
     g = _convert_graph(OpType.DEQUANTIZE, DType.INT8, DType.BF16, 0.0123, -7, (2, 128))
     u = run_graph(g, {"x": q8}, arithmetic="unit")
@@ -395,7 +395,7 @@ def test_unit_dequantize_and_quantize_are_the_afu_spec_within_tolerance_of_onnx(
 @pytest.mark.parametrize("arithmetic", ["onnx", "unit"])
 def test_transpose_is_numpy_transpose_of_the_box(dtype, arithmetic):
     """Boxes of x[5,7] transposed into columns of y[4,8]: out[j, i] = in[i, j], bits kept."""
-    from sched.ir import LayoutFunc
+    from accelpool.sched.ir import LayoutFunc
     g = Graph()
     g.add_buffer(Buffer("x", (5, 7), dtype, BufferKind.INPUT))
     g.add_buffer(Buffer("y", (4, 8), dtype, BufferKind.OUTPUT))

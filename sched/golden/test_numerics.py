@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sched.golden import numerics as nx
+from accelpool.sched.golden import numerics as nx
 
 BF16 = ml_dtypes.bfloat16
 N_DEFAULT = 1_000_000

@@ -5,8 +5,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from sched.golden.numerics import bf16_gemm
-from sched.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits, spmm_bf16
+from accelpool.sched.golden.numerics import bf16_gemm
+from accelpool.sched.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits, spmm_bf16
 
 BF16 = ml_dtypes.bfloat16
 
