@@ -38,6 +38,7 @@ Python side::
 from __future__ import annotations
 
 import importlib
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -132,6 +133,12 @@ CommandLayout = data.StructLayout({
     "reserved": COMMAND_BITS - Opcode.as_shape().width - BodyLayout.size,
 })
 assert CommandLayout.size == COMMAND_BITS
+
+#: Word bit where the body starts, where an EXEC's argument struct starts, and where the
+#: reserved field starts.
+_BODY_AT = CommandLayout["body"].offset
+_ARGS_AT = _BODY_AT + ExecBody["args"].offset
+_RESERVED_AT = CommandLayout["reserved"].offset
 
 
 @dataclass(frozen=True)
@@ -229,11 +236,48 @@ def _zero(shape: Any) -> Any:
     return 0
 
 
-def _to_python(shape: Any, view: Any) -> Any:
-    """Turn a decoded ``data.Const`` field back into plain Python (dicts, ints, enum members)."""
-    if isinstance(shape, data.StructLayout):
-        return {n: _to_python(f.shape, view[n]) for n, f in shape}
-    return view
+def _to_python(path: str, shape: Any, view: Any) -> Any:
+    """Turn a decoded ``data.Const`` field back into plain Python (dicts, ints, enum members).
+
+    Raises
+    ------
+    EncodingError
+        For an enum field whose bits are none of its members (named by ``path``).
+    """
+    if not isinstance(shape, data.StructLayout):
+        return view
+    out = {}
+    for n, f in shape:
+        try:
+            value = view[n]
+        except ValueError:      # an enum field holding none of its members
+            raw = view.as_bits() >> f.offset & ((1 << Shape.cast(f.shape).width) - 1)
+            raise EncodingError(f"{path}.{n}: {raw} is not one of "
+                                f"{', '.join(f'{m.name}={m.value}' for m in f.shape)}") from None
+        out[n] = _to_python(f"{path}.{n}", f.shape, value)
+    return out
+
+
+def _kind_or_none(kind: Any) -> UnitKind | None:
+    if kind is not None and not isinstance(kind, UnitKind):
+        raise TypeError(f"The unit kind is a UnitKind ({', '.join(k.key for k in UnitKind)}) or "
+                        f"None, not {kind!r} ({type(kind).__name__})")
+    return kind
+
+
+def _unused_bits_error(word: int, used: int, who: str) -> EncodingError:
+    """The error for ``word``, whose bits from ``used`` up (no field of ``who``) are not all zero."""
+    def bits(lo: int, hi: int) -> str:
+        b = [i for i in range(lo, hi) if word >> i & 1]
+        return ", ".join(map(str, b[:8])) + (f", ... ({len(b)} bits)" if len(b) > 8 else "")
+    parts = []
+    if word >> used & ((1 << (_RESERVED_AT - used)) - 1):
+        parts.append(f"bit(s) {bits(used, _RESERVED_AT)} beyond its last field (bit {used - 1})")
+    if word >> _RESERVED_AT:
+        parts.append(f"reserved bit(s) {bits(_RESERVED_AT, COMMAND_BITS)} "
+                     f"(bits {_RESERVED_AT}..{COMMAND_BITS - 1})")
+    return EncodingError(f"{who} word has {' and '.join(parts)} set; "
+                         f"bits {used}..{COMMAND_BITS - 1} must be zero")
 
 
 @dataclass(frozen=True)
@@ -247,6 +291,18 @@ class Command:
     opcode: Opcode
     fields: Mapping[str, Any] = field(default_factory=dict)
     kind: UnitKind | None = None
+
+    def __post_init__(self):
+        op = self.opcode
+        if not isinstance(op, Opcode):
+            if isinstance(op, bool) or not isinstance(op, numbers.Integral):
+                raise TypeError(f"A command's opcode is an Opcode or its value ({_OPCODES}), "
+                                f"not {op!r} ({type(op).__name__})")
+            object.__setattr__(self, "opcode", _opcode(int(op)))
+        if not isinstance(self.fields, Mapping):
+            raise TypeError(f"A command's fields are a mapping of field names to values, not "
+                            f"{self.fields!r} ({type(self.fields).__name__})")
+        _kind_or_none(self.kind)
 
     def encode(self) -> int:
         """The 256-bit command word as an integer."""
@@ -345,29 +401,49 @@ def encode(cmd: Command) -> int:
     return cmd.encode()
 
 
+_OPCODES = ", ".join(f"{o.name}={o.value}" for o in Opcode)
+
+
+def _opcode(value: int) -> Opcode:
+    try:
+        return Opcode(value)
+    except ValueError:
+        raise EncodingError(f"Unknown opcode {value}; accepted: {_OPCODES}") from None
+
+
 def decode(word: int, kind: UnitKind | None = None) -> Command:
     """Decode one 256-bit word; ``kind`` names the unit whose EXEC arguments apply.
+
+    Every word either decodes to the command that encodes to it, or raises.
 
     Raises
     ------
     EncodingError
-        For a word wider than 256 bits, an unknown opcode or EXEC function, or an EXEC
-        word decoded without a unit kind.
+        For a word outside ``0 <= word < 2**256``, an unknown opcode or EXEC function, an
+        enum argument holding none of its members, a bit set beyond the opcode's fields
+        (or beyond the unit's EXEC arguments) or in the reserved bits, or an EXEC word
+        decoded without a unit kind.
+    TypeError
+        If ``word`` is not an integer or ``kind`` not a :class:`UnitKind` or None: a caller
+        error rather than a word that does not decode.
     """
+    if isinstance(word, bool) or not isinstance(word, numbers.Integral):
+        raise TypeError(f"A command word is an integer (0 <= word < 2**{COMMAND_BITS}), not "
+                        f"{word!r} ({type(word).__name__})")
+    word = int(word)
+    kind = _kind_or_none(kind)
     if not 0 <= word < (1 << COMMAND_BITS):
-        raise EncodingError(f"A command word is {COMMAND_BITS} bits, not {word!r}")
-    opcode_raw = word & 0xF
-    try:
-        opcode = Opcode(opcode_raw)
-    except ValueError:
-        raise EncodingError(f"Unknown opcode {opcode_raw}; accepted: "
-                            f"{', '.join(f'{o.name}={o.value}' for o in Opcode)}") from None
+        raise EncodingError(f"A command word is {COMMAND_BITS} bits "
+                            f"(0 <= word < 2**{COMMAND_BITS}), not {word!r}")
+    opcode = _opcode(word & 0xF)
     view = CommandLayout.from_bits(word)
     body_layout = _BODIES[opcode]
     if opcode is Opcode.EXEC:
         if kind is None:
             raise EncodingError("An EXEC word can only be decoded knowing the tile's unit kind")
         spec = exec_spec(kind)
+        if word >> (_ARGS_AT + spec.args.size):
+            raise _unused_bits_error(word, _ARGS_AT + spec.args.size, f"EXEC {kind.key}")
         raw_func = view.body.exec.func
         try:
             func = spec.funcs(raw_func)
@@ -375,10 +451,14 @@ def decode(word: int, kind: UnitKind | None = None) -> Command:
             raise EncodingError(f"Unknown {kind.key} EXEC function {raw_func}; accepted: "
                                 f"{', '.join(f'{m.name}={m.value}' for m in spec.funcs)}") from None
         args_view = spec.args.from_bits(view.body.exec.args)
-        return Command(opcode, {"func": func, "args": _to_python(spec.args, args_view)}, kind)
+        args = _to_python(f"EXEC.{kind.key}.args", spec.args, args_view)
+        return Command(opcode, {"func": func, "args": args}, kind)
+    used = _BODY_AT + (body_layout.size if body_layout is not None else 0)
+    if word >> used:
+        raise _unused_bits_error(word, used, opcode.name)
     if body_layout is None:
         return Command(opcode)
-    return Command(opcode, _to_python(body_layout, view.body[opcode.name.lower()]))
+    return Command(opcode, _to_python(opcode.name, body_layout, view.body[opcode.name.lower()]))
 
 
 def assemble(cmds: Iterable[Command]) -> bytes:
@@ -386,8 +466,21 @@ def assemble(cmds: Iterable[Command]) -> bytes:
     return b"".join(c.encode().to_bytes(COMMAND_BYTES, "little") for c in cmds)
 
 
-def disassemble(blob: bytes, kind: UnitKind | None = None) -> list[Command]:
-    """Decode a command stream produced by :func:`assemble`."""
+def disassemble(blob: bytes | bytearray | memoryview, kind: UnitKind | None = None) -> list[Command]:
+    """Decode a command stream produced by :func:`assemble`.
+
+    Raises
+    ------
+    EncodingError
+        For a stream that is not a whole number of commands, or a word that does not
+        decode (:func:`decode`).
+    TypeError
+        If ``blob`` is not bytes-like.
+    """
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        raise TypeError(f"A command stream is bytes, bytearray or memoryview, not "
+                        f"{type(blob).__name__}")
+    blob = bytes(blob)
     if len(blob) % COMMAND_BYTES:
         raise EncodingError(f"A command stream is a multiple of {COMMAND_BYTES} bytes, "
                             f"not {len(blob)}")

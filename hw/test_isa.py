@@ -1,9 +1,11 @@
 import pytest
 from amaranth.lib import data, enum
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accelpool.hw import isa
 from accelpool.hw.config import UnitKind
-from accelpool.hw.isa import (COMMAND_BYTES, CommandLayout, EncodingError, Opcode, assemble, decode,
+from accelpool.hw.isa import (COMMAND_BITS, COMMAND_BYTES, Command, CommandLayout, EncodingError, Opcode, assemble, decode,
                     disassemble, end, exec_cmd, listing, load, nop, signal, store, wait)
 
 
@@ -115,3 +117,144 @@ def test_decode_errors():
 def test_define_exec_rejects_too_wide_args():
     with pytest.raises(ValueError, match=r"EXEC arguments of dmu take 241 bits; at most 240 fit"):
         isa.define_exec(UnitKind.DMU, ToyFunc, data.StructLayout({"a": 241}))
+
+
+# ---- the decoder is total: every word decodes to a command that re-encodes to it, or is an
+# EncodingError naming what is wrong -------------------------------------------------------
+
+#: The unit kinds with EXEC definitions (GNN is the toy unit of this module's fixture).
+KINDS = [k for k in UnitKind if k is not UnitKind.GNN]
+for _k in KINDS:
+    isa.exec_spec(_k)
+KINDS.append(UnitKind.GNN)
+
+#: Bits of the word each opcode's fields take (opcode, then its body from bit 4).
+_FIELD_END = {Opcode.NOP: 4, Opcode.END: 4, Opcode.LOAD: 92, Opcode.STORE: 92,
+              Opcode.WAIT: 28, Opcode.SIGNAL: 36}
+
+
+@pytest.mark.parametrize("opcode", [o for o in Opcode if o is not Opcode.EXEC], ids=lambda o: o.name)
+def test_bits_beyond_the_fields_are_errors(opcode):
+    end_bit = _FIELD_END[opcode]
+    for bit in (end_bit, 200, 251):
+        with pytest.raises(EncodingError, match=rf"^{opcode.name} word has bit\(s\) {bit} beyond "
+                                                rf"its last field \(bit {end_bit - 1}\) set; bits "
+                                                rf"{end_bit}\.\.255 must be zero$"):
+            decode(opcode.value | 1 << bit)
+    with pytest.raises(EncodingError, match=rf"^{opcode.name} word has reserved bit\(s\) 252, 255 "
+                                            r"\(bits 252\.\.255\) set; bits"):
+        decode(opcode.value | 1 << 252 | 1 << 255)
+
+
+def test_bits_beyond_the_exec_arguments_are_errors():
+    word = exec_cmd(UnitKind.GNN, ToyFunc.COPY).encode()
+    last = 12 + ToyArgs.size - 1                     # func in bits 4..11, the arguments from 12
+    with pytest.raises(EncodingError, match=rf"^EXEC gnn word has bit\(s\) {last + 1} beyond its "
+                                            rf"last field \(bit {last}\) set"):
+        decode(word | 1 << (last + 1), UnitKind.GNN)
+    assert decode(word | 1 << last, UnitKind.GNN).fields["args"]["shift"]["neg"] == 1
+    for kind in KINDS[:-1]:
+        size = isa.exec_spec(kind).args.size
+        w = Opcode.EXEC.value | 1 << (12 + size)
+        with pytest.raises(EncodingError, match=rf"^EXEC {kind.key} word has bit\(s\) {12 + size} "):
+            decode(w, kind)
+
+
+class ToyMode(enum.Enum, shape=2):
+    FAST = 0
+    EXACT = 2
+
+
+def test_an_enum_argument_out_of_its_members_is_an_error():
+    isa.define_exec(UnitKind.GNN, ToyFunc, data.StructLayout({"n": 4, "mode": ToyMode}))
+    word = exec_cmd(UnitKind.GNN, ToyFunc.COPY, n=3, mode=ToyMode.EXACT).encode()
+    assert decode(word, UnitKind.GNN).fields["args"] == {"n": 3, "mode": ToyMode.EXACT}
+    with pytest.raises(EncodingError, match=r"^EXEC.gnn.args.mode: 3 is not one of FAST=0, EXACT=2$"):
+        decode(word ^ 1 << (12 + 4), UnitKind.GNN)
+
+
+@pytest.mark.parametrize("call, exc, message", [
+    (lambda: decode("0"), TypeError,
+     r"^A command word is an integer \(0 <= word < 2\*\*256\), not '0' \(str\)$"),
+    (lambda: decode(1.0), TypeError, r"^A command word is an integer .*, not 1.0 \(float\)$"),
+    (lambda: decode(True), TypeError, r"^A command word is an integer .*, not True \(bool\)$"),
+    (lambda: decode(-1), EncodingError, r"^A command word is 256 bits \(0 <= word < 2\*\*256\), not -1$"),
+    (lambda: decode(0, "dmu"), TypeError,
+     r"^The unit kind is a UnitKind \(memory, dmu, .*, gnn\) or None, not 'dmu' \(str\)$"),
+    (lambda: disassemble("\0" * 32), TypeError,
+     r"^A command stream is bytes, bytearray or memoryview, not str$"),
+    (lambda: disassemble([0] * 32), TypeError,
+     r"^A command stream is bytes, bytearray or memoryview, not list$"),
+    (lambda: Command(7), EncodingError, r"^Unknown opcode 7; accepted: NOP=0, LOAD=1, .*END=15$"),
+    (lambda: Command("LOAD"), TypeError,
+     r"^A command's opcode is an Opcode or its value \(NOP=0, .*\), not 'LOAD' \(str\)$"),
+    (lambda: Command(Opcode.LOAD, [1, 2]), TypeError,
+     r"^A command's fields are a mapping of field names to values, not \[1, 2\] \(list\)$"),
+    (lambda: Command(Opcode.EXEC, {}, "dmu"), TypeError,
+     r"^The unit kind is a UnitKind .* or None, not 'dmu' \(str\)$"),
+])
+def test_wrong_inputs_are_named(call, exc, message):
+    with pytest.raises(exc, match=message) as info:
+        call()
+    assert type(info.value) is exc
+
+
+def test_an_opcode_given_by_value_is_that_opcode():
+    assert Command(1, dict(spad_addr=0, x=0, y=0, remote_addr=0, length=0)) == load(
+        spad_addr=0, x=0, y=0, remote_addr=0, length=0)
+    assert disassemble(bytearray(assemble([end()]))) == [end()]
+    assert disassemble(memoryview(assemble([end()]))) == [end()]
+
+
+def _shape_values(shape):
+    """A strategy of the valid values of one field shape (mirrors the layouts, not the encoder)."""
+    if isinstance(shape, data.StructLayout):
+        return st.fixed_dictionaries({n: _shape_values(f.shape) for n, f in shape})
+    if isinstance(shape, type) and issubclass(shape, enum.Enum):
+        return st.sampled_from(list(shape))
+    s = isa.Shape.cast(shape)
+    if s.signed:
+        return st.integers(-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1)
+    return st.integers(0, (1 << s.width) - 1)
+
+
+@st.composite
+def valid_commands(draw):
+    opcode = draw(st.sampled_from(list(Opcode)))
+    if opcode is Opcode.EXEC:
+        kind = draw(st.sampled_from(KINDS))
+        spec = isa.exec_spec(kind)
+        return Command(opcode, {"func": draw(st.sampled_from(list(spec.funcs))),
+                                "args": draw(_shape_values(spec.args))}, kind)
+    body = isa._BODIES[opcode]
+    return Command(opcode, draw(_shape_values(body)) if body is not None else {})
+
+
+#: Words: any 256 bits, often cut down to their low bits and given a defined opcode, so that
+#: both the words that decode and the ones that do not are common.
+words = st.tuples(st.integers(0, (1 << COMMAND_BITS) - 1), st.integers(0, COMMAND_BITS),
+                  st.sampled_from([None] + list(Opcode))).map(
+    lambda t: (t[0] & ((1 << t[1]) - 1) & ~0xF | (t[2].value if t[2] is not None else t[0] & 0xF)))
+
+_SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_SETTINGS
+@given(word=words, kind=st.sampled_from(KINDS))
+def test_every_word_decodes_to_itself_or_is_an_encoding_error(word, kind):
+    try:
+        cmd = decode(word, kind)
+    except EncodingError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    assert cmd.encode() == word
+    assert disassemble(word.to_bytes(32, "little"), kind) == [cmd]
+
+
+@_SETTINGS
+@given(cmd=valid_commands())
+def test_every_valid_command_encodes_and_decodes_to_itself(cmd):
+    word = cmd.encode()
+    assert 0 <= word < 1 << COMMAND_BITS
+    assert decode(word, cmd.kind) == cmd
