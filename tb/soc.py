@@ -210,9 +210,14 @@ def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[i
         pc = regs["pc"]
         if _status(regs, "fault"):
             off = pc * isa.COMMAND_BYTES
-            cmd = isa.decode(int.from_bytes(stream[off:off + isa.COMMAND_BYTES], "little"), t.kind)
-            lines.append(f"{where} halted at {_command_text(stream, pc, t.kind)}: "
-                         f"{_range_problem(cfg, t, cmd)}")
+            try:
+                cmd = isa.decode(int.from_bytes(stream[off:off + isa.COMMAND_BYTES], "little"),
+                                 t.kind)
+            except isa.EncodingError:       # the word itself is shown by _command_text
+                lines.append(f"{where} halted at {_command_text(stream, pc, t.kind)}")
+            else:
+                lines.append(f"{where} halted at {_command_text(stream, pc, t.kind)}: "
+                             f"{_range_problem(cfg, t, cmd)}")
         if _status(regs, "error"):
             epc = regs["error_pc"]
             lines.append(f"{where} stopped with an error at {_command_text(stream, epc, t.kind)}"

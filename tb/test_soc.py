@@ -32,6 +32,16 @@ def test_diagnose_names_faulting_tile_and_command():
                    "bytes 0x3fc0..0x403f are beyond its 16384 bytes")
 
 
+def test_diagnose_a_fault_at_a_word_that_does_not_decode():
+    # The controller runs a LOAD whatever its reserved bits hold; the diagnosis shows the word.
+    word = isa.load(spad_addr=0x3fc0, x=0, y=0, remote_addr=0, length=128).encode() | 1 << 255
+    stream = word.to_bytes(isa.COMMAND_BYTES, "little") + isa.assemble([isa.end()])
+    msg = diagnose(CFG, {"ce0": stream}, _all(_regs(fault=1, pc=0), _regs(done=1)), False, 10)
+    assert msg == ("The run stopped after 10 cycles:\n  tile ce0 (ce at (1, 0)) halted at "
+                   f"command 0 (undecodable word 0x{word:064x} (LOAD word has reserved bit(s) "
+                   "255 (bits 252..255) set; bits 92..255 must be zero))")
+
+
 def test_diagnose_signal_to_an_empty_router():
     stream = isa.assemble([isa.signal(x=1, y=1, token=0), isa.end()])
     msg = diagnose(CFG, {"ce1": stream}, _all(_regs(done=1), _regs(fault=1)), False, 5)
