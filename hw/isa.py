@@ -21,6 +21,40 @@ SIGNAL    send a token to tile (x, y): its counter ``token`` grows by ``count``;
 END       the stream is finished
 ========  =====================================================================
 
+Bit map
+-------
+The contract with any tool that reads or writes the streams. Bit 0 is the least
+significant bit of the word (bit 0 of byte 0); a field's lowest bit holds its least
+significant bit. Every bit the table does not name must be zero: :func:`decode` rejects
+a word with any of them set.
+
+========  ================  ========  ==================================================
+opcode    field             bits      meaning
+========  ================  ========  ==================================================
+(all)     opcode            0-3       NOP=0, LOAD=1, STORE=2, EXEC=3, WAIT=4, SIGNAL=5,
+                                      END=15; other values are undefined
+(all)     reserved          252-255   zero
+NOP, END  (none)                      bits 4-251 zero
+LOAD,     spad_addr         4-27      local scratchpad byte address
+STORE     x                 28-31     remote tile column
+          y                 32-35     remote tile row
+          remote_addr       36-67     byte address at the remote tile
+          length            68-91     bytes to copy
+          (unused)          92-251    zero
+EXEC      func              4-11      the unit's function (its ``funcs`` enum value)
+          args              12-251    the unit's argument struct from bit 12 (its first
+                                      field's lowest bit), fields in declaration order;
+                                      the bits above the struct are zero
+WAIT      token             4-11      local token counter
+          count             12-27     tokens to wait for and consume
+          (unused)          28-251    zero
+SIGNAL    x                 4-7       destination tile column
+          y                 8-11      destination tile row
+          token             12-19     the destination's token counter
+          count             20-35     tokens to add
+          (unused)          36-251    zero
+========  ================  ========  ==================================================
+
 A unit module declares its EXEC operations and argument layout once with
 :func:`define_exec`; the hardware views ``body.exec.args`` through that layout and
 :func:`exec_cmd` encodes through the same one. Unit modules follow the naming

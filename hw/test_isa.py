@@ -258,3 +258,41 @@ def test_every_valid_command_encodes_and_decodes_to_itself(cmd):
     word = cmd.encode()
     assert 0 <= word < 1 << COMMAND_BITS
     assert decode(word, cmd.kind) == cmd
+
+
+# ---- the bit map of the module docstring, pinned with words written from it -------------
+
+def _known_encodings():
+    from accelpool.hw.afu import AfuDType, AfuFunc
+    from accelpool.hw.dmu import DmuFunc
+    return [
+        (nop(), None, 0x0),
+        (end(), None, 0xF),
+        # length | remote_addr | y | x | spad_addr | opcode, each a whole number of hex digits
+        (load(spad_addr=0x123456, x=0xA, y=0x5, remote_addr=0xDEADBEEF, length=0xABCDEF), None,
+         0xABCDEF_DEADBEEF_5_A_123456_1),
+        (store(spad_addr=0x123456, x=0xA, y=0x5, remote_addr=0xDEADBEEF, length=0xABCDEF), None,
+         0xABCDEF_DEADBEEF_5_A_123456_2),
+        (wait(token=0xC3, count=0xBEEF), None, 0xBEEF_C3_4),
+        (signal(x=0x7, y=0x9, token=0xA5, count=0x1234), None, 0x1234_A5_9_7_5),
+        # EXEC: args from bit 12 in the unit's field order, func in bits 4..11
+        (exec_cmd(UnitKind.DMU, DmuFunc.GEMM, a_addr=0x111111, b_addr=0x222222, c_addr=0x333333,
+                  d_addr=0x444444, m=0x5555, n=0x6666, k=0x7777, accumulate=1, out_bf16=0),
+         UnitKind.DMU, 0x1_7777_6666_5555_444444_333333_222222_111111_00_3),
+        (exec_cmd(UnitKind.AFU, AfuFunc.GELU, a_addr=0xABCDEF, dtype=AfuDType.BF16),
+         UnitKind.AFU, 0xABCDEF_04_3),
+    ]
+
+
+def test_known_encodings_follow_the_bit_map():
+    cases = _known_encodings()
+    assert {c.opcode for c, _, _ in cases} == set(Opcode)
+    for cmd, kind, word in cases:
+        assert cmd.encode() == word, cmd.listing()
+        back = decode(word, kind)
+        assert back.encode() == word and back.opcode is cmd.opcode
+        if kind is None:
+            assert back == cmd
+    # stored little-endian: the opcode is the low nibble of byte 0
+    assert assemble([load(spad_addr=0x123456, x=0xA, y=0x5, remote_addr=0xDEADBEEF,
+                          length=0xABCDEF)])[:12] == bytes.fromhex("614523a1f5eedbeafddebc0a")
