@@ -1,6 +1,8 @@
 import ml_dtypes
 import numpy as np
 import pytest
+from amaranth.hdl import Shape
+from amaranth.sim import Simulator
 
 from accelpool.hw import isa
 from accelpool.hw.afu import ActivationUnit, AfuArgs, AfuDType, AfuFunc
@@ -187,3 +189,29 @@ def test_from_default_config_tile():
     afu = ActivationUnit.from_tile(tile)
     assert afu.lanes == tile["lanes"] and afu.word_bits == 16 * tile["lanes"]
     assert 2 ** afu.addr_width * afu.word_bytes == tile.scratchpad_bytes
+
+
+def test_rom_holds_the_golden_bf16_tables():
+    """The BF16 table ROM as simulated (amaranth.sim) holds every entry of the golden tables:
+    row ``f*256 + s`` is ``d << C0_BITS | c0`` of segment ``s`` of function ``f``, in the order
+    the unit selects them (SIGMOID 0, TANH 1, GELU 2)."""
+    m = ActivationUnit(lanes=1).elaborate(None)
+    rom = m.submodules.rom
+    assert (Shape.cast(rom.shape).width, rom.depth) == (32, 3 * act.SEGMENTS)
+    rows = []
+
+    async def bench(ctx):
+        rows.extend(ctx.get(rom.data[i]) for i in range(rom.depth))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for f, name in enumerate(("sigmoid", "tanh", "gelu")):
+        c0, d = act.bf16_table(name)
+        got = np.array(rows[f * act.SEGMENTS:(f + 1) * act.SEGMENTS], np.int64)
+        for what, want, have in (("c0", c0, got & ((1 << act.C0_BITS) - 1)),
+                                 ("d", d, got >> act.C0_BITS)):
+            bad = np.flatnonzero(have != want)
+            assert not len(bad), (f"{name} {what}: segments {bad[:5].tolist()} hold "
+                                  f"{have[bad[:5]].tolist()}, the golden table "
+                                  f"{want[bad[:5]].tolist()}")
