@@ -7,7 +7,8 @@ import pytest
 from accelpool.hw import isa
 from accelpool.hw.config import UnitKind, load_config
 from accelpool.hw.dmu import Dmu, DmuArgs, DmuFunc
-from accelpool.hw.gemm_sim import cocotb_top, run_gemm
+from accelpool.hw.gemm_layout import GemmLayout
+from accelpool.hw.gemm_sim import cocotb_top, plan_regions, run_gemm, run_image
 from accelpool.sched.cost import dmu as dmu_cost
 from accelpool.sched.golden import numerics as nx
 from accelpool.tb.harness import run_cocotb
@@ -113,6 +114,36 @@ def test_out_bf16_bit_exact(rows, cols, m, n, k):
     want = nx.fp32_to_bf16(nx.bf16_gemm(a2, b2, c2))
     r = run_gemm(unit, a2, b2, c2, out_dtype=BF16, extra_args=dict(out_bf16=1))
     assert np.array_equal(r.d.view(np.uint16), want.view(np.uint16))
+
+
+@pytest.mark.parametrize("rows, cols, m, n, k, out_bf16, accumulate", [
+    (2, 4, 3, 5, 3, 0, 0), (2, 4, 3, 5, 3, 1, 1), (4, 2, 5, 3, 6, 0, 1), (4, 4, 1, 1, 2, 1, 0)])
+def test_only_the_m_by_n_elements_of_d_are_written(rows, cols, m, n, k, out_bf16, accumulate):
+    """D's padding columns (j >= N) and rows (i >= M), and every byte outside D, keep their
+    contents: the scratchpad starts as random bytes around A, B and C."""
+    rng = np.random.default_rng(m * 100 + n * 10 + k)
+    unit = Dmu(rows=rows, cols=cols, scratchpad_bytes=2048)
+    lay = GemmLayout(rows, cols, unit.word_bytes, m, n, k)
+    o = 2 if out_bf16 else 4
+    a_at, b_at, c_at, d_at, end = plan_regions(lay, 2, o)
+    a = rng.standard_normal((m, k)).astype(BF16)
+    b = rng.standard_normal((k, n)).astype(BF16)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    before = bytearray(rng.integers(0, 256, unit.scratchpad_bytes, dtype=np.uint8).tobytes())
+    for at, img in ((a_at, lay.a_image(a)), (b_at, lay.b_image(b)), (c_at, lay.c_image(c))):
+        before[at:at + len(img)] = img
+    args = dict(a_addr=a_at, b_addr=b_at, c_addr=c_at, d_addr=d_at, m=m, n=n, k=k,
+                accumulate=accumulate, out_bf16=out_bf16)
+    after, _ = run_image(unit, bytes(before), args)
+    d = nx.bf16_gemm(a, b, c if accumulate else None)
+    d = nx.fp32_to_bf16(d).view(np.uint16) if out_bf16 else d.view(np.uint32)
+    want = bytearray(before)
+    for i in range(m):
+        at = d_at + i * lay.np_ * o
+        want[at:at + n * o] = d[i].tobytes()
+    diff = [x for x in range(len(want)) if after[x] != want[x]]
+    assert not diff, (f"bytes {diff[:8]} differ (D at 0x{d_at:x}, rows of {lay.np_ * o} "
+                      f"bytes, {n * o} of them written)")
 
 
 def test_out_bf16_numerics_match_ml_dtypes():
