@@ -32,7 +32,7 @@ a word with any of them set.
 opcode    field             bits      meaning
 ========  ================  ========  ==================================================
 (all)     opcode            0-3       NOP=0, LOAD=1, STORE=2, EXEC=3, WAIT=4, SIGNAL=5,
-                                      END=15; other values are undefined
+                                      END=15; other values do not decode
 (all)     reserved          252-255   zero
 NOP, END  (none)                      bits 4-251 zero
 LOAD,     spad_addr         4-27      local scratchpad byte address

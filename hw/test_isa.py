@@ -5,8 +5,9 @@ from hypothesis import strategies as st
 
 from accelpool.hw import isa
 from accelpool.hw.config import UnitKind
-from accelpool.hw.isa import (COMMAND_BITS, COMMAND_BYTES, Command, CommandLayout, EncodingError, Opcode, assemble, decode,
-                    disassemble, end, exec_cmd, listing, load, nop, signal, store, wait)
+from accelpool.hw.isa import (COMMAND_BITS, COMMAND_BYTES, Command, CommandLayout, EncodingError,
+                              Opcode, assemble, decode, disassemble, end, exec_cmd, listing, load,
+                              nop, signal, store, wait)
 
 
 class ToyFunc(enum.Enum, shape=8):
