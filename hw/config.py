@@ -332,8 +332,8 @@ def _parse(doc: Mapping[str, Any]) -> PoolConfig:
 
     tiles_doc = doc.get("tile")
     if not isinstance(tiles_doc, list) or not tiles_doc:
-        raise ConfigError(f"tile: {'missing' if tiles_doc is None else repr(tiles_doc)} is not "
-                          f"a non-empty array of tables; accepted: one [[tile]] table per tile")
+        wrong = "missing" if tiles_doc is None else f"{tiles_doc!r} is not a non-empty array of tables"
+        raise ConfigError(f"tile: {wrong}; accepted: one [[tile]] table per tile")
     kinds = ", ".join(k.key for k in UnitKind)
     tiles: list[TileConfig] = []
     seen_names: dict[str, int] = {}
