@@ -33,6 +33,7 @@ Host interface (plain ports, all synchronous to the SoC clock)
 from __future__ import annotations
 
 import argparse
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -41,7 +42,7 @@ from amaranth.hdl import Const, Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import DEFAULT_CONFIG, PoolConfig, load_config
+from .config import DEFAULT_CONFIG, ConfigError, PoolConfig, load_config
 from .isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
 from .noc.fabric import Fabric, attach_memory
 from .noc.memory_tile import MemoryTile
@@ -314,8 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--lint", action="store_true",
                     help="verilator --lint-only the text the simulators run (tb.soc.simulation_text)")
+    ap.add_argument("--debug", action="store_true", help="a traceback for a bad pool config")
     args = ap.parse_args(argv)
-    soc_v, top_v = write_soc(load_config(args.pool), args.out)
+    try:
+        pool = load_config(args.pool)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
+    soc_v, top_v = write_soc(pool, args.out)
     print(soc_v)
     print(top_v)
     if args.lint:
