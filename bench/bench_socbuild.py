@@ -1,8 +1,8 @@
 """Build time of the default SoC from scratch, and its run speed (``python -m bench socbuild``).
 
 The default pool (``configs/default.toml``) under the name ``default_buildbench``, so that
-its build folder ``sim_build/default_buildbench/`` can be removed first without touching
-the build ``make sim`` uses. Per simulator: Verilog generation (:func:`accelpool.hw.soc.write_soc`,
+its build folder ``sim_build/default_buildbench-<digest>/`` can be removed first without
+touching the build ``make sim`` uses. Per simulator: Verilog generation (:func:`accelpool.hw.soc.write_soc`,
 once), the simulator build (for Verilator: verilation, as Verilator reports it, and the
 C++ compile), then one CE EXEC of 21,052 cycles (16x16 channels, 24x24 image, 3x3 kernel)
 timed from ``start`` to ``all_done``. Wall seconds depend on the machine's load; CPU

@@ -20,14 +20,20 @@ A pool config is a TOML file (see ``configs/default.toml``)::
     rows = 8
     cols = 8
 
-Every key is validated; an unknown key, a wrong type, a value out of range, two tiles on
-one coordinate or a coordinate outside the mesh raises :class:`ConfigError` naming the
-offending key (``tile[2].x``) and what is accepted.
+Every key is validated; an unknown key, a wrong type, a value out of range, a repeated
+data type, two tiles on one coordinate or a coordinate outside the mesh raises
+:class:`ConfigError` whose message is ``<file>: <key>: <what is wrong>; accepted: <what is
+accepted>`` (the key once, e.g. ``tile[2].x``). ``name`` is a plain name (a letter, then up
+to 63 letters, digits, ``_`` or ``-``): builds go to a folder named after it and
+:attr:`PoolConfig.digest`, a digest of the config's content.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,21 +119,29 @@ UNIT_DTYPES: Mapping[UnitKind, tuple[DType, ...]] = MappingProxyType({
 
 @dataclass(frozen=True)
 class _Param:
-    """Schema of one integer unit parameter."""
+    """Schema of one numeric parameter: default, accepted range ``lo..hi`` (inclusive)."""
 
-    default: int
+    default: int | float
     lo: int
     hi: int
     power_of_two: bool = False
     doc: str = ""
+    integer: bool = True
 
-    def check(self, key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, not {value!r}")
-        if not self.lo <= value <= self.hi:
-            raise ConfigError(f"{key} must be between {self.lo} and {self.hi}, not {value!r}")
+    @property
+    def accepted(self) -> str:
+        what = "powers of two" if self.power_of_two else "integers" if self.integer else "numbers"
+        return f"{what} {self.lo}..{self.hi}"
+
+    def check(self, key: str, value: Any) -> int | float:
+        types = int if self.integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ConfigError(f"{key}: {value!r} is not {'an integer' if self.integer else 'a number'}; "
+                              f"accepted: {self.accepted}")
+        if not self.lo <= value <= self.hi:  # also refuses nan
+            raise ConfigError(f"{key}: {value!r} is out of range; accepted: {self.accepted}")
         if self.power_of_two and value & (value - 1):
-            raise ConfigError(f"{key} must be a power of two, not {value!r}")
+            raise ConfigError(f"{key}: {value!r} is not a power of two; accepted: {self.accepted}")
         return value
 
 
@@ -161,6 +175,16 @@ _MESH_PARAMS: Mapping[str, _Param] = {
     "flit_bits": _Param(64, 32, 512, power_of_two=True, doc="flit payload width"),
     "buffer_flits": _Param(4, 2, 64, doc="input buffer depth per router port"),
 }
+
+
+# 10 MHz to 5 GHz spans every clock such a pool runs at, from an FPGA prototype to the
+# fastest clocked silicon; a value outside is a unit mistake (GHz or Hz written as MHz)
+# that would scale every time in the reports and traces by 1000.
+_CLOCK = _Param(500, 10, 5000, integer=False, doc="clock frequency in MHz")
+
+#: What ``name`` (the pool's) accepts; it names the pool's build folder, so no path parts.
+_POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_POOL_NAME_ACCEPTED = "a letter followed by up to 63 letters, digits, '_' or '-'"
 
 
 @dataclass(frozen=True)
@@ -239,6 +263,22 @@ class PoolConfig:
                 return t
         return None
 
+    @property
+    def digest(self) -> str:
+        """A short hex digest of the config's content (every value, defaults filled in).
+
+        Two configs that differ in any value have different digests, one config always the
+        same one, wherever its file lies; builds are keyed on ``name`` plus this.
+        """
+        tiles = [{"name": t.name, "kind": t.kind.key, "x": t.x, "y": t.y,
+                  "dtypes": [d.key for d in t.dtypes], **dict(t.params)} for t in self.tiles]
+        m = self.mesh
+        doc = {"name": self.name, "clock_mhz": self.clock_mhz, "tile": tiles,
+               "mesh": {"cols": m.cols, "rows": m.rows, "flit_bits": m.flit_bits,
+                        "buffer_flits": m.buffer_flits}}
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
 
 def _check_keys(where: str, table: Mapping[str, Any], accepted: list[str]) -> None:
     for key in table:
@@ -246,9 +286,9 @@ def _check_keys(where: str, table: Mapping[str, Any], accepted: list[str]) -> No
             raise ConfigError(f"{where}{key}: unknown key; accepted keys: {', '.join(accepted)}")
 
 
-def _check_str(key: str, value: Any) -> str:
+def _check_str(key: str, value: Any, accepted: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string, not {value!r}")
+        raise ConfigError(f"{key}: {value!r} is not a non-empty string; accepted: {accepted}")
     return value
 
 
@@ -275,82 +315,95 @@ def parse_config(doc: Mapping[str, Any], source: str = "<dict>") -> PoolConfig:
 
 def _parse(doc: Mapping[str, Any]) -> PoolConfig:
     _check_keys("", doc, ["name", "clock_mhz", "mesh", "tile"])
-    name = _check_str("name", doc.get("name", "pool"))
-    clock = doc.get("clock_mhz", 500)
-    if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not 0 < clock <= 10000:
-        raise ConfigError(f"clock_mhz must be a number in (0, 10000], not {clock!r}")
+    name = _check_str("name", doc.get("name", "pool"), _POOL_NAME_ACCEPTED)
+    if not _POOL_NAME.fullmatch(name):
+        raise ConfigError(f"name: {name!r} is not a plain name; accepted: {_POOL_NAME_ACCEPTED}")
+    clock = _CLOCK.check("clock_mhz", doc.get("clock_mhz", _CLOCK.default))
 
     mesh_doc = doc.get("mesh")
+    mesh_accepted = f"a table with keys {', '.join(_MESH_PARAMS)}"
+    if mesh_doc is None:
+        raise ConfigError(f"mesh: missing; accepted: {mesh_accepted}")
     if not isinstance(mesh_doc, dict):
-        raise ConfigError(f"mesh must be a table with keys {', '.join(_MESH_PARAMS)}, not {mesh_doc!r}")
+        raise ConfigError(f"mesh: {mesh_doc!r} is not a table; accepted: {mesh_accepted}")
     _check_keys("mesh.", mesh_doc, list(_MESH_PARAMS))
     mesh = MeshConfig(**{k: p.check(f"mesh.{k}", mesh_doc.get(k, p.default))
                          for k, p in _MESH_PARAMS.items()})
 
     tiles_doc = doc.get("tile")
     if not isinstance(tiles_doc, list) or not tiles_doc:
-        raise ConfigError(f"tile must be an array of tables ([[tile]]), not {tiles_doc!r}")
+        wrong = "missing" if tiles_doc is None else f"{tiles_doc!r} is not a non-empty array of tables"
+        raise ConfigError(f"tile: {wrong}; accepted: one [[tile]] table per tile")
+    kinds = ", ".join(k.key for k in UnitKind)
     tiles: list[TileConfig] = []
     seen_names: dict[str, int] = {}
     seen_at: dict[tuple[int, int], int] = {}
     for i, t in enumerate(tiles_doc):
         where = f"tile[{i}]"
         if not isinstance(t, dict):
-            raise ConfigError(f"{where} must be a table, not {t!r}")
+            raise ConfigError(f"{where}: {t!r} is not a table; accepted: a [[tile]] table")
         kind_key = t.get("kind")
         if kind_key is None:
-            raise ConfigError(f"{where}.kind is missing; accepted: "
-                              f"{', '.join(k.key for k in UnitKind)}")
+            raise ConfigError(f"{where}.kind: missing; accepted: {kinds}")
+        kind_key = _check_str(f"{where}.kind", kind_key, kinds)
         try:
-            kind = UnitKind.from_key(_check_str(f"{where}.kind", kind_key))
-        except ValueError as e:
-            raise ConfigError(f"{where}.kind: {e}") from None
+            kind = UnitKind.from_key(kind_key)
+        except ValueError:
+            raise ConfigError(f"{where}.kind: {kind_key!r} is not a unit kind; "
+                              f"accepted: {kinds}") from None
         params_schema = UNIT_PARAMS[kind]
         accepted = ["name", "kind", "x", "y"] + (["dtypes"] if UNIT_DTYPES[kind] else []) \
             + list(params_schema)
         _check_keys(f"{where}.", t, accepted)
-        tname = _check_str(f"{where}.name", t.get("name", f"{kind.key}{i}"))
+        name_accepted = "an identifier (letters, digits, _) unique in the pool"
+        tname = _check_str(f"{where}.name", t.get("name", f"{kind.key}{i}"), name_accepted)
         if not tname.isidentifier():
-            raise ConfigError(f"{where}.name must be an identifier (letters, digits, _), not {tname!r}")
+            raise ConfigError(f"{where}.name: {tname!r} is not an identifier; accepted: {name_accepted}")
         if tname in seen_names:
-            raise ConfigError(f"{where}.name: {tname!r} is already used by tile[{seen_names[tname]}]")
+            raise ConfigError(f"{where}.name: {tname!r} is already used by tile[{seen_names[tname]}]; "
+                              f"accepted: {name_accepted}")
         seen_names[tname] = i
         coord = []
         for axis, extent in (("x", mesh.cols), ("y", mesh.rows)):
+            on_mesh = f"0..{extent - 1} (the mesh is {mesh.cols}x{mesh.rows})"
             if axis not in t:
-                raise ConfigError(f"{where}.{axis} is missing; accepted: 0..{extent - 1}")
+                raise ConfigError(f"{where}.{axis}: missing; accepted: {on_mesh}")
             v = t[axis]
             if isinstance(v, bool) or not isinstance(v, int):
-                raise ConfigError(f"{where}.{axis} must be an integer, not {v!r}")
+                raise ConfigError(f"{where}.{axis}: {v!r} is not an integer; accepted: {on_mesh}")
             if not 0 <= v < extent:
-                raise ConfigError(f"{where}.{axis}: {v} is outside the {mesh.cols}x{mesh.rows} "
-                                  f"mesh; accepted: 0..{extent - 1}")
+                raise ConfigError(f"{where}.{axis}: {v} is outside the mesh; accepted: {on_mesh}")
             coord.append(v)
         at = (coord[0], coord[1])
         if at in seen_at:
             raise ConfigError(f"{where}: ({at[0]}, {at[1]}) is already taken by "
-                              f"tile[{seen_at[at]}]; one tile per coordinate")
+                              f"tile[{seen_at[at]}]; accepted: one tile per coordinate")
         seen_at[at] = i
         supported = UNIT_DTYPES[kind]
+        dtypes_accepted = f"each of {', '.join(s.key for s in supported)} at most once"
         dtypes_doc = t.get("dtypes", [d.key for d in supported])
         if supported and (not isinstance(dtypes_doc, list) or not dtypes_doc):
-            raise ConfigError(f"{where}.dtypes must be a non-empty list of strings, not {dtypes_doc!r}")
-        dtypes = []
+            raise ConfigError(f"{where}.dtypes: {dtypes_doc!r} is not a non-empty list of strings; "
+                              f"accepted: a list of {dtypes_accepted}")
+        dtypes: list[DType] = []
         for d in dtypes_doc:
             try:
-                dt = DType.from_key(_check_str(f"{where}.dtypes", d))
+                dt = DType.from_key(d) if isinstance(d, str) else None
             except ValueError:
                 dt = None
             if dt not in supported:
                 raise ConfigError(f"{where}.dtypes: {d!r} is not supported by a {kind.key}; "
-                                  f"accepted: {', '.join(s.key for s in supported)}")
+                                  f"accepted: {dtypes_accepted}")
+            if dt in dtypes:
+                raise ConfigError(f"{where}.dtypes: {d!r} is listed twice; accepted: {dtypes_accepted}")
             dtypes.append(dt)
         params = {k: p.check(f"{where}.{k}", t.get(k, p.default)) for k, p in params_schema.items()}
         tiles.append(TileConfig(tname, kind, at[0], at[1], tuple(dtypes), MappingProxyType(params)))
 
     mems = [t for t in tiles if t.kind is UnitKind.MEMORY]
     if len(mems) != 1:
-        raise ConfigError(f"tile: a pool needs exactly one tile of kind 'memory', found {len(mems)}")
+        raise ConfigError(f"tile: {len(mems)} tiles of kind 'memory'; accepted: exactly one "
+                          f"tile of kind 'memory' per pool")
     return PoolConfig(name, float(clock), mesh, tuple(tiles))
 
 
@@ -365,18 +418,28 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> PoolConfig:
     Raises
     ------
     ConfigError
-        If the file is missing, is not valid TOML, or fails validation.
+        If the file is missing, a directory, not UTF-8, not valid TOML, or fails
+        validation; the message names the file.
     """
     p = Path(path)
     if not p.exists() and not p.suffix and (CONFIG_DIR / f"{p.name}.toml").exists():
         p = CONFIG_DIR / f"{p.name}.toml"
+    accepted = "accepted: a UTF-8 TOML file"
+    if not p.exists():
+        names = ", ".join(sorted(c.stem for c in CONFIG_DIR.glob("*.toml")))
+        raise ConfigError(f"{p}: no such file; {accepted} or a name in configs/ ({names})")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory; {accepted}")
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8")
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read pool config ({e.strerror})") from None
+        raise ConfigError(f"{p}: cannot be read ({e.strerror}); {accepted}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); {accepted}") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        raise ConfigError(f"{p}: not valid TOML ({e}); {accepted}") from None
     cfg = parse_config(doc, source=str(p))
     return PoolConfig(cfg.name, cfg.clock_mhz, cfg.mesh, cfg.tiles, source=str(p))

@@ -3,9 +3,9 @@
 :class:`Soc` holds the request and response meshes (:class:`accelpool.hw.noc.fabric.Fabric`), the
 memory tile, a :class:`accelpool.hw.tile.ComputeTile` per unit of the config, and leaves the
 routers of empty positions with nothing attached (their ejection ports always ready, so
-a stray packet cannot block the network). :func:`write_soc` writes
-``sim_build/<config>/soc.v`` and a small Verilog wrapper ``soc_top.v`` that generates
-the clock (``always #5 clk = ~clk``, Verilator ``--timing``), so that a testbench only
+a stray packet cannot block the network). :func:`write_soc` writes ``soc.v`` into the
+pool's build folder (:func:`accelpool.tb.soc.soc_build_dir`) and a small Verilog wrapper
+``soc_top.v`` that generates the clock (``always #5 clk = ~clk``, Verilator ``--timing``), so that a testbench only
 wakes up at transaction boundaries.
 
 Host interface (plain ports, all synchronous to the SoC clock)
@@ -33,6 +33,7 @@ Host interface (plain ports, all synchronous to the SoC clock)
 from __future__ import annotations
 
 import argparse
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -41,7 +42,7 @@ from amaranth.hdl import Const, Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import DEFAULT_CONFIG, PoolConfig, load_config
+from .config import DEFAULT_CONFIG, ConfigError, PoolConfig, load_config
 from .isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
 from .noc.fabric import Fabric, attach_memory
 from .noc.memory_tile import MemoryTile
@@ -286,17 +287,16 @@ def zero_init_skipped() -> Iterator[None]:
 
 
 def write_soc(pool: PoolConfig, out: Path | None = None, **kw) -> tuple[Path, Path]:
-    """Write ``<out>/soc.v`` and ``<out>/soc_top.v`` (default ``sim_build/<config name>``).
+    """Write ``<out>/soc.v`` and ``<out>/soc_top.v`` (default :func:`accelpool.tb.soc.soc_build_dir`).
 
     Memories are zero-initialised by loops (:func:`zero_init_skipped`,
     :func:`accelpool.tb.soc.zero_memories`). Files are rewritten only when their text changed, so
     builds keyed on them stay valid.
     """
     from amaranth.back import verilog
-    from accelpool.tb.harness import SIM_BUILD
-    from accelpool.tb.soc import zero_memories
+    from accelpool.tb.soc import DEFAULT_CMD_DEPTH, soc_build_dir, zero_memories
 
-    out = Path(out) if out is not None else SIM_BUILD / pool.name
+    out = Path(out) if out is not None else soc_build_dir(pool, kw.get("cmd_depth", DEFAULT_CMD_DEPTH))
     out.mkdir(parents=True, exist_ok=True)
     soc = Soc(pool, **kw)
     with zero_init_skipped():
@@ -315,8 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--lint", action="store_true",
                     help="verilator --lint-only the text the simulators run (tb.soc.simulation_text)")
+    ap.add_argument("--debug", action="store_true", help="a traceback for a bad pool config")
     args = ap.parse_args(argv)
-    soc_v, top_v = write_soc(load_config(args.pool), args.out)
+    try:
+        pool = load_config(args.pool)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
+    soc_v, top_v = write_soc(pool, args.out)
     print(soc_v)
     print(top_v)
     if args.lint:

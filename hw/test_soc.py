@@ -288,3 +288,12 @@ def test_memory_tile_load_faults(memory_run):
     regs = res.tile_registers(DEFAULT, DMEM.name)
     assert regs["pc"] == 1
     assert regs["status"] >> 3 & 1          # fault
+
+
+def test_soc_command_names_a_bad_pool_in_one_line(tmp_path, capsys):
+    from accelpool.hw.soc import main
+    assert main(["--pool", str(tmp_path / "none.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m accelpool.hw.soc: error: {tmp_path / 'none.toml'}: no such file; "
+                   f"accepted: a UTF-8 TOML file or a name in configs/ "
+                   f"(ce_pair, default, stream_pair)\n")

@@ -2,9 +2,9 @@
 
 Two sides:
 
-- the **host side** (pytest, the CLI): :func:`build_soc` writes ``sim_build/<config>/soc.v``
+- the **host side** (pytest, the CLI): :func:`build_soc` writes ``sim_build/<name>-<digest>/soc.v``
   (:mod:`accelpool.hw.soc`) and builds it for Verilator (``--timing``: the clock is generated in
-  HDL) or Icarus into ``sim_build/<config>/<sim>/``; :func:`run_job` runs one
+  HDL) or Icarus into ``sim_build/<name>-<digest>/<sim>/``; :func:`run_job` runs one
   :class:`SocJob` (command streams, memory image, what to read back) in a simulator
   process and returns a :class:`SocResult`, raising :class:`SocFault` with a message that
   names the tile and the command when the run stops on a fault or times out;
@@ -444,11 +444,23 @@ DEFAULT_CMD_DEPTH = 1024
 
 
 def soc_build_dir(cfg: PoolConfig, cmd_depth: int = DEFAULT_CMD_DEPTH) -> Path:
-    """``sim_build/<config>``; a build with deeper command memories gets its own folder,
-    ``sim_build/<config>_cmd<depth>`` (so builds of both depths coexist)."""
+    """The build folder of a pool's SoC: ``sim_build/<name>-<digest>``.
+
+    Keyed on the config's name and :attr:`~accelpool.hw.config.PoolConfig.digest`, so two
+    configs with one name build apart and one config always builds in the same folder. A
+    build with deeper command memories gets its own folder,
+    ``sim_build/<name>-<digest>_cmd<depth>`` (so builds of both depths coexist).
+
+    Parameters
+    ----------
+    cfg : PoolConfig
+        The pool; its validated ``name`` holds no path separators.
+    cmd_depth : int
+        Commands each tile's command memory holds.
+    """
     from accelpool.tb.harness import SIM_BUILD
-    return SIM_BUILD / (cfg.name if cmd_depth == DEFAULT_CMD_DEPTH
-                        else f"{cfg.name}_cmd{cmd_depth}")
+    folder = f"{cfg.name}-{cfg.digest}"
+    return SIM_BUILD / (folder if cmd_depth == DEFAULT_CMD_DEPTH else f"{folder}_cmd{cmd_depth}")
 
 
 def command_depth_for(lengths: Iterable[int]) -> int:
@@ -616,7 +628,7 @@ class SocBuild:
 
 def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
               cmd_depth: int = DEFAULT_CMD_DEPTH) -> SocBuild:
-    """Generate ``sim_build/<config>/soc.v`` (if the config or hw sources changed) and build it.
+    """Generate ``soc.v`` in :func:`soc_build_dir` (if the config or hw sources changed) and build it.
 
     ``cmd_depth`` commands fit each tile's command memory (the memory tile's too); a
     non-default depth builds in its own folder (:func:`soc_build_dir`).
