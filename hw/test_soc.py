@@ -95,7 +95,15 @@ def _fault_jobs():
         isa.end()])}, timeout_cycles=3_000)
     no_signal = SocJob(streams={"ce1": isa.assemble([isa.wait(token=3, count=1), isa.end()])},
                        timeout_cycles=2_000)
-    return {"out_of_range": out_of_range, "never": never, "no_signal": no_signal}
+    # Runs after jobs whose ce0 streams were longer: their commands are still in its memory.
+    no_end = SocJob(streams={"ce0": isa.assemble([
+        isa.load(spad_addr=0, remote_addr=0, length=64, **m)])}, timeout_cycles=2_000)
+    unaligned = SocJob(streams={"ce0": isa.assemble([
+        isa.load(spad_addr=0, remote_addr=0, length=64, **m),
+        isa.load(spad_addr=0, remote_addr=4, length=64, **m),
+        isa.nop(), isa.end()])}, timeout_cycles=2_000)
+    return {"out_of_range": out_of_range, "never": never, "no_signal": no_signal,
+            "no_end": no_end, "unaligned": unaligned}
 
 
 # The Verilator build of the SoC takes minutes: it runs with `make regress` (slow).
@@ -155,6 +163,20 @@ def test_fault_wait_without_signal(soc_run):
     assert res.status == "timeout"
     assert "tile ce1 (ce at (0, 1)) did not finish within 2000 cycles: stuck at command 0 " \
            "(WAIT   token=3 count=1): waiting for a token nobody sent" in res.message
+
+
+def test_a_stream_without_end_stops_at_its_end_not_in_an_earlier_jobs_commands(soc_run):
+    res = soc_run["faults"]["no_end"]
+    assert res.status == "fault", res.message
+    assert "tile ce0 (ce at (1, 0)) ran past the end of its 1-command stream: it has no END" \
+        in res.message
+
+
+def test_an_unaligned_load_is_named_in_the_fault_report(soc_run):
+    res = soc_run["faults"]["unaligned"]
+    assert res.status == "fault", res.message
+    assert ("tile ce0 (ce at (1, 0)): its network interface dropped command 1 (LOAD   "
+            "spad=0x000000 <- (0,0):0x00000004 len=64)") in res.message
 
 
 def test_discovery(soc_run):

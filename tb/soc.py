@@ -155,6 +155,28 @@ def _last(stream: bytes, pc: int, opcodes) -> int:
     return pc
 
 
+def _dropped_dma(cfg: PoolConfig, stream: bytes, pc: int, kind: UnitKind) -> int:
+    """Index of the first LOAD/STORE/SIGNAL at or before ``pc`` that the network interface
+    drops (``hw.noc.ni``: a scratchpad or remote address not a multiple of the flit size, or
+    a destination outside the mesh); else the last of those commands at or before ``pc``."""
+    fb = cfg.mesh.flit_bits // 8
+    dma = {isa.Opcode.LOAD, isa.Opcode.STORE, isa.Opcode.SIGNAL}
+    for i in range(min(pc + 1, len(stream) // isa.COMMAND_BYTES)):
+        word = int.from_bytes(stream[i * isa.COMMAND_BYTES:(i + 1) * isa.COMMAND_BYTES], "little")
+        try:
+            cmd = isa.decode(word, kind)
+        except isa.EncodingError:
+            continue
+        if cmd.opcode not in dma:
+            continue
+        f = cmd.fields
+        if f["x"] >= cfg.mesh.cols or f["y"] >= cfg.mesh.rows:
+            return i
+        if cmd.opcode is not isa.Opcode.SIGNAL and (f["spad_addr"] % fb or f["remote_addr"] % fb):
+            return i
+    return _last(stream, pc, tuple(dma))
+
+
 def programmable_tiles(cfg: PoolConfig) -> list[TileConfig]:
     """The tiles that run a command stream: the compute tiles in config order, then the
     memory tile (the order of the SoC's ``cmd_tile`` index, :class:`accelpool.hw.soc.Soc`)."""
@@ -218,14 +240,18 @@ def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[i
             else:
                 lines.append(f"{where} halted at {_command_text(stream, pc, t.kind)}: "
                              f"{_range_problem(cfg, t, cmd)}")
-        if _status(regs, "error"):
+        if _status(regs, "error") and regs["error_pc"] * isa.COMMAND_BYTES >= len(stream):
+            lines.append(f"{where} ran past the end of its "
+                         f"{len(stream) // isa.COMMAND_BYTES}-command stream: it has no END")
+        elif _status(regs, "error"):
             epc = regs["error_pc"]
             lines.append(f"{where} stopped with an error at {_command_text(stream, epc, t.kind)}"
                          f": unknown opcode or ran past the end of the command memory")
         if _status(regs, "ni_error"):
-            lines.append(f"{where}: its network interface dropped a command (an address not a "
-                         f"multiple of the flit size, or a destination outside the mesh); "
-                         f"last command issued: {_command_text(stream, pc, t.kind)}")
+            i = _dropped_dma(cfg, stream, pc, t.kind)
+            lines.append(f"{where}: its network interface dropped {_command_text(stream, i, t.kind)}"
+                         f" (an address not a multiple of the {cfg.mesh.flit_bits // 8}-byte "
+                         f"flit, or a destination outside the mesh)")
         if _status(regs, "token_error"):
             lines.append(f"{where}: a WAIT or SIGNAL used a token number beyond its counters")
         if timed_out and not (_status(regs, "done") or _status(regs, "fault")
@@ -254,6 +280,14 @@ def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[i
 
 
 # ---- cocotb side -----------------------------------------------------------------------
+
+#: Written after every stream a job loads: a word with an opcode no tile runs (14), so a
+#: stream without END stops with the controller's error at its end instead of running on
+#: into commands an earlier job left in the command memory. A stream that fills the memory
+#: leaves no room for it and needs none: the controller stops with the same error when it
+#: runs past the end of the memory.
+GUARD_WORD = (14).to_bytes(isa.COMMAND_BYTES, "little")
+
 
 class SocDriver:
     """Drives the SoC's host interface from cocotb (toplevel :data:`accelpool.hw.soc.SOC_WRAPPER`).
@@ -409,8 +443,11 @@ class SocDriver:
         t0 = time.perf_counter()
         streams = {t.name: job.streams.get(t.name) or isa.assemble([isa.end()])
                    for t in self.units}
-        for name, stream in streams.items():
-            await self.write_commands(name, stream)
+        for t in self.units:
+            stream = streams[t.name]
+            depth = res.identity[t.y * self.cfg.mesh.cols + t.x]["cmd_depth"]
+            fits = len(stream) // isa.COMMAND_BYTES < depth
+            await self.write_commands(t.name, stream + GUARD_WORD if fits else stream)
         for addr, blob in job.image:
             await self.write_memory(addr, bytes(blob))
         t1 = time.perf_counter()
