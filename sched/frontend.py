@@ -42,10 +42,11 @@ from onnx import numpy_helper, shape_inference
 
 from accelpool.hw.config import DType, PoolConfig
 from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, Graph, LayoutFunc,
-                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize)
+                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize,
+                 sanitize_names)
 
 __all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
-           "fuse_qdq", "AGGREGATE_MAX_DENSITY"]
+           "fuse_qdq", "AGGREGATE_MAX_DENSITY", "input_buffer_names", "graph_inputs"]
 
 
 class FrontendError(ValueError):
@@ -349,6 +350,20 @@ def _fix_input_shapes(proto: onnx.ModelProto, where: str,
 
 # -- import -----------------------------------------------------------------------------
 
+def graph_inputs(proto: onnx.ModelProto) -> list[str]:
+    """The names of the graph inputs that are not initializers, in graph order."""
+    inits = {t.name for t in proto.graph.initializer}
+    return [i.name for i in proto.graph.input if i.name not in inits]
+
+
+def input_buffer_names(proto: onnx.ModelProto) -> dict[str, str]:
+    """ONNX graph input name -> name of its input buffer in the imported graph.
+
+    Every consumer of host inputs keyed by ONNX name (the golden run, codegen's memory
+    image) translates them with this mapping (:func:`accelpool.sched.ir.sanitize_names`).
+    """
+    return sanitize_names(graph_inputs(proto))
+
 Handler = Callable[["_Importer", onnx.NodeProto], None]
 _HANDLERS: dict[str, Handler] = {}
 
@@ -542,13 +557,14 @@ def import_model(model: str | Path | bytes | onnx.ModelProto, pool: PoolConfig |
         name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "model")
     imp = _Importer(proto, sanitize(name))
     inits = {t.name for t in proto.graph.initializer}
+    in_names = input_buffer_names(proto)
     for inp in proto.graph.input:
         if inp.name in inits:
             continue
         imp.node = onnx.helper.make_node("Input", [], [inp.name], name=inp.name)
         dt = imp.dtype(inp.name)
         quant = _host_quantized(imp, inp.name)
-        b = imp.graph.add_buffer(Buffer(sanitize(inp.name), imp.shape(inp.name),
+        b = imp.graph.add_buffer(Buffer(in_names[inp.name], imp.shape(inp.name),
                                         DType.INT8 if quant else dt, BufferKind.INPUT,
                                         quant=quant))
         imp.tensor_buf[inp.name] = b.name
