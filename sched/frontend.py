@@ -46,12 +46,18 @@ from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, G
                  sanitize_names)
 
 __all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
-           "fuse_qdq", "AGGREGATE_MAX_DENSITY", "input_buffer_names", "graph_inputs"]
+           "fuse_qdq", "AGGREGATE_MAX_DENSITY", "input_buffer_names", "graph_inputs",
+           "SUPPORTED_OPSETS"]
 
 
 class FrontendError(ValueError):
     """A model the frontend cannot take; the message names the node or tensor and what is accepted."""
 
+
+#: Opset versions of the default domain (``ai.onnx``, written ``""`` in a model) that are
+#: accepted: from the oldest onnxruntime guarantees to the newest the installed onnxruntime
+#: (1.32) runs; the golden comparison runs every model on it.
+SUPPORTED_OPSETS = range(7, 29)
 
 #: A constant left operand of MatMul is recognised as an adjacency if at most this fraction is non-zero.
 AGGREGATE_MAX_DENSITY = 0.5
@@ -101,6 +107,7 @@ def load_onnx(model: str | Path | bytes | onnx.ModelProto,
         if not proto.graph.node and not proto.graph.output:
             raise FrontendError(f"{where}: not a valid ONNX file (no graph: the file is empty "
                                 f"or not an ONNX model)")
+    _check_opset(proto, where)
     _check_structure(proto, where)
     _fix_input_shapes(proto, where, dict(input_shapes or {}))
     try:
@@ -252,6 +259,19 @@ def _node_name(node: onnx.NodeProto, i: int) -> str:
     return node.name or f"{node.op_type}_{i}"
 
 
+def _check_opset(proto: onnx.ModelProto, where: str) -> None:
+    """The model's ``ai.onnx`` opset must be in :data:`SUPPORTED_OPSETS`."""
+    lo, hi = SUPPORTED_OPSETS[0], SUPPORTED_OPSETS[-1]
+    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise FrontendError(f"{where}: the model imports no opset of the default domain "
+                            f"ai.onnx; accepted: ai.onnx opset {lo} to {hi}")
+    for v in versions:
+        if v not in SUPPORTED_OPSETS:
+            raise FrontendError(f"{where}: the model uses ai.onnx opset {v}; accepted: ai.onnx "
+                                f"opset {lo} to {hi}")
+
+
 def _check_structure(proto: onnx.ModelProto, where: str) -> None:
     """Cycles and disconnected parts, then sort the nodes topologically."""
     g = proto.graph
@@ -259,8 +279,21 @@ def _check_structure(proto: onnx.ModelProto, where: str) -> None:
     producer: dict[str, int] = {}
     for i, n in enumerate(g.node):
         for o in n.output:
-            if o:
-                producer[o] = i
+            if not o:
+                continue
+            if o in producer:
+                j = producer[o]
+                raise FrontendError(
+                    f"{where}: tensor {o!r} is written by two nodes, "
+                    f"{_node_name(g.node[j], j)!r} ({g.node[j].op_type}) and "
+                    f"{_node_name(n, i)!r} ({n.op_type}); every tensor must have one producer")
+            if o in known:
+                what = "an initializer" if o in {t.name for t in g.initializer} else \
+                    "a graph input"
+                raise FrontendError(
+                    f"{where}: node {_node_name(n, i)!r} ({n.op_type}) writes tensor {o!r}, "
+                    f"which is {what}; every tensor must have one producer")
+            producer[o] = i
     dag = nx.DiGraph()
     dag.add_nodes_from(range(len(g.node)))
     for i, n in enumerate(g.node):
@@ -340,12 +373,17 @@ def _fix_input_shapes(proto: onnx.ModelProto, where: str,
                                 f"(input_shapes / accelpool compile --shape {inp.name}=...)")
         shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
         for k, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value == 0:
+                raise FrontendError(
+                    f"{where}: input {inp.name!r} has shape {shown}: dimension {k} is 0; "
+                    f"zero-sized tensors are not supported (every dimension must be >= 1)")
+        for k, d in enumerate(dims):
             if not d.HasField("dim_value") or d.dim_value < 1:
                 raise FrontendError(
                     f"{where}: input {inp.name!r} has dynamic shape {shown}: dimension {k} "
                     f"({shown[k]!r}) cannot be resolved; give a fixed shape (input_shapes / "
                     f"accelpool compile --shape {inp.name}="
-                    f"{','.join(str(s) if isinstance(s, int) else '1' for s in shown)})")
+                    f"{','.join(str(s) if isinstance(s, int) and s > 0 else '1' for s in shown)})")
 
 
 # -- import -----------------------------------------------------------------------------

@@ -318,3 +318,68 @@ def test_corrupt_file(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(FrontendError, match=r"nope.onnx: cannot read the model"):
         load_onnx(tmp_path / "nope.onnx")
+
+
+# -- opsets, zero-sized inputs, tensors written twice ------------------------------------------
+
+@pytest.mark.parametrize("opset", [1, 6, 29, 99])
+def test_opset_outside_the_supported_range_is_refused(opset, tmp_path, capsys):
+    from accelpool.sched.cli import main
+    m = relu_model()
+    m.opset_import[0].version = opset
+    with pytest.raises(FrontendError, match=rf"uses ai.onnx opset {opset}; accepted: ai.onnx "
+                                            rf"opset 7 to 28"):
+        load_onnx(m)
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    assert main(["compile", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "opset" in err[0]
+
+
+def test_supported_opset_range_runs_on_onnxruntime():
+    import onnxruntime as ort
+    from accelpool.sched.frontend import SUPPORTED_OPSETS
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    for opset in (SUPPORTED_OPSETS[0], SUPPORTED_OPSETS[-1]):
+        m = relu_model()
+        m.opset_import[0].version = opset
+        import_model(m)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], np.maximum(x, 0))
+
+
+def test_zero_sized_input_is_refused_without_a_shape_suggestion():
+    for shape in ([0, 4], ["batch", 0]):
+        m = make([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", shape)],
+                 [vi("y", shape)], check=False)
+        with pytest.raises(FrontendError) as e:
+            load_onnx(m)
+        msg = str(e.value)
+        assert f"input 'x' has shape {shape}: dimension {shape.index(0)} is 0; zero-sized " \
+               f"tensors are not supported" in msg
+        assert "--shape" not in msg
+
+
+def test_negative_dimension_suggests_a_positive_shape():
+    m = make([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", [-1, 4])],
+             [vi("y", [-1, 4])], check=False)
+    with pytest.raises(FrontendError, match=r"--shape x=1,4\)"):
+        load_onnx(m)
+
+
+def test_tensor_written_by_two_nodes_names_it_and_both_nodes():
+    m = make([helper.make_node("Relu", ["x"], ["y"], name="first"),
+              helper.make_node("Sigmoid", ["x"], ["y"], name="second")],
+             [vi("x", [2, 4])], [vi("y", [2, 4])], check=False)
+    with pytest.raises(FrontendError, match=r"tensor 'y' is written by two nodes, 'first' "
+                                            r"\(Relu\) and 'second' \(Sigmoid\)"):
+        load_onnx(m)
+    m = make([helper.make_node("Relu", ["x"], ["x"], name="self")], [vi("x", [2, 4])],
+             [vi("x", [2, 4])], check=False)
+    with pytest.raises(FrontendError, match=r"node 'self' \(Relu\) writes tensor 'x', which is "
+                                            r"a graph input"):
+        load_onnx(m)
