@@ -47,7 +47,7 @@ from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, G
 
 __all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
            "fuse_qdq", "AGGREGATE_MAX_DENSITY", "input_buffer_names", "graph_inputs",
-           "SUPPORTED_OPSETS"]
+           "SUPPORTED_OPSETS", "memory_needed", "check_memory_fit"]
 
 
 class FrontendError(ValueError):
@@ -628,7 +628,59 @@ def import_model(model: str | Path | bytes | onnx.ModelProto, pool: PoolConfig |
     g.outputs = [imp.tensor_buf[o] for o in imp.output_names]
     if pool is not None:
         check_pool_support(g, pool)
+        check_memory_fit(g, pool)
     return g
+
+
+def memory_needed(graph: Graph) -> tuple[int, int, int]:
+    """Bytes the pool's memory must hold at least: (resident, largest live set, total).
+
+    Resident are the graph inputs, outputs and constants (they stay in memory for the
+    whole run); the live set is, over the micro-ops in order, the most intermediate
+    results held at once (each from the micro-op writing it to the last one reading it).
+    ``total = resident + largest live set`` is a lower bound: decomposition adds partial
+    sums and the memory image pads rows.
+    """
+    resident_names = set()
+    for b in graph.buffers.values():
+        if b.kind is not BufferKind.TEMP:
+            resident_names.add(graph.base(b.name).name)
+    resident = sum(graph.buffers[n].bytes for n in resident_names)
+    ops = list(graph.ops)
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, o in enumerate(ops):
+        for r in o.inputs + o.outputs:
+            n = graph.base(r.buffer).name
+            if n in resident_names:
+                continue
+            first.setdefault(n, i)
+            last[n] = i
+    delta = [0] * (len(ops) + 1)
+    for n, i in first.items():
+        delta[i] += graph.buffers[n].bytes
+        delta[last[n] + 1] -= graph.buffers[n].bytes
+    live = peak = 0
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    return resident, peak, resident + peak
+
+
+def check_memory_fit(graph: Graph, pool: PoolConfig) -> None:
+    """Raise :class:`FrontendError` if the graph cannot fit the pool's memory tile.
+
+    Compares :func:`memory_needed` (a lower bound) with the memory tile's ``bytes``.
+    """
+    resident, peak, total = memory_needed(graph)
+    size = pool.memory["bytes"]
+    if total > size:
+        raise FrontendError(
+            f"model {graph.name!r} needs at least {total} bytes of memory ({resident} for its "
+            f"inputs, outputs and constants, {peak} for the largest set of intermediate "
+            f"results live at once), but the memory tile {pool.memory.name!r} of pool "
+            f"{pool.name!r} has {size} bytes; accepted: models that fit, or a pool config "
+            f"with a larger memory tile (bytes =)")
 
 
 def check_pool_support(graph: Graph, pool: PoolConfig) -> None:
