@@ -114,9 +114,9 @@ def load_onnx(model: str | Path | bytes | onnx.ModelProto,
     _fix_input_shapes(proto, where, dict(input_shapes or {}))
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as e:
-        raise FrontendError(f"{where}: the ONNX checker rejects the model: "
-                            f"{str(e).splitlines()[0]}") from None
+    except Exception as e:  # ValidationError, and UnicodeDecodeError of a corrupt string
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise FrontendError(f"{where}: the ONNX checker rejects the model: {why}") from None
     try:
         proto = shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
                                              data_prop=True)

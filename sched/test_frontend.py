@@ -433,3 +433,11 @@ def test_requantisation_scale_out_of_range_is_refused():
     with pytest.raises(FrontendError, match=r"requantisation scale .* which the integer "
                                             r"units cannot apply"):
         import_model(m)
+
+
+def test_string_that_is_not_utf8_is_refused():
+    m = make([helper.make_node("LeakyRelu", ["x"], ["y"], name="r", ZZZZ=0.1)],
+             [vi("x", [2, 4])], [vi("y", [2, 4])], check=False)
+    data = m.SerializeToString().replace(b"ZZZZ", b"\xf0\x28\x8c\x28")
+    with pytest.raises(FrontendError, match="not a valid ONNX file|the ONNX checker rejects"):
+        load_onnx(data)
