@@ -14,7 +14,10 @@ onnxruntime by BF16 rounding (see :mod:`accelpool.sched.golden.executor` for the
 
 What is accepted
 ----------------
-:data:`SUPPORTED_OPS`. Constant sub-graphs (Transpose/Reshape/DequantizeLinear of a
+Models of ai.onnx opset :data:`SUPPORTED_OPSETS` using :data:`SUPPORTED_OPS`, every
+dimension of a graph input at least 1; with a pool, the inputs, outputs, constants and the
+largest set of live intermediate results must fit its memory tile (:func:`check_memory_fit`).
+Constant sub-graphs (Transpose/Reshape/DequantizeLinear of a
 weight, Shape arithmetic, Constant nodes) are folded at import with
 :class:`onnx.reference.ReferenceEvaluator`, so they may use any ONNX operator. Layout
 operators (Flatten, Reshape, Squeeze, Unsqueeze, Identity, and Transpose moving only

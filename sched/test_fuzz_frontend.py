@@ -155,7 +155,7 @@ _common = dict(deadline=None, print_blob=True, derandomize=True,
                                       HealthCheck.too_slow])
 
 
-@settings(max_examples=200, **_common)
+@settings(max_examples=600, **_common)
 @given(**_cases)
 def test_mutated_models_are_accepted_or_refused_cleanly(tmp_path, name, kind, seed, golden):
     check_case(tmp_path, name, kind, seed, golden and kind in ("wrong_shape", "opset"))
