@@ -111,6 +111,7 @@ def load_onnx(model: str | Path | bytes | onnx.ModelProto,
         if not proto.graph.node and not proto.graph.output:
             raise FrontendError(f"{where}: not a valid ONNX file (no graph: the file is empty "
                                 f"or not an ONNX model)")
+    _check_text(proto, where)
     _check_opset(proto, where)
     _check_initializers(proto, where)
     _check_structure(proto, where)
@@ -262,6 +263,24 @@ def _value_shape(proto: onnx.ModelProto, name: str) -> tuple[int, ...] | None:
 
 def _node_name(node: onnx.NodeProto, i: int) -> str:
     return node.name or f"{node.op_type}_{i}"
+
+
+def _check_text(proto: onnx.ModelProto, where: str) -> None:
+    """Every name in the graph must be UTF-8 text (protobuf hands invalid text over as bytes)."""
+    g = proto.graph
+    items = [("graph input", vi.name) for vi in g.input] + \
+        [("graph output", vi.name) for vi in g.output] + \
+        [("value_info", vi.name) for vi in g.value_info] + \
+        [("initializer", t.name) for t in g.initializer]
+    for i, n in enumerate(g.node):
+        items += [(f"node {i}'s name", n.name), (f"node {i}'s op_type", n.op_type),
+                  (f"node {i}'s domain", n.domain)]
+        items += [(f"a tensor name of node {i}", t) for t in list(n.input) + list(n.output)]
+        items += [(f"an attribute name of node {i}", a.name) for a in n.attribute]
+    for what, text in items:
+        if not isinstance(text, str):
+            raise FrontendError(f"{where}: not a valid ONNX file: {what} ({text!r}) is not "
+                                f"UTF-8 text")
 
 
 def _check_opset(proto: onnx.ModelProto, where: str) -> None:

@@ -441,3 +441,12 @@ def test_string_that_is_not_utf8_is_refused():
     data = m.SerializeToString().replace(b"ZZZZ", b"\xf0\x28\x8c\x28")
     with pytest.raises(FrontendError, match="not a valid ONNX file|the ONNX checker rejects"):
         load_onnx(data)
+
+
+def test_name_that_is_not_utf8_is_refused():
+    m = make([helper.make_node("Relu", ["x"], ["y"], name="ZZZZ")], [vi("x", [2, 4])],
+             [vi("y", [2, 4])])
+    data = m.SerializeToString().replace(b"ZZZZ", b"\xf0\x28\x8c\x28")
+    with pytest.raises(FrontendError, match=r"not a valid ONNX file: node 0's name .* is not "
+                                            r"UTF-8 text"):
+        import_model(data)
