@@ -60,13 +60,14 @@ from typing import Callable, Mapping
 import numpy as np
 
 from accelpool.hw.config import DType, PoolConfig, UnitKind, load_config
-from .frontend import check_pool_support
+from .frontend import FrontendError, check_pool_support
 from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, LayoutFunc, MicroOp,
                  OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims,
                  sanitize)
 
 __all__ = ["DecomposeOptions", "TilePlan", "TileOperators", "ReorderChannelsLast",
-           "AnnotateCosts", "CheckPoolSupport", "decompose", "compile_model"]
+           "AnnotateCosts", "CheckPoolSupport", "decompose", "compile_model",
+           "estimate_micro_ops"]
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,20 @@ class DecomposeOptions:
         rest is for double buffering).
     max_vector : int
         Longest vector of an element-wise micro-op.
+    max_micro_ops : int
+        Most micro-ops a decomposition may yield; a graph whose tiling would yield more is
+        refused before any tile is made (:func:`estimate_micro_ops`).
     """
 
     sparse_threshold: float = 0.5
     max_k_tile: int = 64
     spad_fraction: float = 0.5
     max_vector: int = 4096
+    # The built-in models yield at most about a hundred micro-ops; a program of 50,000
+    # micro-ops still schedules in seconds, while a 1024^3 MatMul (262,144 micro-ops)
+    # schedules for minutes and does not fit the default memory tile anyway. Larger
+    # decompositions (benchmarks) pass a larger budget explicitly.
+    max_micro_ops: int = 50_000
 
     def __post_init__(self):
         if not 0 < self.sparse_threshold <= 1:
@@ -102,6 +111,9 @@ class DecomposeOptions:
             raise ValueError(f"spad_fraction must be in (0, 1], not {self.spad_fraction!r}")
         if self.max_vector < 1:
             raise ValueError(f"max_vector must be a positive integer, not {self.max_vector!r}")
+        if self.max_micro_ops < 1:
+            raise ValueError(f"max_micro_ops must be a positive integer, not "
+                             f"{self.max_micro_ops!r}")
 
 
 def _first(pool: PoolConfig, kind: UnitKind):
@@ -689,6 +701,43 @@ class CheckPoolSupport(Pass):
         return graph
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _tile_count(g: Graph, op: MicroOp, plan: TilePlan) -> int:
+    """Tiles the tiler of ``op`` makes, from the tile sizes alone (layout moves not counted)."""
+    s = op.shape
+    if op.op in (OpType.GEMM, OpType.SPMM):
+        tm, tk, tn = plan.gemm_tile(op.dtype, s["M"], s["K"], s["N"])
+        return _ceil_div(s["M"], tm) * _ceil_div(s["N"], tn) * _ceil_div(s["K"], tk)
+    if op.op is OpType.CONV:
+        toc, tic, toh = plan.conv_tile(s["IC"], s["KH"], s["KW"], s["OC"], s["OH"], s["OW"],
+                                       s["W"], op.attrs["strides"][0])
+        return _ceil_div(s["OC"], toc) * _ceil_div(s["OH"], toh) * _ceil_div(s["IC"], tic)
+    if op.op in (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE, OpType.DEQUANTIZE):
+        shape = g.buffers[op.outputs[0].buffer].shape
+        cols = shape[-1] if shape else 1
+        rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
+        per_elem = sum(g.buffers[r.buffer].dtype.bytes for r in op.inputs + op.outputs)
+        vec = plan.vector(per_elem)
+        tc = min(cols, vec)
+        return _ceil_div(rows, max(1, vec // tc)) * _ceil_div(cols, tc)
+    if op.op is OpType.AGGREGATE:
+        tr, tf = plan.aggregate_tile(s["nodes"], s["features"], op.dtype)
+        return _ceil_div(s["nodes"], tr) * _ceil_div(s["features"], tf)
+    return 1
+
+
+def estimate_micro_ops(graph: Graph, plan: TilePlan) -> int:
+    """Micro-ops :class:`TileOperators` makes of ``graph``, without making them.
+
+    Counts the compute tiles from the tile sizes; the few layout moves of transposed
+    sparse blocks and channels-last copies come on top.
+    """
+    return sum(_tile_count(graph, op, plan) for op in graph.ops)
+
+
 def decompose(graph: Graph, pool: PoolConfig | None = None,
               options: DecomposeOptions = DecomposeOptions(), verify_each: bool = True,
               dump: Callable[[str, Graph], None] | None = None) -> Graph:
@@ -700,9 +749,22 @@ def decompose(graph: Graph, pool: PoolConfig | None = None,
         From :func:`accelpool.sched.frontend.import_model`.
     pool : PoolConfig, optional
         Default: ``configs/default.toml``.
+    options : DecomposeOptions, optional
+
+    Raises
+    ------
+    FrontendError
+        If the decomposition would yield more than ``options.max_micro_ops`` micro-ops.
     """
     pool = pool or load_config()
     plan = TilePlan.from_pool(pool, options)
+    n = estimate_micro_ops(graph, plan)
+    if n > options.max_micro_ops:
+        raise FrontendError(
+            f"model {graph.name!r} would decompose into {n} micro-ops for pool {pool.name!r}, "
+            f"more than the budget of {options.max_micro_ops} (DecomposeOptions."
+            f"max_micro_ops); accepted: smaller models, larger tiles in the pool config, or "
+            f"a larger budget")
     return Pipeline([CheckPoolSupport(pool), ReorderChannelsLast(), TileOperators(plan),
                      AnnotateCosts()],
                     verify_each=verify_each, dump=dump).run(graph)

@@ -14,7 +14,10 @@ onnxruntime by BF16 rounding (see :mod:`accelpool.sched.golden.executor` for the
 
 What is accepted
 ----------------
-:data:`SUPPORTED_OPS`. Constant sub-graphs (Transpose/Reshape/DequantizeLinear of a
+Models of ai.onnx opset :data:`SUPPORTED_OPSETS` using :data:`SUPPORTED_OPS`, every
+dimension of a graph input at least 1; with a pool, the inputs, outputs, constants and the
+largest set of live intermediate results must fit its memory tile (:func:`check_memory_fit`).
+Constant sub-graphs (Transpose/Reshape/DequantizeLinear of a
 weight, Shape arithmetic, Constant nodes) are folded at import with
 :class:`onnx.reference.ReferenceEvaluator`, so they may use any ONNX operator. Layout
 operators (Flatten, Reshape, Squeeze, Unsqueeze, Identity, and Transpose moving only
@@ -42,15 +45,23 @@ from onnx import numpy_helper, shape_inference
 
 from accelpool.hw.config import DType, PoolConfig
 from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, Graph, LayoutFunc,
-                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize)
+                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize,
+                 sanitize_names)
 
 __all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
-           "fuse_qdq", "AGGREGATE_MAX_DENSITY"]
+           "fuse_qdq", "AGGREGATE_MAX_DENSITY", "input_buffer_names", "graph_inputs",
+           "SUPPORTED_OPSETS", "memory_needed", "check_memory_fit"]
 
 
 class FrontendError(ValueError):
     """A model the frontend cannot take; the message names the node or tensor and what is accepted."""
 
+
+#: Opset versions of the default domain (``ai.onnx``, written ``""`` in a model) that are
+#: accepted: from the oldest onnxruntime guarantees to the newest for which the installed
+#: onnxruntime (1.32) implements every supported operator (it has no QuantizeLinear of
+#: opset 28); the golden comparison runs every model on it.
+SUPPORTED_OPSETS = range(7, 28)
 
 #: A constant left operand of MatMul is recognised as an adjacency if at most this fraction is non-zero.
 AGGREGATE_MAX_DENSITY = 0.5
@@ -100,13 +111,16 @@ def load_onnx(model: str | Path | bytes | onnx.ModelProto,
         if not proto.graph.node and not proto.graph.output:
             raise FrontendError(f"{where}: not a valid ONNX file (no graph: the file is empty "
                                 f"or not an ONNX model)")
+    _check_text(proto, where)
+    _check_opset(proto, where)
+    _check_initializers(proto, where)
     _check_structure(proto, where)
     _fix_input_shapes(proto, where, dict(input_shapes or {}))
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as e:
-        raise FrontendError(f"{where}: the ONNX checker rejects the model: "
-                            f"{str(e).splitlines()[0]}") from None
+    except Exception as e:  # ValidationError, and UnicodeDecodeError of a corrupt string
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise FrontendError(f"{where}: the ONNX checker rejects the model: {why}") from None
     try:
         proto = shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
                                              data_prop=True)
@@ -251,15 +265,91 @@ def _node_name(node: onnx.NodeProto, i: int) -> str:
     return node.name or f"{node.op_type}_{i}"
 
 
+def _check_text(proto: onnx.ModelProto, where: str) -> None:
+    """Every name in the graph must be UTF-8 text (protobuf hands invalid text over as bytes)."""
+    g = proto.graph
+    items = [("graph input", vi.name) for vi in g.input] + \
+        [("graph output", vi.name) for vi in g.output] + \
+        [("value_info", vi.name) for vi in g.value_info] + \
+        [("initializer", t.name) for t in g.initializer]
+    for i, n in enumerate(g.node):
+        items += [(f"node {i}'s name", n.name), (f"node {i}'s op_type", n.op_type),
+                  (f"node {i}'s domain", n.domain)]
+        items += [(f"a tensor name of node {i}", t) for t in list(n.input) + list(n.output)]
+        items += [(f"an attribute name of node {i}", a.name) for a in n.attribute]
+    for what, text in items:
+        if not isinstance(text, str):
+            raise FrontendError(f"{where}: not a valid ONNX file: {what} ({text!r}) is not "
+                                f"UTF-8 text")
+
+
+def _check_opset(proto: onnx.ModelProto, where: str) -> None:
+    """The model's ``ai.onnx`` opset must be in :data:`SUPPORTED_OPSETS`."""
+    lo, hi = SUPPORTED_OPSETS[0], SUPPORTED_OPSETS[-1]
+    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise FrontendError(f"{where}: the model imports no opset of the default domain "
+                            f"ai.onnx; accepted: ai.onnx opset {lo} to {hi}")
+    for v in versions:
+        if v not in SUPPORTED_OPSETS:
+            raise FrontendError(f"{where}: the model uses ai.onnx opset {v}; accepted: ai.onnx "
+                                f"opset {lo} to {hi}")
+
+
+def _check_initializers(proto: onnx.ModelProto, where: str) -> None:
+    """Every initializer's data must decode to its declared shape, and names be unique."""
+    seen: set[str] = set()
+    for t in proto.graph.initializer:
+        if t.name in seen:
+            raise FrontendError(f"{where}: initializer {t.name!r} is defined twice; every "
+                                f"tensor must have one producer")
+        seen.add(t.name)
+        try:
+            numpy_helper.to_array(t)
+        except Exception as e:
+            raise FrontendError(f"{where}: initializer {t.name!r} of shape {list(t.dims)} "
+                                f"cannot be decoded ({type(e).__name__}: {e}); its data must "
+                                f"hold exactly the values its shape declares") from None
+
+
 def _check_structure(proto: onnx.ModelProto, where: str) -> None:
     """Cycles and disconnected parts, then sort the nodes topologically."""
     g = proto.graph
     known = {i.name for i in g.input} | {t.name for t in g.initializer}
+    named: dict[str, int] = {}
+    for i, n in enumerate(g.node):
+        if not n.name:
+            continue
+        if n.name in named:
+            j = named[n.name]
+            raise FrontendError(f"{where}: two nodes are named {n.name!r} (a "
+                                f"{g.node[j].op_type} and a {n.op_type}); node names must "
+                                f"be unique")
+        named[n.name] = i
+    seen_inputs: set[str] = set()
+    for inp in g.input:
+        if inp.name in seen_inputs:
+            raise FrontendError(f"{where}: graph input {inp.name!r} is listed twice; graph "
+                                f"input names must be unique")
+        seen_inputs.add(inp.name)
     producer: dict[str, int] = {}
     for i, n in enumerate(g.node):
         for o in n.output:
-            if o:
-                producer[o] = i
+            if not o:
+                continue
+            if o in producer:
+                j = producer[o]
+                raise FrontendError(
+                    f"{where}: tensor {o!r} is written by two nodes, "
+                    f"{_node_name(g.node[j], j)!r} ({g.node[j].op_type}) and "
+                    f"{_node_name(n, i)!r} ({n.op_type}); every tensor must have one producer")
+            if o in known:
+                what = "an initializer" if o in {t.name for t in g.initializer} else \
+                    "a graph input"
+                raise FrontendError(
+                    f"{where}: node {_node_name(n, i)!r} ({n.op_type}) writes tensor {o!r}, "
+                    f"which is {what}; every tensor must have one producer")
+            producer[o] = i
     dag = nx.DiGraph()
     dag.add_nodes_from(range(len(g.node)))
     for i, n in enumerate(g.node):
@@ -301,9 +391,15 @@ def _check_structure(proto: onnx.ModelProto, where: str) -> None:
                                 f"is read by no node")
     order = list(nx.lexicographical_topological_sort(dag))
     nodes = [g.node[i] for i in order]
+    taken = set(named)
     for i, n in enumerate(nodes):
         if not n.name:
-            n.name = f"{n.op_type}_{order[i]}"
+            name, k = f"{n.op_type}_{order[i]}", 0
+            while name in taken:
+                k += 1
+                name = f"{n.op_type}_{order[i]}_{k}"
+            n.name = name
+            taken.add(name)
     del g.node[:]
     g.node.extend(nodes)
 
@@ -339,15 +435,34 @@ def _fix_input_shapes(proto: onnx.ModelProto, where: str,
                                 f"(input_shapes / accelpool compile --shape {inp.name}=...)")
         shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
         for k, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value == 0:
+                raise FrontendError(
+                    f"{where}: input {inp.name!r} has shape {shown}: dimension {k} is 0; "
+                    f"zero-sized tensors are not supported (every dimension must be >= 1)")
+        for k, d in enumerate(dims):
             if not d.HasField("dim_value") or d.dim_value < 1:
                 raise FrontendError(
                     f"{where}: input {inp.name!r} has dynamic shape {shown}: dimension {k} "
                     f"({shown[k]!r}) cannot be resolved; give a fixed shape (input_shapes / "
                     f"accelpool compile --shape {inp.name}="
-                    f"{','.join(str(s) if isinstance(s, int) else '1' for s in shown)})")
+                    f"{','.join(str(s) if isinstance(s, int) and s > 0 else '1' for s in shown)})")
 
 
 # -- import -----------------------------------------------------------------------------
+
+def graph_inputs(proto: onnx.ModelProto) -> list[str]:
+    """The names of the graph inputs that are not initializers, in graph order."""
+    inits = {t.name for t in proto.graph.initializer}
+    return [i.name for i in proto.graph.input if i.name not in inits]
+
+
+def input_buffer_names(proto: onnx.ModelProto) -> dict[str, str]:
+    """ONNX graph input name -> name of its input buffer in the imported graph.
+
+    Every consumer of host inputs keyed by ONNX name (the golden run, codegen's memory
+    image) translates them with this mapping (:func:`accelpool.sched.ir.sanitize_names`).
+    """
+    return sanitize_names(graph_inputs(proto))
 
 Handler = Callable[["_Importer", onnx.NodeProto], None]
 _HANDLERS: dict[str, Handler] = {}
@@ -542,13 +657,14 @@ def import_model(model: str | Path | bytes | onnx.ModelProto, pool: PoolConfig |
         name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "model")
     imp = _Importer(proto, sanitize(name))
     inits = {t.name for t in proto.graph.initializer}
+    in_names = input_buffer_names(proto)
     for inp in proto.graph.input:
         if inp.name in inits:
             continue
         imp.node = onnx.helper.make_node("Input", [], [inp.name], name=inp.name)
         dt = imp.dtype(inp.name)
         quant = _host_quantized(imp, inp.name)
-        b = imp.graph.add_buffer(Buffer(sanitize(inp.name), imp.shape(inp.name),
+        b = imp.graph.add_buffer(Buffer(in_names[inp.name], imp.shape(inp.name),
                                         DType.INT8 if quant else dt, BufferKind.INPUT,
                                         quant=quant))
         imp.tensor_buf[inp.name] = b.name
@@ -574,7 +690,59 @@ def import_model(model: str | Path | bytes | onnx.ModelProto, pool: PoolConfig |
     g.outputs = [imp.tensor_buf[o] for o in imp.output_names]
     if pool is not None:
         check_pool_support(g, pool)
+        check_memory_fit(g, pool)
     return g
+
+
+def memory_needed(graph: Graph) -> tuple[int, int, int]:
+    """Bytes the pool's memory must hold at least: (resident, largest live set, total).
+
+    Resident are the graph inputs, outputs and constants (they stay in memory for the
+    whole run); the live set is, over the micro-ops in order, the most intermediate
+    results held at once (each from the micro-op writing it to the last one reading it).
+    ``total = resident + largest live set`` is a lower bound: decomposition adds partial
+    sums and the memory image pads rows.
+    """
+    resident_names = set()
+    for b in graph.buffers.values():
+        if b.kind is not BufferKind.TEMP:
+            resident_names.add(graph.base(b.name).name)
+    resident = sum(graph.buffers[n].bytes for n in resident_names)
+    ops = list(graph.ops)
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, o in enumerate(ops):
+        for r in o.inputs + o.outputs:
+            n = graph.base(r.buffer).name
+            if n in resident_names:
+                continue
+            first.setdefault(n, i)
+            last[n] = i
+    delta = [0] * (len(ops) + 1)
+    for n, i in first.items():
+        delta[i] += graph.buffers[n].bytes
+        delta[last[n] + 1] -= graph.buffers[n].bytes
+    live = peak = 0
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    return resident, peak, resident + peak
+
+
+def check_memory_fit(graph: Graph, pool: PoolConfig) -> None:
+    """Raise :class:`FrontendError` if the graph cannot fit the pool's memory tile.
+
+    Compares :func:`memory_needed` (a lower bound) with the memory tile's ``bytes``.
+    """
+    resident, peak, total = memory_needed(graph)
+    size = pool.memory["bytes"]
+    if total > size:
+        raise FrontendError(
+            f"model {graph.name!r} needs at least {total} bytes of memory ({resident} for its "
+            f"inputs, outputs and constants, {peak} for the largest set of intermediate "
+            f"results live at once), but the memory tile {pool.memory.name!r} of pool "
+            f"{pool.name!r} has {size} bytes; accepted: models that fit, or a pool config "
+            f"with a larger memory tile (bytes =)")
 
 
 def check_pool_support(graph: Graph, pool: PoolConfig) -> None:
@@ -1005,10 +1173,15 @@ def _a_zero_point(imp: _Importer, zp_t: str, what: str) -> int:
     return int(_scalar(imp, zp_t, what))
 
 
-def _requant(scale: float, zp: int) -> dict:
+def _requant(imp: _Importer, scale: float, zp: int) -> dict:
     """Requantisation parameters; multiplier/shift come from the golden arithmetic module."""
     from accelpool.sched.golden.numerics import quantize_multiplier
-    mult, shift = quantize_multiplier(scale)
+    try:
+        mult, shift = quantize_multiplier(scale)
+    except ValueError as e:
+        raise imp.fail(f"the requantisation scale (input scale * weight scale / output "
+                       f"scale) is {scale!r}, which the integer units cannot apply: "
+                       f"{e}") from None
     return {"scale": scale, "multiplier": int(mult), "shift": int(shift), "zero_point": int(zp)}
 
 
@@ -1041,7 +1214,7 @@ def _qlinear_matmul(imp: _Importer, node: onnx.NodeProto) -> None:
     y_s = float(_scalar(imp, tys, "y_scale"))
     _int8_operand(imp, tyzp, "y_zero_point")
     y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
-    rq = _requant(a_s * b_s / y_s, y_zp)
+    rq = _requant(imp, a_s * b_s / y_s, y_zp)
     _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, rq,
               QuantParams(y_s, y_zp))
 
@@ -1095,7 +1268,7 @@ def _qlinear_conv(imp: _Importer, node: onnx.NodeProto) -> None:
     y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
     bias = np.asarray(imp.const(tb, "the bias")) if tb else None
     _int_conv(imp, node, tx, _a_zero_point(imp, txzp, "x_zero_point"), tw, w, bias,
-              _requant(x_s * w_s / y_s, y_zp), QuantParams(y_s, y_zp))
+              _requant(imp, x_s * w_s / y_s, y_zp), QuantParams(y_s, y_zp))
 
 
 @_handles("ConvInteger")

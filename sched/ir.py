@@ -84,7 +84,7 @@ __all__ = [
     "IRError", "OpType", "ActFunc", "EltwiseFunc", "AggFunc", "LayoutFunc",
     "BufferKind", "QuantParams", "Buffer", "TensorRef", "MicroOp", "Graph",
     "CAPABLE_UNITS", "ACC_DTYPE", "capable_units", "verify", "Pass", "FunctionPass",
-    "Pipeline", "sanitize", "image_dims", "channels_last_images",
+    "Pipeline", "sanitize", "sanitize_names", "image_dims", "channels_last_images",
 ]
 
 
@@ -172,6 +172,38 @@ def sanitize(name: str) -> str:
     """A buffer/micro-op name from an ONNX name: characters outside ``[A-Za-z0-9_.]`` become ``_``."""
     s = _NAME_RE.sub("_", name)
     return s if s else "_"
+
+
+def sanitize_names(names: Sequence[str]) -> dict[str, str]:
+    """Distinct buffer names for distinct ONNX names (the graph inputs, in graph order).
+
+    A name that is already valid keeps itself; every other name becomes :func:`sanitize`
+    of it, followed by ``_1``, ``_2``, ... if that is taken, in the order given. The result
+    depends only on ``names``, so every consumer of a model maps its inputs alike.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Distinct ONNX names.
+
+    Returns
+    -------
+    dict
+        ONNX name -> buffer name, injective.
+    """
+    out = {n: n for n in names if sanitize(n) == n}
+    taken = set(out)
+    for n in names:
+        if n in out:
+            continue
+        base = cand = sanitize(n)
+        i = 0
+        while cand in taken:
+            i += 1
+            cand = f"{base}_{i}"
+        out[n] = cand
+        taken.add(cand)
+    return {n: out[n] for n in names}
 
 
 class BufferKind(enum.Enum):

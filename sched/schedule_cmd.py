@@ -66,7 +66,11 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if args.listing or args.run:
         from . import models
         from .codegen import compile_schedule
-        inputs = models.example_inputs(proto, seed=args.seed) if args.run else None
+        from .frontend import input_buffer_names
+        inputs = None
+        if args.run:                   # keyed by the graph's input buffers, not ONNX names
+            names = input_buffer_names(proto)
+            inputs = {names[k]: v for k, v in models.example_inputs(proto, seed=args.seed).items()}
         prog = compile_schedule(tiled, chosen, inputs)
         t = prog.token_summary()
         print(f"command streams: {sum(len(s.commands) for s in prog.streams.values())} commands, "

@@ -321,3 +321,79 @@ def test_reshape_of_a_channels_last_image_is_read_through_a_copy():
         inputs = models.example_inputs(getattr(models, name)())
         assert_same_bits(op_level, ReorderChannelsLast().run(import_model(getattr(models, name)())),
                          inputs)
+
+
+# -- what cannot fit is refused early ------------------------------------------------------
+
+def _matmul_of_inputs(n):
+    """y = a @ b of two [n, n] graph inputs (no constants: the file stays small)."""
+    return make([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+                [vi("a", [n, n]), vi("b", [n, n])], [vi("y", [n, n])])
+
+
+def test_model_larger_than_the_memory_is_refused_before_decomposition(tmp_path, capsys):
+    import time
+
+    import onnx
+    from accelpool.sched.cli import main
+    path = tmp_path / "mm8192.onnx"
+    onnx.save(_matmul_of_inputs(8192), path)
+    t0 = time.perf_counter()
+    assert main(["compile", str(path)]) == 2
+    assert time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    need = 3 * 8192 * 8192 * 2
+    assert len(err) == 1
+    assert f"needs at least {need} bytes of memory ({need} for its inputs, outputs and " \
+           f"constants, 0 for the largest set" in err[0]
+    assert "memory tile 'mem' of pool 'default' has 1048576 bytes" in err[0]
+
+
+def test_memory_needed_counts_the_largest_live_set():
+    from accelpool.sched.frontend import check_memory_fit, memory_needed
+    from accelpool.sched.frontend import FrontendError
+    m = make([helper.make_node("Relu", ["x"], ["t1"], name="r1"),
+              helper.make_node("Relu", ["t1"], ["t2"], name="r2"),
+              helper.make_node("Add", ["t1", "t2"], ["t3"], name="add"),
+              helper.make_node("Relu", ["t3"], ["y"], name="r3")],
+             [vi("x", [64, 64])], [vi("y", [64, 64])])
+    g = import_model(m)
+    t = 64 * 64 * 2
+    assert memory_needed(g) == (2 * t, 3 * t, 5 * t)   # t1, t2 and t3 live at the Add
+    small = pool()
+    check_memory_fit(g, small)
+    doc = {"mesh": {"cols": 2, "rows": 1},
+           "tile": [{"kind": "memory", "x": 0, "y": 0, "bytes": 32768},
+                    {"kind": "afu", "name": "afu0", "x": 1, "y": 0}]}
+    with pytest.raises(FrontendError, match=rf"needs at least {5 * t} bytes .* has 32768 "
+                                            rf"bytes"):
+        import_model(m, parse_config(doc))
+
+
+def test_decomposition_beyond_the_micro_op_budget_is_refused_fast():
+    import time
+
+    from accelpool.sched.frontend import FrontendError
+    g = import_model(_matmul_of_inputs(1024))
+    t0 = time.perf_counter()
+    with pytest.raises(FrontendError, match=r"model 't' would decompose into 262144 micro-ops "
+                                            r"for pool 'default', more than the budget of "
+                                            r"50000"):
+        decompose(g, load_config())
+    assert time.perf_counter() - t0 < 3
+    mlp = import_model(models.mlp())
+    assert len(decompose(mlp, options=DecomposeOptions(max_micro_ops=21))) == 21
+    with pytest.raises(FrontendError, match="21 micro-ops .* budget of 20"):
+        decompose(mlp, options=DecomposeOptions(max_micro_ops=20))
+    with pytest.raises(ValueError, match="max_micro_ops must be a positive integer"):
+        DecomposeOptions(max_micro_ops=0)
+
+
+def test_micro_op_estimate_matches_the_decomposition():
+    from accelpool.sched.decompose import estimate_micro_ops
+    cfg = load_config()
+    for name in models.BUILTIN_MODELS:
+        g = import_model(models.build(name), name=name)
+        est = estimate_micro_ops(g, TilePlan.from_pool(cfg))
+        n = len(decompose(g, cfg))
+        assert est <= n <= est + 4, (name, est, n)

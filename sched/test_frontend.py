@@ -318,3 +318,135 @@ def test_corrupt_file(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(FrontendError, match=r"nope.onnx: cannot read the model"):
         load_onnx(tmp_path / "nope.onnx")
+
+
+# -- opsets, zero-sized inputs, tensors written twice ------------------------------------------
+
+@pytest.mark.parametrize("opset", [1, 6, 28, 99])
+def test_opset_outside_the_supported_range_is_refused(opset, tmp_path, capsys):
+    from accelpool.sched.cli import main
+    m = relu_model()
+    m.opset_import[0].version = opset
+    with pytest.raises(FrontendError, match=rf"uses ai.onnx opset {opset}; accepted: ai.onnx "
+                                            rf"opset 7 to 27"):
+        load_onnx(m)
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    assert main(["compile", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "opset" in err[0]
+
+
+def test_supported_opset_range_runs_on_onnxruntime():
+    import onnxruntime as ort
+    from accelpool.sched.frontend import SUPPORTED_OPSETS
+    x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+    for opset in (SUPPORTED_OPSETS[0], SUPPORTED_OPSETS[-1]):
+        m = relu_model()
+        m.opset_import[0].version = opset
+        import_model(m)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
+        np.testing.assert_array_equal(sess.run(None, {"x": x})[0], np.maximum(x, 0))
+    q = models.qcnn()                 # quantised operators at the newest accepted opset
+    q.opset_import[0].version = SUPPORTED_OPSETS[-1]
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    ort.InferenceSession(q.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def test_zero_sized_input_is_refused_without_a_shape_suggestion():
+    for shape in ([0, 4], ["batch", 0]):
+        m = make([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", shape)],
+                 [vi("y", shape)], check=False)
+        with pytest.raises(FrontendError) as e:
+            load_onnx(m)
+        msg = str(e.value)
+        assert f"input 'x' has shape {shape}: dimension {shape.index(0)} is 0; zero-sized " \
+               f"tensors are not supported" in msg
+        assert "--shape" not in msg
+
+
+def test_negative_dimension_suggests_a_positive_shape():
+    m = make([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", [-1, 4])],
+             [vi("y", [-1, 4])], check=False)
+    with pytest.raises(FrontendError, match=r"--shape x=1,4\)"):
+        load_onnx(m)
+
+
+def test_tensor_written_by_two_nodes_names_it_and_both_nodes():
+    m = make([helper.make_node("Relu", ["x"], ["y"], name="first"),
+              helper.make_node("Sigmoid", ["x"], ["y"], name="second")],
+             [vi("x", [2, 4])], [vi("y", [2, 4])], check=False)
+    with pytest.raises(FrontendError, match=r"tensor 'y' is written by two nodes, 'first' "
+                                            r"\(Relu\) and 'second' \(Sigmoid\)"):
+        load_onnx(m)
+    m = make([helper.make_node("Relu", ["x"], ["x"], name="self")], [vi("x", [2, 4])],
+             [vi("x", [2, 4])], check=False)
+    with pytest.raises(FrontendError, match=r"node 'self' \(Relu\) writes tensor 'x', which is "
+                                            r"a graph input"):
+        load_onnx(m)
+
+
+def test_initializer_whose_data_does_not_match_its_shape_is_refused():
+    m = relu_model()
+    m.graph.initializer.append(numpy_helper.from_array(np.ones(10, np.float32), "w"))
+    m.graph.initializer[0].dims[:] = [1]
+    with pytest.raises(FrontendError, match=r"initializer 'w' of shape \[1\] cannot be decoded"):
+        load_onnx(m)
+    m = relu_model()
+    w = numpy_helper.from_array(np.ones(2, np.float32), "w")
+    m.graph.initializer.extend([w, w])
+    with pytest.raises(FrontendError, match=r"initializer 'w' is defined twice"):
+        load_onnx(m)
+
+
+def test_duplicate_node_names_and_inputs_are_refused():
+    m = make([helper.make_node("Relu", ["x"], ["t"], name="act"),
+              helper.make_node("Sigmoid", ["t"], ["y"], name="act")],
+             [vi("x", [2, 4])], [vi("y", [2, 4])], check=False)
+    with pytest.raises(FrontendError, match=r"two nodes are named 'act' \(a Relu and a "
+                                            r"Sigmoid\)"):
+        load_onnx(m)
+    m = relu_model()
+    m.graph.input.append(m.graph.input[0])
+    with pytest.raises(FrontendError, match=r"graph input 'x' is listed twice"):
+        load_onnx(m)
+
+
+def test_unnamed_node_gets_a_name_no_other_node_has():
+    m = make([helper.make_node("Relu", ["x"], ["t"], name="Relu_1"),
+              helper.make_node("Relu", ["t"], ["y"])],
+             [vi("x", [2, 4])], [vi("y", [2, 4])])
+    names = [n.name for n in load_onnx(m).graph.node]
+    assert len(set(names)) == 2 and "Relu_1" in names
+
+
+def test_requantisation_scale_out_of_range_is_refused():
+    m = models.qcnn()
+    for t in m.graph.initializer:
+        if t.name == "qconv1_ws":
+            v = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array(np.full_like(v, 1e30), t.name))
+    with pytest.raises(FrontendError, match=r"requantisation scale .* which the integer "
+                                            r"units cannot apply"):
+        import_model(m)
+
+
+def test_string_that_is_not_utf8_is_refused():
+    m = make([helper.make_node("LeakyRelu", ["x"], ["y"], name="r", ZZZZ=0.1)],
+             [vi("x", [2, 4])], [vi("y", [2, 4])], check=False)
+    data = m.SerializeToString().replace(b"ZZZZ", b"\xf0\x28\x8c\x28")
+    with pytest.raises(FrontendError, match="not a valid ONNX file|the ONNX checker rejects"):
+        load_onnx(data)
+
+
+def test_name_that_is_not_utf8_is_refused():
+    m = make([helper.make_node("Relu", ["x"], ["y"], name="ZZZZ")], [vi("x", [2, 4])],
+             [vi("y", [2, 4])])
+    data = m.SerializeToString().replace(b"ZZZZ", b"\xf0\x28\x8c\x28")
+    with pytest.raises(FrontendError, match=r"not a valid ONNX file: node 0's name .* is not "
+                                            r"UTF-8 text"):
+        import_model(data)

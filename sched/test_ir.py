@@ -197,3 +197,13 @@ def test_verifier_checks_transpose_shapes():
     with pytest.raises(IRError, match=r"'tr' \(layout<bf16>\): result y\[0:6,0:4\] is fp32; "
                                       r"accepted: bf16"):
         verify(g)
+
+
+def test_sanitize_names_is_injective_and_keeps_valid_names():
+    from accelpool.sched.ir import sanitize, sanitize_names
+    names = ["x:1", "x_1", "x/1", "", "ok.name"]
+    got = sanitize_names(names)
+    assert got["x_1"] == "x_1" and got["ok.name"] == "ok.name"
+    assert len(set(got.values())) == len(names)
+    assert all(sanitize(v) == v for v in got.values())
+    assert sanitize_names(names) == got

@@ -641,7 +641,11 @@ def compare_with_onnxruntime(model, graph: Graph, inputs: Mapping[str, np.ndarra
     ``arithmetic`` and ``onnx_ops`` select the golden's arithmetic (:class:`Executor`).
     """
     ref = onnxruntime_outputs(model, inputs)
-    gold = run_graph(graph, {sanitize(k): v for k, v in inputs.items()}, arithmetic, onnx_ops)
+    import onnx
+    from accelpool.sched.frontend import input_buffer_names
+    names = input_buffer_names(model if hasattr(model, "graph") else onnx.load(model))
+    gold = run_graph(graph, {names.get(k, sanitize(k)): v for k, v in inputs.items()},
+                     arithmetic, onnx_ops)
     result = []
     for (rname, r), gname in zip(ref.items(), graph.outputs):
         dt = graph.buffers[gname].dtype
