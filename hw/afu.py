@@ -109,7 +109,8 @@ AfuArgs = data.StructLayout({
 
 AfuCommand = data.StructLayout({"func": AfuFunc, "args": AfuArgs})
 
-AFU_SPEC = isa.define_exec(UnitKind.AFU, AfuFunc, AfuArgs)
+AFU_SPEC = isa.define_exec(UnitKind.AFU, AfuFunc, AfuArgs,
+                           lambda func, a: [("count is 0", a.count == 0)])
 
 _TABLE_FUNCS = (AfuFunc.SIGMOID, AfuFunc.TANH, AfuFunc.GELU)
 _FIX = act.FRAC_BITS

@@ -114,7 +114,25 @@ CeArgs = data.StructLayout({
 #: The command payload the unit accepts on ``cmd``.
 CeCommand = data.StructLayout({"func": CeFunc, "args": CeArgs})
 
-CE_SPEC = isa.define_exec(UnitKind.CE, CeFunc, CeArgs)
+def _ce_checks(func, a):
+    """What the CE refuses (:class:`accelpool.hw.isa.ExecSpec`): empty tensors, a kernel
+    outside 1..MAX_KERNEL, a stride other than 1 or 2, a pad not below the kernel, an
+    input smaller than the kernel."""
+    return [
+        ("c_in is 0", a.c_in == 0), ("c_out is 0", a.c_out == 0),
+        ("height is 0", a.height == 0), ("width is 0", a.width == 0),
+        (f"kernel_h is outside 1..{MAX_KERNEL}", (a.kernel_h == 0) | (a.kernel_h > MAX_KERNEL)),
+        (f"kernel_w is outside 1..{MAX_KERNEL}", (a.kernel_w == 0) | (a.kernel_w > MAX_KERNEL)),
+        ("stride is not 1 or 2", (a.stride == 0) | (a.stride == 3)),
+        ("a pad is not below the kernel", (a.pad_top >= a.kernel_h) | (a.pad_bottom >= a.kernel_h)
+         | (a.pad_left >= a.kernel_w) | (a.pad_right >= a.kernel_w)),
+        ("the padded input is smaller than the kernel",
+         (a.height + a.pad_top + a.pad_bottom < a.kernel_h)
+         | (a.width + a.pad_left + a.pad_right < a.kernel_w)),
+    ]
+
+
+CE_SPEC = isa.define_exec(UnitKind.CE, CeFunc, CeArgs, _ce_checks)
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None, *, power_of_two=False):

@@ -43,7 +43,8 @@ class DmuFunc(enum.Enum, shape=8):
 
 DmuArgs = data.StructLayout({**GemmArgs, "out_bf16": 1})
 
-EXEC = isa.define_exec(UnitKind.DMU, DmuFunc, DmuArgs)
+EXEC = isa.define_exec(UnitKind.DMU, DmuFunc, DmuArgs, lambda func, a: [
+    ("m is 0", a.m == 0), ("n is 0", a.n == 0), ("k is 0", a.k == 0)])
 
 
 class Bf16Fp32Mac(wiring.Component):

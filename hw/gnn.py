@@ -87,7 +87,8 @@ GnnArgs = data.StructLayout({
     "out_bf16": 1,
 })
 
-EXEC = isa.define_exec(UnitKind.GNN, GnnFunc, GnnArgs)
+EXEC = isa.define_exec(UnitKind.GNN, GnnFunc, GnnArgs, lambda func, a: [
+    ("nodes is 0", a.nodes == 0), ("features is 0", a.features == 0)])
 
 
 class Fp32Max(wiring.Component):

@@ -177,18 +177,56 @@ _RESERVED_AT = CommandLayout["reserved"].offset
 
 @dataclass(frozen=True)
 class ExecSpec:
-    """The EXEC operations and argument layout of one unit kind."""
+    """The EXEC operations and argument layout of one unit kind.
+
+    ``checks(func, args)`` lists what makes an EXEC invalid for the unit, as pairs
+    ``(reason, condition)``; ``func`` is the function code as an integer. It is written once with operators that work on Python
+    integers and on Amaranth values alike (``==``, ``<``, ``+``, ``|``, ``&``), so the
+    tile refuses in hardware exactly the commands :meth:`problems` names in Python.
+    """
 
     kind: UnitKind
     funcs: type  # an amaranth enum.Enum with shape 8 or less
     args: data.StructLayout
+    checks: Any = None
+
+    def problems(self, func, args: Mapping[str, int]) -> list[str]:
+        """The reasons an EXEC of ``func`` (member or code) with ``args`` (field -> int) is
+        invalid for the unit; empty if none."""
+        if self.checks is None:
+            return []
+        code = func.value if isinstance(func, enum.Enum) else int(func)
+        view = _Fields({k: _int(args.get(k, 0)) for k in self.args.members})
+        return [reason for reason, bad in self.checks(code, view) if bad]
+
+    def invalid(self, func, args) -> Any:
+        """One Amaranth value, true when the EXEC of function code ``func`` (a value) with
+        the argument ``View`` ``args`` is invalid."""
+        from amaranth.hdl import Const
+        bad = Const(0, 1)
+        for _, cond in (self.checks(func, args) if self.checks is not None else []):
+            bad = bad | cond
+        return bad
+
+
+def _int(v) -> int:
+    return v.value if isinstance(v, enum.Enum) else int(v)
+
+
+class _Fields:
+    """EXEC argument values by attribute, as an Amaranth ``View`` gives them."""
+
+    def __init__(self, values: Mapping[str, int]):
+        self.__dict__.update(values)
 
 
 _EXEC: dict[UnitKind, ExecSpec] = {}
 
 
-def define_exec(kind: UnitKind, funcs: type, args: data.StructLayout) -> ExecSpec:
-    """Declare a unit kind's EXEC operations and argument struct (called once by ``hw/<kind>.py``).
+def define_exec(kind: UnitKind, funcs: type, args: data.StructLayout,
+                checks=None) -> ExecSpec:
+    """Declare a unit kind's EXEC operations and argument struct (called once by ``hw/<kind>.py``),
+    and optionally what makes its arguments invalid (:class:`ExecSpec`).
 
     Raises
     ------
@@ -203,7 +241,7 @@ def define_exec(kind: UnitKind, funcs: type, args: data.StructLayout) -> ExecSpe
                          f"at most {EXEC_ARGS_BITS} fit")
     if Shape.cast(funcs).width > 8:
         raise ValueError(f"EXEC functions of {kind.key} must fit in 8 bits")
-    spec = ExecSpec(kind, funcs, args)
+    spec = ExecSpec(kind, funcs, args, checks)
     _EXEC[kind] = spec
     return spec
 

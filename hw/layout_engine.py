@@ -93,7 +93,20 @@ MemArgs = data.StructLayout({
 
 MemCommand = data.StructLayout({"func": MemFunc, "args": MemArgs})
 
-MEM_SPEC = isa.define_exec(UnitKind.MEMORY, MemFunc, MemArgs)
+def _mem_checks(func, a):
+    """What the layout engine refuses (:class:`accelpool.hw.isa.ExecSpec`): an empty
+    transpose or im2col."""
+    tr, im = func == MemFunc.TRANSPOSE.value, func == MemFunc.IM2COL.value
+    return [
+        ("TRANSPOSE of 0 rows or columns", tr & ((a.rows == 0) | (a.cols == 0))),
+        ("IM2COL of an empty image, kernel, stride or output",
+         im & ((a.channels == 0) | (a.height == 0) | (a.width == 0) | (a.kernel_h == 0)
+               | (a.kernel_w == 0) | (a.stride_h == 0) | (a.stride_w == 0) | (a.out_h == 0)
+               | (a.out_w == 0))),
+    ]
+
+
+MEM_SPEC = isa.define_exec(UnitKind.MEMORY, MemFunc, MemArgs, _mem_checks)
 
 _PTR = 32                  # byte address arithmetic is modulo 2**32
 _COORD = signed(15)        # source row / column of the element (may be negative: padding)

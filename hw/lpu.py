@@ -50,7 +50,8 @@ LpuArgs = data.StructLayout({
     "zero_point": signed(8),
 })
 
-EXEC = isa.define_exec(UnitKind.LPU, LpuFunc, LpuArgs)
+EXEC = isa.define_exec(UnitKind.LPU, LpuFunc, LpuArgs, lambda func, a: [
+    ("m is 0", a.m == 0), ("n is 0", a.n == 0), ("k is 0", a.k == 0)])
 
 
 INT8_MAC = MacKind(in_bits=8, acc_bits=32, factory=Int8Mac)

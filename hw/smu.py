@@ -72,7 +72,8 @@ SmuArgs = data.StructLayout({
     "out_bf16": 1,
 })
 
-EXEC = isa.define_exec(UnitKind.SMU, SmuFunc, SmuArgs)
+EXEC = isa.define_exec(UnitKind.SMU, SmuFunc, SmuArgs, lambda func, a: [
+    ("m is 0", a.m == 0), ("n is 0", a.n == 0), ("k is 0", a.k == 0)])
 
 
 class SmuDatapath(LaneDatapath):

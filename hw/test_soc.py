@@ -102,8 +102,11 @@ def _fault_jobs():
         isa.load(spad_addr=0, remote_addr=0, length=64, **m),
         isa.load(spad_addr=0, remote_addr=4, length=64, **m),
         isa.nop(), isa.end()])}, timeout_cycles=2_000)
+    # A CE EXEC of all-zero arguments: refused by the tile, never started on the unit.
+    zero_conv = SocJob(streams={"ce1": isa.assemble([
+        isa.nop(), isa.exec_cmd(UnitKind.CE, CeFunc.CONV), isa.end()])}, timeout_cycles=2_000)
     return {"out_of_range": out_of_range, "never": never, "no_signal": no_signal,
-            "no_end": no_end, "unaligned": unaligned}
+            "no_end": no_end, "unaligned": unaligned, "zero_conv": zero_conv}
 
 
 # The Verilator build of the SoC takes minutes: it runs with `make regress` (slow).
@@ -177,6 +180,16 @@ def test_an_unaligned_load_is_named_in_the_fault_report(soc_run):
     assert res.status == "fault", res.message
     assert ("tile ce0 (ce at (1, 0)): its network interface dropped command 1 (LOAD   "
             "spad=0x000000 <- (0,0):0x00000004 len=64)") in res.message
+
+
+def test_an_exec_with_invalid_arguments_faults_naming_tile_and_command(soc_run):
+    res = soc_run["faults"]["zero_conv"]
+    assert res.status == "fault", res.message
+    assert ("tile ce1 (ce at (0, 1)) halted at command 1 (EXEC   ce.conv" in res.message
+            and "the ce unit refuses it: c_in is 0; c_out is 0; height is 0; width is 0; "
+                "kernel_h is outside 1..5" in res.message), res.message
+    regs = res.registers[CE1.y * CFG.mesh.cols + CE1.x]
+    assert regs["pc"] == 1 and regs["unit_busy_cycles"] == 0
 
 
 def test_discovery(soc_run):

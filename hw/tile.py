@@ -29,6 +29,9 @@ range ``[spad_addr, spad_addr + length)`` against the scratchpad size and the re
 against the size of whatever sits at (x, y) (the memory tile's ``bytes``, another tile's
 scratchpad, nothing at an empty router); a SIGNAL must go to a tile. A command out of range is not sent: the tile
 raises ``fault`` and stays halted at that command (``pc``), which the host reads back.
+An EXEC whose arguments the unit's spec refuses (zero sizes, a kernel or stride the unit
+lacks: ``checks`` of :class:`accelpool.hw.isa.ExecSpec`) is not started either and halts
+the tile the same way (:func:`accelpool.hw.tile_control.exec_to_unit`).
 
 Capability and status registers (32-bit, read with ``reg_addr`` -> ``reg_data``, see
 :data:`REGISTERS`): the capability registers of :mod:`accelpool.sched.pool` (kind code
@@ -303,7 +306,7 @@ class ComputeTile(wiring.Component):
         wiring.connect(m, ctl.tok_wait, tokens.wait)
 
         # EXEC: the 240-bit args seen through the unit's own argument layout.
-        exec_to_unit(m, ctl, unit, self._spec.args.size)
+        exec_fault = exec_to_unit(m, ctl, unit, self._spec)
         m.d.comb += ctl.ni_busy.eq(ni.busy)
 
         # LOAD/STORE range check between the controller and the NI.
@@ -325,7 +328,9 @@ class ComputeTile(wiring.Component):
         m.d.comb += bad.eq((is_dma & ((end_local > tile.scratchpad_bytes)
                                       | (end_remote > remote_size)))
                            | ((c.opcode == Opcode.SIGNAL) & ~signal_to_tile))
-        fault = gate_commands(m, ctl, bad, valid=ni.cmd.valid, ready=ni.cmd.ready)
+        dma_fault = gate_commands(m, ctl, bad, valid=ni.cmd.valid, ready=ni.cmd.ready)
+        fault = Signal()
+        m.d.comb += fault.eq(dma_fault | exec_fault)
         m.d.comb += [
             ni.cmd.payload.eq(c),
             self.fault.eq(fault),

@@ -98,18 +98,34 @@ def trace_memory(m: Module, ctl: TileController, depth: int, *, addr, data) -> N
     ]
 
 
-def exec_to_unit(m: Module, ctl: TileController, unit, args_bits: int) -> None:
-    """Hand EXEC to ``unit.cmd`` (``{func, args}``, ``args`` the low ``args_bits``) and
-    report ``unit.busy`` to the controller."""
+def exec_to_unit(m: Module, ctl: TileController, unit, spec) -> Signal:
+    """Hand EXEC to ``unit.cmd`` (``{func, args}``, ``args`` seen through ``spec.args``) and
+    report ``unit.busy`` to the controller.
+
+    An EXEC whose arguments ``spec`` finds invalid (:meth:`accelpool.hw.isa.ExecSpec.invalid`)
+    never reaches the unit: the returned ``fault`` rises and stays until the next ``start``,
+    and the controller stays at that command (``pc``), as for a refused LOAD or STORE.
+    """
+    from amaranth.lib.data import View
     payload = unit.cmd.payload
+    args_bits = spec.args.size
     func_bits = len(payload.as_value()) - args_bits
+    args = View(spec.args, ctl.unit_cmd.payload.args[:args_bits])
+    bad = Signal()
+    fault = Signal()
+    m.d.comb += bad.eq(spec.invalid(ctl.unit_cmd.payload.func[:func_bits], args))
+    with m.If(ctl.start):
+        m.d.sync += fault.eq(0)
+    with m.Elif(ctl.unit_cmd.valid & bad):
+        m.d.sync += fault.eq(1)
     m.d.comb += [
-        unit.cmd.valid.eq(ctl.unit_cmd.valid),
-        ctl.unit_cmd.ready.eq(unit.cmd.ready),
+        unit.cmd.valid.eq(ctl.unit_cmd.valid & ~bad & ~fault),
+        ctl.unit_cmd.ready.eq(unit.cmd.ready & ~bad & ~fault),
         payload.as_value().eq(Cat(ctl.unit_cmd.payload.func[:func_bits],
                                   ctl.unit_cmd.payload.args[:args_bits])),
         ctl.unit_busy.eq(unit.busy),
     ]
+    return fault
 
 
 def gate_commands(m: Module, ctl: TileController, bad, *, valid, ready) -> Signal:

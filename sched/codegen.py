@@ -1331,6 +1331,9 @@ def _exec_command(kind: UnitKind, func: Any, args: Mapping[str, Any], who: str) 
         c.encode()
     except isa.EncodingError as e:
         raise CodegenError(f"{who}its EXEC does not encode: {e}") from None
+    problems = isa.exec_spec(kind).problems(func, args)
+    if problems:
+        raise CodegenError(f"{who}the {kind.key} unit refuses its EXEC: {'; '.join(problems)}")
     return c
 
 

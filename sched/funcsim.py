@@ -267,6 +267,10 @@ class _Machine:
             d = isa.decode(c.encode(), t.kind)     # the command as the tile decodes it
         except isa.EncodingError as e:
             raise self.fail(t, f"EXEC does not encode: {e}") from None
+        problems = isa.exec_spec(t.kind).problems(d.fields["func"], d.fields["args"])
+        if problems:    # the tile refuses it too (accelpool.hw.tile_control.exec_to_unit)
+            raise self.fail(t, f"the {t.kind.key} unit refuses the EXEC: "
+                               f"{'; '.join(problems)}")
         if t.kind is UnitKind.MEMORY:
             self.exec_memory(t, d.fields["func"], d.fields["args"])
             return

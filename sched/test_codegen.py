@@ -982,3 +982,22 @@ def test_an_exec_whose_arguments_do_not_fit_is_a_clear_error():
                                            r"EXEC\.dmu\.args\.m: 1048576 does not fit in 16 "
                                            r"bits \(0\.\.65535\)$"):
         codegen._exec_command(UnitKind.DMU, DmuFunc.GEMM, args, "Micro-op 'x': ")
+
+
+def test_an_exec_the_unit_refuses_is_a_codegen_error_and_an_execution_error():
+    """The rules of :class:`accelpool.hw.isa.ExecSpec` (the tile's hardware gate) hold in
+    codegen and in the functional executor too."""
+    from accelpool.hw.dmu import DmuFunc
+    args = dict(a_addr=0, b_addr=0, d_addr=0, c_addr=0, m=8, n=8, k=0, accumulate=0,
+                out_bf16=0)
+    with pytest.raises(CodegenError, match=r"^Micro-op 'x': the dmu unit refuses its EXEC: "
+                                           r"k is 0$"):
+        codegen._exec_command(UnitKind.DMU, DmuFunc.GEMM, args, "Micro-op 'x': ")
+    g, inputs, prog, gold = compiled("mlp")
+    t, i = next((t, i) for t, i in _positions(prog, isa.Opcode.EXEC)
+                if prog.streams[t].tile.kind is UnitKind.DMU)
+    c = prog.streams[t].commands[i]
+    bad = _mutated(prog, t, i, isa.Command(c.opcode, {**c.fields, "args": {
+        **c.fields["args"], "n": 0}}, c.kind))
+    with pytest.raises(ExecutionError, match=r"the dmu unit refuses the EXEC: n is 0"):
+        run_program(bad)

@@ -187,6 +187,10 @@ def _range_problem(cfg: PoolConfig, tile: TileConfig, cmd: isa.Command) -> str:
     f = cmd.fields
     if cmd.opcode is isa.Opcode.SIGNAL:
         return f"SIGNAL to ({f['x']}, {f['y']}), where there is no tile"
+    if cmd.opcode is isa.Opcode.EXEC:
+        problems = isa.exec_spec(tile.kind).problems(f["func"], f["args"])
+        return (f"the {tile.kind.key} unit refuses it: {'; '.join(problems)}" if problems
+                else "the unit refused it")
     if tile.kind is UnitKind.MEMORY:
         return (f"{cmd.opcode.name} is not a command of the memory tile (it runs WAIT, "
                 f"EXEC, SIGNAL, NOP and END)")

@@ -185,7 +185,7 @@ class MemoryTile(wiring.Component):
         trace_memory(m, ctl, self._cmd_depth, addr=self.trace_addr, data=self.trace_data)
         m.d.comb += ctl.start.eq(self.start)
         wiring.connect(m, ctl.tok_wait, tokens.wait)
-        exec_to_unit(m, ctl, engine, exec_spec(UnitKind.MEMORY).args.size)
+        exec_fault = exec_to_unit(m, ctl, engine, exec_spec(UnitKind.MEMORY))
 
         # NOP and SIGNAL go to the SIGNAL sender; LOAD and STORE (and a SIGNAL to a
         # position without a tile) fault.
@@ -200,7 +200,9 @@ class MemoryTile(wiring.Component):
         bad = (c.opcode == Opcode.LOAD) | (c.opcode == Opcode.STORE) | (is_signal & ~to_tile)
         # A NOP is taken, like a SIGNAL, once the sender is idle, and sends nothing.
         passed = Signal()
-        fault = gate_commands(m, ctl, bad, valid=passed, ready=sender.cmd.ready)
+        fault = Signal()
+        m.d.comb += fault.eq(gate_commands(m, ctl, bad, valid=passed, ready=sender.cmd.ready)
+                             | exec_fault)
         m.d.comb += [sender.cmd.valid.eq(passed & is_signal),
                      sender.cmd.payload.eq(c.body.signal), ctl.ni_busy.eq(sender.busy)]
         m.d.comb += [
