@@ -347,16 +347,13 @@ def run_program(prog: Program, stores_complete: bool = False) -> RunResult:
 
 
 def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> None:
-    """Bit-for-bit comparison; raises :class:`MismatchError` naming the first difference."""
+    """Bit-for-bit comparison (:func:`accelpool.sched.golden.compare.compare_arrays`); raises
+    :class:`MismatchError` naming the output and its worst element."""
+    from accelpool.sched.golden.compare import compare_arrays
     for name, w in want.items():
-        g = got[name]
-        wb = np.ascontiguousarray(w).view(np.uint8)
-        gb = np.ascontiguousarray(np.asarray(g).astype(w.dtype)).view(np.uint8)
-        if g.shape != w.shape or not np.array_equal(gb, wb):
-            diff = np.argwhere(np.asarray(g).astype(np.float64) != np.asarray(w).astype(np.float64))
-            at = tuple(int(i) for i in diff[0]) if len(diff) else "bit pattern"
-            raise MismatchError(f"Output {name!r} differs from the golden run at {at}: "
-                                f"{g[at] if len(diff) else ''} != {w[at] if len(diff) else ''}")
+        m = compare_arrays(name, got[name], w, bitwise=True)
+        if not m.ok:
+            raise MismatchError(f"Output {name!r} differs from the golden run: {m.where()}")
 
 
 def golden_outputs(graph: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

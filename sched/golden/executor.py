@@ -110,6 +110,7 @@ from scipy import special
 
 from accelpool.hw.config import DType
 from accelpool.sched.golden import activations as act
+from accelpool.sched.golden.compare import compare_arrays
 from accelpool.sched.golden import numerics as nm
 from accelpool.sched.golden.sparse import gnn_aggregate
 from accelpool.sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, LayoutFunc, MicroOp,
@@ -598,11 +599,13 @@ class Comparison:
     bound: float
     ok: bool
     reference: str = "onnxruntime"
+    worst: str = ""     # the worst element, its index and bound (compare.Mismatch.where)
 
     def __str__(self) -> str:
-        return (f"{self.name} <{self.dtype.key}>: max |golden - {self.reference}| = "
+        text = (f"{self.name} <{self.dtype.key}>: max |golden - {self.reference}| = "
                 f"{self.max_abs_error:.3g} (output scale {self.max_ref:.3g}) "
                 f"{'within' if self.ok else 'OUTSIDE'} tolerance")
+        return text if self.ok or not self.worst else f"{text}; {self.worst}"
 
 
 def onnxruntime_outputs(model, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -619,17 +622,11 @@ def onnxruntime_outputs(model, inputs: Mapping[str, np.ndarray]) -> dict[str, np
 
 def _compare(name: str, dt: DType, golden: np.ndarray, ref: np.ndarray, tol: Tolerance,
              reference: str) -> Comparison:
-    g = np.asarray(golden).astype(np.float64).reshape(ref.shape)
-    r = np.asarray(ref).astype(np.float64)
-    err = np.abs(g - r)
-    scale = float(np.abs(r).max()) if r.size else 0.0
     if dt in (DType.INT8, DType.INT32):
-        bound = np.full(r.shape, float(tol.int_atol))
+        m = compare_arrays(name, golden, ref, atol=float(tol.int_atol))
     else:
-        bound = tol.atol_frac * scale + tol.rtol * np.abs(r)
-    ok = bool(np.all(err <= bound))
-    return Comparison(name, dt, float(err.max()) if err.size else 0.0, scale,
-                      float(bound.min()) if bound.size else 0.0, ok, reference)
+        m = compare_arrays(name, golden, ref, rtol=tol.rtol, atol_frac=tol.atol_frac)
+    return Comparison(name, dt, m.error, m.scale, m.bound, m.ok, reference, m.where())
 
 
 def compare_with_onnxruntime(model, graph: Graph, inputs: Mapping[str, np.ndarray],
