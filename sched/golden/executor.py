@@ -636,6 +636,11 @@ def compare_with_onnxruntime(model, graph: Graph, inputs: Mapping[str, np.ndarra
     """Golden outputs of ``graph`` against onnxruntime on ``model``, output by output (in order).
 
     ``arithmetic`` and ``onnx_ops`` select the golden's arithmetic (:class:`Executor`).
+    onnxruntime is exact on every CPU for what the front end accepts: its integer operators
+    take INT8 activations only (a UINT8 quantisation is refused), and onnxruntime's
+    CPU-dependent kernel is the u8s8 one (UINT8 activations, INT8 weights, inexact without
+    VNNI; :mod:`accelpool.sched.golden.test_conv` arbitrates that case with onnx's reference
+    evaluator).
     """
     ref = onnxruntime_outputs(model, inputs)
     import onnx
