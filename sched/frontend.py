@@ -588,6 +588,10 @@ class _Importer:
         name = f"{src.name}.view{'x'.join(map(str, shape))}"
         if name in self.graph.buffers:
             return self.graph.buffers[name]
+        if src.kind is BufferKind.CONST:    # a constant's view is a constant of that shape
+            return self.graph.add_buffer(Buffer(name, tuple(shape), src.dtype, BufferKind.CONST,
+                                                data=np.asarray(src.data).reshape(shape),
+                                                quant=src.quant))
         return self.graph.add_buffer(Buffer(name, tuple(shape), src.dtype, alias_of=src.name,
                                             quant=src.quant))
 

@@ -529,9 +529,12 @@ def _aggregate_unit(ex: Executor, op: MicroOp) -> None:
 
 
 def _spmm_unit(ex: Executor, op: MicroOp) -> None:
+    # An SPMM with an accumulator runs on a DMU (the SMU starts every sum at +0, so the pool
+    # offers it only the DMUs), as a dense GEMM: the DMU's arithmetic.
     if len(op.inputs) > 2:
-        raise _no_unit(op, "an accumulator input c: the SMU starts every sum at +0")
-    _spmm(ex, op)
+        _gemm(ex, op)
+    else:
+        _spmm(ex, op)
 
 
 def _dequantize_unit(ex: Executor, op: MicroOp) -> None:
