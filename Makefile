@@ -8,12 +8,13 @@ JOBS   ?= auto
 SIM    ?= verilator
 export SIM
 
-.PHONY: setup test regress verilog sim bench clean help
+.PHONY: setup test regress mutation verilog sim bench clean help
 
 help:
 	@echo "make setup    virtual environment, pinned dependencies, simulators"
 	@echo "make test     the test suite (amaranth.sim and cocotb on Verilator and Icarus)"
-	@echo "make regress  the test suite plus long regressions (marked slow)"
+	@echo "make regress  the test suite plus long regressions (marked slow), then make mutation"
+	@echo "make mutation mutation score of the ISA, cost formulas and golden arithmetic [MUTATION_MODULES=...]"
 	@echo "make verilog  Verilog for every hardware block into sim_build/verilog/"
 	@echo "make sim      the main job on the default model and pool"
 	@echo "make bench    benchmarks: figures printed and written to bench/results/"
@@ -42,6 +43,18 @@ test: setup
 
 regress: setup
 	$(VPY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory mutation
+
+# make mutation [MUTATION_MODULES="isa cost.csr"]: Cosmic Ray over each module against its
+# own fast tests (bench/mutation.py); scores printed and written to bench/results/mutation.json.
+# It mutates the sources in place: run no other tests in this checkout meanwhile.
+MUTATION_STAMP := $(VENV)/.installed-mutation
+$(MUTATION_STAMP): pyproject.toml | $(STAMP)
+	$(VPY) -m pip install --quiet -e '.[test,mutation]'
+	touch $@
+
+mutation: setup $(MUTATION_STAMP)
+	nice $(VPY) -m bench.mutation $(MUTATION_MODULES)
 
 verilog: setup
 	$(VPY) -m accelpool.hw.verilog --out sim_build/verilog --lint

@@ -26,3 +26,15 @@ def test_cycles_follow_nonzeros_not_dense_size():
 def test_bad_counts():
     with pytest.raises(ValueError, match="Non-zeros per row must be a 1-D sequence of counts >= 0"):
         csr.pass_cycles([1, -1])
+
+
+def test_nnz_estimate_spreads_the_remainder():
+    # 13 non-zeros over 5 rows: three rows of 3 and two of 2 (as evenly as possible), so
+    # one pass is (4 + 4 + 4) + (3 + 3) + PASS_START = 23 cycles; N = 100 columns on 64
+    # lanes is ceil(100 / 64) = 2 passes, then TAIL: 2 * 23 + 4 = 50.
+    t = load_config().tile("smu0")
+    assert t["lanes"] == 64
+    assert smu.cycles(t, m=5, n=100, k=32, nnz=13) == 50
+    assert csr.engine_cycles_from_nnz(64, 5, 100, 13) == 50
+    # the per-row model agrees whatever the order of the rows, since none is empty
+    assert smu.cycles(t, m=5, n=100, k=32, row_nnz=[2, 3, 2, 3, 3]) == 50
