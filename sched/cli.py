@@ -19,9 +19,47 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from accelpool.hw.config import DEFAULT_CONFIG, ConfigError, load_config
+from accelpool.hw.config import DEFAULT_CONFIG, load_config
 
-__all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary"]
+__all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary", "CliError", "USER_ERRORS"]
+
+
+class CliError(Exception):
+    """A bad option value or output path; the message is the line the user sees."""
+
+
+#: ``(module, class)`` of the errors a user's input can cause: ``accelpool`` reports them in
+#: one line and exits 2. Any other exception is an internal error (exit 1).
+USER_ERRORS = (
+    ("accelpool.sched.cli", "CliError"),
+    ("accelpool.sched.frontend", "FrontendError"),
+    ("accelpool.hw.config", "ConfigError"),
+    ("accelpool.sched.ir", "IRError"),
+    ("accelpool.hw.isa", "EncodingError"),
+    ("accelpool.hw.tile", "TileError"),
+    ("accelpool.sched.pool", "PoolError"),
+    ("accelpool.sched.codegen", "CodegenError"),
+    ("accelpool.sched.cost.model", "CalibrationError"),
+    ("accelpool.sched.golden.executor", "GoldenError"),
+    ("accelpool.sched.simflow", "SimFlowError"),
+    ("accelpool.tb.soc", "SocFault"),
+    ("accelpool.tb.harness", "HarnessError"),
+    ("accelpool.tb.toolchain", "ToolchainError"),
+)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of :data:`USER_ERRORS` (modules not yet imported are not)."""
+    for module, name in USER_ERRORS:
+        mod = sys.modules.get(module)
+        cls = getattr(mod, name, None) if mod else None
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -68,7 +106,10 @@ def _compile(args, dump: Callable | None = None):
         opts["sparse_threshold"] = args.sparse_threshold
     if args.max_k_tile is not None:
         opts["max_k_tile"] = args.max_k_tile
-    options = DecomposeOptions(**opts)
+    try:
+        options = DecomposeOptions(**opts)
+    except ValueError as e:
+        raise CliError(f"--{str(e).replace('_', '-')}") from None
     shapes = dict(args.shape)
     if args.model in models.BUILTIN_MODELS and not Path(args.model).exists():
         source, name = models.build(args.model), args.model
@@ -79,6 +120,15 @@ def _compile(args, dump: Callable | None = None):
     ops = import_model(proto, pool, name=name)
     tiled = decompose(ops, pool, options, dump=dump)
     return pool, proto, ops, tiled, time.perf_counter() - t0
+
+
+def example_inputs(proto, seed: int) -> dict:
+    """The example inputs of ``proto``; a model they cannot be made for is a :class:`CliError`."""
+    from . import models
+    try:
+        return models.example_inputs(proto, seed=seed)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def format_summary(proto, ops, tiled, pool, seconds: float) -> str:
@@ -164,10 +214,7 @@ RTL_MODELS = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 def cmd_sim(args) -> int:
     """``accelpool sim``: the RTL flow of :func:`accelpool.sched.simflow.simulate`, or ``--golden-only``."""
     if not args.golden_only:
-        from accelpool.hw.tile import TileError
-        from accelpool.sched.pool import PoolError
-        from accelpool.tb.soc import SocFault
-        from .simflow import RtlNotReady, SimFlowError, simulate
+        from .simflow import RtlNotReady, simulate
         try:
             report = simulate(args.model, args.pool, scheduler=args.scheduler, sim=args.sim,
                               waves=args.waves, seed=args.seed)
@@ -178,16 +225,12 @@ def cmd_sim(args) -> int:
                   f"Running the largest flow that exists instead: compile, golden reference "
                   f"against onnxruntime and schedule ({args.scheduler}).\n")
             return _sim_without_rtl(args)
-        except (TileError, PoolError, SimFlowError, SocFault) as e:
-            print(f"accelpool sim: {e}", file=sys.stderr)
-            return 2
         print(report.text())
         return 0 if report.outputs_ok else 1
-    from . import models
     from .golden.executor import compare_with_onnxruntime
     pool, proto, ops, tiled, secs = _compile(args)
     print(format_summary(proto, ops, tiled, pool, secs))
-    inputs = models.example_inputs(proto, seed=args.seed)
+    inputs = example_inputs(proto, args.seed)
     t0 = time.perf_counter()
     results = compare_with_onnxruntime(proto, tiled, inputs)
     print(f"\ngolden reference: ran {len(tiled)} micro-ops in numpy with the units' arithmetic "
@@ -214,24 +257,47 @@ from .schedule_cmd import add_schedule  # noqa: E402
 SUBCOMMANDS: list[Callable] = [add_compile, add_schedule, add_sim]
 
 
+_DEBUG_HELP = "show the traceback of an error instead of one line"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accelpool", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(sub)
+    for p in sub.choices.values():       # also after the subcommand
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=_DEBUG_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``accelpool`` console script."""
-    from .frontend import FrontendError
-    from .ir import IRError
+    """Entry point of the ``accelpool`` console script.
+
+    Returns
+    -------
+    int
+        The command's status; 2 for bad input (one line on stderr), 1 for an internal
+        error (one line; ``--debug`` shows the traceback), 130 on Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         return args.func(args)
-    except (FrontendError, ConfigError, IRError, ValueError) as e:
-        print(f"accelpool: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        if _is_user_error(e):
+            print(f"accelpool: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"accelpool: internal error: {type(e).__name__}: {_one_line(e)}; rerun with "
+              f"--debug for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -64,9 +64,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         from .report import write_trace
         print(f"wrote {write_trace(chosen, args.trace, dag)}")
     if args.listing or args.run:
-        from . import models
+        from .cli import example_inputs
         from .codegen import compile_schedule
-        inputs = models.example_inputs(proto, seed=args.seed) if args.run else None
+        inputs = example_inputs(proto, args.seed) if args.run else None
         prog = compile_schedule(tiled, chosen, inputs)
         t = prog.token_summary()
         print(f"command streams: {sum(len(s.commands) for s in prog.streams.values())} commands, "

@@ -114,3 +114,68 @@ def test_rtl_models_are_the_ones_codegen_lowers():
     for m in RTL_MODELS:
         g = compile_model(m)
         assert compile_schedule(g, heft(g.dag, pool, CostModel(pool))).streams
+
+
+def _script():
+    """The installed ``accelpool`` console script beside this interpreter."""
+    from pathlib import Path
+    return str(Path(sys.executable).with_name("accelpool"))
+
+
+def test_debug_is_a_global_flag_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--debug" in capsys.readouterr().out
+    assert build_parser().parse_args(["--debug", "compile", "mlp"]).debug
+    assert build_parser().parse_args(["compile", "mlp", "--debug"]).debug
+    assert not build_parser().parse_args(["compile", "mlp"]).debug
+
+
+@pytest.mark.parametrize("error", ["ConfigError", "EncodingError", "SimFlowError",
+                                   "HarnessError", "FrontendError", "IRError"])
+def test_user_errors_exit_2_in_one_line(monkeypatch, capsys, error):
+    from accelpool.sched import cli
+    mod = next(m for m, name in cli.USER_ERRORS if name == error)
+    cls = getattr(__import__(mod, fromlist=[error]), error)
+
+    def fail(args):
+        raise cls("first line\nsecond line")
+    monkeypatch.setattr(cli, "cmd_compile", fail)
+    assert main(["compile", "mlp"]) == 2
+    assert capsys.readouterr().err == "accelpool: error: first line; second line\n"
+    with pytest.raises(cls):
+        main(["compile", "mlp", "--debug"])
+
+
+def test_internal_error_exits_1_and_names_debug(monkeypatch, capsys):
+    from accelpool.sched import cli
+
+    def fail(args):
+        raise KeyError("oops")
+    monkeypatch.setattr(cli, "cmd_compile", fail)
+    assert main(["compile", "mlp"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        main(["--debug", "compile", "mlp"])
+
+
+def test_ctrl_c_exits_130_quietly(monkeypatch, capsys):
+    from accelpool.sched import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_compile", interrupted)
+    assert main(["compile", "mlp"]) == 130
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_input_has_no_traceback_unless_debug(tmp_path):
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    r = subprocess.run([_script(), "compile", "bad.onnx"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("accelpool: error: bad.onnx") and r.stderr.count("\n") == 1
+    r = subprocess.run([_script(), "--debug", "compile", "bad.onnx"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" in r.stderr
