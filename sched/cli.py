@@ -13,6 +13,7 @@ largest flow that exists end to end (see :func:`cmd_sim`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -257,6 +258,18 @@ from .schedule_cmd import add_schedule  # noqa: E402
 SUBCOMMANDS: list[Callable] = [add_compile, add_schedule, add_sim]
 
 
+def _stdout_to_devnull() -> None:
+    """After a closed pipe (``accelpool ... | head``): point stdout at devnull, so that the
+    interpreter's final flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return                                        # not a file (captured)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 _DEBUG_HELP = "show the traceback of an error instead of one line"
 
 
@@ -284,7 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 1
     except KeyboardInterrupt:
         if debug:
             raise

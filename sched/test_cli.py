@@ -179,3 +179,14 @@ def test_bad_input_has_no_traceback_unless_debug(tmp_path):
     r = subprocess.run([_script(), "--debug", "compile", "bad.onnx"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_output_into_a_closed_pipe_exits_quietly(tmp_path):
+    # `accelpool compile mixed --dump | head -1`: the reader goes away after one line
+    p = subprocess.Popen([_script(), "compile", "mixed", "--dump"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1
+    assert err == "", err
