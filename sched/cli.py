@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -61,6 +62,67 @@ def _is_user_error(exc: BaseException) -> bool:
 
 def _one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _probe_folder(folder: Path) -> str | None:
+    """Why no file can be created in the existing folder ``folder``, or None."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".accelpool-probe-")
+    except OSError as e:
+        return e.strerror or str(e)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def output_path_problem(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` cannot be written (a file, or a folder if ``folder``), or None.
+
+    The folders up to it may be missing (the writers create them) if the nearest existing
+    one is a writable folder. Nothing is left behind.
+    """
+    path = Path(path)
+    if path.is_dir() and not folder:
+        return "is a directory"
+    if path.exists():
+        if folder:
+            if not path.is_dir():
+                return "is not a directory"
+            reason = _probe_folder(path)
+            return None if reason is None else f"is not writable ({reason})"
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as e:
+            return f"cannot be written ({e.strerror})"
+        return None
+    above = path.absolute().parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        return f"{above} is not a directory"
+    reason = _probe_folder(above)
+    return None if reason is None else f"folder {above} is not writable ({reason})"
+
+
+def check_outputs(args: argparse.Namespace, options: Sequence[str],
+                  folders: Sequence[str] = ()) -> None:
+    """Refuse, before any work, an output path option of ``args`` that cannot be written.
+
+    Raises
+    ------
+    CliError
+        Naming the option, the path and what is accepted.
+    """
+    for opt in [*options, *folders]:
+        value = getattr(args, opt.lstrip("-").replace("-", "_"), None)
+        if value is None:
+            continue
+        reason = output_path_problem(value, folder=opt in folders)
+        if reason:
+            kind = "a folder that exists or can be created" if opt in folders else \
+                "a file path in a folder that exists or can be created"
+            raise CliError(f"{opt} {value}: {reason}; accepted: {kind}, writable")
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -177,12 +239,15 @@ def format_summary(proto, ops, tiled, pool, seconds: float) -> str:
 
 def cmd_compile(args) -> int:
     dump = (lambda name, g: print(f"--- IR after {name} ---\n{g.dump()}")) if args.dump else None
+    check_outputs(args, ("--json", "--dot"))
     pool, proto, ops, tiled, secs = _compile(args, dump)
     print(format_summary(proto, ops, tiled, pool, secs))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         tiled.write_json(args.json)
         print(f"wrote {args.json}")
     if args.dot:
+        Path(args.dot).parent.mkdir(parents=True, exist_ok=True)
         tiled.write_dot(args.dot)
         print(f"wrote {args.dot}")
     return 0

@@ -38,10 +38,11 @@ def add_schedule(sub) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from .cli import _compile
+    from .cli import _compile, check_outputs
     from .calibration import cost_model
     from .pool import Pool
     from .schedulers import SCHEDULERS, lower_bound
+    check_outputs(args, ("--gantt", "--trace", "--listing"))
     cfg, proto, ops, tiled, secs = _compile(args)
     pool = Pool.from_config(cfg)
     cost = cost_model(pool)           # with the pool's stored calibration, if any
@@ -72,6 +73,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         print(f"command streams: {sum(len(s.commands) for s in prog.streams.values())} commands, "
               f"{t['signals']} SIGNALs for {t['cross_tile_edges']} cross-tile dependencies")
         if args.listing:
+            Path(args.listing).parent.mkdir(parents=True, exist_ok=True)
             Path(args.listing).write_text(prog.listing() + "\n")
             print(f"wrote {args.listing}")
         if args.run:

@@ -190,3 +190,47 @@ def test_output_into_a_closed_pipe_exits_quietly(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 1
     assert err == "", err
+
+
+def _unwritable_paths(tmp_path):
+    """Output paths no one can write: under a plain file, a directory, under /proc."""
+    (tmp_path / "plain").write_text("x")
+    (tmp_path / "adir").mkdir()
+    return [tmp_path / "plain" / "out.x", tmp_path / "adir", "/proc/accelpool/out.x"]
+
+
+@pytest.mark.parametrize("option", ["--json", "--dot"])
+def test_compile_refuses_an_unwritable_output_before_the_work(tmp_path, capsys, monkeypatch,
+                                                              option):
+    from accelpool.sched import cli
+
+    def no_work(*a, **k):
+        raise AssertionError("compiled before checking the output path")
+    monkeypatch.setattr(cli, "_compile", no_work)
+    for path in _unwritable_paths(tmp_path):
+        assert main(["compile", "mlp", option, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"accelpool: error: {option} {path}: ") and err.count("\n") == 1
+        assert "accepted: " in err
+
+
+@pytest.mark.parametrize("option", ["--gantt", "--trace", "--listing"])
+def test_schedule_refuses_an_unwritable_output_before_the_work(tmp_path, capsys, monkeypatch,
+                                                               option):
+    from accelpool.sched import cli
+
+    def no_work(*a, **k):
+        raise AssertionError("compiled before checking the output path")
+    monkeypatch.setattr(cli, "_compile", no_work)
+    for path in _unwritable_paths(tmp_path):
+        assert main(["schedule", "mlp", option, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"accelpool: error: {option} {path}: ") and err.count("\n") == 1
+
+
+def test_output_folders_that_do_not_exist_yet_are_created(tmp_path, capsys):
+    js, lst = tmp_path / "a" / "b" / "m.json", tmp_path / "c" / "l.txt"
+    assert main(["compile", "mlp", "--json", str(js)]) == 0
+    assert main(["schedule", "mlp", "--scheduler", "heft", "--listing", str(lst)]) == 0
+    assert json.loads(js.read_text())["micro_ops"] and "SIGNAL" in lst.read_text()
+    assert not list(tmp_path.rglob(".accelpool-probe-*"))
