@@ -13,15 +13,116 @@ largest flow that exists end to end (see :func:`cmd_sim`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from accelpool.hw.config import DEFAULT_CONFIG, ConfigError, load_config
+from accelpool.hw.config import DEFAULT_CONFIG, load_config
 
-__all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary"]
+__all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary", "CliError", "USER_ERRORS"]
+
+
+class CliError(Exception):
+    """A bad option value or output path; the message is the line the user sees."""
+
+
+#: ``(module, class)`` of the errors a user's input can cause: ``accelpool`` reports them in
+#: one line and exits 2. Any other exception is an internal error (exit 1).
+USER_ERRORS = (
+    ("accelpool.sched.cli", "CliError"),
+    ("accelpool.sched.frontend", "FrontendError"),
+    ("accelpool.hw.config", "ConfigError"),
+    ("accelpool.sched.ir", "IRError"),
+    ("accelpool.hw.isa", "EncodingError"),
+    ("accelpool.hw.tile", "TileError"),
+    ("accelpool.sched.pool", "PoolError"),
+    ("accelpool.sched.codegen", "CodegenError"),
+    ("accelpool.sched.cost.model", "CalibrationError"),
+    ("accelpool.sched.golden.executor", "GoldenError"),
+    ("accelpool.sched.simflow", "SimFlowError"),
+    ("accelpool.tb.soc", "SocFault"),
+    ("accelpool.tb.harness", "HarnessError"),
+    ("accelpool.tb.toolchain", "ToolchainError"),
+)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of :data:`USER_ERRORS` (modules not yet imported are not)."""
+    for module, name in USER_ERRORS:
+        mod = sys.modules.get(module)
+        cls = getattr(mod, name, None) if mod else None
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _probe_folder(folder: Path) -> str | None:
+    """Why no file can be created in the existing folder ``folder``, or None."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".accelpool-probe-")
+    except OSError as e:
+        return e.strerror or str(e)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def output_path_problem(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` cannot be written (a file, or a folder if ``folder``), or None.
+
+    The folders up to it may be missing (the writers create them) if the nearest existing
+    one is a writable folder. Nothing is left behind.
+    """
+    path = Path(path)
+    if path.is_dir() and not folder:
+        return "is a directory"
+    if path.exists():
+        if folder:
+            if not path.is_dir():
+                return "is not a directory"
+            reason = _probe_folder(path)
+            return None if reason is None else f"is not writable ({reason})"
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as e:
+            return f"cannot be written ({e.strerror})"
+        return None
+    above = path.absolute().parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        return f"{above} is not a directory"
+    reason = _probe_folder(above)
+    return None if reason is None else f"folder {above} is not writable ({reason})"
+
+
+def check_outputs(args: argparse.Namespace, options: Sequence[str],
+                  folders: Sequence[str] = ()) -> None:
+    """Refuse, before any work, an output path option of ``args`` that cannot be written.
+
+    Raises
+    ------
+    CliError
+        Naming the option, the path and what is accepted.
+    """
+    for opt in [*options, *folders]:
+        value = getattr(args, opt.lstrip("-").replace("-", "_"), None)
+        if value is None:
+            continue
+        reason = output_path_problem(value, folder=opt in folders)
+        if reason:
+            kind = "a folder that exists or can be created" if opt in folders else \
+                "a file path in a folder that exists or can be created"
+            raise CliError(f"{opt} {value}: {reason}; accepted: {kind}, writable")
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -68,7 +169,10 @@ def _compile(args, dump: Callable | None = None):
         opts["sparse_threshold"] = args.sparse_threshold
     if args.max_k_tile is not None:
         opts["max_k_tile"] = args.max_k_tile
-    options = DecomposeOptions(**opts)
+    try:
+        options = DecomposeOptions(**opts)
+    except ValueError as e:
+        raise CliError(f"--{str(e).replace('_', '-')}") from None
     shapes = dict(args.shape)
     if args.model in models.BUILTIN_MODELS and not Path(args.model).exists():
         source, name = models.build(args.model), args.model
@@ -79,6 +183,15 @@ def _compile(args, dump: Callable | None = None):
     ops = import_model(proto, pool, name=name)
     tiled = decompose(ops, pool, options, dump=dump)
     return pool, proto, ops, tiled, time.perf_counter() - t0
+
+
+def example_inputs(proto, seed: int) -> dict:
+    """The example inputs of ``proto``; a model they cannot be made for is a :class:`CliError`."""
+    from . import models
+    try:
+        return models.example_inputs(proto, seed=seed)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def format_summary(proto, ops, tiled, pool, seconds: float) -> str:
@@ -126,12 +239,15 @@ def format_summary(proto, ops, tiled, pool, seconds: float) -> str:
 
 def cmd_compile(args) -> int:
     dump = (lambda name, g: print(f"--- IR after {name} ---\n{g.dump()}")) if args.dump else None
+    check_outputs(args, ("--json", "--dot"))
     pool, proto, ops, tiled, secs = _compile(args, dump)
     print(format_summary(proto, ops, tiled, pool, secs))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         tiled.write_json(args.json)
         print(f"wrote {args.json}")
     if args.dot:
+        Path(args.dot).parent.mkdir(parents=True, exist_ok=True)
         tiled.write_dot(args.dot)
         print(f"wrote {args.dot}")
     return 0
@@ -164,10 +280,7 @@ RTL_MODELS = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 def cmd_sim(args) -> int:
     """``accelpool sim``: the RTL flow of :func:`accelpool.sched.simflow.simulate`, or ``--golden-only``."""
     if not args.golden_only:
-        from accelpool.hw.tile import TileError
-        from accelpool.sched.pool import PoolError
-        from accelpool.tb.soc import SocFault
-        from .simflow import RtlNotReady, SimFlowError, simulate
+        from .simflow import RtlNotReady, simulate
         try:
             report = simulate(args.model, args.pool, scheduler=args.scheduler, sim=args.sim,
                               waves=args.waves, seed=args.seed)
@@ -178,16 +291,12 @@ def cmd_sim(args) -> int:
                   f"Running the largest flow that exists instead: compile, golden reference "
                   f"against onnxruntime and schedule ({args.scheduler}).\n")
             return _sim_without_rtl(args)
-        except (TileError, PoolError, SimFlowError, SocFault) as e:
-            print(f"accelpool sim: {e}", file=sys.stderr)
-            return 2
         print(report.text())
         return 0 if report.outputs_ok else 1
-    from . import models
     from .golden.executor import compare_with_onnxruntime
     pool, proto, ops, tiled, secs = _compile(args)
     print(format_summary(proto, ops, tiled, pool, secs))
-    inputs = models.example_inputs(proto, seed=args.seed)
+    inputs = example_inputs(proto, args.seed)
     t0 = time.perf_counter()
     results = compare_with_onnxruntime(proto, tiled, inputs)
     print(f"\ngolden reference: ran {len(tiled)} micro-ops in numpy with the units' arithmetic "
@@ -214,24 +323,64 @@ from .schedule_cmd import add_schedule  # noqa: E402
 SUBCOMMANDS: list[Callable] = [add_compile, add_schedule, add_sim]
 
 
+def _stdout_to_devnull() -> None:
+    """After a closed pipe (``accelpool ... | head``): point stdout at devnull, so that the
+    interpreter's final flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return                                        # not a file (captured)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+_DEBUG_HELP = "show the traceback of an error instead of one line"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="accelpool", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(sub)
+    for p in sub.choices.values():       # also after the subcommand
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=_DEBUG_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``accelpool`` console script."""
-    from .frontend import FrontendError
-    from .ir import IRError
+    """Entry point of the ``accelpool`` console script.
+
+    Returns
+    -------
+    int
+        The command's status; 2 for bad input (one line on stderr), 1 for an internal
+        error (one line; ``--debug`` shows the traceback), 130 on Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
-        return args.func(args)
-    except (FrontendError, ConfigError, IRError, ValueError) as e:
-        print(f"accelpool: error: {e}", file=sys.stderr)
-        return 2
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        if _is_user_error(e):
+            print(f"accelpool: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"accelpool: internal error: {type(e).__name__}: {_one_line(e)}; rerun with "
+              f"--debug for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -38,10 +38,11 @@ def add_schedule(sub) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from .cli import _compile
+    from .cli import _compile, check_outputs
     from .calibration import cost_model
     from .pool import Pool
     from .schedulers import SCHEDULERS, lower_bound
+    check_outputs(args, ("--gantt", "--trace", "--listing"))
     cfg, proto, ops, tiled, secs = _compile(args)
     pool = Pool.from_config(cfg)
     cost = cost_model(pool)           # with the pool's stored calibration, if any
@@ -64,18 +65,19 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         from .report import write_trace
         print(f"wrote {write_trace(chosen, args.trace, dag)}")
     if args.listing or args.run:
-        from . import models
+        from .cli import example_inputs
         from .codegen import compile_schedule
         from .frontend import input_buffer_names
         inputs = None
         if args.run:                   # keyed by the graph's input buffers, not ONNX names
             names = input_buffer_names(proto)
-            inputs = {names[k]: v for k, v in models.example_inputs(proto, seed=args.seed).items()}
+            inputs = {names[k]: v for k, v in example_inputs(proto, args.seed).items()}
         prog = compile_schedule(tiled, chosen, inputs)
         t = prog.token_summary()
         print(f"command streams: {sum(len(s.commands) for s in prog.streams.values())} commands, "
               f"{t['signals']} SIGNALs for {t['cross_tile_edges']} cross-tile dependencies")
         if args.listing:
+            Path(args.listing).parent.mkdir(parents=True, exist_ok=True)
             Path(args.listing).write_text(prog.listing() + "\n")
             print(f"wrote {args.listing}")
         if args.run:

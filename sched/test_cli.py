@@ -114,3 +114,123 @@ def test_rtl_models_are_the_ones_codegen_lowers():
     for m in RTL_MODELS:
         g = compile_model(m)
         assert compile_schedule(g, heft(g.dag, pool, CostModel(pool))).streams
+
+
+def _script():
+    """The installed ``accelpool`` console script beside this interpreter."""
+    from pathlib import Path
+    return str(Path(sys.executable).with_name("accelpool"))
+
+
+def test_debug_is_a_global_flag_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--debug" in capsys.readouterr().out
+    assert build_parser().parse_args(["--debug", "compile", "mlp"]).debug
+    assert build_parser().parse_args(["compile", "mlp", "--debug"]).debug
+    assert not build_parser().parse_args(["compile", "mlp"]).debug
+
+
+@pytest.mark.parametrize("error", ["ConfigError", "EncodingError", "SimFlowError",
+                                   "HarnessError", "FrontendError", "IRError"])
+def test_user_errors_exit_2_in_one_line(monkeypatch, capsys, error):
+    from accelpool.sched import cli
+    mod = next(m for m, name in cli.USER_ERRORS if name == error)
+    cls = getattr(__import__(mod, fromlist=[error]), error)
+
+    def fail(args):
+        raise cls("first line\nsecond line")
+    monkeypatch.setattr(cli, "cmd_compile", fail)
+    assert main(["compile", "mlp"]) == 2
+    assert capsys.readouterr().err == "accelpool: error: first line; second line\n"
+    with pytest.raises(cls):
+        main(["compile", "mlp", "--debug"])
+
+
+def test_internal_error_exits_1_and_names_debug(monkeypatch, capsys):
+    from accelpool.sched import cli
+
+    def fail(args):
+        raise KeyError("oops")
+    monkeypatch.setattr(cli, "cmd_compile", fail)
+    assert main(["compile", "mlp"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        main(["--debug", "compile", "mlp"])
+
+
+def test_ctrl_c_exits_130_quietly(monkeypatch, capsys):
+    from accelpool.sched import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_compile", interrupted)
+    assert main(["compile", "mlp"]) == 130
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_input_has_no_traceback_unless_debug(tmp_path):
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    r = subprocess.run([_script(), "compile", "bad.onnx"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("accelpool: error: bad.onnx") and r.stderr.count("\n") == 1
+    r = subprocess.run([_script(), "--debug", "compile", "bad.onnx"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_output_into_a_closed_pipe_exits_quietly(tmp_path):
+    # `accelpool compile mixed --dump | head -1`: the reader goes away after one line
+    p = subprocess.Popen([_script(), "compile", "mixed", "--dump"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1
+    assert err == "", err
+
+
+def _unwritable_paths(tmp_path):
+    """Output paths no one can write: under a plain file, a directory, under /proc."""
+    (tmp_path / "plain").write_text("x")
+    (tmp_path / "adir").mkdir()
+    return [tmp_path / "plain" / "out.x", tmp_path / "adir", "/proc/accelpool/out.x"]
+
+
+@pytest.mark.parametrize("option", ["--json", "--dot"])
+def test_compile_refuses_an_unwritable_output_before_the_work(tmp_path, capsys, monkeypatch,
+                                                              option):
+    from accelpool.sched import cli
+
+    def no_work(*a, **k):
+        raise AssertionError("compiled before checking the output path")
+    monkeypatch.setattr(cli, "_compile", no_work)
+    for path in _unwritable_paths(tmp_path):
+        assert main(["compile", "mlp", option, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"accelpool: error: {option} {path}: ") and err.count("\n") == 1
+        assert "accepted: " in err
+
+
+@pytest.mark.parametrize("option", ["--gantt", "--trace", "--listing"])
+def test_schedule_refuses_an_unwritable_output_before_the_work(tmp_path, capsys, monkeypatch,
+                                                               option):
+    from accelpool.sched import cli
+
+    def no_work(*a, **k):
+        raise AssertionError("compiled before checking the output path")
+    monkeypatch.setattr(cli, "_compile", no_work)
+    for path in _unwritable_paths(tmp_path):
+        assert main(["schedule", "mlp", option, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"accelpool: error: {option} {path}: ") and err.count("\n") == 1
+
+
+def test_output_folders_that_do_not_exist_yet_are_created(tmp_path, capsys):
+    js, lst = tmp_path / "a" / "b" / "m.json", tmp_path / "c" / "l.txt"
+    assert main(["compile", "mlp", "--json", str(js)]) == 0
+    assert main(["schedule", "mlp", "--scheduler", "heft", "--listing", str(lst)]) == 0
+    assert json.loads(js.read_text())["micro_ops"] and "SIGNAL" in lst.read_text()
+    assert not list(tmp_path.rglob(".accelpool-probe-*"))
