@@ -158,26 +158,64 @@ def add_compile(sub) -> None:
     p.set_defaults(func=cmd_compile)
 
 
-def _compile(args, dump: Callable | None = None):
-    """(pool, onnx ModelProto, operator graph, tiled graph, seconds)."""
+def seed_type(text: str) -> int:
+    """``--seed``: a non-negative integer (numpy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--seed takes a non-negative integer, not {text!r}")
+    return value
+
+
+def scheduler_choices() -> list[str]:
+    from .schedulers import SCHEDULERS
+    return list(SCHEDULERS)
+
+
+def _model_source(model: str):
+    """A built-in model's proto, or the path of an ONNX file; a name that is neither lists
+    the built-ins and suggests the closest."""
+    import difflib
+
     from . import models
-    from .decompose import DecomposeOptions, decompose
-    from .frontend import import_model, load_onnx
-    pool = load_config(args.pool)
+    if model in models.BUILTIN_MODELS and not Path(model).exists():
+        return models.build(model), model
+    p = Path(model)
+    if not p.exists() and p.suffix.lower() != ".onnx" and os.sep not in model:
+        close = difflib.get_close_matches(model, list(models.BUILTIN_MODELS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise CliError(f"{model}: no such file and no built-in model of that name; {hint}"
+                       f"accepted: MODEL.onnx or a built-in model "
+                       f"({', '.join(models.BUILTIN_MODELS)})")
+    return model, p.stem
+
+
+def decompose_options(args):
+    """The :class:`~accelpool.sched.decompose.DecomposeOptions` of ``--sparse-threshold``
+    and ``--max-k-tile``; a value out of range is a :class:`CliError` naming the option."""
+    from .decompose import DecomposeOptions
     opts = {}
     if args.sparse_threshold is not None:
         opts["sparse_threshold"] = args.sparse_threshold
     if args.max_k_tile is not None:
         opts["max_k_tile"] = args.max_k_tile
     try:
-        options = DecomposeOptions(**opts)
+        return DecomposeOptions(**opts)
     except ValueError as e:
         raise CliError(f"--{str(e).replace('_', '-')}") from None
+
+
+def _compile(args, dump: Callable | None = None):
+    """(pool, onnx ModelProto, operator graph, tiled graph, seconds)."""
+    from . import models
+    from .decompose import DecomposeOptions, decompose
+    from .frontend import import_model, load_onnx
+    pool = load_config(args.pool)
+    options = decompose_options(args)
     shapes = dict(args.shape)
-    if args.model in models.BUILTIN_MODELS and not Path(args.model).exists():
-        source, name = models.build(args.model), args.model
-    else:
-        source, name = args.model, Path(args.model).stem
+    source, name = _model_source(args.model)
     t0 = time.perf_counter()
     proto = load_onnx(source, shapes)
     ops = import_model(proto, pool, name=name)
@@ -262,13 +300,16 @@ def add_sim(sub) -> None:
     p.add_argument("model", nargs="?", default="mixed",
                    help="built-in model or MODEL.onnx (default: mixed)")
     _add_model_args(p)
-    p.add_argument("--scheduler", default="heft", help="scheduler (default: heft)")
+    p.add_argument("--scheduler", default="heft", choices=scheduler_choices(),
+                   help="scheduler (default: %(default)s)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
                    help="simulator (default: $SIM, else verilator)")
     p.add_argument("--waves", action="store_true", help="dump a waveform of the RTL run")
-    p.add_argument("--seed", type=int, default=0, help="seed of the example input")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the example input")
     p.add_argument("--golden-only", action="store_true",
                    help="skip RTL: compile, run the golden reference, compare with onnxruntime")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="folder for the Gantt chart and traces (default: the build's reports/)")
     p.set_defaults(func=cmd_sim)
 
 
@@ -279,11 +320,14 @@ RTL_MODELS = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 
 def cmd_sim(args) -> int:
     """``accelpool sim``: the RTL flow of :func:`accelpool.sched.simflow.simulate`, or ``--golden-only``."""
+    check_outputs(args, (), ("--out",))
     if not args.golden_only:
         from .simflow import RtlNotReady, simulate
         try:
+            _model_source(args.model)           # a misspelt name is refused before the build
             report = simulate(args.model, args.pool, scheduler=args.scheduler, sim=args.sim,
-                              waves=args.waves, seed=args.seed)
+                              waves=args.waves, seed=args.seed, shapes=dict(args.shape),
+                              options=decompose_options(args), out_dir=args.out)
         except RtlNotReady as e:
             print(f"accelpool sim: the RTL run is not possible yet: {e}.\n"
                   f"Built-in models that run on the RTL today: {', '.join(RTL_MODELS)} (e.g. "

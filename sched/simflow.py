@@ -132,8 +132,14 @@ def image_runs(data: bytes | bytearray, initialized: np.ndarray, gap: int = 64) 
 
 def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = "heft",
              sim: str | None = None, waves: bool = False, out_dir: Path | None = None,
-             progress: bool = True, seed: int = 0, timeout_cycles: int = 20_000_000) -> SimReport:
+             progress: bool = True, seed: int = 0, timeout_cycles: int = 20_000_000,
+             shapes: Mapping[str, tuple[int, ...]] | None = None,
+             options: Any = None) -> SimReport:
     """Run ``model`` end to end on the SoC of ``pool`` (see the module docstring).
+
+    ``shapes`` fixes dynamic input dimensions (``--shape``) and ``options`` is the
+    decomposition's :class:`~accelpool.sched.decompose.DecomposeOptions` (``--max-k-tile``,
+    ``--sparse-threshold``), as for ``accelpool compile``.
 
     Raises
     ------
@@ -171,9 +177,14 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         from accelpool.sched.schedulers import SCHEDULERS
         if scheduler not in SCHEDULERS:
             raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
-        graph = compile_model(model, cfg)
-        proto = models.build(model) if model in models.BUILTIN_MODELS else load_onnx(model, {})
-        inputs = models.example_inputs(proto, seed=seed)
+        from accelpool.sched.decompose import DecomposeOptions
+        from accelpool.sched.frontend import input_buffer_names
+        builtin = model in models.BUILTIN_MODELS and not Path(model).exists()
+        proto = models.build(model) if builtin else load_onnx(model, dict(shapes or {}))
+        graph = compile_model(proto, cfg, options or DecomposeOptions(),
+                              name=model if builtin else Path(model).stem)
+        names = input_buffer_names(proto)
+        inputs = {names.get(k, k): v for k, v in models.example_inputs(proto, seed=seed).items()}
 
         def codegen(pool_):
             from accelpool.sched.calibration import cost_model
@@ -240,7 +251,9 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
                   if c.opcode in (isa.Opcode.LOAD, isa.Opcode.STORE))
         out_dir = Path(out_dir) if out_dir else build.build_dir.parent / "reports"
         out_dir.mkdir(parents=True, exist_ok=True)
-        files = _write_reports(out_dir, f"{model}_{scheduler}", schedule, graph, prog,
+        # named by model, scheduler and simulator, always inside out_dir (never beside a
+        # model given by path): a Verilator and an Icarus run keep their own files
+        files = _write_reports(out_dir, f"{graph.name}_{scheduler}_{sim}", schedule, graph, prog,
                                res.trace)
         bar.update()
         return SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,

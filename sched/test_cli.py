@@ -234,3 +234,37 @@ def test_output_folders_that_do_not_exist_yet_are_created(tmp_path, capsys):
     assert main(["schedule", "mlp", "--scheduler", "heft", "--listing", str(lst)]) == 0
     assert json.loads(js.read_text())["micro_ops"] and "SIGNAL" in lst.read_text()
     assert not list(tmp_path.rglob(".accelpool-probe-*"))
+
+
+def test_a_misspelt_built_in_model_lists_them_and_suggests_the_closest(capsys):
+    assert main(["compile", "mixd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("accelpool: error: mixd: no such file and no built-in model of that "
+                          "name; did you mean 'mixed'? accepted: MODEL.onnx or a built-in model")
+    assert "gcn" in err and "transformer" in err
+
+
+@pytest.mark.parametrize("cmd", [["sim", "mlp", "--golden-only"], ["schedule", "mlp", "--run"]])
+def test_a_negative_seed_names_the_option(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*cmd, "--seed", "-1"])
+    assert e.value.code == 2
+    assert "--seed takes a non-negative integer, not '-1'" in capsys.readouterr().err
+
+
+def test_sim_validates_the_scheduler_even_golden_only(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sim", "mlp", "--golden-only", "--scheduler", "hef"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'hef'" in err and "'heft'" in err
+
+
+def test_sim_out_folder_is_checked_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["sim", "mlp", "--out", str(blocker / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"accelpool: error: --out {blocker / 'reports'}: ") and \
+        "accepted: a folder that exists or can be created, writable" in err

@@ -70,3 +70,40 @@ def test_lowered_models_run_on_the_rtl_bit_exact(model):
     report = simulate(model, "default", sim="icarus", progress=False)
     assert report.outputs_ok, report.mismatch
     assert report.measured_cycles > 0
+
+
+def test_sim_hands_shape_max_k_tile_and_sparse_threshold_to_the_rtl_runs_decomposition(
+        monkeypatch, tmp_path):
+    """``accelpool sim`` decomposes for the RTL run with the options it is given (stopped
+    right after the decomposition, before any build)."""
+    import onnx
+
+    import accelpool.sched.decompose as dec
+    from accelpool.sched import models
+    from accelpool.sched.cli import main
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    real = dec.compile_model
+
+    def spy(proto, cfg, options, **kw):
+        seen["options"] = options
+        seen["graph"] = real(proto, cfg, options, **kw)
+        raise Stop
+
+    monkeypatch.setattr(dec, "compile_model", spy)
+    m = models.mlp()
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    path = tmp_path / "dyn.onnx"
+    onnx.save(m, path)
+    with pytest.raises(Stop):
+        main(["--debug", "sim", str(path), "--shape", f"{m.graph.input[0].name}=8,64",
+              "--max-k-tile", "16", "--sparse-threshold", "0.9", "--sim", "icarus"])
+    assert seen["options"].max_k_tile == 16 and seen["options"].sparse_threshold == 0.9
+    g = seen["graph"]
+    assert g.buffers[g.inputs[0]].shape[0] == 8
+    gemms = [o for o in g.ops if o.op.value == "gemm"]
+    assert gemms and max(o.inputs[0].shape[1] for o in gemms) == 16
