@@ -234,3 +234,21 @@ def test_output_folders_that_do_not_exist_yet_are_created(tmp_path, capsys):
     assert main(["schedule", "mlp", "--scheduler", "heft", "--listing", str(lst)]) == 0
     assert json.loads(js.read_text())["micro_ops"] and "SIGNAL" in lst.read_text()
     assert not list(tmp_path.rglob(".accelpool-probe-*"))
+
+
+@pytest.mark.parametrize("argv, option, accepted", [
+    (["sim", "--golden-only", "--seed", "-1"], "--seed", "an integer >= 0"),
+    (["schedule", "mlp", "--seed", "x"], "--seed", "an integer >= 0"),
+    (["compile", "mlp", "--max-k-tile", "0"], "--max-k-tile", "an integer >= 1"),
+    (["schedule", "mlp", "--max-k-tile", "-3"], "--max-k-tile", "an integer >= 1"),
+    (["compile", "mlp", "--sparse-threshold", "1.5"], "--sparse-threshold", "a number in (0, 1]"),
+    (["sim", "--sparse-threshold", "nan"], "--sparse-threshold", "a number in (0, 1]"),
+    (["compile", "mlp", "--shape", "x=0,3"], "--shape", "integer >= 1"),
+])
+def test_numeric_options_name_the_option_and_the_range(capsys, argv, option, accepted):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: " in err and accepted in err
+    assert err.count("\n") == 1, err
