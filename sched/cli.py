@@ -300,7 +300,9 @@ def add_sim(sub) -> None:
     p.add_argument("model", nargs="?", default="mixed",
                    help="built-in model or MODEL.onnx (default: mixed)")
     _add_model_args(p)
-    p.add_argument("--scheduler", default="heft", help="scheduler (default: heft)")
+    from .schedulers import SCHEDULERS
+    p.add_argument("--scheduler", default="heft", choices=list(SCHEDULERS),
+                   help="scheduler (default: %(default)s)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
                    help="simulator (default: $SIM, else verilator)")
     p.add_argument("--waves", action="store_true", help="dump a waveform of the RTL run")

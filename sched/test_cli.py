@@ -252,3 +252,11 @@ def test_numeric_options_name_the_option_and_the_range(capsys, argv, option, acc
     err = capsys.readouterr().err
     assert f"error: argument {option}: " in err and accepted in err
     assert err.count("\n") == 1, err
+
+
+def test_sim_refuses_an_unknown_scheduler_listing_them(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sim", "--golden-only", "--scheduler", "hef"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --scheduler: invalid choice: 'hef'" in err and "'heft'" in err
