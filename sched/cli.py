@@ -125,13 +125,50 @@ def check_outputs(args: argparse.Namespace, options: Sequence[str],
             raise CliError(f"{opt} {value}: {reason}; accepted: {kind}, writable")
 
 
+def int_option(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` for an integer in ``low..high`` (no upper end if None)."""
+    accepted = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} refused; accepted: {accepted}")
+        return value
+    return parse
+
+
+def fraction_option(text: str) -> float:
+    """An argparse ``type=`` for a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} refused; accepted: a number in (0, 1]")
+    return value
+
+
 def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     try:
         name, dims = text.split("=", 1)
-        return name, tuple(int(d) for d in dims.split(","))
+        shape = tuple(int(d) for d in dims.split(","))
+        if name and all(d >= 1 for d in shape):
+            return name, shape
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--shape takes NAME=D0,D1,... (for example x=1,3,32,32), not {text!r}") from None
+        pass
+    raise argparse.ArgumentTypeError(
+        f"--shape takes NAME=D0,D1,... with every D an integer >= 1 (for example "
+        f"x=1,3,32,32), not {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -139,10 +176,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="pool config (TOML file, or a name in configs/); default: %(default)s")
     p.add_argument("--shape", action="append", type=_parse_shape, default=[],
                    metavar="NAME=D0,D1,...", help="fixed shape for a dynamic graph input")
-    p.add_argument("--sparse-threshold", type=float, default=None,
-                   help="weight-tile zero fraction from which a GEMM tile becomes SPMM")
-    p.add_argument("--max-k-tile", type=int, default=None,
-                   help="longest reduction per micro-op before an accumulation chain")
+    p.add_argument("--sparse-threshold", type=fraction_option, default=None,
+                   help="weight-tile zero fraction, in (0, 1], from which a GEMM tile "
+                        "becomes SPMM")
+    p.add_argument("--max-k-tile", type=int_option(1), default=None,
+                   help="longest reduction per micro-op (>= 1) before an accumulation chain")
 
 
 def add_compile(sub) -> None:
@@ -156,22 +194,6 @@ def add_compile(sub) -> None:
     p.add_argument("--dot", metavar="OUT.dot", help="write the micro-op DAG as Graphviz dot")
     p.add_argument("--dump", action="store_true", help="print the IR after every pass")
     p.set_defaults(func=cmd_compile)
-
-
-def seed_type(text: str) -> int:
-    """``--seed``: a non-negative integer (numpy's generators take no negative seed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--seed takes a non-negative integer, not {text!r}")
-    return value
-
-
-def scheduler_choices() -> list[str]:
-    from .schedulers import SCHEDULERS
-    return list(SCHEDULERS)
 
 
 def _model_source(model: str):
@@ -300,12 +322,14 @@ def add_sim(sub) -> None:
     p.add_argument("model", nargs="?", default="mixed",
                    help="built-in model or MODEL.onnx (default: mixed)")
     _add_model_args(p)
-    p.add_argument("--scheduler", default="heft", choices=scheduler_choices(),
+    from .schedulers import SCHEDULERS
+    p.add_argument("--scheduler", default="heft", choices=list(SCHEDULERS),
                    help="scheduler (default: %(default)s)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
                    help="simulator (default: $SIM, else verilator)")
     p.add_argument("--waves", action="store_true", help="dump a waveform of the RTL run")
-    p.add_argument("--seed", type=seed_type, default=0, help="seed of the example input")
+    p.add_argument("--seed", type=int_option(0), default=0,
+                   help="seed of the example input (>= 0)")
     p.add_argument("--golden-only", action="store_true",
                    help="skip RTL: compile, run the golden reference, compare with onnxruntime")
     p.add_argument("--out", metavar="DIR", default=None,
@@ -383,7 +407,7 @@ _DEBUG_HELP = "show the traceback of an error instead of one line"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="accelpool", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="accelpool", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:

@@ -19,7 +19,7 @@ __all__ = ["add_schedule", "cmd_schedule"]
 
 
 def add_schedule(sub) -> None:
-    from .cli import _add_model_args, seed_type
+    from .cli import _add_model_args, int_option
     from .schedulers import SCHEDULERS
     p = sub.add_parser("schedule", help="schedule a model on the pool; print the summary",
                        description="Decompose a model (ONNX file or built-in), schedule it on "
@@ -33,8 +33,8 @@ def add_schedule(sub) -> None:
     p.add_argument("--listing", metavar="OUT.txt", help="write the command-stream listing")
     p.add_argument("--run", action="store_true",
                    help="run the command streams functionally and compare with the golden run")
-    p.add_argument("--seed", type=seed_type, default=0,
-                   help="seed of the example input (--run)")
+    p.add_argument("--seed", type=int_option(0), default=0,
+                   help="seed of the example input (--run; >= 0)")
     p.set_defaults(func=cmd_schedule)
 
 

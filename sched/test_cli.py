@@ -250,7 +250,7 @@ def test_a_negative_seed_names_the_option(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([*cmd, "--seed", "-1"])
     assert e.value.code == 2
-    assert "--seed takes a non-negative integer, not '-1'" in capsys.readouterr().err
+    assert "argument --seed: '-1' refused; accepted: an integer >= 0" in capsys.readouterr().err
 
 
 def test_sim_validates_the_scheduler_even_golden_only(capsys):
@@ -268,3 +268,27 @@ def test_sim_out_folder_is_checked_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"accelpool: error: --out {blocker / 'reports'}: ") and \
         "accepted: a folder that exists or can be created, writable" in err
+@pytest.mark.parametrize("argv, option, accepted", [
+    (["sim", "--golden-only", "--seed", "-1"], "--seed", "an integer >= 0"),
+    (["schedule", "mlp", "--seed", "x"], "--seed", "an integer >= 0"),
+    (["compile", "mlp", "--max-k-tile", "0"], "--max-k-tile", "an integer >= 1"),
+    (["schedule", "mlp", "--max-k-tile", "-3"], "--max-k-tile", "an integer >= 1"),
+    (["compile", "mlp", "--sparse-threshold", "1.5"], "--sparse-threshold", "a number in (0, 1]"),
+    (["sim", "--sparse-threshold", "nan"], "--sparse-threshold", "a number in (0, 1]"),
+    (["compile", "mlp", "--shape", "x=0,3"], "--shape", "integer >= 1"),
+])
+def test_numeric_options_name_the_option_and_the_range(capsys, argv, option, accepted):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: " in err and accepted in err
+    assert err.count("\n") == 1, err
+
+
+def test_sim_refuses_an_unknown_scheduler_listing_them(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sim", "--golden-only", "--scheduler", "hef"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --scheduler: invalid choice: 'hef'" in err and "'heft'" in err
