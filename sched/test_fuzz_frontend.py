@@ -145,6 +145,7 @@ def check_case(tmp_path, name: str, kind: str, seed: int, golden: bool) -> None:
         elif golden:
             rc, err = cli(["sim", str(path), "--golden-only"])
             assert rc in (0, 1), err       # 1: outputs differ beyond the tolerance
+            assert "internal error" not in err, err
 
 
 _cases = dict(name=st.sampled_from(sorted(models.BUILTIN_MODELS)),
