@@ -88,7 +88,7 @@ class SimReport:
                  f"simulation: {self.measured_cycles / max(self.sim_seconds, 1e-9):,.0f} cycles/s",
                  f"NoC traffic: {self.noc_bytes} bytes moved by LOAD/STORE",
                  "unit busy: " + ", ".join(f"{k} {v:.1f}%" for k, v in self.unit_busy.items())]
-        lines += [f"wrote {p}" for p in self.files.values()]
+        lines += [f"wrote {_shown(p)}" for p in self.files.values()]
         return "\n".join(lines)
 
 
@@ -128,6 +128,14 @@ def image_runs(data: bytes | bytearray, initialized: np.ndarray, gap: int = 64) 
         lo, hi = int(idx[s]), int(idx[e - 1]) + 1
         runs.append((lo, bytes(data[lo:hi])))
     return runs
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when inside it (as ``make sim`` shows it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = "heft",
