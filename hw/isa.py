@@ -76,7 +76,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from amaranth.hdl import Shape
+from amaranth.hdl import Const, Shape
 from amaranth.lib import data, enum
 
 from .config import UnitKind
@@ -202,7 +202,6 @@ class ExecSpec:
     def invalid(self, func, args) -> Any:
         """One Amaranth value, true when the EXEC of function code ``func`` (a value) with
         the argument ``View`` ``args`` is invalid."""
-        from amaranth.hdl import Const
         bad = Const(0, 1)
         for _, cond in (self.checks(func, args) if self.checks is not None else []):
             bad = bad | cond

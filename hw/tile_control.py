@@ -20,6 +20,7 @@ from typing import Mapping
 
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import memory
+from amaranth.lib.data import View
 
 from .controller import COUNTER_BITS, TileController
 from .isa import COMMAND_BITS, COORD_BITS
@@ -106,7 +107,6 @@ def exec_to_unit(m: Module, ctl: TileController, unit, spec) -> Signal:
     never reaches the unit: the returned ``fault`` rises and stays until the next ``start``,
     and the controller stays at that command (``pc``), as for a refused LOAD or STORE.
     """
-    from amaranth.lib.data import View
     payload = unit.cmd.payload
     args_bits = spec.args.size
     func_bits = len(payload.as_value()) - args_bits

@@ -196,22 +196,29 @@ def add_compile(sub) -> None:
     p.set_defaults(func=cmd_compile)
 
 
-def _model_source(model: str):
-    """A built-in model's proto, or the path of an ONNX file; a name that is neither lists
-    the built-ins and suggests the closest."""
-    import difflib
-
+def _is_builtin(model: str) -> bool:
+    """Whether ``model`` names a built-in model (a file of that name wins)."""
     from . import models
     if model in models.BUILTIN_MODELS and not Path(model).exists():
-        return models.build(model), model
+        return True
     p = Path(model)
     if not p.exists() and p.suffix.lower() != ".onnx" and os.sep not in model:
+        import difflib
         close = difflib.get_close_matches(model, list(models.BUILTIN_MODELS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise CliError(f"{model}: no such file and no built-in model of that name; {hint}"
                        f"accepted: MODEL.onnx or a built-in model "
                        f"({', '.join(models.BUILTIN_MODELS)})")
-    return model, p.stem
+    return False
+
+
+def _model_source(model: str):
+    """``(source, name)``: a built-in model's proto, or the path of an ONNX file; a name
+    that is neither lists the built-ins and suggests the closest (:class:`CliError`)."""
+    from . import models
+    if _is_builtin(model):
+        return models.build(model), model
+    return model, Path(model).stem
 
 
 def decompose_options(args):
@@ -231,8 +238,7 @@ def decompose_options(args):
 
 def _compile(args, dump: Callable | None = None):
     """(pool, onnx ModelProto, operator graph, tiled graph, seconds)."""
-    from . import models
-    from .decompose import DecomposeOptions, decompose
+    from .decompose import decompose
     from .frontend import import_model, load_onnx
     pool = load_config(args.pool)
     options = decompose_options(args)
@@ -348,7 +354,7 @@ def cmd_sim(args) -> int:
     if not args.golden_only:
         from .simflow import RtlNotReady, simulate
         try:
-            _model_source(args.model)           # a misspelt name is refused before the build
+            _is_builtin(args.model)             # a misspelt name is refused before the build
             report = simulate(args.model, args.pool, scheduler=args.scheduler, sim=args.sim,
                               waves=args.waves, seed=args.seed, shapes=dict(args.shape),
                               options=decompose_options(args), out_dir=args.out)

@@ -199,33 +199,21 @@ def _unwritable_paths(tmp_path):
     return [tmp_path / "plain" / "out.x", tmp_path / "adir", "/proc/accelpool/out.x"]
 
 
-@pytest.mark.parametrize("option", ["--json", "--dot"])
-def test_compile_refuses_an_unwritable_output_before_the_work(tmp_path, capsys, monkeypatch,
-                                                              option):
+@pytest.mark.parametrize("command, option", [("compile", "--json"), ("compile", "--dot"),
+                                             ("schedule", "--gantt"), ("schedule", "--trace"),
+                                             ("schedule", "--listing")])
+def test_an_unwritable_output_is_refused_before_the_work(tmp_path, capsys, monkeypatch,
+                                                         command, option):
     from accelpool.sched import cli
 
     def no_work(*a, **k):
         raise AssertionError("compiled before checking the output path")
     monkeypatch.setattr(cli, "_compile", no_work)
     for path in _unwritable_paths(tmp_path):
-        assert main(["compile", "mlp", option, str(path)]) == 2
+        assert main([command, "mlp", option, str(path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"accelpool: error: {option} {path}: ") and err.count("\n") == 1
         assert "accepted: " in err
-
-
-@pytest.mark.parametrize("option", ["--gantt", "--trace", "--listing"])
-def test_schedule_refuses_an_unwritable_output_before_the_work(tmp_path, capsys, monkeypatch,
-                                                               option):
-    from accelpool.sched import cli
-
-    def no_work(*a, **k):
-        raise AssertionError("compiled before checking the output path")
-    monkeypatch.setattr(cli, "_compile", no_work)
-    for path in _unwritable_paths(tmp_path):
-        assert main(["schedule", "mlp", option, str(path)]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith(f"accelpool: error: {option} {path}: ") and err.count("\n") == 1
 
 
 def test_output_folders_that_do_not_exist_yet_are_created(tmp_path, capsys):
@@ -243,22 +231,6 @@ def test_a_misspelt_built_in_model_lists_them_and_suggests_the_closest(capsys):
     assert err.startswith("accelpool: error: mixd: no such file and no built-in model of that "
                           "name; did you mean 'mixed'? accepted: MODEL.onnx or a built-in model")
     assert "gcn" in err and "transformer" in err
-
-
-@pytest.mark.parametrize("cmd", [["sim", "mlp", "--golden-only"], ["schedule", "mlp", "--run"]])
-def test_a_negative_seed_names_the_option(cmd, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([*cmd, "--seed", "-1"])
-    assert e.value.code == 2
-    assert "argument --seed: '-1' refused; accepted: an integer >= 0" in capsys.readouterr().err
-
-
-def test_sim_validates_the_scheduler_even_golden_only(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["sim", "mlp", "--golden-only", "--scheduler", "hef"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert "invalid choice: 'hef'" in err and "'heft'" in err
 
 
 def test_sim_out_folder_is_checked_before_any_work(tmp_path, capsys):
