@@ -5,6 +5,7 @@ The project installs as ``accelpool.hw`` / ``accelpool.sched`` / ``accelpool.tb`
 standard library's ``sched`` module must never shadow it, whatever the working directory.
 """
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -82,9 +83,13 @@ def test_the_standard_librarys_sched_does_not_shadow_the_package(tmp_path):
 def test_wheel_installs_into_a_fresh_venv_and_runs_from_tmp(tmp_path):
     """``pip install .`` (not editable) into a fresh venv; the installed command from
     ``tmp_path`` runs compile, schedule and ``sim --golden-only``, and the configs ship."""
+    # built from a copy, so that setuptools' build/ folder never lands in the checkout
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".venv", "sim_build", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis"))
     wheels = tmp_path / "wheels"
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                        str(wheels), str(REPO)], capture_output=True, text=True, timeout=600)
+                        str(wheels), str(src)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     (wheel,) = wheels.glob("accelpool-*.whl")
     env_dir = tmp_path / "venv"
