@@ -38,9 +38,12 @@ Memory layout (:class:`BufferLayout`)
   bytes is a multiple of the flit size (``pool.mesh.flit_bits // 8``, 8 bytes by default);
   bases are 32-byte aligned. A 1-D buffer is one row. The padding holds nothing: memory
   starts zeroed and the units may write anything there.
-- An alias (reshape) shares its base's storage and must agree with its padded layout: it
-  keeps the base's last dimension, or both row sizes are flit multiples (no padding at
-  all); anything else is a :class:`CodegenError`.
+- An alias (reshape) shares its base's storage. When one keeps the base's last dimension
+  it shares the padded layout; when one changes it (a convolution's ``[C, H*W]`` result
+  of an image ``[C, H, W]``), the base and all its views are stored without row padding
+  (:func:`_dense_bases`), so each view is row-major over the same bytes, and only a view
+  whose rows are flit multiples can be moved row by row (a LOAD/STORE of several
+  unaligned rows is a :class:`CodegenError`).
 - A LOAD or STORE moves contiguous runs whose address and length are flit multiples (the
   NI moves whole flits). A run is one row of an operand box, rounded out to flit
   boundaries only into that row's own padding: a box row must start on a flit boundary
@@ -386,7 +389,7 @@ def _row_runs(layouts: Mapping[str, "BufferLayout"], ref: TensorRef, fb: int,
     lay = layouts[ref.buffer]
     rows, c0, w = lay.box_rows(ref)
     e = lay.elem
-    if (c0 * e) % fb or ((c0 + w) * e % fb and c0 + w != lay.cols):
+    if lay.pitch % fb == 0 and ((c0 * e) % fb or ((c0 + w) * e % fb and c0 + w != lay.cols)):
         raise CodegenError(
             f"{who}{ref}: a LOAD/STORE moves whole {fb}-byte flits and may round a row "
             f"out only into the row's padding, but columns {c0}..{c0 + w - 1} of "
@@ -396,6 +399,17 @@ def _row_runs(layouts: Mapping[str, "BufferLayout"], ref: TensorRef, fb: int,
             f"row's last column")
     length = _ceil(w * e, fb)
     base = lay.addr + c0 * e
+    if lay.pitch % fb:
+        start = rows * lay.pitch + c0 * e
+        end = start + w * e
+        if (start % fb).any() or ((end % fb != 0) & (end != lay.nbytes)).any():
+            raise CodegenError(
+                f"{who}{ref}: a LOAD/STORE moves whole {fb}-byte flits, but the rows of "
+                f"{ref.buffer} ({lay.cols} x {e}-byte elements) are stored without padding, "
+                f"{lay.pitch} bytes apart, because a reshape of the buffer changes its last "
+                f"dimension; the box's rows do not start and end on flit boundaries. "
+                f"Accepted: a view of the buffer whose rows are multiples of {fb} bytes, or "
+                f"a box ending at the buffer's end")
     return [(base + int(r) * lay.pitch, length) for r in rows]
 
 
@@ -421,17 +435,32 @@ def channels_last_buffers(g: Graph, fb: int) -> dict[str, int]:
     return blocks
 
 
+def _dense_bases(g: Graph, cl: Mapping[str, int]) -> set[str]:
+    """Row-major base buffers a reshape views with another last dimension: stored without
+    row padding, so every view is a row-major view of the same bytes."""
+    out = set()
+    for b in g.buffers.values():
+        if b.alias_of is None:
+            continue
+        base = g.base(b.name)
+        if base.name not in cl and (tuple(b.shape) or (1,))[-1] != (tuple(base.shape) or (1,))[-1]:
+            out.add(base.name)
+    return out
+
+
 def _layouts(g: Graph, fb: int) -> tuple[dict[str, BufferLayout], int]:
     lays: dict[str, BufferLayout] = {}
     top = 0
     cl = channels_last_buffers(g, fb)
+    dense = _dense_bases(g, cl)
     for b in g.buffers.values():
         if b.alias_of is None:
             e = b.dtype.bytes
             shape = tuple(b.shape)
             blk = cl.get(b.name, 0)
             lay = BufferLayout(b.name, top, shape, e, 0, channels_last=bool(blk), block=blk)
-            lays[b.name] = lay = BufferLayout(b.name, top, shape, e, _ceil(lay.cols * e, fb),
+            pitch = lay.cols * e if b.name in dense else _ceil(lay.cols * e, fb)
+            lays[b.name] = lay = BufferLayout(b.name, top, shape, e, pitch,
                                               channels_last=bool(blk), block=blk)
             top += _ceil(lay.nbytes, ALIGN)
     for b in g.buffers.values():
@@ -447,16 +476,7 @@ def _layouts(g: Graph, fb: int) -> tuple[dict[str, BufferLayout], int]:
                                         view_of=None if same else base.name)
             continue
         cols = shape[-1] if shape else 1
-        pitch = _ceil(cols * e, fb)
-        dense = base.pitch == base.cols * e and pitch == cols * e
-        if cols != base.cols and not dense:
-            raise CodegenError(
-                f"Buffer {b.name!r} {list(shape)} reshapes {base.name!r} {list(base.shape)}, "
-                f"whose rows of {base.cols} x {e}-byte elements are padded to {base.pitch} "
-                f"bytes (whole {fb}-byte flits); the reshape changes the last dimension, so "
-                f"its elements are not where a row-major view of the padded rows would put "
-                f"them. Accepted: a reshape keeping the last dimension, or both row sizes "
-                f"multiples of {fb} bytes")
+        pitch = cols * e if base.name in dense else base.pitch
         lays[b.name] = BufferLayout(b.name, base.addr, shape, e, pitch)
     return lays, top
 

@@ -140,10 +140,12 @@ class TilePlan:
     gnn_lanes: int = 8
     gnn_spad: int = 65536
     has_smu: bool = True
+    flit_bytes: int = 8
 
     @classmethod
     def from_pool(cls, pool: PoolConfig, options: DecomposeOptions = DecomposeOptions()) -> "TilePlan":
-        kw: dict = {"options": options, "has_smu": bool(pool.tiles_of(UnitKind.SMU))}
+        kw: dict = {"options": options, "has_smu": bool(pool.tiles_of(UnitKind.SMU)),
+                    "flit_bytes": pool.mesh.flit_bits // 8}
         if (t := _first(pool, UnitKind.DMU)) is not None:
             kw.update(dmu_rows=t["rows"], dmu_cols=t["cols"], dmu_spad=t.scratchpad_bytes)
         if (t := _first(pool, UnitKind.LPU)) is not None:
@@ -437,23 +439,47 @@ def _tile_conv(g: Graph, op: MicroOp, plan: TilePlan) -> None:
                                  "KH": s["KH"], "KW": s["KW"], "OH": ohs, "OW": s["OW"]}, attrs))
 
 
-def _view2d(g: Graph, ref: TensorRef) -> TensorRef:
-    """A whole-buffer ref as a ref to a [rows, last] view of its buffer."""
+def _view2d(g: Graph, ref: TensorRef, cols: int | None = None) -> TensorRef:
+    """A whole-buffer ref as a ref to a ``[rows, cols]`` view of its buffer (``cols``: the
+    last dimension unless given)."""
     b = g.buffers[ref.buffer]
     if ref.shape != b.shape:
         raise ValueError(f"element-wise operand {ref} must cover its whole buffer")
-    shape = (math.prod(b.shape[:-1]) if len(b.shape) > 1 else 1, b.shape[-1])
-    if len(b.shape) == 2:
-        return ref
+    if cols is None or cols == (b.shape[-1] if b.shape else 1):
+        if len(b.shape) == 2:
+            return ref
+        shape = (math.prod(b.shape[:-1]) if len(b.shape) > 1 else 1, b.shape[-1])
+    else:
+        shape = (b.size // cols, cols)
     name = f"{b.name}.view{shape[0]}x{shape[1]}"
     if name not in g.buffers:
         g.add_buffer(Buffer(name, shape, b.dtype, alias_of=b.name, quant=b.quant))
     return TensorRef(name, (0, 0), shape)
 
 
+def _vector_cols(g: Graph, op: MicroOp, fb: int) -> int | None:
+    """The row length of an element-wise micro-op's 2-D views: the last dimension, or, when
+    its rows are not whole flits of every operand, the trailing dimensions merged until
+    they are (a 14 x 14 map's rows of 28 bytes become rows of 196 elements), so the rows
+    move as whole flits. None (the last dimension) when an operand broadcasts or nothing
+    merges to whole flits."""
+    shape = tuple(g.buffers[op.outputs[0].buffer].shape)
+    refs = [r for r in op.inputs if r.size > 1] + list(op.outputs)
+    if len(shape) < 2 or any(tuple(g.buffers[r.buffer].shape) != shape
+                             or tuple(r.shape) != shape for r in refs):
+        return None
+    sizes = {g.buffers[r.buffer].dtype.bytes for r in refs}
+    for k in range(1, len(shape) + 1):
+        cols = math.prod(shape[-k:])
+        if all(cols * e % fb == 0 for e in sizes):
+            return None if k == 1 else cols
+    return None
+
+
 @_tiles(OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE, OpType.DEQUANTIZE)
 def _tile_vector(g: Graph, op: MicroOp, plan: TilePlan) -> None:
-    y = _view2d(g, op.outputs[0])
+    vcols = _vector_cols(g, op, plan.flit_bytes)
+    y = _view2d(g, op.outputs[0], vcols)
     rows, cols = y.shape
     per_elem = sum(g.buffers[r.buffer].dtype.bytes for r in op.inputs + op.outputs)
     vec = plan.vector(per_elem)
@@ -464,7 +490,7 @@ def _tile_vector(g: Graph, op: MicroOp, plan: TilePlan) -> None:
         if r.size == 1:
             ins2.append(("scalar", r))
         elif r.shape == op.outputs[0].shape or r.size == y.size:
-            ins2.append(("full", _view2d(g, r)))
+            ins2.append(("full", _view2d(g, r, vcols)))
         else:  # a vector broadcast along the last dimension
             ins2.append(("row", r))
     for ri, (r0, rs) in enumerate(_blocks(rows, tr)):

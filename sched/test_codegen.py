@@ -119,21 +119,32 @@ def test_box_rows_round_only_into_their_own_padding():
         del prog.layouts["tmp5"]
 
 
-def test_alias_must_agree_with_the_padded_layout():
+def test_a_reshape_changing_the_last_dimension_stores_its_base_unpadded():
+    """[4, 6] BF16 (12-byte rows) viewed as [6, 4]: both are stored without row padding, so
+    element (r, c) of either is at ``addr + (r * cols + c) * 2``; a LOAD of several of the
+    base's 12-byte rows is refused (they do not start on flits), one row or the view's
+    8-byte rows are moved."""
     g = Graph("alias")
-    g.add_buffer(Buffer("x", (4, 6), DType.BF16, BufferKind.INPUT))      # 12-byte rows -> 16
+    g.add_buffer(Buffer("x", (4, 6), DType.BF16, BufferKind.INPUT))
     g.add_buffer(Buffer("x.view6x4", (6, 4), DType.BF16, alias_of="x"))
-    with pytest.raises(CodegenError, match=r"Buffer 'x.view6x4' \[6, 4\] reshapes 'x' \[4, 6\], "
-                                           r"whose rows of 6 x 2-byte elements are padded to 16 "
-                                           r"bytes .* Accepted: a reshape keeping the last "
-                                           r"dimension, or both row sizes multiples of 8 bytes"):
-        codegen._layouts(g, 8)
-    ok = Graph("alias_ok")
-    ok.add_buffer(Buffer("x", (2, 8), DType.BF16, BufferKind.INPUT))      # 16-byte rows
-    ok.add_buffer(Buffer("x.view4x4", (4, 4), DType.BF16, alias_of="x"))  # 8-byte rows
-    ok.add_buffer(Buffer("x.view1x2x8", (1, 2, 8), DType.BF16, alias_of="x"))
-    lays, top = codegen._layouts(ok, 8)
-    assert lays["x.view4x4"].pitch == 8 and lays["x.view1x2x8"].pitch == 16 and top == 32
+    g.add_buffer(Buffer("z", (4, 6), DType.BF16, BufferKind.INPUT))      # no reshape: padded
+    lays, _ = codegen._layouts(g, 8)
+    assert (lays["x"].pitch, lays["x.view6x4"].pitch, lays["z"].pitch) == (12, 8, 16)
+    vals = np.arange(24, dtype=np.int16).reshape(4, 6).view(ml_dtypes.bfloat16)
+    raw = lays["x"].pack(vals)
+    assert np.array_equal(lays["x.view6x4"].unpack(raw, ml_dtypes.bfloat16).view(np.int16),
+                          vals.view(np.int16).reshape(6, 4))
+    base = lays["x"].addr
+    assert codegen._row_runs(lays, TensorRef("x.view6x4", (0, 0), (6, 4)), 8) == \
+        [(base + 8 * r, 8) for r in range(6)]
+    # boxes of the base's unpadded 12-byte rows move when they start and end on flits (or
+    # end at the buffer's end, rounding into the space after it), never into another row
+    assert codegen._row_runs(lays, TensorRef("x", (2, 0), (1, 4)), 8) == [(base + 24, 8)]
+    assert codegen._row_runs(lays, TensorRef("x", (3, 2), (1, 4)), 8) == [(base + 40, 8)]
+    for r0, rows in ((0, 1), (0, 2), (3, 1)):
+        with pytest.raises(CodegenError, match=rf"x\[{r0}:{r0 + rows},0:6\]: .* stored without "
+                                               r"padding, 12 bytes apart, because a reshape"):
+            codegen._row_runs(lays, TensorRef("x", (r0, 0), (rows, 6)), 8)
 
 
 def test_unit_format_constants():

@@ -397,3 +397,19 @@ def test_micro_op_estimate_matches_the_decomposition():
         est = estimate_micro_ops(g, TilePlan.from_pool(cfg))
         n = len(decompose(g, cfg))
         assert est <= n <= est + 4, (name, est, n)
+
+
+@pytest.mark.parametrize("shape, bias, view", [
+    ((1, 6, 14, 14), None, (6, 196)),        # 28-byte rows: merged to 392-byte rows
+    ((1, 6, 16, 16), None, (96, 16)),        # whole flits already: the last dimension
+    ((1, 6, 5, 5), None, (30, 5)),           # 10, 50, 300 bytes: no merge is whole flits
+    ((1, 6, 14, 14), (14,), (84, 14)),       # a broadcast row keeps the last dimension
+])
+def test_element_wise_views_merge_rows_into_whole_flits(shape, bias, view):
+    nodes, inits = [helper.make_node("Relu", ["x"], ["y"])], {}
+    if bias is not None:
+        nodes = [helper.make_node("Add", ["x", "b"], ["y"])]
+        inits["b"] = np.ones(bias, np.float32)
+    g = compile_model(make(nodes, [vi("x", list(shape))], [vi("y", list(shape))], inits), POOL)
+    (op,) = g.ops
+    assert tuple(g.buffers[op.outputs[0].buffer].shape) == view

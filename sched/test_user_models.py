@@ -56,6 +56,46 @@ def _pruned_fc_with_bias():
                   {"w": w, "b": _f32(32)})
 
 
+def lenet_maps():
+    """Two float convolutions on LeNet-sized maps, 14x14 and 6x6 results whose rows (28 and
+    12 bytes of BF16) are not whole 8-byte flits, then a flatten and a fully connected
+    layer."""
+    return _model([helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+                   helper.make_node("Relu", ["c1"], ["r1"]),
+                   helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2]),
+                   helper.make_node("Relu", ["c2"], ["r2"]),
+                   helper.make_node("Flatten", ["r2"], ["f"]),
+                   helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)],
+                  [1, 1, 16, 16], [1, 10],
+                  {"w1": _f32(6, 1, 3, 3, scale=0.3), "b1": _f32(6),
+                   "w2": _f32(4, 6, 3, 3, scale=0.2), "b2": _f32(4),
+                   "fw": _f32(10, 144, scale=0.1), "fb": _f32(10)})
+
+
+def qlenet_maps():
+    """The same maps quantized: QLinearConv on the convolution engine (14x14 then 6x6 INT8
+    maps, rows of 14 and 6 bytes), a flatten and a QLinearMatMul."""
+    from accelpool.sched import models as m
+    rng = np.random.default_rng(5)
+    x = m.example_inputs_for({"x": (1, 1, 16, 16)})["x"]
+    nodes, inits = [], {}
+    x_s, x_zp = 1 / 127, -3
+    inits["xq_s"], inits["xq_zp"] = np.float32(x_s), np.int8(x_zp)
+    nodes.append(helper.make_node("QuantizeLinear", ["x", "xq_s", "xq_zp"], ["xq"]))
+    xq = m._quantize(x, x_s, x_zp)
+    h1, s1, z1 = m._qconv_layer("qconv1", xq, x_s, x_zp, m._w(rng, 6, 1, 3, 3, fan_in=9),
+                                m._w(rng, 6, fan_in=9), 0, 1, nodes, inits, "xq", "h1")
+    h2, s2, z2 = m._qconv_layer("qconv2", h1, s1, z1, m._w(rng, 8, 6, 3, 3, fan_in=54),
+                                m._w(rng, 8, fan_in=54), 0, 2, nodes, inits, "h1", "h2")
+    nodes.append(helper.make_node("Flatten", ["h2"], ["f"]))
+    inits["f_s"], inits["f_zp"] = np.float32(s2), np.int8(z2)
+    m._qmatmul_layer("qfc", h2.reshape(1, -1), s2, z2, m._w(rng, 288, 10), nodes, inits,
+                     "f", "yq")
+    nodes.append(helper.make_node("DequantizeLinear", ["yq", "yq_s", "yq_zp"], ["y"]))
+    return m._model("qlenet", nodes, [m._vi("x", (1, 1, 16, 16))], [m._vi("y", (1, 10))],
+                    inits)
+
+
 MODELS = {
     "bias_1xN": lambda: _bias_add([1, 16]),
     "bias_1x1xN": lambda: _bias_add([1, 1, 16]),
@@ -63,6 +103,8 @@ MODELS = {
     "float_cnn": _float_cnn,
     "gemm_alpha_beta_transB": _gemm_alpha_beta,
     "pruned_fc_with_bias": _pruned_fc_with_bias,
+    "lenet_maps": lenet_maps,
+    "qlenet_maps": qlenet_maps,
 }
 
 
@@ -95,3 +137,21 @@ def test_gemm_beta_is_honoured(tmp_path, capsys):
         onnx.save(m, path)
         assert main(["sim", str(path), "--golden-only"]) == 0
         assert "within tolerance" in capsys.readouterr().out
+
+
+def test_an_unpadded_buffer_read_by_unaligned_rows_is_refused(monkeypatch):
+    """With the element-wise views kept at the maps' last dimension, the ReLU reads rows of
+    14 BF16 elements (28 bytes) of a buffer stored without padding (the convolution wrote
+    it as [6, 196]): codegen refuses the LOADs instead of moving misaligned flits."""
+    from accelpool.sched import decompose
+    from accelpool.sched.codegen import CodegenError, compile_schedule
+    from accelpool.sched.cost.model import CostModel
+    from accelpool.sched.pool import Pool
+    from accelpool.sched.schedulers import heft
+    g = decompose.compile_model(lenet_maps())
+    pool = Pool.from_config()
+    compile_schedule(g, heft(g.dag, pool, CostModel(pool)))
+    monkeypatch.setattr(decompose, "_vector_cols", lambda g, op, fb: None)
+    g = decompose.compile_model(lenet_maps())
+    with pytest.raises(CodegenError, match="rows of 14 bf16 elements are not whole 8-byte"):
+        compile_schedule(g, heft(g.dag, pool, CostModel(pool)))

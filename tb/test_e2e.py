@@ -14,7 +14,8 @@ Icarus (``make test``) runs the MLP, the GCN, the quantized CNN (the convolution
 and mixed (all six unit kinds and the memory tile's layout engine), which must also take
 exactly as many cycles, and leave the same traces, as on Verilator; cnn, whose im2col runs
 on the memory tile's layout engine, takes about 4 minutes of Icarus simulation, so it runs
-on Verilator only. Beside the models, SPMM tiles lowered for the SMU (a small graph of
+on Verilator only. LeNet-sized maps whose rows are not whole flits (float and quantized)
+run on Icarus too. Beside the models, SPMM tiles lowered for the SMU (a small graph of
 ``sched/test_codegen.py``) run on Icarus.
 """
 
@@ -67,6 +68,18 @@ def test_model_on_verilator(model):
 @pytest.mark.parametrize("model", ["mlp", "gcn", "qcnn", "mixed"])
 def test_model_on_icarus(model):
     _check(run(model, "icarus"))
+
+
+@pytest.mark.parametrize("build", ["lenet_maps", "qlenet_maps"])
+def test_maps_whose_rows_are_not_whole_flits_on_icarus(build, tmp_path):
+    """14x14 and 6x6 maps (BF16 rows of 28 and 12 bytes through the DMU and the layout
+    engine; INT8 rows of 14 and 6 bytes on the convolution engine), bit-exact on the RTL."""
+    import onnx
+
+    from accelpool.sched import test_user_models
+    path = tmp_path / f"{build}.onnx"
+    onnx.save(getattr(test_user_models, build)(), path)
+    _check(simulate(str(path), "default", sim="icarus", out_dir=tmp_path, progress=False))
 
 
 @pytest.mark.slow
