@@ -3,6 +3,8 @@ needs codegen EXEC layouts, see sched/simflow.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,38 @@ def test_sim_hands_shape_max_k_tile_and_sparse_threshold_to_the_rtl_runs_decompo
     assert g.buffers[g.inputs[0]].shape[0] == 8
     gemms = [o for o in g.ops if o.op.value == "gemm"]
     assert gemms and max(o.inputs[0].shape[1] for o in gemms) == 16
+
+
+def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsys):
+    """A model in a read-only folder: ``sim --out DIR`` writes the Gantt chart and both
+    traces into DIR, named by model, scheduler and simulator; without ``--out`` they go to
+    the build's reports folder; nothing lands beside the model."""
+    import onnx
+
+    from accelpool.sched.cli import main
+    from accelpool.sched.test_frontend import relu_model
+    from accelpool.tb.harness import IN_CHECKOUT
+    models_dir, out = tmp_path / "models", tmp_path / "out"
+    models_dir.mkdir()
+    onnx.save(relu_model((8, 16)), models_dir / "net.onnx")
+    models_dir.chmod(0o555)
+    try:
+        assert main(["sim", str(models_dir / "net.onnx"), "--sim", "icarus", "--scheduler",
+                     "greedy", "--out", str(out)]) == 0, capsys.readouterr().err
+        stem = "net_greedy_icarus"
+        assert sorted(p.name for p in out.iterdir()) == [
+            f"{stem}_gantt.png", f"{stem}_measured_trace.json", f"{stem}_predicted_trace.json"]
+        printed = capsys.readouterr().out
+        assert all(f"{stem}_{k}" in printed for k in ("gantt.png", "measured_trace.json"))
+        assert main(["sim", str(models_dir / "net.onnx"), "--sim", "icarus"]) == 0
+        wrote = [ln.split(" ", 1)[1] for ln in capsys.readouterr().out.splitlines()
+                 if ln.startswith("wrote ")]
+        assert len(wrote) == 3
+        for w in wrote:
+            p = Path(w).resolve()
+            assert p.parent.name == "reports" and p.name.startswith("net_heft_icarus_"), p
+            if IN_CHECKOUT:
+                assert "sim_build" in p.parts
+        assert [p.name for p in models_dir.iterdir()] == ["net.onnx"]
+    finally:
+        models_dir.chmod(0o755)
