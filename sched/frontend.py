@@ -483,8 +483,9 @@ _POOLING = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 class _Importer:
     """State of one import: constants, tensor -> buffer map, the graph being built."""
 
-    def __init__(self, proto: onnx.ModelProto, name: str):
+    def __init__(self, proto: onnx.ModelProto, name: str, flit_bytes: int = 8):
         self.proto = proto
+        self.flit_bytes = flit_bytes        # the pool's NoC flit: rows move in whole flits
         self.graph = Graph(name)
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t)
                                               for t in proto.graph.initializer}
@@ -659,7 +660,8 @@ def import_model(model: str | Path | bytes | onnx.ModelProto, pool: PoolConfig |
     proto = load_onnx(model, input_shapes)
     if name is None:
         name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "model")
-    imp = _Importer(proto, sanitize(name))
+    imp = _Importer(proto, sanitize(name),
+                    flit_bytes=pool.mesh.flit_bits // 8 if pool is not None else 8)
     inits = {t.name for t in proto.graph.initializer}
     in_names = input_buffer_names(proto)
     for inp in proto.graph.input:
@@ -974,7 +976,14 @@ def _conv_attrs(imp: _Importer, x_shape: Sequence[int], w_shape: Sequence[int]):
 
 @_handles("Conv")
 def _conv(imp: _Importer, node: onnx.NodeProto) -> None:
-    """Float conv: per image, im2col (memory-tile data movement) then a GEMM on the DMU."""
+    """Float conv: per image, im2col (memory-tile data movement) then a GEMM on the DMU.
+
+    The GEMM writes each output channel's ``OH*OW`` map as one row, moved in whole flits.
+    When a map is not a whole number of flits (BF16 ``OH*OW`` not a multiple of
+    ``flit / 2``: 7x7, 13x13), the im2col is padded on the right to ``OWp`` output columns
+    (the row length rounded up to whole flits), the GEMM writes ``[OC, OH*OWp]`` into a
+    temporary, and two memory-tile transposes crop it to ``[OC*OH, OW]`` rows of the
+    result (``T(T(wide[:, :OW]))``)."""
     tx, tw = node.input[0], node.input[1]
     tbias = node.input[2] if len(node.input) > 2 and node.input[2] else None
     _float_operand(imp, tx)
@@ -989,10 +998,20 @@ def _conv(imp: _Importer, node: onnx.NodeProto) -> None:
         cbuf = imp.const_buffer(np.asarray(imp.const(tbias, "the bias"), np.float32).reshape(oc, 1),
                                 DType.FP32, tbias)
     y = imp.result(node.output[0], DType.BF16)
-    yv = imp.view(y, (n, oc, oh * ow))
+    e, fb = DType.BF16.bytes, imp.flit_bytes
+    owp = ow if oh * ow * e % fb == 0 else -(-ow * e // fb) * fb // e
+    if owp == ow:
+        yv = imp.view(y, (n, oc, oh * ow))
+    else:
+        wide = imp.graph.add_buffer(Buffer(imp.graph.unique_name(f"{y.name}.wide"),
+                                           (n, oc, oh, owp), DType.BF16))
+        yv, wrows = imp.view(wide, (n, oc, oh * owp)), imp.view(wide, (n * oc * oh, owp))
+        yrows = imp.view(y, (n * oc * oh, ow))
+        pt, pl, pb, pr = pads
+        pads = (pt, pl, pb, pr + (owp - ow) * strides[1])
     for i in range(n):
         cols = imp.graph.add_buffer(Buffer(imp.graph.unique_name(f"{y.name}.cols{i}"),
-                                           (c * kh * kw, oh * ow), DType.BF16))
+                                           (c * kh * kw, oh * owp), DType.BF16))
         imp.add(f"im2col{i}", OpType.LAYOUT, DType.BF16,
                 [TensorRef(x.name, (i, 0, 0, 0), (1,) + x.shape[1:])], [TensorRef.whole(cols)],
                 func=LayoutFunc.IM2COL, shape={"n": cols.size},
@@ -1003,8 +1022,18 @@ def _conv(imp: _Importer, node: onnx.NodeProto) -> None:
             ins.append(TensorRef.whole(cbuf))
             attrs["c_broadcast"] = "col"
         imp.add(f"gemm{i}", OpType.GEMM, DType.BF16, ins,
-                [TensorRef(yv.name, (i, 0, 0), (1, oc, oh * ow))],
-                shape={"M": oc, "K": c * kh * kw, "N": oh * ow}, attrs=attrs)
+                [TensorRef(yv.name, (i, 0, 0), (1, oc, oh * owp))],
+                shape={"M": oc, "K": c * kh * kw, "N": oh * owp}, attrs=attrs)
+        if owp != ow:
+            rows = oc * oh
+            t = imp.graph.add_buffer(Buffer(imp.graph.unique_name(f"{y.name}.crop{i}"),
+                                            (ow, rows), DType.BF16))
+            imp.add(f"crop{i}.T", OpType.LAYOUT, DType.BF16,
+                    [TensorRef(wrows.name, (i * rows, 0), (rows, ow))], [TensorRef.whole(t)],
+                    func=LayoutFunc.TRANSPOSE, shape={"n": rows * ow})
+            imp.add(f"crop{i}.TT", OpType.LAYOUT, DType.BF16, [TensorRef.whole(t)],
+                    [TensorRef(yrows.name, (i * rows, 0), (rows, ow))],
+                    func=LayoutFunc.TRANSPOSE, shape={"n": rows * ow})
 
 
 _ACTS = {"Relu": ActFunc.RELU, "LeakyRelu": ActFunc.LEAKY_RELU, "Sigmoid": ActFunc.SIGMOID,

@@ -50,16 +50,42 @@ def test_float_model_is_lowered_to_bf16_with_fp32_bias():
 
 
 def test_float_conv_is_im2col_then_dmu_gemm_per_image():
+    """8x8 maps (128 bytes of BF16, whole flits): im2col then a GEMM per image."""
     m = make([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="c", kernel_shape=[3, 3],
                                pads=[1, 1, 1, 1], strides=[2, 2])],
-             [vi("x", [2, 3, 9, 9])], [vi("y", [2, 4, 5, 5])],
+             [vi("x", [2, 3, 16, 16])], [vi("y", [2, 4, 8, 8])],
              {"w": np.ones((4, 3, 3, 3), np.float32), "b": np.zeros(4, np.float32)})
     g = import_model(m)
     kinds = [(o.op, o.func) for o in g.ops]
     assert kinds == [(OpType.LAYOUT, LayoutFunc.IM2COL), (OpType.GEMM, None)] * 2
     gemm = g.op("c/gemm1")
-    assert dict(gemm.shape) == {"M": 4, "K": 27, "N": 25}
+    assert dict(gemm.shape) == {"M": 4, "K": 27, "N": 64}
     assert gemm.attrs["c_broadcast"] == "col"
+
+
+def test_float_conv_on_maps_that_are_not_whole_flits_is_cropped_by_two_transposes():
+    """5x5 maps (50 bytes): the im2col is padded on the right to 8 output columns (16-byte
+    rows), the GEMM writes [4, 5*8] and two transposes crop it into the [4*5, 5] rows of
+    the result; the golden run equals onnxruntime's."""
+    m = make([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="c", kernel_shape=[3, 3],
+                               pads=[1, 1, 1, 1], strides=[2, 2])],
+             [vi("x", [2, 3, 9, 9])], [vi("y", [2, 4, 5, 5])],
+             {"w": np.random.default_rng(12).standard_normal((4, 3, 3, 3)).astype(np.float32),
+              "b": np.ones(4, np.float32)})
+    g = import_model(m)
+    kinds = [(o.op, o.func) for o in g.ops]
+    assert kinds == [(OpType.LAYOUT, LayoutFunc.IM2COL), (OpType.GEMM, None),
+                     (OpType.LAYOUT, LayoutFunc.TRANSPOSE), (OpType.LAYOUT, LayoutFunc.TRANSPOSE)] * 2
+    im2col, gemm = g.op("c/im2col1"), g.op("c/gemm1")
+    assert im2col.attrs["pads"] == (1, 1, 1, 1 + 3 * 2)
+    assert dict(gemm.shape) == {"M": 4, "K": 27, "N": 40}
+    assert [tuple(r.shape) for o in list(g.ops)[2:4] for r in o.inputs + o.outputs] == \
+        [(20, 5), (5, 20), (5, 20), (20, 5)]
+    from accelpool.sched.decompose import decompose
+    from accelpool.sched.golden.executor import compare_with_onnxruntime
+    x = {"x": np.random.default_rng(11).standard_normal((2, 3, 9, 9)).astype(np.float32)}
+    (cmp,) = compare_with_onnxruntime(m, decompose(g, load_config()), x)
+    assert cmp.ok and cmp.max_ref > 0.1, str(cmp)
 
 
 def test_layout_operators_are_aliases_without_micro_ops():

@@ -57,24 +57,26 @@ def _pruned_fc_with_bias():
 
 
 def lenet_maps():
-    """Two float convolutions on LeNet-sized maps, 14x14 and 6x6 results whose rows (28 and
-    12 bytes of BF16) are not whole 8-byte flits, then a flatten and a fully connected
-    layer."""
+    """Two float convolutions on LeNet-sized maps, then a flatten and a fully connected
+    layer: a 14x14 result, whose rows (28 bytes of BF16) are not whole 8-byte flits but
+    whose maps are, and a 7x7 one (3x3, stride 2, pad 1), whose maps (98 bytes) are not
+    either."""
     return _model([helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
                    helper.make_node("Relu", ["c1"], ["r1"]),
-                   helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2]),
+                   helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2],
+                                    pads=[1, 1, 1, 1]),
                    helper.make_node("Relu", ["c2"], ["r2"]),
                    helper.make_node("Flatten", ["r2"], ["f"]),
                    helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)],
                   [1, 1, 16, 16], [1, 10],
                   {"w1": _f32(6, 1, 3, 3, scale=0.3), "b1": _f32(6),
                    "w2": _f32(4, 6, 3, 3, scale=0.2), "b2": _f32(4),
-                   "fw": _f32(10, 144, scale=0.1), "fb": _f32(10)})
+                   "fw": _f32(10, 196, scale=0.1), "fb": _f32(10)})
 
 
 def qlenet_maps():
-    """The same maps quantized: QLinearConv on the convolution engine (14x14 then 6x6 INT8
-    maps, rows of 14 and 6 bytes), a flatten and a QLinearMatMul."""
+    """The same maps quantized: QLinearConv on the convolution engine (14x14 then 7x7 INT8
+    maps, rows of 14 and 7 bytes), a flatten and a QLinearMatMul."""
     from accelpool.sched import models as m
     rng = np.random.default_rng(5)
     x = m.example_inputs_for({"x": (1, 1, 16, 16)})["x"]
@@ -86,10 +88,10 @@ def qlenet_maps():
     h1, s1, z1 = m._qconv_layer("qconv1", xq, x_s, x_zp, m._w(rng, 6, 1, 3, 3, fan_in=9),
                                 m._w(rng, 6, fan_in=9), 0, 1, nodes, inits, "xq", "h1")
     h2, s2, z2 = m._qconv_layer("qconv2", h1, s1, z1, m._w(rng, 8, 6, 3, 3, fan_in=54),
-                                m._w(rng, 8, fan_in=54), 0, 2, nodes, inits, "h1", "h2")
+                                m._w(rng, 8, fan_in=54), 1, 2, nodes, inits, "h1", "h2")
     nodes.append(helper.make_node("Flatten", ["h2"], ["f"]))
     inits["f_s"], inits["f_zp"] = np.float32(s2), np.int8(z2)
-    m._qmatmul_layer("qfc", h2.reshape(1, -1), s2, z2, m._w(rng, 288, 10), nodes, inits,
+    m._qmatmul_layer("qfc", h2.reshape(1, -1), s2, z2, m._w(rng, 392, 10), nodes, inits,
                      "f", "yq")
     nodes.append(helper.make_node("DequantizeLinear", ["yq", "yq_s", "yq_zp"], ["y"]))
     return m._model("qlenet", nodes, [m._vi("x", (1, 1, 16, 16))], [m._vi("y", (1, 10))],

@@ -72,8 +72,9 @@ def test_model_on_icarus(model):
 
 @pytest.mark.parametrize("build", ["lenet_maps", "qlenet_maps"])
 def test_maps_whose_rows_are_not_whole_flits_on_icarus(build, tmp_path):
-    """14x14 and 6x6 maps (BF16 rows of 28 and 12 bytes through the DMU and the layout
-    engine; INT8 rows of 14 and 6 bytes on the convolution engine), bit-exact on the RTL."""
+    """14x14 and 7x7 maps (BF16 rows of 28 and 14 bytes through the DMU and the layout
+    engine, the 7x7 maps cropped by transposes; INT8 rows of 14 and 7 bytes on the
+    convolution engine), bit-exact on the RTL."""
     import onnx
 
     from accelpool.sched import test_user_models
