@@ -29,7 +29,7 @@ from accelpool.sched.cost.model import CostModel
 from accelpool.sched.pool import Pool
 from accelpool.sched.report import gantt_png, write_trace
 from accelpool.sched.schedulers import SCHEDULERS, lower_bound
-from accelpool.sched.suite import SKIPPED, benchmark_suite, random_dag
+from accelpool.sched.suite import benchmark_suite, random_dag
 
 SPEED_SIZES = (10_000, 100_000)
 
@@ -92,9 +92,6 @@ def quality(figs: dict[str, float], draw: bool = True) -> None:
                 ["dag"] + [u.name for u in pools["full"].units] + ["dmu balance"], util_rows)
     print_table("Geometric means over the suite", ["figure", "value"],
                 [[k, f"{figs[f'geomean.{k}']:.3f}"] for k in agg])
-    if SKIPPED:
-        print("built-in models not in the suite (missing pieces from other branches): "
-              + "; ".join(f"{k}: {v}" for k, v in SKIPPED.items()))
 
 
 def speed_pool() -> Pool:

@@ -1,7 +1,6 @@
 """The memory tile's layout engine (MLE): IM2COL and TRANSPOSE on the global memory.
 
-The EXEC functions of :class:`~accelpool.hw.config.UnitKind.MEMORY` (``/work/wt/MEMLAYOUT.md``,
-"Hardware"). The engine reads and writes the global memory directly through its own read
+The EXEC functions of :class:`~accelpool.hw.config.UnitKind.MEMORY`. The engine reads and writes the global memory directly through its own read
 and write port (words of one flit, byte enables), never through the network. All
 addresses are byte addresses, element-aligned; pitches are in bytes.
 

@@ -15,13 +15,13 @@ from accelpool.sched.pool import CapReg, capability_registers
 DEFAULT = load_config("default")
 
 
-def test_unlanded_unit_kind_is_refused_by_name(monkeypatch):
+def test_a_unit_kind_without_rtl_is_refused_by_name(monkeypatch):
     import accelpool.hw.tile as tile_mod
     builders = dict(tile_mod.UNIT_BUILDERS)
-    builders[UnitKind.SMU] = ("accelpool.hw.smu_not_landed", builders[UnitKind.SMU][1])
+    builders[UnitKind.SMU] = ("accelpool.hw.smu_missing", builders[UnitKind.SMU][1])
     monkeypatch.setattr(tile_mod, "UNIT_BUILDERS", builders)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL "
-                                        r"\(hw/smu.py\) has not landed or is not wired into "
+                                        r"\(hw/smu.py\) is missing or not wired into "
                                         r"tiles; kinds that can be built: dmu, lpu, ce, afu, gnn"):
         ComputeTile(DEFAULT.tile("smu0"), DEFAULT)
 

@@ -14,8 +14,8 @@
                                               v
                                             fabric
 
-The unit is chosen by the tile config's kind (:data:`UNIT_BUILDERS`); a kind whose RTL has
-not landed raises :class:`TileError` naming it. The EXEC word's 240-bit ``args`` field is
+The unit is chosen by the tile config's kind (:data:`UNIT_BUILDERS`); a kind whose RTL
+module is missing raises :class:`TileError` naming it. The EXEC word's 240-bit ``args`` field is
 viewed through the unit's registered argument layout (:func:`accelpool.hw.isa.exec_spec`).
 
 Scratchpad ports. The unit's ``In(ReadPort.Signature)`` / ``In(WritePort.Signature)``
@@ -156,8 +156,8 @@ def _builder(tile: TileConfig):
     if missing:
         have = ", ".join(k.key for k in buildable_kinds()) or "none"
         raise TileError(f"Tile {tile.name!r} at ({tile.x}, {tile.y}) is a "
-                        f"{tile.kind.key}, whose RTL (hw/{tile.kind.key}.py) has not landed "
-                        f"or is not wired into tiles; kinds that can be built: {have}")
+                        f"{tile.kind.key}, whose RTL (hw/{tile.kind.key}.py) is missing "
+                        f"or not wired into tiles; kinds that can be built: {have}")
     return entry
 
 

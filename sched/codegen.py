@@ -1411,8 +1411,8 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
         Graph input values (float32/int arrays) to place in the memory image.
     fence : bool
         Read back from memory before signalling (needed under the ISA's guarantee, which
-        orders a SIGNAL only after STOREs to the same destination). The NI of branch
-        ``noc`` completes every command, STOREs acknowledged, before the next, so
+        orders a SIGNAL only after STOREs to the same destination). The network
+        interface (``hw/noc/ni.py``) completes every command, STOREs acknowledged, before the next, so
         ``fence=False`` is enough for it (run the executor with ``stores_complete=True``).
 
     Raises

@@ -324,7 +324,7 @@ def run_program(prog: Program, stores_complete: bool = False) -> RunResult:
     """Run every tile's stream to END; return the graph outputs read from memory.
 
     ``stores_complete=True`` models an NI that completes a STORE (acknowledged) before the
-    next command, as the NI of branch ``noc`` does; by default a STORE is only known
+    next command, as the network interface (``hw/noc/ni.py``) does; by default a STORE is only known
     complete after a later LOAD from the memory tile (the ISA's weaker guarantee).
 
     Raises

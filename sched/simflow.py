@@ -22,7 +22,7 @@
    tiles' hardware traces, :mod:`accelpool.sched.measured`) and a Perfetto trace of each.
 
 Each stage shows on a tqdm progress bar. A stage that cannot run says why: a unit kind
-whose RTL has not landed (:class:`accelpool.hw.tile.TileError`), a micro-op placed where codegen
+whose RTL is missing (:class:`accelpool.hw.tile.TileError`), a micro-op placed where codegen
 emits no command (:class:`accelpool.sched.codegen.NotLowered`), an unschedulable micro-op.
 """
 

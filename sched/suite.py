@@ -7,8 +7,7 @@ and convolution tiles, activations, graph aggregation), tile-sized shapes, and e
 no buffers: they exercise scheduling, not arithmetic.
 
 :func:`benchmark_suite` yields ``(name, dag)`` pairs: the built-in models decomposed for
-the default pool (when ``accelpool.sched.models`` and ``accelpool.sched.decompose`` are available) and a fixed
-set of random DAGs.
+the default pool and a fixed set of random DAGs.
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ import networkx as nx
 import numpy as np
 
 from accelpool.hw.config import DType
+from accelpool.sched import decompose, models
 from accelpool.sched.ir import ActFunc, AggFunc, MicroOp, OpType
 
-__all__ = ["random_dag", "benchmark_suite", "RANDOM_SUITE", "SKIPPED"]
+__all__ = ["random_dag", "benchmark_suite", "RANDOM_SUITE"]
 
 _SIZES = (8, 16, 32, 64)
 
@@ -122,18 +122,5 @@ def benchmark_suite(include_models: bool = True) -> Iterator[tuple[str, nx.DiGra
 
 
 def _model_dags() -> Iterator[tuple[str, nx.DiGraph]]:
-    try:
-        from accelpool.sched import decompose, models
-    except ImportError:     # the front end's models have not landed on this branch
-        return
     for name in models.BUILTIN_MODELS:
-        try:
-            g = decompose.compile_model(name)
-        except ModuleNotFoundError as e:   # a piece from another branch is missing
-            SKIPPED[name] = str(e)
-            continue
-        yield name, g.dag
-
-
-#: Built-in models :func:`benchmark_suite` could not build, with the reason.
-SKIPPED: dict[str, str] = {}
+        yield name, decompose.compile_model(name).dag

@@ -19,7 +19,7 @@ def test_pool_with_a_unit_without_rtl_is_refused_by_name(monkeypatch):
     import accelpool.hw.tile as tile_mod
     from accelpool.hw.config import UnitKind
     builders = dict(tile_mod.UNIT_BUILDERS)
-    builders[UnitKind.SMU] = ("accelpool.hw.smu_not_landed", builders[UnitKind.SMU][1])
+    builders[UnitKind.SMU] = ("accelpool.hw.smu_missing", builders[UnitKind.SMU][1])
     monkeypatch.setattr(tile_mod, "UNIT_BUILDERS", builders)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL"):
         simulate("mixed", "default", progress=False)

@@ -20,7 +20,7 @@ Unit latency
 
     Every kind then gets ``scale * formula + overhead``: for a fallback ``scale = 1`` and
     ``overhead = 16`` cycles (command decode, start/done handshake); for a formula from the
-    unit's own module (exact against its RTL: the DMU and LPU of branch ``dense``, the
+    unit's own module (exact against its RTL: the DMU and LPU, the
     memory tile's layout engine) ``scale = 1``, ``overhead = 0``; :func:`calibrate` fits both to measurements of the
     whole tile.
 
@@ -36,9 +36,8 @@ Dataflow (``CostModel(pool, dataflow=...)``)
     contention on the route between the two tiles.
 
 NoC transfer
-    With ``sched/cost/noc.py`` (the NoC helper's RTL-derived timing, branch ``noc``)
-    present, a transfer costs its ``store_cycles(length, hops, flit_bits=)`` and a load
-    from memory its ``load_cycles``. Until then, the fallback:
+    With ``sched/cost/noc.py`` (the NoC's RTL-derived timing, ``noc_model="rtl"``, the default), a transfer costs its ``store_cycles(length, hops, flit_bits=)`` and a load
+    from memory its ``load_cycles``. With ``noc_model="fallback"``, an analytic model:
     ``transfer_cycles(nbytes, src, dst)``: XY routing on ``pool.mesh``; the payload is
     split into packets of at most ``max_packet_flits`` flits of ``mesh.flit_bits``; each
     packet carries ``packet_overhead_flits`` header flits; the head pays
@@ -136,7 +135,7 @@ class KindParams:
 class NocParams:
     """NoC timing: router pipeline per hop, packet header flits, packet size, NI latency.
 
-    Defaults follow the mesh of branch ``noc`` (1 cycle per hop, one 64-bit header flit per
+    Defaults follow the mesh RTL (``hw/noc``: 1 cycle per hop, one 64-bit header flit per
     packet, every WRITE acknowledged and every READ answered); ``ni_cycles`` and
     ``max_packet_flits`` await calibration against its RTL.
     """
