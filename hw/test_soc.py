@@ -29,6 +29,7 @@ from accelpool.hw import isa
 from accelpool.hw.ce import CeFunc
 from accelpool.hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
 from accelpool.hw.config import CONFIG_DIR, UnitKind, load_config, parse_config
+from accelpool.hw.tile import STATUS_BITS
 from accelpool.sched.golden.conv import conv_requantized
 from accelpool.sched.golden.numerics import quantize_multiplier
 from accelpool.sched.pool import DiscoveryError, discover
@@ -88,10 +89,11 @@ def _fault_jobs():
         isa.load(spad_addr=0, remote_addr=0, length=64, **m),
         isa.load(spad_addr=0, remote_addr=MEM["bytes"] - 64, length=128, **m),
         isa.end()])}, timeout_cycles=5_000)
-    # 1023 x 1023 pixels x 1023 output channels: far beyond any timeout.
-    huge = dataclasses.replace(SHAPE, c_out=1023, height=1023, width=1023)
+    # 40 x 40 pixels (about 14,000 cycles), inside the 16 KiB scratchpad: beyond the timeout.
+    big = dataclasses.replace(SHAPE, height=40, width=40)
     never = SocJob(streams={"ce0": isa.assemble([
-        isa.exec_cmd(UnitKind.CE, CeFunc.CONV, **huge.exec_args(in_addr=0, w_addr=0, out_addr=0)),
+        isa.exec_cmd(UnitKind.CE, CeFunc.CONV, **big.exec_args(
+            in_addr=0, w_addr=big.input_bytes(LANES), out_addr=0)),
         isa.end()])}, timeout_cycles=3_000)
     no_signal = SocJob(streams={"ce1": isa.assemble([isa.wait(token=3, count=1), isa.end()])},
                        timeout_cycles=2_000)
@@ -105,8 +107,18 @@ def _fault_jobs():
     # A CE EXEC of all-zero arguments: refused by the tile, never started on the unit.
     zero_conv = SocJob(streams={"ce1": isa.assemble([
         isa.nop(), isa.exec_cmd(UnitKind.CE, CeFunc.CONV), isa.end()])}, timeout_cycles=2_000)
+    # A convolution whose output runs past ce0's scratchpad: the CE's writes there are not
+    # made, and the tile halts at the next command, naming the EXEC.
+    mult, shift = quantize_multiplier(1 / 2000)
+    past_end = SocJob(streams={"ce0": isa.assemble([
+        isa.exec_cmd(UnitKind.CE, CeFunc.CONV, **SHAPE.exec_args(
+            in_addr=S_IN, w_addr=S_W, out_addr=CE0.scratchpad_bytes - 64, requant=True,
+            multiplier=mult, shift=shift)),
+        isa.store(spad_addr=0, remote_addr=0, length=64, **m),
+        isa.end()])}, timeout_cycles=5_000)
     return {"out_of_range": out_of_range, "never": never, "no_signal": no_signal,
-            "no_end": no_end, "unaligned": unaligned, "zero_conv": zero_conv}
+            "no_end": no_end, "unaligned": unaligned, "zero_conv": zero_conv,
+            "past_end": past_end}
 
 
 # The Verilator build of the SoC takes minutes: it runs with `make regress` (slow).
@@ -192,6 +204,17 @@ def test_an_exec_with_invalid_arguments_faults_naming_tile_and_command(soc_run):
     assert regs["pc"] == 1 and regs["unit_busy_cycles"] == 0
 
 
+def test_a_unit_addressing_beyond_its_scratchpad_halts_the_tile_naming_the_exec(soc_run):
+    res = soc_run["faults"]["past_end"]
+    assert res.status == "fault", res.message
+    assert ("tile ce0 (ce at (1, 0)) halted at command 1 (STORE" in res.message
+            and "its unit addressed the scratchpad beyond its 16384 bytes while running "
+                "command 0 (EXEC   ce.conv" in res.message), res.message
+    regs = res.registers[CE0.y * CFG.mesh.cols + CE0.x]
+    assert (regs["pc"], regs["error_pc"]) == (1, 0)
+    assert regs["status"] >> STATUS_BITS["range_fault"] & 1 and regs["unit_busy_cycles"] > 0
+
+
 def test_discovery(soc_run):
     res = soc_run["faults"]["out_of_range"]
     pool = discover(CFG, discovered_register_reader(CFG, res))
@@ -215,6 +238,7 @@ def test_diagnosis_is_reproducible(soc_run):
 
 # ---- the memory tile's command stream on the default SoC ------------------------------
 
+from accelpool.hw.gnn import GnnFunc                      # noqa: E402
 from accelpool.hw.layout_engine import MemFunc            # noqa: E402
 from accelpool.sched.cost.layout import cycles as layout_cycles   # noqa: E402
 from accelpool.tb.layout_ref import reference as layout_reference  # noqa: E402
@@ -282,13 +306,31 @@ def _memory_fault_job():
         isa.end()])}, timeout_cycles=2_000)
 
 
+def _gather_past_end_job():
+    """gnn0 sums the features of one neighbour whose index (5000) puts its feature row at
+    byte 80,000, past the 64 KiB scratchpad: an address that depends on the data."""
+    gnn0 = DEFAULT.tile("gnn0")
+    ptr, idx = np.array([0, 1, 0, 0], np.uint32), np.array([5000, 0, 0, 0], np.uint32)
+    m = dict(x=DMEM.x, y=DMEM.y)
+    stream = [
+        isa.load(spad_addr=0x100, remote_addr=0x6000, length=16, **m),
+        isa.load(spad_addr=0x200, remote_addr=0x6010, length=16, **m),
+        isa.exec_cmd(UnitKind.GNN, GnnFunc.SUM, ptr_addr=0x100, idx_addr=0x200, x_addr=0,
+                     out_addr=0x300, nodes=1, features=8, edges=1),
+        isa.end(),
+    ]
+    return SocJob(streams={gnn0.name: isa.assemble(stream)},
+                  image=[(0x6000, ptr.tobytes() + idx.tobytes())], timeout_cycles=2_000)
+
+
 @pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
                                         "icarus"])
 def memory_run(request):
     build = build_soc(DEFAULT, request.param)
     job, want, im2col, transpose = _memory_stream_job(np.random.default_rng(11))
-    results = run_jobs(build, [job, _memory_fault_job()])
-    return {"stream": (results[0], want, im2col, transpose), "fault": results[1]}
+    results = run_jobs(build, [job, _memory_fault_job(), _gather_past_end_job()])
+    return {"stream": (results[0], want, im2col, transpose), "fault": results[1],
+            "gather": results[2]}
 
 
 def test_memory_tile_stream(memory_run):
@@ -323,6 +365,16 @@ def test_memory_tile_load_faults(memory_run):
     regs = res.tile_registers(DEFAULT, DMEM.name)
     assert regs["pc"] == 1
     assert regs["status"] >> 3 & 1          # fault
+
+
+def test_a_data_dependent_address_beyond_the_scratchpad_faults(memory_run):
+    res = memory_run["gather"]
+    assert res.status == "fault", res.message
+    assert ("tile gnn0 (gnn at (1, 2)) halted at command 3 (END): its unit addressed the "
+            "scratchpad beyond its 65536 bytes while running command 2 (EXEC   gnn.sum"
+            in res.message), res.message
+    regs = res.tile_registers(DEFAULT, "gnn0")
+    assert regs["error_pc"] == 2 and regs["status"] >> STATUS_BITS["range_fault"] & 1
 
 
 def test_soc_command_names_a_bad_pool_in_one_line(tmp_path, capsys):

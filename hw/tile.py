@@ -29,6 +29,11 @@ range ``[spad_addr, spad_addr + length)`` against the scratchpad size and the re
 against the size of whatever sits at (x, y) (the memory tile's ``bytes``, another tile's
 scratchpad, nothing at an empty router); a SIGNAL must go to a tile. A command out of range is not sent: the tile
 raises ``fault`` and stays halted at that command (``pc``), which the host reads back.
+The unit is built to address the whole byte address space of its EXEC fields
+(:data:`UNIT_ADDRESS_BYTES`), so the tile also sees every unit access beyond the
+scratchpad, including those whose address depends on the data (an SMU column index, a GNN
+neighbour index): the access is not made, the sticky ``range_fault`` status bit rises with
+``fault``, the tile halts at its next command and ``error_pc`` names the EXEC.
 An EXEC whose arguments the unit's spec refuses (zero sizes, a kernel or stride the unit
 lacks: ``checks`` of :class:`accelpool.hw.isa.ExecSpec`) is not started either and halts
 the tile the same way (:func:`accelpool.hw.tile_control.exec_to_unit`).
@@ -42,6 +47,7 @@ last run.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Callable, Mapping
 
@@ -60,7 +66,7 @@ from .tile_control import (NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, STATUS_B
                            command_memory, exec_to_unit, gate_commands, host_members,
                            is_tile, register_file, trace_memory)
 
-__all__ = ["TileError", "ComputeTile", "UNIT_BUILDERS", "REGISTERS", "REG_BITS",
+__all__ = ["TileError", "ComputeTile", "UNIT_BUILDERS", "UNIT_ADDRESS_BYTES", "REGISTERS", "REG_BITS",
            "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS", "identity_registers",
            "unit_word_bits", "buildable_kinds", "check_buildable"]
 
@@ -106,6 +112,11 @@ def _from_tile(module: str, cls: str):
 #: one contract: ``cmd`` (a stream of ``{func, args}``) accepted when idle, ``busy``, and
 #: scratchpad ports with Amaranth's memory port signatures whose word the unit chooses;
 #: most build themselves from a tile config with ``from_tile``.
+#: The byte address space of the units' EXEC address fields: a tile builds its unit to
+#: address all of it, so that an access beyond the scratchpad is seen (and refused) by the
+#: tile rather than wrapped around by the unit.
+UNIT_ADDRESS_BYTES = 1 << isa.SPAD_ADDR_BITS
+
 UNIT_BUILDERS: Mapping[UnitKind, tuple[str, Callable[[TileConfig], object]]] = {
     UnitKind.DMU: ("accelpool.hw.dmu", _from_tile("accelpool.hw.dmu", "Dmu")),
     UnitKind.LPU: ("accelpool.hw.lpu", _from_tile("accelpool.hw.lpu", "Lpu")),
@@ -233,7 +244,10 @@ class ComputeTile(wiring.Component):
         module, build = _builder(tile)
         self._tile, self._pool = tile, pool
         mesh = pool.mesh
-        self._unit = build(tile)
+        # The unit addresses all of the EXEC arguments' byte address space, so an address
+        # beyond the scratchpad reaches the tile's range check instead of wrapping around.
+        self._unit = build(dataclasses.replace(
+            tile, params={**tile.params, "scratchpad_bytes": UNIT_ADDRESS_BYTES}))
         unit_bits = unit_word_bits(self._unit)
         if not _pow2(unit_bits // 8) or unit_bits % 8:
             raise TileError(f"Tile {tile.name!r}: the {tile.kind.key}'s scratchpad word of "
@@ -288,12 +302,21 @@ class ComputeTile(wiring.Component):
         trace_memory(m, ctl, self._cmd_depth, addr=self.trace_addr, data=self.trace_data)
         m.d.comb += ctl.start.eq(self.start)
 
-        # Scratchpad: unit ports first, the NI's last.
+        # Scratchpad: unit ports first, the NI's last. A unit access beyond the scratchpad
+        # does nothing and raises the sticky range fault; the tile then halts at its next
+        # command and reports the EXEC that was running (error_pc).
         ratio = self._word_bits // self._unit_bits
-        for i, port in enumerate(self._reads):
-            _narrow_read(m, spad.read[i], port, ratio)
-        for i, port in enumerate(self._writes):
-            _narrow_write(m, spad.write[i], port, ratio)
+        outside = [_narrow_read(m, spad.read[i], port, ratio, self._depth)
+                   for i, port in enumerate(self._reads)]
+        outside += [_narrow_write(m, spad.write[i], port, ratio, self._depth)
+                    for i, port in enumerate(self._writes)]
+        range_fault, exec_pc = Signal(), Signal.like(ctl.pc)
+        with m.If(ctl.start):
+            m.d.sync += range_fault.eq(0)
+        with m.Elif(Cat(*outside).any()):
+            m.d.sync += range_fault.eq(1)
+        with m.If(ctl.unit_cmd.valid & ctl.unit_cmd.ready):
+            m.d.sync += exec_pc.eq(ctl.pc)
         wiring.connect(m, spad.read[len(self._reads)], ni.spad_read)
         wiring.connect(m, spad.write[len(self._writes)], ni.spad_write)
 
@@ -306,7 +329,7 @@ class ComputeTile(wiring.Component):
         wiring.connect(m, ctl.tok_wait, tokens.wait)
 
         # EXEC: the 240-bit args seen through the unit's own argument layout.
-        exec_fault = exec_to_unit(m, ctl, unit, self._spec)
+        exec_fault = exec_to_unit(m, ctl, unit, self._spec, halt=range_fault)
         m.d.comb += ctl.ni_busy.eq(ni.busy)
 
         # LOAD/STORE range check between the controller and the NI.
@@ -328,9 +351,10 @@ class ComputeTile(wiring.Component):
         m.d.comb += bad.eq((is_dma & ((end_local > tile.scratchpad_bytes)
                                       | (end_remote > remote_size)))
                            | ((c.opcode == Opcode.SIGNAL) & ~signal_to_tile))
-        dma_fault = gate_commands(m, ctl, bad, valid=ni.cmd.valid, ready=ni.cmd.ready)
+        dma_fault = gate_commands(m, ctl, bad, valid=ni.cmd.valid, ready=ni.cmd.ready,
+                                  halt=range_fault)
         fault = Signal()
-        m.d.comb += fault.eq(dma_fault | exec_fault)
+        m.d.comb += fault.eq(dma_fault | exec_fault | range_fault)
         m.d.comb += [
             ni.cmd.payload.eq(c),
             self.fault.eq(fault),
@@ -341,34 +365,46 @@ class ComputeTile(wiring.Component):
         # Registers.
         caps = identity_registers(tile, mesh, self._cmd_depth)
         status = Cat(*(s for s in (ctl.running, ctl.done, ctl.error, fault, ni.error,
-                                   tokens.error, unit.busy, ni.busy)))
-        register_file(m, ctl, caps, status, addr=self.reg_addr, data=self.reg_data)
+                                   tokens.error, unit.busy, ni.busy, range_fault)))
+        register_file(m, ctl, caps, status, addr=self.reg_addr, data=self.reg_data,
+                      error_pc=Mux(range_fault, exec_pc, ctl.error_pc))
         return m
 
 
-def _narrow_read(m: Module, wide, narrow, ratio: int) -> None:
-    """Connect a unit read port of 1/``ratio`` the scratchpad word to a scratchpad read port."""
-    if ratio == 1:
-        m.d.comb += [wide.addr.eq(narrow.addr), wide.en.eq(narrow.en), narrow.data.eq(wide.data)]
-        return
+def _narrow_read(m: Module, wide, narrow, ratio: int, depth: int):
+    """Connect a unit read port of 1/``ratio`` the scratchpad word to a scratchpad read
+    port; returns the signal that is high while the unit reads beyond ``depth`` words
+    (that read is not made)."""
     shift = (ratio - 1).bit_length()
+    word = narrow.addr >> shift
+    outside = Signal()
+    m.d.comb += [outside.eq(narrow.en & (word >= depth)), wide.addr.eq(word),
+                 wide.en.eq(narrow.en & ~outside)]
+    if ratio == 1:
+        m.d.comb += narrow.data.eq(wide.data)
+        return outside
     lane = Signal(shift)
     bits = len(narrow.data)
     with m.If(narrow.en):
         m.d.sync += lane.eq(narrow.addr[:shift])
-    m.d.comb += [wide.addr.eq(narrow.addr >> shift), wide.en.eq(narrow.en),
-                 narrow.data.eq(wide.data.word_select(lane, bits))]
+    m.d.comb += narrow.data.eq(wide.data.word_select(lane, bits))
+    return outside
 
 
-def _narrow_write(m: Module, wide, narrow, ratio: int) -> None:
-    """Connect a unit write port of 1/``ratio`` the scratchpad word to a scratchpad write port."""
-    if ratio == 1:
-        m.d.comb += [wide.addr.eq(narrow.addr), wide.en.eq(narrow.en), wide.data.eq(narrow.data)]
-        return
+def _narrow_write(m: Module, wide, narrow, ratio: int, depth: int):
+    """Connect a unit write port of 1/``ratio`` the scratchpad word to a scratchpad write
+    port; returns the signal that is high while the unit writes beyond ``depth`` words
+    (that write is not made)."""
     shift = (ratio - 1).bit_length()
-    lane = narrow.addr[:shift]
+    word = narrow.addr >> shift
+    outside = Signal()
     nb = len(narrow.en)
-    m.d.comb += [wide.addr.eq(narrow.addr >> shift),
-                 wide.data.eq(narrow.data.replicate(ratio)),
-                 wide.en.eq(Cat(*(Mux(lane == i, narrow.en, Const(0, nb))
-                                  for i in range(ratio))))]
+    m.d.comb += [outside.eq(narrow.en.any() & (word >= depth)), wide.addr.eq(word)]
+    if ratio == 1:
+        m.d.comb += [wide.en.eq(Mux(outside, 0, narrow.en)), wide.data.eq(narrow.data)]
+        return outside
+    lane = narrow.addr[:shift]
+    m.d.comb += [wide.data.eq(narrow.data.replicate(ratio)),
+                 wide.en.eq(Mux(outside, 0, Cat(*(Mux(lane == i, narrow.en, Const(0, nb))
+                                                  for i in range(ratio)))))]
+    return outside

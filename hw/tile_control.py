@@ -62,8 +62,11 @@ REGISTERS: Mapping[str, int] = {
 #: ``ni_busy``/``ni_error`` its SIGNAL sender).
 STATUS_BITS: Mapping[str, int] = {
     "running": 0, "done": 1, "error": 2, "fault": 3, "ni_error": 4, "token_error": 5,
-    "unit_busy": 6, "ni_busy": 7,
+    "unit_busy": 6, "ni_busy": 7, "range_fault": 8,
 }
+# range_fault (compute tiles): the unit addressed its scratchpad beyond the scratchpad's
+# size; the access did nothing, the tile halted at its next command, and ``error_pc``
+# names the EXEC the unit was running.
 
 
 def host_members(ctl: TileController) -> dict:
@@ -99,14 +102,16 @@ def trace_memory(m: Module, ctl: TileController, depth: int, *, addr, data) -> N
     ]
 
 
-def exec_to_unit(m: Module, ctl: TileController, unit, spec) -> Signal:
+def exec_to_unit(m: Module, ctl: TileController, unit, spec, halt=None) -> Signal:
     """Hand EXEC to ``unit.cmd`` (``{func, args}``, ``args`` seen through ``spec.args``) and
     report ``unit.busy`` to the controller.
 
     An EXEC whose arguments ``spec`` finds invalid (:meth:`accelpool.hw.isa.ExecSpec.invalid`)
     never reaches the unit: the returned ``fault`` rises and stays until the next ``start``,
     and the controller stays at that command (``pc``), as for a refused LOAD or STORE.
+    While ``halt`` is high no EXEC is handed over (the controller waits at it).
     """
+    halt = Const(0, 1) if halt is None else halt
     payload = unit.cmd.payload
     args_bits = spec.args.size
     func_bits = len(payload.as_value()) - args_bits
@@ -119,8 +124,8 @@ def exec_to_unit(m: Module, ctl: TileController, unit, spec) -> Signal:
     with m.Elif(ctl.unit_cmd.valid & bad):
         m.d.sync += fault.eq(1)
     m.d.comb += [
-        unit.cmd.valid.eq(ctl.unit_cmd.valid & ~bad & ~fault),
-        ctl.unit_cmd.ready.eq(unit.cmd.ready & ~bad & ~fault),
+        unit.cmd.valid.eq(ctl.unit_cmd.valid & ~bad & ~fault & ~halt),
+        ctl.unit_cmd.ready.eq(unit.cmd.ready & ~bad & ~fault & ~halt),
         payload.as_value().eq(Cat(ctl.unit_cmd.payload.func[:func_bits],
                                   ctl.unit_cmd.payload.args[:args_bits])),
         ctl.unit_busy.eq(unit.busy),
@@ -128,30 +133,34 @@ def exec_to_unit(m: Module, ctl: TileController, unit, spec) -> Signal:
     return fault
 
 
-def gate_commands(m: Module, ctl: TileController, bad, *, valid, ready) -> Signal:
+def gate_commands(m: Module, ctl: TileController, bad, *, valid, ready, halt=None) -> Signal:
     """Pass ``ctl.ni_cmd`` on (``valid`` out, ``ready`` back) unless ``bad``.
 
     A bad command is not passed on: the returned ``fault`` rises and stays until the
-    next ``start``, and the controller stays at that command (``pc``).
+    next ``start``, and the controller stays at that command (``pc``). While ``halt`` is
+    high nothing is passed on (the controller waits at the command).
     """
+    halt = Const(0, 1) if halt is None else halt
     fault = Signal()
     with m.If(ctl.start):
         m.d.sync += fault.eq(0)
     with m.Elif(ctl.ni_cmd.valid & bad):
         m.d.sync += fault.eq(1)
-    m.d.comb += [valid.eq(ctl.ni_cmd.valid & ~bad & ~fault),
-                 ctl.ni_cmd.ready.eq(ready & ~bad & ~fault)]
+    m.d.comb += [valid.eq(ctl.ni_cmd.valid & ~bad & ~fault & ~halt),
+                 ctl.ni_cmd.ready.eq(ready & ~bad & ~fault & ~halt)]
     return fault
 
 
 def register_file(m: Module, ctl: TileController, constants: Mapping[str, int], status, *,
-                  addr, data) -> None:
+                  addr, data, error_pc=None) -> None:
     """``addr`` -> ``data`` (combinational): the ``constants`` (capabilities, coordinate,
-    mesh, command depth), ``status`` (:data:`STATUS_BITS`), pc and ``ctl``'s counters."""
+    mesh, command depth), ``status`` (:data:`STATUS_BITS`), pc and ``ctl``'s counters;
+    ``error_pc`` is ``ctl.error_pc`` unless given."""
     values = {REGISTERS[k]: Const(v, REG_BITS) for k, v in constants.items()}
     values.update({
         REGISTERS["status"]: status, REGISTERS["pc"]: ctl.pc,
-        REGISTERS["error_pc"]: ctl.error_pc, REGISTERS["cycles"]: ctl.cycles,
+        REGISTERS["error_pc"]: ctl.error_pc if error_pc is None else error_pc,
+        REGISTERS["cycles"]: ctl.cycles,
         REGISTERS["unit_busy_cycles"]: ctl.unit_busy_cycles,
         REGISTERS["ni_busy_cycles"]: ctl.ni_busy_cycles,
         REGISTERS["wait_cycles"]: ctl.wait_cycles,

@@ -234,7 +234,12 @@ def diagnose(cfg: PoolConfig, streams: Mapping[str, bytes], registers: Mapping[i
         stream = streams.get(t.name, b"")
         where = f"tile {t.name} ({t.kind.key} at ({t.x}, {t.y}))"
         pc = regs["pc"]
-        if _status(regs, "fault"):
+        if _status(regs, "range_fault"):
+            lines.append(f"{where} halted at {_command_text(stream, pc, t.kind)}: its unit "
+                         f"addressed the scratchpad beyond its {t.scratchpad_bytes} bytes while "
+                         f"running {_command_text(stream, regs['error_pc'], t.kind)} (those "
+                         f"accesses were not made)")
+        elif _status(regs, "fault"):
             off = pc * isa.COMMAND_BYTES
             try:
                 cmd = isa.decode(int.from_bytes(stream[off:off + isa.COMMAND_BYTES], "little"),
