@@ -63,6 +63,7 @@ the cycle after the transfer and falls the cycle after the last result word is w
 """
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
@@ -274,7 +275,23 @@ class SystolicGemm(wiring.Component):
 
     # -- the engine -------------------------------------------------------------------
     def elaborate(self, platform):
+        """The engine's sub-blocks, in statement order (the generated Verilog depends on it)."""
         m = Module()
+        s = self._command_signals(m)
+        s.idle = self._control(m, s)
+        a_cap = self._a_fetcher(m, s)
+        a_slice = self._a_row_buffers(m, s, a_cap)
+        b_slice, c_slice, tags, cin = self._b_c_reads(m, s)
+        init = self._init_registers(m, s, c_slice, cin)
+        pes = self._pe_array(m, s, a_slice, b_slice, tags, init)
+        any_done, sel_row = self._result_select(m, s, pes)
+        walker = self._write_walker(m, s, any_done)
+        self._output_stage(m, s, any_done, sel_row, walker)
+        return m
+
+    def _command_signals(self, m):
+        """Build the argument register, the padded sizes and A pitch, the per-command
+        registers, the feeder's counters and pointers, and its issue tags."""
         R, C = self._rows, self._cols
         WB = self._word_bytes
         lwb = _log2(WB)
@@ -323,7 +340,24 @@ class SystolicGemm(wiring.Component):
         # load, and SETUP) starts the fetch of the chunk after it.
         a_load = Signal()
         f_start = Signal()
+        return SimpleNamespace(
+            R=R, C=C, WB=WB, lwb=lwb, ew=ew, leb=leb, accw=accw, W=W, lw=lw,
+            args=args, mpad=mpad, npad=npad, apitch=apitch,
+            mp=mp, np_=np_, period=period, b_kstride=b_kstride,
+            c_rowstride=c_rowstride, d_rowstride=d_rowstride, lob=lob,
+            ib_row0=ib_row0, jb_col0=jb_col0, t=t, b_blk=b_blk, b_ptr=b_ptr,
+            c_ibase=c_ibase, c_blk=c_blk, c_ptr=c_ptr, drain=drain, pre=pre,
+            last_block=last_block, issue=issue, issue_first=issue_first,
+            issue_last=issue_last, cin_issue=cin_issue, cin_row=cin_row,
+            a_load=a_load, f_start=f_start)
 
+    def _control(self, m, s):
+        """Build the control FSM (IDLE, SETUP, PRE, RUN, DRAIN): command accept, argument
+        latch, block walk and issue tags; returns the ``idle`` register."""
+        R, C, leb, lw, args = s.R, s.C, s.leb, s.lw, s.args
+        t, period, b_ptr, c_ptr = s.t, s.period, s.b_ptr, s.c_ptr
+        ib_row0, jb_col0, b_blk, c_ibase, c_blk = s.ib_row0, s.jb_col0, s.b_blk, s.c_ibase, s.c_blk
+        f_start, drain, pre = s.f_start, s.drain, s.pre
         # `ready` and `busy` come from one register rather than from the FSM decode, so that
         # they are defined from time 0 in every simulator (Icarus does not evaluate a
         # combinational block whose inputs never change).
@@ -341,10 +375,10 @@ class SystolicGemm(wiring.Component):
                 m.d.comb += pa.eq(Mux(args.k > pmin, args.k, pmin))
                 pf = kfull + R
                 m.d.sync += [
-                    mp.eq(mpad), np_.eq(npad),
+                    s.mp.eq(s.mpad), s.np_.eq(s.npad),
                     period.eq(Mux(pf > pa, pf, pa)),
-                    b_kstride.eq(npad << leb),
-                    c_rowstride.eq(npad << 2), d_rowstride.eq(npad << lob),
+                    s.b_kstride.eq(s.npad << leb),
+                    s.c_rowstride.eq(s.npad << 2), s.d_rowstride.eq(s.npad << s.lob),
                     ib_row0.eq(0), jb_col0.eq(0), t.eq(0), pre.eq(R - 1),
                     b_blk.eq(args.b_addr), b_ptr.eq(args.b_addr),
                     c_ibase.eq(args.c_addr), c_blk.eq(args.c_addr), c_ptr.eq(args.c_addr),
@@ -364,23 +398,23 @@ class SystolicGemm(wiring.Component):
             with m.State("RUN"):
                 t1 = t + 1
                 m.d.comb += [
-                    issue.eq(t < args.k),
-                    issue_first.eq(t == 0),
-                    issue_last.eq(t == args.k - 1),
-                    cin_issue.eq(t < R),
-                    cin_row.eq(t[:max(1, _log2(R))] if R > 1 else 0),
-                    a_load.eq((t < args.k) & ((t[:lw] == 0) if lw else 1)),
+                    s.issue.eq(t < args.k),
+                    s.issue_first.eq(t == 0),
+                    s.issue_last.eq(t == args.k - 1),
+                    s.cin_issue.eq(t < R),
+                    s.cin_row.eq(t[:max(1, _log2(R))] if R > 1 else 0),
+                    s.a_load.eq((t < args.k) & ((t[:lw] == 0) if lw else 1)),
                     f_start.eq((t == period - 1) |
                                ((t1 < args.k) & ((t1[:lw] == 0) if lw else 1))),
                 ]
                 m.d.sync += [
-                    b_ptr.eq(b_ptr + b_kstride),
-                    c_ptr.eq(c_ptr + c_rowstride), t.eq(t + 1),
+                    b_ptr.eq(b_ptr + s.b_kstride),
+                    c_ptr.eq(c_ptr + s.c_rowstride), t.eq(t + 1),
                 ]
                 with m.If(t == period - 1):
                     m.d.sync += t.eq(0)
-                    with m.If(jb_col0 + C >= np_):          # next row of blocks
-                        nxt_c = c_ibase + (c_rowstride << _log2(R))
+                    with m.If(jb_col0 + C >= s.np_):          # next row of blocks
+                        nxt_c = c_ibase + (s.c_rowstride << _log2(R))
                         m.d.sync += [
                             ib_row0.eq(ib_row0 + R), jb_col0.eq(0),
                             b_blk.eq(args.b_addr), b_ptr.eq(args.b_addr),
@@ -394,7 +428,7 @@ class SystolicGemm(wiring.Component):
                             b_blk.eq(nxt_b), b_ptr.eq(nxt_b),
                             c_blk.eq(nxt_c), c_ptr.eq(nxt_c),
                         ]
-                    with m.If(last_block):
+                    with m.If(s.last_block):
                         m.d.sync += drain.eq(args.k + (R + C + 1) - period)
                         m.next = "DRAIN"
             with m.State("DRAIN"):
@@ -402,10 +436,14 @@ class SystolicGemm(wiring.Component):
                 with m.If(drain == 0):
                     m.d.sync += idle.eq(1)
                     m.next = "IDLE"
+        return idle
 
-        # ---- A fetcher: chunk by chunk (block order, then chunks of W k-steps), one word
-        # read per array row; rows i >= M are not read and load zeros ------------------
-        f_row0, f_col0 = Signal.like(ib_row0), Signal.like(jb_col0)
+    def _a_fetcher(self, m, s):
+        """Build the A fetcher: chunk by chunk (block order, then chunks of W k-steps), one
+        word read per array row on ``rd_a``; rows i >= M are not read and load zeros."""
+        R, C, W, WB, lwb, args = s.R, s.C, s.W, s.WB, s.lwb, s.args
+        apitch, idle = s.apitch, s.idle
+        f_row0, f_col0 = Signal.like(s.ib_row0), Signal.like(s.jb_col0)
         f_k0 = Signal(DIM_BITS + 8)               # first k of the chunk being fetched
         f_blk, f_cbase, f_ptr = (Signal(ADDR_BITS + 8, name=n) for n in ("f_blk", "f_cbase", "f_ptr"))
         f_busy, f_done = Signal(), Signal()
@@ -414,7 +452,7 @@ class SystolicGemm(wiring.Component):
         f_row = Signal(range(R))
         f_ok = Signal()
         m.d.comb += [
-            f_go.eq(f_busy | (f_start & ~f_done)),
+            f_go.eq(f_busy | (s.f_start & ~f_done)),
             f_row.eq(Mux(f_busy, f_i, 0)),
             f_ok.eq(f_row0 + f_row < args.m),
             self.rd_a.addr.eq(f_ptr[lwb:lwb + self._addr_width]),
@@ -433,55 +471,77 @@ class SystolicGemm(wiring.Component):
                                  f_ptr.eq(f_cbase + WB)]
                 with m.Else():
                     m.d.sync += f_k0.eq(0)
-                    with m.If(f_col0 + C >= npad):
+                    with m.If(f_col0 + C >= s.npad):
                         nxt_a = f_blk + (apitch << _log2(R))
                         m.d.sync += [f_row0.eq(f_row0 + R), f_col0.eq(0),
                                      f_blk.eq(nxt_a), f_cbase.eq(nxt_a), f_ptr.eq(nxt_a)]
-                        with m.If(f_row0 + R >= mpad):
+                        with m.If(f_row0 + R >= s.mpad):
                             m.d.sync += f_done.eq(1)
                     with m.Else():
                         m.d.sync += [f_col0.eq(f_col0 + C), f_cbase.eq(f_blk), f_ptr.eq(f_blk)]
         cap_v, cap_ok, cap_row = Signal(), Signal(), Signal.like(f_row)
         m.d.sync += [cap_v.eq(f_go), cap_ok.eq(f_ok), cap_row.eq(f_row)]
+        return cap_v, cap_ok, cap_row
+
+    def _a_row_buffers(self, m, s, a_cap):
+        """Build the per-row A double buffers (``nxt`` word, ``cur`` shift register);
+        returns the A column entering the array this cycle."""
+        R, ew = s.R, s.ew
+        cap_v, cap_ok, cap_row = a_cap
         nxt = [Signal(self.word_bits, name=f"a_nxt_{i}") for i in range(R)]
         cur = [Signal(self.word_bits, name=f"a_cur_{i}") for i in range(R)]
         for i in range(R):
             with m.If(cap_v & (cap_row == i)):
                 m.d.sync += nxt[i].eq(Mux(cap_ok, self.rd_a.data, 0))
-            with m.If(a_load):
+            with m.If(s.a_load):
                 m.d.sync += cur[i].eq(nxt[i])
             with m.Else():
                 m.d.sync += cur[i].eq(cur[i] >> ew)
-        a_slice = Cat(*[cur[i][:ew] for i in range(R)])
+        return Cat(*[cur[i][:ew] for i in range(R)])
 
-        # ---- B and C reads (1-cycle latency) and slot selection ----------------------
+    def _slice_read(self, m, s, port, ptr, en, slice_bits):
+        """Build one read port's address/enable and its registered slot; returns the
+        ``slice_bits``-wide slice of the read data (1-cycle latency)."""
         def slot_of(ptr, slice_bytes):
-            if slice_bytes >= WB:
+            if slice_bytes >= s.WB:
                 return Const(0, 1)
-            return ptr[_log2(slice_bytes):lwb]
+            return ptr[_log2(slice_bytes):s.lwb]
 
-        def read(port, ptr, en, slice_bits):
-            slot = Signal.like(slot_of(ptr, slice_bits // 8), name=f"{port.addr.name}_slot")
-            m.d.comb += [port.addr.eq(ptr[lwb:lwb + self._addr_width]), port.en.eq(en)]
-            m.d.sync += slot.eq(slot_of(ptr, slice_bits // 8))
-            return port.data.word_select(slot, slice_bits) if slice_bits < self.word_bits \
-                else port.data
+        slot = Signal.like(slot_of(ptr, slice_bits // 8), name=f"{port.addr.name}_slot")
+        m.d.comb += [port.addr.eq(ptr[s.lwb:s.lwb + self._addr_width]), port.en.eq(en)]
+        m.d.sync += slot.eq(slot_of(ptr, slice_bits // 8))
+        return port.data.word_select(slot, slice_bits) if slice_bits < self.word_bits \
+            else port.data
 
-        b_slice = read(self.rd_b, b_ptr, issue, C * ew)
-        c_slice = read(self.rd_c, c_ptr, cin_issue & args.accumulate, C * accw)
+    def _b_c_reads(self, m, s):
+        """Build the B slice read on ``rd_b``, the C (accumulator input) row read on ``rd_c``
+        and the tags that arrive with their data; returns the slices and the tags."""
+        C, ew, accw, args = s.C, s.ew, s.accw, s.args
+        b_slice = self._slice_read(m, s, self.rd_b, s.b_ptr, s.issue, C * ew)
+        c_slice = self._slice_read(m, s, self.rd_c, s.c_ptr, s.cin_issue & args.accumulate, C * accw)
         v1, f1, l1 = Signal(), Signal(), Signal()
-        m.d.sync += [v1.eq(issue), f1.eq(issue & issue_first), l1.eq(issue & issue_last)]
-        cin_v1, cin_row1, cin_acc1 = Signal(), Signal.like(cin_row), Signal()
-        m.d.sync += [cin_v1.eq(cin_issue), cin_row1.eq(cin_row), cin_acc1.eq(args.accumulate)]
+        m.d.sync += [v1.eq(s.issue), f1.eq(s.issue & s.issue_first), l1.eq(s.issue & s.issue_last)]
+        cin_v1, cin_row1, cin_acc1 = Signal(), Signal.like(s.cin_row), Signal()
+        m.d.sync += [cin_v1.eq(s.cin_issue), cin_row1.eq(s.cin_row), cin_acc1.eq(args.accumulate)]
+        return b_slice, c_slice, (v1, f1, l1), (cin_v1, cin_row1, cin_acc1)
 
-        # ---- initial values: one row register set per array row ---------------------
+    def _init_registers(self, m, s, c_slice, cin):
+        """Build the per-PE initial-value registers, one row set per array row, filled from
+        the C rows (zeros without ``accumulate``); returns them."""
+        R, C, accw = s.R, s.C, s.accw
+        cin_v1, cin_row1, cin_acc1 = cin
         init = [[Signal(accw, name=f"init_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             with m.If(cin_v1 & (cin_row1 == i)):
                 for j in range(C):
                     m.d.sync += init[i][j].eq(Mux(cin_acc1, c_slice[j * accw:(j + 1) * accw], 0))
+        return init
 
-        # ---- the array, with input skew ---------------------------------------------
+    def _pe_array(self, m, s, a_slice, b_slice, tags, init):
+        """Build the R x C array of PEs with the input skew (row i of A and its tags delayed
+        i cycles, column j of B delayed j cycles); returns the PEs."""
+        R, C, ew = s.R, s.C, s.ew
+        v1, f1, l1 = tags
         pes = [[ProcessingElement(self.kind) for _ in range(C)] for _ in range(R)]
         for i in range(R):
             for j in range(C):
@@ -489,8 +549,8 @@ class SystolicGemm(wiring.Component):
                 m.d.comb += pes[i][j].init.eq(init[i][j])
 
         def delayed(value, n, name):
-            for s in range(n):
-                r = Signal.like(value, name=f"{name}_d{s + 1}")
+            for d in range(n):
+                r = Signal.like(value, name=f"{name}_d{d + 1}")
                 m.d.sync += r.eq(value)
                 value = r
             return value
@@ -512,8 +572,12 @@ class SystolicGemm(wiring.Component):
             m.d.comb += pes[0][j].b_in.eq(delayed(b_slice[j * ew:(j + 1) * ew], j, f"b{j}"))
             for i in range(1, R):
                 m.d.comb += pes[i][j].b_in.eq(pes[i - 1][j].b_out)
+        return pes
 
-        # ---- results: a row is complete one cycle after its last PE took `last` ------
+    def _result_select(self, m, s, pes):
+        """Build the row-done flags (a row is complete one cycle after its last PE took
+        ``last``) and the mux of the done row's results; returns both."""
+        R, C, accw = s.R, s.C, s.accw
         row_done = [Signal(name=f"row_done_{i}") for i in range(R)]
         for i in range(R):
             pe = pes[i][C - 1]
@@ -524,11 +588,18 @@ class SystolicGemm(wiring.Component):
         for i in range(R):
             with m.If(row_done[i]):
                 m.d.comb += [sel_row[j].eq(pes[i][j].result) for j in range(C)]
+        return any_done, sel_row
 
-        # Write-side walker: the same block order as the feeder.
-        w_row0, w_col0, w_r = Signal.like(ib_row0), Signal.like(jb_col0), Signal(range(R + 1))
+    def _write_walker(self, m, s, any_done):
+        """Build the D write-side walker (the feeder's block order, one row per done row);
+        returns its row, column, row-in-block and pointer registers."""
+        R, C, lob, d_rowstride = s.R, s.C, s.lob, s.d_rowstride
+        # Named "$like" and "$signal" (Amaranth's default names), as in the generated Verilog.
+        w_row0 = Signal.like(s.ib_row0, name="$like")
+        w_col0 = Signal.like(s.jb_col0, name="$like")
+        w_r = Signal(range(R + 1), name="$signal")
         w_ibase, w_blk, w_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
-        with m.If(self.cmd.valid & idle):
+        with m.If(self.cmd.valid & s.idle):
             m.d.sync += [w_row0.eq(0), w_col0.eq(0), w_r.eq(0),
                          w_ibase.eq(self.cmd.payload.args.d_addr),
                          w_blk.eq(self.cmd.payload.args.d_addr),
@@ -537,15 +608,21 @@ class SystolicGemm(wiring.Component):
             m.d.sync += [w_r.eq(w_r + 1), w_ptr.eq(w_ptr + d_rowstride)]
             with m.If(w_r == R - 1):
                 m.d.sync += w_r.eq(0)
-                with m.If(w_col0 + C >= np_):
+                with m.If(w_col0 + C >= s.np_):
                     nxt = w_ibase + (d_rowstride << _log2(R))
                     m.d.sync += [w_row0.eq(w_row0 + R), w_col0.eq(0),
                                  w_ibase.eq(nxt), w_blk.eq(nxt), w_ptr.eq(nxt)]
                 with m.Else():
                     nxt = w_blk + (C << lob)
                     m.d.sync += [w_col0.eq(w_col0 + C), w_blk.eq(nxt), w_ptr.eq(nxt)]
+        return w_row0, w_col0, w_r, w_ptr
 
-        # Write stage: register the row, its address and its column/row validity.
+    def _output_stage(self, m, s, any_done, sel_row, walker):
+        """Build the write stage: the registered row, address and validity, the unit's
+        output packing, byte enables and slot placement on ``wr``."""
+        C, WB, lwb, accw, lob, args = s.C, s.WB, s.lwb, s.accw, s.lob, s.args
+        w_row0, w_col0, w_r, w_ptr = walker
+        # Register the row, its address and its column/row validity.
         out_row = [Signal(accw, name=f"out_{j}") for j in range(C)]
         wv, wptr = Signal(), Signal.like(w_ptr)
         col_ok = Signal(C)
@@ -574,4 +651,3 @@ class SystolicGemm(wiring.Component):
             self.wr.data.eq(packed << (slot_shift * 8)),
             self.wr.en.eq(Mux(wv, ben << slot_shift, 0)),
         ]
-        return m
