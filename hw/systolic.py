@@ -594,10 +594,9 @@ class SystolicGemm(wiring.Component):
         """Build the D write-side walker (the feeder's block order, one row per done row);
         returns its row, column, row-in-block and pointer registers."""
         R, C, lob, d_rowstride = s.R, s.C, s.lob, s.d_rowstride
-        # Named "$like" and "$signal" (Amaranth's default names), as in the generated Verilog.
-        w_row0 = Signal.like(s.ib_row0, name="$like")
-        w_col0 = Signal.like(s.jb_col0, name="$like")
-        w_r = Signal(range(R + 1), name="$signal")
+        w_row0 = Signal.like(s.ib_row0, name="w_row0")
+        w_col0 = Signal.like(s.jb_col0, name="w_col0")
+        w_r = Signal(range(R + 1), name="w_r")
         w_ibase, w_blk, w_ptr = Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8), Signal(ADDR_BITS + 8)
         with m.If(self.cmd.valid & s.idle):
             m.d.sync += [w_row0.eq(0), w_col0.eq(0), w_r.eq(0),
