@@ -43,6 +43,7 @@ from typing import Any, Mapping
 __all__ = [
     "ConfigError", "UnitKind", "DType", "MeshConfig", "TileConfig", "PoolConfig",
     "load_config", "parse_config", "DEFAULT_CONFIG", "UNIT_DTYPES", "UNIT_PARAMS",
+    "config_reference",
 ]
 
 #: The repository's ``configs/`` folder and its default pool.
@@ -185,6 +186,34 @@ _CLOCK = _Param(500, 10, 5000, integer=False, doc="clock frequency in MHz")
 #: What ``name`` (the pool's) accepts; it names the pool's build folder, so no path parts.
 _POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _POOL_NAME_ACCEPTED = "a letter followed by up to 63 letters, digits, '_' or '-'"
+_TILE_NAME_ACCEPTED = "an identifier (letters, digits, _) unique in the pool"
+
+
+def config_reference() -> str:
+    """Every key of a pool config with its default and what it accepts, as a Markdown
+    table (``docs/config.md`` holds it; a test keeps the two equal)."""
+    def fmt(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    rows = [("`name`", "pool", _POOL_NAME_ACCEPTED + "; names the build folder"),
+            ("`clock_mhz`", fmt(_CLOCK.default), f"{_CLOCK.accepted}: {_CLOCK.doc}")]
+    rows += [(f"`mesh.{k}`", fmt(p.default), f"{p.accepted}: {p.doc}")
+             for k, p in _MESH_PARAMS.items()]
+    kinds = ", ".join(k.key for k in UnitKind)
+    rows += [("`tile.kind`", "(required)", f"one of {kinds}; exactly one memory tile"),
+             ("`tile.name`", "kind + index", _TILE_NAME_ACCEPTED),
+             ("`tile.x`, `tile.y`", "(required)", "a coordinate on the mesh, one tile each")]
+    for kind in UnitKind:
+        if UNIT_DTYPES[kind]:
+            rows.append((f"`tile.dtypes` ({kind.key})",
+                         ", ".join(d.key for d in UNIT_DTYPES[kind]),
+                         f"a non-empty list of {', '.join(d.key for d in UNIT_DTYPES[kind])}, "
+                         f"each at most once"))
+        for k, p in UNIT_PARAMS[kind].items():
+            rows.append((f"`tile.{k}` ({kind.key})", fmt(p.default), f"{p.accepted}: {p.doc}"))
+    lines = ["| key | default | accepted |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {d} | {a} |" for k, d, a in rows]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -355,7 +384,7 @@ def _parse(doc: Mapping[str, Any]) -> PoolConfig:
         accepted = ["name", "kind", "x", "y"] + (["dtypes"] if UNIT_DTYPES[kind] else []) \
             + list(params_schema)
         _check_keys(f"{where}.", t, accepted)
-        name_accepted = "an identifier (letters, digits, _) unique in the pool"
+        name_accepted = _TILE_NAME_ACCEPTED
         tname = _check_str(f"{where}.name", t.get("name", f"{kind.key}{i}"), name_accepted)
         if not tname.isidentifier():
             raise ConfigError(f"{where}.name: {tname!r} is not an identifier; accepted: {name_accepted}")

@@ -1,6 +1,7 @@
 import copy
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,13 @@ def test_every_range_bound(doc, key, kind, lo, hi):
             {"x": lambda t: t.x, "y": lambda t: t.y}.get(key, lambda t: t[key])(
                 cfg.tiles[_tile_index(d, kind)]))
         assert got == good
+
+
+def test_docs_config_md_lists_every_key_as_the_schema_does():
+    from accelpool.hw.config import UNIT_PARAMS, config_reference
+    table = config_reference()
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    assert table in doc
+    for kind, params in UNIT_PARAMS.items():
+        for key, p in params.items():
+            assert f"| `tile.{key}` ({kind.key}) | {p.default} | {p.accepted}" in table
