@@ -18,6 +18,15 @@ help:
 	@echo "make verilog  Verilog for every hardware block into sim_build/verilog/"
 	@echo "make sim      the main job on the default model and pool"
 	@echo "make bench    benchmarks: figures printed and written to bench/results/"
+	@echo ""
+	@echo "variables:"
+	@echo "  MODEL=mixed          make sim: a built-in model or MODEL.onnx"
+	@echo "  POOL=configs/default.toml  make sim: the pool config"
+	@echo "  SCHEDULER=heft       make sim: greedy, heft, lookahead or search"
+	@echo "  SIM=verilator        make sim and the tests: verilator or icarus"
+	@echo "  WAVES=1              make sim: write a waveform of the RTL run (its path is printed)"
+	@echo "  PYTEST_ARGS=...      make test / make regress: extra pytest arguments (e.g. -k soc)"
+	@echo "  JOBS=auto            make test / make regress: parallel pytest workers"
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,12 +68,13 @@ mutation: setup $(MUTATION_STAMP)
 verilog: setup
 	$(VPY) -m accelpool.hw.verilog --out sim_build/verilog --lint
 
-# make sim [MODEL=mixed] [POOL=configs/default.toml] [SCHEDULER=heft] [SIM=verilator]
+# make sim [MODEL=mixed] [POOL=configs/default.toml] [SCHEDULER=heft] [SIM=verilator] [WAVES=1]
 MODEL ?= mixed
 POOL ?= configs/default.toml
 SCHEDULER ?= heft
+WAVES ?=
 sim: setup
-	$(VENV)/bin/accelpool sim $(MODEL) --pool $(POOL) --scheduler $(SCHEDULER) $(if $(SIM),--sim $(SIM))
+	$(VENV)/bin/accelpool sim $(MODEL) --pool $(POOL) --scheduler $(SCHEDULER) $(if $(SIM),--sim $(SIM)) $(if $(filter-out 0,$(WAVES)),--waves)
 
 bench: setup
 	$(VPY) -m bench

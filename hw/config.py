@@ -30,6 +30,7 @@ to 63 letters, digits, ``_`` or ``-``): builds go to a folder named after it and
 
 from __future__ import annotations
 
+import difflib
 import enum
 import hashlib
 import json
@@ -455,8 +456,13 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> PoolConfig:
         p = CONFIG_DIR / f"{p.name}.toml"
     accepted = "accepted: a UTF-8 TOML file"
     if not p.exists():
-        names = ", ".join(sorted(c.stem for c in CONFIG_DIR.glob("*.toml")))
-        raise ConfigError(f"{p}: no such file; {accepted} or a name in configs/ ({names})")
+        stems = sorted(c.stem for c in CONFIG_DIR.glob("*.toml")
+                       if not c.stem.endswith(".calibration"))
+        close = difflib.get_close_matches(p.stem, stems, n=1) if not p.suffix or \
+            p.suffix == ".toml" else []
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"{p}: no such file; {hint}{accepted} or a name in configs/ "
+                          f"({', '.join(stems)})")
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory; {accepted}")
     try:

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lint", action="store_true", help="verilator --lint-only each file")
     ap.add_argument("blocks", nargs="*", help="only these blocks")
     args = ap.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)    # one line per block as it is written
     cfg = load_config(args.pool)
     failed = 0
     for path in write_verilog(args.out, cfg, args.blocks):

@@ -1,4 +1,4 @@
-"""The ``accelpool`` command line.
+"""The accelpool command line: compile, schedule and simulate models on a pool of accelerators.
 
 Subcommands are registered in :func:`build_parser`, each as an ``add_<name>`` function that
 adds its argparse sub-parser and sets ``func`` to a ``cmd_<name>(args) -> int``; to add
@@ -13,6 +13,7 @@ largest flow that exists end to end (see :func:`cmd_sim`).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -171,9 +172,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+#: The scheduler ``schedule`` and ``sim`` use unless told.
+DEFAULT_SCHEDULER = "heft"
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", default=str(DEFAULT_CONFIG),
-                   help="pool config (TOML file, or a name in configs/); default: %(default)s")
+                   help=f"pool config (TOML file, or a name in configs/); default: "
+                        f"{DEFAULT_CONFIG.stem} (configs/{DEFAULT_CONFIG.name})")
     p.add_argument("--shape", action="append", type=_parse_shape, default=[],
                    metavar="NAME=D0,D1,...", help="fixed shape for a dynamic graph input")
     p.add_argument("--sparse-threshold", type=fraction_option, default=None,
@@ -324,12 +330,12 @@ def add_sim(sub) -> None:
                        description="Build the pool's SoC, discover it, compile and schedule the "
                                    "model, run the command streams in RTL (Verilator or Icarus), "
                                    "compare with the golden reference bit for bit and report "
-                                   "measured against predicted cycles (sched.simflow).")
+                                   "measured against predicted cycles.")
     p.add_argument("model", nargs="?", default="mixed",
                    help="built-in model or MODEL.onnx (default: mixed)")
     _add_model_args(p)
     from .schedulers import SCHEDULERS
-    p.add_argument("--scheduler", default="heft", choices=list(SCHEDULERS),
+    p.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=list(SCHEDULERS),
                    help="scheduler (default: %(default)s)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
                    help="simulator (default: $SIM, else verilator)")
@@ -387,7 +393,7 @@ def _sim_without_rtl(args) -> int:
     status = cmd_sim(golden_args)
     print()
     sched_args = argparse.Namespace(**{**vars(args), "gantt": None, "trace": None,
-                                       "listing": None, "run": False})
+                                       "listing": None, "report_json": None, "run": False})
     return status or cmd_schedule(sched_args)
 
 
@@ -410,18 +416,62 @@ def _stdout_to_devnull() -> None:
 
 
 _DEBUG_HELP = "show the traceback of an error instead of one line"
+_QUIET_HELP = "print results and errors only (no progress lines)"
+_VERBOSE_HELP = "also print debugging detail, e.g. the simulator build's output"
+
+
+def version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+    try:
+        return dist_version("accelpool")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _global_options(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--debug", action="store_true", default=default, help=_DEBUG_HELP)
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", default=default, help=_QUIET_HELP)
+    loud.add_argument("-v", "--verbose", action="store_true", default=default,
+                      help=_VERBOSE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="accelpool", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    parser.add_argument("--version", action="version", version=f"accelpool {version()}")
+    _global_options(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(sub)
     for p in sub.choices.values():       # also after the subcommand
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help=_DEBUG_HELP)
+        _global_options(p, argparse.SUPPRESS)
     return parser
+
+
+class _StderrHandler(logging.Handler):
+    """Writes records to whatever ``sys.stderr`` is when they are emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:                               # noqa: BLE001 (logging's contract)
+            self.handleError(record)
+
+
+def configure_logging(quiet: bool = False, verbose: bool = False) -> logging.Logger:
+    """The ``accelpool`` logger, on stderr: progress lines at INFO (shown unless
+    ``quiet``), detail at DEBUG (shown if ``verbose``)."""
+    log = logging.getLogger("accelpool")
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.propagate = False
+    return log
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -435,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     try:
         status = args.func(args)
         sys.stdout.flush()

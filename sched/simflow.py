@@ -21,13 +21,20 @@
    one Gantt PNG with the predicted and the measured timeline (the measured one from the
    tiles' hardware traces, :mod:`accelpool.sched.measured`) and a Perfetto trace of each.
 
-Each stage shows on a tqdm progress bar. A stage that cannot run says why: a unit kind
+Each stage shows on a tqdm progress bar when stderr is a terminal, otherwise as a line on
+the ``accelpool`` logger with the time the stage before took (``-q`` hides them). The
+report also goes to ``<model>_<scheduler>_<sim>_report.json`` (:meth:`SimReport.to_dict`);
+with ``waves`` the waveform's path is among the files. A stage that cannot run says why: a unit kind
 whose RTL is missing (:class:`accelpool.hw.tile.TileError`), a micro-op placed where codegen
 emits no command (:class:`accelpool.sched.codegen.NotLowered`), an unschedulable micro-op.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,6 +43,8 @@ import numpy as np
 
 from accelpool.hw import isa
 from accelpool.hw.config import DEFAULT_CONFIG, PoolConfig, load_config
+
+log = logging.getLogger("accelpool")
 
 __all__ = ["SimFlowError", "SimReport", "simulate", "discover_pool", "image_runs", "STAGES"]
 
@@ -77,6 +86,31 @@ class SimReport:
     def error_pct(self) -> float:
         return 100.0 * (self.predicted_cycles - self.measured_cycles) / max(1, self.measured_cycles)
 
+    def __repr__(self) -> str:
+        return (f"SimReport(model={self.model!r}, pool={self.pool!r}, scheduler={self.scheduler!r}, "
+                f"sim={self.sim!r}, outputs_ok={self.outputs_ok}, measured_cycles="
+                f"{self.measured_cycles}, predicted_cycles={self.predicted_cycles}, "
+                f"stream_cycles={self.stream_cycles})")
+
+    def to_dict(self) -> dict:
+        """The figures :meth:`text` prints, as JSON-able values (``report.json``)."""
+        m = max(1, self.measured_cycles)
+        return {
+            "model": self.model, "pool": self.pool, "scheduler": self.scheduler,
+            "sim": self.sim, "outputs_ok": self.outputs_ok, "mismatch": self.mismatch,
+            "measured_cycles": self.measured_cycles,
+            "predicted_cycles": self.predicted_cycles,
+            "predicted_error_pct": round(self.error_pct, 4),
+            "stream_cycles": self.stream_cycles,
+            "stream_error_pct": (round(100.0 * (self.stream_cycles - self.measured_cycles) / m, 4)
+                                 if self.stream_cycles else None),
+            "cycles_per_second": round(self.measured_cycles / max(self.sim_seconds, 1e-9), 1),
+            "sim_seconds": round(self.sim_seconds, 3),
+            "noc_bytes": self.noc_bytes,
+            "unit_busy_pct": {k: round(v, 4) for k, v in self.unit_busy.items()},
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+
     def text(self) -> str:
         lines = [f"model {self.model} on pool {self.pool} ({self.scheduler}, {self.sim})",
                  f"outputs: {'OK (bit-exact against the golden reference)' if self.outputs_ok else 'MISMATCH: ' + self.mismatch}",
@@ -87,7 +121,8 @@ class SimReport:
                     if self.stream_cycles else ""),
                  f"simulation: {self.measured_cycles / max(self.sim_seconds, 1e-9):,.0f} cycles/s",
                  f"NoC traffic: {self.noc_bytes} bytes moved by LOAD/STORE",
-                 "unit busy: " + ", ".join(f"{k} {v:.1f}%" for k, v in self.unit_busy.items())]
+                 "unit busy (EXEC cycles over the run): "
+                 + ", ".join(f"{k} {v:.1f}%" for k, v in self.unit_busy.items())]
         lines += [f"wrote {_shown(p)}" for p in self.files.values()]
         return "\n".join(lines)
 
@@ -170,10 +205,20 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
     sim = simulator(sim)
     cfg = load_config(pool)
     check_buildable(cfg)
-    bar = tqdm(total=len(STAGES), desc=STAGES[0], disable=not progress, unit="stage")
+    # A bar on a terminal; elsewhere (a CI log, a pipe) one line per stage on the
+    # ``accelpool`` logger, with the time the one before took.
+    tty = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(STAGES), desc=STAGES[0], disable=not tty, unit="stage")
+    clock = {"name": STAGES[0], "t": time.perf_counter()}
+    if progress and not tty:
+        log.info("sim: %s", STAGES[0])
 
     def stage(name: str) -> None:
         bar.set_description(name)
+        if progress and not tty:
+            log.info("sim: %s (%s took %.1f s)", name, clock["name"],
+                     time.perf_counter() - clock["t"])
+        clock.update(name=name, t=time.perf_counter())
 
     try:
         from accelpool.sched import models
@@ -238,8 +283,10 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         job = SocJob(streams={t: s.binary for t, s in prog.streams.items()},
                      image=image_runs(prog.image.data, prog.image.initialized),
                      readback=readback, timeout_cycles=timeout_cycles)
+        run_started = time.time()
         res = run_job(build, job)
         bar.update()
+        waves_file = _waves_file(build.build_dir, run_started) if waves else None
 
         stage("compare")
         from accelpool.sched.codegen import NP_DTYPE
@@ -261,14 +308,26 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         out_dir.mkdir(parents=True, exist_ok=True)
         # named by model, scheduler and simulator, always inside out_dir (never beside a
         # model given by path): a Verilator and an Icarus run keep their own files
-        files = _write_reports(out_dir, f"{graph.name}_{scheduler}_{sim}", schedule, graph, prog,
-                               res.trace)
+        stem = f"{graph.name}_{scheduler}_{sim}"
+        files = _write_reports(out_dir, stem, schedule, graph, prog, res.trace)
+        if waves_file is not None:
+            files["waves"] = waves_file
+        report = SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,
+                           schedule.makespan, busy, noc, res.sim_seconds, files, got,
+                           _stream_prediction(prog, cfg), prog, res.trace)
+        files["report"] = out_dir / f"{stem}_report.json"
+        files["report"].write_text(json.dumps(report.to_dict(), indent=1) + "\n")
         bar.update()
-        return SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,
-                         schedule.makespan, busy, noc, res.sim_seconds, files, got,
-                         _stream_prediction(prog, cfg), prog, res.trace)
+        return report
     finally:
         bar.close()
+
+
+def _waves_file(build_dir: Path, since: float) -> Path | None:
+    """The waveform the simulator wrote into ``build_dir`` during the run (FST or VCD)."""
+    found = [p for ext in ("*.fst", "*.vcd") for p in Path(build_dir).glob(ext)
+             if p.stat().st_mtime >= since - 1]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
 def _stream_prediction(prog, cfg: PoolConfig) -> int:

@@ -264,3 +264,41 @@ def test_sim_refuses_an_unknown_scheduler_listing_them(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "argument --scheduler: invalid choice: 'hef'" in err and "'heft'" in err
+
+
+def test_version_quiet_verbose_and_help_without_markup(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"accelpool {version('accelpool')}\n"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "-q, --quiet" in text and "-v, --verbose" in text
+    with pytest.raises(SystemExit):
+        main(["sim", "--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "default: default (configs/default.toml)" in text
+    assert "/configs/" not in text.replace("(configs/", "")      # no absolute path
+    assert build_parser().parse_args(["compile", "mlp", "-q"]).quiet
+    assert build_parser().parse_args(["-v", "compile", "mlp"]).verbose
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["-q", "-v", "compile", "mlp"])
+
+
+def test_quiet_and_verbose_set_the_accelpool_logger(capsys):
+    import logging
+    log = logging.getLogger("accelpool")
+    assert main(["-q", "compile", "mlp"]) == 0 and log.level == logging.WARNING
+    assert main(["compile", "mlp", "-v"]) == 0 and log.level == logging.DEBUG
+    assert main(["compile", "mlp"]) == 0 and log.level == logging.INFO
+    log.info("a progress line")
+    assert capsys.readouterr().err == "a progress line\n"
+
+
+def test_a_misspelt_pool_lists_the_configs_and_suggests_the_closest(capsys):
+    assert main(["compile", "mlp", "--pool", "defualt"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "defualt: no such file; did you mean 'default'? accepted: a UTF-8 TOML file or " \
+           "a name in configs/ (ce_pair, default, stream_pair)" in err

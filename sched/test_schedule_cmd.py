@@ -56,3 +56,31 @@ def test_input_names_that_sanitise_alike_stay_distinct(tmp_path, capsys):
     model = _add_model(tmp_path / "clash.onnx", "x:1", "x/1")
     _compiles_and_runs_bit_exact(model, capsys)
     assert main(["sim", model, "--golden-only"]) == 0, capsys.readouterr().err
+
+
+def test_schedule_all_ends_with_a_side_by_side_table_and_writes_the_figures(tmp_path, capsys):
+    out_json = tmp_path / "r" / "report.json"
+    assert main(["schedule", "mixed", "--scheduler", "all", "--report-json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    table = out[out.rindex("scheduler "):]
+    assert table.splitlines()[0].split() == ["scheduler", "makespan", "x", "lower", "bound",
+                                             "transfers", "seconds"]
+    doc = json.loads(out_json.read_text())
+    assert doc["model"] == "mixed" and doc["pool"] == "default"
+    assert [s["scheduler"] for s in doc["schedules"]][:3] == ["greedy", "heft", "lookahead"]
+    for s in doc["schedules"]:
+        assert f"{s['scheduler']} " in table and f" {s['makespan']} " in table
+        assert f"makespan {s['makespan']} cycles" in out
+        assert s["makespan"] >= s["lower_bound"] > 0
+        for u in s["units"].values():
+            assert u["busy"] == u["busy_cycles"] / s["makespan"]
+            assert u["compute"] == u["exec_cycles"] / s["makespan"]
+            assert (0 < u["exec_cycles"] <= u["busy_cycles"]) == (u["ops"] > 0)
+
+
+def test_schedule_states_what_busy_and_compute_mean_and_defaults_to_heft(capsys):
+    assert main(["schedule", "mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "schedule heft on pool default" in out
+    assert "busy: a unit's occupancy in the schedule" in out
+    assert "compute (EXEC cycles over the makespan, what `accelpool sim` calls busy): " in out

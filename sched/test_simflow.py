@@ -3,6 +3,7 @@ needs codegen EXEC layouts, see sched/simflow.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -129,13 +130,21 @@ def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsy
                      "greedy", "--out", str(out)]) == 0, capsys.readouterr().err
         stem = "net_greedy_icarus"
         assert sorted(p.name for p in out.iterdir()) == [
-            f"{stem}_gantt.png", f"{stem}_measured_trace.json", f"{stem}_predicted_trace.json"]
+            f"{stem}_gantt.png", f"{stem}_measured_trace.json", f"{stem}_predicted_trace.json",
+            f"{stem}_report.json"]
         printed = capsys.readouterr().out
-        assert all(f"{stem}_{k}" in printed for k in ("gantt.png", "measured_trace.json"))
+        assert all(f"{stem}_{k}" in printed for k in ("gantt.png", "measured_trace.json",
+                                                       "report.json"))
+        doc = json.loads((out / f"{stem}_report.json").read_text())
+        assert (doc["model"], doc["scheduler"], doc["sim"], doc["outputs_ok"]) == \
+            (str(models_dir / "net.onnx"), "greedy", "icarus", True)
+        assert f"cycles: measured {doc['measured_cycles']}, predicted " \
+               f"{doc['predicted_cycles']} by the schedule" in printed
+        assert set(doc["unit_busy_pct"]) >= {"afu0", "dmu0"}
         assert main(["sim", str(models_dir / "net.onnx"), "--sim", "icarus"]) == 0
         wrote = [ln.split(" ", 1)[1] for ln in capsys.readouterr().out.splitlines()
                  if ln.startswith("wrote ")]
-        assert len(wrote) == 3
+        assert len(wrote) == 4
         for w in wrote:
             p = Path(w).resolve()
             assert p.parent.name == "reports" and p.name.startswith("net_heft_icarus_"), p
@@ -144,3 +153,23 @@ def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsy
         assert [p.name for p in models_dir.iterdir()] == ["net.onnx"]
     finally:
         models_dir.chmod(0o755)
+
+
+def test_sim_report_is_short_to_print_and_progress_is_lines_when_not_a_terminal(
+        tmp_path, capsys):
+    """Not on a terminal (pytest captures stderr) there is no bar: each stage is one line
+    on the accelpool logger with the time the one before took; the report's repr is one
+    short line."""
+    import onnx
+
+    from accelpool.sched.cli import configure_logging
+    from accelpool.sched.test_frontend import relu_model
+    configure_logging()
+    onnx.save(relu_model((8, 16)), tmp_path / "net.onnx")
+    report = simulate(str(tmp_path / "net.onnx"), "default", sim="icarus", out_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "stage/s" not in err             # no tqdm bar
+    assert "sim: build SoC (preflight took " in err and "sim: report (compare took " in err
+    text = repr(report)
+    assert len(text) < 300 and text.startswith("SimReport(model=") and "outputs_ok=True" in text
+    assert report.to_dict()["files"]["report"].endswith("net_heft_icarus_report.json")

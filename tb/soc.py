@@ -17,11 +17,15 @@ Two sides:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import pickle
 import re
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,8 @@ from accelpool.hw import isa
 from accelpool.hw.config import PoolConfig, TileConfig, UnitKind
 from accelpool.hw.tile import REGISTERS, STATUS_BITS
 from accelpool.tb.harness import locked
+
+log = logging.getLogger("accelpool")
 
 __all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
            "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS",
@@ -736,16 +742,60 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
         stamp_file = build_dir / ".stamp"
         built = stamp_file.exists() and stamp_file.read_text() == stamp and \
             (sim != "verilator" or (build_dir / SOC_WRAPPER).exists())
+        build_log = build_dir / "build.log"
+        if not built:
+            log.info("building the %s model of the %s SoC in %s (log: %s)", sim, cfg.name,
+                     build_dir, build_log)
+        t_build = time.perf_counter()
         try:
-            runner.build(sources=src, hdl_toplevel=SOC_WRAPPER, build_dir=build_dir,
-                         build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                         always=not built, log_file=build_dir / "build.log")
+            with _streamed(build_log, enabled=not built and log.isEnabledFor(logging.DEBUG)):
+                runner.build(sources=src, hdl_toplevel=SOC_WRAPPER, build_dir=build_dir,
+                             build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                             always=not built, log_file=build_log)
         except (SystemExit, Exception) as e:
             raise HarnessError(f"{sim} build of the {cfg.name} SoC failed; see "
-                               f"{build_dir / 'build.log'}") from e
+                               f"{build_log}") from e
+        if not built:
+            log.info("built the %s model in %.1f s", sim, time.perf_counter() - t_build)
         stamp_file.write_text(stamp)
     return SocBuild(cfg, sim, build_dir, src, runner, build_args, waves,
                     time.perf_counter() - t0, cmd_depth)
+
+
+@contextlib.contextmanager
+def _streamed(path: Path, enabled: bool, poll: float = 0.2):
+    """While the body runs, copy what is appended to the file ``path`` to stderr."""
+    if not enabled:
+        yield
+        return
+    done = threading.Event()
+    start = path.stat().st_size if path.exists() else 0
+
+    def follow() -> None:
+        pos = start
+        while True:
+            finished = done.wait(poll)
+            if path.exists():
+                size = path.stat().st_size
+                if size < pos:                      # the file was started anew
+                    pos = 0
+                if size > pos:
+                    with open(path, "rb") as f:
+                        f.seek(pos)
+                        chunk = f.read()
+                    pos += len(chunk)
+                    sys.stderr.write(chunk.decode("utf-8", "replace"))
+                    sys.stderr.flush()
+            if finished:
+                return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] | None = None,
