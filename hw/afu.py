@@ -49,6 +49,8 @@ requantizers of INT8 ADD / MUL.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -227,31 +229,53 @@ class ActivationUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L, AW = self._lanes, self._addr_width
-        WB, WBY = 16 * L, 2 * L
-        wshift = (WBY - 1).bit_length()
-        table_words = 256 // WBY if WBY <= 256 else 1
+        n = self._command_decode(m)
+        self._control_fsm(m, n)
+        self._table_loader(m, n)
+        self._operand_reads(m, n)
+        s2 = self._table_rom_lookup(m, n)
+        simple = self._simple_functions(n)
+        bf_arith = self._bf16_arith(m, n)
+        i8_arith, q_bytes = self._int8_arith(m, n)
+        self._stage2_select(m, n, simple, bf_arith, i8_arith, q_bytes)
+        s3 = self._interpolate(m, n, s2)
+        self._round_select(m, n, s3)
+        self._result_write(m, n)
+        return m
 
-        func = Signal(AfuFunc)
-        args = Signal(AfuArgs)
-        int8 = Signal()
+    def _command_decode(self, m):
+        """The latched function and arguments and their decode (INT8, DEQUANTIZE, QUANTIZE,
+        narrow), in the namespace of signals and sizes the other sub-blocks share (returned)."""
+        L = self._lanes
+        n = SimpleNamespace(L=L, AW=self._addr_width, WB=16 * L, WBY=2 * L)
+        n.wshift = (n.WBY - 1).bit_length()
+        n.table_words = 256 // n.WBY if n.WBY <= 256 else 1
+
+        n.func = func = Signal(AfuFunc, name="func")
+        n.args = args = Signal(AfuArgs, name="args")
+        n.int8 = int8 = Signal(name="int8")
         m.d.comb += int8.eq(args.dtype == AfuDType.INT8)
-        deq = Signal()              # INT8 in, BF16 out: half an input word per cycle
-        quant = Signal()            # BF16 in, INT8 out: half an output word per cycle
-        narrow = Signal()           # a whole word of INT8 elements per cycle
-        m.d.comb += [deq.eq(func == AfuFunc.DEQUANTIZE), quant.eq(func == AfuFunc.QUANTIZE),
-                     narrow.eq(int8 & ~deq & ~quant)]
+        n.deq = Signal()            # INT8 in, BF16 out: half an input word per cycle
+        n.quant = Signal()          # BF16 in, INT8 out: half an output word per cycle
+        n.narrow = Signal()         # a whole word of INT8 elements per cycle
+        m.d.comb += [n.deq.eq(func == AfuFunc.DEQUANTIZE), n.quant.eq(func == AfuFunc.QUANTIZE),
+                     n.narrow.eq(int8 & ~n.deq & ~n.quant)]
+        return n
 
-        # ---------------- control ----------------
-        issue = Signal()            # read word `idx` this cycle
-        idx = Signal(COUNT_BITS)
+    def _control_fsm(self, m, n):
+        """The control FSM (IDLE, SETUP, TABLE, RUN, DRAIN) with the word counters, the
+        table-loader counters, the table register and the pipeline valid bits."""
+        WBY, wshift, table_words = n.WBY, n.wshift, n.table_words
+        func, args, int8, narrow = n.func, n.args, n.int8, n.narrow
+        n.issue = issue = Signal(name="issue")  # read word `idx` this cycle
+        n.idx = idx = Signal(COUNT_BITS, name="idx")
         words = Signal(COUNT_BITS + 1)
-        remaining = Signal(COUNT_BITS + 1)     # elements not yet issued
-        tl_count = Signal(range(table_words + 1))
-        tl_pending = Signal()
-        tl_index = Signal(range(table_words + 1))
-        table = Signal(256 * 8 if WBY <= 256 else WBY * 8)
-        pipe = Signal(self.LATENCY)            # valid bits of the stages in flight
+        n.remaining = remaining = Signal(COUNT_BITS + 1, name="remaining")  # elements not yet issued
+        n.tl_count = tl_count = Signal(range(table_words + 1), name="tl_count")
+        n.tl_pending = tl_pending = Signal(name="tl_pending")
+        n.tl_index = tl_index = Signal(range(table_words + 1), name="tl_index")
+        n.table = Signal(256 * 8 if WBY <= 256 else WBY * 8)
+        n.pipe = pipe = Signal(self.LATENCY, name="pipe")  # valid bits of the stages in flight
 
         # `idle` is a register rather than a decode of the FSM state: Icarus never evaluates
         # a combinational block whose only input keeps its initial value, which would
@@ -291,27 +315,35 @@ class ActivationUnit(wiring.Component):
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~self.cmd.ready)
 
-        # Table loader (INT8 table functions): words of the table into `table`.
-        tl_issue = Signal()
+    def _table_loader(self, m, n):
+        """The INT8 table loader: reads the 256-byte table word by word into ``table``."""
+        tl_count, tl_index = n.tl_count, n.tl_index
+        n.tl_issue = tl_issue = Signal(name="tl_issue")
         m.d.comb += tl_issue.eq(tl_count != 0)
-        m.d.sync += tl_pending.eq(tl_issue)
+        m.d.sync += n.tl_pending.eq(tl_issue)
         with m.If(tl_issue):
             m.d.sync += tl_count.eq(tl_count - 1)
-        with m.If(tl_pending):
-            m.d.sync += [table.word_select(tl_index, WB).eq(self.rd_a.data), tl_index.eq(tl_index + 1)]
+        with m.If(n.tl_pending):
+            m.d.sync += [n.table.word_select(tl_index, n.WB).eq(self.rd_a.data),
+                         tl_index.eq(tl_index + 1)]
 
+    def _operand_reads(self, m, n):
+        """The operand and table read addresses, the word counter, and the output word index
+        and byte enables of each issued word registered into s1."""
+        L, AW, WBY, wshift = n.L, n.AW, n.WBY, n.wshift
+        args, idx, remaining, narrow, quant = n.args, n.idx, n.remaining, n.narrow, n.quant
         a_base = Signal(AW)
         b_base = Signal(AW)
-        o_base = Signal(AW)
+        n.o_base = o_base = Signal(AW, name="o_base")
         t_base = Signal(AW)
         m.d.comb += [a_base.eq(args.a_addr >> wshift), b_base.eq(args.b_addr >> wshift),
                      o_base.eq(args.out_addr >> wshift), t_base.eq(args.table_addr >> wshift)]
         m.d.comb += [
-            self.rd_a.addr.eq(Mux(tl_issue, t_base + (table_words - tl_count),
-                                  a_base + Mux(deq, idx >> 1, idx))),
-            self.rd_a.en.eq(issue | tl_issue),
+            self.rd_a.addr.eq(Mux(n.tl_issue, t_base + (n.table_words - n.tl_count),
+                                  a_base + Mux(n.deq, idx >> 1, idx))),
+            self.rd_a.en.eq(n.issue | n.tl_issue),
             self.rd_b.addr.eq(b_base + idx),
-            self.rd_b.en.eq(issue),
+            self.rd_b.en.eq(n.issue),
         ]
         # Byte enables of the word issued now.
         nbytes = Signal(COUNT_BITS + 2)
@@ -321,28 +353,28 @@ class ActivationUnit(wiring.Component):
         # QUANTIZE writes the low or the high half of output word idx // 2.
         q_half = Signal(L)
         m.d.comb += q_half.eq(Cat(*[remaining > j for j in range(L)]))
-        s1_mask = Signal(WBY)
-        s1_idx = Signal(COUNT_BITS)            # output word (DEQUANTIZE: its bit 0 = input half)
-        with m.If(issue):
+        n.s1_mask = s1_mask = Signal(WBY, name="s1_mask")
+        # Output word (DEQUANTIZE: its bit 0 = input half).
+        n.s1_idx = s1_idx = Signal(COUNT_BITS, name="s1_idx")
+        with m.If(n.issue):
             m.d.sync += [idx.eq(idx + 1),
                          remaining.eq(Mux(remaining > step, remaining - step, 0))]
         m.d.sync += [
-            pipe.eq(Cat(issue, pipe[:-1])),
+            n.pipe.eq(Cat(n.issue, n.pipe[:-1])),
             s1_idx.eq(Mux(quant, idx >> 1, idx)),
             s1_mask.eq(Mux(quant, Mux(idx[0], Cat(Const(0, L), q_half), Cat(q_half, Const(0, L))),
                            Cat(*[nbytes > j for j in range(WBY)]))),
         ]
 
-        # ---------------- s1: operands arrive ----------------
-        a_word = self.rd_a.data
-        b_word = self.rd_b.data
-
-        # BF16 table functions, per lane: decode, ROM read.
+    def _table_rom_lookup(self, m, n):
+        """Stage s1 of the BF16 table functions, per lane: the input as fixed point, the ROM
+        read of its segment, and the stage-2 registers; returns those registers per lane."""
+        a_word, func = self.rd_a.data, n.func
         m.submodules.rom = rom = memory.Memory(shape=32, depth=3 * 256, init=_rom_init())
         fsel = Signal(2)
         m.d.comb += fsel.eq(Mux(func == AfuFunc.TANH, 1, Mux(func == AfuFunc.GELU, 2, 0)))
         s2 = []   # per-lane stage-2 registers
-        for k in range(L):
+        for k in range(n.L):
             x = a_word[16 * k:16 * k + 16]
             e = x[7:15]
             mant = Cat(x[:7], Const(1, 1))
@@ -359,13 +391,18 @@ class ActivationUnit(wiring.Component):
                 m.d.comb += fixed.eq(mant >> (-sh).as_unsigned())
             rp = rom.read_port()
             m.d.comb += [rp.addr.eq(Cat(fixed[act.T_BITS:], fsel)), rp.en.eq(1)]
-            r = {n: Signal(w, name=f"l{k}_{n}") for n, w in
+            r = {nm: Signal(w, name=f"l{k}_{nm}") for nm, w in
                  (("x", 16), ("a", _FIX + 3), ("t", act.T_BITS))}
             m.d.sync += [r["x"].eq(x), r["a"].eq(fixed), r["t"].eq(fixed[:act.T_BITS])]
             r["rom"] = rp.data
             s2.append(r)
-        # BF16 ReLU and INT8 per-byte functions, computed in s1 and carried to the end.
-        s2_word_simple = Signal(WB)
+        return s2
+
+    def _simple_functions(self, n):
+        """The BF16 ReLU and the INT8 ReLU and table lookup, combinational in s1; returns
+        the three result words by name."""
+        L, WBY, args, table = n.L, n.WBY, n.args, n.table
+        a_word = self.rd_a.data
         simple = []
         for k in range(L):
             x = a_word[16 * k:16 * k + 16]
@@ -380,7 +417,13 @@ class ActivationUnit(wiring.Component):
             bytes_lut.append(table.word_select(xb, 8))
         int8_relu = Cat(*bytes_relu)
         int8_lut = Cat(*bytes_lut)
-        # BF16 LEAKY_RELU / ADD / MUL with the shared arithmetic blocks, per lane.
+        return {"relu_bf16": relu_bf16, "int8_relu": int8_relu, "int8_lut": int8_lut}
+
+    def _bf16_arith(self, m, n):
+        """BF16 LEAKY_RELU / ADD / MUL and the DEQUANTIZE conversion in s1, per lane, with the
+        shared BF16 multiplier, FP32 adder and rounders; returns the result of each lane."""
+        L, func, args, deq, s1_idx = n.L, n.func, n.args, n.deq, n.s1_idx
+        a_word, b_word = self.rd_a.data, self.rd_b.data
         bf_arith = []
         for k in range(L):
             x = a_word[16 * k:16 * k + 16]
@@ -394,8 +437,8 @@ class ActivationUnit(wiring.Component):
             add = Fp32Adder()
             rnd_mul = Fp32ToBf16()
             rnd_add = Fp32ToBf16()
-            for n, sub in (("mul", mul), ("add", add), ("rmul", rnd_mul), ("radd", rnd_add)):
-                m.submodules[f"l{k}_{n}"] = sub
+            for nm, sub in (("mul", mul), ("add", add), ("rmul", rnd_mul), ("radd", rnd_add)):
+                m.submodules[f"l{k}_{nm}"] = sub
             m.d.comb += [
                 mul.a.eq(Mux(deq, dbf, x)),
                 mul.b.eq(Mux((func == AfuFunc.LEAKY_RELU) | deq, args.alpha, y)),
@@ -407,7 +450,13 @@ class ActivationUnit(wiring.Component):
             leaky = Mux(nan, act.CANONICAL_NAN, Mux(x[15], rnd_mul.y, x))[:16]
             bf_arith.append(Mux(func == AfuFunc.ADD, rnd_add.y,
                                 Mux((func == AfuFunc.MUL) | deq, rnd_mul.y, leaky))[:16])
-        # INT8 ADD / MUL: integer terms, then the shared requantizer, per byte.
+        return bf_arith
+
+    def _int8_arith(self, m, n):
+        """INT8 ADD / MUL (integer terms, then one requantizer per byte) and QUANTIZE (lane k's
+        BF16 through requantizer k) in s1; returns the ADD/MUL bytes and the QUANTIZE bytes."""
+        L, WBY, func, args, quant = n.L, n.WBY, n.func, n.args, n.quant
+        a_word, b_word = self.rd_a.data, self.rd_b.data
         # QUANTIZE: lane k's BF16 through requantizer k as (+-significand, exponent-adjusted
         # shift), NaN -> y_zp, infinity -> saturated.
         i8_arith = []
@@ -442,21 +491,32 @@ class ActivationUnit(wiring.Component):
                 special = e == 0xFF
                 q_bytes.append(Mux(special, Mux(x[:7] != 0, args.y_zero_point.as_unsigned(),
                                                 Mux(sign, 0x80, 0x7F)), rq.y.as_unsigned())[:8])
+        return i8_arith, q_bytes
+
+    def _stage2_select(self, m, n, simple, bf_arith, i8_arith, q_bytes):
+        """The s2 register of the non-table result chosen by function and type, with the
+        output word index and byte enables carried from s1."""
+        func, int8 = n.func, n.int8
+        n.s2_word_simple = s2_word_simple = Signal(n.WB, name="s2_word_simple")
         arith = (func == AfuFunc.ADD) | (func == AfuFunc.MUL)
-        with m.If(quant):
+        with m.If(n.quant):
             m.d.sync += s2_word_simple.eq(Cat(*q_bytes, *q_bytes))
-        with m.Elif(deq):
+        with m.Elif(n.deq):
             m.d.sync += s2_word_simple.eq(Cat(*bf_arith))
         with m.Elif(int8):
-            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, int8_relu,
-                                              Mux(arith, Cat(*i8_arith), int8_lut)))
+            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, simple["int8_relu"],
+                                              Mux(arith, Cat(*i8_arith), simple["int8_lut"])))
         with m.Else():
-            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, relu_bf16, Cat(*bf_arith)))
-        s2_idx = Signal(COUNT_BITS)
-        s2_mask = Signal(WBY)
-        m.d.sync += [s2_idx.eq(s1_idx), s2_mask.eq(s1_mask)]
+            m.d.sync += s2_word_simple.eq(Mux(func == AfuFunc.RELU, simple["relu_bf16"],
+                                              Cat(*bf_arith)))
+        n.s2_idx = s2_idx = Signal(COUNT_BITS, name="s2_idx")
+        n.s2_mask = s2_mask = Signal(n.WBY, name="s2_mask")
+        m.d.sync += [s2_idx.eq(n.s1_idx), s2_mask.eq(n.s1_mask)]
 
-        # ---------------- s2: interpolate, reflect ----------------
+    def _interpolate(self, m, n, s2):
+        """Stage s2 of the BF16 table functions, per lane: the linear interpolation of the ROM
+        segment and the reflection for negative inputs; returns the stage-3 registers per lane."""
+        func = n.func
         s3 = []
         for k, r in enumerate(s2):
             c0 = r["rom"][:act.C0_BITS]
@@ -473,15 +533,19 @@ class ActivationUnit(wiring.Component):
                     m.d.comb += [mag.eq(y), osign.eq(sign)]
                 with m.Default():    # GELU
                     m.d.comb += [mag.eq(Mux(sign, Mux(r["a"] > y, r["a"] - y, 0), y)), osign.eq(sign)]
-            q = {n: Signal(w, name=f"l{k}_s3{n}") for n, w in (("mag", _MAG_BITS), ("sign", 1), ("x", 16))}
+            q = {nm: Signal(w, name=f"l{k}_s3{nm}") for nm, w in (("mag", _MAG_BITS), ("sign", 1), ("x", 16))}
             m.d.sync += [q["mag"].eq(mag), q["sign"].eq(osign), q["x"].eq(r["x"])]
             s3.append(q)
-        s3_word_simple = Signal(WB)
-        s3_idx = Signal(COUNT_BITS)
-        s3_mask = Signal(WBY)
-        m.d.sync += [s3_word_simple.eq(s2_word_simple), s3_idx.eq(s2_idx), s3_mask.eq(s2_mask)]
+        n.s3_word_simple = s3_word_simple = Signal(n.WB, name="s3_word_simple")
+        n.s3_idx = s3_idx = Signal(COUNT_BITS, name="s3_idx")
+        n.s3_mask = s3_mask = Signal(n.WBY, name="s3_mask")
+        m.d.sync += [s3_word_simple.eq(n.s2_word_simple), s3_idx.eq(n.s2_idx), s3_mask.eq(n.s2_mask)]
+        return s3
 
-        # ---------------- s3: round to BF16, select the result ----------------
+    def _round_select(self, m, n, s3):
+        """Stage s3: the per-lane rounding of the table result to BF16 (NaN and large-GELU
+        cases apart) and the s4 register of the final word, index and byte enables."""
+        func = n.func
         lanes_out = []
         for k, q in enumerate(s3):
             bf = _fixed_to_bf16(m, q["sign"], q["mag"], f"l{k}")
@@ -498,17 +562,17 @@ class ActivationUnit(wiring.Component):
                 m.d.comb += out.eq(bf)
             lanes_out.append(out)
         table_word = Cat(*lanes_out)
-        use_table = ~int8 & ((func == AfuFunc.SIGMOID) | (func == AfuFunc.TANH) | (func == AfuFunc.GELU))
-        s4_word = Signal(WB)
-        s4_idx = Signal(COUNT_BITS)
-        s4_mask = Signal(WBY)
-        m.d.sync += [s4_word.eq(Mux(use_table, table_word, s3_word_simple)),
-                     s4_idx.eq(s3_idx), s4_mask.eq(s3_mask)]
+        use_table = ~n.int8 & ((func == AfuFunc.SIGMOID) | (func == AfuFunc.TANH) | (func == AfuFunc.GELU))
+        n.s4_word = s4_word = Signal(n.WB, name="s4_word")
+        n.s4_idx = s4_idx = Signal(COUNT_BITS, name="s4_idx")
+        n.s4_mask = s4_mask = Signal(n.WBY, name="s4_mask")
+        m.d.sync += [s4_word.eq(Mux(use_table, table_word, n.s3_word_simple)),
+                     s4_idx.eq(n.s3_idx), s4_mask.eq(n.s3_mask)]
 
-        # ---------------- s4: write ----------------
+    def _result_write(self, m, n):
+        """Stage s4: the scratchpad write of the result word with its byte enables."""
         m.d.comb += [
-            self.wr.addr.eq(o_base + s4_idx),
-            self.wr.data.eq(s4_word),
-            self.wr.en.eq(Mux(pipe[-1], s4_mask, 0)),
+            self.wr.addr.eq(n.o_base + n.s4_idx),
+            self.wr.data.eq(n.s4_word),
+            self.wr.en.eq(Mux(n.pipe[-1], n.s4_mask, 0)),
         ]
-        return m

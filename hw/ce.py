@@ -58,6 +58,8 @@ per-tensor zero points and requantization scale (the
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -203,89 +205,117 @@ class ConvEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        n = self._command_registers()
+        self._weight_buffer(m, n)
+        self._pipeline_registers(m, n)
+        self._control_fsm(m, n)
+        self._weight_loader(m, n)
+        self._window_walker(m, n)
+        self._operand_reads(m, n)
+        self._multiply_reduce(m, n)
+        self._accumulate(m, n)
+        self._output_fifo(m, n)
+        self._writer(m, n)
+        return m
+
+    def _command_registers(self):
+        """The latched EXEC arguments and the shape registers SETUP derives from them, in the
+        namespace of signals and sizes the other sub-blocks share (returned)."""
         OL, IL, AW = self._ol, self._il, self._addr_width
-        WB = 8 * IL
-        wshift = (IL - 1).bit_length()            # byte -> word address
-        out_words_i8 = OL // IL                     # words per pixel block, INT8 output
-        out_words_i32 = 4 * OL // IL                # ... INT32 output; also the bias block
-        EB = max(1, (self._weight_depth - 1).bit_length())
+        n = SimpleNamespace(OL=OL, IL=IL, AW=AW, WB=8 * IL)
+        n.wshift = (IL - 1).bit_length()           # byte -> word address
+        n.out_words_i8 = OL // IL                   # words per pixel block, INT8 output
+        n.out_words_i32 = 4 * OL // IL              # ... INT32 output; also the bias block
+        n.EB = max(1, (self._weight_depth - 1).bit_length())
 
-        args = Signal(CeArgs)
+        n.args = Signal(CeArgs)
         # Derived shape, registered in SETUP.
-        oh = Signal(EXTENT_BITS + 1)
-        ow = Signal(EXTENT_BITS + 1)
-        icb_n = Signal(CHANNEL_BITS)                # ceil(C / IL)
-        ocb_n = Signal(CHANNEL_BITS)                # ceil(M / OL)
-        taps = Signal(range(MAX_KERNEL * MAX_KERNEL + 1))
-        entries = Signal(EB + 1)                    # taps * ICB
-        in_base = Signal(AW)
-        w_base = Signal(AW)
-        b_base = Signal(AW)
-        out_base = Signal(AW)
-        out_words = Signal(range(out_words_i32 + 1))
-        ocb = Signal(CHANNEL_BITS)                  # current output-channel block
+        n.oh = Signal(EXTENT_BITS + 1)
+        n.ow = Signal(EXTENT_BITS + 1)
+        n.icb_n = Signal(CHANNEL_BITS)              # ceil(C / IL)
+        n.ocb_n = Signal(CHANNEL_BITS)              # ceil(M / OL)
+        n.taps = Signal(range(MAX_KERNEL * MAX_KERNEL + 1))
+        n.entries = Signal(n.EB + 1)                # taps * ICB
+        n.in_base = Signal(AW)
+        n.w_base = Signal(AW)
+        n.b_base = Signal(AW)
+        n.out_base = Signal(AW)
+        n.out_words = Signal(range(n.out_words_i32 + 1))
+        n.ocb = Signal(CHANNEL_BITS)                # current output-channel block
+        return n
 
-        # ---- weight buffer: one row of OL x IL bytes per (tap, input block) ----
+    def _weight_buffer(self, m, n):
+        """The weight buffer (one row of OL x IL bytes per (tap, input block)) and the
+        registers of the weight/bias loader that fills it."""
+        OL, WB, AW, EB = n.OL, n.WB, n.AW, n.EB
         m.submodules.wbuf = wbuf = memory.Memory(shape=OL * WB, depth=self._weight_depth, init=[])
-        wbuf_w = wbuf.write_port(granularity=WB)
-        wbuf_r = wbuf.read_port()
+        n.wbuf_w = wbuf.write_port(granularity=WB)
+        n.wbuf_r = wbuf.read_port()
 
-        # ---- read-port users: weight/bias loader and the compute walker ----
-        ld_addr = Signal(AW)
-        ld_count = Signal(EB + 8)                   # words left to issue
-        ld_pending = Signal()                       # a load read issued last cycle
-        ld_lane = Signal(range(OL))                 # where the arriving word goes
-        ld_entry = Signal(EB)
-        ld_bias = Signal()                          # loading bias words, not weights
-        b_index = Signal(range(out_words_i32))
-        bias_reg = Signal(OL * 32)
+        # Read-port users: weight/bias loader and the compute walker.
+        n.ld_addr = Signal(AW)
+        n.ld_count = Signal(EB + 8)                 # words left to issue
+        n.ld_pending = Signal()                     # a load read issued last cycle
+        n.ld_lane = Signal(range(OL))               # where the arriving word goes
+        n.ld_entry = Signal(EB)
+        n.ld_bias = Signal()                        # loading bias words, not weights
+        n.b_index = Signal(range(n.out_words_i32))
+        n.bias_reg = Signal(OL * 32)
 
-        # ---- output FIFO credits ----
-        credits = Signal(range(self._out_fifo_depth + 1))
-        take_credit = Signal()
-        give_credit = Signal()
+    def _pipeline_registers(self, m, n):
+        """The output-FIFO credit counter and the valid, flag and data registers of the
+        compute pipeline stages s0..s4, with ``pipe_busy`` while any stage holds work."""
+        OL, IL, EB = n.OL, n.IL, n.EB
+        # Output FIFO credits.
+        n.credits = Signal(range(self._out_fifo_depth + 1))
+        n.take_credit = Signal()
+        n.give_credit = Signal()
 
         # s0: the loop counters
-        s0_run = Signal()
-        oy = Signal(EXTENT_BITS + 1)
-        ox = Signal(EXTENT_BITS + 1)
-        ky = Signal(range(MAX_KERNEL))
-        kx = Signal(range(MAX_KERNEL))
-        cb = Signal(CHANNEL_BITS)
-        entry = Signal(EB)
-        s0_first = Signal()
-        s0_last_elem = Signal()                     # last element of the pixel
-        s0_done = Signal()                          # last element of the last pixel
-        s0_fire = Signal()
+        n.s0_run = Signal()
+        n.oy = Signal(EXTENT_BITS + 1)
+        n.ox = Signal(EXTENT_BITS + 1)
+        n.ky = Signal(range(MAX_KERNEL))
+        n.kx = Signal(range(MAX_KERNEL))
+        n.cb = Signal(CHANNEL_BITS)
+        n.entry = Signal(EB)
+        n.s0_first = Signal()
+        n.s0_last_elem = Signal()                   # last element of the pixel
+        n.s0_done = Signal()                        # last element of the last pixel
+        n.s0_fire = Signal()
 
         # s1: addresses
-        s1_valid = Signal()
-        s1_iy = Signal(signed(EXTENT_BITS + 3))
-        s1_ix = Signal(signed(EXTENT_BITS + 3))
-        s1_cb = Signal(CHANNEL_BITS)
-        s1_entry = Signal(EB)
-        s1_first = Signal()
-        s1_last = Signal()
+        n.s1_valid = Signal()
+        n.s1_iy = Signal(signed(EXTENT_BITS + 3))
+        n.s1_ix = Signal(signed(EXTENT_BITS + 3))
+        n.s1_cb = Signal(CHANNEL_BITS)
+        n.s1_entry = Signal(EB)
+        n.s1_first = Signal()
+        n.s1_last = Signal()
         # s2: operands arrive
-        s2_valid = Signal()
-        s2_inside = Signal()
-        s2_nlanes = Signal(range(IL + 1))           # valid input-channel lanes
-        s2_first = Signal()
-        s2_last = Signal()
+        n.s2_valid = Signal()
+        n.s2_inside = Signal()
+        n.s2_nlanes = Signal(range(IL + 1))         # valid input-channel lanes
+        n.s2_first = Signal()
+        n.s2_last = Signal()
         # s3: per-output-channel sums
-        s3_valid = Signal()
-        s3_first = Signal()
-        s3_last = Signal()
-        s3_sum = Signal(data.ArrayLayout(signed(32), OL))
-        acc = Signal(data.ArrayLayout(signed(32), OL))
+        n.s3_valid = Signal()
+        n.s3_first = Signal()
+        n.s3_last = Signal()
+        n.s3_sum = Signal(data.ArrayLayout(signed(32), OL))
+        n.acc = Signal(data.ArrayLayout(signed(32), OL))
         # s4: a finished pixel
-        s4_valid = Signal()
-        s4_acc = Signal(data.ArrayLayout(signed(32), OL))
+        n.s4_valid = Signal()
+        n.s4_acc = Signal(data.ArrayLayout(signed(32), OL))
 
-        pipe_busy = Signal()
-        m.d.comb += pipe_busy.eq(s1_valid | s2_valid | s3_valid | s4_valid)
+        n.pipe_busy = Signal()
+        m.d.comb += n.pipe_busy.eq(n.s1_valid | n.s2_valid | n.s3_valid | n.s4_valid)
 
-        # ---------------- control FSM ----------------
+    def _control_fsm(self, m, n):
+        """The command latch and the control FSM: SETUP derives the shape, then per
+        output-channel block LOAD_W / LOAD_B, COMPUTE and DRAIN, and FINISH waits for the writer."""
+        OL, IL, wshift = n.OL, n.IL, n.wshift
+        args = n.args
         # `idle` is a register rather than a decode of the FSM state: Icarus never evaluates
         # a combinational block whose only input keeps its initial value, which would
         # leave `cmd.ready` X until the first command.
@@ -301,67 +331,72 @@ class ConvEngine(wiring.Component):
                 a = args
                 s = a.stride == 2
                 m.d.sync += [
-                    oh.eq(((a.height + a.pad_top + a.pad_bottom - a.kernel_h) >> s) + 1),
-                    ow.eq(((a.width + a.pad_left + a.pad_right - a.kernel_w) >> s) + 1),
-                    icb_n.eq((a.c_in + IL - 1) >> wshift),
-                    ocb_n.eq((a.c_out + OL - 1) // OL),
-                    taps.eq(a.kernel_h * a.kernel_w),
-                    in_base.eq(a.in_addr >> wshift),
-                    w_base.eq(a.w_addr >> wshift),
-                    b_base.eq(a.bias_addr >> wshift),
-                    out_base.eq(a.out_addr >> wshift),
-                    out_words.eq(Mux(a.requant, out_words_i8, out_words_i32)),
-                    ocb.eq(0),
-                    credits.eq(self._out_fifo_depth),
+                    n.oh.eq(((a.height + a.pad_top + a.pad_bottom - a.kernel_h) >> s) + 1),
+                    n.ow.eq(((a.width + a.pad_left + a.pad_right - a.kernel_w) >> s) + 1),
+                    n.icb_n.eq((a.c_in + IL - 1) >> wshift),
+                    n.ocb_n.eq((a.c_out + OL - 1) // OL),
+                    n.taps.eq(a.kernel_h * a.kernel_w),
+                    n.in_base.eq(a.in_addr >> wshift),
+                    n.w_base.eq(a.w_addr >> wshift),
+                    n.b_base.eq(a.bias_addr >> wshift),
+                    n.out_base.eq(a.out_addr >> wshift),
+                    n.out_words.eq(Mux(a.requant, n.out_words_i8, n.out_words_i32)),
+                    n.ocb.eq(0),
+                    n.credits.eq(self._out_fifo_depth),
                 ]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
-                m.d.sync += entries.eq(taps * icb_n)
+                m.d.sync += n.entries.eq(n.taps * n.icb_n)
                 m.next = "BLOCK"
             with m.State("BLOCK"):
                 # Start an output-channel block: load its weights.
                 m.d.sync += [
-                    ld_addr.eq(w_base + ocb * entries * OL),
-                    ld_count.eq(entries * OL),
-                    ld_lane.eq(0), ld_entry.eq(0), ld_bias.eq(0),
+                    n.ld_addr.eq(n.w_base + n.ocb * n.entries * OL),
+                    n.ld_count.eq(n.entries * OL),
+                    n.ld_lane.eq(0), n.ld_entry.eq(0), n.ld_bias.eq(0),
                 ]
                 m.next = "LOAD_W"
             with m.State("LOAD_W"):
-                with m.If((ld_count == 0) & ~ld_pending):
+                with m.If((n.ld_count == 0) & ~n.ld_pending):
                     with m.If(args.bias):
-                        m.d.sync += [ld_addr.eq(b_base + ocb * out_words_i32),
-                                     ld_count.eq(out_words_i32), ld_bias.eq(1)]
+                        m.d.sync += [n.ld_addr.eq(n.b_base + n.ocb * n.out_words_i32),
+                                     n.ld_count.eq(n.out_words_i32), n.ld_bias.eq(1)]
                         m.next = "LOAD_B"
                     with m.Else():
                         m.next = "COMPUTE"
             with m.State("LOAD_B"):
-                with m.If((ld_count == 0) & ~ld_pending):
+                with m.If((n.ld_count == 0) & ~n.ld_pending):
                     m.next = "COMPUTE"
             with m.State("COMPUTE"):
-                m.d.comb += s0_run.eq(1)
-                with m.If(s0_fire & s0_done):
+                m.d.comb += n.s0_run.eq(1)
+                with m.If(n.s0_fire & n.s0_done):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(~pipe_busy):
-                    with m.If(ocb + 1 == ocb_n):
+                with m.If(~n.pipe_busy):
+                    with m.If(n.ocb + 1 == n.ocb_n):
                         m.next = "FINISH"
                     with m.Else():
-                        m.d.sync += ocb.eq(ocb + 1)
+                        m.d.sync += n.ocb.eq(n.ocb + 1)
                         m.next = "BLOCK"
             with m.State("FINISH"):
-                with m.If(credits == self._out_fifo_depth):
+                with m.If(n.credits == self._out_fifo_depth):
                     m.d.sync += idle.eq(1)
                     m.next = "IDLE"
         fsm_idle = Signal()
         m.d.comb += fsm_idle.eq(self.cmd.ready)
         m.d.comb += self.busy.eq(~fsm_idle)
 
-        # ---------------- weight / bias loader ----------------
-        ld_issue = Signal()
+    def _weight_loader(self, m, n):
+        """The weight/bias loader: issues scratchpad reads while words are left and lands
+        each arriving word in its weight-buffer lane or in the bias register."""
+        OL, WB = n.OL, n.WB
+        ld_count, ld_pending, ld_lane, ld_entry = n.ld_count, n.ld_pending, n.ld_lane, n.ld_entry
+        ld_bias, b_index, wbuf_w = n.ld_bias, n.b_index, n.wbuf_w
+        n.ld_issue = ld_issue = Signal(name="ld_issue")
         m.d.comb += ld_issue.eq(ld_count != 0)
         m.d.sync += ld_pending.eq(ld_issue)
         with m.If(ld_issue):
-            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_count.eq(ld_count - 1)]
+            m.d.sync += [n.ld_addr.eq(n.ld_addr + 1), ld_count.eq(ld_count - 1)]
         # Destination of the word arriving this cycle; advance when it lands.
         m.d.comb += [
             wbuf_w.addr.eq(ld_entry),
@@ -370,7 +405,7 @@ class ConvEngine(wiring.Component):
         ]
         with m.If(ld_pending):
             with m.If(ld_bias):
-                m.d.sync += [bias_reg.word_select(b_index, WB).eq(self.rd.data),
+                m.d.sync += [n.bias_reg.word_select(b_index, WB).eq(self.rd.data),
                              b_index.eq(b_index + 1)]
             with m.Elif(ld_lane == OL - 1):
                 m.d.sync += [ld_lane.eq(0), ld_entry.eq(ld_entry + 1)]
@@ -379,14 +414,19 @@ class ConvEngine(wiring.Component):
         with m.If(~ld_pending & (ld_count == 0)):
             m.d.sync += b_index.eq(0)
 
-        # ---------------- s0: walk (oy, ox, ky, kx, cb) ----------------
-        a = args
+    def _window_walker(self, m, n):
+        """Pipeline stage s0: the loop counters walking (oy, ox, ky, kx, cb), gated by the
+        output-FIFO credits, and the input-window coordinates of each step into s1."""
+        a = n.args
+        oy, ox, ky, kx, cb, entry = n.oy, n.ox, n.ky, n.kx, n.cb, n.entry
+        s0_run, s0_fire, s0_first, s0_last_elem = n.s0_run, n.s0_fire, n.s0_first, n.s0_last_elem
+        icb_n, oh, ow = n.icb_n, n.oh, n.ow
         m.d.comb += [
             s0_first.eq((ky == 0) & (kx == 0) & (cb == 0)),
             s0_last_elem.eq((ky == a.kernel_h - 1) & (kx == a.kernel_w - 1) & (cb == icb_n - 1)),
-            s0_done.eq(s0_last_elem & (oy == oh - 1) & (ox == ow - 1)),
-            take_credit.eq(s0_fire & s0_first),
-            s0_fire.eq(s0_run & (~s0_first | (credits != 0))),
+            n.s0_done.eq(s0_last_elem & (oy == oh - 1) & (ox == ow - 1)),
+            n.take_credit.eq(s0_fire & s0_first),
+            s0_fire.eq(s0_run & (~s0_first | (n.credits != 0))),
         ]
         with m.If(~s0_run):
             m.d.sync += [oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), cb.eq(0), entry.eq(0)]
@@ -405,85 +445,106 @@ class ConvEngine(wiring.Component):
         m.d.comb += [base_y.eq(Mux(a.stride == 2, oy << 1, oy) + ky),
                      base_x.eq(Mux(a.stride == 2, ox << 1, ox) + kx)]
         m.d.sync += [
-            s1_valid.eq(s0_fire),
-            s1_iy.eq(base_y - a.pad_top),
-            s1_ix.eq(base_x - a.pad_left),
-            s1_cb.eq(cb),
-            s1_entry.eq(entry),
-            s1_first.eq(s0_first),
-            s1_last.eq(s0_last_elem),
+            n.s1_valid.eq(s0_fire),
+            n.s1_iy.eq(base_y - a.pad_top),
+            n.s1_ix.eq(base_x - a.pad_left),
+            n.s1_cb.eq(cb),
+            n.s1_entry.eq(entry),
+            n.s1_first.eq(s0_first),
+            n.s1_last.eq(s0_last_elem),
         ]
 
-        # ---------------- s1: issue the input and weight reads ----------------
+    def _operand_reads(self, m, n):
+        """Pipeline stage s1: the input-word address of the window position, padding and
+        channel-count masks, and the scratchpad and weight-buffer reads (shared with the loader)."""
+        IL, AW, wshift = n.IL, n.AW, n.wshift
+        a = n.args
+        s1_iy, s1_ix, s1_cb, s1_valid = n.s1_iy, n.s1_ix, n.s1_cb, n.s1_valid
         inside = Signal()
         m.d.comb += inside.eq((s1_iy >= 0) & (s1_iy < a.height) & (s1_ix >= 0) & (s1_ix < a.width))
         in_word = Signal(AW)
-        m.d.comb += in_word.eq(in_base + ((s1_iy.as_unsigned() * a.width + s1_ix.as_unsigned())
-                                          * icb_n + s1_cb))
+        m.d.comb += in_word.eq(n.in_base + ((s1_iy.as_unsigned() * a.width + s1_ix.as_unsigned())
+                                            * n.icb_n + s1_cb))
         left = Signal(signed(CHANNEL_BITS + 8))
         m.d.comb += left.eq(a.c_in - (s1_cb << wshift))
         m.d.comb += [
-            self.rd.addr.eq(Mux(s0_run | s1_valid, in_word, ld_addr)),
-            self.rd.en.eq(Mux(s0_run | s1_valid, s1_valid & inside, ld_issue)),
-            wbuf_r.addr.eq(s1_entry),
-            wbuf_r.en.eq(1),
+            self.rd.addr.eq(Mux(n.s0_run | s1_valid, in_word, n.ld_addr)),
+            self.rd.en.eq(Mux(n.s0_run | s1_valid, s1_valid & inside, n.ld_issue)),
+            n.wbuf_r.addr.eq(n.s1_entry),
+            n.wbuf_r.en.eq(1),
         ]
         m.d.sync += [
-            s2_valid.eq(s1_valid),
-            s2_inside.eq(inside),
-            s2_nlanes.eq(Mux(left >= IL, IL, left)),
-            s2_first.eq(s1_first),
-            s2_last.eq(s1_last),
+            n.s2_valid.eq(s1_valid),
+            n.s2_inside.eq(inside),
+            n.s2_nlanes.eq(Mux(left >= IL, IL, left)),
+            n.s2_first.eq(n.s1_first),
+            n.s2_last.eq(n.s1_last),
         ]
 
-        # ---------------- s2: multiply and reduce ----------------
+    def _multiply_reduce(self, m, n):
+        """Pipeline stage s2: the OL x IL zero-point-corrected INT8 multipliers and the OL
+        adder trees, registered into the per-output-channel sums of s3."""
+        OL, IL = n.OL, n.IL
+        a = n.args
         xs = []
         for i in range(IL):
             xv = Signal(signed(9), name=f"x{i}")
             raw = self.rd.data[8 * i:8 * i + 8]
             byte = Mux(a.x_unsigned, raw.as_unsigned(), raw.as_signed())
-            m.d.comb += xv.eq(Mux(s2_inside & (s2_nlanes > i), byte - a.x_zero_point, 0))
+            m.d.comb += xv.eq(Mux(n.s2_inside & (n.s2_nlanes > i), byte - a.x_zero_point, 0))
             xs.append(xv)
         for o in range(OL):
             prods = []
             for i in range(IL):
-                wv = wbuf_r.data[(o * IL + i) * 8:(o * IL + i) * 8 + 8].as_signed() - a.w_zero_point
+                wv = n.wbuf_r.data[(o * IL + i) * 8:(o * IL + i) * 8 + 8].as_signed() - a.w_zero_point
                 prods.append(xs[i] * wv)
             while len(prods) > 1:
                 prods = [prods[j] + prods[j + 1] if j + 1 < len(prods) else prods[j]
                          for j in range(0, len(prods), 2)]
-            m.d.sync += s3_sum[o].eq(prods[0])
-        m.d.sync += [s3_valid.eq(s2_valid), s3_first.eq(s2_first), s3_last.eq(s2_last)]
+            m.d.sync += n.s3_sum[o].eq(prods[0])
+        m.d.sync += [n.s3_valid.eq(n.s2_valid), n.s3_first.eq(n.s2_first), n.s3_last.eq(n.s2_last)]
 
-        # ---------------- s3: accumulate ----------------
+    def _accumulate(self, m, n):
+        """Pipeline stage s3: the OL INT32 accumulators, and the bias added to a finished
+        pixel as it enters s4."""
+        OL = n.OL
+        a = n.args
+        s3_sum, s3_valid, s3_last, acc, bias_reg = n.s3_sum, n.s3_valid, n.s3_last, n.acc, n.bias_reg
         total = Signal(data.ArrayLayout(signed(32), OL))
         for o in range(OL):
-            m.d.comb += total[o].eq(Mux(s3_first, s3_sum[o], acc[o] + s3_sum[o]))
+            m.d.comb += total[o].eq(Mux(n.s3_first, s3_sum[o], acc[o] + s3_sum[o]))
         with m.If(s3_valid):
             m.d.sync += acc.eq(total)
-        m.d.sync += s4_valid.eq(s3_valid & s3_last)
+        m.d.sync += n.s4_valid.eq(s3_valid & s3_last)
         with m.If(s3_valid & s3_last):
             for o in range(OL):
-                m.d.sync += s4_acc[o].eq(total[o] + Mux(a.bias, bias_reg.word_select(o, 32).as_signed(), 0))
+                m.d.sync += n.s4_acc[o].eq(total[o] + Mux(a.bias, bias_reg.word_select(o, 32).as_signed(), 0))
 
-        # ---------------- s4: requantize into the output FIFO ----------------
-        packed, packed_valid = self._requantize(m, s4_acc, s4_valid, a)
-        m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=OL * 32,
+    def _output_fifo(self, m, n):
+        """Pipeline stage s4: requantization of the finished pixel into the output FIFO."""
+        packed, packed_valid = self._requantize(m, n.s4_acc, n.s4_valid, n.args)
+        m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=n.OL * 32,
                                                            depth=self._out_fifo_depth)
         m.d.comb += [ofifo.w_data.eq(packed), ofifo.w_en.eq(packed_valid)]
+        n.ofifo = ofifo
 
-        # ---------------- writer ----------------
-        wk = Signal(range(out_words_i32))
+    def _writer(self, m, n):
+        """The writer draining the output FIFO to the scratchpad word by word, and the
+        credit counter that bounds the pixels in flight."""
+        IL, WB = n.IL, n.WB
+        ofifo, out_words, ocb_n, credits = n.ofifo, n.out_words, n.ocb_n, n.credits
+        take_credit, give_credit = n.take_credit, n.give_credit
+        wk = Signal(range(n.out_words_i32))
         wpix = Signal(2 * EXTENT_BITS + 2)
         wocb = Signal(CHANNEL_BITS)
         npix = Signal(2 * EXTENT_BITS + 2)
-        m.d.comb += npix.eq(oh * ow)
+        m.d.comb += npix.eq(n.oh * n.ow)
         with m.If(~self.busy):
             m.d.sync += [wk.eq(0), wpix.eq(0), wocb.eq(0)]
         wlast = Signal()
         m.d.comb += [
             wlast.eq(wk == out_words - 1),
-            self.wr.addr.eq(out_base + (wpix * ocb_n + wocb) * out_words + wk),
+            self.wr.addr.eq(n.out_base + (wpix * ocb_n + wocb) * out_words + wk),
             self.wr.data.eq(ofifo.r_data.word_select(wk, WB)),
             self.wr.en.eq(ofifo.r_rdy.replicate(IL)),
             ofifo.r_en.eq(wlast),
@@ -499,7 +560,6 @@ class ConvEngine(wiring.Component):
             m.d.sync += credits.eq(credits - 1)
         with m.Elif(give_credit & ~take_credit):
             m.d.sync += credits.eq(credits + 1)
-        return m
 
     def _requantize(self, m, acc, valid, a):
         """The finished pixel as the FIFO stores it: INT32 lanes, or INT8 lanes in the low bytes.
