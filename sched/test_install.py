@@ -104,3 +104,18 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_from_tmp(tmp_path):
     assert r.returncode == 0, r.stderr
     assert str(env_dir) in r.stdout and (Path(r.stdout.strip()) / "default.toml").is_file()
     _check_user_session([env_dir / "bin" / "accelpool"], work)
+
+
+def test_make_help_lists_the_variables_and_waves_maps_to_the_option():
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make")
+    out = subprocess.run([make, "-s", "help"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    for var in ("MODEL=", "POOL=", "SCHEDULER=", "SIM=", "WAVES=1", "PYTEST_ARGS=", "JOBS="):
+        assert f"  {var}" in out, var
+    for waves, flag in (("WAVES=1", True), ("WAVES=0", False), (None, False)):
+        cmd = subprocess.run([make, "-n", "sim"] + ([waves] if waves else []), cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout
+        line = [ln for ln in cmd.splitlines() if "accelpool sim" in ln][-1]
+        assert ("--waves" in line) == flag, (waves, line)

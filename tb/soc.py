@@ -764,15 +764,16 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
 
 @contextlib.contextmanager
 def _streamed(path: Path, enabled: bool, poll: float = 0.2):
-    """While the body runs, copy what is appended to the file ``path`` to stderr."""
+    """While the body runs, copy what is written to the file ``path`` to stderr (the file is
+    emptied first: the body writes it anew)."""
     if not enabled:
         yield
         return
     done = threading.Event()
-    start = path.stat().st_size if path.exists() else 0
+    path.write_bytes(b"")
 
     def follow() -> None:
-        pos = start
+        pos = 0
         while True:
             finished = done.wait(poll)
             if path.exists():

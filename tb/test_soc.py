@@ -205,3 +205,28 @@ def test_zero_memories_start_at_zero_in_the_simulator(sim, tmp_path):
             run = ["obj/zero", "+verilator+rand+reset+2"]
         out = subprocess.run(run, cwd=tmp_path, check=True, capture_output=True, text=True)
     assert "ZERO-INIT OK" in out.stdout, out.stdout
+
+
+def test_a_build_log_is_streamed_while_the_build_writes_it(tmp_path, capsys):
+    import threading
+    import time
+
+    from accelpool.tb.soc import _streamed
+    log = tmp_path / "build.log"
+    log.write_text("an earlier build\n")
+
+    def build():
+        with open(log, "a") as f:
+            for i in range(3):
+                f.write(f"step {i}\n")
+                f.flush()
+                time.sleep(0.1)
+
+    with _streamed(log, enabled=True, poll=0.02):
+        t = threading.Thread(target=build)
+        t.start()
+        t.join()
+    assert capsys.readouterr().err == "step 0\nstep 1\nstep 2\n"
+    with _streamed(log, enabled=False):
+        log.write_text("quiet\n")
+    assert capsys.readouterr().err == ""
