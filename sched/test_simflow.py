@@ -173,3 +173,23 @@ def test_sim_report_is_short_to_print_and_progress_is_lines_when_not_a_terminal(
     text = repr(report)
     assert len(text) < 300 and text.startswith("SimReport(model=") and "outputs_ok=True" in text
     assert report.to_dict()["files"]["report"].endswith("net_heft_icarus_report.json")
+
+
+def test_sim_waves_prints_the_waveform_path_and_builds_apart(tmp_path, capsys):
+    """``--waves`` builds in a folder of its own (the plain build stays cached) and the
+    waveform the simulator wrote during the run is printed and in report.json."""
+    import onnx
+
+    from accelpool.sched.cli import main
+    from accelpool.sched.test_frontend import relu_model
+    onnx.save(relu_model((8, 16)), tmp_path / "net.onnx")
+    assert main(["sim", str(tmp_path / "net.onnx"), "--sim", "icarus", "--waves",
+                 "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    waves = [ln[len("wrote "):] for ln in out.splitlines()
+             if ln.startswith("wrote ") and ln.endswith((".fst", ".vcd"))]
+    assert len(waves) == 1
+    path = Path(waves[0]).resolve()
+    assert path.exists() and path.parent.name == "icarus_waves", path
+    doc = json.loads((tmp_path / "out" / "net_heft_icarus_report.json").read_text())
+    assert Path(doc["files"]["waves"]).resolve() == path

@@ -13,7 +13,11 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
 - Each (block, parameter set, simulator) builds in its own folder
   ``sim_build/<name>/<params>/<sim>/``; the build is redone only when the generated
   Verilog or the build flags changed.
-- ``WAVES=1`` writes a waveform, ``dump.vcd``, into that folder.
+- ``WAVES=1`` writes a waveform into that folder: ``dump.vcd`` on Icarus (a dump module
+  of ours), the cocotb runner's FST on Verilator. Its time base is the simulation's
+  clock, 10 ns per cycle (the traces of :mod:`accelpool.sched.report` use the pool's
+  ``clock_mhz`` instead). The SoC (:func:`accelpool.tb.soc.build_soc`) builds with waves
+  in a folder of its own, and ``accelpool sim --waves`` prints the file's path.
 - Icarus gets ``timescale=("1ns", "1ps")`` since Amaranth's Verilog carries none, and
   ``-g2005`` so yosys's time-0 evaluation of ``always @*`` blocks works;
   Verilator gets the width/unused lint warnings that Amaranth's output trips silenced

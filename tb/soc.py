@@ -709,7 +709,7 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
         if not (key_file.exists() and key_file.read_text() == key and all(p.exists() for p in src)):
             write_soc(cfg, top_dir, **kw)
             key_file.write_text(key)
-    build_dir = top_dir / sim
+    build_dir = top_dir / (f"{sim}_waves" if waves else sim)   # both builds stay cached
     # Both simulators get the compact, start-up-safe text (see simulation_text).
     patched = top_dir / f"{SOC_TOP}.sim.v"
     text = simulation_text(src[0].read_text())
