@@ -78,8 +78,13 @@ def measured_schedule(prog: Any, trace: Mapping[str, list[int]],
 
 
 def comparison_png(predicted: Schedule, measured: Schedule, path: str | Path, dag: Any = None,
-                   title: str | None = None) -> Path:
-    """Predicted (top) and measured (bottom) Gantt charts on one time axis."""
+                   title: str | None = None, measured_cycles: int | None = None) -> Path:
+    """Predicted (top) and measured (bottom) Gantt charts on one time axis.
+
+    The dashed line of each is its makespan (the last micro-op's end). ``measured_cycles``
+    is the run's cycle count as ``accelpool sim`` prints it (to ``all_done``, a few cycles
+    after the last micro-op): the title compares the prediction with it, as the text does,
+    and says where the last micro-op ended."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -104,15 +109,19 @@ def comparison_png(predicted: Schedule, measured: Schedule, path: str | Path, da
         ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
         ax.invert_yaxis()
         ax.axvline(s.makespan, color="k", ls="--", lw=0.8)
-        ax.set_title(f"{what}: {s.makespan} cycles", fontsize="medium")
+        ax.set_title(f"{what}: last micro-op ends at cycle {s.makespan}", fontsize="medium")
     axes[1].set_xlim(0, span * 1.02)
     axes[1].set_xlabel("cycles")
-    axes[0].legend(handles=[Patch(color=colour[c], label=c) for c in cats], loc="upper right",
-                   fontsize="small")
-    err = 100.0 * (predicted.makespan - measured.makespan) / max(1, measured.makespan)
+    from matplotlib.lines import Line2D
+    handles = [Patch(color=colour[c], label=c) for c in cats]
+    handles.append(Line2D([0], [0], color="k", ls="--", lw=0.8, label="makespan"))
+    axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                   fontsize="small", borderaxespad=0.0)
+    total = measured_cycles if measured_cycles else measured.makespan
+    err = 100.0 * (predicted.makespan - total) / max(1, total)
     fig.suptitle(title or f"{predicted.name} on {predicted.pool.name}: predicted "
-                          f"{predicted.makespan} vs measured {measured.makespan} cycles "
-                          f"({err:+.1f}%)")
+                          f"{predicted.makespan} vs measured {total} cycles ({err:+.1f}%)"
+                          + (" to all_done" if measured_cycles else ""))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any, Hashable, Mapping
 
 from accelpool.sched.schedulers import Schedule
 
-__all__ = ["chrome_trace", "write_trace", "gantt_png"]
+__all__ = ["chrome_trace", "write_trace", "write_traces", "gantt_png", "POOL_PID", "NOC_PID"]
 
-_POOL_PID = 1
-_NOC_PID = 2
+#: Process ids of a timeline's units and of its NoC transfers in a trace.
+POOL_PID = 1
+NOC_PID = 2
 
 
 def _op_label(dag: Any, n: Hashable) -> tuple[str, dict]:
@@ -33,38 +34,50 @@ def _op_label(dag: Any, n: Hashable) -> tuple[str, dict]:
     return cat, args
 
 
-def chrome_trace(schedule: Schedule, dag: Any = None) -> dict:
-    """The schedule as a Chrome/Perfetto trace document (a dict ready for ``json.dump``)."""
+def chrome_trace(schedule: Schedule, dag: Any = None, process: str | None = None,
+                 pid_offset: int = 0) -> dict:
+    """The schedule as a Chrome/Perfetto trace document (a dict ready for ``json.dump``).
+
+    ``process`` prefixes the process names (``"predicted"``, ``"measured"``) and
+    ``pid_offset`` moves the process ids, so that several timelines share one file
+    (:func:`write_traces`)."""
     mhz = schedule.pool.config.clock_mhz
     us = lambda cycles: cycles / mhz  # noqa: E731
     units = {u.name: u for u in schedule.pool.units}
     tid = {name: u.index + 1 for name, u in units.items()}
+    pool_pid, noc_pid = POOL_PID + pid_offset, NOC_PID + pid_offset
+    prefix = f"{process}: " if process else ""
     ev: list[dict] = [
-        {"ph": "M", "pid": _POOL_PID, "name": "process_name",
-         "args": {"name": f"pool {schedule.pool.name} ({schedule.name})"}},
-        {"ph": "M", "pid": _NOC_PID, "name": "process_name", "args": {"name": "NoC transfers"}},
+        {"ph": "M", "pid": pool_pid, "name": "process_name",
+         "args": {"name": f"{prefix}pool {schedule.pool.name} ({schedule.name})"}},
+        {"ph": "M", "pid": noc_pid, "name": "process_name",
+         "args": {"name": f"{prefix}NoC transfers"}},
+        {"ph": "M", "pid": pool_pid, "name": "process_sort_index",
+         "args": {"sort_index": pool_pid}},
+        {"ph": "M", "pid": noc_pid, "name": "process_sort_index",
+         "args": {"sort_index": noc_pid}},
     ]
     for name, u in units.items():
-        ev.append({"ph": "M", "pid": _POOL_PID, "tid": tid[name], "name": "thread_name",
+        ev.append({"ph": "M", "pid": pool_pid, "tid": tid[name], "name": "thread_name",
                    "args": {"name": f"{name} ({u.kind.key} at {u.at[0]},{u.at[1]})"}})
-        ev.append({"ph": "M", "pid": _POOL_PID, "tid": tid[name], "name": "thread_sort_index",
+        ev.append({"ph": "M", "pid": pool_pid, "tid": tid[name], "name": "thread_sort_index",
                    "args": {"sort_index": tid[name]}})
-        ev.append({"ph": "M", "pid": _NOC_PID, "tid": tid[name], "name": "thread_name",
+        ev.append({"ph": "M", "pid": noc_pid, "tid": tid[name], "name": "thread_name",
                    "args": {"name": f"from {name}"}})
     for n, s in schedule.slots.items():
         cat, args = _op_label(dag, n)
-        ev.append({"ph": "X", "pid": _POOL_PID, "tid": tid[s.unit], "name": str(n), "cat": cat,
+        ev.append({"ph": "X", "pid": pool_pid, "tid": tid[s.unit], "name": str(n), "cat": cat,
                    "ts": us(s.start), "dur": us(s.finish - s.start),
                    "args": {"start_cycle": s.start, "finish_cycle": s.finish, **args}})
     for k, t in enumerate(schedule.transfers):
-        ev.append({"ph": "X", "pid": _NOC_PID, "tid": tid[t.src_unit],
+        ev.append({"ph": "X", "pid": noc_pid, "tid": tid[t.src_unit],
                    "name": f"{t.src} -> {t.dst}", "cat": "transfer", "ts": us(t.start),
                    "dur": us(t.arrive - t.start),
                    "args": {"bytes": t.nbytes, "to": t.dst_unit, "start_cycle": t.start,
                             "arrive_cycle": t.arrive}})
-        ev.append({"ph": "s", "pid": _POOL_PID, "tid": tid[t.src_unit], "id": k, "name": "data",
+        ev.append({"ph": "s", "pid": pool_pid, "tid": tid[t.src_unit], "id": k, "name": "data",
                    "cat": "flow", "ts": us(t.start)})
-        ev.append({"ph": "f", "pid": _POOL_PID, "tid": tid[t.dst_unit], "id": k, "name": "data",
+        ev.append({"ph": "f", "pid": pool_pid, "tid": tid[t.dst_unit], "id": k, "name": "data",
                    "cat": "flow", "bp": "e", "ts": us(max(t.arrive, schedule.slots[t.dst].start))})
     return {"traceEvents": ev, "displayTimeUnit": "ns",
             "otherData": {"scheduler": schedule.name, "pool": schedule.pool.name,
@@ -76,6 +89,22 @@ def write_trace(schedule: Schedule, path: str | Path, dag: Any = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(chrome_trace(schedule, dag)))
+    return path
+
+
+def write_traces(timelines: Mapping[str, Schedule], path: str | Path, dag: Any = None) -> Path:
+    """Write several timelines of one graph (``{"predicted": s, "measured": m}``) into one
+    trace file, each as its own processes (units, NoC transfers) named after its key."""
+    events: list[dict] = []
+    other: dict[str, Any] = {}
+    for k, (name, s) in enumerate(timelines.items()):
+        doc = chrome_trace(s, dag, process=name, pid_offset=2 * k)
+        events += doc["traceEvents"]
+        other[name] = doc["otherData"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns",
+                                "otherData": other}))
     return path
 
 
@@ -103,13 +132,18 @@ def gantt_png(schedule: Schedule, path: str | Path, dag: Any = None, title: str 
     ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
     ax.invert_yaxis()
     ax.set_xlabel("cycles")
+    from matplotlib.lines import Line2D
+    extra = []
     if lower_bound:
-        ax.axvline(lower_bound, color="k", ls="--", lw=0.8, label="lower bound")
+        ax.axvline(lower_bound, color="k", ls="--", lw=0.8)
+        extra.append(Line2D([0], [0], color="k", ls="--", lw=0.8,
+                            label=f"lower bound ({lower_bound})"))
     ax.set_xlim(0, max(schedule.makespan, 1))
     ax.set_title(title or f"{schedule.name} on {schedule.pool.name}: makespan "
                           f"{schedule.makespan} cycles")
-    ax.legend(handles=[Patch(color=colour[c], label=c) for c in cats], loc="upper right",
-              fontsize="small", ncol=max(1, len(cats) // 4))
+    ax.legend(handles=[Patch(color=colour[c], label=c) for c in cats] + extra,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+              borderaxespad=0.0)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -309,7 +309,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         # named by model, scheduler and simulator, always inside out_dir (never beside a
         # model given by path): a Verilator and an Icarus run keep their own files
         stem = f"{graph.name}_{scheduler}_{sim}"
-        files = _write_reports(out_dir, stem, schedule, graph, prog, res.trace)
+        files = _write_reports(out_dir, stem, schedule, graph, prog, res.trace, res.cycles)
         if waves_file is not None:
             files["waves"] = waves_file
         report = SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,
@@ -341,15 +341,15 @@ def _stream_prediction(prog, cfg: PoolConfig) -> int:
     return max((t[-1] for t in lines.values() if t), default=0)
 
 
-def _write_reports(out_dir: Path, stem: str, schedule, graph, prog, trace) -> dict[str, Path]:
-    """Predicted and measured timelines: one Gantt PNG with both on one time axis, and a
-    Perfetto trace of each (the measured one from the tiles' hardware traces)."""
+def _write_reports(out_dir: Path, stem: str, schedule, graph, prog, trace,
+                   measured_cycles: int) -> dict[str, Path]:
+    """Predicted and measured timelines: one Gantt PNG with both on one time axis, and one
+    Perfetto trace holding both (the measured one from the tiles' hardware traces)."""
     from accelpool.sched.measured import comparison_png, measured_schedule
-    from accelpool.sched.report import write_trace
+    from accelpool.sched.report import write_traces
 
     measured = measured_schedule(prog, trace)
-    return {"gantt": comparison_png(schedule, measured, out_dir / f"{stem}_gantt.png", graph.dag),
-            "predicted_trace": write_trace(schedule, out_dir / f"{stem}_predicted_trace.json",
-                                           graph.dag),
-            "measured_trace": write_trace(measured, out_dir / f"{stem}_measured_trace.json",
-                                          graph.dag)}
+    return {"gantt": comparison_png(schedule, measured, out_dir / f"{stem}_gantt.png", graph.dag,
+                                    measured_cycles=measured_cycles),
+            "trace": write_traces({"predicted": schedule, "measured": measured},
+                                  out_dir / f"{stem}_trace.json", graph.dag)}

@@ -66,3 +66,17 @@ def test_gantt_png(scheduled, tmp_path):
     p = gantt_png(s, tmp_path / "g.png", dag, lower_bound=s.makespan // 2)
     data = p.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_two_timelines_share_one_trace_file_as_separate_processes(scheduled, tmp_path):
+    from accelpool.sched.report import write_traces
+    dag, s = scheduled
+    path = write_traces({"predicted": s, "measured": s}, tmp_path / "both.json", dag)
+    doc = json.loads(path.read_text())
+    procs = {e["pid"]: e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"}
+    assert sorted(procs) == [1, 2, 3, 4]
+    assert procs[1].startswith("predicted: pool") and procs[3].startswith("measured: pool")
+    assert procs[2] == "predicted: NoC transfers" and procs[4] == "measured: NoC transfers"
+    ops = [e for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] in (1, 3)]
+    assert len(ops) == 2 * len(s.slots)
+    assert doc["otherData"]["measured"]["makespan_cycles"] == s.makespan

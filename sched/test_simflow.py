@@ -130,11 +130,13 @@ def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsy
                      "greedy", "--out", str(out)]) == 0, capsys.readouterr().err
         stem = "net_greedy_icarus"
         assert sorted(p.name for p in out.iterdir()) == [
-            f"{stem}_gantt.png", f"{stem}_measured_trace.json", f"{stem}_predicted_trace.json",
-            f"{stem}_report.json"]
+            f"{stem}_gantt.png", f"{stem}_report.json", f"{stem}_trace.json"]
         printed = capsys.readouterr().out
-        assert all(f"{stem}_{k}" in printed for k in ("gantt.png", "measured_trace.json",
-                                                       "report.json"))
+        assert all(f"{stem}_{k}" in printed for k in ("gantt.png", "trace.json", "report.json"))
+        trace = json.loads((out / f"{stem}_trace.json").read_text())
+        names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
+        assert {n.split(":")[0] for n in names} == {"predicted", "measured"} and len(names) == 4
+        assert set(trace["otherData"]) == {"predicted", "measured"}
         doc = json.loads((out / f"{stem}_report.json").read_text())
         assert (doc["model"], doc["scheduler"], doc["sim"], doc["outputs_ok"]) == \
             (str(models_dir / "net.onnx"), "greedy", "icarus", True)
@@ -144,7 +146,7 @@ def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsy
         assert main(["sim", str(models_dir / "net.onnx"), "--sim", "icarus"]) == 0
         wrote = [ln.split(" ", 1)[1] for ln in capsys.readouterr().out.splitlines()
                  if ln.startswith("wrote ")]
-        assert len(wrote) == 4
+        assert len(wrote) == 3
         for w in wrote:
             p = Path(w).resolve()
             assert p.parent.name == "reports" and p.name.startswith("net_heft_icarus_"), p
