@@ -4,8 +4,8 @@
 [--trace OUT.json] [--listing OUT.txt] [--report-json OUT.json] [--run]``
 
 Prints, per scheduler, the makespan against the lower bound and each unit's share of it
-(busy: the unit's occupancy in the schedule, its micro-ops' LOADs, EXEC, STOREs and
-SIGNALs; compute: its EXEC cycles alone, what ``accelpool sim`` reports as busy), and
+(occupied: the unit's time in the schedule, its micro-ops' LOADs, EXEC, STOREs and
+SIGNALs; busy: its EXEC cycles alone, as ``accelpool sim`` reports it), and
 with ``--scheduler all`` a side-by-side table of the schedulers. Optionally draws the
 Gantt chart, writes the Perfetto/Chrome trace, the per-tile command-stream listing and the
 figures as JSON (``--report-json``), and (``--run``) executes the command streams in the
@@ -46,26 +46,27 @@ def add_schedule(sub) -> None:
 
 def schedule_figures(schedule, dag, cost, lower: int, seconds: float) -> dict:
     """The figures ``schedule`` prints for one schedule, as a JSON-able dict: makespan,
-    lower bound, transfers, scheduling time and per unit its micro-ops, busy cycles and
-    fraction (occupancy over the makespan) and compute fraction (EXEC cycles over it)."""
+    lower bound, transfers, scheduling time and per unit its micro-ops, occupied cycles
+    and fraction (its time in the schedule over the makespan) and busy fraction (EXEC
+    cycles over it)."""
     span = max(1, schedule.makespan)
     busy = schedule.busy()
     units = {}
     for u in schedule.pool.units:
         ops = [n for n, sl in schedule.slots.items() if sl.unit == u.name]
         exec_cycles = sum(cost.exec_cycles(dag.nodes[n]["op"], u) for n in ops)
-        units[u.name] = {"kind": u.kind.key, "ops": len(ops), "busy_cycles": busy[u.name],
-                         "busy": busy[u.name] / span, "exec_cycles": exec_cycles,
-                         "compute": exec_cycles / span}
+        units[u.name] = {"kind": u.kind.key, "ops": len(ops),
+                         "occupied_cycles": busy[u.name], "occupied": busy[u.name] / span,
+                         "exec_cycles": exec_cycles, "busy": exec_cycles / span}
     return {"scheduler": schedule.name, "makespan": schedule.makespan, "lower_bound": lower,
             "ratio_to_lower_bound": schedule.makespan / lower if lower else None,
             "transfers": len(schedule.transfers), "seconds": round(seconds, 4),
             "units": units}
 
 
-def _compute_line(fig: dict) -> str:
-    return ("  compute (EXEC cycles over the makespan, what `accelpool sim` calls busy): "
-            + ", ".join(f"{n} {100 * u['compute']:.1f}%" for n, u in fig["units"].items()
+def _busy_line(fig: dict) -> str:
+    return ("  busy (EXEC cycles over the makespan, as `accelpool sim` reports it): "
+            + ", ".join(f"{n} {100 * u['busy']:.1f}%" for n, u in fig["units"].items()
                         if u["ops"]))
 
 
@@ -82,8 +83,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     lb = lower_bound(dag, pool, cost)
     print(f"{tiled.name}: {len(tiled)} micro-ops on pool {pool.name} ({len(pool.units)} units), "
           f"lower bound {lb} cycles")
-    print("busy: a unit's occupancy in the schedule (LOADs, EXEC, STOREs and SIGNALs of its "
-          "micro-ops) over the makespan")
+    print("occupied: a unit's time in the schedule (the LOADs, EXEC, STOREs and SIGNALs of its "
+          "micro-ops), of the makespan")
     names = list(SCHEDULERS) if args.scheduler == "all" else [args.scheduler]
     chosen = None
     figures = []
@@ -94,7 +95,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         s.verify(dag)
         fig = schedule_figures(s, dag, cost, lb, took)
         figures.append(fig)
-        print(f"\n{s.summary(lb)}\n{_compute_line(fig)}\n  scheduled in {took:.3f} s")
+        print(f"\n{s.summary(lb)}\n{_busy_line(fig)}\n  scheduled in {took:.3f} s")
         chosen = s
     if len(figures) > 1:
         print("\n" + _side_by_side(figures))

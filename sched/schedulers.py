@@ -151,11 +151,11 @@ class Schedule:
         busy = self.busy()
         for u in self.pool.units:
             nops = sum(1 for s in self.slots.values() if s.unit == u.name)
-            lines.append(f"  {u.name:6} {u.kind.key:6} {nops:6d} ops  busy {busy[u.name]:9d}  "
+            lines.append(f"  {u.name:6} {u.kind.key:6} {nops:6d} ops  occupied {busy[u.name]:9d}  "
                          f"{100 * util[f'util.{u.name}']:5.1f}%")
         for k, v in util.items():
             if k.startswith("balance."):
-                lines.append(f"  balance {k[8:]}: {v:.3f} (min/max busy)")
+                lines.append(f"  balance {k[8:]}: {v:.3f} (min/max occupied)")
         return "\n".join(lines)
 
 

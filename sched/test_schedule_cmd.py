@@ -73,14 +73,14 @@ def test_schedule_all_ends_with_a_side_by_side_table_and_writes_the_figures(tmp_
         assert f"makespan {s['makespan']} cycles" in out
         assert s["makespan"] >= s["lower_bound"] > 0
         for u in s["units"].values():
-            assert u["busy"] == u["busy_cycles"] / s["makespan"]
-            assert u["compute"] == u["exec_cycles"] / s["makespan"]
-            assert (0 < u["exec_cycles"] <= u["busy_cycles"]) == (u["ops"] > 0)
+            assert u["occupied"] == u["occupied_cycles"] / s["makespan"]
+            assert u["busy"] == u["exec_cycles"] / s["makespan"]
+            assert (0 < u["exec_cycles"] <= u["occupied_cycles"]) == (u["ops"] > 0)
 
 
 def test_schedule_states_what_busy_and_compute_mean_and_defaults_to_heft(capsys):
     assert main(["schedule", "mlp"]) == 0
     out = capsys.readouterr().out
     assert "schedule heft on pool default" in out
-    assert "busy: a unit's occupancy in the schedule" in out
-    assert "compute (EXEC cycles over the makespan, what `accelpool sim` calls busy): " in out
+    assert "occupied: a unit's time in the schedule" in out and "ops  occupied" in out
+    assert "  busy (EXEC cycles over the makespan, as `accelpool sim` reports it): " in out
