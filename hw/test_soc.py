@@ -385,11 +385,3 @@ def test_soc_command_names_a_bad_pool_in_one_line(tmp_path, capsys):
                    f"accepted: a UTF-8 TOML file or a name in configs/ "
                    f"(ce_pair, default, stream_pair)\n")
 
-
-def test_the_generated_clock_runs_at_the_pools_clock_mhz():
-    """One time base: the SoC's clock period is the pool's (the traces' 1 / clock_mhz)."""
-    from accelpool.hw.soc import Soc, clock_wrapper, half_period_ps
-    assert (half_period_ps(500), half_period_ps(250), half_period_ps(300)) == (1000, 2000, 1667)
-    assert "always #1.000 clk = ~clk;" in clock_wrapper(Soc(CFG))      # ce_pair: 500 MHz
-    slow = parse_config({**config_doc(CFG), "clock_mhz": 250}, "slow")
-    assert "always #2.000 clk = ~clk;" in clock_wrapper(Soc(slow))

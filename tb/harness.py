@@ -14,11 +14,12 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
   ``sim_build/<name>/<params>/<sim>/``; the build is redone only when the generated
   Verilog or the build flags changed.
 - ``WAVES=1`` writes a waveform into that folder: ``dump.vcd`` on Icarus (a dump module
-  of ours), the cocotb runner's FST on Verilator; a unit testbench's clock is 10 ns a
-  cycle. The SoC (:func:`accelpool.tb.soc.build_soc`) builds with waves in a folder of
-  its own, its clock runs at the pool's ``clock_mhz`` (the time base of the traces of
-  :mod:`accelpool.sched.report`: 2 ns a cycle at 500 MHz), and ``accelpool sim --waves``
-  prints the file's path.
+  of ours), the cocotb runner's FST on Verilator. Its time base is the simulation's
+  clock, 10 ns a cycle (unit testbenches and the SoC's generated clock alike); the traces
+  of :mod:`accelpool.sched.report` use the pool's ``clock_mhz`` instead (2 ns a cycle at
+  500 MHz), so cycle ``n`` is at ``10 n`` ns in a waveform. The SoC
+  (:func:`accelpool.tb.soc.build_soc`) builds with waves in a folder of its own, and
+  ``accelpool sim --waves`` prints the file's path.
 - Icarus gets ``timescale=("1ns", "1ps")`` since Amaranth's Verilog carries none, and
   ``-g2005`` so yosys's time-0 evaluation of ``always @*`` blocks works;
   Verilator gets the width/unused lint warnings that Amaranth's output trips silenced
