@@ -201,7 +201,8 @@ def _unwritable_paths(tmp_path):
 
 @pytest.mark.parametrize("command, option", [("compile", "--json"), ("compile", "--dot"),
                                              ("schedule", "--gantt"), ("schedule", "--trace"),
-                                             ("schedule", "--listing")])
+                                             ("schedule", "--listing"),
+                                             ("schedule", "--report-json")])
 def test_an_unwritable_output_is_refused_before_the_work(tmp_path, capsys, monkeypatch,
                                                          command, option):
     from accelpool.sched import cli
@@ -302,3 +303,21 @@ def test_a_misspelt_pool_lists_the_configs_and_suggests_the_closest(capsys):
     assert err.count("\n") == 1
     assert "defualt: no such file; did you mean 'default'? accepted: a UTF-8 TOML file or " \
            "a name in configs/ (ce_pair, default, stream_pair)" in err
+
+
+def _help(capsys, *argv):
+    """The help text of ``accelpool ARGV --help``, with its line wrapping undone."""
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["compile", "schedule", "sim"])
+def test_every_subcommand_help_has_no_markup_and_no_machine_path(capsys, command):
+    from accelpool.hw.config import CONFIG_DIR
+    text = _help(capsys, command)
+    assert "``" not in text and ":class:" not in text and ":func:" not in text
+    assert "default: default (configs/default.toml)" in text
+    assert str(CONFIG_DIR) not in text
+
