@@ -174,6 +174,9 @@ class _Parser(argparse.ArgumentParser):
 
 #: The scheduler ``schedule`` and ``sim`` use unless told.
 DEFAULT_SCHEDULER = "heft"
+#: How both helps name :data:`DEFAULT_SCHEDULER`.
+DEFAULT_SCHEDULER_HELP = (f"default: {DEFAULT_SCHEDULER}, the fast HEFT list scheduler "
+                          f"with insertion")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -336,7 +339,7 @@ def add_sim(sub) -> None:
     _add_model_args(p)
     from .schedulers import SCHEDULERS
     p.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=list(SCHEDULERS),
-                   help="scheduler (default: %(default)s)")
+                   help=f"scheduler ({DEFAULT_SCHEDULER_HELP})")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
                    help="simulator (default: $SIM, else verilator)")
     p.add_argument("--waves", action="store_true", help="dump a waveform of the RTL run")

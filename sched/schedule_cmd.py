@@ -23,7 +23,7 @@ __all__ = ["add_schedule", "cmd_schedule", "schedule_figures"]
 
 
 def add_schedule(sub) -> None:
-    from .cli import DEFAULT_SCHEDULER, _add_model_args, int_option
+    from .cli import DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP, _add_model_args, int_option
     from .schedulers import SCHEDULERS
     p = sub.add_parser("schedule", help="schedule a model on the pool; print the summary",
                        description="Decompose a model (ONNX file or built-in), schedule it on "
@@ -31,7 +31,7 @@ def add_schedule(sub) -> None:
     p.add_argument("model", help="MODEL.onnx, or the name of a built-in model")
     _add_model_args(p)
     p.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=list(SCHEDULERS) + ["all"],
-                   help="scheduler (default: %(default)s; 'all' compares them)")
+                   help=f"scheduler ({DEFAULT_SCHEDULER_HELP}; 'all' compares them)")
     p.add_argument("--gantt", metavar="OUT.png", help="draw the Gantt chart")
     p.add_argument("--trace", metavar="OUT.json", help="write a Perfetto/Chrome trace")
     p.add_argument("--listing", metavar="OUT.txt", help="write the command-stream listing")

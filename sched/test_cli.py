@@ -321,3 +321,11 @@ def test_every_subcommand_help_has_no_markup_and_no_machine_path(capsys, command
     assert "default: default (configs/default.toml)" in text
     assert str(CONFIG_DIR) not in text
 
+
+@pytest.mark.parametrize("command", ["schedule", "sim"])
+def test_schedule_and_sim_share_the_default_scheduler_and_say_so(capsys, command):
+    from accelpool.sched.cli import DEFAULT_SCHEDULER
+    assert DEFAULT_SCHEDULER == "heft"
+    argv = [command, "mlp"] if command == "schedule" else [command]
+    assert build_parser().parse_args(argv).scheduler == "heft"
+    assert "default: heft, the fast HEFT list scheduler" in _help(capsys, command)
