@@ -5,7 +5,8 @@
 
 Prints, per scheduler, the makespan against the lower bound and each unit's share of it
 (occupied: the unit's time in the schedule, its micro-ops' LOADs, EXEC, STOREs and
-SIGNALs; busy: its EXEC cycles alone, as ``accelpool sim`` reports it), and
+SIGNALs; busy: the unit's busy cycles, its EXEC cycles alone, over the makespan, the
+prediction of what ``accelpool sim`` measures over the run), and
 with ``--scheduler all`` a side-by-side table of the schedulers. Optionally draws the
 Gantt chart, writes the Perfetto/Chrome trace, the per-tile command-stream listing and the
 figures as JSON (``--report-json``), and (``--run``) executes the command streams in the
@@ -64,8 +65,15 @@ def schedule_figures(schedule, dag, cost, lower: int, seconds: float) -> dict:
             "units": units}
 
 
+#: The header lines that say what the per-unit shares mean.
+LEGEND = ("occupied: a unit's time in the schedule (the LOADs, EXEC, STOREs and SIGNALs of its "
+          "micro-ops), over the makespan",
+          "busy: the unit's busy cycles (its EXEC cycles alone) over the makespan; "
+          "`accelpool sim` reports the measured busy cycles over the measured run")
+
+
 def _busy_line(fig: dict) -> str:
-    return ("  busy (EXEC cycles over the makespan, as `accelpool sim` reports it): "
+    return ("  busy: "
             + ", ".join(f"{n} {100 * u['busy']:.1f}%" for n, u in fig["units"].items()
                         if u["ops"]))
 
@@ -83,8 +91,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     lb = lower_bound(dag, pool, cost)
     print(f"{tiled.name}: {len(tiled)} micro-ops on pool {pool.name} ({len(pool.units)} units), "
           f"lower bound {lb} cycles")
-    print("occupied: a unit's time in the schedule (the LOADs, EXEC, STOREs and SIGNALs of its "
-          "micro-ops), of the makespan")
+    print("\n".join(LEGEND))
     names = list(SCHEDULERS) if args.scheduler == "all" else [args.scheduler]
     chosen = None
     figures = []

@@ -83,4 +83,17 @@ def test_schedule_states_what_busy_and_compute_mean_and_defaults_to_heft(capsys)
     out = capsys.readouterr().out
     assert "schedule heft on pool default" in out
     assert "occupied: a unit's time in the schedule" in out and "ops  occupied" in out
-    assert "  busy (EXEC cycles over the makespan, as `accelpool sim` reports it): " in out
+    assert ("\nbusy: the unit's busy cycles (its EXEC cycles alone) over the makespan; "
+            "`accelpool sim` reports the measured busy cycles over the measured run\n") in out
+    assert "\n  busy: dmu0 " in out
+
+
+def test_busy_is_the_share_that_sim_calls_busy():
+    # sim: "unit busy (EXEC cycles over the run)"; schedule: the same cycles, predicted,
+    # over the makespan, the prediction of the run
+    from accelpool.sched.schedule_cmd import LEGEND
+    from accelpool.sched.simflow import SimReport
+    report = SimReport("mlp", "default", "heft", "icarus", True, "", 100, 90, {"dmu0": 12.5},
+                       0, 1.0)
+    assert "\nunit busy (EXEC cycles over the run): dmu0 12.5%" in report.text()
+    assert "(its EXEC cycles alone) over the makespan" in LEGEND[1]
