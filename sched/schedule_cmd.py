@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
 __all__ = ["add_schedule", "cmd_schedule", "schedule_figures"]
+
+log = logging.getLogger("accelpool")
 
 
 def add_schedule(sub) -> None:
@@ -96,6 +99,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     chosen = None
     figures = []
     for name in names:
+        log.info("schedule: running %s", name)
         t0 = time.perf_counter()
         s = SCHEDULERS[name](dag, pool, cost)
         took = time.perf_counter() - t0
@@ -126,6 +130,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         if args.run:                   # keyed by the graph's input buffers, not ONNX names
             names = input_buffer_names(proto)
             inputs = {names[k]: v for k, v in example_inputs(proto, args.seed).items()}
+        log.info("schedule: compiling the command streams of %s", chosen.name)
         prog = compile_schedule(tiled, chosen, inputs)
         t = prog.token_summary()
         print(f"command streams: {sum(len(s.commands) for s in prog.streams.values())} commands, "
@@ -136,6 +141,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             print(f"wrote {args.listing}")
         if args.run:
             from .funcsim import MismatchError, compare_outputs, golden_outputs, run_program
+            log.info("schedule: running the command streams in the functional executor")
             res = run_program(prog)
             try:
                 compare_outputs(res.outputs, golden_outputs(tiled, inputs))

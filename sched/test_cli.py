@@ -61,8 +61,9 @@ def test_compile_errors_exit_2_with_message(tmp_path, capsys):
 def test_sim_runs_golden_against_onnxruntime(capsys):
     # `accelpool sim` runs the RTL flow (sched.simflow); --golden-only keeps this one.
     assert main(["sim", "--golden-only"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "golden reference: ran" in out and "within tolerance" in out
+    assert err == "sim: running the golden reference and onnxruntime\n"      # progress
 
 
 def test_subcommands_are_extensible():
@@ -292,6 +293,7 @@ def test_quiet_and_verbose_set_the_accelpool_logger(capsys):
     log = logging.getLogger("accelpool")
     assert main(["-q", "compile", "mlp"]) == 0 and log.level == logging.WARNING
     assert main(["compile", "mlp", "-v"]) == 0 and log.level == logging.DEBUG
+    assert capsys.readouterr().err.startswith("compile: mlp for pool default (")   # detail
     assert main(["compile", "mlp"]) == 0 and log.level == logging.INFO
     log.info("a progress line")
     assert capsys.readouterr().err == "a progress line\n"

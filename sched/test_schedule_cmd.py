@@ -97,3 +97,22 @@ def test_busy_is_the_share_that_sim_calls_busy():
                        0, 1.0)
     assert "\nunit busy (EXEC cycles over the run): dmu0 12.5%" in report.text()
     assert "(its EXEC cycles alone) over the makespan" in LEGEND[1]
+
+
+def test_progress_lines_go_to_the_logger_and_the_results_stay_on_stdout(tmp_path, capsys):
+    import re
+
+    def run(*flags):
+        assert main([*flags, "schedule", "mlp", "--listing", str(tmp_path / "l.txt")]) == 0
+        c = capsys.readouterr()
+        return re.sub(r"\d+\.\d+ s\b", "T s", c.out), c.err
+    out, err = run()
+    assert err == ("schedule: running heft\n"
+                   "schedule: compiling the command streams of heft\n")
+    assert "schedule: " not in out and "schedule heft on pool default" in out
+    quiet_out, quiet_err = run("-q")
+    assert quiet_err == "" and quiet_out == out
+    verbose_out, verbose_err = run("-v")
+    assert verbose_out == out
+    assert verbose_err.startswith("compile: mlp for pool default (") and \
+        verbose_err.endswith(err) and "micro-ops in " in verbose_err
