@@ -51,8 +51,8 @@ def add_schedule(sub) -> None:
 def schedule_figures(schedule, dag, cost, lower: int, seconds: float) -> dict:
     """The figures ``schedule`` prints for one schedule, as a JSON-able dict: makespan,
     lower bound, transfers, scheduling time and per unit its micro-ops, occupied cycles
-    and fraction (its time in the schedule over the makespan) and busy fraction (EXEC
-    cycles over it)."""
+    and fraction (its time in the schedule over the makespan) and busy cycles and
+    fraction (its EXEC cycles over the makespan)."""
     span = max(1, schedule.makespan)
     busy = schedule.busy()
     units = {}
@@ -61,7 +61,7 @@ def schedule_figures(schedule, dag, cost, lower: int, seconds: float) -> dict:
         exec_cycles = sum(cost.exec_cycles(dag.nodes[n]["op"], u) for n in ops)
         units[u.name] = {"kind": u.kind.key, "ops": len(ops),
                          "occupied_cycles": busy[u.name], "occupied": busy[u.name] / span,
-                         "exec_cycles": exec_cycles, "busy": exec_cycles / span}
+                         "busy_cycles": exec_cycles, "busy": exec_cycles / span}
     return {"scheduler": schedule.name, "makespan": schedule.makespan, "lower_bound": lower,
             "ratio_to_lower_bound": schedule.makespan / lower if lower else None,
             "transfers": len(schedule.transfers), "seconds": round(seconds, 4),

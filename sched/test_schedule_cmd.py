@@ -74,8 +74,13 @@ def test_schedule_all_ends_with_a_side_by_side_table_and_writes_the_figures(tmp_
         assert s["makespan"] >= s["lower_bound"] > 0
         for u in s["units"].values():
             assert u["occupied"] == u["occupied_cycles"] / s["makespan"]
-            assert u["busy"] == u["exec_cycles"] / s["makespan"]
-            assert (0 < u["exec_cycles"] <= u["occupied_cycles"]) == (u["ops"] > 0)
+            assert u["busy"] == u["busy_cycles"] / s["makespan"]
+            assert (0 < u["busy_cycles"] <= u["occupied_cycles"]) == (u["ops"] > 0)
+        assert {"scheduler", "makespan", "lower_bound", "ratio_to_lower_bound", "transfers",
+                "seconds", "units"} <= set(s)
+        assert f"{s['transfers']} transfers" in out
+        shown = [f"{n} {100 * u['busy']:.1f}%" for n, u in s["units"].items() if u["ops"]]
+        assert "  busy: " + ", ".join(shown) + "\n" in out
 
 
 def test_schedule_states_what_busy_and_compute_mean_and_defaults_to_heft(capsys):
