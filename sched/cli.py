@@ -26,6 +26,9 @@ from accelpool.hw.config import DEFAULT_CONFIG, load_config
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary", "CliError", "USER_ERRORS"]
 
+#: Progress lines (INFO) and detail (DEBUG) on stderr; the results go to stdout.
+log = logging.getLogger("accelpool")
+
 
 class CliError(Exception):
     """A bad option value or output path; the message is the line the user sees."""
@@ -174,6 +177,9 @@ class _Parser(argparse.ArgumentParser):
 
 #: The scheduler ``schedule`` and ``sim`` use unless told.
 DEFAULT_SCHEDULER = "heft"
+#: How both helps name :data:`DEFAULT_SCHEDULER`.
+DEFAULT_SCHEDULER_HELP = (f"default: {DEFAULT_SCHEDULER}, the fast HEFT list scheduler "
+                          f"with insertion")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -254,7 +260,10 @@ def _compile(args, dump: Callable | None = None):
     proto = load_onnx(source, shapes)
     ops = import_model(proto, pool, name=name)
     tiled = decompose(ops, pool, options, dump=dump)
-    return pool, proto, ops, tiled, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    log.debug("compile: %s for pool %s (%s): %d micro-ops in %.2f s", name, pool.name,
+              pool.source, len(tiled), seconds)
+    return pool, proto, ops, tiled, seconds
 
 
 def example_inputs(proto, seed: int) -> dict:
@@ -336,7 +345,7 @@ def add_sim(sub) -> None:
     _add_model_args(p)
     from .schedulers import SCHEDULERS
     p.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=list(SCHEDULERS),
-                   help="scheduler (default: %(default)s)")
+                   help=f"scheduler ({DEFAULT_SCHEDULER_HELP})")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
                    help="simulator (default: $SIM, else verilator)")
     p.add_argument("--waves", action="store_true", help="dump a waveform of the RTL run")
@@ -377,6 +386,7 @@ def cmd_sim(args) -> int:
     pool, proto, ops, tiled, secs = _compile(args)
     print(format_summary(proto, ops, tiled, pool, secs))
     inputs = example_inputs(proto, args.seed)
+    log.info("sim: running the golden reference and onnxruntime")
     t0 = time.perf_counter()
     results = compare_with_onnxruntime(proto, tiled, inputs)
     print(f"\ngolden reference: ran {len(tiled)} micro-ops in numpy with the units' arithmetic "

@@ -5,7 +5,8 @@
 
 Prints, per scheduler, the makespan against the lower bound and each unit's share of it
 (occupied: the unit's time in the schedule, its micro-ops' LOADs, EXEC, STOREs and
-SIGNALs; busy: its EXEC cycles alone, as ``accelpool sim`` reports it), and
+SIGNALs; busy: the unit's busy cycles, its EXEC cycles alone, over the makespan, the
+prediction of what ``accelpool sim`` measures over the run), and
 with ``--scheduler all`` a side-by-side table of the schedulers. Optionally draws the
 Gantt chart, writes the Perfetto/Chrome trace, the per-tile command-stream listing and the
 figures as JSON (``--report-json``), and (``--run``) executes the command streams in the
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
 __all__ = ["add_schedule", "cmd_schedule", "schedule_figures"]
 
+log = logging.getLogger("accelpool")
+
 
 def add_schedule(sub) -> None:
-    from .cli import DEFAULT_SCHEDULER, _add_model_args, int_option
+    from .cli import DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP, _add_model_args, int_option
     from .schedulers import SCHEDULERS
     p = sub.add_parser("schedule", help="schedule a model on the pool; print the summary",
                        description="Decompose a model (ONNX file or built-in), schedule it on "
@@ -31,7 +35,7 @@ def add_schedule(sub) -> None:
     p.add_argument("model", help="MODEL.onnx, or the name of a built-in model")
     _add_model_args(p)
     p.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=list(SCHEDULERS) + ["all"],
-                   help="scheduler (default: %(default)s; 'all' compares them)")
+                   help=f"scheduler ({DEFAULT_SCHEDULER_HELP}; 'all' compares them)")
     p.add_argument("--gantt", metavar="OUT.png", help="draw the Gantt chart")
     p.add_argument("--trace", metavar="OUT.json", help="write a Perfetto/Chrome trace")
     p.add_argument("--listing", metavar="OUT.txt", help="write the command-stream listing")
@@ -47,8 +51,8 @@ def add_schedule(sub) -> None:
 def schedule_figures(schedule, dag, cost, lower: int, seconds: float) -> dict:
     """The figures ``schedule`` prints for one schedule, as a JSON-able dict: makespan,
     lower bound, transfers, scheduling time and per unit its micro-ops, occupied cycles
-    and fraction (its time in the schedule over the makespan) and busy fraction (EXEC
-    cycles over it)."""
+    and fraction (its time in the schedule over the makespan) and busy cycles and
+    fraction (its EXEC cycles over the makespan)."""
     span = max(1, schedule.makespan)
     busy = schedule.busy()
     units = {}
@@ -57,15 +61,22 @@ def schedule_figures(schedule, dag, cost, lower: int, seconds: float) -> dict:
         exec_cycles = sum(cost.exec_cycles(dag.nodes[n]["op"], u) for n in ops)
         units[u.name] = {"kind": u.kind.key, "ops": len(ops),
                          "occupied_cycles": busy[u.name], "occupied": busy[u.name] / span,
-                         "exec_cycles": exec_cycles, "busy": exec_cycles / span}
+                         "busy_cycles": exec_cycles, "busy": exec_cycles / span}
     return {"scheduler": schedule.name, "makespan": schedule.makespan, "lower_bound": lower,
             "ratio_to_lower_bound": schedule.makespan / lower if lower else None,
             "transfers": len(schedule.transfers), "seconds": round(seconds, 4),
             "units": units}
 
 
+#: The header lines that say what the per-unit shares mean.
+LEGEND = ("occupied: a unit's time in the schedule (the LOADs, EXEC, STOREs and SIGNALs of its "
+          "micro-ops), over the makespan",
+          "busy: the unit's busy cycles (its EXEC cycles alone) over the makespan; "
+          "`accelpool sim` reports the measured busy cycles over the measured run")
+
+
 def _busy_line(fig: dict) -> str:
-    return ("  busy (EXEC cycles over the makespan, as `accelpool sim` reports it): "
+    return ("  busy: "
             + ", ".join(f"{n} {100 * u['busy']:.1f}%" for n, u in fig["units"].items()
                         if u["ops"]))
 
@@ -83,12 +94,12 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     lb = lower_bound(dag, pool, cost)
     print(f"{tiled.name}: {len(tiled)} micro-ops on pool {pool.name} ({len(pool.units)} units), "
           f"lower bound {lb} cycles")
-    print("occupied: a unit's time in the schedule (the LOADs, EXEC, STOREs and SIGNALs of its "
-          "micro-ops), of the makespan")
+    print("\n".join(LEGEND))
     names = list(SCHEDULERS) if args.scheduler == "all" else [args.scheduler]
     chosen = None
     figures = []
     for name in names:
+        log.info("schedule: running %s", name)
         t0 = time.perf_counter()
         s = SCHEDULERS[name](dag, pool, cost)
         took = time.perf_counter() - t0
@@ -119,6 +130,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         if args.run:                   # keyed by the graph's input buffers, not ONNX names
             names = input_buffer_names(proto)
             inputs = {names[k]: v for k, v in example_inputs(proto, args.seed).items()}
+        log.info("schedule: compiling the command streams of %s", chosen.name)
         prog = compile_schedule(tiled, chosen, inputs)
         t = prog.token_summary()
         print(f"command streams: {sum(len(s.commands) for s in prog.streams.values())} commands, "
@@ -129,6 +141,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             print(f"wrote {args.listing}")
         if args.run:
             from .funcsim import MismatchError, compare_outputs, golden_outputs, run_program
+            log.info("schedule: running the command streams in the functional executor")
             res = run_program(prog)
             try:
                 compare_outputs(res.outputs, golden_outputs(tiled, inputs))

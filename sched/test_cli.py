@@ -61,8 +61,9 @@ def test_compile_errors_exit_2_with_message(tmp_path, capsys):
 def test_sim_runs_golden_against_onnxruntime(capsys):
     # `accelpool sim` runs the RTL flow (sched.simflow); --golden-only keeps this one.
     assert main(["sim", "--golden-only"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "golden reference: ran" in out and "within tolerance" in out
+    assert err == "sim: running the golden reference and onnxruntime\n"      # progress
 
 
 def test_subcommands_are_extensible():
@@ -201,7 +202,8 @@ def _unwritable_paths(tmp_path):
 
 @pytest.mark.parametrize("command, option", [("compile", "--json"), ("compile", "--dot"),
                                              ("schedule", "--gantt"), ("schedule", "--trace"),
-                                             ("schedule", "--listing")])
+                                             ("schedule", "--listing"),
+                                             ("schedule", "--report-json")])
 def test_an_unwritable_output_is_refused_before_the_work(tmp_path, capsys, monkeypatch,
                                                          command, option):
     from accelpool.sched import cli
@@ -291,6 +293,7 @@ def test_quiet_and_verbose_set_the_accelpool_logger(capsys):
     log = logging.getLogger("accelpool")
     assert main(["-q", "compile", "mlp"]) == 0 and log.level == logging.WARNING
     assert main(["compile", "mlp", "-v"]) == 0 and log.level == logging.DEBUG
+    assert capsys.readouterr().err.startswith("compile: mlp for pool default (")   # detail
     assert main(["compile", "mlp"]) == 0 and log.level == logging.INFO
     log.info("a progress line")
     assert capsys.readouterr().err == "a progress line\n"
@@ -302,3 +305,29 @@ def test_a_misspelt_pool_lists_the_configs_and_suggests_the_closest(capsys):
     assert err.count("\n") == 1
     assert "defualt: no such file; did you mean 'default'? accepted: a UTF-8 TOML file or " \
            "a name in configs/ (ce_pair, default, stream_pair)" in err
+
+
+def _help(capsys, *argv):
+    """The help text of ``accelpool ARGV --help``, with its line wrapping undone."""
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["compile", "schedule", "sim"])
+def test_every_subcommand_help_has_no_markup_and_no_machine_path(capsys, command):
+    from accelpool.hw.config import CONFIG_DIR
+    text = _help(capsys, command)
+    assert "``" not in text and ":class:" not in text and ":func:" not in text
+    assert "default: default (configs/default.toml)" in text
+    assert str(CONFIG_DIR) not in text
+
+
+@pytest.mark.parametrize("command", ["schedule", "sim"])
+def test_schedule_and_sim_share_the_default_scheduler_and_say_so(capsys, command):
+    from accelpool.sched.cli import DEFAULT_SCHEDULER
+    assert DEFAULT_SCHEDULER == "heft"
+    argv = [command, "mlp"] if command == "schedule" else [command]
+    assert build_parser().parse_args(argv).scheduler == "heft"
+    assert "default: heft, the fast HEFT list scheduler" in _help(capsys, command)

@@ -74,8 +74,13 @@ def test_schedule_all_ends_with_a_side_by_side_table_and_writes_the_figures(tmp_
         assert s["makespan"] >= s["lower_bound"] > 0
         for u in s["units"].values():
             assert u["occupied"] == u["occupied_cycles"] / s["makespan"]
-            assert u["busy"] == u["exec_cycles"] / s["makespan"]
-            assert (0 < u["exec_cycles"] <= u["occupied_cycles"]) == (u["ops"] > 0)
+            assert u["busy"] == u["busy_cycles"] / s["makespan"]
+            assert (0 < u["busy_cycles"] <= u["occupied_cycles"]) == (u["ops"] > 0)
+        assert {"scheduler", "makespan", "lower_bound", "ratio_to_lower_bound", "transfers",
+                "seconds", "units"} <= set(s)
+        assert f"{s['transfers']} transfers" in out
+        shown = [f"{n} {100 * u['busy']:.1f}%" for n, u in s["units"].items() if u["ops"]]
+        assert "  busy: " + ", ".join(shown) + "\n" in out
 
 
 def test_schedule_states_what_busy_and_compute_mean_and_defaults_to_heft(capsys):
@@ -83,4 +88,36 @@ def test_schedule_states_what_busy_and_compute_mean_and_defaults_to_heft(capsys)
     out = capsys.readouterr().out
     assert "schedule heft on pool default" in out
     assert "occupied: a unit's time in the schedule" in out and "ops  occupied" in out
-    assert "  busy (EXEC cycles over the makespan, as `accelpool sim` reports it): " in out
+    assert ("\nbusy: the unit's busy cycles (its EXEC cycles alone) over the makespan; "
+            "`accelpool sim` reports the measured busy cycles over the measured run\n") in out
+    assert "\n  busy: dmu0 " in out
+
+
+def test_busy_is_the_share_that_sim_calls_busy():
+    # sim: "unit busy (EXEC cycles over the run)"; schedule: the same cycles, predicted,
+    # over the makespan, the prediction of the run
+    from accelpool.sched.schedule_cmd import LEGEND
+    from accelpool.sched.simflow import SimReport
+    report = SimReport("mlp", "default", "heft", "icarus", True, "", 100, 90, {"dmu0": 12.5},
+                       0, 1.0)
+    assert "\nunit busy (EXEC cycles over the run): dmu0 12.5%" in report.text()
+    assert "(its EXEC cycles alone) over the makespan" in LEGEND[1]
+
+
+def test_progress_lines_go_to_the_logger_and_the_results_stay_on_stdout(tmp_path, capsys):
+    import re
+
+    def run(*flags):
+        assert main([*flags, "schedule", "mlp", "--listing", str(tmp_path / "l.txt")]) == 0
+        c = capsys.readouterr()
+        return re.sub(r"\d+\.\d+ s\b", "T s", c.out), c.err
+    out, err = run()
+    assert err == ("schedule: running heft\n"
+                   "schedule: compiling the command streams of heft\n")
+    assert "schedule: " not in out and "schedule heft on pool default" in out
+    quiet_out, quiet_err = run("-q")
+    assert quiet_err == "" and quiet_out == out
+    verbose_out, verbose_err = run("-v")
+    assert verbose_out == out
+    assert verbose_err.startswith("compile: mlp for pool default (") and \
+        verbose_err.endswith(err) and "micro-ops in " in verbose_err
