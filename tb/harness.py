@@ -13,8 +13,9 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
 - Each (block, parameter set, simulator) builds in its own folder
   ``sim_build/<name>/<params>/<sim>/``; the build is redone only when the generated
   Verilog or the build flags changed.
-- ``WAVES=1`` writes a waveform into that folder: ``dump.vcd`` on Icarus (a dump module
-  of ours), the cocotb runner's FST on Verilator. Its time base is the simulation's
+- ``WAVES=1`` writes a waveform into that folder: ``dump.vcd`` (on Icarus from a dump
+  module of ours, on Verilator from the cocotb runner's tracing; the SoC's Icarus build
+  writes cocotb's ``soc_top.fst``). Its time base is the simulation's
   clock, 10 ns a cycle (unit testbenches and the SoC's generated clock alike); the traces
   of :mod:`accelpool.sched.report` use the pool's ``clock_mhz`` instead (2 ns a cycle at
   500 MHz), so cycle ``n`` is at ``10 n`` ns in a waveform. The SoC
