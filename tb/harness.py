@@ -129,6 +129,9 @@ def simulator_environment() -> Iterator[None]:
     repository on PYTHONPATH for the cocotb modules), restored afterwards."""
     saved = dict(os.environ)
     os.environ.update(sim_environ())
+    # The callers pass waves to the runner themselves; cocotb's runner would let $WAVES
+    # override that and add its own dump module, which Icarus's -g2005 rejects.
+    os.environ.pop("WAVES", None)
     # A checkout's root holds bench/'s cocotb modules; an installed package needs nothing.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         ([str(REPO)] if IN_CHECKOUT else [])
