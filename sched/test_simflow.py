@@ -113,8 +113,8 @@ def test_sim_hands_shape_max_k_tile_and_sparse_threshold_to_the_rtl_runs_decompo
 
 
 def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsys):
-    """A model in a read-only folder: ``sim --out DIR`` writes the Gantt chart and both
-    traces into DIR, named by model, scheduler and simulator; without ``--out`` they go to
+    """A model in a read-only folder: ``sim --out DIR`` writes the Gantt chart, the
+    timelines' trace and report.json into DIR, named by model, scheduler and simulator; without ``--out`` they go to
     the build's reports folder; nothing lands beside the model."""
     import onnx
 
@@ -134,8 +134,13 @@ def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsy
         printed = capsys.readouterr().out
         assert all(f"{stem}_{k}" in printed for k in ("gantt.png", "trace.json", "report.json"))
         trace = json.loads((out / f"{stem}_trace.json").read_text())
-        names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
-        assert {n.split(":")[0] for n in names} == {"predicted", "measured"} and len(names) == 4
+        ev = trace["traceEvents"]
+        names = {e["pid"]: e["args"]["name"] for e in ev if e["name"] == "process_name"}
+        assert sorted(names.values()) == ["measured", "predicted"]
+        for pid in names:                    # a thread per unit in each
+            assert {e["args"]["name"].split()[0] for e in ev if e["name"] == "thread_name"
+                    and e["pid"] == pid and not e["args"]["name"].startswith("NoC")} == \
+                {"afu0", "ce0", "dmu0", "dmu1", "gnn0", "lpu0", "mem", "smu0"}
         assert set(trace["otherData"]) == {"predicted", "measured"}
         doc = json.loads((out / f"{stem}_report.json").read_text())
         assert (doc["model"], doc["scheduler"], doc["sim"], doc["outputs_ok"]) == \
