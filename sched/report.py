@@ -143,10 +143,26 @@ def write_traces(timelines: Mapping[str, Schedule], path: str | Path, dag: Any =
 
 def gantt_png(schedule: Schedule, path: str | Path, dag: Any = None, title: str | None = None,
               lower_bound: int | None = None) -> Path:
-    """Draw one row per unit, one bar per micro-op coloured by operation type, to a PNG."""
+    """Draw one row per unit, one bar per micro-op coloured by operation type, to a PNG.
+
+    The legend sits right of the bars; a ``lower_bound`` is a dashed line named in it."""
+    import matplotlib.pyplot as plt
+
+    fig = _gantt_figure(schedule, dag, title, lower_bound)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _gantt_figure(schedule: Schedule, dag: Any = None, title: str | None = None,
+                  lower_bound: int | None = None):
+    """The figure :func:`gantt_png` saves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     units = list(schedule.pool.units)
@@ -165,21 +181,16 @@ def gantt_png(schedule: Schedule, path: str | Path, dag: Any = None, title: str 
     ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
     ax.invert_yaxis()
     ax.set_xlabel("cycles")
-    from matplotlib.lines import Line2D
     extra = []
     if lower_bound:
         ax.axvline(lower_bound, color="k", ls="--", lw=0.8)
         extra.append(Line2D([0], [0], color="k", ls="--", lw=0.8,
                             label=f"lower bound ({lower_bound})"))
-    ax.set_xlim(0, max(schedule.makespan, 1))
+    ax.set_xlim(0, max(schedule.makespan, lower_bound or 0, 1))
     ax.set_title(title or f"{schedule.name} on {schedule.pool.name}: makespan "
                           f"{schedule.makespan} cycles")
     ax.legend(handles=[Patch(color=colour[c], label=c) for c in cats] + extra,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
               borderaxespad=0.0)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig
