@@ -235,3 +235,35 @@ def test_sim_report_repr_is_short_and_to_dict_holds_every_printed_figure(tmp_pat
         digits = len(fig.split(".")[1]) if "." in fig else 0
         assert any(round(v, digits) == value for v in flat), (fig, doc)
 
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_only_when_stderr_is_a_terminal(monkeypatch, tmp_path, terminal):
+    """simulate's bar is drawn on a terminal's stderr and nowhere else (no bar characters
+    in a pipe or a log); stopped at the SoC build, after the preflight."""
+    import io
+
+    import onnx
+
+    import accelpool.tb.soc as soc
+    from accelpool.sched.test_frontend import relu_model
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **kw):
+        raise Stop
+
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    err = Stderr()
+    monkeypatch.setattr(soc, "build_soc", stop)
+    monkeypatch.setattr("sys.stderr", err)
+    onnx.save(relu_model((8, 16)), tmp_path / "net.onnx")
+    with pytest.raises(Stop):
+        simulate(str(tmp_path / "net.onnx"), "default", sim="icarus", out_dir=tmp_path)
+    bar = "\r" in err.getvalue() or "stage" in err.getvalue() or "|" in err.getvalue()
+    assert bar == terminal, err.getvalue()
+    if terminal:
+        assert "build SoC" in err.getvalue()          # the stage it reached
