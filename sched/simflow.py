@@ -17,9 +17,9 @@
 4. load the streams and the image into the SoC, run to ``all_done``, read the outputs
    back, compare them bit for bit with the golden reference;
 5. report: outputs OK, measured cycles against the predicted makespan (error in %),
-   per-unit busy %, NoC traffic, the simulation speed; write the predicted Gantt PNG,
-   one Gantt PNG with the predicted and the measured timeline (the measured one from the
-   tiles' hardware traces, :mod:`accelpool.sched.measured`) and a Perfetto trace of each.
+   per-unit busy %, NoC traffic, the simulation speed; write one Gantt PNG with the
+   predicted and the measured timeline (the measured one from the tiles' hardware traces,
+   :mod:`accelpool.sched.measured`) and one Perfetto trace holding both, a process each.
 
 Each stage shows on a tqdm progress bar when stderr is a terminal, otherwise as a line on
 the ``accelpool`` logger with the time the stage before took (``-q`` hides them). The
