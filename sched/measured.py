@@ -29,7 +29,8 @@ from typing import Any, Hashable, Mapping
 
 from accelpool.sched.schedulers import Schedule, Slot
 
-__all__ = ["MeasuredOp", "measured_ops", "measured_schedule", "comparison_png"]
+__all__ = ["MeasuredOp", "measured_ops", "measured_schedule", "comparison_png",
+           "comparison_title"]
 
 
 @dataclass(frozen=True)
@@ -79,21 +80,61 @@ def measured_schedule(prog: Any, trace: Mapping[str, list[int]],
 
 def comparison_png(predicted: Schedule, measured: Schedule, path: str | Path, dag: Any = None,
                    title: str | None = None, measured_cycles: int | None = None) -> Path:
-    """Predicted (top) and measured (bottom) Gantt charts on one time axis.
+    """Predicted (top) and measured (bottom) Gantt charts on one time axis, to a PNG.
 
-    The dashed line of each is its makespan (the last micro-op's end). ``measured_cycles``
-    is the run's cycle count as ``accelpool sim`` prints it (to ``all_done``, a few cycles
-    after the last micro-op): the title compares the prediction with it, as the text does,
-    and says where the last micro-op ended."""
+    The dashed line of each panel is its makespan (where its last micro-op ends), named in
+    the legend, which sits right of the bars. ``measured_cycles`` is the run's cycle count
+    as ``accelpool sim`` prints it: to ``all_done``, which rises two cycles after the last
+    tile's END issued (the tile's done flag, then the SoC's registered ``all_done``), so
+    two cycles after the measured makespan. The title compares the prediction with it as
+    the text does (same figures, same error) and the measured panel names both."""
+    import matplotlib.pyplot as plt
+
+    fig = _comparison_figure(predicted, measured, dag, title, measured_cycles)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def comparison_title(predicted: Schedule, measured: Schedule,
+                     measured_cycles: int | None = None) -> str:
+    """The comparison chart's title: the figures ``accelpool sim`` prints.
+
+    Parameters
+    ----------
+    predicted, measured : Schedule
+        The schedule and the measured timeline.
+    measured_cycles : int, optional
+        The run's cycles to ``all_done``; without it, the measured makespan.
+
+    Returns
+    -------
+    str
+        ``"<scheduler> on <pool>: predicted P vs measured M cycles to all_done (+e.ee%)"``,
+        the error as :attr:`accelpool.sched.simflow.SimReport.error_pct` shows it.
+    """
+    total = measured_cycles if measured_cycles else measured.makespan
+    err = 100.0 * (predicted.makespan - total) / max(1, total)
+    return (f"{predicted.name} on {predicted.pool.name}: predicted {predicted.makespan} vs "
+            f"measured {total} cycles" + (" to all_done" if measured_cycles else "")
+            + f" ({err:+.2f}%)")
+
+
+def _comparison_figure(predicted: Schedule, measured: Schedule, dag: Any = None,
+                       title: str | None = None, measured_cycles: int | None = None):
+    """The figure :func:`comparison_png` saves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     from accelpool.sched.report import _op_label
 
     units = [u for u in predicted.pool.units]
-    span = max(predicted.makespan, measured.makespan, 1)
+    span = max(predicted.makespan, measured.makespan, measured_cycles or 0, 1)
     cats = sorted({_op_label(dag, n)[0].split(".")[0] for n in predicted.slots})
     cmap = plt.get_cmap("tab10")
     colour = {c: cmap(i % 10) for i, c in enumerate(cats)}
@@ -109,22 +150,17 @@ def comparison_png(predicted: Schedule, measured: Schedule, path: str | Path, da
         ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
         ax.invert_yaxis()
         ax.axvline(s.makespan, color="k", ls="--", lw=0.8)
-        ax.set_title(f"{what}: last micro-op ends at cycle {s.makespan}", fontsize="medium")
+    axes[0].set_title(f"predicted: makespan {predicted.makespan} cycles", fontsize="medium")
+    axes[1].set_title(f"measured: last micro-op ends at cycle {measured.makespan}"
+                      + (f", all_done at {measured_cycles}" if measured_cycles else ""),
+                      fontsize="medium")
     axes[1].set_xlim(0, span * 1.02)
     axes[1].set_xlabel("cycles")
-    from matplotlib.lines import Line2D
     handles = [Patch(color=colour[c], label=c) for c in cats]
-    handles.append(Line2D([0], [0], color="k", ls="--", lw=0.8, label="makespan"))
+    handles.append(Line2D([0], [0], color="k", ls="--", lw=0.8,
+                          label="makespan\n(last micro-op ends)"))
     axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                    fontsize="small", borderaxespad=0.0)
-    total = measured_cycles if measured_cycles else measured.makespan
-    err = 100.0 * (predicted.makespan - total) / max(1, total)
-    fig.suptitle(title or f"{predicted.name} on {predicted.pool.name}: predicted "
-                          f"{predicted.makespan} vs measured {total} cycles ({err:+.1f}%)"
-                          + (" to all_done" if measured_cycles else ""))
+    fig.suptitle(title or comparison_title(predicted, measured, measured_cycles))
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig

@@ -6,7 +6,8 @@ unit and one complete event (``"ph": "X"``) per micro-op; process 2 is the NoC w
 thread per source unit and one complete event per transfer, and flow events (``"s"`` /
 ``"f"``) tie each transfer to its producer and consumer. Times are microseconds at the
 pool's clock (``ts = cycles / clock_mhz``); every event also carries its cycles in
-``args``.
+``args``. :func:`write_traces` puts several timelines of one graph (``accelpool sim``'s
+predicted and measured ones) in one file, one process per timeline.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any, Hashable, Mapping
 
 from accelpool.sched.schedulers import Schedule
 
-__all__ = ["chrome_trace", "write_trace", "write_traces", "gantt_png", "POOL_PID", "NOC_PID"]
+__all__ = ["chrome_trace", "write_trace", "write_traces", "gantt_png", "POOL_PID", "NOC_PID",
+           "NOC_TID_OFFSET"]
 
 #: Process ids of a timeline's units and of its NoC transfers in a trace.
 POOL_PID = 1
 NOC_PID = 2
+#: In :func:`write_traces`, a timeline's NoC threads are its units' thread ids plus this.
+NOC_TID_OFFSET = 1000
 
 
 def _op_label(dag: Any, n: Hashable) -> tuple[str, dict]:
@@ -34,24 +38,18 @@ def _op_label(dag: Any, n: Hashable) -> tuple[str, dict]:
     return cat, args
 
 
-def chrome_trace(schedule: Schedule, dag: Any = None, process: str | None = None,
-                 pid_offset: int = 0) -> dict:
-    """The schedule as a Chrome/Perfetto trace document (a dict ready for ``json.dump``).
-
-    ``process`` prefixes the process names (``"predicted"``, ``"measured"``) and
-    ``pid_offset`` moves the process ids, so that several timelines share one file
-    (:func:`write_traces`)."""
+def chrome_trace(schedule: Schedule, dag: Any = None) -> dict:
+    """The schedule as a Chrome/Perfetto trace document (a dict ready for ``json.dump``)."""
     mhz = schedule.pool.config.clock_mhz
     us = lambda cycles: cycles / mhz  # noqa: E731
     units = {u.name: u for u in schedule.pool.units}
     tid = {name: u.index + 1 for name, u in units.items()}
-    pool_pid, noc_pid = POOL_PID + pid_offset, NOC_PID + pid_offset
-    prefix = f"{process}: " if process else ""
+    pool_pid, noc_pid = POOL_PID, NOC_PID
     ev: list[dict] = [
         {"ph": "M", "pid": pool_pid, "name": "process_name",
-         "args": {"name": f"{prefix}pool {schedule.pool.name} ({schedule.name})"}},
+         "args": {"name": f"pool {schedule.pool.name} ({schedule.name})"}},
         {"ph": "M", "pid": noc_pid, "name": "process_name",
-         "args": {"name": f"{prefix}NoC transfers"}},
+         "args": {"name": "NoC transfers"}},
         {"ph": "M", "pid": pool_pid, "name": "process_sort_index",
          "args": {"sort_index": pool_pid}},
         {"ph": "M", "pid": noc_pid, "name": "process_sort_index",
@@ -93,13 +91,48 @@ def write_trace(schedule: Schedule, path: str | Path, dag: Any = None) -> Path:
 
 
 def write_traces(timelines: Mapping[str, Schedule], path: str | Path, dag: Any = None) -> Path:
-    """Write several timelines of one graph (``{"predicted": s, "measured": m}``) into one
-    trace file, each as its own processes (units, NoC transfers) named after its key."""
+    """Write several timelines of one graph into one trace file.
+
+    Parameters
+    ----------
+    timelines : mapping of str to Schedule
+        ``{"predicted": s, "measured": m}``: each becomes one process named after its key,
+        with a thread per unit (sorted as the pool lists them) and, when the timeline has
+        NoC transfers, one thread per source unit after them (``NoC from <unit>``).
+    path : str or Path
+        The file to write.
+    dag : networkx.DiGraph, optional
+        The graph, for each micro-op's operation and arguments.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     events: list[dict] = []
     other: dict[str, Any] = {}
     for k, (name, s) in enumerate(timelines.items()):
-        doc = chrome_trace(s, dag, process=name, pid_offset=2 * k)
-        events += doc["traceEvents"]
+        pid = k + 1
+        doc = chrome_trace(s, dag)
+        has_noc = bool(s.transfers)
+        events += [{"ph": "M", "pid": pid, "name": "process_name", "args": {"name": name}},
+                   {"ph": "M", "pid": pid, "name": "process_sort_index",
+                    "args": {"sort_index": pid}}]
+        for e in doc["traceEvents"]:
+            if e["ph"] == "M" and "tid" not in e:
+                continue                              # the process metadata, replaced above
+            noc = e["pid"] == NOC_PID
+            if noc and not has_noc:
+                continue
+            e = {**e, "pid": pid}
+            if noc:
+                e["tid"] = NOC_TID_OFFSET + e["tid"]
+                if e["name"] == "thread_name":
+                    e["args"] = {"name": "NoC " + e["args"]["name"]}
+            events.append(e)
+            if noc and e["name"] == "thread_name":
+                events.append({"ph": "M", "pid": pid, "tid": e["tid"],
+                               "name": "thread_sort_index", "args": {"sort_index": e["tid"]}})
         other[name] = doc["otherData"]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,10 +143,26 @@ def write_traces(timelines: Mapping[str, Schedule], path: str | Path, dag: Any =
 
 def gantt_png(schedule: Schedule, path: str | Path, dag: Any = None, title: str | None = None,
               lower_bound: int | None = None) -> Path:
-    """Draw one row per unit, one bar per micro-op coloured by operation type, to a PNG."""
+    """Draw one row per unit, one bar per micro-op coloured by operation type, to a PNG.
+
+    The legend sits right of the bars; a ``lower_bound`` is a dashed line named in it."""
+    import matplotlib.pyplot as plt
+
+    fig = _gantt_figure(schedule, dag, title, lower_bound)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _gantt_figure(schedule: Schedule, dag: Any = None, title: str | None = None,
+                  lower_bound: int | None = None):
+    """The figure :func:`gantt_png` saves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     units = list(schedule.pool.units)
@@ -132,21 +181,16 @@ def gantt_png(schedule: Schedule, path: str | Path, dag: Any = None, title: str 
     ax.set_yticks(range(len(units)), [f"{u.name} ({u.kind.key})" for u in units])
     ax.invert_yaxis()
     ax.set_xlabel("cycles")
-    from matplotlib.lines import Line2D
     extra = []
     if lower_bound:
         ax.axvline(lower_bound, color="k", ls="--", lw=0.8)
         extra.append(Line2D([0], [0], color="k", ls="--", lw=0.8,
                             label=f"lower bound ({lower_bound})"))
-    ax.set_xlim(0, max(schedule.makespan, 1))
+    ax.set_xlim(0, max(schedule.makespan, lower_bound or 0, 1))
     ax.set_title(title or f"{schedule.name} on {schedule.pool.name}: makespan "
                           f"{schedule.makespan} cycles")
     ax.legend(handles=[Patch(color=colour[c], label=c) for c in cats] + extra,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
               borderaxespad=0.0)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig

@@ -17,9 +17,9 @@
 4. load the streams and the image into the SoC, run to ``all_done``, read the outputs
    back, compare them bit for bit with the golden reference;
 5. report: outputs OK, measured cycles against the predicted makespan (error in %),
-   per-unit busy %, NoC traffic, the simulation speed; write the predicted Gantt PNG,
-   one Gantt PNG with the predicted and the measured timeline (the measured one from the
-   tiles' hardware traces, :mod:`accelpool.sched.measured`) and a Perfetto trace of each.
+   per-unit busy %, NoC traffic, the simulation speed; write one Gantt PNG with the
+   predicted and the measured timeline (the measured one from the tiles' hardware traces,
+   :mod:`accelpool.sched.measured`) and one Perfetto trace holding both, a process each.
 
 Each stage shows on a tqdm progress bar when stderr is a terminal, otherwise as a line on
 the ``accelpool`` logger with the time the stage before took (``-q`` hides them). The
@@ -81,6 +81,7 @@ class SimReport:
     stream_cycles: int = 0
     program: Any = None
     trace: Mapping[str, list] = field(default_factory=dict)
+    output_ok: Mapping[str, bool] = field(default_factory=dict)
 
     @property
     def error_pct(self) -> float:
@@ -93,11 +94,20 @@ class SimReport:
                 f"stream_cycles={self.stream_cycles})")
 
     def to_dict(self) -> dict:
-        """The figures :meth:`text` prints, as JSON-able values (``report.json``)."""
+        """The figures :meth:`text` prints, as JSON-able values (``report.json``).
+
+        Returns
+        -------
+        dict
+            Flat values: the run's names, the outputs' check (all, and ``output_ok`` per
+            output), cycles measured and predicted (by the schedule, by the streams) with
+            their errors in %, cycles/s, NoC bytes, each unit's busy % and the files.
+        """
         m = max(1, self.measured_cycles)
         return {
             "model": self.model, "pool": self.pool, "scheduler": self.scheduler,
             "sim": self.sim, "outputs_ok": self.outputs_ok, "mismatch": self.mismatch,
+            "output_ok": {k: bool(v) for k, v in self.output_ok.items()},
             "measured_cycles": self.measured_cycles,
             "predicted_cycles": self.predicted_cycles,
             "predicted_error_pct": round(self.error_pct, 4),
@@ -292,11 +302,14 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         from accelpool.sched.codegen import NP_DTYPE
         got = {name: prog.layouts[name].unpack(res.readback[name], NP_DTYPE[graph.base(name).dtype])
                for name in graph.outputs}
-        mismatch = ""
-        try:
-            compare_outputs(got, golden)
-        except AssertionError as e:
-            mismatch = str(e)
+        mismatch, output_ok = "", {}
+        for name in golden:                   # each output on its own, the first mismatch named
+            try:
+                compare_outputs({name: got[name]}, {name: golden[name]})
+                output_ok[name] = True
+            except AssertionError as e:
+                output_ok[name] = False
+                mismatch = mismatch or str(e)
         bar.update()
 
         stage("report")
@@ -314,7 +327,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
             files["waves"] = waves_file
         report = SimReport(model, cfg.name, scheduler, sim, not mismatch, mismatch, res.cycles,
                            schedule.makespan, busy, noc, res.sim_seconds, files, got,
-                           _stream_prediction(prog, cfg), prog, res.trace)
+                           _stream_prediction(prog, cfg), prog, res.trace, output_ok)
         files["report"] = out_dir / f"{stem}_report.json"
         files["report"].write_text(json.dumps(report.to_dict(), indent=1) + "\n")
         bar.update()

@@ -68,15 +68,29 @@ def test_gantt_png(scheduled, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
-def test_two_timelines_share_one_trace_file_as_separate_processes(scheduled, tmp_path):
-    from accelpool.sched.report import write_traces
+def test_two_timelines_share_one_trace_file_as_two_processes(scheduled, tmp_path):
+    """One process per timeline, named after it, with a thread per unit; the NoC
+    transfers are threads of their timeline's process (none when it has no transfers)."""
+    from accelpool.sched.report import NOC_TID_OFFSET, write_traces
+    from accelpool.sched.schedulers import Schedule
     dag, s = scheduled
-    path = write_traces({"predicted": s, "measured": s}, tmp_path / "both.json", dag)
+    slots_only = Schedule("measured", s.pool, dict(s.slots))
+    path = write_traces({"predicted": s, "measured": slots_only}, tmp_path / "both.json", dag)
     doc = json.loads(path.read_text())
-    procs = {e["pid"]: e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"}
-    assert sorted(procs) == [1, 2, 3, 4]
-    assert procs[1].startswith("predicted: pool") and procs[3].startswith("measured: pool")
-    assert procs[2] == "predicted: NoC transfers" and procs[4] == "measured: NoC transfers"
-    ops = [e for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] in (1, 3)]
-    assert len(ops) == 2 * len(s.slots)
+    ev = doc["traceEvents"]
+    procs = {e["pid"]: e["args"]["name"] for e in ev if e["name"] == "process_name"}
+    assert procs == {1: "predicted", 2: "measured"}
+    units = {u.name for u in s.pool.units}
+    threads = {pid: {e["args"]["name"].split()[0] for e in ev if e["name"] == "thread_name"
+                     and e["pid"] == pid and e["tid"] < NOC_TID_OFFSET} for pid in procs}
+    assert threads == {1: units, 2: units}
+    for pid in procs:
+        ops = [e for e in ev if e["ph"] == "X" and e["pid"] == pid and e["cat"] != "transfer"]
+        assert sorted(e["name"] for e in ops) == sorted(str(n) for n in s.slots)
+        assert all(e["tid"] < NOC_TID_OFFSET for e in ops)
+    xfers = [e for e in ev if e["ph"] == "X" and e["cat"] == "transfer"]
+    assert len(xfers) == len(s.transfers) and {e["pid"] for e in xfers} == {1}
+    assert all(e["tid"] > NOC_TID_OFFSET for e in xfers)
+    assert not any(e["pid"] == 2 and e.get("tid", 0) > NOC_TID_OFFSET for e in ev)
+    assert {e["pid"] for e in ev if e["ph"] in ("s", "f")} == {1}
     assert doc["otherData"]["measured"]["makespan_cycles"] == s.makespan

@@ -113,9 +113,10 @@ def test_sim_hands_shape_max_k_tile_and_sparse_threshold_to_the_rtl_runs_decompo
 
 
 def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsys):
-    """A model in a read-only folder: ``sim --out DIR`` writes the Gantt chart and both
-    traces into DIR, named by model, scheduler and simulator; without ``--out`` they go to
-    the build's reports folder; nothing lands beside the model."""
+    """A model in a read-only folder: ``sim --out DIR`` writes the Gantt chart, the
+    timelines' trace and report.json into DIR, named by model, scheduler and simulator;
+    without ``--out`` they go to the build's reports folder; nothing lands beside the
+    model."""
     import onnx
 
     from accelpool.sched.cli import main
@@ -134,8 +135,13 @@ def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsy
         printed = capsys.readouterr().out
         assert all(f"{stem}_{k}" in printed for k in ("gantt.png", "trace.json", "report.json"))
         trace = json.loads((out / f"{stem}_trace.json").read_text())
-        names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
-        assert {n.split(":")[0] for n in names} == {"predicted", "measured"} and len(names) == 4
+        ev = trace["traceEvents"]
+        names = {e["pid"]: e["args"]["name"] for e in ev if e["name"] == "process_name"}
+        assert sorted(names.values()) == ["measured", "predicted"]
+        for pid in names:                    # a thread per unit in each
+            assert {e["args"]["name"].split()[0] for e in ev if e["name"] == "thread_name"
+                    and e["pid"] == pid and not e["args"]["name"].startswith("NoC")} == \
+                {"afu0", "ce0", "dmu0", "dmu1", "gnn0", "lpu0", "mem", "smu0"}
         assert set(trace["otherData"]) == {"predicted", "measured"}
         doc = json.loads((out / f"{stem}_report.json").read_text())
         assert (doc["model"], doc["scheduler"], doc["sim"], doc["outputs_ok"]) == \
@@ -143,6 +149,8 @@ def test_sim_writes_its_reports_under_out_never_beside_the_model(tmp_path, capsy
         assert f"cycles: measured {doc['measured_cycles']}, predicted " \
                f"{doc['predicted_cycles']} by the schedule" in printed
         assert set(doc["unit_busy_pct"]) >= {"afu0", "dmu0"}
+        assert doc["output_ok"] and all(doc["output_ok"].values())
+        assert set(doc["files"]) == {"gantt", "trace", "report"}
         assert main(["sim", str(models_dir / "net.onnx"), "--sim", "icarus"]) == 0
         wrote = [ln.split(" ", 1)[1] for ln in capsys.readouterr().out.splitlines()
                  if ln.startswith("wrote ")]
@@ -195,3 +203,67 @@ def test_sim_waves_prints_the_waveform_path_and_builds_apart(tmp_path, capsys):
     assert path.exists() and path.parent.name == "icarus_waves", path
     doc = json.loads((tmp_path / "out" / "net_heft_icarus_report.json").read_text())
     assert Path(doc["files"]["waves"]).resolve() == path
+
+
+def test_sim_report_repr_is_short_and_to_dict_holds_every_printed_figure(tmp_path):
+    """The repr is one line of names and cycles however large the outputs and the
+    program; to_dict is JSON-able and holds each figure :meth:`text` prints."""
+    import re
+
+    from accelpool.sched.simflow import SimReport
+    report = SimReport("mixed", "default", "heft", "icarus", True, "", 7317, 7245,
+                       {"dmu0": 3.71234, "mem": 14.1}, 24432, 12.5,
+                       {"gantt": tmp_path / "g.png", "report": tmp_path / "r.json"},
+                       {"y": np.zeros((1000, 1000), np.float32)}, 7320,
+                       program=list(range(10**6)), trace={"dmu0": list(range(10**5))},
+                       output_ok={"y": True, "z": False})
+    text = repr(report)
+    assert text == ("SimReport(model='mixed', pool='default', scheduler='heft', sim='icarus', "
+                    "outputs_ok=True, measured_cycles=7317, predicted_cycles=7245, "
+                    "stream_cycles=7320)")
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert (doc["measured_cycles"], doc["predicted_cycles"], doc["stream_cycles"]) == \
+        (7317, 7245, 7320)
+    assert doc["output_ok"] == {"y": True, "z": False}
+    assert doc["noc_bytes"] == 24432 and doc["unit_busy_pct"]["dmu0"] == 3.7123
+    assert doc["files"] == {"gantt": str(tmp_path / "g.png"), "report": str(tmp_path / "r.json")}
+    printed = report.text()
+    flat = [v for v in doc.values() if isinstance(v, (int, float))] + \
+        list(doc["unit_busy_pct"].values())
+    for fig in re.findall(r"[-+]?[\d,]+\.?\d*(?=%| cycles| bytes|,|$| by)", printed):
+        value = float(fig.replace(",", ""))
+        digits = len(fig.split(".")[1]) if "." in fig else 0
+        assert any(round(v, digits) == value for v in flat), (fig, doc)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_only_when_stderr_is_a_terminal(monkeypatch, tmp_path, terminal):
+    """simulate's bar is drawn on a terminal's stderr and nowhere else (no bar characters
+    in a pipe or a log); stopped at the SoC build, after the preflight."""
+    import io
+
+    import onnx
+
+    import accelpool.tb.soc as soc
+    from accelpool.sched.test_frontend import relu_model
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **kw):
+        raise Stop
+
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    err = Stderr()
+    monkeypatch.setattr(soc, "build_soc", stop)
+    monkeypatch.setattr("sys.stderr", err)
+    onnx.save(relu_model((8, 16)), tmp_path / "net.onnx")
+    with pytest.raises(Stop):
+        simulate(str(tmp_path / "net.onnx"), "default", sim="icarus", out_dir=tmp_path)
+    bar = "\r" in err.getvalue() or "stage" in err.getvalue() or "|" in err.getvalue()
+    assert bar == terminal, err.getvalue()
+    if terminal:
+        assert "build SoC" in err.getvalue()          # the stage it reached
