@@ -1,7 +1,7 @@
 """The network interface of a compute tile, with its DMA engine.
 
 The tile controller hands LOAD, STORE and SIGNAL commands (the ISA's 256-bit
-:data:`accelpool.hw.isa.CommandLayout`) to ``cmd``:
+:data:`accelpool.spec.isa.CommandLayout`) to ``cmd``:
 
 - STORE ``{spad_addr, x, y, remote_addr, length}``: reads ``length`` bytes of the local
   scratchpad and sends them to tile (x, y) as WRITE packets of at most
@@ -38,8 +38,8 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import MeshConfig
-from ..isa import LENGTH_BITS, CommandLayout, Opcode
+from accelpool.spec.config import MeshConfig
+from accelpool.spec.isa import LENGTH_BITS, CommandLayout, Opcode
 from .arbiter import RoundRobin
 from .flit import LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody, flit_layout
 from .mesh import check_coord, check_mesh
