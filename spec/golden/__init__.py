@@ -1,5 +1,7 @@
-"""The golden reference: the micro-op DAG run in numpy with the hardware's exact arithmetic.
+"""The golden arithmetic: the units' exact arithmetic in numpy (BF16/FP32 rounding, INT8
+requantization, activation approximations, convolution, sparse products).
 
 Written from the arithmetic's specification (IEEE 754, ONNX operator semantics), never
-from the RTL; RTL results must match it bit for bit.
+from the RTL; RTL results must match it bit for bit. :mod:`accelpool.sched.reference`
+runs a whole micro-op DAG with it.
 """
