@@ -13,7 +13,8 @@ from bench.common import print_table, write_results
 from accelpool.spec.isa import Opcode
 from accelpool.sched.cost import noc
 from accelpool.sched.cost.stream import soc_timelines
-from accelpool.flow.stream_jobs import (CE_JOBS, CE_PAIR, CONTENTION, LENGTHS, PAIR, PAIR_JOBS, RANDOM, SWEEP, afu_exec, ce_exec, measure)
+from accelpool.flow.stream_jobs import (CE_JOBS, CE_PAIR, CONTENTION, LENGTHS, PAIR, PAIR_JOBS,
+                                        RANDOM, SWEEP, afu_exec, ce_exec, measure)
 
 
 def main() -> None:

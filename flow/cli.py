@@ -21,7 +21,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-from accelpool.flow.options import (CliError, USER_ERRORS, is_user_error, one_line, check_outputs, int_option, Parser, DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP, add_model_args, is_builtin, decompose_options, compile_from_args, example_inputs)
+from accelpool.flow.options import (CliError, USER_ERRORS, is_user_error, one_line, check_outputs,
+                                    int_option, Parser, DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP,
+                                    add_model_args, is_builtin, decompose_options,
+                                    compile_from_args, example_inputs)
 from accelpool.flow.schedule_cmd import add_schedule, cmd_schedule
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary", "CliError", "USER_ERRORS"]

@@ -27,7 +27,8 @@ log = logging.getLogger("accelpool")
 
 
 def add_schedule(sub) -> None:
-    from accelpool.flow.options import DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP, add_model_args, int_option
+    from accelpool.flow.options import (DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP, add_model_args,
+                                        int_option)
     from accelpool.sched.schedulers import SCHEDULERS
     p = sub.add_parser("schedule", help="schedule a model on the pool; print the summary",
                        description="Decompose a model (ONNX file or built-in), schedule it on "
@@ -140,7 +141,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             Path(args.listing).write_text(prog.listing() + "\n")
             print(f"wrote {args.listing}")
         if args.run:
-            from accelpool.sched.funcsim import (MismatchError, compare_outputs, golden_outputs, run_program)
+            from accelpool.sched.funcsim import (MismatchError, compare_outputs, golden_outputs,
+                                                 run_program)
             log.info("schedule: running the command streams in the functional executor")
             res = run_program(prog)
             try:

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from accelpool.spec.config import UnitKind, load_config
-from accelpool.flow.calibration import (SWEEPS, _check_bench, calibrate_in_rtl, calibrated_params, calibration_path, calibration_pools, cost_model, load_calibration)
+from accelpool.flow.calibration import (SWEEPS, _check_bench, calibrate_in_rtl, calibrated_params,
+                                        calibration_path, calibration_pools, cost_model,
+                                        load_calibration)
 from accelpool.sched.cost.model import CostModel, KindParams
 from accelpool.sched.pool import Pool
 

@@ -206,11 +206,12 @@ def _unwritable_paths(tmp_path):
                                              ("schedule", "--report-json")])
 def test_an_unwritable_output_is_refused_before_the_work(tmp_path, capsys, monkeypatch,
                                                          command, option):
-    from accelpool.flow import cli
+    from accelpool.flow import cli, options
 
     def no_work(*a, **k):
         raise AssertionError("compiled before checking the output path")
-    monkeypatch.setattr(cli, "_compile", no_work)
+    monkeypatch.setattr(cli, "compile_from_args", no_work)
+    monkeypatch.setattr(options, "compile_from_args", no_work)
     for path in _unwritable_paths(tmp_path):
         assert main([command, "mlp", option, str(path)]) == 2
         err = capsys.readouterr().err

@@ -66,7 +66,8 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec import isa
 from .arith.requant import Requantizer
-from accelpool.spec.units.ce import (MAX_KERNEL, WEIGHT_DEPTH, EXTENT_BITS, CHANNEL_BITS, CeArgs, CeCommand)
+from accelpool.spec.units.ce import (MAX_KERNEL, WEIGHT_DEPTH, EXTENT_BITS, CHANNEL_BITS, CeArgs,
+                                     CeCommand)
 
 __all__ = ["ConvEngine"]
 

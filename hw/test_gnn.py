@@ -16,8 +16,8 @@ from accelpool.spec.formats import encode_csr, layout_gnn
 from accelpool.spec.golden.numerics import fp32_to_bf16_bits
 from accelpool.spec.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits
 from accelpool.tb.harness import run_cocotb
-from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
-                                star_graph)
+from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph,
+                                          special_values, star_graph)
 from accelpool.tb.sparse_sim import run_sparse, sparse_top
 from accelpool.tb.streams import random_pattern
 

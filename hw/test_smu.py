@@ -13,7 +13,8 @@ from accelpool.spec.formats import encode_csr, layout_spmm
 from accelpool.spec.golden.numerics import fp32_to_bf16_bits
 from accelpool.spec.golden.sparse import spmm_bf16
 from accelpool.tb.harness import run_cocotb
-from accelpool.tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case, unstructured
+from accelpool.tb.sparse_patterns import (SPARSE_CASES, bf16_normal, skewed, sparse_case,
+                                          unstructured)
 from accelpool.tb.sparse_sim import run_sparse, run_sparse_many, sparse_top
 from accelpool.tb.streams import random_pattern
 

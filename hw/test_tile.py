@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from accelpool.spec.config import UnitKind, load_config, parse_config
-from accelpool.hw.tile import (REGISTERS, ComputeTile, TileError, buildable_kinds, identity_registers,
-                     unit_word_bits)
+from accelpool.hw.tile import (REGISTERS, ComputeTile, TileError, buildable_kinds,
+                               identity_registers, unit_word_bits)
 from accelpool.spec.capabilities import CapReg, capability_registers
 
 DEFAULT = load_config("default")

@@ -113,8 +113,8 @@ from accelpool.spec.golden import activations as act
 from accelpool.spec.golden.compare import compare_arrays
 from accelpool.spec.golden import numerics as nm
 from accelpool.spec.golden.sparse import gnn_aggregate
-from accelpool.sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, LayoutFunc, MicroOp,
-                      OpType, TensorRef, sanitize)
+from accelpool.sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, LayoutFunc,
+                                MicroOp, OpType, TensorRef, sanitize)
 
 __all__ = ["Executor", "run_graph", "round_to_bf16", "Tolerance", "TOLERANCES",
            "Comparison", "compare_with_onnxruntime", "compare_outputs", "GoldenError",

@@ -10,7 +10,8 @@ from accelpool.spec.config import DType, load_config
 from accelpool.sched.decompose import DecomposeOptions, decompose
 from accelpool.sched.frontend import import_model
 from accelpool.spec.golden import numerics as nm
-from accelpool.sched.reference import (GoldenError, compare_with_onnxruntime, host_quantize, round_to_bf16, run_graph)
+from accelpool.sched.reference import (GoldenError, compare_with_onnxruntime, host_quantize,
+                                       round_to_bf16, run_graph)
 from accelpool.sched.ir import (ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef)
 from accelpool.sched.test_frontend import make, vi
 

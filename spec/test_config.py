@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, DType, UnitKind, load_config, parse_config)
+from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, DType, UnitKind, load_config,
+                                   parse_config)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import pytest
 import tomli_w
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from accelpool.spec.config import (UNIT_DTYPES, UNIT_PARAMS, ConfigError, DType, PoolConfig, UnitKind, load_config)
+from accelpool.spec.config import (UNIT_DTYPES, UNIT_PARAMS, ConfigError, DType, PoolConfig,
+                                   UnitKind, load_config)
 
 KINDS = [k.key for k in UnitKind]
 DTYPES = [d.key for d in DType]

@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from accelpool.spec.formats import (MemoryImage, encode_csr, layout_gnn, layout_spmm, pack_csr, pack_dense_rows, pack_result_rows, padded_cols, unpack_bf16_rows, unpack_csr, unpack_dense_rows, unpack_fp32_rows, word_bytes)
+from accelpool.spec.formats import (MemoryImage, encode_csr, layout_gnn, layout_spmm, pack_csr,
+                                    pack_dense_rows, pack_result_rows, padded_cols,
+                                    unpack_bf16_rows, unpack_csr, unpack_dense_rows,
+                                    unpack_fp32_rows, word_bytes)
 
 BF16 = ml_dtypes.bfloat16
 

@@ -5,7 +5,9 @@ from hypothesis import strategies as st
 
 from accelpool.spec import isa
 from accelpool.spec.config import UnitKind
-from accelpool.spec.isa import (COMMAND_BITS, COMMAND_BYTES, Command, CommandLayout, EncodingError, Opcode, assemble, decode, disassemble, end, exec_cmd, listing, load, nop, signal, store, wait)
+from accelpool.spec.isa import (COMMAND_BITS, COMMAND_BYTES, Command, CommandLayout, EncodingError,
+                                Opcode, assemble, decode, disassemble, end, exec_cmd, listing,
+                                load, nop, signal, store, wait)
 
 
 class ToyFunc(enum.Enum, shape=8):

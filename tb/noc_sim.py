@@ -16,7 +16,8 @@ from amaranth.sim import Simulator
 
 from accelpool.spec.config import MeshConfig
 from accelpool.hw.noc.fabric import Fabric, attach_memory, attach_ni
-from accelpool.hw.noc.flit import PacketType, decode_header, encode_header, flit_layout, packet_flits
+from accelpool.hw.noc.flit import (PacketType, decode_header, encode_header, flit_layout,
+                                   packet_flits)
 from accelpool.hw.noc.memory_tile import MemoryTile
 from accelpool.hw.noc.mesh import Mesh
 from accelpool.hw.noc.ni import NetworkInterface

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from accelpool.spec import isa
-from accelpool.spec.config import DEFAULT_CONFIG, ConfigError, PoolConfig, TileConfig, UnitKind, load_config
+from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, PoolConfig, TileConfig, UnitKind,
+                                   load_config)
 from accelpool.hw.soc import SOC_TOP, SOC_WRAPPER, Soc, clock_wrapper, zero_init_skipped
 from accelpool.hw.tile import REGISTERS, STATUS_BITS
 from accelpool.tb.harness import locked
@@ -695,7 +696,8 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
     """
     from cocotb_tools.runner import get_runner
 
-    from accelpool.tb.harness import HarnessError, simulator, simulator_environment, verilator_lint_args
+    from accelpool.tb.harness import (HarnessError, simulator, simulator_environment,
+                                      verilator_lint_args)
     from accelpool.tb.toolchain import iverilog_version, verilator_version
 
     t0 = time.perf_counter()

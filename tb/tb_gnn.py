@@ -13,8 +13,8 @@ from accelpool.spec.formats import encode_csr, layout_gnn
 from accelpool.spec.golden.sparse import gnn_aggregate
 from accelpool.tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
 from accelpool.tb.harness import tb_params
-from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
-                                star_graph)
+from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph,
+                                          special_values, star_graph)
 
 
 async def check(tb, lanes, adj, x, func, out_bf16=False):

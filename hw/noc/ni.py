@@ -43,7 +43,8 @@ from amaranth.lib.wiring import In, Out
 from accelpool.spec.config import MeshConfig
 from accelpool.spec.isa import LENGTH_BITS, CommandLayout, Opcode
 from .arbiter import RoundRobin
-from .flit import LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody, flit_layout
+from .flit import (LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody,
+                   flit_layout)
 from .mesh import check_coord, check_mesh
 from .reader import FlitReader
 from .signaller import SignalSender, header_bits

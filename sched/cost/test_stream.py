@@ -29,12 +29,14 @@ from accelpool.spec import isa
 from accelpool.spec.isa import Opcode
 from accelpool.sched.cost import afu as afu_cost
 from accelpool.sched.cost import noc
-from accelpool.sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
-                               memory_service_cycles, op_cycles, op_memory_cycles, op_steps,
-                               program_timelines, shared_memory_finish,
-                               shared_memory_timelines, signal_arrival,
-                               soc_timelines, stream_timeline)
-from accelpool.flow.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1, GROUPS_2, LENGTHS, PAIR, PAIR_JOBS, RANDOM, SWEEP, WAITS, afu_exec, ce_exec, measure, relu)
+from accelpool.sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError,
+                                         command_cycles, memory_service_cycles, op_cycles,
+                                         op_memory_cycles, op_steps, program_timelines,
+                                         shared_memory_finish, shared_memory_timelines,
+                                         signal_arrival, soc_timelines, stream_timeline)
+from accelpool.flow.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS,
+                                        GROUPS_1, GROUPS_2, LENGTHS, PAIR, PAIR_JOBS, RANDOM,
+                                        SWEEP, WAITS, afu_exec, ce_exec, measure, relu)
 
 
 @pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
