@@ -66,7 +66,7 @@ mutation: setup $(MUTATION_STAMP)
 	nice $(VPY) -m bench.mutation $(MUTATION_MODULES)
 
 verilog: setup
-	$(VPY) -m accelpool.hw.verilog --out sim_build/verilog --lint
+	$(VPY) -m accelpool.tb.verilog --out sim_build/verilog --lint
 
 # make sim [MODEL=mixed] [POOL=configs/default.toml] [SCHEDULER=heft] [SIM=verilator] [WAVES=1]
 MODEL ?= mixed

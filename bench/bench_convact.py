@@ -1,6 +1,6 @@
 """CE utilization over layer shapes and AFU error per function, measured on the RTL (Verilator).
 
-``python -m bench convact``: runs the CE on each layer of :data:`accelpool.hw.tb_ce.BENCH_SHAPES`
+``python -m bench convact``: runs the CE on each layer of :data:`accelpool.tb.tb_ce.BENCH_SHAPES`
 (bias + requantization, results checked against the reference, cycles against the cost
 model) and the AFU over every BF16 input in [-8, 8], then prints and writes the figures.
 """
@@ -23,19 +23,19 @@ def _run(block: str, out: Path) -> None:
     if block == "ce":
         params = {"oc_lanes": 8, "ic_lanes": 8, "depth": 8192}
         top = UnitTop(ConvEngine(oc_lanes=8, ic_lanes=8, addr_width=13), depth=8192)
-        run_cocotb(top, name="ce", params=params, test_module="accelpool.hw.tb_ce", sim="verilator",
+        run_cocotb(top, name="ce", params=params, test_module="accelpool.tb.tb_ce", sim="verilator",
                    env={"bench_out": str(out)}, testcase="bench_layers")
     else:
         params = {"lanes": 8, "depth": 2048}
         top = UnitTop(ActivationUnit(lanes=8, addr_width=11), depth=2048, read_ports=("rd_a", "rd_b"))
-        run_cocotb(top, name="afu", params=params, test_module="accelpool.hw.tb_afu", sim="verilator",
+        run_cocotb(top, name="afu", params=params, test_module="accelpool.tb.tb_afu", sim="verilator",
                    env={"bench_out": str(out)}, testcase="bench_errors")
 
 
 def main() -> None:
     from accelpool.sched.cost.afu import cycles as afu_cycles
     from accelpool.sched.cost.ce import cycles as ce_cycles
-    from accelpool.hw.tb_ce import BENCH_SHAPES
+    from accelpool.tb.tb_ce import BENCH_SHAPES
 
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,9 +20,9 @@ import os
 import tempfile
 
 from bench.common import print_table, write_results
-from accelpool.hw.config import load_config
+from accelpool.spec.config import load_config
 from accelpool.hw.dmu import Dmu
-from accelpool.hw.gemm_sim import cocotb_top
+from accelpool.tb.gemm_sim import cocotb_top
 from accelpool.hw.lpu import Lpu
 from accelpool.sched.cost import dmu as dmu_cost, lpu as lpu_cost
 

@@ -42,7 +42,7 @@ def big_pool():
     """The default pool with a 16 MiB memory tile."""
     import tomllib
 
-    from accelpool.hw.config import DEFAULT_CONFIG, parse_config
+    from accelpool.spec.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
     for t in doc["tile"]:
         if t["kind"] == "memory":

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import RESULTS, print_table, write_results
-from accelpool.hw.config import MeshConfig
+from accelpool.spec.config import MeshConfig
 from accelpool.hw.noc.traffic import TrafficMesh
 from accelpool.sched.cost import noc
 from accelpool.tb.noc_sim import check_delivery, run_traffic

@@ -27,7 +27,7 @@ import time
 from bench.common import RESULTS, print_table, write_results
 from accelpool.sched.cost.model import CostModel
 from accelpool.sched.pool import Pool
-from accelpool.sched.report import gantt_png, write_trace
+from accelpool.flow.report import gantt_png, write_trace
 from accelpool.sched.schedulers import SCHEDULERS, lower_bound
 from accelpool.sched.suite import benchmark_suite, random_dag
 
@@ -98,7 +98,7 @@ def speed_pool() -> Pool:
     """The default 3x3 pool with its free router slot (2, 2) given a second LPU: 9 units
     (8 compute tiles and the memory tile)."""
     import tomllib
-    from accelpool.hw.config import DEFAULT_CONFIG, parse_config
+    from accelpool.spec.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
     doc["tile"].append({"name": "lpu1", "kind": "lpu", "x": 2, "y": 2})
     return Pool(parse_config(doc, source="default+lpu1"))

@@ -4,7 +4,7 @@ On ``configs/ce_pair.toml`` for each available simulator: the two-tile convoluti
 of ``hw/test_soc.py`` (LOAD, EXEC, tile-to-tile STORE, SIGNAL/WAIT), timed from ``start``
 to ``all_done`` (the clock runs in HDL; Python sleeps until ``all_done``), plus a long
 single EXEC to measure the simulator's speed on a busy unit. Then the RTL calibration
-sweep (:mod:`accelpool.sched.calibration`) on Verilator: unit-model error before and after the
+sweep (:mod:`accelpool.flow.calibration`) on Verilator: unit-model error before and after the
 refit, and the NoC transfer model's error.
 """
 
@@ -20,10 +20,10 @@ from bench.common import print_table, write_results
 def long_ce_job():
     """One long EXEC on tile ce0 (16x16 channels, 24x24 image, 3x3 kernel: 21,052 cycles),
     the run-speed measurement of the SoC benchmarks."""
-    from accelpool.hw import isa
-    from accelpool.hw.ce import CeFunc
-    from accelpool.hw.ce_layout import ConvShape
-    from accelpool.hw.config import UnitKind
+    from accelpool.spec import isa
+    from accelpool.spec.units.ce import CeFunc
+    from accelpool.spec.ce_layout import ConvShape
+    from accelpool.spec.config import UnitKind
     from accelpool.tb.soc import SocJob
     big = ConvShape(c_in=16, c_out=16, height=24, width=24, kernel_h=3, kernel_w=3,
                     pads=(1, 1, 1, 1))
@@ -34,7 +34,7 @@ def long_ce_job():
 
 
 def main() -> None:
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     from accelpool.hw.test_soc import _chain_job
     from accelpool.tb.soc import build_soc, run_jobs
 

@@ -27,7 +27,7 @@ def _cpu() -> float:
 
 def main() -> None:
     from bench.bench_soc import long_ce_job
-    from accelpool.hw.config import load_config, parse_config
+    from accelpool.spec.config import load_config, parse_config
     from accelpool.hw.soc import write_soc
     from accelpool.tb.soc import (_source_key, build_soc, config_doc, run_jobs, simulation_text,
                         soc_build_dir)

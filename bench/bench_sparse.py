@@ -22,12 +22,13 @@ import tempfile
 import numpy as np
 
 from bench.common import print_table, write_results
-from accelpool.hw.config import load_config
-from accelpool.hw.gnn import Gnn, GnnFunc
+from accelpool.spec.config import load_config
+from accelpool.hw.gnn import Gnn
+from accelpool.spec.units.gnn import GnnFunc
 from accelpool.hw.smu import Smu
 from accelpool.sched.cost import dmu as dmu_cost, gnn as gnn_cost, smu as smu_cost
-from accelpool.sched.formats import encode_csr, layout_gnn
-from accelpool.sched.golden.sparse import gnn_aggregate
+from accelpool.spec.formats import encode_csr, layout_gnn
+from accelpool.spec.golden.sparse import gnn_aggregate
 from accelpool.tb.sparse_patterns import bf16_normal, karate_adjacency, random_graph
 
 SHAPE = (64, 256, 64)

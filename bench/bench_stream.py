@@ -1,6 +1,6 @@
 """Command-stream timing: the RTL's tile traces against :mod:`accelpool.sched.cost.stream`.
 
-Runs the jobs of :mod:`accelpool.tb.stream_jobs` on Icarus (``configs/stream_pair.toml`` and
+Runs the jobs of :mod:`accelpool.flow.stream_jobs` on Icarus (``configs/stream_pair.toml`` and
 ``configs/ce_pair.toml``) and prints: the NI occupancy of LOAD and STORE per length at 1
 and 2 hops (measured from back-to-back commands: issue spacing - 1) beside
 :mod:`accelpool.sched.cost.noc`; each tile's END against the contention-free rules and the
@@ -10,11 +10,11 @@ memory-tile packet server, for two tiles using the memory tile at once.
 from __future__ import annotations
 
 from bench.common import print_table, write_results
-from accelpool.hw.isa import Opcode
+from accelpool.spec.isa import Opcode
 from accelpool.sched.cost import noc
 from accelpool.sched.cost.stream import soc_timelines
-from accelpool.tb.stream_jobs import (CE_JOBS, CE_PAIR, CONTENTION, LENGTHS, PAIR, PAIR_JOBS, RANDOM,
-                            SWEEP, afu_exec, ce_exec, measure)
+from accelpool.flow.stream_jobs import (CE_JOBS, CE_PAIR, CONTENTION, LENGTHS, PAIR, PAIR_JOBS,
+                                        RANDOM, SWEEP, afu_exec, ce_exec, measure)
 
 
 def main() -> None:

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
+
+from accelpool.flow.tables import print_table
+
+__all__ = ["RESULTS", "print_table", "write_results"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print ``rows`` under ``header`` as an aligned text table."""
-    cells = [[str(h) for h in header]] + [[_fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    print(f"\n{title}")
-    for i, r in enumerate(cells):
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def write_results(area: str, figures: Mapping[str, float]) -> Path:
@@ -30,9 +23,3 @@ def write_results(area: str, figures: Mapping[str, float]) -> Path:
     path.write_text(json.dumps(dict(sorted(figures.items())), indent=1) + "\n")
     print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
     return path
-
-
-def _fmt(c: object) -> str:
-    if isinstance(c, float):
-        return f"{c:.3f}" if abs(c) < 1000 else f"{c:.0f}"
-    return str(c)

@@ -33,25 +33,25 @@ WORK = ROOT / "sim_build" / "mutation"
 
 # name -> (module, its fast tests, at most this many of its mutants or None for all).
 # Tests that take minutes (sched/cost/test_noc.py, sched/cost/test_stream.py, the slow and
-# the hypothesis tests of sched/golden/test_numerics.py) are left out, and so are their
+# the hypothesis tests of spec/golden/test_numerics.py) are left out, and so are their
 # modules where nothing faster covers them. The modules with most mutants are sampled
 # (a fixed seed, so the same mutants while the source stays the same): about 1100 mutants
 # in all, at 1.5-4 s each, keep the whole run to about 40 minutes on 2 cores.
-_NUMERICS_FAST = ("sched/golden/test_numerics.py", "-m", "'not slow'", "-k",
+_NUMERICS_FAST = ("spec/golden/test_numerics.py", "-m", "'not slow'", "-k",
                   "'not hypothesis and not error_bound'")
 MODULES: dict[str, tuple[str, tuple[str, ...], int | None]] = {
-    "isa": ("hw/isa.py", ("hw/test_isa.py",), None),
+    "isa": ("spec/isa.py", ("spec/test_isa.py",), None),
     "cost.csr": ("sched/cost/csr.py", ("sched/cost/test_csr.py",), None),
     "cost.smu": ("sched/cost/smu.py", ("sched/cost/test_csr.py",), None),
     "cost.gnn": ("sched/cost/gnn.py", ("sched/cost/test_csr.py",), None),
     "cost.systolic": ("sched/cost/systolic.py", ("sched/cost/test_systolic.py",), None),
     "cost.ce": ("sched/cost/ce.py", ("sched/cost/test_ce.py",), 120),
     "cost.layout": ("sched/cost/layout.py", ("sched/cost/test_layout.py",), None),
-    "golden.numerics": ("sched/golden/numerics.py", _NUMERICS_FAST, 120),
-    "golden.activations": ("sched/golden/activations.py",
-                           ("sched/golden/test_activations.py",), 100),
-    "golden.conv": ("sched/golden/conv.py", ("sched/golden/test_conv.py",), 120),
-    "golden.sparse": ("sched/golden/sparse.py", ("sched/golden/test_sparse.py",), 120),
+    "golden.numerics": ("spec/golden/numerics.py", _NUMERICS_FAST, 120),
+    "golden.activations": ("spec/golden/activations.py",
+                           ("spec/golden/test_activations.py",), 100),
+    "golden.conv": ("spec/golden/conv.py", ("spec/golden/test_conv.py",), 120),
+    "golden.sparse": ("spec/golden/sparse.py", ("spec/golden/test_sparse.py",), 120),
 }
 
 # Every binary operator replaced by every other gives a dozen mutants per operator, most

@@ -14,8 +14,8 @@ import cocotb
 
 from accelpool.hw.dmu import Dmu
 from accelpool.hw.lpu import Lpu
-from accelpool.hw.tb_gemm import GemmTB
-from accelpool.sched.golden import numerics as nx
+from accelpool.tb.tb_gemm import GemmTB
+from accelpool.spec.golden import numerics as nx
 from accelpool.tb.harness import tb_params
 
 

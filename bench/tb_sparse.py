@@ -3,7 +3,7 @@
 Run by ``bench/bench_sparse.py`` through ``accelpool.tb.harness.run_cocotb``; the cases come in the
 ``cases`` parameter (``[name, sparsity or "2:4"]``), each an M x K by K x N product, and
 the measurements go to the JSON file named by ``out``. Every result is checked bit-exact
-against :func:`accelpool.sched.golden.sparse.spmm_bf16` first.
+against :func:`accelpool.spec.golden.sparse.spmm_bf16` first.
 """
 
 import json
@@ -11,9 +11,10 @@ import json
 import cocotb
 import numpy as np
 
-from accelpool.hw.smu import Smu, SmuFunc
-from accelpool.sched.formats import encode_csr, layout_spmm
-from accelpool.sched.golden.sparse import spmm_bf16
+from accelpool.hw.smu import Smu
+from accelpool.spec.units.smu import SmuFunc
+from accelpool.spec.formats import encode_csr, layout_spmm
+from accelpool.spec.golden.sparse import spmm_bf16
 from accelpool.tb.cocotb_sparse import make_tb, run_job
 from accelpool.tb.harness import tb_params
 from accelpool.tb.sparse_patterns import bf16_normal, structured_2_4, unstructured

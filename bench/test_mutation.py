@@ -17,10 +17,10 @@ def test_config_reaches_cosmic_ray_as_written():
     tomllib = pytest.importorskip("tomllib")
     module, tests, _ = mutation.MODULES["golden.numerics"]
     cfg = tomllib.loads(mutation._config(module, tests, 60.0))["cosmic-ray"]
-    assert cfg["module-path"] == "sched/golden/numerics.py"
+    assert cfg["module-path"] == "spec/golden/numerics.py"
     assert cfg["timeout"] == 60.0
     assert cfg["test-command"].endswith(
-        "sched/golden/test_numerics.py -m 'not slow' -k 'not hypothesis and not error_bound'")
+        "spec/golden/test_numerics.py -m 'not slow' -k 'not hypothesis and not error_bound'")
     # the filter joins the patterns and matches them at the start of an operator's name
     exclude = re.compile("|".join(cfg["filters"]["operators-filter"]["exclude-operators"]))
     binary, compare = "core/ReplaceBinaryOperator_", "core/ReplaceComparisonOperator_"

@@ -4,7 +4,7 @@ One EXEC applies one function to ``count`` elements at ``a_addr`` (and ``b_addr`
 binary functions), writing ``count`` results at ``out_addr``. The unit streams one
 scratchpad word per cycle through a fixed-latency pipeline: ``lanes`` BF16 elements or
 ``2 * lanes`` INT8 elements per cycle. The arithmetic is specified by the bit-exact model
-:mod:`accelpool.sched.golden.activations` (which also documents the BF16 approximation: a 256-segment
+:mod:`accelpool.spec.golden.activations` (which also documents the BF16 approximation: a 256-segment
 piecewise-linear table per function on ``[0, 8)``, fixed point with 16 fraction bits,
 reflected for negative inputs, rounded to BF16 to nearest even).
 
@@ -24,7 +24,7 @@ Vectors are packed densely, little-endian: BF16 element ``k`` in bytes ``2k, 2k+
 element ``k`` in byte ``k``. A partial last word is written with byte enables, so the
 bytes after the vector are untouched. The INT8 table of LEAKY_RELU / SIGMOID / TANH / GELU
 is 256 bytes at ``table_addr`` (entry ``x & 0xFF`` for input ``x``; see
-:func:`accelpool.sched.golden.activations.int8_table`), computed by the compiler from the input and
+:func:`accelpool.spec.golden.activations.int8_table`), computed by the compiler from the input and
 output scales and zero points; the unit reads it at the start of the EXEC (``256 / word
 bytes`` cycles). UINT8 tensors use the same table functions (``int8_table(unsigned=True)``;
 LEAKY_RELU with ``alpha = 0`` is their ReLU); INT8 RELU, ADD and MUL are signed.
@@ -35,7 +35,7 @@ DEQUANTIZE reads ``count`` INT8 elements and writes ``count`` BF16 elements
 (``fp32_to_bf16(bf16_mul(bf16(q - a_zero_point), alpha))``, ``alpha`` the BF16 scale);
 QUANTIZE reads ``count`` BF16 and writes ``count`` INT8
 (``saturate(rne(x * multiplier * 2**-shift) + y_zero_point)``, the fixed point of
-``1 / scale``); see :mod:`accelpool.sched.golden.activations` for the exact arithmetic. ``dtype``
+``1 / scale``); see :mod:`accelpool.spec.golden.activations` for the exact arithmetic. ``dtype``
 is ignored for both. The datapath keeps its width: both run at ``lanes`` elements per
 cycle, one BF16 word per cycle on the BF16 side and half an INT8 word on the INT8 side.
 DEQUANTIZE reads each input word twice (low half, then high half) and writes one output
@@ -52,67 +52,19 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from accelpool.sched.golden import activations as act
+from accelpool.spec.golden import activations as act
 
-from . import isa
+from accelpool.spec import isa
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.requant import Requantizer
 from .arith.round import Fp32ToBf16
-from .config import UnitKind
+from accelpool.spec.units.afu import COUNT_BITS, AfuFunc, AfuDType, AfuArgs, AfuCommand
 
-__all__ = ["AfuFunc", "AfuDType", "AfuArgs", "AfuCommand", "AFU_SPEC", "ActivationUnit",
-           "COUNT_BITS"]
-
-COUNT_BITS = 20
-
-
-class AfuFunc(enum.Enum, shape=8):
-    """AFU EXEC operations."""
-
-    RELU = 0
-    LEAKY_RELU = 1
-    SIGMOID = 2
-    TANH = 3
-    GELU = 4
-    ADD = 5
-    MUL = 6
-    DEQUANTIZE = 7      # INT8 -> BF16
-    QUANTIZE = 8        # BF16 -> INT8
-
-
-class AfuDType(enum.Enum, shape=1):
-    """Element type of an AFU operation."""
-
-    BF16 = 0
-    INT8 = 1
-
-
-#: The EXEC arguments of the AFU (226 of the 240 bits).
-AfuArgs = data.StructLayout({
-    "a_addr": isa.SPAD_ADDR_BITS,       # byte address of operand A (word-aligned)
-    "b_addr": isa.SPAD_ADDR_BITS,       # byte address of operand B (ADD, MUL)
-    "out_addr": isa.SPAD_ADDR_BITS,     # byte address of the result
-    "table_addr": isa.SPAD_ADDR_BITS,   # INT8 LEAKY_RELU/SIGMOID/TANH/GELU: 256-byte table
-    "count": COUNT_BITS,                # elements
-    "dtype": AfuDType,
-    "alpha": 16,                        # BF16 LeakyReLU slope; DEQUANTIZE scale (BF16 encoding)
-    "a_zero_point": signed(8),          # INT8 ADD/MUL operand zero points; DEQUANTIZE input zp
-    "b_zero_point": signed(8),
-    "y_zero_point": signed(8),          # INT8 ADD/MUL/QUANTIZE result zp; INT8 RELU: max(x, y_zp)
-    "a_mult": signed(16),               # INT8 ADD: (a - a_zp) * a_mult + (b - b_zp) * b_mult
-    "b_mult": signed(16),
-    "multiplier": 31,                   # INT8 ADD/MUL requantization; QUANTIZE: 1/scale
-    "shift": 6,                         #   as multiplier * 2**-shift
-})
-
-AfuCommand = data.StructLayout({"func": AfuFunc, "args": AfuArgs})
-
-AFU_SPEC = isa.define_exec(UnitKind.AFU, AfuFunc, AfuArgs,
-                           lambda func, a: [("count is 0", a.count == 0)])
+__all__ = ["ActivationUnit"]
 
 _TABLE_FUNCS = (AfuFunc.SIGMOID, AfuFunc.TANH, AfuFunc.GELU)
 _FIX = act.FRAC_BITS

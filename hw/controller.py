@@ -1,6 +1,6 @@
 """The tile controller: fetches the tile's command stream and dispatches it in order.
 
-Commands (``hw/isa.py``) are read from the tile's command memory, one 256-bit word per
+Commands (``spec/isa.py``) are read from the tile's command memory, one 256-bit word per
 command, starting at address 0 when ``start`` is pulsed, and sent on:
 
 - LOAD, STORE, SIGNAL, NOP -> the network interface (``ni_cmd``), which runs one at a time;
@@ -39,7 +39,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import COMMAND_BITS, CommandLayout, ExecBody, Opcode, WaitBody
+from accelpool.spec.isa import COMMAND_BITS, CommandLayout, ExecBody, Opcode, WaitBody
 
 __all__ = ["TileController", "COUNTER_BITS"]
 

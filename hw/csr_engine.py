@@ -1,7 +1,7 @@
 """The row engine shared by the sparse units: CSR rows times lane-wide slices of dense rows.
 
 For a CSR matrix S (``rows`` x K, in the scratchpad) and a dense matrix D (K x ``cols``,
-BF16, rows padded to whole words; see :mod:`accelpool.sched.formats`) the engine computes, for
+BF16, rows padded to whole words; see :mod:`accelpool.spec.formats`) the engine computes, for
 each lane-wide slice of D's columns (a *pass*; ``ceil(cols / L)`` passes) and each row
 ``i`` of S::
 

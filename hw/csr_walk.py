@@ -1,6 +1,6 @@
 """Walking a CSR matrix held in the scratchpad: one token per non-zero, one per row end.
 
-Shared by the sparse units (SMU, GNN). The CSR layout is that of :mod:`accelpool.sched.formats`:
+Shared by the sparse units (SMU, GNN). The CSR layout is that of :mod:`accelpool.spec.formats`:
 a ``ptr`` array of ``rows + 1`` ``uint32`` and an ``nz`` array of ``nnz`` ``uint32``
 entries (column in bits 0..15, BF16 value in bits 16..31), each starting on a word
 boundary, ``ptr[0] = 0`` and ``ptr[rows] = nnz``.

@@ -1,11 +1,11 @@
 """DMU: the dense matrix unit, an R x C systolic array of BF16 MACs with FP32 accumulators.
 
 One EXEC ``GEMM`` command computes ``D[M,N] = (C[M,N] if accumulate else 0) + A[M,K] x B[K,N]``
-with BF16 A and B and FP32 C, bit-exact with :func:`accelpool.sched.golden.numerics.bf16_gemm`
+with BF16 A and B and FP32 C, bit-exact with :func:`accelpool.spec.golden.numerics.bf16_gemm`
 (accumulation order: ``acc = C[i,j]`` or +0.0, then ``acc = fp32_add(acc, bf16_mul(A[i,k],
 B[k,j]))`` for k ascending; RNE, FTZ in and out, canonical NaN). D is the FP32
 accumulator, or with ``out_bf16`` its BF16 rounding
-(:func:`accelpool.sched.golden.numerics.fp32_to_bf16`: RNE, FTZ, canonical NaN; the
+(:func:`accelpool.spec.golden.numerics.fp32_to_bf16`: RNE, FTZ, canonical NaN; the
 :class:`accelpool.hw.arith.round.Fp32ToBf16` stage), 2 bytes per element, D row stride ``Np*2``.
 
 The engine (streaming, control, scratchpad layout, cycle count) is
@@ -22,29 +22,16 @@ EXEC arguments (:data:`DmuArgs`, 146 bits)::
 """
 
 from amaranth.hdl import Cat, Module, Mux
-from amaranth.lib import data, enum, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from . import isa
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.round import Fp32ToBf16
-from .config import UnitKind
-from .systolic import GemmArgs, MacKind, SystolicGemm
+from .systolic import MacKind, SystolicGemm
+from accelpool.spec.units.dmu import DmuFunc, DmuArgs
 
-__all__ = ["DmuFunc", "DmuArgs", "Bf16Fp32Mac", "BF16_MAC", "Dmu", "EXEC"]
-
-
-class DmuFunc(enum.Enum, shape=8):
-    """DMU EXEC functions."""
-
-    GEMM = 0
-
-
-DmuArgs = data.StructLayout({**GemmArgs, "out_bf16": 1})
-
-EXEC = isa.define_exec(UnitKind.DMU, DmuFunc, DmuArgs, lambda func, a: [
-    ("m is 0", a.m == 0), ("n is 0", a.n == 0), ("k is 0", a.k == 0)])
+__all__ = ["Bf16Fp32Mac", "BF16_MAC", "Dmu"]
 
 
 class Bf16Fp32Mac(wiring.Component):

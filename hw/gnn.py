@@ -3,7 +3,7 @@
 ``out[i, :] = op(x[k, :] for k in neighbours(i))`` for every node ``i``, with ``op`` the
 EXEC function (:class:`GnnFunc` ``SUM``, ``MEAN``, ``MAX``).
 
-Formats (:mod:`accelpool.sched.formats`; encoder :func:`accelpool.sched.formats.layout_gnn`)
+Formats (:mod:`accelpool.spec.formats`; encoder :func:`accelpool.spec.formats.layout_gnn`)
     Adjacency: CSR, ``ptr`` = ``nodes + 1`` ``uint32``, ``idx`` = ``edges`` ``uint32``
     entries whose bits 0..15 are the neighbour index (bits 16..31 are ignored), ascending
     within a row. Features X: BF16, row-major, rows padded to ``ceil(F/L) * L``; row ``k``
@@ -13,7 +13,7 @@ Formats (:mod:`accelpool.sched.formats`; encoder :func:`accelpool.sched.formats.
     pitch ``ceil(F/L) * 4 L`` bytes), or with ``out_bf16`` BF16 (pitch ``ceil(F/L) * 2 L``
     bytes). Word = ``L`` BF16 = ``16 L`` bits (128 bits with the default 8 lanes).
 
-Arithmetic, bit-exact with :func:`accelpool.sched.golden.sparse.gnn_aggregate`
+Arithmetic, bit-exact with :func:`accelpool.spec.golden.sparse.gnn_aggregate`
     A BF16 feature is widened to FP32 exactly (shifted left 16 bits). For each node the
     neighbours are taken in stored order, ``L`` features per cycle:
 
@@ -29,7 +29,7 @@ Arithmetic, bit-exact with :func:`accelpool.sched.golden.sparse.gnn_aggregate`
     A node without neighbours gets +0 for every function.
 
     With ``out_bf16`` each FP32 result above is rounded to BF16 as it is written
-    (:class:`Fp32ToBf16`: RNE, FTZ, canonical NaN; = :func:`accelpool.sched.golden.numerics.fp32_to_bf16`
+    (:class:`Fp32ToBf16`: RNE, FTZ, canonical NaN; = :func:`accelpool.spec.golden.numerics.fp32_to_bf16`
     of the FP32 result).
 
 Cycles
@@ -50,49 +50,25 @@ Ports: ``cmd``, ``busy``, ``ptr_read``, ``idx_read``, ``x_read`` (read ports),
 
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, enum, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from . import isa
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.fpformat import FP32_QNAN
 from .arith.round import Fp32ToBf16
-from .config import UnitKind
 from .csr_engine import LaneDatapath
 from .csr_walk import NNZ_BITS
 from .sparse_unit import SparseUnit
+from accelpool.spec.units.gnn import GnnFunc, GnnArgs
 
-__all__ = ["GnnFunc", "GnnArgs", "EXEC", "Fp32Max", "RecipBf16", "GnnDatapath", "Gnn"]
+__all__ = ["Fp32Max", "RecipBf16", "GnnDatapath", "Gnn"]
 
 FP32_NEG_INF = 0xFF800000
 
 
-class GnnFunc(enum.Enum, shape=8):
-    """GNN EXEC functions: the aggregation."""
-
-    SUM = 0
-    MEAN = 1
-    MAX = 2
-
-
-GnnArgs = data.StructLayout({
-    "ptr_addr": 24,
-    "idx_addr": 24,
-    "x_addr": 24,
-    "out_addr": 24,
-    "nodes": 16,
-    "features": 16,
-    "edges": 24,
-    "out_bf16": 1,
-})
-
-EXEC = isa.define_exec(UnitKind.GNN, GnnFunc, GnnArgs, lambda func, a: [
-    ("nodes is 0", a.nodes == 0), ("features is 0", a.features == 0)])
-
-
 class Fp32Max(wiring.Component):
-    """The larger of two FP32 encodings (combinational), as :func:`accelpool.sched.golden.sparse.fp32_max_bits`.
+    """The larger of two FP32 encodings (combinational), as :func:`accelpool.spec.golden.sparse.fp32_max_bits`.
 
     Subnormals read as zeros of their sign; a NaN operand gives the canonical NaN;
     otherwise the larger in the order ``-inf < ... < -0 < +0 < ... < +inf``.
@@ -125,7 +101,7 @@ class Fp32Max(wiring.Component):
 class RecipBf16(wiring.Component):
     """BF16 encoding of ``1/d`` rounded to nearest even, for an unsigned ``d`` (0 -> +0).
 
-    As :func:`accelpool.sched.golden.sparse.recip_bf16_bits`: with ``p`` the position of ``d``'s
+    As :func:`accelpool.spec.golden.sparse.recip_bf16_bits`: with ``p`` the position of ``d``'s
     leading one and ``n = d << (W-1-p)`` normalised, ``q = floor(2**(W+8) / n)`` lies in
     ``(2**8, 2**9]`` and holds 1/d's significand with one guard bit; the remainder is
     the sticky bit. Combinational (one division per node, shared by the lanes).

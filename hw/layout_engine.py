@@ -1,6 +1,6 @@
 """The memory tile's layout engine (MLE): IM2COL and TRANSPOSE on the global memory.
 
-The EXEC functions of :class:`~accelpool.hw.config.UnitKind.MEMORY`. The engine reads and writes the global memory directly through its own read
+The EXEC functions of :class:`~accelpool.spec.config.UnitKind.MEMORY`. The engine reads and writes the global memory directly through its own read
 and write port (words of one flit, byte enables), never through the network. All
 addresses are byte addresses, element-aligned; pitches are in bytes.
 
@@ -52,60 +52,13 @@ Word addresses are the byte address shifted by log2(word bytes); bits beyond
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import isa
-from .config import UnitKind
+from accelpool.spec.units.layout import MemFunc, MemArgs, MemCommand
 
-__all__ = ["MemFunc", "MemArgs", "MemCommand", "MEM_SPEC", "LayoutEngine"]
+__all__ = ["LayoutEngine"]
 
-
-class MemFunc(enum.Enum, shape=8):
-    """EXEC operations of the memory tile's layout engine."""
-
-    IM2COL = 0
-    TRANSPOSE = 1
-
-
-MemArgs = data.StructLayout({
-    "src_addr": 32,      # byte address of the source (element-aligned)
-    "dst_addr": 32,      # byte address of the destination (element-aligned)
-    "elem_log2": 2,      # element bytes: 0 -> 1, 1 -> 2, 2 -> 4
-    "src_pitch": 20,     # bytes between consecutive source rows
-    "dst_pitch": 20,     # bytes between consecutive destination rows
-    "rows": 12,          # TRANSPOSE: source rows
-    "cols": 12,          # TRANSPOSE: source columns
-    "channels": 10,      # IM2COL: source x[channels, height, width]
-    "height": 10,
-    "width": 10,
-    "kernel_h": 3,
-    "kernel_w": 3,
-    "stride_h": 2,
-    "stride_w": 2,
-    "pad_top": 3,
-    "pad_left": 3,
-    "out_h": 10,         # IM2COL output size (given, not derived)
-    "out_w": 10,
-    "pad_value": 32,     # raw bits of the padding element (its low elem bytes)
-})
-
-MemCommand = data.StructLayout({"func": MemFunc, "args": MemArgs})
-
-def _mem_checks(func, a):
-    """What the layout engine refuses (:class:`accelpool.hw.isa.ExecSpec`): an empty
-    transpose or im2col."""
-    tr, im = func == MemFunc.TRANSPOSE.value, func == MemFunc.IM2COL.value
-    return [
-        ("TRANSPOSE of 0 rows or columns", tr & ((a.rows == 0) | (a.cols == 0))),
-        ("IM2COL of an empty image, kernel, stride or output",
-         im & ((a.channels == 0) | (a.height == 0) | (a.width == 0) | (a.kernel_h == 0)
-               | (a.kernel_w == 0) | (a.stride_h == 0) | (a.stride_w == 0) | (a.out_h == 0)
-               | (a.out_w == 0))),
-    ]
-
-
-MEM_SPEC = isa.define_exec(UnitKind.MEMORY, MemFunc, MemArgs, _mem_checks)
 
 _PTR = 32                  # byte address arithmetic is modulo 2**32
 _COORD = signed(15)        # source row / column of the element (may be negative: padding)

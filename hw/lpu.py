@@ -1,9 +1,9 @@
 """LPU: the low-precision unit, an R x C systolic array of INT8 MACs with INT32 accumulators.
 
 One EXEC ``GEMM`` command computes ``acc = (C[M,N] if accumulate else 0) + A[M,K] x B[K,N]``
-(INT8 operands, INT32 wraparound accumulation, :func:`accelpool.sched.golden.numerics.int8_gemm`)
+(INT8 operands, INT32 wraparound accumulation, :func:`accelpool.spec.golden.numerics.int8_gemm`)
 and writes ``D = acc`` (INT32) or, with ``requant``, ``D = requantize(acc, multiplier,
-shift, zero_point)`` (INT8, :func:`accelpool.sched.golden.numerics.requantize`: ONNX
+shift, zero_point)`` (INT8, :func:`accelpool.spec.golden.numerics.requantize`: ONNX
 QuantizeLinear/QLinearMatMul output stage with a fixed-point scale, round half to even,
 saturate). Input zero points are not applied by the hardware (symmetric operands, or
 fold them into C on the compiler side).
@@ -23,35 +23,13 @@ EXEC arguments (:data:`LpuArgs`, 191 bits)::
 """
 
 from amaranth.hdl import Cat, Module, Mux
-from amaranth.lib import data, enum
-from amaranth.hdl import signed
 
-from . import isa
 from .arith.intmac import Int8Mac
-from .arith.requant import SHIFT_BITS, Requantizer
-from .config import UnitKind
-from .systolic import GemmArgs, MacKind, SystolicGemm
-from accelpool.sched.golden.numerics import REQUANT_MULTIPLIER_BITS
+from .arith.requant import Requantizer
+from .systolic import MacKind, SystolicGemm
+from accelpool.spec.units.lpu import LpuFunc, LpuArgs
 
-__all__ = ["LpuFunc", "LpuArgs", "INT8_MAC", "Lpu", "EXEC"]
-
-
-class LpuFunc(enum.Enum, shape=8):
-    """LPU EXEC functions."""
-
-    GEMM = 0
-
-
-LpuArgs = data.StructLayout({
-    **GemmArgs,
-    "requant": 1,
-    "multiplier": REQUANT_MULTIPLIER_BITS,
-    "shift": SHIFT_BITS,
-    "zero_point": signed(8),
-})
-
-EXEC = isa.define_exec(UnitKind.LPU, LpuFunc, LpuArgs, lambda func, a: [
-    ("m is 0", a.m == 0), ("n is 0", a.n == 0), ("k is 0", a.k == 0)])
+__all__ = ["INT8_MAC", "Lpu"]
 
 
 INT8_MAC = MacKind(in_bits=8, acc_bits=32, factory=Int8Mac)

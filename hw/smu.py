@@ -1,8 +1,8 @@
 """SMU: the sparse matrix unit, ``C[M,N] = A[M,K] @ B[K,N]`` with sparse BF16 A in CSR.
 
 Sparse format
-    CSR (:mod:`accelpool.sched.formats`, encoder :func:`accelpool.sched.formats.encode_csr` and
-    :func:`accelpool.sched.formats.pack_csr`): ``ptr`` = ``M + 1`` ``uint32`` row pointers, ``nz`` =
+    CSR (:mod:`accelpool.spec.formats`, encoder :func:`accelpool.spec.formats.encode_csr` and
+    :func:`accelpool.spec.formats.pack_csr`): ``ptr`` = ``M + 1`` ``uint32`` row pointers, ``nz`` =
     ``nnz`` ``uint32`` entries ``column | bf16_value << 16``, columns ascending within a row.
     CSR rather than a bitmap because the cycle count then follows the non-zeros alone: a
     bitmap would have to be scanned at its dense size.
@@ -13,14 +13,14 @@ Data layout (byte addresses in the EXEC args, each a multiple of the word size)
     row-major, rows padded the same way (two words per ``L`` results), or with ``out_bf16``
     BF16 (one word per ``L`` results, each FP32 result rounded by
     :class:`accelpool.hw.arith.round.Fp32ToBf16`: RNE, FTZ, canonical NaN); only real columns are
-    written (byte enables). See :mod:`accelpool.sched.formats` for the exact addresses.
+    written (byte enables). See :mod:`accelpool.spec.formats` for the exact addresses.
 
 Arithmetic
     ``L`` BF16 multipliers (:class:`accelpool.hw.arith.bf16mul.Bf16Multiplier`; the default 64 = the
     default DMU's 8 x 8 MACs) and ``L`` FP32 adders (:class:`accelpool.hw.arith.fp32add.Fp32Adder`).
     One non-zero ``A[i,k]`` per cycle is multiplied by the ``L``-wide slice ``B[k, j:j+L]``
     and added into ``L`` FP32 accumulators; C is computed slice by slice (``ceil(N/L)``
-    passes over A). Order, bit-exact with :func:`accelpool.sched.golden.sparse.spmm_bf16`: per
+    passes over A). Order, bit-exact with :func:`accelpool.spec.golden.sparse.spmm_bf16`: per
     output element ``acc = +0``, then for the row's non-zeros in ascending column order
     ``acc = fp32_add(acc, bf16_mul(a, b))``. The multiply and the add each take one
     pipeline stage (the accumulate loop is one combinational FP32 add).
@@ -42,38 +42,14 @@ Ports: ``cmd``, ``busy``, ``a_ptr_read``, ``a_nz_read``, ``b_read`` (read ports)
 
 from __future__ import annotations
 
-from amaranth.lib import data, enum
 
-from . import isa
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
-from .config import UnitKind
 from .csr_engine import LaneDatapath
 from .sparse_unit import SparseUnit
+from accelpool.spec.units.smu import SmuFunc, SmuArgs
 
-__all__ = ["SmuFunc", "SmuArgs", "EXEC", "Smu", "SmuDatapath"]
-
-
-class SmuFunc(enum.Enum, shape=8):
-    """SMU EXEC functions."""
-
-    SPMM = 0
-
-
-SmuArgs = data.StructLayout({
-    "a_ptr_addr": 24,
-    "a_nz_addr": 24,
-    "b_addr": 24,
-    "c_addr": 24,
-    "m": 16,
-    "n": 16,
-    "k": 16,
-    "nnz": 24,
-    "out_bf16": 1,
-})
-
-EXEC = isa.define_exec(UnitKind.SMU, SmuFunc, SmuArgs, lambda func, a: [
-    ("m is 0", a.m == 0), ("n is 0", a.n == 0), ("k is 0", a.k == 0)])
+__all__ = ["Smu", "SmuDatapath"]
 
 
 class SmuDatapath(LaneDatapath):

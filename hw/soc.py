@@ -3,9 +3,9 @@
 :class:`Soc` holds the request and response meshes (:class:`accelpool.hw.noc.fabric.Fabric`), the
 memory tile, a :class:`accelpool.hw.tile.ComputeTile` per unit of the config, and leaves the
 routers of empty positions with nothing attached (their ejection ports always ready, so
-a stray packet cannot block the network). :func:`write_soc` writes ``soc.v`` into the
+a stray packet cannot block the network). :func:`accelpool.tb.soc.write_soc` writes ``soc.v`` into the
 pool's build folder (:func:`accelpool.tb.soc.soc_build_dir`) and a small Verilog wrapper
-``soc_top.v`` that generates the clock (``always #5 clk = ~clk``, Verilator ``--timing``), so that a testbench only
+``soc_top.v`` (:func:`clock_wrapper`) that generates the clock (``always #5 clk = ~clk``, Verilator ``--timing``), so that a testbench only
 wakes up at transaction boundaries.
 
 Host interface (plain ports, all synchronous to the SoC clock)
@@ -32,24 +32,21 @@ Host interface (plain ports, all synchronous to the SoC clock)
 
 from __future__ import annotations
 
-import argparse
-import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 from amaranth.hdl import Const, Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import DEFAULT_CONFIG, ConfigError, PoolConfig, load_config
-from .isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
+from accelpool.spec.config import PoolConfig
+from accelpool.spec.isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
 from .noc.fabric import Fabric, attach_memory
 from .noc.memory_tile import MemoryTile
 from .controller import COUNTER_BITS
 from .tile import NO_TILE, REG_ADDR_BITS, REG_BITS, ComputeTile, identity_registers
 
-__all__ = ["Soc", "soc_verilog", "clock_wrapper", "write_soc", "zero_init_skipped", "SOC_TOP",
+__all__ = ["Soc", "soc_verilog", "clock_wrapper", "zero_init_skipped", "SOC_TOP",
            "SOC_WRAPPER"]
 
 #: Verilog module names of the SoC and of its clock wrapper.
@@ -284,62 +281,3 @@ def zero_init_skipped() -> Iterator[None]:
         yield
     finally:
         emitter.emit_memory = original
-
-
-def write_soc(pool: PoolConfig, out: Path | None = None, **kw) -> tuple[Path, Path]:
-    """Write ``<out>/soc.v`` and ``<out>/soc_top.v`` (default :func:`accelpool.tb.soc.soc_build_dir`).
-
-    Memories are zero-initialised by loops (:func:`zero_init_skipped`,
-    :func:`accelpool.tb.soc.zero_memories`). Files are rewritten only when their text changed, so
-    builds keyed on them stay valid.
-    """
-    from amaranth.back import verilog
-    from accelpool.tb.soc import DEFAULT_CMD_DEPTH, soc_build_dir, zero_memories
-
-    out = Path(out) if out is not None else soc_build_dir(pool, kw.get("cmd_depth", DEFAULT_CMD_DEPTH))
-    out.mkdir(parents=True, exist_ok=True)
-    soc = Soc(pool, **kw)
-    with zero_init_skipped():
-        text = zero_memories(verilog.convert(soc, name=SOC_TOP, emit_src=False))
-    texts = {out / f"{SOC_TOP}.v": text, out / f"{SOC_WRAPPER}.v": clock_wrapper(soc)}
-    for path, text in texts.items():
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-    return tuple(texts)  # type: ignore[return-value]
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m accelpool.hw.soc",
-                                 description="Generate the SoC Verilog of a pool config")
-    ap.add_argument("--pool", default=str(DEFAULT_CONFIG))
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--lint", action="store_true",
-                    help="verilator --lint-only the text the simulators run (tb.soc.simulation_text)")
-    ap.add_argument("--debug", action="store_true", help="a traceback for a bad pool config")
-    args = ap.parse_args(argv)
-    try:
-        pool = load_config(args.pool)
-    except ConfigError as e:
-        if args.debug:
-            raise
-        print(f"{ap.prog}: error: {e}", file=sys.stderr)
-        return 2
-    soc_v, top_v = write_soc(pool, args.out)
-    print(soc_v)
-    print(top_v)
-    if args.lint:
-        from accelpool.tb.soc import simulation_text
-        from .verilog import lint
-        sim_v = soc_v.parent / "lint" / f"{SOC_TOP}.v"   # lint takes the module from the name
-        sim_v.parent.mkdir(exist_ok=True)
-        sim_v.write_text(simulation_text(soc_v.read_text()))
-        res = lint(sim_v)
-        print(f"{sim_v}  {'lint ok' if res.returncode == 0 else 'LINT FAILED'}")
-        if res.returncode:
-            print(res.stdout + res.stderr)
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

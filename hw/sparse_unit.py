@@ -8,7 +8,7 @@ unit contract and turns an accepted command into an engine job:
          when the unit is idle; byte addresses in ``args`` are divided by the word size
          (they must be word-aligned: the low bits are ignored).
 ``args`` carries an ``out_bf16`` flag: results are written as FP32 (0) or rounded to BF16
-         (1; :mod:`accelpool.hw.csr_engine`, layouts in :mod:`accelpool.sched.formats`).
+         (1; :mod:`accelpool.hw.csr_engine`, layouts in :mod:`accelpool.spec.formats`).
 ``busy`` ``Out(1)``: high from the cycle after a command is accepted until its last result
          word is written (a command with no rows or no columns does not raise it).
 Four scratchpad ports (the unit drives address and enable; data comes one cycle later):
@@ -73,7 +73,7 @@ class SparseUnit(wiring.Component):
 
     @classmethod
     def from_tile(cls, tile) -> "SparseUnit":
-        """The unit of a :class:`accelpool.hw.config.TileConfig` (``lanes``, ``scratchpad_bytes``)."""
+        """The unit of a :class:`accelpool.spec.config.TileConfig` (``lanes``, ``scratchpad_bytes``)."""
         return cls(lanes=tile["lanes"], scratchpad_bytes=tile["scratchpad_bytes"])
 
     @classmethod

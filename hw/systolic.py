@@ -70,27 +70,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .gemm_layout import systolic_word_bytes
+from accelpool.spec.gemm_layout import systolic_word_bytes
+from accelpool.spec.units.gemm import ADDR_BITS, DIM_BITS
 
-__all__ = ["MacKind", "GemmArgs", "SystolicGemm", "ProcessingElement",
-           "ADDR_BITS", "DIM_BITS"]
-
-#: Width of the byte addresses and of the M, N, K fields of the EXEC arguments.
-ADDR_BITS = 24
-DIM_BITS = 16
-
-#: Arguments common to every systolic GEMM command.
-GemmArgs = {
-    "a_addr": ADDR_BITS,
-    "b_addr": ADDR_BITS,
-    "c_addr": ADDR_BITS,
-    "d_addr": ADDR_BITS,
-    "m": DIM_BITS,
-    "n": DIM_BITS,
-    "k": DIM_BITS,
-    "accumulate": 1,
-}
-
+__all__ = ["MacKind", "SystolicGemm", "ProcessingElement"]
 
 @dataclass(frozen=True)
 class MacKind:
@@ -201,7 +184,7 @@ class SystolicGemm(wiring.Component):
 
     @classmethod
     def from_tile(cls, tile) -> "SystolicGemm":
-        """The unit of a :class:`accelpool.hw.config.TileConfig` (``rows``, ``cols``, ``scratchpad_bytes``)."""
+        """The unit of a :class:`accelpool.spec.config.TileConfig` (``rows``, ``cols``, ``scratchpad_bytes``)."""
         return cls(rows=tile["rows"], cols=tile["cols"], scratchpad_bytes=tile["scratchpad_bytes"])
 
     def __init__(self, *, rows: int, cols: int, scratchpad_bytes: int = 65536):
@@ -240,7 +223,7 @@ class SystolicGemm(wiring.Component):
     @property
     def word_bytes(self) -> int:
         """Scratchpad word size in bytes (a B slice, a C or D row, and at least R A elements
-        of a row fit in a word; :func:`accelpool.hw.gemm_layout.systolic_word_bytes`)."""
+        of a row fit in a word; :func:`accelpool.spec.gemm_layout.systolic_word_bytes`)."""
         return self._word_bytes
 
     @property

@@ -4,12 +4,13 @@ import pytest
 from amaranth.hdl import Shape
 from amaranth.sim import Simulator
 
-from accelpool.hw import isa
-from accelpool.hw.afu import ActivationUnit, AfuArgs, AfuDType, AfuFunc
-from accelpool.hw.afu_sim import simulate_afu
-from accelpool.hw.config import UnitKind
+from accelpool.spec import isa
+from accelpool.hw.afu import ActivationUnit
+from accelpool.spec.units.afu import AfuArgs, AfuDType, AfuFunc
+from accelpool.tb.afu_sim import simulate_afu
+from accelpool.spec.config import UnitKind
 from accelpool.sched.cost.afu import cycles as model_cycles
-from accelpool.sched.golden import activations as act
+from accelpool.spec.golden import activations as act
 from accelpool.tb.harness import run_cocotb
 from accelpool.tb.streams import random_pattern
 from accelpool.tb.unit_top import UnitTop
@@ -161,7 +162,7 @@ TESTS = ["bf16_sigmoid_tanh_gelu_sweep", "int8_every_input", "elementwise_with_b
 def _cocotb(sim, stride, testcase=TESTS):
     params = {"lanes": 8, "depth": 2048}
     top = UnitTop(ActivationUnit(lanes=8, addr_width=11), depth=2048, read_ports=("rd_a", "rd_b"))
-    run_cocotb(top, name="afu", params=params, test_module="accelpool.hw.tb_afu", sim=sim,
+    run_cocotb(top, name="afu", params=params, test_module="accelpool.tb.tb_afu", sim=sim,
                env={"stride": stride, "seed": 3}, testcase=testcase)
 
 
@@ -184,7 +185,7 @@ def test_afu_cocotb_icarus_full_sweep():
 
 
 def test_from_default_config_tile():
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     tile = load_config().tiles_of(UnitKind.AFU)[0]
     afu = ActivationUnit.from_tile(tile)
     assert afu.lanes == tile["lanes"] and afu.word_bits == 16 * tile["lanes"]

@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
 
-from accelpool.hw.ce import CeArgs, CeFunc, ConvEngine
-from accelpool.hw.ce_layout import ConvShape
-from accelpool.hw.ce_sim import simulate_conv
-from accelpool.hw.config import UnitKind
-from accelpool.hw import isa
+from accelpool.hw.ce import ConvEngine
+from accelpool.spec.units.ce import CeArgs, CeFunc
+from accelpool.spec.ce_layout import ConvShape
+from accelpool.tb.ce_sim import simulate_conv
+from accelpool.spec.config import UnitKind
+from accelpool.spec import isa
 from accelpool.sched.cost.ce import cycles as model_cycles
-from accelpool.sched.golden.conv import conv_integer, conv_requantized, run_exec
-from accelpool.sched.golden.numerics import quantize_multiplier
+from accelpool.spec.golden.conv import conv_integer, conv_requantized, run_exec
+from accelpool.spec.golden.numerics import quantize_multiplier
 from accelpool.tb.harness import run_cocotb
 from accelpool.tb.streams import random_pattern
 from accelpool.tb.unit_top import UnitTop
@@ -127,12 +128,12 @@ def test_ce_cocotb(sim):
     tests = ["random_convolutions_with_backpressure"]
     if sim == "verilator":     # 37k cycles: Verilator only (it is also the benchmark's layer)
         tests.append("layer_3x3_16_to_16_32x32")
-    run_cocotb(top, name="ce", params=params, test_module="accelpool.hw.tb_ce", sim=sim, testcase=tests,
+    run_cocotb(top, name="ce", params=params, test_module="accelpool.tb.tb_ce", sim=sim, testcase=tests,
                env={"cases": 8 if sim == "verilator" else 3, "seed": 1})
 
 
 def test_from_default_config_tile():
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     tile = load_config().tiles_of(UnitKind.CE)[0]
     ce = ConvEngine.from_tile(tile)
     assert (ce.oc_lanes, ce.ic_lanes, ce.word_bits) == (tile["oc_lanes"], tile["ic_lanes"], 8 * tile["ic_lanes"])

@@ -3,10 +3,10 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import enum, memory, data
 from amaranth.sim import Simulator
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind
 from accelpool.hw.controller import TileController
-from accelpool.hw.isa import Opcode, end, load, nop, signal, store, wait
+from accelpool.spec.isa import Opcode, end, load, nop, signal, store, wait
 
 
 class Func(enum.Enum, shape=8):

@@ -6,8 +6,9 @@ import pytest
 import scipy.sparse
 
 from accelpool.hw.csr_engine import CsrRowEngine, LaneDatapath
-from accelpool.hw.smu import Smu, SmuFunc
-from accelpool.sched.formats import CsrMatrix, layout_spmm, padded_cols
+from accelpool.hw.smu import Smu
+from accelpool.spec.units.smu import SmuFunc
+from accelpool.spec.formats import CsrMatrix, layout_spmm, padded_cols
 from accelpool.tb.sparse_sim import run_sparse
 
 

@@ -4,13 +4,14 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind, load_config
-from accelpool.hw.dmu import Dmu, DmuArgs, DmuFunc
-from accelpool.hw.gemm_layout import GemmLayout
-from accelpool.hw.gemm_sim import cocotb_top, plan_regions, run_gemm, run_image
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind, load_config
+from accelpool.hw.dmu import Dmu
+from accelpool.spec.units.dmu import DmuArgs, DmuFunc
+from accelpool.spec.gemm_layout import GemmLayout
+from accelpool.tb.gemm_sim import cocotb_top, plan_regions, run_gemm, run_image
 from accelpool.sched.cost import dmu as dmu_cost
-from accelpool.sched.golden import numerics as nx
+from accelpool.spec.golden import numerics as nx
 from accelpool.tb.harness import run_cocotb
 
 
@@ -28,7 +29,7 @@ SWEEP = [(2, 4, m, n, k) for m, n, k in [
 
 
 def _tile(rows, cols):
-    from accelpool.hw.config import TileConfig, DType
+    from accelpool.spec.config import TileConfig, DType
     return TileConfig("dmu", UnitKind.DMU, 0, 0, (DType.BF16,), {"rows": rows, "cols": cols,
                                                                  "scratchpad_bytes": 65536})
 
@@ -166,7 +167,7 @@ def test_default_array_8x8():
 def test_dmu_cocotb(sim):
     params = {"rows": 4, "cols": 4, "scratchpad_bytes": 8192}
     run_cocotb(lambda: cocotb_top(Dmu(**params)), name="dmu", params=params,
-               test_module="accelpool.hw.tb_dmu", sim=sim)
+               test_module="accelpool.tb.tb_dmu", sim=sim)
 
 
 @pytest.mark.slow
@@ -175,7 +176,7 @@ def test_dmu_cocotb_default_config(sim):
     params = {"rows": 8, "cols": 8, "scratchpad_bytes": 65536}
     run_cocotb(lambda: cocotb_top(Dmu(**params)), name="dmu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 11},
-               test_module="accelpool.hw.tb_dmu", sim=sim)
+               test_module="accelpool.tb.tb_dmu", sim=sim)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""What each unit refuses in an EXEC (:class:`accelpool.hw.isa.ExecSpec` ``checks``): the same
+"""What each unit refuses in an EXEC (:class:`accelpool.spec.isa.ExecSpec` ``checks``): the same
 rules in Python (diagnosis, codegen, the functional executor) and in the tile's hardware."""
 
 import random
@@ -8,8 +8,8 @@ from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib.data import View
 from amaranth.sim import Simulator
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind
 
 KINDS = [k for k in UnitKind]
 

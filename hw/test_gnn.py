@@ -1,5 +1,5 @@
-"""GNN unit: bit-exact against accelpool.sched.golden.sparse.gnn_aggregate (then
-sched.golden.numerics.fp32_to_bf16_bits for BF16 output), cycles against accelpool.sched.cost.gnn."""
+"""GNN unit: bit-exact against accelpool.spec.golden.sparse.gnn_aggregate (then
+spec.golden.numerics.fp32_to_bf16_bits for BF16 output), cycles against accelpool.sched.cost.gnn."""
 
 import ml_dtypes
 import numpy as np
@@ -7,16 +7,17 @@ import pytest
 from amaranth.hdl import Shape
 from amaranth.sim import Simulator
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind, load_config
-from accelpool.hw.gnn import Fp32Max, Gnn, GnnArgs, GnnFunc, RecipBf16
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind, load_config
+from accelpool.hw.gnn import Fp32Max, Gnn, RecipBf16
+from accelpool.spec.units.gnn import GnnArgs, GnnFunc
 from accelpool.sched.cost import gnn as gnn_cost
-from accelpool.sched.formats import encode_csr, layout_gnn
-from accelpool.sched.golden.numerics import fp32_to_bf16_bits
-from accelpool.sched.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits
+from accelpool.spec.formats import encode_csr, layout_gnn
+from accelpool.spec.golden.numerics import fp32_to_bf16_bits
+from accelpool.spec.golden.sparse import fp32_max_bits, gnn_aggregate, recip_bf16_bits
 from accelpool.tb.harness import run_cocotb
-from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, special_values,
-                                star_graph)
+from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph,
+                                          special_values, star_graph)
 from accelpool.tb.sparse_sim import run_sparse, sparse_top
 from accelpool.tb.streams import random_pattern
 
@@ -193,4 +194,4 @@ def test_gnn_cost_needs_degrees():
 def test_gnn_cocotb(sim):
     params = {"lanes": 8, "scratchpad_bytes": 16384}
     run_cocotb(lambda: sparse_top(Gnn(**params)), name="gnn", params=params,
-               test_module="accelpool.hw.tb_gnn", sim=sim)
+               test_module="accelpool.tb.tb_gnn", sim=sim)

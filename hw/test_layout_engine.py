@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind
-from accelpool.hw.layout_engine import MemArgs, MemFunc, LayoutEngine
-from accelpool.hw.layout_sim import simulate_layout
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind
+from accelpool.hw.layout_engine import LayoutEngine
+from accelpool.spec.units.layout import MemArgs, MemFunc
+from accelpool.tb.layout_sim import simulate_layout
 from accelpool.sched.cost.layout import cycles
 from accelpool.tb.layout_ref import im2col_case, reference, transpose_case
 
@@ -121,11 +122,11 @@ def test_reference_matches_golden_im2col():
 
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
 def test_layout_engine_cocotb(sim):
-    """The engine's Verilog on a scratchpad: random EXECs, bytes and cycles (hw/tb_layout_engine.py)."""
+    """The engine's Verilog on a scratchpad: random EXECs, bytes and cycles (tb/tb_layout_engine.py)."""
     from accelpool.tb.harness import run_cocotb
     from accelpool.tb.unit_top import UnitTop
 
     params = {"word_bits": 64, "depth": 2048, "cases": 24, "seed": 2}
     top = UnitTop(LayoutEngine(word_bits=64, addr_width=11), depth=2048)
-    run_cocotb(top, name="layout_engine", params=params, test_module="accelpool.hw.tb_layout_engine",
+    run_cocotb(top, name="layout_engine", params=params, test_module="accelpool.tb.tb_layout_engine",
                sim=sim)

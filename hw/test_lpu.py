@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import DType, TileConfig, UnitKind, load_config
+from accelpool.spec import isa
+from accelpool.spec.config import DType, TileConfig, UnitKind, load_config
 from accelpool.hw.dmu import Dmu
-from accelpool.hw.gemm_sim import cocotb_top, run_gemm
-from accelpool.hw.lpu import Lpu, LpuArgs, LpuFunc
+from accelpool.tb.gemm_sim import cocotb_top, run_gemm
+from accelpool.hw.lpu import Lpu
+from accelpool.spec.units.lpu import LpuArgs, LpuFunc
 from accelpool.sched.cost import lpu as lpu_cost
-from accelpool.sched.golden import numerics as nx
+from accelpool.spec.golden import numerics as nx
 from accelpool.tb.harness import run_cocotb
 
 
@@ -84,7 +85,7 @@ def test_default_array_8x16_requant():
 def test_lpu_cocotb(sim):
     params = {"rows": 4, "cols": 8, "scratchpad_bytes": 8192}
     run_cocotb(lambda: cocotb_top(Lpu(**params)), name="lpu", params=params,
-               test_module="accelpool.hw.tb_lpu", sim=sim)
+               test_module="accelpool.tb.tb_lpu", sim=sim)
 
 
 @pytest.mark.slow
@@ -93,7 +94,7 @@ def test_lpu_cocotb_default_config(sim):
     params = {"rows": 8, "cols": 16, "scratchpad_bytes": 65536}
     run_cocotb(lambda: cocotb_top(Lpu(**params)), name="lpu", params=params,
                env={"shapes": 10, "max_dim": 40, "seed": 13},
-               test_module="accelpool.hw.tb_lpu", sim=sim)
+               test_module="accelpool.tb.tb_lpu", sim=sim)
 
 
 @pytest.mark.slow

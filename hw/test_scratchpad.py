@@ -106,4 +106,4 @@ def test_parameter_errors(kwargs, exc, msg):
 def test_scratchpad_cocotb(sim):
     params = {"word_bits": 64, "depth": 256}
     run_cocotb(Scratchpad(**params, read_ports=1, write_ports=1), name="scratchpad",
-               params=params, test_module="accelpool.hw.tb_scratchpad", sim=sim)
+               params=params, test_module="accelpool.tb.tb_scratchpad", sim=sim)

@@ -1,18 +1,20 @@
-"""SMU: bit-exact against accelpool.sched.golden.sparse.spmm_bf16 (then fp32_to_bf16_bits for BF16
+"""SMU: bit-exact against accelpool.spec.golden.sparse.spmm_bf16 (then fp32_to_bf16_bits for BF16
 output) and cycle-exact against accelpool.sched.cost.smu."""
 
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind, load_config
-from accelpool.hw.smu import Smu, SmuArgs, SmuFunc
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind, load_config
+from accelpool.hw.smu import Smu
+from accelpool.spec.units.smu import SmuArgs, SmuFunc
 from accelpool.sched.cost import smu as smu_cost
-from accelpool.sched.formats import encode_csr, layout_spmm
-from accelpool.sched.golden.numerics import fp32_to_bf16_bits
-from accelpool.sched.golden.sparse import spmm_bf16
+from accelpool.spec.formats import encode_csr, layout_spmm
+from accelpool.spec.golden.numerics import fp32_to_bf16_bits
+from accelpool.spec.golden.sparse import spmm_bf16
 from accelpool.tb.harness import run_cocotb
-from accelpool.tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case, unstructured
+from accelpool.tb.sparse_patterns import (SPARSE_CASES, bf16_normal, skewed, sparse_case,
+                                          unstructured)
 from accelpool.tb.sparse_sim import run_sparse, run_sparse_many, sparse_top
 from accelpool.tb.streams import random_pattern
 
@@ -118,7 +120,7 @@ def test_smu_cost_needs_counts():
 def test_smu_cocotb(sim):
     params = {"lanes": 8, "scratchpad_bytes": 16384}
     run_cocotb(lambda: sparse_top(Smu(**params)), name="smu", params=params,
-               test_module="accelpool.hw.tb_smu", sim=sim)
+               test_module="accelpool.tb.tb_smu", sim=sim)
 
 
 def test_smu_commands_back_to_back():

@@ -5,7 +5,7 @@ One simulator process per simulator runs every job of this module (reset between
 - ``chain``: tile ce0 LOADs an image and weights from the memory tile, runs a requantized
   3x3 convolution (EXEC), STOREs the result back to memory *and* into ce1's scratchpad,
   SIGNALs ce1; ce1 WAITs for it, LOADs its own weights, convolves, STOREs, SIGNALs the
-  memory tile. Both results are checked bit for bit against :mod:`accelpool.sched.golden.conv`.
+  memory tile. Both results are checked bit for bit against :mod:`accelpool.spec.golden.conv`.
 - faults: a LOAD beyond the global memory, a unit that never completes, a WAIT nobody
   satisfies; each is reported naming the tile and the command.
 - discovery: the capability registers read after reset agree with the config, and
@@ -25,13 +25,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.ce import CeFunc
-from accelpool.hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
-from accelpool.hw.config import CONFIG_DIR, UnitKind, load_config, parse_config
+from accelpool.spec import isa
+from accelpool.spec.units.ce import CeFunc
+from accelpool.spec.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
+from accelpool.spec.config import CONFIG_DIR, UnitKind, load_config, parse_config
 from accelpool.hw.tile import STATUS_BITS
-from accelpool.sched.golden.conv import conv_requantized
-from accelpool.sched.golden.numerics import quantize_multiplier
+from accelpool.spec.golden.conv import conv_requantized
+from accelpool.spec.golden.numerics import quantize_multiplier
 from accelpool.sched.pool import DiscoveryError, discover
 from accelpool.tb.soc import SocJob, build_soc, config_doc, discovered_register_reader, run_jobs
 
@@ -238,8 +238,8 @@ def test_diagnosis_is_reproducible(soc_run):
 
 # ---- the memory tile's command stream on the default SoC ------------------------------
 
-from accelpool.hw.gnn import GnnFunc                      # noqa: E402
-from accelpool.hw.layout_engine import MemFunc            # noqa: E402
+from accelpool.spec.units.gnn import GnnFunc
+from accelpool.spec.units.layout import MemFunc
 from accelpool.sched.cost.layout import cycles as layout_cycles   # noqa: E402
 from accelpool.tb.layout_ref import reference as layout_reference  # noqa: E402
 
@@ -378,10 +378,10 @@ def test_a_data_dependent_address_beyond_the_scratchpad_faults(memory_run):
 
 
 def test_soc_command_names_a_bad_pool_in_one_line(tmp_path, capsys):
-    from accelpool.hw.soc import main
+    from accelpool.tb.soc import main
     assert main(["--pool", str(tmp_path / "none.toml")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"python -m accelpool.hw.soc: error: {tmp_path / 'none.toml'}: no such file; "
+    assert err == (f"python -m accelpool.tb.soc: error: {tmp_path / 'none.toml'}: no such file; "
                    f"accepted: a UTF-8 TOML file or a name in configs/ "
                    f"(ce_pair, default, stream_pair)\n")
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from accelpool.hw.dmu import Dmu
-from accelpool.hw.gemm_sim import run_gemm
+from accelpool.tb.gemm_sim import run_gemm
 from accelpool.hw.lpu import Lpu
-from accelpool.sched.golden import numerics as nx
+from accelpool.spec.golden import numerics as nx
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from accelpool.hw.config import UnitKind, load_config, parse_config
-from accelpool.hw.tile import (REGISTERS, ComputeTile, TileError, buildable_kinds, identity_registers,
-                     unit_word_bits)
-from accelpool.sched.pool import CapReg, capability_registers
+from accelpool.spec.config import UnitKind, load_config, parse_config
+from accelpool.hw.tile import (REGISTERS, ComputeTile, TileError, buildable_kinds,
+                               identity_registers, unit_word_bits)
+from accelpool.spec.capabilities import CapReg, capability_registers
 
 DEFAULT = load_config("default")
 
@@ -78,11 +78,11 @@ def test_narrow_unit_tile_end_to_end_in_amaranth_sim():
     import numpy as np
     from amaranth.sim import Simulator
 
-    from accelpool.hw import isa
-    from accelpool.hw.ce import CeFunc
-    from accelpool.hw.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
+    from accelpool.spec import isa
+    from accelpool.spec.units.ce import CeFunc
+    from accelpool.spec.ce_layout import ConvShape, pack_input, pack_weights, unpack_output
     from accelpool.hw.soc import Soc
-    from accelpool.sched.golden.conv import conv_integer
+    from accelpool.spec.golden.conv import conv_integer
 
     doc = {"name": "narrow", "mesh": {"cols": 2, "rows": 1},
            "tile": [{"name": "mem", "kind": "memory", "x": 0, "y": 0, "bytes": 4096},

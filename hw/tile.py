@@ -16,7 +16,7 @@
 
 The unit is chosen by the tile config's kind (:data:`UNIT_BUILDERS`); a kind whose RTL
 module is missing raises :class:`TileError` naming it. The EXEC word's 240-bit ``args`` field is
-viewed through the unit's registered argument layout (:func:`accelpool.hw.isa.exec_spec`).
+viewed through the unit's registered argument layout (:func:`accelpool.spec.isa.exec_spec`).
 
 Scratchpad ports. The unit's ``In(ReadPort.Signature)`` / ``In(WritePort.Signature)``
 ports are found by their signature; the scratchpad gets one port per unit port plus one
@@ -35,7 +35,7 @@ scratchpad, including those whose address depends on the data (an SMU column ind
 neighbour index): the access is not made, the sticky ``range_fault`` status bit rises with
 ``fault``, the tile halts at its next command and ``error_pc`` names the EXEC.
 An EXEC whose arguments the unit's spec refuses (zero sizes, a kernel or stride the unit
-lacks: ``checks`` of :class:`accelpool.hw.isa.ExecSpec`) is not started either and halts
+lacks: ``checks`` of :class:`accelpool.spec.isa.ExecSpec`) is not started either and halts
 the tile the same way (:func:`accelpool.hw.tile_control.exec_to_unit`).
 
 Capability and status registers (32-bit, read with ``reg_addr`` -> ``reg_data``, see
@@ -53,12 +53,12 @@ from typing import Callable, Mapping
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
-from . import isa
-from .config import MeshConfig, PoolConfig, TileConfig, UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import MeshConfig, PoolConfig, TileConfig, UnitKind
 from .controller import TileController
-from .isa import Opcode
+from accelpool.spec.isa import Opcode
 from .noc.ni import NetworkInterface
 from .noc.tokens import TokenCounters
 from .scratchpad import Scratchpad
@@ -76,7 +76,7 @@ class TileError(ValueError):
 
 def identity_registers(tile: TileConfig, mesh: MeshConfig, cmd_depth: int = 0) -> dict[str, int]:
     """The constant registers of a tile built from ``tile``: capabilities, coordinate, mesh."""
-    from accelpool.sched.pool import capability_registers
+    from accelpool.spec.capabilities import capability_registers
 
     regs = {reg.name.lower(): value for reg, value in capability_registers(tile).items()}
     regs.update({"coord": (tile.y << 8) | tile.x,

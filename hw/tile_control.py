@@ -23,7 +23,7 @@ from amaranth.lib import memory
 from amaranth.lib.data import View
 
 from .controller import COUNTER_BITS, TileController
-from .isa import COMMAND_BITS, COORD_BITS
+from accelpool.spec.isa import COMMAND_BITS, COORD_BITS
 
 __all__ = ["REGISTERS", "REG_BITS", "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS",
            "command_memory", "trace_memory", "exec_to_unit", "gate_commands",
@@ -106,7 +106,7 @@ def exec_to_unit(m: Module, ctl: TileController, unit, spec, halt=None) -> Signa
     """Hand EXEC to ``unit.cmd`` (``{func, args}``, ``args`` seen through ``spec.args``) and
     report ``unit.busy`` to the controller.
 
-    An EXEC whose arguments ``spec`` finds invalid (:meth:`accelpool.hw.isa.ExecSpec.invalid`)
+    An EXEC whose arguments ``spec`` finds invalid (:meth:`accelpool.spec.isa.ExecSpec.invalid`)
     never reaches the unit: the returned ``fault`` rises and stays until the next ``start``,
     and the controller stays at that command (``pc``), as for a refused LOAD or STORE.
     While ``halt`` is high no EXEC is handed over (the controller waits at it).

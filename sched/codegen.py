@@ -73,7 +73,7 @@ elements; when the micro-op covers whole rows of buffers with one pitch, the pad
 are one vector (the AFU also computes the padding, which nobody reads), otherwise the rows
 are packed densely (each a flit multiple, or a single row). CE (:mod:`accelpool.hw.ce`): the
 micro-op's input rows (its pixels, ``ceil(C / ic_lanes) * ic_lanes`` bytes each), weights
-and bias as :mod:`accelpool.hw.ce_layout` packs them (the bias uncorrected for the input zero point,
+and bias as :mod:`accelpool.spec.ce_layout` packs them (the bias uncorrected for the input zero point,
 which the CE takes as ``x_zero_point``: :func:`_lower_ce`), output rows of
 ``ceil(M / oc_lanes) * oc_lanes`` channels. GNN (:mod:`accelpool.hw.gnn`): CSR
 ``ptr``/``idx``, features rows padded to ``ceil(F/L)*L`` BF16, output rows the same
@@ -81,7 +81,7 @@ which the CE takes as ``x_zero_point``: :func:`_lower_ce`), output rows of
 (at least 32 bytes).
 
 INT8 activations use ``max(x, zero_point)`` (RELU with equal input and output quantisation)
-or a 256-byte table blob (:func:`accelpool.sched.golden.activations.int8_table`).
+or a 256-byte table blob (:func:`accelpool.spec.golden.activations.int8_table`).
 
 DEQUANTIZE (INT8 -> BF16) and QUANTIZE (BF16 -> INT8) run on the AFU's conversion
 functions, whose input and output element sizes differ: each box row takes
@@ -90,9 +90,9 @@ side has an ``S``-byte row pitch and the BF16 side ``2 S`` bytes, both whole fli
 the unit converts ``rows * S`` elements (the padding too, which nobody reads). The EXEC
 carries the scale as the unit takes it: DEQUANTIZE ``alpha`` = the scale rounded to BF16
 and ``a_zero_point``; QUANTIZE ``multiplier``/``shift`` = the 31-bit fixed point of
-``1 / scale`` and ``y_zero_point`` (:mod:`accelpool.sched.golden.activations`).
+``1 / scale`` and ``y_zero_point`` (:mod:`accelpool.spec.golden.activations`).
 
-SMU SPMM (:mod:`accelpool.hw.smu`, :mod:`accelpool.sched.formats`): the sparse A must be a constant (the
+SMU SPMM (:mod:`accelpool.hw.smu`, :mod:`accelpool.spec.formats`): the sparse A must be a constant (the
 decomposition makes a sparse weight B the left operand of a transposed product,
 ``sparse_operand`` 0); it is encoded at compile time as CSR blobs, ``ptr`` (``M + 1``
 ``uint32``) and ``nz`` (``column | bf16 << 16`` per non-zero, ascending columns), each
@@ -133,12 +133,12 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
-from accelpool.hw import isa
-from accelpool.hw.config import DType, UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import DType, UnitKind
 from accelpool.sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, MicroOp, OpType,
                       TensorRef, channels_last_images, image_dims)
 from accelpool.sched.pool import AllocationError, Pool, ScratchpadAllocator
-from accelpool.sched.schedulers import Schedule
+from accelpool.sched.schedule import Schedule
 
 __all__ = ["CodegenError", "NotLowered", "BufferLayout", "MemoryImage", "TileStream",
            "Program", "compile_schedule", "NP_DTYPE", "LOWERINGS", "FENCE_BYTES",
@@ -313,7 +313,7 @@ class TileStream:
     tile: Any
     commands: list[isa.Command]
     #: Per micro-op, in stream order: ``(op id, first command, its EXEC, last command)``
-    #: (indices into :attr:`commands`; :mod:`accelpool.sched.measured` maps the hardware trace to
+    #: (indices into :attr:`commands`; :mod:`accelpool.flow.measured` maps the hardware trace to
     #: micro-ops with them).
     spans: list[tuple[str, int, int, int]] = field(default_factory=list)
 
@@ -521,7 +521,7 @@ def _layout_memory(g: Graph, pool: Pool, lays: Mapping[str, BufferLayout], top: 
 
 def host_input_arrays(g: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Graph inputs converted as the host writes them (the golden executor's conversion)."""
-    from accelpool.sched.golden.executor import Executor
+    from accelpool.sched.reference import Executor
     ex = Executor(g)
     missing = [n for n in g.inputs if n not in inputs]
     if missing:
@@ -604,7 +604,7 @@ def _matrix(ref: TensorRef, who: str, what: str) -> tuple[int, int]:
 def _requant(op: MicroOp, who: str) -> tuple[int, int, int]:
     """``(multiplier, shift, zero point)`` of an INT8 result's requantisation (attrs
     ``requant``: the fixed point itself, or the scale it is derived from)."""
-    from accelpool.sched.golden.numerics import quantize_multiplier
+    from accelpool.spec.golden.numerics import quantize_multiplier
     rq = op.attrs.get("requant")
     if rq is None:
         raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
@@ -614,7 +614,7 @@ def _requant(op: MicroOp, who: str) -> tuple[int, int, int]:
 
 
 def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
-    from accelpool.hw.gemm_layout import a_pitch, systolic_word_bytes
+    from accelpool.spec.gemm_layout import a_pitch, systolic_word_bytes
     who = _who(op, tile)
     e = op.dtype.bytes
     R, C = tile["rows"], tile["cols"]
@@ -629,12 +629,12 @@ def _lower_gemm(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     out = op.outputs[0]
     odt = ctx.dtype(out)
     if tile.kind is UnitKind.DMU:
-        from accelpool.hw.dmu import DmuFunc as funcs
+        from accelpool.spec.units.dmu import DmuFunc as funcs
         if odt not in (DType.FP32, DType.BF16):
             raise CodegenError(f"{who}the DMU writes FP32 or BF16, not {odt.key} ({out})")
         extra = {"out_bf16": int(odt is DType.BF16)}
     else:
-        from accelpool.hw.lpu import LpuFunc as funcs
+        from accelpool.spec.units.lpu import LpuFunc as funcs
         if odt not in (DType.INT32, DType.INT8):
             raise CodegenError(f"{who}the LPU writes INT32 or INT8, not {odt.key} ({out})")
         extra = {"requant": 0}
@@ -762,8 +762,8 @@ def _quant_of(ctx: _Ctx, op: MicroOp, r: TensorRef, side: str, who: str) -> tupl
 
 
 def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
-    from accelpool.hw.afu import AfuDType, AfuFunc
-    from accelpool.sched.golden import activations as act
+    from accelpool.spec.units.afu import AfuDType, AfuFunc
+    from accelpool.spec.golden import activations as act
     who = _who(op, tile)
     if op.op is OpType.ELTWISE and op.dtype is not DType.BF16:
         raise NotLowered(f"{who}not lowered: the AFU's INT8 add/mul need requantisation "
@@ -851,8 +851,8 @@ def _lower_afu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 
 def _lower_afu_convert(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     """DEQUANTIZE (INT8 -> BF16) or QUANTIZE (BF16 -> INT8) on the AFU (module docstring)."""
-    from accelpool.hw.afu import AfuDType, AfuFunc
-    from accelpool.sched.golden import activations as act
+    from accelpool.spec.units.afu import AfuDType, AfuFunc
+    from accelpool.spec.golden import activations as act
     who = _who(op, tile)
     x, out = op.inputs[0], op.outputs[0]
     deq = op.op is OpType.DEQUANTIZE
@@ -905,8 +905,8 @@ def _lower_afu_convert(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 
 
 def _lower_gnn(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
-    from accelpool.hw.gnn import GnnFunc
-    from accelpool.sched.formats import encode_csr, padded_cols, word_bytes
+    from accelpool.spec.units.gnn import GnnFunc
+    from accelpool.spec.formats import encode_csr, padded_cols, word_bytes
     who = _who(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)
@@ -952,8 +952,8 @@ def _lower_gnn(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 def _lower_smu(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     """SPMM on the SMU: ``C = A @ B`` with the sparse A a constant, as CSR blobs (module
     docstring); B rows and C rows padded to ``ceil(N/L) * L`` elements."""
-    from accelpool.hw.smu import SmuFunc
-    from accelpool.sched.formats import encode_csr, pack_csr, padded_cols, word_bytes
+    from accelpool.spec.units.smu import SmuFunc
+    from accelpool.spec.formats import encode_csr, pack_csr, padded_cols, word_bytes
     who = _who(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)
@@ -1011,8 +1011,8 @@ def _lower_ce(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
     subtracts ``x_zero_point`` from real taps and skips padded ones, so codegen passes
     ``x_zero_point = pad_value`` and the uncorrected bias ``b + pad_value * sum(w)`` (per
     output channel, in INT32 wraparound): the same sums bit for bit."""
-    from accelpool.hw.ce import WEIGHT_DEPTH, CeFunc
-    from accelpool.hw.ce_layout import ConvShape, pack_bias, pack_weights
+    from accelpool.spec.units.ce import WEIGHT_DEPTH, CeFunc
+    from accelpool.spec.ce_layout import ConvShape, pack_bias, pack_weights
     who = _who(op, tile)
     ol, il = tile["oc_lanes"], tile["ic_lanes"]
     if op.attrs.get("k_steps", 1) > 1:
@@ -1125,7 +1125,7 @@ def _plan(ctx: _Ctx, op: MicroOp, tile) -> _Plan:
 
 def _layout_spec():
     """``(MemFunc, MemArgs)`` of the layout engine (``hw/layout_engine.py``)."""
-    from accelpool.hw.layout_engine import MemArgs, MemFunc
+    from accelpool.spec.units.layout import MemArgs, MemFunc
     return MemFunc, MemArgs
 
 

@@ -59,7 +59,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from accelpool.hw.config import DType, PoolConfig, UnitKind, load_config
+from accelpool.spec.config import DType, PoolConfig, UnitKind, load_config
 from .frontend import FrontendError, check_pool_support
 from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, LayoutFunc, MicroOp,
                  OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims,
@@ -644,7 +644,7 @@ class AnnotateCosts(Pass):
     non-zeros; an activation, add or multiply is 1 FLOP per element, (de)quantisation 2;
     aggregation 1 per edge and feature (plus 1 per output for the mean); layout (im2col,
     transpose) 0. Bytes are the operand and result boxes; an SPMM's sparse operand counts
-    as the SMU's CSR (:mod:`accelpool.sched.formats`): 4 bytes per non-zero (BF16 value and 16-bit
+    as the SMU's CSR (:mod:`accelpool.spec.formats`): 4 bytes per non-zero (BF16 value and 16-bit
     column) and 4 per row pointer (rows + 1).
     """
 

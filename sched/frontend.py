@@ -10,7 +10,7 @@ Float32 models are lowered to the pool's data types: every float tensor becomes 
 written to memory), GEMMs accumulate in FP32 and round their result to BF16, biases are
 kept in FP32 as the accumulator's initial value. INT8 tensors of quantised operators
 stay INT8, their accumulators INT32. So a float model's results differ from float32
-onnxruntime by BF16 rounding (see :mod:`accelpool.sched.golden.executor` for the tolerances).
+onnxruntime by BF16 rounding (see :mod:`accelpool.sched.reference` for the tolerances).
 
 What is accepted
 ----------------
@@ -43,7 +43,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from accelpool.hw.config import DType, PoolConfig
+from accelpool.spec.config import DType, PoolConfig
 from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, Graph, LayoutFunc,
                  MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize,
                  sanitize_names)
@@ -545,7 +545,7 @@ class _Importer:
                      quant: QuantParams | None = None) -> Buffer:
         """A constant buffer holding ``value`` converted to ``dtype`` (BF16 rounds to nearest even)."""
         if dtype is DType.BF16:  # the host's conversion: RNE, flush to zero (numerics)
-            from accelpool.sched.golden.numerics import fp32_to_bf16
+            from accelpool.spec.golden.numerics import fp32_to_bf16
             data = np.asarray(fp32_to_bf16(np.asarray(value, np.float32)))
         elif dtype in (DType.INT8, DType.INT32):
             v = np.asarray(value)
@@ -1208,7 +1208,7 @@ def _a_zero_point(imp: _Importer, zp_t: str, what: str) -> int:
 
 def _requant(imp: _Importer, scale: float, zp: int) -> dict:
     """Requantisation parameters; multiplier/shift come from the golden arithmetic module."""
-    from accelpool.sched.golden.numerics import quantize_multiplier
+    from accelpool.spec.golden.numerics import quantize_multiplier
     try:
         mult, shift = quantize_multiplier(scale)
     except ValueError as e:

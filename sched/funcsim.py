@@ -1,7 +1,7 @@
 """Functional executor of compiled command streams, through the units' ISA-level models.
 
 Runs every tile's binary stream of a :class:`accelpool.sched.codegen.Program` on a model of the
-memory tile and the scratchpads, with the command semantics of :mod:`accelpool.hw.isa`. An EXEC is
+memory tile and the scratchpads, with the command semantics of :mod:`accelpool.spec.isa`. An EXEC is
 encoded and decoded like the RTL sees it and run by the unit's functional model
 (:func:`accelpool.sched.unitsim.execute`) on the tile's scratchpad image, so a wrong address, pitch
 or argument gives a wrong result (or the model's refusal) here, before any RTL runs. The
@@ -47,8 +47,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind
 from accelpool.sched.codegen import Program
 from accelpool.sched.unitsim import UnitSimError, execute
 
@@ -347,9 +347,9 @@ def run_program(prog: Program, stores_complete: bool = False) -> RunResult:
 
 
 def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> None:
-    """Bit-for-bit comparison (:func:`accelpool.sched.golden.compare.compare_arrays`); raises
+    """Bit-for-bit comparison (:func:`accelpool.spec.golden.compare.compare_arrays`); raises
     :class:`MismatchError` naming the output and its worst element."""
-    from accelpool.sched.golden.compare import compare_arrays
+    from accelpool.spec.golden.compare import compare_arrays
     for name, w in want.items():
         m = compare_arrays(name, got[name], w, bitwise=True)
         if not m.ok:
@@ -358,7 +358,7 @@ def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray
 
 def golden_outputs(graph: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The golden run the streams must equal: the graph in the units' arithmetic
-    (``arithmetic="unit"`` of :mod:`accelpool.sched.golden.executor`: the AFU's piecewise-linear
+    (``arithmetic="unit"`` of :mod:`accelpool.sched.reference`: the AFU's piecewise-linear
     activations and BF16 add/mul, the GNN's mean as the unit computes it)."""
-    from accelpool.sched.golden.executor import run_graph
+    from accelpool.sched.reference import run_graph
     return run_graph(graph, inputs, arithmetic="unit")

@@ -33,7 +33,7 @@ Conventions
   INT8, FP32, INT32). Leading size-1 dimensions of a box are ignored. One result each.
 - **Attributes.** ``c_broadcast``: ``"row"`` (c is ``[1,N]``, added to every row) or
   ``"col"`` (``[M,1]``); ``requant``: ``{scale, multiplier, shift, zero_point}`` (INT32 ->
-  INT8, :func:`accelpool.sched.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
+  INT8, :func:`accelpool.spec.golden.numerics.requantize`); ``sparse_operand``: 0/1 (SPMM);
   ``transposed``: True on a GEMM/SPMM tile that computes a block of its layer's result
   transposed (``C^T = B^T A^T``, so that a sparse weight is the left operand);
   ``strides`` (sh, sw), ``pads`` (top, left, bottom, right; per tile), ``pad_value`` (the
@@ -50,7 +50,7 @@ Conventions
   writes the result buffer, rounding to its data type (FP32 -> BF16 round to nearest even,
   or INT32 -> INT8 requantisation when ``attrs["requant"]`` is set).
 - **Data type** :attr:`MicroOp.dtype` is the type of the operands the unit consumes (what
-  ``accelpool.hw.config.UNIT_DTYPES`` lists); the result's type is its buffer's. Which unit kinds
+  ``accelpool.spec.config.UNIT_DTYPES`` lists); the result's type is its buffer's. Which unit kinds
   can run what: :data:`CAPABLE_UNITS` / :attr:`MicroOp.units`.
 - **Passes** (:class:`Pass`, :class:`Pipeline`): transforms return a new or updated graph,
   analyses annotate micro-ops in place; ``requires``/``ensures`` hooks; the pipeline
@@ -78,7 +78,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from accelpool.hw.config import DType, UnitKind
+from accelpool.spec.config import DType, UnitKind
 
 __all__ = [
     "IRError", "OpType", "ActFunc", "EltwiseFunc", "AggFunc", "LayoutFunc",

@@ -5,23 +5,8 @@ from) with :meth:`Pool.from_config`, or from a running simulation with
 :func:`discover`, which reads every tile's capability registers and refuses a config that
 disagrees with the hardware.
 
-Capability registers (read-only, per tile, 32 bits each)
---------------------------------------------------------
-=====  ==============  =================================================================
-index  name            contents
-=====  ==============  =================================================================
-0      ``KIND``        unit kind code, :attr:`accelpool.hw.config.UnitKind.value` (0 = memory)
-1      ``VERSION``     major << 8 | minor of the unit's hardware; major must equal
-                       :data:`CAP_VERSION_MAJOR`
-2      ``DTYPES``      bit ``DType.value`` set for every input data type the unit accepts
-3      ``GEOMETRY``    array size: DMU/LPU ``rows << 16 | cols``; CE
-                       ``oc_lanes << 16 | ic_lanes``; SMU/AFU/GNN ``lanes``; memory 0
-4      ``SPAD_BYTES``  scratchpad bytes (memory tile: global memory bytes)
-=====  ==============  =================================================================
-
-The register map is this module's proposal for ``hw/tile``; :func:`capability_registers`
-computes the values a tile built from a :class:`~accelpool.hw.config.TileConfig` must expose, so the
-hardware and this check share one definition.
+The capability registers (:mod:`accelpool.spec.capabilities`) are the contract between
+the tiles and discovery: the hardware exposes what :func:`capability_registers` computes.
 
 Allocation: :class:`PoolState` reserves units over time (one micro-op at a time per unit)
 and scratchpad space (:class:`ScratchpadAllocator`); :func:`balance_report` gives the
@@ -31,20 +16,21 @@ per-unit busy share and the balance between units of the same kind.
 from __future__ import annotations
 
 import bisect
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-from accelpool.hw.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig, UnitKind,
-                       load_config)
+from accelpool.spec.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig,
+                                   UnitKind, load_config)
 from accelpool.sched.ir import CAPABLE_UNITS, OpType
+from accelpool.spec.capabilities import (CAP_VERSION_MAJOR, GEOMETRY_KEYS, CapReg,
+                                         capability_registers, describe_register)
 
 __all__ = [
-    "CapReg", "CAP_VERSION_MAJOR", "CAP_VERSION", "KIND_OPS", "SPARSE_KINDS",
+    "KIND_OPS", "SPARSE_KINDS",
     "Capabilities", "Unit", "Pool", "PoolError", "DiscoveryError", "UnschedulableError",
-    "AllocationError", "capability_registers", "discover",
+    "AllocationError", "discover",
     "ScratchpadAllocator", "PoolState", "balance_report",
 ]
 
@@ -65,20 +51,6 @@ class AllocationError(PoolError):
     """A reservation that conflicts with another or does not fit the scratchpad."""
 
 
-class CapReg(enum.IntEnum):
-    """Capability register indices (see the module docstring)."""
-
-    KIND = 0
-    VERSION = 1
-    DTYPES = 2
-    GEOMETRY = 3
-    SPAD_BYTES = 4
-
-
-CAP_VERSION_MAJOR = 1
-#: The version this software expects: major.minor = 1.0.
-CAP_VERSION = CAP_VERSION_MAJOR << 8
-
 def _kind_ops(kind: UnitKind, extra: Iterable[tuple[Any, DType]] = ()) -> frozenset:
     """(operation, operand dtype) pairs a unit kind runs, from :data:`accelpool.sched.ir.CAPABLE_UNITS`."""
     return frozenset([pair for pair, kinds in CAPABLE_UNITS.items() if kind in kinds] + list(extra))
@@ -89,17 +61,6 @@ KIND_OPS: Mapping[UnitKind, frozenset] = MappingProxyType({k: _kind_ops(k) for k
 
 #: Kinds that exploit sparsity (their cost falls with the non-zero count).
 SPARSE_KINDS = frozenset({UnitKind.SMU, UnitKind.GNN})
-
-_GEOMETRY_KEYS: Mapping[UnitKind, tuple[str, ...]] = MappingProxyType({
-    UnitKind.MEMORY: (),
-    UnitKind.DMU: ("rows", "cols"),
-    UnitKind.LPU: ("rows", "cols"),
-    UnitKind.CE: ("oc_lanes", "ic_lanes"),
-    UnitKind.SMU: ("lanes",),
-    UnitKind.AFU: ("lanes",),
-    UnitKind.GNN: ("lanes",),
-})
-
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -165,7 +126,7 @@ def _capabilities(tile: TileConfig, extra: Iterable[tuple[OpType, DType]] = ()) 
     spad = tile["bytes"] if tile.kind is UnitKind.MEMORY else tile.scratchpad_bytes
     return Capabilities(
         kind=tile.kind, ops=ops, dtypes=tuple(tile.dtypes), sparse=tile.kind in SPARSE_KINDS,
-        tile_sizes=MappingProxyType({k: tile[k] for k in _GEOMETRY_KEYS[tile.kind]}),
+        tile_sizes=MappingProxyType({k: tile[k] for k in GEOMETRY_KEYS[tile.kind]}),
         scratchpad_bytes=spad)
 
 
@@ -213,7 +174,7 @@ class Pool:
     # -- construction ------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: PoolConfig | str | Path = DEFAULT_CONFIG, **kw: Any) -> "Pool":
-        """Build the pool from a config object or file (see :func:`accelpool.hw.config.load_config`)."""
+        """Build the pool from a config object or file (see :func:`accelpool.spec.config.load_config`)."""
         if not isinstance(config, PoolConfig):
             config = load_config(config)
         return cls(config, **kw)
@@ -324,38 +285,6 @@ def _smu_cannot_take(op: Any) -> str:
 
 # -- discovery -------------------------------------------------------------------------
 
-def capability_registers(tile: TileConfig) -> dict[CapReg, int]:
-    """The capability register values a tile built from ``tile`` exposes."""
-    geo_keys = _GEOMETRY_KEYS[tile.kind]
-    geometry = 0
-    for k in geo_keys:
-        geometry = (geometry << 16) | tile[k]
-    spad = tile["bytes"] if tile.kind is UnitKind.MEMORY else tile.scratchpad_bytes
-    return {
-        CapReg.KIND: tile.kind.value,
-        CapReg.VERSION: CAP_VERSION,
-        CapReg.DTYPES: sum(1 << d.value for d in tile.dtypes),
-        CapReg.GEOMETRY: geometry,
-        CapReg.SPAD_BYTES: spad,
-    }
-
-
-def _describe(reg: CapReg, value: int) -> str:
-    if reg is CapReg.KIND:
-        try:
-            return f"{value} ({UnitKind(value).key})"
-        except ValueError:
-            return f"{value} (no such kind)"
-    if reg is CapReg.DTYPES:
-        names = [d.key for d in DType if value >> d.value & 1]
-        return f"0x{value:x} ({'/'.join(names) or 'none'})"
-    if reg is CapReg.VERSION:
-        return f"{value >> 8}.{value & 0xFF}"
-    if reg is CapReg.GEOMETRY:
-        return f"0x{value:x}"
-    return str(value)
-
-
 def discover(config: PoolConfig | str | Path, read_register: Callable[[TileConfig, CapReg], int],
              **kw: Any) -> Pool:
     """Build the pool from the config after checking every tile's capability registers.
@@ -386,11 +315,11 @@ def discover(config: PoolConfig | str | Path, read_register: Callable[[TileConfi
             if reg is CapReg.VERSION:
                 if got >> 8 != CAP_VERSION_MAJOR:
                     problems.append(f"{tile.name} ({tile.x},{tile.y}) {reg.name}: hardware "
-                                    f"{_describe(reg, got)}, this software supports "
+                                    f"{describe_register(reg, got)}, this software supports "
                                     f"{CAP_VERSION_MAJOR}.x")
             elif got != expected:
                 problems.append(f"{tile.name} ({tile.x},{tile.y}) {reg.name}: config says "
-                                f"{_describe(reg, expected)}, hardware reports {_describe(reg, got)}")
+                                f"{describe_register(reg, expected)}, hardware reports {describe_register(reg, got)}")
     if problems:
         raise DiscoveryError(f"Pool config {config.source} disagrees with the hardware: "
                              + "; ".join(problems))

@@ -17,7 +17,7 @@ from typing import Iterator
 import networkx as nx
 import numpy as np
 
-from accelpool.hw.config import DType
+from accelpool.spec.config import DType
 from accelpool.sched import decompose, models
 from accelpool.sched.ir import ActFunc, AggFunc, MicroOp, OpType
 

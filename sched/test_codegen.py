@@ -15,8 +15,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import DType, UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import DType, UnitKind
 from accelpool.sched import codegen, models
 from accelpool.sched.codegen import BufferLayout, CodegenError, NotLowered, compile_schedule
 from accelpool.sched.cost.model import CostModel
@@ -373,7 +373,7 @@ def test_int32_dequantize_is_not_lowered():
 def _quantized_chain(rows, k, n, *, zp_x=-5, zp_d=3, zp_y=-2):
     """x <bf16> -QUANTIZE (AFU)-> xq <int8> -GEMM<int8> (LPU, requant)-> d <int8>
     -DEQUANTIZE (AFU)-> y <bf16>: the ends of a quantised model such as qcnn."""
-    from accelpool.sched.golden.numerics import quantize_multiplier
+    from accelpool.spec.golden.numerics import quantize_multiplier
     from accelpool.sched.ir import MicroOp, OpType, QuantParams
     rng = np.random.default_rng(5)
     g = Graph("qchain")
@@ -405,8 +405,8 @@ def test_quantize_gemm_dequantize_chain_runs_bit_exact(rows, k, n):
     """QUANTIZE and DEQUANTIZE lowered on the AFU around an INT8 GEMM on the LPU: the
     streams reproduce the golden (unit arithmetic) outputs bit for bit through the
     functional executor; the EXECs carry the unit's scale encodings and row strides."""
-    from accelpool.hw.afu import AfuFunc
-    from accelpool.sched.golden import activations as act
+    from accelpool.spec.units.afu import AfuFunc
+    from accelpool.spec.golden import activations as act
     g, inputs = _quantized_chain(rows, k, n)
     s = heft(g.dag, POOL, CostModel(POOL))
     assert (s.slots["quant"].unit, s.slots["gemm"].unit, s.slots["dequant"].unit) == \
@@ -421,7 +421,7 @@ def test_quantize_gemm_dequantize_chain_runs_bit_exact(rows, k, n):
     assert (q["multiplier"], q["shift"]) == act.quantize_args(0.02) and q["y_zero_point"] == -5
     assert dq["alpha"] == act.dequantize_scale_bits(0.3) and dq["a_zero_point"] == -2
     # the golden itself: the output is the AFU's dequantisation of the LPU's INT8 result
-    from accelpool.sched.golden.executor import Executor
+    from accelpool.sched.reference import Executor
     ex = Executor(g, arithmetic="unit")
     ex.run(inputs)
     np.testing.assert_array_equal(
@@ -527,7 +527,7 @@ def test_listing_and_binary():
 def test_memory_too_small_is_a_clear_error():
     g, inputs, prog = program("gcn")
     import tomllib
-    from accelpool.hw.config import DEFAULT_CONFIG, parse_config
+    from accelpool.spec.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
     doc["tile"][0]["bytes"] = 4096
     small = Pool(parse_config(doc))
@@ -581,7 +581,7 @@ def test_int8_activations(func, xq, yq):
 
 
 def test_lpu_gemm_with_requantisation_is_lowered():
-    from accelpool.sched.golden.numerics import quantize_multiplier
+    from accelpool.spec.golden.numerics import quantize_multiplier
     from accelpool.sched.ir import MicroOp, OpType
     rng = np.random.default_rng(4)
     a = Buffer("a", (8, 24), DType.INT8, BufferKind.INPUT)
@@ -629,7 +629,7 @@ def test_model_dequantize_ops_are_lowered(model, count, loads, stores):
     """The DEQUANTIZE ending qcnn's INT8 layers ([1, 10]: one 16-byte INT8 row in, 20
     BF16 bytes rounded to 24 out) and mixed's ([8, 32]: whole rows, one transfer each way)
     plan on the AFU."""
-    from accelpool.hw.afu import AfuFunc
+    from accelpool.spec.units.afu import AfuFunc
     g = compile_model(model)
     ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
     tile = POOL.unit("afu0").tile
@@ -651,7 +651,7 @@ def test_cnn_runs_bit_exact_under_every_scheduler(scheduler):
     """cnn's im2col micro-ops run on the memory tile's own stream (WAIT for the producer,
     EXEC of the layout engine, a SIGNAL to each consuming tile); the whole program, with
     and without fences, reproduces the golden outputs."""
-    from accelpool.hw.layout_engine import MemFunc
+    from accelpool.spec.units.layout import MemFunc
     g, inputs, prog, gold = compiled("cnn", SCHEDULERS[scheduler])
     mem = prog.streams["mem"]
     kinds = [c.opcode for c in mem.commands]
@@ -763,7 +763,7 @@ def _layout_graph(dtype, rows, cols, chain):
                                                     (DType.BF16, 16, 3, False),
                                                     (DType.INT8, 7, 9, False)])
 def test_transpose_runs_bit_exact(dtype, rows, cols, chain):
-    from accelpool.hw.layout_engine import MemFunc
+    from accelpool.spec.units.layout import MemFunc
     g = _layout_graph(dtype, rows, cols, chain)
     rng = np.random.default_rng(rows * cols)
     vals = (rng.standard_normal((rows, cols)).astype(np.float32) if dtype is DType.BF16
@@ -839,7 +839,7 @@ def test_copy_out_of_a_channels_last_image_is_one_transpose():
     read as 8 nodes x 64 features through a LAYOUT copy: one TRANSPOSE on the memory tile.
     On a pool without the SMU (its SPMM tiles run densely on the DMUs) every scheduler's
     program reproduces the golden outputs."""
-    from accelpool.hw.layout_engine import MemFunc
+    from accelpool.spec.units.layout import MemFunc
     from accelpool.sched.schedulers import SCHEDULERS as ALL
     g = compile_model("mixed")
     pool = Pool(POOL.config, kinds=[k for k in UnitKind if k is not UnitKind.SMU])
@@ -900,9 +900,9 @@ def test_sparse_tiles_run_on_the_smu_bit_exact():
     """SPMM with a constant sparse A lowered on the SMU (CSR blobs, B and C rows padded to
     the 64 lanes, BF16 or FP32 result) and, densely, on a DMU: the functional run equals
     the golden bit for bit; a wrong non-zero count or B address is caught."""
-    from accelpool.hw.smu import SmuFunc
-    from accelpool.sched.formats import encode_csr, pack_csr
-    from accelpool.sched.schedulers import Schedule, Slot
+    from accelpool.spec.units.smu import SmuFunc
+    from accelpool.spec.formats import encode_csr, pack_csr
+    from accelpool.sched.schedule import Schedule, Slot
     g, inputs = _sparse_tiles_graph()
     s = Schedule("manual", POOL, {"smu": Slot("smu0", 0, 1), "dmu": Slot("dmu0", 0, 1),
                                   "smu32": Slot("smu0", 1, 2)})
@@ -967,10 +967,10 @@ def test_mixed_with_every_sparse_tile_on_the_smu():
     """mixed's sparse_fc with all four SPMM tiles forced onto the SMU (heft places most on
     the DMUs): A^T by the memory tile, the SMU's C^T tiles from CSR blobs of W^T, the
     transpose back into h3's columns; the streams reproduce the golden bit for bit."""
-    from accelpool.hw.layout_engine import MemFunc
-    from accelpool.hw.smu import SmuFunc
+    from accelpool.spec.units.layout import MemFunc
+    from accelpool.spec.units.smu import SmuFunc
     from accelpool.sched.ir import OpType
-    from accelpool.sched.schedulers import Schedule, Slot
+    from accelpool.sched.schedule import Schedule, Slot
     g, inputs, prog, gold = compiled("mixed")
     slots = {n: (Slot("smu0", s.start, s.finish) if g.op(n).op is OpType.SPMM else s)
              for n, s in prog.schedule.slots.items()}
@@ -986,7 +986,7 @@ def test_mixed_with_every_sparse_tile_on_the_smu():
 
 
 def test_an_exec_whose_arguments_do_not_fit_is_a_clear_error():
-    from accelpool.hw.dmu import DmuFunc
+    from accelpool.spec.units.dmu import DmuFunc
     args = dict(a_addr=0, b_addr=0, d_addr=0, c_addr=0, m=1 << 20, n=1, k=1, accumulate=0,
                 out_bf16=0)
     with pytest.raises(CodegenError, match=r"^Micro-op 'x': its EXEC does not encode: "
@@ -996,9 +996,9 @@ def test_an_exec_whose_arguments_do_not_fit_is_a_clear_error():
 
 
 def test_an_exec_the_unit_refuses_is_a_codegen_error_and_an_execution_error():
-    """The rules of :class:`accelpool.hw.isa.ExecSpec` (the tile's hardware gate) hold in
+    """The rules of :class:`accelpool.spec.isa.ExecSpec` (the tile's hardware gate) hold in
     codegen and in the functional executor too."""
-    from accelpool.hw.dmu import DmuFunc
+    from accelpool.spec.units.dmu import DmuFunc
     args = dict(a_addr=0, b_addr=0, d_addr=0, c_addr=0, m=8, n=8, k=0, accumulate=0,
                 out_bf16=0)
     with pytest.raises(CodegenError, match=r"^Micro-op 'x': the dmu unit refuses its EXEC: "

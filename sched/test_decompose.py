@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from accelpool.hw.config import DType, UnitKind, parse_config, load_config
+from accelpool.spec.config import DType, UnitKind, parse_config, load_config
 from accelpool.sched import models
 from accelpool.sched.decompose import (AnnotateCosts, DecomposeOptions, TilePlan, compile_model,
                              decompose)
 from accelpool.sched.frontend import import_model
-from accelpool.sched.golden.executor import run_graph
+from accelpool.sched.reference import run_graph
 from accelpool.sched.ir import BufferKind, IRError, LayoutFunc, OpType, TensorRef, verify
 from accelpool.sched.test_frontend import make, vi
 
@@ -335,7 +335,7 @@ def test_model_larger_than_the_memory_is_refused_before_decomposition(tmp_path, 
     import time
 
     import onnx
-    from accelpool.sched.cli import main
+    from accelpool.flow.cli import main
     path = tmp_path / "mm8192.onnx"
     onnx.save(_matmul_of_inputs(8192), path)
     t0 = time.perf_counter()

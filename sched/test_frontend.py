@@ -3,7 +3,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from accelpool.hw.config import DType, load_config, parse_config
+from accelpool.spec.config import DType, load_config, parse_config
 from accelpool.sched import models
 from accelpool.sched.frontend import FrontendError, SUPPORTED_OPS, import_model, load_onnx
 from accelpool.sched.ir import AggFunc, BufferKind, EltwiseFunc, LayoutFunc, OpType, verify
@@ -82,7 +82,7 @@ def test_float_conv_on_maps_that_are_not_whole_flits_is_cropped_by_two_transpose
     assert [tuple(r.shape) for o in list(g.ops)[2:4] for r in o.inputs + o.outputs] == \
         [(20, 5), (5, 20), (5, 20), (20, 5)]
     from accelpool.sched.decompose import decompose
-    from accelpool.sched.golden.executor import compare_with_onnxruntime
+    from accelpool.sched.reference import compare_with_onnxruntime
     x = {"x": np.random.default_rng(11).standard_normal((2, 3, 9, 9)).astype(np.float32)}
     (cmp,) = compare_with_onnxruntime(m, decompose(g, load_config()), x)
     assert cmp.ok and cmp.max_ref > 0.1, str(cmp)
@@ -204,7 +204,7 @@ def qdq_model():
 
 def test_qdq_format_is_fused_into_int8_units():
     from accelpool.sched.decompose import decompose
-    from accelpool.sched.golden.executor import compare_with_onnxruntime
+    from accelpool.sched.reference import compare_with_onnxruntime
     m = qdq_model()
     g = import_model(m, load_config())
     assert [(o.op, o.dtype, o.source_op) for o in g.ops] == [
@@ -350,7 +350,7 @@ def test_missing_file(tmp_path):
 
 @pytest.mark.parametrize("opset", [1, 6, 28, 99])
 def test_opset_outside_the_supported_range_is_refused(opset, tmp_path, capsys):
-    from accelpool.sched.cli import main
+    from accelpool.flow.cli import main
     m = relu_model()
     m.opset_import[0].version = opset
     with pytest.raises(FrontendError, match=rf"uses ai.onnx opset {opset}; accepted: ai.onnx "

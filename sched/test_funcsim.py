@@ -8,8 +8,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import DType, UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import DType, UnitKind
 from accelpool.sched import models
 from accelpool.sched.codegen import compile_schedule
 from accelpool.sched.cost.model import CostModel

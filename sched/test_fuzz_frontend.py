@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accelpool.hw.config import load_config
+from accelpool.spec.config import load_config
 from accelpool.sched import models
-from accelpool.sched.cli import main
+from accelpool.flow.cli import main
 from accelpool.sched.decompose import decompose
 from accelpool.sched.frontend import FrontendError, import_model, load_onnx
 from accelpool.sched.ir import IRError

@@ -4,9 +4,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from accelpool.hw.config import DType, UnitKind
-from accelpool.sched.ir import (ActFunc, Buffer, BufferKind, FunctionPass, Graph, IRError, LayoutFunc,
-                      MicroOp, OpType, Pipeline, TensorRef, verify)
+from accelpool.spec.config import DType, UnitKind
+from accelpool.sched.ir import (ActFunc, Buffer, BufferKind, FunctionPass, Graph, IRError,
+                                LayoutFunc, MicroOp, OpType, Pipeline, TensorRef, verify)
 
 
 def _gemm_graph(split_k: bool = False) -> Graph:

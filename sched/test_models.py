@@ -2,11 +2,11 @@ import numpy as np
 import onnx
 import pytest
 
-from accelpool.hw.config import UnitKind, load_config
+from accelpool.spec.config import UnitKind, load_config
 from accelpool.sched import models
 from accelpool.sched.decompose import decompose
 from accelpool.sched.frontend import import_model
-from accelpool.sched.golden.executor import TOLERANCES, compare_with_onnxruntime, run_graph
+from accelpool.sched.reference import TOLERANCES, compare_with_onnxruntime, run_graph
 from accelpool.sched.ir import OpType, verify
 
 POOL = load_config()
@@ -67,5 +67,5 @@ def test_unknown_builtin():
 
 
 def test_tolerances_are_stated():
-    from accelpool.hw.config import DType
+    from accelpool.spec.config import DType
     assert TOLERANCES[DType.BF16].rtol == 2 ** -6

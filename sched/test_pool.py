@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from accelpool.hw.config import DType, UnitKind, load_config
+from accelpool.spec.config import DType, UnitKind, load_config
 from accelpool.sched.ir import MicroOp, OpType
-from accelpool.sched.pool import (CAP_VERSION, AllocationError, CapReg, DiscoveryError, Pool, PoolState,
+from accelpool.spec.capabilities import CAP_VERSION, CapReg, capability_registers
+from accelpool.sched.pool import (AllocationError, DiscoveryError, Pool, PoolState,
                         ScratchpadAllocator, UnschedulableError, balance_report,
-                        capability_registers, discover)
+                        discover)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from accelpool.hw.config import DType, UnitKind, parse_config
+from accelpool.spec.config import DType, UnitKind, parse_config
 from accelpool.sched.ir import MicroOp, OpType
 from accelpool.sched.pool import AllocationError, Pool, UnschedulableError
 from accelpool.sched.schedulers import (SCHEDULERS, TableCost, greedy, heft, lookahead, lower_bound,
@@ -103,7 +103,7 @@ def test_unschedulable_micro_op_is_a_clear_error():
 def test_verify_catches_overlap_and_early_start():
     dag, pool, cost = paper_problem()
     s = heft(dag, pool, cost)
-    from accelpool.sched.schedulers import Slot
+    from accelpool.sched.schedule import Slot
     bad = dict(s.slots)
     a = s.slots[2]
     bad[2] = Slot(a.unit, s.slots[1].finish - 1, s.slots[1].finish - 1 + (a.finish - a.start))
@@ -200,7 +200,7 @@ def test_predicted_makespan_is_within_10_percent_of_the_compiled_streams(name, s
     """The schedule's makespan (command-level occupancy, the memory tile as one shared
     server) against the compiled streams' own timing (``accelpool.sched.cost.stream``, equal to the
     RTL's traces: ``sched/cost/test_stream.py``, ``tb/test_e2e.py``)."""
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     from accelpool.sched.codegen import compile_schedule
     from accelpool.sched.cost.model import CostModel
     from accelpool.sched.cost.stream import program_timelines

@@ -5,14 +5,16 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import DType, TileConfig, UnitKind
-from accelpool.hw.dmu import Dmu, DmuFunc
-from accelpool.hw.gemm_layout import GemmLayout
-from accelpool.hw.gemm_sim import run_image
-from accelpool.hw.lpu import Lpu, LpuFunc
+from accelpool.spec import isa
+from accelpool.spec.config import DType, TileConfig, UnitKind
+from accelpool.hw.dmu import Dmu
+from accelpool.spec.units.dmu import DmuFunc
+from accelpool.spec.gemm_layout import GemmLayout
+from accelpool.tb.gemm_sim import run_image
+from accelpool.hw.lpu import Lpu
+from accelpool.spec.units.lpu import LpuFunc
 from accelpool.sched import unitsim
-from accelpool.sched.golden import numerics as nx
+from accelpool.spec.golden import numerics as nx
 from accelpool.sched.unitsim import UnitSimError
 from accelpool.sched.unitsim_gemm import dmu_exec, lpu_exec
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accelpool.hw.config import TileConfig, UnitKind
-from accelpool.hw.layout_engine import MemFunc
+from accelpool.spec.config import TileConfig, UnitKind
+from accelpool.spec.units.layout import MemFunc
 from accelpool.sched.unitsim import UnitSimError, execute
 from accelpool.sched.unitsim_layout import layout_runs
 
@@ -89,8 +89,8 @@ def test_im2col_equals_the_golden_executor():
     """The model and the golden LAYOUT im2col agree (x [C, H, W] BF16, ONNX-style pads)."""
     import ml_dtypes
 
-    from accelpool.hw.config import DType
-    from accelpool.sched.golden.executor import Executor
+    from accelpool.spec.config import DType
+    from accelpool.sched.reference import Executor
     from accelpool.sched.ir import Buffer, BufferKind, Graph, LayoutFunc, MicroOp, OpType, TensorRef
     c, h, w, kh, kw, s, pads = 4, 9, 7, 3, 2, 2, (1, 0, 2, 1)
     oh, ow = (h + pads[0] + pads[2] - kh) // s + 1, (w + pads[1] + pads[3] - kw) // s + 1

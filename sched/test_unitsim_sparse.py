@@ -2,7 +2,7 @@
 same scratchpad out (the whole of it: results, pad bytes and everything else).
 
 The RTL runs in amaranth.sim (:mod:`accelpool.tb.sparse_sim`); the operands are laid out by
-:mod:`accelpool.sched.formats` at an offset, with a poisoned result region, so a model that reads
+:mod:`accelpool.spec.formats` at an offset, with a poisoned result region, so a model that reads
 or writes a wrong address, pitch or element size disagrees with the hardware.
 """
 
@@ -11,12 +11,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from accelpool.hw.config import UnitKind, load_config
-from accelpool.hw.gnn import Gnn, GnnFunc
-from accelpool.hw.smu import Smu, SmuFunc
-from accelpool.sched.formats import encode_csr, layout_gnn, layout_spmm
-from accelpool.sched.golden.numerics import fp32_to_bf16_bits
-from accelpool.sched.golden.sparse import gnn_aggregate, spmm_bf16
+from accelpool.spec.config import UnitKind, load_config
+from accelpool.hw.gnn import Gnn
+from accelpool.spec.units.gnn import GnnFunc
+from accelpool.hw.smu import Smu
+from accelpool.spec.units.smu import SmuFunc
+from accelpool.spec.formats import encode_csr, layout_gnn, layout_spmm
+from accelpool.spec.golden.numerics import fp32_to_bf16_bits
+from accelpool.spec.golden.sparse import gnn_aggregate, spmm_bf16
 from accelpool.sched.unitsim import UnitSimError, execute, model_for
 from accelpool.sched.unitsim_sparse import gnn_exec, smu_exec
 from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph, sparse_case,

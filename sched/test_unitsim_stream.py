@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from accelpool.hw import isa
-from accelpool.hw.afu import ActivationUnit, AfuDType, AfuFunc
-from accelpool.hw.ce import CeFunc, ConvEngine
-from accelpool.hw.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
-from accelpool.hw.config import TileConfig, UnitKind
+from accelpool.spec import isa
+from accelpool.hw.afu import ActivationUnit
+from accelpool.spec.units.afu import AfuDType, AfuFunc
+from accelpool.hw.ce import ConvEngine
+from accelpool.spec.units.ce import CeFunc
+from accelpool.spec.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
+from accelpool.spec.config import TileConfig, UnitKind
 from accelpool.sched import unitsim
-from accelpool.sched.golden import activations as act
-from accelpool.sched.golden import conv
+from accelpool.spec.golden import activations as act
+from accelpool.spec.golden import conv
 from accelpool.sched.unitsim import UnitSimError
 from accelpool.sched.unitsim_stream import afu_exec, ce_exec
 from accelpool.tb.streams import always, stream_get, stream_put

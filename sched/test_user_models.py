@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from accelpool.sched.cli import main
+from accelpool.flow.cli import main
 
 RNG = np.random.default_rng(0)
 

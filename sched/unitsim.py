@@ -2,7 +2,7 @@
 
 :func:`execute` runs one decoded EXEC command the way the unit's module documents it
 (``hw/<kind>.py``: data layout in the scratchpad, argument meaning) with the golden
-arithmetic of :mod:`accelpool.sched.golden` (written from the IEEE 754 / ONNX specifications, not
+arithmetic of :mod:`accelpool.spec.golden` (written from the IEEE 754 / ONNX specifications, not
 from the RTL). The functional executor (:mod:`accelpool.sched.funcsim`) uses it to run compiled
 command streams before any RTL does, so a wrong address, pitch or argument shows up as a
 wrong result there; the unit tests check each model against its RTL unit.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Mapping
 
-from accelpool.hw.config import TileConfig, UnitKind
+from accelpool.spec.config import TileConfig, UnitKind
 
 __all__ = ["UnitSimError", "UnitModel", "register", "model_for", "execute", "spad_size",
            "check_run", "overlap"]
@@ -73,9 +73,9 @@ def execute(tile: TileConfig, func: Any, args: Mapping[str, Any],
     tile : TileConfig
         The tile (its kind selects the model, its parameters size the unit).
     func : enum member
-        The unit's EXEC function (``accelpool.hw.dmu.DmuFunc.GEMM``, ...).
+        The unit's EXEC function (``accelpool.spec.units.dmu.DmuFunc.GEMM``, ...).
     args : mapping
-        The EXEC argument fields (as :func:`accelpool.hw.isa.decode` returns them).
+        The EXEC argument fields (as :func:`accelpool.spec.isa.decode` returns them).
     spad : bytearray
         The tile's scratchpad, ``tile.scratchpad_bytes`` long.
 

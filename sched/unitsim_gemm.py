@@ -3,8 +3,8 @@
 Registered with :func:`accelpool.sched.unitsim.register` for :attr:`UnitKind.DMU` and
 :attr:`UnitKind.LPU`. Each model reads its operands from the tile's scratchpad image
 where the engine's module documents them (:mod:`accelpool.hw.systolic`; the helpers of
-:mod:`accelpool.hw.gemm_layout` pack the same layout), computes with the golden arithmetic of
-:mod:`accelpool.sched.golden.numerics` and writes exactly the bytes the unit writes. With ``Mp``,
+:mod:`accelpool.spec.gemm_layout` pack the same layout), computes with the golden arithmetic of
+:mod:`accelpool.spec.golden.numerics` and writes exactly the bytes the unit writes. With ``Mp``,
 ``Np`` the padded M and N, ``e`` the operand bytes, ``WB`` the scratchpad word:
 
 A
@@ -39,11 +39,11 @@ from typing import Any, Mapping
 import ml_dtypes
 import numpy as np
 
-from accelpool.hw.config import TileConfig, UnitKind
-from accelpool.hw.dmu import DmuFunc
-from accelpool.hw.gemm_layout import a_pitch, systolic_word_bytes
-from accelpool.hw.lpu import LpuFunc
-from accelpool.sched.golden import numerics as nx
+from accelpool.spec.config import TileConfig, UnitKind
+from accelpool.spec.units.dmu import DmuFunc
+from accelpool.spec.gemm_layout import a_pitch, systolic_word_bytes
+from accelpool.spec.units.lpu import LpuFunc
+from accelpool.spec.golden import numerics as nx
 from accelpool.sched.unitsim import UnitSimError, register
 from accelpool.sched.unitsim import check_run as _check_run
 from accelpool.sched.unitsim import overlap as _overlap

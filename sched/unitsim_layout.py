@@ -1,7 +1,7 @@
 """ISA-level functional model of the memory tile's layout engine (EXEC of the memory tile).
 
 Registered with :func:`accelpool.sched.unitsim.register` for :attr:`UnitKind.MEMORY`. Written from
-the shared contract (``MEMLAYOUT.md``, the argument struct ``accelpool.hw.layout_engine.MemArgs``),
+the shared contract (``MEMLAYOUT.md``, the argument struct ``accelpool.spec.units.layout.MemArgs``),
 not from the RTL. The engine reads and writes the global memory in place, so the image the
 model works on is the whole memory (``tile["bytes"]`` long), not a scratchpad. All
 addresses are byte addresses, pitches in bytes, elements of ``e = 1 << elem_log2`` bytes
@@ -33,8 +33,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from accelpool.hw.config import TileConfig, UnitKind
-from accelpool.hw.layout_engine import MemFunc
+from accelpool.spec.config import TileConfig, UnitKind
+from accelpool.spec.units.layout import MemFunc
 from accelpool.sched.unitsim import UnitSimError, register
 from accelpool.sched.unitsim import overlap as _overlap
 
@@ -138,7 +138,7 @@ def layout_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
         The memory tile (``bytes``).
     func : MemFunc or int
     args : mapping
-        :data:`accelpool.hw.layout_engine.MemArgs` fields.
+        :data:`accelpool.spec.units.layout.MemArgs` fields.
     memory : bytearray
         The whole global memory, ``tile["bytes"]`` long, modified in place.
 

@@ -2,10 +2,10 @@
 
 Registered with :func:`accelpool.sched.unitsim.register` for :attr:`UnitKind.SMU` and
 :attr:`UnitKind.GNN`. Each model reads its operands from the scratchpad image exactly as
-the unit does (layouts of :mod:`accelpool.sched.formats`: CSR ``ptr``/``nz`` arrays, BF16 dense rows
+the unit does (layouts of :mod:`accelpool.spec.formats`: CSR ``ptr``/``nz`` arrays, BF16 dense rows
 padded to ``ceil(N/L) * L`` elements), computes with the golden arithmetic
-(:func:`accelpool.sched.golden.sparse.spmm_bf16`, :func:`accelpool.sched.golden.sparse.gnn_aggregate`, and
-:func:`accelpool.sched.golden.numerics.fp32_to_bf16_bits` when ``out_bf16`` is set) and writes only
+(:func:`accelpool.spec.golden.sparse.spmm_bf16`, :func:`accelpool.spec.golden.sparse.gnn_aggregate`, and
+:func:`accelpool.spec.golden.numerics.fp32_to_bf16_bits` when ``out_bf16`` is set) and writes only
 the real result elements (FP32, or BF16 with ``out_bf16``), leaving pad bytes alone, as
 the hardware's byte enables do.
 
@@ -32,14 +32,14 @@ import ml_dtypes
 import numpy as np
 from amaranth.hdl import Shape
 
-from accelpool.hw.config import TileConfig, UnitKind
-from accelpool.hw.gnn import GnnArgs, GnnFunc
-from accelpool.hw.smu import SmuArgs, SmuFunc
+from accelpool.spec.config import TileConfig, UnitKind
+from accelpool.spec.units.gnn import GnnArgs, GnnFunc
+from accelpool.spec.units.smu import SmuArgs, SmuFunc
 
-from .formats import (CsrMatrix, pack_result_rows, padded_cols, result_row_bytes, unpack_csr,
-                      unpack_dense_rows, word_bytes)
-from .golden.numerics import fp32_to_bf16_bits
-from .golden.sparse import gnn_aggregate, spmm_bf16
+from accelpool.spec.formats import (CsrMatrix, pack_result_rows, padded_cols, result_row_bytes,
+                                    unpack_csr, unpack_dense_rows, word_bytes)
+from accelpool.spec.golden.numerics import fp32_to_bf16_bits
+from accelpool.spec.golden.sparse import gnn_aggregate, spmm_bf16
 from .unitsim import UnitSimError, register
 
 __all__ = ["gnn_exec", "smu_exec"]
@@ -148,7 +148,7 @@ def _sparse_exec(unit: str, sp: _Spad, *, ptr_field: str, nz_field: str, nnz_fie
 @register(UnitKind.GNN)
 def gnn_exec(tile: TileConfig, func, args: Mapping[str, Any],
              spad: bytearray) -> list[tuple[int, int]]:
-    """One GNN EXEC (:class:`accelpool.hw.gnn.GnnFunc` ``SUM``/``MEAN``/``MAX``, :data:`accelpool.hw.gnn.GnnArgs`)
+    """One GNN EXEC (:class:`accelpool.spec.units.gnn.GnnFunc` ``SUM``/``MEAN``/``MAX``, :data:`accelpool.spec.units.gnn.GnnArgs`)
     on ``spad``, as :func:`accelpool.sched.unitsim.execute` documents."""
     f = _func("GNN", GnnFunc, func)
     a = _fields("GNN", GnnArgs, args)
@@ -163,7 +163,7 @@ def gnn_exec(tile: TileConfig, func, args: Mapping[str, Any],
 @register(UnitKind.SMU)
 def smu_exec(tile: TileConfig, func, args: Mapping[str, Any],
              spad: bytearray) -> list[tuple[int, int]]:
-    """One SMU EXEC (:class:`accelpool.hw.smu.SmuFunc` ``SPMM``, :data:`accelpool.hw.smu.SmuArgs`) on ``spad``,
+    """One SMU EXEC (:class:`accelpool.spec.units.smu.SmuFunc` ``SPMM``, :data:`accelpool.spec.units.smu.SmuArgs`) on ``spad``,
     as :func:`accelpool.sched.unitsim.execute` documents."""
     _func("SMU", SmuFunc, func)
     a = _fields("SMU", SmuArgs, args)

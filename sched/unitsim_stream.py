@@ -3,8 +3,8 @@
 Registered with :func:`accelpool.sched.unitsim.register` for :attr:`UnitKind.AFU` and
 :attr:`UnitKind.CE`. Each model reads its operands from the tile's scratchpad image exactly
 where and how the unit's module documents them (``hw/afu.py``, ``hw/ce.py`` and
-``hw/ce_layout.py``), computes with the golden arithmetic
-(:func:`accelpool.sched.golden.activations.run_exec`, :func:`accelpool.sched.golden.conv.run_exec`) and writes
+``spec/ce_layout.py``), computes with the golden arithmetic
+(:func:`accelpool.spec.golden.activations.run_exec`, :func:`accelpool.spec.golden.conv.run_exec`) and writes
 only the bytes the unit writes:
 
 AFU
@@ -16,7 +16,7 @@ AFU
     whatever ``dtype`` says; their output may not overlap the operand at all.
 CE
     Input (HWC, channel blocks of ``ic_lanes``), weights (one word per output channel, tap
-    and input block), optional INT32 bias, as :mod:`accelpool.hw.ce_layout` packs them. The unit
+    and input block), optional INT32 bias, as :mod:`accelpool.spec.ce_layout` packs them. The unit
     writes every output pixel's ``ceil(M / oc_lanes) * oc_lanes`` channels, including the
     padding channels, which it computes from whatever the padded weight rows and bias
     entries hold; the model does the same (so its bytes equal the RTL's everywhere).
@@ -37,11 +37,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from accelpool.hw.afu import COUNT_BITS, AfuDType, AfuFunc
-from accelpool.hw.ce import WEIGHT_DEPTH, CeFunc
-from accelpool.hw.ce_layout import ConvShape
-from accelpool.hw.config import TileConfig, UnitKind
-from accelpool.sched.golden import activations, conv
+from accelpool.spec.units.afu import COUNT_BITS, AfuDType, AfuFunc
+from accelpool.spec.units.ce import WEIGHT_DEPTH, CeFunc
+from accelpool.spec.ce_layout import ConvShape
+from accelpool.spec.config import TileConfig, UnitKind
+from accelpool.spec.golden import activations, conv
 from accelpool.sched.unitsim import UnitSimError, register
 from accelpool.sched.unitsim import check_run as _check_run
 from accelpool.sched.unitsim import overlap as _overlap
@@ -81,7 +81,7 @@ def afu_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
         An AFU tile (``lanes``, ``scratchpad_bytes``).
     func : AfuFunc or int
     args : mapping
-        :data:`accelpool.hw.afu.AfuArgs` fields (``dtype`` an :class:`AfuDType` or its value).
+        :data:`accelpool.spec.units.afu.AfuArgs` fields (``dtype`` an :class:`AfuDType` or its value).
     spad : bytearray
         The tile's scratchpad, modified in place.
 
@@ -162,7 +162,7 @@ def ce_exec(tile: TileConfig, func: Any, args: Mapping[str, Any],
         A CE tile (``oc_lanes``, ``ic_lanes``, ``scratchpad_bytes``).
     func : CeFunc or int
     args : mapping
-        :data:`accelpool.hw.ce.CeArgs` fields.
+        :data:`accelpool.spec.units.ce.CeArgs` fields.
     spad : bytearray
         The tile's scratchpad, modified in place.
 

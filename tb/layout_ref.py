@@ -2,7 +2,7 @@
 
 :func:`reference` works on a memory image as bytes: it gathers the source rows at their
 pitch into a numpy array, forms IM2COL with ``np.pad`` and ``sliding_window_view`` (as
-``sched/golden/executor.py`` does) or TRANSPOSE with ``.T``, and scatters the destination
+``sched/reference.py`` does) or TRANSPOSE with ``.T``, and scatters the destination
 rows at their pitch, so every byte outside the destination's real elements keeps its
 value. Written from the contract, not from the RTL; used by ``hw/test_layout_engine.py``
 and the SoC test of the memory tile.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from accelpool.hw.layout_engine import MemFunc
+from accelpool.spec.units.layout import MemFunc
 
 __all__ = ["reference", "im2col_case", "transpose_case"]
 

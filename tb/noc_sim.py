@@ -14,9 +14,10 @@ from amaranth import Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
-from accelpool.hw.config import MeshConfig
+from accelpool.spec.config import MeshConfig
 from accelpool.hw.noc.fabric import Fabric, attach_memory, attach_ni
-from accelpool.hw.noc.flit import PacketType, decode_header, encode_header, flit_layout, packet_flits
+from accelpool.hw.noc.flit import (PacketType, decode_header, encode_header, flit_layout,
+                                   packet_flits)
 from accelpool.hw.noc.memory_tile import MemoryTile
 from accelpool.hw.noc.mesh import Mesh
 from accelpool.hw.noc.ni import NetworkInterface
@@ -198,7 +199,7 @@ class DmaSystem(wiring.Component):
         from amaranth.lib import stream
         from amaranth.lib.wiring import In, Out
 
-        from accelpool.hw.isa import CommandLayout
+        from accelpool.spec.isa import CommandLayout
 
         self._ni = NetworkInterface(mesh=cfg, x=0, y=0, word_bits=word_bits,
                                     spad_bytes=spad_bytes)

@@ -17,6 +17,7 @@ Two sides:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -31,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from accelpool.hw import isa
-from accelpool.hw.config import PoolConfig, TileConfig, UnitKind
+from accelpool.spec import isa
+from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, PoolConfig, TileConfig, UnitKind,
+                                   load_config)
+from accelpool.hw.soc import SOC_TOP, SOC_WRAPPER, Soc, clock_wrapper, zero_init_skipped
 from accelpool.hw.tile import REGISTERS, STATUS_BITS
 from accelpool.tb.harness import locked
 
@@ -58,7 +61,7 @@ class SocJob:
     Attributes
     ----------
     streams : mapping tile name -> bytes
-        Each tile's command stream (:func:`accelpool.hw.isa.assemble`), the memory tile's too (by
+        Each tile's command stream (:func:`accelpool.spec.isa.assemble`), the memory tile's too (by
         its name in the config); tiles not named get a lone END.
     image : list of (byte address, bytes)
         Global memory contents to load before the run.
@@ -498,7 +501,7 @@ DEFAULT_CMD_DEPTH = 1024
 def soc_build_dir(cfg: PoolConfig, cmd_depth: int = DEFAULT_CMD_DEPTH) -> Path:
     """The build folder of a pool's SoC: ``sim_build/<name>-<digest>``.
 
-    Keyed on the config's name and :attr:`~accelpool.hw.config.PoolConfig.digest`, so two
+    Keyed on the config's name and :attr:`~accelpool.spec.config.PoolConfig.digest`, so two
     configs with one name build apart and one config always builds in the same folder. A
     build with deeper command memories gets its own folder,
     ``sim_build/<name>-<digest>_cmd<depth>`` (so builds of both depths coexist).
@@ -523,19 +526,18 @@ def command_depth_for(lengths: Iterable[int]) -> int:
 
 
 def _source_key(cfg: PoolConfig, kw: Mapping[str, Any]) -> str:
-    """A hash of everything the SoC's Verilog depends on: the config and the hw sources."""
+    """A hash of everything the SoC's Verilog depends on: the config, and the sources of
+    the RTL and of the contracts below it (``hw/`` and ``spec/``)."""
     h = hashlib.sha256(repr((cfg.name, cfg.mesh, [(t.name, t.kind, t.x, t.y, t.dtypes,
                                                     sorted(t.params.items()))
                                                    for t in cfg.tiles], sorted(kw.items())))
                        .encode())
-    hw_dir = Path(__file__).resolve().parent.parent / "hw"
-    for p in sorted(hw_dir.rglob("*.py")):
-        if not p.name.startswith("test_"):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-    for p in (Path(__file__).resolve().parent.parent / "sched" / "pool.py",):
-        if p.exists():
-            h.update(p.read_bytes())
+    root = Path(__file__).resolve().parent.parent
+    for layer in ("spec", "hw"):
+        for p in sorted((root / layer).rglob("*.py")):
+            if not p.name.startswith("test_"):
+                h.update(p.relative_to(root).as_posix().encode())
+                h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -694,8 +696,8 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
     """
     from cocotb_tools.runner import get_runner
 
-    from accelpool.hw.soc import SOC_TOP, SOC_WRAPPER, write_soc
-    from accelpool.tb.harness import HarnessError, simulator, simulator_environment, verilator_lint_args
+    from accelpool.tb.harness import (HarnessError, simulator, simulator_environment,
+                                      verilator_lint_args)
     from accelpool.tb.toolchain import iverilog_version, verilator_version
 
     t0 = time.perf_counter()
@@ -802,7 +804,6 @@ def _streamed(path: Path, enabled: bool, poll: float = 0.2):
 def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] | None = None,
                   testcase: str | list[str] | None = None) -> Path:
     """Run a cocotb test module on a built SoC; fail (HarnessError) if any test fails."""
-    from accelpool.hw.soc import SOC_WRAPPER
     from accelpool.tb.harness import run_tests, simulator_environment
 
     with simulator_environment(), locked(build.build_dir):
@@ -856,8 +857,8 @@ def run_job(build: SocBuild, job: SocJob, *, check: bool = True) -> SocResult:
 
 
 def config_doc(cfg: PoolConfig) -> dict:
-    """A plain document that :func:`accelpool.hw.config.parse_config` turns back into ``cfg``."""
-    from accelpool.hw.config import UNIT_DTYPES
+    """A plain document that :func:`accelpool.spec.config.parse_config` turns back into ``cfg``."""
+    from accelpool.spec.config import UNIT_DTYPES
 
     tiles = []
     for t in cfg.tiles:
@@ -881,3 +882,59 @@ def discovered_register_reader(cfg: PoolConfig, result: SocResult):
 
 
 __all__ += ["discovered_register_reader", "SocBuild", "config_doc", "programmable_tiles"]
+
+
+def write_soc(pool: PoolConfig, out: Path | None = None, **kw) -> tuple[Path, Path]:
+    """Write ``<out>/soc.v`` and ``<out>/soc_top.v`` (default :func:`soc_build_dir`).
+
+    Memories are zero-initialised by loops (:func:`accelpool.hw.soc.zero_init_skipped`,
+    :func:`zero_memories`). Files are rewritten only when their text changed, so
+    builds keyed on them stay valid.
+    """
+    from amaranth.back import verilog
+    out = Path(out) if out is not None else soc_build_dir(pool, kw.get("cmd_depth", DEFAULT_CMD_DEPTH))
+    out.mkdir(parents=True, exist_ok=True)
+    soc = Soc(pool, **kw)
+    with zero_init_skipped():
+        text = zero_memories(verilog.convert(soc, name=SOC_TOP, emit_src=False))
+    texts = {out / f"{SOC_TOP}.v": text, out / f"{SOC_WRAPPER}.v": clock_wrapper(soc)}
+    for path, text in texts.items():
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    return tuple(texts)  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m accelpool.tb.soc",
+                                 description="Generate the SoC Verilog of a pool config")
+    ap.add_argument("--pool", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--lint", action="store_true",
+                    help="verilator --lint-only the text the simulators run (simulation_text)")
+    ap.add_argument("--debug", action="store_true", help="a traceback for a bad pool config")
+    args = ap.parse_args(argv)
+    try:
+        pool = load_config(args.pool)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
+    soc_v, top_v = write_soc(pool, args.out)
+    print(soc_v)
+    print(top_v)
+    if args.lint:
+        from accelpool.tb.verilog import lint
+        sim_v = soc_v.parent / "lint" / f"{SOC_TOP}.v"   # lint takes the module from the name
+        sim_v.parent.mkdir(exist_ok=True)
+        sim_v.write_text(simulation_text(soc_v.read_text()))
+        res = lint(sim_v)
+        print(f"{sim_v}  {'lint ok' if res.returncode == 0 else 'LINT FAILED'}")
+        if res.returncode:
+            print(res.stdout + res.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,7 +12,7 @@ import pickle
 
 import cocotb
 
-from accelpool.hw.config import parse_config
+from accelpool.spec.config import parse_config
 from accelpool.tb.soc import JOB_ENV, SocDriver
 
 

@@ -2,7 +2,7 @@
 
 Shared by the units' tests and the benchmark. The unit sits in a
 :class:`accelpool.tb.unit_top.UnitTop` (the real :class:`accelpool.hw.scratchpad.Scratchpad`); each
-:class:`accelpool.sched.formats.SparseJob`'s image is loaded through the scratchpad's write stream,
+:class:`accelpool.spec.formats.SparseJob`'s image is loaded through the scratchpad's write stream,
 its command sent on ``cmd``, the busy cycles counted (command accepted -> ``busy`` low)
 and the result (FP32 or, with the job's ``out_bf16``, BF16) read back through the read
 stream; on request the whole scratchpad is read back too (to compare with a functional
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from accelpool.sched.formats import SparseJob
+from accelpool.spec.formats import SparseJob
 from accelpool.tb.streams import always, stream_get, stream_put
 from accelpool.tb.unit_top import UnitTop
 

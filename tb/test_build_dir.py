@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from accelpool.hw.config import load_config, parse_config
+from accelpool.spec.config import load_config, parse_config
 from accelpool.tb import harness
 from accelpool.tb.soc import DEFAULT_CMD_DEPTH, config_doc, soc_build_dir
 
@@ -45,7 +45,7 @@ def test_deeper_command_memories_build_in_their_own_folder(build_root):
 
 
 def test_write_soc_writes_into_the_build_folder(build_root):
-    from accelpool.hw.soc import write_soc
+    from accelpool.tb.soc import write_soc
     cfg = load_config("ce_pair")
     soc_v, top_v = write_soc(cfg)
     assert soc_v.parent == top_v.parent == soc_build_dir(cfg)

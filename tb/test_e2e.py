@@ -2,7 +2,7 @@
 
 Every built-in model (mlp, gcn, transformer, qcnn, cnn, mixed) is compiled, scheduled,
 loaded into the simulated SoC, run to ``all_done`` and read back
-(:func:`accelpool.sched.simflow.simulate`, what ``accelpool sim`` runs). The outputs must equal the
+(:func:`accelpool.flow.simflow.simulate`, what ``accelpool sim`` runs). The outputs must equal the
 golden run in the units' arithmetic bit for bit; the scheduler's predicted makespan must be
 within 10% of the measured cycles; the measured timeline (tiles' traces, the memory tile's
 too) must show every EXEC taking exactly the cycles the unit's formula gives; every
@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from accelpool.sched.cost.model import CostModel
-from accelpool.sched.measured import measured_ops
-from accelpool.sched.simflow import simulate
+from accelpool.flow.measured import measured_ops
+from accelpool.flow.simflow import simulate
 
 LOWERED = ("mlp", "gcn", "transformer", "qcnn", "cnn", "mixed")
 #: The predicted makespan must be within this fraction of the measured cycles.
@@ -112,15 +112,15 @@ def test_smu_spmm_tiles_on_icarus():
     one more densely on a DMU (sched/test_codegen.py's graph), on the default SoC's RTL:
     bit-exact with the golden run, every SMU EXEC its formula (exact, from the rows'
     non-zeros) + 1 cycles, the streams' timing model within 10% of the measured cycles."""
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     from accelpool.sched.codegen import NP_DTYPE, compile_schedule
     from accelpool.sched.cost.smu import cycles as smu_cycles
     from accelpool.sched.cost.stream import program_timelines
-    from accelpool.sched.formats import encode_csr
+    from accelpool.spec.formats import encode_csr
     from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
     from accelpool.sched.pool import Pool
-    from accelpool.sched.schedulers import Schedule, Slot
-    from accelpool.sched.simflow import image_runs
+    from accelpool.sched.schedule import Schedule, Slot
+    from accelpool.flow.simflow import image_runs
     from accelpool.sched.test_codegen import _sparse_tiles_graph
     from accelpool.tb.soc import SocJob, build_soc, run_job
     cfg = load_config("default")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import UnitKind, load_config
+from accelpool.spec import isa
+from accelpool.spec.config import UnitKind, load_config
 from accelpool.hw.tile import STATUS_BITS
 from accelpool.tb.soc import config_doc, diagnose, start_up_safe, zero_memories
 
@@ -66,7 +66,7 @@ def test_diagnose_memory_tile_fault_and_stuck_exec():
     assert msg == ("The run stopped after 7 cycles:\n  tile mem (memory at (0, 0)) halted at "
                    "command 0 (STORE  spad=0x000000 -> (1,0):0x00000000 len=8): STORE is not a "
                    "command of the memory tile (it runs WAIT, EXEC, SIGNAL, NOP and END)")
-    from accelpool.hw.layout_engine import MemFunc
+    from accelpool.spec.units.layout import MemFunc
     stream = isa.assemble([isa.exec_cmd(UnitKind.MEMORY, MemFunc.TRANSPOSE, rows=4, cols=4),
                            isa.end()])
     msg = diagnose(CFG, {"mem": stream},
@@ -91,7 +91,7 @@ def test_start_up_safe_gives_every_always_block_a_trigger():
 
 
 def test_config_doc_round_trips():
-    from accelpool.hw.config import parse_config
+    from accelpool.spec.config import parse_config
     again = parse_config(config_doc(CFG))
     assert again.tiles == CFG.tiles and again.mesh == CFG.mesh
 

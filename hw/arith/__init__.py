@@ -1,4 +1,4 @@
-"""Arithmetic blocks of the dense units, each bit-exact with :mod:`accelpool.sched.golden.numerics`.
+"""Arithmetic blocks of the dense units, each bit-exact with :mod:`accelpool.spec.golden.numerics`.
 
 One concept per module:
 
@@ -11,5 +11,5 @@ One concept per module:
 
 All are combinational components (the units register around them); semantics (FTZ,
 canonical NaN, signed zeros, wraparound, saturation) are those documented in
-:mod:`accelpool.sched.golden.numerics`.
+:mod:`accelpool.spec.golden.numerics`.
 """

@@ -16,7 +16,7 @@ class Bf16Multiplier(wiring.Component):
     The two 8-bit significands give a product of at most 16 bits, which FP32 holds exactly,
     so no rounding is needed. Subnormal inputs read as signed zeros; results below
     2**-126 flush to a signed zero; overflow gives infinity; NaN operands and inf * 0 give
-    the canonical NaN ``0x7FC00000`` (semantics of :func:`accelpool.sched.golden.numerics.bf16_mul`).
+    the canonical NaN ``0x7FC00000`` (semantics of :func:`accelpool.spec.golden.numerics.bf16_mul`).
 
     Attributes
     ----------

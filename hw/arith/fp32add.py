@@ -18,7 +18,7 @@ class Fp32Adder(wiring.Component):
     one detector) and rounded half to even. Subnormal inputs read as signed zeros, tiny
     results flush to a zero of the result's sign, overflow gives infinity, exact
     cancellation gives +0, inf - inf and NaN operands give the canonical NaN
-    (semantics of :func:`accelpool.sched.golden.numerics.fp32_add`).
+    (semantics of :func:`accelpool.spec.golden.numerics.fp32_add`).
 
     Attributes
     ----------

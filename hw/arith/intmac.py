@@ -12,7 +12,7 @@ class Int8Mac(wiring.Component):
     """``out = acc + a * b`` modulo 2**32 (two's complement wraparound).
 
     The INT16 product is exact; the INT32 sum wraps (semantics of
-    :func:`accelpool.sched.golden.numerics.int8_gemm`).
+    :func:`accelpool.spec.golden.numerics.int8_gemm`).
 
     Attributes
     ----------

@@ -5,7 +5,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from accelpool.sched.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_MAX
+from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_MAX
 
 __all__ = ["Requantizer"]
 
@@ -16,7 +16,7 @@ class Requantizer(wiring.Component):
     """``y = saturate(round_half_even(acc * multiplier / 2**shift) + zero_point)``.
 
     ONNX QuantizeLinear semantics on ``acc * real_scale`` with ``real_scale`` in fixed
-    point (see :func:`accelpool.sched.golden.numerics.requantize`). The 63-bit product is exact;
+    point (see :func:`accelpool.spec.golden.numerics.requantize`). The 63-bit product is exact;
     the shift rounds half to even (floor, then +1 if the remainder is over half, or exactly
     half with an odd quotient); the result saturates to [-128, 127].
 

@@ -15,7 +15,7 @@ class Fp32ToBf16(wiring.Component):
 
     A carry out of the fraction bumps the exponent (up to infinity). Subnormal inputs
     give a signed zero; NaN gives the canonical ``0x7FC0``; infinities pass
-    (semantics of :func:`accelpool.sched.golden.numerics.fp32_to_bf16`).
+    (semantics of :func:`accelpool.spec.golden.numerics.fp32_to_bf16`).
 
     Attributes
     ----------

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from accelpool.sched.golden import numerics as nx
-from accelpool.sched.golden.test_numerics import specials16
+from accelpool.spec.golden import numerics as nx
+from accelpool.spec.golden.test_numerics import specials16
 from accelpool.hw.arith.bf16mul import Bf16Multiplier
-from accelpool.hw.arith.testing import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
+from accelpool.tb.arith_vectors import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
 
 
 def _check(a, b):

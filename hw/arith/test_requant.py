@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from accelpool.hw.arith.requant import Requantizer
-from accelpool.hw.arith.testing import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
-from accelpool.sched.golden import numerics as nx
+from accelpool.tb.arith_vectors import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
+from accelpool.spec.golden import numerics as nx
 
 
 def _check(acc, mult, shift, zp):

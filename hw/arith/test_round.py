@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from accelpool.sched.golden import numerics as nx
-from accelpool.sched.golden.test_numerics import rand_fp32_bits, specials32
+from accelpool.spec.golden import numerics as nx
+from accelpool.spec.golden.test_numerics import rand_fp32_bits, specials32
 from accelpool.hw.arith.round import Fp32ToBf16
-from accelpool.hw.arith.testing import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
+from accelpool.tb.arith_vectors import VECTORS_DEFAULT, VECTORS_SLOW, run_vectors
 
 
 def _check(x):

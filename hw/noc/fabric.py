@@ -13,7 +13,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import MeshConfig
+from accelpool.spec.config import MeshConfig
 from .flit import flit_layout
 from .mesh import Mesh, check_mesh
 

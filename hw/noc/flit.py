@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from amaranth.lib import data, enum
 
-from ..isa import COORD_BITS
+from accelpool.spec.isa import COORD_BITS
 
 __all__ = ["PacketType", "Header", "HEADER_BITS", "ReadReqBody", "SignalAddr",
            "encode_header", "decode_header", "flit_value", "packet_flits",

@@ -37,9 +37,9 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import MeshConfig, UnitKind
+from accelpool.spec.config import MeshConfig, UnitKind
 from ..controller import TileController
-from ..isa import COUNT_BITS, TOKEN_BITS, Opcode, exec_spec
+from accelpool.spec.isa import COUNT_BITS, TOKEN_BITS, Opcode, exec_spec
 from ..layout_engine import LayoutEngine
 from ..tile_control import (command_memory, exec_to_unit, gate_commands, host_members,
                             is_tile, register_file, trace_memory)

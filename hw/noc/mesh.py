@@ -6,8 +6,8 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import MeshConfig
-from ..isa import COORD_BITS
+from accelpool.spec.config import MeshConfig
+from accelpool.spec.isa import COORD_BITS
 from .flit import flit_layout
 from .router import Port, Router
 

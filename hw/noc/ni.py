@@ -1,7 +1,7 @@
 """The network interface of a compute tile, with its DMA engine.
 
 The tile controller hands LOAD, STORE and SIGNAL commands (the ISA's 256-bit
-:data:`accelpool.hw.isa.CommandLayout`) to ``cmd``:
+:data:`accelpool.spec.isa.CommandLayout`) to ``cmd``:
 
 - STORE ``{spad_addr, x, y, remote_addr, length}``: reads ``length`` bytes of the local
   scratchpad and sends them to tile (x, y) as WRITE packets of at most
@@ -34,14 +34,17 @@ request server by round-robin arbiters, and packs a scratchpad word of ``word_bi
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import MeshConfig
-from ..isa import LENGTH_BITS, CommandLayout, Opcode
+from accelpool.spec.config import MeshConfig
+from accelpool.spec.isa import LENGTH_BITS, CommandLayout, Opcode
 from .arbiter import RoundRobin
-from .flit import LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody, flit_layout
+from .flit import (LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody,
+                   flit_layout)
 from .mesh import check_coord, check_mesh
 from .reader import FlitReader
 from .signaller import SignalSender, header_bits
@@ -144,23 +147,50 @@ class NetworkInterface(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        s = self._geometry()
+        self._request_server(m, s)
+        self._spad_read_stream(m, s)
+        self._spad_write_stream(m, s)
+        self._outstanding(m, s)
+        self._response_sink(m, s)
+        self._command_state(m, s)
+        self._signal_sender(m, s)
+        self._packet_header(m, s)
+        self._error_detection(m, s)
+        with m.FSM(name="dma") as dma_fsm:
+            self._command_intake(m, s)
+            self._store_packetizer(m, s)
+            self._load_packetizer(m, s)
+        self._request_port(m, s)
+        self._status(m, s, dma_fsm)
+        return m
+
+    def _geometry(self) -> SimpleNamespace:
+        """Flit, lane and address widths; the namespace the sub-blocks below share."""
         fbits = self._mesh.flit_bits
         fb = fbits // 8
-        shift = fb.bit_length() - 1
         lanes = self._word_bits // fbits
         lane_bits = lanes.bit_length() - 1
-        faw = self._spad_addr_width + lane_bits         # flit address width
+        return SimpleNamespace(fbits=fbits, fb=fb, shift=fb.bit_length() - 1, lanes=lanes,
+                               lane_bits=lane_bits,
+                               faw=self._spad_addr_width + lane_bits)    # flit address width
 
-        m.submodules.target = target = PacketTarget(x=self._x, y=self._y, flit_bits=fbits,
-                                                    addr_width=faw)
-        m.submodules.reader = reader = FlitReader(addr_width=faw, flit_bits=fbits)
+    def _request_server(self, m, s):
+        """The packet target serving other tiles' requests, and the DMA engine's flit reader."""
+        m.submodules.target = target = PacketTarget(x=self._x, y=self._y, flit_bits=s.fbits,
+                                                    addr_width=s.faw)
+        m.submodules.reader = reader = FlitReader(addr_width=s.faw, flit_bits=s.fbits)
         wiring.connect(m, wiring.flipped(self.req_in), target.req_in)
         wiring.connect(m, target.resp_out, wiring.flipped(self.resp_out))
         wiring.connect(m, target.signal, wiring.flipped(self.signal))
+        s.target, s.reader = target, reader
 
-        # Scratchpad read port: the request server (0) and the DMA engine (1) take turns.
+    def _spad_read_stream(self, m, s):
+        """Scratchpad read port: the request server (0) and the DMA engine (1) take turns."""
+        fbits, lanes, lane_bits = s.fbits, s.lanes, s.lane_bits
+        target, reader = s.target, s.reader
         m.submodules.rd_arb = rd_arb = RoundRobin(2)
-        rd_addr = Signal(faw)
+        rd_addr = Signal(s.faw)
         rd_lane = Signal(max(1, lane_bits))
         m.d.comb += [
             rd_arb.requests.eq(Cat(target.rd_req, reader.req)),
@@ -179,7 +209,11 @@ class NetworkInterface(wiring.Component):
             word_data = self.spad_read.data
         m.d.comb += [target.rd_data.eq(word_data), reader.rdata.eq(word_data)]
 
-        # Scratchpad write port: the request server (0) and the response sink (1).
+    def _spad_write_stream(self, m, s):
+        """Scratchpad write port: the request server (0) and the response sink (1) take turns,
+        a flit at a time, with byte enables on the flit's lane of the word."""
+        fbits, fb, lanes, lane_bits, faw = s.fbits, s.fb, s.lanes, s.lane_bits, s.faw
+        target = s.target
         sink_req = Signal()
         sink_addr = Signal(faw)
         sink_mask = Signal(fb)
@@ -207,14 +241,26 @@ class NetworkInterface(wiring.Component):
             self.spad_write.en.eq(Cat(Mux(wr_arb.valid & (lane_of_write == i), wr_mask, 0)
                                       for i in range(lanes))),
         ]
+        s.sink_req, s.sink_addr, s.sink_mask = sink_req, sink_addr, sink_mask
+        s.sink_grant = sink_grant
 
-        # Outstanding WRITEs (awaiting WRITE_ACK) and READ_REQs (awaiting READ_RESP).
+    def _outstanding(self, m, s):
+        """Counters of outstanding WRITEs (awaiting WRITE_ACK) and READ_REQs (awaiting
+        READ_RESP)."""
         acks = Signal(LENGTH_BITS)
         reads = Signal(LENGTH_BITS)
         ack_up, ack_dn, read_up, read_dn = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [acks.eq(acks + ack_up - ack_dn), reads.eq(reads + read_up - read_dn)]
+        s.acks, s.reads = acks, reads
+        s.ack_up, s.ack_dn, s.read_up, s.read_dn = ack_up, ack_dn, read_up, read_dn
 
-        # Response sink.
+    def _response_sink(self, m, s):
+        """The response sink: counts WRITE_ACKs and writes READ_RESP payloads into the scratchpad
+        through the write arbiter."""
+        fb, shift = s.fb, s.shift
+        sink_req, sink_addr, sink_mask = s.sink_req, s.sink_addr, s.sink_mask
+        sink_grant = s.sink_grant
+        ack_dn, read_dn = s.ack_dn, s.read_dn
         rflit = self.resp_in.payload
         rhdr = data.View(Header, rflit.data[:Header.size])
         sink_left = Signal(LENGTH_FIELD_BITS + 1)
@@ -244,115 +290,149 @@ class NetworkInterface(wiring.Component):
                         m.d.comb += read_dn.eq(1)
                         m.next = "IDLE"
 
-        # DMA engine.
+    def _command_state(self, m, s):
+        """The DMA engine's per-command registers (destination, addresses, bytes left) and the
+        size of the current packet."""
         cmd = self.cmd.payload
-        dma = cmd.body.load        # LOAD and STORE share the DmaBody layout
-        sigb = cmd.body.signal
+        s.dma = cmd.body.load        # LOAD and STORE share the DmaBody layout
+        s.sigb = cmd.body.signal
         dst_x, dst_y = Signal(4), Signal(4)
         remote = Signal(32)
         spad = Signal(32)
         left = Signal(LENGTH_BITS)
         chunk = Signal(range(self._max_packet + 1))
         m.d.comb += chunk.eq(Mux(left > self._max_packet, self._max_packet, left))
-        pkt_left = Signal(range(self._max_packet // fb + 2))
+        pkt_left = Signal(range(self._max_packet // s.fb + 2))
+        s.dst_x, s.dst_y, s.remote, s.spad, s.left = dst_x, dst_y, remote, spad, left
+        s.chunk, s.pkt_left = chunk, pkt_left
 
-        # SIGNALs go out through the signal sender shared with the memory tile.
+    def _signal_sender(self, m, s):
+        """The SIGNAL path: the signal sender shared with the memory tile, and the DMA engine's
+        own request stream."""
         m.submodules.signaller = sender = SignalSender(mesh=self._mesh, x=self._x, y=self._y)
-        m.d.comb += sender.cmd.payload.eq(sigb)
-        dma_out = stream.Signature(flit_layout(fbits)).create()
+        m.d.comb += sender.cmd.payload.eq(s.sigb)
+        dma_out = stream.Signature(flit_layout(s.fbits)).create()
+        s.sender, s.dma_out = sender, dma_out
 
+    def _packet_header(self, m, s):
+        """The header flit of the DMA engine's current WRITE or READ_REQ packet."""
         out_hdr = Signal(Header)
         out_type = Signal(PacketType)
         out_len = Signal(LENGTH_FIELD_BITS)
         out_addr = Signal(32)
-        m.d.comb += [out_len.eq(chunk), out_addr.eq(remote),
-                     out_hdr.as_value().eq(header_bits(dst_x, dst_y, self._x, self._y,
+        m.d.comb += [out_len.eq(s.chunk), out_addr.eq(s.remote),
+                     out_hdr.as_value().eq(header_bits(s.dst_x, s.dst_y, self._x, self._y,
                                                        out_type, out_len, out_addr))]
+        s.out_hdr, s.out_type = out_hdr, out_type
 
-        align = fb - 1
+    def _error_detection(self, m, s):
+        """The checks of a LOAD or STORE (flit alignment, destination in the mesh), the sticky
+        error flag, and ``quiet``: nothing outstanding."""
+        dma = s.dma
+        align = s.fb - 1
         cols, rows = self._mesh.cols, self._mesh.rows
-        bad_dma = ((dma.spad_addr & align) != 0) | ((dma.remote_addr & align) != 0) | \
+        s.bad_dma = ((dma.spad_addr & align) != 0) | ((dma.remote_addr & align) != 0) | \
             (dma.x >= cols) | (dma.y >= rows)
         quiet = Signal()
         dma_error = Signal()
-        m.d.comb += quiet.eq((acks == 0) & (reads == 0))
+        m.d.comb += quiet.eq((s.acks == 0) & (s.reads == 0))
+        s.quiet, s.dma_error = quiet, dma_error
 
-        with m.FSM(name="dma") as dma_fsm:
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(quiet & ~sender.busy)
-                with m.If(self.cmd.valid & quiet & ~sender.busy):
-                    with m.Switch(cmd.opcode):
-                        with m.Case(Opcode.NOP):
-                            pass
-                        with m.Case(Opcode.LOAD, Opcode.STORE):
-                            m.d.sync += [dst_x.eq(dma.x), dst_y.eq(dma.y), left.eq(dma.length),
-                                         remote.eq(dma.remote_addr), spad.eq(dma.spad_addr)]
-                            with m.If(bad_dma):
-                                m.d.sync += dma_error.eq(1)
-                            with m.Elif(dma.length == 0):
-                                pass
-                            with m.Elif(cmd.opcode == Opcode.STORE):
-                                m.d.comb += [
-                                    reader.cmd.valid.eq(1),
-                                    reader.cmd.payload.addr.eq(dma.spad_addr >> shift),
-                                    reader.cmd.payload.count.eq((dma.length + fb - 1) >> shift),
-                                ]
-                                m.next = "STORE_HEAD"
-                            with m.Else():
-                                m.next = "LOAD_HEAD"
-                        with m.Case(Opcode.SIGNAL):
-                            m.d.comb += sender.cmd.valid.eq(1)
-                        with m.Default():
+    def _command_intake(self, m, s):
+        """The DMA engine's IDLE state: accepts a command once all earlier ones have completed,
+        latches its fields and starts a STORE, a LOAD or a SIGNAL, or flags it as bad."""
+        cmd, dma, shift, fb = self.cmd.payload, s.dma, s.shift, s.fb
+        quiet, sender, reader, dma_error = s.quiet, s.sender, s.reader, s.dma_error
+        with m.State("IDLE"):
+            m.d.comb += self.cmd.ready.eq(quiet & ~sender.busy)
+            with m.If(self.cmd.valid & quiet & ~sender.busy):
+                with m.Switch(cmd.opcode):
+                    with m.Case(Opcode.NOP):
+                        pass
+                    with m.Case(Opcode.LOAD, Opcode.STORE):
+                        m.d.sync += [s.dst_x.eq(dma.x), s.dst_y.eq(dma.y), s.left.eq(dma.length),
+                                     s.remote.eq(dma.remote_addr), s.spad.eq(dma.spad_addr)]
+                        with m.If(s.bad_dma):
                             m.d.sync += dma_error.eq(1)
-            with m.State("STORE_HEAD"):
-                m.d.comb += [out_type.eq(PacketType.WRITE),
-                             dma_out.valid.eq(1),
-                             dma_out.payload.data.eq(out_hdr),
-                             dma_out.payload.head.eq(1)]
-                with m.If(dma_out.ready):
-                    m.d.comb += ack_up.eq(1)
-                    m.d.sync += pkt_left.eq((chunk + fb - 1) >> shift)
-                    m.next = "STORE_DATA"
-            with m.State("STORE_DATA"):
-                m.d.comb += [dma_out.valid.eq(reader.data.valid),
-                             dma_out.payload.data.eq(reader.data.payload),
-                             dma_out.payload.tail.eq(pkt_left == 1),
-                             reader.data.ready.eq(dma_out.ready)]
-                with m.If(dma_out.valid & dma_out.ready):
-                    m.d.sync += pkt_left.eq(pkt_left - 1)
-                    with m.If(pkt_left == 1):
-                        m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk)]
-                        with m.If(left == chunk):
-                            m.next = "IDLE"
-                        with m.Else():
+                        with m.Elif(dma.length == 0):
+                            pass
+                        with m.Elif(cmd.opcode == Opcode.STORE):
+                            m.d.comb += [
+                                reader.cmd.valid.eq(1),
+                                reader.cmd.payload.addr.eq(dma.spad_addr >> shift),
+                                reader.cmd.payload.count.eq((dma.length + fb - 1) >> shift),
+                            ]
                             m.next = "STORE_HEAD"
-            with m.State("LOAD_HEAD"):
-                m.d.comb += [out_type.eq(PacketType.READ_REQ),
-                             dma_out.valid.eq(1),
-                             dma_out.payload.data.eq(out_hdr),
-                             dma_out.payload.head.eq(1)]
-                with m.If(dma_out.ready):
-                    m.next = "LOAD_BODY"
-            with m.State("LOAD_BODY"):
-                body = Signal(ReadReqBody)
-                m.d.comb += [body.reply_addr.eq(spad),
-                             dma_out.valid.eq(1),
-                             dma_out.payload.data.eq(body),
-                             dma_out.payload.tail.eq(1)]
-                with m.If(dma_out.ready):
-                    m.d.comb += read_up.eq(1)
-                    m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk),
-                                 spad.eq(spad + chunk)]
+                        with m.Else():
+                            m.next = "LOAD_HEAD"
+                    with m.Case(Opcode.SIGNAL):
+                        m.d.comb += sender.cmd.valid.eq(1)
+                    with m.Default():
+                        m.d.sync += dma_error.eq(1)
+
+    def _store_packetizer(self, m, s):
+        """The STORE states: WRITE packets of at most ``max_packet_bytes`` toward the mesh, their
+        payload streamed from the scratchpad by the flit reader."""
+        fb, shift, dma_out, reader = s.fb, s.shift, s.dma_out, s.reader
+        left, remote, chunk, pkt_left = s.left, s.remote, s.chunk, s.pkt_left
+        with m.State("STORE_HEAD"):
+            m.d.comb += [s.out_type.eq(PacketType.WRITE),
+                         dma_out.valid.eq(1),
+                         dma_out.payload.data.eq(s.out_hdr),
+                         dma_out.payload.head.eq(1)]
+            with m.If(dma_out.ready):
+                m.d.comb += s.ack_up.eq(1)
+                m.d.sync += pkt_left.eq((chunk + fb - 1) >> shift)
+                m.next = "STORE_DATA"
+        with m.State("STORE_DATA"):
+            m.d.comb += [dma_out.valid.eq(reader.data.valid),
+                         dma_out.payload.data.eq(reader.data.payload),
+                         dma_out.payload.tail.eq(pkt_left == 1),
+                         reader.data.ready.eq(dma_out.ready)]
+            with m.If(dma_out.valid & dma_out.ready):
+                m.d.sync += pkt_left.eq(pkt_left - 1)
+                with m.If(pkt_left == 1):
+                    m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk)]
                     with m.If(left == chunk):
                         m.next = "IDLE"
                     with m.Else():
-                        m.next = "LOAD_HEAD"
-        # The request port: the signal sender while it holds a SIGNAL, else the DMA engine
-        # (which is idle then: a command is accepted only once the sender is free).
-        with m.If(sender.busy):
-            wiring.connect(m, sender.req_out, wiring.flipped(self.req_out))
+                        m.next = "STORE_HEAD"
+
+    def _load_packetizer(self, m, s):
+        """The LOAD states: two-flit READ_REQ packets toward the mesh, one per
+        ``max_packet_bytes``, each naming the scratchpad address its reply lands at."""
+        dma_out, left, remote, spad, chunk = s.dma_out, s.left, s.remote, s.spad, s.chunk
+        with m.State("LOAD_HEAD"):
+            m.d.comb += [s.out_type.eq(PacketType.READ_REQ),
+                         dma_out.valid.eq(1),
+                         dma_out.payload.data.eq(s.out_hdr),
+                         dma_out.payload.head.eq(1)]
+            with m.If(dma_out.ready):
+                m.next = "LOAD_BODY"
+        with m.State("LOAD_BODY"):
+            body = Signal(ReadReqBody)
+            m.d.comb += [body.reply_addr.eq(spad),
+                         dma_out.valid.eq(1),
+                         dma_out.payload.data.eq(body),
+                         dma_out.payload.tail.eq(1)]
+            with m.If(dma_out.ready):
+                m.d.comb += s.read_up.eq(1)
+                m.d.sync += [left.eq(left - chunk), remote.eq(remote + chunk),
+                             spad.eq(spad + chunk)]
+                with m.If(left == chunk):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "LOAD_HEAD"
+
+    def _request_port(self, m, s):
+        """The request port: the signal sender while it holds a SIGNAL, else the DMA engine
+        (which is idle then: a command is accepted only once the sender is free)."""
+        with m.If(s.sender.busy):
+            wiring.connect(m, s.sender.req_out, wiring.flipped(self.req_out))
         with m.Else():
-            wiring.connect(m, dma_out, wiring.flipped(self.req_out))
-        m.d.comb += [self.busy.eq(~dma_fsm.ongoing("IDLE") | ~quiet | sender.busy),
-                     self.error.eq(dma_error | sender.error)]
-        return m
+            wiring.connect(m, s.dma_out, wiring.flipped(self.req_out))
+
+    def _status(self, m, s, dma_fsm):
+        """The ``busy`` and ``error`` outputs."""
+        m.d.comb += [self.busy.eq(~dma_fsm.ongoing("IDLE") | ~s.quiet | s.sender.busy),
+                     self.error.eq(s.dma_error | s.sender.error)]

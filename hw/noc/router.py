@@ -24,7 +24,7 @@ from amaranth import Array, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..isa import COORD_BITS
+from accelpool.spec.isa import COORD_BITS
 from .arbiter import RoundRobin
 from .flit import Header, check_flit_bits, flit_layout
 

@@ -18,8 +18,8 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import MeshConfig
-from ..isa import SignalBody
+from accelpool.spec.config import MeshConfig
+from accelpool.spec.isa import SignalBody
 from .flit import Header, PacketType, SignalAddr, flit_layout
 from .mesh import check_coord, check_mesh
 

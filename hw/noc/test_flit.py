@@ -1,7 +1,7 @@
 import pytest
 
-from accelpool.hw.noc.flit import (HEADER_BITS, PacketType, decode_header, encode_header, flit_layout,
-                         link_bits, packet_flits)
+from accelpool.hw.noc.flit import (HEADER_BITS, PacketType, decode_header, encode_header,
+                                   flit_layout, link_bits, packet_flits)
 
 
 def test_header_round_trip_and_field_positions():

@@ -8,13 +8,14 @@ import pytest
 
 from amaranth.sim import Simulator
 
-from accelpool.hw import isa
-from accelpool.hw.config import MeshConfig, UnitKind
-from accelpool.hw.layout_engine import MemFunc
+from accelpool.spec import isa
+from accelpool.spec.config import MeshConfig, UnitKind
+from accelpool.spec.units.layout import MemFunc
 from accelpool.hw.tile_control import REGISTERS, STATUS_BITS
 from accelpool.sched.cost.layout import cycles as layout_cycles
 from accelpool.tb.layout_ref import reference
-from accelpool.hw.noc.flit import PacketType, decode_header, encode_header, flit_layout, packet_flits
+from accelpool.hw.noc.flit import (PacketType, decode_header, encode_header, flit_layout,
+                                   packet_flits)
 from accelpool.hw.noc.memory_tile import MemoryTile
 
 MESH = MeshConfig(cols=3, rows=3, flit_bits=64, buffer_flits=4)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from accelpool.hw.config import MeshConfig
+from accelpool.spec.config import MeshConfig
 from accelpool.tb.noc_sim import check_delivery, run_traffic
 
 

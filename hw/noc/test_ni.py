@@ -7,8 +7,8 @@ from amaranth import Module, Shape
 from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
-from accelpool.hw import isa
-from accelpool.hw.config import MeshConfig
+from accelpool.spec import isa
+from accelpool.spec.config import MeshConfig
 from accelpool.hw.noc.fabric import Fabric, attach_memory, attach_ni
 from accelpool.hw.noc.memory_tile import MemoryTile
 from accelpool.hw.noc.ni import NetworkInterface
@@ -263,4 +263,4 @@ def test_dma_cocotb(sim):
               "word_bits": 128, "spad_bytes": 2048, "mem_bytes": 4096}
     run_cocotb(DmaSystem(MeshConfig(cols=2, rows=2, flit_bits=64, buffer_flits=4), (1, 1),
                          word_bits=128, spad_bytes=2048, mem_bytes=4096),
-               name="noc_dma", params=params, test_module="accelpool.hw.noc.tb_dma", sim=sim)
+               name="noc_dma", params=params, test_module="accelpool.tb.tb_noc_dma", sim=sim)

@@ -3,7 +3,7 @@ destination outside the mesh is dropped with ``error``."""
 
 from amaranth.sim import Simulator
 
-from accelpool.hw.config import MeshConfig
+from accelpool.spec.config import MeshConfig
 from accelpool.hw.noc.flit import PacketType, decode_header
 from accelpool.hw.noc.signaller import SignalSender
 from accelpool.tb.streams import stream_put

@@ -7,7 +7,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from accelpool.hw.config import DEFAULT_CONFIG, MeshConfig, load_config
+from accelpool.spec.config import DEFAULT_CONFIG, MeshConfig, load_config
 from accelpool.hw.noc.traffic import Pattern, TrafficChecker, TrafficGenerator, TrafficMesh
 from accelpool.tb.harness import run_cocotb
 
@@ -120,7 +120,7 @@ def _params(mesh):
 def test_traffic_patterns_cocotb(sim):
     """Uniform, transpose, hotspot and neighbour traffic, with and without overload."""
     run_cocotb(TrafficMesh(COCOTB_MESH), name="noc_traffic", params=_params(COCOTB_MESH),
-               test_module="accelpool.hw.noc.tb_traffic", sim=sim,
+               test_module="accelpool.tb.tb_noc_traffic", sim=sim,
                env={"cycles": 3000 if sim == "verilator" else 900})
 
 
@@ -129,5 +129,5 @@ def test_traffic_patterns_cocotb(sim):
 def test_overload_100k_cycles_cocotb(sim):
     """Twice the saturation load for 100k cycles, every pattern: no deadlock, no loss."""
     run_cocotb(TrafficMesh(BENCH_MESH), name="noc_traffic", params=_params(BENCH_MESH),
-               test_module="accelpool.hw.noc.tb_traffic", sim=sim, testcase="overload",
+               test_module="accelpool.tb.tb_noc_traffic", sim=sim, testcase="overload",
                env={"cycles": 100_000})

@@ -1,7 +1,7 @@
 """Token counters: SIGNAL packets add to them, the tile controller's WAIT consumes them.
 
 One 16-bit counter per token. ``inc`` (from the network interface) is always ready;
-``wait`` is a stream of :data:`accelpool.hw.isa.WaitBody` ({token, count}) that completes, and
+``wait`` is a stream of :data:`accelpool.spec.isa.WaitBody` ({token, count}) that completes, and
 subtracts ``count``, in the first cycle the counter holds at least ``count``; so a tile
 controller hands its WAIT command straight to it and moves on at the handshake. An
 increment and a wait on the same counter in one cycle both take effect. ``peek`` reads a
@@ -18,7 +18,7 @@ from amaranth import Array, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..isa import COUNT_BITS, TOKEN_BITS, WaitBody
+from accelpool.spec.isa import COUNT_BITS, TOKEN_BITS, WaitBody
 
 __all__ = ["TokenInc", "TokenCounters"]
 

@@ -27,7 +27,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import MeshConfig
+from accelpool.spec.config import MeshConfig
 from .flit import Header, PacketType, flit_layout
 from .mesh import Mesh, check_mesh
 

@@ -11,7 +11,7 @@ BF16 function on ``count`` elements.
 
 from __future__ import annotations
 
-from accelpool.hw.config import TileConfig
+from accelpool.spec.config import TileConfig
 
 __all__ = ["cycles", "OVERHEAD", "TABLE_FUNCS", "CONVERSIONS"]
 

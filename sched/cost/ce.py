@@ -16,7 +16,7 @@ slot recurrence is evaluated pixel by pixel.
 
 from __future__ import annotations
 
-from accelpool.hw.config import TileConfig
+from accelpool.spec.config import TileConfig
 
 __all__ = ["cycles", "cycles_compute_bound", "utilization", "SETUP", "DRAIN", "LATENCY",
            "FIFO_DEPTH", "FINISH"]
@@ -56,7 +56,7 @@ def cycles(tile: TileConfig | dict, *, c_in: int, c_out: int, height: int, width
            bias: bool = False, requant: bool = False, **_: object) -> int:
     """Cycles from the CE accepting a CONV command until ``busy`` falls.
 
-    Takes the CE's EXEC arguments (:data:`accelpool.hw.ce.CeArgs`; addresses and zero points are
+    Takes the CE's EXEC arguments (:data:`accelpool.spec.units.ce.CeArgs`; addresses and zero points are
     ignored), so ``cycles(tile, **shape.exec_args(...))`` works.
 
     Parameters

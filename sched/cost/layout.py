@@ -44,7 +44,7 @@ def cycles(func, **args) -> int:
     func : str or hw.layout_engine.MemFunc
         ``im2col`` or ``transpose``.
     **args
-        The EXEC's :data:`accelpool.hw.layout_engine.MemArgs` fields; IM2COL uses ``channels``,
+        The EXEC's :data:`accelpool.spec.units.layout.MemArgs` fields; IM2COL uses ``channels``,
         ``kernel_h``, ``kernel_w``, ``out_h``, ``out_w``, TRANSPOSE ``rows`` and ``cols``
         (omitted fields are 0, as in the encoded command); the others do not change the
         count.

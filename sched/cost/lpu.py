@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accelpool.hw.config import TileConfig
+from accelpool.spec.config import TileConfig
 
 from .systolic import gemm_cycles, word_elems
 

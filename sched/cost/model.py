@@ -55,7 +55,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from accelpool.hw.config import DType, TileConfig, UnitKind
+from accelpool.spec.config import DType, TileConfig, UnitKind
 from accelpool.sched.ir import OpType
 
 __all__ = [
@@ -837,7 +837,7 @@ def load_measurements(path: str, config: Any = None) -> list[Measurement]:
     """Read recorded RTL measurements: a JSON list of ``{"tile": name, "shape": {...},
     "cycles": n}`` (tile names from the pool config ``config``, default pool if None)."""
     import json
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     cfg = load_config(config) if config is not None else load_config()
     out = []
     for i, rec in enumerate(json.loads(open(path).read())):

@@ -12,7 +12,7 @@ sweeps of hop count, length and packet size in ``sched/cost/test_noc.py``:
   tile, which spends ``LOAD_PACKET_OVERHEAD`` cycles per packet besides its data.
 
 All functions take plain integers, so the scheduler can call them with a
-:class:`accelpool.hw.config.MeshConfig`'s fields and two tile coordinates.
+:class:`accelpool.spec.config.MeshConfig`'s fields and two tile coordinates.
 """
 
 from __future__ import annotations

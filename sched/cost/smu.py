@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from accelpool.hw.config import TileConfig
+from accelpool.spec.config import TileConfig
 
 from .csr import engine_cycles, engine_cycles_from_nnz
 

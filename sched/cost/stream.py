@@ -66,9 +66,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from accelpool.hw import isa
-from accelpool.hw.config import PoolConfig, TileConfig, UnitKind
-from accelpool.hw.isa import Command, Opcode
+from accelpool.spec import isa
+from accelpool.spec.config import PoolConfig, TileConfig, UnitKind
+from accelpool.spec.isa import Command, Opcode
 
 from . import noc
 
@@ -177,7 +177,7 @@ def exec_cycles_from_args(tile: TileConfig, cmd: Command) -> int:
 def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,
              exec_cycles: Callable[[Command], int] | None = None,
              memory_at: tuple[int, int] | None = None) -> list[Step]:
-    """The timing steps of ``tile``'s commands (a list of :class:`accelpool.hw.isa.Command` or an
+    """The timing steps of ``tile``'s commands (a list of :class:`accelpool.spec.isa.Command` or an
     assembled stream); ``exec_cycles(cmd)`` prices each EXEC (default
     :func:`exec_cycles_from_args`); LOAD/STORE to ``memory_at`` are marked ``to_memory``."""
     if isinstance(commands, (bytes, bytearray)):
@@ -357,7 +357,7 @@ def stream_timeline(commands: Sequence[Command] | Sequence[Step] | bytes, tile: 
 
     Parameters
     ----------
-    commands : list of hw.isa.Command, list of Step, or bytes
+    commands : list of spec.isa.Command, list of Step, or bytes
         The tile's stream (an assembled stream is disassembled with the tile's kind).
     tile : TileConfig or str
         The tile that runs it (its position gives the hop counts).

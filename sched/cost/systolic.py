@@ -6,7 +6,7 @@ over shape sweeps in ``hw/test_dmu.py`` and ``hw/test_lpu.py`` (0 cycles error).
 
 from __future__ import annotations
 
-from accelpool.hw.gemm_layout import systolic_word_bytes
+from accelpool.spec.gemm_layout import systolic_word_bytes
 
 __all__ = ["word_elems", "gemm_period", "gemm_cycles", "gemm_utilization"]
 

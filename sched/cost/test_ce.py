@@ -33,7 +33,7 @@ def test_writer_bound_layers_cost_at_least_the_writes():
 
 
 def test_takes_the_exec_arguments():
-    from accelpool.hw.ce_layout import ConvShape
+    from accelpool.spec.ce_layout import ConvShape
     shape = ConvShape(16, 16, 32, 32, 3, 3, 1, (1, 1, 1, 1))
     args = shape.exec_args(in_addr=0, w_addr=16384, out_addr=20480, bias=True, requant=True)
     assert cycles(TILE, **args) == cycles(TILE, **LAYER)

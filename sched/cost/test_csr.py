@@ -1,6 +1,6 @@
 import pytest
 
-from accelpool.hw.config import load_config
+from accelpool.spec.config import load_config
 from accelpool.sched.cost import csr, gnn, smu
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from accelpool.hw.layout_engine import MemFunc
+from accelpool.spec.units.layout import MemFunc
 from accelpool.sched.cost.layout import OVERHEAD, cycles, elements
 
 

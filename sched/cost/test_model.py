@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from accelpool.hw.config import DType, UnitKind, load_config
-from accelpool.sched.cost.model import (CalibrationError, CostModel, CostParams, KindParams, LinkTable,
-                              Measurement, calibrate, main, xy_route)
+from accelpool.spec.config import DType, UnitKind, load_config
+from accelpool.sched.cost.model import (CalibrationError, CostModel, CostParams, KindParams,
+                                        LinkTable, Measurement, calibrate, main, xy_route)
 from accelpool.sched.ir import (ActFunc, Buffer, BufferKind, Graph, MicroOp, OpType, TensorRef)
 from accelpool.sched.pool import Pool
 

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.config import MeshConfig
+from accelpool.spec import isa
+from accelpool.spec.config import MeshConfig
 from accelpool.sched.cost import noc
 from accelpool.tb.noc_sim import check_delivery, run_traffic, time_dma
 

@@ -1,7 +1,7 @@
 """The command-stream timing model (:mod:`accelpool.sched.cost.stream`) against the tiles' traces.
 
 Two small SoCs run on Icarus (one simulator process each, every job of
-:mod:`accelpool.tb.stream_jobs` through :func:`accelpool.tb.soc.run_jobs`); the issue cycle of every command,
+:mod:`accelpool.flow.stream_jobs` through :func:`accelpool.tb.soc.run_jobs`); the issue cycle of every command,
 as the tiles' trace memories record it, must equal
 :func:`accelpool.sched.cost.stream.soc_timelines` exactly when no two tiles' transfers overlap:
 
@@ -25,18 +25,18 @@ from __future__ import annotations
 
 import pytest
 
-from accelpool.hw import isa
-from accelpool.hw.isa import Opcode
+from accelpool.spec import isa
+from accelpool.spec.isa import Opcode
 from accelpool.sched.cost import afu as afu_cost
 from accelpool.sched.cost import noc
-from accelpool.sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError, command_cycles,
-                               memory_service_cycles, op_cycles, op_memory_cycles, op_steps,
-                               program_timelines, shared_memory_finish,
-                               shared_memory_timelines, signal_arrival,
-                               soc_timelines, stream_timeline)
-from accelpool.tb.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS, GROUPS_1,
-                            GROUPS_2, LENGTHS, PAIR, PAIR_JOBS, RANDOM, SWEEP, WAITS, afu_exec,
-                            ce_exec, measure, relu)
+from accelpool.sched.cost.stream import (FIRST_ISSUE, ISSUE_INTERVAL, Step, StreamError,
+                                         command_cycles, memory_service_cycles, op_cycles,
+                                         op_memory_cycles, op_steps, program_timelines,
+                                         shared_memory_finish, shared_memory_timelines,
+                                         signal_arrival, soc_timelines, stream_timeline)
+from accelpool.flow.stream_jobs import (CE_CONTENTION, CE_JOB, CE_PAIR, CONTENTION, GROUPS,
+                                        GROUPS_1, GROUPS_2, LENGTHS, PAIR, PAIR_JOBS, RANDOM,
+                                        SWEEP, WAITS, afu_exec, ce_exec, measure, relu)
 
 
 @pytest.fixture(scope="module", params=[pytest.param("verilator", marks=pytest.mark.slow),
@@ -184,9 +184,9 @@ def test_lowered_models_predicted_from_their_streams(model):
     requests pass the LPU's router (1, 0) and share its link into the memory tile, so the
     mesh arbitrates them there, by router port, not tile by tile at the memory tile as the
     server model does)."""
-    from accelpool.hw.config import load_config
+    from accelpool.spec.config import load_config
     from accelpool.tb.soc import build_soc, run_job
-    from accelpool.tb.stream_jobs import compiled_model
+    from accelpool.flow.stream_jobs import compiled_model
 
     cfg = load_config("default")
     _, prog, job = compiled_model(model, cfg)
@@ -284,7 +284,7 @@ def test_op_cycles_closed_form():
 
 
 def test_assembled_stream_and_commands_agree():
-    from accelpool.tb.stream_jobs import OVERLAP
+    from accelpool.flow.stream_jobs import OVERLAP
     ex = lambda c: afu_exec(PAIR.tile("afu1"), c)
     assert stream_timeline(isa.assemble(OVERLAP), "afu1", PAIR, ex) == \
         stream_timeline(OVERLAP, PAIR.tile("afu1"), PAIR, ex) == \

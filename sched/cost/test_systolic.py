@@ -3,7 +3,7 @@ hw/test_dmu.py and hw/test_lpu.py)."""
 
 import pytest
 
-from accelpool.hw.config import load_config
+from accelpool.spec.config import load_config
 from accelpool.sched.cost import dmu, lpu
 from accelpool.sched.cost.systolic import gemm_cycles, gemm_period, gemm_utilization, word_elems
 
