@@ -123,7 +123,8 @@ def speed(figs: dict[str, float]) -> None:
 def codegen(figs: dict[str, float]) -> None:
     """Compile the search schedule of every built-in model to command streams and run them."""
     from accelpool.sched import models
-    from accelpool.sched.codegen import NotLowered, compile_schedule
+    from accelpool.sched.codegen import compile_schedule
+    from accelpool.sched.lower.common import NotLowered
     from accelpool.sched.decompose import compile_model
     from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
     pool = Pool.from_config()

@@ -251,7 +251,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
 
         def codegen(pool_):
             from accelpool.flow.calibration import cost_model
-            from accelpool.sched.codegen import NotLowered
+            from accelpool.sched.lower.common import NotLowered
             cost = cost_model(pool_)          # with the pool's stored calibration, if any
             sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
             try:
@@ -299,7 +299,7 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
         waves_file = _waves_file(build.build_dir, run_started) if waves else None
 
         stage("compare")
-        from accelpool.sched.codegen import NP_DTYPE
+        from accelpool.sched.lower.common import NP_DTYPE
         got = {name: prog.layouts[name].unpack(res.readback[name], NP_DTYPE[graph.base(name).dtype])
                for name in graph.outputs}
         mismatch, output_ok = "", {}

@@ -18,7 +18,11 @@ import pytest
 from accelpool.spec import isa
 from accelpool.spec.config import DType, UnitKind
 from accelpool.sched import codegen, models
-from accelpool.sched.codegen import BufferLayout, CodegenError, NotLowered, compile_schedule
+from accelpool.sched import lower
+from accelpool.sched.lower import common as lower_common
+from accelpool.sched.lower import layout as lower_layout_mod
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.lower.common import BufferLayout, CodegenError, NotLowered
 from accelpool.sched.cost.model import CostModel
 from accelpool.sched.decompose import compile_model
 from accelpool.sched.funcsim import (ExecutionError, MismatchError, compare_outputs, golden_outputs,
@@ -85,7 +89,7 @@ def test_memory_layout_pads_rows_to_flits():
     g, inputs, prog = program("gcn")
     y = prog.layouts["y"]                       # [34, 4] BF16: 8-byte rows, no padding
     assert (y.pitch, y.addr % 32) == (8, 0)
-    lays, _ = codegen._layouts(g, 8)
+    lays, _ = lower_common.buffer_layouts(g, 8)
     assert lays == prog.layouts
     # a [3, 5] BF16 buffer: 10-byte rows padded to 16
     lay = BufferLayout("b", 64, (3, 5), 2, 16)
@@ -128,23 +132,23 @@ def test_a_reshape_changing_the_last_dimension_stores_its_base_unpadded():
     g.add_buffer(Buffer("x", (4, 6), DType.BF16, BufferKind.INPUT))
     g.add_buffer(Buffer("x.view6x4", (6, 4), DType.BF16, alias_of="x"))
     g.add_buffer(Buffer("z", (4, 6), DType.BF16, BufferKind.INPUT))      # no reshape: padded
-    lays, _ = codegen._layouts(g, 8)
+    lays, _ = lower_common.buffer_layouts(g, 8)
     assert (lays["x"].pitch, lays["x.view6x4"].pitch, lays["z"].pitch) == (12, 8, 16)
     vals = np.arange(24, dtype=np.int16).reshape(4, 6).view(ml_dtypes.bfloat16)
     raw = lays["x"].pack(vals)
     assert np.array_equal(lays["x.view6x4"].unpack(raw, ml_dtypes.bfloat16).view(np.int16),
                           vals.view(np.int16).reshape(6, 4))
     base = lays["x"].addr
-    assert codegen._row_runs(lays, TensorRef("x.view6x4", (0, 0), (6, 4)), 8) == \
+    assert lower_common.row_runs(lays, TensorRef("x.view6x4", (0, 0), (6, 4)), 8) == \
         [(base + 8 * r, 8) for r in range(6)]
     # boxes of the base's unpadded 12-byte rows move when they start and end on flits (or
     # end at the buffer's end, rounding into the space after it), never into another row
-    assert codegen._row_runs(lays, TensorRef("x", (2, 0), (1, 4)), 8) == [(base + 24, 8)]
-    assert codegen._row_runs(lays, TensorRef("x", (3, 2), (1, 4)), 8) == [(base + 40, 8)]
+    assert lower_common.row_runs(lays, TensorRef("x", (2, 0), (1, 4)), 8) == [(base + 24, 8)]
+    assert lower_common.row_runs(lays, TensorRef("x", (3, 2), (1, 4)), 8) == [(base + 40, 8)]
     for r0, rows in ((0, 1), (0, 2), (3, 1)):
         with pytest.raises(CodegenError, match=rf"x\[{r0}:{r0 + rows},0:6\]: .* stored without "
                                                r"padding, 12 bytes apart, because a reshape"):
-            codegen._row_runs(lays, TensorRef("x", (r0, 0), (rows, 6)), 8)
+            lower_common.row_runs(lays, TensorRef("x", (r0, 0), (rows, 6)), 8)
 
 
 def test_unit_format_constants():
@@ -256,7 +260,7 @@ def test_corrupted_addresses_are_caught(opcode, field, delta):
     # (a fence LOAD reads back any stored bytes: its address does not matter)
     sites = [(t, i) for t, i in _positions(prog, opcode)
              if prog.streams[t].commands[i].fields["spad_addr"]
-             != prog.streams[t].tile.scratchpad_bytes - codegen.FENCE_BYTES]
+             != prog.streams[t].tile.scratchpad_bytes - lower_common.FENCE_BYTES]
     rng = np.random.default_rng(1)
     tried = 0
     for k in rng.choice(len(sites), size=8, replace=False):
@@ -337,9 +341,9 @@ def test_misaligned_transfers_are_reported_and_refused():
 def _plan_error(name, op_pred, tile):
     g = compile_model(name)
     op = next(o for o in g.ops if op_pred(o))
-    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    ctx = lower_common.LowerCtx(g, lower_common.buffer_layouts(g, 8)[0], 8)
     with pytest.raises(NotLowered) as e:
-        codegen._plan(ctx, op, POOL.unit(tile).tile)
+        lower.plan_op(ctx, op, POOL.unit(tile).tile)
     return op, str(e.value)
 
 
@@ -446,18 +450,18 @@ def test_conversion_lowering_errors():
     op = g.add_op(MicroOp("q", OpType.QUANTIZE, DType.BF16, (TensorRef.whole(x),),
                           (TensorRef.whole(y),), shape={"n": 16},
                           attrs={"scale": 2.0 ** -40, "zero_point": 0}))
-    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    ctx = lower_common.LowerCtx(g, lower_common.buffer_layouts(g, 8)[0], 8)
     with pytest.raises(CodegenError, match=r"^Micro-op 'q' \(quantize<bf16>\) on afu0: Quantize "
                                            r"scale must be a finite positive number from "
                                            r"2\*\*-30 to 2\*\*33"):
-        codegen._plan(ctx, op, POOL.unit("afu0").tile)
+        lower.plan_op(ctx, op, POOL.unit("afu0").tile)
 
 
 def test_channels_last_layout_round_trips_and_blocks():
     """CONV images are stored channels-last in blocks of one flit of channels: a block of
     output channels is contiguous rows, and pack/unpack invert each other."""
     g = compile_model("qcnn")
-    lays, _ = codegen._layouts(g, 8)
+    lays, _ = lower_common.buffer_layouts(g, 8)
     h2, x = lays["h2"], lays["x"]                      # [1, 16, 8, 8] and [1, 3, 16, 16]
     assert (h2.channels_last, h2.block, h2.rows, h2.cols, h2.pitch) == (True, 8, 128, 8, 8)
     assert (x.channels_last, x.block, x.rows, x.pitch) == (True, 3, 256, 8)
@@ -492,11 +496,11 @@ def test_flatten_of_a_channels_last_image_into_a_float_gemm_is_not_lowered():
                      attrs={"strides": (1, 1), "pads": (0, 0, 0, 0)}))
     gemm = MicroOp("fc", OpType.GEMM, DType.BF16, (TensorRef.whole(f), TensorRef.whole(b)),
                    (TensorRef.whole(o),), shape={"M": 1, "K": 128, "N": 8})
-    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    ctx = lower_common.LowerCtx(g, lower_common.buffer_layouts(g, 8)[0], 8)
     with pytest.raises(NotLowered, match=r"^Micro-op 'fc' \(gemm<bf16>\) on dmu0: not lowered: "
                                          r"A reads the flatten 'f' of the channels-last image "
                                          r"'y', and bf16 sums depend on the order"):
-        codegen._plan(ctx, gemm, POOL.unit("dmu0").tile)
+        lower.plan_op(ctx, gemm, POOL.unit("dmu0").tile)
 
 
 def test_ce_exec_carries_the_uncorrected_bias_and_the_pad_value_as_zero_point():
@@ -504,12 +508,12 @@ def test_ce_exec_carries_the_uncorrected_bias_and_the_pad_value_as_zero_point():
     corrected for it; the CE gets x_zero_point = -3 and bias + (-3) * sum(w) back."""
     g = compile_model("qcnn")
     op = next(o for o in g.ops if o.id.startswith("qconv1/"))
-    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
-    plan = codegen._plan(ctx, op, POOL.unit("ce0").tile)
+    ctx = lower_common.LowerCtx(g, lower_common.buffer_layouts(g, 8)[0], 8)
+    plan = lower.plan_op(ctx, op, POOL.unit("ce0").tile)
     func, args = plan.build({"x": 0, "w": 4096, "bias": 8192, "out": 12288})
     assert args["x_zero_point"] == -3 and args["bias"] and args["requant"]
-    w = codegen._const_array(g, op.inputs[1]).astype(np.int64)
-    b = codegen._const_array(g, op.inputs[2]).astype(np.int64)
+    w = lower_common.const_array(g, op.inputs[1]).astype(np.int64)
+    b = lower_common.const_array(g, op.inputs[2]).astype(np.int64)
     blob = next(o.blob for o in plan.operands if o.key == "bias")
     assert np.array_equal(np.frombuffer(blob[:32], "<i4"), b - 3 * w.sum(axis=(1, 2, 3)))
 
@@ -631,13 +635,13 @@ def test_model_dequantize_ops_are_lowered(model, count, loads, stores):
     plan on the AFU."""
     from accelpool.spec.units.afu import AfuFunc
     g = compile_model(model)
-    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    ctx = lower_common.LowerCtx(g, lower_common.buffer_layouts(g, 8)[0], 8)
     tile = POOL.unit("afu0").tile
     ops = [o for o in g.ops if o.op.value == "dequantize"]
     assert len(ops) == 1
-    func, args = codegen._plan(ctx, ops[0], tile).build({0: 0, "out": 1024})
+    func, args = lower.plan_op(ctx, ops[0], tile).build({0: 0, "out": 1024})
     assert func is AfuFunc.DEQUANTIZE and args["count"] == count
-    assert codegen.op_transfers(g, ops[0], tile, 8) == (loads, stores)
+    assert lower.op_transfers(g, ops[0], tile, 8) == (loads, stores)
 
 
 # -- the memory tile's stream (LAYOUT micro-ops on the layout engine) ----------------------
@@ -796,8 +800,8 @@ def _im2col_op(g, x_ref, c, kh, kw, oh, ow, **attrs):
 
 def _layout_error(g, op):
     """The layout engine's EXEC of ``op`` on the memory tile (or the error compiling it)."""
-    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
-    return codegen._lower_layout(ctx, op, POOL.memory_unit.tile)
+    ctx = lower_common.LowerCtx(g, lower_common.buffer_layouts(g, 8)[0], 8)
+    return lower_layout_mod.lower_layout(ctx, op, POOL.memory_unit.tile)
 
 
 def test_layout_engine_limits_are_clear_errors():
@@ -942,25 +946,25 @@ def test_spmm_the_smu_cannot_take_says_why():
     from accelpool.sched.ir import MicroOp, OpType
     g, _ = _sparse_tiles_graph()
     tile = POOL.unit("smu0").tile
-    ctx = codegen._Ctx(g, codegen._layouts(g, 8)[0], 8)
+    ctx = lower_common.LowerCtx(g, lower_common.buffer_layouts(g, 8)[0], 8)
     op = g.op("smu")
     b1 = dataclasses.replace(op, attrs={"sparse_operand": 1})
     with pytest.raises(NotLowered, match=r"^Micro-op 'smu' \(spmm<bf16>\) on smu0: not lowered: "
                                          r"the SMU's sparse operand is its left one \(A\), but "
                                          r"this micro-op's sparse operand is B \(sparse_operand=1\)"):
-        codegen._plan(ctx, b1, tile)
+        lower.plan_op(ctx, b1, tile)
     acc = g.add_buffer(Buffer("c", (8, 12), DType.FP32, BufferKind.INPUT))
     with_c = MicroOp("smu_c", OpType.SPMM, DType.BF16, op.inputs + (TensorRef.whole(acc),),
                      op.outputs, shape=op.shape, attrs=op.attrs)
     with pytest.raises(NotLowered, match=r"not lowered: the SMU has no accumulator input \(every "
                                          r"sum starts at \+0\), but the micro-op adds c\[0:8,0:12\]"):
-        codegen._plan(ctx, with_c, tile)
+        lower.plan_op(ctx, with_c, tile)
     a = g.add_buffer(Buffer("a", (8, 40), DType.BF16, BufferKind.INPUT))
     not_const = MicroOp("smu_a", OpType.SPMM, DType.BF16, (TensorRef.whole(a), op.inputs[1]),
                         op.outputs, shape=op.shape, attrs=op.attrs)
     with pytest.raises(NotLowered, match=r"not lowered: the SMU's sparse A a\[0:8,0:40\] must "
                                          r"be a constant"):
-        codegen._plan(ctx, not_const, tile)
+        lower.plan_op(ctx, not_const, tile)
 
 
 def test_mixed_with_every_sparse_tile_on_the_smu():
@@ -992,7 +996,7 @@ def test_an_exec_whose_arguments_do_not_fit_is_a_clear_error():
     with pytest.raises(CodegenError, match=r"^Micro-op 'x': its EXEC does not encode: "
                                            r"EXEC\.dmu\.args\.m: 1048576 does not fit in 16 "
                                            r"bits \(0\.\.65535\)$"):
-        codegen._exec_command(UnitKind.DMU, DmuFunc.GEMM, args, "Micro-op 'x': ")
+        lower_common.exec_command(UnitKind.DMU, DmuFunc.GEMM, args, "Micro-op 'x': ")
 
 
 def test_an_exec_the_unit_refuses_is_a_codegen_error_and_an_execution_error():
@@ -1003,7 +1007,7 @@ def test_an_exec_the_unit_refuses_is_a_codegen_error_and_an_execution_error():
                 out_bf16=0)
     with pytest.raises(CodegenError, match=r"^Micro-op 'x': the dmu unit refuses its EXEC: "
                                            r"k is 0$"):
-        codegen._exec_command(UnitKind.DMU, DmuFunc.GEMM, args, "Micro-op 'x': ")
+        lower_common.exec_command(UnitKind.DMU, DmuFunc.GEMM, args, "Micro-op 'x': ")
     g, inputs, prog, gold = compiled("mlp")
     t, i = next((t, i) for t, i in _positions(prog, isa.Opcode.EXEC)
                 if prog.streams[t].tile.kind is UnitKind.DMU)

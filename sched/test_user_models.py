@@ -146,7 +146,8 @@ def test_an_unpadded_buffer_read_by_unaligned_rows_is_refused(monkeypatch):
     14 BF16 elements (28 bytes) of a buffer stored without padding (the convolution wrote
     it as [6, 196]): codegen refuses the LOADs instead of moving misaligned flits."""
     from accelpool.sched import decompose
-    from accelpool.sched.codegen import CodegenError, compile_schedule
+    from accelpool.sched.codegen import compile_schedule
+    from accelpool.sched.lower.common import CodegenError
     from accelpool.sched.cost.model import CostModel
     from accelpool.sched.pool import Pool
     from accelpool.sched.schedulers import heft

@@ -113,7 +113,8 @@ def test_smu_spmm_tiles_on_icarus():
     bit-exact with the golden run, every SMU EXEC its formula (exact, from the rows'
     non-zeros) + 1 cycles, the streams' timing model within 10% of the measured cycles."""
     from accelpool.spec.config import load_config
-    from accelpool.sched.codegen import NP_DTYPE, compile_schedule
+    from accelpool.sched.codegen import compile_schedule
+    from accelpool.sched.lower.common import NP_DTYPE
     from accelpool.sched.cost.smu import cycles as smu_cycles
     from accelpool.sched.cost.stream import program_timelines
     from accelpool.spec.formats import encode_csr

@@ -309,7 +309,7 @@ class CostModel:
         key = ("phases", n, unit.name)
         hit = self._cmd_cache.get(key)
         if hit is None:
-            from accelpool.sched.codegen import op_transfers
+            from accelpool.sched.lower import op_transfers
             from accelpool.sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles
             loads, stores = op_transfers(dag.graph["ir"], dag.nodes[n]["op"], unit.tile,
                                          self._bytes_per_flit)
@@ -339,7 +339,8 @@ class CostModel:
             return self._cmd_cache[key]
         out = None
         try:
-            from accelpool.sched.codegen import CodegenError, op_transfers
+            from accelpool.sched.lower.common import CodegenError
+            from accelpool.sched.lower import op_transfers
             from accelpool.sched.cost.stream import op_cycles
         except ImportError:
             self._cmd_cache[key] = None
@@ -388,7 +389,8 @@ class CostModel:
             # its n elements, whose factors depend on the source's layout) or a LAYOUT
             # micro-op codegen does not lower is priced as one EXEC moving n elements (the
             # engine's cycles depend on the destination elements only).
-            from accelpool.sched.codegen import CodegenError, layout_shape
+            from accelpool.sched.lower.common import CodegenError
+            from accelpool.sched.lower.layout import layout_shape
             try:
                 func, args = layout_shape(op, unit.tile if unit is not None
                                           else self.pool.memory)

@@ -178,7 +178,7 @@ def test_edge_and_memory_bytes(pool, cost):
     assert cost.memory_bytes(dag, "g0") == (512, 128)
     assert cost.memory_bytes(dag, "r") == (128, 128)
     # priced by the commands codegen emits for it: the rows of y's box, the result rows
-    from accelpool.sched.codegen import op_transfers
+    from accelpool.sched.lower import op_transfers
     from accelpool.sched.cost.stream import op_cycles
     loads, stores = op_transfers(g, g.op("r"), u.tile, 8)
     assert (loads, stores) == ([16] * 8, [128])      # z is whole: one contiguous STORE
