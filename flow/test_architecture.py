@@ -101,6 +101,14 @@ def test_every_installed_package_is_a_layer():
     assert set(dirs) - {"accelpool.configs"} == layered == set(PACKAGES)
 
 
+def test_every_package_of_the_layers_is_installed():
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"accelpool." + ".".join(init.parent.relative_to(root).parts)
+             for layer in PACKAGES for init in (root / layer.split(".")[1]).rglob("__init__.py")}
+    assert found - listed == set()
+
+
 def _toy(imports: list[tuple[str, str]]) -> grimp.ImportGraph:
     g = grimp.ImportGraph()
     for p in PACKAGES:
