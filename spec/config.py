@@ -182,7 +182,7 @@ _MESH_PARAMS: Mapping[str, _Param] = {
 # 10 MHz to 5 GHz spans every clock such a pool runs at, from an FPGA prototype to the
 # fastest clocked silicon; a value outside is a unit mistake (GHz or Hz written as MHz)
 # that would scale every time in the reports and traces by 1000.
-_CLOCK = _Param(500, 10, 5000, integer=False, doc="clock frequency in MHz")
+_CLOCK = _Param(500, 10, 5000, integer=False, doc="clock frequency in MHz (of the simulated SoC and of the reports' traces)")
 
 #: What ``name`` (the pool's) accepts; it names the pool's build folder, so no path parts.
 _POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")

@@ -15,12 +15,14 @@ PyPI wheel's, never a system one) or Icarus, and runs a cocotb test module on it
   Verilog or the build flags changed.
 - ``WAVES=1`` writes a waveform into that folder: ``dump.vcd`` (on Icarus from a dump
   module of ours, on Verilator from the cocotb runner's tracing; the SoC's Icarus build
-  writes cocotb's ``soc_top.fst``). Its time base is the simulation's
-  clock, 10 ns a cycle (unit testbenches and the SoC's generated clock alike); the traces
-  of :mod:`accelpool.flow.report` use the pool's ``clock_mhz`` instead (2 ns a cycle at
-  500 MHz), so cycle ``n`` is at ``10 n`` ns in a waveform. The SoC
-  (:func:`accelpool.tb.soc.build_soc`) builds with waves in a folder of its own, and
-  ``accelpool sim --waves`` prints the file's path.
+  writes cocotb's ``soc_top.fst``). Its time base is the simulation's clock. The SoC's
+  clock, generated in its wrapper, runs at the pool's ``clock_mhz``
+  (:func:`accelpool.hw.soc.clock_period_ps`: 2 ns a cycle at the default 500 MHz), the time
+  base of the traces of :mod:`accelpool.flow.report`, so a cycle lasts as long in the
+  waveform as in the trace (whose time 0 is the run's ``start`` pulse, which the waveform
+  shows after the reset and the loads). Unit testbenches have no pool and run their blocks at 10 ns a
+  cycle. The SoC (:func:`accelpool.tb.soc.build_soc`) builds with waves in a folder of its
+  own, and ``accelpool sim --waves`` prints the file's path.
 - Icarus gets ``timescale=("1ns", "1ps")`` since Amaranth's Verilog carries none, and
   ``-g2005`` so yosys's time-0 evaluation of ``always @*`` blocks works;
   Verilator gets the width/unused lint warnings that Amaranth's output trips silenced

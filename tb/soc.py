@@ -10,7 +10,9 @@ Two sides:
   names the tile and the command when the run stops on a fault or times out;
 - the **cocotb side**: :class:`SocDriver` loads command memories and the global memory in
   bulk through the SoC's host ports, pulses ``start`` and sleeps until ``all_done`` rises
-  (or the timeout): Python runs only at transaction boundaries.
+  (or the timeout): Python runs only at transaction boundaries. The SoC's clock runs at
+  the pool's ``clock_mhz`` (:func:`accelpool.hw.soc.clock_period_ps`), and every wait of the
+  driver is a number of cycles or a fraction of that period.
 
 :mod:`accelpool.tb.soc_job` is the cocotb test module that carries a job file through a simulation.
 """
@@ -35,19 +37,19 @@ from typing import Any, Iterable, Mapping
 from accelpool.spec import isa
 from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, PoolConfig, TileConfig, UnitKind,
                                    load_config)
-from accelpool.hw.soc import SOC_TOP, SOC_WRAPPER, Soc, clock_wrapper, zero_init_skipped
+from accelpool.hw.soc import (SOC_TOP, SOC_WRAPPER, Soc, clock_period_ps, clock_wrapper,
+                              zero_init_skipped)
 from accelpool.hw.tile import REGISTERS, STATUS_BITS
 from accelpool.tb.harness import locked
 
 log = logging.getLogger("accelpool")
 
 __all__ = ["SocJob", "SocResult", "SocFault", "build_soc", "run_job", "run_soc_tests",
-           "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV", "CLOCK_PERIOD_NS",
+           "SocDriver", "diagnose", "run_jobs", "soc_build_dir", "JOB_ENV",
            "DEFAULT_CMD_DEPTH", "command_depth_for",
            "start_up_safe", "zero_memories", "simulation_text"]
 
 JOB_ENV = "ACCELPOOL_SOC_JOB"
-CLOCK_PERIOD_NS = 10
 
 
 class SocFault(RuntimeError):
@@ -313,17 +315,36 @@ class SocDriver:
     Parameters
     ----------
     dut : cocotb handle
-        The ``soc_top`` wrapper; its ``clk`` is generated in HDL.
+        The ``soc_top`` wrapper; its ``clk`` is generated in HDL at the pool's ``clock_mhz``.
     cfg : PoolConfig
         The pool the SoC was built from.
+
+    Attributes
+    ----------
+    period_ps : int
+        The clock period (:func:`accelpool.hw.soc.clock_period_ps`); :meth:`run`'s timeout
+        is a number of these.
+    sample_ps : int
+        How long after a rising edge outputs are read: a quarter period, halfway between
+        the rising and the falling edge, so that a read never shares a time step with an
+        edge of the clock.
     """
 
     def __init__(self, dut, cfg: PoolConfig):
         self.dut = dut
         self.cfg = cfg
         self.clk = dut.clk
+        self.period_ps = clock_period_ps(cfg)
+        self.sample_ps = self.period_ps // 4
         self.flit_bytes = cfg.mesh.flit_bits // 8
         self.units = programmable_tiles(cfg)
+
+    async def _sample(self) -> None:
+        """Wait for the next rising edge, then :attr:`sample_ps`: outputs that follow the
+        inputs written before it (or registered on that edge) have settled."""
+        from cocotb.triggers import RisingEdge, Timer
+        await RisingEdge(self.clk)
+        await Timer(self.sample_ps, "ps")
 
     async def reset(self) -> None:
         """Hold reset for a few cycles with every host input idle."""
@@ -370,7 +391,7 @@ class SocDriver:
 
     async def read_memory(self, addr: int, length: int) -> bytes:
         """Read ``length`` bytes of global memory from byte ``addr``."""
-        from cocotb.triggers import RisingEdge, Timer
+        from cocotb.triggers import RisingEdge
         fb = self.flit_bytes
         d = self.dut
         first = addr - addr % fb
@@ -382,27 +403,27 @@ class SocDriver:
         await RisingEdge(self.clk)
         for word in range(first, addr + length, fb):
             d.mem_addr.value = word // fb
-            await RisingEdge(self.clk)
-            await Timer(1, "ns")
+            await self._sample()
             out += int(d.mem_rdata.value).to_bytes(fb, "little")
         d.mem_re.value = 0
         return bytes(out[addr - first:addr - first + length])
 
     async def read_registers(self, pos: int) -> dict[str, int]:
-        """Every register of mesh position ``pos`` (``y * cols + x``)."""
-        from cocotb.triggers import Timer
+        """Every register of mesh position ``pos`` (``y * cols + x``), one a cycle (the
+        register mux is combinational; reading a cycle after the address keeps every read
+        off the clock's edges)."""
         d = self.dut
         d.reg_pos.value = pos
         regs = {}
         for name, index in REGISTERS.items():
             d.reg_addr.value = index
-            await Timer(1, "ns")
+            await self._sample()
             regs[name] = int(d.reg_data.value)
         return regs
 
     async def read_trace(self, tile: TileConfig, count: int) -> list[int]:
         """The first ``count`` entries of ``tile``'s trace (issue cycle per command)."""
-        from cocotb.triggers import RisingEdge, Timer
+        from cocotb.triggers import RisingEdge
         d = self.dut
         d.reg_pos.value = tile.y * self.cfg.mesh.cols + tile.x
         # Prime the position for one cycle (the trace mux selects with the position of
@@ -413,18 +434,16 @@ class SocDriver:
         out = []
         for i in range(count):
             d.trace_addr.value = i
-            await RisingEdge(self.clk)
-            await Timer(1, "ns")
+            await self._sample()
             out.append(int(d.trace_data.value))
         return out
 
     async def read_memory_tokens(self, count: int = 16) -> list[int]:
-        """The memory tile's token counters 0..count-1."""
-        from cocotb.triggers import Timer
+        """The memory tile's token counters 0..count-1, one a cycle (as :meth:`read_registers`)."""
         out = []
         for i in range(count):
             self.dut.token_sel.value = i
-            await Timer(1, "ns")
+            await self._sample()
             out.append(int(self.dut.token_value.value))
         return out
 
@@ -433,7 +452,8 @@ class SocDriver:
         return {pos: await self.read_registers(pos) for pos in range(mesh.cols * mesh.rows)}
 
     async def run(self, timeout_cycles: int) -> tuple[bool, int]:
-        """Start every tile and sleep until ``all_done`` or the timeout.
+        """Start every tile and sleep until ``all_done`` or the timeout
+        (``timeout_cycles`` periods of the clock).
 
         Returns
         -------
@@ -445,7 +465,7 @@ class SocDriver:
         await RisingEdge(self.clk)
         d.start.value = 0
         done = RisingEdge(d.all_done)
-        fired = await First(done, Timer(timeout_cycles * CLOCK_PERIOD_NS, "ns"))
+        fired = await First(done, Timer(timeout_cycles * self.period_ps, "ps"))
         finished = fired is done
         await RisingEdge(self.clk)
         return finished, int(d.cycles.value)
@@ -526,11 +546,11 @@ def command_depth_for(lengths: Iterable[int]) -> int:
 
 
 def _source_key(cfg: PoolConfig, kw: Mapping[str, Any]) -> str:
-    """A hash of everything the SoC's Verilog depends on: the config, and the sources of
-    the RTL and of the contracts below it (``hw/`` and ``spec/``)."""
-    h = hashlib.sha256(repr((cfg.name, cfg.mesh, [(t.name, t.kind, t.x, t.y, t.dtypes,
-                                                    sorted(t.params.items()))
-                                                   for t in cfg.tiles], sorted(kw.items())))
+    """A hash of everything the SoC's Verilog depends on: the config (its clock for the
+    wrapper's), and the sources of the RTL and of the contracts below it (``hw/`` and
+    ``spec/``)."""
+    tiles = [(t.name, t.kind, t.x, t.y, t.dtypes, sorted(t.params.items())) for t in cfg.tiles]
+    h = hashlib.sha256(repr((cfg.name, cfg.clock_mhz, cfg.mesh, tiles, sorted(kw.items())))
                        .encode())
     root = Path(__file__).resolve().parent.parent
     for layer in ("spec", "hw"):
@@ -606,7 +626,7 @@ def zero_memories(text: str) -> str:
     which both simulators run at time 0 as before, so every memory still starts at zero
     (the compiler relies on zero padding). Any other ``initial`` block (a ROM's contents)
     is left as it is. A memory declared with no ``initial`` block after it (Amaranth
-    memories always have initial contents; :func:`accelpool.hw.soc.write_soc` leaves out the
+    memories always have initial contents; :func:`write_soc` leaves out the
     all-zero ones, see :func:`accelpool.hw.soc.zero_init_skipped`) gets the same loop over its
     whole range.
     """

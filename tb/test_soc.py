@@ -1,5 +1,6 @@
-"""Host-side pieces of the SoC driver: diagnosis, and the Verilog text passes (start-up fix,
-compact zero initialisation of memories, checked in both simulators on a small memory)."""
+"""Host-side pieces of the SoC driver: diagnosis, the Verilog text passes (start-up fix,
+compact zero initialisation of memories, checked in both simulators on a small memory), and
+the time base: the wrapper's clock and every wait of the driver follow the pool's clock."""
 
 from __future__ import annotations
 
@@ -180,7 +181,7 @@ def test_zero_memories_start_at_zero_in_the_simulator(sim, tmp_path):
 
     from accelpool.hw.soc import zero_init_skipped
 
-    # as hw.soc.write_soc does it: no initialiser emitted, a loop added after the declaration
+    # as tb.soc.write_soc does it: no initialiser emitted, a loop added after the declaration
     with zero_init_skipped():
         bare = generate_verilog(Mem(), "top")
     assert "initial" not in bare
@@ -230,3 +231,112 @@ def test_a_build_log_is_streamed_while_the_build_writes_it(tmp_path, capsys):
     with _streamed(log, enabled=False):
         log.write_text("quiet\n")
     assert capsys.readouterr().err == ""
+
+
+def _at(mhz: float):
+    from accelpool.spec.config import parse_config
+    return parse_config({**config_doc(CFG), "clock_mhz": mhz})
+
+
+@pytest.mark.parametrize("mhz, half_ps, delay", [
+    (500, 1000, "#1.000"), (250, 2000, "#2.000"), (333.3, 1500, "#1.500"),
+    (5000, 100, "#0.100"), (10, 50_000, "#50.000"), (300, 1667, "#1.667")])
+def test_the_wrapper_clock_runs_at_the_pools_clock(mhz, half_ps, delay):
+    from accelpool.hw.soc import Soc, clock_half_period_ps, clock_period_ps, clock_wrapper
+    cfg = _at(mhz)
+    assert clock_half_period_ps(cfg) == half_ps and clock_period_ps(cfg) == 2 * half_ps
+    text = clock_wrapper(Soc(cfg))
+    assert text.startswith("`timescale 1ns/1ps\n")
+    assert f"    always {delay} clk = ~clk;\n" in text
+    assert text.count("always") == 1
+
+
+def test_the_default_pool_has_one_time_base_with_its_reports():
+    """At the default 500 MHz a cycle is 2 ns in the waveform as in the reports' traces."""
+    from accelpool.spec.config import DEFAULT_CONFIG
+    from accelpool.hw.soc import clock_period_ps
+    cfg = load_config(DEFAULT_CONFIG)
+    assert clock_period_ps(cfg) == round(1e6 / cfg.clock_mhz) == 2000
+
+
+def test_the_source_key_follows_the_clock():
+    from accelpool.tb.soc import _source_key
+    assert _source_key(_at(500), {}) != _source_key(_at(250), {})
+
+
+class _Signal:
+    def __init__(self, value=0):
+        self.value = value
+
+
+class _Dut:
+    def __getattr__(self, name):
+        sig = _Signal()
+        setattr(self, name, sig)
+        return sig
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """Stand-ins for cocotb's triggers that complete at once and record what was awaited."""
+    import sys
+    import types
+
+    log = []
+
+    class _Trigger:
+        def __init__(self, *args, **kw):
+            self.args = args
+            log.append((type(self).__name__, args))
+
+        def __await__(self):
+            return iter(())
+
+    class Timer(_Trigger):
+        pass
+
+    class RisingEdge(_Trigger):
+        pass
+
+    class ClockCycles(_Trigger):
+        pass
+
+    class First(_Trigger):
+        def __await__(self):             # the first trigger (all_done) fires
+            yield from ()
+            return self.args[0]
+
+    mod = types.ModuleType("cocotb.triggers")
+    mod.Timer, mod.RisingEdge, mod.ClockCycles, mod.First = Timer, RisingEdge, ClockCycles, First
+    monkeypatch.setitem(sys.modules, "cocotb.triggers", mod)
+    return log
+
+
+@pytest.mark.parametrize("mhz", [500, 250, 333.3])
+def test_every_wait_of_the_driver_is_a_fraction_of_the_pools_period(waits, mhz):
+    """Reads sample a quarter period after a rising edge (off both edges) and the timeout is
+    in periods: at 500 MHz a fixed 1 ns offset would fall on the falling edge."""
+    import asyncio
+
+    from accelpool.hw.soc import clock_period_ps
+    from accelpool.tb.soc import SocDriver
+    cfg = _at(mhz)
+    period = clock_period_ps(cfg)
+    drv = SocDriver(_Dut(), cfg)
+    assert (drv.period_ps, drv.sample_ps) == (period, period // 4)
+
+    async def reads():
+        await drv.read_registers(0)
+        await drv.read_memory(0, 16)
+        await drv.read_trace(CFG.tile("ce0"), 3)
+        await drv.read_memory_tokens(4)
+    asyncio.run(reads())
+    timers = [args for kind, args in waits if kind == "Timer"]
+    assert timers and all(t == (period // 4, "ps") for t in timers)
+    # every sample follows a rising edge
+    for i, (kind, _) in enumerate(waits):
+        if kind == "Timer":
+            assert waits[i - 1][0] == "RisingEdge"
+    waits.clear()
+    assert asyncio.run(drv.run(1234)) == (True, 0)
+    assert [args for kind, args in waits if kind == "Timer"] == [(1234 * period, "ps")]
