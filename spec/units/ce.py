@@ -1,4 +1,4 @@
-"""The convolution engine's EXEC contract: function, argument layout, limits, checks.
+"""The convolution engine: its declaration and its EXEC contract: function, argument layout, limits, checks.
 
 What the compiler emits and the RTL (``hw/ce.py``) accepts: one definition for both.
 """
@@ -7,9 +7,18 @@ from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
-from accelpool.spec.config import UnitKind
+from accelpool.spec.param import SCRATCHPAD, Param
+from accelpool.spec.unit import UnitSpec, register_unit
 
-__all__ = ["MAX_KERNEL", "WEIGHT_DEPTH", "EXTENT_BITS", "CHANNEL_BITS", "CeFunc", "CeArgs", "CeCommand", "CE_SPEC"]
+__all__ = ["CE", "MAX_KERNEL", "WEIGHT_DEPTH", "EXTENT_BITS", "CHANNEL_BITS", "CeFunc", "CeArgs", "CeCommand", "CE_SPEC"]
+
+CE = register_unit(UnitSpec(
+    key="ce", code=4, title="convolution engine", dtypes=("int8",),
+    params={"scratchpad_bytes": SCRATCHPAD,
+            "oc_lanes": Param(8, 1, 64, doc="output channels computed in parallel"),
+            "ic_lanes": Param(8, 1, 64, doc="input channels reduced in parallel")},
+    geometry=("oc_lanes", "ic_lanes"), runs=(("conv", "int8"),)))
+
 
 #: Largest kernel extent (kernel_h, kernel_w).
 MAX_KERNEL = 5
@@ -75,4 +84,4 @@ def _ce_checks(func, a):
     ]
 
 
-CE_SPEC = isa.define_exec(UnitKind.CE, CeFunc, CeArgs, _ce_checks)
+CE_SPEC = isa.define_exec(CE, CeFunc, CeArgs, _ce_checks)
