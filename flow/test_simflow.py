@@ -19,9 +19,8 @@ from accelpool.tb.soc import build_soc, config_doc
 def test_pool_with_a_unit_without_rtl_is_refused_by_name(monkeypatch):
     import accelpool.hw.tile as tile_mod
     from accelpool.spec.config import UnitKind
-    builders = dict(tile_mod.UNIT_BUILDERS)
-    builders[UnitKind.SMU] = ("accelpool.hw.smu_missing", builders[UnitKind.SMU][1])
-    monkeypatch.setattr(tile_mod, "UNIT_BUILDERS", builders)
+    tile_mod.UNIT_RTL[UnitKind.SMU]      # the built-in units are registered
+    monkeypatch.delitem(tile_mod.UNIT_RTL._items, UnitKind.SMU)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL"):
         simulate("mixed", "default", progress=False)
 

@@ -63,6 +63,8 @@ from .arith.fp32add import Fp32Adder
 from .arith.requant import Requantizer
 from .arith.round import Fp32ToBf16
 from accelpool.spec.units.afu import COUNT_BITS, AfuFunc, AfuDType, AfuArgs, AfuCommand
+from accelpool.spec.config import UnitKind
+from .units import UNIT_RTL
 
 __all__ = ["ActivationUnit"]
 
@@ -528,3 +530,6 @@ class ActivationUnit(wiring.Component):
             self.wr.data.eq(n.s4_word),
             self.wr.en.eq(Mux(n.pipe[-1], n.s4_mask, 0)),
         ]
+
+
+UNIT_RTL.register(UnitKind.AFU, ActivationUnit.from_tile)

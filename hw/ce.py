@@ -68,6 +68,8 @@ from accelpool.spec import isa
 from .arith.requant import Requantizer
 from accelpool.spec.units.ce import (MAX_KERNEL, WEIGHT_DEPTH, EXTENT_BITS, CHANNEL_BITS, CeArgs,
                                      CeCommand)
+from accelpool.spec.config import UnitKind
+from .units import UNIT_RTL
 
 __all__ = ["ConvEngine"]
 
@@ -515,3 +517,6 @@ class ConvEngine(wiring.Component):
         packed = Signal(OL * 32)
         m.d.comb += packed.eq(Mux(a.requant, Cat(*ys), acc.as_value()))
         return packed, valid
+
+
+UNIT_RTL.register(UnitKind.CE, ConvEngine.from_tile)

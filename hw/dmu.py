@@ -30,6 +30,8 @@ from .arith.fp32add import Fp32Adder
 from .arith.round import Fp32ToBf16
 from .systolic import MacKind, SystolicGemm
 from accelpool.spec.units.dmu import DmuFunc, DmuArgs
+from accelpool.spec.config import UnitKind
+from .units import UNIT_RTL
 
 __all__ = ["Bf16Fp32Mac", "BF16_MAC", "Dmu"]
 
@@ -80,3 +82,6 @@ class Dmu(SystolicGemm):
             m.d.comb += cv.x.eq(acc)
             h.append(cv.y)
         return Mux(args.out_bf16, Cat(*h), Cat(*row))
+
+
+UNIT_RTL.register(UnitKind.DMU, Dmu.from_tile)

@@ -48,6 +48,8 @@ from .arith.fp32add import Fp32Adder
 from .csr_engine import LaneDatapath
 from .sparse_unit import SparseUnit
 from accelpool.spec.units.smu import SmuFunc, SmuArgs
+from accelpool.spec.config import UnitKind
+from .units import UNIT_RTL
 
 __all__ = ["Smu", "SmuDatapath"]
 
@@ -98,3 +100,11 @@ class Smu(SparseUnit):
         return {"ptr": args.a_ptr_addr, "nz": args.a_nz_addr, "dense": args.b_addr,
                 "out": args.c_addr, "rows": args.m, "cols": args.n, "nnz": args.nnz,
                 "out_bf16": args.out_bf16}
+
+
+def _from_tile(tile) -> Smu:
+    """The SMU of a tile config."""
+    return Smu(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
+
+
+UNIT_RTL.register(UnitKind.SMU, _from_tile)

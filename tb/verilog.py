@@ -13,33 +13,26 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from accelpool.spec.config import DEFAULT_CONFIG, PoolConfig, load_config
+from accelpool.spec.config import DEFAULT_CONFIG, PoolConfig, UnitKind, load_config
 
 __all__ = ["blocks", "write_verilog", "lint"]
 
 
 def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
-    from accelpool.hw.afu import ActivationUnit
-    from accelpool.hw.ce import ConvEngine
-    from accelpool.spec.config import UnitKind
     from accelpool.hw.controller import TileController
-    from accelpool.hw.dmu import Dmu
-    from accelpool.hw.lpu import Lpu
     from accelpool.hw.scratchpad import Scratchpad
     from accelpool.hw.spad_stream import StreamReader, StreamWriter
     from accelpool.hw.csr_walk import CsrWalker
-    from accelpool.hw.gnn import Gnn
     from accelpool.hw.layout_engine import LayoutEngine
-    from accelpool.hw.smu import Smu
+    from accelpool.hw.units import UNIT_RTL
 
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
     units = {}
-    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu), (UnitKind.CE, ConvEngine),
-                      (UnitKind.AFU, ActivationUnit), (UnitKind.SMU, Smu), (UnitKind.GNN, Gnn)):
-        tiles = cfg.tiles_of(kind)
+    for kind in UnitKind:
+        tiles = cfg.tiles_of(kind) if kind in UNIT_RTL else ()
         if tiles:
-            units[kind.key] = (lambda cls=cls, tile=tiles[0]: cls.from_tile(tile))
+            units[kind.key] = (lambda build=UNIT_RTL[kind], tile=tiles[0]: build(tile))
     return {
         "scratchpad": lambda: Scratchpad(word_bits=cfg.mesh.flit_bits,
                                          depth=spad_bytes // (cfg.mesh.flit_bits // 8),
