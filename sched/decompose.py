@@ -59,7 +59,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from accelpool.spec.config import DType, PoolConfig, UnitKind, load_config
+from accelpool.spec.config import DType, PoolConfig, load_config
+from accelpool.spec.unit import unit_spec
 from .frontend import FrontendError, check_pool_support
 from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, LayoutFunc, MicroOp,
                  OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims,
@@ -116,14 +117,18 @@ class DecomposeOptions:
                              f"{self.max_micro_ops!r}")
 
 
-def _first(pool: PoolConfig, kind: UnitKind):
-    tiles = pool.tiles_of(kind)
-    return tiles[0] if tiles else None
+def _first(pool: PoolConfig, op: OpType, dtype: DType):
+    """The first tile of ``pool`` whose unit is built for ``op`` on ``dtype`` (its
+    declaration's ``runs``), or None."""
+    pair = (op.value, dtype.key)
+    return next((t for t in pool.units if pair in unit_spec(t.kind).runs), None)
 
 
 @dataclass(frozen=True)
 class TilePlan:
-    """Tile sizes read from the pool config (the first unit of each kind; defaults if absent)."""
+    """Tile sizes read from the pool config: of the first unit built for each operation
+    (GEMM on BF16 and on INT8, CONV, activations, aggregation); defaults if absent. The
+    fields are named after the built-in units that run them."""
 
     options: DecomposeOptions
     dmu_rows: int = 8
@@ -144,17 +149,18 @@ class TilePlan:
 
     @classmethod
     def from_pool(cls, pool: PoolConfig, options: DecomposeOptions = DecomposeOptions()) -> "TilePlan":
-        kw: dict = {"options": options, "has_smu": bool(pool.tiles_of(UnitKind.SMU)),
+        has_smu = _first(pool, OpType.SPMM, DType.BF16) is not None
+        kw: dict = {"options": options, "has_smu": has_smu,
                     "flit_bytes": pool.mesh.flit_bits // 8}
-        if (t := _first(pool, UnitKind.DMU)) is not None:
+        if (t := _first(pool, OpType.GEMM, DType.BF16)) is not None:
             kw.update(dmu_rows=t["rows"], dmu_cols=t["cols"], dmu_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.LPU)) is not None:
+        if (t := _first(pool, OpType.GEMM, DType.INT8)) is not None:
             kw.update(lpu_rows=t["rows"], lpu_cols=t["cols"], lpu_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.CE)) is not None:
+        if (t := _first(pool, OpType.CONV, DType.INT8)) is not None:
             kw.update(ce_oc=t["oc_lanes"], ce_ic=t["ic_lanes"], ce_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.AFU)) is not None:
+        if (t := _first(pool, OpType.ACT, DType.BF16)) is not None:
             kw.update(afu_lanes=t["lanes"], afu_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.GNN)) is not None:
+        if (t := _first(pool, OpType.AGGREGATE, DType.BF16)) is not None:
             kw.update(gnn_lanes=t["lanes"], gnn_spad=t.scratchpad_bytes)
         return cls(**kw)
 

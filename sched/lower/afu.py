@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 from typing import Any
 
 import numpy as np
 
-from accelpool.spec.config import DType
-from accelpool.sched.ir import (ActFunc, EltwiseFunc, MicroOp, OpType, TensorRef)
-from accelpool.sched.lower.common import (ALIGN, CodegenError, NP_DTYPE, NotLowered, LowerCtx,
+from accelpool.spec.config import DType, UnitKind
+from accelpool.sched.ir import ActFunc, EltwiseFunc, MicroOp, OpType, TensorRef
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NP_DTYPE, NotLowered, LowerCtx,
                                           Operand, Plan, blob_rows, ceil_div, const_array,
                                           op_label)
 
@@ -177,3 +175,9 @@ def lower_afu_convert(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
         return func, {"a_addr": addr[0], "out_addr": addr["out"], "count": count,
                       "dtype": dt, **extra}
     return Plan([operand], res, build, max(ALIGN, wb))
+
+
+LOWERINGS.register((UnitKind.AFU, OpType.ACT), lower_afu)
+LOWERINGS.register((UnitKind.AFU, OpType.ELTWISE), lower_afu)
+LOWERINGS.register((UnitKind.AFU, OpType.QUANTIZE), lower_afu_convert)
+LOWERINGS.register((UnitKind.AFU, OpType.DEQUANTIZE), lower_afu_convert)

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 from typing import Any
 
 import numpy as np
 
-from accelpool.spec.config import DType
-from accelpool.sched.ir import MicroOp
-from accelpool.sched.lower.common import (ALIGN, CodegenError, NotLowered, LowerCtx, Operand, Plan,
+from accelpool.spec.config import DType, UnitKind
+from accelpool.sched.ir import MicroOp, OpType
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx, Operand, Plan,
                                           ceil_div, const_array, requant_params, op_label)
 
 def lower_ce(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
@@ -95,3 +93,6 @@ def lower_ce(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
                                             bias_addr=addr["bias"], out_addr=addr["out"],
                                             bias=True, x_zero_point=pv, **extra)
     return Plan(operands, res, build, ALIGN)
+
+
+LOWERINGS.register((UnitKind.CE, OpType.CONV), lower_ce)

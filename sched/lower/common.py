@@ -4,8 +4,6 @@ micro-op, transfer runs, EXEC encoding, and the errors of lowering.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -15,6 +13,7 @@ import numpy as np
 
 from accelpool.spec import isa
 from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.unit import Registry
 from accelpool.sched.ir import (BufferKind, Graph, MicroOp, OpType, TensorRef,
                                 channels_last_images, image_dims)
 
@@ -370,6 +369,10 @@ def operand_runs(lays: Mapping[str, BufferLayout], o: Operand, fb: int, who: str
                   ) -> list[tuple[int, int]]:
     """Memory runs an operand is loaded from: its own, or its box's rows."""
     return o.runs if o.runs is not None else row_runs(lays, o.ref, fb, who)
+
+#: (unit kind, operation) -> ``lower(ctx, op, tile) -> Plan``: a micro-op placed on a tile
+#: turned into scratchpad regions and one EXEC; each unit's lowering module registers its own.
+LOWERINGS = Registry("sched", "lowering")
 
 #: Why a placement is not lowered (one sentence each).
 WHY_NOT = {

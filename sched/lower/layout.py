@@ -4,8 +4,6 @@ engine.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import math
 from typing import Any
 
