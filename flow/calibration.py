@@ -65,10 +65,11 @@ import numpy as np
 
 from accelpool.spec import isa
 from accelpool.spec.config import PoolConfig, TileConfig, UnitKind, load_config
+from accelpool.spec.unit import Registry
 
 __all__ = ["Bench", "ce_sweep", "dmu_sweep", "lpu_sweep", "afu_sweep", "gnn_sweep", "smu_sweep",
            "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "measure",
-           "calibrate_in_rtl", "fallback_errors", "calibration_path", "load_calibration",
+           "calibrate_in_rtl", "calibration_path", "load_calibration",
            "calibrated_params", "cost_model", "main"]
 
 
@@ -307,11 +308,15 @@ def smu_sweep(tile: TileConfig, reduced: bool = False, seed: int = 2) -> list[Be
     return out
 
 
-#: Unit kind -> sweep ``(tile, reduced) -> [Bench]``.
-SWEEPS: Mapping[UnitKind, Callable[..., list[Bench]]] = {
-    UnitKind.DMU: dmu_sweep, UnitKind.LPU: lpu_sweep, UnitKind.SMU: smu_sweep,
-    UnitKind.CE: _ce_benches, UnitKind.AFU: afu_sweep, UnitKind.GNN: gnn_sweep,
-}
+#: Unit kind -> sweep ``(tile, reduced) -> [Bench]`` (a unit package registers its own in
+#: its ``flow`` submodule).
+SWEEPS: Mapping[UnitKind, Callable[..., list[Bench]]] = Registry("flow", "calibration sweep")
+SWEEPS.register(UnitKind.DMU, dmu_sweep)
+SWEEPS.register(UnitKind.LPU, lpu_sweep)
+SWEEPS.register(UnitKind.SMU, smu_sweep)
+SWEEPS.register(UnitKind.CE, _ce_benches)
+SWEEPS.register(UnitKind.AFU, afu_sweep)
+SWEEPS.register(UnitKind.GNN, gnn_sweep)
 #: Bytes of the NoC transfer sweep.
 TRANSFER_BYTES = (64, 256, 1024, 4096)
 
@@ -467,54 +472,6 @@ def _errors(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return max(rel), sum(rel) / len(rel)
 
 
-def _fallback_args(kind: UnitKind, shape: Mapping[str, Any]) -> dict:
-    """A micro-benchmark's shape in the IR names of the generic formulas
-    (:data:`accelpool.sched.cost.model.FALLBACK`)."""
-    if kind in (UnitKind.DMU, UnitKind.LPU):
-        return {"M": shape["m"], "N": shape["n"], "K": shape["k"]}
-    if kind is UnitKind.SMU:
-        return {"M": shape["m"], "N": shape["n"], "K": shape["k"],
-                "nnz_macs": shape["nnz"] * shape["n"]}
-    if kind is UnitKind.AFU:
-        return {"n": shape["count"]}
-    if kind is UnitKind.GNN:
-        return {"nodes": shape["nodes"], "edges": shape["edges"], "features": shape["features"]}
-    if kind is UnitKind.CE:
-        from accelpool.spec.ce_layout import ConvShape
-        s = ConvShape(c_in=shape["c_in"], c_out=shape["c_out"], height=shape["height"],
-                      width=shape["width"], kernel_h=shape["kernel_h"],
-                      kernel_w=shape["kernel_w"], stride=shape["stride"],
-                      pads=tuple(shape["pads"]))
-        return {"OC": s.c_out, "IC": s.c_in, "OH": s.out_h, "OW": s.out_w,
-                "KH": s.kernel_h, "KW": s.kernel_w}
-    raise ValueError(f"No generic formula arguments for {kind.key}")
-
-
-def fallback_errors(measurements: Sequence) -> dict:
-    """How the generic formulas (:data:`accelpool.sched.cost.model.FALLBACK`, what the cost model
-    falls back to without a unit's own ``sched/cost/<kind>.py``) fare on the measurements:
-    per kind, (max, mean) relative error with their defaults (``1 * formula + 16``) and
-    after a ``scale * formula + overhead`` least-squares refit on the alternate half
-    (sorted by formula value, as :func:`accelpool.sched.cost.model.calibrate` splits), with the
-    fitted (scale, overhead) and the held-out maximum error.
-    """
-    from accelpool.sched.cost.model import FALLBACK, KindParams
-    d = KindParams()
-    out = {}
-    for kind in sorted({m.tile.kind for m in measurements}, key=lambda k: k.value):
-        pts = sorted((float(FALLBACK[kind](m.tile, **_fallback_args(kind, m.shape))),
-                      float(m.cycles)) for m in measurements if m.tile.kind is kind)
-        train, test = pts[0::2], pts[1::2]
-        a = np.vstack([[p[0] for p in train], np.ones(len(train))]).T
-        (scale, overhead), *_ = np.linalg.lstsq(a, np.array([p[1] for p in train]), rcond=None)
-        out[kind.key] = {
-            "before": _errors([(d.scale * f + d.overhead, c) for f, c in pts]),
-            "after": _errors([(scale * f + overhead, c) for f, c in pts]),
-            "held_out": _errors([(scale * f + overhead, c) for f, c in test])[0],
-            "fit": (float(scale), float(overhead))}
-    return out
-
-
 def _measure_per_unit(cfg: PoolConfig, sim: str | None, kinds, reduced: bool,
                       transfer_bytes: Sequence[int], log: Callable[[str], None]):
     """Measurements on the small pools, attributed to ``cfg``'s tiles."""
@@ -633,21 +590,18 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         pred = (before_model.load_cycles(t["bytes"], at) if t["op"] == "LOAD"
                 else before_model.store_cycles(t["bytes"], at))
         out["noc"].append({**t, "predicted": pred})
-    out["fallback"] = fallback_errors(units) if units else {}
     if write:
         path = calibration_path(cfg)
         path.write_text(json.dumps({
             "config": cfg.name, "simulator": simulator,
             "kinds": {k: {"scale": s, "overhead": o,
-                          "formula": ("unit" if before_model.from_rtl(UnitKind.from_key(k))
-                                      else "fallback")}
+                          "formula": "unit"}
                       for k, (s, o) in out["fit"].items()},
             "error_before": out["before"], "error_after": out["after"],
             "error_held_out": out["held_out"], "samples": out["samples"],
             "units": {t.name: {"kind": t.kind.key, "dtypes": [d.key for d in t.dtypes],
                                **dict(t.params)} for t in cfg.units},
             "measured_on": out["pools"],
-            "fallback_formulas": out["fallback"],
             "noc_transfers": [{k: v for k, v in t.items()} for t in out["noc"]],
         }, indent=2, default=list) + "\n")
         out["path"] = path
@@ -656,15 +610,15 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
 
 # -- using a stored calibration ----------------------------------------------------------
 
-def load_calibration(cfg: PoolConfig, model: Any = None) -> dict:
+def load_calibration(cfg: PoolConfig) -> dict:
     """The stored per-kind parameters of ``cfg`` (``{UnitKind: KindParams}``; empty when
     :func:`calibration_path` does not exist).
 
     A kind is left out (with a warning) when the calibration is stale for it: the file
     records the units it was measured on and a tile of that kind in ``cfg`` now has other
-    parameters, or (given the :class:`~accelpool.sched.cost.model.CostModel` ``model``) the file
-    says the scale and overhead apply to the unit's own formula (``"formula": "unit"``,
-    ``sched/cost/<kind>.py``) and ``model`` uses the generic fallback, or the reverse.
+    parameters, or the file says the scale and overhead apply to another formula than
+    the unit's own (``"formula"`` other than ``"unit"``, ``sched/cost/<kind>.py``'s, which
+    the cost model uses).
     """
     from accelpool.sched.cost.model import KindParams
     path = calibration_path(cfg)
@@ -692,13 +646,11 @@ def load_calibration(cfg: PoolConfig, model: Any = None) -> dict:
                           f"parameters than {cfg.name}'s {kind.key} tiles now have; not used",
                           stacklevel=2)
             continue
-        if model is not None and formulas[kind] is not None:
-            uses = "unit" if model.from_rtl(kind) else "fallback"
-            if formulas[kind] != uses:
-                warnings.warn(f"{path}: the {kind.key} calibration scales the {formulas[kind]} "
-                              f"formula; the cost model uses the {uses} formula; not used",
-                              stacklevel=2)
-                continue
+        if formulas[kind] not in (None, "unit"):
+            warnings.warn(f"{path}: the {kind.key} calibration scales the {formulas[kind]} "
+                          f"formula; the cost model uses the unit formula; not used",
+                          stacklevel=2)
+            continue
         out[kind] = kp
     return out
 
@@ -712,7 +664,7 @@ def calibrated_params(pool: Any, **cost_kw: Any):
     from accelpool.sched.cost.model import CostModel
     model = CostModel(pool, **cost_kw)
     base = model.params
-    stored = load_calibration(pool.config, model)
+    stored = load_calibration(pool.config)
     return dataclasses.replace(base, kinds={**base.kinds, **stored})
 
 
@@ -759,15 +711,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"error over all of it",
                 ["kind", "samples", "scale", "overhead", "max err before", "mean err before",
                  "max err after", "mean err after", "held-out max"], rows)
-    if out["fallback"]:
-        print_table("The generic formulas (sched.cost.model.FALLBACK, the model without a unit's "
-                    "own formula) on the same measurements: defaults (1 * formula + 16) and refit",
-                    ["kind", "max err default", "mean err default", "scale", "overhead",
-                     "max err refit", "mean err refit", "held-out max"],
-                    [[k, f"{100 * v['before'][0]:.1f}%", f"{100 * v['before'][1]:.1f}%",
-                      f"{v['fit'][0]:.4f}", f"{v['fit'][1]:.1f}", f"{100 * v['after'][0]:.1f}%",
-                      f"{100 * v['after'][1]:.1f}%", f"{100 * v['held_out']:.1f}%"]
-                     for k, v in out["fallback"].items()])
     if out["pools"]:
         print("measured on: " + ", ".join(f"{u} <- {p}" for u, p in out["pools"].items()))
     if out["noc"]:
