@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith.round import Fp32ToBf16
 from .csr_walk import NNZ_BITS, ROW_BITS, CsrWalker
+from .params import check_int, is_int
 
 __all__ = ["LaneDatapath", "EngineJob", "CsrRowEngine"]
 
@@ -93,11 +94,10 @@ class CsrRowEngine(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, addr_width: int, datapath: LaneDatapath):
-        if not isinstance(lanes, int) or isinstance(lanes, bool):
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        check_int(lanes, "Lane count")
         if lanes < 2 or lanes & (lanes - 1):
             raise ValueError(f"Lane count must be a power of two of at least 2, not {lanes!r}")
-        if not isinstance(addr_width, int) or isinstance(addr_width, bool) or addr_width <= 0:
+        if not is_int(addr_width) or addr_width <= 0:
             raise ValueError(f"Address width must be a positive integer, not {addr_width!r}")
         if not isinstance(datapath, LaneDatapath):
             raise TypeError(f"Datapath must be a LaneDatapath, not {datapath!r}")

@@ -56,6 +56,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.units.layout import MemFunc, MemArgs, MemCommand
+from .params import check_int
 
 __all__ = ["LayoutEngine"]
 
@@ -76,15 +77,11 @@ class LayoutEngine(wiring.Component):
     """
 
     def __init__(self, *, word_bits: int, addr_width: int):
-        if isinstance(word_bits, bool) or not isinstance(word_bits, int):
-            raise TypeError(f"Layout engine word width must be a positive integer, "
-                            f"not {word_bits!r}")
+        check_int(word_bits, "Layout engine word width")
         if not 32 <= word_bits <= 512 or word_bits & (word_bits - 1):
             raise ValueError(f"Layout engine word width must be a power of two from 32 to "
                              f"512 bits, not {word_bits!r}")
-        if isinstance(addr_width, bool) or not isinstance(addr_width, int):
-            raise TypeError(f"Layout engine address width must be a positive integer, "
-                            f"not {addr_width!r}")
+        check_int(addr_width, "Layout engine address width")
         if not 1 <= addr_width <= _PTR:
             raise ValueError(f"Layout engine address width must be between 1 and {_PTR}, "
                              f"not {addr_width!r}")

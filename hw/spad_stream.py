@@ -10,6 +10,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_positive
+
 __all__ = ["TransferLayout", "StreamReader", "StreamWriter", "COUNT_BITS"]
 
 #: Width of a transfer's word count.
@@ -23,10 +25,7 @@ def TransferLayout(addr_width: int) -> data.StructLayout:
 
 def _check_widths(addr_width, data_width):
     for name, value in (("Address width", addr_width), ("Data width", data_width)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name} must be a positive integer, not {value!r}")
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_positive(value, name)
 
 
 class StreamReader(wiring.Component):

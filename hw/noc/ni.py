@@ -50,16 +50,9 @@ from .reader import FlitReader
 from .signaller import SignalSender, header_bits
 from .target import PacketTarget, byte_mask
 from .tokens import TokenInc
+from ..params import check_positive
 
 __all__ = ["NetworkInterface"]
-
-
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive integer, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value
 
 
 class NetworkInterface(wiring.Component):
@@ -103,16 +96,16 @@ class NetworkInterface(wiring.Component):
         check_coord(mesh, x, y)
         self._x, self._y = x, y
         fbits = mesh.flit_bits
-        _check_int("Scratchpad word width", word_bits)
+        check_positive(word_bits, "Scratchpad word width")
         k = word_bits // fbits
         if word_bits % fbits or k & (k - 1):
             raise ValueError(f"Scratchpad word width must be a power-of-two multiple of the "
                              f"flit width {fbits}, not {word_bits!r}")
-        _check_int("Scratchpad size", spad_bytes)
+        check_positive(spad_bytes, "Scratchpad size")
         if spad_bytes & (spad_bytes - 1) or spad_bytes < word_bits // 8:
             raise ValueError(f"Scratchpad size must be a power of two of at least one word "
                              f"({word_bits // 8} bytes), not {spad_bytes!r}")
-        _check_int("Packet size", max_packet_bytes)
+        check_positive(max_packet_bytes, "Packet size")
         if max_packet_bytes % (fbits // 8) or max_packet_bytes > MAX_PACKET_BYTES_LIMIT:
             raise ValueError(f"Packet size must be a multiple of the flit size "
                              f"({fbits // 8} bytes) up to {MAX_PACKET_BYTES_LIMIT}, "
