@@ -10,17 +10,7 @@ __all__ = ["is_int", "check_int", "check_positive"]
 
 
 def is_int(value: object) -> bool:
-    """Whether ``value`` is an ``int`` and not a ``bool``.
-
-    Parameters
-    ----------
-    value : object
-        The parameter as given.
-
-    Returns
-    -------
-    bool
-    """
+    """Whether ``value`` is an ``int`` and not a ``bool``."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -36,11 +26,6 @@ def check_int(value: object, what: str, expected: str = "a positive integer") ->
     expected : str
         What it must be, in the message.
 
-    Returns
-    -------
-    int
-        ``value``.
-
     Raises
     ------
     TypeError
@@ -54,24 +39,8 @@ def check_int(value: object, what: str, expected: str = "a positive integer") ->
 def check_positive(value: object, what: str) -> int:
     """``value``, if it is an ``int`` (not a ``bool``) of at least 1.
 
-    Parameters
-    ----------
-    value : object
-        The parameter as given.
-    what : str
-        Its name in the message.
-
-    Returns
-    -------
-    int
-        ``value``.
-
-    Raises
-    ------
-    TypeError
-        Not an ``int``: ``"<what> must be a positive integer, not <value!r>"``.
-    ValueError
-        Below 1, with the same message.
+    Raises :class:`TypeError` (not an ``int``) or :class:`ValueError` (below 1), both
+    with the message ``"<what> must be a positive integer, not <value!r>"``.
     """
     check_int(value, what)
     if value < 1:
