@@ -70,12 +70,12 @@ from accelpool.spec.units.ce import (MAX_KERNEL, WEIGHT_DEPTH, EXTENT_BITS, CHAN
                                      CeCommand)
 from accelpool.spec.config import UnitKind
 from .units import UNIT_RTL
+from .params import check_int
 
 __all__ = ["ConvEngine"]
 
 def _check_int(name: str, value, lo: int, hi: int | None = None, *, power_of_two=False):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    check_int(value, name)
     if value < lo or (hi is not None and value > hi):
         rng = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise ValueError(f"{name} must be {rng}, not {value!r}")
