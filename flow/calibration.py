@@ -62,10 +62,26 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+import scipy.sparse
 
+from accelpool.flow.tables import print_table
+from accelpool.sched.cost.model import CostModel, KindParams, calibrate, Measurement
+from accelpool.sched.pool import Pool
+from accelpool.sched.unitsim import UnitSimError, execute
 from accelpool.spec import isa
-from accelpool.spec.config import PoolConfig, TileConfig, UnitKind, load_config
+from accelpool.spec.ce_layout import ConvShape
+from accelpool.spec.config import (PoolConfig, TileConfig, UnitKind, load_config, CONFIG_DIR,
+                                   parse_config)
+from accelpool.spec.formats import layout_gnn, layout_spmm
+from accelpool.spec.gemm_layout import GemmLayout, systolic_word_bytes
 from accelpool.spec.unit import Registry
+from accelpool.spec.units.afu import AfuDType, AfuFunc
+from accelpool.spec.units.ce import CeFunc
+from accelpool.spec.units.dmu import DmuFunc
+from accelpool.spec.units.gnn import GnnFunc
+from accelpool.spec.units.lpu import LpuFunc
+from accelpool.spec.units.smu import SmuFunc
+from accelpool.tb.soc import SocJob, run_jobs, build_soc, config_doc
 
 __all__ = ["Bench", "ce_sweep", "dmu_sweep", "lpu_sweep", "afu_sweep", "gnn_sweep", "smu_sweep",
            "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "measure",
@@ -131,8 +147,6 @@ def ce_sweep() -> list[dict]:
 
 
 def _ce_benches(tile: TileConfig, reduced: bool = False) -> list[Bench]:
-    from accelpool.spec.units.ce import CeFunc
-    from accelpool.spec.ce_layout import ConvShape
     shapes = ce_sweep()
     if reduced:
         shapes = shapes[:5]
@@ -165,7 +179,6 @@ GEMM_SHAPES = (
 
 def _gemm_benches(tile: TileConfig, reduced: bool, *, in_bytes: int, funcs, flag: str,
                   extra: Mapping[str, int]) -> list[Bench]:
-    from accelpool.spec.gemm_layout import GemmLayout, systolic_word_bytes
     r, c = tile["rows"], tile["cols"]
     wb = systolic_word_bytes(r, c, in_bytes)
     shapes = GEMM_SHAPES[::3] if reduced else GEMM_SHAPES
@@ -185,13 +198,11 @@ def _gemm_benches(tile: TileConfig, reduced: bool, *, in_bytes: int, funcs, flag
 
 def dmu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """DMU GEMMs (:data:`GEMM_SHAPES`; the flag is ``out_bf16``)."""
-    from accelpool.spec.units.dmu import DmuFunc
     return _gemm_benches(tile, reduced, in_bytes=2, funcs=DmuFunc, flag="out_bf16", extra={})
 
 
 def lpu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """LPU GEMMs (:data:`GEMM_SHAPES`; the flag is ``requant``)."""
-    from accelpool.spec.units.lpu import LpuFunc
     return _gemm_benches(tile, reduced, in_bytes=1, funcs=LpuFunc, flag="requant",
                          extra=dict(multiplier=1 << 30, shift=36, zero_point=3))
 
@@ -203,7 +214,6 @@ AFU_COUNTS = (1, 8, 37, 256, 1000, 2048)
 def afu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """Every AFU function on BF16 and INT8 vectors of :data:`AFU_COUNTS` elements (the
     counts rotate over the functions so that every combination sees three of them)."""
-    from accelpool.spec.units.afu import AfuDType, AfuFunc
     word = 2 * tile["lanes"]
     region = _round_up(2 * max(AFU_COUNTS), word)
     a_addr, b_addr, out_addr, table_addr = _regions([region, region, region, 256], word,
@@ -236,7 +246,6 @@ def _random_csr(rng: np.random.Generator, rows: int, cols: int, mean_nnz: float,
                 empty: float) -> "scipy.sparse.csr_array":
     """Random CSR pattern: Poisson non-zeros per row (about ``empty`` of rows empty),
     distinct columns, values 1.0 (BF16-exact, never dropped)."""
-    import scipy.sparse
     counts = np.minimum(rng.poisson(mean_nnz, rows), cols)
     counts[rng.random(rows) < empty] = 0
     indptr = np.concatenate([[0], np.cumsum(counts)])
@@ -257,8 +266,6 @@ GNN_CASES = (
 
 def gnn_sweep(tile: TileConfig, reduced: bool = False, seed: int = 1) -> list[Bench]:
     """GNN aggregations over random graphs (:data:`GNN_CASES`; about 1 in 8 nodes isolated)."""
-    from accelpool.spec.units.gnn import GnnFunc
-    from accelpool.spec.formats import layout_gnn
     rng = np.random.default_rng(seed)
     cases = GNN_CASES[::3] + GNN_CASES[1:2] if reduced else GNN_CASES
     out = []
@@ -290,8 +297,6 @@ SMU_CASES = (
 
 def smu_sweep(tile: TileConfig, reduced: bool = False, seed: int = 2) -> list[Bench]:
     """SMU SPMMs with random sparse A (:data:`SMU_CASES`; about 1 in 10 rows empty)."""
-    from accelpool.spec.units.smu import SmuFunc
-    from accelpool.spec.formats import layout_spmm
     rng = np.random.default_rng(seed)
     cases = SMU_CASES[::3] + SMU_CASES[1:2] if reduced else SMU_CASES
     out = []
@@ -323,7 +328,6 @@ TRANSFER_BYTES = (64, 256, 1024, 4096)
 
 def _check_bench(tile: TileConfig, bench: Bench) -> None:
     """Run the EXEC on the functional model over the scratchpad the tile will hold."""
-    from accelpool.sched.unitsim import UnitSimError, execute
     spad = bytearray(tile.scratchpad_bytes)
     spad[:len(bench.image)] = bench.image
     try:
@@ -374,8 +378,6 @@ def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None, 
         Size of the small pools' memory (at most ``cfg``'s); None: ``cfg``'s. (Its size
         does not change its timing: 64 KiB and 1 MiB give the same LOAD/STORE cycles.)
     """
-    from accelpool.spec.config import parse_config
-    from accelpool.tb.soc import config_doc
     keep = set(SWEEPS) if kinds is None else set(kinds) & set(SWEEPS)
     groups: dict[tuple, list[TileConfig]] = {}
     for t in cfg.units:
@@ -412,8 +414,6 @@ def measure(cfg: PoolConfig, build, *, kinds: Iterable[UnitKind] | None = None,
         :class:`accelpool.sched.cost.model.Measurement` per EXEC (tiles of ``cfg``); per transfer a
         dict with ``op``, ``tile``, ``src``, ``dst``, ``bytes`` and measured ``cycles``.
     """
-    from accelpool.sched.cost.model import Measurement
-    from accelpool.tb.soc import SocJob, run_jobs
 
     keep = set(SWEEPS) if kinds is None else set(kinds)
     mem = cfg.memory
@@ -463,7 +463,6 @@ def calibration_path(cfg: PoolConfig) -> Path:
     src = Path(cfg.source)
     if src.suffix == ".toml" and src.parent.exists():
         return src.with_name(f"{src.stem}.calibration.json")
-    from accelpool.spec.config import CONFIG_DIR
     return CONFIG_DIR / f"{cfg.name}.calibration.json"
 
 
@@ -475,8 +474,6 @@ def _errors(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
 def _measure_per_unit(cfg: PoolConfig, sim: str | None, kinds, reduced: bool,
                       transfer_bytes: Sequence[int], log: Callable[[str], None]):
     """Measurements on the small pools, attributed to ``cfg``'s tiles."""
-    from accelpool.sched.cost.model import Measurement
-    from accelpool.tb.soc import build_soc
 
     units, pools = [], []
     simulator = None
@@ -541,8 +538,6 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         transfer, measured and predicted cycles; ``path``: the file written (if any);
         ``measurements``: the :class:`accelpool.sched.cost.model.Measurement` list.
     """
-    from accelpool.sched.cost.model import CostModel, KindParams, calibrate
-    from accelpool.sched.pool import Pool
 
     log = log or (lambda s: None)
     kinds = None if kinds is None else tuple(kinds)
@@ -553,7 +548,6 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         units, noc, pools, simulator = _measure_per_unit(cfg, sim, kinds, reduced,
                                                          transfer_bytes, log)
     else:
-        from accelpool.tb.soc import build_soc
         build = build_soc(cfg, sim)
         simulator = build.sim
         units, noc = measure(cfg, build, kinds=kinds, reduced=reduced,
@@ -620,7 +614,6 @@ def load_calibration(cfg: PoolConfig) -> dict:
     the unit's own (``"formula"`` other than ``"unit"``, ``sched/cost/<kind>.py``'s, which
     the cost model uses).
     """
-    from accelpool.sched.cost.model import KindParams
     path = calibration_path(cfg)
     if not path.exists():
         return {}
@@ -661,7 +654,6 @@ def calibrated_params(pool: Any, **cost_kw: Any):
 
     ``cost_kw`` are the other :class:`~accelpool.sched.cost.model.CostModel` arguments (they can
     change the defaults)."""
-    from accelpool.sched.cost.model import CostModel
     model = CostModel(pool, **cost_kw)
     base = model.params
     stored = load_calibration(pool.config)
@@ -671,14 +663,12 @@ def calibrated_params(pool: Any, **cost_kw: Any):
 def cost_model(pool: Any, **cost_kw: Any):
     """A :class:`accelpool.sched.cost.model.CostModel` of ``pool`` using its stored calibration when
     ``configs/<name>.calibration.json`` exists (else the model's defaults)."""
-    from accelpool.sched.cost.model import CostModel
     return CostModel(pool, calibrated_params(pool, **cost_kw), **cost_kw)
 
 
 # -- command line ------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from accelpool.flow.tables import print_table
 
     ap = argparse.ArgumentParser(prog="python -m accelpool.flow.calibration",
                                  description=__doc__.splitlines()[0])

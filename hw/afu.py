@@ -55,17 +55,17 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from accelpool.spec.golden import activations as act
-
 from accelpool.spec import isa
+from accelpool.spec.config import UnitKind
+from accelpool.spec.golden import activations as act
+from accelpool.spec.units.afu import COUNT_BITS, AfuFunc, AfuDType, AfuArgs, AfuCommand
+
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.requant import Requantizer
 from .arith.round import Fp32ToBf16
-from accelpool.spec.units.afu import COUNT_BITS, AfuFunc, AfuDType, AfuArgs, AfuCommand
-from accelpool.spec.config import UnitKind
-from .units import UNIT_RTL
 from .params import check_int
+from .units import UNIT_RTL
 
 __all__ = ["ActivationUnit"]
 

@@ -65,12 +65,13 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec import isa
-from .arith.requant import Requantizer
+from accelpool.spec.config import UnitKind
 from accelpool.spec.units.ce import (MAX_KERNEL, WEIGHT_DEPTH, EXTENT_BITS, CHANNEL_BITS, CeArgs,
                                      CeCommand)
-from accelpool.spec.config import UnitKind
-from .units import UNIT_RTL
+
+from .arith.requant import Requantizer
 from .params import check_int
+from .units import UNIT_RTL
 
 __all__ = ["ConvEngine"]
 

@@ -40,6 +40,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.isa import COMMAND_BITS, CommandLayout, ExecBody, Opcode, WaitBody
+
 from .params import check_positive
 
 __all__ = ["TileController", "COUNTER_BITS"]

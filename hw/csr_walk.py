@@ -18,8 +18,8 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .spad_stream import StreamReader
 from .params import check_int, is_int
+from .spad_stream import StreamReader
 
 __all__ = ["ENTRY_BITS", "NNZ_BITS", "ROW_BITS", "TokenLayout", "WalkJob", "EntryUnpacker",
            "CsrWalker"]

@@ -53,6 +53,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from accelpool.spec.config import UnitKind
+from accelpool.spec.units.gnn import GnnFunc, GnnArgs
+
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.fpformat import FP32_QNAN
@@ -60,8 +63,6 @@ from .arith.round import Fp32ToBf16
 from .csr_engine import LaneDatapath
 from .csr_walk import NNZ_BITS
 from .sparse_unit import SparseUnit
-from accelpool.spec.units.gnn import GnnFunc, GnnArgs
-from accelpool.spec.config import UnitKind
 from .units import UNIT_RTL
 
 __all__ = ["Fp32Max", "RecipBf16", "GnnDatapath", "Gnn"]

@@ -58,6 +58,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.units.layout import MemFunc, MemArgs, MemCommand
+
 from .params import check_int
 
 __all__ = ["LayoutEngine"]

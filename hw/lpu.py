@@ -24,11 +24,12 @@ EXEC arguments (:data:`LpuArgs`, 191 bits)::
 
 from amaranth.hdl import Cat, Module, Mux
 
+from accelpool.spec.config import UnitKind
+from accelpool.spec.units.lpu import LpuFunc, LpuArgs
+
 from .arith.intmac import Int8Mac
 from .arith.requant import Requantizer
 from .systolic import MacKind, SystolicGemm
-from accelpool.spec.units.lpu import LpuFunc, LpuArgs
-from accelpool.spec.config import UnitKind
 from .units import UNIT_RTL
 
 __all__ = ["INT8_MAC", "Lpu"]

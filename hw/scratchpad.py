@@ -17,8 +17,8 @@ from amaranth.hdl import Module
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .spad_stream import StreamReader, StreamWriter, TransferLayout
 from .params import check_int
+from .spad_stream import StreamReader, StreamWriter, TransferLayout
 
 __all__ = ["Scratchpad"]
 

@@ -42,13 +42,13 @@ Ports: ``cmd``, ``busy``, ``a_ptr_read``, ``a_nz_read``, ``b_read`` (read ports)
 
 from __future__ import annotations
 
+from accelpool.spec.config import UnitKind
+from accelpool.spec.units.smu import SmuFunc, SmuArgs
 
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .csr_engine import LaneDatapath
 from .sparse_unit import SparseUnit
-from accelpool.spec.units.smu import SmuFunc, SmuArgs
-from accelpool.spec.config import UnitKind
 from .units import UNIT_RTL
 
 __all__ = ["Smu", "SmuDatapath"]

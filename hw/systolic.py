@@ -72,6 +72,7 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.gemm_layout import systolic_word_bytes
 from accelpool.spec.units.gemm import ADDR_BITS, DIM_BITS
+
 from .params import check_int
 
 __all__ = ["MacKind", "SystolicGemm", "ProcessingElement"]

@@ -55,17 +55,19 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from accelpool.spec import isa
+from accelpool.spec.capabilities import capability_registers
 from accelpool.spec.config import MeshConfig, PoolConfig, TileConfig, UnitKind
-from accelpool.spec.unit import unit_spec
-from .controller import TileController
 from accelpool.spec.isa import Opcode
+from accelpool.spec.unit import unit_spec
+
+from .controller import TileController
 from .noc.ni import NetworkInterface
 from .noc.tokens import TokenCounters
 from .scratchpad import Scratchpad
-from .units import UNIT_RTL
 from .tile_control import (NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, STATUS_BITS,
-                           command_memory, exec_to_unit, gate_commands, host_members,
-                           is_tile, register_file, trace_memory)
+                           command_memory, exec_to_unit, gate_commands, host_members, is_tile,
+                           register_file, trace_memory)
+from .units import UNIT_RTL
 
 __all__ = ["TileError", "ComputeTile", "UNIT_ADDRESS_BYTES", "REGISTERS", "REG_BITS",
            "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS", "identity_registers",
@@ -77,7 +79,6 @@ class TileError(ValueError):
 
 def identity_registers(tile: TileConfig, mesh: MeshConfig, cmd_depth: int = 0) -> dict[str, int]:
     """The constant registers of a tile built from ``tile``: capabilities, coordinate, mesh."""
-    from accelpool.spec.capabilities import capability_registers
 
     regs = {reg.name.lower(): value for reg, value in capability_registers(tile).items()}
     regs.update({"coord": (tile.y << 8) | tile.x,

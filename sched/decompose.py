@@ -61,10 +61,11 @@ import numpy as np
 
 from accelpool.spec.config import DType, PoolConfig, load_config
 from accelpool.spec.unit import unit_spec
-from .frontend import FrontendError, check_pool_support
+
+from . import models
+from .frontend import FrontendError, check_pool_support, import_model
 from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, LayoutFunc, MicroOp,
-                 OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims,
-                 sanitize)
+                 OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims, sanitize)
 
 __all__ = ["DecomposeOptions", "TilePlan", "TileOperators", "ReorderChannelsLast",
            "AnnotateCosts", "CheckPoolSupport", "decompose", "compile_model",
@@ -805,8 +806,6 @@ def decompose(graph: Graph, pool: PoolConfig | None = None,
 def compile_model(model, pool: PoolConfig | None = None,
                   options: DecomposeOptions = DecomposeOptions(), **import_kw) -> Graph:
     """ONNX model (path, bytes, ModelProto) or built-in name -> tiled, annotated micro-op DAG."""
-    from .frontend import import_model
-    from . import models
     pool = pool or load_config()
     if isinstance(model, str) and model in models.BUILTIN_MODELS:
         import_kw.setdefault("name", model)

@@ -21,12 +21,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-from accelpool.spec.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig,
-                                   UnitKind, load_config)
 from accelpool.sched.ir import CAPABLE_UNITS, OpType
-from accelpool.spec.unit import Registry, SpecTable, unit_spec
 from accelpool.spec.capabilities import (CAP_VERSION_MAJOR, GEOMETRY_KEYS, CapReg,
                                          capability_registers, describe_register)
+from accelpool.spec.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig,
+                                   UnitKind, load_config)
+from accelpool.spec.unit import Registry, SpecTable, unit_spec
 
 __all__ = [
     "KIND_OPS", "REFUSALS", "is_sparse",

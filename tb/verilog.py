@@ -13,19 +13,21 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from accelpool.hw.controller import TileController
+from accelpool.hw.csr_walk import CsrWalker
+from accelpool.hw.layout_engine import LayoutEngine
+from accelpool.hw.scratchpad import Scratchpad
+from accelpool.hw.spad_stream import StreamReader, StreamWriter
+from accelpool.hw.units import UNIT_RTL
 from accelpool.spec.config import DEFAULT_CONFIG, PoolConfig, UnitKind, load_config
+from accelpool.tb.harness import generate_verilog, verilator_lint_args
+from accelpool.tb.toolchain import sim_environ, verilator_root
 
 __all__ = ["blocks", "write_verilog", "lint"]
 
 
 def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
-    from accelpool.hw.controller import TileController
-    from accelpool.hw.scratchpad import Scratchpad
-    from accelpool.hw.spad_stream import StreamReader, StreamWriter
-    from accelpool.hw.csr_walk import CsrWalker
-    from accelpool.hw.layout_engine import LayoutEngine
-    from accelpool.hw.units import UNIT_RTL
 
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
     units = {}
@@ -50,7 +52,6 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
 
 def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> list[Path]:
     """Write ``<out>/<block>.v`` for every block (or those in ``only``)."""
-    from accelpool.tb.harness import generate_verilog
 
     table = blocks(cfg)
     unknown = [b for b in only or [] if b not in table]
@@ -69,8 +70,6 @@ def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> 
 
 def lint(path: Path) -> subprocess.CompletedProcess:
     """``verilator --lint-only`` on one file, with the harness's named waivers."""
-    from accelpool.tb.harness import verilator_lint_args
-    from accelpool.tb.toolchain import sim_environ, verilator_root
 
     return subprocess.run([str(verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
                            *verilator_lint_args(), "--top-module", path.stem, str(path)],

@@ -28,6 +28,7 @@ from __future__ import annotations
 from amaranth.lib import data, enum
 
 from accelpool.spec.isa import COORD_BITS
+
 from ..params import check_int
 
 __all__ = ["PacketType", "Header", "HEADER_BITS", "ReadReqBody", "SignalAddr",

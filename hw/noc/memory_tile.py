@@ -38,17 +38,18 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig, UnitKind
-from ..controller import TileController
 from accelpool.spec.isa import COUNT_BITS, TOKEN_BITS, Opcode, exec_spec
+
+from ..controller import TileController
 from ..layout_engine import LayoutEngine
-from ..tile_control import (command_memory, exec_to_unit, gate_commands, host_members,
-                            is_tile, register_file, trace_memory)
+from ..params import check_int, is_int
+from ..tile_control import (command_memory, exec_to_unit, gate_commands, host_members, is_tile,
+                            register_file, trace_memory)
 from .flit import flit_layout
 from .mesh import check_coord, check_mesh
 from .signaller import SignalSender
 from .target import PacketTarget
 from .tokens import TokenCounters
-from ..params import check_int, is_int
 
 __all__ = ["MemoryTile"]
 

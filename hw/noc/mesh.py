@@ -8,9 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
 from accelpool.spec.isa import COORD_BITS
+
+from ..params import check_int
 from .flit import flit_layout
 from .router import Port, Router
-from ..params import check_int
 
 __all__ = ["Mesh", "check_mesh", "check_coord"]
 

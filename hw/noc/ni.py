@@ -42,6 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
 from accelpool.spec.isa import LENGTH_BITS, CommandLayout, Opcode
+
+from ..params import check_positive
 from .arbiter import RoundRobin
 from .flit import (LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody,
                    flit_layout)
@@ -50,7 +52,6 @@ from .reader import FlitReader
 from .signaller import SignalSender, header_bits
 from .target import PacketTarget, byte_mask, count_down
 from .tokens import TokenInc
-from ..params import check_positive
 
 __all__ = ["NetworkInterface"]
 

@@ -25,9 +25,10 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.isa import COORD_BITS
+
+from ..params import check_int
 from .arbiter import RoundRobin
 from .flit import Header, check_flit_bits, flit_layout
-from ..params import check_int
 
 __all__ = ["Port", "LinkSignature", "Router", "xy_route"]
 

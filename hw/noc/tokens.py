@@ -19,6 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.isa import COUNT_BITS, TOKEN_BITS, WaitBody
+
 from ..params import check_int
 
 __all__ = ["TokenInc", "TokenCounters"]

@@ -28,6 +28,7 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
+
 from .flit import Header, PacketType, flit_layout
 from .mesh import Mesh, check_mesh
 

@@ -33,16 +33,24 @@ NoC transfer
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import dataclasses
+import inspect
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from accelpool.spec.config import DType, TileConfig, UnitKind
-from accelpool.sched.ir import OpType
+import numpy as np
+
 from accelpool.sched.cost import noc
 from accelpool.sched.cost.formula import FORMULAS, Formula
+from accelpool.sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles, op_cycles
+from accelpool.sched.ir import OpType
+from accelpool.sched.lower import op_transfers
+from accelpool.sched.lower.common import CodegenError
+from accelpool.spec.config import DType, TileConfig, UnitKind, load_config
 
 __all__ = [
     "DATAFLOWS", "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
@@ -135,7 +143,6 @@ def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,
                   shape: Mapping[str, int]) -> int:
     """Call a unit's formula with the shape arguments it declares (names matched exactly,
     else case-insensitively: the IR says ``M``, a unit module may say ``m``)."""
-    import inspect
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -240,8 +247,6 @@ class CostModel:
         key = ("phases", n, unit.name)
         hit = self._cmd_cache.get(key)
         if hit is None:
-            from accelpool.sched.lower import op_transfers
-            from accelpool.sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles
             loads, stores = op_transfers(dag.graph["ir"], dag.nodes[n]["op"], unit.tile,
                                          self._bytes_per_flit)
             hops = abs(self._mem_at[0] - unit.at[0]) + abs(self._mem_at[1] - unit.at[1])
@@ -269,13 +274,6 @@ class CostModel:
         if key in self._cmd_cache:
             return self._cmd_cache[key]
         out = None
-        try:
-            from accelpool.sched.lower.common import CodegenError
-            from accelpool.sched.lower import op_transfers
-            from accelpool.sched.cost.stream import op_cycles
-        except ImportError:
-            self._cmd_cache[key] = None
-            return None
         op = dag.nodes[n]["op"]
         try:
             loads, stores = op_transfers(graph, op, unit.tile, self._bytes_per_flit)
@@ -688,7 +686,6 @@ def calibrate(measurements: Iterable[Measurement], base: CostParams | None = Non
         (the sweep cannot separate scale from overhead), or if the held-out error of a
         kind exceeds ``tolerance``.
     """
-    import numpy as np
     base = base or CostParams()
     by_kind: dict[UnitKind, list[tuple[float, float]]] = {}
     for m in measurements:
@@ -723,8 +720,6 @@ def calibrate(measurements: Iterable[Measurement], base: CostParams | None = Non
 def load_measurements(path: str, config: Any = None) -> list[Measurement]:
     """Read recorded RTL measurements: a JSON list of ``{"tile": name, "shape": {...},
     "cycles": n}`` (tile names from the pool config ``config``, default pool if None)."""
-    import json
-    from accelpool.spec.config import load_config
     cfg = load_config(config) if config is not None else load_config()
     out = []
     for i, rec in enumerate(json.loads(open(path).read())):
@@ -738,7 +733,6 @@ def load_measurements(path: str, config: Any = None) -> list[Measurement]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m accelpool.sched.cost.model calibrate MEASUREMENTS.json [--config CFG] [--tolerance T]``"""
-    import argparse
     ap = argparse.ArgumentParser(prog="python -m accelpool.sched.cost.model",
                                  description="Fit and validate the cost model against RTL cycle counts")
     sub = ap.add_subparsers(dest="cmd", required=True)

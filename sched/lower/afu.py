@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from accelpool.spec.config import DType, UnitKind
 from accelpool.sched.ir import ActFunc, EltwiseFunc, MicroOp, OpType, TensorRef
-from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NP_DTYPE, NotLowered, LowerCtx,
-                                          Operand, Plan, blob_rows, ceil_div, const_array,
-                                          op_label)
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NP_DTYPE, NotLowered,
+                                          LowerCtx, Operand, Plan, blob_rows, ceil_div,
+                                          const_array, op_label)
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.golden import activations as act
+from accelpool.spec.units.afu import AfuDType, AfuFunc
 
 _AFU_ACT = {ActFunc.RELU: "RELU", ActFunc.LEAKY_RELU: "LEAKY_RELU", ActFunc.SIGMOID: "SIGMOID",
             ActFunc.TANH: "TANH", ActFunc.GELU: "GELU"}
@@ -35,8 +37,6 @@ def _quant_of(ctx: LowerCtx, op: MicroOp, r: TensorRef, side: str, who: str) -> 
 
 
 def lower_afu(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
-    from accelpool.spec.units.afu import AfuDType, AfuFunc
-    from accelpool.spec.golden import activations as act
     who = op_label(op, tile)
     if op.op is OpType.ELTWISE and op.dtype is not DType.BF16:
         raise NotLowered(f"{who}not lowered: the AFU's INT8 add/mul need requantisation "
@@ -124,8 +124,6 @@ def lower_afu(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
 
 def lower_afu_convert(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
     """DEQUANTIZE (INT8 -> BF16) or QUANTIZE (BF16 -> INT8) on the AFU (module docstring)."""
-    from accelpool.spec.units.afu import AfuDType, AfuFunc
-    from accelpool.spec.golden import activations as act
     who = op_label(op, tile)
     x, out = op.inputs[0], op.outputs[0]
     deq = op.op is OpType.DEQUANTIZE

@@ -11,11 +11,12 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
-from accelpool.spec import isa
-from accelpool.spec.config import DType, UnitKind
-from accelpool.spec.unit import Registry
 from accelpool.sched.ir import (BufferKind, Graph, MicroOp, OpType, TensorRef,
                                 channels_last_images, image_dims)
+from accelpool.spec import isa
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.golden.numerics import quantize_multiplier
+from accelpool.spec.unit import Registry
 
 __all__ = ["ALIGN", "FENCE_BYTES", "NP_DTYPE", "CodegenError", "NotLowered", "BufferLayout", "channels_last_buffers"]
 
@@ -317,7 +318,6 @@ def matrix_of(ref: TensorRef, who: str, what: str) -> tuple[int, int]:
 def requant_params(op: MicroOp, who: str) -> tuple[int, int, int]:
     """``(multiplier, shift, zero point)`` of an INT8 result's requantisation (attrs
     ``requant``: the fixed point itself, or the scale it is derived from)."""
-    from accelpool.spec.golden.numerics import quantize_multiplier
     rq = op.attrs.get("requant")
     if rq is None:
         raise CodegenError(f"{who}an INT8 result needs attrs['requant']")

@@ -7,15 +7,15 @@ import math
 
 import numpy as np
 
+from accelpool.sched.ir import MicroOp, OpType, TensorRef
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NP_DTYPE, NotLowered,
+                                          LowerCtx, Operand, Plan, blob_rows, ceil_div,
+                                          const_array, matrix_of, requant_params, op_label)
 from accelpool.spec import isa
 from accelpool.spec.config import DType, UnitKind
-from accelpool.sched.ir import MicroOp, OpType, TensorRef
-from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NP_DTYPE, NotLowered, LowerCtx,
-                                          Operand, Plan, blob_rows, ceil_div, const_array,
-                                          matrix_of, requant_params, op_label)
+from accelpool.spec.gemm_layout import a_pitch, systolic_word_bytes
 
 def lower_gemm(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
-    from accelpool.spec.gemm_layout import a_pitch, systolic_word_bytes
     who = op_label(op, tile)
     e = op.dtype.bytes
     R, C = tile["rows"], tile["cols"]

@@ -3,18 +3,18 @@
 
 from __future__ import annotations
 
-
 import ml_dtypes
 import numpy as np
 
-from accelpool.spec.config import DType, UnitKind
 from accelpool.sched.ir import AggFunc, MicroOp, OpType
-from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx, Operand, Plan,
-                                          blob_rows, ceil_div, const_array, matrix_of, op_label)
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx,
+                                          Operand, Plan, blob_rows, ceil_div, const_array,
+                                          matrix_of, op_label)
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.formats import encode_csr, padded_cols, word_bytes
+from accelpool.spec.units.gnn import GnnFunc
 
 def lower_gnn(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
-    from accelpool.spec.units.gnn import GnnFunc
-    from accelpool.spec.formats import encode_csr, padded_cols, word_bytes
     who = op_label(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)

@@ -3,23 +3,23 @@
 
 from __future__ import annotations
 
-
 from typing import Any
 
 import ml_dtypes
 import numpy as np
 
-from accelpool.spec.config import DType, UnitKind
 from accelpool.sched.ir import MicroOp, OpType
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx,
+                                          Operand, Plan, blob_rows, ceil_div, const_array,
+                                          matrix_of, op_label)
 from accelpool.sched.pool import REFUSALS
-from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx, Operand, Plan,
-                                          blob_rows, ceil_div, const_array, matrix_of, op_label)
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.formats import encode_csr, pack_csr, padded_cols, word_bytes
+from accelpool.spec.units.smu import SmuFunc
 
 def lower_smu(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
     """SPMM on the SMU: ``C = A @ B`` with the sparse A a constant, as CSR blobs (module
     docstring); B rows and C rows padded to ``ceil(N/L) * L`` elements."""
-    from accelpool.spec.units.smu import SmuFunc
-    from accelpool.spec.formats import encode_csr, pack_csr, padded_cols, word_bytes
     who = op_label(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)

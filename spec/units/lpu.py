@@ -7,9 +7,9 @@ from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
+from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_MAX
 from accelpool.spec.param import SCRATCHPAD, Param
 from accelpool.spec.unit import UnitSpec, register_unit
-from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_MAX
 from accelpool.spec.units.gemm import GemmArgs
 
 #: Width of the EXEC ``shift`` field (as the requantizer's ``shift`` input).
