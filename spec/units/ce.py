@@ -7,6 +7,7 @@ from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
+from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_BITS
 from accelpool.spec.param import SCRATCHPAD, Param
 from accelpool.spec.unit import UnitSpec, register_unit
 
@@ -55,8 +56,9 @@ CeArgs = data.StructLayout({
     "x_zero_point": signed(9),          # -128..127, or 0..255 with x_unsigned
     "w_zero_point": signed(8),
     "y_zero_point": signed(9),          # -128..127, or 0..255 with y_unsigned
-    "multiplier": 31,                   # requantization: y = sat(rne(acc * multiplier / 2**shift) + y_zp)
-    "shift": 6,
+    # requantization: y = sat(rne(acc * multiplier / 2**shift) + y_zp)
+    "multiplier": REQUANT_MULTIPLIER_BITS,
+    "shift": REQUANT_SHIFT_BITS,
     "bias": 1,                          # add the INT32 bias
     "requant": 1,                       # requantize to INT8 (else write INT32)
     "x_unsigned": 1,                    # activations are UINT8 (else INT8)

@@ -7,13 +7,11 @@ from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
-from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_MAX
+from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_BITS
 from accelpool.spec.param import SCRATCHPAD, Param
 from accelpool.spec.unit import UnitSpec, register_unit
 from accelpool.spec.units.gemm import GemmArgs
 
-#: Width of the EXEC ``shift`` field (as the requantizer's ``shift`` input).
-_SHIFT_BITS = REQUANT_SHIFT_MAX.bit_length()
 
 __all__ = ["LPU", "LpuFunc", "LpuArgs", "EXEC"]
 
@@ -35,7 +33,7 @@ LpuArgs = data.StructLayout({
     **GemmArgs,
     "requant": 1,
     "multiplier": REQUANT_MULTIPLIER_BITS,
-    "shift": _SHIFT_BITS,
+    "shift": REQUANT_SHIFT_BITS,
     "zero_point": signed(8),
 })
 
