@@ -7,10 +7,10 @@ STOREs, LOADs and a SIGNAL, and checks both memories byte for byte against a Pyt
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from accelpool.spec import isa
+from accelpool.tb.cocotb_common import reset_dut, start_clock
 from accelpool.tb.harness import tb_params
 
 
@@ -18,7 +18,7 @@ class TB:
     def __init__(self, dut):
         self.dut = dut
         self.p = tb_params()
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        start_clock(dut)
         dut.cmd__valid.value = 0
         dut.cmd__payload.value = 0
         dut.mem_write__en.value = 0
@@ -28,10 +28,7 @@ class TB:
         dut.tok_token.value = 0
 
     async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await reset_dut(self.dut)
 
     async def write_words(self, port, words):
         d = self.dut
