@@ -76,6 +76,11 @@ def _elem_name(t: int) -> str:
     return onnx.helper.tensor_dtype_to_np_dtype(t).name if t else "undefined"
 
 
+def _optional_input(node: onnx.NodeProto, i: int) -> str:
+    """The name of ``node``'s input ``i``, or ``''`` when the node has fewer inputs."""
+    return node.input[i] if len(node.input) > i else ""
+
+
 # -- loading ----------------------------------------------------------------------------
 
 def load_onnx(model: str | Path | bytes | onnx.ModelProto,
@@ -203,7 +208,7 @@ class _QdqGraph:
                 and const(n.input[1]).size != 1:
             return None
         q, sc = n.input[0], n.input[1]
-        zp = n.input[2] if len(n.input) > 2 else ""
+        zp = _optional_input(n, 2)
         scv = const(sc)
         if scv is None or scv.size != 1 or (zp and (const(zp) is None or const(zp).size != 1)):
             return None
@@ -1194,7 +1199,7 @@ def _host_quantized(imp: _Importer, name: str) -> QuantParams | None:
 def _quantize(imp: _Importer, node: onnx.NodeProto) -> None:
     tx = node.input[0]
     scale = float(_scalar(imp, node.input[1], "y_scale"))
-    zp_t = node.input[2] if len(node.input) > 2 else ""
+    zp_t = _optional_input(node, 2)
     if not zp_t:
         raise imp.fail("y_zero_point must be given (an int8 constant); without it ONNX "
                        "quantises to uint8, which the LPU and CE do not take")
@@ -1218,7 +1223,7 @@ def _dequantize(imp: _Importer, node: onnx.NodeProto) -> None:
     if x.dtype not in (DType.INT8, DType.INT32):
         raise imp.fail(f"input {tx!r} is {x.dtype.key}; accepted: int8, int32")
     scale = float(_scalar(imp, node.input[1], "x_scale"))
-    zp = int(_scalar(imp, node.input[2] if len(node.input) > 2 else "", "x_zero_point"))
+    zp = int(_scalar(imp, _optional_input(node, 2), "x_zero_point"))
     y = imp.result(node.output[0], DType.BF16)
     imp.add("dequantize", OpType.DEQUANTIZE, x.dtype, [TensorRef.whole(x)], [TensorRef.whole(y)],
             shape={"n": y.size}, attrs={"scale": scale, "zero_point": zp})
@@ -1275,24 +1280,30 @@ def _int_gemm(imp: _Importer, node: onnx.NodeProto, ta: str, a_zp: int, tb: str,
                requant=requant, quant_out=quant_out)
 
 
+def _qlinear_scales(imp: _Importer, ta_scale: str, a_what: str, tb_scale: str, b_what: str,
+                    ty_scale: str, ty_zp: str) -> tuple[float, QuantParams]:
+    """The scale of a QLinear operator's integer sums (the product of its two input scales)
+    and the quantisation of its INT8 output (``y_scale``, ``y_zero_point``)."""
+    a_s, b_s = float(_scalar(imp, ta_scale, a_what)), float(_scalar(imp, tb_scale, b_what))
+    y_s = float(_scalar(imp, ty_scale, "y_scale"))
+    _int8_operand(imp, ty_zp, "y_zero_point")
+    y_zp = int(_scalar(imp, ty_zp, "y_zero_point"))
+    return a_s * b_s, QuantParams(y_s, y_zp)
+
+
 @_handles("QLinearMatMul")
 def _qlinear_matmul(imp: _Importer, node: onnx.NodeProto) -> None:
     ta, tas, tazp, tb, tbs, tbzp, tys, tyzp = node.input
     w = _int8_weight(imp, tb, tbzp, "B")
-    a_s, b_s = float(_scalar(imp, tas, "a_scale")), float(_scalar(imp, tbs, "b_scale"))
-    y_s = float(_scalar(imp, tys, "y_scale"))
-    _int8_operand(imp, tyzp, "y_zero_point")
-    y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
-    rq = _requant(imp, a_s * b_s / y_s, y_zp)
-    _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, rq,
-              QuantParams(y_s, y_zp))
+    sums_scale, quant = _qlinear_scales(imp, tas, "a_scale", tbs, "b_scale", tys, tyzp)
+    rq = _requant(imp, sums_scale / quant.scale, quant.zero_point)
+    _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, rq, quant)
 
 
 @_handles("MatMulInteger")
 def _matmul_integer(imp: _Importer, node: onnx.NodeProto) -> None:
     ta, tb = node.input[0], node.input[1]
-    tazp = node.input[2] if len(node.input) > 2 else ""
-    tbzp = node.input[3] if len(node.input) > 3 else ""
+    tazp, tbzp = _optional_input(node, 2), _optional_input(node, 3)
     w = _int8_weight(imp, tb, tbzp, "B")
     _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, None, None)
 
@@ -1331,20 +1342,16 @@ def _qlinear_conv(imp: _Importer, node: onnx.NodeProto) -> None:
     tx, txs, txzp, tw, tws, twzp, tys, tyzp = node.input[:8]
     tb = node.input[8] if len(node.input) > 8 and node.input[8] else None
     w = _int8_weight(imp, tw, twzp, "w")
-    x_s, w_s = float(_scalar(imp, txs, "x_scale")), float(_scalar(imp, tws, "w_scale"))
-    y_s = float(_scalar(imp, tys, "y_scale"))
-    _int8_operand(imp, tyzp, "y_zero_point")
-    y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
+    sums_scale, quant = _qlinear_scales(imp, txs, "x_scale", tws, "w_scale", tys, tyzp)
     bias = np.asarray(imp.const(tb, "the bias")) if tb else None
     _int_conv(imp, node, tx, _a_zero_point(imp, txzp, "x_zero_point"), tw, w, bias,
-              _requant(imp, x_s * w_s / y_s, y_zp), QuantParams(y_s, y_zp))
+              _requant(imp, sums_scale / quant.scale, quant.zero_point), quant)
 
 
 @_handles("ConvInteger")
 def _conv_integer(imp: _Importer, node: onnx.NodeProto) -> None:
     tx, tw = node.input[0], node.input[1]
-    txzp = node.input[2] if len(node.input) > 2 else ""
-    twzp = node.input[3] if len(node.input) > 3 else ""
+    txzp, twzp = _optional_input(node, 2), _optional_input(node, 3)
     w = _int8_weight(imp, tw, twzp, "w")
     _int_conv(imp, node, tx, _a_zero_point(imp, txzp, "x_zero_point"), tw, w, None, None, None)
 
