@@ -11,6 +11,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from accelpool.spec import isa
 from accelpool.tb.cocotb_common import reset_dut, start_clock
+from accelpool.tb.cocotb_streams import StreamSource
 from accelpool.tb.harness import tb_params
 
 
@@ -19,7 +20,7 @@ class TB:
         self.dut = dut
         self.p = tb_params()
         start_clock(dut)
-        dut.cmd__valid.value = 0
+        self.cmd = StreamSource(dut, "cmd", dut.clk)
         dut.cmd__payload.value = 0
         dut.mem_write__en.value = 0
         dut.spad_host_write__en.value = 0
@@ -52,13 +53,7 @@ class TB:
 
     async def command(self, cmd):
         d = self.dut
-        d.cmd__payload.value = cmd.encode()
-        d.cmd__valid.value = 1
-        while True:
-            await RisingEdge(d.clk)
-            if int(d.cmd__ready.value):
-                break
-        d.cmd__valid.value = 0
+        await self.cmd.send(cmd.encode())
         while True:
             await RisingEdge(d.clk)
             if not int(d.busy.value):
