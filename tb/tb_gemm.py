@@ -16,11 +16,24 @@ from accelpool.tb.gemm_sim import plan_regions
 from accelpool.sched.cost.systolic import gemm_cycles
 from accelpool.tb.cocotb_common import reset_dut, start_clock
 from accelpool.tb.cocotb_streams import StreamSink, StreamSource, random_pattern
+from accelpool.tb.harness import tb_params
 
-__all__ = ["GemmTB", "SENTINEL"]
+__all__ = ["GemmTB", "SENTINEL", "unit_from_params", "random_shapes"]
 
 #: Byte the D region is filled with before a run: padding must keep it.
 SENTINEL = 0xA5
+
+
+def unit_from_params(unit_cls):
+    """``unit_cls`` built with the ``rows``, ``cols`` and ``scratchpad_bytes`` of :func:`tb_params`."""
+    p = tb_params()
+    return unit_cls(rows=p["rows"], cols=p["cols"], scratchpad_bytes=p["scratchpad_bytes"])
+
+
+def random_shapes(rng, count: int) -> list[tuple[int, int, int]]:
+    """``count`` random ``(m, n, k)``, each below ``tb_params()["max_dim"]`` (default 13)."""
+    hi = tb_params().get("max_dim", 13)
+    return [tuple(int(x) for x in rng.integers(1, hi, 3)) for _ in range(count)]
 
 
 class GemmTB:
