@@ -40,9 +40,25 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
+from accelpool.flow.calibration import cost_model
+from accelpool.flow.measured import comparison_png, measured_schedule
+from accelpool.flow.report import write_traces
+from accelpool.hw.tile import check_buildable
+from accelpool.sched import models
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.decompose import DecomposeOptions, compile_model
+from accelpool.sched.frontend import input_buffer_names, load_onnx
+from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
+from accelpool.sched.lower.common import NP_DTYPE, NotLowered
+from accelpool.sched.pool import Pool, discover
+from accelpool.sched.schedulers import SCHEDULERS
 from accelpool.spec import isa
 from accelpool.spec.config import DEFAULT_CONFIG, PoolConfig, load_config
+from accelpool.tb.harness import simulator
+from accelpool.tb.soc import (SocJob, build_soc, command_depth_for, run_job,
+                              discovered_register_reader)
 
 log = logging.getLogger("accelpool")
 
@@ -151,8 +167,6 @@ def discover_pool(cfg: PoolConfig, build) -> Any:
     sched.pool.DiscoveryError
         If the config disagrees with the hardware (each register that differs is named).
     """
-    from accelpool.sched.pool import discover
-    from accelpool.tb.soc import SocJob, discovered_register_reader, run_job
 
     stamp = build.build_dir / ".stamp"
     key = (str(build.build_dir), stamp.read_text() if stamp.exists() else None)
@@ -205,10 +219,6 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
     tb.soc.SocFault
         The RTL run faulted or timed out (naming the tile and the command).
     """
-    from accelpool.hw.tile import check_buildable
-    from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
-    from accelpool.tb.harness import simulator
-    from accelpool.tb.soc import SocJob, build_soc, command_depth_for, run_job
 
     sim = simulator(sim)
     cfg = load_config(pool)
@@ -282,7 +292,6 @@ class _Stages:
     time the one before took. Nothing with ``progress`` False."""
 
     def __init__(self, progress: bool):
-        from tqdm import tqdm
 
         tty = progress and sys.stderr.isatty()
         self.lines = progress and not tty
@@ -310,10 +319,6 @@ def _compile(model: str, cfg: PoolConfig, scheduler: str,
              shapes: Mapping[str, tuple[int, ...]] | None, options: Any, seed: int):
     """The micro-op graph of ``model`` (built-in or ONNX file) for ``cfg`` and its example
     inputs by buffer name; an unknown ``scheduler`` is refused first."""
-    from accelpool.sched import models
-    from accelpool.sched.decompose import DecomposeOptions, compile_model
-    from accelpool.sched.frontend import input_buffer_names, load_onnx
-    from accelpool.sched.schedulers import SCHEDULERS
 
     if scheduler not in SCHEDULERS:
         raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
@@ -335,10 +340,6 @@ def _codegen(graph, inputs: Mapping[str, np.ndarray], scheduler: str, pool_):
     RtlNotReady
         If codegen does not lower a micro-op where the schedule places it.
     """
-    from accelpool.flow.calibration import cost_model
-    from accelpool.sched.codegen import compile_schedule
-    from accelpool.sched.lower.common import NotLowered
-    from accelpool.sched.schedulers import SCHEDULERS
 
     cost = cost_model(pool_)
     sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
@@ -353,7 +354,6 @@ def _preflight(graph, inputs: Mapping[str, np.ndarray], scheduler: str, model: s
                cfg: PoolConfig):
     """The program of ``graph`` on the pool of ``cfg`` as configured, before any build;
     a failure is a :class:`SimFlowError` naming the model, the scheduler and the pool."""
-    from accelpool.sched.pool import Pool
 
     try:
         _, pre = _codegen(graph, inputs, scheduler, Pool(cfg))
@@ -379,8 +379,6 @@ def _check_readback(graph, prog, readback: Mapping[str, bytes], golden: Mapping[
     output_ok : dict
         Output name -> whether it matches.
     """
-    from accelpool.sched.funcsim import compare_outputs
-    from accelpool.sched.lower.common import NP_DTYPE
 
     got = {name: prog.layouts[name].unpack(readback[name], NP_DTYPE[graph.base(name).dtype])
            for name in graph.outputs}
@@ -417,8 +415,6 @@ def _write_reports(out_dir: Path, stem: str, schedule, graph, prog, trace,
                    measured_cycles: int) -> dict[str, Path]:
     """Predicted and measured timelines: one Gantt PNG with both on one time axis, and one
     Perfetto trace holding both (the measured one from the tiles' hardware traces)."""
-    from accelpool.flow.measured import comparison_png, measured_schedule
-    from accelpool.flow.report import write_traces
 
     measured = measured_schedule(prog, trace)
     return {"gantt": comparison_png(schedule, measured, out_dir / f"{stem}_gantt.png", graph.dag,

@@ -136,16 +136,18 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from accelpool.sched.ir import BufferKind, Graph, TensorRef
+from accelpool.sched.lower import plan_op
+from accelpool.sched.lower.common import (ALIGN, BufferLayout, CodegenError, FENCE_BYTES,
+                                          NP_DTYPE, LowerCtx, Plan, ceil_div, exec_command,
+                                          buffer_layouts, transfer_moves, operand_runs, row_runs,
+                                          op_label)
+from accelpool.sched.lower.layout import lower_layout
+from accelpool.sched.pool import AllocationError, Pool, ScratchpadAllocator
+from accelpool.sched.reference import Executor
+from accelpool.sched.schedule import Schedule
 from accelpool.spec import isa
 from accelpool.spec.config import UnitKind
-from accelpool.sched.ir import (BufferKind, Graph, TensorRef)
-from accelpool.sched.pool import AllocationError, Pool, ScratchpadAllocator
-from accelpool.sched.schedule import Schedule
-from accelpool.sched.lower import plan_op
-from accelpool.sched.lower.common import (ALIGN, BufferLayout, CodegenError, FENCE_BYTES, NP_DTYPE,
-                                          LowerCtx, Plan, ceil_div, exec_command, buffer_layouts,
-                                          transfer_moves, operand_runs, row_runs, op_label)
-from accelpool.sched.lower.layout import lower_layout
 
 __all__ = ["MemoryImage", "TileStream", "Program", "compile_schedule", "set_inputs",
            "host_input_arrays"]
@@ -295,7 +297,6 @@ def _layout_memory(g: Graph, pool: Pool, lays: Mapping[str, BufferLayout], top: 
 
 def host_input_arrays(g: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Graph inputs converted as the host writes them (the golden executor's conversion)."""
-    from accelpool.sched.reference import Executor
     ex = Executor(g)
     missing = [n for n in g.inputs if n not in inputs]
     if missing:

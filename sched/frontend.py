@@ -42,11 +42,13 @@ import networkx as nx
 import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
 
 from accelpool.spec.config import DType, PoolConfig
+from accelpool.spec.golden.numerics import fp32_to_bf16, quantize_multiplier
+
 from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, Graph, LayoutFunc,
-                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize,
-                 sanitize_names)
+                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize, sanitize_names)
 
 __all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
            "fuse_qdq", "AGGREGATE_MAX_DENSITY", "input_buffer_names", "graph_inputs",
@@ -586,7 +588,6 @@ class _Importer:
                      quant: QuantParams | None = None) -> Buffer:
         """A constant buffer holding ``value`` converted to ``dtype`` (BF16 rounds to nearest even)."""
         if dtype is DType.BF16:  # the host's conversion: RNE, flush to zero (numerics)
-            from accelpool.spec.golden.numerics import fp32_to_bf16
             data = np.asarray(fp32_to_bf16(np.asarray(value, np.float32)))
         elif dtype in (DType.INT8, DType.INT32):
             v = np.asarray(value)
@@ -660,7 +661,6 @@ class _Importer:
             return True
         if not all(t in self.consts for t in ins):
             return False
-        from onnx.reference import ReferenceEvaluator
         opset = [o for o in self.proto.opset_import]
         g = onnx.helper.make_graph(
             [node], "fold",
@@ -1249,7 +1249,6 @@ def _a_zero_point(imp: _Importer, zp_t: str, what: str) -> int:
 
 def _requant(imp: _Importer, scale: float, zp: int) -> dict:
     """Requantisation parameters; multiplier/shift come from the golden arithmetic module."""
-    from accelpool.spec.golden.numerics import quantize_multiplier
     try:
         mult, shift = quantize_multiplier(scale)
     except ValueError as e:

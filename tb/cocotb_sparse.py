@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from accelpool.spec.config import load_config
 from accelpool.spec.formats import SparseJob
 from accelpool.spec.golden.numerics import fp32_to_bf16_bits
 from accelpool.tb.cocotb_unit import UnitTB
@@ -65,6 +66,5 @@ async def check_job(tb: UnitTB, unit_cls, func, job: SparseJob, want_fp32, model
 
 def tile_with_lanes(name: str, lanes: int):
     """The default config's tile ``name`` with ``lanes`` lanes (for the cycle model)."""
-    from accelpool.spec.config import load_config
     t = load_config().tile(name)
     return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})

@@ -66,10 +66,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
+from accelpool.sched.cost.formula import FORMULAS
 from accelpool.spec import isa
 from accelpool.spec.config import PoolConfig, TileConfig, UnitKind
 from accelpool.spec.isa import Command, Opcode
-from accelpool.sched.cost.formula import FORMULAS
 
 from . import noc
 
