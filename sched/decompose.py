@@ -298,6 +298,32 @@ def _transposed(g: Graph, op: MicroOp, ref: TensorRef, runs: list[tuple[int, int
     return buf.name
 
 
+def _sparse_blocks(g: Graph, a: TensorRef, b: TensorRef, sparse_operand: int, mblocks,
+                   nblocks, ksteps, threshold: float) -> dict[tuple[int, int], bool]:
+    """Which blocks of the constant operand are sparse, by (N block if B is the constant,
+    M block if A, K step): a zero fraction of at least ``threshold``."""
+    out = {}
+    for i, (o0, os_) in enumerate(nblocks if sparse_operand == 1 else mblocks):
+        for j, (k0, ks) in enumerate(ksteps):
+            box = _const_box(g, _sub(b, (k0, o0), (ks, os_)) if sparse_operand == 1
+                             else _sub(a, (o0, k0), (os_, ks)))
+            out[(i, j)] = 1 - np.count_nonzero(box) / box.size >= threshold
+    return out
+
+
+def _transpose_back(g: Graph, op: MicroOp, yT: Buffer, y: TensorRef,
+                    runs: list[tuple[int, int]], m: int) -> None:
+    """LAYOUT micro-ops moving the transposed result ``yT`` into ``y``'s column runs."""
+    r0 = 0
+    for i, (c0, cs) in enumerate(runs):
+        tid = f"{op.id}.yT" + (f"{i}" if len(runs) > 1 else "")
+        g.add_op(MicroOp(tid, OpType.LAYOUT, g.buffers[y.buffer].dtype,
+                         (TensorRef(yT.name, (r0, 0), (cs, m)),), (_sub(y, (0, c0), (m, cs)),),
+                         LayoutFunc.TRANSPOSE, {"n": cs * m}, source=op.source,
+                         source_op=op.source_op))
+        r0 += cs
+
+
 @_tiles(OpType.GEMM, OpType.SPMM)
 def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     m, k, n = op.shape["M"], op.shape["K"], op.shape["N"]
@@ -314,15 +340,8 @@ def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     may_sparse = (op.dtype is DType.BF16 and plan.has_smu and sparse_operand is not None)
     bc = op.attrs.get("c_broadcast")
     base_attrs = {k_: v for k_, v in op.attrs.items() if k_ not in ("c_broadcast", "requant")}
-    # Which blocks of the constant operand are sparse: (N block if B, M block if A, K step).
-    sparse_tile: dict[tuple[int, int], bool] = {}
-    if may_sparse:
-        for i, (o0, os_) in enumerate(nblocks if sparse_operand == 1 else mblocks):
-            for j, (k0, ks) in enumerate(ksteps):
-                box = _const_box(g, _sub(b, (k0, o0), (ks, os_)) if sparse_operand == 1
-                                 else _sub(a, (o0, k0), (os_, ks)))
-                sparse_tile[(i, j)] = 1 - np.count_nonzero(box) / box.size >= \
-                    plan.options.sparse_threshold
+    sparse_tile = (_sparse_blocks(g, a, b, sparse_operand, mblocks, nblocks, ksteps,
+                                  plan.options.sparse_threshold) if may_sparse else {})
     # A sparse weight B is the SMU's A only in the transposed product C^T = B^T A^T: every
     # output column block with a sparse step is computed transposed (all its K steps, so a
     # chain keeps one orientation) into yT, and transposed back into y at the end.
@@ -395,14 +414,7 @@ def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
                 tid = f"{op.id}.m{mi}n{ni}k{j}" if len(ksteps) > 1 else f"{op.id}.m{mi}n{ni}"
                 g.add_op(_tile(op, tid, ins, out, shape, attrs, kind))
     if tcols:                              # yT back into the result's columns
-        r0 = 0
-        for i, (c0, cs) in enumerate(runs):
-            tid = f"{op.id}.yT" + (f"{i}" if len(runs) > 1 else "")
-            g.add_op(MicroOp(tid, OpType.LAYOUT, g.buffers[y.buffer].dtype,
-                             (TensorRef(yT.name, (r0, 0), (cs, m)),), (_sub(y, (0, c0), (m, cs)),),
-                             LayoutFunc.TRANSPOSE, {"n": cs * m}, source=op.source,
-                             source_op=op.source_op))
-            r0 += cs
+        _transpose_back(g, op, yT, y, runs, m)
 
 
 @_tiles(OpType.CONV)
