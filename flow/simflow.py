@@ -48,6 +48,7 @@ from accelpool.flow.report import write_traces
 from accelpool.hw.tile import check_buildable
 from accelpool.sched import models
 from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.cost.stream import program_timelines
 from accelpool.sched.decompose import DecomposeOptions, compile_model
 from accelpool.sched.frontend import input_buffer_names, load_onnx
 from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
@@ -402,11 +403,7 @@ def _waves_file(build_dir: Path, since: float) -> Path | None:
 
 def _stream_prediction(prog, cfg: PoolConfig) -> int:
     """The compiled streams' own predicted END (command timing rules with the memory tile's
-    contention, :func:`accelpool.sched.cost.stream.program_timelines`), 0 if unavailable."""
-    try:
-        from accelpool.sched.cost.stream import program_timelines
-    except ImportError:
-        return 0
+    contention, :func:`accelpool.sched.cost.stream.program_timelines`)."""
     lines = program_timelines(prog, cfg)
     return max((t[-1] for t in lines.values() if t), default=0)
 
