@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 
 from bench.common import print_table, write_results
-from cosmic_ray.work_db import WorkDB, use_db
-from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "sim_build" / "mutation"
@@ -97,6 +95,8 @@ def _run(args: list[str], source: Path) -> None:
 
 def _sample(session: Path, limit: int) -> None:
     """Skip all but ``limit`` of the session's pending mutants, drawn with a fixed seed."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     with use_db(str(session), WorkDB.Mode.open) as db:
         pending = sorted(db.pending_work_items, key=lambda i: i.job_id)
@@ -125,6 +125,8 @@ def run_module(name: str, timeout: float = 120.0) -> dict[str, int]:
         ``killed``, ``survived``, ``incompetent``, ``total`` (mutants run) and
         ``generated`` (mutants before sampling).
     """
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
     module, tests, limit = MODULES[name]
     source = ROOT / module

@@ -43,8 +43,9 @@ from accelpool.hw.tile import REGISTERS, STATUS_BITS
 from accelpool.spec import isa
 from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, PoolConfig, TileConfig, UnitKind,
                                    load_config, UNIT_DTYPES)
+from accelpool.tb import harness
 from accelpool.tb.harness import (locked, HarnessError, simulator, simulator_environment,
-                                  verilator_lint_args, SIM_BUILD, run_tests)
+                                  verilator_lint_args, run_tests)
 from accelpool.tb.toolchain import iverilog_version, verilator_version
 from accelpool.tb.verilog import lint
 
@@ -540,7 +541,8 @@ def soc_build_dir(cfg: PoolConfig, cmd_depth: int = DEFAULT_CMD_DEPTH) -> Path:
         Commands each tile's command memory holds.
     """
     folder = f"{cfg.name}-{cfg.digest}"
-    return SIM_BUILD / (folder if cmd_depth == DEFAULT_CMD_DEPTH else f"{folder}_cmd{cmd_depth}")
+    # The build root is read when asked (harness.SIM_BUILD), not when this module loads.
+    return harness.SIM_BUILD / (folder if cmd_depth == DEFAULT_CMD_DEPTH else f"{folder}_cmd{cmd_depth}")
 
 
 def command_depth_for(lengths: Iterable[int]) -> int:

@@ -123,6 +123,10 @@ def shape_args(op: Any) -> dict[str, int]:
     return shape
 
 
+def _code(kind: UnitKind) -> int:
+    return kind.value
+
+
 def _unit_formula(kind: UnitKind) -> Formula:
     """``kind``'s cycle formula (:data:`~accelpool.sched.cost.formula.FORMULAS`).
 
@@ -136,7 +140,7 @@ def _unit_formula(kind: UnitKind) -> Formula:
     except KeyError:
         raise ValueError(f"No cycle formula for unit kind {kind.key!r} (its cost module "
                          f"registers one); kinds with one: "
-                         f"{', '.join(k.key for k in FORMULAS)}") from None
+                         f"{', '.join(k.key for k in sorted(FORMULAS, key=_code))}") from None
 
 
 def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,

@@ -279,7 +279,8 @@ def test_a_unit_kind_without_its_formula_is_refused(pool, monkeypatch):
     monkeypatch.delitem(FORMULAS._items, UnitKind.SMU)
     sp = gemm(8, 64, 8, op=OpType.SPMM, sparsity=0.75, sparse_operand=0)
     with pytest.raises(ValueError, match=r"No cycle formula for unit kind 'smu' \(its cost "
-                                         r"module registers one\); kinds with one: dmu, lpu"):
+                                         r"module registers one\); kinds with one: memory, "
+                                         r"dmu, lpu, ce, afu, gnn$"):
         CostModel(pool).exec_cycles(sp, pool.unit("smu0"))
 
 
