@@ -13,12 +13,16 @@ from pathlib import Path
 
 from bench.common import print_table, write_results
 
+from accelpool.hw.afu import ActivationUnit
+from accelpool.hw.ce import ConvEngine
+from accelpool.sched.cost.afu import cycles as afu_cycles
+from accelpool.sched.cost.ce import cycles as ce_cycles
+from accelpool.tb.harness import run_cocotb
+from accelpool.tb.tb_ce import BENCH_SHAPES
+from accelpool.tb.unit_top import UnitTop
+
 
 def _run(block: str, out: Path) -> None:
-    from accelpool.hw.afu import ActivationUnit
-    from accelpool.hw.ce import ConvEngine
-    from accelpool.tb.harness import run_cocotb
-    from accelpool.tb.unit_top import UnitTop
 
     if block == "ce":
         params = {"oc_lanes": 8, "ic_lanes": 8, "depth": 8192}
@@ -33,9 +37,6 @@ def _run(block: str, out: Path) -> None:
 
 
 def main() -> None:
-    from accelpool.sched.cost.afu import cycles as afu_cycles
-    from accelpool.sched.cost.ce import cycles as ce_cycles
-    from accelpool.tb.tb_ce import BENCH_SHAPES
 
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,11 +20,13 @@ import os
 import tempfile
 
 from bench.common import print_table, write_results
-from accelpool.spec.config import load_config
+
 from accelpool.hw.dmu import Dmu
-from accelpool.tb.gemm_sim import cocotb_top
 from accelpool.hw.lpu import Lpu
 from accelpool.sched.cost import dmu as dmu_cost, lpu as lpu_cost
+from accelpool.spec.config import load_config
+from accelpool.tb.gemm_sim import cocotb_top
+from accelpool.tb.harness import run_cocotb
 
 #: (M, K, N) shapes of the table.
 SHAPES = [(64, 256, 64), (8, 8, 8), (16, 64, 16), (32, 128, 32), (64, 64, 64),
@@ -34,7 +36,6 @@ SPAD_BYTES = 262144
 
 def measure(kind: str, tile) -> list[dict]:
     """Busy cycles of each shape on the RTL of ``tile`` (Verilator through the harness)."""
-    from accelpool.tb.harness import run_cocotb
     cls = {"dmu": Dmu, "lpu": Lpu}[kind]
     params = {"unit": kind, "rows": tile["rows"], "cols": tile["cols"],
               "scratchpad_bytes": SPAD_BYTES}

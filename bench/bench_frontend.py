@@ -11,12 +11,17 @@ reported: on a shared machine the wall time mostly measures the other processes.
 from __future__ import annotations
 
 import time
+import tomllib
 
 import numpy as np
 import onnx
+from bench.common import print_table, write_results
 from onnx import TensorProto, helper, numpy_helper
 
-from bench.common import print_table, write_results
+from accelpool.sched.decompose import DecomposeOptions, TilePlan, decompose
+from accelpool.sched.frontend import import_model
+from accelpool.sched.ir import Pipeline
+from accelpool.spec.config import DEFAULT_CONFIG, parse_config
 
 
 def big_mlp(m: int = 256, k: int = 1024, h: int = 1024, n: int = 512) -> onnx.ModelProto:
@@ -40,9 +45,7 @@ BUDGET = 200_000
 
 def big_pool():
     """The default pool with a 16 MiB memory tile."""
-    import tomllib
 
-    from accelpool.spec.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
     for t in doc["tile"]:
         if t["kind"] == "memory":
@@ -51,9 +54,6 @@ def big_pool():
 
 
 def main() -> None:
-    from accelpool.sched.decompose import DecomposeOptions, TilePlan, decompose
-    from accelpool.sched.frontend import import_model
-    from accelpool.sched.ir import Pipeline
 
     pool = big_pool()
     options = DecomposeOptions(max_micro_ops=BUDGET)

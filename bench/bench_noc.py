@@ -16,9 +16,11 @@ import tempfile
 from pathlib import Path
 
 from bench.common import RESULTS, print_table, write_results
-from accelpool.spec.config import MeshConfig
+
 from accelpool.hw.noc.traffic import TrafficMesh
 from accelpool.sched.cost import noc
+from accelpool.spec.config import MeshConfig
+from accelpool.tb.harness import run_cocotb
 from accelpool.tb.noc_sim import check_delivery, run_traffic
 
 MESH = MeshConfig(cols=4, rows=4, flit_bits=64, buffer_flits=4)
@@ -41,7 +43,6 @@ def zero_load() -> list[tuple[int, int, int]]:
 
 
 def load_sweep() -> list[dict]:
-    from accelpool.tb.harness import run_cocotb
 
     points = [[p, load] for p in PAYLOADS for load in LOADS]
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,13 +23,21 @@ from __future__ import annotations
 
 import math
 import time
+import tomllib
 
 from bench.common import RESULTS, print_table, write_results
-from accelpool.sched.cost.model import CostModel
-from accelpool.sched.pool import Pool
+
 from accelpool.flow.report import gantt_png, write_trace
+from accelpool.sched import models
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.cost.model import CostModel
+from accelpool.sched.decompose import compile_model
+from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
+from accelpool.sched.lower.common import NotLowered
+from accelpool.sched.pool import Pool
 from accelpool.sched.schedulers import SCHEDULERS, lower_bound
 from accelpool.sched.suite import benchmark_suite, random_dag
+from accelpool.spec.config import DEFAULT_CONFIG, parse_config
 
 SPEED_SIZES = (10_000, 100_000)
 
@@ -97,8 +105,6 @@ def quality(figs: dict[str, float], draw: bool = True) -> None:
 def speed_pool() -> Pool:
     """The default 3x3 pool with its free router slot (2, 2) given a second LPU: 9 units
     (8 compute tiles and the memory tile)."""
-    import tomllib
-    from accelpool.spec.config import DEFAULT_CONFIG, parse_config
     doc = tomllib.loads(DEFAULT_CONFIG.read_text())
     doc["tile"].append({"name": "lpu1", "kind": "lpu", "x": 2, "y": 2})
     return Pool(parse_config(doc, source="default+lpu1"))
@@ -122,11 +128,6 @@ def speed(figs: dict[str, float]) -> None:
 
 def codegen(figs: dict[str, float]) -> None:
     """Compile the search schedule of every built-in model to command streams and run them."""
-    from accelpool.sched import models
-    from accelpool.sched.codegen import compile_schedule
-    from accelpool.sched.lower.common import NotLowered
-    from accelpool.sched.decompose import compile_model
-    from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
     pool = Pool.from_config()
     rows = []
     for name in models.BUILTIN_MODELS:

@@ -13,18 +13,19 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from bench.common import print_table, write_results
+
+from accelpool.hw.test_soc import _chain_job
+from accelpool.spec import isa
+from accelpool.spec.ce_layout import ConvShape
+from accelpool.spec.config import UnitKind, load_config
+from accelpool.spec.units.ce import CeFunc
+from accelpool.tb.soc import SocJob, build_soc, run_jobs
 
 
 def long_ce_job():
     """One long EXEC on tile ce0 (16x16 channels, 24x24 image, 3x3 kernel: 21,052 cycles),
     the run-speed measurement of the SoC benchmarks."""
-    from accelpool.spec import isa
-    from accelpool.spec.units.ce import CeFunc
-    from accelpool.spec.ce_layout import ConvShape
-    from accelpool.spec.config import UnitKind
-    from accelpool.tb.soc import SocJob
     big = ConvShape(c_in=16, c_out=16, height=24, width=24, kernel_h=3, kernel_w=3,
                     pads=(1, 1, 1, 1))
     return SocJob(streams={"ce0": isa.assemble([
@@ -34,9 +35,6 @@ def long_ce_job():
 
 
 def main() -> None:
-    from accelpool.spec.config import load_config
-    from accelpool.hw.test_soc import _chain_job
-    from accelpool.tb.soc import build_soc, run_jobs
 
     cfg = load_config("ce_pair")
     sims = os.environ.get("BENCH_SIMS", "verilator,icarus").split(",")

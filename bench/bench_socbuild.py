@@ -17,7 +17,13 @@ import resource
 import shutil
 import time
 
+from bench.bench_soc import long_ce_job
 from bench.common import print_table, write_results
+
+from accelpool.hw.soc import write_soc
+from accelpool.spec.config import load_config, parse_config
+from accelpool.tb.soc import (_source_key, build_soc, config_doc, run_jobs, simulation_text,
+                              soc_build_dir)
 
 
 def _cpu() -> float:
@@ -26,11 +32,6 @@ def _cpu() -> float:
 
 
 def main() -> None:
-    from bench.bench_soc import long_ce_job
-    from accelpool.spec.config import load_config, parse_config
-    from accelpool.hw.soc import write_soc
-    from accelpool.tb.soc import (_source_key, build_soc, config_doc, run_jobs, simulation_text,
-                        soc_build_dir)
 
     cfg = parse_config({**config_doc(load_config("default")), "name": "default_buildbench"},
                        source="default (bench)")

@@ -20,16 +20,18 @@ import os
 import tempfile
 
 import numpy as np
-
 from bench.common import print_table, write_results
-from accelpool.spec.config import load_config
+
 from accelpool.hw.gnn import Gnn
-from accelpool.spec.units.gnn import GnnFunc
 from accelpool.hw.smu import Smu
 from accelpool.sched.cost import dmu as dmu_cost, gnn as gnn_cost, smu as smu_cost
+from accelpool.spec.config import load_config
 from accelpool.spec.formats import encode_csr, layout_gnn
 from accelpool.spec.golden.sparse import gnn_aggregate
+from accelpool.spec.units.gnn import GnnFunc
+from accelpool.tb.harness import run_cocotb
 from accelpool.tb.sparse_patterns import bf16_normal, karate_adjacency, random_graph
+from accelpool.tb.sparse_sim import run_sparse, sparse_top
 
 SHAPE = (64, 256, 64)
 CASES = [("0%", 0.0), ("50%", 0.5), ("75%", 0.75), ("90%", 0.9), ("95%", 0.95),
@@ -41,8 +43,6 @@ TARGETS = {"0%": 1.5, "2:4": 0.55, "90%": 0.2}
 
 def measure_smu(lanes: int) -> list[dict]:
     """SMU busy cycles of every case on the RTL (Verilator through the harness)."""
-    from accelpool.tb.harness import run_cocotb
-    from accelpool.tb.sparse_sim import sparse_top
     params = {"lanes": lanes, "scratchpad_bytes": SPAD_BYTES}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cycles.json")
@@ -55,7 +55,6 @@ def measure_smu(lanes: int) -> list[dict]:
 
 def gnn_errors(tile) -> tuple[list, dict]:
     """GNN cost model against amaranth.sim on random graphs and the karate club."""
-    from accelpool.tb.sparse_sim import run_sparse
     rng = np.random.default_rng(3)
     graphs = [("karate", karate_adjacency(), 16), ("karate", karate_adjacency(), 5)]
     graphs += [(f"gnp({n},{p})", random_graph(rng, n, p), f)

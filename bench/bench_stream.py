@@ -10,11 +10,12 @@ memory-tile packet server, for two tiles using the memory tile at once.
 from __future__ import annotations
 
 from bench.common import print_table, write_results
-from accelpool.spec.isa import Opcode
-from accelpool.sched.cost import noc
-from accelpool.sched.cost.stream import soc_timelines
+
 from accelpool.flow.stream_jobs import (CE_JOBS, CE_PAIR, CONTENTION, LENGTHS, PAIR, PAIR_JOBS,
                                         RANDOM, SWEEP, afu_exec, ce_exec, measure)
+from accelpool.sched.cost import noc
+from accelpool.sched.cost.stream import soc_timelines
+from accelpool.spec.isa import Opcode
 
 
 def main() -> None:

@@ -8,15 +8,15 @@ for a wrong answer.
 
 import json
 
+import cocotb
 import ml_dtypes
 import numpy as np
-import cocotb
 
 from accelpool.hw.dmu import Dmu
 from accelpool.hw.lpu import Lpu
-from accelpool.tb.tb_gemm import GemmTB
 from accelpool.spec.golden import numerics as nx
 from accelpool.tb.harness import tb_params
+from accelpool.tb.tb_gemm import GemmTB
 
 
 @cocotb.test()

@@ -12,9 +12,9 @@ import cocotb
 import numpy as np
 
 from accelpool.hw.smu import Smu
-from accelpool.spec.units.smu import SmuFunc
 from accelpool.spec.formats import encode_csr, layout_spmm
 from accelpool.spec.golden.sparse import spmm_bf16
+from accelpool.spec.units.smu import SmuFunc
 from accelpool.tb.cocotb_sparse import make_tb, run_job
 from accelpool.tb.harness import tb_params
 from accelpool.tb.sparse_patterns import bf16_normal, structured_2_4, unstructured

@@ -62,13 +62,30 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+import scipy.sparse
 
+from accelpool.flow.tables import print_table
+from accelpool.sched.cost.model import CostModel, KindParams, calibrate, Measurement
+from accelpool.sched.pool import Pool
+from accelpool.sched.unitsim import UnitSimError, execute
 from accelpool.spec import isa
-from accelpool.spec.config import PoolConfig, TileConfig, UnitKind, load_config
+from accelpool.spec.ce_layout import ConvShape
+from accelpool.spec.config import (PoolConfig, TileConfig, UnitKind, load_config, CONFIG_DIR,
+                                   parse_config)
+from accelpool.spec.formats import layout_gnn, layout_spmm
+from accelpool.spec.gemm_layout import GemmLayout, systolic_word_bytes
+from accelpool.spec.unit import Registry
+from accelpool.spec.units.afu import AfuDType, AfuFunc
+from accelpool.spec.units.ce import CeFunc
+from accelpool.spec.units.dmu import DmuFunc
+from accelpool.spec.units.gnn import GnnFunc
+from accelpool.spec.units.lpu import LpuFunc
+from accelpool.spec.units.smu import SmuFunc
+from accelpool.tb.soc import SocJob, run_jobs, build_soc, config_doc
 
 __all__ = ["Bench", "ce_sweep", "dmu_sweep", "lpu_sweep", "afu_sweep", "gnn_sweep", "smu_sweep",
            "SWEEPS", "TRANSFER_BYTES", "CalibrationPool", "calibration_pools", "measure",
-           "calibrate_in_rtl", "fallback_errors", "calibration_path", "load_calibration",
+           "calibrate_in_rtl", "calibration_path", "load_calibration",
            "calibrated_params", "cost_model", "main"]
 
 
@@ -130,8 +147,6 @@ def ce_sweep() -> list[dict]:
 
 
 def _ce_benches(tile: TileConfig, reduced: bool = False) -> list[Bench]:
-    from accelpool.spec.units.ce import CeFunc
-    from accelpool.spec.ce_layout import ConvShape
     shapes = ce_sweep()
     if reduced:
         shapes = shapes[:5]
@@ -164,7 +179,6 @@ GEMM_SHAPES = (
 
 def _gemm_benches(tile: TileConfig, reduced: bool, *, in_bytes: int, funcs, flag: str,
                   extra: Mapping[str, int]) -> list[Bench]:
-    from accelpool.spec.gemm_layout import GemmLayout, systolic_word_bytes
     r, c = tile["rows"], tile["cols"]
     wb = systolic_word_bytes(r, c, in_bytes)
     shapes = GEMM_SHAPES[::3] if reduced else GEMM_SHAPES
@@ -184,13 +198,11 @@ def _gemm_benches(tile: TileConfig, reduced: bool, *, in_bytes: int, funcs, flag
 
 def dmu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """DMU GEMMs (:data:`GEMM_SHAPES`; the flag is ``out_bf16``)."""
-    from accelpool.spec.units.dmu import DmuFunc
     return _gemm_benches(tile, reduced, in_bytes=2, funcs=DmuFunc, flag="out_bf16", extra={})
 
 
 def lpu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """LPU GEMMs (:data:`GEMM_SHAPES`; the flag is ``requant``)."""
-    from accelpool.spec.units.lpu import LpuFunc
     return _gemm_benches(tile, reduced, in_bytes=1, funcs=LpuFunc, flag="requant",
                          extra=dict(multiplier=1 << 30, shift=36, zero_point=3))
 
@@ -202,7 +214,6 @@ AFU_COUNTS = (1, 8, 37, 256, 1000, 2048)
 def afu_sweep(tile: TileConfig, reduced: bool = False) -> list[Bench]:
     """Every AFU function on BF16 and INT8 vectors of :data:`AFU_COUNTS` elements (the
     counts rotate over the functions so that every combination sees three of them)."""
-    from accelpool.spec.units.afu import AfuDType, AfuFunc
     word = 2 * tile["lanes"]
     region = _round_up(2 * max(AFU_COUNTS), word)
     a_addr, b_addr, out_addr, table_addr = _regions([region, region, region, 256], word,
@@ -235,7 +246,6 @@ def _random_csr(rng: np.random.Generator, rows: int, cols: int, mean_nnz: float,
                 empty: float) -> "scipy.sparse.csr_array":
     """Random CSR pattern: Poisson non-zeros per row (about ``empty`` of rows empty),
     distinct columns, values 1.0 (BF16-exact, never dropped)."""
-    import scipy.sparse
     counts = np.minimum(rng.poisson(mean_nnz, rows), cols)
     counts[rng.random(rows) < empty] = 0
     indptr = np.concatenate([[0], np.cumsum(counts)])
@@ -256,8 +266,6 @@ GNN_CASES = (
 
 def gnn_sweep(tile: TileConfig, reduced: bool = False, seed: int = 1) -> list[Bench]:
     """GNN aggregations over random graphs (:data:`GNN_CASES`; about 1 in 8 nodes isolated)."""
-    from accelpool.spec.units.gnn import GnnFunc
-    from accelpool.spec.formats import layout_gnn
     rng = np.random.default_rng(seed)
     cases = GNN_CASES[::3] + GNN_CASES[1:2] if reduced else GNN_CASES
     out = []
@@ -289,8 +297,6 @@ SMU_CASES = (
 
 def smu_sweep(tile: TileConfig, reduced: bool = False, seed: int = 2) -> list[Bench]:
     """SMU SPMMs with random sparse A (:data:`SMU_CASES`; about 1 in 10 rows empty)."""
-    from accelpool.spec.units.smu import SmuFunc
-    from accelpool.spec.formats import layout_spmm
     rng = np.random.default_rng(seed)
     cases = SMU_CASES[::3] + SMU_CASES[1:2] if reduced else SMU_CASES
     out = []
@@ -307,18 +313,21 @@ def smu_sweep(tile: TileConfig, reduced: bool = False, seed: int = 2) -> list[Be
     return out
 
 
-#: Unit kind -> sweep ``(tile, reduced) -> [Bench]``.
-SWEEPS: Mapping[UnitKind, Callable[..., list[Bench]]] = {
-    UnitKind.DMU: dmu_sweep, UnitKind.LPU: lpu_sweep, UnitKind.SMU: smu_sweep,
-    UnitKind.CE: _ce_benches, UnitKind.AFU: afu_sweep, UnitKind.GNN: gnn_sweep,
-}
+#: Unit kind -> sweep ``(tile, reduced) -> [Bench]`` (a unit package registers its own in
+#: its ``flow`` submodule).
+SWEEPS: Mapping[UnitKind, Callable[..., list[Bench]]] = Registry("flow", "calibration sweep")
+SWEEPS.register(UnitKind.DMU, dmu_sweep)
+SWEEPS.register(UnitKind.LPU, lpu_sweep)
+SWEEPS.register(UnitKind.SMU, smu_sweep)
+SWEEPS.register(UnitKind.CE, _ce_benches)
+SWEEPS.register(UnitKind.AFU, afu_sweep)
+SWEEPS.register(UnitKind.GNN, gnn_sweep)
 #: Bytes of the NoC transfer sweep.
 TRANSFER_BYTES = (64, 256, 1024, 4096)
 
 
 def _check_bench(tile: TileConfig, bench: Bench) -> None:
     """Run the EXEC on the functional model over the scratchpad the tile will hold."""
-    from accelpool.sched.unitsim import UnitSimError, execute
     spad = bytearray(tile.scratchpad_bytes)
     spad[:len(bench.image)] = bench.image
     try:
@@ -369,8 +378,6 @@ def calibration_pools(cfg: PoolConfig, kinds: Iterable[UnitKind] | None = None, 
         Size of the small pools' memory (at most ``cfg``'s); None: ``cfg``'s. (Its size
         does not change its timing: 64 KiB and 1 MiB give the same LOAD/STORE cycles.)
     """
-    from accelpool.spec.config import parse_config
-    from accelpool.tb.soc import config_doc
     keep = set(SWEEPS) if kinds is None else set(kinds) & set(SWEEPS)
     groups: dict[tuple, list[TileConfig]] = {}
     for t in cfg.units:
@@ -407,8 +414,6 @@ def measure(cfg: PoolConfig, build, *, kinds: Iterable[UnitKind] | None = None,
         :class:`accelpool.sched.cost.model.Measurement` per EXEC (tiles of ``cfg``); per transfer a
         dict with ``op``, ``tile``, ``src``, ``dst``, ``bytes`` and measured ``cycles``.
     """
-    from accelpool.sched.cost.model import Measurement
-    from accelpool.tb.soc import SocJob, run_jobs
 
     keep = set(SWEEPS) if kinds is None else set(kinds)
     mem = cfg.memory
@@ -458,7 +463,6 @@ def calibration_path(cfg: PoolConfig) -> Path:
     src = Path(cfg.source)
     if src.suffix == ".toml" and src.parent.exists():
         return src.with_name(f"{src.stem}.calibration.json")
-    from accelpool.spec.config import CONFIG_DIR
     return CONFIG_DIR / f"{cfg.name}.calibration.json"
 
 
@@ -467,59 +471,9 @@ def _errors(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return max(rel), sum(rel) / len(rel)
 
 
-def _fallback_args(kind: UnitKind, shape: Mapping[str, Any]) -> dict:
-    """A micro-benchmark's shape in the IR names of the generic formulas
-    (:data:`accelpool.sched.cost.model.FALLBACK`)."""
-    if kind in (UnitKind.DMU, UnitKind.LPU):
-        return {"M": shape["m"], "N": shape["n"], "K": shape["k"]}
-    if kind is UnitKind.SMU:
-        return {"M": shape["m"], "N": shape["n"], "K": shape["k"],
-                "nnz_macs": shape["nnz"] * shape["n"]}
-    if kind is UnitKind.AFU:
-        return {"n": shape["count"]}
-    if kind is UnitKind.GNN:
-        return {"nodes": shape["nodes"], "edges": shape["edges"], "features": shape["features"]}
-    if kind is UnitKind.CE:
-        from accelpool.spec.ce_layout import ConvShape
-        s = ConvShape(c_in=shape["c_in"], c_out=shape["c_out"], height=shape["height"],
-                      width=shape["width"], kernel_h=shape["kernel_h"],
-                      kernel_w=shape["kernel_w"], stride=shape["stride"],
-                      pads=tuple(shape["pads"]))
-        return {"OC": s.c_out, "IC": s.c_in, "OH": s.out_h, "OW": s.out_w,
-                "KH": s.kernel_h, "KW": s.kernel_w}
-    raise ValueError(f"No generic formula arguments for {kind.key}")
-
-
-def fallback_errors(measurements: Sequence) -> dict:
-    """How the generic formulas (:data:`accelpool.sched.cost.model.FALLBACK`, what the cost model
-    falls back to without a unit's own ``sched/cost/<kind>.py``) fare on the measurements:
-    per kind, (max, mean) relative error with their defaults (``1 * formula + 16``) and
-    after a ``scale * formula + overhead`` least-squares refit on the alternate half
-    (sorted by formula value, as :func:`accelpool.sched.cost.model.calibrate` splits), with the
-    fitted (scale, overhead) and the held-out maximum error.
-    """
-    from accelpool.sched.cost.model import FALLBACK, KindParams
-    d = KindParams()
-    out = {}
-    for kind in sorted({m.tile.kind for m in measurements}, key=lambda k: k.value):
-        pts = sorted((float(FALLBACK[kind](m.tile, **_fallback_args(kind, m.shape))),
-                      float(m.cycles)) for m in measurements if m.tile.kind is kind)
-        train, test = pts[0::2], pts[1::2]
-        a = np.vstack([[p[0] for p in train], np.ones(len(train))]).T
-        (scale, overhead), *_ = np.linalg.lstsq(a, np.array([p[1] for p in train]), rcond=None)
-        out[kind.key] = {
-            "before": _errors([(d.scale * f + d.overhead, c) for f, c in pts]),
-            "after": _errors([(scale * f + overhead, c) for f, c in pts]),
-            "held_out": _errors([(scale * f + overhead, c) for f, c in test])[0],
-            "fit": (float(scale), float(overhead))}
-    return out
-
-
 def _measure_per_unit(cfg: PoolConfig, sim: str | None, kinds, reduced: bool,
                       transfer_bytes: Sequence[int], log: Callable[[str], None]):
     """Measurements on the small pools, attributed to ``cfg``'s tiles."""
-    from accelpool.sched.cost.model import Measurement
-    from accelpool.tb.soc import build_soc
 
     units, pools = [], []
     simulator = None
@@ -584,8 +538,6 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         transfer, measured and predicted cycles; ``path``: the file written (if any);
         ``measurements``: the :class:`accelpool.sched.cost.model.Measurement` list.
     """
-    from accelpool.sched.cost.model import CostModel, KindParams, calibrate
-    from accelpool.sched.pool import Pool
 
     log = log or (lambda s: None)
     kinds = None if kinds is None else tuple(kinds)
@@ -596,7 +548,6 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         units, noc, pools, simulator = _measure_per_unit(cfg, sim, kinds, reduced,
                                                          transfer_bytes, log)
     else:
-        from accelpool.tb.soc import build_soc
         build = build_soc(cfg, sim)
         simulator = build.sim
         units, noc = measure(cfg, build, kinds=kinds, reduced=reduced,
@@ -633,21 +584,18 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
         pred = (before_model.load_cycles(t["bytes"], at) if t["op"] == "LOAD"
                 else before_model.store_cycles(t["bytes"], at))
         out["noc"].append({**t, "predicted": pred})
-    out["fallback"] = fallback_errors(units) if units else {}
     if write:
         path = calibration_path(cfg)
         path.write_text(json.dumps({
             "config": cfg.name, "simulator": simulator,
             "kinds": {k: {"scale": s, "overhead": o,
-                          "formula": ("unit" if before_model.from_rtl(UnitKind.from_key(k))
-                                      else "fallback")}
+                          "formula": "unit"}
                       for k, (s, o) in out["fit"].items()},
             "error_before": out["before"], "error_after": out["after"],
             "error_held_out": out["held_out"], "samples": out["samples"],
             "units": {t.name: {"kind": t.kind.key, "dtypes": [d.key for d in t.dtypes],
                                **dict(t.params)} for t in cfg.units},
             "measured_on": out["pools"],
-            "fallback_formulas": out["fallback"],
             "noc_transfers": [{k: v for k, v in t.items()} for t in out["noc"]],
         }, indent=2, default=list) + "\n")
         out["path"] = path
@@ -656,17 +604,16 @@ def calibrate_in_rtl(cfg: PoolConfig, sim: str | None = None, *, write: bool = T
 
 # -- using a stored calibration ----------------------------------------------------------
 
-def load_calibration(cfg: PoolConfig, model: Any = None) -> dict:
+def load_calibration(cfg: PoolConfig) -> dict:
     """The stored per-kind parameters of ``cfg`` (``{UnitKind: KindParams}``; empty when
     :func:`calibration_path` does not exist).
 
     A kind is left out (with a warning) when the calibration is stale for it: the file
     records the units it was measured on and a tile of that kind in ``cfg`` now has other
-    parameters, or (given the :class:`~accelpool.sched.cost.model.CostModel` ``model``) the file
-    says the scale and overhead apply to the unit's own formula (``"formula": "unit"``,
-    ``sched/cost/<kind>.py``) and ``model`` uses the generic fallback, or the reverse.
+    parameters, or the file says the scale and overhead apply to another formula than
+    the unit's own (``"formula"`` other than ``"unit"``, ``sched/cost/<kind>.py``'s, which
+    the cost model uses).
     """
-    from accelpool.sched.cost.model import KindParams
     path = calibration_path(cfg)
     if not path.exists():
         return {}
@@ -692,13 +639,11 @@ def load_calibration(cfg: PoolConfig, model: Any = None) -> dict:
                           f"parameters than {cfg.name}'s {kind.key} tiles now have; not used",
                           stacklevel=2)
             continue
-        if model is not None and formulas[kind] is not None:
-            uses = "unit" if model.from_rtl(kind) else "fallback"
-            if formulas[kind] != uses:
-                warnings.warn(f"{path}: the {kind.key} calibration scales the {formulas[kind]} "
-                              f"formula; the cost model uses the {uses} formula; not used",
-                              stacklevel=2)
-                continue
+        if formulas[kind] not in (None, "unit"):
+            warnings.warn(f"{path}: the {kind.key} calibration scales the {formulas[kind]} "
+                          f"formula; the cost model uses the unit formula; not used",
+                          stacklevel=2)
+            continue
         out[kind] = kp
     return out
 
@@ -709,24 +654,21 @@ def calibrated_params(pool: Any, **cost_kw: Any):
 
     ``cost_kw`` are the other :class:`~accelpool.sched.cost.model.CostModel` arguments (they can
     change the defaults)."""
-    from accelpool.sched.cost.model import CostModel
     model = CostModel(pool, **cost_kw)
     base = model.params
-    stored = load_calibration(pool.config, model)
+    stored = load_calibration(pool.config)
     return dataclasses.replace(base, kinds={**base.kinds, **stored})
 
 
 def cost_model(pool: Any, **cost_kw: Any):
     """A :class:`accelpool.sched.cost.model.CostModel` of ``pool`` using its stored calibration when
     ``configs/<name>.calibration.json`` exists (else the model's defaults)."""
-    from accelpool.sched.cost.model import CostModel
     return CostModel(pool, calibrated_params(pool, **cost_kw), **cost_kw)
 
 
 # -- command line ------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from accelpool.flow.tables import print_table
 
     ap = argparse.ArgumentParser(prog="python -m accelpool.flow.calibration",
                                  description=__doc__.splitlines()[0])
@@ -759,15 +701,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"error over all of it",
                 ["kind", "samples", "scale", "overhead", "max err before", "mean err before",
                  "max err after", "mean err after", "held-out max"], rows)
-    if out["fallback"]:
-        print_table("The generic formulas (sched.cost.model.FALLBACK, the model without a unit's "
-                    "own formula) on the same measurements: defaults (1 * formula + 16) and refit",
-                    ["kind", "max err default", "mean err default", "scale", "overhead",
-                     "max err refit", "mean err refit", "held-out max"],
-                    [[k, f"{100 * v['before'][0]:.1f}%", f"{100 * v['before'][1]:.1f}%",
-                      f"{v['fit'][0]:.4f}", f"{v['fit'][1]:.1f}", f"{100 * v['after'][0]:.1f}%",
-                      f"{100 * v['after'][1]:.1f}%", f"{100 * v['held_out']:.1f}%"]
-                     for k, v in out["fallback"].items()])
     if out["pools"]:
         print("measured on: " + ", ".join(f"{u} <- {p}" for u, p in out["pools"].items()))
     if out["noc"]:

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections import Counter
+from importlib.metadata import PackageNotFoundError, version as dist_version
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +27,11 @@ from accelpool.flow.options import (CliError, USER_ERRORS, is_user_error, one_li
                                     add_model_args, is_builtin, decompose_options,
                                     compile_from_args, example_inputs)
 from accelpool.flow.schedule_cmd import add_schedule, cmd_schedule
+from accelpool.sched.ir import OpType
+from accelpool.sched.reference import compare_with_onnxruntime
+from accelpool.sched.schedulers import SCHEDULERS
+
+from .simflow import RtlNotReady, simulate
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "format_summary", "CliError", "USER_ERRORS"]
 
@@ -49,7 +55,6 @@ def add_compile(sub) -> None:
 
 def format_summary(proto, ops, tiled, pool, seconds: float) -> str:
     """The text ``accelpool compile`` prints."""
-    from accelpool.sched.ir import OpType
     s = tiled.summary()
     lines = [f"model {tiled.name}: {len(proto.graph.node)} ONNX nodes -> {len(ops)} operator "
              f"micro-ops -> {s['micro_ops']} micro-ops for pool {pool.name!r} "
@@ -115,7 +120,6 @@ def add_sim(sub) -> None:
     p.add_argument("model", nargs="?", default="mixed",
                    help="built-in model or MODEL.onnx (default: mixed)")
     add_model_args(p)
-    from accelpool.sched.schedulers import SCHEDULERS
     p.add_argument("--scheduler", default=DEFAULT_SCHEDULER, choices=list(SCHEDULERS),
                    help=f"scheduler ({DEFAULT_SCHEDULER_HELP})")
     p.add_argument("--sim", choices=("verilator", "icarus"), default=None,
@@ -139,7 +143,6 @@ def cmd_sim(args) -> int:
     """``accelpool sim``: the RTL flow of :func:`accelpool.flow.simflow.simulate`, or ``--golden-only``."""
     check_outputs(args, (), ("--out",))
     if not args.golden_only:
-        from .simflow import RtlNotReady, simulate
         try:
             is_builtin(args.model)             # a misspelt name is refused before the build
             report = simulate(args.model, args.pool, scheduler=args.scheduler, sim=args.sim,
@@ -154,7 +157,6 @@ def cmd_sim(args) -> int:
             return _sim_without_rtl(args)
         print(report.text())
         return 0 if report.outputs_ok else 1
-    from accelpool.sched.reference import compare_with_onnxruntime
     pool, proto, ops, tiled, secs = compile_from_args(args)
     print(format_summary(proto, ops, tiled, pool, secs))
     inputs = example_inputs(proto, args.seed)
@@ -202,8 +204,6 @@ _VERBOSE_HELP = "also print debugging detail, e.g. the simulator build's output"
 
 def version() -> str:
     """The installed distribution's version."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
     try:
         return dist_version("accelpool")
     except PackageNotFoundError:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Hashable, Mapping
 
+from accelpool.flow.report import _op_label
 from accelpool.sched.schedule import Schedule, Slot
 
 __all__ = ["MeasuredOp", "measured_ops", "measured_schedule", "comparison_png",
@@ -131,7 +132,6 @@ def _comparison_figure(predicted: Schedule, measured: Schedule, dag: Any = None,
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from accelpool.flow.report import _op_label
 
     units = [u for u in predicted.pool.units]
     span = max(predicted.makespan, measured.makespan, measured_cycles or 0, 1)

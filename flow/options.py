@@ -4,6 +4,7 @@ loading a model from them."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -12,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from accelpool.sched import models
+from accelpool.sched.decompose import DecomposeOptions, decompose
+from accelpool.sched.frontend import import_model, load_onnx
 from accelpool.spec.config import DEFAULT_CONFIG, load_config
 
 #: The CLI's logger (progress lines on stderr).
@@ -190,12 +194,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def is_builtin(model: str) -> bool:
     """Whether ``model`` names a built-in model (a file of that name wins)."""
-    from accelpool.sched import models
     if model in models.BUILTIN_MODELS and not Path(model).exists():
         return True
     p = Path(model)
     if not p.exists() and p.suffix.lower() != ".onnx" and os.sep not in model:
-        import difflib
         close = difflib.get_close_matches(model, list(models.BUILTIN_MODELS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise CliError(f"{model}: no such file and no built-in model of that name; {hint}"
@@ -207,7 +209,6 @@ def is_builtin(model: str) -> bool:
 def _model_source(model: str):
     """``(source, name)``: a built-in model's proto, or the path of an ONNX file; a name
     that is neither lists the built-ins and suggests the closest (:class:`CliError`)."""
-    from accelpool.sched import models
     if is_builtin(model):
         return models.build(model), model
     return model, Path(model).stem
@@ -216,7 +217,6 @@ def _model_source(model: str):
 def decompose_options(args):
     """The :class:`~accelpool.sched.decompose.DecomposeOptions` of ``--sparse-threshold``
     and ``--max-k-tile``; a value out of range is a :class:`CliError` naming the option."""
-    from accelpool.sched.decompose import DecomposeOptions
     opts = {}
     if args.sparse_threshold is not None:
         opts["sparse_threshold"] = args.sparse_threshold
@@ -230,8 +230,6 @@ def decompose_options(args):
 
 def compile_from_args(args, dump: Callable | None = None):
     """(pool, onnx ModelProto, operator graph, tiled graph, seconds)."""
-    from accelpool.sched.decompose import decompose
-    from accelpool.sched.frontend import import_model, load_onnx
     pool = load_config(args.pool)
     options = decompose_options(args)
     shapes = dict(args.shape)
@@ -248,7 +246,6 @@ def compile_from_args(args, dump: Callable | None = None):
 
 def example_inputs(proto, seed: int) -> dict:
     """The example inputs of ``proto``; a model they cannot be made for is a :class:`CliError`."""
-    from accelpool.sched import models
     try:
         return models.example_inputs(proto, seed=seed)
     except ValueError as e:

@@ -21,15 +21,23 @@ import logging
 import time
 from pathlib import Path
 
+from accelpool.flow.options import (DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP, add_model_args,
+                                    int_option, compile_from_args, check_outputs, example_inputs)
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.frontend import input_buffer_names
+from accelpool.sched.funcsim import MismatchError, compare_outputs, golden_outputs, run_program
+from accelpool.sched.pool import Pool
+from accelpool.sched.schedulers import SCHEDULERS, lower_bound
+
+from .calibration import cost_model
+from .report import gantt_png, write_trace
+
 __all__ = ["add_schedule", "cmd_schedule", "schedule_figures"]
 
 log = logging.getLogger("accelpool")
 
 
 def add_schedule(sub) -> None:
-    from accelpool.flow.options import (DEFAULT_SCHEDULER, DEFAULT_SCHEDULER_HELP, add_model_args,
-                                        int_option)
-    from accelpool.sched.schedulers import SCHEDULERS
     p = sub.add_parser("schedule", help="schedule a model on the pool; print the summary",
                        description="Decompose a model (ONNX file or built-in), schedule it on "
                                    "the pool and print the schedule summary.")
@@ -83,10 +91,6 @@ def _busy_line(fig: dict) -> str:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from accelpool.flow.options import compile_from_args, check_outputs
-    from .calibration import cost_model
-    from accelpool.sched.pool import Pool
-    from accelpool.sched.schedulers import SCHEDULERS, lower_bound
     check_outputs(args, ("--gantt", "--trace", "--listing", "--report-json"))
     cfg, proto, ops, tiled, secs = compile_from_args(args)
     pool = Pool.from_config(cfg)
@@ -118,15 +122,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         Path(args.report_json).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.report_json}")
     if args.gantt:
-        from .report import gantt_png
         print(f"wrote {gantt_png(chosen, args.gantt, dag, lower_bound=lb)}")
     if args.trace:
-        from .report import write_trace
         print(f"wrote {write_trace(chosen, args.trace, dag)}")
     if args.listing or args.run:
-        from accelpool.flow.options import example_inputs
-        from accelpool.sched.codegen import compile_schedule
-        from accelpool.sched.frontend import input_buffer_names
         inputs = None
         if args.run:                   # keyed by the graph's input buffers, not ONNX names
             names = input_buffer_names(proto)
@@ -141,8 +140,6 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             Path(args.listing).write_text(prog.listing() + "\n")
             print(f"wrote {args.listing}")
         if args.run:
-            from accelpool.sched.funcsim import (MismatchError, compare_outputs, golden_outputs,
-                                                 run_program)
             log.info("schedule: running the command streams in the functional executor")
             res = run_program(prog)
             try:

@@ -40,9 +40,26 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
+from accelpool.flow.calibration import cost_model
+from accelpool.flow.measured import comparison_png, measured_schedule
+from accelpool.flow.report import write_traces
+from accelpool.hw.tile import check_buildable
+from accelpool.sched import models
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.cost.stream import program_timelines
+from accelpool.sched.decompose import DecomposeOptions, compile_model
+from accelpool.sched.frontend import input_buffer_names, load_onnx
+from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
+from accelpool.sched.lower.common import NP_DTYPE, NotLowered
+from accelpool.sched.pool import Pool, discover
+from accelpool.sched.schedulers import SCHEDULERS
 from accelpool.spec import isa
 from accelpool.spec.config import DEFAULT_CONFIG, PoolConfig, load_config
+from accelpool.tb.harness import simulator
+from accelpool.tb.soc import (SocJob, build_soc, command_depth_for, run_job,
+                              discovered_register_reader)
 
 log = logging.getLogger("accelpool")
 
@@ -151,8 +168,6 @@ def discover_pool(cfg: PoolConfig, build) -> Any:
     sched.pool.DiscoveryError
         If the config disagrees with the hardware (each register that differs is named).
     """
-    from accelpool.sched.pool import discover
-    from accelpool.tb.soc import SocJob, discovered_register_reader, run_job
 
     stamp = build.build_dir / ".stamp"
     key = (str(build.build_dir), stamp.read_text() if stamp.exists() else None)
@@ -205,114 +220,50 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
     tb.soc.SocFault
         The RTL run faulted or timed out (naming the tile and the command).
     """
-    from tqdm import tqdm
-
-    from accelpool.tb.harness import simulator
-    from accelpool.tb.soc import SocJob, build_soc, command_depth_for, run_job
-
-    from accelpool.hw.tile import check_buildable
 
     sim = simulator(sim)
     cfg = load_config(pool)
     check_buildable(cfg)
-    # A bar on a terminal; elsewhere (a CI log, a pipe) one line per stage on the
-    # ``accelpool`` logger, with the time the one before took.
-    tty = progress and sys.stderr.isatty()
-    bar = tqdm(total=len(STAGES), desc=STAGES[0], disable=not tty, unit="stage")
-    clock = {"name": STAGES[0], "t": time.perf_counter()}
-    if progress and not tty:
-        log.info("sim: %s", STAGES[0])
-
-    def stage(name: str) -> None:
-        bar.set_description(name)
-        if progress and not tty:
-            log.info("sim: %s (%s took %.1f s)", name, clock["name"],
-                     time.perf_counter() - clock["t"])
-        clock.update(name=name, t=time.perf_counter())
-
+    stages = _Stages(progress)
     try:
-        from accelpool.sched import models
-        from accelpool.sched.codegen import compile_schedule
-        from accelpool.sched.decompose import compile_model
-        from accelpool.sched.frontend import load_onnx
-        from accelpool.sched.funcsim import compare_outputs, golden_outputs, run_program
-        from accelpool.sched.pool import Pool
-        from accelpool.sched.schedulers import SCHEDULERS
-        if scheduler not in SCHEDULERS:
-            raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
-        from accelpool.sched.decompose import DecomposeOptions
-        from accelpool.sched.frontend import input_buffer_names
-        builtin = model in models.BUILTIN_MODELS and not Path(model).exists()
-        proto = models.build(model) if builtin else load_onnx(model, dict(shapes or {}))
-        graph = compile_model(proto, cfg, options or DecomposeOptions(),
-                              name=model if builtin else Path(model).stem)
-        names = input_buffer_names(proto)
-        inputs = {names.get(k, k): v for k, v in models.example_inputs(proto, seed=seed).items()}
+        graph, inputs = _compile(model, cfg, scheduler, shapes, options, seed)
+        pre = _preflight(graph, inputs, scheduler, model, cfg)
+        stages.done()
 
-        def codegen(pool_):
-            from accelpool.flow.calibration import cost_model
-            from accelpool.sched.lower.common import NotLowered
-            cost = cost_model(pool_)          # with the pool's stored calibration, if any
-            sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
-            try:
-                prog_ = compile_schedule(graph, sched_, inputs, fence=False)
-            except NotLowered as e:
-                raise RtlNotReady(f"codegen: {e}") from e
-            return sched_, prog_
-
-        try:
-            _, pre = codegen(Pool(cfg))
-        except SimFlowError:
-            raise
-        except Exception as e:
-            raise SimFlowError(f"preflight: scheduling {model!r} with {scheduler} on pool "
-                               f"{cfg.name!r} failed: {type(e).__name__}: {e}") from e
-        bar.update()
-
-        stage("build SoC")
+        stages.start("build SoC")
         # command memories deep enough for the longest stream (the default depth, else
         # its own build folder)
         depth = command_depth_for(len(s.commands) for s in pre.streams.values())
         build = build_soc(cfg, sim, waves=waves, cmd_depth=depth)
-        bar.update()
-        stage("discovery")
+        stages.done()
+        stages.start("discovery")
         hw_pool = discover_pool(cfg, build)
-        bar.update()
+        stages.done()
 
-        stage("schedule")
-        schedule, prog = codegen(hw_pool)
-        bar.update(2)
+        stages.start("schedule")
+        schedule, prog = _codegen(graph, inputs, scheduler, hw_pool)
+        stages.done(2)
 
-        stage("functional check")
+        stages.start("functional check")
         golden = golden_outputs(graph, inputs)
         compare_outputs(run_program(prog, stores_complete=True).outputs, golden)
-        bar.update()
+        stages.done()
 
-        stage("RTL run")
+        stages.start("RTL run")
         readback = {name: prog.buffer_region(name) for name in graph.outputs}
         job = SocJob(streams={t: s.binary for t, s in prog.streams.items()},
                      image=image_runs(prog.image.data, prog.image.initialized),
                      readback=readback, timeout_cycles=timeout_cycles)
         run_started = time.time()
         res = run_job(build, job)
-        bar.update()
+        stages.done()
         waves_file = _waves_file(build.build_dir, run_started) if waves else None
 
-        stage("compare")
-        from accelpool.sched.lower.common import NP_DTYPE
-        got = {name: prog.layouts[name].unpack(res.readback[name], NP_DTYPE[graph.base(name).dtype])
-               for name in graph.outputs}
-        mismatch, output_ok = "", {}
-        for name in golden:                   # each output on its own, the first mismatch named
-            try:
-                compare_outputs({name: got[name]}, {name: golden[name]})
-                output_ok[name] = True
-            except AssertionError as e:
-                output_ok[name] = False
-                mismatch = mismatch or str(e)
-        bar.update()
+        stages.start("compare")
+        got, mismatch, output_ok = _check_readback(graph, prog, res.readback, golden)
+        stages.done()
 
-        stage("report")
+        stages.start("report")
         counters = res.counters(cfg)
         busy = {t: 100.0 * c["unit_busy_cycles"] / max(1, res.cycles) for t, c in counters.items()}
         noc = sum(c.fields["length"] for s in prog.streams.values() for c in s.commands
@@ -330,10 +281,117 @@ def simulate(model: str, pool: str | Path = DEFAULT_CONFIG, *, scheduler: str = 
                            _stream_prediction(prog, cfg), prog, res.trace, output_ok)
         files["report"] = out_dir / f"{stem}_report.json"
         files["report"].write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-        bar.update()
+        stages.done()
         return report
     finally:
-        bar.close()
+        stages.close()
+
+
+class _Stages:
+    """The progress of :func:`simulate` through :data:`STAGES`: a bar on a terminal;
+    elsewhere (a CI log, a pipe) one line per stage on the ``accelpool`` logger, with the
+    time the one before took. Nothing with ``progress`` False."""
+
+    def __init__(self, progress: bool):
+
+        tty = progress and sys.stderr.isatty()
+        self.lines = progress and not tty
+        self.bar = tqdm(total=len(STAGES), desc=STAGES[0], disable=not tty, unit="stage")
+        self.name, self.t = STAGES[0], time.perf_counter()
+        if self.lines:
+            log.info("sim: %s", STAGES[0])
+
+    def start(self, name: str) -> None:
+        """Enter stage ``name``."""
+        self.bar.set_description(name)
+        if self.lines:
+            log.info("sim: %s (%s took %.1f s)", name, self.name, time.perf_counter() - self.t)
+        self.name, self.t = name, time.perf_counter()
+
+    def done(self, n: int = 1) -> None:
+        """Count ``n`` stages as finished."""
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _compile(model: str, cfg: PoolConfig, scheduler: str,
+             shapes: Mapping[str, tuple[int, ...]] | None, options: Any, seed: int):
+    """The micro-op graph of ``model`` (built-in or ONNX file) for ``cfg`` and its example
+    inputs by buffer name; an unknown ``scheduler`` is refused first."""
+
+    if scheduler not in SCHEDULERS:
+        raise SimFlowError(f"Unknown scheduler {scheduler!r}; accepted: {', '.join(SCHEDULERS)}")
+    builtin = model in models.BUILTIN_MODELS and not Path(model).exists()
+    proto = models.build(model) if builtin else load_onnx(model, dict(shapes or {}))
+    graph = compile_model(proto, cfg, options or DecomposeOptions(),
+                          name=model if builtin else Path(model).stem)
+    names = input_buffer_names(proto)
+    inputs = {names.get(k, k): v for k, v in models.example_inputs(proto, seed=seed).items()}
+    return graph, inputs
+
+
+def _codegen(graph, inputs: Mapping[str, np.ndarray], scheduler: str, pool_):
+    """Schedule ``graph`` on ``pool_`` (with the pool's stored calibration, if any) and
+    compile the schedule; returns ``(schedule, program)``.
+
+    Raises
+    ------
+    RtlNotReady
+        If codegen does not lower a micro-op where the schedule places it.
+    """
+
+    cost = cost_model(pool_)
+    sched_ = SCHEDULERS[scheduler](graph.dag, pool_, cost)
+    try:
+        prog_ = compile_schedule(graph, sched_, inputs, fence=False)
+    except NotLowered as e:
+        raise RtlNotReady(f"codegen: {e}") from e
+    return sched_, prog_
+
+
+def _preflight(graph, inputs: Mapping[str, np.ndarray], scheduler: str, model: str,
+               cfg: PoolConfig):
+    """The program of ``graph`` on the pool of ``cfg`` as configured, before any build;
+    a failure is a :class:`SimFlowError` naming the model, the scheduler and the pool."""
+
+    try:
+        _, pre = _codegen(graph, inputs, scheduler, Pool(cfg))
+    except SimFlowError:
+        raise
+    except Exception as e:
+        raise SimFlowError(f"preflight: scheduling {model!r} with {scheduler} on pool "
+                           f"{cfg.name!r} failed: {type(e).__name__}: {e}") from e
+    return pre
+
+
+def _check_readback(graph, prog, readback: Mapping[str, bytes], golden: Mapping[str, np.ndarray]
+                    ) -> tuple[dict[str, np.ndarray], str, dict[str, bool]]:
+    """The graph outputs read back from the RTL run, checked against ``golden`` each on
+    its own.
+
+    Returns
+    -------
+    got : dict
+        Output name -> values.
+    mismatch : str
+        The first mismatch's message, ``''`` if all match.
+    output_ok : dict
+        Output name -> whether it matches.
+    """
+
+    got = {name: prog.layouts[name].unpack(readback[name], NP_DTYPE[graph.base(name).dtype])
+           for name in graph.outputs}
+    mismatch, output_ok = "", {}
+    for name in golden:
+        try:
+            compare_outputs({name: got[name]}, {name: golden[name]})
+            output_ok[name] = True
+        except AssertionError as e:
+            output_ok[name] = False
+            mismatch = mismatch or str(e)
+    return got, mismatch, output_ok
 
 
 def _waves_file(build_dir: Path, since: float) -> Path | None:
@@ -345,11 +403,7 @@ def _waves_file(build_dir: Path, since: float) -> Path | None:
 
 def _stream_prediction(prog, cfg: PoolConfig) -> int:
     """The compiled streams' own predicted END (command timing rules with the memory tile's
-    contention, :func:`accelpool.sched.cost.stream.program_timelines`), 0 if unavailable."""
-    try:
-        from accelpool.sched.cost.stream import program_timelines
-    except ImportError:
-        return 0
+    contention, :func:`accelpool.sched.cost.stream.program_timelines`)."""
     lines = program_timelines(prog, cfg)
     return max((t[-1] for t in lines.values() if t), default=0)
 
@@ -358,8 +412,6 @@ def _write_reports(out_dir: Path, stem: str, schedule, graph, prog, trace,
                    measured_cycles: int) -> dict[str, Path]:
     """Predicted and measured timelines: one Gantt PNG with both on one time axis, and one
     Perfetto trace holding both (the measured one from the tiles' hardware traces)."""
-    from accelpool.flow.measured import comparison_png, measured_schedule
-    from accelpool.flow.report import write_traces
 
     measured = measured_schedule(prog, trace)
     return {"gantt": comparison_png(schedule, measured, out_dir / f"{stem}_gantt.png", graph.dag,

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import random
 
+from accelpool.flow.simflow import image_runs
+from accelpool.sched import models
+from accelpool.sched.codegen import compile_schedule
+from accelpool.sched.cost import afu as afu_cost, ce as ce_cost
+from accelpool.sched.cost.model import CostModel
+from accelpool.sched.decompose import compile_model
+from accelpool.sched.pool import Pool
+from accelpool.sched.schedulers import SCHEDULERS
 from accelpool.spec import isa
-from accelpool.spec.units.afu import AfuDType, AfuFunc
-from accelpool.spec.units.ce import CeFunc
 from accelpool.spec.ce_layout import ConvShape
 from accelpool.spec.config import CONFIG_DIR, UnitKind, load_config
-from accelpool.sched.cost import afu as afu_cost
-from accelpool.sched.cost import ce as ce_cost
+from accelpool.spec.units.afu import AfuDType, AfuFunc
+from accelpool.spec.units.ce import CeFunc
 from accelpool.tb.soc import SocJob, build_soc, run_jobs
 
 __all__ = ["PAIR", "CE_PAIR", "LENGTHS", "SWEEP", "OVERLAP", "GROUPS_1", "GROUPS_2",
@@ -191,13 +197,6 @@ def measure(sim: str = "icarus") -> dict[str, dict[str, list[int]]]:
 def compiled_model(model: str, cfg, scheduler: str = "heft", seed: int = 0):
     """``(schedule, program, job)`` of a built-in model on pool ``cfg`` as ``accelpool sim``
     compiles it (:mod:`accelpool.flow.simflow`: no fence), the job ready for :func:`accelpool.tb.soc.run_job`."""
-    from accelpool.sched import models
-    from accelpool.sched.codegen import compile_schedule
-    from accelpool.sched.cost.model import CostModel
-    from accelpool.sched.decompose import compile_model
-    from accelpool.sched.pool import Pool
-    from accelpool.sched.schedulers import SCHEDULERS
-    from accelpool.flow.simflow import image_runs
 
     graph = compile_model(model, cfg)
     inputs = models.example_inputs(models.build(model), seed=seed)

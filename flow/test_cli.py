@@ -206,12 +206,13 @@ def _unwritable_paths(tmp_path):
                                              ("schedule", "--report-json")])
 def test_an_unwritable_output_is_refused_before_the_work(tmp_path, capsys, monkeypatch,
                                                          command, option):
-    from accelpool.flow import cli, options
+    from accelpool.flow import cli, options, schedule_cmd
 
     def no_work(*a, **k):
         raise AssertionError("compiled before checking the output path")
     monkeypatch.setattr(cli, "compile_from_args", no_work)
     monkeypatch.setattr(options, "compile_from_args", no_work)
+    monkeypatch.setattr(schedule_cmd, "compile_from_args", no_work)
     for path in _unwritable_paths(tmp_path):
         assert main([command, "mlp", option, str(path)]) == 2
         err = capsys.readouterr().err

@@ -19,9 +19,8 @@ from accelpool.tb.soc import build_soc, config_doc
 def test_pool_with_a_unit_without_rtl_is_refused_by_name(monkeypatch):
     import accelpool.hw.tile as tile_mod
     from accelpool.spec.config import UnitKind
-    builders = dict(tile_mod.UNIT_BUILDERS)
-    builders[UnitKind.SMU] = ("accelpool.hw.smu_missing", builders[UnitKind.SMU][1])
-    monkeypatch.setattr(tile_mod, "UNIT_BUILDERS", builders)
+    tile_mod.UNIT_RTL[UnitKind.SMU]      # the built-in units are registered
+    monkeypatch.delitem(tile_mod.UNIT_RTL._items, UnitKind.SMU)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL"):
         simulate("mixed", "default", progress=False)
 
@@ -81,6 +80,7 @@ def test_sim_hands_shape_max_k_tile_and_sparse_threshold_to_the_rtl_runs_decompo
     right after the decomposition, before any build)."""
     import onnx
 
+    import accelpool.flow.simflow as simflow_mod
     import accelpool.sched.decompose as dec
     from accelpool.sched import models
     from accelpool.flow.cli import main
@@ -96,7 +96,7 @@ def test_sim_hands_shape_max_k_tile_and_sparse_threshold_to_the_rtl_runs_decompo
         seen["graph"] = real(proto, cfg, options, **kw)
         raise Stop
 
-    monkeypatch.setattr(dec, "compile_model", spy)
+    monkeypatch.setattr(simflow_mod, "compile_model", spy)
     m = models.mlp()
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
@@ -244,7 +244,7 @@ def test_progress_bar_only_when_stderr_is_a_terminal(monkeypatch, tmp_path, term
 
     import onnx
 
-    import accelpool.tb.soc as soc
+    import accelpool.flow.simflow as simflow_mod
     from accelpool.sched.test_frontend import relu_model
 
     class Stop(Exception):
@@ -258,7 +258,7 @@ def test_progress_bar_only_when_stderr_is_a_terminal(monkeypatch, tmp_path, term
             return terminal
 
     err = Stderr()
-    monkeypatch.setattr(soc, "build_soc", stop)
+    monkeypatch.setattr(simflow_mod, "build_soc", stop)
     monkeypatch.setattr("sys.stderr", err)
     onnx.save(relu_model((8, 16)), tmp_path / "net.onnx")
     with pytest.raises(Stop):

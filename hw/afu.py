@@ -55,14 +55,17 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from accelpool.spec.golden import activations as act
-
 from accelpool.spec import isa
+from accelpool.spec.config import UnitKind
+from accelpool.spec.golden import activations as act
+from accelpool.spec.units.afu import COUNT_BITS, AfuFunc, AfuDType, AfuArgs, AfuCommand
+
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.requant import Requantizer
 from .arith.round import Fp32ToBf16
-from accelpool.spec.units.afu import COUNT_BITS, AfuFunc, AfuDType, AfuArgs, AfuCommand
+from .params import check_int
+from .units import UNIT_RTL
 
 __all__ = ["ActivationUnit"]
 
@@ -145,12 +148,10 @@ class ActivationUnit(wiring.Component):
     LATENCY = 4
 
     def __init__(self, *, lanes: int = 8, addr_width: int = 12):
-        if not isinstance(lanes, int) or isinstance(lanes, bool):
-            raise TypeError(f"AFU lanes must be a positive integer, not {lanes!r}")
+        check_int(lanes, "AFU lanes")
         if not 1 <= lanes <= 64 or lanes & (lanes - 1):
             raise ValueError(f"AFU lanes must be a power of two from 1 to 64, not {lanes!r}")
-        if not isinstance(addr_width, int) or isinstance(addr_width, bool):
-            raise TypeError(f"Address width must be a positive integer, not {addr_width!r}")
+        check_int(addr_width, "Address width")
         if not 2 <= addr_width <= isa.SPAD_ADDR_BITS:
             raise ValueError(f"Address width must be between 2 and {isa.SPAD_ADDR_BITS}, "
                              f"not {addr_width!r}")
@@ -528,3 +529,6 @@ class ActivationUnit(wiring.Component):
             self.wr.data.eq(n.s4_word),
             self.wr.en.eq(Mux(n.pipe[-1], n.s4_mask, 0)),
         ]
+
+
+UNIT_RTL.register(UnitKind.AFU, ActivationUnit.from_tile)

@@ -65,15 +65,18 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec import isa
-from .arith.requant import Requantizer
+from accelpool.spec.config import UnitKind
 from accelpool.spec.units.ce import (MAX_KERNEL, WEIGHT_DEPTH, EXTENT_BITS, CHANNEL_BITS, CeArgs,
                                      CeCommand)
+
+from .arith.requant import Requantizer
+from .params import check_int
+from .units import UNIT_RTL
 
 __all__ = ["ConvEngine"]
 
 def _check_int(name: str, value, lo: int, hi: int | None = None, *, power_of_two=False):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    check_int(value, name)
     if value < lo or (hi is not None and value > hi):
         rng = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise ValueError(f"{name} must be {rng}, not {value!r}")
@@ -515,3 +518,6 @@ class ConvEngine(wiring.Component):
         packed = Signal(OL * 32)
         m.d.comb += packed.eq(Mux(a.requant, Cat(*ys), acc.as_value()))
         return packed, valid
+
+
+UNIT_RTL.register(UnitKind.CE, ConvEngine.from_tile)

@@ -41,6 +41,8 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.isa import COMMAND_BITS, CommandLayout, ExecBody, Opcode, WaitBody
 
+from .params import check_positive
+
 __all__ = ["TileController", "COUNTER_BITS"]
 
 #: Width of the cycle counters.
@@ -84,11 +86,7 @@ class TileController(wiring.Component):
     """
 
     def __init__(self, *, depth: int):
-        if not isinstance(depth, int) or isinstance(depth, bool):
-            raise TypeError(f"Command memory depth must be a positive integer, not {depth!r}")
-        if depth < 1:
-            raise ValueError(f"Command memory depth must be a positive integer, not {depth!r}")
-        self._depth = depth
+        self._depth = check_positive(depth, "Command memory depth")
         self._addr_width = max(1, (depth - 1).bit_length())
         super().__init__({
             "start": In(1),

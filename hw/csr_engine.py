@@ -34,12 +34,15 @@ Word width is ``L`` BF16 lanes (``16 L`` bits). All addresses here are word addr
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith.round import Fp32ToBf16
 from .csr_walk import NNZ_BITS, ROW_BITS, CsrWalker
+from .params import check_int, is_int
 
 __all__ = ["LaneDatapath", "EngineJob", "CsrRowEngine"]
 
@@ -93,11 +96,10 @@ class CsrRowEngine(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, addr_width: int, datapath: LaneDatapath):
-        if not isinstance(lanes, int) or isinstance(lanes, bool):
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        check_int(lanes, "Lane count")
         if lanes < 2 or lanes & (lanes - 1):
             raise ValueError(f"Lane count must be a power of two of at least 2, not {lanes!r}")
-        if not isinstance(addr_width, int) or isinstance(addr_width, bool) or addr_width <= 0:
+        if not is_int(addr_width) or addr_width <= 0:
             raise ValueError(f"Address width must be a positive integer, not {addr_width!r}")
         if not isinstance(datapath, LaneDatapath):
             raise TypeError(f"Datapath must be a LaneDatapath, not {datapath!r}")
@@ -126,7 +128,24 @@ class CsrRowEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L, aw, dp = self._lanes, self._addr_width, self._datapath
+        s = self._job_control(m)
+        self._stage0(m, s)
+        self._stage1(m, s)
+        self._stage2(m, s)
+
+        # A new job starts from clean counters; the accumulators are set when its first
+        # pass starts (the unit's own job registers, which `init` may read, are set by then).
+        walker = s.walker
+        with m.If(self.job.valid & self.job.ready):
+            m.d.sync += [s.chunk0.eq(0), s.chunk2.eq(0), s.row2.eq(0)]
+        with m.If(walker.job.valid & walker.job.ready & (s.issued == 0)):
+            m.d.sync += [a.eq(self._datapath.init) for a in s.acc]
+        return m
+
+    def _job_control(self, m) -> SimpleNamespace:
+        """The CSR walker on S's ports, the job registers, and the passes: one walk of S per
+        lane-wide slice of D's columns. Returns the namespace the stages below share."""
+        L, aw = self._lanes, self._addr_width
         log_l = L.bit_length() - 1
         word = 16 * L
 
@@ -161,15 +180,19 @@ class CsrRowEngine(wiring.Component):
         ]
         with m.If(walker.job.valid & walker.job.ready):
             m.d.sync += issued.eq(issued + 1)
+        return SimpleNamespace(L=L, aw=aw, log_l=log_l, word=word, walker=walker, job=job,
+                               chunks=chunks, issued=issued, running=running)
 
-        # Stage 0: take a token, read D's slice. Two row ends never follow back to back.
+    def _stage0(self, m, s):
+        """Stage 0: take a token, read D's slice. Two row ends never follow back to back."""
+        walker, job, chunks = s.walker, s.job, s.chunks
         tok = walker.tokens.payload
         chunk0 = Signal(ROW_BITS)
         s1 = Signal(data.StructLayout({"valid": 1, "end": 1, "last": 1, "count": NNZ_BITS,
                                        "val": 16}))
         take = Signal()
         m.d.comb += [
-            walker.tokens.ready.eq(running & ~(tok.end & s1.valid & s1.end)),
+            walker.tokens.ready.eq(s.running & ~(tok.end & s1.valid & s1.end)),
             take.eq(walker.tokens.valid & walker.tokens.ready),
             self.dense_read.addr.eq(job.dense + tok.col * chunks + chunk0),
             self.dense_read.en.eq(take & ~tok.end),
@@ -178,18 +201,26 @@ class CsrRowEngine(wiring.Component):
                      s1.count.eq(tok.count), s1.val.eq(tok.val)]
         with m.If(take & tok.end & tok.last):
             m.d.sync += chunk0.eq(chunk0 + 1)
+        s.chunk0, s.s1 = chunk0, s1
 
-        # Stage 1: the dense word is here; lane products.
+    def _stage1(self, m, s):
+        """Stage 1: the dense word is here; lane products."""
+        s1 = s.s1
         s2 = Signal(data.StructLayout({"valid": 1, "end": 1, "last": 1, "count": NNZ_BITS}))
-        s2_x = [Signal(32, name=f"s2_x{l}") for l in range(L)]
+        s2_x = [Signal(32, name=f"s2_x{l}") for l in range(s.L)]
         m.d.sync += [s2.valid.eq(s1.valid), s2.end.eq(s1.end), s2.last.eq(s1.last),
                      s2.count.eq(s1.count)]
-        prods = dp.product(m, s1.val, self.dense_read.data, L)
+        prods = self._datapath.product(m, s1.val, self.dense_read.data, s.L)
         m.d.sync += [x.eq(p) for x, p in zip(s2_x, prods)]
+        s.s2, s.s2_x = s2, s2_x
 
-        # Stage 2: accumulate; at a row end, finish into the output register.
+    def _stage2(self, m, s):
+        """Stage 2: accumulate; at a row end, finish into the output register, written in
+        the next two cycles."""
+        L, aw, log_l, word, dp = s.L, s.aw, s.log_l, s.word, self._datapath
+        job, chunks, running, chunk0, s2 = s.job, s.chunks, s.running, s.chunk0, s.s2
         acc = [Signal(32, name=f"acc{l}") for l in range(L)]
-        combined = [dp.combine(m, a, x) for a, x in zip(acc, s2_x)]
+        combined = [dp.combine(m, a, x) for a, x in zip(acc, s.s2_x)]
         finished = dp.finish(m, acc, s2.count)
         out = Signal(2 * word)
         row2 = Signal(ROW_BITS)
@@ -245,11 +276,4 @@ class CsrRowEngine(wiring.Component):
                 m.d.sync += [row2.eq(0), chunk2.eq(chunk2 + 1)]
             with m.Else():
                 m.d.sync += row2.eq(row2 + 1)
-
-        # A new job starts from clean counters; the accumulators are set when its first
-        # pass starts (the unit's own job registers, which `init` may read, are set by then).
-        with m.If(self.job.valid & self.job.ready):
-            m.d.sync += [chunk0.eq(0), chunk2.eq(0), row2.eq(0)]
-        with m.If(walker.job.valid & walker.job.ready & (issued == 0)):
-            m.d.sync += [a.eq(dp.init) for a in acc]
-        return m
+        s.acc, s.row2, s.chunk2 = acc, row2, chunk2

@@ -18,6 +18,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_int, is_int
 from .spad_stream import StreamReader
 
 __all__ = ["ENTRY_BITS", "NNZ_BITS", "ROW_BITS", "TokenLayout", "WalkJob", "EntryUnpacker",
@@ -47,8 +48,7 @@ def WalkJob(addr_width: int) -> data.StructLayout:
 
 
 def _check_word(word_bits):
-    if not isinstance(word_bits, int) or isinstance(word_bits, bool):
-        raise TypeError(f"Word width must be a positive multiple of 32, not {word_bits!r}")
+    check_int(word_bits, "Word width", "a positive multiple of 32")
     if word_bits <= 0 or word_bits % ENTRY_BITS:
         raise ValueError(f"Word width must be a positive multiple of 32, not {word_bits!r}")
 
@@ -114,7 +114,7 @@ class CsrWalker(wiring.Component):
 
     def __init__(self, *, word_bits: int, addr_width: int):
         _check_word(word_bits)
-        if not isinstance(addr_width, int) or isinstance(addr_width, bool) or addr_width <= 0:
+        if not is_int(addr_width) or addr_width <= 0:
             raise ValueError(f"Address width must be a positive integer, not {addr_width!r}")
         self._word_bits = word_bits
         self._addr_width = addr_width

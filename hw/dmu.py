@@ -25,11 +25,14 @@ from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from accelpool.spec.config import UnitKind
+from accelpool.spec.units.dmu import DmuFunc, DmuArgs
+
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.round import Fp32ToBf16
 from .systolic import MacKind, SystolicGemm
-from accelpool.spec.units.dmu import DmuFunc, DmuArgs
+from .units import UNIT_RTL
 
 __all__ = ["Bf16Fp32Mac", "BF16_MAC", "Dmu"]
 
@@ -80,3 +83,6 @@ class Dmu(SystolicGemm):
             m.d.comb += cv.x.eq(acc)
             h.append(cv.y)
         return Mux(args.out_bf16, Cat(*h), Cat(*row))
+
+
+UNIT_RTL.register(UnitKind.DMU, Dmu.from_tile)

@@ -53,6 +53,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from accelpool.spec.config import UnitKind
+from accelpool.spec.units.gnn import GnnFunc, GnnArgs
+
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .arith.fpformat import FP32_QNAN
@@ -60,7 +63,7 @@ from .arith.round import Fp32ToBf16
 from .csr_engine import LaneDatapath
 from .csr_walk import NNZ_BITS
 from .sparse_unit import SparseUnit
-from accelpool.spec.units.gnn import GnnFunc, GnnArgs
+from .units import UNIT_RTL
 
 __all__ = ["Fp32Max", "RecipBf16", "GnnDatapath", "Gnn"]
 
@@ -202,3 +205,11 @@ class Gnn(SparseUnit):
         return {"ptr": args.ptr_addr, "nz": args.idx_addr, "dense": args.x_addr,
                 "out": args.out_addr, "rows": args.nodes, "cols": args.features,
                 "nnz": args.edges, "out_bf16": args.out_bf16}
+
+
+def _from_tile(tile) -> Gnn:
+    """The GNN of a tile config."""
+    return Gnn(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
+
+
+UNIT_RTL.register(UnitKind.GNN, _from_tile)

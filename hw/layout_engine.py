@@ -51,11 +51,15 @@ Word addresses are the byte address shifted by log2(word bytes); bits beyond
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.units.layout import MemFunc, MemArgs, MemCommand
+
+from .params import check_int
 
 __all__ = ["LayoutEngine"]
 
@@ -76,15 +80,11 @@ class LayoutEngine(wiring.Component):
     """
 
     def __init__(self, *, word_bits: int, addr_width: int):
-        if isinstance(word_bits, bool) or not isinstance(word_bits, int):
-            raise TypeError(f"Layout engine word width must be a positive integer, "
-                            f"not {word_bits!r}")
+        check_int(word_bits, "Layout engine word width")
         if not 32 <= word_bits <= 512 or word_bits & (word_bits - 1):
             raise ValueError(f"Layout engine word width must be a power of two from 32 to "
                              f"512 bits, not {word_bits!r}")
-        if isinstance(addr_width, bool) or not isinstance(addr_width, int):
-            raise TypeError(f"Layout engine address width must be a positive integer, "
-                            f"not {addr_width!r}")
+        check_int(addr_width, "Layout engine address width")
         if not 1 <= addr_width <= _PTR:
             raise ValueError(f"Layout engine address width must be between 1 and {_PTR}, "
                              f"not {addr_width!r}")
@@ -103,14 +103,23 @@ class LayoutEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        wb = self._word_bits // 8
-        shift = wb.bit_length() - 1          # log2(word bytes)
-        aw = self._addr_width
-
         func = Signal(MemFunc)
         args = Signal(MemArgs)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [func.eq(self.cmd.payload.func), args.eq(self.cmd.payload.args)]
+        s = self._registers()
+        v = self._setup_values(m, func, args)
+        self._issue(m, s)
+        self._control_fsm(m, s, v)
+        self._merge_stage(m, s)
+        return m
+
+    def _registers(self) -> SimpleNamespace:
+        """The loop-nest parameters (set in SETUP), the loop state and the stage-1 registers;
+        the namespace the sub-blocks below share."""
+        wb = self._word_bits // 8
+        shift = wb.bit_length() - 1          # log2(word bytes)
+        aw = self._addr_width
 
         # ---- loop-nest parameters (set in SETUP) ----------------------------------------
         e_log2 = Signal(2)
@@ -147,8 +156,20 @@ class LayoutEngine(wiring.Component):
         s1_word = Signal(aw)
         acc = Signal(8 * wb)
         acc_en = Signal(wb)
+        return SimpleNamespace(
+            wb=wb, shift=shift, aw=aw, e_log2=e_log2, n_c=n_c, n_ki=n_ki, n_kj=n_kj,
+            n_oy=n_oy, n_ox=n_ox, lim_y=lim_y, lim_x=lim_x, sh=sh, sw=sw, pt=pt, pl=pl,
+            pitch=pitch, dst_pitch=dst_pitch, sh_pitch=sh_pitch, h_pitch=h_pitch,
+            pt_pitch=pt_pitch, pl_e=pl_e, sw_e=sw_e, ebytes=ebytes, pad_value=pad_value,
+            c=c, ki=ki, kj=kj, oy=oy, ox=ox, chan_base=chan_base, irow_base=irow_base,
+            row_base=row_base, oy_base=oy_base, ptr=ptr, y_row=y_row, x_row=x_row, y=y, x=x,
+            dst_row=dst_row, dst_ptr=dst_ptr, s1_valid=s1_valid, s1_pad=s1_pad,
+            s1_flush=s1_flush, s1_src_off=s1_src_off, s1_dst_off=s1_dst_off, s1_word=s1_word,
+            acc=acc, acc_en=acc_en)
 
-        # IM2COL with pad/stride fields as given; TRANSPOSE as the nest documented above.
+    def _setup_values(self, m, func, args) -> SimpleNamespace:
+        """The command's loop nest: IM2COL with pad/stride fields as given; TRANSPOSE as the
+        nest documented above. ``zero``: the nest has no element."""
         is_tr = func == MemFunc.TRANSPOSE
         a = args
         set_sh = Mux(is_tr, 1, a.stride_h)
@@ -166,26 +187,38 @@ class LayoutEngine(wiring.Component):
         m.d.comb += set_pl_e.eq(set_pl << set_e)
         start_irow = Signal(_PTR)
         m.d.comb += start_irow.eq(a.src_addr - set_pt_pitch)
+        return SimpleNamespace(is_tr=is_tr, a=a, set_sh=set_sh, set_pt=set_pt, set_pl=set_pl,
+                               set_e=set_e, set_h=set_h, zero=zero, set_pt_pitch=set_pt_pitch,
+                               set_pl_e=set_pl_e, start_irow=start_irow)
 
-        # ---- the element issued this cycle (RUN) -----------------------------------------
+    def _issue(self, m, s):
+        """The element issued this cycle (RUN): in the source or padding, last of which loop
+        levels, last of its destination word; its source word's read."""
         inside = Signal()
-        m.d.comb += inside.eq((y >= 0) & (y < lim_y) & (x >= 0) & (x < lim_x))
+        m.d.comb += inside.eq((s.y >= 0) & (s.y < s.lim_y) & (s.x >= 0) & (s.x < s.lim_x))
         last_ox, last_oy = Signal(), Signal()
         last_kj, last_ki, last_c = Signal(), Signal(), Signal()
-        m.d.comb += [last_ox.eq(ox == n_ox - 1), last_oy.eq(oy == n_oy - 1),
-                     last_kj.eq(kj == n_kj - 1), last_ki.eq(ki == n_ki - 1),
-                     last_c.eq(c == n_c - 1)]
+        m.d.comb += [last_ox.eq(s.ox == s.n_ox - 1), last_oy.eq(s.oy == s.n_oy - 1),
+                     last_kj.eq(s.kj == s.n_kj - 1), last_ki.eq(s.ki == s.n_ki - 1),
+                     last_c.eq(s.c == s.n_c - 1)]
         row_end = Signal()
         m.d.comb += row_end.eq(last_ox & last_oy)
-        dst_off = dst_ptr[:shift]
+        dst_off = s.dst_ptr[:s.shift]
         word_end = Signal()
-        m.d.comb += word_end.eq(dst_off + ebytes == wb)
+        m.d.comb += word_end.eq(dst_off + s.ebytes == s.wb)
         running = Signal()
         m.d.comb += [
-            self.rd.addr.eq(ptr[shift:shift + aw]),
+            self.rd.addr.eq(s.ptr[s.shift:s.shift + s.aw]),
             self.rd.en.eq(running & inside),
         ]
+        s.inside, s.last_ox, s.last_oy = inside, last_ox, last_oy
+        s.last_kj, s.last_ki, s.last_c = last_kj, last_ki, last_c
+        s.row_end, s.dst_off, s.word_end, s.running = row_end, dst_off, word_end, running
 
+    def _control_fsm(self, m, s, v):
+        """IDLE, SETUP (the nest's parameters and first element), RUN (one element a cycle
+        into stage 1) and DRAIN (stage 1's last write)."""
+        a = v.a
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -194,83 +227,99 @@ class LayoutEngine(wiring.Component):
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
-                    e_log2.eq(set_e), ebytes.eq(Const(1, 3) << set_e),
-                    n_c.eq(Mux(is_tr, 1, a.channels)), n_ki.eq(Mux(is_tr, 1, a.kernel_h)),
-                    n_kj.eq(Mux(is_tr, a.cols, a.kernel_w)),
-                    n_oy.eq(Mux(is_tr, a.rows, a.out_h)), n_ox.eq(Mux(is_tr, 1, a.out_w)),
-                    lim_y.eq(set_h), lim_x.eq(Mux(is_tr, a.cols, a.width)),
-                    sh.eq(set_sh), sw.eq(Mux(is_tr, 0, a.stride_w)),
-                    pt.eq(set_pt), pl.eq(set_pl),
-                    pitch.eq(a.src_pitch), dst_pitch.eq(a.dst_pitch),
-                    sh_pitch.eq(set_sh * a.src_pitch),
-                    h_pitch.eq(set_h * a.src_pitch), pt_pitch.eq(set_pt_pitch),
-                    pl_e.eq(set_pl_e),
-                    sw_e.eq(Mux(is_tr, 0, a.stride_w) << set_e),
-                    pad_value.eq(a.pad_value),
-                    c.eq(0), ki.eq(0), kj.eq(0), oy.eq(0), ox.eq(0),
-                    chan_base.eq(a.src_addr), irow_base.eq(start_irow),
-                    row_base.eq(start_irow - set_pl_e), oy_base.eq(start_irow - set_pl_e),
-                    ptr.eq(start_irow - set_pl_e),
-                    y_row.eq(-set_pt), x_row.eq(-set_pl), y.eq(-set_pt), x.eq(-set_pl),
-                    dst_row.eq(a.dst_addr), dst_ptr.eq(a.dst_addr),
+                    s.e_log2.eq(v.set_e), s.ebytes.eq(Const(1, 3) << v.set_e),
+                    s.n_c.eq(Mux(v.is_tr, 1, a.channels)), s.n_ki.eq(Mux(v.is_tr, 1, a.kernel_h)),
+                    s.n_kj.eq(Mux(v.is_tr, a.cols, a.kernel_w)),
+                    s.n_oy.eq(Mux(v.is_tr, a.rows, a.out_h)), s.n_ox.eq(Mux(v.is_tr, 1, a.out_w)),
+                    s.lim_y.eq(v.set_h), s.lim_x.eq(Mux(v.is_tr, a.cols, a.width)),
+                    s.sh.eq(v.set_sh), s.sw.eq(Mux(v.is_tr, 0, a.stride_w)),
+                    s.pt.eq(v.set_pt), s.pl.eq(v.set_pl),
+                    s.pitch.eq(a.src_pitch), s.dst_pitch.eq(a.dst_pitch),
+                    s.sh_pitch.eq(v.set_sh * a.src_pitch),
+                    s.h_pitch.eq(v.set_h * a.src_pitch), s.pt_pitch.eq(v.set_pt_pitch),
+                    s.pl_e.eq(v.set_pl_e),
+                    s.sw_e.eq(Mux(v.is_tr, 0, a.stride_w) << v.set_e),
+                    s.pad_value.eq(a.pad_value),
+                    s.c.eq(0), s.ki.eq(0), s.kj.eq(0), s.oy.eq(0), s.ox.eq(0),
+                    s.chan_base.eq(a.src_addr), s.irow_base.eq(v.start_irow),
+                    s.row_base.eq(v.start_irow - v.set_pl_e),
+                    s.oy_base.eq(v.start_irow - v.set_pl_e),
+                    s.ptr.eq(v.start_irow - v.set_pl_e),
+                    s.y_row.eq(-v.set_pt), s.x_row.eq(-v.set_pl),
+                    s.y.eq(-v.set_pt), s.x.eq(-v.set_pl),
+                    s.dst_row.eq(a.dst_addr), s.dst_ptr.eq(a.dst_addr),
                 ]
-                with m.If(zero):
+                with m.If(v.zero):
                     m.next = "DRAIN"
                 with m.Else():
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), running.eq(1)]
+                m.d.comb += [self.busy.eq(1), s.running.eq(1)]
                 m.d.sync += [
-                    s1_valid.eq(1), s1_pad.eq(~inside), s1_flush.eq(row_end | word_end),
-                    s1_src_off.eq(ptr[:shift]), s1_dst_off.eq(dst_off),
-                    s1_word.eq(dst_ptr[shift:shift + aw]),
+                    s.s1_valid.eq(1), s.s1_pad.eq(~s.inside),
+                    s.s1_flush.eq(s.row_end | s.word_end),
+                    s.s1_src_off.eq(s.ptr[:s.shift]), s.s1_dst_off.eq(s.dst_off),
+                    s.s1_word.eq(s.dst_ptr[s.shift:s.shift + s.aw]),
                 ]
-                with m.If(~last_ox):
-                    m.d.sync += [ox.eq(ox + 1), ptr.eq(ptr + sw_e), x.eq(x + sw),
-                                 dst_ptr.eq(dst_ptr + ebytes)]
-                with m.Elif(~last_oy):
-                    nxt = oy_base + sh_pitch
-                    m.d.sync += [ox.eq(0), oy.eq(oy + 1), oy_base.eq(nxt), ptr.eq(nxt),
-                                 y.eq(y + sh), x.eq(x_row), dst_ptr.eq(dst_ptr + ebytes)]
-                with m.Else():
-                    # End of a destination row: the next row starts at the next (c, i, j).
-                    ndst = dst_row + dst_pitch
-                    m.d.sync += [ox.eq(0), oy.eq(0), dst_row.eq(ndst), dst_ptr.eq(ndst)]
-                    with m.If(~last_kj):
-                        nrow = row_base + ebytes
-                        m.d.sync += [kj.eq(kj + 1), row_base.eq(nrow), oy_base.eq(nrow),
-                                     ptr.eq(nrow), x_row.eq(x_row + 1), x.eq(x_row + 1),
-                                     y.eq(y_row)]
-                    with m.Elif(~last_ki):
-                        nirow = irow_base + pitch
-                        nrow = nirow - pl_e
-                        m.d.sync += [kj.eq(0), ki.eq(ki + 1), irow_base.eq(nirow),
-                                     row_base.eq(nrow), oy_base.eq(nrow), ptr.eq(nrow),
-                                     y_row.eq(y_row + 1), y.eq(y_row + 1),
-                                     x_row.eq(-pl), x.eq(-pl)]
-                    with m.Elif(~last_c):
-                        nchan = chan_base + h_pitch
-                        nirow = nchan - pt_pitch
-                        nrow = nirow - pl_e
-                        m.d.sync += [kj.eq(0), ki.eq(0), c.eq(c + 1), chan_base.eq(nchan),
-                                     irow_base.eq(nirow), row_base.eq(nrow), oy_base.eq(nrow),
-                                     ptr.eq(nrow), y_row.eq(-pt), y.eq(-pt),
-                                     x_row.eq(-pl), x.eq(-pl)]
-                    with m.Else():
-                        m.next = "DRAIN"
+                self._advance(m, s)
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
                 m.next = "IDLE"
-        with m.If(~running):
-            m.d.sync += s1_valid.eq(0)
+        with m.If(~s.running):
+            m.d.sync += s.s1_valid.eq(0)
 
-        # ---- stage 1 ----------------------------------------------------------------------
+    def _advance(self, m, s):
+        """RUN's step to the next element: the innermost loop level that is not at its end
+        steps, the levels inside it restart; after the last element, DRAIN."""
+        ox, oy, kj, ki, c = s.ox, s.oy, s.kj, s.ki, s.c
+        ptr, x, y, x_row, y_row = s.ptr, s.x, s.y, s.x_row, s.y_row
+        dst_ptr, dst_row, ebytes = s.dst_ptr, s.dst_row, s.ebytes
+        oy_base, row_base, irow_base, chan_base = s.oy_base, s.row_base, s.irow_base, s.chan_base
+        pl, pt = s.pl, s.pt
+        with m.If(~s.last_ox):
+            m.d.sync += [ox.eq(ox + 1), ptr.eq(ptr + s.sw_e), x.eq(x + s.sw),
+                         dst_ptr.eq(dst_ptr + ebytes)]
+        with m.Elif(~s.last_oy):
+            nxt = oy_base + s.sh_pitch
+            m.d.sync += [ox.eq(0), oy.eq(oy + 1), oy_base.eq(nxt), ptr.eq(nxt),
+                         y.eq(y + s.sh), x.eq(x_row), dst_ptr.eq(dst_ptr + ebytes)]
+        with m.Else():
+            # End of a destination row: the next row starts at the next (c, i, j).
+            ndst = dst_row + s.dst_pitch
+            m.d.sync += [ox.eq(0), oy.eq(0), dst_row.eq(ndst), dst_ptr.eq(ndst)]
+            with m.If(~s.last_kj):
+                nrow = row_base + ebytes
+                m.d.sync += [kj.eq(kj + 1), row_base.eq(nrow), oy_base.eq(nrow),
+                             ptr.eq(nrow), x_row.eq(x_row + 1), x.eq(x_row + 1),
+                             y.eq(y_row)]
+            with m.Elif(~s.last_ki):
+                nirow = irow_base + s.pitch
+                nrow = nirow - s.pl_e
+                m.d.sync += [kj.eq(0), ki.eq(ki + 1), irow_base.eq(nirow),
+                             row_base.eq(nrow), oy_base.eq(nrow), ptr.eq(nrow),
+                             y_row.eq(y_row + 1), y.eq(y_row + 1),
+                             x_row.eq(-pl), x.eq(-pl)]
+            with m.Elif(~s.last_c):
+                nchan = chan_base + s.h_pitch
+                nirow = nchan - s.pt_pitch
+                nrow = nirow - s.pl_e
+                m.d.sync += [kj.eq(0), ki.eq(0), c.eq(c + 1), chan_base.eq(nchan),
+                             irow_base.eq(nirow), row_base.eq(nrow), oy_base.eq(nrow),
+                             ptr.eq(nrow), y_row.eq(-pt), y.eq(-pt),
+                             x_row.eq(-pl), x.eq(-pl)]
+            with m.Else():
+                m.next = "DRAIN"
+
+    def _merge_stage(self, m, s):
+        """Stage 1: the element taken out of its source word (or the pad value) and merged
+        into the destination word register, written with its byte enables on a flush."""
+        wb = s.wb
         raw = Signal(32)
-        m.d.comb += raw.eq((self.rd.data >> Cat(Const(0, 3), s1_src_off))[:32])
+        m.d.comb += raw.eq((self.rd.data >> Cat(Const(0, 3), s.s1_src_off))[:32])
         elem = Signal(32)
-        m.d.comb += elem.eq(Mux(s1_pad, pad_value, raw))
+        m.d.comb += elem.eq(Mux(s.s1_pad, s.pad_value, raw))
         emask = Signal(4)
-        with m.Switch(e_log2):
+        with m.Switch(s.e_log2):
             with m.Case(0):
                 m.d.comb += emask.eq(0b0001)
             with m.Case(1):
@@ -278,19 +327,19 @@ class LayoutEngine(wiring.Component):
             with m.Default():
                 m.d.comb += emask.eq(0b1111)
         be = Signal(wb)
-        m.d.comb += be.eq((emask << s1_dst_off)[:wb])
+        m.d.comb += be.eq((emask << s.s1_dst_off)[:wb])
         placed = Signal(8 * wb)
-        m.d.comb += placed.eq((elem << Cat(Const(0, 3), s1_dst_off))[:8 * wb])
+        m.d.comb += placed.eq((elem << Cat(Const(0, 3), s.s1_dst_off))[:8 * wb])
+        acc, acc_en = s.acc, s.acc_en
         merged = Signal(8 * wb)
         m.d.comb += merged.eq(Cat(*(Mux(be[b], placed[8 * b:8 * b + 8], acc[8 * b:8 * b + 8])
                                     for b in range(wb))))
         merged_en = Signal(wb)
         m.d.comb += merged_en.eq(acc_en | be)
-        m.d.comb += [self.wr.addr.eq(s1_word), self.wr.data.eq(merged)]
-        with m.If(s1_valid):
-            with m.If(s1_flush):
+        m.d.comb += [self.wr.addr.eq(s.s1_word), self.wr.data.eq(merged)]
+        with m.If(s.s1_valid):
+            with m.If(s.s1_flush):
                 m.d.comb += self.wr.en.eq(merged_en)
                 m.d.sync += acc_en.eq(0)
             with m.Else():
                 m.d.sync += [acc.eq(merged), acc_en.eq(merged_en)]
-        return m

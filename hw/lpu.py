@@ -24,10 +24,13 @@ EXEC arguments (:data:`LpuArgs`, 191 bits)::
 
 from amaranth.hdl import Cat, Module, Mux
 
+from accelpool.spec.config import UnitKind
+from accelpool.spec.units.lpu import LpuFunc, LpuArgs
+
 from .arith.intmac import Int8Mac
 from .arith.requant import Requantizer
 from .systolic import MacKind, SystolicGemm
-from accelpool.spec.units.lpu import LpuFunc, LpuArgs
+from .units import UNIT_RTL
 
 __all__ = ["INT8_MAC", "Lpu"]
 
@@ -62,3 +65,6 @@ class Lpu(SystolicGemm):
                          rq.shift.eq(args.shift), rq.zero_point.eq(args.zero_point)]
             q.append(rq.y)
         return Mux(args.requant, Cat(*q), Cat(*row))
+
+
+UNIT_RTL.register(UnitKind.LPU, Lpu.from_tile)

@@ -17,6 +17,7 @@ from amaranth.hdl import Module
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_int
 from .spad_stream import StreamReader, StreamWriter, TransferLayout
 
 __all__ = ["Scratchpad"]
@@ -58,8 +59,7 @@ class Scratchpad(wiring.Component):
         for name, value, lo in (("Word width", word_bits, 8), ("Depth", depth, 2),
                                 ("Read port count", read_ports, 0),
                                 ("Write port count", write_ports, 0)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an integer, not {value!r}")
+            check_int(value, name, "an integer")
             if value < lo:
                 raise ValueError(f"{name} must be at least {lo}, not {value!r}")
         if word_bits % 8:

@@ -42,12 +42,14 @@ Ports: ``cmd``, ``busy``, ``a_ptr_read``, ``a_nz_read``, ``b_read`` (read ports)
 
 from __future__ import annotations
 
+from accelpool.spec.config import UnitKind
+from accelpool.spec.units.smu import SmuFunc, SmuArgs
 
 from .arith.bf16mul import Bf16Multiplier
 from .arith.fp32add import Fp32Adder
 from .csr_engine import LaneDatapath
 from .sparse_unit import SparseUnit
-from accelpool.spec.units.smu import SmuFunc, SmuArgs
+from .units import UNIT_RTL
 
 __all__ = ["Smu", "SmuDatapath"]
 
@@ -98,3 +100,11 @@ class Smu(SparseUnit):
         return {"ptr": args.a_ptr_addr, "nz": args.a_nz_addr, "dense": args.b_addr,
                 "out": args.c_addr, "rows": args.m, "cols": args.n, "nnz": args.nnz,
                 "out_bf16": args.out_bf16}
+
+
+def _from_tile(tile) -> Smu:
+    """The SMU of a tile config."""
+    return Smu(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
+
+
+UNIT_RTL.register(UnitKind.SMU, _from_tile)

@@ -37,15 +37,17 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import Const, Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import PoolConfig
 from accelpool.spec.isa import COMMAND_BITS, COUNT_BITS, TOKEN_BITS
+
+from .controller import COUNTER_BITS
 from .noc.fabric import Fabric, attach_memory
 from .noc.memory_tile import MemoryTile
-from .controller import COUNTER_BITS
 from .tile import NO_TILE, REG_ADDR_BITS, REG_BITS, ComputeTile, identity_registers
 
 __all__ = ["Soc", "soc_verilog", "clock_wrapper", "clock_half_period_ps", "clock_period_ps",
@@ -242,7 +244,6 @@ def _any(signals):
 
 def soc_verilog(pool: PoolConfig, **kw) -> str:
     """Verilog of the SoC (top module :data:`SOC_TOP`)."""
-    from amaranth.back import verilog
     return verilog.convert(Soc(pool, **kw), name=SOC_TOP, emit_src=False)
 
 
@@ -287,7 +288,6 @@ def zero_init_skipped() -> Iterator[None]:
     This wraps a private method of Amaranth 0.5 (``ModuleEmitter.emit_memory``); should it
     change, the initialisers are simply written out as before.
     """
-    from amaranth.back import rtlil
 
     emitter = getattr(rtlil, "ModuleEmitter", None)
     original = getattr(emitter, "emit_memory", None)

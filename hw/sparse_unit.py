@@ -25,6 +25,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .csr_engine import CsrRowEngine, LaneDatapath
+from .params import check_int
 
 __all__ = ["SparseUnit"]
 
@@ -48,12 +49,10 @@ class SparseUnit(wiring.Component):
     PORTS: tuple[str, str, str, str]
 
     def __init__(self, *, lanes: int, scratchpad_bytes: int = 65536):
-        if isinstance(lanes, bool) or not isinstance(lanes, int):
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
+        check_int(lanes, "Lane count")
         if lanes < 2 or lanes & (lanes - 1):
             raise ValueError(f"Lane count must be a power of two of at least 2, not {lanes!r}")
-        if isinstance(scratchpad_bytes, bool) or not isinstance(scratchpad_bytes, int):
-            raise TypeError(f"Scratchpad size must be a positive integer, not {scratchpad_bytes!r}")
+        check_int(scratchpad_bytes, "Scratchpad size")
         wb = 2 * lanes
         if scratchpad_bytes < 2 * wb or scratchpad_bytes & (scratchpad_bytes - 1):
             raise ValueError(f"Scratchpad size must be a power of two of at least {2 * wb} "

@@ -73,6 +73,8 @@ from amaranth.lib.wiring import In, Out
 from accelpool.spec.gemm_layout import systolic_word_bytes
 from accelpool.spec.units.gemm import ADDR_BITS, DIM_BITS
 
+from .params import check_int
+
 __all__ = ["MacKind", "SystolicGemm", "ProcessingElement"]
 
 @dataclass(frozen=True)
@@ -140,8 +142,7 @@ class ProcessingElement(wiring.Component):
 
 
 def _check_dim(what: str, value, hi: int = 64) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be a positive integer, not {value!r}")
+    check_int(value, what)
     if value < 1 or value > hi or value & (value - 1):
         raise ValueError(f"{what} must be a power of two between 1 and {hi}, not {value!r}")
     return value
@@ -193,8 +194,7 @@ class SystolicGemm(wiring.Component):
         # The word holds at least R A elements (R row reads fit in one word's consumption).
         self._word_bytes = systolic_word_bytes(rows, cols, self.kind.in_bits // 8,
                                                self.out_bits_max // 8, self.kind.acc_bits // 8)
-        if isinstance(scratchpad_bytes, bool) or not isinstance(scratchpad_bytes, int):
-            raise TypeError(f"Scratchpad size must be a positive integer, not {scratchpad_bytes!r}")
+        check_int(scratchpad_bytes, "Scratchpad size")
         if scratchpad_bytes < self._word_bytes or scratchpad_bytes & (scratchpad_bytes - 1):
             raise ValueError(f"Scratchpad size must be a power of two of at least "
                              f"{self._word_bytes} bytes, not {scratchpad_bytes!r}")

@@ -17,9 +17,8 @@ DEFAULT = load_config("default")
 
 def test_a_unit_kind_without_rtl_is_refused_by_name(monkeypatch):
     import accelpool.hw.tile as tile_mod
-    builders = dict(tile_mod.UNIT_BUILDERS)
-    builders[UnitKind.SMU] = ("accelpool.hw.smu_missing", builders[UnitKind.SMU][1])
-    monkeypatch.setattr(tile_mod, "UNIT_BUILDERS", builders)
+    tile_mod.UNIT_RTL[UnitKind.SMU]      # the built-in units are registered
+    monkeypatch.delitem(tile_mod.UNIT_RTL._items, UnitKind.SMU)
     with pytest.raises(TileError, match=r"Tile 'smu0' at \(0, 1\) is a smu, whose RTL "
                                         r"\(hw/smu.py\) is missing or not wired into "
                                         r"tiles; kinds that can be built: dmu, lpu, ce, afu, gnn"):

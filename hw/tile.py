@@ -14,7 +14,7 @@
                                               v
                                             fabric
 
-The unit is chosen by the tile config's kind (:data:`UNIT_BUILDERS`); a kind whose RTL
+The unit is chosen by the tile config's kind (:data:`accelpool.hw.units.UNIT_RTL`); a kind whose RTL
 module is missing raises :class:`TileError` naming it. The EXEC word's 240-bit ``args`` field is
 viewed through the unit's registered argument layout (:func:`accelpool.spec.isa.exec_spec`).
 
@@ -48,25 +48,28 @@ last run.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import Callable, Mapping
+from typing import Callable
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from accelpool.spec import isa
+from accelpool.spec.capabilities import capability_registers
 from accelpool.spec.config import MeshConfig, PoolConfig, TileConfig, UnitKind
-from .controller import TileController
 from accelpool.spec.isa import Opcode
+from accelpool.spec.unit import unit_spec
+
+from .controller import TileController
 from .noc.ni import NetworkInterface
 from .noc.tokens import TokenCounters
 from .scratchpad import Scratchpad
 from .tile_control import (NO_TILE, REG_ADDR_BITS, REG_BITS, REGISTERS, STATUS_BITS,
-                           command_memory, exec_to_unit, gate_commands, host_members,
-                           is_tile, register_file, trace_memory)
+                           command_memory, exec_to_unit, gate_commands, host_members, is_tile,
+                           register_file, trace_memory)
+from .units import UNIT_RTL
 
-__all__ = ["TileError", "ComputeTile", "UNIT_BUILDERS", "UNIT_ADDRESS_BYTES", "REGISTERS", "REG_BITS",
+__all__ = ["TileError", "ComputeTile", "UNIT_ADDRESS_BYTES", "REGISTERS", "REG_BITS",
            "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS", "identity_registers",
            "unit_word_bits", "buildable_kinds", "check_buildable"]
 
@@ -76,7 +79,6 @@ class TileError(ValueError):
 
 def identity_registers(tile: TileConfig, mesh: MeshConfig, cmd_depth: int = 0) -> dict[str, int]:
     """The constant registers of a tile built from ``tile``: capabilities, coordinate, mesh."""
-    from accelpool.spec.capabilities import capability_registers
 
     regs = {reg.name.lower(): value for reg, value in capability_registers(tile).items()}
     regs.update({"coord": (tile.y << 8) | tile.x,
@@ -92,51 +94,14 @@ def _pow2(n: int) -> bool:
     return n > 0 and not n & (n - 1)
 
 
-def _smu(tile: TileConfig):
-    from .smu import Smu
-    return Smu(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
-
-
-def _gnn(tile: TileConfig):
-    from .gnn import Gnn
-    return Gnn(lanes=tile["lanes"], scratchpad_bytes=tile.scratchpad_bytes)
-
-
-def _from_tile(module: str, cls: str):
-    def build(tile: TileConfig):
-        return getattr(importlib.import_module(module), cls).from_tile(tile)
-    return build
-
-
-#: kind -> (module that holds its RTL, builder taking the tile config). Every unit follows
-#: one contract: ``cmd`` (a stream of ``{func, args}``) accepted when idle, ``busy``, and
-#: scratchpad ports with Amaranth's memory port signatures whose word the unit chooses;
-#: most build themselves from a tile config with ``from_tile``.
 #: The byte address space of the units' EXEC address fields: a tile builds its unit to
 #: address all of it, so that an access beyond the scratchpad is seen (and refused) by the
 #: tile rather than wrapped around by the unit.
 UNIT_ADDRESS_BYTES = 1 << isa.SPAD_ADDR_BITS
 
-UNIT_BUILDERS: Mapping[UnitKind, tuple[str, Callable[[TileConfig], object]]] = {
-    UnitKind.DMU: ("accelpool.hw.dmu", _from_tile("accelpool.hw.dmu", "Dmu")),
-    UnitKind.LPU: ("accelpool.hw.lpu", _from_tile("accelpool.hw.lpu", "Lpu")),
-    UnitKind.SMU: ("accelpool.hw.smu", _smu),
-    UnitKind.CE: ("accelpool.hw.ce", _from_tile("accelpool.hw.ce", "ConvEngine")),
-    UnitKind.AFU: ("accelpool.hw.afu", _from_tile("accelpool.hw.afu", "ActivationUnit")),
-    UnitKind.GNN: ("accelpool.hw.gnn", _gnn),
-}
-
-
 def buildable_kinds() -> list[UnitKind]:
-    """The unit kinds whose RTL is present and wired into tiles."""
-    out = []
-    for kind, (module, _) in UNIT_BUILDERS.items():
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        out.append(kind)
-    return out
+    """The unit kinds whose RTL is registered (:data:`accelpool.hw.units.UNIT_RTL`)."""
+    return [k for k in UnitKind if k is not UnitKind.MEMORY and k in UNIT_RTL]
 
 
 def check_buildable(pool: PoolConfig) -> None:
@@ -154,22 +119,18 @@ def unit_word_bits(unit) -> int:
     return widths.pop()
 
 
-def _builder(tile: TileConfig):
+def _builder(tile: TileConfig) -> Callable[[TileConfig], object]:
     if tile.kind is UnitKind.MEMORY:
         raise TileError(f"Tile {tile.name!r} is the memory tile, not a compute tile")
-    entry = UNIT_BUILDERS.get(tile.kind)
-    missing = entry is None
-    if not missing:
-        try:
-            importlib.import_module(entry[0])
-        except ModuleNotFoundError:
-            missing = True
-    if missing:
+    try:
+        return UNIT_RTL[tile.kind]
+    except KeyError:
+        package = unit_spec(tile.kind).package
+        where = f"{package}.hw" if package else f"hw/{tile.kind.key}.py"
         have = ", ".join(k.key for k in buildable_kinds()) or "none"
         raise TileError(f"Tile {tile.name!r} at ({tile.x}, {tile.y}) is a "
-                        f"{tile.kind.key}, whose RTL (hw/{tile.kind.key}.py) is missing "
-                        f"or not wired into tiles; kinds that can be built: {have}")
-    return entry
+                        f"{tile.kind.key}, whose RTL ({where}) is missing "
+                        f"or not wired into tiles; kinds that can be built: {have}") from None
 
 
 def _unit_ports(unit) -> tuple[list, list]:
@@ -241,7 +202,7 @@ class ComputeTile(wiring.Component):
         if isinstance(cmd_depth, bool) or not isinstance(cmd_depth, int) or cmd_depth < 2:
             raise ValueError(f"Command memory depth must be an integer of at least 2, "
                              f"not {cmd_depth!r}")
-        module, build = _builder(tile)
+        build = _builder(tile)
         self._tile, self._pool = tile, pool
         mesh = pool.mesh
         # The unit addresses all of the EXEC arguments' byte address space, so an address

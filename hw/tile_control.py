@@ -21,9 +21,11 @@ from typing import Mapping
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import memory
 from amaranth.lib.data import View
+from amaranth.lib.wiring import In, Out
+
+from accelpool.spec.isa import COMMAND_BITS, COORD_BITS
 
 from .controller import COUNTER_BITS, TileController
-from accelpool.spec.isa import COMMAND_BITS, COORD_BITS
 
 __all__ = ["REGISTERS", "REG_BITS", "REG_ADDR_BITS", "NO_TILE", "STATUS_BITS",
            "command_memory", "trace_memory", "exec_to_unit", "gate_commands",
@@ -72,7 +74,6 @@ STATUS_BITS: Mapping[str, int] = {
 def host_members(ctl: TileController) -> dict:
     """The host port every programmable tile exposes (``wiring`` members): command memory
     writes, ``start``, ``finished``/``fault``/``error``, registers and the trace."""
-    from amaranth.lib.wiring import In, Out
     return {"cmd_addr": In(ctl.addr_width), "cmd_data": In(COMMAND_BITS), "cmd_en": In(1),
             "start": In(1), "finished": Out(1), "fault": Out(1), "error": Out(1),
             "reg_addr": In(REG_ADDR_BITS), "reg_data": Out(REG_BITS),

@@ -136,16 +136,18 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from accelpool.sched.ir import BufferKind, Graph, TensorRef
+from accelpool.sched.lower import plan_op
+from accelpool.sched.lower.common import (ALIGN, BufferLayout, CodegenError, FENCE_BYTES,
+                                          NP_DTYPE, LowerCtx, Plan, ceil_div, exec_command,
+                                          buffer_layouts, transfer_moves, operand_runs, row_runs,
+                                          op_label)
+from accelpool.sched.lower.layout import lower_layout
+from accelpool.sched.pool import AllocationError, Pool, ScratchpadAllocator
+from accelpool.sched.reference import Executor
+from accelpool.sched.schedule import Schedule
 from accelpool.spec import isa
 from accelpool.spec.config import UnitKind
-from accelpool.sched.ir import (BufferKind, Graph, TensorRef)
-from accelpool.sched.pool import AllocationError, Pool, ScratchpadAllocator
-from accelpool.sched.schedule import Schedule
-from accelpool.sched.lower import plan_op
-from accelpool.sched.lower.common import (ALIGN, BufferLayout, CodegenError, FENCE_BYTES, NP_DTYPE,
-                                          LowerCtx, Plan, ceil_div, exec_command, buffer_layouts,
-                                          transfer_moves, operand_runs, row_runs, op_label)
-from accelpool.sched.lower.layout import lower_layout
 
 __all__ = ["MemoryImage", "TileStream", "Program", "compile_schedule", "set_inputs",
            "host_input_arrays"]
@@ -295,7 +297,6 @@ def _layout_memory(g: Graph, pool: Pool, lays: Mapping[str, BufferLayout], top: 
 
 def host_input_arrays(g: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Graph inputs converted as the host writes them (the golden executor's conversion)."""
-    from accelpool.sched.reference import Executor
     ex = Executor(g)
     missing = [n for n in g.inputs if n not in inputs]
     if missing:
@@ -381,17 +382,43 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
     """
     pool = schedule.pool
     g = graph
-    dag = g.dag
-    missing = [n for n in dag.nodes if n not in schedule.slots]
+    missing = [n for n in g.dag.nodes if n not in schedule.slots]
     if missing:
         raise CodegenError(f"The schedule does not place micro-op(s) {missing[:5]!r}")
-    placement = {n: schedule.slots[n].unit for n in dag.nodes}
+    placement = {n: schedule.slots[n].unit for n in g.dag.nodes}
     order = schedule.unit_order()
     fb = pool.mesh.flit_bits // 8
     lays, top = buffer_layouts(g, fb)
-    ctx = LowerCtx(g, lays, fb)
+    plans, layout_execs, blobs = _lower_ops(LowerCtx(g, lays, fb), pool, order)
+    img = _layout_memory(g, pool, lays, top, blobs, inputs)
+    prog = Program(g, schedule, pool, {}, img, lays, placement)
+    tokens = _Tokens(pool, g.dag, order, placement)
+    for unit_name, seq in order.items():
+        tile = pool.unit(unit_name).tile
+        if tile.kind is UnitKind.MEMORY:
+            prog.streams[unit_name] = _memory_stream(g, tile, seq, layout_execs, tokens.waits,
+                                                     tokens.signals)
+        else:
+            prog.streams[unit_name] = _unit_stream(prog, tile, seq, plans, tokens, fence)
+    return prog
+
+
+def _lower_ops(ctx: LowerCtx, pool: Pool, order: Mapping[str, list]
+               ) -> tuple[dict[str, Plan], dict[str, tuple[Any, dict]], dict[tuple[str, Any], bytes]]:
+    """Lower every micro-op on the unit the schedule puts it on.
+
+    Returns
+    -------
+    plans : dict
+        Micro-op -> :class:`Plan`, for the micro-ops of the compute tiles.
+    layout_execs : dict
+        Micro-op -> ``(func, args)`` of the memory tile's EXEC, for the LAYOUT micro-ops.
+    blobs : dict
+        ``(micro-op, operand key)`` -> the unit-format constant of that operand.
+    """
+    g = ctx.g
     plans: dict[str, Plan] = {}
-    layout_execs: dict[str, tuple[Any, dict]] = {}     # the memory tile's EXECs
+    layout_execs: dict[str, tuple[Any, dict]] = {}
     blobs: dict[tuple[str, Any], bytes] = {}
     for unit_name, seq in order.items():
         tile = pool.unit(unit_name).tile
@@ -403,109 +430,138 @@ def compile_schedule(graph: Graph, schedule: Schedule, inputs: Mapping[str, np.n
             for o in p.operands:
                 if o.blob is not None:
                     blobs[(n, o.key)] = o.blob
-    img = _layout_memory(g, pool, lays, top, blobs, inputs)
-    tiles = list(pool.config.tiles)
-    tindex = {t.name: i for i, t in enumerate(tiles)}
-    mem = pool.memory
-    prog = Program(g, schedule, pool, {}, img, lays, placement)
+    return plans, layout_execs, blobs
 
-    # Pass 1: the signals each tile sends, in stream order: (producer op, consumer tile) -> #
-    sig_no: dict[tuple[str, str], int] = {}
-    sent: dict[tuple[str, str], int] = {}
-    consumers_of: dict[str, list[str]] = {}
-    for unit_name, seq in order.items():
-        for n in seq:
-            cons = []
-            for c in dag.successors(n):
-                t = placement[c]
-                if t != unit_name and t not in cons:
-                    cons.append(t)
-            cons.sort(key=lambda t: tindex[t])
-            consumers_of[n] = cons
-            for t in cons:
-                k = sent.get((unit_name, t), 0)
-                sig_no[(n, t)] = k
-                sent[(unit_name, t)] = k + 1
 
-    def waits(n: str, consumed: dict[str, int]) -> list[isa.Command]:
+class _Tokens:
+    """The WAITs and SIGNALs between tiles of one schedule.
+
+    Each tile's signals to another tile are numbered in its stream order: a consumer waits
+    until its count from the producer's tile has reached the producer's number plus one.
+    """
+
+    def __init__(self, pool: Pool, dag, order: Mapping[str, list], placement: Mapping[str, str]):
+        self.pool, self.dag, self.placement = pool, dag, placement
+        self.tindex = {t.name: i for i, t in enumerate(pool.config.tiles)}
+        #: (producer op, consumer tile) -> the number of its signal from the producer's tile
+        self.sig_no: dict[tuple[str, str], int] = {}
+        #: op -> the other tiles reading its result, in tile order
+        self.consumers_of: dict[str, list[str]] = {}
+        sent: dict[tuple[str, str], int] = {}
+        for unit_name, seq in order.items():
+            for n in seq:
+                cons = []
+                for c in dag.successors(n):
+                    t = placement[c]
+                    if t != unit_name and t not in cons:
+                        cons.append(t)
+                cons.sort(key=lambda t: self.tindex[t])
+                self.consumers_of[n] = cons
+                for t in cons:
+                    k = sent.get((unit_name, t), 0)
+                    self.sig_no[(n, t)] = k
+                    sent[(unit_name, t)] = k + 1
+
+    def waits(self, n: str, consumed: dict[str, int]) -> list[isa.Command]:
         """WAITs for the tokens of ``n``'s producers on other tiles (``consumed``: per
         sender, the signals this tile has waited for so far; updated)."""
-        unit_name = placement[n]
+        unit_name = self.placement[n]
         need: dict[str, int] = {}
-        for p in dag.predecessors(n):
-            s = placement[p]
+        for p in self.dag.predecessors(n):
+            s = self.placement[p]
             if s != unit_name:
-                need[s] = max(need.get(s, 0), sig_no[(p, unit_name)] + 1)
+                need[s] = max(need.get(s, 0), self.sig_no[(p, unit_name)] + 1)
         out = []
-        for s in sorted(need, key=lambda t: tindex[t]):
+        for s in sorted(need, key=lambda t: self.tindex[t]):
             k = need[s] - consumed.get(s, 0)
             if k > 0:
-                out.append(isa.wait(token=tindex[s], count=k))
+                out.append(isa.wait(token=self.tindex[s], count=k))
                 consumed[s] = need[s]
         return out
 
-    def signals(n: str) -> list[isa.Command]:
+    def signals(self, n: str) -> list[isa.Command]:
         """A SIGNAL to each tile consuming ``n``'s result."""
+        pool = self.pool
         return [isa.signal(x=pool.unit(t).tile.x, y=pool.unit(t).tile.y,
-                           token=tindex[placement[n]], count=1) for t in consumers_of[n]]
+                           token=self.tindex[self.placement[n]], count=1)
+                for t in self.consumers_of[n]]
 
-    for unit_name, seq in order.items():
-        unit = pool.unit(unit_name)
-        tile = unit.tile
-        if tile.kind is UnitKind.MEMORY:
-            prog.streams[unit_name] = _memory_stream(g, tile, seq, layout_execs, waits, signals)
-            continue
-        cmds: list[isa.Command] = []
-        spans: list[tuple[str, int, int, int]] = []
-        consumed: dict[str, int] = {}
-        fence_addr = tile.scratchpad_bytes - FENCE_BYTES
-        spad = None
-        for n in seq:
-            op = g.op(n)
-            plan = plans[n]
-            who = op_label(op, tile)
-            if spad is None:
-                spad = ScratchpadAllocator(fence_addr, f"{tile.name} scratchpad", plan.align)
-            first = len(cmds)
-            # 1. tokens from producers on other tiles
-            cmds += waits(n, consumed)
-            # 2. operands into the scratchpad, in the unit's layout
-            addrs: dict[Any, int] = {}
-            try:
-                for o in plan.operands + [plan.out]:
-                    addrs[o.key] = spad.alloc((n, o.key), o.region)
-            except AllocationError as e:
-                raise CodegenError(f"{who}{e}") from None
-            for o in plan.operands:
-                if o.blob is not None:
-                    baddr, nbytes = img.blobs[(n, o.key)]
-                    cmds.append(isa.load(spad_addr=addrs[o.key], x=mem.x, y=mem.y,
-                                         remote_addr=baddr, length=nbytes))
-                else:
-                    for s, a, b in transfer_moves(operand_runs(lays, o, fb, who), addrs[o.key],
-                                          o.pitch, who):
-                        cmds.append(isa.load(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a,
-                                             length=b))
-            # 3. compute
-            func, args = plan.build(addrs)
-            c = exec_command(tile.kind, func, args, who)
-            exec_at = len(cmds)
-            cmds.append(c)
-            # 4. result rows to memory
-            out_moves = transfer_moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)
-            for s, a, b in out_moves:
-                cmds.append(isa.store(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a, length=b))
-            # 5. fence before telling other tiles (a SIGNAL to the memory tile is ordered
-            # after the STOREs there already)
-            if fence and any(pool.unit(t).kind is not UnitKind.MEMORY for t in consumers_of[n]):
-                _, addr, b = out_moves[-1]
-                fbytes = min(b, FENCE_BYTES)
-                cmds.append(isa.load(spad_addr=fence_addr, x=mem.x, y=mem.y,
-                                     remote_addr=addr + b - fbytes, length=fbytes))
+    def read_by_compute_tile(self, n: str) -> bool:
+        """Whether a tile other than the memory tile reads ``n``'s result."""
+        return any(self.pool.unit(t).kind is not UnitKind.MEMORY for t in self.consumers_of[n])
+
+
+def _unit_stream(prog: Program, tile, seq: list, plans: Mapping[str, Plan], tokens: _Tokens,
+                 fence: bool) -> TileStream:
+    """A compute tile's stream: per micro-op its WAITs, LOADs, EXEC, STOREs, the fence and a
+    SIGNAL to each consuming tile, then END."""
+    cmds: list[isa.Command] = []
+    spans: list[tuple[str, int, int, int]] = []
+    consumed: dict[str, int] = {}
+    fence_addr = tile.scratchpad_bytes - FENCE_BYTES
+    spad = None
+    for n in seq:
+        plan = plans[n]
+        who = op_label(prog.graph.op(n), tile)
+        if spad is None:
+            spad = ScratchpadAllocator(fence_addr, f"{tile.name} scratchpad", plan.align)
+        first = len(cmds)
+        # 1. tokens from producers on other tiles
+        cmds += tokens.waits(n, consumed)
+        # 2. operands into the scratchpad, in the unit's layout
+        addrs: dict[Any, int] = {}
+        try:
             for o in plan.operands + [plan.out]:
-                spad.free((n, o.key))
-            cmds += signals(n)
-            spans.append((n, first, exec_at, len(cmds) - 1))
-        cmds.append(isa.end())
-        prog.streams[unit_name] = TileStream(tile, cmds, spans)
-    return prog
+                addrs[o.key] = spad.alloc((n, o.key), o.region)
+        except AllocationError as e:
+            raise CodegenError(f"{who}{e}") from None
+        cmds += _operand_loads(prog, n, plan, addrs, who)
+        # 3. compute
+        func, args = plan.build(addrs)
+        c = exec_command(tile.kind, func, args, who)
+        exec_at = len(cmds)
+        cmds.append(c)
+        # 4. result rows to memory; 5. the fence before telling other tiles (a SIGNAL to
+        # the memory tile is ordered after the STOREs there already)
+        cmds += _result_stores(prog, plan, addrs, who,
+                               fence_addr if fence and tokens.read_by_compute_tile(n) else None)
+        for o in plan.operands + [plan.out]:
+            spad.free((n, o.key))
+        cmds += tokens.signals(n)
+        spans.append((n, first, exec_at, len(cmds) - 1))
+    cmds.append(isa.end())
+    return TileStream(tile, cmds, spans)
+
+
+def _operand_loads(prog: Program, n: str, plan: Plan, addrs: Mapping[Any, int],
+                   who: str) -> list[isa.Command]:
+    """The LOADs of micro-op ``n``'s operands to their scratchpad addresses ``addrs``: a
+    unit-format constant as one LOAD of its blob, any other operand row by row."""
+    mem = prog.pool.memory
+    cmds = []
+    for o in plan.operands:
+        if o.blob is not None:
+            baddr, nbytes = prog.image.blobs[(n, o.key)]
+            cmds.append(isa.load(spad_addr=addrs[o.key], x=mem.x, y=mem.y,
+                                 remote_addr=baddr, length=nbytes))
+        else:
+            for s, a, b in transfer_moves(operand_runs(prog.layouts, o, prog.flit_bytes, who),
+                                          addrs[o.key], o.pitch, who):
+                cmds.append(isa.load(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a, length=b))
+    return cmds
+
+
+def _result_stores(prog: Program, plan: Plan, addrs: Mapping[Any, int], who: str,
+                   fence_addr: int | None) -> list[isa.Command]:
+    """The STOREs of a micro-op's result rows; with ``fence_addr``, then a LOAD of the last
+    bytes stored back to that scratchpad address (the fence)."""
+    mem = prog.pool.memory
+    out_moves = transfer_moves(prog.row_runs(plan.out.ref, who), addrs["out"], plan.out.pitch, who)
+    cmds = [isa.store(spad_addr=s, x=mem.x, y=mem.y, remote_addr=a, length=b)
+            for s, a, b in out_moves]
+    if fence_addr is not None:
+        _, addr, b = out_moves[-1]
+        fbytes = min(b, FENCE_BYTES)
+        cmds.append(isa.load(spad_addr=fence_addr, x=mem.x, y=mem.y,
+                             remote_addr=addr + b - fbytes, length=fbytes))
+    return cmds

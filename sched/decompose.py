@@ -59,11 +59,13 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from accelpool.spec.config import DType, PoolConfig, UnitKind, load_config
-from .frontend import FrontendError, check_pool_support
+from accelpool.spec.config import DType, PoolConfig, load_config
+from accelpool.spec.unit import unit_spec
+
+from . import models
+from .frontend import FrontendError, check_pool_support, import_model
 from .ir import (ACC_DTYPE, AggFunc, Buffer, BufferKind, Graph, IRError, LayoutFunc, MicroOp,
-                 OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims,
-                 sanitize)
+                 OpType, Pass, Pipeline, TensorRef, channels_last_images, image_dims, sanitize)
 
 __all__ = ["DecomposeOptions", "TilePlan", "TileOperators", "ReorderChannelsLast",
            "AnnotateCosts", "CheckPoolSupport", "decompose", "compile_model",
@@ -116,14 +118,18 @@ class DecomposeOptions:
                              f"{self.max_micro_ops!r}")
 
 
-def _first(pool: PoolConfig, kind: UnitKind):
-    tiles = pool.tiles_of(kind)
-    return tiles[0] if tiles else None
+def _first(pool: PoolConfig, op: OpType, dtype: DType):
+    """The first tile of ``pool`` whose unit is built for ``op`` on ``dtype`` (its
+    declaration's ``runs``), or None."""
+    pair = (op.value, dtype.key)
+    return next((t for t in pool.units if pair in unit_spec(t.kind).runs), None)
 
 
 @dataclass(frozen=True)
 class TilePlan:
-    """Tile sizes read from the pool config (the first unit of each kind; defaults if absent)."""
+    """Tile sizes read from the pool config: of the first unit built for each operation
+    (GEMM on BF16 and on INT8, CONV, activations, aggregation); defaults if absent. The
+    fields are named after the built-in units that run them."""
 
     options: DecomposeOptions
     dmu_rows: int = 8
@@ -144,17 +150,18 @@ class TilePlan:
 
     @classmethod
     def from_pool(cls, pool: PoolConfig, options: DecomposeOptions = DecomposeOptions()) -> "TilePlan":
-        kw: dict = {"options": options, "has_smu": bool(pool.tiles_of(UnitKind.SMU)),
+        has_smu = _first(pool, OpType.SPMM, DType.BF16) is not None
+        kw: dict = {"options": options, "has_smu": has_smu,
                     "flit_bytes": pool.mesh.flit_bits // 8}
-        if (t := _first(pool, UnitKind.DMU)) is not None:
+        if (t := _first(pool, OpType.GEMM, DType.BF16)) is not None:
             kw.update(dmu_rows=t["rows"], dmu_cols=t["cols"], dmu_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.LPU)) is not None:
+        if (t := _first(pool, OpType.GEMM, DType.INT8)) is not None:
             kw.update(lpu_rows=t["rows"], lpu_cols=t["cols"], lpu_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.CE)) is not None:
+        if (t := _first(pool, OpType.CONV, DType.INT8)) is not None:
             kw.update(ce_oc=t["oc_lanes"], ce_ic=t["ic_lanes"], ce_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.AFU)) is not None:
+        if (t := _first(pool, OpType.ACT, DType.BF16)) is not None:
             kw.update(afu_lanes=t["lanes"], afu_spad=t.scratchpad_bytes)
-        if (t := _first(pool, UnitKind.GNN)) is not None:
+        if (t := _first(pool, OpType.AGGREGATE, DType.BF16)) is not None:
             kw.update(gnn_lanes=t["lanes"], gnn_spad=t.scratchpad_bytes)
         return cls(**kw)
 
@@ -291,6 +298,32 @@ def _transposed(g: Graph, op: MicroOp, ref: TensorRef, runs: list[tuple[int, int
     return buf.name
 
 
+def _sparse_blocks(g: Graph, a: TensorRef, b: TensorRef, sparse_operand: int, mblocks,
+                   nblocks, ksteps, threshold: float) -> dict[tuple[int, int], bool]:
+    """Which blocks of the constant operand are sparse, by (N block if B is the constant,
+    M block if A, K step): a zero fraction of at least ``threshold``."""
+    out = {}
+    for i, (o0, os_) in enumerate(nblocks if sparse_operand == 1 else mblocks):
+        for j, (k0, ks) in enumerate(ksteps):
+            box = _const_box(g, _sub(b, (k0, o0), (ks, os_)) if sparse_operand == 1
+                             else _sub(a, (o0, k0), (os_, ks)))
+            out[(i, j)] = 1 - np.count_nonzero(box) / box.size >= threshold
+    return out
+
+
+def _transpose_back(g: Graph, op: MicroOp, yT: Buffer, y: TensorRef,
+                    runs: list[tuple[int, int]], m: int) -> None:
+    """LAYOUT micro-ops moving the transposed result ``yT`` into ``y``'s column runs."""
+    r0 = 0
+    for i, (c0, cs) in enumerate(runs):
+        tid = f"{op.id}.yT" + (f"{i}" if len(runs) > 1 else "")
+        g.add_op(MicroOp(tid, OpType.LAYOUT, g.buffers[y.buffer].dtype,
+                         (TensorRef(yT.name, (r0, 0), (cs, m)),), (_sub(y, (0, c0), (m, cs)),),
+                         LayoutFunc.TRANSPOSE, {"n": cs * m}, source=op.source,
+                         source_op=op.source_op))
+        r0 += cs
+
+
 @_tiles(OpType.GEMM, OpType.SPMM)
 def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     m, k, n = op.shape["M"], op.shape["K"], op.shape["N"]
@@ -307,15 +340,8 @@ def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
     may_sparse = (op.dtype is DType.BF16 and plan.has_smu and sparse_operand is not None)
     bc = op.attrs.get("c_broadcast")
     base_attrs = {k_: v for k_, v in op.attrs.items() if k_ not in ("c_broadcast", "requant")}
-    # Which blocks of the constant operand are sparse: (N block if B, M block if A, K step).
-    sparse_tile: dict[tuple[int, int], bool] = {}
-    if may_sparse:
-        for i, (o0, os_) in enumerate(nblocks if sparse_operand == 1 else mblocks):
-            for j, (k0, ks) in enumerate(ksteps):
-                box = _const_box(g, _sub(b, (k0, o0), (ks, os_)) if sparse_operand == 1
-                                 else _sub(a, (o0, k0), (os_, ks)))
-                sparse_tile[(i, j)] = 1 - np.count_nonzero(box) / box.size >= \
-                    plan.options.sparse_threshold
+    sparse_tile = (_sparse_blocks(g, a, b, sparse_operand, mblocks, nblocks, ksteps,
+                                  plan.options.sparse_threshold) if may_sparse else {})
     # A sparse weight B is the SMU's A only in the transposed product C^T = B^T A^T: every
     # output column block with a sparse step is computed transposed (all its K steps, so a
     # chain keeps one orientation) into yT, and transposed back into y at the end.
@@ -388,14 +414,7 @@ def _tile_gemm(g: Graph, op: MicroOp, plan: TilePlan) -> None:
                 tid = f"{op.id}.m{mi}n{ni}k{j}" if len(ksteps) > 1 else f"{op.id}.m{mi}n{ni}"
                 g.add_op(_tile(op, tid, ins, out, shape, attrs, kind))
     if tcols:                              # yT back into the result's columns
-        r0 = 0
-        for i, (c0, cs) in enumerate(runs):
-            tid = f"{op.id}.yT" + (f"{i}" if len(runs) > 1 else "")
-            g.add_op(MicroOp(tid, OpType.LAYOUT, g.buffers[y.buffer].dtype,
-                             (TensorRef(yT.name, (r0, 0), (cs, m)),), (_sub(y, (0, c0), (m, cs)),),
-                             LayoutFunc.TRANSPOSE, {"n": cs * m}, source=op.source,
-                             source_op=op.source_op))
-            r0 += cs
+        _transpose_back(g, op, yT, y, runs, m)
 
 
 @_tiles(OpType.CONV)
@@ -799,8 +818,6 @@ def decompose(graph: Graph, pool: PoolConfig | None = None,
 def compile_model(model, pool: PoolConfig | None = None,
                   options: DecomposeOptions = DecomposeOptions(), **import_kw) -> Graph:
     """ONNX model (path, bytes, ModelProto) or built-in name -> tiled, annotated micro-op DAG."""
-    from .frontend import import_model
-    from . import models
     pool = pool or load_config()
     if isinstance(model, str) and model in models.BUILTIN_MODELS:
         import_kw.setdefault("name", model)

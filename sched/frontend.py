@@ -42,11 +42,13 @@ import networkx as nx
 import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
 
 from accelpool.spec.config import DType, PoolConfig
+from accelpool.spec.golden.numerics import fp32_to_bf16, quantize_multiplier
+
 from .ir import (ACC_DTYPE, ActFunc, AggFunc, Buffer, BufferKind, EltwiseFunc, Graph, LayoutFunc,
-                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize,
-                 sanitize_names)
+                 MicroOp, OpType, QuantParams, TensorRef, capable_units, sanitize, sanitize_names)
 
 __all__ = ["FrontendError", "SUPPORTED_OPS", "load_onnx", "import_model", "check_pool_support",
            "fuse_qdq", "AGGREGATE_MAX_DENSITY", "input_buffer_names", "graph_inputs",
@@ -74,6 +76,11 @@ _NP = {DType.BF16: ml_dtypes.bfloat16, DType.FP32: np.float32, DType.INT8: np.in
 
 def _elem_name(t: int) -> str:
     return onnx.helper.tensor_dtype_to_np_dtype(t).name if t else "undefined"
+
+
+def _optional_input(node: onnx.NodeProto, i: int) -> str:
+    """The name of ``node``'s input ``i``, or ``''`` when the node has fewer inputs."""
+    return node.input[i] if len(node.input) > i else ""
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -149,27 +156,61 @@ def fuse_qdq(proto: onnx.ModelProto) -> int:
     which is correct but does not use the INT8 units). Returns the number of fusions.
     """
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for t in n.input:
-            consumers.setdefault(t, []).append(n)
-    outputs = {o.name for o in g.output}
+    qdq = _QdqGraph(proto)
+    new_inits: list[onnx.TensorProto] = []
+    replaced: dict[int, onnx.NodeProto] = {}
+    dropped: set[int] = set()
+    for node in list(g.node):
+        found = qdq.match(node)
+        if found is None:
+            continue
+        qn, x, w, bias = found
+        replaced[id(node)] = _qlinear_node(node, qn, x, w, bias, new_inits)
+        dropped.add(id(qn))
+    if not replaced:
+        return 0
+    nodes = [replaced.get(id(n), n) for n in g.node if id(n) not in dropped]
+    nodes = _without_unread_dequantize(nodes, qdq.outputs)
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(new_inits)
+    return len(replaced)
 
-    def const(name: str) -> np.ndarray | None:
-        return numpy_helper.to_array(inits[name]) if name in inits else None
 
-    def dq_parts(t: str, want_const: bool, dtype):
-        """(q tensor, scale tensor, zero-point tensor or '') of a DequantizeLinear output."""
-        n = producer.get(t)
+#: ``(DequantizeLinear node, q tensor, scale tensor, zero-point tensor or '')``
+_DqParts = tuple[onnx.NodeProto, str, str, str]
+
+
+class _QdqGraph:
+    """The lookups :func:`fuse_qdq` makes on a graph: producers, readers and constants."""
+
+    def __init__(self, proto: onnx.ModelProto):
+        g = proto.graph
+        self.proto = proto
+        self.inits = {t.name: t for t in g.initializer}
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in g.node:
+            for t in n.input:
+                self.consumers.setdefault(t, []).append(n)
+        self.outputs = {o.name for o in g.output}
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The value of initializer ``name``, or None if it is not one."""
+        return numpy_helper.to_array(self.inits[name]) if name in self.inits else None
+
+    def dq_parts(self, t: str, want_const: bool, dtype) -> _DqParts | None:
+        """The parts of the per-tensor DequantizeLinear producing ``t``: of a constant
+        ``dtype`` tensor with ``want_const``, else of a computed INT8 one; or None."""
+        const = self.const
+        n = self.producer.get(t)
         if n is None or n.op_type != "DequantizeLinear" or n.domain not in ("", "ai.onnx"):
             return None
         if any(a.name == "axis" for a in n.attribute) and const(n.input[1]) is not None \
                 and const(n.input[1]).size != 1:
             return None
         q, sc = n.input[0], n.input[1]
-        zp = n.input[2] if len(n.input) > 2 else ""
+        zp = _optional_input(n, 2)
         scv = const(sc)
         if scv is None or scv.size != 1 or (zp and (const(zp) is None or const(zp).size != 1)):
             return None
@@ -178,73 +219,75 @@ def fuse_qdq(proto: onnx.ModelProto) -> int:
             if qv is None or qv.dtype != dtype:
                 return None
         else:
-            et = _value_elem_type(proto, q)
+            et = _value_elem_type(self.proto, q)
             if qv is not None or et != onnx.TensorProto.INT8:
                 return None
         return n, q, sc, zp
 
-    fused = 0
-    new_inits = []
-    replaced: dict[int, onnx.NodeProto] = {}
-    dropped: set[int] = set()
-    for node in list(g.node):
+    def match(self, node: onnx.NodeProto
+              ) -> tuple[onnx.NodeProto, _DqParts, _DqParts, _DqParts | None] | None:
+        """``(QuantizeLinear, x, W, bias or None)`` when ``node`` is the MatMul or Conv of
+        the pattern :func:`fuse_qdq` fuses, else None."""
+        const = self.const
         if node.op_type not in ("MatMul", "Conv") or node.domain not in ("", "ai.onnx"):
-            continue
-        users = consumers.get(node.output[0], [])
-        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or node.output[0] in outputs:
-            continue
+            return None
+        users = self.consumers.get(node.output[0], [])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or node.output[0] in self.outputs:
+            return None
         qn = users[0]
         if len(qn.input) < 3 or const(qn.input[1]) is None or const(qn.input[2]) is None \
                 or const(qn.input[2]).dtype != np.int8 or const(qn.input[1]).size != 1:
-            continue
-        x = dq_parts(node.input[0], False, None)
-        w = dq_parts(node.input[1], True, np.int8)
+            return None
+        x = self.dq_parts(node.input[0], False, None)
+        w = self.dq_parts(node.input[1], True, np.int8)
         if x is None or w is None or (w[3] and np.any(const(w[3]) != 0)):
-            continue
+            return None
         bias = None
         if node.op_type == "Conv" and len(node.input) > 2 and node.input[2]:
-            b = dq_parts(node.input[2], True, np.int32)
+            b = self.dq_parts(node.input[2], True, np.int32)
             want = np.float32(const(x[2]).reshape(())) * np.float32(const(w[2]).reshape(()))
             if b is None or (b[3] and np.any(const(b[3]) != 0)) or \
                     not np.isclose(np.float32(const(b[2]).reshape(())), want, rtol=1e-6):
-                continue
+                return None
             bias = b
-        if node.op_type == "MatMul" and (len(_value_shape(proto, w[1]) or ()) != 2):
-            continue
-        zero = f"{node.name or node.output[0]}_qdq_zero"
-        x_zp = x[3]
-        if not x_zp:
-            x_zp = zero + "_x"
-            new_inits.append(numpy_helper.from_array(np.int8(0), x_zp))
-        w_zp = w[3]
-        if not w_zp:
-            w_zp = zero + "_w"
-            new_inits.append(numpy_helper.from_array(np.int8(0), w_zp))
-        ins = [x[1], x[2], x_zp, w[1], w[2], w_zp, qn.input[1], qn.input[2]]
-        if node.op_type == "Conv":
-            if bias is not None:
-                ins.append(bias[1])
-            new = onnx.helper.make_node("QLinearConv", ins, [qn.output[0]], name=node.name)
-            new.attribute.extend(node.attribute)
-        else:
-            new = onnx.helper.make_node("QLinearMatMul", ins, [qn.output[0]], name=node.name)
-        replaced[id(node)] = new
-        dropped.add(id(qn))
-        fused += 1
-    if not fused:
-        return 0
-    nodes = [replaced.get(id(n), n) for n in g.node if id(n) not in dropped]
-    # DequantizeLinear nodes left without readers were only feeding the fused operators
+        if node.op_type == "MatMul" and (len(_value_shape(self.proto, w[1]) or ()) != 2):
+            return None
+        return qn, x, w, bias
+
+
+def _qlinear_node(node: onnx.NodeProto, qn: onnx.NodeProto, x: _DqParts, w: _DqParts,
+                  bias: _DqParts | None, new_inits: list[onnx.TensorProto]) -> onnx.NodeProto:
+    """The QLinearMatMul or QLinearConv replacing ``node`` and its QuantizeLinear ``qn``; a
+    zero point the pattern leaves out becomes an INT8 zero appended to ``new_inits``."""
+    zero = f"{node.name or node.output[0]}_qdq_zero"
+    x_zp = x[3]
+    if not x_zp:
+        x_zp = zero + "_x"
+        new_inits.append(numpy_helper.from_array(np.int8(0), x_zp))
+    w_zp = w[3]
+    if not w_zp:
+        w_zp = zero + "_w"
+        new_inits.append(numpy_helper.from_array(np.int8(0), w_zp))
+    ins = [x[1], x[2], x_zp, w[1], w[2], w_zp, qn.input[1], qn.input[2]]
+    if node.op_type == "Conv":
+        if bias is not None:
+            ins.append(bias[1])
+        new = onnx.helper.make_node("QLinearConv", ins, [qn.output[0]], name=node.name)
+        new.attribute.extend(node.attribute)
+    else:
+        new = onnx.helper.make_node("QLinearMatMul", ins, [qn.output[0]], name=node.name)
+    return new
+
+
+def _without_unread_dequantize(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """``nodes`` less the DequantizeLinear nodes nothing reads any more (those that only fed
+    fused operators), repeated until none is left."""
     while True:
         read = {t for n in nodes for t in n.input} | outputs
         keep = [n for n in nodes if n.op_type != "DequantizeLinear" or n.output[0] in read]
         if len(keep) == len(nodes):
-            break
+            return nodes
         nodes = keep
-    del g.node[:]
-    g.node.extend(nodes)
-    g.initializer.extend(new_inits)
-    return fused
 
 
 def _value_elem_type(proto: onnx.ModelProto, name: str) -> int:
@@ -545,7 +588,6 @@ class _Importer:
                      quant: QuantParams | None = None) -> Buffer:
         """A constant buffer holding ``value`` converted to ``dtype`` (BF16 rounds to nearest even)."""
         if dtype is DType.BF16:  # the host's conversion: RNE, flush to zero (numerics)
-            from accelpool.spec.golden.numerics import fp32_to_bf16
             data = np.asarray(fp32_to_bf16(np.asarray(value, np.float32)))
         elif dtype in (DType.INT8, DType.INT32):
             v = np.asarray(value)
@@ -619,7 +661,6 @@ class _Importer:
             return True
         if not all(t in self.consts for t in ins):
             return False
-        from onnx.reference import ReferenceEvaluator
         opset = [o for o in self.proto.opset_import]
         g = onnx.helper.make_graph(
             [node], "fold",
@@ -1158,7 +1199,7 @@ def _host_quantized(imp: _Importer, name: str) -> QuantParams | None:
 def _quantize(imp: _Importer, node: onnx.NodeProto) -> None:
     tx = node.input[0]
     scale = float(_scalar(imp, node.input[1], "y_scale"))
-    zp_t = node.input[2] if len(node.input) > 2 else ""
+    zp_t = _optional_input(node, 2)
     if not zp_t:
         raise imp.fail("y_zero_point must be given (an int8 constant); without it ONNX "
                        "quantises to uint8, which the LPU and CE do not take")
@@ -1182,7 +1223,7 @@ def _dequantize(imp: _Importer, node: onnx.NodeProto) -> None:
     if x.dtype not in (DType.INT8, DType.INT32):
         raise imp.fail(f"input {tx!r} is {x.dtype.key}; accepted: int8, int32")
     scale = float(_scalar(imp, node.input[1], "x_scale"))
-    zp = int(_scalar(imp, node.input[2] if len(node.input) > 2 else "", "x_zero_point"))
+    zp = int(_scalar(imp, _optional_input(node, 2), "x_zero_point"))
     y = imp.result(node.output[0], DType.BF16)
     imp.add("dequantize", OpType.DEQUANTIZE, x.dtype, [TensorRef.whole(x)], [TensorRef.whole(y)],
             shape={"n": y.size}, attrs={"scale": scale, "zero_point": zp})
@@ -1208,7 +1249,6 @@ def _a_zero_point(imp: _Importer, zp_t: str, what: str) -> int:
 
 def _requant(imp: _Importer, scale: float, zp: int) -> dict:
     """Requantisation parameters; multiplier/shift come from the golden arithmetic module."""
-    from accelpool.spec.golden.numerics import quantize_multiplier
     try:
         mult, shift = quantize_multiplier(scale)
     except ValueError as e:
@@ -1239,24 +1279,30 @@ def _int_gemm(imp: _Importer, node: onnx.NodeProto, ta: str, a_zp: int, tb: str,
                requant=requant, quant_out=quant_out)
 
 
+def _qlinear_scales(imp: _Importer, ta_scale: str, a_what: str, tb_scale: str, b_what: str,
+                    ty_scale: str, ty_zp: str) -> tuple[float, QuantParams]:
+    """The scale of a QLinear operator's integer sums (the product of its two input scales)
+    and the quantisation of its INT8 output (``y_scale``, ``y_zero_point``)."""
+    a_s, b_s = float(_scalar(imp, ta_scale, a_what)), float(_scalar(imp, tb_scale, b_what))
+    y_s = float(_scalar(imp, ty_scale, "y_scale"))
+    _int8_operand(imp, ty_zp, "y_zero_point")
+    y_zp = int(_scalar(imp, ty_zp, "y_zero_point"))
+    return a_s * b_s, QuantParams(y_s, y_zp)
+
+
 @_handles("QLinearMatMul")
 def _qlinear_matmul(imp: _Importer, node: onnx.NodeProto) -> None:
     ta, tas, tazp, tb, tbs, tbzp, tys, tyzp = node.input
     w = _int8_weight(imp, tb, tbzp, "B")
-    a_s, b_s = float(_scalar(imp, tas, "a_scale")), float(_scalar(imp, tbs, "b_scale"))
-    y_s = float(_scalar(imp, tys, "y_scale"))
-    _int8_operand(imp, tyzp, "y_zero_point")
-    y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
-    rq = _requant(imp, a_s * b_s / y_s, y_zp)
-    _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, rq,
-              QuantParams(y_s, y_zp))
+    sums_scale, quant = _qlinear_scales(imp, tas, "a_scale", tbs, "b_scale", tys, tyzp)
+    rq = _requant(imp, sums_scale / quant.scale, quant.zero_point)
+    _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, rq, quant)
 
 
 @_handles("MatMulInteger")
 def _matmul_integer(imp: _Importer, node: onnx.NodeProto) -> None:
     ta, tb = node.input[0], node.input[1]
-    tazp = node.input[2] if len(node.input) > 2 else ""
-    tbzp = node.input[3] if len(node.input) > 3 else ""
+    tazp, tbzp = _optional_input(node, 2), _optional_input(node, 3)
     w = _int8_weight(imp, tb, tbzp, "B")
     _int_gemm(imp, node, ta, _a_zero_point(imp, tazp, "a_zero_point"), tb, w, None, None, None)
 
@@ -1295,20 +1341,16 @@ def _qlinear_conv(imp: _Importer, node: onnx.NodeProto) -> None:
     tx, txs, txzp, tw, tws, twzp, tys, tyzp = node.input[:8]
     tb = node.input[8] if len(node.input) > 8 and node.input[8] else None
     w = _int8_weight(imp, tw, twzp, "w")
-    x_s, w_s = float(_scalar(imp, txs, "x_scale")), float(_scalar(imp, tws, "w_scale"))
-    y_s = float(_scalar(imp, tys, "y_scale"))
-    _int8_operand(imp, tyzp, "y_zero_point")
-    y_zp = int(_scalar(imp, tyzp, "y_zero_point"))
+    sums_scale, quant = _qlinear_scales(imp, txs, "x_scale", tws, "w_scale", tys, tyzp)
     bias = np.asarray(imp.const(tb, "the bias")) if tb else None
     _int_conv(imp, node, tx, _a_zero_point(imp, txzp, "x_zero_point"), tw, w, bias,
-              _requant(imp, x_s * w_s / y_s, y_zp), QuantParams(y_s, y_zp))
+              _requant(imp, sums_scale / quant.scale, quant.zero_point), quant)
 
 
 @_handles("ConvInteger")
 def _conv_integer(imp: _Importer, node: onnx.NodeProto) -> None:
     tx, tw = node.input[0], node.input[1]
-    txzp = node.input[2] if len(node.input) > 2 else ""
-    twzp = node.input[3] if len(node.input) > 3 else ""
+    txzp, twzp = _optional_input(node, 2), _optional_input(node, 3)
     w = _int8_weight(imp, tw, twzp, "w")
     _int_conv(imp, node, tx, _a_zero_point(imp, txzp, "x_zero_point"), tw, w, None, None, None)
 

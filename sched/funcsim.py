@@ -47,10 +47,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from accelpool.sched.codegen import Program
+from accelpool.sched.reference import run_graph
+from accelpool.sched.unitsim import UnitSimError, execute
+from accelpool.sched.unitsim_layout import layout_runs
 from accelpool.spec import isa
 from accelpool.spec.config import UnitKind
-from accelpool.sched.codegen import Program
-from accelpool.sched.unitsim import UnitSimError, execute
+from accelpool.spec.golden.compare import compare_arrays
 
 __all__ = ["ExecutionError", "MismatchError", "RunResult", "run_program", "compare_outputs",
            "golden_outputs"]
@@ -284,7 +287,6 @@ class _Machine:
     def exec_memory(self, t: _Tile, func: Any, args: Mapping[str, Any]) -> None:
         """The memory tile's layout engine: reads and writes the global memory in place,
         its reads ordered like a LOAD's, its writes single-assignment like a STORE's."""
-        from accelpool.sched.unitsim_layout import layout_runs
         try:
             reads, writes = layout_runs(func, args, len(self.mem))
         except UnitSimError as e:
@@ -349,7 +351,6 @@ def run_program(prog: Program, stores_complete: bool = False) -> RunResult:
 def compare_outputs(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> None:
     """Bit-for-bit comparison (:func:`accelpool.spec.golden.compare.compare_arrays`); raises
     :class:`MismatchError` naming the output and its worst element."""
-    from accelpool.spec.golden.compare import compare_arrays
     for name, w in want.items():
         m = compare_arrays(name, got[name], w, bitwise=True)
         if not m.ok:
@@ -360,5 +361,4 @@ def golden_outputs(graph: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np
     """The golden run the streams must equal: the graph in the units' arithmetic
     (``arithmetic="unit"`` of :mod:`accelpool.sched.reference`: the AFU's piecewise-linear
     activations and BF16 add/mul, the GNN's mean as the unit computes it)."""
-    from accelpool.sched.reference import run_graph
     return run_graph(graph, inputs, arithmetic="unit")

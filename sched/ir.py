@@ -79,6 +79,7 @@ import networkx as nx
 import numpy as np
 
 from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.unit import unit_specs
 
 __all__ = [
     "IRError", "OpType", "ActFunc", "EltwiseFunc", "AggFunc", "LayoutFunc",
@@ -137,27 +138,42 @@ ACC_DTYPE: Mapping[DType, DType] = MappingProxyType({
     DType.BF16: DType.FP32, DType.FP32: DType.FP32, DType.INT8: DType.INT32,
     DType.INT32: DType.INT32})
 
-#: (operation, operand data type) -> unit kinds able to run it, preferred first. SPMM tiles
-#: can also run densely on a DMU (the zeros are then multiplied, not skipped).
-CAPABLE_UNITS: Mapping[tuple[OpType, DType], tuple[UnitKind, ...]] = MappingProxyType({
-    (OpType.GEMM, DType.BF16): (UnitKind.DMU,),
-    (OpType.SPMM, DType.BF16): (UnitKind.SMU, UnitKind.DMU),
-    (OpType.GEMM, DType.INT8): (UnitKind.LPU,),
-    (OpType.CONV, DType.INT8): (UnitKind.CE,),
-    (OpType.ACT, DType.BF16): (UnitKind.AFU,),
-    (OpType.ACT, DType.INT8): (UnitKind.AFU,),
-    (OpType.ELTWISE, DType.BF16): (UnitKind.AFU,),
-    (OpType.ELTWISE, DType.INT8): (UnitKind.AFU,),
-    (OpType.QUANTIZE, DType.BF16): (UnitKind.AFU,),
-    (OpType.DEQUANTIZE, DType.INT8): (UnitKind.AFU,),
-    (OpType.DEQUANTIZE, DType.INT32): (UnitKind.AFU,),
-    (OpType.AGGREGATE, DType.BF16): (UnitKind.GNN,),
-    (OpType.AGGREGATE, DType.FP32): (UnitKind.GNN,),
-    (OpType.LAYOUT, DType.BF16): (UnitKind.MEMORY,),
-    (OpType.LAYOUT, DType.INT8): (UnitKind.MEMORY,),
-    (OpType.LAYOUT, DType.FP32): (UnitKind.MEMORY,),
-    (OpType.LAYOUT, DType.INT32): (UnitKind.MEMORY,),
-})
+class _CapableUnits(Mapping):
+    """(operation, operand data type) -> unit kinds able to run it, preferred first: the
+    kinds whose declaration ``runs`` it, then those that ``also_runs`` it
+    (:class:`accelpool.spec.unit.UnitSpec`; an SPMM tile runs densely on a DMU, the zeros
+    multiplied, not skipped). LAYOUT micro-ops run on the memory tile's layout engine."""
+
+    def __init__(self):
+        self._table: dict = {}
+        self._count = 0
+
+    def _current(self) -> dict:
+        if len(UnitKind) != self._count:    # kinds are only ever added
+            specs = unit_specs()
+            table: dict = {}
+            for attr in ("runs", "also_runs"):
+                for spec in specs:
+                    for op, dtype in getattr(spec, attr):
+                        table.setdefault((OpType(op), DType.from_key(dtype)), []).append(spec.kind)
+            for dtype in (DType.BF16, DType.INT8, DType.FP32, DType.INT32):
+                table[(OpType.LAYOUT, dtype)] = [UnitKind.MEMORY]
+            self._table = {k: tuple(v) for k, v in table.items()}
+            self._count = len(UnitKind)
+        return self._table
+
+    def __getitem__(self, key):
+        return self._current()[key]
+
+    def __iter__(self):
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
+#: (operation, operand data type) -> unit kinds able to run it, preferred first.
+CAPABLE_UNITS: Mapping[tuple[OpType, DType], tuple[UnitKind, ...]] = _CapableUnits()
 
 
 def capable_units(op: OpType, dtype: DType) -> tuple[UnitKind, ...]:

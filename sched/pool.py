@@ -21,14 +21,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-from accelpool.spec.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig,
-                                   UnitKind, load_config)
 from accelpool.sched.ir import CAPABLE_UNITS, OpType
 from accelpool.spec.capabilities import (CAP_VERSION_MAJOR, GEOMETRY_KEYS, CapReg,
                                          capability_registers, describe_register)
+from accelpool.spec.config import (DEFAULT_CONFIG, UNIT_DTYPES, DType, PoolConfig, TileConfig,
+                                   UnitKind, load_config)
+from accelpool.spec.unit import Registry, SpecTable, unit_spec
 
 __all__ = [
-    "KIND_OPS", "SPARSE_KINDS",
+    "KIND_OPS", "REFUSALS", "is_sparse",
     "Capabilities", "Unit", "Pool", "PoolError", "DiscoveryError", "UnschedulableError",
     "AllocationError", "discover",
     "ScratchpadAllocator", "PoolState", "balance_report",
@@ -57,10 +58,18 @@ def _kind_ops(kind: UnitKind, extra: Iterable[tuple[Any, DType]] = ()) -> frozen
 
 
 #: (OpType, DType) pairs each unit kind executes (the IR's :data:`~accelpool.sched.ir.CAPABLE_UNITS`).
-KIND_OPS: Mapping[UnitKind, frozenset] = MappingProxyType({k: _kind_ops(k) for k in UnitKind})
+KIND_OPS: Mapping[UnitKind, frozenset] = SpecTable(_kind_ops(UnitKind.MEMORY),
+                                                   lambda s: _kind_ops(s.kind))
 
-#: Kinds that exploit sparsity (their cost falls with the non-zero count).
-SPARSE_KINDS = frozenset({UnitKind.SMU, UnitKind.GNN})
+
+#: kind -> ``refuse(op) -> str``: why a unit of the kind cannot take a micro-op its
+#: capabilities cover ('' if it can), registered beside the unit's lowering.
+REFUSALS = Registry("sched", "placement refusal", builtin=("accelpool.sched.lower",))
+
+
+def is_sparse(kind: UnitKind) -> bool:
+    """Whether ``kind`` exploits sparsity (its cost falls with the non-zero count)."""
+    return kind is not UnitKind.MEMORY and unit_spec(kind).sparse
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -125,7 +134,7 @@ def _capabilities(tile: TileConfig, extra: Iterable[tuple[OpType, DType]] = ()) 
                     if p[1] in tile.dtypes or p[1] not in configurable)
     spad = tile["bytes"] if tile.kind is UnitKind.MEMORY else tile.scratchpad_bytes
     return Capabilities(
-        kind=tile.kind, ops=ops, dtypes=tuple(tile.dtypes), sparse=tile.kind in SPARSE_KINDS,
+        kind=tile.kind, ops=ops, dtypes=tuple(tile.dtypes), sparse=is_sparse(tile.kind),
         tile_sizes=MappingProxyType({k: tile[k] for k in GEOMETRY_KEYS[tile.kind]}),
         scratchpad_bytes=spad)
 
@@ -170,6 +179,7 @@ class Pool:
         self.units: tuple[Unit, ...] = tuple(units)
         self._by_name = {u.name: u for u in self.units}
         self._cand_cache: dict[tuple, tuple[Unit, ...]] = {}
+        self._refusals: dict[UnitKind, Callable[[Any], str]] = {}
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -251,9 +261,16 @@ class Pool:
         if hit is None:
             hit = tuple(u for u in self.units if u.caps.supports(*key))
             self._cand_cache[key] = hit
-        why = _smu_cannot_take(op) if op.op is OpType.SPMM else ""
-        if why:
-            hit = tuple(u for u in hit if u.kind is not UnitKind.SMU)
+        whys = {}
+        for kind in sorted({u.kind for u in hit}, key=lambda k: k.value):
+            refuse = self._refusals.get(kind)
+            if refuse is None:
+                refuse = self._refusals[kind] = REFUSALS.get(kind, _takes_all)
+            if why := refuse(op):
+                whys[kind] = why
+        if whys:
+            hit = tuple(u for u in hit if u.kind not in whys)
+        why = "; ".join(whys.values())
         if not hit:
             offered = "; ".join(
                 f"{u.name}: " + ", ".join(sorted(f"{o.value}<{d.key}>" for o, d in u.caps.ops))
@@ -272,14 +289,7 @@ class Pool:
         return self.mesh.hops(pa, pb)
 
 
-def _smu_cannot_take(op: Any) -> str:
-    """Why an SPMM micro-op cannot run on an SMU ('' if it can): the SMU's sparse operand
-    is its left one (A), and every sum starts at +0 (no accumulator input)."""
-    attrs = getattr(op, "attrs", {}) or {}
-    if attrs.get("sparse_operand", 0) != 0:
-        return "the SMU's sparse operand is A, this micro-op's is B"
-    if len(getattr(op, "inputs", ())) > 2:
-        return "the SMU has no accumulator input, this micro-op adds one"
+def _takes_all(op: Any) -> str:
     return ""
 
 

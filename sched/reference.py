@@ -106,15 +106,16 @@ from typing import Collection, Mapping
 
 import ml_dtypes
 import numpy as np
+import onnx
 from scipy import special
 
-from accelpool.spec.config import DType
-from accelpool.spec.golden import activations as act
-from accelpool.spec.golden.compare import compare_arrays
-from accelpool.spec.golden import numerics as nm
-from accelpool.spec.golden.sparse import gnn_aggregate
+from accelpool.sched.frontend import input_buffer_names
 from accelpool.sched.ir import (ActFunc, AggFunc, BufferKind, EltwiseFunc, Graph, LayoutFunc,
                                 MicroOp, OpType, TensorRef, sanitize)
+from accelpool.spec.config import DType
+from accelpool.spec.golden import activations as act, numerics as nm
+from accelpool.spec.golden.compare import compare_arrays
+from accelpool.spec.golden.sparse import gnn_aggregate
 
 __all__ = ["Executor", "run_graph", "round_to_bf16", "Tolerance", "TOLERANCES",
            "Comparison", "compare_with_onnxruntime", "compare_outputs", "GoldenError",
@@ -646,8 +647,6 @@ def compare_with_onnxruntime(model, graph: Graph, inputs: Mapping[str, np.ndarra
     evaluator).
     """
     ref = onnxruntime_outputs(model, inputs)
-    import onnx
-    from accelpool.sched.frontend import input_buffer_names
     names = input_buffer_names(model if hasattr(model, "graph") else onnx.load(model))
     gold = run_graph(graph, {names.get(k, sanitize(k)): v for k, v in inputs.items()},
                      arithmetic, onnx_ops)

@@ -39,9 +39,10 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import networkx as nx
 
-from accelpool.spec.config import UnitKind
+from accelpool.sched.cost.model import CostModel, LinkTable
 from accelpool.sched.pool import AllocationError, Pool, Unit
 from accelpool.sched.schedule import Schedule, Slot, Transfer
+from accelpool.spec.config import UnitKind
 
 __all__ = [
     "TableCost", "greedy", "heft", "lookahead", "search",
@@ -232,7 +233,6 @@ def _timelines(P: "_Problem") -> dict[str, _Timeline]:
 
 def _links(cost: Any):
     """A link table for contention if the cost model has a mesh, else None."""
-    from accelpool.sched.cost.model import CostModel, LinkTable
     return LinkTable(cost) if isinstance(cost, CostModel) else None
 
 

@@ -17,9 +17,9 @@ from typing import Iterator
 import networkx as nx
 import numpy as np
 
-from accelpool.spec.config import DType
 from accelpool.sched import decompose, models
 from accelpool.sched.ir import ActFunc, AggFunc, MicroOp, OpType
+from accelpool.spec.config import DType
 
 __all__ = ["random_dag", "benchmark_suite", "RANDOM_SUITE"]
 

@@ -7,20 +7,20 @@ from the RTL). The functional executor (:mod:`accelpool.sched.funcsim`) uses it 
 command streams before any RTL does, so a wrong address, pitch or argument shows up as a
 wrong result there; the unit tests check each model against its RTL unit.
 
-Each unit kind registers a model with :func:`register`; the models live beside this
-module (``sched/unitsim_<area>.py``) and are imported on first use. The memory tile's
+Each unit kind registers a model with :func:`register` (:data:`MODELS`); the models live
+beside this module (``sched/unitsim_<area>.py``) and are imported on first use. The memory tile's
 layout engine (:mod:`accelpool.sched.unitsim_layout`) works on the global memory in place: its
 "scratchpad image" is the whole memory.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Mapping
 
 from accelpool.spec.config import TileConfig, UnitKind
+from accelpool.spec.unit import Registry
 
-__all__ = ["UnitSimError", "UnitModel", "register", "model_for", "execute", "spad_size",
+__all__ = ["UnitSimError", "UnitModel", "MODELS", "register", "model_for", "execute", "spad_size",
            "check_run", "overlap"]
 
 
@@ -34,34 +34,25 @@ class UnitSimError(ValueError):
 #: plain ints (nested structs as mappings), ``tile`` the tile's config (unit parameters).
 UnitModel = Callable[[TileConfig, Any, Mapping[str, Any], bytearray], list[tuple[int, int]]]
 
-_MODELS: dict[UnitKind, UnitModel] = {}
-
-#: Modules that register models, imported by :func:`model_for` when a kind is missing.
-_PROVIDERS = ("accelpool.sched.unitsim_gemm", "accelpool.sched.unitsim_sparse", "accelpool.sched.unitsim_stream",
-              "accelpool.sched.unitsim_layout")
+#: kind -> its model; the built-in units' models live beside this module
+#: (``sched/unitsim_<area>.py``), a unit package's in its ``sched`` submodule.
+MODELS = Registry("sched", "ISA-level model", builtin=(
+    "accelpool.sched.unitsim_gemm", "accelpool.sched.unitsim_sparse",
+    "accelpool.sched.unitsim_stream", "accelpool.sched.unitsim_layout"))
 
 
 def register(kind: UnitKind) -> Callable[[UnitModel], UnitModel]:
     """Decorator: ``model`` is the EXEC semantics of unit ``kind``."""
-    def deco(model: UnitModel) -> UnitModel:
-        _MODELS[kind] = model
-        return model
-    return deco
+    return MODELS.register(kind)
 
 
 def model_for(kind: UnitKind) -> UnitModel:
-    """The registered model of ``kind`` (importing the providers on first use)."""
-    if kind not in _MODELS:
-        for mod in _PROVIDERS:
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as e:
-                if e.name != mod:
-                    raise
-    if kind not in _MODELS:
+    """The registered model of ``kind``."""
+    try:
+        return MODELS[kind]
+    except KeyError:
         raise UnitSimError(f"No functional model of the {kind.key} unit's EXEC; models exist "
-                           f"for {', '.join(sorted(k.key for k in _MODELS)) or 'none'}")
-    return _MODELS[kind]
+                           f"for {', '.join(sorted(k.key for k in MODELS)) or 'none'}") from None
 
 
 def execute(tile: TileConfig, func: Any, args: Mapping[str, Any],

@@ -39,15 +39,13 @@ from typing import Any, Mapping
 import ml_dtypes
 import numpy as np
 
+from accelpool.sched.unitsim import (UnitSimError, register, check_run as _check_run,
+                                     overlap as _overlap, spad_size as _spad_size)
 from accelpool.spec.config import TileConfig, UnitKind
-from accelpool.spec.units.dmu import DmuFunc
 from accelpool.spec.gemm_layout import a_pitch, systolic_word_bytes
-from accelpool.spec.units.lpu import LpuFunc
 from accelpool.spec.golden import numerics as nx
-from accelpool.sched.unitsim import UnitSimError, register
-from accelpool.sched.unitsim import check_run as _check_run
-from accelpool.sched.unitsim import overlap as _overlap
-from accelpool.sched.unitsim import spad_size as _spad_size
+from accelpool.spec.units.dmu import DmuFunc
+from accelpool.spec.units.lpu import LpuFunc
 
 __all__ = ["dmu_exec", "lpu_exec"]
 

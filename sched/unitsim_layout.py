@@ -33,10 +33,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from accelpool.sched.unitsim import UnitSimError, register, overlap as _overlap
 from accelpool.spec.config import TileConfig, UnitKind
 from accelpool.spec.units.layout import MemFunc
-from accelpool.sched.unitsim import UnitSimError, register
-from accelpool.sched.unitsim import overlap as _overlap
 
 __all__ = ["layout_runs", "layout_exec"]
 

@@ -33,13 +33,13 @@ import numpy as np
 from amaranth.hdl import Shape
 
 from accelpool.spec.config import TileConfig, UnitKind
-from accelpool.spec.units.gnn import GnnArgs, GnnFunc
-from accelpool.spec.units.smu import SmuArgs, SmuFunc
-
 from accelpool.spec.formats import (CsrMatrix, pack_result_rows, padded_cols, result_row_bytes,
                                     unpack_csr, unpack_dense_rows, word_bytes)
 from accelpool.spec.golden.numerics import fp32_to_bf16_bits
 from accelpool.spec.golden.sparse import gnn_aggregate, spmm_bf16
+from accelpool.spec.units.gnn import GnnArgs, GnnFunc
+from accelpool.spec.units.smu import SmuArgs, SmuFunc
+
 from .unitsim import UnitSimError, register
 
 __all__ = ["gnn_exec", "smu_exec"]

@@ -37,15 +37,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from accelpool.spec.units.afu import COUNT_BITS, AfuDType, AfuFunc
-from accelpool.spec.units.ce import WEIGHT_DEPTH, CeFunc
+from accelpool.sched.unitsim import (UnitSimError, register, check_run as _check_run,
+                                     overlap as _overlap, spad_size as _spad_size)
 from accelpool.spec.ce_layout import ConvShape
 from accelpool.spec.config import TileConfig, UnitKind
 from accelpool.spec.golden import activations, conv
-from accelpool.sched.unitsim import UnitSimError, register
-from accelpool.sched.unitsim import check_run as _check_run
-from accelpool.sched.unitsim import overlap as _overlap
-from accelpool.sched.unitsim import spad_size as _spad_size
+from accelpool.spec.units.afu import COUNT_BITS, AfuDType, AfuFunc
+from accelpool.spec.units.ce import WEIGHT_DEPTH, CeFunc
 
 __all__ = ["afu_exec", "ce_exec"]
 

@@ -22,10 +22,10 @@ from a :class:`~accelpool.spec.config.TileConfig`, and discovery
 from __future__ import annotations
 
 import enum
-from types import MappingProxyType
 from typing import Mapping
 
 from accelpool.spec.config import DType, TileConfig, UnitKind
+from accelpool.spec.unit import SpecTable
 
 __all__ = ["CapReg", "CAP_VERSION_MAJOR", "CAP_VERSION", "GEOMETRY_KEYS", "capability_registers",
            "describe_register"]
@@ -47,15 +47,7 @@ CAP_VERSION = CAP_VERSION_MAJOR << 8
 
 
 #: Tile parameters packed into ``GEOMETRY``, 16 bits each, first one highest.
-GEOMETRY_KEYS: Mapping[UnitKind, tuple[str, ...]] = MappingProxyType({
-    UnitKind.MEMORY: (),
-    UnitKind.DMU: ("rows", "cols"),
-    UnitKind.LPU: ("rows", "cols"),
-    UnitKind.CE: ("oc_lanes", "ic_lanes"),
-    UnitKind.SMU: ("lanes",),
-    UnitKind.AFU: ("lanes",),
-    UnitKind.GNN: ("lanes",),
-})
+GEOMETRY_KEYS: Mapping[UnitKind, tuple[str, ...]] = SpecTable((), lambda s: s.geometry)
 
 
 def capability_registers(tile: TileConfig) -> dict[CapReg, int]:

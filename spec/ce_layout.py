@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from accelpool.spec.golden.conv import conv_output_size
+from accelpool.spec.units.ce import CHANNEL_BITS, EXTENT_BITS, MAX_KERNEL
 
 __all__ = ["ConvShape", "pack_input", "pack_weights", "pack_bias", "unpack_output"]
 
@@ -47,7 +48,6 @@ class ConvShape:
 
     def check(self, *, ic_lanes: int, weight_depth: int) -> None:
         """Raise ValueError if a CE with these parameters cannot run this shape."""
-        from accelpool.spec.units.ce import CHANNEL_BITS, EXTENT_BITS, MAX_KERNEL
 
         for name, v, hi in (("height", self.height, 2 ** EXTENT_BITS - 1),
                             ("width", self.width, 2 ** EXTENT_BITS - 1),

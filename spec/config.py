@@ -31,7 +31,6 @@ to 63 letters, digits, ``_`` or ``-``): builds go to a folder named after it and
 from __future__ import annotations
 
 import difflib
-import enum
 import hashlib
 import json
 import re
@@ -41,10 +40,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from accelpool.spec.kinds import DType, UnitKind
+from accelpool.spec.param import ConfigError, Param
+from accelpool.spec.unit import SpecTable
+
 __all__ = [
     "ConfigError", "UnitKind", "DType", "MeshConfig", "TileConfig", "PoolConfig",
     "load_config", "parse_config", "DEFAULT_CONFIG", "UNIT_DTYPES", "UNIT_PARAMS",
-    "config_reference",
+    "config_reference", "Param",
 ]
 
 #: The repository's ``configs/`` folder and its default pool.
@@ -52,137 +55,28 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
 
 
-class ConfigError(ValueError):
-    """A pool config that cannot be used; the message names the key and what is accepted."""
-
-
-class UnitKind(enum.Enum):
-    """Kinds of tile in the pool. The value is the hardware kind code in the capability registers."""
-
-    MEMORY = 0
-    DMU = 1
-    LPU = 2
-    SMU = 3
-    CE = 4
-    AFU = 5
-    GNN = 6
-
-    @property
-    def key(self) -> str:
-        """The lower-case name used in config files (``"dmu"``)."""
-        return self.name.lower()
-
-    @classmethod
-    def from_key(cls, key: str) -> "UnitKind":
-        """Look up a kind by its config name."""
-        try:
-            return cls[key.upper()]
-        except KeyError:
-            raise ValueError(f"Unknown unit kind {key!r}; accepted: "
-                             f"{', '.join(k.key for k in cls)}") from None
-
-
-class DType(enum.Enum):
-    """Element data types. The value is the bit position in the capability registers' dtype mask."""
-
-    BF16 = 0
-    FP32 = 1
-    INT8 = 2
-    INT32 = 3
-
-    @property
-    def key(self) -> str:
-        return self.name.lower()
-
-    @property
-    def bytes(self) -> int:
-        return {DType.BF16: 2, DType.FP32: 4, DType.INT8: 1, DType.INT32: 4}[self]
-
-    @classmethod
-    def from_key(cls, key: str) -> "DType":
-        try:
-            return cls[key.upper()]
-        except KeyError:
-            raise ValueError(f"Unknown data type {key!r}; accepted: "
-                             f"{', '.join(d.key for d in cls)}") from None
-
-
 #: The input data types each unit kind can be built to accept (first listed is the default set).
-UNIT_DTYPES: Mapping[UnitKind, tuple[DType, ...]] = MappingProxyType({
-    UnitKind.MEMORY: (),
-    UnitKind.DMU: (DType.BF16,),
-    UnitKind.LPU: (DType.INT8,),
-    UnitKind.SMU: (DType.BF16,),
-    UnitKind.CE: (DType.INT8,),
-    UnitKind.AFU: (DType.BF16, DType.INT8),
-    UnitKind.GNN: (DType.BF16, DType.FP32),
-})
-
-
-@dataclass(frozen=True)
-class _Param:
-    """Schema of one numeric parameter: default, accepted range ``lo..hi`` (inclusive)."""
-
-    default: int | float
-    lo: int
-    hi: int
-    power_of_two: bool = False
-    doc: str = ""
-    integer: bool = True
-
-    @property
-    def accepted(self) -> str:
-        what = "powers of two" if self.power_of_two else "integers" if self.integer else "numbers"
-        return f"{what} {self.lo}..{self.hi}"
-
-    def check(self, key: str, value: Any) -> int | float:
-        types = int if self.integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise ConfigError(f"{key}: {value!r} is not {'an integer' if self.integer else 'a number'}; "
-                              f"accepted: {self.accepted}")
-        if not self.lo <= value <= self.hi:  # also refuses nan
-            raise ConfigError(f"{key}: {value!r} is out of range; accepted: {self.accepted}")
-        if self.power_of_two and value & (value - 1):
-            raise ConfigError(f"{key}: {value!r} is not a power of two; accepted: {self.accepted}")
-        return value
-
-
-_SPAD = _Param(65536, 1024, 1 << 22, power_of_two=True, doc="scratchpad size in bytes")
+UNIT_DTYPES: Mapping[UnitKind, tuple[DType, ...]] = SpecTable(
+    (), lambda s: tuple(DType.from_key(d) for d in s.dtypes))
 
 #: Per-kind integer parameters (beyond name, kind, x, y, dtypes) with defaults and ranges.
-UNIT_PARAMS: Mapping[UnitKind, Mapping[str, _Param]] = MappingProxyType({
-    UnitKind.MEMORY: {"bytes": _Param(1 << 20, 4096, 1 << 28, power_of_two=True,
-                                      doc="global memory size in bytes")},
-    # The systolic arrays (hw/systolic.py) address operand rows by bit slicing: powers of two.
-    UnitKind.DMU: {"scratchpad_bytes": _SPAD,
-                   "rows": _Param(8, 1, 64, power_of_two=True, doc="systolic array rows"),
-                   "cols": _Param(8, 1, 64, power_of_two=True, doc="systolic array columns")},
-    UnitKind.LPU: {"scratchpad_bytes": _SPAD,
-                   "rows": _Param(8, 1, 64, power_of_two=True, doc="INT8 array rows"),
-                   "cols": _Param(16, 1, 64, power_of_two=True, doc="INT8 array columns")},
-    UnitKind.SMU: {"scratchpad_bytes": _SPAD,
-                   "lanes": _Param(64, 1, 1024, doc="BF16 multipliers")},
-    UnitKind.CE: {"scratchpad_bytes": _SPAD,
-                  "oc_lanes": _Param(8, 1, 64, doc="output channels computed in parallel"),
-                  "ic_lanes": _Param(8, 1, 64, doc="input channels reduced in parallel")},
-    UnitKind.AFU: {"scratchpad_bytes": _SPAD,
-                   "lanes": _Param(8, 1, 64, doc="elements per cycle")},
-    UnitKind.GNN: {"scratchpad_bytes": _SPAD,
-                   "lanes": _Param(8, 1, 64, doc="features per cycle")},
-})
+UNIT_PARAMS: Mapping[UnitKind, Mapping[str, Param]] = SpecTable(
+    MappingProxyType({"bytes": Param(1 << 20, 4096, 1 << 28, power_of_two=True,
+                                     doc="global memory size in bytes")}),
+    lambda s: s.params)
 
-_MESH_PARAMS: Mapping[str, _Param] = {
-    "cols": _Param(3, 1, 16, doc="mesh width (x extent)"),
-    "rows": _Param(3, 1, 16, doc="mesh height (y extent)"),
-    "flit_bits": _Param(64, 32, 512, power_of_two=True, doc="flit payload width"),
-    "buffer_flits": _Param(4, 2, 64, doc="input buffer depth per router port"),
+_MESH_PARAMS: Mapping[str, Param] = {
+    "cols": Param(3, 1, 16, doc="mesh width (x extent)"),
+    "rows": Param(3, 1, 16, doc="mesh height (y extent)"),
+    "flit_bits": Param(64, 32, 512, power_of_two=True, doc="flit payload width"),
+    "buffer_flits": Param(4, 2, 64, doc="input buffer depth per router port"),
 }
 
 
 # 10 MHz to 5 GHz spans every clock such a pool runs at, from an FPGA prototype to the
 # fastest clocked silicon; a value outside is a unit mistake (GHz or Hz written as MHz)
 # that would scale every time in the reports and traces by 1000.
-_CLOCK = _Param(500, 10, 5000, integer=False, doc="clock frequency in MHz (of the simulated SoC and of the reports' traces)")
+_CLOCK = Param(500, 10, 5000, integer=False, doc="clock frequency in MHz (of the simulated SoC and of the reports' traces)")
 
 #: What ``name`` (the pool's) accepts; it names the pool's build folder, so no path parts.
 _POOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")

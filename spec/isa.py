@@ -57,9 +57,9 @@ SIGNAL    x                 4-7       destination tile column
 
 A unit kind's contract module declares its EXEC operations and argument layout once
 with :func:`define_exec`; the hardware views ``body.exec.args`` through that layout and
-:func:`exec_cmd` encodes through the same one. Contract modules follow the naming
-convention ``spec/units/<kind>.py`` (``spec/units/dmu.py``), so a disassembler can find
-the layout of any unit kind by importing that module.
+:func:`exec_cmd` encodes through the same one. The contract sits beside the unit's
+declaration (``spec/units/dmu.py``, :mod:`accelpool.spec.unit`), so every registered
+kind has its layout once the units are loaded.
 
 Python side::
 
@@ -71,7 +71,6 @@ Python side::
 
 from __future__ import annotations
 
-import importlib
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -79,7 +78,7 @@ from typing import Any, Iterable, Mapping
 from amaranth.hdl import Const, Shape
 from amaranth.lib import data, enum
 
-from .config import UnitKind
+from .kinds import UnitKind
 
 __all__ = [
     "COMMAND_BITS", "COMMAND_BYTES", "EXEC_ARGS_BITS", "Opcode", "CommandLayout",
@@ -245,19 +244,9 @@ def define_exec(kind: UnitKind, funcs: type, args: data.StructLayout,
     return spec
 
 
-#: Unit kinds whose EXEC contract is not ``spec/units/<kind>.py``: the memory tile's
-#: operations are its layout engine's.
-EXEC_MODULES: Mapping[UnitKind, str] = {UnitKind.MEMORY: "accelpool.spec.units.layout"}
-
-
 def exec_spec(kind: UnitKind) -> ExecSpec:
-    """The EXEC spec of ``kind``, importing ``spec/units/<kind>.py`` (or its
-    :data:`EXEC_MODULES` entry) if it has not declared it yet."""
-    if kind not in _EXEC:
-        try:
-            importlib.import_module(EXEC_MODULES.get(kind, f"accelpool.spec.units.{kind.key}"))
-        except ModuleNotFoundError:
-            pass
+    """The EXEC spec of ``kind``, as its unit's module declared it."""
+    len(UnitKind)   # the unit modules, which declare the specs, are loaded
     if kind not in _EXEC:
         raise EncodingError(f"No EXEC operations are defined for unit kind {kind.key!r}; "
                             f"defined: {', '.join(k.key for k in _EXEC) or 'none'}")

@@ -6,8 +6,8 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from accelpool.hw.ce import ConvEngine
-from accelpool.spec.units.ce import CeFunc
 from accelpool.spec.ce_layout import ConvShape, pack_bias, pack_input, pack_weights, unpack_output
+from accelpool.spec.units.ce import CeFunc
 from accelpool.tb.streams import always, stream_get, stream_put
 from accelpool.tb.unit_top import UnitTop
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from accelpool.spec.config import load_config
 from accelpool.spec.formats import SparseJob
 from accelpool.spec.golden.numerics import fp32_to_bf16_bits
 from accelpool.tb.cocotb_unit import UnitTB
+from accelpool.tb.harness import tb_params
 
-__all__ = ["run_job", "make_tb", "check_result", "tile_with_lanes"]
+__all__ = ["run_job", "make_tb", "reset_tb", "check_result", "check_job", "tile_with_lanes"]
 
 
 async def run_job(tb: UnitTB, unit_cls, func, job: SparseJob):
@@ -23,10 +25,23 @@ async def run_job(tb: UnitTB, unit_cls, func, job: SparseJob):
 
 def make_tb(dut, unit_cls, lanes: int, *, stall: float | None, seed: int = 0) -> UnitTB:
     """A :class:`UnitTB` for ``unit_cls(lanes=lanes, scratchpad_bytes=...)`` from ``tb_params``."""
-    from accelpool.tb.harness import tb_params
     unit = unit_cls(lanes=lanes, scratchpad_bytes=tb_params()["scratchpad_bytes"])
     return UnitTB(dut, word_bytes=unit.word_bytes, addr_width=unit.addr_width, stall=stall,
                   seed=seed)
+
+
+async def reset_tb(dut, unit_cls, *, stall: float | None, seed: int = 0) -> tuple[int, UnitTB]:
+    """The lanes of ``tb_params`` and a :class:`UnitTB` of :func:`make_tb` for them, reset.
+
+    Returns
+    -------
+    lanes : int
+    tb : UnitTB
+    """
+    lanes = tb_params()["lanes"]
+    tb = make_tb(dut, unit_cls, lanes, stall=stall, seed=seed)
+    await tb.reset()
+    return lanes, tb
 
 
 def check_result(got, raw: bytes, want_fp32, rows: int, cols: int, out_bf16: bool,
@@ -40,8 +55,16 @@ def check_result(got, raw: bytes, want_fp32, rows: int, cols: int, out_bf16: boo
     assert (pad == fill).all(), f"{what}padding written"
 
 
+async def check_job(tb: UnitTB, unit_cls, func, job: SparseJob, want_fp32, model_cycles: int, *,
+                    rows: int, cols: int, out_bf16: bool, what: str = "") -> None:
+    """Run ``job`` (:func:`run_job`), assert its results (:func:`check_result`) and that its
+    busy cycles equal ``model_cycles``; ``what`` prefixes the messages."""
+    got, raw, cycles = await run_job(tb, unit_cls, func, job)
+    check_result(got, raw, want_fp32, rows, cols, out_bf16, what)
+    assert cycles == model_cycles, f"{what}RTL {cycles} cycles, model {model_cycles}"
+
+
 def tile_with_lanes(name: str, lanes: int):
     """The default config's tile ``name`` with ``lanes`` lanes (for the cycle model)."""
-    from accelpool.spec.config import load_config
     t = load_config().tile(name)
     return type(t)(t.name, t.kind, t.x, t.y, t.dtypes, {**t.params, "lanes": lanes})

@@ -22,8 +22,9 @@ def random_pattern(p_active: float = 0.7, seed: int = 0) -> Iterator[int]:
         yield int(rng.random() < p_active)
 
 
-class StreamSource:
-    """Drives ``<name>__valid``/``__payload`` and waits on ``__ready``."""
+class _Stream:
+    """The ``<name>__valid``/``__ready``/``__payload`` handles of a stream port, its clock
+    and its 0/1 pattern (all 1 when none is given)."""
 
     def __init__(self, dut, name: str, clk, pattern: Iterator[int] | None = None):
         self.valid = getattr(dut, f"{name}__valid")
@@ -31,6 +32,13 @@ class StreamSource:
         self.payload = getattr(dut, f"{name}__payload")
         self.clk = clk
         self.pattern = pattern or itertools.repeat(1)
+
+
+class StreamSource(_Stream):
+    """Drives ``<name>__valid``/``__payload`` and waits on ``__ready``."""
+
+    def __init__(self, dut, name: str, clk, pattern: Iterator[int] | None = None):
+        super().__init__(dut, name, clk, pattern)
         self.valid.value = 0
 
     async def send(self, value: int) -> None:
@@ -46,15 +54,11 @@ class StreamSource:
         self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_Stream):
     """Drives ``<name>__ready`` and samples ``__payload`` on accepted transfers."""
 
     def __init__(self, dut, name: str, clk, pattern: Iterator[int] | None = None):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.clk = clk
-        self.pattern = pattern or itertools.repeat(1)
+        super().__init__(dut, name, clk, pattern)
         self.ready.value = 0
 
     async def recv(self) -> int:

@@ -6,10 +6,9 @@ idle/backpressure pattern, so a test runs at full rate or with random stalls by 
 
 from __future__ import annotations
 
-import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
 
+from accelpool.tb.cocotb_common import reset_dut, start_clock
 from accelpool.tb.cocotb_streams import StreamSink, StreamSource, random_pattern
 
 
@@ -33,7 +32,7 @@ class UnitTB:
         self.dut = dut
         self.wb = word_bytes
         self.aw = addr_width
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        start_clock(dut)
         pat = (lambda s: random_pattern(1 - stall, seed + s)) if stall else (lambda s: None)
         self.cmd = StreamSource(dut, "cmd", dut.clk, pat(1))
         self.wr_cmd = StreamSource(dut, "wr_cmd", dut.clk)
@@ -42,10 +41,7 @@ class UnitTB:
         self.rd_data = StreamSink(dut, "rd_data", dut.clk, pat(3))
 
     async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await reset_dut(self.dut)
 
     def _xfer(self, addr: int, count: int) -> int:
         if addr % self.wb:

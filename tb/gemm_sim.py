@@ -18,6 +18,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.sim import Simulator
 
 from accelpool.spec.gemm_layout import GemmLayout
+from accelpool.tb.unit_top import UnitTop
 
 __all__ = ["GemmSimTop", "GemmRun", "run_image", "run_gemm", "plan_regions", "cocotb_top"]
 
@@ -137,6 +138,5 @@ def cocotb_top(unit):
     """``unit`` wired to a tile scratchpad (:class:`accelpool.tb.unit_top.UnitTop`) for cocotb: the host
     loads and reads the scratchpad through its stream channels (``wr_cmd``/``wr_data``,
     ``rd_cmd``/``rd_data``); the unit takes its command on ``cmd`` and reports ``busy``."""
-    from accelpool.tb.unit_top import UnitTop
     return UnitTop(unit, depth=1 << unit.addr_width, read_ports=("rd_a", "rd_b", "rd_c"),
                    write_ports=("wr",))

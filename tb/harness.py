@@ -223,18 +223,7 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
 
     from cocotb_tools.runner import get_runner
 
-    if sim == "verilator":
-        verilator_version()
-        build_args = verilator_lint_args()
-        if timing:
-            build_args += ["--timing", "-CFLAGS", "-std=c++20"]
-    else:
-        iverilog_version()
-        # cocotb compiles with -g2012, under which Icarus runs the `reg ... = 0` trigger
-        # that yosys's Verilog uses to evaluate every `always @*` block at time 0 before
-        # those blocks start: a combinational value whose inputs never change stays X and
-        # spreads (seen in the NoC's credit counters). -g2005, given after, wins.
-        build_args = ["-g2005"]
+    build_args = _build_args(sim, timing)
     timescale = ("1ns", "1ps")
     stamp = hashlib.sha256(json.dumps([text, build_args, bool(waves), sim]).encode()).hexdigest()
 
@@ -248,13 +237,7 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
         sources = [src]
         icarus_waves = sim == "icarus" and bool(waves)
         if icarus_waves:
-            # cocotb's own dump module declares a SystemVerilog `string`, which -g2005
-            # rejects; dump with a Verilog-2005 module of ours instead.
-            dump = build_dir / "accelpool_dump.v"
-            dump.write_text(f"module accelpool_dump();\ninitial begin\n"
-                            f"  $dumpfile(\"{build_dir / 'dump.vcd'}\");\n"
-                            f"  $dumpvars(0, {toplevel});\nend\nendmodule\n")
-            sources.append(dump)
+            sources.append(_icarus_dump_module(build_dir, toplevel))
             build_args = build_args + ["-s", "accelpool_dump"]
         runner_waves = bool(waves) and not icarus_waves
         if not built:
@@ -272,6 +255,34 @@ def run_cocotb(top: Any, *, name: str, test_module: str, params: Mapping[str, An
         return run_tests(runner, sim=sim, build_dir=build_dir, toplevel=toplevel,
                          test_module=test_module, testcase=testcase, extra_env=extra,
                          waves=runner_waves, seed=seed)
+
+
+def _build_args(sim: str, timing: bool) -> list[str]:
+    """The simulator's build flags (its version checked first); ``timing`` adds Verilator's
+    ``--timing`` with ``-CFLAGS -std=c++20``."""
+    if sim == "verilator":
+        verilator_version()
+        build_args = verilator_lint_args()
+        if timing:
+            build_args += ["--timing", "-CFLAGS", "-std=c++20"]
+        return build_args
+    iverilog_version()
+    # cocotb compiles with -g2012, under which Icarus runs the `reg ... = 0` trigger
+    # that yosys's Verilog uses to evaluate every `always @*` block at time 0 before
+    # those blocks start: a combinational value whose inputs never change stays X and
+    # spreads (seen in the NoC's credit counters). -g2005, given after, wins.
+    return ["-g2005"]
+
+
+def _icarus_dump_module(build_dir: Path, toplevel: str) -> Path:
+    """Write the Verilog-2005 module ``accelpool_dump`` that dumps ``toplevel`` into
+    ``build_dir/dump.vcd``; returns its file. (cocotb's own dump module declares a
+    SystemVerilog ``string``, which Icarus's -g2005 rejects.)"""
+    dump = build_dir / "accelpool_dump.v"
+    dump.write_text(f"module accelpool_dump();\ninitial begin\n"
+                    f"  $dumpfile(\"{build_dir / 'dump.vcd'}\");\n"
+                    f"  $dumpvars(0, {toplevel});\nend\nendmodule\n")
+    return dump
 
 
 def _tail(path: Path, lines: int = 40) -> str:

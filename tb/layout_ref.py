@@ -1,4 +1,5 @@
-"""An independent numpy model of the layout engine's contract (``/work/wt/MEMLAYOUT.md``).
+"""An independent numpy model of the layout engine's contract (its EXEC, ``spec/units/layout.py``;
+the semantics, ``hw/layout_engine.py``'s docstring).
 
 :func:`reference` works on a memory image as bytes: it gathers the source rows at their
 pitch into a numpy array, forms IM2COL with ``np.pad`` and ``sliding_window_view`` (as

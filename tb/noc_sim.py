@@ -11,16 +11,19 @@ from __future__ import annotations
 import random
 
 from amaranth import Module, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import memory, wiring, stream
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from accelpool.spec.config import MeshConfig
 from accelpool.hw.noc.fabric import Fabric, attach_memory, attach_ni
 from accelpool.hw.noc.flit import (PacketType, decode_header, encode_header, flit_layout,
                                    packet_flits)
 from accelpool.hw.noc.memory_tile import MemoryTile
 from accelpool.hw.noc.mesh import Mesh
 from accelpool.hw.noc.ni import NetworkInterface
+from accelpool.hw.noc.tokens import TokenCounters
+from accelpool.spec.config import MeshConfig
+from accelpool.spec.isa import CommandLayout
 
 __all__ = ["payload_word", "run_traffic", "check_delivery", "time_dma"]
 
@@ -196,10 +199,7 @@ class DmaSystem(wiring.Component):
 
     def __init__(self, cfg: MeshConfig, memory_at, *, word_bits=128, spad_bytes=2048,
                  mem_bytes=4096):
-        from amaranth.lib import stream
-        from amaranth.lib.wiring import In, Out
 
-        from accelpool.spec.isa import CommandLayout
 
         self._ni = NetworkInterface(mesh=cfg, x=0, y=0, word_bits=word_bits,
                                     spad_bytes=spad_bytes)
@@ -222,7 +222,6 @@ class DmaSystem(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from accelpool.hw.noc.tokens import TokenCounters
 
         m = Module()
         m.submodules.fabric = fabric = Fabric(self._cfg)

@@ -28,19 +28,26 @@ import os
 import pickle
 import re
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from accelpool.spec import isa
-from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, PoolConfig, TileConfig, UnitKind,
-                                   load_config)
+from amaranth.back import verilog
+
 from accelpool.hw.soc import (SOC_TOP, SOC_WRAPPER, Soc, clock_period_ps, clock_wrapper,
                               zero_init_skipped)
 from accelpool.hw.tile import REGISTERS, STATUS_BITS
-from accelpool.tb.harness import locked
+from accelpool.spec import isa
+from accelpool.spec.config import (DEFAULT_CONFIG, ConfigError, PoolConfig, TileConfig, UnitKind,
+                                   load_config, UNIT_DTYPES)
+from accelpool.tb import harness
+from accelpool.tb.harness import (locked, HarnessError, simulator, simulator_environment,
+                                  verilator_lint_args, run_tests)
+from accelpool.tb.toolchain import iverilog_version, verilator_version
+from accelpool.tb.verilog import lint
 
 log = logging.getLogger("accelpool")
 
@@ -533,9 +540,9 @@ def soc_build_dir(cfg: PoolConfig, cmd_depth: int = DEFAULT_CMD_DEPTH) -> Path:
     cmd_depth : int
         Commands each tile's command memory holds.
     """
-    from accelpool.tb.harness import SIM_BUILD
     folder = f"{cfg.name}-{cfg.digest}"
-    return SIM_BUILD / (folder if cmd_depth == DEFAULT_CMD_DEPTH else f"{folder}_cmd{cmd_depth}")
+    # The build root is read when asked (harness.SIM_BUILD), not when this module loads.
+    return harness.SIM_BUILD / (folder if cmd_depth == DEFAULT_CMD_DEPTH else f"{folder}_cmd{cmd_depth}")
 
 
 def command_depth_for(lengths: Iterable[int]) -> int:
@@ -716,9 +723,6 @@ def build_soc(cfg: PoolConfig, sim: str | None = None, *, waves: bool = False,
     """
     from cocotb_tools.runner import get_runner
 
-    from accelpool.tb.harness import (HarnessError, simulator, simulator_environment,
-                                      verilator_lint_args)
-    from accelpool.tb.toolchain import iverilog_version, verilator_version
 
     t0 = time.perf_counter()
     sim = simulator(sim)
@@ -824,7 +828,6 @@ def _streamed(path: Path, enabled: bool, poll: float = 0.2):
 def run_soc_tests(build: SocBuild, test_module: str, *, env: Mapping[str, str] | None = None,
                   testcase: str | list[str] | None = None) -> Path:
     """Run a cocotb test module on a built SoC; fail (HarnessError) if any test fails."""
-    from accelpool.tb.harness import run_tests, simulator_environment
 
     with simulator_environment(), locked(build.build_dir):
         return run_tests(build.runner, sim=build.sim, build_dir=build.build_dir,
@@ -840,7 +843,6 @@ def run_jobs(build: SocBuild, jobs: list[SocJob]) -> list[SocResult]:
     ValueError
         If a stream has more commands than the build's command memories hold.
     """
-    import tempfile
 
     for job in jobs:
         for name, stream in job.streams.items():
@@ -878,7 +880,6 @@ def run_job(build: SocBuild, job: SocJob, *, check: bool = True) -> SocResult:
 
 def config_doc(cfg: PoolConfig) -> dict:
     """A plain document that :func:`accelpool.spec.config.parse_config` turns back into ``cfg``."""
-    from accelpool.spec.config import UNIT_DTYPES
 
     tiles = []
     for t in cfg.tiles:
@@ -911,7 +912,6 @@ def write_soc(pool: PoolConfig, out: Path | None = None, **kw) -> tuple[Path, Pa
     :func:`zero_memories`). Files are rewritten only when their text changed, so
     builds keyed on them stay valid.
     """
-    from amaranth.back import verilog
     out = Path(out) if out is not None else soc_build_dir(pool, kw.get("cmd_depth", DEFAULT_CMD_DEPTH))
     out.mkdir(parents=True, exist_ok=True)
     soc = Soc(pool, **kw)
@@ -944,7 +944,6 @@ def main(argv: list[str] | None = None) -> int:
     print(soc_v)
     print(top_v)
     if args.lint:
-        from accelpool.tb.verilog import lint
         sim_v = soc_v.parent / "lint" / f"{SOC_TOP}.v"   # lint takes the module from the name
         sim_v.parent.mkdir(exist_ok=True)
         sim_v.write_text(simulation_text(soc_v.read_text()))

@@ -5,6 +5,7 @@ against float64 (BF16 tolerance, monotonicity) and ``round(f(x))`` (INT8 tables)
 counts against :func:`accelpool.sched.cost.afu.cycles`.
 """
 
+import json
 import math
 
 import ml_dtypes
@@ -203,7 +204,6 @@ async def int8_bf16_conversions(dut):
 @cocotb.test()
 async def bench_errors(dut):
     """For the benchmark: RTL error of every BF16 function over [-8, 8], to ``bench_out``."""
-    import json
 
     p, tb = _tb(dut)
     await tb.reset()

@@ -4,6 +4,8 @@ Each convolution is checked bit for bit against :mod:`accelpool.spec.golden.conv
 count against :func:`accelpool.sched.cost.ce.cycles`.
 """
 
+import json
+
 import numpy as np
 import cocotb
 
@@ -109,7 +111,6 @@ BENCH_SHAPES = [  # (name, shape): every layer with bias and requantization to I
 @cocotb.test()
 async def bench_layers(dut):
     """For the benchmark: RTL cycles of BENCH_SHAPES, checked, written to ``bench_out``."""
-    import json
 
     p, tb = _tb(dut)
     await tb.reset()

@@ -5,7 +5,7 @@ import numpy as np
 import cocotb
 
 from accelpool.hw.dmu import Dmu
-from accelpool.tb.tb_gemm import GemmTB
+from accelpool.tb.tb_gemm import GemmTB, random_shapes, unit_from_params
 from accelpool.spec.golden import numerics as nx
 from accelpool.tb.harness import tb_params
 
@@ -14,16 +14,6 @@ SPECIAL16 = np.array([0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x0001, 0x
                       0x0080, 0x7F7F, 0xFF7F, 0x3F80, 0xBF80], dtype=np.uint16)
 SPECIAL32 = np.array([0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000,
                       0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0x3F800000], dtype=np.uint32)
-
-
-def _unit():
-    p = tb_params()
-    return Dmu(rows=p["rows"], cols=p["cols"], scratchpad_bytes=p["scratchpad_bytes"])
-
-
-def _shapes(rng, count):
-    hi = tb_params().get("max_dim", 13)
-    return [tuple(int(x) for x in rng.integers(1, hi, 3)) for _ in range(count)]
 
 
 def _check_exact(d, a, b, c):
@@ -39,11 +29,11 @@ def _check_bf16(d, a, b, c):
 
 
 async def _random_values(dut, backpressure):
-    unit = _unit()
+    unit = unit_from_params(Dmu)
     tb = GemmTB(dut, unit, backpressure=backpressure, seed=3)
     await tb.reset()
     rng = np.random.default_rng(tb_params().get("seed", 5))
-    for idx, (m, n, k) in enumerate(_shapes(rng, tb_params().get("shapes", 4))):
+    for idx, (m, n, k) in enumerate(random_shapes(rng, tb_params().get("shapes", 4))):
         a = rng.standard_normal((m, k)).astype(BF16)
         b = rng.standard_normal((k, n)).astype(BF16)
         c = rng.standard_normal((m, n)).astype(np.float32) if idx % 2 else None
@@ -57,7 +47,7 @@ async def _random_values(dut, backpressure):
 
 
 async def _special_values(dut, backpressure):
-    unit = _unit()
+    unit = unit_from_params(Dmu)
     tb = GemmTB(dut, unit, backpressure=backpressure, seed=4)
     await tb.reset()
     rng = np.random.default_rng(9)

@@ -9,19 +9,31 @@ cycle count against the cost model and returns D.
 from __future__ import annotations
 
 import numpy as np
-import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import RisingEdge
 
 from accelpool.spec.gemm_layout import GemmLayout
 from accelpool.tb.gemm_sim import plan_regions
 from accelpool.sched.cost.systolic import gemm_cycles
+from accelpool.tb.cocotb_common import reset_dut, start_clock
 from accelpool.tb.cocotb_streams import StreamSink, StreamSource, random_pattern
+from accelpool.tb.harness import tb_params
 
-__all__ = ["GemmTB", "SENTINEL"]
+__all__ = ["GemmTB", "SENTINEL", "unit_from_params", "random_shapes"]
 
 #: Byte the D region is filled with before a run: padding must keep it.
 SENTINEL = 0xA5
+
+
+def unit_from_params(unit_cls):
+    """``unit_cls`` built with the ``rows``, ``cols`` and ``scratchpad_bytes`` of :func:`tb_params`."""
+    p = tb_params()
+    return unit_cls(rows=p["rows"], cols=p["cols"], scratchpad_bytes=p["scratchpad_bytes"])
+
+
+def random_shapes(rng, count: int) -> list[tuple[int, int, int]]:
+    """``count`` random ``(m, n, k)``, each below ``tb_params()["max_dim"]`` (default 13)."""
+    hi = tb_params().get("max_dim", 13)
+    return [tuple(int(x) for x in rng.integers(1, hi, 3)) for _ in range(count)]
 
 
 class GemmTB:
@@ -40,7 +52,7 @@ class GemmTB:
 
     def __init__(self, dut, unit, *, backpressure: bool, seed: int = 1):
         self.dut, self.unit = dut, unit
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        start_clock(dut)
         pat = (lambda s: random_pattern(0.6, seed + s)) if backpressure else (lambda s: None)
         self.cmd = StreamSource(dut, "cmd", dut.clk, pat(1))
         self.wr_cmd = StreamSource(dut, "wr_cmd", dut.clk, pat(2))
@@ -50,10 +62,7 @@ class GemmTB:
         self.wb = unit.word_bytes
 
     async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await reset_dut(self.dut)
 
     def _xfer(self, addr_bytes: int, nbytes: int) -> int:
         return (addr_bytes // self.wb) | ((nbytes // self.wb) << self.unit.addr_width)

@@ -11,8 +11,7 @@ from accelpool.spec.units.gnn import GnnFunc
 from accelpool.sched.cost import gnn as gnn_cost
 from accelpool.spec.formats import encode_csr, layout_gnn
 from accelpool.spec.golden.sparse import gnn_aggregate
-from accelpool.tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
-from accelpool.tb.harness import tb_params
+from accelpool.tb.cocotb_sparse import check_job, reset_tb, tile_with_lanes
 from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_graph,
                                           special_values, star_graph)
 
@@ -20,18 +19,14 @@ from accelpool.tb.sparse_patterns import (bf16_normal, karate_adjacency, random_
 async def check(tb, lanes, adj, x, func, out_bf16=False):
     csr = encode_csr(adj)
     job = layout_gnn(csr, x, lanes, out_fill=0x5A, out_bf16=out_bf16)
-    got, raw, cycles = await run_job(tb, Gnn, func, job)
-    check_result(got, raw, gnn_aggregate(csr, x, func.name.lower()), x.shape[0], x.shape[1],
-                 out_bf16, f"{func.name}: ")
     model = gnn_cost.cycles(tile_with_lanes("gnn0", lanes), nodes=x.shape[0], features=x.shape[1], degrees=csr.row_nnz)
-    assert cycles == model, f"{func.name}: RTL {cycles} cycles, model {model}"
+    await check_job(tb, Gnn, func, job, gnn_aggregate(csr, x, func.name.lower()), model,
+                    rows=x.shape[0], cols=x.shape[1], out_bf16=out_bf16, what=f"{func.name}: ")
 
 
 @cocotb.test()
 async def gnn_graphs_with_idle_commands(dut):
-    lanes = tb_params()["lanes"]
-    tb = make_tb(dut, Gnn, lanes, stall=0.4, seed=2)
-    await tb.reset()
+    lanes, tb = await reset_tb(dut, Gnn, stall=0.4, seed=2)
     rng = np.random.default_rng(8)
     cases = [(karate_adjacency(), bf16_normal(rng, (34, lanes + 5))),
              (random_graph(rng, 40, 0.1), bf16_normal(rng, (40, lanes))),
@@ -46,9 +41,7 @@ async def gnn_graphs_with_idle_commands(dut):
 @cocotb.test()
 async def gnn_bf16_output(dut):
     """BF16 results: ragged F, isolated nodes (first, middle, last), specials."""
-    lanes = tb_params()["lanes"]
-    tb = make_tb(dut, Gnn, lanes, stall=0.3, seed=4)
-    await tb.reset()
+    lanes, tb = await reset_tb(dut, Gnn, stall=0.3, seed=4)
     rng = np.random.default_rng(9)
     adj = random_graph(rng, 24, 0.25).toarray()
     adj[[0, 11, 23], :] = 0

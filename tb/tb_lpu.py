@@ -4,19 +4,9 @@ import numpy as np
 import cocotb
 
 from accelpool.hw.lpu import Lpu
-from accelpool.tb.tb_gemm import GemmTB
+from accelpool.tb.tb_gemm import GemmTB, random_shapes, unit_from_params
 from accelpool.spec.golden import numerics as nx
 from accelpool.tb.harness import tb_params
-
-
-def _unit():
-    p = tb_params()
-    return Lpu(rows=p["rows"], cols=p["cols"], scratchpad_bytes=p["scratchpad_bytes"])
-
-
-def _shapes(rng, count):
-    hi = tb_params().get("max_dim", 13)
-    return [tuple(int(x) for x in rng.integers(1, hi, 3)) for _ in range(count)]
 
 
 def _int8(rng, shape, extremes=False):
@@ -27,11 +17,11 @@ def _int8(rng, shape, extremes=False):
 
 
 async def _run(dut, backpressure, extremes):
-    unit = _unit()
+    unit = unit_from_params(Lpu)
     tb = GemmTB(dut, unit, backpressure=backpressure, seed=6 + extremes)
     await tb.reset()
     rng = np.random.default_rng(tb_params().get("seed", 7) + extremes)
-    for idx, (m, n, k) in enumerate(_shapes(rng, tb_params().get("shapes", 4))):
+    for idx, (m, n, k) in enumerate(random_shapes(rng, tb_params().get("shapes", 4))):
         a, b = _int8(rng, (m, k), extremes), _int8(rng, (k, n), extremes)
         c = None
         if idx % 2:

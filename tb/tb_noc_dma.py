@@ -7,10 +7,11 @@ STOREs, LOADs and a SIGNAL, and checks both memories byte for byte against a Pyt
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from accelpool.spec import isa
+from accelpool.tb.cocotb_common import reset_dut, start_clock
+from accelpool.tb.cocotb_streams import StreamSource
 from accelpool.tb.harness import tb_params
 
 
@@ -18,8 +19,8 @@ class TB:
     def __init__(self, dut):
         self.dut = dut
         self.p = tb_params()
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        dut.cmd__valid.value = 0
+        start_clock(dut)
+        self.cmd = StreamSource(dut, "cmd", dut.clk)
         dut.cmd__payload.value = 0
         dut.mem_write__en.value = 0
         dut.spad_host_write__en.value = 0
@@ -28,10 +29,7 @@ class TB:
         dut.tok_token.value = 0
 
     async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await reset_dut(self.dut)
 
     async def write_words(self, port, words):
         d = self.dut
@@ -55,13 +53,7 @@ class TB:
 
     async def command(self, cmd):
         d = self.dut
-        d.cmd__payload.value = cmd.encode()
-        d.cmd__valid.value = 1
-        while True:
-            await RisingEdge(d.clk)
-            if int(d.cmd__ready.value):
-                break
-        d.cmd__valid.value = 0
+        await self.cmd.send(cmd.encode())
         while True:
             await RisingEdge(d.clk)
             if not int(d.busy.value):

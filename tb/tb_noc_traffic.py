@@ -8,9 +8,9 @@ A network that does not drain within the limit is deadlocked (or livelocked) and
 """
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
+from accelpool.tb.cocotb_common import hold_reset, start_clock
 from accelpool.tb.harness import tb_params
 
 UNIFORM, TRANSPOSE, HOTSPOT, NEIGHBOUR = range(4)
@@ -24,16 +24,14 @@ class TB:
         self.dut = dut
         self.p = tb_params()
         self.nodes = self.p["cols"] * self.p["rows"]
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        start_clock(dut)
         for name in ("enable", "rate", "payload_flits", "pattern", "hot_x", "hot_y",
                      "hot_frac", "seed", "stall", "clear", "load_seed"):
             getattr(dut, name).value = 0
 
     async def reset(self, seed):
         d = self.dut
-        d.rst.value = 1
-        await ClockCycles(d.clk, 2)
-        d.rst.value = 0
+        await hold_reset(d)
         d.seed.value = seed
         d.load_seed.value = 1
         await RisingEdge(d.clk)

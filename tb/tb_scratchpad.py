@@ -3,9 +3,9 @@
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
+from accelpool.tb.cocotb_common import reset_dut, start_clock
 from accelpool.tb.cocotb_streams import StreamSink, StreamSource, random_pattern
 from accelpool.tb.harness import tb_params
 
@@ -16,7 +16,7 @@ class TB:
     def __init__(self, dut, *, idle: bool, seed: int):
         self.dut = dut
         self.params = tb_params()
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        start_clock(dut)
         pat = (lambda s: random_pattern(0.6, seed + s)) if idle else (lambda s: None)
         self.wr_cmd = StreamSource(dut, "wr_cmd", dut.clk)
         self.wr_data = StreamSource(dut, "wr_data", dut.clk, pat(1))
@@ -26,10 +26,7 @@ class TB:
         dut.write__0__en.value = 0
 
     async def reset(self):
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await reset_dut(self.dut)
 
     def cmd(self, addr: int, count: int) -> int:
         addr_width = (self.params["depth"] - 1).bit_length()

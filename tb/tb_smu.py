@@ -10,26 +10,22 @@ from accelpool.spec.units.smu import SmuFunc
 from accelpool.sched.cost import smu as smu_cost
 from accelpool.spec.formats import encode_csr, layout_spmm
 from accelpool.spec.golden.sparse import spmm_bf16
-from accelpool.tb.cocotb_sparse import check_result, make_tb, run_job, tile_with_lanes
-from accelpool.tb.harness import tb_params
+from accelpool.tb.cocotb_sparse import check_job, reset_tb, tile_with_lanes
 from accelpool.tb.sparse_patterns import SPARSE_CASES, bf16_normal, skewed, sparse_case
 
 
 async def check(tb, lanes, a, b, out_bf16=False):
     csr = encode_csr(a)
     job = layout_spmm(csr, b, lanes, out_fill=0x5A, out_bf16=out_bf16)
-    got, raw, cycles = await run_job(tb, Smu, SmuFunc.SPMM, job)
-    check_result(got, raw, spmm_bf16(csr, b), a.shape[0], b.shape[1], out_bf16)
     model = smu_cost.cycles(tile_with_lanes("smu0", lanes), m=a.shape[0], n=b.shape[1], row_nnz=csr.row_nnz)
-    assert cycles == model, f"RTL {cycles} cycles, model {model}"
+    await check_job(tb, Smu, SmuFunc.SPMM, job, spmm_bf16(csr, b), model,
+                    rows=a.shape[0], cols=b.shape[1], out_bf16=out_bf16)
 
 
 @cocotb.test()
 async def smu_cases_with_idle_commands(dut):
     """Every named case (random, empty rows, all-zero, dense, skewed, 2:4, specials)."""
-    lanes = tb_params()["lanes"]
-    tb = make_tb(dut, Smu, lanes, stall=0.4, seed=1)
-    await tb.reset()
+    lanes, tb = await reset_tb(dut, Smu, stall=0.4, seed=1)
     rng = np.random.default_rng(5)
     for case in SPARSE_CASES:
         m, k, n = 12, 32, 2 * lanes + 3
@@ -38,9 +34,7 @@ async def smu_cases_with_idle_commands(dut):
 
 @cocotb.test()
 async def smu_one_dense_row_many_empty(dut):
-    lanes = tb_params()["lanes"]
-    tb = make_tb(dut, Smu, lanes, stall=None)
-    await tb.reset()
+    lanes, tb = await reset_tb(dut, Smu, stall=None)
     rng = np.random.default_rng(6)
     await check(tb, lanes, skewed(rng, 60, 40, dense_row=59), bf16_normal(rng, (40, lanes)))
 
@@ -48,9 +42,7 @@ async def smu_one_dense_row_many_empty(dut):
 @cocotb.test()
 async def smu_bf16_output(dut):
     """C in BF16 (out_bf16): empty rows and specials, a partial last slice."""
-    lanes = tb_params()["lanes"]
-    tb = make_tb(dut, Smu, lanes, stall=0.3, seed=3)
-    await tb.reset()
+    lanes, tb = await reset_tb(dut, Smu, stall=0.3, seed=3)
     rng = np.random.default_rng(7)
     for case in ("empty_rows", "specials"):
         m, k, n = 10, 24, lanes + 5

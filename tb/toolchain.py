@@ -20,6 +20,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
+import amaranth
+
 __all__ = ["ToolchainError", "MIN_VERILATOR", "verilator_root", "sim_environ",
            "verilator_version", "iverilog_version", "check"]
 
@@ -111,7 +113,6 @@ def iverilog_version() -> tuple[tuple[int, int], str]:
 
 def check() -> list[tuple[str, str]]:
     """The (tool, version) pairs in use; raises :class:`ToolchainError` for a missing or old one."""
-    import amaranth
     import cocotb
     return [
         ("Python", f"{platform.python_version()} ({sys.executable})"),

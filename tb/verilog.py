@@ -13,33 +13,28 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from accelpool.spec.config import DEFAULT_CONFIG, PoolConfig, load_config
+from accelpool.hw.controller import TileController
+from accelpool.hw.csr_walk import CsrWalker
+from accelpool.hw.layout_engine import LayoutEngine
+from accelpool.hw.scratchpad import Scratchpad
+from accelpool.hw.spad_stream import StreamReader, StreamWriter
+from accelpool.hw.units import UNIT_RTL
+from accelpool.spec.config import DEFAULT_CONFIG, PoolConfig, UnitKind, load_config
+from accelpool.tb.harness import generate_verilog, verilator_lint_args
+from accelpool.tb.toolchain import sim_environ, verilator_root
 
 __all__ = ["blocks", "write_verilog", "lint"]
 
 
 def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
     """Every hardware block, by name, as a factory using ``cfg``'s parameters."""
-    from accelpool.hw.afu import ActivationUnit
-    from accelpool.hw.ce import ConvEngine
-    from accelpool.spec.config import UnitKind
-    from accelpool.hw.controller import TileController
-    from accelpool.hw.dmu import Dmu
-    from accelpool.hw.lpu import Lpu
-    from accelpool.hw.scratchpad import Scratchpad
-    from accelpool.hw.spad_stream import StreamReader, StreamWriter
-    from accelpool.hw.csr_walk import CsrWalker
-    from accelpool.hw.gnn import Gnn
-    from accelpool.hw.layout_engine import LayoutEngine
-    from accelpool.hw.smu import Smu
 
     spad_bytes = max(t.scratchpad_bytes for t in cfg.units)
     units = {}
-    for kind, cls in ((UnitKind.DMU, Dmu), (UnitKind.LPU, Lpu), (UnitKind.CE, ConvEngine),
-                      (UnitKind.AFU, ActivationUnit), (UnitKind.SMU, Smu), (UnitKind.GNN, Gnn)):
-        tiles = cfg.tiles_of(kind)
+    for kind in UnitKind:
+        tiles = cfg.tiles_of(kind) if kind in UNIT_RTL else ()
         if tiles:
-            units[kind.key] = (lambda cls=cls, tile=tiles[0]: cls.from_tile(tile))
+            units[kind.key] = (lambda build=UNIT_RTL[kind], tile=tiles[0]: build(tile))
     return {
         "scratchpad": lambda: Scratchpad(word_bits=cfg.mesh.flit_bits,
                                          depth=spad_bytes // (cfg.mesh.flit_bits // 8),
@@ -57,7 +52,6 @@ def blocks(cfg: PoolConfig) -> dict[str, Callable[[], object]]:
 
 def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> list[Path]:
     """Write ``<out>/<block>.v`` for every block (or those in ``only``)."""
-    from accelpool.tb.harness import generate_verilog
 
     table = blocks(cfg)
     unknown = [b for b in only or [] if b not in table]
@@ -76,8 +70,6 @@ def write_verilog(out: Path, cfg: PoolConfig, only: list[str] | None = None) -> 
 
 def lint(path: Path) -> subprocess.CompletedProcess:
     """``verilator --lint-only`` on one file, with the harness's named waivers."""
-    from accelpool.tb.harness import verilator_lint_args
-    from accelpool.tb.toolchain import sim_environ, verilator_root
 
     return subprocess.run([str(verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
                            *verilator_lint_args(), "--top-module", path.stem, str(path)],

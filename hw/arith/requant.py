@@ -5,11 +5,11 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_MAX
+from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_BITS
 
 __all__ = ["Requantizer"]
 
-SHIFT_BITS = REQUANT_SHIFT_MAX.bit_length()
+SHIFT_BITS = REQUANT_SHIFT_BITS
 
 
 class Requantizer(wiring.Component):

@@ -6,6 +6,8 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import check_positive
+
 __all__ = ["RoundRobin"]
 
 
@@ -31,11 +33,7 @@ class RoundRobin(wiring.Component):
     """
 
     def __init__(self, count: int):
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise TypeError(f"Requester count must be a positive integer, not {count!r}")
-        if count < 1:
-            raise ValueError(f"Requester count must be a positive integer, not {count!r}")
-        self._count = count
+        self._count = check_positive(count, "Requester count")
         super().__init__({
             "requests": In(count),
             "grant": Out(range(count)),

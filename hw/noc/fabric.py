@@ -14,6 +14,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
+
 from .flit import flit_layout
 from .mesh import Mesh, check_mesh
 

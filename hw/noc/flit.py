@@ -29,6 +29,8 @@ from amaranth.lib import data, enum
 
 from accelpool.spec.isa import COORD_BITS
 
+from ..params import check_int
+
 __all__ = ["PacketType", "Header", "HEADER_BITS", "ReadReqBody", "SignalAddr",
            "encode_header", "decode_header", "flit_value", "packet_flits",
            "MAX_PACKET_BYTES_LIMIT", "link_bits", "flit_layout", "check_flit_bits",
@@ -79,8 +81,7 @@ SignalAddr = data.StructLayout({"token": 8, "count": 16, "reserved": 8})
 
 def check_flit_bits(flit_bits: object) -> int:
     """Validate a flit payload width (a power of two from 32 to 512 bits)."""
-    if isinstance(flit_bits, bool) or not isinstance(flit_bits, int):
-        raise TypeError(f"Flit width must be a positive integer, not {flit_bits!r}")
+    check_int(flit_bits, "Flit width")
     if flit_bits < 32 or flit_bits > 512 or flit_bits & (flit_bits - 1):
         raise ValueError(f"Flit width must be a power of two from 32 to 512 bits, "
                          f"not {flit_bits!r}")

@@ -38,11 +38,13 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig, UnitKind
-from ..controller import TileController
 from accelpool.spec.isa import COUNT_BITS, TOKEN_BITS, Opcode, exec_spec
+
+from ..controller import TileController
 from ..layout_engine import LayoutEngine
-from ..tile_control import (command_memory, exec_to_unit, gate_commands, host_members,
-                            is_tile, register_file, trace_memory)
+from ..params import check_int, is_int
+from ..tile_control import (command_memory, exec_to_unit, gate_commands, host_members, is_tile,
+                            register_file, trace_memory)
 from .flit import flit_layout
 from .mesh import check_coord, check_mesh
 from .signaller import SignalSender
@@ -100,12 +102,11 @@ class MemoryTile(wiring.Component):
         self._mesh = check_mesh(mesh)
         check_coord(mesh, x, y)
         fb = mesh.flit_bits // 8
-        if isinstance(bytes, bool) or not isinstance(bytes, int):
-            raise TypeError(f"Memory size must be a positive integer, not {bytes!r}")
+        check_int(bytes, "Memory size")
         if bytes < 16 * fb or bytes & (bytes - 1):
             raise ValueError(f"Memory size must be a power of two of at least 16 flits "
                              f"({16 * fb} bytes), not {bytes!r}")
-        if isinstance(cmd_depth, bool) or not isinstance(cmd_depth, int) or cmd_depth < 2:
+        if not is_int(cmd_depth) or cmd_depth < 2:
             raise ValueError(f"Command memory depth must be an integer of at least 2, "
                              f"not {cmd_depth!r}")
         self._x, self._y = x, y

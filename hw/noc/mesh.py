@@ -8,6 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
 from accelpool.spec.isa import COORD_BITS
+
+from ..params import check_int
 from .flit import flit_layout
 from .router import Port, Router
 
@@ -28,8 +30,7 @@ def check_mesh(mesh: object) -> MeshConfig:
 def check_coord(mesh: MeshConfig, x: object, y: object) -> tuple[int, int]:
     """Validate that (``x``, ``y``) is a router coordinate of ``mesh``."""
     for name, v, extent in (("x", x, mesh.cols), ("y", y, mesh.rows)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"Tile {name} must be a non-negative integer, not {v!r}")
+        check_int(v, f"Tile {name}", "a non-negative integer")
         if not 0 <= v < extent:
             raise ValueError(f"Tile {name} must be between 0 and {extent - 1} on a "
                              f"{mesh.cols}x{mesh.rows} mesh, not {v!r}")

@@ -42,24 +42,18 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
 from accelpool.spec.isa import LENGTH_BITS, CommandLayout, Opcode
+
+from ..params import check_positive
 from .arbiter import RoundRobin
 from .flit import (LENGTH_FIELD_BITS, MAX_PACKET_BYTES_LIMIT, Header, PacketType, ReadReqBody,
                    flit_layout)
 from .mesh import check_coord, check_mesh
 from .reader import FlitReader
 from .signaller import SignalSender, header_bits
-from .target import PacketTarget, byte_mask
+from .target import PacketTarget, byte_mask, count_down
 from .tokens import TokenInc
 
 __all__ = ["NetworkInterface"]
-
-
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive integer, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value
 
 
 class NetworkInterface(wiring.Component):
@@ -103,16 +97,16 @@ class NetworkInterface(wiring.Component):
         check_coord(mesh, x, y)
         self._x, self._y = x, y
         fbits = mesh.flit_bits
-        _check_int("Scratchpad word width", word_bits)
+        check_positive(word_bits, "Scratchpad word width")
         k = word_bits // fbits
         if word_bits % fbits or k & (k - 1):
             raise ValueError(f"Scratchpad word width must be a power-of-two multiple of the "
                              f"flit width {fbits}, not {word_bits!r}")
-        _check_int("Scratchpad size", spad_bytes)
+        check_positive(spad_bytes, "Scratchpad size")
         if spad_bytes & (spad_bytes - 1) or spad_bytes < word_bits // 8:
             raise ValueError(f"Scratchpad size must be a power of two of at least one word "
                              f"({word_bits // 8} bytes), not {spad_bytes!r}")
-        _check_int("Packet size", max_packet_bytes)
+        check_positive(max_packet_bytes, "Packet size")
         if max_packet_bytes % (fbits // 8) or max_packet_bytes > MAX_PACKET_BYTES_LIMIT:
             raise ValueError(f"Packet size must be a multiple of the flit size "
                              f"({fbits // 8} bytes) up to {MAX_PACKET_BYTES_LIMIT}, "
@@ -282,10 +276,7 @@ class NetworkInterface(wiring.Component):
                              self.resp_in.ready.eq(sink_grant)]
                 with m.If(self.resp_in.valid & sink_grant):
                     m.d.sync += sink_addr.eq(sink_addr + 1)
-                    with m.If(sink_left >= fb):
-                        m.d.sync += sink_left.eq(sink_left - fb)
-                    with m.Else():
-                        m.d.sync += sink_left.eq(0)
+                    count_down(m, sink_left, fb)
                     with m.If(rflit.tail):
                         m.d.comb += read_dn.eq(1)
                         m.next = "IDLE"
@@ -370,16 +361,21 @@ class NetworkInterface(wiring.Component):
                     with m.Default():
                         m.d.sync += dma_error.eq(1)
 
+    def _send_header(self, m, s, type_):
+        """Offer the header flit of a ``type_`` packet (:meth:`_packet_header`) on the DMA
+        engine's request stream."""
+        m.d.comb += [s.out_type.eq(type_),
+                     s.dma_out.valid.eq(1),
+                     s.dma_out.payload.data.eq(s.out_hdr),
+                     s.dma_out.payload.head.eq(1)]
+
     def _store_packetizer(self, m, s):
         """The STORE states: WRITE packets of at most ``max_packet_bytes`` toward the mesh, their
         payload streamed from the scratchpad by the flit reader."""
         fb, shift, dma_out, reader = s.fb, s.shift, s.dma_out, s.reader
         left, remote, chunk, pkt_left = s.left, s.remote, s.chunk, s.pkt_left
         with m.State("STORE_HEAD"):
-            m.d.comb += [s.out_type.eq(PacketType.WRITE),
-                         dma_out.valid.eq(1),
-                         dma_out.payload.data.eq(s.out_hdr),
-                         dma_out.payload.head.eq(1)]
+            self._send_header(m, s, PacketType.WRITE)
             with m.If(dma_out.ready):
                 m.d.comb += s.ack_up.eq(1)
                 m.d.sync += pkt_left.eq((chunk + fb - 1) >> shift)
@@ -403,10 +399,7 @@ class NetworkInterface(wiring.Component):
         ``max_packet_bytes``, each naming the scratchpad address its reply lands at."""
         dma_out, left, remote, spad, chunk = s.dma_out, s.left, s.remote, s.spad, s.chunk
         with m.State("LOAD_HEAD"):
-            m.d.comb += [s.out_type.eq(PacketType.READ_REQ),
-                         dma_out.valid.eq(1),
-                         dma_out.payload.data.eq(s.out_hdr),
-                         dma_out.payload.head.eq(1)]
+            self._send_header(m, s, PacketType.READ_REQ)
             with m.If(dma_out.ready):
                 m.next = "LOAD_BODY"
         with m.State("LOAD_BODY"):

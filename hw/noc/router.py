@@ -25,6 +25,8 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.isa import COORD_BITS
+
+from ..params import check_int
 from .arbiter import RoundRobin
 from .flit import Header, check_flit_bits, flit_layout
 
@@ -90,8 +92,7 @@ def xy_route(here: tuple[int, int], dst: tuple[int, int]) -> Port:
 
 
 def _check_coord(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Router {name} must be a non-negative integer, not {value!r}")
+    check_int(value, f"Router {name}", "a non-negative integer")
     if not 0 <= value < (1 << COORD_BITS):
         raise ValueError(f"Router {name} must be between 0 and {(1 << COORD_BITS) - 1}, "
                          f"not {value!r}")
@@ -100,8 +101,7 @@ def _check_coord(name: str, value: object) -> int:
 
 def check_buffer_flits(depth: object) -> int:
     """Validate an input buffer depth (at least 2 flits, for full link throughput)."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"Buffer depth must be a positive integer, not {depth!r}")
+    check_int(depth, "Buffer depth")
     if depth < 2:
         raise ValueError(f"Buffer depth must be at least 2 flits (the credit loop is two "
                          f"cycles), not {depth!r}")

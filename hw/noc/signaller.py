@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
 from accelpool.spec.isa import SignalBody
+
 from .flit import Header, PacketType, SignalAddr, flit_layout
 from .mesh import check_coord, check_mesh
 

@@ -20,6 +20,8 @@ from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.isa import COUNT_BITS, TOKEN_BITS, WaitBody
 
+from ..params import check_int
+
 __all__ = ["TokenInc", "TokenCounters"]
 
 #: An increment delivered by a SIGNAL packet.
@@ -48,8 +50,7 @@ class TokenCounters(wiring.Component):
     """
 
     def __init__(self, count: int = 16):
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise TypeError(f"Token counter count must be a positive integer, not {count!r}")
+        check_int(count, "Token counter count")
         if not 1 <= count <= 1 << TOKEN_BITS:
             raise ValueError(f"Token counter count must be between 1 and {1 << TOKEN_BITS}, "
                              f"not {count!r}")

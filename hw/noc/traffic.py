@@ -28,6 +28,7 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accelpool.spec.config import MeshConfig
+
 from .flit import Header, PacketType, flit_layout
 from .mesh import Mesh, check_mesh
 
@@ -77,6 +78,19 @@ def fingerprint(src_index, dst_index, seq, index, bits: int):
     return word.replicate(max(1, bits // 64))[:bits]
 
 
+def _node(mesh: MeshConfig, x: int, y: int):
+    """Node (x, y)'s mesh: ``cols, rows``, the node count, flit bytes and the node's index."""
+    cols, rows = mesh.cols, mesh.rows
+    return cols, rows, cols * rows, mesh.flit_bits // 8, y * cols + x
+
+
+def _random(m, seed, load_seed):
+    """A :class:`Xorshift` submodule ``rng`` taking ``seed`` on ``load_seed``; its value."""
+    m.submodules.rng = rng = Xorshift()
+    m.d.comb += [rng.seed.eq(seed), rng.load.eq(load_seed)]
+    return rng.value
+
+
 def _index(m, x, y, cols, name):
     idx = Signal(8, name=name)
     m.d.comb += idx.eq(y * cols + x)
@@ -87,6 +101,8 @@ class TrafficGenerator(wiring.Component):
     """Packet source for node (x, y); see the module docstring."""
 
     QUEUE = 16
+    #: A queued packet: its destination and creation stamp.
+    ENTRY = data.StructLayout({"dst": 8, "stamp": 16})
 
     def __init__(self, mesh: MeshConfig, x: int, y: int):
         self._mesh = check_mesh(mesh)
@@ -102,22 +118,18 @@ class TrafficGenerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._mesh
-        cols, rows = cfg.cols, cfg.rows
-        n = cols * rows
-        fb = cfg.flit_bits // 8
-        me = self._y * cols + self._x
-        m.submodules.rng = rng = Xorshift()
-        m.d.comb += [rng.seed.eq(self.seed ^ (me * 0x9E3779B9 & 0xFFFFFFFF)),
-                     rng.load.eq(self.load_seed)]
-        r = rng.value
+        *_, me = _node(self._mesh, self._x, self._y)
+        r = _random(m, self.seed ^ (me * 0x9E3779B9 & 0xFFFFFFFF), self.load_seed)
+        m.submodules.queue = q = fifo.SyncFIFO(width=self.ENTRY.size, depth=self.QUEUE)
+        makes = self._maker(m, q, r)
+        self._counters(m, q, makes)
+        self._sender(m, q)
+        return m
 
-        entry = data.StructLayout({"dst": 8, "stamp": 16})
-        m.submodules.queue = q = fifo.SyncFIFO(width=entry.size, depth=self.QUEUE)
-        xs = Array(Const(i % cols, 4) for i in range(n))
-        ys = Array(Const(i // cols, 4) for i in range(n))
-
-        # Destination of a packet made this cycle.
+    def _maker(self, m, q, r):
+        """Makes a packet with probability ``rate / 65536`` a cycle, its destination by
+        ``pattern``, into the queue ``q``; returns the signal high in a cycle that makes one."""
+        cols, rows, n, _, me = _node(self._mesh, self._x, self._y)
         dst = Signal(8)
         makes = Signal()
         uniform = Signal(8)
@@ -153,10 +165,13 @@ class TrafficGenerator(wiring.Component):
                         nx, ny = self._x, self._y             # a 1-wide mesh: loop back
                     options.append(ny * cols + nx)
                 m.d.comb += dst.eq(Array(Const(o, 8) for o in options)[r[26:28]])
-        new = Signal(entry)
+        new = Signal(self.ENTRY)
         m.d.comb += [new.dst.eq(dst), new.stamp.eq(self.now[:16]),
                      q.w_data.eq(new), q.w_en.eq(makes)]
+        return makes
 
+    def _counters(self, m, q, makes):
+        """The ``generated``, ``dropped``, ``sent`` and ``sent_flits`` totals."""
         with m.If(self.clear):
             m.d.sync += [self.generated.eq(0), self.dropped.eq(0), self.sent.eq(0),
                          self.sent_flits.eq(0)]
@@ -170,9 +185,15 @@ class TrafficGenerator(wiring.Component):
                 with m.If(self.out.payload.tail):
                     m.d.sync += self.sent.eq(self.sent + 1)
 
-        # Sender.
+    def _sender(self, m, q):
+        """Sends the queue's packets back to back: a WRITE head with the per-destination
+        sequence number and the stamp, then ``payload_flits`` fingerprinted flits."""
+        cfg = self._mesh
+        cols, _, n, fb, me = _node(cfg, self._x, self._y)
+        xs = Array(Const(i % cols, 4) for i in range(n))
+        ys = Array(Const(i // cols, 4) for i in range(n))
         seqs = Array(Signal(16, name=f"seq_{i}") for i in range(n))
-        head_entry = data.View(entry, q.r_data)
+        head_entry = data.View(self.ENTRY, q.r_data)
         cur_dst = Signal(8)
         cur_seq = Signal(16)
         idx = Signal(8)
@@ -207,7 +228,6 @@ class TrafficGenerator(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == self.payload_flits):
                         m.next = "HEAD"
-        return m
 
 
 class TrafficChecker(wiring.Component):
@@ -226,14 +246,9 @@ class TrafficChecker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._mesh
-        cols, rows = cfg.cols, cfg.rows
-        n = cols * rows
-        fb = cfg.flit_bits // 8
-        me = self._y * cols + self._x
-        m.submodules.rng = rng = Xorshift()
-        m.d.comb += [rng.seed.eq(self.seed ^ ((me + 101) * 0x85EBCA6B & 0xFFFFFFFF)),
-                     rng.load.eq(self.load_seed)]
-        m.d.comb += self.inp.ready.eq(rng.value[:16] >= self.stall)
+        cols, rows, n, fb, me = _node(cfg, self._x, self._y)
+        r = _random(m, self.seed ^ ((me + 101) * 0x85EBCA6B & 0xFFFFFFFF), self.load_seed)
+        m.d.comb += self.inp.ready.eq(r[:16] >= self.stall)
 
         f = self.inp.payload
         hdr = data.View(Header, f.data[:Header.size])

@@ -11,7 +11,12 @@ BF16 function on ``count`` elements.
 
 from __future__ import annotations
 
-from accelpool.spec.config import TileConfig
+from typing import Any, Mapping
+
+from accelpool.sched.ir import OpType
+from accelpool.spec.config import TileConfig, DType, UnitKind
+
+from .formula import FORMULAS, Formula
 
 __all__ = ["cycles", "OVERHEAD", "TABLE_FUNCS", "CONVERSIONS"]
 
@@ -53,3 +58,14 @@ def cycles(tile: TileConfig | dict, *, func, dtype, count: int, **_: object) -> 
     words = -(-count * (1 if narrow else 2) // word_bytes)
     table = (max(1, 256 // word_bytes) + 2) if d == "int8" and f in TABLE_FUNCS else 0
     return OVERHEAD + words + table
+
+
+def afu_arguments(op: Any, shape: Mapping[str, int], tile: Any = None) -> dict[str, Any]:
+    """The AFU formula's arguments ``(func, dtype, count)`` for a micro-op; QUANTIZE and
+    DEQUANTIZE are AFU functions of their own."""
+    func = op.func.value if op.op in (OpType.ACT, OpType.ELTWISE) else op.op.value
+    dtype = op.dtype if op.dtype in (DType.BF16, DType.INT8) else DType.INT8
+    return {"func": func, "dtype": dtype.key, "count": shape["n"]}
+
+
+FORMULAS.register(UnitKind.AFU, Formula(cycles, afu_arguments))

@@ -16,7 +16,11 @@ slot recurrence is evaluated pixel by pixel.
 
 from __future__ import annotations
 
-from accelpool.spec.config import TileConfig
+from typing import Any, Mapping
+
+from accelpool.spec.config import TileConfig, UnitKind
+
+from .formula import FORMULAS, Formula
 
 __all__ = ["cycles", "cycles_compute_bound", "utilization", "SETUP", "DRAIN", "LATENCY",
            "FIFO_DEPTH", "FINISH"]
@@ -109,3 +113,16 @@ def utilization(tile, **shape) -> float:
     ow = _out_extent(shape["width"], shape.get("kernel_w", 3), shape.get("stride", 1), pads[1], pads[3])
     macs = oh * ow * shape.get("kernel_h", 3) * shape.get("kernel_w", 3) * shape["c_in"] * shape["c_out"]
     return macs / (cycles(tile, **shape) * tile["oc_lanes"] * tile["ic_lanes"])
+
+
+def conv_arguments(op: Any, shape: Mapping[str, int], tile: Any = None) -> dict[str, Any]:
+    """The CE formula's arguments for a CONV micro-op: its EXEC's input extent, channels,
+    kernel, stride and pads."""
+    return {"c_in": shape["IC"], "c_out": shape["OC"], "height": shape["H"],
+            "width": shape["W"], "kernel_h": shape["KH"], "kernel_w": shape["KW"],
+            "stride": op.attrs.get("strides", (1, 1))[0],
+            "pads": tuple(op.attrs.get("pads", (0, 0, 0, 0))),
+            "bias": len(op.inputs) > 2, "requant": "requant" in op.attrs}
+
+
+FORMULAS.register(UnitKind.CE, Formula(cycles, conv_arguments))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from accelpool.spec.config import TileConfig
+from accelpool.spec.config import TileConfig, UnitKind
 
-from .systolic import gemm_cycles, word_elems
+from .formula import FORMULAS, Formula
+from .systolic import gemm_cycles, word_elems, gemm_arguments
 
 __all__ = ["cycles"]
 
@@ -20,3 +21,6 @@ def cycles(tile: TileConfig, *, m: int, n: int, k: int, **_) -> int:
     """
     r, c = tile["rows"], tile["cols"]
     return gemm_cycles(r, c, m, n, k, word_elems=word_elems(r, c, 2))
+
+
+FORMULAS.register(UnitKind.DMU, Formula(cycles, gemm_arguments))

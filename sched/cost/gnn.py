@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from accelpool.spec.config import TileConfig
+from accelpool.spec.config import TileConfig, UnitKind
 
 from .csr import engine_cycles, engine_cycles_from_nnz
+from .formula import FORMULAS, Formula
 
 __all__ = ["cycles"]
 
@@ -33,3 +34,6 @@ def cycles(tile: TileConfig, *, nodes: int, features: int, degrees: Sequence[int
     if edges is None:
         raise TypeError("GNN cycles need degrees (per node) or edges (their total)")
     return engine_cycles_from_nnz(tile["lanes"], nodes, features, edges)
+
+
+FORMULAS.register(UnitKind.GNN, Formula(cycles))

@@ -13,6 +13,14 @@ against the RTL over a sweep in ``hw/test_layout_engine.py``.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+from accelpool.sched.lower.common import CodegenError
+from accelpool.sched.lower.layout import layout_shape
+from accelpool.spec.config import UnitKind
+
+from .formula import FORMULAS, Formula
+
 __all__ = ["cycles", "elements", "OVERHEAD"]
 
 #: SETUP and DRAIN.
@@ -50,3 +58,23 @@ def cycles(func, **args) -> int:
         count.
     """
     return elements(func, **args) + OVERHEAD
+
+
+def _engine_cycles(tile: Any, func: Any, **args: Any) -> int:
+    return cycles(func, **args)
+
+
+def layout_arguments(op: Any, shape: Mapping[str, int], tile: Any) -> dict[str, Any]:
+    """The layout engine formula's arguments: the EXEC's function and shape fields, as
+    codegen computes them (:func:`accelpool.sched.lower.layout.layout_shape`). A copy (one
+    TRANSPOSE of its n elements, whose factors depend on the source's layout) or a LAYOUT
+    micro-op codegen does not lower is priced as one EXEC moving n elements (the engine's
+    cycles depend on the destination elements only)."""
+    try:
+        func, args = layout_shape(op, tile)
+    except CodegenError:
+        return {"func": "transpose", "rows": shape.get("n", 0), "cols": 1}
+    return {"func": func, **args}
+
+
+FORMULAS.register(UnitKind.MEMORY, Formula(_engine_cycles, layout_arguments))

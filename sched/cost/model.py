@@ -1,28 +1,12 @@
 """The scheduler's cost model: unit latency per micro-op, NoC transfer time, calibration.
 
 Unit latency
-    :meth:`CostModel.exec_cycles` dispatches on the unit kind to ``sched/cost/<kind>.py``
-    (``cycles(tile, **shape) -> int``, written with each unit's RTL) when that module
-    exists, and otherwise to the formula of the documented shape in :data:`FALLBACK`,
-    parameterised from the pool config. The fallbacks await RTL calibration:
-
-    ======  ==================================================================
-    kind    fallback formula (cycles)
-    ======  ==================================================================
-    DMU     ceil(M/rows) * ceil(N/cols) * K + rows + cols   (fill/drain)
-    MEMORY  sched/cost/layout.py (exact: the layout engine, LAYOUT micro-ops)
-    LPU     same, with the LPU's INT8 array
-    SMU     ceil(non-zero MACs / lanes) + M                 (one row start per row)
-    CE      ceil(OC/oc_lanes) * ceil(IC/ic_lanes) * OH * OW * KH * KW
-    AFU     ceil(elements / lanes)
-    GNN     ceil(edges * features / lanes) + nodes
-    ======  ==================================================================
-
-    Every kind then gets ``scale * formula + overhead``: for a fallback ``scale = 1`` and
-    ``overhead = 16`` cycles (command decode, start/done handshake); for a formula from the
-    unit's own module (exact against its RTL: the DMU and LPU, the
-    memory tile's layout engine) ``scale = 1``, ``overhead = 0``; :func:`calibrate` fits both to measurements of the
-    whole tile.
+    :meth:`CostModel.exec_cycles` prices an EXEC with its unit's cycle formula
+    (:data:`accelpool.sched.cost.formula.FORMULAS`: ``sched/cost/<kind>.py``'s exact
+    ``cycles(tile, **args)``, written with the unit's RTL, and how a micro-op's shape
+    becomes its arguments); a kind without one is refused by name. Every kind then gets
+    ``scale * formula + overhead``, ``scale = 1`` and ``overhead = 0`` until
+    :func:`calibrate` fits both to measurements of the whole tile.
 
 Dataflow (``CostModel(pool, dataflow=...)``)
     ``"memory"`` (default, what :mod:`accelpool.sched.codegen` emits): every micro-op LOADs all its
@@ -36,7 +20,8 @@ Dataflow (``CostModel(pool, dataflow=...)``)
     contention on the route between the two tiles.
 
 NoC transfer
-    With ``sched/cost/noc.py`` (the NoC's RTL-derived timing, ``noc_model="rtl"``, the default), a transfer costs its ``store_cycles(length, hops, flit_bits=)`` and a load
+    With ``sched/cost/noc.py`` (the NoC's RTL-derived timing, ``noc_model="rtl"``, the
+    default), a transfer costs its ``store_cycles(length, hops, flit_bits=)`` and a load
     from memory its ``load_cycles``. With ``noc_model="fallback"``, an analytic model:
     ``transfer_cycles(nbytes, src, dst)``: XY routing on ``pool.mesh``; the payload is
     split into packets of at most ``max_packet_flits`` flits of ``mesh.flit_bits``; each
@@ -48,19 +33,28 @@ NoC transfer
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import dataclasses
-import importlib
+import inspect
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from accelpool.spec.config import DType, TileConfig, UnitKind
+import numpy as np
+
+from accelpool.sched.cost import noc
+from accelpool.sched.cost.formula import FORMULAS, Formula
+from accelpool.sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles, op_cycles
 from accelpool.sched.ir import OpType
+from accelpool.sched.lower import op_transfers
+from accelpool.sched.lower.common import CodegenError
+from accelpool.spec.config import DType, TileConfig, UnitKind, load_config
 
 __all__ = [
     "DATAFLOWS", "CostParams", "NocParams", "KindParams", "CostModel", "LinkTable", "xy_route",
-    "FALLBACK", "shape_args", "Measurement", "CalibrationResult", "calibrate",
+    "shape_args", "Measurement", "CalibrationResult", "calibrate",
     "CalibrationError",
 ]
 
@@ -78,57 +72,12 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _dmu_like(tile: TileConfig, M: int, N: int, K: int, **_: Any) -> int:
-    r, c = tile["rows"], tile["cols"]
-    return _cdiv(M, r) * _cdiv(N, c) * K + r + c
-
-
-def _smu(tile: TileConfig, M: int, N: int, K: int, nnz_macs: int | None = None, **_: Any) -> int:
-    macs = M * N * K if nnz_macs is None else nnz_macs
-    return _cdiv(macs, tile["lanes"]) + M
-
-
-def _ce(tile: TileConfig, OC: int, IC: int, OH: int, OW: int, KH: int, KW: int, **_: Any) -> int:
-    return _cdiv(OC, tile["oc_lanes"]) * _cdiv(IC, tile["ic_lanes"]) * OH * OW * KH * KW
-
-
-def _afu(tile: TileConfig, n: int, **_: Any) -> int:
-    return _cdiv(n, tile["lanes"])
-
-
-def _gnn(tile: TileConfig, nodes: int, edges: int, features: int, **_: Any) -> int:
-    return _cdiv(edges * features, tile["lanes"]) + nodes
-
-
-def _layout_engine(tile: TileConfig, func: Any, **args: Any) -> int:
-    """LAYOUT (im2col, transpose) on the memory tile's layout engine: its exact formula
-    (:func:`accelpool.sched.cost.layout.cycles` of the EXEC's MemArgs; the shape fields suffice)."""
-    from accelpool.sched.cost import layout
-    return layout.cycles(func, **args)
-
-
-#: Formulas of the documented shape, used for kinds whose ``sched/cost/<kind>.py`` has
-#: not landed; all await RTL calibration. Arguments are the IR's shape names. (The memory
-#: tile's entry is its layout engine's exact formula, which has landed.)
-FALLBACK: Mapping[UnitKind, Callable[..., int]] = {
-    UnitKind.DMU: _dmu_like, UnitKind.LPU: _dmu_like, UnitKind.SMU: _smu,
-    UnitKind.CE: _ce, UnitKind.AFU: _afu, UnitKind.GNN: _gnn, UnitKind.MEMORY: _layout_engine,
-}
-
-#: Kinds whose cycle formula is not ``sched/cost/<kind>.py``'s ``cycles(tile, **shape)``:
-#: the memory tile's EXEC is its layout engine's (``sched/cost/layout.py``, which takes
-#: ``cycles(func, **MemArgs)``), called through :func:`_layout_engine`.
-_RTL_FORMULAS: Mapping[UnitKind, tuple[str, Callable[..., int]]] = {
-    UnitKind.MEMORY: ("accelpool.sched.cost.layout", _layout_engine),
-}
-
-
 @dataclass(frozen=True)
 class KindParams:
     """Calibration of one unit kind: ``cycles = scale * formula + overhead``."""
 
     scale: float = 1.0
-    overhead: float = 16.0
+    overhead: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,7 +100,7 @@ class CostParams:
     """All of the model's free parameters."""
 
     kinds: Mapping[UnitKind, KindParams] = field(
-        default_factory=lambda: {k: KindParams() for k in FALLBACK})
+        default_factory=lambda: {k: KindParams() for k in FORMULAS})
     noc: NocParams = NocParams()
 
 
@@ -174,35 +123,30 @@ def shape_args(op: Any) -> dict[str, int]:
     return shape
 
 
-def _unit_formula(kind: UnitKind) -> tuple[Callable[..., int], bool]:
-    """``(cycles, from_rtl)``: the unit module's formula if it exists, else the fallback."""
-    name, adapter = _RTL_FORMULAS.get(kind, (f"accelpool.sched.cost.{kind.key}", None))
-    try:
-        mod = importlib.import_module(name)
-    except ModuleNotFoundError:
-        mod = None
-    fn = getattr(mod, "cycles", None) if mod is not None else None
-    if callable(fn):
-        return adapter or fn, True
-    return FALLBACK[kind], False
+def _code(kind: UnitKind) -> int:
+    return kind.value
 
 
-def _noc_module() -> Any:
-    """``sched/cost/noc.py`` (the NoC's RTL-derived timing) if it has landed, else None."""
+def _unit_formula(kind: UnitKind) -> Formula:
+    """``kind``'s cycle formula (:data:`~accelpool.sched.cost.formula.FORMULAS`).
+
+    Raises
+    ------
+    ValueError
+        If the kind has none, naming it and the kinds that have one.
+    """
     try:
-        mod = importlib.import_module("accelpool.sched.cost.noc")
-    except ModuleNotFoundError:
-        return None
-    if callable(getattr(mod, "store_cycles", None)) and callable(getattr(mod, "load_cycles", None)):
-        return mod
-    return None
+        return FORMULAS[kind]
+    except KeyError:
+        raise ValueError(f"No cycle formula for unit kind {kind.key!r} (its cost module "
+                         f"registers one); kinds with one: "
+                         f"{', '.join(k.key for k in sorted(FORMULAS, key=_code))}") from None
 
 
 def _call_formula(kind: UnitKind, fn: Callable[..., int], tile: TileConfig,
                   shape: Mapping[str, int]) -> int:
     """Call a unit's formula with the shape arguments it declares (names matched exactly,
     else case-insensitively: the IR says ``M``, a unit module may say ``m``)."""
-    import inspect
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -255,7 +199,8 @@ class CostModel:
     dataflow : {"memory", "direct"}
         How results travel (module docstring).
     noc_model : {"rtl", "fallback"}
-        ``"rtl"``: ``sched/cost/noc.py`` when it exists (else the fallback formula).
+        ``"rtl"``: ``sched/cost/noc.py``, the NoC's RTL-derived timing; ``"fallback"``: the
+        analytic model of the module docstring.
 
     A unit running an emulated op (baseline pools) is priced as the op's equivalent
     dense GEMM.
@@ -264,28 +209,25 @@ class CostModel:
     def __init__(self, pool: Any, params: CostParams | None = None, dataflow: str = "memory",
                  noc_model: str = "rtl"):
         if noc_model not in ("rtl", "fallback"):
-            raise ValueError(f"noc_model must be 'rtl' (sched/cost/noc.py when present) or "
+            raise ValueError(f"noc_model must be 'rtl' (sched/cost/noc.py) or "
                              f"'fallback', not {noc_model!r}")
         if dataflow not in DATAFLOWS:
             raise ValueError(f"dataflow must be one of {', '.join(map(repr, DATAFLOWS))}, "
                              f"not {dataflow!r}")
         self.dataflow = dataflow
         self.pool = pool
-        if params is None:
-            # A formula from the unit's RTL counts the unit's busy cycles exactly: no
-            # overhead on top until calibration against the tile says otherwise.
-            params = CostParams(kinds={k: KindParams(1.0, 0.0) if _unit_formula(k)[1]
-                                       else KindParams() for k in FALLBACK})
-        self.params = params
+        # A formula from the unit's RTL counts the unit's busy cycles exactly: no overhead
+        # on top until calibration against the tile says otherwise.
+        self.params = params if params is not None else CostParams()
         self.mesh = pool.mesh
-        self._formulas = {k: _unit_formula(k) for k in FALLBACK}
+        self._formulas: dict[UnitKind, Formula] = {}
         self._exec_cache: dict[tuple, int] = {}
         self._mean_hops: dict[tuple, float] = {}
         self._serial: dict[int, int] = {}
         self._mem_at = pool.memory.at
         self._fixed_cycles = 2 * self.params.noc.ni_cycles
         self._router = self.params.noc.router_cycles
-        self._noc = _noc_module() if noc_model == "rtl" else None
+        self._noc = noc if noc_model == "rtl" else None
         self._sync: dict[tuple, int] = {}
         self._io: dict[tuple, int] = {}
         self._bytes_per_flit = self.mesh.flit_bits // 8
@@ -309,8 +251,6 @@ class CostModel:
         key = ("phases", n, unit.name)
         hit = self._cmd_cache.get(key)
         if hit is None:
-            from accelpool.sched.lower import op_transfers
-            from accelpool.sched.cost.stream import ISSUE_INTERVAL, memory_service_cycles
             loads, stores = op_transfers(dag.graph["ir"], dag.nodes[n]["op"], unit.tile,
                                          self._bytes_per_flit)
             hops = abs(self._mem_at[0] - unit.at[0]) + abs(self._mem_at[1] - unit.at[1])
@@ -338,13 +278,6 @@ class CostModel:
         if key in self._cmd_cache:
             return self._cmd_cache[key]
         out = None
-        try:
-            from accelpool.sched.lower.common import CodegenError
-            from accelpool.sched.lower import op_transfers
-            from accelpool.sched.cost.stream import op_cycles
-        except ImportError:
-            self._cmd_cache[key] = None
-            return None
         op = dag.nodes[n]["op"]
         try:
             loads, stores = op_transfers(graph, op, unit.tile, self._bytes_per_flit)
@@ -358,13 +291,16 @@ class CostModel:
         return out
 
     # -- units -------------------------------------------------------------------------
-    def from_rtl(self, kind: UnitKind) -> bool:
-        """Whether ``kind``'s formula comes from the unit's own ``sched/cost/<kind>.py``."""
-        return self._formulas[kind][1]
+    def formula(self, kind: UnitKind) -> Formula:
+        """``kind``'s cycle formula (ValueError naming the kind if it has none)."""
+        hit = self._formulas.get(kind)
+        if hit is None:
+            hit = self._formulas[kind] = _unit_formula(kind)
+        return hit
 
     def raw_cycles(self, kind: UnitKind, tile: TileConfig, shape: Mapping[str, int]) -> int:
         """The uncalibrated formula value."""
-        return _call_formula(kind, self._formulas[kind][0], tile, shape)
+        return _call_formula(kind, self.formula(kind).cycles, tile, shape)
 
     def exec_cycles(self, op: Any, unit: Any) -> int:
         """Cycles ``unit`` spends computing ``op`` (operands already in its scratchpad)."""
@@ -382,44 +318,9 @@ class CostModel:
 
     def _translate(self, op: Any, kind: UnitKind, shape: dict[str, int],
                    unit: Any = None) -> dict[str, Any]:
-        """Shape arguments of ``op`` for a unit of ``kind`` (emulated ops become GEMMs)."""
-        if kind is UnitKind.MEMORY:
-            # The layout engine's formula takes its EXEC's function and shape fields, as
-            # codegen computes them (sched.codegen.layout_shape). A copy (one TRANSPOSE of
-            # its n elements, whose factors depend on the source's layout) or a LAYOUT
-            # micro-op codegen does not lower is priced as one EXEC moving n elements (the
-            # engine's cycles depend on the destination elements only).
-            from accelpool.sched.lower.common import CodegenError
-            from accelpool.sched.lower.layout import layout_shape
-            try:
-                func, args = layout_shape(op, unit.tile if unit is not None
-                                          else self.pool.memory)
-            except CodegenError:
-                return {"func": "transpose", "rows": shape.get("n", 0), "cols": 1}
-            return {"func": func, **args}
-        if kind in (UnitKind.DMU, UnitKind.LPU) and op.op is not OpType.GEMM:
-            return _as_gemm(op.op, shape)
-        if kind is UnitKind.CE and op.op is OpType.CONV:
-            # The CE's formula takes its EXEC arguments (sched/cost/ce.py): input extent,
-            # channels, kernel, stride and this tile's pads.
-            return {"c_in": shape["IC"], "c_out": shape["OC"], "height": shape["H"],
-                    "width": shape["W"], "kernel_h": shape["KH"], "kernel_w": shape["KW"],
-                    "stride": op.attrs.get("strides", (1, 1))[0],
-                    "pads": tuple(op.attrs.get("pads", (0, 0, 0, 0))),
-                    "bias": len(op.inputs) > 2, "requant": "requant" in op.attrs}
-        if kind is UnitKind.AFU and op.op in (OpType.ACT, OpType.ELTWISE, OpType.QUANTIZE,
-                                              OpType.DEQUANTIZE):
-            # The AFU's formula takes (func, dtype, count); QUANTIZE and DEQUANTIZE are
-            # AFU functions of their own (lanes elements per cycle, sched/cost/afu.py).
-            func = op.func.value if op.op in (OpType.ACT, OpType.ELTWISE) else op.op.value
-            dtype = op.dtype if op.dtype in (DType.BF16, DType.INT8) else DType.INT8
-            return {"func": func, "dtype": dtype.key, "count": shape["n"]}
-        if kind is UnitKind.SMU and op.op is OpType.AGGREGATE:
-            # adjacency (nodes x nodes, `edges` non-zeros) times features (nodes x features)
-            return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"],
-                    "nnz_macs": shape["edges"] * shape["features"],
-                    "m": shape["nodes"], "n": shape["features"], "nnz": shape["edges"]}
-        return shape
+        """The formula arguments of ``op`` on a unit of ``kind`` (emulated ops become GEMMs)."""
+        tile = unit.tile if unit is not None else self.pool.memory
+        return self.formula(kind).arguments(op, shape, tile)
 
     def edge_bytes(self, dag: Any, u: Any, v: Any) -> int:
         """Bytes of ``u``'s results that ``v`` reads (box intersections; aliases: all of them)."""
@@ -598,19 +499,6 @@ class CostModel:
         back. A LOAD is a read request out and the data back; a STORE the data out and its
         acknowledgement back (the tile waits for both before its next command)."""
         return self.load_cycles(ext_in, unit.at) + self.store_cycles(ext_out, unit.at)
-
-
-def _as_gemm(op: OpType, shape: Mapping[str, int]) -> dict[str, int]:
-    """The dense GEMM a systolic array runs to emulate ``op`` (baseline pools)."""
-    if op in (OpType.GEMM, OpType.SPMM):
-        return {"M": shape["M"], "N": shape["N"], "K": shape["K"]}
-    if op is OpType.CONV:   # im2col: (OH*OW) x (IC*KH*KW) times (IC*KH*KW) x OC
-        return {"M": shape["OH"] * shape["OW"], "K": shape["IC"] * shape["KH"] * shape["KW"],
-                "N": shape["OC"]}
-    if op is OpType.AGGREGATE:  # dense adjacency (nodes x nodes) times features
-        return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"]}
-    raise ValueError(f"No GEMM equivalent for operation {op.value!r}; accepted: gemm, spmm, "
-                     f"conv, aggregate")
 
 
 class LinkTable:
@@ -802,12 +690,10 @@ def calibrate(measurements: Iterable[Measurement], base: CostParams | None = Non
         (the sweep cannot separate scale from overhead), or if the held-out error of a
         kind exceeds ``tolerance``.
     """
-    import numpy as np
     base = base or CostParams()
     by_kind: dict[UnitKind, list[tuple[float, float]]] = {}
     for m in measurements:
-        fn, _ = _unit_formula(m.tile.kind)
-        f = _call_formula(m.tile.kind, fn, m.tile, m.shape)
+        f = _call_formula(m.tile.kind, _unit_formula(m.tile.kind).cycles, m.tile, m.shape)
         by_kind.setdefault(m.tile.kind, []).append((float(f), float(m.cycles)))
     if not by_kind:
         raise CalibrationError("No measurements to calibrate from")
@@ -838,8 +724,6 @@ def calibrate(measurements: Iterable[Measurement], base: CostParams | None = Non
 def load_measurements(path: str, config: Any = None) -> list[Measurement]:
     """Read recorded RTL measurements: a JSON list of ``{"tile": name, "shape": {...},
     "cycles": n}`` (tile names from the pool config ``config``, default pool if None)."""
-    import json
-    from accelpool.spec.config import load_config
     cfg = load_config(config) if config is not None else load_config()
     out = []
     for i, rec in enumerate(json.loads(open(path).read())):
@@ -853,7 +737,6 @@ def load_measurements(path: str, config: Any = None) -> list[Measurement]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m accelpool.sched.cost.model calibrate MEASUREMENTS.json [--config CFG] [--tolerance T]``"""
-    import argparse
     ap = argparse.ArgumentParser(prog="python -m accelpool.sched.cost.model",
                                  description="Fit and validate the cost model against RTL cycle counts")
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Any, Mapping
 
-from accelpool.spec.config import TileConfig
+from accelpool.sched.ir import OpType
+from accelpool.spec.config import TileConfig, UnitKind
 
 from .csr import engine_cycles, engine_cycles_from_nnz
+from .formula import FORMULAS, Formula
 
 __all__ = ["cycles"]
 
@@ -34,3 +36,16 @@ def cycles(tile: TileConfig, *, m: int, n: int, k: int | None = None,
     if nnz is None:
         raise TypeError("SMU cycles need row_nnz (non-zeros per row) or nnz (their total)")
     return engine_cycles_from_nnz(tile["lanes"], m, n, nnz)
+
+
+def spmm_arguments(op: Any, shape: Mapping[str, int], tile: Any = None) -> dict[str, Any]:
+    """The SMU formula's arguments: an SPMM's own, or a graph aggregation's as the SPMM of
+    its adjacency (nodes x nodes, ``edges`` non-zeros) and features (nodes x features)."""
+    if op.op is OpType.AGGREGATE:
+        return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"],
+                "nnz_macs": shape["edges"] * shape["features"],
+                "m": shape["nodes"], "n": shape["features"], "nnz": shape["edges"]}
+    return shape
+
+
+FORMULAS.register(UnitKind.SMU, Formula(cycles, spmm_arguments))

@@ -66,6 +66,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
+from accelpool.sched.cost.formula import FORMULAS
 from accelpool.spec import isa
 from accelpool.spec.config import PoolConfig, TileConfig, UnitKind
 from accelpool.spec.isa import Command, Opcode
@@ -155,23 +156,18 @@ def signal_arrival(issue: int, hops: int) -> int:
 
 
 def exec_cycles_from_args(tile: TileConfig, cmd: Command) -> int:
-    """An EXEC's cycles from its own arguments: ``sched/cost/<kind>.py``'s ``cycles(tile,
-    func=..., **args)``, for the memory tile ``sched/cost/layout.py``'s ``cycles(func,
-    **args)`` (its layout engine). Exact for the DMU, LPU, AFU, CE and layout engine; the GNN and SMU formulas
+    """An EXEC's cycles from its own arguments: its unit's formula
+    (:data:`accelpool.sched.cost.formula.FORMULAS`, ``sched/cost/<kind>.py``'s ``cycles(tile,
+    func=..., **args)``; the memory tile's is its layout engine's). Exact for the DMU, LPU, AFU, CE and layout engine; the GNN and SMU formulas
     take the edge/non-zero total from the arguments and spread it evenly over the rows
     (exact unless rows are empty: their per-row counts are data in the scratchpad).
     """
-    import importlib
-
-    if tile.kind is UnitKind.MEMORY:        # the memory tile's layout engine
-        from accelpool.sched.cost import layout
-        return int(layout.cycles(cmd.fields["func"], **cmd.fields["args"]))
     try:
-        module = importlib.import_module(f"accelpool.sched.cost.{tile.kind.key}")
-    except ModuleNotFoundError:
-        raise StreamError(f"No cycle model sched/cost/{tile.kind.key}.py for the EXEC on "
-                          f"{tile.name}: pass exec_cycles") from None
-    return int(module.cycles(tile, func=cmd.fields["func"], **cmd.fields["args"]))
+        formula = FORMULAS[tile.kind]
+    except KeyError:
+        raise StreamError(f"No cycle formula for the {tile.kind.key} EXEC on {tile.name} (its "
+                          f"cost module registers one): pass exec_cycles") from None
+    return int(formula.cycles(tile, func=cmd.fields["func"], **cmd.fields["args"]))
 
 
 def steps_of(commands: Sequence[Command] | bytes, tile: TileConfig,

@@ -6,6 +6,9 @@ over shape sweeps in ``hw/test_dmu.py`` and ``hw/test_lpu.py`` (0 cycles error).
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+from accelpool.sched.ir import OpType
 from accelpool.spec.gemm_layout import systolic_word_bytes
 
 __all__ = ["word_elems", "gemm_period", "gemm_cycles", "gemm_utilization"]
@@ -77,3 +80,19 @@ def gemm_utilization(rows: int, cols: int, m: int, n: int, k: int, *, word_elems
     """Useful MACs per cycle over the peak R*C (padding and fill/drain count as idle)."""
     cyc = gemm_cycles(rows, cols, m, n, k, word_elems=word_elems)
     return m * n * k / (cyc * rows * cols)
+
+
+def gemm_arguments(op: Any, shape: Mapping[str, int], tile: Any = None) -> dict[str, int]:
+    """The GEMM a systolic array runs for ``op``: a GEMM's own shape, or for an emulated
+    operation (baseline pools) its dense equivalent."""
+    if op.op is OpType.GEMM:
+        return dict(shape)
+    if op.op is OpType.SPMM:
+        return {"M": shape["M"], "N": shape["N"], "K": shape["K"]}
+    if op.op is OpType.CONV:   # im2col: (OH*OW) x (IC*KH*KW) times (IC*KH*KW) x OC
+        return {"M": shape["OH"] * shape["OW"], "K": shape["IC"] * shape["KH"] * shape["KW"],
+                "N": shape["OC"]}
+    if op.op is OpType.AGGREGATE:  # dense adjacency (nodes x nodes) times features
+        return {"M": shape["nodes"], "K": shape["nodes"], "N": shape["features"]}
+    raise ValueError(f"No GEMM equivalent for operation {op.op.value!r}; accepted: gemm, "
+                     f"spmm, conv, aggregate")

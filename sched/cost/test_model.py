@@ -33,15 +33,17 @@ def gemm(M, K, N, op=OpType.GEMM, dtype=DType.BF16, sparsity=0.0, **attrs):
 def test_unit_formulas(pool, cost):
     from accelpool.sched.cost.systolic import gemm_cycles
     dmu, smu, lpu = pool.unit("dmu0"), pool.unit("smu0"), pool.unit("lpu0")
-    # DMU and LPU: the dense branch's exact RTL formula, no overhead on top
-    assert cost.from_rtl(UnitKind.DMU) and cost.from_rtl(UnitKind.LPU)
+    # DMU and LPU: their exact RTL formulas, no overhead on top
+    from accelpool.sched.cost import dmu as dmu_cost, lpu as lpu_cost
+    assert cost.formula(UnitKind.DMU).cycles is dmu_cost.cycles
+    assert cost.formula(UnitKind.LPU).cycles is lpu_cost.cycles
     assert cost.exec_cycles(gemm(8, 16, 8), dmu) == gemm_cycles(8, 8, 8, 8, 16, word_elems=16) == 43
     assert cost.exec_cycles(gemm(9, 16, 8), dmu) == gemm_cycles(8, 8, 9, 8, 16, word_elems=16)
     assert cost.exec_cycles(gemm(16, 32, 16, dtype=DType.INT8), lpu) == gemm_cycles(8, 16, 16, 16, 32, word_elems=64)
     sp = gemm(8, 64, 8, op=OpType.SPMM, sparsity=0.75, sparse_operand=0)
     from accelpool.sched.cost import smu as smu_cost
-    # SMU: the sparse branch's formula with the non-zeros of A (8 x 64 at 75% zeros)
-    assert cost.from_rtl(UnitKind.SMU)
+    # SMU: its formula with the non-zeros of A (8 x 64 at 75% zeros)
+    assert cost.formula(UnitKind.SMU).cycles is smu_cost.cycles
     assert cost.exec_cycles(sp, smu) == smu_cost.cycles(smu.tile, m=8, n=8, nnz=128)
     # a sparse B (K x N) runs as C^T = B^T A^T: N sparse rows, M dense columns
     spb = gemm(8, 64, 16, op=OpType.SPMM, sparsity=0.5, sparse_operand=1)
@@ -89,10 +91,9 @@ def test_unit_formulas(pool, cost):
                  (TensorRef("r", (0, 0), (8, 64)),), func=LayoutFunc.COPY, shape={"n": 512})
     assert cost.exec_cycles(cp, pool.unit("mem")) == layout_cost.cycles(
         "transpose", rows=64, cols=8) == 514
-    # every unit kind's formula is now the unit's own (RTL-derived) module
-    assert all(cost.from_rtl(k) for k in (UnitKind.DMU, UnitKind.LPU, UnitKind.SMU,
-                                          UnitKind.CE, UnitKind.AFU, UnitKind.GNN,
-                                          UnitKind.MEMORY))
+    # every unit kind's formula is its own (RTL-derived) module's
+    assert {k: cost.formula(k).cycles.__module__ for k in UnitKind} == {
+        k: f"accelpool.sched.cost.{'layout' if k is UnitKind.MEMORY else k.key}" for k in UnitKind}
 
 
 def test_calibrated_params_change_latency(pool):
@@ -212,7 +213,7 @@ def sweep(tile, scale, overhead, noise=0.0, seed=0):
     for M in (8, 16, 32, 64):
         for K in (8, 64, 256):
             shape = {"M": M, "N": 16, "K": K}
-            true = scale * _call_formula(tile.kind, _unit_formula(tile.kind)[0], tile, shape) + overhead
+            true = scale * _call_formula(tile.kind, _unit_formula(tile.kind).cycles, tile, shape) + overhead
             out.append(Measurement(tile, shape, int(round(true * (1 + noise * rng.standard_normal())))))
     return out
 
@@ -255,30 +256,36 @@ def test_calibrate_command(tmp_path, capsys):
 
 
 def test_unit_module_formula_is_called_with_its_own_argument_names(pool, monkeypatch):
-    import sys
-    import types
-    from accelpool.sched.cost import model
-    mod = types.ModuleType("accelpool.sched.cost.dmu")
+    from accelpool.sched.cost.formula import FORMULAS, Formula
 
     def cycles(tile, m, n, k):          # a unit module's spelling of the GEMM shape
         return m * n * k // (tile["rows"] * tile["cols"])
-    monkeypatch.setitem(sys.modules, "accelpool.sched.cost.smu", types.ModuleType("accelpool.sched.cost.smu"))
-    mod.cycles = cycles
-    monkeypatch.setitem(sys.modules, "accelpool.sched.cost.dmu", mod)
+    FORMULAS[UnitKind.DMU]              # the built-in formulas are registered
+    monkeypatch.setitem(FORMULAS._items, UnitKind.DMU, Formula(cycles))
     c = CostModel(pool)
-    assert c.from_rtl(UnitKind.DMU) and not c.from_rtl(UnitKind.SMU)
     assert c.exec_cycles(gemm(16, 32, 8), pool.unit("dmu0")) == 16 * 32 * 8 // 64
 
     def needs_more(tile, m, n, k, depth):
         return 1
-    mod.cycles = needs_more
+    monkeypatch.setitem(FORMULAS._items, UnitKind.DMU, Formula(needs_more))
     with pytest.raises(TypeError, match=r"The dmu cycle formula .*needs_more needs depth; the "
                                         r"micro-op gives M, K, N"):
         CostModel(pool).exec_cycles(gemm(16, 32, 8), pool.unit("dmu0"))
 
 
-def test_noc_branch_model_is_the_default(pool):
-    noc = pytest.importorskip("accelpool.sched.cost.noc")
+def test_a_unit_kind_without_its_formula_is_refused(pool, monkeypatch):
+    from accelpool.sched.cost.formula import FORMULAS
+    FORMULAS[UnitKind.SMU]
+    monkeypatch.delitem(FORMULAS._items, UnitKind.SMU)
+    sp = gemm(8, 64, 8, op=OpType.SPMM, sparsity=0.75, sparse_operand=0)
+    with pytest.raises(ValueError, match=r"No cycle formula for unit kind 'smu' \(its cost "
+                                         r"module registers one\); kinds with one: memory, "
+                                         r"dmu, lpu, ce, afu, gnn$"):
+        CostModel(pool).exec_cycles(sp, pool.unit("smu0"))
+
+
+def test_noc_rtl_model_is_the_default(pool):
+    from accelpool.sched.cost import noc
     c = CostModel(pool)
     assert c.transfer_cycles(64, (0, 0), (1, 1)) == noc.store_cycles(64, 2, flit_bits=64)
     assert c.load_cycles(100, (0, 0)) == noc.load_cycles(100, 2, flit_bits=64)
@@ -286,10 +293,10 @@ def test_noc_branch_model_is_the_default(pool):
         CostModel(pool, noc_model="exact")
 
 
-def test_noc_module_is_used_when_present(pool, monkeypatch):
-    import sys
+def test_transfers_are_priced_by_the_noc_model(pool, monkeypatch):
     import types
-    mod = types.ModuleType("accelpool.sched.cost.noc")
+    from accelpool.sched.cost import model
+    mod = types.ModuleType("noc")
     calls = []
 
     def store_cycles(length, hop_count, *, flit_bits=64, max_packet_bytes=64):
@@ -300,7 +307,7 @@ def test_noc_module_is_used_when_present(pool, monkeypatch):
         calls.append(("load", length, hop_count, flit_bits))
         return 2000 + length + hop_count
     mod.store_cycles, mod.load_cycles = store_cycles, load_cycles
-    monkeypatch.setitem(sys.modules, "accelpool.sched.cost.noc", mod)
+    monkeypatch.setattr(model, "noc", mod)
     c = CostModel(pool)
     assert c.transfer_cycles(64, (0, 0), (2, 1)) == 1000 + 64 + 3
     assert c.transfer_cycles(64, (0, 0), (0, 0)) == 0

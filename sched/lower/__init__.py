@@ -9,40 +9,16 @@ streams, tokens, memory image); the cost model prices the same plan
 
 from __future__ import annotations
 
-from __future__ import annotations
-
-from typing import Any, Callable
-
-
 from accelpool.spec.config import UnitKind
-from accelpool.sched.ir import (Graph, MicroOp, OpType)
-from accelpool.sched.lower.afu import lower_afu, lower_afu_convert
-from accelpool.sched.lower.ce import lower_ce
-from accelpool.sched.lower.common import (WHY_NOT, NotLowered, LowerCtx, Plan, graph_layouts,
-                                          transfer_moves, operand_runs, row_runs, op_label)
-from accelpool.sched.lower.gemm import lower_gemm
-from accelpool.sched.lower.gnn import lower_gnn
+from accelpool.sched.ir import Graph, MicroOp
+from accelpool.sched.lower.common import (LOWERINGS, WHY_NOT, NotLowered, LowerCtx, Plan,
+                                          graph_layouts, transfer_moves, operand_runs,
+                                          row_runs, op_label)
+# The units' lowerings, which register themselves in LOWERINGS in this order.
+from accelpool.sched.lower import gemm, afu, gnn, ce, smu  # noqa: F401
 from accelpool.sched.lower.layout import lower_layout
-from accelpool.sched.lower.smu import lower_smu
 
-__all__ = ["LOWERINGS", "op_transfers"]
-
-
-#: (unit kind, operation) -> lowering of a micro-op into scratchpad regions and one EXEC.
-LOWERINGS: dict[tuple[UnitKind, OpType], Callable[[LowerCtx, MicroOp, Any], Plan]] = {
-    (UnitKind.DMU, OpType.GEMM): lower_gemm,
-    (UnitKind.DMU, OpType.SPMM): lower_gemm,
-    (UnitKind.LPU, OpType.GEMM): lower_gemm,
-    (UnitKind.AFU, OpType.ACT): lower_afu,
-    (UnitKind.AFU, OpType.ELTWISE): lower_afu,
-    (UnitKind.AFU, OpType.QUANTIZE): lower_afu_convert,
-    (UnitKind.AFU, OpType.DEQUANTIZE): lower_afu_convert,
-    (UnitKind.GNN, OpType.AGGREGATE): lower_gnn,
-    (UnitKind.CE, OpType.CONV): lower_ce,
-    (UnitKind.SMU, OpType.SPMM): lower_smu,
-}
-
-
+__all__ = ["LOWERINGS", "plan_op", "op_transfers"]
 
 
 def _accepted() -> str:

@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 from typing import Any
 
 import numpy as np
 
-from accelpool.spec.config import DType
-from accelpool.sched.ir import (ActFunc, EltwiseFunc, MicroOp, OpType, TensorRef)
-from accelpool.sched.lower.common import (ALIGN, CodegenError, NP_DTYPE, NotLowered, LowerCtx,
-                                          Operand, Plan, blob_rows, ceil_div, const_array,
-                                          op_label)
+from accelpool.sched.ir import ActFunc, EltwiseFunc, MicroOp, OpType, TensorRef
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NP_DTYPE, NotLowered,
+                                          LowerCtx, Operand, Plan, blob_rows, ceil_div,
+                                          const_array, op_label)
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.golden import activations as act
+from accelpool.spec.units.afu import AfuDType, AfuFunc
 
 _AFU_ACT = {ActFunc.RELU: "RELU", ActFunc.LEAKY_RELU: "LEAKY_RELU", ActFunc.SIGMOID: "SIGMOID",
             ActFunc.TANH: "TANH", ActFunc.GELU: "GELU"}
@@ -37,8 +37,6 @@ def _quant_of(ctx: LowerCtx, op: MicroOp, r: TensorRef, side: str, who: str) -> 
 
 
 def lower_afu(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
-    from accelpool.spec.units.afu import AfuDType, AfuFunc
-    from accelpool.spec.golden import activations as act
     who = op_label(op, tile)
     if op.op is OpType.ELTWISE and op.dtype is not DType.BF16:
         raise NotLowered(f"{who}not lowered: the AFU's INT8 add/mul need requantisation "
@@ -126,8 +124,6 @@ def lower_afu(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
 
 def lower_afu_convert(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
     """DEQUANTIZE (INT8 -> BF16) or QUANTIZE (BF16 -> INT8) on the AFU (module docstring)."""
-    from accelpool.spec.units.afu import AfuDType, AfuFunc
-    from accelpool.spec.golden import activations as act
     who = op_label(op, tile)
     x, out = op.inputs[0], op.outputs[0]
     deq = op.op is OpType.DEQUANTIZE
@@ -177,3 +173,9 @@ def lower_afu_convert(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
         return func, {"a_addr": addr[0], "out_addr": addr["out"], "count": count,
                       "dtype": dt, **extra}
     return Plan([operand], res, build, max(ALIGN, wb))
+
+
+LOWERINGS.register((UnitKind.AFU, OpType.ACT), lower_afu)
+LOWERINGS.register((UnitKind.AFU, OpType.ELTWISE), lower_afu)
+LOWERINGS.register((UnitKind.AFU, OpType.QUANTIZE), lower_afu_convert)
+LOWERINGS.register((UnitKind.AFU, OpType.DEQUANTIZE), lower_afu_convert)

@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 from typing import Any
 
 import numpy as np
 
-from accelpool.spec.config import DType
-from accelpool.sched.ir import MicroOp
-from accelpool.sched.lower.common import (ALIGN, CodegenError, NotLowered, LowerCtx, Operand, Plan,
-                                          ceil_div, const_array, requant_params, op_label)
+from accelpool.sched.ir import MicroOp, OpType
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx,
+                                          Operand, Plan, ceil_div, const_array, requant_params,
+                                          op_label)
+from accelpool.spec.ce_layout import ConvShape, pack_bias, pack_weights
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.units.ce import WEIGHT_DEPTH, CeFunc
 
 def lower_ce(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
     """CONV on the convolution engine (:mod:`accelpool.hw.ce`).
@@ -24,8 +25,6 @@ def lower_ce(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
     subtracts ``x_zero_point`` from real taps and skips padded ones, so codegen passes
     ``x_zero_point = pad_value`` and the uncorrected bias ``b + pad_value * sum(w)`` (per
     output channel, in INT32 wraparound): the same sums bit for bit."""
-    from accelpool.spec.units.ce import WEIGHT_DEPTH, CeFunc
-    from accelpool.spec.ce_layout import ConvShape, pack_bias, pack_weights
     who = op_label(op, tile)
     ol, il = tile["oc_lanes"], tile["ic_lanes"]
     if op.attrs.get("k_steps", 1) > 1:
@@ -95,3 +94,6 @@ def lower_ce(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
                                             bias_addr=addr["bias"], out_addr=addr["out"],
                                             bias=True, x_zero_point=pv, **extra)
     return Plan(operands, res, build, ALIGN)
+
+
+LOWERINGS.register((UnitKind.CE, OpType.CONV), lower_ce)

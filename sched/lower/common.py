@@ -4,8 +4,6 @@ micro-op, transfer runs, EXEC encoding, and the errors of lowering.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -13,10 +11,12 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
-from accelpool.spec import isa
-from accelpool.spec.config import DType, UnitKind
 from accelpool.sched.ir import (BufferKind, Graph, MicroOp, OpType, TensorRef,
                                 channels_last_images, image_dims)
+from accelpool.spec import isa
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.golden.numerics import quantize_multiplier
+from accelpool.spec.unit import Registry
 
 __all__ = ["ALIGN", "FENCE_BYTES", "NP_DTYPE", "CodegenError", "NotLowered", "BufferLayout", "channels_last_buffers"]
 
@@ -318,7 +318,6 @@ def matrix_of(ref: TensorRef, who: str, what: str) -> tuple[int, int]:
 def requant_params(op: MicroOp, who: str) -> tuple[int, int, int]:
     """``(multiplier, shift, zero point)`` of an INT8 result's requantisation (attrs
     ``requant``: the fixed point itself, or the scale it is derived from)."""
-    from accelpool.spec.golden.numerics import quantize_multiplier
     rq = op.attrs.get("requant")
     if rq is None:
         raise CodegenError(f"{who}an INT8 result needs attrs['requant']")
@@ -370,6 +369,10 @@ def operand_runs(lays: Mapping[str, BufferLayout], o: Operand, fb: int, who: str
                   ) -> list[tuple[int, int]]:
     """Memory runs an operand is loaded from: its own, or its box's rows."""
     return o.runs if o.runs is not None else row_runs(lays, o.ref, fb, who)
+
+#: (unit kind, operation) -> ``lower(ctx, op, tile) -> Plan``: a micro-op placed on a tile
+#: turned into scratchpad regions and one EXEC; each unit's lowering module registers its own.
+LOWERINGS = Registry("sched", "lowering")
 
 #: Why a placement is not lowered (one sentence each).
 WHY_NOT = {

@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import math
 
 import numpy as np
 
+from accelpool.sched.ir import MicroOp, OpType, TensorRef
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NP_DTYPE, NotLowered,
+                                          LowerCtx, Operand, Plan, blob_rows, ceil_div,
+                                          const_array, matrix_of, requant_params, op_label)
+from accelpool.spec import isa
 from accelpool.spec.config import DType, UnitKind
-from accelpool.sched.ir import (MicroOp, TensorRef)
-from accelpool.sched.lower.common import (ALIGN, CodegenError, NP_DTYPE, NotLowered, LowerCtx,
-                                          Operand, Plan, blob_rows, ceil_div, const_array,
-                                          matrix_of, requant_params, op_label)
+from accelpool.spec.gemm_layout import a_pitch, systolic_word_bytes
 
 def lower_gemm(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
-    from accelpool.spec.gemm_layout import a_pitch, systolic_word_bytes
     who = op_label(op, tile)
     e = op.dtype.bytes
     R, C = tile["rows"], tile["cols"]
@@ -27,18 +26,22 @@ def lower_gemm(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
     if k2 != k:
         raise CodegenError(f"{who}A {a} and B {b} do not chain (K {k} != {k2})")
     mp, np_ = ceil_div(m, R), ceil_div(n, C)
-    acc_dt = DType.FP32 if tile.kind is UnitKind.DMU else DType.INT32
+    # A unit whose EXEC requantises (the LPU's INT8 array) accumulates in INT32 and may
+    # requantise to INT8; the others (the DMU's BF16 array) accumulate in FP32 and may
+    # round the result to BF16.
+    spec = isa.exec_spec(tile.kind)
+    funcs, integer = spec.funcs, "requant" in spec.args.members
+    acc_dt = DType.INT32 if integer else DType.FP32
     out = op.outputs[0]
     odt = ctx.dtype(out)
-    if tile.kind is UnitKind.DMU:
-        from accelpool.spec.units.dmu import DmuFunc as funcs
+    unit = tile.kind.key.upper()
+    if not integer:
         if odt not in (DType.FP32, DType.BF16):
-            raise CodegenError(f"{who}the DMU writes FP32 or BF16, not {odt.key} ({out})")
+            raise CodegenError(f"{who}the {unit} writes FP32 or BF16, not {odt.key} ({out})")
         extra = {"out_bf16": int(odt is DType.BF16)}
     else:
-        from accelpool.spec.units.lpu import LpuFunc as funcs
         if odt not in (DType.INT32, DType.INT8):
-            raise CodegenError(f"{who}the LPU writes INT32 or INT8, not {odt.key} ({out})")
+            raise CodegenError(f"{who}the {unit} writes INT32 or INT8, not {odt.key} ({out})")
         extra = {"requant": 0}
         if odt is DType.INT8:
             mult, shift, zp = requant_params(op, who)
@@ -142,3 +145,8 @@ def _writers(ctx: LowerCtx, name: str) -> np.ndarray:
                     view[r.slices] = o.id
         cache[name] = who.reshape(-1)
     return cache[name]
+
+
+LOWERINGS.register((UnitKind.DMU, OpType.GEMM), lower_gemm)
+LOWERINGS.register((UnitKind.DMU, OpType.SPMM), lower_gemm)
+LOWERINGS.register((UnitKind.LPU, OpType.GEMM), lower_gemm)

@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
-from __future__ import annotations
-
-
 import ml_dtypes
 import numpy as np
 
-from accelpool.spec.config import DType
-from accelpool.sched.ir import (AggFunc, MicroOp)
-from accelpool.sched.lower.common import (ALIGN, CodegenError, NotLowered, LowerCtx, Operand, Plan,
-                                          blob_rows, ceil_div, const_array, matrix_of, op_label)
+from accelpool.sched.ir import AggFunc, MicroOp, OpType
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx,
+                                          Operand, Plan, blob_rows, ceil_div, const_array,
+                                          matrix_of, op_label)
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.formats import encode_csr, padded_cols, word_bytes
+from accelpool.spec.units.gnn import GnnFunc
 
 def lower_gnn(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
-    from accelpool.spec.units.gnn import GnnFunc
-    from accelpool.spec.formats import encode_csr, padded_cols, word_bytes
     who = op_label(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)
@@ -57,3 +55,6 @@ def lower_gnn(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
                       "out_addr": addr["out"], "nodes": rows, "features": f,
                       "edges": csr.nnz, "out_bf16": int(odt is DType.BF16)}
     return Plan(operands, res, build, max(ALIGN, wb))
+
+
+LOWERINGS.register((UnitKind.GNN, OpType.AGGREGATE), lower_gnn)

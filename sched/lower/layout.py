@@ -4,24 +4,23 @@ engine.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import math
 from typing import Any
 
 import numpy as np
+from amaranth.hdl import Shape
 
-from accelpool.spec.config import DType, UnitKind
-from accelpool.sched.ir import (Graph, MicroOp, OpType, TensorRef)
+from accelpool.sched.ir import Graph, MicroOp, OpType, TensorRef, LayoutFunc
 from accelpool.sched.lower.common import (WHY_NOT, BufferLayout, CodegenError, NP_DTYPE,
                                           NotLowered, LowerCtx, graph_layouts, op_label)
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.units.layout import MemArgs, MemFunc
 
 __all__ = ["layout_shape", "layout_exec"]
 
 
 def _layout_spec():
     """``(MemFunc, MemArgs)`` of the layout engine (``hw/layout_engine.py``)."""
-    from accelpool.spec.units.layout import MemArgs, MemFunc
     return MemFunc, MemArgs
 
 
@@ -58,7 +57,6 @@ def layout_shape(op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
     CodegenError
         Shapes that do not agree, an element size the engine does not move.
     """
-    from accelpool.sched.ir import LayoutFunc
     MemFunc, _ = _layout_spec()
     who = op_label(op, tile)
     if op.op is not OpType.LAYOUT:
@@ -142,8 +140,6 @@ def _copy_out_of_channels_last(ctx: LowerCtx, op: MicroOp, who: str) -> tuple[An
 
 def lower_layout(ctx: LowerCtx, op: MicroOp, tile) -> tuple[Any, dict[str, int]]:
     """``(MemFunc, MemArgs fields)`` of a LAYOUT micro-op on the memory tile's engine."""
-    from amaranth.hdl import Shape
-    from accelpool.sched.ir import LayoutFunc
     _, MemArgs = _layout_spec()
     who = op_label(op, tile)
     x, out = op.inputs[0], op.outputs[0]

@@ -3,22 +3,23 @@
 
 from __future__ import annotations
 
-from __future__ import annotations
-
+from typing import Any
 
 import ml_dtypes
 import numpy as np
 
-from accelpool.spec.config import DType
-from accelpool.sched.ir import MicroOp
-from accelpool.sched.lower.common import (ALIGN, CodegenError, NotLowered, LowerCtx, Operand, Plan,
-                                          blob_rows, ceil_div, const_array, matrix_of, op_label)
+from accelpool.sched.ir import MicroOp, OpType
+from accelpool.sched.lower.common import (LOWERINGS, ALIGN, CodegenError, NotLowered, LowerCtx,
+                                          Operand, Plan, blob_rows, ceil_div, const_array,
+                                          matrix_of, op_label)
+from accelpool.sched.pool import REFUSALS
+from accelpool.spec.config import DType, UnitKind
+from accelpool.spec.formats import encode_csr, pack_csr, padded_cols, word_bytes
+from accelpool.spec.units.smu import SmuFunc
 
 def lower_smu(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
     """SPMM on the SMU: ``C = A @ B`` with the sparse A a constant, as CSR blobs (module
     docstring); B rows and C rows padded to ``ceil(N/L) * L`` elements."""
-    from accelpool.spec.units.smu import SmuFunc
-    from accelpool.spec.formats import encode_csr, pack_csr, padded_cols, word_bytes
     who = op_label(op, tile)
     lanes = tile["lanes"]
     wb = word_bytes(lanes)
@@ -64,3 +65,20 @@ def lower_smu(ctx: LowerCtx, op: MicroOp, tile) -> Plan:
                               "b_addr": addr["b"], "c_addr": addr["out"], "m": m, "n": n,
                               "k": k, "nnz": csr.nnz, "out_bf16": int(odt is DType.BF16)}
     return Plan(operands, res, build, max(ALIGN, wb))
+
+
+def smu_refusal(op: Any) -> str:
+    """Why an SPMM micro-op cannot run on an SMU ('' if it can): the SMU's sparse operand
+    is its left one (A), and every sum starts at +0 (no accumulator input)."""
+    if op.op is not OpType.SPMM:
+        return ""
+    attrs = getattr(op, "attrs", {}) or {}
+    if attrs.get("sparse_operand", 0) != 0:
+        return "the SMU's sparse operand is A, this micro-op's is B"
+    if len(getattr(op, "inputs", ())) > 2:
+        return "the SMU has no accumulator input, this micro-op adds one"
+    return ""
+
+
+LOWERINGS.register((UnitKind.SMU, OpType.SPMM), lower_smu)
+REFUSALS.register(UnitKind.SMU, smu_refusal)

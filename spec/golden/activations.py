@@ -93,6 +93,9 @@ import ml_dtypes
 import numpy as np
 from scipy.special import erf
 
+from .numerics import (bf16_mul_bits, fp32_to_bf16_bits, fp32_add_bits, fp32_to_bf16,
+                       quantize_multiplier, requantize)
+
 __all__ = ["FRAC_BITS", "SEG_BITS", "SEGMENTS", "T_BITS", "TABLE_FUNCS", "reference",
            "bf16_table", "bf16_activation", "bf16_relu", "bf16_leaky_relu", "bf16_add",
            "bf16_mul", "leaky_relu_alpha_bits", "fixed_to_bf16", "bf16_to_fixed",
@@ -226,7 +229,6 @@ def bf16_relu(bits) -> np.ndarray:
 
 def bf16_mul(a_bits, b_bits) -> np.ndarray:
     """BF16 x BF16 rounded to BF16 (RNE, FTZ), via the shared numerics."""
-    from .numerics import bf16_mul_bits, fp32_to_bf16_bits
 
     return fp32_to_bf16_bits(bf16_mul_bits(_u16(a_bits).astype(np.uint16),
                                            _u16(b_bits).astype(np.uint16))).astype(np.uint16)
@@ -234,7 +236,6 @@ def bf16_mul(a_bits, b_bits) -> np.ndarray:
 
 def bf16_add(a_bits, b_bits) -> np.ndarray:
     """BF16 + BF16 rounded to BF16 (RNE, FTZ), via the shared numerics."""
-    from .numerics import fp32_add_bits, fp32_to_bf16_bits
 
     a32 = (_u16(a_bits) << 16).astype(np.uint32)
     b32 = (_u16(b_bits) << 16).astype(np.uint32)
@@ -252,7 +253,6 @@ def bf16_leaky_relu(bits, alpha_bits: int) -> np.ndarray:
 def leaky_relu_alpha_bits(alpha: float) -> int:
     """The AFU's ``alpha`` argument of a LeakyReLU slope: ``float32(alpha)`` rounded to BF16
     (nearest even), as its 16-bit encoding."""
-    from .numerics import fp32_to_bf16
 
     return int(fp32_to_bf16(np.float32(alpha)).view(np.uint16))
 
@@ -293,7 +293,6 @@ def int8_relu(x, zero_point: int = 0) -> np.ndarray:
 def int8_add(a, b, *, a_zero_point=0, b_zero_point=0, a_mult=1, b_mult=1, multiplier,
              shift, y_zero_point=0) -> np.ndarray:
     """``requantize((a - a_zp) * a_mult + (b - b_zp) * b_mult, multiplier, shift, y_zp)``."""
-    from .numerics import requantize
 
     acc = (np.asarray(a, np.int64) - a_zero_point) * a_mult + \
         (np.asarray(b, np.int64) - b_zero_point) * b_mult
@@ -303,7 +302,6 @@ def int8_add(a, b, *, a_zero_point=0, b_zero_point=0, a_mult=1, b_mult=1, multip
 def int8_mul(a, b, *, a_zero_point=0, b_zero_point=0, multiplier, shift,
              y_zero_point=0) -> np.ndarray:
     """``requantize((a - a_zp) * (b - b_zp), multiplier, shift, y_zp)``."""
-    from .numerics import requantize
 
     acc = (np.asarray(a, np.int64) - a_zero_point) * (np.asarray(b, np.int64) - b_zero_point)
     return requantize(acc.astype(np.int32), multiplier, shift, y_zero_point)
@@ -318,7 +316,6 @@ def dequantize_scale_bits(scale: float) -> int:
     ValueError
         If the scale is not a positive number whose BF16 rounding is a normal finite BF16.
     """
-    from .numerics import fp32_to_bf16
 
     s = float(scale)
     with np.errstate(over="ignore"):
@@ -333,7 +330,6 @@ def dequantize_scale_bits(scale: float) -> int:
 def int8_dequantize(q, zero_point: int, scale_bits: int) -> np.ndarray:
     """The AFU's DEQUANTIZE: ``fp32_to_bf16(bf16_mul(bf16(q - zp), scale_bf16))`` on INT8
     values ``q``, BF16 encodings (uint16) out (module docstring)."""
-    from .numerics import bf16_mul_bits, fp32_to_bf16_bits
 
     zp = int(zero_point)
     if not -128 <= zp <= 127:
@@ -355,7 +351,6 @@ def quantize_args(scale: float) -> tuple[int, int]:
         If the scale is not a finite positive number with ``1 / scale`` in the normalized
         range of the fixed point (scale from about 2**-30 to 2**33).
     """
-    from .numerics import quantize_multiplier
 
     s = float(scale)
     ok = math.isfinite(s) and s > 0
@@ -375,7 +370,6 @@ def bf16_quantize(bits, multiplier: int, shift: int, zero_point: int) -> np.ndar
     zero_point)`` to INT8, computed as the requantizer on the significand with the shift
     ``clamp(shift + 134 - e, 0, 63)`` (module docstring); zeros, subnormals and NaN give
     the zero point, infinities saturate."""
-    from .numerics import requantize
 
     b = _u16(bits)
     sign, e, frac = b >> 15, (b >> 7) & 0xFF, b & 0x7F

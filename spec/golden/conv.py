@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .numerics import quantize_multiplier, requantize
+
 __all__ = ["conv_output_size", "conv_integer", "conv_requantized", "qlinear_conv", "run_exec"]
 
 
@@ -81,7 +83,6 @@ def conv_requantized(x, w, *, multiplier: int, shift: int, y_zero_point: int,
     INT8 output, or UINT8 with ``y_unsigned`` (``y_zero_point`` in 0..255): saturating to
     [0, 255] equals saturating ``v - 128`` to [-128, 127] and adding 128.
     """
-    from .numerics import requantize
 
     acc = conv_integer(x, w, **kw)
     if not y_unsigned:
@@ -100,7 +101,6 @@ def qlinear_conv(x, x_scale: float, x_zero_point: int, w, w_scale: float, w_zero
     ``x`` INT8 or UINT8, ``w`` INT8; ``y`` has the type of ``x`` (as onnxruntime's
     quantizer emits it).
     """
-    from .numerics import quantize_multiplier
 
     multiplier, shift = quantize_multiplier(x_scale * w_scale / y_scale)
     return conv_requantized(x, w, multiplier=multiplier, shift=shift, y_zero_point=y_zero_point,

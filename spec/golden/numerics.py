@@ -49,7 +49,7 @@ __all__ = [
     "bf16_mul", "bf16_mul_bits", "fp32_add", "fp32_add_bits",
     "fp32_to_bf16", "fp32_to_bf16_bits", "ftz_fp32_bits",
     "bf16_gemm", "int8_gemm", "requantize", "quantize_multiplier",
-    "REQUANT_MULTIPLIER_BITS", "REQUANT_SHIFT_MAX",
+    "REQUANT_MULTIPLIER_BITS", "REQUANT_SHIFT_MAX", "REQUANT_SHIFT_BITS",
 ]
 
 #: The canonical quiet NaN the hardware produces.
@@ -61,6 +61,8 @@ FP32_MIN_NORMAL_BITS = 0x00800000
 REQUANT_MULTIPLIER_BITS = 31
 #: ... and the right shift lies in 0..63.
 REQUANT_SHIFT_MAX = 63
+#: Bits of a field that holds the shift (the LPU's and CE's EXEC, the requantizer's input).
+REQUANT_SHIFT_BITS = REQUANT_SHIFT_MAX.bit_length()
 
 _U32 = np.uint32
 _I64 = np.int64

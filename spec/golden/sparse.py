@@ -36,8 +36,7 @@ import ml_dtypes
 import numpy as np
 
 from ..formats import CsrMatrix, encode_csr
-from .numerics import (FP32_QNAN, bf16_bits, bf16_mul_bits, fp32_add_bits,
-                       fp32_to_bf16_bits)
+from .numerics import FP32_QNAN, bf16_bits, bf16_mul_bits, fp32_add_bits, fp32_to_bf16_bits
 
 __all__ = ["spmm_bf16", "gnn_aggregate", "fp32_max_bits", "recip_bf16_bits",
            "AGGREGATIONS", "FP32_NEG_INF"]

@@ -1,4 +1,4 @@
-"""The activation unit's EXEC contract: functions, element types, argument layout, checks.
+"""The activation unit: its declaration and its EXEC contract: functions, element types, argument layout, checks.
 
 What the compiler emits and the RTL (``hw/afu.py``) accepts: one definition for both.
 """
@@ -7,9 +7,19 @@ from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
-from accelpool.spec.config import UnitKind
+from accelpool.spec.param import SCRATCHPAD, Param
+from accelpool.spec.unit import UnitSpec, register_unit
 
-__all__ = ["COUNT_BITS", "AfuFunc", "AfuDType", "AfuArgs", "AfuCommand", "AFU_SPEC"]
+__all__ = ["AFU", "COUNT_BITS", "AfuFunc", "AfuDType", "AfuArgs", "AfuCommand", "AFU_SPEC"]
+
+AFU = register_unit(UnitSpec(
+    key="afu", code=5, title="activation unit", dtypes=("bf16", "int8"),
+    params={"scratchpad_bytes": SCRATCHPAD,
+            "lanes": Param(8, 1, 64, doc="elements per cycle")},
+    geometry=("lanes",),
+    runs=(("act", "bf16"), ("act", "int8"), ("eltwise", "bf16"), ("eltwise", "int8"),
+          ("quantize", "bf16"), ("dequantize", "int8"), ("dequantize", "int32"))))
+
 
 COUNT_BITS = 20
 
@@ -55,5 +65,5 @@ AfuArgs = data.StructLayout({
 
 AfuCommand = data.StructLayout({"func": AfuFunc, "args": AfuArgs})
 
-AFU_SPEC = isa.define_exec(UnitKind.AFU, AfuFunc, AfuArgs,
+AFU_SPEC = isa.define_exec(AFU, AfuFunc, AfuArgs,
                            lambda func, a: [("count is 0", a.count == 0)])

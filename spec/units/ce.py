@@ -1,4 +1,4 @@
-"""The convolution engine's EXEC contract: function, argument layout, limits, checks.
+"""The convolution engine: its declaration and its EXEC contract: function, argument layout, limits, checks.
 
 What the compiler emits and the RTL (``hw/ce.py``) accepts: one definition for both.
 """
@@ -7,9 +7,19 @@ from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
-from accelpool.spec.config import UnitKind
+from accelpool.spec.golden.numerics import REQUANT_MULTIPLIER_BITS, REQUANT_SHIFT_BITS
+from accelpool.spec.param import SCRATCHPAD, Param
+from accelpool.spec.unit import UnitSpec, register_unit
 
-__all__ = ["MAX_KERNEL", "WEIGHT_DEPTH", "EXTENT_BITS", "CHANNEL_BITS", "CeFunc", "CeArgs", "CeCommand", "CE_SPEC"]
+__all__ = ["CE", "MAX_KERNEL", "WEIGHT_DEPTH", "EXTENT_BITS", "CHANNEL_BITS", "CeFunc", "CeArgs", "CeCommand", "CE_SPEC"]
+
+CE = register_unit(UnitSpec(
+    key="ce", code=4, title="convolution engine", dtypes=("int8",),
+    params={"scratchpad_bytes": SCRATCHPAD,
+            "oc_lanes": Param(8, 1, 64, doc="output channels computed in parallel"),
+            "ic_lanes": Param(8, 1, 64, doc="input channels reduced in parallel")},
+    geometry=("oc_lanes", "ic_lanes"), runs=(("conv", "int8"),)))
+
 
 #: Largest kernel extent (kernel_h, kernel_w).
 MAX_KERNEL = 5
@@ -46,8 +56,9 @@ CeArgs = data.StructLayout({
     "x_zero_point": signed(9),          # -128..127, or 0..255 with x_unsigned
     "w_zero_point": signed(8),
     "y_zero_point": signed(9),          # -128..127, or 0..255 with y_unsigned
-    "multiplier": 31,                   # requantization: y = sat(rne(acc * multiplier / 2**shift) + y_zp)
-    "shift": 6,
+    # requantization: y = sat(rne(acc * multiplier / 2**shift) + y_zp)
+    "multiplier": REQUANT_MULTIPLIER_BITS,
+    "shift": REQUANT_SHIFT_BITS,
     "bias": 1,                          # add the INT32 bias
     "requant": 1,                       # requantize to INT8 (else write INT32)
     "x_unsigned": 1,                    # activations are UINT8 (else INT8)
@@ -75,4 +86,4 @@ def _ce_checks(func, a):
     ]
 
 
-CE_SPEC = isa.define_exec(UnitKind.CE, CeFunc, CeArgs, _ce_checks)
+CE_SPEC = isa.define_exec(CE, CeFunc, CeArgs, _ce_checks)

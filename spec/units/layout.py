@@ -6,7 +6,7 @@ What the compiler emits and the RTL (``hw/layout_engine.py``) accepts: one defin
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
-from accelpool.spec.config import UnitKind
+from accelpool.spec.kinds import UnitKind
 
 __all__ = ["MemFunc", "MemArgs", "MemCommand", "MEM_SPEC"]
 

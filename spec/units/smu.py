@@ -1,4 +1,4 @@
-"""The sparse matrix unit's EXEC contract: function, argument layout, checks.
+"""The sparse matrix unit: its declaration and its EXEC contract: function, argument layout, checks.
 
 What the compiler emits and the RTL (``hw/smu.py``) accepts: one definition for both.
 """
@@ -6,9 +6,16 @@ What the compiler emits and the RTL (``hw/smu.py``) accepts: one definition for 
 from amaranth.lib import data, enum
 
 from accelpool.spec import isa
-from accelpool.spec.config import UnitKind
+from accelpool.spec.param import SCRATCHPAD, Param
+from accelpool.spec.unit import UnitSpec, register_unit
 
-__all__ = ["SmuFunc", "SmuArgs", "EXEC"]
+__all__ = ["SMU", "SmuFunc", "SmuArgs", "EXEC"]
+
+SMU = register_unit(UnitSpec(
+    key="smu", code=3, title="sparse matrix unit", dtypes=("bf16",),
+    params={"scratchpad_bytes": SCRATCHPAD,
+            "lanes": Param(64, 1, 1024, doc="BF16 multipliers")},
+    geometry=("lanes",), runs=(("spmm", "bf16"),), sparse=True))
 
 class SmuFunc(enum.Enum, shape=8):
     """SMU EXEC functions."""
@@ -28,5 +35,5 @@ SmuArgs = data.StructLayout({
     "out_bf16": 1,
 })
 
-EXEC = isa.define_exec(UnitKind.SMU, SmuFunc, SmuArgs, lambda func, a: [
+EXEC = isa.define_exec(SMU, SmuFunc, SmuArgs, lambda func, a: [
     ("m is 0", a.m == 0), ("n is 0", a.n == 0), ("k is 0", a.k == 0)])
