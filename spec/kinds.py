@@ -17,9 +17,15 @@ from typing import Iterator
 __all__ = ["UnitKind", "DType"]
 
 
+_units_loaded = False
+
+
 def _load_units() -> None:
     """Import the unit declarations (built-in and ``ACCELPOOL_UNITS``) once."""
-    importlib.import_module("accelpool.spec.units")
+    global _units_loaded
+    if not _units_loaded:
+        importlib.import_module("accelpool.spec.units")
+        _units_loaded = True
 
 
 class _KindType(type):
